@@ -1,0 +1,79 @@
+/*
+ * gd_template: call templates such as "/posts?userId={id}&limit={query.limit}" compiled once at
+ * config load, expanded per request with every substituted value percent-encoded, so a client
+ * can never change an upstream path or add query parameters. Also the percent-encoding codec.
+ */
+#ifndef GD_TEMPLATE_H
+#define GD_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A borrowed byte string (not NUL-terminated). */
+typedef struct gd_strv {
+    const char *base;
+    size_t len;
+} gd_strv_t;
+
+/* Where a template variable's value comes from. */
+typedef enum gd_src {
+    GD_SRC_PATH,   /* {name}: a path capture */
+    GD_SRC_QUERY,  /* {query.NAME} */
+    GD_SRC_HEADER, /* {header.NAME}; NAME is lower-cased at compile time */
+} gd_src_t;
+
+/*
+ * Resolves a variable to the index of its value in the array given to gd_template_expand().
+ * @name is NUL-terminated, without the source prefix. Returns the index (>= 0), or -1 when the
+ * variable is not allowed (e.g. an unknown path capture), with a message in @err (@errlen bytes).
+ */
+typedef int (*gd_template_resolve_cb)(void *ctx, gd_src_t src, const char *name, char *err,
+                                      size_t errlen);
+
+typedef struct gd_template_part {
+    /* read-only */
+    bool is_literal;
+    char *literal; /* is_literal: owned, NUL-terminated */
+    size_t literal_len;
+    size_t value_index; /* !is_literal: index given by the resolver */
+} gd_template_part_t;
+
+typedef struct gd_template {
+    /* read-only */
+    gd_template_part_t *parts;
+    size_t nparts;
+    bool has_query; /* a literal '?' appears: values after it are in the query part */
+} gd_template_t;
+
+/**
+ * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME or
+ * header.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces.
+ * Returns 0, or -EINVAL with a message in @err (unbalanced brace, empty or bad name, the
+ * resolver's message). @ret is untouched on error.
+ */
+int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *ctx,
+                        gd_template_t *ret, char *err, size_t errlen);
+/** Frees what @t owns (not @t itself). */
+void gd_template_dispose(gd_template_t *t);
+/**
+ * Writes @t with @values substituted (each percent-encoded) into @buf, at most @cap bytes, no
+ * NUL. Returns the full length needed, so a caller may size @buf with a first call of @cap 0.
+ */
+size_t gd_template_expand(const gd_template_t *t, const gd_strv_t *values, char *buf, size_t cap);
+/** Upper bound of gd_template_expand()'s length for @values (literals + 3 x each value). */
+size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values);
+
+/**
+ * Percent-encodes @in into @out (room for 3 x @in_len bytes): every byte but A-Z a-z 0-9 - . _ ~
+ * becomes %XX (upper-case hex); a value made only of dots ("." "..") is encoded whole, so it can
+ * never act as a path segment of its own. Returns the length written.
+ */
+size_t gd_percent_encode(const char *in, size_t in_len, char *out);
+/**
+ * Percent-decodes @in into @out (room for @in_len bytes); with @plus_is_space, '+' becomes ' '
+ * (query strings). Returns the length written, or -1 on a malformed escape ('%' not followed by
+ * two hex digits) or an encoded NUL byte.
+ */
+long gd_percent_decode(const char *in, size_t in_len, char *out, bool plus_is_space);
+
+#endif
