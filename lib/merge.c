@@ -1,0 +1,156 @@
+#include "merge.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const outcome_names[] = {
+    [GD_CALL_OK] = "ok",
+    [GD_CALL_TIMEOUT] = "timeout",
+    [GD_CALL_CONNECT] = "connect",
+    [GD_CALL_IO] = "io",
+    [GD_CALL_STATUS] = "status",
+    [GD_CALL_INVALID_JSON] = "invalid_json",
+    [GD_CALL_TOO_LARGE] = "too_large",
+    [GD_CALL_CANCELLED] = "cancelled",
+};
+
+const char *gd_call_outcome_name(gd_call_outcome_t outcome)
+{
+    return outcome_names[outcome];
+}
+
+int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
+{
+    for (size_t i = 0; i < endpoint->ncalls; i++) {
+        const gd_call_result_t *r = &results[i];
+        if (endpoint->calls[i].is_optional || r->outcome == GD_CALL_OK)
+            continue;
+        switch (r->outcome) {
+        case GD_CALL_TIMEOUT:
+            return 504;
+        case GD_CALL_STATUS:
+            /* A missing user upstream is a missing user to the frontend. */
+            return r->status >= 400 && r->status <= 499 ? r->status : 502;
+        case GD_CALL_CANCELLED:
+            return 503;
+        default:
+            return 502;
+        }
+    }
+    return 200;
+}
+
+bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
+{
+    for (size_t i = 0; i < endpoint->ncalls; i++)
+        if (results[i].outcome != GD_CALL_OK)
+            return false;
+    return true;
+}
+
+/* Appends to a buffer that may be too small: the length keeps counting so that the caller learns
+ * the size it needs. */
+struct out {
+    char *buf;
+    size_t cap, len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->len < o->cap)
+        memcpy(o->buf + o->len, s, o->len + n <= o->cap ? n : o->cap - o->len);
+    o->len += n;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    size_t run = 0; /* bytes of @in copied as they are, pending */
+
+    put(&o, "\"", 1);
+    for (size_t i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char esc[8];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(&o, in + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"':
+            put(&o, "\\\"", 2);
+            break;
+        case '\\':
+            put(&o, "\\\\", 2);
+            break;
+        case '\n':
+            put(&o, "\\n", 2);
+            break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            put(&o, esc, 6);
+        }
+    }
+    put(&o, in + run, in_len - run);
+    put(&o, "\"", 1);
+    return o.len;
+}
+
+static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r)
+{
+    char num[32];
+
+    put_str(o, call->name_json);
+    put_str(o, ":{\"kind\":\"");
+    put_str(o, gd_call_outcome_name(r->outcome));
+    put_str(o, "\",\"message\":");
+    o->len += gd_json_quote(r->message, strlen(r->message), o->len < o->cap ? o->buf + o->len : NULL,
+                            o->len < o->cap ? o->cap - o->len : 0);
+    if (r->outcome == GD_CALL_STATUS) {
+        snprintf(num, sizeof(num), ",\"status\":%d", r->status);
+        put_str(o, num);
+    }
+    snprintf(num, sizeof(num), ",\"elapsed_ms\":%" PRIu64 "}", r->elapsed_ms);
+    put_str(o, num);
+}
+
+size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results, char *buf,
+                     size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    bool has_errors = false;
+
+    put(&o, "{", 1);
+    for (size_t i = 0; i < endpoint->ncalls; i++) {
+        if (i != 0)
+            put(&o, ",", 1);
+        put_str(&o, endpoint->calls[i].name_json);
+        put(&o, ":", 1);
+        if (results[i].outcome == GD_CALL_OK) {
+            put(&o, results[i].body, results[i].body_len);
+        } else {
+            put(&o, "null", 4);
+            has_errors = true;
+        }
+    }
+    if (has_errors) {
+        bool is_first = true;
+        put_str(&o, ",\"errors\":{");
+        for (size_t i = 0; i < endpoint->ncalls; i++) {
+            if (results[i].outcome == GD_CALL_OK)
+                continue;
+            if (!is_first)
+                put(&o, ",", 1);
+            is_first = false;
+            put_error(&o, &endpoint->calls[i], &results[i]);
+        }
+        put(&o, "}", 1);
+    }
+    put(&o, "}", 1);
+    return o.len;
+}
