@@ -1,0 +1,208 @@
+/*
+ * gatherd: command line, config load, signals and the shutdown sequence. Everything a test
+ * would want to call lives in lib/.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "route.h"
+#include "server.h"
+
+/* After the shutdown timeout the remaining requests are answered 503; this is how long those
+ * answers get to be written before the process leaves anyway. */
+#define ABORT_GRACE_MS 2000
+
+struct daemon {
+    const gd_config_t *config;
+    gd_server_t *server;
+    uv_loop_t *loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain_delay, shutdown_timeout;
+    bool is_shutting_down, is_aborted;
+    int exit_code;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: gatherd -c FILE         run the daemon with the config FILE\n"
+                 "       gatherd -t -c FILE      check the config FILE and exit\n"
+                 "       gatherd --version       print the version\n"
+                 "       gatherd --help          print this help\n"
+                 "options:\n"
+                 "  -c, --config FILE       the JSON config (see README.md)\n"
+                 "  -t, --test-config       validate the config: exit 0 when valid, 1 otherwise\n"
+                 "  -v, --version\n"
+                 "  -h, --help\n");
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_server_stopped(gd_server_t *server, void *data)
+{
+    struct daemon *d = data;
+
+    d->exit_code = d->is_aborted ? 1 : 0;
+    gd_log_info("all connections closed; exiting with status %d", d->exit_code);
+    close_handle((uv_handle_t *)&d->sigterm);
+    close_handle((uv_handle_t *)&d->sigint);
+    close_handle((uv_handle_t *)&d->drain_delay);
+    close_handle((uv_handle_t *)&d->shutdown_timeout);
+}
+
+static void on_abort_grace_passed(uv_timer_t *timer)
+{
+    gd_log_err("connections still open %d ms after the shutdown timeout; exiting", ABORT_GRACE_MS);
+    gd_log_stop();
+    _exit(1);
+}
+
+static void on_shutdown_timeout(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+
+    gd_log_warn("shutdown timeout of %llu ms passed with requests in flight; answering them 503",
+                (unsigned long long)d->config->shutdown_timeout_ms);
+    d->is_aborted = true;
+    gd_server_abort(d->server);
+    uv_timer_start(timer, on_abort_grace_passed, ABORT_GRACE_MS, 0);
+}
+
+static void on_drain_delay_passed(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+
+    gd_log_info("closing listeners; waiting up to %llu ms for requests in flight",
+                (unsigned long long)d->config->shutdown_timeout_ms);
+    gd_server_drain(d->server);
+    uv_timer_start(&d->shutdown_timeout, on_shutdown_timeout, d->config->shutdown_timeout_ms, 0);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct daemon *d = handle->data;
+
+    if (d->is_shutting_down) {
+        gd_log_warn("second %s: exiting at once", strsignal(signum));
+        gd_log_stop();
+        _exit(1);
+    }
+    d->is_shutting_down = true;
+    gd_log_info("received %s: draining (drain_delay_ms %llu)", strsignal(signum),
+                (unsigned long long)d->config->drain_delay_ms);
+    uv_timer_start(&d->drain_delay, on_drain_delay_passed, d->config->drain_delay_ms, 0);
+}
+
+static int run(const gd_config_t *config)
+{
+    struct daemon d = {.config = config, .exit_code = 1};
+    gd_router_t *router = gd_router_new(config);
+    char err[512];
+    uv_loop_t loop;
+    int r;
+
+    d.loop = &loop;
+    if ((r = uv_loop_init(&loop)) != 0) {
+        fprintf(stderr, "gatherd: cannot create the event loop: %s\n", uv_strerror(r));
+        gd_router_free(router);
+        return 1;
+    }
+    d.server = gd_server_new(config, router);
+    if (gd_server_listen(d.server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gatherd: %s\n", err);
+        goto exit;
+    }
+    if ((r = gd_log_start()) != 0) {
+        fprintf(stderr, "gatherd: cannot start the log writer: %s\n", strerror(-r));
+        goto exit;
+    }
+    uv_signal_init(&loop, &d.sigterm);
+    uv_signal_init(&loop, &d.sigint);
+    uv_timer_init(&loop, &d.drain_delay);
+    uv_timer_init(&loop, &d.shutdown_timeout);
+    d.sigterm.data = d.sigint.data = d.drain_delay.data = d.shutdown_timeout.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+    if ((r = gd_server_start(d.server, &loop, on_server_stopped, &d)) != 0) {
+        gd_log_err("cannot start worker threads: %s", strerror(-r));
+        _exit(1);
+    }
+    for (size_t i = 0; i < config->nlisten; i++)
+        gd_log_info("listening on %s (%u threads, http2 %s)", config->listen[i].text,
+                    config->threads, config->is_http2_enabled ? "on" : "off");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    gd_log_stop();
+
+exit:
+    d.server = gd_server_free(d.server);
+    (void)uv_loop_close(&loop); /* at exit: a handle left open is no reason to fail now */
+    gd_router_free(router);
+    return d.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test-config", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    bool is_test_only = false;
+    gd_config_t *config;
+    char err[1024];
+    int c, code;
+
+    while ((c = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            is_test_only = true;
+            break;
+        case 'v':
+            printf("gatherd %s\n", GD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        fprintf(stderr, "gatherd: %s\n",
+                config_path == NULL ? "no config file given (-c FILE)" : "unexpected argument");
+        usage(stderr);
+        return 1;
+    }
+    if (gd_config_load_file(config_path, &config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gatherd: %s\n", err);
+        return 1;
+    }
+    if (is_test_only) {
+        printf("%s: ok\n", config_path);
+        gd_config_free(config);
+        return 0;
+    }
+    /* A client or upstream hanging up mid-write must be an error code, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    code = run(config);
+    gd_config_free(config);
+    return code;
+}

@@ -1,0 +1,379 @@
+#include "aggregate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "merge.h"
+#include "util.h"
+
+#define ACCESS_PATH_MAX 256
+
+struct gd_request {
+    gd_aggregate_ctx_t *actx;
+    h2o_req_t *req; /* NULL once h2o has disposed of the request (the client is gone) */
+    gd_request_t **dispose_slot; /* lives in req's pool: cleared when we finish first */
+    const gd_endpoint_conf_t *endpoint;
+    uint64_t started_at_ns;
+    uint64_t deadline_ms;
+    gd_group_t group;
+    bool is_gathering;
+    gd_request_t *next, *prev; /* the thread's list of requests in flight */
+    gd_call_result_t *results;
+    gd_upstream_call_t calls[]; /* one per call of the endpoint, in config order */
+};
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static bool is_head_request(const h2o_req_t *req)
+{
+    return h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"));
+}
+
+static void log_access(h2o_req_t *req, int status, size_t bytes, uint64_t started_at_ns,
+                       const char *complete)
+{
+    h2o_iovec_t path = req->input.path;
+    double duration_ms = (double)(uv_hrtime() - started_at_ns) / 1e6;
+
+    gd_log_info("access method=%.*s path=%.*s%s status=%d duration_ms=%.1f bytes=%zu complete=%s",
+                (int)req->input.method.len, req->input.method.base,
+                (int)(path.len < ACCESS_PATH_MAX ? path.len : ACCESS_PATH_MAX), path.base,
+                path.len > ACCESS_PATH_MAX ? "..." : "", status, duration_ms, bytes, complete);
+}
+
+/* Answers @req with the JSON @body (in req's pool). */
+static void send_json(h2o_req_t *req, int status, char *body, size_t len, const char *complete)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    if (complete != NULL)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-gatherd-complete"), 0,
+                              "X-Gatherd-Complete", complete, strlen(complete));
+    h2o_start_response(req, &generator);
+    if (is_head_request(req))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+static void send_error_at(h2o_req_t *req, uint64_t started_at_ns, int status, const char *code,
+                          const char *message, const char *hname, const char *hvalue)
+{
+    size_t mlen = strlen(message);
+    size_t qlen = gd_json_quote(message, mlen, NULL, 0);
+    size_t cap = qlen + strlen(code) + 32;
+    char *body = h2o_mem_alloc_pool(&req->pool, cap);
+    int n = snprintf(body, cap, "{\"error\":\"%s\",\"message\":", code);
+    size_t len = (size_t)n + gd_json_quote(message, mlen, body + n, cap - (size_t)n);
+    body[len++] = '}';
+
+    if (hname != NULL)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, hname, strlen(hname), 1, NULL, hvalue,
+                              strlen(hvalue));
+    send_json(req, status, body, len, NULL);
+    log_access(req, status, len, started_at_ns, "-");
+}
+
+void gd_aggregate_send_error(h2o_req_t *req, int status, const char *code, const char *message,
+                             const char *hname, const char *hvalue)
+{
+    send_error_at(req, uv_hrtime(), status, code, message, hname, hvalue);
+}
+
+static void on_req_dispose(void *p)
+{
+    gd_request_t *rq = *(gd_request_t **)p;
+
+    if (rq == NULL)
+        return; /* answered and finished before h2o let go of the request */
+    rq->req = NULL;
+    rq->dispose_slot = NULL;
+    if (rq->is_gathering)
+        gd_group_cancel(&rq->group); /* nobody is left to read the answer */
+}
+
+static void link_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
+{
+    rq->prev = NULL;
+    rq->next = actx->_in_flight_head;
+    if (rq->next != NULL)
+        rq->next->prev = rq;
+    actx->_in_flight_head = rq;
+    actx->in_flight++;
+}
+
+static void unlink_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
+{
+    if (rq->prev != NULL)
+        rq->prev->next = rq->next;
+    else
+        actx->_in_flight_head = rq->next;
+    if (rq->next != NULL)
+        rq->next->prev = rq->prev;
+    actx->in_flight--;
+}
+
+static void respond(gd_request_t *rq, int gather_ret)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    h2o_req_t *req = rq->req;
+
+    /* h2o decides keep-alive when it parses a request; one parsed before the drain began would
+     * otherwise keep its HTTP/1 connection open (HTTP/2 has had its GOAWAY). */
+    if (rq->actx->is_draining)
+        req->http1_is_persistent = 0;
+
+    if (rq->actx->_is_aborting) {
+        send_error_at(req, rq->started_at_ns, 503, "shutting_down",
+                      "the server is shutting down and this request ran past its shutdown timeout",
+                      NULL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_call_result_t *r = &rq->results[i];
+        *r = rq->calls[i].result;
+        if (r->outcome == GD_CALL_CANCELLED && gather_ret == -ETIMEDOUT) {
+            r->outcome = GD_CALL_TIMEOUT;
+            snprintf(r->message, sizeof(r->message),
+                     "endpoint deadline of %" PRIu64 " ms passed", ep->timeout_ms);
+        }
+    }
+    int status = gd_merge_status(ep, rq->results);
+    const char *complete = gd_merge_is_complete(ep, rq->results) ? "true" : "false";
+    size_t len = gd_merge_body(ep, rq->results, NULL, 0);
+    char *body = h2o_mem_alloc_pool(&req->pool, len);
+    gd_merge_body(ep, rq->results, body, len);
+    send_json(req, status, body, len, complete);
+    log_access(req, status, len, rq->started_at_ns, complete);
+}
+
+static void finish_request(gd_request_t *rq)
+{
+    if (rq->dispose_slot != NULL)
+        *rq->dispose_slot = NULL;
+    unlink_in_flight(rq->actx, rq);
+    for (size_t i = 0; i < rq->endpoint->ncalls; i++)
+        gd_upstream_call_dispose(&rq->calls[i]);
+    free(rq);
+}
+
+/* The request coroutine: fan out, gather at one point, answer. */
+static void run_request(void *arg)
+{
+    gd_request_t *rq = arg;
+    gd_aggregate_ctx_t *actx = rq->actx;
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    int ret;
+
+    gd_group_init(&rq->group, actx->sched);
+    for (size_t i = 0; i < ep->ncalls; i++)
+        gd_upstream_call_start(actx->upstreams[ep->calls[i].upstream->index], &rq->group,
+                               &rq->calls[i]);
+    rq->is_gathering = true;
+    ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+    rq->is_gathering = false;
+    gd_group_dispose(&rq->group);
+
+    if (rq->req != NULL)
+        respond(rq, ret);
+    finish_request(rq);
+}
+
+/* Expands a header template without percent-encoding; -EINVAL when a value would smuggle a
+ * control character (CR LF: a second header) into the upstream request. */
+static int expand_header_value(const gd_template_t *t, const gd_strv_t *values, h2o_mem_pool_t *pool,
+                               h2o_iovec_t *ret)
+{
+    size_t len = 0, off = 0;
+
+    for (size_t i = 0; i < t->nparts; i++)
+        len += t->parts[i].is_literal ? t->parts[i].literal_len : values[t->parts[i].value_index].len;
+    char *buf = h2o_mem_alloc_pool(pool, len + 1);
+    for (size_t i = 0; i < t->nparts; i++) {
+        const gd_template_part_t *p = &t->parts[i];
+        const char *s = p->is_literal ? p->literal : values[p->value_index].base;
+        size_t n = p->is_literal ? p->literal_len : values[p->value_index].len;
+        for (size_t j = 0; j < n; j++)
+            if (((unsigned char)s[j] < 0x20 && s[j] != '\t') || s[j] == 0x7f)
+                return -EINVAL;
+        memcpy(buf + off, s, n);
+        off += n;
+    }
+    *ret = h2o_iovec_init(buf, len);
+    return 0;
+}
+
+/* Fills @call's request from the endpoint's template for it; -EINVAL with @err on a bad header. */
+static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_t *values,
+                        gd_upstream_call_t *call, char *err, size_t errlen)
+{
+    const char *base = cc->upstream->base_path;
+    size_t base_len = strlen(base);
+    size_t cap = base_len + gd_template_max_len(&cc->path, values);
+    char *path = h2o_mem_alloc_pool(&req->pool, cap + 1);
+
+    memcpy(path, base, base_len);
+    size_t len = base_len + gd_template_expand(&cc->path, values, path + base_len, cap - base_len);
+    call->method = cc->method;
+    call->path = h2o_iovec_init(path, len);
+    call->extra_headers = h2o_iovec_init(NULL, 0);
+    if (cc->nheaders == 0)
+        return 0;
+
+    h2o_iovec_t *lines = h2o_mem_alloc_pool(&req->pool, sizeof(*lines) * cc->nheaders * 4);
+    for (size_t i = 0; i < cc->nheaders; i++) {
+        h2o_iovec_t value;
+        if (expand_header_value(&cc->headers[i].value, values, &req->pool, &value) != 0) {
+            snprintf(err, errlen, "a value for header \"%s\" of call \"%s\" contains a control character",
+                     cc->headers[i].name, cc->name);
+            return -EINVAL;
+        }
+        lines[i * 4] = h2o_iovec_init(cc->headers[i].name, strlen(cc->headers[i].name));
+        lines[i * 4 + 1] = h2o_iovec_init(H2O_STRLIT(": "));
+        lines[i * 4 + 2] = value;
+        lines[i * 4 + 3] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
+    call->extra_headers = h2o_concat_list(&req->pool, lines, cc->nheaders * 4);
+    return 0;
+}
+
+void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
+{
+    uint64_t started_at_ns = uv_hrtime();
+    h2o_iovec_t target = req->input.path, method = req->input.method;
+    const char *qmark = memchr(target.base, '?', target.len);
+    size_t path_len = qmark != NULL ? (size_t)(qmark - target.base) : target.len;
+    const char *query = qmark != NULL ? qmark + 1 : "";
+    size_t query_len = qmark != NULL ? target.len - path_len - 1 : 0;
+    gd_strv_t captures[GD_ROUTE_MAX_CAPTURES];
+    const gd_endpoint_conf_t *ep;
+    char allow[256], err[512];
+    int r;
+
+    if (actx->_is_aborting) {
+        send_error_at(req, started_at_ns, 503, "shutting_down", "the server is shutting down", NULL,
+                      NULL);
+        return;
+    }
+    /* HEAD is answered like GET, without the body. */
+    if (is_head_request(req))
+        method = h2o_iovec_init(H2O_STRLIT("GET"));
+    char *scratch = h2o_mem_alloc_pool(&req->pool, path_len + 1);
+    r = gd_router_match(actx->router, method.base, method.len, target.base, path_len, scratch,
+                        captures, &ep, allow, sizeof(allow));
+    if (r == GD_ROUTE_NO_MATCH) {
+        snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s", (int)req->input.method.len,
+                 req->input.method.base, (int)(path_len < 200 ? path_len : 200), target.base);
+        send_error_at(req, started_at_ns, 404, "not_found", err, NULL, NULL);
+        return;
+    }
+    if (r == GD_ROUTE_BAD_METHOD) {
+        snprintf(err, sizeof(err), "method %.*s is not allowed here; allowed: %s",
+                 (int)req->input.method.len, req->input.method.base, allow);
+        send_error_at(req, started_at_ns, 405, "method_not_allowed", err, "allow", allow);
+        return;
+    }
+    if (r != 0) {
+        send_error_at(req, started_at_ns, 400, "bad_request",
+                      "the path has a malformed percent-encoding", NULL, NULL);
+        return;
+    }
+
+    gd_header_view_t *headers = h2o_mem_alloc_pool(&req->pool, sizeof(*headers) * (req->headers.size + 1));
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        headers[i] = (gd_header_view_t){{h->name->base, h->name->len}, {h->value.base, h->value.len}};
+    }
+    gd_strv_t *values = h2o_mem_alloc_pool(&req->pool, sizeof(*values) * (ep->nparams + 1));
+    char *qscratch = h2o_mem_alloc_pool(&req->pool, query_len + 1);
+    r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
+                                qscratch, values, err, sizeof(err));
+    if (r == -ENOMEM) {
+        send_error_at(req, started_at_ns, 503, "overloaded", "out of memory checking parameters",
+                      NULL, NULL);
+        return;
+    }
+    if (r != 0) {
+        send_error_at(req, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
+        return;
+    }
+
+    gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]) +
+                                         ep->ncalls * sizeof(gd_call_result_t));
+    rq->results = (gd_call_result_t *)(void *)&rq->calls[ep->ncalls];
+    rq->actx = actx;
+    rq->req = req;
+    rq->endpoint = ep;
+    rq->started_at_ns = started_at_ns;
+    /* The loop's clock is cached at the start of its iteration and counts whole ms: refreshed
+     * and rounded up, so that no timeout ever fires before its full duration has passed. */
+    uv_update_time(actx->loop);
+    uint64_t now_ms = uv_now(actx->loop) + 1;
+    rq->deadline_ms = now_ms + ep->timeout_ms;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_upstream_call_t *call = &rq->calls[i];
+        if (prepare_call(req, &ep->calls[i], values, call, err, sizeof(err)) != 0) {
+            free(rq);
+            send_error_at(req, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
+            return;
+        }
+        call->started_at_ns = started_at_ns;
+        call->timeout_ms = ep->calls[i].timeout_ms;
+        call->deadline_ms = now_ms + ep->calls[i].timeout_ms;
+    }
+
+    rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
+    *rq->dispose_slot = rq;
+    link_in_flight(actx, rq);
+    if ((r = gd_coro_spawn(actx->sched, run_request, rq, NULL)) != 0) {
+        *rq->dispose_slot = NULL;
+        unlink_in_flight(actx, rq);
+        free(rq);
+        send_error_at(req, started_at_ns, 503, "overloaded",
+                      r == -EAGAIN ? "too many requests in flight (max_requests_in_flight)"
+                                   : "out of memory for a request coroutine",
+                      NULL, NULL);
+    }
+}
+
+void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx)
+{
+    gd_request_t *rq, *next;
+
+    actx->_is_aborting = true;
+    for (rq = actx->_in_flight_head; rq != NULL; rq = next) {
+        next = rq->next;
+        if (rq->is_gathering)
+            gd_group_cancel(&rq->group); /* may finish and free rq right here */
+    }
+}

@@ -1,0 +1,58 @@
+/*
+ * gd_aggregate: the life of one request to an endpoint. On the loop stack it matches the route
+ * and checks the parameters (answering 404/405/400 at once); then one coroutine starts every
+ * call of the endpoint, gathers them at a single point with the endpoint deadline, merges the
+ * outcomes and answers. The client going away or the server's shutdown timeout cancels the
+ * gather; nothing is leaked either way.
+ */
+#ifndef GD_AGGREGATE_H
+#define GD_AGGREGATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <h2o.h>
+
+#include "config.h"
+#include "coro.h"
+#include "route.h"
+#include "upstream.h"
+
+typedef struct gd_request gd_request_t;
+typedef struct gd_aggregate_ctx gd_aggregate_ctx_t;
+
+/* What requests on one event-loop thread share. Owned by the server's thread. */
+struct gd_aggregate_ctx {
+    /* public: set by the owner before the first request */
+    const gd_config_t *config;
+    const gd_router_t *router;
+    uv_loop_t *loop;
+    gd_sched_t *sched;
+    gd_upstream_t **upstreams; /* by gd_upstream_conf_t.index */
+    /* Called on the loop stack after a request has been answered (or abandoned) and is gone. */
+    void (*on_request_done)(gd_aggregate_ctx_t *actx);
+    void *data;
+    /* public: set when the server drains; HTTP/1 answers then close their connection */
+    bool is_draining;
+    /* read-only */
+    size_t in_flight;
+    /* private */
+    gd_request_t *_in_flight_head;
+    bool _is_aborting;
+};
+
+/** Handles @req (an h2o request of this thread); always answers, now or later. */
+void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req);
+/**
+ * Cancels every request still gathering and answers each 503 (the shutdown timeout). Requests
+ * arriving later are answered 503 too.
+ */
+void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx);
+/**
+ * Answers @req with @status and the JSON body {"error": @code, "message": @message}; extra
+ * header @hname: @hvalue when @hname is not NULL.
+ */
+void gd_aggregate_send_error(h2o_req_t *req, int status, const char *code, const char *message,
+                             const char *hname, const char *hvalue);
+
+#endif
