@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Demo upstream APIs for gatherd's embedded demo: a small JSON service on 127.0.0.1.
+
+  GET /users/{id}            a user object (404 for ids above 100)
+  GET /posts?userId={id}     ten posts of that user
+  GET /albums?userId={id}    ten albums of that user
+  GET /slow?ms=N             answers {"slept_ms": N} after N ms (at most 10 s)
+
+Data is derived from the id, so answers are deterministic.
+"""
+import argparse
+import json
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def user(uid):
+    return {"id": uid, "name": f"User {uid}", "username": f"user{uid}",
+            "email": f"user{uid}@example.org", "city": ["Lisbon", "Oslo", "Kyoto", "Lima"][uid % 4]}
+
+
+def posts(uid):
+    return [{"id": uid * 10 + i, "userId": uid, "title": f"Post {i} of user {uid}",
+             "body": "Lorem ipsum dolor sit amet."} for i in range(10)]
+
+
+def albums(uid):
+    return [{"id": uid * 10 + i, "userId": uid, "title": f"Album {i} of user {uid}"} for i in range(10)]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as gatherd's connection pool expects
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        parts = [p for p in url.path.split("/") if p]
+        try:
+            if len(parts) == 2 and parts[0] == "users":
+                uid = int(parts[1])
+                if uid < 1 or uid > 100:
+                    return self.answer(404, {"error": f"no user {uid}"})
+                return self.answer(200, user(uid))
+            if parts == ["posts"]:
+                return self.answer(200, posts(int(query["userId"][0])))
+            if parts == ["albums"]:
+                return self.answer(200, albums(int(query["userId"][0])))
+            if parts == ["slow"]:
+                ms = min(int(query.get("ms", ["100"])[0]), 10000)
+                time.sleep(ms / 1000)
+                return self.answer(200, {"slept_ms": ms})
+        except (ValueError, KeyError):
+            return self.answer(400, {"error": "bad request"})
+        return self.answer(404, {"error": "not found"})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, default=18081)
+    args = ap.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

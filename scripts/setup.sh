@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing gatherd needs on Debian 12 (run as root). Only
+# missing packages are installed, so a second run costs a few dpkg look-ups.
+set -euo pipefail
+
+packages=(
+  gcc pkg-config meson ninja-build            # build
+  libh2o-dev libuv1-dev libjansson-dev libssl-dev
+  python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
+  valgrind                                    # valgrind.h: coroutine stacks announced to valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: these Debian packages are missing and installing them needs root" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
