@@ -50,16 +50,21 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+static void close_daemon_handles(struct daemon *d)
+{
+    close_handle((uv_handle_t *)&d->sigterm);
+    close_handle((uv_handle_t *)&d->sigint);
+    close_handle((uv_handle_t *)&d->drain_delay);
+    close_handle((uv_handle_t *)&d->shutdown_timeout);
+}
+
 static void on_server_stopped(gd_server_t *server, void *data)
 {
     struct daemon *d = data;
 
     d->exit_code = d->is_aborted ? 1 : 0;
     gd_log_info("all connections closed; exiting with status %d", d->exit_code);
-    close_handle((uv_handle_t *)&d->sigterm);
-    close_handle((uv_handle_t *)&d->sigint);
-    close_handle((uv_handle_t *)&d->drain_delay);
-    close_handle((uv_handle_t *)&d->shutdown_timeout);
+    close_daemon_handles(d);
 }
 
 static void on_abort_grace_passed(uv_timer_t *timer)
@@ -119,15 +124,7 @@ static int run(const gd_config_t *config)
         gd_router_free(router);
         return 1;
     }
-    d.server = gd_server_new(config, router);
-    if (gd_server_listen(d.server, err, sizeof(err)) != 0) {
-        fprintf(stderr, "gatherd: %s\n", err);
-        goto exit;
-    }
-    if ((r = gd_log_start()) != 0) {
-        fprintf(stderr, "gatherd: cannot start the log writer: %s\n", strerror(-r));
-        goto exit;
-    }
+    /* Handlers first: a SIGTERM that arrives once the port accepts must drain, not kill. */
     uv_signal_init(&loop, &d.sigterm);
     uv_signal_init(&loop, &d.sigint);
     uv_timer_init(&loop, &d.drain_delay);
@@ -135,6 +132,16 @@ static int run(const gd_config_t *config)
     d.sigterm.data = d.sigint.data = d.drain_delay.data = d.shutdown_timeout.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+    d.server = gd_server_new(config, router);
+    if (gd_server_listen(d.server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gatherd: %s\n", err);
+        goto fail;
+    }
+    if ((r = gd_log_start()) != 0) {
+        fprintf(stderr, "gatherd: cannot start the log writer: %s\n", strerror(-r));
+        goto fail;
+    }
 
     if ((r = gd_server_start(d.server, &loop, on_server_stopped, &d)) != 0) {
         gd_log_err("cannot start worker threads: %s", strerror(-r));
@@ -145,7 +152,11 @@ static int run(const gd_config_t *config)
                     config->threads, config->is_http2_enabled ? "on" : "off");
     uv_run(&loop, UV_RUN_DEFAULT);
     gd_log_stop();
+    goto exit;
 
+fail:
+    close_daemon_handles(&d);
+    uv_run(&loop, UV_RUN_DEFAULT); /* lets the handles finish closing */
 exit:
     d.server = gd_server_free(d.server);
     (void)uv_loop_close(&loop); /* at exit: a handle left open is no reason to fail now */
