@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  gcc pkg-config meson ninja-build            # build
+  gcc clang pkg-config meson ninja-build      # build (clang: a second compiler's warnings)
   libh2o-dev libuv1-dev libjansson-dev libssl-dev
   python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
   valgrind                                    # valgrind.h: coroutine stacks announced to valgrind
