@@ -300,17 +300,6 @@ static bool is_alpha(char c)
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-static int hex_value(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static char lower(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
@@ -356,7 +345,7 @@ static const char *find_bad_path_char(const char *s, size_t len, bool allow_slas
 {
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '%') {
-            if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
+            if (len - i < 3 || gd_hex_value(s[i + 1]) < 0 || gd_hex_value(s[i + 2]) < 0)
                 return &s[i];
             i += 2;
         } else if (!is_pchar(s[i]) && !(allow_slash && s[i] == '/')) {
@@ -378,22 +367,6 @@ static bool is_valid_name(const char *s, size_t len, bool allow_dot)
     return true;
 }
 
-/* "int": an optional '-' and 1 to 19 digits, fitting a signed 64-bit integer. Kept in step
- * with the same check in route.c, which validates request values. */
-static bool is_int64(const char *s, size_t len)
-{
-    size_t i = len > 0 && s[0] == '-' ? 1 : 0;
-    uint64_t v = 0;
-
-    if (len - i < 1 || len - i > 19)
-        return false;
-    for (size_t j = i; j < len; j++) {
-        if (!is_digit(s[j]))
-            return false;
-        v = v * 10 + (uint64_t)(s[j] - '0'); /* 19 digits cannot overflow 64 bits */
-    }
-    return i == 1 ? v <= (uint64_t)INT64_MAX + 1 : v <= (uint64_t)INT64_MAX;
-}
 
 static int parse_port(const char *s, size_t len, uint16_t *ret)
 {
@@ -941,7 +914,7 @@ static int load_param(struct loader *l, const struct jpath *at, const char *name
         p->type = type;
     }
     if (def != NULL) {
-        if (p->type == GD_PARAM_INT && !is_int64(def, strlen(def)))
+        if (p->type == GD_PARAM_INT && !gd_is_int64(def, strlen(def)))
             return fail(l, &default_at,
                         "%s is not an int (an optional \"-\" and 1 to 19 digits, fitting a signed "
                         "64-bit integer)",

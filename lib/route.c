@@ -226,22 +226,6 @@ long gd_query_find(const char *query, size_t query_len, const char *name, char *
     return -1;
 }
 
-/* "int": an optional '-' and 1 to 19 digits, fitting a signed 64-bit integer. Kept in step
- * with the same check in config.c, which validates defaults. */
-static bool is_int64(const char *s, size_t len)
-{
-    size_t i = len > 0 && s[0] == '-' ? 1 : 0;
-    uint64_t v = 0;
-
-    if (len - i < 1 || len - i > 19)
-        return false;
-    for (size_t j = i; j < len; j++) {
-        if (s[j] < '0' || s[j] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(s[j] - '0'); /* 19 digits cannot overflow 64 bits */
-    }
-    return i == 1 ? v <= (uint64_t)INT64_MAX + 1 : v <= (uint64_t)INT64_MAX;
-}
 
 /* Whether @v matches @p's pattern whole. regexec() needs a NUL-terminated string: the value
  * is copied. Returns 1, 0, or -ENOMEM. */
@@ -333,7 +317,7 @@ int gd_route_extract_params(const gd_endpoint_conf_t *endpoint, const gd_strv_t 
             /* The default passed its type check at config load; "" (no default) is exempt. */
             v.base = p->default_value;
             v.len = strlen(p->default_value);
-        } else if (p->type == GD_PARAM_INT && !is_int64(v.base, v.len)) {
+        } else if (p->type == GD_PARAM_INT && !gd_is_int64(v.base, v.len)) {
             snprintf(err, errlen, "parameter \"%s\" must be an integer", p->name);
             return -EINVAL;
         } else if (p->type == GD_PARAM_PATTERN && (r = matches_pattern(p, v)) <= 0) {

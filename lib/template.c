@@ -35,17 +35,6 @@ static bool is_valid_name(const char *s, size_t len)
     return true;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* "." and ".." are path segments with a meaning of their own (RFC 3986 section 5.2.4), and so
  * would any longer run of dots be to a lenient server: such a value is encoded whole. */
 static bool is_only_dots(const char *s, size_t len)
@@ -84,8 +73,8 @@ long gd_percent_decode(const char *in, size_t in_len, char *out, bool plus_is_sp
         char c = in[i];
         if (c == '%') {
             int hi, lo;
-            if (in_len - i < 3 || (hi = hex_value((unsigned char)in[i + 1])) < 0 ||
-                (lo = hex_value((unsigned char)in[i + 2])) < 0)
+            if (in_len - i < 3 || (hi = gd_hex_value(in[i + 1])) < 0 ||
+                (lo = gd_hex_value(in[i + 2])) < 0)
                 return -1;
             c = (char)(hi << 4 | lo);
             if (c == '\0')

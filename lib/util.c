@@ -53,3 +53,29 @@ bool gd_memeq(const char *s, size_t len, const char *lit)
 {
     return strlen(lit) == len && memcmp(s, lit, len) == 0;
 }
+
+int gd_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+bool gd_is_int64(const char *s, size_t len)
+{
+    size_t i = len > 0 && s[0] == '-' ? 1 : 0;
+    uint64_t v = 0;
+
+    if (len - i < 1 || len - i > 19)
+        return false;
+    for (size_t j = i; j < len; j++) {
+        if (s[j] < '0' || s[j] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[j] - '0'); /* 19 digits cannot overflow 64 bits */
+    }
+    return i == 1 ? v <= (uint64_t)INT64_MAX + 1 : v <= (uint64_t)INT64_MAX;
+}

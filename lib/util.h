@@ -30,6 +30,13 @@ void *gd__xcalloc(size_t n, size_t size, const char *file, int line);
 void *gd__xrealloc(void *p, size_t n, const char *file, int line);
 char *gd__xstrndup(const char *s, size_t n, const char *file, int line);
 
+/** The value of hex digit @c (0-9, A-F, a-f), or -1 when it is none. */
+int gd_hex_value(char c);
+/**
+ * Whether @s (@len bytes) is a parameter of type "int": an optional '-' and 1 to 19 digits
+ * whose value fits a signed 64-bit integer.
+ */
+bool gd_is_int64(const char *s, size_t len);
 /** Whether @s (of @len bytes) equals the NUL-terminated @lit. */
 bool gd_memeq(const char *s, size_t len, const char *lit);
 
