@@ -13,7 +13,20 @@ static const char *const outcome_names[] = {
     [GD_CALL_INVALID_JSON] = "invalid_json",
     [GD_CALL_TOO_LARGE] = "too_large",
     [GD_CALL_CANCELLED] = "cancelled",
+    [GD_CALL_POOL_TIMEOUT] = "pool_timeout",
+    [GD_CALL_SQL] = "sql",
+    [GD_CALL_UNAVAILABLE] = "unavailable",
+    [GD_CALL_NOT_FOUND] = "not_found",
 };
+
+/* An optional "row": "one" query that found no row answered null, which is not a failure: a
+ * missing optional row is data. The same outcome on a required call is a 404. */
+static bool is_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
+{
+    if (r->outcome == GD_CALL_OK)
+        return false;
+    return !(r->outcome == GD_CALL_NOT_FOUND && call->is_optional);
+}
 
 const char *gd_call_outcome_name(gd_call_outcome_t outcome)
 {
@@ -24,7 +37,7 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
 {
     for (size_t i = 0; i < endpoint->ncalls; i++) {
         const gd_call_result_t *r = &results[i];
-        if (endpoint->calls[i].is_optional || r->outcome == GD_CALL_OK)
+        if (endpoint->calls[i].is_optional || !is_failure(&endpoint->calls[i], r))
             continue;
         switch (r->outcome) {
         case GD_CALL_TIMEOUT:
@@ -34,6 +47,8 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
             return r->status >= 400 && r->status <= 499 ? r->status : 502;
         case GD_CALL_CANCELLED:
             return 503;
+        case GD_CALL_NOT_FOUND:
+            return 404;
         default:
             return 502;
         }
@@ -44,7 +59,7 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
 bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
 {
     for (size_t i = 0; i < endpoint->ncalls; i++)
-        if (results[i].outcome != GD_CALL_OK)
+        if (is_failure(&endpoint->calls[i], &results[i]))
             return false;
     return true;
 }
@@ -115,6 +130,12 @@ static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_r
         snprintf(num, sizeof(num), ",\"status\":%d", r->status);
         put_str(o, num);
     }
+    if (r->outcome == GD_CALL_SQL && r->sqlstate[0] != '\0') {
+        put_str(o, ",\"sqlstate\":");
+        o->len += gd_json_quote(r->sqlstate, strlen(r->sqlstate),
+                                o->len < o->cap ? o->buf + o->len : NULL,
+                                o->len < o->cap ? o->cap - o->len : 0);
+    }
     snprintf(num, sizeof(num), ",\"elapsed_ms\":%" PRIu64 "}", r->elapsed_ms);
     put_str(o, num);
 }
@@ -135,14 +156,14 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
             put(&o, results[i].body, results[i].body_len);
         } else {
             put(&o, "null", 4);
-            has_errors = true;
+            has_errors |= is_failure(&endpoint->calls[i], &results[i]);
         }
     }
     if (has_errors) {
         bool is_first = true;
         put_str(&o, ",\"errors\":{");
         for (size_t i = 0; i < endpoint->ncalls; i++) {
-            if (results[i].outcome == GD_CALL_OK)
+            if (!is_failure(&endpoint->calls[i], &results[i]))
                 continue;
             if (!is_first)
                 put(&o, ",", 1);

@@ -21,6 +21,10 @@ typedef enum gd_call_outcome {
     GD_CALL_INVALID_JSON, /* the body is not one JSON document */
     GD_CALL_TOO_LARGE,    /* the body is over max_body_bytes */
     GD_CALL_CANCELLED,    /* stopped because the request went away or the server shut down */
+    GD_CALL_POOL_TIMEOUT, /* no Postgres connection became free within acquire_timeout_ms */
+    GD_CALL_SQL,          /* the server reported an error (sqlstate set), or a row-count rule broke */
+    GD_CALL_UNAVAILABLE,  /* no Postgres connection is up: failed fast */
+    GD_CALL_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
 } gd_call_outcome_t;
 
 #define GD_CALL_MESSAGE_MAX 160
@@ -31,6 +35,7 @@ typedef struct gd_call_result {
     const char *body;     /* GD_CALL_OK: the validated JSON document, borrowed from the call */
     size_t body_len;
     char message[GD_CALL_MESSAGE_MAX]; /* a human message, for failures */
+    char sqlstate[6];     /* GD_CALL_SQL from the server: its SQLSTATE, else "" */
     uint64_t elapsed_ms;
 } gd_call_result_t;
 

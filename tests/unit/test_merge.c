@@ -112,7 +112,43 @@ static void test_json_quote_escapes(void)
     CHECK_MEM_EQ(buf, n, "\"a\\\"b\\\\c\\n\\u0001z\"");
 }
 
+static void test_sql_error_carries_sqlstate(void)
+{
+    gd_call_result_t r[] = {ok("{}"), failed(GD_CALL_SQL, 0, "relation \"x\" does not exist", 2),
+                            ok("[]")};
+    strcpy(r[1].sqlstate, "42P01");
+    CHECK_STR_EQ(merged(r), "{\"user\":{},\"posts\":null,\"albums\":[],\"errors\":{\"posts\":{"
+                            "\"kind\":\"sql\",\"message\":\"relation \\\"x\\\" does not exist\","
+                            "\"sqlstate\":\"42P01\",\"elapsed_ms\":2}}}");
+}
+
+static void test_missing_row_is_404_when_required_and_data_when_optional(void)
+{
+    gd_call_result_t r[] = {failed(GD_CALL_NOT_FOUND, 0, "no row", 1), ok("1"),
+                            failed(GD_CALL_NOT_FOUND, 0, "no row", 1)};
+    CHECK_INT_EQ(gd_merge_status(&endpoint, r), 404);
+    CHECK_STR_EQ(merged(r), "{\"user\":null,\"posts\":1,\"albums\":null,\"errors\":{\"user\":{"
+                            "\"kind\":\"not_found\",\"message\":\"no row\",\"elapsed_ms\":1}}}");
+    r[0] = ok("{}");
+    CHECK_INT_EQ(gd_merge_status(&endpoint, r), 200);
+    CHECK(gd_merge_is_complete(&endpoint, r));
+    CHECK_STR_EQ(merged(r), "{\"user\":{},\"posts\":1,\"albums\":null}");
+}
+
+static void test_pool_failures_are_502(void)
+{
+    gd_call_outcome_t kinds[] = {GD_CALL_POOL_TIMEOUT, GD_CALL_UNAVAILABLE, GD_CALL_SQL};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        gd_call_result_t r[] = {failed(kinds[i], 0, "m", 1), ok("1"), ok("2")};
+        CHECK_INT_EQ(gd_merge_status(&endpoint, r), 502);
+    }
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"sql_error_carries_sqlstate", test_sql_error_carries_sqlstate},
+    {"missing_row_is_404_when_required_and_data_when_optional",
+     test_missing_row_is_404_when_required_and_data_when_optional},
+    {"pool_failures_are_502", test_pool_failures_are_502},
     {"all_ok_keeps_order_and_bytes", test_all_ok_keeps_order_and_bytes},
     {"optional_failure_is_200_and_incomplete", test_optional_failure_is_200_and_incomplete},
     {"required_timeout_is_504", test_required_timeout_is_504},

@@ -1,0 +1,42 @@
+/*
+ * gd_pgjson: a PGresult (text format) as JSON text, written directly: column types map to JSON
+ * the natural way, and numeric keeps exactly the server's digits (never rounded through a
+ * double). The mapping, by column type:
+ *   int2 int4 int8 oid                      -> number (the server's text)
+ *   float4 float8                           -> number; NaN, Infinity, -Infinity -> null
+ *   numeric                                 -> number with the server's digits; NaN, +-Infinity -> null
+ *   bool                                    -> true / false
+ *   json jsonb                              -> the document as is
+ *   arrays of any of the above (any depth)  -> JSON arrays of the mapped elements
+ *   arrays of other types                   -> JSON arrays of strings
+ *   NULL (and NULL array elements)          -> null
+ *   everything else (text, timestamps, uuid, bytea's text form, ...) -> string
+ */
+#ifndef GD_PGJSON_H
+#define GD_PGJSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+/* A growable output buffer: heap memory owned by whoever holds it (free(buf.base)). */
+typedef struct gd_pgjson_buf {
+    char *base;
+    size_t len, cap;
+} gd_pgjson_buf_t;
+
+/**
+ * Appends row @row of @res (PGRES_TUPLES_OK or PGRES_SINGLE_TUPLE, text format) as a JSON
+ * object {"column": value, ...}, columns in result order, to @out.
+ */
+void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row);
+/** Appends every row of @res as a JSON array of row objects ("[]" when it has none). */
+void gd_pgjson_append_rows(gd_pgjson_buf_t *out, const PGresult *res);
+/**
+ * Appends the value of column @col in row @row as JSON (see the mapping above). A value that
+ * is not what its type promises (which a server never sends) is written as a JSON string.
+ */
+void gd_pgjson_append_value(gd_pgjson_buf_t *out, const PGresult *res, int row, int col);
+
+#endif
