@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "util.h"
 
@@ -34,6 +35,11 @@
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS   2000
 #define DEFAULT_MAX_BODY_BYTES         8388608
 #define DEFAULT_ENDPOINT_TIMEOUT_MS    5000
+#define DEFAULT_ADMIN_LISTEN           "127.0.0.1:9090"
+#define DEFAULT_PG_POOL_SIZE           8
+#define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
+#define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
+#define MAX_SQL_PARAMS                 100
 
 /* A place in the document, kept on the stack while descending and formatted only on error. */
 struct jpath {
@@ -1061,18 +1067,17 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
     return 0;
 }
 
+static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c);
+static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c);
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
-                     const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+                     gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method", "headers",
-                                       "timeout_ms", "optional", NULL};
-    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
-    struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
-    struct jpath method_at = {at, "method", 0};
-    const char *upstream, *path, *method;
+    static const char *const sql_keys[] = {"sql", "args", "row", "timeout_ms", "optional", NULL};
     json_t *name_str;
     uint64_t timeout_ms;
-    char byte[8];
     int r;
 
     c->name = gd_xstrdup(name);
@@ -1080,6 +1085,37 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     c->name_json = json_dumps(name_str, JSON_ENCODE_ANY);
     json_decref(name_str);
     GD_REQUIRE(c->name_json != NULL); /* only allocation can fail: the name is valid UTF-8 */
+    if (!json_is_object(v))
+        return fail_type(l, at, v, "an object");
+    if (json_object_get(v, "sql") != NULL) {
+        if (json_object_get(v, "upstream") != NULL)
+            return fail(l, at, "a call has either \"upstream\" or \"sql\", not both");
+        if ((r = check_object(l, at, v, sql_keys)) < 0 ||
+            (r = load_sql_call(l, at, v, cfg, ep, c)) < 0)
+            return r;
+    } else if ((r = load_http_call(l, at, v, cfg, ep, c)) < 0) {
+        return r;
+    }
+    if ((r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
+        (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
+        return r;
+    c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
+    return 0;
+}
+
+static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    static const char *const keys[] = {"upstream",   "path",     "method", "headers",
+                                       "timeout_ms", "optional", NULL};
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
+    struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
+    struct jpath method_at = {at, "method", 0};
+    const char *upstream, *path, *method;
+    char byte[8];
+    int r;
+
+    c->type = GD_CALL_TYPE_HTTP;
     if ((r = check_object(l, at, v, keys)) < 0 ||
         (r = get_string(l, at, v, "upstream", true, NULL, &upstream)) < 0)
         return r;
@@ -1115,16 +1151,233 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                     quote(l, method));
     c->method = gd_xstrdup(method);
 
-    if ((r = load_headers(l, at, v, ep, c)) < 0 ||
-        (r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
-        (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
+    return load_headers(l, at, v, ep, c);
+}
+
+/* "admin_listen": an address, or null to turn the admin listener off. */
+static int load_admin(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "admin_listen", 0};
+    json_t *v = json_object_get(root, "admin_listen");
+    const char *text = DEFAULT_ADMIN_LISTEN;
+    int r;
+
+    if (json_is_null(v))
+        return 0;
+    if (v != NULL) {
+        if (!json_is_string(v))
+            return fail_type(l, &at, v, "a string or null");
+        text = json_string_value(v);
+    }
+    if ((r = parse_listen(l, &at, text, &cfg->admin_listen)) < 0)
         return r;
-    c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
+    cfg->has_admin = true;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (cfg->listen[i].addrlen == cfg->admin_listen.addrlen &&
+            memcmp(&cfg->listen[i].addr, &cfg->admin_listen.addr, cfg->admin_listen.addrlen) == 0) {
+            return fail(l, &at, "same address as listen[%zu]", i);
+        }
+    }
+    return 0;
+}
+
+static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"format", "level", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    struct jpath at = {NULL, "log", 0}, format_at = {&at, "format", 0}, level_at = {&at, "level", 0};
+    json_t *v = json_object_get(root, "log");
+    const char *format, *level;
+    int r;
+
+    cfg->log = (gd_log_conf_t){.is_json = false, .level = 2};
+    if (v == NULL)
+        return 0;
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_string(l, &at, v, "format", false, "text", &format)) < 0 ||
+        (r = get_string(l, &at, v, "level", false, "info", &level)) < 0)
+        return r;
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
+        return fail(l, &format_at, "must be \"text\" or \"json\", not %s", quote(l, format));
+    cfg->log.is_json = strcmp(format, "json") == 0;
+    for (cfg->log.level = 0; levels[cfg->log.level] != NULL; cfg->log.level++)
+        if (strcmp(levels[cfg->log.level], level) == 0)
+            return 0;
+    return fail(l, &level_at, "must be \"error\", \"warn\", \"info\" or \"debug\", not %s",
+                quote(l, level));
+}
+
+static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"conninfo", "pool_size", "acquire_timeout_ms",
+                                       "connect_timeout_ms", NULL};
+    struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
+    json_t *v = json_object_get(root, "postgres");
+    gd_postgres_conf_t *pg = &cfg->postgres;
+    const char *conninfo;
+    char *perr = NULL;
+    long long x = 0;
+    int r;
+
+    if (v == NULL)
+        return 0;
+    cfg->has_postgres = true;
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_string(l, &at, v, "conninfo", false, "", &conninfo)) < 0)
+        return r;
+    pg->conninfo = gd_xstrdup(conninfo);
+    /* Parsing is all that is checked: gatherd -t must not need the database. */
+    if (conninfo[0] != '\0') {
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+        if (opts == NULL) {
+            /* libpq quotes the offending part, which may be a password: say so only when none
+             * can be in it. */
+            bool may_hold_password = strstr(conninfo, "password") != NULL || strchr(conninfo, '@');
+            r = fail(l, &conninfo_at, "not a valid libpq connection string or URI%s%s",
+                     may_hold_password || perr == NULL ? "" : ": ",
+                     may_hold_password || perr == NULL ? "" : perr);
+            PQfreemem(perr);
+            return r;
+        }
+        PQconninfoFree(opts);
+    }
+    if ((r = get_int(l, &at, v, "pool_size", 1, 10000, DEFAULT_PG_POOL_SIZE, &x)) < 0)
+        return r;
+    pg->pool_size = (size_t)x;
+    if ((r = get_duration(l, &at, v, "acquire_timeout_ms", false, DEFAULT_PG_ACQUIRE_TIMEOUT_MS,
+                          &pg->acquire_timeout_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,
+                          &pg->connect_timeout_ms)) < 0)
+        return r;
+    return 0;
+}
+
+/* Skips what in SQL text cannot hold a placeholder: quoted strings and identifiers, comments,
+ * dollar-quoted bodies. Returns the position after it, or @p when none starts there. */
+static const char *skip_sql_literal(const char *p)
+{
+    if (*p == '\'' || *p == '"') {
+        char q = *p++;
+        for (; *p != '\0'; p++) {
+            if (*p == q && p[1] == q)
+                p++; /* a doubled quote stands for itself */
+            else if (*p == q)
+                return p + 1;
+        }
+        return p;
+    }
+    if (p[0] == '-' && p[1] == '-') {
+        const char *nl = strchr(p, '\n');
+        return nl != NULL ? nl + 1 : p + strlen(p);
+    }
+    if (p[0] == '/' && p[1] == '*') {
+        const char *end = strstr(p + 2, "*/");
+        return end != NULL ? end + 2 : p + strlen(p);
+    }
+    if (p[0] == '$' && !is_digit(p[1])) {
+        /* $tag$ ... $tag$ (the tag may be empty) */
+        const char *t = p + 1;
+        while (is_alpha(*t) || is_digit(*t) || *t == '_')
+            t++;
+        if (*t == '$') {
+            size_t taglen = (size_t)(t - p) + 1;
+            for (const char *q = t + 1; *q != '\0'; q++)
+                if (strncmp(q, p, taglen) == 0)
+                    return q + taglen;
+            return p + strlen(p);
+        }
+    }
+    return p;
+}
+
+/* Finds the highest $n placeholder of @sql; -1 with a message when it is not one statement. */
+static int scan_sql(struct loader *l, const struct jpath *at, const char *sql, int *ret_max)
+{
+    int max = 0;
+    bool has_ended = false; /* a ';' was seen */
+
+    for (const char *p = sql; *p != '\0';) {
+        const char *q = skip_sql_literal(p);
+        if (q != p) {
+            p = q;
+            continue;
+        }
+        if (*p == ';') {
+            has_ended = true;
+        } else if (has_ended && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            return fail(l, at, "must be one statement (text follows a \";\")");
+        } else if (*p == '$' && is_digit(p[1])) {
+            long n = strtol(p + 1, (char **)&q, 10);
+            if (n < 1 || n > MAX_SQL_PARAMS)
+                return fail(l, at, "placeholder $%ld is out of range (1 to %d)", n, MAX_SQL_PARAMS);
+            if (n > max)
+                max = (int)n;
+            p = q;
+            continue;
+        }
+        p++;
+    }
+    *ret_max = max;
+    return 0;
+}
+
+/* The index of @sql among the config's statements, added when new. */
+static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
+{
+    for (size_t i = 0; i < cfg->nstatements; i++)
+        if (strcmp(cfg->statements[i], sql) == 0)
+            return i;
+    cfg->statements = gd_xrealloc(cfg->statements, (cfg->nstatements + 1) * sizeof(char *));
+    cfg->statement_nparams =
+        gd_xrealloc(cfg->statement_nparams, (cfg->nstatements + 1) * sizeof(int));
+    cfg->statements[cfg->nstatements] = gd_xstrdup(sql);
+    cfg->statement_nparams[cfg->nstatements] = nparams;
+    return cfg->nstatements++;
+}
+
+static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath sql_at = {at, "sql", 0}, args_at = {at, "args", 0}, row_at = {at, "row", 0};
+    const char *sql, *row;
+    json_t *args = json_object_get(v, "args");
+    int nparams = 0, r;
+
+    c->type = GD_CALL_TYPE_SQL;
+    if ((r = get_string(l, at, v, "sql", true, NULL, &sql)) < 0)
+        return r;
+    if (!cfg->has_postgres)
+        return fail(l, &sql_at, "a SQL call needs a \"postgres\" section at the top level");
+    if (strspn(sql, " \t\r\n") == strlen(sql))
+        return fail(l, &sql_at, "must not be empty");
+    if ((r = scan_sql(l, &sql_at, sql, &nparams)) < 0)
+        return r;
+    if (args != NULL && !json_is_array(args))
+        return fail_type(l, &args_at, args, "an array of strings");
+    c->nargs = args != NULL ? json_array_size(args) : 0;
+    if ((int)c->nargs != nparams)
+        return fail(l, &args_at, "has %zu value%s but the SQL's highest placeholder is $%d", c->nargs,
+                    c->nargs == 1 ? "" : "s", nparams);
+    c->args = gd_xcalloc(c->nargs + 1, sizeof(*c->args));
+    for (size_t i = 0; i < c->nargs; i++) {
+        struct jpath ap = {&args_at, NULL, i};
+        json_t *a = json_array_get(args, i);
+        if (!json_is_string(a))
+            return fail_type(l, &ap, a, "a string");
+        if ((r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i])) < 0)
+            return r;
+    }
+    if ((r = get_string(l, at, v, "row", false, "many", &row)) < 0)
+        return r;
+    if (strcmp(row, "one") != 0 && strcmp(row, "many") != 0)
+        return fail(l, &row_at, "must be \"one\" or \"many\", not %s", quote(l, row));
+    c->is_one_row = strcmp(row, "one") == 0;
+    c->statement = intern_statement(cfg, sql, nparams);
     return 0;
 }
 
 static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
-                      const gd_config_t *cfg, gd_endpoint_conf_t *ep)
+                      gd_config_t *cfg, gd_endpoint_conf_t *ep)
 {
     struct jpath at = {ep_at, "calls", 0};
     json_t *v = NULL;
@@ -1215,6 +1468,9 @@ static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
+                                       "admin_listen",
+                                       "log",
+                                       "postgres",
                                        "threads",
                                        "http2",
                                        "max_requests_in_flight",
@@ -1245,8 +1501,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
-    if ((r = load_shutdown(l, root, cfg)) < 0 || (r = load_upstreams(l, root, cfg)) < 0 ||
-        (r = load_endpoints(l, root, cfg)) < 0)
+    if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
+        (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+        (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
     return 0;
 }
@@ -1376,12 +1633,21 @@ gd_config_t *gd_config_free(gd_config_t *config)
             for (size_t k = 0; k < c->nheaders; k++)
                 free_template_header(&c->headers[k]);
             free(c->headers);
+            for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
+                gd_template_dispose(&c->args[k]);
+            free(c->args);
         }
         free(ep->calls);
         free(ep->method);
         free(ep->path);
     }
     free(config->endpoints);
+    for (size_t i = 0; i < config->nstatements; i++)
+        free(config->statements[i]);
+    free(config->statements);
+    free(config->statement_nparams);
+    free(config->postgres.conninfo);
+    free(config->admin_listen.text);
     free(config->source);
     free(config);
     return NULL;

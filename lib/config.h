@@ -58,15 +58,27 @@ typedef struct gd_header_template {
     gd_template_t value;
 } gd_header_template_t;
 
+typedef enum gd_call_type {
+    GD_CALL_TYPE_HTTP, /* "upstream": an upstream HTTP call */
+    GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
+} gd_call_type_t;
+
 typedef struct gd_call_conf {
     /* read-only */
+    gd_call_type_t type;
     char *name;
     char *name_json; /* the name as a JSON string with quotes, escaped: "\"user\"" */
+    /* GD_CALL_TYPE_HTTP */
     const gd_upstream_conf_t *upstream; /* borrowed from the config */
     char *method;
     gd_template_t path; /* the upstream's base_path is NOT part of it */
     gd_header_template_t *headers;
     size_t nheaders;
+    /* GD_CALL_TYPE_SQL */
+    size_t statement;    /* index into gd_config_t.statements */
+    gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
+    size_t nargs;
+    bool is_one_row;     /* "row": "one" */
     uint64_t timeout_ms; /* already min(own, endpoint's) */
     bool is_optional;
 } gd_call_conf_t;
@@ -100,6 +112,21 @@ typedef struct gd_listen_conf {
     socklen_t addrlen;
 } gd_listen_conf_t;
 
+typedef struct gd_postgres_conf {
+    /* read-only */
+    char *conninfo; /* "" = libpq's PG* environment */
+    size_t pool_size;
+    uint64_t acquire_timeout_ms;
+    uint64_t connect_timeout_ms;
+} gd_postgres_conf_t;
+
+/* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */
+typedef struct gd_log_conf {
+    /* read-only */
+    bool is_json;
+    int level; /* 0 error, 1 warn, 2 info, 3 debug */
+} gd_log_conf_t;
+
 typedef struct gd_config {
     /* read-only */
     char *source; /* the file name (or the name given to gd_config_load_string) */
@@ -115,6 +142,14 @@ typedef struct gd_config {
     size_t nupstreams;
     gd_endpoint_conf_t *endpoints;
     size_t nendpoints;
+    bool has_postgres; /* a "postgres" section was given */
+    gd_postgres_conf_t postgres;
+    char **statements;      /* the distinct SQL texts of all SQL calls */
+    int *statement_nparams; /* the number of $n placeholders of each */
+    size_t nstatements;
+    bool has_admin; /* admin_listen is not null */
+    gd_listen_conf_t admin_listen;
+    gd_log_conf_t log;
 } gd_config_t;
 
 /**

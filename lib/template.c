@@ -299,3 +299,19 @@ size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values)
     }
     return len;
 }
+
+size_t gd_template_expand_raw(const gd_template_t *t, const gd_strv_t *values, char *buf,
+                              size_t cap)
+{
+    size_t len = 0;
+
+    for (size_t i = 0; i < t->nparts; i++) {
+        const gd_template_part_t *p = &t->parts[i];
+        const char *s = p->is_literal ? p->literal : values[p->value_index].base;
+        size_t n = p->is_literal ? p->literal_len : values[p->value_index].len;
+        if (len < cap)
+            memcpy(buf + len, s, len + n <= cap ? n : cap - len);
+        len += n;
+    }
+    return len;
+}

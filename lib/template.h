@@ -60,6 +60,12 @@ void gd_template_dispose(gd_template_t *t);
  * NUL. Returns the full length needed, so a caller may size @buf with a first call of @cap 0.
  */
 size_t gd_template_expand(const gd_template_t *t, const gd_strv_t *values, char *buf, size_t cap);
+/**
+ * Like gd_template_expand() but with values inserted as they are, not percent-encoded: for
+ * header values and SQL arguments, which are not parts of a URL.
+ */
+size_t gd_template_expand_raw(const gd_template_t *t, const gd_strv_t *values, char *buf,
+                              size_t cap);
 /** Upper bound of gd_template_expand()'s length for @values (literals + 3 x each value). */
 size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values);
 

@@ -1100,7 +1100,115 @@ static void test_load_file_errors(void)
     unlink(path);
 }
 
+/* A config with a postgres section and one endpoint /users/{id} whose call "orders" has these
+ * members. */
+#define SQL_CALL_IS(...)                                                                           \
+    "{" LISTEN "," UPSTREAMS ",'postgres':{'conninfo':'host=/run/postgresql'},"                   \
+    "'endpoints':[{'path':'/users/{id}','calls':{'orders':{" __VA_ARGS__ "}}}]}"
+
+static void test_operations_keys(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'log':{'format':'json','level':'debug'}"));
+    CHECK(cfg->log.is_json);
+    CHECK_INT_EQ(cfg->log.level, 3);
+    CHECK(cfg->has_admin); /* on by default */
+    CHECK_STR_EQ(cfg->admin_listen.text, "127.0.0.1:9090");
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'admin_listen':null"));
+    CHECK(!cfg->has_admin);
+    CHECK(!cfg->log.is_json);
+    CHECK_INT_EQ(cfg->log.level, 2);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'admin_listen':'127.0.0.1:8080'"),
+                     "conf/x.json: admin_listen: same address as listen[0]");
+    CHECK_CONFIG_ERR(ROOT("'admin_listen':9090"),
+                     "conf/x.json: admin_listen: must be a string or null, not an integer");
+    CHECK_CONFIG_ERR(ROOT("'log':{'format':'xml'}"),
+                     "conf/x.json: log.format: must be \"text\" or \"json\", not \"xml\"");
+    CHECK_CONFIG_ERR(ROOT("'log':{'level':'trace'}"),
+                     "conf/x.json: log.level: must be \"error\", \"warn\", \"info\" or \"debug\", "
+                     "not \"trace\"");
+    CHECK_CONFIG_ERR(ROOT("'log':{'colour':true}"), "conf/x.json: log.colour: unknown key");
+}
+
+static void test_postgres_section(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'postgres':{}"));
+    CHECK(cfg->has_postgres);
+    CHECK_STR_EQ(cfg->postgres.conninfo, "");
+    CHECK_INT_EQ(cfg->postgres.pool_size, 8);
+    CHECK_INT_EQ(cfg->postgres.acquire_timeout_ms, 200);
+    CHECK_INT_EQ(cfg->postgres.connect_timeout_ms, 2000);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'pool_size':0}"),
+                     "conf/x.json: postgres.pool_size: must be between 1 and 10000, not 0");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'host'}"),
+                     "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI: "
+                     "missing \"=\" after \"host\" in connection info string\n");
+    /* libpq's message could quote a password: then it is left out */
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'password=s3cret host'}"),
+                     "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'acquire_timeout_ms':0}"),
+                     "conf/x.json: postgres.acquire_timeout_ms: must be between 1 and 86400000, "
+                     "not 0");
+}
+
+static void test_sql_calls(void)
+{
+    gd_config_t *cfg = LOAD_OK(SQL_CALL_IS(
+        "'sql':'SELECT * FROM t WHERE a = $1 AND b = $2 -- $9\\n AND c = \\u0027 $7 \\u0027 AND d = $$ $8 $$',"
+        "'args':['{id}','{query.x}'],'row':'one'"));
+    const gd_call_conf_t *c = &cfg->endpoints[0].calls[0];
+    CHECK_INT_EQ(c->type, GD_CALL_TYPE_SQL);
+    CHECK_INT_EQ(c->nargs, 2);
+    CHECK(c->is_one_row);
+    CHECK_INT_EQ(cfg->nstatements, 1);
+    CHECK_INT_EQ(cfg->statement_nparams[0], 2);
+    gd_config_free(cfg);
+    /* the same SQL text in two calls is one statement */
+    cfg = LOAD_OK("{" LISTEN "," UPSTREAMS ",'postgres':{},'endpoints':[{'path':'/a/{id}','calls':{"
+                  "'x':{'sql':'SELECT $1::int','args':['{id}']},"
+                  "'y':{'sql':'SELECT $1::int','args':['{id}']}}}]}");
+    CHECK_INT_EQ(cfg->nstatements, 1);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[1].statement, 0);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $2','args':['{id}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args: has 1 value but the SQL's "
+                     "highest placeholder is $2");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','args':['{id}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args: has 1 value but the SQL's "
+                     "highest placeholder is $0");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'  '"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: must not be empty");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1; DROP TABLE t'"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: must be one statement (text "
+                     "follows a \";\")");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $1','args':[1]"),
+                     "conf/x.json: endpoints[0].calls.orders.args[0]: must be a string, not an "
+                     "integer");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $1','args':['{nope}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args[0]: no capture {nope} in the "
+                     "endpoint path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','row':'two'"),
+                     "conf/x.json: endpoints[0].calls.orders.row: must be \"one\" or \"many\", "
+                     "not \"two\"");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','path':'/x'"),
+                     "conf/x.json: endpoints[0].calls.orders.path: unknown key");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','upstream':'accounts'"),
+                     "conf/x.json: endpoints[0].calls.orders: a call has either \"upstream\" or "
+                     "\"sql\", not both");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'upstream':'accounts','path':'/x','args':[]"),
+                     "conf/x.json: endpoints[0].calls.orders.args: unknown key");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'orders':{'sql':'SELECT 1'}}"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: a SQL call needs a \"postgres\" "
+                     "section at the top level");
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"operations_keys", test_operations_keys},
+    {"postgres_section", test_postgres_section},
+    {"sql_calls", test_sql_calls},
     {"full_config", test_full_config},
     {"defaults", test_defaults},
     {"limits_accepted", test_limits_accepted},
