@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -14,6 +15,7 @@
 #define LOG_LINE_MAX 4096
 
 gd_log_level_t gd_log_max_level = GD_LOG_INFO;
+static bool is_json_format;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -61,12 +63,9 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&writer.mutex);
 
         write_all(buf, len);
-        if (dropped != 0) {
-            char note[128];
-            int n = snprintf(note, sizeof(note),
-                             "gatherd: warn: log: %lu lines dropped (stderr too slow)\n", dropped);
-            write_all(note, (size_t)n);
-        }
+        /* Not holding the lock here: the note goes through the formatter like any line. */
+        if (dropped != 0)
+            gd_log_write(GD_LOG_WARN, "log: %lu lines dropped (stderr too slow)", dropped);
         pthread_mutex_lock(&writer.mutex);
     }
     pthread_mutex_unlock(&writer.mutex);
@@ -113,20 +112,176 @@ void gd_log_stop(void)
     pthread_mutex_unlock(&writer.mutex);
 }
 
+void gd_log_set_json(bool is_json)
+{
+    is_json_format = is_json;
+}
+
+bool gd_log_is_json(void)
+{
+    return is_json_format;
+}
+
+/* A line under construction; silently truncated at LOG_LINE_MAX, keeping room for "}\n". */
+struct line {
+    char buf[LOG_LINE_MAX];
+    size_t len;
+};
+
+static void line_put(struct line *l, const char *s, size_t n)
+{
+    size_t room = sizeof(l->buf) - 3 - l->len;
+    if (n > room)
+        n = room;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+__attribute__((format(printf, 2, 3))) static void line_printf(struct line *l, const char *fmt, ...)
+{
+    size_t room = sizeof(l->buf) - 3 - l->len;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < room ? (size_t)n : room;
+}
+
+/* Appends @s as a JSON string, quotes included. */
+static void line_put_json_string(struct line *l, const char *s, size_t n)
+{
+    size_t run = 0;
+
+    line_put(l, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        line_put(l, s + run, i - run);
+        run = i + 1;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            line_put(l, esc, 2);
+        } else {
+            line_printf(l, "\\u%04x", c);
+        }
+    }
+    line_put(l, s + run, n - run);
+    line_put(l, "\"", 1);
+}
+
+/* Appends a text-format value: bare when it is a plain token, JSON-quoted otherwise. */
+static void line_put_text_value(struct line *l, const char *s, size_t n)
+{
+    bool is_plain = n > 0;
+    for (size_t i = 0; i < n && is_plain; i++)
+        is_plain = (unsigned char)s[i] > 0x20 && s[i] != '"' && s[i] != '\\' && s[i] != 0x7f;
+    if (is_plain)
+        line_put(l, s, n);
+    else
+        line_put_json_string(l, s, n);
+}
+
+static void line_start(struct line *l, gd_log_level_t level)
+{
+    l->len = 0;
+    if (!is_json_format) {
+        line_printf(l, "gatherd: %s: ", level_names[level]);
+        return;
+    }
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    line_printf(l, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"msg\":",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                ts.tv_nsec / 1000000, level_names[level]);
+}
+
+static void line_finish(struct line *l)
+{
+    if (is_json_format)
+        l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+}
+
+static void emit(const char *line, size_t len);
+
 void gd_log_vwrite(gd_log_level_t level, const char *fmt, va_list ap)
 {
-    char line[LOG_LINE_MAX];
-    int prefix, n;
+    struct line l;
 
-    prefix = snprintf(line, sizeof(line), "gatherd: %s: ", level_names[level]);
-    n = vsnprintf(line + prefix, sizeof(line) - (size_t)prefix - 1, fmt, ap);
-    if (n < 0)
-        n = 0;
-    size_t len = (size_t)prefix + (size_t)n;
-    if (len > sizeof(line) - 2) /* truncated: keep the line a line */
-        len = sizeof(line) - 2;
-    line[len++] = '\n';
+    line_start(&l, level);
+    if (is_json_format) {
+        char msg[LOG_LINE_MAX];
+        int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+        line_put_json_string(&l, msg, n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+    } else {
+        size_t room = sizeof(l.buf) - 3 - l.len;
+        int n = vsnprintf(l.buf + l.len, room + 1, fmt, ap);
+        if (n > 0)
+            l.len += (size_t)n < room ? (size_t)n : room;
+    }
+    line_finish(&l);
+    emit(l.buf, l.len);
+}
 
+void gd_log_event(gd_log_level_t level, const char *msg, const gd_log_field_t *fields,
+                  size_t nfields)
+{
+    struct line l;
+
+    if (level > gd_log_max_level)
+        return;
+    line_start(&l, level);
+    if (is_json_format)
+        line_put_json_string(&l, msg, strlen(msg));
+    else
+        line_put(&l, msg, strlen(msg));
+    for (size_t i = 0; i < nfields; i++) {
+        const gd_log_field_t *f = &fields[i];
+        size_t n = f->str != NULL ? (f->str_len == SIZE_MAX ? strlen(f->str) : f->str_len) : 0;
+        if (is_json_format) {
+            line_put(&l, ",", 1);
+            line_put_json_string(&l, f->key, strlen(f->key));
+            line_put(&l, ":", 1);
+        } else {
+            line_printf(&l, " %s=", f->key);
+        }
+        switch (f->type) {
+        case GD_LOG_STR:
+            if (is_json_format)
+                line_put_json_string(&l, f->str != NULL ? f->str : "", n);
+            else
+                line_put_text_value(&l, f->str != NULL ? f->str : "", n);
+            break;
+        case GD_LOG_JSON:
+            if (is_json_format)
+                line_put(&l, f->str, n);
+            else
+                line_put_text_value(&l, f->str, n);
+            break;
+        case GD_LOG_INT:
+            line_printf(&l, "%lld", f->i);
+            break;
+        case GD_LOG_MS:
+            line_printf(&l, "%.1f", f->ms);
+            break;
+        case GD_LOG_BOOL:
+            line_put(&l, f->b ? "true" : "false", f->b ? 4 : 5);
+            break;
+        }
+    }
+    line_finish(&l);
+    emit(l.buf, l.len);
+}
+
+/* Hands a finished line to the writer thread, or writes it when there is none. */
+static void emit(const char *line, size_t len)
+{
     pthread_mutex_lock(&writer.mutex);
     if (!writer.is_running) {
         pthread_mutex_unlock(&writer.mutex);

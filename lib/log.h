@@ -8,6 +8,8 @@
 #define GD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 typedef enum gd_log_level {
     GD_LOG_ERR = 0,
@@ -18,6 +20,37 @@ typedef enum gd_log_level {
 
 /* Lines above this level are skipped before their arguments are formatted. */
 extern gd_log_level_t gd_log_max_level;
+
+/** Chooses the line format: JSON objects ({"time", "level", "msg", fields...}) or text. */
+void gd_log_set_json(bool is_json);
+/** Whether lines are JSON. */
+bool gd_log_is_json(void);
+
+/* A named value of a structured event. */
+typedef enum gd_log_field_type {
+    GD_LOG_STR,  /* .str, quoted/escaped as needed */
+    GD_LOG_INT,  /* .i */
+    GD_LOG_MS,   /* .ms: a duration in milliseconds, one decimal */
+    GD_LOG_BOOL, /* .b */
+    GD_LOG_JSON, /* .str: a JSON document written as is in JSON lines, as text in text lines */
+} gd_log_field_type_t;
+
+typedef struct gd_log_field {
+    const char *key;
+    gd_log_field_type_t type;
+    const char *str;
+    size_t str_len; /* GD_LOG_STR/GD_LOG_JSON: bytes of str (SIZE_MAX: NUL-terminated) */
+    long long i;
+    double ms;
+    bool b;
+} gd_log_field_t;
+
+/**
+ * Writes one event: @msg and @fields. Text: "gatherd: LEVEL: msg key=value ..."; JSON:
+ * {"time":"RFC 3339 with ms","level":"info","msg":"...","key":value,...}.
+ */
+void gd_log_event(gd_log_level_t level, const char *msg, const gd_log_field_t *fields,
+                  size_t nfields);
 
 /**
  * Starts the writer thread. Until it is called (and after gd_log_stop()) lines are written
