@@ -8,9 +8,18 @@
 
 #include "log.h"
 #include "merge.h"
+#include "trace.h"
 #include "util.h"
 
 #define ACCESS_PATH_MAX 256
+
+/* A call of either type; which one is the endpoint's call config's type. */
+struct call_slot {
+    union {
+        gd_upstream_call_t http;
+        gd_pgpool_query_t sql;
+    };
+};
 
 struct gd_request {
     gd_aggregate_ctx_t *actx;
@@ -19,11 +28,13 @@ struct gd_request {
     const gd_endpoint_conf_t *endpoint;
     uint64_t started_at_ns;
     uint64_t deadline_ms;
+    const char *request_id; /* in req's pool; copied to request_id_copy for a late log line */
+    char request_id_copy[GD_TRACE_REQUEST_ID_MAX + 1];
     gd_group_t group;
     bool is_gathering;
     gd_request_t *next, *prev; /* the thread's list of requests in flight */
     gd_call_result_t *results;
-    gd_upstream_call_t calls[]; /* one per call of the endpoint, in config order */
+    struct call_slot calls[]; /* one per call of the endpoint, in config order */
 };
 
 static const char *reason_phrase(int status)
@@ -53,16 +64,65 @@ static bool is_head_request(const h2o_req_t *req)
     return h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"));
 }
 
-static void log_access(h2o_req_t *req, int status, size_t bytes, uint64_t started_at_ns,
-                       const char *complete)
+/* "user:ok:3,posts:timeout:800" (text) or {"user":{"outcome":"ok","ms":3},...} (JSON). */
+static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_t *results,
+                             char *buf, size_t cap)
+{
+    size_t len = 0;
+    bool is_json = gd_log_is_json();
+
+    if (is_json)
+        len += (size_t)snprintf(buf + len, cap - len, "{");
+    for (size_t i = 0; i < ep->ncalls && len < cap; i++) {
+        const char *outcome =
+            results[i].outcome == GD_CALL_OK ? "ok" : gd_call_outcome_name(results[i].outcome);
+        if (is_json)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",\"ms\":%" PRIu64 "}",
+                                    i == 0 ? "" : ",", ep->calls[i].name_json, outcome,
+                                    results[i].elapsed_ms);
+        else
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s:%" PRIu64, i == 0 ? "" : ",",
+                                    ep->calls[i].name, outcome, results[i].elapsed_ms);
+    }
+    if (is_json && len < cap)
+        len += (size_t)snprintf(buf + len, cap - len, "}");
+    return len < cap ? len : 0; /* too long to describe: leave it out rather than cut JSON */
+}
+
+/* Counts the answered request in this thread's metrics and writes its access line. */
+static void log_access(gd_aggregate_ctx_t *actx, h2o_req_t *req, const char *request_id,
+                       const gd_endpoint_conf_t *ep, int status, size_t bytes,
+                       uint64_t started_at_ns, const char *complete,
+                       const gd_call_result_t *results)
 {
     h2o_iovec_t path = req->input.path;
-    double duration_ms = (double)(uv_hrtime() - started_at_ns) / 1e6;
+    uint64_t duration_ns = uv_hrtime() - started_at_ns;
 
-    gd_log_info("access method=%.*s path=%.*s%s status=%d duration_ms=%.1f bytes=%zu complete=%s",
-                (int)req->input.method.len, req->input.method.base,
-                (int)(path.len < ACCESS_PATH_MAX ? path.len : ACCESS_PATH_MAX), path.base,
-                path.len > ACCESS_PATH_MAX ? "..." : "", status, duration_ms, bytes, complete);
+    if (actx != NULL && actx->metrics != NULL) {
+        gd_metrics_count_request(actx->metrics, ep, status, duration_ns / 1000);
+        for (size_t i = 0; results != NULL && i < ep->ncalls; i++)
+            gd_metrics_count_call(actx->metrics, ep, i, results[i].outcome,
+                                  results[i].elapsed_ms * 1000);
+    }
+    if (gd_log_max_level < GD_LOG_INFO)
+        return;
+    char calls[2048];
+    size_t calls_len = results != NULL ? describe_calls(ep, results, calls, sizeof(calls)) : 0;
+    gd_log_field_t fields[] = {
+        {.key = "request_id", .type = GD_LOG_STR, .str = request_id, .str_len = SIZE_MAX},
+        {.key = "method", .type = GD_LOG_STR, .str = req->input.method.base,
+         .str_len = req->input.method.len},
+        {.key = "route", .type = GD_LOG_STR, .str = ep != NULL ? ep->path : "-", .str_len = SIZE_MAX},
+        {.key = "path", .type = GD_LOG_STR, .str = path.base,
+         .str_len = path.len < ACCESS_PATH_MAX ? path.len : ACCESS_PATH_MAX},
+        {.key = "status", .type = GD_LOG_INT, .i = status},
+        {.key = "duration_ms", .type = GD_LOG_MS, .ms = (double)duration_ns / 1e6},
+        {.key = "bytes", .type = GD_LOG_INT, .i = (long long)bytes},
+        {.key = "complete", .type = GD_LOG_STR, .str = complete, .str_len = SIZE_MAX},
+        {.key = "calls", .type = GD_LOG_JSON, .str = calls, .str_len = calls_len},
+    };
+
+    gd_log_event(GD_LOG_INFO, "access", fields, GD_ARRAY_SIZE(fields) - (calls_len == 0 ? 1 : 0));
 }
 
 /* Answers @req with the JSON @body (in req's pool). */
@@ -86,8 +146,10 @@ static void send_json(h2o_req_t *req, int status, char *body, size_t len, const 
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
-static void send_error_at(h2o_req_t *req, uint64_t started_at_ns, int status, const char *code,
-                          const char *message, const char *hname, const char *hvalue)
+static void send_error_at(gd_aggregate_ctx_t *actx, const gd_endpoint_conf_t *ep, h2o_req_t *req,
+                          const char *request_id, uint64_t started_at_ns, int status,
+                          const char *code, const char *message, const char *hname,
+                          const char *hvalue)
 {
     size_t mlen = strlen(message);
     size_t qlen = gd_json_quote(message, mlen, NULL, 0);
@@ -101,13 +163,13 @@ static void send_error_at(h2o_req_t *req, uint64_t started_at_ns, int status, co
         h2o_add_header_by_str(&req->pool, &req->res.headers, hname, strlen(hname), 1, NULL, hvalue,
                               strlen(hvalue));
     send_json(req, status, body, len, NULL);
-    log_access(req, status, len, started_at_ns, "-");
+    log_access(actx, req, request_id, ep, status, len, started_at_ns, "-", NULL);
 }
 
 void gd_aggregate_send_error(h2o_req_t *req, int status, const char *code, const char *message,
                              const char *hname, const char *hvalue)
 {
-    send_error_at(req, uv_hrtime(), status, code, message, hname, hvalue);
+    send_error_at(NULL, NULL, req, "-", uv_hrtime(), status, code, message, hname, hvalue);
 }
 
 static void on_req_dispose(void *p)
@@ -154,14 +216,16 @@ static void respond(gd_request_t *rq, int gather_ret)
         req->http1_is_persistent = 0;
 
     if (rq->actx->_is_aborting) {
-        send_error_at(req, rq->started_at_ns, 503, "shutting_down",
+        send_error_at(rq->actx, ep, req, rq->request_id_copy, rq->started_at_ns, 503,
+                      "shutting_down",
                       "the server is shutting down and this request ran past its shutdown timeout",
                       NULL, NULL);
         return;
     }
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
-        *r = rq->calls[i].result;
+        *r = ep->calls[i].type == GD_CALL_TYPE_SQL ? rq->calls[i].sql.result
+                                                   : rq->calls[i].http.result;
         if (r->outcome == GD_CALL_CANCELLED && gather_ret == -ETIMEDOUT) {
             r->outcome = GD_CALL_TIMEOUT;
             snprintf(r->message, sizeof(r->message),
@@ -174,7 +238,8 @@ static void respond(gd_request_t *rq, int gather_ret)
     char *body = h2o_mem_alloc_pool(&req->pool, len);
     gd_merge_body(ep, rq->results, body, len);
     send_json(req, status, body, len, complete);
-    log_access(req, status, len, rq->started_at_ns, complete);
+    log_access(rq->actx, req, rq->request_id_copy, ep, status, len, rq->started_at_ns, complete,
+               rq->results);
 }
 
 static void finish_request(gd_request_t *rq)
@@ -182,8 +247,12 @@ static void finish_request(gd_request_t *rq)
     if (rq->dispose_slot != NULL)
         *rq->dispose_slot = NULL;
     unlink_in_flight(rq->actx, rq);
-    for (size_t i = 0; i < rq->endpoint->ncalls; i++)
-        gd_upstream_call_dispose(&rq->calls[i]);
+    for (size_t i = 0; i < rq->endpoint->ncalls; i++) {
+        if (rq->endpoint->calls[i].type == GD_CALL_TYPE_SQL)
+            gd_pgpool_query_dispose(&rq->calls[i].sql);
+        else
+            gd_upstream_call_dispose(&rq->calls[i].http);
+    }
     free(rq);
 }
 
@@ -196,9 +265,13 @@ static void run_request(void *arg)
     int ret;
 
     gd_group_init(&rq->group, actx->sched);
-    for (size_t i = 0; i < ep->ncalls; i++)
-        gd_upstream_call_start(actx->upstreams[ep->calls[i].upstream->index], &rq->group,
-                               &rq->calls[i]);
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        if (ep->calls[i].type == GD_CALL_TYPE_SQL)
+            gd_pgpool_query_start(actx->pgpool, &rq->group, &rq->calls[i].sql);
+        else
+            gd_upstream_call_start(actx->upstreams[ep->calls[i].upstream->index], &rq->group,
+                                   &rq->calls[i].http);
+    }
     rq->is_gathering = true;
     ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
     rq->is_gathering = false;
@@ -214,27 +287,40 @@ static void run_request(void *arg)
 static int expand_header_value(const gd_template_t *t, const gd_strv_t *values, h2o_mem_pool_t *pool,
                                h2o_iovec_t *ret)
 {
-    size_t len = 0, off = 0;
-
-    for (size_t i = 0; i < t->nparts; i++)
-        len += t->parts[i].is_literal ? t->parts[i].literal_len : values[t->parts[i].value_index].len;
+    size_t len = gd_template_expand_raw(t, values, NULL, 0);
     char *buf = h2o_mem_alloc_pool(pool, len + 1);
-    for (size_t i = 0; i < t->nparts; i++) {
-        const gd_template_part_t *p = &t->parts[i];
-        const char *s = p->is_literal ? p->literal : values[p->value_index].base;
-        size_t n = p->is_literal ? p->literal_len : values[p->value_index].len;
-        for (size_t j = 0; j < n; j++)
-            if (((unsigned char)s[j] < 0x20 && s[j] != '\t') || s[j] == 0x7f)
-                return -EINVAL;
-        memcpy(buf + off, s, n);
-        off += n;
-    }
+
+    gd_template_expand_raw(t, values, buf, len);
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)buf[i] < 0x20 && buf[i] != '\t') || buf[i] == 0x7f)
+            return -EINVAL;
     *ret = h2o_iovec_init(buf, len);
     return 0;
 }
 
+/* Fills @query from the endpoint's SQL call: each argument a NUL-terminated text value in
+ * req's pool (bound as a parameter, never part of the SQL text). */
+static void prepare_sql(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_t *values,
+                        gd_pgpool_query_t *query)
+{
+    const char **params = h2o_mem_alloc_pool(&req->pool, sizeof(*params) * (cc->nargs + 1));
+
+    for (size_t i = 0; i < cc->nargs; i++) {
+        size_t len = gd_template_expand_raw(&cc->args[i], values, NULL, 0);
+        char *buf = h2o_mem_alloc_pool(&req->pool, len + 1);
+        gd_template_expand_raw(&cc->args[i], values, buf, len);
+        buf[len] = '\0';
+        params[i] = buf;
+    }
+    params[cc->nargs] = NULL;
+    query->statement = cc->statement;
+    query->params = params;
+    query->is_one_row = cc->is_one_row;
+}
+
 /* Fills @call's request from the endpoint's template for it; -EINVAL with @err on a bad header. */
 static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_t *values,
+                        const char *request_id, const gd_traceparent_t *trace,
                         gd_upstream_call_t *call, char *err, size_t errlen)
 {
     const char *base = cc->upstream->base_path;
@@ -246,11 +332,21 @@ static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_
     size_t len = base_len + gd_template_expand(&cc->path, values, path + base_len, cap - base_len);
     call->method = cc->method;
     call->path = h2o_iovec_init(path, len);
-    call->extra_headers = h2o_iovec_init(NULL, 0);
-    if (cc->nheaders == 0)
-        return 0;
 
-    h2o_iovec_t *lines = h2o_mem_alloc_pool(&req->pool, sizeof(*lines) * cc->nheaders * 4);
+    /* Every call carries the request id, and a child span of the client's trace, if any. */
+    size_t n = 3, ntrace = trace != NULL ? 3 : 0;
+    h2o_iovec_t *lines =
+        h2o_mem_alloc_pool(&req->pool, sizeof(*lines) * (n + ntrace + cc->nheaders * 4));
+    lines[0] = h2o_iovec_init(H2O_STRLIT("x-request-id: "));
+    lines[1] = h2o_iovec_init(request_id, strlen(request_id));
+    lines[2] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    if (trace != NULL) {
+        char *tp = h2o_mem_alloc_pool(&req->pool, GD_TRACE_TRACEPARENT_LEN + 1);
+        gd_trace_child(trace, tp);
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("traceparent: "));
+        lines[n++] = h2o_iovec_init(tp, GD_TRACE_TRACEPARENT_LEN);
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
     for (size_t i = 0; i < cc->nheaders; i++) {
         h2o_iovec_t value;
         if (expand_header_value(&cc->headers[i].value, values, &req->pool, &value) != 0) {
@@ -258,13 +354,46 @@ static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_
                      cc->headers[i].name, cc->name);
             return -EINVAL;
         }
-        lines[i * 4] = h2o_iovec_init(cc->headers[i].name, strlen(cc->headers[i].name));
-        lines[i * 4 + 1] = h2o_iovec_init(H2O_STRLIT(": "));
-        lines[i * 4 + 2] = value;
-        lines[i * 4 + 3] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+        lines[n++] = h2o_iovec_init(cc->headers[i].name, strlen(cc->headers[i].name));
+        lines[n++] = h2o_iovec_init(H2O_STRLIT(": "));
+        lines[n++] = value;
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
-    call->extra_headers = h2o_concat_list(&req->pool, lines, cc->nheaders * 4);
+    call->extra_headers = h2o_concat_list(&req->pool, lines, n);
     return 0;
+}
+
+/* The request's id: the client's X-Request-Id when it is plausible, a new one otherwise;
+ * echoed on the answer. In req's pool. */
+static const char *take_request_id(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    char *id;
+
+    if (i >= 0 && gd_trace_is_valid_request_id(req->headers.entries[i].value.base,
+                                                req->headers.entries[i].value.len)) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        id = h2o_mem_alloc_pool(&req->pool, v.len + 1);
+        memcpy(id, v.base, v.len);
+        id[v.len] = '\0';
+    } else {
+        id = h2o_mem_alloc_pool(&req->pool, 33);
+        gd_trace_new_request_id(id);
+    }
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
+                          "X-Request-Id", id, strlen(id));
+    return id;
+}
+
+/* The client's trace context, or NULL when it sent none that is valid. */
+static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t *buf)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("traceparent"), -1);
+
+    if (i < 0 || gd_trace_parse(req->headers.entries[i].value.base,
+                                req->headers.entries[i].value.len, buf) != 0)
+        return NULL;
+    return buf;
 }
 
 void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
@@ -278,11 +407,12 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
     gd_strv_t captures[GD_ROUTE_MAX_CAPTURES];
     const gd_endpoint_conf_t *ep;
     char allow[256], err[512];
+    const char *request_id = take_request_id(req);
     int r;
 
     if (actx->_is_aborting) {
-        send_error_at(req, started_at_ns, 503, "shutting_down", "the server is shutting down", NULL,
-                      NULL);
+        send_error_at(actx, NULL, req, request_id, started_at_ns, 503, "shutting_down",
+                      "the server is shutting down", NULL, NULL);
         return;
     }
     /* HEAD is answered like GET, without the body. */
@@ -294,17 +424,17 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
     if (r == GD_ROUTE_NO_MATCH) {
         snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s", (int)req->input.method.len,
                  req->input.method.base, (int)(path_len < 200 ? path_len : 200), target.base);
-        send_error_at(req, started_at_ns, 404, "not_found", err, NULL, NULL);
+        send_error_at(actx, NULL, req, request_id, started_at_ns, 404, "not_found", err, NULL, NULL);
         return;
     }
     if (r == GD_ROUTE_BAD_METHOD) {
         snprintf(err, sizeof(err), "method %.*s is not allowed here; allowed: %s",
                  (int)req->input.method.len, req->input.method.base, allow);
-        send_error_at(req, started_at_ns, 405, "method_not_allowed", err, "allow", allow);
+        send_error_at(actx, NULL, req, request_id, started_at_ns, 405, "method_not_allowed", err, "allow", allow);
         return;
     }
     if (r != 0) {
-        send_error_at(req, started_at_ns, 400, "bad_request",
+        send_error_at(actx, NULL, req, request_id, started_at_ns, 400, "bad_request",
                       "the path has a malformed percent-encoding", NULL, NULL);
         return;
     }
@@ -319,12 +449,12 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
     r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
                                 qscratch, values, err, sizeof(err));
     if (r == -ENOMEM) {
-        send_error_at(req, started_at_ns, 503, "overloaded", "out of memory checking parameters",
+        send_error_at(actx, ep, req, request_id, started_at_ns, 503, "overloaded", "out of memory checking parameters",
                       NULL, NULL);
         return;
     }
     if (r != 0) {
-        send_error_at(req, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
+        send_error_at(actx, ep, req, request_id, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
         return;
     }
 
@@ -335,21 +465,34 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
     rq->req = req;
     rq->endpoint = ep;
     rq->started_at_ns = started_at_ns;
+    rq->request_id = request_id;
+    snprintf(rq->request_id_copy, sizeof(rq->request_id_copy), "%s", request_id);
+    gd_traceparent_t trace_buf;
+    const gd_traceparent_t *trace = take_traceparent(req, &trace_buf);
     /* The loop's clock is cached at the start of its iteration and counts whole ms: refreshed
      * and rounded up, so that no timeout ever fires before its full duration has passed. */
     uv_update_time(actx->loop);
     uint64_t now_ms = uv_now(actx->loop) + 1;
     rq->deadline_ms = now_ms + ep->timeout_ms;
     for (size_t i = 0; i < ep->ncalls; i++) {
-        gd_upstream_call_t *call = &rq->calls[i];
-        if (prepare_call(req, &ep->calls[i], values, call, err, sizeof(err)) != 0) {
+        const gd_call_conf_t *cc = &ep->calls[i];
+        if (cc->type == GD_CALL_TYPE_SQL) {
+            gd_pgpool_query_t *sql = &rq->calls[i].sql;
+            prepare_sql(req, cc, values, sql);
+            sql->started_at_ns = started_at_ns;
+            sql->timeout_ms = cc->timeout_ms;
+            sql->deadline_ms = now_ms + cc->timeout_ms;
+            continue;
+        }
+        gd_upstream_call_t *call = &rq->calls[i].http;
+        if (prepare_call(req, cc, values, request_id, trace, call, err, sizeof(err)) != 0) {
             free(rq);
-            send_error_at(req, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
+            send_error_at(actx, ep, req, request_id, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
             return;
         }
         call->started_at_ns = started_at_ns;
-        call->timeout_ms = ep->calls[i].timeout_ms;
-        call->deadline_ms = now_ms + ep->calls[i].timeout_ms;
+        call->timeout_ms = cc->timeout_ms;
+        call->deadline_ms = now_ms + cc->timeout_ms;
     }
 
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
@@ -359,7 +502,7 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
         *rq->dispose_slot = NULL;
         unlink_in_flight(actx, rq);
         free(rq);
-        send_error_at(req, started_at_ns, 503, "overloaded",
+        send_error_at(actx, ep, req, request_id, started_at_ns, 503, "overloaded",
                       r == -EAGAIN ? "too many requests in flight (max_requests_in_flight)"
                                    : "out of memory for a request coroutine",
                       NULL, NULL);

@@ -1,7 +1,7 @@
 /*
  * gd_aggregate: the life of one request to an endpoint. On the loop stack it matches the route
  * and checks the parameters (answering 404/405/400 at once); then one coroutine starts every
- * call of the endpoint, gathers them at a single point with the endpoint deadline, merges the
+ * call of the endpoint (upstream HTTP and Postgres alike), gathers them at a single point with the endpoint deadline, merges the
  * outcomes and answers. The client going away or the server's shutdown timeout cancels the
  * gather; nothing is leaked either way.
  */
@@ -15,6 +15,8 @@
 
 #include "config.h"
 #include "coro.h"
+#include "metrics.h"
+#include "pgpool.h"
 #include "route.h"
 #include "upstream.h"
 
@@ -29,6 +31,8 @@ struct gd_aggregate_ctx {
     uv_loop_t *loop;
     gd_sched_t *sched;
     gd_upstream_t **upstreams; /* by gd_upstream_conf_t.index */
+    gd_pgpool_t *pgpool;       /* NULL when no call uses SQL */
+    gd_metrics_t *metrics;     /* this thread's */
     /* Called on the loop stack after a request has been answered (or abandoned) and is gone. */
     void (*on_request_done)(gd_aggregate_ctx_t *actx);
     void *data;

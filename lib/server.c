@@ -16,10 +16,14 @@
 #include "aggregate.h"
 #include "coro.h"
 #include "log.h"
+#include "pgpool.h"
 #include "upstream.h"
 #include "util.h"
 
 #define LISTEN_BACKLOG 4096
+/* How often a worker's heartbeat fires: it measures the loop's lag and publishes the gauges
+ * that /metrics and /healthz read. */
+#define HEARTBEAT_MS 100
 #define ACCEPT_BATCH 64
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
@@ -43,8 +47,12 @@ struct worker {
     struct listener *listeners;
     uv_async_t wakeup;
     uv_check_t drain_check;
+    uv_timer_t heartbeat;
+    uint64_t heartbeat_due_ns;
     gd_sched_t *sched;
     gd_upstream_t **upstreams;
+    gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
+    gd_pgpool_t *pgpool;
     gd_aggregate_ctx_t actx;
     size_t connections;
     bool is_draining, is_aborted, is_finished;
@@ -63,6 +71,7 @@ struct gd_server {
     h2o_globalconf_t globalconf;
     struct worker *workers;
     size_t nworkers;
+    gd_metrics_t **metrics; /* one per worker, written by that worker only */
     uv_async_t stopped_async; /* on the owner's loop */
     atomic_size_t nstopped;
     gd_server_stopped_cb on_stopped;
@@ -105,10 +114,12 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
     h->super.on_req = on_req;
     h->server = s;
 
+    s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
     for (size_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
         w->server = s;
         w->index = i;
+        s->metrics[i] = gd_metrics_new(config);
         w->listeners = gd_xcalloc(config->nlisten, sizeof(*w->listeners));
         for (size_t j = 0; j < config->nlisten; j++)
             w->listeners[j].fd = -1;
@@ -237,6 +248,7 @@ static void finish_worker(struct worker *w)
 
     uv_check_stop(&w->drain_check);
     uv_close((uv_handle_t *)&w->drain_check, NULL);
+    uv_close((uv_handle_t *)&w->heartbeat, NULL);
     /* Under the lock, so that gd_server_abort() never signals a closed handle. */
     pthread_mutex_lock(&s->wakeup_mutex);
     w->is_wakeup_closed = true;
@@ -292,6 +304,48 @@ static void on_wakeup(uv_async_t *async)
 
 static void init_worker(struct worker *w);
 
+static void publish_gauges(struct worker *w)
+{
+    const gd_config_t *config = w->server->config;
+    gd_metrics_gauges_t g = {
+        .requests_in_flight = w->actx.in_flight,
+        .coroutines = gd_sched_live(w->sched),
+        .connections = w->connections,
+        .heartbeat_ms = uv_hrtime() / 1000000,
+        .is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool),
+    };
+    for (size_t i = 0; i < config->nupstreams && i < GD_ARRAY_SIZE(g.upstreams); i++) {
+        gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
+        g.upstreams[i].idle = us.idle;
+        g.upstreams[i].busy = us.busy;
+        g.upstreams[i].waiting = us.waiting;
+    }
+    if (w->pgpool != NULL) {
+        gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
+        g.pg_idle = ps.idle;
+        g.pg_busy = ps.busy;
+        g.pg_connecting = ps.connecting;
+        g.pg_broken = ps.broken;
+        g.pg_waiting = ps.waiting;
+        g.pg_reconnects = ps.reconnects;
+        g.pg_cancels = ps.cancels;
+    }
+    gd_metrics_publish(w->server->metrics[w->index], &g);
+}
+
+/* The C counterpart of asyncio's slow-callback warning: a timer that fires late measures how
+ * long the loop was kept from looking at its timers. */
+static void on_heartbeat(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+    uint64_t now = uv_hrtime();
+
+    if (now > w->heartbeat_due_ns)
+        gd_metrics_count_loop_lag(w->server->metrics[w->index], (now - w->heartbeat_due_ns) / 1000);
+    w->heartbeat_due_ns = now + (uint64_t)HEARTBEAT_MS * 1000000;
+    publish_gauges(w);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -315,8 +369,12 @@ static void *worker_main(void *arg)
     h2o_context_dispose(&w->ctx);
     for (size_t i = 0; i < config->nupstreams; i++)
         gd_upstream_close(w->upstreams[i]);
-    w->sched = gd_sched_free(w->sched);
+    if (w->pgpool != NULL)
+        gd_pgpool_close(w->pgpool);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
+    w->sched = gd_sched_free(w->sched);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    w->pgpool = gd_pgpool_free(w->pgpool);
     for (size_t i = 0; i < config->nupstreams; i++)
         w->upstreams[i] = gd_upstream_free(w->upstreams[i]);
     free(w->upstreams);
@@ -340,6 +398,14 @@ static void on_stopped_async(uv_async_t *async)
     }
 }
 
+/* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
+ * the remainder to the first workers, and at least one each. */
+static size_t share_of(size_t total, size_t n, size_t i)
+{
+    size_t share = total / n + (i < total % n ? 1 : 0);
+    return share > 0 ? share : 1;
+}
+
 /* Sets up everything a worker owns, on the worker's thread. */
 static void init_worker(struct worker *w)
 {
@@ -351,17 +417,31 @@ static void init_worker(struct worker *w)
     h2o_context_init(&w->ctx, &w->loop, &s->globalconf);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
 
-    size_t max_live = (config->max_requests_in_flight + nthreads - 1) / nthreads;
+    size_t max_live = share_of(config->max_requests_in_flight, nthreads, w->index);
     w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_live);
     GD_REQUIRE(w->sched != NULL);
     w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *uc = &config->upstreams[i];
-        size_t cap = (uc->max_connections + nthreads - 1) / nthreads;
+        size_t cap = share_of(uc->max_connections, nthreads, w->index);
         w->upstreams[i] = gd_upstream_new(uc, &w->loop, &w->ctx.receivers.hostinfo_getaddr,
                                           gd_sched_timers(w->sched), cap);
     }
+    if (config->nstatements > 0) {
+        w->pg_conf = (gd_pgpool_conf_t){
+            .conninfo = config->postgres.conninfo,
+            .size = share_of(config->postgres.pool_size, nthreads, w->index),
+            .acquire_timeout_ms = config->postgres.acquire_timeout_ms,
+            .connect_timeout_ms = config->postgres.connect_timeout_ms,
+            .statements = (const char *const *)config->statements,
+            .statement_nparams = config->statement_nparams,
+            .nstatements = config->nstatements,
+            .application_name = "gatherd"};
+        w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
+    }
     w->actx = (gd_aggregate_ctx_t){.config = config,
+                                   .metrics = s->metrics[w->index],
+                                   .pgpool = w->pgpool,
                                    .router = s->router,
                                    .loop = &w->loop,
                                    .sched = w->sched,
@@ -372,6 +452,11 @@ static void init_worker(struct worker *w)
     w->wakeup.data = w;
     GD_REQUIRE(uv_check_init(&w->loop, &w->drain_check) == 0);
     w->drain_check.data = w;
+    GD_REQUIRE(uv_timer_init(&w->loop, &w->heartbeat) == 0);
+    w->heartbeat.data = w;
+    w->heartbeat_due_ns = uv_hrtime() + (uint64_t)HEARTBEAT_MS * 1000000;
+    uv_timer_start(&w->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    publish_gauges(w);
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         l->worker = w;
@@ -428,6 +513,12 @@ void gd_server_abort(gd_server_t *s)
     wake_workers(s);
 }
 
+const gd_metrics_t *const *gd_server_metrics(const gd_server_t *s, size_t *ret_n)
+{
+    *ret_n = s->nworkers;
+    return (const gd_metrics_t *const *)s->metrics;
+}
+
 gd_server_t *gd_server_free(gd_server_t *s)
 {
     if (s == NULL)
@@ -442,6 +533,9 @@ gd_server_t *gd_server_free(gd_server_t *s)
         free(w->listeners);
     }
     free(s->workers);
+    for (size_t i = 0; i < s->nworkers; i++)
+        gd_metrics_free(s->metrics[i]);
+    free(s->metrics);
     h2o_config_dispose(&s->globalconf);
     pthread_mutex_destroy(&s->ready_mutex);
     pthread_mutex_destroy(&s->wakeup_mutex);

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "route.h"
 
 typedef struct gd_server gd_server_t;
@@ -39,6 +40,8 @@ int gd_server_start(gd_server_t *server, uv_loop_t *main_loop, gd_server_stopped
 void gd_server_drain(gd_server_t *server);
 /** Answers 503 to every request still in flight (the shutdown timeout passed). */
 void gd_server_abort(gd_server_t *server);
+/** The workers' metrics, one per thread, valid until gd_server_free(). */
+const gd_metrics_t *const *gd_server_metrics(const gd_server_t *server, size_t *ret_n);
 /** Joins the workers (after on_stopped) and frees @server (NULL is a no-op). Returns NULL. */
 gd_server_t *gd_server_free(gd_server_t *server);
 

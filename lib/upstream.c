@@ -117,9 +117,19 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
     return NULL;
 }
 
-gd_upstream_stats_t gd_upstream_stats(const gd_upstream_t *u)
+gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 {
-    return (gd_upstream_stats_t){.busy = u->busy, .waiting = u->waiting};
+    size_t idle = 0;
+
+    if (!u->is_closed) {
+        /* The pool's list is h2o's, guarded by its mutex (uncontended: the pool is per thread). */
+        pthread_mutex_lock(&u->pool._shared.mutex);
+        for (h2o_linklist_t *l = u->pool._shared.sockets.next; l != &u->pool._shared.sockets;
+             l = l->next)
+            idle++;
+        pthread_mutex_unlock(&u->pool._shared.mutex);
+    }
+    return (gd_upstream_stats_t){.idle = idle, .busy = u->busy, .waiting = u->waiting};
 }
 
 static uint64_t elapsed_ms(const gd_upstream_call_t *call)

@@ -21,6 +21,7 @@ typedef struct gd_upstream gd_upstream_t;
 
 /* Counters of one upstream on one thread. */
 typedef struct gd_upstream_stats {
+    size_t idle;    /* keep-alive connections waiting in the pool */
     size_t busy;    /* connections carrying a call (connecting included) */
     size_t waiting; /* calls waiting for a connection */
 } gd_upstream_stats_t;
@@ -40,8 +41,8 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
 void gd_upstream_close(gd_upstream_t *upstream);
 /** Frees @upstream (NULL is a no-op) after gd_upstream_close() and the loop's run. Returns NULL. */
 gd_upstream_t *gd_upstream_free(gd_upstream_t *upstream);
-/** The upstream's counters. */
-gd_upstream_stats_t gd_upstream_stats(const gd_upstream_t *upstream);
+/** The upstream's counters. Only the owning thread may call it. */
+gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *upstream);
 
 typedef struct gd_upstream_call {
     /* public: set before gd_upstream_call_start(), borrowed until the task is done */

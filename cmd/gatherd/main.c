@@ -12,18 +12,23 @@
 
 #include <uv.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
+#include "probe.h"
 #include "route.h"
 #include "server.h"
 
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
  * answers get to be written before the process leaves anyway. */
 #define ABORT_GRACE_MS 2000
+#define PROBE_TIMEOUT_MS 5000
 
 struct daemon {
     const gd_config_t *config;
     gd_server_t *server;
+    gd_admin_t *admin; /* NULL when admin_listen is null */
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain_delay, shutdown_timeout;
@@ -35,11 +40,13 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: gatherd -c FILE         run the daemon with the config FILE\n"
                  "       gatherd -t -c FILE      check the config FILE and exit\n"
+                 "       gatherd --probe URL     GET URL: exit 0 on a 2xx answer (health checks)\n"
                  "       gatherd --version       print the version\n"
                  "       gatherd --help          print this help\n"
                  "options:\n"
                  "  -c, --config FILE       the JSON config (see README.md)\n"
                  "  -t, --test-config       validate the config: exit 0 when valid, 1 otherwise\n"
+                 "  -p, --probe URL         http://HOST:PORT/PATH, answered within 5 s\n"
                  "  -v, --version\n"
                  "  -h, --help\n");
 }
@@ -95,17 +102,26 @@ static void on_drain_delay_passed(uv_timer_t *timer)
     uv_timer_start(&d->shutdown_timeout, on_shutdown_timeout, d->config->shutdown_timeout_ms, 0);
 }
 
+static const char *signal_name(int signum)
+{
+    return signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "a signal";
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
     struct daemon *d = handle->data;
 
     if (d->is_shutting_down) {
-        gd_log_warn("second %s: exiting at once", strsignal(signum));
+        gd_log_warn("second %s: exiting at once", signal_name(signum));
         gd_log_stop();
         _exit(1);
     }
     d->is_shutting_down = true;
-    gd_log_info("received %s: draining (drain_delay_ms %llu)", strsignal(signum),
+    /* Not ready from this moment, so the load balancer stops routing before listeners close. */
+    if (d->admin != NULL)
+        gd_admin_set_state(d->admin, GD_ADMIN_DRAINING);
+    (void)gd_notify("STOPPING=1"); /* best effort: systemd learns it from the exit too */
+    gd_log_info("received %s: draining (drain_delay_ms %llu)", signal_name(signum),
                 (unsigned long long)d->config->drain_delay_ms);
     uv_timer_start(&d->drain_delay, on_drain_delay_passed, d->config->drain_delay_ms, 0);
 }
@@ -138,6 +154,15 @@ static int run(const gd_config_t *config)
         fprintf(stderr, "gatherd: %s\n", err);
         goto fail;
     }
+    if (config->has_admin) {
+        size_t nmetrics;
+        const gd_metrics_t *const *metrics = gd_server_metrics(d.server, &nmetrics);
+        d.admin = gd_admin_new(config, metrics, nmetrics);
+        if (gd_admin_listen(d.admin, err, sizeof(err)) != 0) {
+            fprintf(stderr, "gatherd: %s\n", err);
+            goto fail;
+        }
+    }
     if ((r = gd_log_start()) != 0) {
         fprintf(stderr, "gatherd: cannot start the log writer: %s\n", strerror(-r));
         goto fail;
@@ -147,9 +172,18 @@ static int run(const gd_config_t *config)
         gd_log_err("cannot start worker threads: %s", strerror(-r));
         _exit(1);
     }
+    if (d.admin != NULL && (r = gd_admin_start(d.admin)) != 0) {
+        gd_log_err("cannot start the admin listener: %s", strerror(r < 0 ? -r : r));
+        _exit(1);
+    }
     for (size_t i = 0; i < config->nlisten; i++)
         gd_log_info("listening on %s (%u threads, http2 %s)", config->listen[i].text,
                     config->threads, config->is_http2_enabled ? "on" : "off");
+    if (d.admin != NULL) {
+        gd_log_info("admin listening on %s (/healthz /readyz /metrics)", config->admin_listen.text);
+        gd_admin_set_state(d.admin, d.is_shutting_down ? GD_ADMIN_DRAINING : GD_ADMIN_SERVING);
+    }
+    (void)gd_notify("READY=1"); /* best effort: without systemd there is no one to tell */
     uv_run(&loop, UV_RUN_DEFAULT);
     gd_log_stop();
     goto exit;
@@ -158,6 +192,7 @@ fail:
     close_daemon_handles(&d);
     uv_run(&loop, UV_RUN_DEFAULT); /* lets the handles finish closing */
 exit:
+    d.admin = gd_admin_free(d.admin);
     d.server = gd_server_free(d.server);
     (void)uv_loop_close(&loop); /* at exit: a handle left open is no reason to fail now */
     gd_router_free(router);
@@ -168,6 +203,7 @@ int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"test-config", no_argument, NULL, 't'},
+                                             {"probe", required_argument, NULL, 'p'},
                                              {"version", no_argument, NULL, 'v'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -177,8 +213,18 @@ int main(int argc, char **argv)
     char err[1024];
     int c, code;
 
-    while ((c = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:tp:vh", longopts, NULL)) != -1) {
         switch (c) {
+        case 'p': {
+            int status = gd_probe(optarg, PROBE_TIMEOUT_MS, err, sizeof(err));
+            if (status >= 200 && status <= 299)
+                return 0;
+            if (status > 0)
+                fprintf(stderr, "gatherd: probe %s: status %d\n", optarg, status);
+            else
+                fprintf(stderr, "gatherd: probe: %s\n", err);
+            return 1;
+        }
         case 'c':
             config_path = optarg;
             break;
@@ -211,6 +257,8 @@ int main(int argc, char **argv)
         gd_config_free(config);
         return 0;
     }
+    gd_log_max_level = (gd_log_level_t)config->log.level;
+    gd_log_set_json(config->log.is_json);
     /* A client or upstream hanging up mid-write must be an error code, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     code = run(config);

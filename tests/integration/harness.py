@@ -526,6 +526,9 @@ def config(endpoints, upstreams, threads=1, **top):
         ups[name] = u if isinstance(u, dict) else upstream(u)
     d = {}
     d['threads'] = threads
+    # Each daemon gets an admin listener of its own: the default port would collide between
+    # the daemons a test runs side by side.
+    d['admin_listen'] = '127.0.0.1:%d' % free_port()
     d.update(top)
     d['upstreams'] = ups
     d['endpoints'] = list(endpoints)

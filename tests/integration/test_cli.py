@@ -12,8 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (REPO, GatherdTestCase, call, config, endpoint, main,  # noqa: E402
                      run_gatherd, wait_until)
 
-ACCESS_RE = re.compile(r'access method=(\S+) path=(\S+) status=(\d+) duration_ms=(\d+(?:\.\d+)?) '
-                       r'bytes=(\d+) complete=(true|false|-)')
+ACCESS_RE = re.compile(r'access request_id=[0-9a-f]{32} method=(\S+) route=\S+ path=(\S+) '
+                       r'status=(\d+) duration_ms=(\d+(?:\.\d+)?) bytes=(\d+) '
+                       r'complete=(true|false|-)(?: calls=\S+)?$')
 
 
 def good_config():
@@ -194,7 +195,7 @@ class CliTest(GatherdTestCase):
                          ['true', 'false', 'true'])
         # one event per line: no access line spans two lines
         for line in gd.log().splitlines():
-            self.assertLessEqual(line.count('access method='), 1, line)
+            self.assertLessEqual(line.count(' access '), 1, line)
 
 
 if __name__ == '__main__':
