@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
 #include "util.h"
 
 /*
@@ -222,174 +223,6 @@ static bool is_digit(char c)
 }
 
 /* The end of the digits starting at @p. */
-static const char *skip_digits(const char *p, const char *end)
-{
-    while (p < end && is_digit(*p))
-        p++;
-    return p;
-}
-
-/*
- * Whether @s (@len bytes) is a JSON number (RFC 8259 section 6):
- * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, the fraction and exponent only when
- * @is_integer is false.
- */
-static bool is_json_number(const char *s, size_t len, bool is_integer)
-{
-    const char *p = s, *end = s + len, *q;
-
-    if (p < end && *p == '-')
-        p++;
-    if (p < end && *p == '0')
-        p++;
-    else if ((q = skip_digits(p, end)) > p)
-        p = q;
-    else
-        return false;
-    if (is_integer)
-        return p == end;
-    if (p < end && *p == '.') {
-        q = skip_digits(p + 1, end);
-        if (q == p + 1)
-            return false;
-        p = q;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        q = skip_digits(p, end);
-        if (q == p)
-            return false;
-        p = q;
-    }
-    return p == end;
-}
-
-static const char *skip_json_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* The end of the JSON string starting at @p (on its '"'), or NULL when it is none. */
-static const char *scan_json_string(const char *p, const char *end)
-{
-    for (p++; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"')
-            return p + 1;
-        if (c < 0x20)
-            return NULL;
-        if (c != '\\')
-            continue;
-        if (++p == end)
-            return NULL;
-        if (*p == 'u') {
-            if (end - p < 5)
-                return NULL;
-            for (int i = 1; i <= 4; i++)
-                if (gd_hex_value(p[i]) < 0)
-                    return NULL;
-            p += 4;
-        } else if (memchr("\"\\/bfnrt", *p, 8) == NULL) {
-            return NULL;
-        }
-    }
-    return NULL;
-}
-
-/* The end of the JSON number or literal starting at @p, or NULL when it is none. */
-static const char *scan_json_scalar(const char *p, const char *end)
-{
-    static const char *const literals[] = {"true", "false", "null"};
-    const char *q = p;
-
-    if (*p == '-' || is_digit(*p)) {
-        while (q < end &&
-               (is_digit(*q) || *q == '-' || *q == '+' || *q == '.' || *q == 'e' || *q == 'E'))
-            q++;
-        return is_json_number(p, (size_t)(q - p), false) ? q : NULL;
-    }
-    for (size_t i = 0; i < GD_ARRAY_SIZE(literals); i++) {
-        size_t n = strlen(literals[i]);
-        if ((size_t)(end - p) >= n && memcmp(p, literals[i], n) == 0)
-            return p + n;
-    }
-    return NULL;
-}
-
-/*
- * Whether @s (@len bytes) is one JSON text (RFC 8259 section 2): a value with optional
- * whitespace around it, nested to any depth (the containers still open are kept in a stack
- * that grows on the heap past 64 levels). Strings are checked for their grammar only: bytes
- * >= 0x80 pass (the connection's client_encoding is UTF8) and \u escapes of surrogates need not
- * pair, as RFC 8259 section 8.2 allows.
- */
-static bool is_json_text(const char *s, size_t len)
-{
-    enum { WANT_VALUE, WANT_KEY, AFTER_VALUE } state = WANT_VALUE;
-    const char *p = s, *end = s + len;
-    char small[64], *stack = small; /* '}' or ']': what closes each open container */
-    size_t depth = 0, cap = sizeof(small);
-    bool ok = false;
-
-    for (;;) {
-        p = skip_json_ws(p, end);
-        if (state == AFTER_VALUE && depth == 0) {
-            ok = p == end;
-            break;
-        }
-        if (p == end)
-            break;
-        if (state == AFTER_VALUE) {
-            if (*p == ',') {
-                state = stack[depth - 1] == '}' ? WANT_KEY : WANT_VALUE;
-                p++;
-            } else if (*p == stack[depth - 1]) {
-                depth--;
-                p++;
-            } else {
-                break;
-            }
-        } else if (state == WANT_KEY) {
-            if (*p != '"' || (p = scan_json_string(p, end)) == NULL)
-                break;
-            p = skip_json_ws(p, end);
-            if (p == end || *p != ':')
-                break;
-            p++;
-            state = WANT_VALUE;
-        } else if (*p == '{' || *p == '[') {
-            char close = *p == '{' ? '}' : ']';
-            if (depth == cap) {
-                GD_REQUIRE(cap <= SIZE_MAX / 2);
-                stack = stack == small ? memcpy(gd_xmalloc(cap * 2), small, cap)
-                                       : gd_xrealloc(stack, cap * 2);
-                cap *= 2;
-            }
-            stack[depth++] = close;
-            p = skip_json_ws(p + 1, end);
-            if (p < end && *p == close) {
-                depth--;
-                p++;
-                state = AFTER_VALUE;
-            } else {
-                state = close == '}' ? WANT_KEY : WANT_VALUE;
-            }
-        } else {
-            p = *p == '"' ? scan_json_string(p, end) : scan_json_scalar(p, end);
-            if (p == NULL)
-                break;
-            state = AFTER_VALUE;
-        }
-    }
-    if (stack != small)
-        free(stack);
-    return ok;
-}
-
 /*
  * Writes @s (@len bytes, not NULL) as a value of @kind. Returns false, having written nothing,
  * when @s is not what @kind promises.
@@ -409,7 +242,7 @@ static bool write_scalar(gd_pgjson_buf_t *out, enum value_kind kind, const char 
             return false;
         return true;
     case KIND_INT:
-        if (!is_json_number(s, len, true))
+        if (!gd_json_is_number(s, len, true))
             return false;
         append(out, s, len);
         return true;
@@ -419,13 +252,13 @@ static bool write_scalar(gd_pgjson_buf_t *out, enum value_kind kind, const char 
         if (gd_memeq(s, len, "NaN") || gd_memeq(s, len, "Infinity") ||
             gd_memeq(s, len, "-Infinity"))
             append_lit(out, "null");
-        else if (is_json_number(s, len, false))
+        else if (gd_json_is_number(s, len, false))
             append(out, s, len);
         else
             return false;
         return true;
     case KIND_JSON:
-        if (!is_json_text(s, len))
+        if (!gd_json_is_valid(s, len))
             return false;
         append(out, s, len);
         return true;
