@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Draws req/s and p99 per target and mode from the harness's JSON lines, with gnuplot.
+
+usage: chart.py DIR MODE...   (reads DIR/MODE.jsonl, writes DIR/chart.png and DIR/summary.md)
+Noisy windows (something the run did not start used > 0.15 core) are left out, as the
+harness's own report does.
+"""
+import json
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+
+
+def summarize(path):
+    per = OrderedDict()
+    for line in open(path):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        noisy = (r.get('other_cpu_s') or 0) > 0.15 * (r.get('wall_s') or 10)
+        if noisy:
+            continue
+        per.setdefault(r['label'], []).append(r)
+    out = OrderedDict()
+    for label, rows in per.items():
+        def mean(key):
+            vals = [x[key] for x in rows if x.get(key) is not None]
+            return sum(vals) / len(vals) if vals else float('nan')
+        out[label] = {'rps': mean('rps'), 'p99': mean('p99_ms'), 'p50': mean('p50_ms'),
+                      'cpu_us': mean('target_cpu_us_per_req'), 'pss': max(
+                          (x.get('target_pss_mb') or 0) for x in rows),
+                      'non2xx': sum(x.get('non2xx') or 0 for x in rows)}
+    return out
+
+
+def main():
+    d, modes = sys.argv[1], sys.argv[2:]
+    data = os.path.join(d, 'chart.dat')
+    md = ['| mode | target | req/s | p50 ms | p99 ms | CPU µs/req | peak PSS MB | non-2xx |',
+          '|---|---|---|---|---|---|---|---|']
+    with open(data, 'w') as f:
+        f.write('label rps p99\n')
+        for mode in modes:
+            path = os.path.join(d, mode + '.jsonl')
+            if not os.path.exists(path):
+                continue
+            for label, s in summarize(path).items():
+                f.write('"%s/%s" %.0f %.2f\n' % (mode, label, s['rps'], s['p99']))
+                md.append('| %s | %s | %.0f | %.2f | %.2f | %.0f | %.1f | %d |' % (
+                    mode, label, s['rps'], s['p50'], s['p99'], s['cpu_us'], s['pss'],
+                    s['non2xx']))
+    with open(os.path.join(d, 'summary.md'), 'w') as f:
+        f.write('\n'.join(md) + '\n')
+    script = '''
+set terminal pngcairo size 1000,420 font ",10"
+set output "%s"
+set multiplot layout 1,2
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.8
+set xtics rotate by -30
+set grid ytics
+set key off
+set title "requests/s (higher is better)"
+plot "%s" using 2:xtic(1) skip 1 lc rgb "#3b7dd8"
+set title "p99 latency, ms (lower is better)"
+set logscale y
+plot "%s" using 3:xtic(1) skip 1 lc rgb "#d8743b"
+unset multiplot
+''' % (os.path.join(d, 'chart.png'), data, data)
+    subprocess.run(['gnuplot'], input=script, text=True, check=True)
+    print('\n'.join(md))
+
+
+if __name__ == '__main__':
+    main()
