@@ -2,8 +2,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,32 +13,46 @@
 
 enum call_state {
     CALL_WAITING = 1, /* in line for a connection */
-    CALL_CONNECTING,  /* holds a connection slot, no connection yet */
-    CALL_EXCHANGING,  /* request sent or being sent, waiting for the head or reading the body */
+    CALL_CONNECTING,  /* holds a connection slot, its connection not yet established */
+    CALL_EXCHANGING,  /* request sent or being sent, reading the answer */
     CALL_DONE,
 };
+
+/* A connection to the upstream: carrying a call, or idle in the keep-alive list. */
+struct gd_upstream_conn {
+    gd_upstream_t *upstream;
+    h2o_socket_t *sock;                   /* NULL while the name is being resolved */
+    h2o_hostinfo_getaddr_req_t *getaddr; /* while resolving */
+    gd_upstream_call_t *call;             /* NULL when idle */
+    struct gd_upstream_conn *next_idle;
+    struct gd_upstream_conn *prev_idle;
+    gd_timer_t idle_timer;
+    bool is_reused; /* it carried a call before: it may have been closed by the upstream since */
+};
+typedef struct gd_upstream_conn conn_t;
 
 struct gd_upstream {
     const gd_upstream_conf_t *conf;
     uv_loop_t *loop;
     gd_timers_t *timers;
-    h2o_socketpool_t pool;
-    /* h2o's per-phase inactivity timeout: gatherd times every call with its own deadline, so
-     * this is only a backstop and set to the longest duration a config allows. */
-    h2o_timeout_t io_timeout;
-    h2o_http1client_ctx_t client_ctx;
-    size_t max_connections, busy;
+    h2o_multithread_receiver_t *getaddr_receiver;
+    struct sockaddr_storage addr; /* a numeric host's address */
+    socklen_t addrlen;            /* 0: the host is a name, resolved per new connection */
+    size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
+    conn_t *idle_head;            /* most recently used first */
+    size_t nidle;
     gd_upstream_call_t *waiting_head, *waiting_tail;
     size_t waiting;
     char *host_header;
     bool is_closed;
-    /* Hands freed connection slots to waiting calls on the next loop iteration, once h2o has
-     * put the finished call's connection back in the pool for them to reuse. */
+    /* Hands freed connection slots to waiting calls on the next loop iteration, outside of
+     * the callback that freed them. */
     gd_timer_t dispatch_timer;
 };
 
-static void connect_now(gd_upstream_call_t *call);
+static void acquire(gd_upstream_call_t *call);
 static void dequeue(gd_upstream_t *u, gd_upstream_call_t *call);
+static void on_idle_read(h2o_socket_t *sock, const char *err);
 
 static void on_dispatch_timer(gd_timer_t *timer)
 {
@@ -47,7 +61,7 @@ static void on_dispatch_timer(gd_timer_t *timer)
     while (u->waiting_head != NULL && u->busy < u->max_connections) {
         gd_upstream_call_t *next = u->waiting_head;
         dequeue(u, next);
-        connect_now(next);
+        acquire(next);
     }
 }
 
@@ -56,36 +70,26 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
                                size_t max_connections)
 {
     gd_upstream_t *u = gd_xcalloc(1, sizeof(*u));
-    char hostport[300];
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM},
+                    *ai = NULL;
+    char port[8], hostport[300];
     bool is_ipv6 = strchr(conf->host, ':') != NULL;
 
     u->conf = conf;
     u->loop = loop;
     u->timers = timers;
+    u->getaddr_receiver = getaddr_receiver;
     u->max_connections = max_connections > 0 ? max_connections : 1;
     gd_timer_init(&u->dispatch_timer, on_dispatch_timer);
-    h2o_timeout_init(loop, &u->io_timeout, GD_CONFIG_MAX_DURATION_MS);
-    u->client_ctx = (h2o_http1client_ctx_t){.loop = loop,
-                                            .getaddr_receiver = getaddr_receiver,
-                                            .io_timeout = &u->io_timeout};
-
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-                             .ai_socktype = SOCK_STREAM},
-                    *ai = NULL;
-    char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
-    /* A numeric host needs no resolver, and AI_NUMERICHOST guarantees that this call does not
-     * block; a name is resolved by h2o's resolver threads on every new connection. */
+    /* AI_NUMERICHOST guarantees that this does not block; a name is resolved by h2o's resolver
+     * threads for every new connection, so that DNS changes are followed. */
     if (conf->is_host_numeric && getaddrinfo(conf->host, port, &hints, &ai) == 0) {
-        h2o_socketpool_init_by_address(&u->pool, ai->ai_addr, ai->ai_addrlen, 0, u->max_connections);
+        memcpy(&u->addr, ai->ai_addr, ai->ai_addrlen);
+        u->addrlen = ai->ai_addrlen;
         freeaddrinfo(ai);
-    } else {
-        h2o_socketpool_init_by_hostport(&u->pool, h2o_iovec_init(conf->host, strlen(conf->host)),
-                                        conf->port, 0, u->max_connections);
     }
-    /* Mandatory in 2.2.5: without it the first pooled request dereferences a NULL loop. */
-    h2o_socketpool_set_timeout(&u->pool, loop, conf->keepalive_timeout_ms);
-
     if (conf->port == 80)
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]" : "%s", conf->host);
     else
@@ -95,15 +99,42 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
     return u;
 }
 
+static void unlink_idle(gd_upstream_t *u, conn_t *c)
+{
+    if (c->prev_idle != NULL)
+        c->prev_idle->next_idle = c->next_idle;
+    else
+        u->idle_head = c->next_idle;
+    if (c->next_idle != NULL)
+        c->next_idle->prev_idle = c->prev_idle;
+    c->next_idle = c->prev_idle = NULL;
+    u->nidle--;
+    gd_timer_stop(u->timers, &c->idle_timer);
+}
+
+/* Closes @c and frees it; it carries no call. */
+static void destroy_conn(conn_t *c)
+{
+    if (c->getaddr != NULL)
+        h2o_hostinfo_getaddr_cancel(c->getaddr);
+    if (c->sock != NULL)
+        h2o_socket_close(c->sock); /* no callback of it runs after this */
+    gd_timer_stop(c->upstream->timers, &c->idle_timer);
+    free(c);
+}
+
 void gd_upstream_close(gd_upstream_t *u)
 {
     GD_REQUIRE(u->busy == 0 && u->waiting == 0);
     if (u->is_closed)
         return;
-    gd_timer_stop(u->timers, &u->dispatch_timer);
     u->is_closed = true;
-    h2o_socketpool_dispose(&u->pool);
-    h2o_timeout_dispose(u->loop, &u->io_timeout);
+    gd_timer_stop(u->timers, &u->dispatch_timer);
+    while (u->idle_head != NULL) {
+        conn_t *c = u->idle_head;
+        unlink_idle(u, c);
+        destroy_conn(c);
+    }
 }
 
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
@@ -118,17 +149,7 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
 
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 {
-    size_t idle = 0;
-
-    if (!u->is_closed) {
-        /* The pool's list is h2o's, guarded by its mutex (uncontended: the pool is per thread). */
-        pthread_mutex_lock(&u->pool._shared.mutex);
-        for (h2o_linklist_t *l = u->pool._shared.sockets.next; l != &u->pool._shared.sockets;
-             l = l->next)
-            idle++;
-        pthread_mutex_unlock(&u->pool._shared.mutex);
-    }
-    return (gd_upstream_stats_t){.idle = idle, .busy = u->busy, .waiting = u->waiting};
+    return (gd_upstream_stats_t){.idle = u->nidle, .busy = u->busy, .waiting = u->waiting};
 }
 
 static uint64_t elapsed_ms(const gd_upstream_call_t *call)
@@ -161,9 +182,56 @@ static void dequeue(gd_upstream_t *u, gd_upstream_call_t *call)
     u->waiting--;
 }
 
-/* Ends @call with @outcome: releases its connection slot (handing it to the next call in line)
- * and reports the task. Reporting may switch into the request coroutine, which may free @call,
- * so it comes last. */
+static void on_idle_timeout(gd_timer_t *timer)
+{
+    conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_timer, timer);
+    unlink_idle(c->upstream, c);
+    destroy_conn(c);
+}
+
+/* Takes @call's connection from it: back to the idle list when @is_reusable, closed otherwise.
+ * Frees the call's connection slot. */
+static void release_conn(gd_upstream_call_t *call, bool is_reusable)
+{
+    gd_upstream_t *u = call->_upstream;
+    conn_t *c = call->_conn;
+
+    if (c == NULL)
+        return;
+    call->_conn = NULL;
+    c->call = NULL;
+    u->busy--;
+    if (u->waiting_head != NULL && !gd_timer_is_active(&u->dispatch_timer))
+        gd_timer_start(u->timers, &u->dispatch_timer, 0);
+    if (!is_reusable || c->sock == NULL || u->is_closed) {
+        destroy_conn(c);
+        return;
+    }
+    /* What remains of the answer was read in full: the input holds nothing of value. */
+    h2o_buffer_consume(&c->sock->input, c->sock->input->size);
+    c->is_reused = true;
+    c->prev_idle = NULL;
+    c->next_idle = u->idle_head;
+    if (u->idle_head != NULL)
+        u->idle_head->prev_idle = c;
+    u->idle_head = c;
+    u->nidle++;
+    /* Still reading: an upstream that closes an idle connection, or sends unasked bytes,
+     * retires it at once rather than failing the next call. */
+    h2o_socket_read_start(c->sock, on_idle_read);
+    gd_timer_start(u->timers, &c->idle_timer,
+                   gd_timers_now(u->timers) + u->conf->keepalive_timeout_ms);
+}
+
+static void on_idle_read(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    unlink_idle(c->upstream, c);
+    destroy_conn(c);
+}
+
+/* Ends @call with @outcome (its connection already released). Reporting may switch into the
+ * request coroutine, which may free @call, so it comes last. */
 static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int status,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -171,13 +239,12 @@ static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int stat
                    const char *fmt, ...)
 {
     gd_upstream_t *u = call->_upstream;
-    bool had_slot = call->_state == CALL_CONNECTING || call->_state == CALL_EXCHANGING;
 
     gd_timer_stop(u->timers, &call->_timer);
     if (call->_state == CALL_WAITING)
         dequeue(u, call);
+    release_conn(call, false); /* a no-op when the caller released it already */
     call->_state = CALL_DONE;
-    call->_client = NULL;
     call->result.outcome = outcome;
     call->result.status = status;
     call->result.elapsed_ms = elapsed_ms(call);
@@ -187,62 +254,7 @@ static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int stat
         vsnprintf(call->result.message, sizeof(call->result.message), fmt, ap);
         va_end(ap);
     }
-    if (had_slot) {
-        u->busy--;
-        if (u->waiting_head != NULL && !gd_timer_is_active(&u->dispatch_timer))
-            gd_timer_start(u->timers, &u->dispatch_timer, 0);
-    }
     gd_task_done(&call->_task);
-}
-
-/* Stops whatever @call is doing without any h2o callback following. */
-static void abandon(gd_upstream_call_t *call)
-{
-    if (call->_client != NULL) {
-        /* Closes the socket instead of pooling it: a half-read answer must never reach the
-         * next call on that connection. */
-        h2o_http1client_cancel(call->_client);
-        call->_client = NULL;
-    }
-}
-
-static int on_body(h2o_http1client_t *client, const char *errstr)
-{
-    gd_upstream_call_t *call = client->data;
-    const gd_upstream_conf_t *conf = call->_upstream->conf;
-    h2o_buffer_t *in = client->sock->input;
-
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        finish(call, GD_CALL_IO, call->result.status, "connection broken while reading the body (%s)",
-               errstr);
-        return -1;
-    }
-    if (in->size > conf->max_body_bytes) {
-        finish(call, GD_CALL_TOO_LARGE, call->result.status,
-               "body larger than max_body_bytes (%zu)", conf->max_body_bytes);
-        return -1; /* h2o closes the connection: the rest of the body is never read */
-    }
-    if (errstr == NULL)
-        return 0;
-
-    int status = call->result.status;
-    if (status < 200 || status > 299) {
-        /* The body was read to the end only to keep the connection reusable. */
-        finish(call, GD_CALL_STATUS, status, "upstream answered %d", status);
-        return 0;
-    }
-    /* Checked without building a tree: the bytes go into the answer as they are. */
-    if (!gd_json_is_valid(in->bytes, in->size)) {
-        finish(call, GD_CALL_INVALID_JSON, status, "the body (%zu bytes) is not one valid JSON text",
-               in->size);
-        return 0;
-    }
-    call->_body = gd_xmalloc(in->size);
-    memcpy(call->_body, in->bytes, in->size);
-    call->result.body = call->_body;
-    call->result.body_len = in->size;
-    finish(call, GD_CALL_OK, status, NULL);
-    return 0;
 }
 
 static bool is_idempotent(const char *method)
@@ -251,88 +263,260 @@ static bool is_idempotent(const char *method)
            strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0;
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr,
-                                       int minor_version, int status, h2o_iovec_t msg,
-                                       h2o_header_t *headers, size_t num_headers, int rlen)
+/* A reused connection that the upstream closed just as the call took it fails before any byte
+ * of an answer: an idempotent call is sent once more, on another connection. Returns whether
+ * it was. */
+static bool retry_on_stale_connection(gd_upstream_call_t *call)
 {
-    gd_upstream_call_t *call = client->data;
-    const gd_upstream_conf_t *conf = call->_upstream->conf;
+    conn_t *c = call->_conn;
 
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        /* A pooled connection that the upstream closed just as it was reused fails before any
-         * byte of an answer: an idempotent request is sent once more on a fresh connection. */
-        bool is_nothing_received = client->sock == NULL || client->sock->input->size == 0;
-        if (!call->_has_retried && is_nothing_received && is_idempotent(call->method) &&
-            gd_timers_now(call->_upstream->timers) < call->deadline_ms) {
-            call->_has_retried = true;
-            call->_client = NULL; /* h2o frees the old client after this callback */
-            call->_upstream->busy--;    /* connect_now() takes the slot again */
-            connect_now(call);
-            return NULL;
-        }
-        finish(call, GD_CALL_IO, 0, "no valid answer (%s)", errstr);
-        return NULL;
+    if (call->_has_retried || !c->is_reused || call->_has_head || c->sock->input->size != 0 ||
+        !is_idempotent(call->method) ||
+        gd_timers_now(call->_upstream->timers) >= call->deadline_ms)
+        return false;
+    call->_has_retried = true;
+    release_conn(call, false);
+    acquire(call); /* a slot was just freed: this never waits */
+    return true;
+}
+
+/* The answer is complete: its body (decoded) is the first @body_len bytes of the input. */
+static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable)
+{
+    h2o_buffer_t *in = call->_conn->sock->input;
+    int status = call->_response.status;
+
+    if (status < 200 || status > 299) {
+        release_conn(call, is_reusable);
+        finish(call, GD_CALL_STATUS, status, "upstream answered %d", status);
+        return;
     }
-    call->result.status = status;
-    for (size_t i = 0; i < num_headers; i++) {
-        if (headers[i].name == &H2O_TOKEN_CONTENT_LENGTH->buf) {
-            size_t len = h2o_strtosize(headers[i].value.base, headers[i].value.len);
-            if (len != SIZE_MAX && len > conf->max_body_bytes) {
-                finish(call, GD_CALL_TOO_LARGE, status,
-                       "body of %zu bytes is larger than max_body_bytes (%zu)", len,
-                       conf->max_body_bytes);
-                return NULL;
-            }
-        }
-    }
-    if (errstr == h2o_http1client_error_is_eos) {
-        /* No body at all (HEAD, 204, 304). */
-        if (status < 200 || status > 299)
-            finish(call, GD_CALL_STATUS, status, "upstream answered %d", status);
-        else if (strcmp(call->method, "HEAD") == 0 || status == 204) {
-            call->result.body = "null";
+    if (call->_response.framing == GD_HTTP1_NO_BODY) {
+        release_conn(call, is_reusable);
+        if (strcmp(call->method, "HEAD") == 0 || status == 204) {
+            call->result.body = "null"; /* no document at all */
             call->result.body_len = 4;
             finish(call, GD_CALL_OK, status, NULL);
         } else {
             finish(call, GD_CALL_INVALID_JSON, status, "empty body with status %d", status);
         }
-        return NULL;
+        return;
     }
-    return on_body;
+    /* Checked without building a tree: the bytes go into the answer as they are. */
+    if (!gd_json_is_valid(in->bytes, body_len)) {
+        release_conn(call, is_reusable);
+        finish(call, GD_CALL_INVALID_JSON, status,
+               "the body (%zu bytes) is not one valid JSON text", body_len);
+        return;
+    }
+    call->_body = gd_xmalloc(body_len > 0 ? body_len : 1);
+    memcpy(call->_body, in->bytes, body_len);
+    call->result.body = call->_body;
+    call->result.body_len = body_len;
+    release_conn(call, is_reusable);
+    finish(call, GD_CALL_OK, status, NULL);
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
-                                          int *method_is_head)
+/* Reads the body as it arrives; returns after finishing the call, or to wait for more. */
+static void read_body(gd_upstream_call_t *call, const char *err)
 {
-    gd_upstream_call_t *call = client->data;
+    const gd_upstream_conf_t *conf = call->_upstream->conf;
+    h2o_buffer_t *in = call->_conn->sock->input;
+    gd_http1_head_t *h = &call->_response;
 
-    if (errstr != NULL) {
-        finish(call, GD_CALL_CONNECT, 0, "cannot connect to %s (%s)", call->_upstream->conf->url,
-               errstr);
-        return NULL;
+    switch (h->framing) {
+    case GD_HTTP1_NO_BODY:
+        complete(call, 0, h->is_keepalive && in->size == 0);
+        return;
+    case GD_HTTP1_LENGTH:
+        if (h->content_length > conf->max_body_bytes) {
+            finish(call, GD_CALL_TOO_LARGE, h->status,
+                   "body of %" PRIu64 " bytes is larger than max_body_bytes (%zu)",
+                   h->content_length, conf->max_body_bytes);
+            return;
+        }
+        if (in->size >= h->content_length) {
+            /* bytes past the body: the upstream is out of step, don't reuse the connection */
+            complete(call, (size_t)h->content_length,
+                     h->is_keepalive && in->size == h->content_length);
+            return;
+        }
+        break;
+    case GD_HTTP1_CHUNKED: {
+        bool is_done;
+        size_t consumed;
+        ssize_t n = gd_http1_dechunk(&call->_chunked, in->bytes + call->_decoded_len,
+                                     in->size - call->_decoded_len, &is_done, &consumed);
+        if (n < 0) {
+            finish(call, GD_CALL_IO, h->status, "malformed chunked body");
+            return;
+        }
+        /* The decoder takes every byte until the body ends, so what follows the decoded data
+         * is either nothing or bytes after the body (which rule out reusing the connection). */
+        size_t excess = in->size - call->_decoded_len - consumed;
+        call->_decoded_len += (size_t)n;
+        in->size = call->_decoded_len;
+        if (call->_decoded_len > conf->max_body_bytes)
+            break; /* reported below */
+        if (is_done) {
+            complete(call, call->_decoded_len, h->is_keepalive && excess == 0);
+            return;
+        }
+        break;
     }
+    case GD_HTTP1_UNTIL_CLOSE:
+        if (err == h2o_socket_error_closed) { /* the close is the body's end; a reset is not */
+            complete(call, in->size, false);
+            return;
+        }
+        break;
+    }
+    size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? call->_decoded_len : in->size;
+    if (body_so_far > conf->max_body_bytes) {
+        finish(call, GD_CALL_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
+               conf->max_body_bytes);
+        return;
+    }
+    if (err != NULL)
+        finish(call, GD_CALL_IO, h->status, "connection broken while reading the body (%s)", err);
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    gd_upstream_call_t *call = c->call;
+    h2o_buffer_t *in = sock->input;
+
+    while (!call->_has_head) {
+        int r = in->size == 0 ? -EAGAIN
+                              : gd_http1_parse_head(in->bytes, in->size,
+                                                    strcmp(call->method, "HEAD") == 0,
+                                                    &call->_response);
+        if (r == -EAGAIN) {
+            if (err == NULL)
+                return;
+            if (!retry_on_stale_connection(call))
+                finish(call, GD_CALL_IO, 0, "connection closed before an answer (%s)", err);
+            return;
+        }
+        if (r != 0) {
+            finish(call, GD_CALL_IO, 0, "not a valid HTTP/1.x answer");
+            return;
+        }
+        h2o_buffer_consume(&sock->input, call->_response.head_len);
+        in = sock->input;
+        if (call->_response.status >= 100 && call->_response.status <= 199 &&
+            call->_response.status != 101)
+            continue; /* an interim answer (100 Continue, 103 Early Hints): the real one follows */
+        if (call->_response.status == 101) {
+            finish(call, GD_CALL_IO, 101, "the upstream switched protocols");
+            return;
+        }
+        call->_has_head = true;
+    }
+    read_body(call, err);
+}
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    gd_upstream_call_t *call = c->call;
+
+    if (err != NULL && !retry_on_stale_connection(call))
+        finish(call, GD_CALL_IO, 0, "cannot send the request (%s)", err);
+}
+
+/* Sends @call's request on its connection, which is established. */
+static void send_request(gd_upstream_call_t *call)
+{
+    conn_t *c = call->_conn;
+
     call->_state = CALL_EXCHANGING;
+    call->_has_head = false;
+    call->_decoded_len = 0;
+    memset(&call->_chunked, 0, sizeof(call->_chunked));
     /* The connect timeout no longer applies: the call's own deadline does. */
     gd_timer_start(call->_upstream->timers, &call->_timer, call->deadline_ms);
+    c->sock->data = c;
     call->_reqbuf = h2o_iovec_init(call->_head, call->_head_len);
-    *reqbufs = &call->_reqbuf;
-    *reqbufcnt = 1;
-    *method_is_head = strcmp(call->method, "HEAD") == 0;
-    return on_head;
+    h2o_socket_write(c->sock, &call->_reqbuf, 1, on_written);
+    h2o_socket_read_start(c->sock, on_read);
 }
 
-static void connect_now(gd_upstream_call_t *call)
+static void on_connect(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    gd_upstream_call_t *call = c->call;
+
+    if (err != NULL) {
+        finish(call, GD_CALL_CONNECT, 0, "cannot connect to %s (%s)", call->_upstream->conf->url,
+               err);
+        return;
+    }
+    send_request(call);
+}
+
+static void connect_to(conn_t *c, struct sockaddr *addr, socklen_t addrlen)
+{
+    gd_upstream_call_t *call = c->call;
+
+    if ((c->sock = h2o_socket_connect(c->upstream->loop, addr, addrlen, on_connect)) == NULL) {
+        finish(call, GD_CALL_CONNECT, 0, "cannot connect to %s (no socket)",
+               call->_upstream->conf->url);
+        return;
+    }
+    c->sock->data = c;
+}
+
+static void on_getaddr(h2o_hostinfo_getaddr_req_t *req, const char *errstr, struct addrinfo *res,
+                       void *data)
+{
+    conn_t *c = data;
+
+    c->getaddr = NULL;
+    if (errstr != NULL) {
+        finish(c->call, GD_CALL_CONNECT, 0, "cannot resolve %s (%s)", c->upstream->conf->host,
+               errstr);
+        return;
+    }
+    struct addrinfo *ai = h2o_hostinfo_select_one(res);
+    connect_to(c, ai->ai_addr, ai->ai_addrlen);
+}
+
+/* Gives @call a connection: the most recently used idle one, or a new one. The caller checked
+ * that a slot is free. */
+static void acquire(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
-    uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
+    conn_t *c = u->idle_head;
 
     u->busy++;
+    if (c != NULL) {
+        unlink_idle(u, c);
+        c->call = call;
+        call->_conn = c;
+        send_request(call);
+        return;
+    }
+    c = gd_xcalloc(1, sizeof(*c));
+    c->upstream = u;
+    c->call = call;
+    gd_timer_init(&c->idle_timer, on_idle_timeout);
+    call->_conn = c;
     call->_state = CALL_CONNECTING;
+    uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
     gd_timer_start(u->timers, &call->_timer,
                    connect_due < call->deadline_ms ? connect_due : call->deadline_ms);
-    /* May call on_connect at once when an idle pooled connection is available. */
-    h2o_http1client_connect_with_pool(&call->_client, call, &u->client_ctx, &u->pool, on_connect);
+    if (u->addrlen != 0) {
+        connect_to(c, (struct sockaddr *)&u->addr, u->addrlen);
+    } else {
+        char serv[8];
+        snprintf(serv, sizeof(serv), "%u", (unsigned)u->conf->port);
+        c->getaddr = h2o_hostinfo_getaddr(
+            u->getaddr_receiver, h2o_iovec_init(u->conf->host, strlen(u->conf->host)),
+            h2o_iovec_init(serv, strlen(serv)), AF_UNSPEC, SOCK_STREAM, IPPROTO_TCP,
+            AI_ADDRCONFIG | AI_NUMERICSERV, on_getaddr, c);
+    }
 }
 
 static void on_timer(gd_timer_t *timer)
@@ -341,7 +525,7 @@ static void on_timer(gd_timer_t *timer)
     gd_upstream_t *u = call->_upstream;
     bool is_deadline = gd_timers_now(u->timers) >= call->deadline_ms;
 
-    abandon(call);
+    /* finish() closes the connection: a half-read answer must never reach the next call. */
     if (call->_state == CALL_WAITING)
         finish(call, GD_CALL_TIMEOUT, 0,
                "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
@@ -350,49 +534,67 @@ static void on_timer(gd_timer_t *timer)
         finish(call, GD_CALL_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
                u->conf->url, u->conf->connect_timeout_ms);
     else
-        finish(call, GD_CALL_TIMEOUT, call->result.status, "timed out after %" PRIu64 " ms",
-               call->timeout_ms);
+        finish(call, GD_CALL_TIMEOUT, call->_has_head ? call->_response.status : 0,
+               "timed out after %" PRIu64 " ms", call->timeout_ms);
 }
 
 static void on_cancel(gd_task_t *task)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _task, task);
-
-    abandon(call);
-    finish(call, GD_CALL_CANCELLED, call->result.status, "cancelled");
+    finish(call, GD_CALL_CANCELLED, 0, "cancelled");
 }
 
+/* The request head, written once: it is sent again as it is on a retry. */
 static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
 {
+    static const char accept_ua[] = " HTTP/1.1\r\naccept: application/json\r\n"
+                                    "user-agent: gatherd/" GD_VERSION "\r\nhost: ";
     bool has_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0 ||
                     strcmp(call->method, "PATCH") == 0;
-    static const char fmt[] = "%s %.*s HTTP/1.1\r\nhost: %s\r\naccept: application/json\r\n"
-                              "user-agent: gatherd/" GD_VERSION "\r\n%s%.*s\r\n";
-    const char *length = has_body ? "content-length: 0\r\n" : "";
-    int n = snprintf(NULL, 0, fmt, call->method, (int)call->path.len, call->path.base,
-                     u->host_header, length, (int)call->extra_headers.len,
-                     call->extra_headers.base);
+    size_t mlen = strlen(call->method), hlen = strlen(u->host_header);
+    size_t cap = mlen + 1 + call->path.len + sizeof(accept_ua) + hlen + 2 +
+                 (has_body ? 19 : 0) + call->extra_headers.len + 2;
+    char *p = call->_head = gd_xmalloc(cap);
 
-    call->_head = gd_xmalloc((size_t)n + 1);
-    call->_head_len = (size_t)snprintf(call->_head, (size_t)n + 1, fmt, call->method,
-                                       (int)call->path.len, call->path.base, u->host_header,
-                                       length, (int)call->extra_headers.len,
-                                       call->extra_headers.base);
+    /* Plain copies: formatting with printf was a visible share of the request path. */
+    memcpy(p, call->method, mlen);
+    p += mlen;
+    *p++ = ' ';
+    memcpy(p, call->path.base, call->path.len);
+    p += call->path.len;
+    memcpy(p, accept_ua, sizeof(accept_ua) - 1);
+    p += sizeof(accept_ua) - 1;
+    memcpy(p, u->host_header, hlen);
+    p += hlen;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (has_body) {
+        memcpy(p, "content-length: 0\r\n", 19);
+        p += 19;
+    }
+    if (call->extra_headers.len != 0)
+        memcpy(p, call->extra_headers.base, call->extra_headers.len);
+    p += call->extra_headers.len;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    call->_head_len = (size_t)(p - call->_head);
+    GD_REQUIRE(call->_head_len <= cap);
 }
 
 void gd_upstream_call_start(gd_upstream_t *u, gd_group_t *group, gd_upstream_call_t *call)
 {
     call->result = (gd_call_result_t){.outcome = GD_CALL_CANCELLED};
     call->_upstream = u;
-    call->_client = NULL;
+    call->_conn = NULL;
     call->_has_retried = false;
+    call->_has_head = false;
     call->_body = NULL;
     gd_timer_init(&call->_timer, on_timer);
     build_head(u, call);
     gd_group_add(group, &call->_task, on_cancel);
 
     if (u->busy < u->max_connections && u->waiting == 0) {
-        connect_now(call);
+        acquire(call);
     } else {
         call->_state = CALL_WAITING;
         enqueue(u, call);
