@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "json.h"
 #include "util.h"
@@ -438,9 +439,23 @@ static void send_request(gd_upstream_call_t *call)
     /* The connect timeout no longer applies: the call's own deadline does. */
     gd_timer_start(call->_upstream->timers, &call->_timer, call->deadline_ms);
     c->sock->data = c;
-    call->_reqbuf = h2o_iovec_init(call->_head, call->_head_len);
-    h2o_socket_write(c->sock, &call->_reqbuf, 1, on_written);
     h2o_socket_read_start(c->sock, on_read);
+    /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
+     * write path, whose completion (1.44: uv__drain -> uv__io_stop) re-arms the socket's epoll
+     * registration with a system call of its own on every call. Only a remainder goes through
+     * h2o. */
+    ssize_t n = send(h2o_socket_get_fd(c->sock), call->_head, call->_head_len,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == (ssize_t)call->_head_len)
+        return;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (!retry_on_stale_connection(call))
+            finish(call, GD_CALL_IO, 0, "cannot send the request (%s)", strerror(errno));
+        return;
+    }
+    size_t sent = n > 0 ? (size_t)n : 0;
+    call->_reqbuf = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
+    h2o_socket_write(c->sock, &call->_reqbuf, 1, on_written);
 }
 
 static void on_connect(h2o_socket_t *sock, const char *err)
