@@ -63,8 +63,10 @@ set xtics rotate by -30
 set grid ytics
 set key off
 set title "requests/s (higher is better)"
+set yrange [0:*]
 plot "%s" using 2:xtic(1) skip 1 lc rgb "#3b7dd8"
 set title "p99 latency, ms (lower is better)"
+set yrange [1:*]
 set logscale y
 plot "%s" using 3:xtic(1) skip 1 lc rgb "#d8743b"
 unset multiplot

@@ -7,16 +7,27 @@
 # Benchmarks never run in CI.
 #
 #   tests/bench/run.sh [-r ROUNDS] [-d SECONDS] [-m "fast slow"] [-t "python node"] [-o DIR]
+#   tests/bench/run.sh -S [-c CONNECTIONS]   the scale run: slow mode, 10,000 connections, gatherd
+#                                            (and the peers named with -t), upstream cap 8192
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench=${GD_BENCH_DIR:-$root/../shared/bench}
-rounds=2 secs=10 modes="fast slow" peers="python node" out=
-while getopts r:d:m:t:o: opt; do
+rounds=2 secs=10 modes="fast slow" peers="python node" out= scale= conns=64
+while getopts r:d:m:t:o:Sc: opt; do
   case $opt in
   r) rounds=$OPTARG ;; d) secs=$OPTARG ;; m) modes=$OPTARG ;; t) peers=$OPTARG ;;
-  o) out=$OPTARG ;; *) exit 2 ;;
+  o) out=$OPTARG ;; S) scale=1 ;; c) conns=$OPTARG ;; *) exit 2 ;;
   esac
 done
+export MAX_CONNECTIONS=256
+if [ -n "$scale" ]; then
+  # 10,000 clients, each request holding three 50 ms calls: the upstream cap must not be what
+  # makes them wait. wrk, gatherd and nginx each need a descriptor per connection.
+  [ "$conns" = 64 ] && conns=10000
+  modes=slow rounds=1 MAX_CONNECTIONS=8192
+  [ -n "${GD_BENCH_PEERS_SET:-}" ] || peers=
+  ulimit -n "$(ulimit -Hn)"
+fi
 out=${out:-$root/tests/bench/results/$(date -u +%Y-%m-%d)}
 [ -x "$bench/run.sh" ] || { echo "bench: no harness at $bench" >&2; exit 1; }
 command -v gnuplot >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null
@@ -29,8 +40,9 @@ target="gatherd=18093:envsubst < $root/tests/bench/gatherd-profile.json.in > \$B
 for mode in $modes; do
   rm -f "$out/$mode.jsonl"
   # shellcheck disable=SC2086 # $peers is a list of target names
-  bash "$bench/run.sh" -m "$mode" -r "$rounds" -d "$secs" -M -o "$out/$mode.jsonl" \
-    $peers "$target" | tee "$out/$mode.md"
+  name=$mode${scale:+-scale}
+  bash "$bench/run.sh" -m "$mode" -c "$conns" -r "$rounds" -d "$secs" -M -o "$out/$name.jsonl" \
+    $peers "$target" | tee "$out/$name.md"
 done
-python3 "$root/tests/bench/chart.py" "$out" $modes
+[ -n "$scale" ] || python3 "$root/tests/bench/chart.py" "$out" $modes
 echo "bench: results in $out" >&2
