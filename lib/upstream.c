@@ -190,8 +190,10 @@ static void on_idle_timeout(gd_timer_t *timer)
     destroy_conn(c);
 }
 
-/* Takes @call's connection from it: back to the idle list when @is_reusable, closed otherwise.
- * Frees the call's connection slot. */
+static void send_request(gd_upstream_call_t *call);
+
+/* Takes @call's connection from it: handed to the next waiting call, back to the idle list when
+ * @is_reusable, closed otherwise. */
 static void release_conn(gd_upstream_call_t *call, bool is_reusable)
 {
     gd_upstream_t *u = call->_upstream;
@@ -201,16 +203,29 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
         return;
     call->_conn = NULL;
     c->call = NULL;
-    u->busy--;
-    if (u->waiting_head != NULL && !gd_timer_is_active(&u->dispatch_timer))
-        gd_timer_start(u->timers, &u->dispatch_timer, 0);
     if (!is_reusable || c->sock == NULL || u->is_closed) {
         destroy_conn(c);
+        u->busy--;
+        /* A waiting call needs a new connection: made on the next loop iteration, outside of
+         * the callback that freed the slot. */
+        if (u->waiting_head != NULL && !gd_timer_is_active(&u->dispatch_timer))
+            gd_timer_start(u->timers, &u->dispatch_timer, 0);
         return;
     }
     /* What remains of the answer was read in full: the input holds nothing of value. */
     h2o_buffer_consume(&c->sock->input, c->sock->input->size);
     c->is_reused = true;
+    if (u->waiting_head != NULL) {
+        /* Straight to the call that waited longest: under load a loop iteration is long, and
+         * the slot stays taken (busy unchanged). */
+        gd_upstream_call_t *next = u->waiting_head;
+        dequeue(u, next);
+        c->call = next;
+        next->_conn = c;
+        send_request(next);
+        return;
+    }
+    u->busy--;
     c->prev_idle = NULL;
     c->next_idle = u->idle_head;
     if (u->idle_head != NULL)
