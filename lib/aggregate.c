@@ -32,7 +32,7 @@ struct gd_request {
     char request_id_copy[GD_TRACE_REQUEST_ID_MAX + 1];
     gd_group_t group;
     bool is_gathering;
-    gd_request_t *next, *prev; /* the thread's list of requests in flight */
+    h2o_linklist_t in_flight_link; /* in the thread's list of requests in flight */
     gd_call_result_t *results;
     struct call_slot calls[]; /* one per call of the endpoint, in config order */
 };
@@ -186,22 +186,15 @@ static void on_req_dispose(void *p)
 
 static void link_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
 {
-    rq->prev = NULL;
-    rq->next = actx->_in_flight_head;
-    if (rq->next != NULL)
-        rq->next->prev = rq;
-    actx->_in_flight_head = rq;
+    if (actx->_in_flight.next == NULL)
+        h2o_linklist_init_anchor(&actx->_in_flight);
+    h2o_linklist_insert(&actx->_in_flight, &rq->in_flight_link);
     actx->in_flight++;
 }
 
 static void unlink_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
 {
-    if (rq->prev != NULL)
-        rq->prev->next = rq->next;
-    else
-        actx->_in_flight_head = rq->next;
-    if (rq->next != NULL)
-        rq->next->prev = rq->prev;
+    h2o_linklist_unlink(&rq->in_flight_link);
     actx->in_flight--;
 }
 
@@ -511,11 +504,12 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
 
 void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx)
 {
-    gd_request_t *rq, *next;
-
     actx->_is_aborting = true;
-    for (rq = actx->_in_flight_head; rq != NULL; rq = next) {
-        next = rq->next;
+    if (actx->_in_flight.next == NULL)
+        return; /* no request ever came */
+    for (h2o_linklist_t *l = actx->_in_flight.next, *next; l != &actx->_in_flight; l = next) {
+        gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, in_flight_link, l);
+        next = l->next;
         if (rq->is_gathering)
             gd_group_cancel(&rq->group); /* may finish and free rq right here */
     }

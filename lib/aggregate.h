@@ -41,7 +41,7 @@ struct gd_aggregate_ctx {
     /* read-only */
     size_t in_flight;
     /* private */
-    gd_request_t *_in_flight_head;
+    h2o_linklist_t _in_flight; /* of gd_request_t; initialised on the first request */
     bool _is_aborting;
 };
 

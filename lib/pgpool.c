@@ -124,7 +124,7 @@ struct gd_pgpool {
     gd_timers_t *timers;
     struct conn *conns;
     size_t prepared_words;
-    gd_pgpool_query_t *waiting_head, *waiting_tail;
+    h2o_linklist_t waiting_list; /* queries in line for a connection, oldest first */
     size_t waiting;
     /* Hands idle connections to waiting queries (or fails them when the server is down) on
      * the next loop iteration, never from inside the callback that freed the connection:
@@ -218,7 +218,7 @@ static struct conn *find_idle(gd_pgpool_t *pool)
 
 static void kick_dispatch(gd_pgpool_t *pool)
 {
-    if (!pool->is_closed && pool->waiting_head != NULL &&
+    if (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list) &&
         !gd_timer_is_active(&pool->dispatch_timer))
         gd_timer_start(pool->timers, &pool->dispatch_timer, 0);
 }
@@ -227,27 +227,13 @@ static void kick_dispatch(gd_pgpool_t *pool)
 
 static void enqueue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
 {
-    q->_next_waiting = NULL;
-    q->_prev_waiting = pool->waiting_tail;
-    if (pool->waiting_tail != NULL)
-        pool->waiting_tail->_next_waiting = q;
-    else
-        pool->waiting_head = q;
-    pool->waiting_tail = q;
+    h2o_linklist_insert(&pool->waiting_list, &q->_waiting_link); /* at the end of the line */
     pool->waiting++;
 }
 
 static void dequeue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
 {
-    if (q->_prev_waiting != NULL)
-        q->_prev_waiting->_next_waiting = q->_next_waiting;
-    else
-        pool->waiting_head = q->_next_waiting;
-    if (q->_next_waiting != NULL)
-        q->_next_waiting->_prev_waiting = q->_prev_waiting;
-    else
-        pool->waiting_tail = q->_prev_waiting;
-    q->_next_waiting = q->_prev_waiting = NULL;
+    h2o_linklist_unlink(&q->_waiting_link);
     pool->waiting--;
 }
 
@@ -1084,8 +1070,9 @@ static void on_dispatch_timer(gd_timer_t *timer)
     struct conn *c;
 
     /* Each report may switch into a coroutine that starts queries or closes the pool. */
-    while (!pool->is_closed && pool->waiting_head != NULL) {
-        gd_pgpool_query_t *q = pool->waiting_head;
+    while (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list)) {
+        gd_pgpool_query_t *q =
+            CONTAINER_OF(pool->waiting_list.next, gd_pgpool_query_t, _waiting_link);
         if ((c = find_idle(pool)) != NULL) {
             dequeue(pool, q);
             conn_run(c, q);
@@ -1207,6 +1194,7 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->loop = loop;
     pool->timers = timers;
     pool->prepared_words = (conf->nstatements + 63) / 64;
+    h2o_linklist_init_anchor(&pool->waiting_list);
     gd_timer_init(&pool->dispatch_timer, on_dispatch_timer);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
@@ -1302,7 +1290,7 @@ void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query
     query->_pool = pool;
     query->_conn = NULL;
     query->_body = NULL;
-    query->_next_waiting = query->_prev_waiting = NULL;
+    query->_waiting_link = (h2o_linklist_t){NULL, NULL};
     query->_state = QUERY_STARTING;
     gd_timer_init(&query->_timer, on_query_timer);
     gd_group_add(group, &query->_task, on_task_cancel);

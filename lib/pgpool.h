@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <h2o/linklist.h>
 #include <uv.h>
 
 #include "coro.h"
@@ -80,7 +81,7 @@ typedef struct gd_pgpool_query {
     gd_pgpool_t *_pool;
     void *_conn;
     gd_timer_t _timer;
-    struct gd_pgpool_query *_next_waiting, *_prev_waiting;
+    h2o_linklist_t _waiting_link;
     int _state;
     char *_body;
 } gd_pgpool_query_t;

@@ -25,8 +25,7 @@ struct gd_upstream_conn {
     h2o_socket_t *sock;                   /* NULL while the name is being resolved */
     h2o_hostinfo_getaddr_req_t *getaddr; /* while resolving */
     gd_upstream_call_t *call;             /* NULL when idle */
-    struct gd_upstream_conn *next_idle;
-    struct gd_upstream_conn *prev_idle;
+    h2o_linklist_t idle_link;             /* in the upstream's idle list while idle */
     gd_timer_t idle_timer;
     bool is_reused; /* it carried a call before: it may have been closed by the upstream since */
 };
@@ -40,10 +39,10 @@ struct gd_upstream {
     struct sockaddr_storage addr; /* a numeric host's address */
     socklen_t addrlen;            /* 0: the host is a name, resolved per new connection */
     size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
-    conn_t *idle_head;            /* most recently used first */
+    h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
-    gd_upstream_call_t *waiting_head, *waiting_tail;
-    size_t waiting;
+    h2o_linklist_t waiting; /* calls in line for a connection, oldest first */
+    size_t nwaiting;
     char *host_header;
     bool is_closed;
     /* Hands freed connection slots to waiting calls on the next loop iteration, outside of
@@ -52,18 +51,27 @@ struct gd_upstream {
 };
 
 static void acquire(gd_upstream_call_t *call);
-static void dequeue(gd_upstream_t *u, gd_upstream_call_t *call);
 static void on_idle_read(h2o_socket_t *sock, const char *err);
+
+/* The call that has waited longest, taken out of the line; NULL when none waits. */
+static gd_upstream_call_t *take_waiting(gd_upstream_t *u)
+{
+    if (h2o_linklist_is_empty(&u->waiting))
+        return NULL;
+    gd_upstream_call_t *call =
+        H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _waiting_link, u->waiting.next);
+    h2o_linklist_unlink(&call->_waiting_link);
+    u->nwaiting--;
+    return call;
+}
 
 static void on_dispatch_timer(gd_timer_t *timer)
 {
     gd_upstream_t *u = H2O_STRUCT_FROM_MEMBER(gd_upstream_t, dispatch_timer, timer);
+    gd_upstream_call_t *next;
 
-    while (u->waiting_head != NULL && u->busy < u->max_connections) {
-        gd_upstream_call_t *next = u->waiting_head;
-        dequeue(u, next);
+    while (u->busy < u->max_connections && (next = take_waiting(u)) != NULL)
         acquire(next);
-    }
 }
 
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
@@ -82,6 +90,8 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
     u->timers = timers;
     u->getaddr_receiver = getaddr_receiver;
     u->max_connections = max_connections > 0 ? max_connections : 1;
+    h2o_linklist_init_anchor(&u->idle);
+    h2o_linklist_init_anchor(&u->waiting);
     gd_timer_init(&u->dispatch_timer, on_dispatch_timer);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
     /* AI_NUMERICHOST guarantees that this does not block; a name is resolved by h2o's resolver
@@ -102,13 +112,7 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
 
 static void unlink_idle(gd_upstream_t *u, conn_t *c)
 {
-    if (c->prev_idle != NULL)
-        c->prev_idle->next_idle = c->next_idle;
-    else
-        u->idle_head = c->next_idle;
-    if (c->next_idle != NULL)
-        c->next_idle->prev_idle = c->prev_idle;
-    c->next_idle = c->prev_idle = NULL;
+    h2o_linklist_unlink(&c->idle_link);
     u->nidle--;
     gd_timer_stop(u->timers, &c->idle_timer);
 }
@@ -126,13 +130,13 @@ static void destroy_conn(conn_t *c)
 
 void gd_upstream_close(gd_upstream_t *u)
 {
-    GD_REQUIRE(u->busy == 0 && u->waiting == 0);
+    GD_REQUIRE(u->busy == 0 && u->nwaiting == 0);
     if (u->is_closed)
         return;
     u->is_closed = true;
     gd_timer_stop(u->timers, &u->dispatch_timer);
-    while (u->idle_head != NULL) {
-        conn_t *c = u->idle_head;
+    while (!h2o_linklist_is_empty(&u->idle)) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
         destroy_conn(c);
     }
@@ -150,37 +154,12 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
 
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 {
-    return (gd_upstream_stats_t){.idle = u->nidle, .busy = u->busy, .waiting = u->waiting};
+    return (gd_upstream_stats_t){.idle = u->nidle, .busy = u->busy, .waiting = u->nwaiting};
 }
 
 static uint64_t elapsed_ms(const gd_upstream_call_t *call)
 {
     return (uv_hrtime() - call->started_at_ns) / 1000000;
-}
-
-static void enqueue(gd_upstream_t *u, gd_upstream_call_t *call)
-{
-    call->_next_waiting = NULL;
-    call->_prev_waiting = u->waiting_tail;
-    if (u->waiting_tail != NULL)
-        u->waiting_tail->_next_waiting = call;
-    else
-        u->waiting_head = call;
-    u->waiting_tail = call;
-    u->waiting++;
-}
-
-static void dequeue(gd_upstream_t *u, gd_upstream_call_t *call)
-{
-    if (call->_prev_waiting != NULL)
-        call->_prev_waiting->_next_waiting = call->_next_waiting;
-    else
-        u->waiting_head = call->_next_waiting;
-    if (call->_next_waiting != NULL)
-        call->_next_waiting->_prev_waiting = call->_prev_waiting;
-    else
-        u->waiting_tail = call->_prev_waiting;
-    u->waiting--;
 }
 
 static void on_idle_timeout(gd_timer_t *timer)
@@ -208,29 +187,24 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
         u->busy--;
         /* A waiting call needs a new connection: made on the next loop iteration, outside of
          * the callback that freed the slot. */
-        if (u->waiting_head != NULL && !gd_timer_is_active(&u->dispatch_timer))
+        if (u->nwaiting != 0 && !gd_timer_is_active(&u->dispatch_timer))
             gd_timer_start(u->timers, &u->dispatch_timer, 0);
         return;
     }
     /* What remains of the answer was read in full: the input holds nothing of value. */
     h2o_buffer_consume(&c->sock->input, c->sock->input->size);
     c->is_reused = true;
-    if (u->waiting_head != NULL) {
+    gd_upstream_call_t *next = take_waiting(u);
+    if (next != NULL) {
         /* Straight to the call that waited longest: under load a loop iteration is long, and
          * the slot stays taken (busy unchanged). */
-        gd_upstream_call_t *next = u->waiting_head;
-        dequeue(u, next);
         c->call = next;
         next->_conn = c;
         send_request(next);
         return;
     }
     u->busy--;
-    c->prev_idle = NULL;
-    c->next_idle = u->idle_head;
-    if (u->idle_head != NULL)
-        u->idle_head->prev_idle = c;
-    u->idle_head = c;
+    h2o_linklist_insert(u->idle.next, &c->idle_link);
     u->nidle++;
     /* Still reading: an upstream that closes an idle connection, or sends unasked bytes,
      * retires it at once rather than failing the next call. */
@@ -257,8 +231,10 @@ static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int stat
     gd_upstream_t *u = call->_upstream;
 
     gd_timer_stop(u->timers, &call->_timer);
-    if (call->_state == CALL_WAITING)
-        dequeue(u, call);
+    if (call->_state == CALL_WAITING) {
+        h2o_linklist_unlink(&call->_waiting_link);
+        u->nwaiting--;
+    }
     release_conn(call, false); /* a no-op when the caller released it already */
     call->_state = CALL_DONE;
     call->result.outcome = outcome;
@@ -518,17 +494,17 @@ static void on_getaddr(h2o_hostinfo_getaddr_req_t *req, const char *errstr, stru
 static void acquire(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
-    conn_t *c = u->idle_head;
 
     u->busy++;
-    if (c != NULL) {
+    if (!h2o_linklist_is_empty(&u->idle)) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
         c->call = call;
         call->_conn = c;
         send_request(call);
         return;
     }
-    c = gd_xcalloc(1, sizeof(*c));
+    conn_t *c = gd_xcalloc(1, sizeof(*c));
     c->upstream = u;
     c->call = call;
     gd_timer_init(&c->idle_timer, on_idle_timeout);
@@ -623,11 +599,12 @@ void gd_upstream_call_start(gd_upstream_t *u, gd_group_t *group, gd_upstream_cal
     build_head(u, call);
     gd_group_add(group, &call->_task, on_cancel);
 
-    if (u->busy < u->max_connections && u->waiting == 0) {
+    if (u->busy < u->max_connections && u->nwaiting == 0) {
         acquire(call);
     } else {
         call->_state = CALL_WAITING;
-        enqueue(u, call);
+        h2o_linklist_insert(&u->waiting, &call->_waiting_link); /* at the end of the line */
+        u->nwaiting++;
         gd_timer_start(u->timers, &call->_timer, call->deadline_ms);
     }
 }

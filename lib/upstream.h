@@ -65,7 +65,7 @@ typedef struct gd_upstream_call {
     gd_upstream_t *_upstream;
     struct gd_upstream_conn *_conn; /* while it holds one */
     gd_timer_t _timer;
-    struct gd_upstream_call *_next_waiting, *_prev_waiting;
+    h2o_linklist_t _waiting_link;
     int _state;
     bool _has_retried, _has_head;
     gd_http1_head_t _response;
