@@ -850,17 +850,26 @@ static bool flush_and_watch(struct conn *c)
     return true;
 }
 
-static void busy_io(struct conn *c)
+/* Reads what the server sent. Returns false when the connection broke (and has been
+ * handled): libpq failed, or the socket reported an error twice without libpq seeing one. */
+static bool consume_input(struct conn *c)
 {
-    /* PQconsumeInput() also flushes in non-blocking mode. */
     if (!PQconsumeInput(c->pg)) {
         conn_lost(c, NULL);
-        return;
+        return false;
     }
     if (c->poll_errors > 1) {
         conn_lost(c, "socket error");
-        return;
+        return false;
     }
+    return true;
+}
+
+static void busy_io(struct conn *c)
+{
+    /* PQconsumeInput() also flushes in non-blocking mode. */
+    if (!consume_input(c))
+        return;
     if (!flush_and_watch(c)) /* also re-arms the handle after a socket error */
         return;
     read_results(c);
@@ -872,14 +881,8 @@ static void idle_io(struct conn *c)
 
     /* Parsing while idle hands a server's ERROR or FATAL to on_notice(); the EOF after it
      * makes PQconsumeInput() fail. */
-    if (!PQconsumeInput(c->pg)) {
-        conn_lost(c, NULL);
+    if (!consume_input(c))
         return;
-    }
-    if (c->poll_errors > 1) {
-        conn_lost(c, "socket error");
-        return;
-    }
     (void)PQisBusy(c->pg); /* only for its parsing; nothing is expected while idle */
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_lost(c, NULL);

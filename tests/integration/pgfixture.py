@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 
+from harness import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..'))
 SCRIPT = os.path.join(REPO, 'scripts', 'pg-cluster.sh')
@@ -31,16 +33,6 @@ HOST = '127.0.0.1'
 
 class PgError(AssertionError):
     pass
-
-
-def _free_port():
-    import socket
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def server_binaries_present():
@@ -105,7 +97,7 @@ class PgCluster:
         self.sql_files = [os.path.abspath(f) for f in sql_files]
         self.start_timeout = start_timeout
         self._fixed_port = port
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.parent = tempfile.mkdtemp(prefix='gatherd-pg-')
         self.dir = os.path.join(self.parent, 'cluster')
         self._closed = False
@@ -169,7 +161,7 @@ class PgCluster:
                 # the port went to someone else between free_port() and the start: a fresh
                 # cluster on another port (postgresql.conf holds the port)
                 self._script('stop', self.dir, '--rm')
-                self.port = _free_port()
+                self.port = free_port()
                 continue
             raise PgError('pg-cluster.sh start failed (rc=%d):\n%s\n%s\n--- server.log ---\n%s'
                           % (r.returncode, r.stdout, r.stderr, log[-4000:]))
