@@ -11,6 +11,7 @@
 
 #include <h2o.h>
 
+#include "json.h"
 #include "log.h"
 #include "util.h"
 

@@ -207,3 +207,56 @@ bool gd_json_is_valid(const char *s, size_t len)
         free(stack);
     return ok;
 }
+
+/* Copies what fits of @n bytes at @s to @buf (@cap bytes) at offset @len; returns @len + @n. */
+static size_t put(char *buf, size_t cap, size_t len, const char *s, size_t n)
+{
+    if (len < cap)
+        memcpy(buf + len, s, len + n <= cap ? n : cap - len);
+    return len + n;
+}
+
+size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = put(buf, cap, 0, "\"", 1), run = 0; /* run: start of bytes not yet copied */
+
+    for (size_t i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char esc[6] = {'\\', (char)c};
+        size_t esc_len = 2;
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        len = put(buf, cap, len, in + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            esc_len = 6;
+        }
+        len = put(buf, cap, len, esc, esc_len);
+    }
+    len = put(buf, cap, len, in + run, in_len - run);
+    return put(buf, cap, len, "\"", 1);
+}

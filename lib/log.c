@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 
 #define LOG_BUFFER_BYTES (1024 * 1024)
@@ -150,27 +151,12 @@ __attribute__((format(printf, 2, 3))) static void line_printf(struct line *l, co
         l->len += (size_t)n < room ? (size_t)n : room;
 }
 
-/* Appends @s as a JSON string, quotes included. */
+/* Appends @s as a JSON string, quotes included (cut, like any part, at the line's end). */
 static void line_put_json_string(struct line *l, const char *s, size_t n)
 {
-    size_t run = 0;
-
-    line_put(l, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        line_put(l, s + run, i - run);
-        run = i + 1;
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            line_put(l, esc, 2);
-        } else {
-            line_printf(l, "\\u%04x", c);
-        }
-    }
-    line_put(l, s + run, n - run);
-    line_put(l, "\"", 1);
+    size_t room = sizeof(l->buf) - 3 - l->len;
+    size_t len = gd_json_quote(s, n, l->buf + l->len, room);
+    l->len += len < room ? len : room;
 }
 
 /* Appends a text-format value: bare when it is a plain token, JSON-quoted otherwise. */

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json.h"
+
 static const char *const outcome_names[] = {
     [GD_CALL_OK] = "ok",
     [GD_CALL_TIMEOUT] = "timeout",
@@ -81,39 +83,6 @@ static void put(struct out *o, const char *s, size_t n)
 static void put_str(struct out *o, const char *s)
 {
     put(o, s, strlen(s));
-}
-
-size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
-{
-    struct out o = {buf, cap, 0};
-    size_t run = 0; /* bytes of @in copied as they are, pending */
-
-    put(&o, "\"", 1);
-    for (size_t i = 0; i < in_len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        char esc[8];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        put(&o, in + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':
-            put(&o, "\\\"", 2);
-            break;
-        case '\\':
-            put(&o, "\\\\", 2);
-            break;
-        case '\n':
-            put(&o, "\\n", 2);
-            break;
-        default:
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            put(&o, esc, 6);
-        }
-    }
-    put(&o, in + run, in_len - run);
-    put(&o, "\"", 1);
-    return o.len;
 }
 
 static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r)

@@ -56,10 +56,4 @@ bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_resu
  */
 size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results, char *buf,
                      size_t cap);
-/**
- * Writes @in as a JSON string (with quotes; '"', '\\' and control bytes escaped) into @buf, at
- * most @cap bytes; returns the full length.
- */
-size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap);
-
 #endif

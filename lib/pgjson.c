@@ -162,59 +162,12 @@ static void append_char(gd_pgjson_buf_t *out, char c)
 
 #define append_lit(out, lit) append((out), (lit), sizeof(lit) - 1)
 
-/*
- * Writes @s (@len bytes) as a JSON string (RFC 8259 section 7): '"' and '\' escaped, control
- * bytes below 0x20 as their short forms or \u00XX, everything else (bytes >= 0x80 included:
- * the connection's client_encoding is UTF8) copied as it is.
- */
+/* Writes @s (@len bytes) as a JSON string (see gd_json_quote()), in one pass into room reserved
+ * for the worst case. */
 static void write_string(gd_pgjson_buf_t *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0; /* start of the bytes not yet written */
-
-    reserve(out, len + 2);
-    out->base[out->len++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[6];
-        size_t esc_len = 2;
-
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        append(out, s + run, i - run);
-        run = i + 1;
-        esc[0] = '\\';
-        esc[1] = (char)c;
-        switch (c) {
-        case '"':
-        case '\\':
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 0xf];
-            esc_len = 6;
-            break;
-        }
-        append(out, esc, esc_len);
-    }
-    append(out, s + run, len - run);
-    append_char(out, '"');
+    reserve(out, GD_JSON_QUOTED_MAX(len));
+    out->len += gd_json_quote(s, len, out->base + out->len, GD_JSON_QUOTED_MAX(len));
 }
 
 static bool is_digit(char c)

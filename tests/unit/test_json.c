@@ -142,7 +142,20 @@ static void test_agrees_with_jansson(void)
     CHECK(checked > 30000);
 }
 
+static void test_json_quote_escapes(void)
+{
+    char buf[64];
+    const char in[] = "a\"b\\c\n\x01z";
+    size_t n = gd_json_quote(in, sizeof(in) - 1, buf, sizeof(buf));
+    CHECK_MEM_EQ(buf, n, "\"a\\\"b\\\\c\\n\\u0001z\"");
+    n = gd_json_quote("\t\r\b\f\x1f\xc3\xa9", 7, buf, sizeof(buf));
+    CHECK_MEM_EQ(buf, n, "\"\\t\\r\\b\\f\\u001f\xc3\xa9\"");
+    CHECK_INT_EQ(gd_json_quote("ab", 2, NULL, 0), 4); /* sizing call */
+    CHECK(gd_json_is_valid(buf, n));
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"json_quote_escapes", test_json_quote_escapes},
     {"accepts_json", test_accepts_json},
     {"rejects_what_is_not", test_rejects_what_is_not},
     {"deep_nesting_needs_no_recursion", test_deep_nesting_needs_no_recursion},

@@ -104,14 +104,6 @@ static void test_short_buffer_reports_full_length(void)
     CHECK(memcmp(small, "{\"user\":", 8) == 0);
 }
 
-static void test_json_quote_escapes(void)
-{
-    char buf[64];
-    const char in[] = "a\"b\\c\n\x01z";
-    size_t n = gd_json_quote(in, sizeof(in) - 1, buf, sizeof(buf));
-    CHECK_MEM_EQ(buf, n, "\"a\\\"b\\\\c\\n\\u0001z\"");
-}
-
 static void test_sql_error_carries_sqlstate(void)
 {
     gd_call_result_t r[] = {ok("{}"), failed(GD_CALL_SQL, 0, "relation \"x\" does not exist", 2),
@@ -156,6 +148,5 @@ const gd_test_case_t gd_test_cases[] = {
     {"other_required_failures_are_502", test_other_required_failures_are_502},
     {"first_required_failure_decides", test_first_required_failure_decides},
     {"short_buffer_reports_full_length", test_short_buffer_reports_full_length},
-    {"json_quote_escapes", test_json_quote_escapes},
     {NULL, NULL},
 };
