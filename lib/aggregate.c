@@ -99,12 +99,10 @@ static void log_access(gd_aggregate_ctx_t *actx, h2o_req_t *req, const char *req
     h2o_iovec_t path = req->input.path;
     uint64_t duration_ns = uv_hrtime() - started_at_ns;
 
-    if (actx != NULL && actx->metrics != NULL) {
-        gd_metrics_count_request(actx->metrics, ep, status, duration_ns / 1000);
-        for (size_t i = 0; results != NULL && i < ep->ncalls; i++)
-            gd_metrics_count_call(actx->metrics, ep, i, results[i].outcome,
-                                  results[i].elapsed_ms * 1000);
-    }
+    gd_metrics_count_request(actx->metrics, ep, status, duration_ns / 1000);
+    for (size_t i = 0; results != NULL && i < ep->ncalls; i++)
+        gd_metrics_count_call(actx->metrics, ep, i, results[i].outcome,
+                              results[i].elapsed_ms * 1000);
     if (gd_log_max_level < GD_LOG_INFO)
         return;
     char calls[2048];
@@ -167,12 +165,6 @@ static void send_error_at(gd_aggregate_ctx_t *actx, const gd_endpoint_conf_t *ep
     log_access(actx, req, request_id, ep, status, len, started_at_ns, "-", NULL);
 }
 
-void gd_aggregate_send_error(h2o_req_t *req, int status, const char *code, const char *message,
-                             const char *hname, const char *hvalue)
-{
-    send_error_at(NULL, NULL, req, "-", uv_hrtime(), status, code, message, hname, hvalue);
-}
-
 static void on_req_dispose(void *p)
 {
     gd_request_t *rq = *(gd_request_t **)p;
@@ -185,10 +177,15 @@ static void on_req_dispose(void *p)
         gd_group_cancel(&rq->group); /* nobody is left to read the answer */
 }
 
+void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx)
+{
+    h2o_linklist_init_anchor(&actx->_in_flight);
+    actx->in_flight = 0;
+    actx->_is_aborting = false;
+}
+
 static void link_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
 {
-    if (actx->_in_flight.next == NULL)
-        h2o_linklist_init_anchor(&actx->_in_flight);
     h2o_linklist_insert(&actx->_in_flight, &rq->in_flight_link);
     actx->in_flight++;
 }
@@ -506,8 +503,6 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
 void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx)
 {
     actx->_is_aborting = true;
-    if (actx->_in_flight.next == NULL)
-        return; /* no request ever came */
     for (h2o_linklist_t *l = actx->_in_flight.next, *next; l != &actx->_in_flight; l = next) {
         gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, in_flight_link, l);
         next = l->next;

@@ -33,18 +33,17 @@ struct gd_aggregate_ctx {
     gd_upstream_t **upstreams; /* by gd_upstream_conf_t.index */
     gd_pgpool_t *pgpool;       /* NULL when no call uses SQL */
     gd_metrics_t *metrics;     /* this thread's */
-    /* Called on the loop stack after a request has been answered (or abandoned) and is gone. */
-    void (*on_request_done)(gd_aggregate_ctx_t *actx);
-    void *data;
     /* public: set when the server drains; HTTP/1 answers then close their connection */
     bool is_draining;
     /* read-only */
     size_t in_flight;
     /* private */
-    h2o_linklist_t _in_flight; /* of gd_request_t; initialised on the first request */
+    h2o_linklist_t _in_flight; /* of gd_request_t */
     bool _is_aborting;
 };
 
+/** Prepares the private part of @actx, once its public fields are set. */
+void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx);
 /** Handles @req (an h2o request of this thread); always answers, now or later. */
 void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req);
 /**
@@ -52,11 +51,5 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req);
  * arriving later are answered 503 too.
  */
 void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx);
-/**
- * Answers @req with @status and the JSON body {"error": @code, "message": @message}; extra
- * header @hname: @hvalue when @hname is not NULL.
- */
-void gd_aggregate_send_error(h2o_req_t *req, int status, const char *code, const char *message,
-                             const char *hname, const char *hvalue);
 
 #endif

@@ -60,11 +60,6 @@ struct worker {
     atomic_bool want_drain, want_abort;
 };
 
-struct gd_handler {
-    h2o_handler_t super;
-    gd_server_t *server;
-};
-
 struct gd_server {
     const gd_config_t *config;
     const gd_router_t *router;
@@ -110,9 +105,8 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
-    struct gd_handler *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
-    h->super.on_req = on_req;
-    h->server = s;
+    h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
+    h->on_req = on_req;
 
     s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
     for (size_t i = 0; i < s->nworkers; i++) {
@@ -445,8 +439,8 @@ static void init_worker(struct worker *w)
                                    .router = s->router,
                                    .loop = &w->loop,
                                    .sched = w->sched,
-                                   .upstreams = w->upstreams,
-                                   .data = w};
+                                   .upstreams = w->upstreams};
+    gd_aggregate_ctx_init(&w->actx);
 
     GD_REQUIRE(uv_async_init(&w->loop, &w->wakeup, on_wakeup) == 0);
     w->wakeup.data = w;
