@@ -29,7 +29,7 @@ struct gd_request {
     const gd_endpoint_conf_t *endpoint;
     uint64_t started_at_ns;
     uint64_t deadline_ms;
-    const char *request_id; /* in req's pool; copied to request_id_copy for a late log line */
+    /* A copy: the access line may be written after h2o has freed the request's pool. */
     char request_id_copy[GD_TRACE_REQUEST_ID_MAX + 1];
     gd_group_t group;
     bool is_gathering;
@@ -456,7 +456,6 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
     rq->req = req;
     rq->endpoint = ep;
     rq->started_at_ns = started_at_ns;
-    rq->request_id = request_id;
     snprintf(rq->request_id_copy, sizeof(rq->request_id_copy), "%s", request_id);
     gd_traceparent_t trace_buf;
     const gd_traceparent_t *trace = take_traceparent(req, &trace_buf);
