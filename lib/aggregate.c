@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "admission.h"
 #include "json.h"
 #include "log.h"
 #include "merge.h"
@@ -38,6 +40,20 @@ struct gd_request {
     struct call_slot calls[]; /* one per call of the endpoint, in config order */
 };
 
+/* A request checked and ready to start: everything that could fail with 400 is done, and what
+ * it needs is in req's pool. While no slot is free it waits at the door, in req's pool too. */
+struct admission_ticket {
+    gd_admission_waiter_t waiter; /* first: the waiter is the ticket */
+    gd_aggregate_ctx_t *actx;
+    h2o_req_t *req;
+    const gd_endpoint_conf_t *endpoint;
+    const gd_strv_t *values;
+    h2o_iovec_t *header_values; /* every HTTP call's headers, expanded, in config order */
+    const char *request_id;
+    uint64_t started_at_ns;
+    uint64_t queued_until_ms; /* when it gives up waiting for a slot */
+};
+
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -49,6 +65,8 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 499:
+        return "Client Closed Request";
     case 502:
         return "Bad Gateway";
     case 503:
@@ -177,11 +195,17 @@ static void on_req_dispose(void *p)
         gd_group_cancel(&rq->group); /* nobody is left to read the answer */
 }
 
-void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx)
+void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx, size_t max_in_flight)
 {
     h2o_linklist_init_anchor(&actx->_in_flight);
     actx->in_flight = 0;
     actx->_is_aborting = false;
+    gd_admission_init(&actx->admission, gd_sched_timers(actx->sched), max_in_flight);
+}
+
+void gd_aggregate_ctx_dispose(gd_aggregate_ctx_t *actx)
+{
+    gd_admission_dispose(&actx->admission);
 }
 
 static void link_in_flight(gd_aggregate_ctx_t *actx, gd_request_t *rq)
@@ -235,6 +259,8 @@ static void respond(gd_request_t *rq, int gather_ret)
 
 static void finish_request(gd_request_t *rq)
 {
+    gd_aggregate_ctx_t *actx = rq->actx;
+
     if (rq->dispose_slot != NULL)
         *rq->dispose_slot = NULL;
     unlink_in_flight(rq->actx, rq);
@@ -245,6 +271,9 @@ static void finish_request(gd_request_t *rq)
             gd_upstream_call_dispose(&rq->calls[i].http);
     }
     free(rq);
+    /* The next request at the door starts here, in this coroutine's last moments: the scheduler
+     * has room for one coroutine more than there are slots. */
+    gd_admission_release(&actx->admission);
 }
 
 /* The request coroutine: fan out, gather at one point, answer. */
@@ -309,10 +338,39 @@ static void prepare_sql(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_
     query->is_one_row = cc->is_one_row;
 }
 
-/* Fills @call's request from the endpoint's template for it; -EINVAL with @err on a bad header. */
-static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_t *values,
-                        const char *request_id, const gd_traceparent_t *trace,
-                        gd_upstream_call_t *call, char *err, size_t errlen)
+/* Expands the headers of every HTTP call of @ep into req's pool (*@ret, in config order);
+ * -EINVAL with @err when a value would smuggle a control character into one. */
+static int expand_headers(h2o_req_t *req, const gd_endpoint_conf_t *ep, const gd_strv_t *values,
+                          h2o_iovec_t **ret, char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ep->ncalls; i++)
+        n += ep->calls[i].type == GD_CALL_TYPE_SQL ? 0 : ep->calls[i].nheaders;
+    *ret = NULL;
+    if (n == 0)
+        return 0;
+    h2o_iovec_t *out = h2o_mem_alloc_pool(&req->pool, sizeof(*out) * n);
+    n = 0;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_call_conf_t *cc = &ep->calls[i];
+        for (size_t j = 0; cc->type != GD_CALL_TYPE_SQL && j < cc->nheaders; j++) {
+            if (expand_header_value(&cc->headers[j].value, values, &req->pool, &out[n++]) != 0) {
+                snprintf(err, errlen,
+                         "a value for header \"%s\" of call \"%s\" contains a control character",
+                         cc->headers[j].name, cc->name);
+                return -EINVAL;
+            }
+        }
+    }
+    *ret = out;
+    return 0;
+}
+
+/* Fills @call's request from the endpoint's template for it and its expanded @header_values. */
+static void prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_t *values,
+                         const h2o_iovec_t *header_values, const char *request_id,
+                         const gd_traceparent_t *trace, gd_upstream_call_t *call)
 {
     const char *base = cc->upstream->base_path;
     size_t base_len = strlen(base);
@@ -339,19 +397,12 @@ static int prepare_call(h2o_req_t *req, const gd_call_conf_t *cc, const gd_strv_
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
     for (size_t i = 0; i < cc->nheaders; i++) {
-        h2o_iovec_t value;
-        if (expand_header_value(&cc->headers[i].value, values, &req->pool, &value) != 0) {
-            snprintf(err, errlen, "a value for header \"%s\" of call \"%s\" contains a control character",
-                     cc->headers[i].name, cc->name);
-            return -EINVAL;
-        }
         lines[n++] = h2o_iovec_init(cc->headers[i].name, strlen(cc->headers[i].name));
         lines[n++] = h2o_iovec_init(H2O_STRLIT(": "));
-        lines[n++] = value;
+        lines[n++] = header_values[i];
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
     call->extra_headers = h2o_concat_list(&req->pool, lines, n);
-    return 0;
 }
 
 /* The request's id: the client's X-Request-Id when it is plausible, a new one otherwise;
@@ -385,6 +436,126 @@ static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t
                                 req->headers.entries[i].value.len, buf) != 0)
         return NULL;
     return buf;
+}
+
+/* Starts the request of @ticket, which holds a slot: its calls and its coroutine. */
+static void start_request(const struct admission_ticket *ticket)
+{
+    gd_aggregate_ctx_t *actx = ticket->actx;
+    const gd_endpoint_conf_t *ep = ticket->endpoint;
+    h2o_req_t *req = ticket->req;
+    const h2o_iovec_t *header_values = ticket->header_values;
+    int r;
+
+    gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]) +
+                                         ep->ncalls * sizeof(gd_call_result_t));
+    rq->results = (gd_call_result_t *)(void *)&rq->calls[ep->ncalls];
+    rq->actx = actx;
+    rq->req = req;
+    rq->endpoint = ep;
+    rq->started_at_ns = ticket->started_at_ns;
+    snprintf(rq->request_id_copy, sizeof(rq->request_id_copy), "%s", ticket->request_id);
+    gd_traceparent_t trace_buf;
+    const gd_traceparent_t *trace = take_traceparent(req, &trace_buf);
+    /* The loop's clock is cached at the start of its iteration and counts whole ms: refreshed
+     * and rounded up, so that no timeout ever fires before its full duration has passed. The
+     * deadlines count from here, not from the arrival: time spent queued is bounded apart. */
+    uv_update_time(actx->loop);
+    uint64_t now_ms = uv_now(actx->loop) + 1;
+    rq->deadline_ms = now_ms + ep->timeout_ms;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_call_conf_t *cc = &ep->calls[i];
+        if (cc->type == GD_CALL_TYPE_SQL) {
+            gd_pgpool_query_t *sql = &rq->calls[i].sql;
+            prepare_sql(req, cc, ticket->values, sql);
+            sql->started_at_ns = ticket->started_at_ns;
+            sql->timeout_ms = cc->timeout_ms;
+            sql->deadline_ms = now_ms + cc->timeout_ms;
+            continue;
+        }
+        gd_upstream_call_t *call = &rq->calls[i].http;
+        prepare_call(req, cc, ticket->values, header_values, ticket->request_id, trace, call);
+        header_values += cc->nheaders;
+        call->started_at_ns = ticket->started_at_ns;
+        call->timeout_ms = cc->timeout_ms;
+        call->deadline_ms = now_ms + cc->timeout_ms;
+    }
+
+    rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
+    *rq->dispose_slot = rq;
+    link_in_flight(actx, rq);
+    if ((r = gd_coro_spawn(actx->sched, run_request, rq, NULL)) != 0) {
+        *rq->dispose_slot = NULL;
+        unlink_in_flight(actx, rq);
+        free(rq);
+        send_error_at(actx, ep, req, ticket->request_id, ticket->started_at_ns, 503, "overloaded",
+                      r == -EAGAIN ? "no coroutine is free for this request"
+                                   : "out of memory for a request coroutine",
+                      "retry-after", "1");
+        gd_admission_release(&actx->admission);
+    }
+}
+
+/* The client went away while its request waited at the door. */
+static void on_ticket_dispose(void *p)
+{
+    gd_admission_cancel(&((struct admission_ticket *)p)->waiter);
+}
+
+/* Every slot stayed taken for as long as the request may wait (queue_timeout_ms). */
+static void send_overloaded(gd_aggregate_ctx_t *actx, const struct admission_ticket *ticket)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg),
+             "all %zu request slots of this thread (max_requests_in_flight) stayed taken for "
+             "%" PRIu64 " ms (queue_timeout_ms)",
+             actx->admission.limit, actx->config->queue_timeout_ms);
+    send_error_at(actx, ticket->endpoint, ticket->req, ticket->request_id, ticket->started_at_ns,
+                  503, "overloaded", msg, "retry-after", "1");
+}
+
+/* Whether the HTTP/1 client of @req has closed its connection. h2o reads nothing while it
+ * processes a request, so it cannot tell; a queued request checks before it uses a slot. */
+static bool is_client_gone(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return false; /* HTTP/2 reads on and disposes of requests whose stream is reset */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    char c;
+
+    if (fd < 0)
+        return false;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
+}
+
+static void on_admission_end(gd_admission_waiter_t *waiter, bool is_admitted)
+{
+    const struct admission_ticket *ticket = (const struct admission_ticket *)waiter;
+    gd_aggregate_ctx_t *actx = ticket->actx;
+
+    if (is_admitted && is_client_gone(ticket->req)) {
+        /* Nobody will read the answer: the slot goes to the next in line. The 499 (nginx's
+         * "client closed request") is for the access log and the metrics. */
+        send_error_at(actx, ticket->endpoint, ticket->req, ticket->request_id,
+                      ticket->started_at_ns, 499, "client_closed_request",
+                      "the client closed its connection while the request was queued", NULL, NULL);
+        gd_admission_release(&actx->admission);
+        return;
+    }
+    if (is_admitted) {
+        start_request(ticket);
+        return;
+    }
+    if (actx->_is_aborting) {
+        send_error_at(actx, ticket->endpoint, ticket->req, ticket->request_id,
+                      ticket->started_at_ns, 503, "shutting_down",
+                      "the server is shutting down", NULL, NULL);
+        return;
+    }
+    send_overloaded(actx, ticket);
 }
 
 void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
@@ -449,59 +620,31 @@ void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req)
         return;
     }
 
-    gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]) +
-                                         ep->ncalls * sizeof(gd_call_result_t));
-    rq->results = (gd_call_result_t *)(void *)&rq->calls[ep->ncalls];
-    rq->actx = actx;
-    rq->req = req;
-    rq->endpoint = ep;
-    rq->started_at_ns = started_at_ns;
-    snprintf(rq->request_id_copy, sizeof(rq->request_id_copy), "%s", request_id);
-    gd_traceparent_t trace_buf;
-    const gd_traceparent_t *trace = take_traceparent(req, &trace_buf);
-    /* The loop's clock is cached at the start of its iteration and counts whole ms: refreshed
-     * and rounded up, so that no timeout ever fires before its full duration has passed. */
+    struct admission_ticket ticket = {.actx = actx, .req = req, .endpoint = ep, .values = values,
+                                      .request_id = request_id, .started_at_ns = started_at_ns};
+    if (expand_headers(req, ep, values, &ticket.header_values, err, sizeof(err)) != 0) {
+        send_error_at(actx, ep, req, request_id, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
+        return;
+    }
+    if (gd_admission_try_acquire(&actx->admission)) {
+        start_request(&ticket);
+        return;
+    }
+    if (actx->config->queue_timeout_ms == 0) {
+        send_overloaded(actx, &ticket);
+        return;
+    }
     uv_update_time(actx->loop);
-    uint64_t now_ms = uv_now(actx->loop) + 1;
-    rq->deadline_ms = now_ms + ep->timeout_ms;
-    for (size_t i = 0; i < ep->ncalls; i++) {
-        const gd_call_conf_t *cc = &ep->calls[i];
-        if (cc->type == GD_CALL_TYPE_SQL) {
-            gd_pgpool_query_t *sql = &rq->calls[i].sql;
-            prepare_sql(req, cc, values, sql);
-            sql->started_at_ns = started_at_ns;
-            sql->timeout_ms = cc->timeout_ms;
-            sql->deadline_ms = now_ms + cc->timeout_ms;
-            continue;
-        }
-        gd_upstream_call_t *call = &rq->calls[i].http;
-        if (prepare_call(req, cc, values, request_id, trace, call, err, sizeof(err)) != 0) {
-            free(rq);
-            send_error_at(actx, ep, req, request_id, started_at_ns, 400, "invalid_parameter", err, NULL, NULL);
-            return;
-        }
-        call->started_at_ns = started_at_ns;
-        call->timeout_ms = cc->timeout_ms;
-        call->deadline_ms = now_ms + cc->timeout_ms;
-    }
-
-    rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
-    *rq->dispose_slot = rq;
-    link_in_flight(actx, rq);
-    if ((r = gd_coro_spawn(actx->sched, run_request, rq, NULL)) != 0) {
-        *rq->dispose_slot = NULL;
-        unlink_in_flight(actx, rq);
-        free(rq);
-        send_error_at(actx, ep, req, request_id, started_at_ns, 503, "overloaded",
-                      r == -EAGAIN ? "too many requests in flight (max_requests_in_flight)"
-                                   : "out of memory for a request coroutine",
-                      NULL, NULL);
-    }
+    struct admission_ticket *waiting = h2o_mem_alloc_shared(&req->pool, sizeof(*waiting), on_ticket_dispose);
+    *waiting = ticket;
+    gd_admission_wait(&actx->admission, &waiting->waiter,
+                      uv_now(actx->loop) + 1 + actx->config->queue_timeout_ms, on_admission_end);
 }
 
 void gd_aggregate_abort_all(gd_aggregate_ctx_t *actx)
 {
     actx->_is_aborting = true;
+    gd_admission_refuse_all(&actx->admission);
     for (h2o_linklist_t *l = actx->_in_flight.next, *next; l != &actx->_in_flight; l = next) {
         gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, in_flight_link, l);
         next = l->next;

@@ -13,6 +13,7 @@
 
 #include <h2o.h>
 
+#include "admission.h"
 #include "config.h"
 #include "coro.h"
 #include "metrics.h"
@@ -36,14 +37,19 @@ struct gd_aggregate_ctx {
     /* public: set when the server drains; HTTP/1 answers then close their connection */
     bool is_draining;
     /* read-only */
-    size_t in_flight;
+    size_t in_flight;         /* requests holding a slot */
+    gd_admission_t admission; /* its .waiting: requests queued for a slot */
     /* private */
     h2o_linklist_t _in_flight; /* of gd_request_t */
     bool _is_aborting;
 };
 
 /** Prepares the private part of @actx, once its public fields are set. */
-void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx);
+/** Prepares @actx, its public fields set: at most @max_in_flight requests gathered at once, the
+ * others queued in arrival order until their endpoint deadline. */
+void gd_aggregate_ctx_init(gd_aggregate_ctx_t *actx, size_t max_in_flight);
+/** Checks that nothing is in flight or queued. */
+void gd_aggregate_ctx_dispose(gd_aggregate_ctx_t *actx);
 /** Handles @req (an h2o request of this thread); always answers, now or later. */
 void gd_aggregate_handle(gd_aggregate_ctx_t *actx, h2o_req_t *req);
 /**

@@ -24,7 +24,9 @@
 #define MAX_THREADS 1024
 
 #define DEFAULT_THREADS                0
-#define DEFAULT_MAX_REQUESTS_IN_FLIGHT 10000
+#define DEFAULT_MAX_REQUESTS_IN_FLIGHT 2048
+#define DEFAULT_QUEUE_TIMEOUT_MS       3000
+#define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
@@ -1474,6 +1476,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "threads",
                                        "http2",
                                        "max_requests_in_flight",
+                                       "queue_timeout_ms",
                                        "coroutine_stack_kb",
                                        "shutdown",
                                        "upstreams",
@@ -1497,6 +1500,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
     cfg->max_requests_in_flight = (size_t)x;
+    if ((r = get_int(l, NULL, root, "queue_timeout_ms", 0, MAX_QUEUE_TIMEOUT_MS,
+                     DEFAULT_QUEUE_TIMEOUT_MS, &x)) < 0)
+        return r;
+    cfg->queue_timeout_ms = (uint64_t)x;
     if ((r = get_int(l, NULL, root, "coroutine_stack_kb", MIN_COROUTINE_STACK_KB,
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;

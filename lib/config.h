@@ -135,6 +135,7 @@ typedef struct gd_config {
     unsigned threads; /* 0 resolved to the number of online CPUs */
     bool is_http2_enabled;
     size_t max_requests_in_flight;
+    uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;
     uint64_t drain_delay_ms;
     uint64_t shutdown_timeout_ms;

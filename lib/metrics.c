@@ -298,6 +298,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     for (size_t t = 0; t < n; t++) {
         gd_metrics_read_gauges(threads[t], &g);
         sum.requests_in_flight += g.requests_in_flight;
+        sum.requests_queued += g.requests_queued;
         sum.coroutines += g.coroutines;
         sum.connections += g.connections;
         for (size_t i = 0; i < nup; i++) {
@@ -315,6 +316,9 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     }
     header(o, "gatherd_requests_in_flight", "gauge", "Requests being gathered now.");
     outf(o, "gatherd_requests_in_flight %llu\n", (unsigned long long)sum.requests_in_flight);
+    header(o, "gatherd_requests_queued", "gauge",
+           "Requests waiting for a slot: max_requests_in_flight are being gathered.");
+    outf(o, "gatherd_requests_queued %llu\n", (unsigned long long)sum.requests_queued);
     header(o, "gatherd_coroutines", "gauge", "Request coroutines alive now.");
     outf(o, "gatherd_coroutines %llu\n", (unsigned long long)sum.coroutines);
     header(o, "gatherd_client_connections", "gauge", "Client connections open now.");

@@ -21,6 +21,7 @@ typedef struct gd_metrics gd_metrics_t;
 /* A thread's state, published by gd_metrics_publish(). */
 typedef struct gd_metrics_gauges {
     uint64_t requests_in_flight;
+    uint64_t requests_queued; /* waiting for a slot (max_requests_in_flight) */
     uint64_t coroutines;
     uint64_t connections; /* client connections */
     uint64_t loop_lag_us; /* the lateness of the last heartbeat timer */

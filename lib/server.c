@@ -255,7 +255,8 @@ static void finish_worker(struct worker *w)
 static void on_drain_check(uv_check_t *check)
 {
     struct worker *w = check->data;
-    if (!w->is_finished && w->connections == 0 && w->actx.in_flight == 0)
+    if (!w->is_finished && w->connections == 0 && w->actx.in_flight == 0 &&
+        w->actx.admission.waiting == 0)
         finish_worker(w);
 }
 
@@ -303,6 +304,7 @@ static void publish_gauges(struct worker *w)
     const gd_config_t *config = w->server->config;
     gd_metrics_gauges_t g = {
         .requests_in_flight = w->actx.in_flight,
+        .requests_queued = w->actx.admission.waiting,
         .coroutines = gd_sched_live(w->sched),
         .connections = w->connections,
         .heartbeat_ms = uv_hrtime() / 1000000,
@@ -366,6 +368,7 @@ static void *worker_main(void *arg)
     if (w->pgpool != NULL)
         gd_pgpool_close(w->pgpool);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
+    gd_aggregate_ctx_dispose(&w->actx);
     w->sched = gd_sched_free(w->sched);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     w->pgpool = gd_pgpool_free(w->pgpool);
@@ -411,8 +414,10 @@ static void init_worker(struct worker *w)
     h2o_context_init(&w->ctx, &w->loop, &s->globalconf);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
 
-    size_t max_live = share_of(config->max_requests_in_flight, nthreads, w->index);
-    w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_live);
+    size_t max_in_flight = share_of(config->max_requests_in_flight, nthreads, w->index);
+    /* One coroutine more than slots: a finishing request starts the next queued one before its
+     * own coroutine has returned. */
+    w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);
     GD_REQUIRE(w->sched != NULL);
     w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
     for (size_t i = 0; i < config->nupstreams; i++) {
@@ -440,7 +445,7 @@ static void init_worker(struct worker *w)
                                    .loop = &w->loop,
                                    .sched = w->sched,
                                    .upstreams = w->upstreams};
-    gd_aggregate_ctx_init(&w->actx);
+    gd_aggregate_ctx_init(&w->actx, max_in_flight);
 
     GD_REQUIRE(uv_async_init(&w->loop, &w->wakeup, on_wakeup) == 0);
     w->wakeup.data = w;

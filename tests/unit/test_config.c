@@ -77,6 +77,7 @@ static const char full_config[] =
     "  'threads': 3,\n"
     "  'http2': false,\n"
     "  'max_requests_in_flight': 500,\n"
+    "  'queue_timeout_ms': 250,\n"
     "  'coroutine_stack_kb': 128,\n"
     "  'shutdown': {'drain_delay_ms': 250, 'timeout_ms': 10000},\n"
     "  'upstreams': {\n"
@@ -137,6 +138,7 @@ static void test_full_config(void)
     CHECK_INT_EQ(cfg->threads, 3);
     CHECK(!cfg->is_http2_enabled);
     CHECK_INT_EQ(cfg->max_requests_in_flight, 500);
+    CHECK_INT_EQ(cfg->queue_timeout_ms, 250);
     CHECK_INT_EQ(cfg->coroutine_stack_bytes, 128 * 1024);
     CHECK_INT_EQ(cfg->drain_delay_ms, 250);
     CHECK_INT_EQ(cfg->shutdown_timeout_ms, 10000);
@@ -295,7 +297,8 @@ static void test_defaults(void)
 
     CHECK_INT_EQ(cfg->threads, ncpu < 1 ? 1 : ncpu);
     CHECK(cfg->is_http2_enabled);
-    CHECK_INT_EQ(cfg->max_requests_in_flight, 10000);
+    CHECK_INT_EQ(cfg->max_requests_in_flight, 2048);
+    CHECK_INT_EQ(cfg->queue_timeout_ms, 3000);
     CHECK_INT_EQ(cfg->coroutine_stack_bytes, 64 * 1024);
     CHECK_INT_EQ(cfg->drain_delay_ms, 0);
     CHECK_INT_EQ(cfg->shutdown_timeout_ms, 30000);
@@ -376,6 +379,10 @@ static void test_scalar_errors(void)
     CHECK_CONFIG_ERR(ROOT("'http2':null"), "conf/x.json: http2: must be a boolean, not null");
     CHECK_CONFIG_ERR(ROOT("'max_requests_in_flight':0"),
                      "conf/x.json: max_requests_in_flight: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(ROOT("'queue_timeout_ms':-1"),
+                     "conf/x.json: queue_timeout_ms: must be between 0 and 3600000, not -1");
+    CHECK_CONFIG_ERR(ROOT("'queue_timeout_ms':'5s'"),
+                     "conf/x.json: queue_timeout_ms: must be an integer, not a string");
     CHECK_CONFIG_ERR(ROOT("'coroutine_stack_kb':15"),
                      "conf/x.json: coroutine_stack_kb: must be between 16 and 8192, not 15");
     CHECK_CONFIG_ERR(ROOT("'coroutine_stack_kb':8193"),
