@@ -3,7 +3,7 @@
 
 usage: chart.py DIR MODE...   (reads DIR/MODE.jsonl, writes DIR/chart.png and DIR/summary.md)
 Noisy windows (something the run did not start used > 0.15 core) are left out, as the
-harness's own report does.
+harness's own report does. The nginx reference is in the table, not on the chart.
 """
 import json
 import os
@@ -46,7 +46,10 @@ def main():
             if not os.path.exists(path):
                 continue
             for label, s in summarize(path).items():
-                f.write('"%s/%s" %.0f %.2f\n' % (mode, label, s['rps'], s['p99']))
+                # The mock alone answers one call, not the profile: a reference for the table
+                # (its ceiling, its CPU per exchange), off the chart's scale.
+                if label != 'nginx':
+                    f.write('"%s/%s" %.0f %.2f\n' % (mode, label, s['rps'], s['p99']))
                 md.append('| %s | %s | %.0f | %.2f | %.2f | %.0f | %.1f | %d |' % (
                     mode, label, s['rps'], s['p50'], s['p99'], s['cpu_us'], s['pss'],
                     s['non2xx']))

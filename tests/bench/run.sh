@@ -2,7 +2,8 @@
 # Benchmarks gatherd against the peer implementations on the profile workload, with the shared
 # harness (../shared/bench/run.sh, beside the repo): a release build of gatherd, the python
 # (aiohttp + asyncpg) and node (fastify + undici + pg) peers, fast mode and slow mode, A B A B
-# windows. Writes tests/bench/results/DATE/{fast,slow}.md (tables), *.jsonl (raw lines) and
+# windows, with the nginx mock alone as a reference (its /users/{id}: one upstream exchange; in
+# slow mode, the real ceiling of 64 connections over its own 50 ms sleeps). Writes tests/bench/results/DATE/{fast,slow}.md (tables), *.jsonl (raw lines) and
 # chart.png (req/s and p99 per target). Needs root (the harness runs Postgres as `postgres`).
 # Benchmarks never run in CI.
 #
@@ -12,7 +13,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench=${GD_BENCH_DIR:-$root/../shared/bench}
-rounds=2 secs=10 modes="fast slow" peers="python node" out= scale= conns=64
+rounds=2 secs=10 modes="fast slow" peers="nginx python node" out= scale= conns=64
 while getopts r:d:m:t:o:Sc: opt; do
   case $opt in
   r) rounds=$OPTARG ;; d) secs=$OPTARG ;; m) modes=$OPTARG ;; t) peers=$OPTARG ;;
