@@ -39,9 +39,9 @@ bash "$root/scripts/build.sh" build-release --buildtype=release
 mkdir -p "$out"
 target="gatherd=18093:envsubst < $root/tests/bench/gatherd-profile.json.in > \$BENCH_RUNDIR/gatherd.json && exec $root/build-release/gatherd -c \$BENCH_RUNDIR/gatherd.json"
 for mode in $modes; do
-  rm -f "$out/$mode.jsonl"
-  # shellcheck disable=SC2086 # $peers is a list of target names
   name=$mode${scale:+-scale}
+  rm -f "$out/$name.jsonl" # the scale run must not remove the slow mode's lines
+  # shellcheck disable=SC2086 # $peers is a list of target names
   bash "$bench/run.sh" -m "$mode" -c "$conns" -r "$rounds" -d "$secs" -M -o "$out/$name.jsonl" \
     $peers "$target" | tee "$out/$name.md"
 done
