@@ -51,7 +51,6 @@ struct admission_ticket {
     h2o_iovec_t *header_values; /* every HTTP call's headers, expanded, in config order */
     const char *request_id;
     uint64_t started_at_ns;
-    uint64_t queued_until_ms; /* when it gives up waiting for a slot */
 };
 
 static const char *reason_phrase(int status)
