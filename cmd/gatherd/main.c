@@ -12,13 +12,13 @@
 
 #include <uv.h>
 
-#include "admin.h"
-#include "config.h"
-#include "log.h"
-#include "notify.h"
+#include "ops/admin.h"
+#include "config/config.h"
+#include "ops/log.h"
+#include "ops/notify.h"
 #include "probe.h"
-#include "route.h"
-#include "server.h"
+#include "front/route.h"
+#include "front/server.h"
 
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
  * answers get to be written before the process leaves anyway. */

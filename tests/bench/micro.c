@@ -12,12 +12,12 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
-#include "config.h"
-#include "json.h"
-#include "coro.h"
-#include "merge.h"
-#include "pgjson.h"
-#include "template.h"
+#include "config/config.h"
+#include "json/json.h"
+#include "base/coro.h"
+#include "gather/merge.h"
+#include "sources/pg/pgjson.h"
+#include "config/template.h"
 
 static uint64_t now_ns(void)
 {

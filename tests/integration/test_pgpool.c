@@ -22,10 +22,10 @@
 
 #include <uv.h>
 
-#include "coro.h"
-#include "log.h"
-#include "pgpool.h"
-#include "util.h"
+#include "base/coro.h"
+#include "ops/log.h"
+#include "sources/pg/pgpool.h"
+#include "base/util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TEST_ASAN 1

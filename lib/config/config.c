@@ -1,0 +1,1661 @@
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "base/util.h"
+
+/* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
+ * gd_router_new() checks that they agree. */
+#define MAX_CAPTURES 32
+#define MAX_NAME_LEN 64
+/* No machine this runs on needs more event loops; a bound keeps the value in an unsigned. */
+#define MAX_THREADS 1024
+
+#define DEFAULT_THREADS                0
+#define DEFAULT_MAX_REQUESTS_IN_FLIGHT 2048
+#define DEFAULT_QUEUE_TIMEOUT_MS       3000
+#define MAX_QUEUE_TIMEOUT_MS           3600000
+#define DEFAULT_COROUTINE_STACK_KB     64
+#define MIN_COROUTINE_STACK_KB         16
+#define MAX_COROUTINE_STACK_KB         8192
+#define DEFAULT_DRAIN_DELAY_MS         0
+#define DEFAULT_SHUTDOWN_TIMEOUT_MS    30000
+#define DEFAULT_MAX_CONNECTIONS        256
+#define DEFAULT_CONNECT_TIMEOUT_MS     1000
+#define DEFAULT_KEEPALIVE_TIMEOUT_MS   2000
+#define DEFAULT_MAX_BODY_BYTES         8388608
+#define DEFAULT_ENDPOINT_TIMEOUT_MS    5000
+#define DEFAULT_ADMIN_LISTEN           "127.0.0.1:9090"
+#define DEFAULT_PG_POOL_SIZE           8
+#define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
+#define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
+#define MAX_SQL_PARAMS                 100
+
+/* A place in the document, kept on the stack while descending and formatted only on error. */
+struct jpath {
+    const struct jpath *up;
+    const char *key; /* NULL: an array element at index */
+    size_t index;
+};
+
+/* Strings quoted for an error message, freed with the loader. */
+struct quoted {
+    struct quoted *next;
+    char *text;
+};
+
+struct loader {
+    const char *source;
+    char *err;
+    size_t errlen;
+    struct quoted *quoted;
+};
+
+/* An error message under construction in the caller's buffer, silently truncated. */
+struct sbuf {
+    char *buf;
+    size_t cap;
+    size_t len;
+};
+
+__attribute__((format(printf, 2, 0))) static void sbuf_vprintf(struct sbuf *s, const char *fmt,
+                                                               va_list ap)
+{
+    int n;
+
+    if (s->len + 1 >= s->cap)
+        return;
+    n = vsnprintf(s->buf + s->len, s->cap - s->len, fmt, ap);
+    if (n > 0)
+        s->len = s->len + (size_t)n < s->cap ? s->len + (size_t)n : s->cap - 1;
+}
+
+__attribute__((format(printf, 2, 3))) static void sbuf_printf(struct sbuf *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    sbuf_vprintf(s, fmt, ap);
+    va_end(ap);
+}
+
+/* Returns @len bytes of @s as a JSON string literal (quotes included, control characters
+ * escaped), so that a message stays on one line whatever the config holds. Borrowed from @l. */
+static const char *quote_n(struct loader *l, const char *s, size_t len)
+{
+    json_t *str = json_stringn(s, len);
+    char *text = str != NULL ? json_dumps(str, JSON_ENCODE_ANY) : NULL;
+    struct quoted *q;
+
+    json_decref(str);
+    if (text == NULL)
+        text = gd_xstrdup("\"?\""); /* not UTF-8: cannot happen for text jansson parsed */
+    q = gd_xmalloc(sizeof(*q));
+    q->text = text;
+    q->next = l->quoted;
+    l->quoted = q;
+    return text;
+}
+
+static const char *quote(struct loader *l, const char *s)
+{
+    return quote_n(l, s, strlen(s));
+}
+
+static bool is_identifier(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (s++; *s != '\0'; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+static void put_path(struct sbuf *s, struct loader *l, const struct jpath *p)
+{
+    if (p == NULL)
+        return;
+    put_path(s, l, p->up);
+    if (p->key == NULL)
+        sbuf_printf(s, "[%zu]", p->index);
+    else if (is_identifier(p->key))
+        sbuf_printf(s, "%s%s", p->up != NULL ? "." : "", p->key);
+    else
+        sbuf_printf(s, "[%s]", quote(l, p->key));
+}
+
+/* Writes "SOURCE: PATH: message" to the caller's buffer. Returns -EINVAL. */
+__attribute__((format(printf, 3, 4))) static int fail(struct loader *l, const struct jpath *at,
+                                                      const char *fmt, ...)
+{
+    struct sbuf s = {l->err, l->errlen, 0};
+    va_list ap;
+
+    if (l->errlen == 0)
+        return -EINVAL;
+    l->err[0] = '\0';
+    sbuf_printf(&s, "%s: ", l->source);
+    if (at != NULL) {
+        put_path(&s, l, at);
+        sbuf_printf(&s, ": ");
+    }
+    va_start(ap, fmt);
+    sbuf_vprintf(&s, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        break;
+    }
+    return "null";
+}
+
+static int fail_type(struct loader *l, const struct jpath *at, const json_t *v, const char *want)
+{
+    return fail(l, at, "must be %s, not %s", want, type_name(v));
+}
+
+static bool is_in(const char *s, const char *const *list)
+{
+    for (; *list != NULL; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+/* Checks that @v is an object with no key outside @allowed (NULL-terminated). */
+static int check_object(struct loader *l, const struct jpath *at, json_t *v,
+                        const char *const *allowed)
+{
+    if (!json_is_object(v))
+        return fail_type(l, at, v, "an object");
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *key = json_object_iter_key(it);
+
+        if (!is_in(key, allowed)) {
+            struct jpath kp = {at, key, 0};
+            return fail(l, &kp, "unknown key");
+        }
+    }
+    return 0;
+}
+
+/* Gets member @key of @obj into *@ret: NULL when absent and optional. */
+static int get_member(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                      bool is_required, json_t **ret)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL && is_required) {
+        struct jpath kp = {at, key, 0};
+        return fail(l, &kp, "missing required key");
+    }
+    *ret = v;
+    return 0;
+}
+
+static int get_int(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                   long long lo, long long hi, long long def, long long *ret)
+{
+    struct jpath kp = {at, key, 0};
+    json_t *v = json_object_get(obj, key);
+    long long x = 0;
+
+    if (v == NULL) {
+        *ret = def;
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return fail_type(l, &kp, v, "an integer");
+    x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        if (hi == LLONG_MAX)
+            return fail(l, &kp, "must be >= %lld, not %lld", lo, x);
+        return fail(l, &kp, "must be between %lld and %lld, not %lld", lo, hi, x);
+    }
+    *ret = x;
+    return 0;
+}
+
+/* A duration in ms: > 0 unless @allow_zero (a stated default of 0), at most a day. */
+static int get_duration(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                        bool allow_zero, uint64_t def, uint64_t *ret)
+{
+    long long x = 0;
+    int r =
+        get_int(l, at, obj, key, allow_zero ? 0 : 1, GD_CONFIG_MAX_DURATION_MS, (long long)def, &x);
+
+    if (r < 0)
+        return r;
+    *ret = (uint64_t)x;
+    return 0;
+}
+
+static int get_bool(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                    bool def, bool *ret)
+{
+    struct jpath kp = {at, key, 0};
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL) {
+        *ret = def;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return fail_type(l, &kp, v, "a boolean");
+    *ret = json_is_true(v);
+    return 0;
+}
+
+/* Gets string member @key: *@ret is borrowed from @obj, or @def when absent and optional. */
+static int get_string(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                      bool is_required, const char *def, const char **ret)
+{
+    struct jpath kp = {at, key, 0};
+    json_t *v = NULL;
+    int r = get_member(l, at, obj, key, is_required, &v);
+
+    if (r < 0)
+        return r;
+    if (v == NULL) {
+        *ret = def;
+        return 0;
+    }
+    if (!json_is_string(v))
+        return fail_type(l, &kp, v, "a string");
+    *ret = json_string_value(v);
+    return 0;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool is_ieq(const char *a, size_t alen, const char *b)
+{
+    if (strlen(b) != alen)
+        return false;
+    for (size_t i = 0; i < alen; i++)
+        if (lower(a[i]) != lower(b[i]))
+            return false;
+    return true;
+}
+
+/* RFC 9110 section 5.6.2: tchar. */
+static bool is_tchar(char c)
+{
+    return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* RFC 3986 section 3.3: pchar without pct-encoded ('%' is checked by the caller). */
+static bool is_pchar(char c)
+{
+    return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL);
+}
+
+/* Describes byte @c for a message: "x" when printable, else 0xNN. */
+static const char *describe_byte(char buf[8], char c)
+{
+    unsigned char u = (unsigned char)c;
+
+    if (u > 0x20 && u < 0x7f && c != '"' && c != '\\')
+        snprintf(buf, 8, "\"%c\"", c);
+    else
+        snprintf(buf, 8, "0x%02X", u);
+    return buf;
+}
+
+/* Returns the first byte of [@s, @s + @len) that is neither a pchar nor part of a valid
+ * percent-escape (nor '/' when @allow_slash), or NULL. */
+static const char *find_bad_path_char(const char *s, size_t len, bool allow_slash)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            if (len - i < 3 || gd_hex_value(s[i + 1]) < 0 || gd_hex_value(s[i + 2]) < 0)
+                return &s[i];
+            i += 2;
+        } else if (!is_pchar(s[i]) && !(allow_slash && s[i] == '/')) {
+            return &s[i];
+        }
+    }
+    return NULL;
+}
+
+/* A parameter or variable name: 1..64 of A-Z a-z 0-9 - _ and, when @allow_dot, '.'. */
+static bool is_valid_name(const char *s, size_t len, bool allow_dot)
+{
+    if (len == 0 || len > MAX_NAME_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(is_alpha(s[i]) || is_digit(s[i]) || s[i] == '-' || s[i] == '_' ||
+              (allow_dot && s[i] == '.')))
+            return false;
+    return true;
+}
+
+
+static int parse_port(const char *s, size_t len, uint16_t *ret)
+{
+    unsigned v = 0;
+
+    if (len < 1 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(s[i]))
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *ret = (uint16_t)v;
+    return 0;
+}
+
+/* "IPv4:PORT", "[IPv6]:PORT" or "*:PORT" (every interface: the IPv6 any address, which the
+ * server binds dual-stack). */
+static int parse_listen(struct loader *l, const struct jpath *at, const char *text,
+                        gd_listen_conf_t *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *host_start, *host_end, *port;
+    bool is_v6;
+
+    if (text[0] == '[') {
+        host_start = text + 1;
+        host_end = strchr(text, ']');
+        if (host_end == NULL || host_end[1] != ':')
+            goto bad_form;
+        port = host_end + 2;
+        is_v6 = true;
+    } else if (text[0] == '*' && text[1] == ':') {
+        host_start = host_end = NULL;
+        port = text + 2;
+        is_v6 = true;
+    } else {
+        host_start = text;
+        host_end = strrchr(text, ':');
+        if (host_end == NULL || memchr(text, ':', (size_t)(host_end - text)) != NULL)
+            goto bad_form;
+        port = host_end + 1;
+        is_v6 = false;
+    }
+
+    memset(&out->addr, 0, sizeof(out->addr));
+    if (is_v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = in6addr_any;
+        if (host_start != NULL) {
+            size_t len = (size_t)(host_end - host_start);
+            if (len == 0 || len >= sizeof(host))
+                goto bad_form;
+            memcpy(host, host_start, len);
+            host[len] = '\0';
+            if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+                goto bad_form;
+        }
+        if (parse_port(port, strlen(port), &sin6->sin6_port) < 0)
+            goto bad_port;
+        sin6->sin6_port = htons(sin6->sin6_port);
+        out->addrlen = sizeof(*sin6);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
+        size_t len = (size_t)(host_end - host_start);
+        sin->sin_family = AF_INET;
+        if (len == 0 || len >= sizeof(host))
+            goto bad_form;
+        memcpy(host, host_start, len);
+        host[len] = '\0';
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            goto bad_form;
+        if (parse_port(port, strlen(port), &sin->sin_port) < 0)
+            goto bad_port;
+        sin->sin_port = htons(sin->sin_port);
+        out->addrlen = sizeof(*sin);
+    }
+    out->text = gd_xstrdup(text);
+    return 0;
+
+bad_form:
+    return fail(l, at,
+                "expected \"IPv4:PORT\", \"[IPv6]:PORT\" or \"*:PORT\" (numeric addresses only), "
+                "not %s",
+                quote(l, text));
+bad_port:
+    return fail(l, at, "bad port in %s (expected 1 to 65535)", quote(l, text));
+}
+
+static int load_listen(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "listen", 0};
+    json_t *v = NULL;
+    int r = get_member(l, NULL, root, "listen", true, &v);
+
+    if (r < 0)
+        return r;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array");
+    if (json_array_size(v) == 0)
+        return fail(l, &at, "must not be empty");
+    cfg->nlisten = json_array_size(v);
+    cfg->listen = gd_xcalloc(cfg->nlisten, sizeof(*cfg->listen));
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        struct jpath ip = {&at, NULL, i};
+        json_t *item = json_array_get(v, i);
+
+        if (!json_is_string(item))
+            return fail_type(l, &ip, item, "a string");
+        if ((r = parse_listen(l, &ip, json_string_value(item), &cfg->listen[i])) < 0)
+            return r;
+        for (size_t j = 0; j < i; j++) {
+            if (cfg->listen[j].addrlen == cfg->listen[i].addrlen &&
+                memcmp(&cfg->listen[j].addr, &cfg->listen[i].addr, cfg->listen[i].addrlen) == 0)
+                return fail(l, &ip, "same address as listen[%zu]", j);
+        }
+    }
+    return 0;
+}
+
+static int load_shutdown(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"drain_delay_ms", "timeout_ms", NULL};
+    struct jpath at = {NULL, "shutdown", 0};
+    json_t *v = json_object_get(root, "shutdown");
+    int r;
+
+    cfg->drain_delay_ms = DEFAULT_DRAIN_DELAY_MS;
+    cfg->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    if (v == NULL)
+        return 0;
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_duration(l, &at, v, "drain_delay_ms", true, DEFAULT_DRAIN_DELAY_MS,
+                          &cfg->drain_delay_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "timeout_ms", false, DEFAULT_SHUTDOWN_TIMEOUT_MS,
+                          &cfg->shutdown_timeout_ms)) < 0)
+        return r;
+    return 0;
+}
+
+/* "http://HOST[:PORT][/BASE]". */
+static int parse_url(struct loader *l, const struct jpath *at, const char *url,
+                     gd_upstream_conf_t *u)
+{
+    const char *sep = strstr(url, "://"), *p, *auth_end, *host_start, *host_end, *bad;
+    size_t scheme_len, base_len;
+    char host[INET6_ADDRSTRLEN], byte[8];
+
+    /* RFC 3986 section 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), case-insensitive. */
+    if (sep == NULL || sep == url || !is_alpha(url[0]))
+        goto malformed;
+    scheme_len = (size_t)(sep - url);
+    for (size_t i = 0; i < scheme_len; i++)
+        if (!(is_alpha(url[i]) || is_digit(url[i]) || url[i] == '+' || url[i] == '-' ||
+              url[i] == '.'))
+            goto malformed;
+    if (is_ieq(url, scheme_len, "https"))
+        return fail(l, at, "https upstreams are not supported yet");
+    if (!is_ieq(url, scheme_len, "http"))
+        return fail(l, at, "unsupported scheme %s", quote_n(l, url, scheme_len));
+
+    p = sep + 3;
+    if (strpbrk(p, "?#") != NULL)
+        return fail(l, at, "URL %s must not have a query or a fragment", quote(l, url));
+    auth_end = p + strcspn(p, "/");
+    if (*p == '[') {
+        host_start = p + 1;
+        host_end = memchr(p, ']', (size_t)(auth_end - p));
+        if (host_end == NULL || (size_t)(host_end - host_start) >= sizeof(host))
+            goto malformed;
+        memcpy(host, host_start, (size_t)(host_end - host_start));
+        host[host_end - host_start] = '\0';
+        if (inet_pton(AF_INET6, host, &(struct in6_addr){0}) != 1)
+            goto malformed;
+        u->is_host_numeric = true;
+        p = host_end + 1;
+        if (p != auth_end && *p != ':')
+            goto malformed;
+    } else {
+        host_start = p;
+        host_end = memchr(p, ':', (size_t)(auth_end - p));
+        if (host_end == NULL)
+            host_end = auth_end;
+        if (host_end == host_start)
+            goto malformed;
+        for (const char *c = host_start; c < host_end; c++)
+            if (!(is_alpha(*c) || is_digit(*c) || *c == '-' || *c == '.' || *c == '_'))
+                goto malformed;
+        if ((size_t)(host_end - host_start) < sizeof(host)) {
+            memcpy(host, host_start, (size_t)(host_end - host_start));
+            host[host_end - host_start] = '\0';
+            u->is_host_numeric = inet_pton(AF_INET, host, &(struct in_addr){0}) == 1;
+        }
+        p = host_end;
+    }
+    u->port = 80;
+    if (p != auth_end && parse_port(p + 1, (size_t)(auth_end - p - 1), &u->port) < 0)
+        return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, url));
+
+    base_len = strlen(auth_end);
+    if ((bad = find_bad_path_char(auth_end, base_len, true)) != NULL)
+        return fail(l, at, "bad character %s in the path of URL %s (percent-encode it)",
+                    describe_byte(byte, *bad), quote(l, url));
+    while (base_len > 0 && auth_end[base_len - 1] == '/')
+        base_len--;
+    u->url = gd_xstrdup(url);
+    u->host = gd_xstrndup(host_start, (size_t)(host_end - host_start));
+    u->base_path = gd_xstrndup(auth_end, base_len);
+    return 0;
+
+malformed:
+    return fail(l, at, "malformed URL %s (expected http://HOST[:PORT][/BASE])", quote(l, url));
+}
+
+static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {
+        "url", "max_connections", "connect_timeout_ms", "keepalive_timeout_ms", "max_body_bytes",
+        NULL};
+    struct jpath url_at = {at, "url", 0};
+    const char *url;
+    long long x = 0;
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_string(l, at, v, "url", true, NULL, &url)) < 0 ||
+        (r = parse_url(l, &url_at, url, u)) < 0)
+        return r;
+    if ((r = get_int(l, at, v, "max_connections", 1, LLONG_MAX, DEFAULT_MAX_CONNECTIONS, &x)) < 0)
+        return r;
+    u->max_connections = (size_t)x;
+    if ((r = get_duration(l, at, v, "connect_timeout_ms", false, DEFAULT_CONNECT_TIMEOUT_MS,
+                          &u->connect_timeout_ms)) < 0 ||
+        (r = get_duration(l, at, v, "keepalive_timeout_ms", false, DEFAULT_KEEPALIVE_TIMEOUT_MS,
+                          &u->keepalive_timeout_ms)) < 0)
+        return r;
+    if ((r = get_int(l, at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_MAX_BODY_BYTES, &x)) < 0)
+        return r;
+    u->max_body_bytes = (size_t)x;
+    return 0;
+}
+
+static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "upstreams", 0};
+    json_t *v = NULL;
+    size_t i = 0;
+    int r = get_member(l, NULL, root, "upstreams", true, &v);
+
+    if (r < 0)
+        return r;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    cfg->nupstreams = json_object_size(v);
+    cfg->upstreams = gd_xcalloc(cfg->nupstreams, sizeof(*cfg->upstreams));
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *member = json_object_iter_value(it);
+        struct jpath up = {&at, name, 0};
+        gd_upstream_conf_t *u = &cfg->upstreams[i];
+
+        u->index = i++;
+        u->name = gd_xstrdup(name);
+        if (name[0] == '\0')
+            return fail(l, &up, "an upstream name must not be empty");
+        if ((r = load_upstream(l, &up, member, u)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+static gd_param_t *find_param(gd_endpoint_conf_t *ep, const char *name)
+{
+    for (size_t i = 0; i < ep->nparams; i++)
+        if (strcmp(ep->params[i].name, name) == 0)
+            return &ep->params[i];
+    return NULL;
+}
+
+/* Appends a string parameter, optional with default "", as a template reference makes it. */
+static gd_param_t *add_param(gd_endpoint_conf_t *ep, gd_src_t src, const char *key)
+{
+    const char *prefix = src == GD_SRC_QUERY ? "query." : src == GD_SRC_HEADER ? "header." : "";
+    size_t plen = strlen(prefix), klen = strlen(key);
+    gd_param_t *p;
+
+    ep->params = gd_xrealloc(ep->params, (ep->nparams + 1) * sizeof(*ep->params));
+    p = &ep->params[ep->nparams++];
+    memset(p, 0, sizeof(*p));
+    p->name = gd_xmalloc(plen + klen + 1);
+    memcpy(p->name, prefix, plen);
+    memcpy(p->name + plen, key, klen + 1);
+    p->key = gd_xstrdup(key);
+    p->src = src;
+    p->type = GD_PARAM_STRING;
+    p->is_required = src == GD_SRC_PATH;
+    p->default_value = gd_xstrdup("");
+    return p;
+}
+
+/* Splits ep->path into segments; every capture becomes a parameter, in path order. */
+static int parse_endpoint_path(struct loader *l, const struct jpath *at, gd_endpoint_conf_t *ep)
+{
+    const char *path = ep->path, *s;
+    size_t n = 0;
+    char byte[8];
+
+    if (path[0] != '/')
+        return fail(l, at, "must start with \"/\"");
+    for (const char *c = path; *c != '\0'; c++)
+        n += *c == '/';
+    ep->segments = gd_xcalloc(n, sizeof(*ep->segments));
+    ep->nsegments = n;
+    s = path + 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(s, "/");
+        gd_path_segment_t *seg = &ep->segments[i];
+        bool has_brace = memchr(s, '{', len) != NULL || memchr(s, '}', len) != NULL;
+
+        if (!has_brace) {
+            const char *bad = find_bad_path_char(s, len, false);
+            if (bad != NULL)
+                return fail(l, at, "bad character %s in the path (percent-encode it)",
+                            describe_byte(byte, *bad));
+            seg->text = gd_xstrndup(s, len);
+        } else {
+            if (len < 2 || s[0] != '{' || s[len - 1] != '}' ||
+                memchr(s + 1, '{', len - 2) != NULL || memchr(s + 1, '}', len - 2) != NULL)
+                return fail(l, at, "a capture must be a whole path segment, not %s",
+                            quote_n(l, s, len));
+            if (!is_valid_name(s + 1, len - 2, false))
+                return fail(l, at, "bad capture name %s (a name is 1 to 64 of A-Z a-z 0-9 - _)",
+                            quote_n(l, s, len));
+            seg->is_capture = true;
+            seg->text = gd_xstrndup(s + 1, len - 2);
+            if (find_param(ep, seg->text) != NULL)
+                return fail(l, at, "capture %s appears twice", quote_n(l, s, len));
+            if (ep->ncaptures == MAX_CAPTURES)
+                return fail(l, at, "too many captures (at most %d)", MAX_CAPTURES);
+            add_param(ep, GD_SRC_PATH, seg->text)->path_index = ep->ncaptures++;
+        }
+        s += len + 1;
+    }
+    return 0;
+}
+
+static bool is_same_route(const gd_endpoint_conf_t *a, const gd_endpoint_conf_t *b)
+{
+    if (strcmp(a->method, b->method) != 0 || a->nsegments != b->nsegments)
+        return false;
+    for (size_t i = 0; i < a->nsegments; i++) {
+        if (a->segments[i].is_capture != b->segments[i].is_capture)
+            return false;
+        if (!a->segments[i].is_capture && strcmp(a->segments[i].text, b->segments[i].text) != 0)
+            return false;
+    }
+    return true;
+}
+
+static int check_duplicate_route(struct loader *l, const struct jpath *at, const gd_config_t *cfg,
+                                 const gd_endpoint_conf_t *ep)
+{
+    for (size_t j = 0; j < ep->index; j++) {
+        char shape[1024];
+        struct sbuf s = {shape, sizeof(shape), 0};
+
+        if (!is_same_route(&cfg->endpoints[j], ep))
+            continue;
+        shape[0] = '\0';
+        for (size_t i = 0; i < ep->nsegments; i++)
+            sbuf_printf(&s, "/%s", ep->segments[i].is_capture ? "{}" : ep->segments[i].text);
+        return fail(l, at, "duplicate route %s %s (same as endpoints[%zu])", ep->method, shape, j);
+    }
+    return 0;
+}
+
+/* Rejects a ')' that would close the group gd_param_t.pattern wraps the source in, so that
+ * "a)|(b" cannot turn "^(a)|(b)$" into a pattern that matches a mere prefix. */
+static bool has_unmatched_paren(const char *re)
+{
+    int depth = 0;
+
+    for (const char *p = re; *p != '\0'; p++) {
+        if (*p == '\\') {
+            if (*++p == '\0')
+                break;
+        } else if (*p == '[') {
+            /* A bracket expression: a leading ']' (after an optional '^') is literal, and
+             * "[:", "[." and "[=" open elements that end with ":]", ".]" and "=]". */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p != '\0' && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char end = p[1];
+                    p += 2;
+                    while (*p != '\0' && !(*p == end && p[1] == ']'))
+                        p++;
+                    if (*p == '\0')
+                        break;
+                    p++;
+                }
+                p++;
+            }
+            if (*p == '\0')
+                break;
+        } else if (*p == '(') {
+            depth++;
+        } else if (*p == ')' && --depth < 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int compile_pattern(struct loader *l, const struct jpath *at, const char *src, gd_param_t *p)
+{
+    size_t len = strlen(src);
+    char *wrapped, msg[256];
+    regex_t check;
+    int rc;
+
+    /* Compiled alone first, so that the error describes what was written. */
+    rc = regcomp(&check, src, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        regerror(rc, &check, msg, sizeof(msg));
+        return fail(l, at, "bad pattern: %s", msg);
+    }
+    regfree(&check);
+    if (has_unmatched_paren(src))
+        return fail(l, at, "bad pattern: unmatched \")\"");
+
+    wrapped = gd_xmalloc(len + 5);
+    memcpy(wrapped, "^(", 2);
+    memcpy(wrapped + 2, src, len);
+    memcpy(wrapped + 2 + len, ")$", 3);
+    rc = regcomp(&p->pattern, wrapped, REG_EXTENDED | REG_NOSUB);
+    free(wrapped);
+    if (rc != 0) {
+        regerror(rc, &p->pattern, msg, sizeof(msg));
+        return fail(l, at, "bad pattern: %s", msg);
+    }
+    p->type = GD_PARAM_PATTERN; /* from here on gd_config_free() regfree()s it */
+    p->pattern_src = gd_xstrdup(src);
+    return 0;
+}
+
+static int parse_type(struct loader *l, const struct jpath *at, const char *s, gd_param_type_t *ret)
+{
+    if (strcmp(s, "string") == 0)
+        *ret = GD_PARAM_STRING;
+    else if (strcmp(s, "int") == 0)
+        *ret = GD_PARAM_INT;
+    else if (strcmp(s, "pattern") == 0)
+        *ret = GD_PARAM_PATTERN;
+    else
+        return fail(l, at, "unknown type %s (expected \"string\", \"int\" or \"pattern\")",
+                    quote(l, s));
+    return 0;
+}
+
+/* Loads "params".@name: declares a new parameter or refines a path capture's. */
+static int load_param(struct loader *l, const struct jpath *at, const char *name, json_t *v,
+                      gd_endpoint_conf_t *ep)
+{
+    static const char *const keys[] = {"type", "pattern", "required", "default", NULL};
+    struct jpath type_at = {at, "type", 0}, pattern_at = {at, "pattern", 0};
+    struct jpath required_at = {at, "required", 0}, default_at = {at, "default", 0};
+    gd_param_type_t type = GD_PARAM_STRING;
+    const char *key = name, *type_src = NULL, *pattern_src = NULL, *def = NULL;
+    gd_src_t src = GD_SRC_PATH;
+    gd_param_t *p;
+    char *norm;
+    bool is_required;
+    int r;
+
+    if (strncmp(name, "query.", 6) == 0) {
+        src = GD_SRC_QUERY;
+        key = name + 6;
+    } else if (strncmp(name, "header.", 7) == 0) {
+        src = GD_SRC_HEADER;
+        key = name + 7;
+    }
+    if (!is_valid_name(key, strlen(key), true))
+        return fail(l, at,
+                    "bad parameter name (expected NAME, query.NAME or header.NAME, NAME being 1 "
+                    "to 64 of A-Z a-z 0-9 - _ .)");
+    if (src == GD_SRC_PATH) {
+        p = find_param(ep, name);
+        if (p == NULL || p->src != GD_SRC_PATH)
+            return fail(l, at, "no capture {%s} in the endpoint path %s", name, quote(l, ep->path));
+    } else {
+        /* Header names are case-insensitive (RFC 9110 section 5.1): kept lower-case. */
+        norm = gd_xstrdup(name);
+        for (char *c = norm; *c != '\0'; c++)
+            *c = lower(*c);
+        if (find_param(ep, norm) != NULL) {
+            r = fail(l, at, "parameter %s is declared twice (header names are case-insensitive)",
+                     quote(l, norm));
+            free(norm);
+            return r;
+        }
+        p = add_param(ep, src, norm + (src == GD_SRC_QUERY ? 6 : 7));
+        free(norm);
+    }
+    is_required = src == GD_SRC_PATH;
+
+    if (json_is_string(v)) {
+        if ((r = parse_type(l, at, json_string_value(v), &type)) < 0)
+            return r;
+        if (type == GD_PARAM_PATTERN)
+            return fail(l, at, "type \"pattern\" needs a pattern: write {\"pattern\": \"...\"}");
+    } else if (json_is_object(v)) {
+        if ((r = check_object(l, at, v, keys)) < 0 ||
+            (r = get_string(l, at, v, "type", false, NULL, &type_src)) < 0 ||
+            (type_src != NULL && (r = parse_type(l, &type_at, type_src, &type)) < 0) ||
+            (r = get_string(l, at, v, "pattern", false, NULL, &pattern_src)) < 0 ||
+            (r = get_bool(l, at, v, "required", is_required, &is_required)) < 0 ||
+            (r = get_string(l, at, v, "default", false, NULL, &def)) < 0)
+            return r;
+        if (pattern_src != NULL && type_src != NULL && type != GD_PARAM_PATTERN)
+            return fail(l, &pattern_at, "a pattern needs type \"pattern\", not %s",
+                        quote(l, type_src));
+        if (pattern_src == NULL && type == GD_PARAM_PATTERN)
+            return fail(l, &pattern_at, "missing required key");
+        if (src == GD_SRC_PATH && !is_required)
+            return fail(l, &required_at, "a path capture is always present, it cannot be optional");
+        if (def != NULL && is_required)
+            return fail(l, &default_at,
+                        "only an optional parameter can have a default (\"required\": false)");
+    } else {
+        return fail_type(l, at, v, "a type name or an object");
+    }
+
+    p->is_required = is_required;
+    if (pattern_src != NULL) {
+        if ((r = compile_pattern(l, &pattern_at, pattern_src, p)) < 0)
+            return r;
+    } else {
+        p->type = type;
+    }
+    if (def != NULL) {
+        if (p->type == GD_PARAM_INT && !gd_is_int64(def, strlen(def)))
+            return fail(l, &default_at,
+                        "%s is not an int (an optional \"-\" and 1 to 19 digits, fitting a signed "
+                        "64-bit integer)",
+                        quote(l, def));
+        if (p->type == GD_PARAM_PATTERN && regexec(&p->pattern, def, 0, NULL, 0) != 0)
+            return fail(l, &default_at, "%s does not match the pattern", quote(l, def));
+        free(p->default_value);
+        p->default_value = gd_xstrdup(def);
+    }
+    return 0;
+}
+
+static int load_params(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
+                       gd_endpoint_conf_t *ep)
+{
+    struct jpath at = {ep_at, "params", 0};
+    json_t *v = json_object_get(ep_json, "params");
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *member = json_object_iter_value(it);
+        struct jpath pp = {&at, name, 0};
+
+        if ((r = load_param(l, &pp, name, member, ep)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+struct resolve_ctx {
+    struct loader *l;
+    gd_endpoint_conf_t *ep;
+};
+
+/* gd_template_resolve_cb: a capture must exist; a query or header parameter is added (as an
+ * optional string) on first use. */
+static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, size_t errlen)
+{
+    struct resolve_ctx *rc = ctx;
+    gd_endpoint_conf_t *ep = rc->ep;
+
+    if (src == GD_SRC_PATH) {
+        for (size_t i = 0; i < ep->ncaptures; i++)
+            if (strcmp(ep->params[i].key, name) == 0)
+                return (int)i;
+        snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
+                 quote(rc->l, ep->path));
+        return -1;
+    }
+    for (size_t i = ep->ncaptures; i < ep->nparams; i++)
+        if (ep->params[i].src == src && strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    add_param(ep, src, name);
+    return (int)(ep->nparams - 1);
+}
+
+static int compile_template(struct loader *l, const struct jpath *at, const char *src,
+                            gd_endpoint_conf_t *ep, gd_template_t *ret)
+{
+    struct resolve_ctx rc = {l, ep};
+    char msg[512];
+
+    if (gd_template_compile(src, resolve_var, &rc, ret, msg, sizeof(msg)) < 0)
+        return fail(l, at, "%s", msg);
+    return 0;
+}
+
+static bool is_reserved_header(const char *name)
+{
+    /* Framing and hop-by-hop headers (RFC 9110 sections 7.2, 7.6.1, 8.6; RFC 9112 section
+     * 6.1) belong to the upstream client, not to a call. */
+    static const char *const reserved[] = {"host",
+                                           "content-length",
+                                           "transfer-encoding",
+                                           "connection",
+                                           "keep-alive",
+                                           "upgrade",
+                                           "proxy-connection",
+                                           "te",
+                                           "trailer",
+                                           NULL};
+    char low[32];
+    size_t len = strlen(name);
+
+    if (len >= sizeof(low))
+        return false;
+    for (size_t i = 0; i <= len; i++)
+        low[i] = lower(name[i]);
+    return is_in(low, reserved);
+}
+
+static int load_headers(struct loader *l, const struct jpath *call_at, json_t *call_json,
+                        gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath at = {call_at, "headers", 0};
+    json_t *v = json_object_get(call_json, "headers");
+    char byte[8];
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    c->headers = gd_xcalloc(json_object_size(v), sizeof(*c->headers));
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *member = json_object_iter_value(it);
+        struct jpath hp = {&at, name, 0};
+        gd_header_template_t *h = &c->headers[c->nheaders];
+
+        if (name[0] == '\0')
+            return fail(l, &hp, "bad header name (a header name is an HTTP token)");
+        for (const char *p = name; *p != '\0'; p++)
+            if (!is_tchar(*p))
+                return fail(l, &hp, "bad header name (a header name is an HTTP token)");
+        if (is_reserved_header(name))
+            return fail(l, &hp, "header %s is set by gatherd itself", quote(l, name));
+        for (size_t i = 0; i < c->nheaders; i++)
+            if (strcasecmp(c->headers[i].name, name) == 0)
+                return fail(l, &hp, "header %s is given twice (header names are case-insensitive)",
+                            quote(l, name));
+        if (!json_is_string(member))
+            return fail_type(l, &hp, member, "a string");
+        h->name = gd_xstrdup(name);
+        c->nheaders++;
+        if ((r = compile_template(l, &hp, json_string_value(member), ep, &h->value)) < 0)
+            return r;
+        /* RFC 9110 section 5.5: no control characters but HTAB in a field value. */
+        for (size_t i = 0; i < h->value.nparts; i++) {
+            const gd_template_part_t *part = &h->value.parts[i];
+            for (size_t j = 0; part->is_literal && j < part->literal_len; j++) {
+                unsigned char ch = (unsigned char)part->literal[j];
+                if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                    return fail(l, &hp, "bad character %s in a header value",
+                                describe_byte(byte, (char)ch));
+            }
+        }
+    }
+    return 0;
+}
+
+static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c);
+static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c);
+
+static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
+                     gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    static const char *const sql_keys[] = {"sql", "args", "row", "timeout_ms", "optional", NULL};
+    json_t *name_str;
+    uint64_t timeout_ms;
+    int r;
+
+    c->name = gd_xstrdup(name);
+    name_str = json_string(name);
+    c->name_json = json_dumps(name_str, JSON_ENCODE_ANY);
+    json_decref(name_str);
+    GD_REQUIRE(c->name_json != NULL); /* only allocation can fail: the name is valid UTF-8 */
+    if (!json_is_object(v))
+        return fail_type(l, at, v, "an object");
+    if (json_object_get(v, "sql") != NULL) {
+        if (json_object_get(v, "upstream") != NULL)
+            return fail(l, at, "a call has either \"upstream\" or \"sql\", not both");
+        if ((r = check_object(l, at, v, sql_keys)) < 0 ||
+            (r = load_sql_call(l, at, v, cfg, ep, c)) < 0)
+            return r;
+    } else if ((r = load_http_call(l, at, v, cfg, ep, c)) < 0) {
+        return r;
+    }
+    if ((r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
+        (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
+        return r;
+    c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
+    return 0;
+}
+
+static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    static const char *const keys[] = {"upstream",   "path",     "method", "headers",
+                                       "timeout_ms", "optional", NULL};
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
+    struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
+    struct jpath method_at = {at, "method", 0};
+    const char *upstream, *path, *method;
+    char byte[8];
+    int r;
+
+    c->type = GD_CALL_TYPE_HTTP;
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_string(l, at, v, "upstream", true, NULL, &upstream)) < 0)
+        return r;
+    for (size_t i = 0; i < cfg->nupstreams && c->upstream == NULL; i++)
+        if (strcmp(cfg->upstreams[i].name, upstream) == 0)
+            c->upstream = &cfg->upstreams[i];
+    if (c->upstream == NULL)
+        return fail(l, &upstream_at, "unknown upstream %s", quote(l, upstream));
+
+    if ((r = get_string(l, at, v, "path", true, NULL, &path)) < 0)
+        return r;
+    if (path[0] != '/')
+        return fail(l, &path_at, "must start with \"/\"");
+    if ((r = compile_template(l, &path_at, path, ep, &c->path)) < 0)
+        return r;
+    /* Values are percent-encoded when expanded; literals must already be valid in a request
+     * target (RFC 9112 section 3.2). */
+    for (size_t i = 0; i < c->path.nparts; i++) {
+        const gd_template_part_t *part = &c->path.parts[i];
+        for (size_t j = 0; part->is_literal && j < part->literal_len; j++) {
+            unsigned char ch = (unsigned char)part->literal[j];
+            if (ch <= 0x20 || ch >= 0x7f || ch == '#')
+                return fail(l, &path_at, "bad character %s in the path (percent-encode it)",
+                            describe_byte(byte, (char)ch));
+        }
+    }
+
+    if ((r = get_string(l, at, v, "method", false, "GET", &method)) < 0)
+        return r;
+    if (!is_in(method, methods))
+        return fail(l, &method_at,
+                    "unsupported method %s (expected GET, HEAD, POST, PUT, PATCH or DELETE)",
+                    quote(l, method));
+    c->method = gd_xstrdup(method);
+
+    return load_headers(l, at, v, ep, c);
+}
+
+/* "admin_listen": an address, or null to turn the admin listener off. */
+static int load_admin(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "admin_listen", 0};
+    json_t *v = json_object_get(root, "admin_listen");
+    const char *text = DEFAULT_ADMIN_LISTEN;
+    int r;
+
+    if (json_is_null(v))
+        return 0;
+    if (v != NULL) {
+        if (!json_is_string(v))
+            return fail_type(l, &at, v, "a string or null");
+        text = json_string_value(v);
+    }
+    if ((r = parse_listen(l, &at, text, &cfg->admin_listen)) < 0)
+        return r;
+    cfg->has_admin = true;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (cfg->listen[i].addrlen == cfg->admin_listen.addrlen &&
+            memcmp(&cfg->listen[i].addr, &cfg->admin_listen.addr, cfg->admin_listen.addrlen) == 0) {
+            return fail(l, &at, "same address as listen[%zu]", i);
+        }
+    }
+    return 0;
+}
+
+static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"format", "level", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    struct jpath at = {NULL, "log", 0}, format_at = {&at, "format", 0}, level_at = {&at, "level", 0};
+    json_t *v = json_object_get(root, "log");
+    const char *format, *level;
+    int r;
+
+    cfg->log = (gd_log_conf_t){.is_json = false, .level = 2};
+    if (v == NULL)
+        return 0;
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_string(l, &at, v, "format", false, "text", &format)) < 0 ||
+        (r = get_string(l, &at, v, "level", false, "info", &level)) < 0)
+        return r;
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
+        return fail(l, &format_at, "must be \"text\" or \"json\", not %s", quote(l, format));
+    cfg->log.is_json = strcmp(format, "json") == 0;
+    for (cfg->log.level = 0; levels[cfg->log.level] != NULL; cfg->log.level++)
+        if (strcmp(levels[cfg->log.level], level) == 0)
+            return 0;
+    return fail(l, &level_at, "must be \"error\", \"warn\", \"info\" or \"debug\", not %s",
+                quote(l, level));
+}
+
+static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"conninfo", "pool_size", "acquire_timeout_ms",
+                                       "connect_timeout_ms", NULL};
+    struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
+    json_t *v = json_object_get(root, "postgres");
+    gd_postgres_conf_t *pg = &cfg->postgres;
+    const char *conninfo;
+    char *perr = NULL;
+    long long x = 0;
+    int r;
+
+    if (v == NULL)
+        return 0;
+    cfg->has_postgres = true;
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_string(l, &at, v, "conninfo", false, "", &conninfo)) < 0)
+        return r;
+    pg->conninfo = gd_xstrdup(conninfo);
+    /* Parsing is all that is checked: gatherd -t must not need the database. */
+    if (conninfo[0] != '\0') {
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+        if (opts == NULL) {
+            /* libpq quotes the offending part, which may be a password: say so only when none
+             * can be in it. */
+            bool may_hold_password = strstr(conninfo, "password") != NULL || strchr(conninfo, '@');
+            r = fail(l, &conninfo_at, "not a valid libpq connection string or URI%s%s",
+                     may_hold_password || perr == NULL ? "" : ": ",
+                     may_hold_password || perr == NULL ? "" : perr);
+            PQfreemem(perr);
+            return r;
+        }
+        PQconninfoFree(opts);
+    }
+    if ((r = get_int(l, &at, v, "pool_size", 1, 10000, DEFAULT_PG_POOL_SIZE, &x)) < 0)
+        return r;
+    pg->pool_size = (size_t)x;
+    if ((r = get_duration(l, &at, v, "acquire_timeout_ms", false, DEFAULT_PG_ACQUIRE_TIMEOUT_MS,
+                          &pg->acquire_timeout_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,
+                          &pg->connect_timeout_ms)) < 0)
+        return r;
+    return 0;
+}
+
+/* Skips what in SQL text cannot hold a placeholder: quoted strings and identifiers, comments,
+ * dollar-quoted bodies. Returns the position after it, or @p when none starts there. */
+static const char *skip_sql_literal(const char *p)
+{
+    if (*p == '\'' || *p == '"') {
+        char q = *p++;
+        for (; *p != '\0'; p++) {
+            if (*p == q && p[1] == q)
+                p++; /* a doubled quote stands for itself */
+            else if (*p == q)
+                return p + 1;
+        }
+        return p;
+    }
+    if (p[0] == '-' && p[1] == '-') {
+        const char *nl = strchr(p, '\n');
+        return nl != NULL ? nl + 1 : p + strlen(p);
+    }
+    if (p[0] == '/' && p[1] == '*') {
+        const char *end = strstr(p + 2, "*/");
+        return end != NULL ? end + 2 : p + strlen(p);
+    }
+    if (p[0] == '$' && !is_digit(p[1])) {
+        /* $tag$ ... $tag$ (the tag may be empty) */
+        const char *t = p + 1;
+        while (is_alpha(*t) || is_digit(*t) || *t == '_')
+            t++;
+        if (*t == '$') {
+            size_t taglen = (size_t)(t - p) + 1;
+            for (const char *q = t + 1; *q != '\0'; q++)
+                if (strncmp(q, p, taglen) == 0)
+                    return q + taglen;
+            return p + strlen(p);
+        }
+    }
+    return p;
+}
+
+/* Finds the highest $n placeholder of @sql; -1 with a message when it is not one statement. */
+static int scan_sql(struct loader *l, const struct jpath *at, const char *sql, int *ret_max)
+{
+    int max = 0;
+    bool has_ended = false; /* a ';' was seen */
+
+    for (const char *p = sql; *p != '\0';) {
+        const char *q = skip_sql_literal(p);
+        if (q != p) {
+            p = q;
+            continue;
+        }
+        if (*p == ';') {
+            has_ended = true;
+        } else if (has_ended && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            return fail(l, at, "must be one statement (text follows a \";\")");
+        } else if (*p == '$' && is_digit(p[1])) {
+            long n = strtol(p + 1, (char **)&q, 10);
+            if (n < 1 || n > MAX_SQL_PARAMS)
+                return fail(l, at, "placeholder $%ld is out of range (1 to %d)", n, MAX_SQL_PARAMS);
+            if (n > max)
+                max = (int)n;
+            p = q;
+            continue;
+        }
+        p++;
+    }
+    *ret_max = max;
+    return 0;
+}
+
+/* The index of @sql among the config's statements, added when new. */
+static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
+{
+    for (size_t i = 0; i < cfg->nstatements; i++)
+        if (strcmp(cfg->statements[i], sql) == 0)
+            return i;
+    cfg->statements = gd_xrealloc(cfg->statements, (cfg->nstatements + 1) * sizeof(char *));
+    cfg->statement_nparams =
+        gd_xrealloc(cfg->statement_nparams, (cfg->nstatements + 1) * sizeof(int));
+    cfg->statements[cfg->nstatements] = gd_xstrdup(sql);
+    cfg->statement_nparams[cfg->nstatements] = nparams;
+    return cfg->nstatements++;
+}
+
+static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath sql_at = {at, "sql", 0}, args_at = {at, "args", 0}, row_at = {at, "row", 0};
+    const char *sql, *row;
+    json_t *args = json_object_get(v, "args");
+    int nparams = 0, r;
+
+    c->type = GD_CALL_TYPE_SQL;
+    if ((r = get_string(l, at, v, "sql", true, NULL, &sql)) < 0)
+        return r;
+    if (!cfg->has_postgres)
+        return fail(l, &sql_at, "a SQL call needs a \"postgres\" section at the top level");
+    if (strspn(sql, " \t\r\n") == strlen(sql))
+        return fail(l, &sql_at, "must not be empty");
+    if ((r = scan_sql(l, &sql_at, sql, &nparams)) < 0)
+        return r;
+    if (args != NULL && !json_is_array(args))
+        return fail_type(l, &args_at, args, "an array of strings");
+    c->nargs = args != NULL ? json_array_size(args) : 0;
+    if ((int)c->nargs != nparams)
+        return fail(l, &args_at, "has %zu value%s but the SQL's highest placeholder is $%d", c->nargs,
+                    c->nargs == 1 ? "" : "s", nparams);
+    c->args = gd_xcalloc(c->nargs + 1, sizeof(*c->args));
+    for (size_t i = 0; i < c->nargs; i++) {
+        struct jpath ap = {&args_at, NULL, i};
+        json_t *a = json_array_get(args, i);
+        if (!json_is_string(a))
+            return fail_type(l, &ap, a, "a string");
+        if ((r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i])) < 0)
+            return r;
+    }
+    if ((r = get_string(l, at, v, "row", false, "many", &row)) < 0)
+        return r;
+    if (strcmp(row, "one") != 0 && strcmp(row, "many") != 0)
+        return fail(l, &row_at, "must be \"one\" or \"many\", not %s", quote(l, row));
+    c->is_one_row = strcmp(row, "one") == 0;
+    c->statement = intern_statement(cfg, sql, nparams);
+    return 0;
+}
+
+static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
+                      gd_config_t *cfg, gd_endpoint_conf_t *ep)
+{
+    struct jpath at = {ep_at, "calls", 0};
+    json_t *v = NULL;
+    int r = get_member(l, ep_at, ep_json, "calls", true, &v);
+
+    if (r < 0)
+        return r;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    if (json_object_size(v) == 0)
+        return fail(l, &at, "must not be empty");
+    ep->calls = gd_xcalloc(json_object_size(v), sizeof(*ep->calls));
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *member = json_object_iter_value(it);
+        struct jpath cp = {&at, name, 0};
+        gd_call_conf_t *c = &ep->calls[ep->ncalls++];
+
+        if (name[0] == '\0')
+            return fail(l, &cp, "a call name must not be empty");
+        if (strcmp(name, "errors") == 0)
+            return fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
+        if ((r = load_call(l, &cp, name, member, cfg, ep, c)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* RFC 9110 section 9.1: a method is a token, case-sensitive; ours are written upper-case. */
+static bool is_upper_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (!is_tchar(*s) || (*s >= 'a' && *s <= 'z'))
+            return false;
+    return true;
+}
+
+static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
+                         gd_endpoint_conf_t *ep)
+{
+    static const char *const keys[] = {"method", "path", "timeout_ms", "params", "calls", NULL};
+    struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
+    const char *method, *path;
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_string(l, at, v, "method", false, "GET", &method)) < 0)
+        return r;
+    if (!is_upper_token(method))
+        return fail(l, &method_at, "must be an upper-case HTTP method like \"GET\", not %s",
+                    quote(l, method));
+    ep->method = gd_xstrdup(method);
+    if ((r = get_string(l, at, v, "path", true, NULL, &path)) < 0)
+        return r;
+    ep->path = gd_xstrdup(path);
+    if ((r = parse_endpoint_path(l, &path_at, ep)) < 0 ||
+        (r = check_duplicate_route(l, at, cfg, ep)) < 0 ||
+        (r = get_duration(l, at, v, "timeout_ms", false, DEFAULT_ENDPOINT_TIMEOUT_MS,
+                          &ep->timeout_ms)) < 0 ||
+        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0)
+        return r;
+    return 0;
+}
+
+static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "endpoints", 0};
+    json_t *v = NULL;
+    int r = get_member(l, NULL, root, "endpoints", true, &v);
+
+    if (r < 0)
+        return r;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array");
+    cfg->nendpoints = json_array_size(v);
+    cfg->endpoints = gd_xcalloc(cfg->nendpoints, sizeof(*cfg->endpoints));
+    for (size_t i = 0; i < cfg->nendpoints; i++) {
+        struct jpath ep_at = {&at, NULL, i};
+        cfg->endpoints[i].index = i;
+        if ((r = load_endpoint(l, &ep_at, json_array_get(v, i), cfg, &cfg->endpoints[i])) < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {"listen",
+                                       "admin_listen",
+                                       "log",
+                                       "postgres",
+                                       "threads",
+                                       "http2",
+                                       "max_requests_in_flight",
+                                       "queue_timeout_ms",
+                                       "coroutine_stack_kb",
+                                       "shutdown",
+                                       "upstreams",
+                                       "endpoints",
+                                       NULL};
+    long long x = 0;
+    int r;
+
+    if (!json_is_object(root))
+        return fail(l, NULL, "the config must be a JSON object, not %s", type_name(root));
+    if ((r = check_object(l, NULL, root, keys)) < 0 || (r = load_listen(l, root, cfg)) < 0 ||
+        (r = get_int(l, NULL, root, "threads", 0, MAX_THREADS, DEFAULT_THREADS, &x)) < 0)
+        return r;
+    if (x == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        x = ncpu < 1 ? 1 : ncpu;
+    }
+    cfg->threads = (unsigned)x;
+    if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
+        (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
+                     DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
+        return r;
+    cfg->max_requests_in_flight = (size_t)x;
+    if ((r = get_int(l, NULL, root, "queue_timeout_ms", 0, MAX_QUEUE_TIMEOUT_MS,
+                     DEFAULT_QUEUE_TIMEOUT_MS, &x)) < 0)
+        return r;
+    cfg->queue_timeout_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "coroutine_stack_kb", MIN_COROUTINE_STACK_KB,
+                     MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
+        return r;
+    cfg->coroutine_stack_bytes = (size_t)x * 1024;
+    if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
+        (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+        (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
+        return r;
+    return 0;
+}
+
+/* Validates the parsed document @root (or reports @jerr when it is NULL). */
+static int load_json(json_t *root, const json_error_t *jerr, const char *name,
+                     gd_config_t **ret_config, char *err, size_t errlen)
+{
+    struct loader l = {name, err, errlen, NULL};
+    gd_config_t *cfg;
+    int r;
+
+    if (root == NULL) {
+        if (jerr->line > 0)
+            snprintf(err, errlen, "%s:%d:%d: %s", name, jerr->line, jerr->column, jerr->text);
+        else
+            snprintf(err, errlen, "%s: %s", name, jerr->text);
+        return -EINVAL;
+    }
+    cfg = gd_xcalloc(1, sizeof(*cfg));
+    cfg->source = gd_xstrdup(name);
+    r = load_root(&l, root, cfg);
+    while (l.quoted != NULL) {
+        struct quoted *q = l.quoted;
+        l.quoted = q->next;
+        free(q->text);
+        free(q);
+    }
+    json_decref(root);
+    if (r < 0) {
+        gd_config_free(cfg);
+        return r;
+    }
+    *ret_config = cfg;
+    return 0;
+}
+
+int gd_config_load_string(const char *json, const char *name, gd_config_t **ret_config, char *err,
+                          size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+
+    return load_json(root, &jerr, name, ret_config, err, errlen);
+}
+
+int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    json_error_t jerr;
+    json_t *root;
+
+    if (f == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        return -e;
+    }
+    for (;;) {
+        size_t n;
+        if (len == cap) {
+            cap = cap == 0 ? 16384 : cap * 2;
+            buf = gd_xrealloc(buf, cap);
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int e = errno != 0 ? errno : EIO;
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
+        fclose(f);
+        free(buf);
+        return -e;
+    }
+    fclose(f);
+    /* json_loadb(), not json_loads(): an embedded NUL byte is a syntax error, not the end. */
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    return load_json(root, &jerr, path, ret_config, err, errlen);
+}
+
+static void free_template_header(gd_header_template_t *h)
+{
+    free(h->name);
+    gd_template_dispose(&h->value);
+}
+
+gd_config_t *gd_config_free(gd_config_t *config)
+{
+    if (config == NULL)
+        return NULL;
+    for (size_t i = 0; i < config->nlisten; i++)
+        free(config->listen[i].text);
+    free(config->listen);
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_upstream_conf_t *u = &config->upstreams[i];
+        free(u->name);
+        free(u->url);
+        free(u->host);
+        free(u->base_path);
+    }
+    free(config->upstreams);
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->nsegments; j++)
+            free(ep->segments[j].text);
+        free(ep->segments);
+        for (size_t j = 0; j < ep->nparams; j++) {
+            gd_param_t *p = &ep->params[j];
+            if (p->type == GD_PARAM_PATTERN)
+                regfree(&p->pattern);
+            free(p->name);
+            free(p->key);
+            free(p->pattern_src);
+            free(p->default_value);
+        }
+        free(ep->params);
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            gd_call_conf_t *c = &ep->calls[j];
+            free(c->name);
+            free(c->name_json);
+            free(c->method);
+            gd_template_dispose(&c->path);
+            for (size_t k = 0; k < c->nheaders; k++)
+                free_template_header(&c->headers[k]);
+            free(c->headers);
+            for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
+                gd_template_dispose(&c->args[k]);
+            free(c->args);
+        }
+        free(ep->calls);
+        free(ep->method);
+        free(ep->path);
+    }
+    free(config->endpoints);
+    for (size_t i = 0; i < config->nstatements; i++)
+        free(config->statements[i]);
+    free(config->statements);
+    free(config->statement_nparams);
+    free(config->postgres.conninfo);
+    free(config->admin_listen.text);
+    free(config->source);
+    free(config);
+    return NULL;
+}

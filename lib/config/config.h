@@ -1,0 +1,168 @@
+/*
+ * gd_config: the daemon's JSON config, loaded with jansson and validated whole before anything
+ * starts. Every error names its place: file:line:column for syntax, the JSON path for the rest
+ * ("endpoints[1].calls.user.upstream: unknown upstream \"acounts\""). The loaded config is
+ * immutable and shared read-only by all threads. README.md documents every key.
+ */
+#ifndef GD_CONFIG_H
+#define GD_CONFIG_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/template.h"
+
+#define GD_CONFIG_MAX_DURATION_MS 86400000u
+
+typedef enum gd_param_type {
+    GD_PARAM_STRING,
+    GD_PARAM_INT,
+    GD_PARAM_PATTERN,
+} gd_param_type_t;
+
+/* A request parameter: declared in "params", or used by a template. */
+typedef struct gd_param {
+    /* read-only */
+    char *name;         /* as in templates: "id", "query.limit", "header.x-tenant" (lower-case) */
+    char *key;          /* without the prefix: "id", "limit", "x-tenant" */
+    gd_src_t src;
+    size_t path_index;  /* GD_SRC_PATH: index among the route's captures (0-based) */
+    gd_param_type_t type;
+    regex_t pattern;    /* GD_PARAM_PATTERN: compiled "^(?:src)$" equivalent, REG_EXTENDED|REG_NOSUB */
+    char *pattern_src;  /* GD_PARAM_PATTERN: as written */
+    bool is_required;
+    char *default_value; /* owned; "" when none */
+} gd_param_t;
+
+typedef struct gd_upstream_conf {
+    /* read-only */
+    char *name;
+    size_t index; /* position in gd_config_t.upstreams */
+    char *url;    /* as written */
+    char *host;   /* without brackets for IPv6 */
+    uint16_t port;
+    char *base_path; /* "" or "/base" without a trailing slash */
+    bool is_host_numeric; /* host is an IPv4/IPv6 literal: no DNS */
+    size_t max_connections;
+    uint64_t connect_timeout_ms;
+    uint64_t keepalive_timeout_ms;
+    size_t max_body_bytes;
+} gd_upstream_conf_t;
+
+typedef struct gd_header_template {
+    /* read-only */
+    char *name; /* as written */
+    gd_template_t value;
+} gd_header_template_t;
+
+typedef enum gd_call_type {
+    GD_CALL_TYPE_HTTP, /* "upstream": an upstream HTTP call */
+    GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
+} gd_call_type_t;
+
+typedef struct gd_call_conf {
+    /* read-only */
+    gd_call_type_t type;
+    char *name;
+    char *name_json; /* the name as a JSON string with quotes, escaped: "\"user\"" */
+    /* GD_CALL_TYPE_HTTP */
+    const gd_upstream_conf_t *upstream; /* borrowed from the config */
+    char *method;
+    gd_template_t path; /* the upstream's base_path is NOT part of it */
+    gd_header_template_t *headers;
+    size_t nheaders;
+    /* GD_CALL_TYPE_SQL */
+    size_t statement;    /* index into gd_config_t.statements */
+    gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
+    size_t nargs;
+    bool is_one_row;     /* "row": "one" */
+    uint64_t timeout_ms; /* already min(own, endpoint's) */
+    bool is_optional;
+} gd_call_conf_t;
+
+/* One segment of an endpoint's path pattern. */
+typedef struct gd_path_segment {
+    /* read-only */
+    bool is_capture;
+    char *text; /* literal text, or the capture's name */
+} gd_path_segment_t;
+
+typedef struct gd_endpoint_conf {
+    /* read-only */
+    size_t index; /* position in gd_config_t.endpoints */
+    char *method;
+    char *path; /* as written */
+    gd_path_segment_t *segments;
+    size_t nsegments;
+    size_t ncaptures;
+    gd_param_t *params; /* every declared or template-referenced parameter; captures first, in order */
+    size_t nparams;
+    gd_call_conf_t *calls; /* in config order */
+    size_t ncalls;
+    uint64_t timeout_ms;
+} gd_endpoint_conf_t;
+
+typedef struct gd_listen_conf {
+    /* read-only */
+    char *text; /* as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+} gd_listen_conf_t;
+
+typedef struct gd_postgres_conf {
+    /* read-only */
+    char *conninfo; /* "" = libpq's PG* environment */
+    size_t pool_size;
+    uint64_t acquire_timeout_ms;
+    uint64_t connect_timeout_ms;
+} gd_postgres_conf_t;
+
+/* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */
+typedef struct gd_log_conf {
+    /* read-only */
+    bool is_json;
+    int level; /* 0 error, 1 warn, 2 info, 3 debug */
+} gd_log_conf_t;
+
+typedef struct gd_config {
+    /* read-only */
+    char *source; /* the file name (or the name given to gd_config_load_string) */
+    gd_listen_conf_t *listen;
+    size_t nlisten;
+    unsigned threads; /* 0 resolved to the number of online CPUs */
+    bool is_http2_enabled;
+    size_t max_requests_in_flight;
+    uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
+    size_t coroutine_stack_bytes;
+    uint64_t drain_delay_ms;
+    uint64_t shutdown_timeout_ms;
+    gd_upstream_conf_t *upstreams;
+    size_t nupstreams;
+    gd_endpoint_conf_t *endpoints;
+    size_t nendpoints;
+    bool has_postgres; /* a "postgres" section was given */
+    gd_postgres_conf_t postgres;
+    char **statements;      /* the distinct SQL texts of all SQL calls */
+    int *statement_nparams; /* the number of $n placeholders of each */
+    size_t nstatements;
+    bool has_admin; /* admin_listen is not null */
+    gd_listen_conf_t admin_listen;
+    gd_log_conf_t log;
+} gd_config_t;
+
+/**
+ * Loads and validates the config file @path. On success *@ret_config is a new config (free with
+ * gd_config_free()). Returns 0, or -EINVAL (bad config) / -errno (unreadable file) with a
+ * one-line message in @err (@errlen bytes) that starts with the file name.
+ */
+int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, size_t errlen);
+/** Same as gd_config_load_file() for config text @json, with @name standing for the file name. */
+int gd_config_load_string(const char *json, const char *name, gd_config_t **ret_config, char *err,
+                          size_t errlen);
+/** Frees @config (NULL is a no-op). Returns NULL. */
+gd_config_t *gd_config_free(gd_config_t *config);
+
+#endif

@@ -1,0 +1,317 @@
+#include "config/template.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define MAX_NAME_LEN 64
+
+static const char hex_upper[] = "0123456789ABCDEF";
+
+/* RFC 3986 section 2.3: the unreserved characters, the only ones a value keeps as they are. */
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static bool is_name_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+static bool is_valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > MAX_NAME_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!is_name_char((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* "." and ".." are path segments with a meaning of their own (RFC 3986 section 5.2.4), and so
+ * would any longer run of dots be to a lenient server: such a value is encoded whole. */
+static bool is_only_dots(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != '.')
+            return false;
+    return true;
+}
+
+size_t gd_percent_encode(const char *in, size_t in_len, char *out)
+{
+    bool encode_all = is_only_dots(in, in_len);
+    size_t n = 0;
+
+    for (size_t i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (!encode_all && is_unreserved(c)) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex_upper[c >> 4];
+            out[n++] = hex_upper[c & 0xf];
+        }
+    }
+    return n;
+}
+
+long gd_percent_decode(const char *in, size_t in_len, char *out, bool plus_is_space)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < in_len; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi, lo;
+            if (in_len - i < 3 || (hi = gd_hex_value(in[i + 1])) < 0 ||
+                (lo = gd_hex_value(in[i + 2])) < 0)
+                return -1;
+            c = (char)(hi << 4 | lo);
+            if (c == '\0')
+                return -1;
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        out[n++] = c;
+    }
+    return (long)n;
+}
+
+/* A growing literal, flushed into a part when a variable or the end is reached. */
+struct builder {
+    gd_template_part_t *parts;
+    size_t nparts;
+    char *lit;
+    size_t lit_len;
+    size_t lit_cap;
+};
+
+static void builder_add_char(struct builder *b, char c)
+{
+    if (b->lit_len + 1 >= b->lit_cap) {
+        b->lit_cap = b->lit_cap == 0 ? 32 : b->lit_cap * 2;
+        b->lit = gd_xrealloc(b->lit, b->lit_cap);
+    }
+    b->lit[b->lit_len++] = c;
+}
+
+static gd_template_part_t *builder_new_part(struct builder *b)
+{
+    b->parts = gd_xrealloc(b->parts, (b->nparts + 1) * sizeof(*b->parts));
+    memset(&b->parts[b->nparts], 0, sizeof(b->parts[b->nparts]));
+    return &b->parts[b->nparts++];
+}
+
+static void builder_flush_literal(struct builder *b)
+{
+    gd_template_part_t *part;
+
+    if (b->lit_len == 0)
+        return;
+    part = builder_new_part(b);
+    part->is_literal = true;
+    part->literal = gd_xstrndup(b->lit, b->lit_len);
+    part->literal_len = b->lit_len;
+    b->lit_len = 0;
+}
+
+static void builder_dispose(struct builder *b)
+{
+    for (size_t i = 0; i < b->nparts; i++)
+        free(b->parts[i].literal);
+    free(b->parts);
+    free(b->lit);
+}
+
+/* Copies @len bytes of @s into @out (@outlen bytes) for an error message: control characters
+ * become '?' so that the message stays on one line. */
+static void copy_printable(char *out, size_t outlen, const char *s, size_t len)
+{
+    size_t n = 0;
+
+    if (outlen == 0)
+        return;
+    for (size_t i = 0; i < len && n + 1 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    out[n] = '\0';
+}
+
+/* Parses the variable @var (@len bytes, the text between the braces) and asks the resolver for
+ * its index. Returns the index, or -1 with a message in @err. */
+static int resolve_var(const char *var, size_t len, gd_template_resolve_cb resolve, void *ctx,
+                       char *err, size_t errlen)
+{
+    char shown[MAX_NAME_LEN + 16], name[MAX_NAME_LEN + 1];
+    gd_src_t src = GD_SRC_PATH;
+    const char *key = var;
+    size_t key_len = len;
+
+    if (len >= 6 && memcmp(var, "query.", 6) == 0) {
+        src = GD_SRC_QUERY;
+        key += 6;
+        key_len -= 6;
+    } else if (len >= 7 && memcmp(var, "header.", 7) == 0) {
+        src = GD_SRC_HEADER;
+        key += 7;
+        key_len -= 7;
+    }
+    copy_printable(shown, sizeof(shown), var, len);
+    if (key_len == 0) {
+        snprintf(err, errlen, "empty variable name in \"{%s}\"", shown);
+        return -1;
+    }
+    if (!is_valid_name(key, key_len)) {
+        snprintf(err, errlen,
+                 "bad variable name \"{%s%s}\" (a name is 1 to 64 of A-Z a-z 0-9 - _ .)", shown,
+                 len >= sizeof(shown) ? "..." : "");
+        return -1;
+    }
+    for (size_t i = 0; i < key_len; i++) {
+        char c = key[i];
+        /* Header names are case-insensitive (RFC 9110 section 5.1). */
+        name[i] = src == GD_SRC_HEADER && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    }
+    name[key_len] = '\0';
+    return resolve(ctx, src, name, err, errlen);
+}
+
+int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *ctx,
+                        gd_template_t *ret, char *err, size_t errlen)
+{
+    struct builder b = {0};
+    bool has_query = false;
+    const char *p = src;
+
+    while (*p != '\0') {
+        if (*p == '{' && p[1] == '{') {
+            builder_add_char(&b, '{');
+            p += 2;
+        } else if (*p == '}' && p[1] == '}') {
+            builder_add_char(&b, '}');
+            p += 2;
+        } else if (*p == '}') {
+            snprintf(err, errlen, "unbalanced \"}\" (write \"}}\" for a literal \"}\")");
+            goto fail;
+        } else if (*p == '{') {
+            const char *end = strchr(p + 1, '}');
+            gd_template_part_t *part;
+            int index;
+
+            if (end == NULL) {
+                snprintf(err, errlen, "unbalanced \"{\" (write \"{{\" for a literal \"{\")");
+                goto fail;
+            }
+            index = resolve_var(p + 1, (size_t)(end - p - 1), resolve, ctx, err, errlen);
+            if (index < 0)
+                goto fail;
+            builder_flush_literal(&b);
+            part = builder_new_part(&b);
+            part->is_literal = false;
+            part->value_index = (size_t)index;
+            p = end + 1;
+        } else {
+            if (*p == '?')
+                has_query = true;
+            builder_add_char(&b, *p);
+            p++;
+        }
+    }
+    builder_flush_literal(&b);
+    free(b.lit);
+    ret->parts = b.parts;
+    ret->nparts = b.nparts;
+    ret->has_query = has_query;
+    return 0;
+
+fail:
+    builder_dispose(&b);
+    return -EINVAL;
+}
+
+void gd_template_dispose(gd_template_t *t)
+{
+    for (size_t i = 0; i < t->nparts; i++)
+        free(t->parts[i].literal);
+    free(t->parts);
+    t->parts = NULL;
+    t->nparts = 0;
+    t->has_query = false;
+}
+
+/* Appends @len bytes to @buf when they fit in @cap; @pos counts every byte, written or not. */
+static void put(char *buf, size_t cap, size_t *pos, const char *s, size_t len)
+{
+    if (*pos < cap) {
+        size_t room = cap - *pos;
+        memcpy(buf + *pos, s, len < room ? len : room);
+    }
+    *pos += len;
+}
+
+size_t gd_template_expand(const gd_template_t *t, const gd_strv_t *values, char *buf, size_t cap)
+{
+    size_t pos = 0;
+
+    for (size_t i = 0; i < t->nparts; i++) {
+        const gd_template_part_t *part = &t->parts[i];
+        const gd_strv_t *v;
+        bool encode_all;
+
+        if (part->is_literal) {
+            put(buf, cap, &pos, part->literal, part->literal_len);
+            continue;
+        }
+        v = &values[part->value_index];
+        encode_all = is_only_dots(v->base, v->len);
+        for (size_t j = 0; j < v->len; j++) {
+            unsigned char c = (unsigned char)v->base[j];
+            if (!encode_all && is_unreserved(c)) {
+                put(buf, cap, &pos, (const char *)&c, 1);
+            } else {
+                char esc[3] = {'%', hex_upper[c >> 4], hex_upper[c & 0xf]};
+                put(buf, cap, &pos, esc, 3);
+            }
+        }
+    }
+    return pos;
+}
+
+size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values)
+{
+    size_t len = 0;
+
+    for (size_t i = 0; i < t->nparts; i++) {
+        const gd_template_part_t *part = &t->parts[i];
+        len += part->is_literal ? part->literal_len : 3 * values[part->value_index].len;
+    }
+    return len;
+}
+
+size_t gd_template_expand_raw(const gd_template_t *t, const gd_strv_t *values, char *buf,
+                              size_t cap)
+{
+    size_t len = 0;
+
+    for (size_t i = 0; i < t->nparts; i++) {
+        const gd_template_part_t *p = &t->parts[i];
+        const char *s = p->is_literal ? p->literal : values[p->value_index].base;
+        size_t n = p->is_literal ? p->literal_len : values[p->value_index].len;
+        if (len < cap)
+            memcpy(buf + len, s, len + n <= cap ? n : cap - len);
+        len += n;
+    }
+    return len;
+}

@@ -1,0 +1,544 @@
+#include "front/server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <h2o.h>
+
+#include "gather/aggregate.h"
+#include "base/coro.h"
+#include "ops/log.h"
+#include "sources/pg/pgpool.h"
+#include "sources/http/upstream.h"
+#include "base/util.h"
+
+#define LISTEN_BACKLOG 4096
+/* How often a worker's heartbeat fires: it measures the loop's lag and publishes the gauges
+ * that /metrics and /healthz read. */
+#define HEARTBEAT_MS 100
+#define ACCEPT_BATCH 64
+/* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
+ * buffer one. */
+#define MAX_REQUEST_BODY_BYTES (1024 * 1024)
+
+struct listener {
+    uv_poll_t poll;
+    int fd;
+    struct worker *worker;
+    bool is_open;
+};
+
+struct worker {
+    gd_server_t *server;
+    size_t index;
+    pthread_t thread;
+    bool has_thread;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    struct listener *listeners;
+    uv_async_t wakeup;
+    uv_check_t drain_check;
+    uv_timer_t heartbeat;
+    uint64_t heartbeat_due_ns;
+    gd_sched_t *sched;
+    gd_upstream_t **upstreams;
+    gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
+    gd_pgpool_t *pgpool;
+    gd_aggregate_ctx_t actx;
+    size_t connections;
+    bool is_draining, is_aborted, is_finished;
+    bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
+    atomic_bool want_drain, want_abort;
+};
+
+struct gd_server {
+    const gd_config_t *config;
+    const gd_router_t *router;
+    h2o_globalconf_t globalconf;
+    struct worker *workers;
+    size_t nworkers;
+    gd_metrics_t **metrics; /* one per worker, written by that worker only */
+    uv_async_t stopped_async; /* on the owner's loop */
+    atomic_size_t nstopped;
+    gd_server_stopped_cb on_stopped;
+    void *on_stopped_data;
+    pthread_mutex_t ready_mutex, wakeup_mutex;
+    pthread_cond_t ready_cond;
+    size_t nready;
+};
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
+    gd_aggregate_handle(&w->actx, req);
+    return 0;
+}
+
+gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
+{
+    gd_server_t *s = gd_xcalloc(1, sizeof(*s));
+
+    s->config = config;
+    s->router = router;
+    s->nworkers = config->threads;
+    pthread_mutex_init(&s->ready_mutex, NULL);
+    pthread_mutex_init(&s->wakeup_mutex, NULL);
+    pthread_cond_init(&s->ready_cond, NULL);
+    s->workers = gd_xcalloc(s->nworkers, sizeof(*s->workers));
+
+    h2o_config_init(&s->globalconf);
+    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatherd"));
+    s->globalconf.max_request_entity_size = MAX_REQUEST_BODY_BYTES;
+    /* Turns off both HTTP/2 by prior knowledge and the h2c upgrade in h2o's HTTP/1 code. */
+    s->globalconf.http1.upgrade_to_http2 = config->is_http2_enabled;
+    /* HTTP/2 clients that keep a connection after GOAWAY are closed by the shutdown timeout. */
+    s->globalconf.http2.graceful_shutdown_timeout = config->shutdown_timeout_ms;
+    h2o_hostconf_t *hostconf =
+        h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
+    h->on_req = on_req;
+
+    s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
+    for (size_t i = 0; i < s->nworkers; i++) {
+        struct worker *w = &s->workers[i];
+        w->server = s;
+        w->index = i;
+        s->metrics[i] = gd_metrics_new(config);
+        w->listeners = gd_xcalloc(config->nlisten, sizeof(*w->listeners));
+        for (size_t j = 0; j < config->nlisten; j++)
+            w->listeners[j].fd = -1;
+    }
+    return s;
+}
+
+static int open_listener(const gd_listen_conf_t *lc, int *ret_fd)
+{
+    int fd, on = 1, off = 0;
+
+    fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* One socket per thread on the same port: the kernel spreads connections evenly. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (lc->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0) ||
+        bind(fd, (const struct sockaddr *)&lc->addr, lc->addrlen) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int gd_server_listen(gd_server_t *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->nworkers; i++) {
+        for (size_t j = 0; j < s->config->nlisten; j++) {
+            int r = open_listener(&s->config->listen[j], &s->workers[i].listeners[j].fd);
+            if (r != 0) {
+                snprintf(err, errlen, "cannot listen on %s: %s", s->config->listen[j].text,
+                         strerror(-r));
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
+static void on_drain_check(uv_check_t *check);
+
+/* A client connection's libuv handle. h2o takes the handle's data pointer for itself, so the
+ * worker is found from the enclosing struct. */
+struct connection {
+    uv_tcp_t tcp;
+    struct worker *worker;
+};
+
+static void on_connection_closed(uv_handle_t *handle)
+{
+    struct connection *c = H2O_STRUCT_FROM_MEMBER(struct connection, tcp, (uv_tcp_t *)handle);
+    struct worker *w = c->worker;
+
+    w->connections--;
+    free(c);
+    /* Close callbacks run after the loop's check phase: look again now rather than one poll
+     * timeout later. */
+    if (w->is_draining && !w->is_finished)
+        on_drain_check(&w->drain_check);
+}
+
+/* Accepts up to @max connections queued on @l; returns how many. */
+static size_t accept_some(struct listener *l, size_t max)
+{
+    struct worker *w = l->worker;
+    size_t n = 0;
+
+    for (; n < max; n++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED && errno != EINTR)
+                gd_log_warn("accept failed: %s; retrying on the next readiness", strerror(errno));
+            if (errno == ECONNABORTED || errno == EINTR)
+                continue;
+            break;
+        }
+        struct connection *c = gd_xmalloc(sizeof(*c));
+        c->worker = w;
+        if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
+            gd_log_warn("cannot adopt an accepted connection; closing it");
+            close(fd);
+            free(c);
+            continue;
+        }
+        if (uv_tcp_open(&c->tcp, fd) != 0) {
+            gd_log_warn("cannot adopt an accepted connection; closing it");
+            close(fd);
+            uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free); /* tcp is c's first member */
+            continue;
+        }
+        (void)uv_tcp_nodelay(&c->tcp, 1); /* best effort: answers are written whole */
+        w->connections++;
+        h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_connection_closed);
+        h2o_accept(&w->accept_ctx, sock);
+    }
+    return n;
+}
+
+static void on_listener_readable(uv_poll_t *poll, int status, int events)
+{
+    struct listener *l = poll->data;
+    if (status < 0) {
+        gd_log_warn("listener poll error: %s", uv_strerror(status));
+        return;
+    }
+    (void)accept_some(l, ACCEPT_BATCH);
+}
+
+static void on_listener_closed(uv_handle_t *handle)
+{
+    struct listener *l = handle->data;
+    close(l->fd);
+    l->fd = -1;
+}
+
+/* Leaves the worker's loop; worker_main() tears down what h2o owns outside of any callback,
+ * since h2o_context_dispose() runs the loop itself. */
+static void finish_worker(struct worker *w)
+{
+    gd_server_t *s = w->server;
+
+    uv_check_stop(&w->drain_check);
+    uv_close((uv_handle_t *)&w->drain_check, NULL);
+    uv_close((uv_handle_t *)&w->heartbeat, NULL);
+    /* Under the lock, so that gd_server_abort() never signals a closed handle. */
+    pthread_mutex_lock(&s->wakeup_mutex);
+    w->is_wakeup_closed = true;
+    uv_close((uv_handle_t *)&w->wakeup, NULL);
+    pthread_mutex_unlock(&s->wakeup_mutex);
+    w->is_finished = true;
+    uv_stop(&w->loop);
+}
+
+static void on_drain_check(uv_check_t *check)
+{
+    struct worker *w = check->data;
+    if (!w->is_finished && w->connections == 0 && w->actx.in_flight == 0 &&
+        w->actx.admission.waiting == 0)
+        finish_worker(w);
+}
+
+static void start_drain(struct worker *w)
+{
+    const gd_config_t *config = w->server->config;
+
+    w->is_draining = true;
+    w->actx.is_draining = true;
+    for (size_t i = 0; i < config->nlisten; i++) {
+        struct listener *l = &w->listeners[i];
+        if (!l->is_open)
+            continue;
+        uv_poll_stop(&l->poll);
+        /* Whatever the kernel has already queued was accepted from the client's point of view:
+         * it is served, not reset by the close. */
+        while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
+            ;
+        l->is_open = false;
+        uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    }
+    h2o_context_request_shutdown(&w->ctx);
+    /* Idle HTTP/1 keep-alive connections wait on the request timeout list; running it as if
+     * the far future had come closes them now, while requests being processed are not on it. */
+    h2o_timeout_run(&w->loop, &w->ctx.http1.req_timeout, UINT64_MAX);
+    uv_check_start(&w->drain_check, on_drain_check);
+}
+
+static void on_wakeup(uv_async_t *async)
+{
+    struct worker *w = async->data;
+
+    if (atomic_load(&w->want_drain) && !w->is_draining)
+        start_drain(w);
+    if (atomic_load(&w->want_abort) && !w->is_aborted) {
+        w->is_aborted = true;
+        gd_aggregate_abort_all(&w->actx);
+    }
+}
+
+static void init_worker(struct worker *w);
+
+static void publish_gauges(struct worker *w)
+{
+    const gd_config_t *config = w->server->config;
+    gd_metrics_gauges_t g = {
+        .requests_in_flight = w->actx.in_flight,
+        .requests_queued = w->actx.admission.waiting,
+        .coroutines = gd_sched_live(w->sched),
+        .connections = w->connections,
+        .heartbeat_ms = uv_hrtime() / 1000000,
+        .is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool),
+    };
+    for (size_t i = 0; i < config->nupstreams && i < GD_ARRAY_SIZE(g.upstreams); i++) {
+        gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
+        g.upstreams[i].idle = us.idle;
+        g.upstreams[i].busy = us.busy;
+        g.upstreams[i].waiting = us.waiting;
+    }
+    if (w->pgpool != NULL) {
+        gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
+        g.pg_idle = ps.idle;
+        g.pg_busy = ps.busy;
+        g.pg_connecting = ps.connecting;
+        g.pg_broken = ps.broken;
+        g.pg_waiting = ps.waiting;
+        g.pg_reconnects = ps.reconnects;
+        g.pg_cancels = ps.cancels;
+    }
+    gd_metrics_publish(w->server->metrics[w->index], &g);
+}
+
+/* The C counterpart of asyncio's slow-callback warning: a timer that fires late measures how
+ * long the loop was kept from looking at its timers. */
+static void on_heartbeat(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+    uint64_t now = uv_hrtime();
+
+    if (now > w->heartbeat_due_ns)
+        gd_metrics_count_loop_lag(w->server->metrics[w->index], (now - w->heartbeat_due_ns) / 1000);
+    w->heartbeat_due_ns = now + (uint64_t)HEARTBEAT_MS * 1000000;
+    publish_gauges(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    gd_server_t *s = w->server;
+    const gd_config_t *config = s->config;
+
+    /* Everything a worker owns is made on its own thread: the scheduler is the thread's. */
+    init_worker(w);
+    pthread_mutex_lock(&s->ready_mutex);
+    s->nready++;
+    pthread_cond_signal(&s->ready_cond);
+    pthread_mutex_unlock(&s->ready_mutex);
+
+    while (!w->is_finished)
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+
+    /* HTTP/2's graceful shutdown leaves its GOAWAY timer linked even when every connection has
+     * closed; h2o_context_dispose() asserts that no timer is. */
+    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+    h2o_context_dispose(&w->ctx);
+    for (size_t i = 0; i < config->nupstreams; i++)
+        gd_upstream_close(w->upstreams[i]);
+    if (w->pgpool != NULL)
+        gd_pgpool_close(w->pgpool);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
+    gd_aggregate_ctx_dispose(&w->actx);
+    w->sched = gd_sched_free(w->sched);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    w->pgpool = gd_pgpool_free(w->pgpool);
+    for (size_t i = 0; i < config->nupstreams; i++)
+        w->upstreams[i] = gd_upstream_free(w->upstreams[i]);
+    free(w->upstreams);
+    int r = uv_loop_close(&w->loop);
+    if (r != 0)
+        gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
+                    uv_strerror(r));
+    atomic_fetch_add(&s->nstopped, 1);
+    uv_async_send(&s->stopped_async);
+    return NULL;
+}
+
+static void on_stopped_async(uv_async_t *async)
+{
+    gd_server_t *s = async->data;
+    if (atomic_load(&s->nstopped) == s->nworkers && s->on_stopped != NULL) {
+        gd_server_stopped_cb cb = s->on_stopped;
+        s->on_stopped = NULL;
+        uv_close((uv_handle_t *)&s->stopped_async, NULL);
+        cb(s, s->on_stopped_data);
+    }
+}
+
+/* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
+ * the remainder to the first workers, and at least one each. */
+static size_t share_of(size_t total, size_t n, size_t i)
+{
+    size_t share = total / n + (i < total % n ? 1 : 0);
+    return share > 0 ? share : 1;
+}
+
+/* Sets up everything a worker owns, on the worker's thread. */
+static void init_worker(struct worker *w)
+{
+    gd_server_t *s = w->server;
+    const gd_config_t *config = s->config;
+    size_t nthreads = s->nworkers;
+
+    GD_REQUIRE(uv_loop_init(&w->loop) == 0);
+    h2o_context_init(&w->ctx, &w->loop, &s->globalconf);
+    w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
+
+    size_t max_in_flight = share_of(config->max_requests_in_flight, nthreads, w->index);
+    /* One coroutine more than slots: a finishing request starts the next queued one before its
+     * own coroutine has returned. */
+    w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);
+    GD_REQUIRE(w->sched != NULL);
+    w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        const gd_upstream_conf_t *uc = &config->upstreams[i];
+        size_t cap = share_of(uc->max_connections, nthreads, w->index);
+        w->upstreams[i] = gd_upstream_new(uc, &w->loop, &w->ctx.receivers.hostinfo_getaddr,
+                                          gd_sched_timers(w->sched), cap);
+    }
+    if (config->nstatements > 0) {
+        w->pg_conf = (gd_pgpool_conf_t){
+            .conninfo = config->postgres.conninfo,
+            .size = share_of(config->postgres.pool_size, nthreads, w->index),
+            .acquire_timeout_ms = config->postgres.acquire_timeout_ms,
+            .connect_timeout_ms = config->postgres.connect_timeout_ms,
+            .statements = (const char *const *)config->statements,
+            .statement_nparams = config->statement_nparams,
+            .nstatements = config->nstatements,
+            .application_name = "gatherd"};
+        w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
+    }
+    w->actx = (gd_aggregate_ctx_t){.config = config,
+                                   .metrics = s->metrics[w->index],
+                                   .pgpool = w->pgpool,
+                                   .router = s->router,
+                                   .loop = &w->loop,
+                                   .sched = w->sched,
+                                   .upstreams = w->upstreams};
+    gd_aggregate_ctx_init(&w->actx, max_in_flight);
+
+    GD_REQUIRE(uv_async_init(&w->loop, &w->wakeup, on_wakeup) == 0);
+    w->wakeup.data = w;
+    GD_REQUIRE(uv_check_init(&w->loop, &w->drain_check) == 0);
+    w->drain_check.data = w;
+    GD_REQUIRE(uv_timer_init(&w->loop, &w->heartbeat) == 0);
+    w->heartbeat.data = w;
+    w->heartbeat_due_ns = uv_hrtime() + (uint64_t)HEARTBEAT_MS * 1000000;
+    uv_timer_start(&w->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    publish_gauges(w);
+    for (size_t i = 0; i < config->nlisten; i++) {
+        struct listener *l = &w->listeners[i];
+        l->worker = w;
+        GD_REQUIRE(uv_poll_init(&w->loop, &l->poll, l->fd) == 0);
+        l->poll.data = l;
+        l->is_open = true;
+        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
+    }
+}
+
+int gd_server_start(gd_server_t *s, uv_loop_t *main_loop, gd_server_stopped_cb on_stopped,
+                    void *data)
+{
+    s->on_stopped = on_stopped;
+    s->on_stopped_data = data;
+    GD_REQUIRE(uv_async_init(main_loop, &s->stopped_async, on_stopped_async) == 0);
+    s->stopped_async.data = s;
+
+    for (size_t i = 0; i < s->nworkers; i++) {
+        struct worker *w = &s->workers[i];
+        int r;
+        if ((r = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
+            return -r;
+        w->has_thread = true;
+    }
+    /* Drain and abort talk to the workers' async handles: wait until they all exist. */
+    pthread_mutex_lock(&s->ready_mutex);
+    while (s->nready < s->nworkers)
+        pthread_cond_wait(&s->ready_cond, &s->ready_mutex);
+    pthread_mutex_unlock(&s->ready_mutex);
+    return 0;
+}
+
+static void wake_workers(gd_server_t *s)
+{
+    pthread_mutex_lock(&s->wakeup_mutex);
+    for (size_t i = 0; i < s->nworkers; i++)
+        if (!s->workers[i].is_wakeup_closed)
+            uv_async_send(&s->workers[i].wakeup);
+    pthread_mutex_unlock(&s->wakeup_mutex);
+}
+
+void gd_server_drain(gd_server_t *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++)
+        atomic_store(&s->workers[i].want_drain, true);
+    wake_workers(s);
+}
+
+void gd_server_abort(gd_server_t *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++)
+        atomic_store(&s->workers[i].want_abort, true);
+    wake_workers(s);
+}
+
+const gd_metrics_t *const *gd_server_metrics(const gd_server_t *s, size_t *ret_n)
+{
+    *ret_n = s->nworkers;
+    return (const gd_metrics_t *const *)s->metrics;
+}
+
+gd_server_t *gd_server_free(gd_server_t *s)
+{
+    if (s == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->nworkers; i++) {
+        struct worker *w = &s->workers[i];
+        if (w->has_thread)
+            pthread_join(w->thread, NULL);
+        for (size_t j = 0; j < s->config->nlisten; j++)
+            if (w->listeners[j].fd >= 0)
+                close(w->listeners[j].fd);
+        free(w->listeners);
+    }
+    free(s->workers);
+    for (size_t i = 0; i < s->nworkers; i++)
+        gd_metrics_free(s->metrics[i]);
+    free(s->metrics);
+    h2o_config_dispose(&s->globalconf);
+    pthread_mutex_destroy(&s->ready_mutex);
+    pthread_mutex_destroy(&s->wakeup_mutex);
+    pthread_cond_destroy(&s->ready_cond);
+    free(s);
+    return NULL;
+}

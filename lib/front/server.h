@@ -1,0 +1,48 @@
+/*
+ * gd_server: the HTTP front. One worker thread per configured thread, each with its own libuv
+ * loop, h2o context, coroutine scheduler, upstream pools and SO_REUSEPORT listening sockets, so
+ * nothing is locked on the request path. Graceful shutdown happens in two steps the owner
+ * drives from its own loop: stop accepting (drain), and, if the drain takes too long, abort.
+ */
+#ifndef GD_SERVER_H
+#define GD_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "ops/metrics.h"
+#include "front/route.h"
+
+typedef struct gd_server gd_server_t;
+typedef void (*gd_server_stopped_cb)(gd_server_t *server, void *data);
+
+/** Creates the server of @config and @router (both borrowed; they must outlive it). */
+gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router);
+/**
+ * Opens every listening socket (one per address per thread). Returns 0, or -errno with a
+ * message naming the address in @err.
+ */
+int gd_server_listen(gd_server_t *server, char *err, size_t errlen);
+/**
+ * Starts the worker threads. @on_stopped runs on @main_loop once every worker has finished
+ * (after gd_server_drain()). Returns 0 or -errno.
+ */
+int gd_server_start(gd_server_t *server, uv_loop_t *main_loop, gd_server_stopped_cb on_stopped,
+                    void *data);
+/**
+ * Stops accepting: every worker accepts what is already queued, closes its listeners, lets the
+ * requests in flight finish, closes idle keep-alive connections, answers the rest with
+ * "Connection: close" (HTTP/2: GOAWAY) and finishes once it has no connection left.
+ */
+void gd_server_drain(gd_server_t *server);
+/** Answers 503 to every request still in flight (the shutdown timeout passed). */
+void gd_server_abort(gd_server_t *server);
+/** The workers' metrics, one per thread, valid until gd_server_free(). */
+const gd_metrics_t *const *gd_server_metrics(const gd_server_t *server, size_t *ret_n);
+/** Joins the workers (after on_stopped) and frees @server (NULL is a no-op). Returns NULL. */
+gd_server_t *gd_server_free(gd_server_t *server);
+
+#endif

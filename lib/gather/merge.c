@@ -1,0 +1,146 @@
+#include "gather/merge.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "json/json.h"
+
+static const char *const outcome_names[] = {
+    [GD_CALL_OK] = "ok",
+    [GD_CALL_TIMEOUT] = "timeout",
+    [GD_CALL_CONNECT] = "connect",
+    [GD_CALL_IO] = "io",
+    [GD_CALL_STATUS] = "status",
+    [GD_CALL_INVALID_JSON] = "invalid_json",
+    [GD_CALL_TOO_LARGE] = "too_large",
+    [GD_CALL_CANCELLED] = "cancelled",
+    [GD_CALL_POOL_TIMEOUT] = "pool_timeout",
+    [GD_CALL_SQL] = "sql",
+    [GD_CALL_UNAVAILABLE] = "unavailable",
+    [GD_CALL_NOT_FOUND] = "not_found",
+};
+
+/* An optional "row": "one" query that found no row answered null, which is not a failure: a
+ * missing optional row is data. The same outcome on a required call is a 404. */
+static bool is_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
+{
+    if (r->outcome == GD_CALL_OK)
+        return false;
+    return !(r->outcome == GD_CALL_NOT_FOUND && call->is_optional);
+}
+
+const char *gd_call_outcome_name(gd_call_outcome_t outcome)
+{
+    return outcome_names[outcome];
+}
+
+int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
+{
+    for (size_t i = 0; i < endpoint->ncalls; i++) {
+        const gd_call_result_t *r = &results[i];
+        if (endpoint->calls[i].is_optional || !is_failure(&endpoint->calls[i], r))
+            continue;
+        switch (r->outcome) {
+        case GD_CALL_TIMEOUT:
+            return 504;
+        case GD_CALL_STATUS:
+            /* A missing user upstream is a missing user to the frontend. */
+            return r->status >= 400 && r->status <= 499 ? r->status : 502;
+        case GD_CALL_CANCELLED:
+            return 503;
+        case GD_CALL_NOT_FOUND:
+            return 404;
+        default:
+            return 502;
+        }
+    }
+    return 200;
+}
+
+bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
+{
+    for (size_t i = 0; i < endpoint->ncalls; i++)
+        if (is_failure(&endpoint->calls[i], &results[i]))
+            return false;
+    return true;
+}
+
+/* Appends to a buffer that may be too small: the length keeps counting so that the caller learns
+ * the size it needs. */
+struct out {
+    char *buf;
+    size_t cap, len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->len < o->cap)
+        memcpy(o->buf + o->len, s, o->len + n <= o->cap ? n : o->cap - o->len);
+    o->len += n;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r)
+{
+    char num[32];
+
+    put_str(o, call->name_json);
+    put_str(o, ":{\"kind\":\"");
+    put_str(o, gd_call_outcome_name(r->outcome));
+    put_str(o, "\",\"message\":");
+    o->len += gd_json_quote(r->message, strlen(r->message), o->len < o->cap ? o->buf + o->len : NULL,
+                            o->len < o->cap ? o->cap - o->len : 0);
+    if (r->outcome == GD_CALL_STATUS) {
+        snprintf(num, sizeof(num), ",\"status\":%d", r->status);
+        put_str(o, num);
+    }
+    if (r->outcome == GD_CALL_SQL && r->sqlstate[0] != '\0') {
+        put_str(o, ",\"sqlstate\":");
+        o->len += gd_json_quote(r->sqlstate, strlen(r->sqlstate),
+                                o->len < o->cap ? o->buf + o->len : NULL,
+                                o->len < o->cap ? o->cap - o->len : 0);
+    }
+    snprintf(num, sizeof(num), ",\"elapsed_ms\":%" PRIu64 "}", r->elapsed_ms);
+    put_str(o, num);
+}
+
+size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results, char *buf,
+                     size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    bool has_errors = false;
+
+    put(&o, "{", 1);
+    for (size_t i = 0; i < endpoint->ncalls; i++) {
+        if (i != 0)
+            put(&o, ",", 1);
+        put_str(&o, endpoint->calls[i].name_json);
+        put(&o, ":", 1);
+        if (results[i].outcome == GD_CALL_OK) {
+            put(&o, results[i].body, results[i].body_len);
+        } else {
+            put(&o, "null", 4);
+            has_errors |= is_failure(&endpoint->calls[i], &results[i]);
+        }
+    }
+    if (has_errors) {
+        bool is_first = true;
+        put_str(&o, ",\"errors\":{");
+        for (size_t i = 0; i < endpoint->ncalls; i++) {
+            if (!is_failure(&endpoint->calls[i], &results[i]))
+                continue;
+            if (!is_first)
+                put(&o, ",", 1);
+            is_first = false;
+            put_error(&o, &endpoint->calls[i], &results[i]);
+        }
+        put(&o, "}", 1);
+    }
+    put(&o, "}", 1);
+    return o.len;
+}

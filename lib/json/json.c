@@ -1,0 +1,262 @@
+#include "json/json.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static const char *skip_digits(const char *p, const char *end)
+{
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+bool gd_json_is_number(const char *s, size_t len, bool is_integer)
+{
+    const char *p = s, *end = s + len, *q;
+
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if ((q = skip_digits(p, end)) > p)
+        p = q;
+    else
+        return false;
+    if (is_integer)
+        return p == end;
+    if (p < end && *p == '.') {
+        q = skip_digits(p + 1, end);
+        if (q == p + 1)
+            return false;
+        p = q;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        q = skip_digits(p, end);
+        if (q == p)
+            return false;
+        p = q;
+    }
+    return p == end;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* The end of the UTF-8 sequence starting at @p (its lead byte >= 0x80), or NULL when it is not
+ * a valid one (RFC 3629 section 4). */
+static const char *scan_utf8(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = *p;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* no overlong three-byte forms */
+        else if (c == 0xed)
+            hi = 0x9f; /* no surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* no overlong four-byte forms */
+        else if (c == 0xf4)
+            hi = 0x8f; /* nothing above U+10FFFF */
+    } else {
+        return NULL;
+    }
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return NULL;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return NULL;
+    return (const char *)p + n;
+}
+
+/* The end of the JSON string starting at @p (on its '"'), or NULL when it is none. */
+static const char *scan_string(const char *p, const char *end)
+{
+    for (p++; p < end;) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            p++; /* the common case first: plain ASCII */
+            continue;
+        }
+        if (c == '"')
+            return p + 1;
+        if (c >= 0x80) {
+            if ((p = scan_utf8((const unsigned char *)p, (const unsigned char *)end)) == NULL)
+                return NULL;
+            continue;
+        }
+        if (c < 0x20 || ++p == end)
+            return NULL;
+        if (*p == 'u') {
+            if (end - p < 5)
+                return NULL;
+            for (int i = 1; i <= 4; i++)
+                if (gd_hex_value(p[i]) < 0)
+                    return NULL;
+            p += 5;
+        } else if (memchr("\"\\/bfnrt", *p, 8) != NULL) {
+            p++;
+        } else {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* The end of the JSON number or literal starting at @p, or NULL when it is none. */
+static const char *scan_scalar(const char *p, const char *end)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+    } literals[] = {{"true", 4}, {"false", 5}, {"null", 4}};
+    const char *q = p;
+
+    if (*p == '-' || is_digit(*p)) {
+        while (q < end &&
+               (is_digit(*q) || *q == '-' || *q == '+' || *q == '.' || *q == 'e' || *q == 'E'))
+            q++;
+        return gd_json_is_number(p, (size_t)(q - p), false) ? q : NULL;
+    }
+    for (size_t i = 0; i < GD_ARRAY_SIZE(literals); i++)
+        if ((size_t)(end - p) >= literals[i].len && memcmp(p, literals[i].text, literals[i].len) == 0)
+            return p + literals[i].len;
+    return NULL;
+}
+
+bool gd_json_is_valid(const char *s, size_t len)
+{
+    enum { WANT_VALUE, WANT_KEY, AFTER_VALUE } state = WANT_VALUE;
+    const char *p = s, *end = s + len;
+    char small[64], *stack = small; /* '}' or ']': what closes each open container */
+    size_t depth = 0, cap = sizeof(small);
+    bool ok = false;
+
+    for (;;) {
+        p = skip_ws(p, end);
+        if (state == AFTER_VALUE && depth == 0) {
+            ok = p == end;
+            break;
+        }
+        if (p == end)
+            break;
+        if (state == AFTER_VALUE) {
+            if (*p == ',') {
+                state = stack[depth - 1] == '}' ? WANT_KEY : WANT_VALUE;
+                p++;
+            } else if (*p == stack[depth - 1]) {
+                depth--;
+                p++;
+            } else {
+                break;
+            }
+        } else if (state == WANT_KEY) {
+            if (*p != '"' || (p = scan_string(p, end)) == NULL)
+                break;
+            p = skip_ws(p, end);
+            if (p == end || *p != ':')
+                break;
+            p++;
+            state = WANT_VALUE;
+        } else if (*p == '{' || *p == '[') {
+            char close = *p == '{' ? '}' : ']';
+            if (depth == cap) {
+                GD_REQUIRE(cap <= SIZE_MAX / 2);
+                stack = stack == small ? memcpy(gd_xmalloc(cap * 2), small, cap)
+                                       : gd_xrealloc(stack, cap * 2);
+                cap *= 2;
+            }
+            stack[depth++] = close;
+            p = skip_ws(p + 1, end);
+            if (p < end && *p == close) {
+                depth--;
+                p++;
+                state = AFTER_VALUE;
+            } else {
+                state = close == '}' ? WANT_KEY : WANT_VALUE;
+            }
+        } else {
+            p = *p == '"' ? scan_string(p, end) : scan_scalar(p, end);
+            if (p == NULL)
+                break;
+            state = AFTER_VALUE;
+        }
+    }
+    if (stack != small)
+        free(stack);
+    return ok;
+}
+
+/* Copies what fits of @n bytes at @s to @buf (@cap bytes) at offset @len; returns @len + @n. */
+static size_t put(char *buf, size_t cap, size_t len, const char *s, size_t n)
+{
+    if (len < cap)
+        memcpy(buf + len, s, len + n <= cap ? n : cap - len);
+    return len + n;
+}
+
+size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = put(buf, cap, 0, "\"", 1), run = 0; /* run: start of bytes not yet copied */
+
+    for (size_t i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char esc[6] = {'\\', (char)c};
+        size_t esc_len = 2;
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        len = put(buf, cap, len, in + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            esc_len = 6;
+        }
+        len = put(buf, cap, len, esc, esc_len);
+    }
+    len = put(buf, cap, len, in + run, in_len - run);
+    return put(buf, cap, len, "\"", 1);
+}

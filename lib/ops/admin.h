@@ -1,0 +1,43 @@
+/*
+ * gd_admin: the admin listener, on a thread and loop of its own so that probes and scrapes are
+ * answered however busy the workers are:
+ *   GET /healthz  200 while the process lives and every worker loop turns (its heartbeat is
+ *                 younger than GD_ADMIN_HEARTBEAT_STALE_MS), 503 otherwise;
+ *   GET /readyz   200 when ready for traffic (started, not draining, and where SQL calls are
+ *                 configured every worker's Postgres pool has a live connection), 503 with a
+ *                 JSON reason otherwise; 503 from the first moment of a drain;
+ *   GET /metrics  Prometheus text format 0.0.4.
+ */
+#ifndef GD_ADMIN_H
+#define GD_ADMIN_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "ops/metrics.h"
+
+#define GD_ADMIN_HEARTBEAT_STALE_MS 2000
+
+typedef struct gd_admin gd_admin_t;
+
+typedef enum gd_admin_state {
+    GD_ADMIN_STARTING,
+    GD_ADMIN_SERVING,
+    GD_ADMIN_DRAINING,
+} gd_admin_state_t;
+
+/**
+ * Creates the admin listener of @config (which has_admin), reading the workers' @metrics
+ * (@n of them; all borrowed, they must outlive it).
+ */
+gd_admin_t *gd_admin_new(const gd_config_t *config, const gd_metrics_t *const *metrics, size_t n);
+/** Opens the listening socket. Returns 0, or -errno with a message naming the address in @err. */
+int gd_admin_listen(gd_admin_t *admin, char *err, size_t errlen);
+/** Starts the admin thread. Returns 0 or -errno. */
+int gd_admin_start(gd_admin_t *admin);
+/** Sets the state /readyz reports (any thread). */
+void gd_admin_set_state(gd_admin_t *admin, gd_admin_state_t state);
+/** Stops the admin thread (closing its connections) and frees @admin (NULL is a no-op). */
+gd_admin_t *gd_admin_free(gd_admin_t *admin);
+
+#endif

@@ -1,0 +1,384 @@
+#include "ops/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define NBUCKETS     13
+#define NOUTCOMES    (GD_CALL_NOT_FOUND + 1)
+#define MIN_STATUS   100
+#define MAX_STATUS   599
+#define MAX_UPSTREAM_GAUGES 64
+
+/* Upper bounds of the duration buckets, in microseconds (rendered in seconds). */
+static const uint64_t bucket_bounds_us[NBUCKETS] = {1000,   2500,    5000,    10000,   25000,
+                                                    50000,  100000,  250000,  500000,  1000000,
+                                                    2500000, 5000000, 10000000};
+static const char *const bucket_labels[NBUCKETS] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
+                                                    "0.05",  "0.1",    "0.25",  "0.5",  "1",
+                                                    "2.5",   "5",      "10"};
+
+struct histogram {
+    uint64_t buckets[NBUCKETS + 1]; /* not cumulative; the last is +Inf */
+    uint64_t count;
+    uint64_t sum_us;
+};
+
+struct endpoint_metrics {
+    uint64_t by_status[MAX_STATUS - MIN_STATUS + 1];
+    struct histogram duration;
+};
+
+struct call_metrics {
+    struct histogram duration;
+    uint64_t by_outcome[NOUTCOMES];
+};
+
+struct gd_metrics {
+    const gd_config_t *config;
+    struct endpoint_metrics *endpoints; /* nendpoints + 1: the last counts unmatched requests */
+    struct call_metrics **calls;        /* [endpoint][call] */
+    struct histogram loop_lag;
+    gd_metrics_gauges_t gauges;
+};
+
+/* The owner is the only writer: a relaxed load and store make the increment visible to a
+ * scraping thread without a locked instruction. */
+static void bump(uint64_t *p, uint64_t by)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + by, __ATOMIC_RELAXED);
+}
+
+static uint64_t peek(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void observe(struct histogram *h, uint64_t us)
+{
+    size_t i = 0;
+    while (i < NBUCKETS && us > bucket_bounds_us[i])
+        i++;
+    bump(&h->buckets[i], 1);
+    bump(&h->count, 1);
+    bump(&h->sum_us, us);
+}
+
+gd_metrics_t *gd_metrics_new(const gd_config_t *config)
+{
+    gd_metrics_t *m = gd_xcalloc(1, sizeof(*m));
+
+    m->config = config;
+    m->endpoints = gd_xcalloc(config->nendpoints + 1, sizeof(*m->endpoints));
+    m->calls = gd_xcalloc(config->nendpoints + 1, sizeof(*m->calls));
+    for (size_t i = 0; i < config->nendpoints; i++)
+        m->calls[i] = gd_xcalloc(config->endpoints[i].ncalls + 1, sizeof(*m->calls[i]));
+    m->gauges.is_pg_ready = 1;
+    return m;
+}
+
+gd_metrics_t *gd_metrics_free(gd_metrics_t *m)
+{
+    if (m == NULL)
+        return NULL;
+    for (size_t i = 0; i < m->config->nendpoints; i++)
+        free(m->calls[i]);
+    free(m->calls);
+    free(m->endpoints);
+    free(m);
+    return NULL;
+}
+
+void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
+                              uint64_t duration_us)
+{
+    struct endpoint_metrics *em =
+        &m->endpoints[endpoint != NULL ? endpoint->index : m->config->nendpoints];
+
+    if (status >= MIN_STATUS && status <= MAX_STATUS)
+        bump(&em->by_status[status - MIN_STATUS], 1);
+    observe(&em->duration, duration_us);
+}
+
+void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
+                           gd_call_outcome_t outcome, uint64_t duration_us)
+{
+    struct call_metrics *cm = &m->calls[endpoint->index][call_index];
+
+    observe(&cm->duration, duration_us);
+    bump(&cm->by_outcome[outcome], 1);
+}
+
+void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us)
+{
+    observe(&m->loop_lag, lag_us);
+}
+
+/* Gauges are copied word by word with relaxed atomics: a reader may see a mix of two
+ * publications, never a torn word. */
+static void copy_words(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+    for (size_t i = 0; i < nwords; i++)
+        __atomic_store_n(&dst[i], __atomic_load_n(&src[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+}
+
+void gd_metrics_publish(gd_metrics_t *m, const gd_metrics_gauges_t *gauges)
+{
+    _Static_assert(sizeof(gd_metrics_gauges_t) % sizeof(uint64_t) == 0, "gauges are words");
+    copy_words((uint64_t *)&m->gauges, (const uint64_t *)gauges,
+               sizeof(*gauges) / sizeof(uint64_t));
+}
+
+void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret)
+{
+    copy_words((uint64_t *)ret, (const uint64_t *)&m->gauges, sizeof(*ret) / sizeof(uint64_t));
+}
+
+/* The rendering buffer. */
+struct out {
+    char *buf;
+    size_t len, cap;
+};
+
+__attribute__((format(printf, 2, 3))) static void outf(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len)
+            break;
+        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0);
+        o->buf = gd_xrealloc(o->buf, o->cap);
+    }
+    o->len += (size_t)n;
+}
+
+/* A label value escaped as the exposition format asks: backslash, quote and newline. */
+static const char *label(const char *s, char *buf, size_t cap)
+{
+    size_t j = 0;
+    for (; *s != '\0' && j + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[j++] = '\\';
+            buf[j++] = *s;
+        } else if (*s == '\n') {
+            buf[j++] = '\\';
+            buf[j++] = 'n';
+        } else {
+            buf[j++] = *s;
+        }
+    }
+    buf[j] = '\0';
+    return buf;
+}
+
+static void header(struct out *o, const char *name, const char *type, const char *help)
+{
+    outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void add_histogram(struct histogram *sum, const struct histogram *h)
+{
+    for (size_t i = 0; i <= NBUCKETS; i++)
+        sum->buckets[i] += peek(&h->buckets[i]);
+    sum->count += peek(&h->count);
+    sum->sum_us += peek(&h->sum_us);
+}
+
+static void render_histogram(struct out *o, const char *name, const char *labels,
+                             const struct histogram *h)
+{
+    uint64_t cumulative = 0;
+    const char *sep = labels[0] != '\0' ? "," : "";
+
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cumulative += h->buckets[i];
+        outf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep, bucket_labels[i],
+             (unsigned long long)cumulative);
+    }
+    cumulative += h->buckets[NBUCKETS];
+    outf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cumulative);
+    if (labels[0] != '\0') {
+        outf(o, "%s_sum{%s} %.6f\n", name, labels, (double)h->sum_us / 1e6);
+        outf(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
+    } else {
+        outf(o, "%s_sum %.6f\n", name, (double)h->sum_us / 1e6);
+        outf(o, "%s_count %llu\n", name, (unsigned long long)h->count);
+    }
+}
+
+static void render_requests(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                            const gd_config_t *config)
+{
+    char e[512], labels[1024];
+
+    header(o, "gatherd_requests_total", "counter",
+           "Requests answered, by endpoint (path template), method and status.");
+    for (size_t i = 0; i <= config->nendpoints; i++) {
+        const char *path = i < config->nendpoints ? config->endpoints[i].path : "(unmatched)";
+        const char *method = i < config->nendpoints ? config->endpoints[i].method : "";
+        label(path, e, sizeof(e));
+        for (int s = MIN_STATUS; s <= MAX_STATUS; s++) {
+            uint64_t count = 0;
+            for (size_t t = 0; t < n; t++)
+                count += peek(&threads[t]->endpoints[i].by_status[s - MIN_STATUS]);
+            if (count != 0)
+                outf(o, "gatherd_requests_total{endpoint=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+                     e, method, s, (unsigned long long)count);
+        }
+    }
+    header(o, "gatherd_request_duration_seconds", "histogram",
+           "Time from a request's arrival to its answer, by endpoint.");
+    for (size_t i = 0; i <= config->nendpoints; i++) {
+        struct histogram sum = {{0}};
+        for (size_t t = 0; t < n; t++)
+            add_histogram(&sum, &threads[t]->endpoints[i].duration);
+        if (sum.count == 0 && i == config->nendpoints)
+            continue;
+        snprintf(labels, sizeof(labels), "endpoint=\"%s\",method=\"%s\"",
+                 label(i < config->nendpoints ? config->endpoints[i].path : "(unmatched)", e,
+                       sizeof(e)),
+                 i < config->nendpoints ? config->endpoints[i].method : "");
+        render_histogram(o, "gatherd_request_duration_seconds", labels, &sum);
+    }
+}
+
+static void render_calls(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                         const gd_config_t *config)
+{
+    char e[512], c[256], labels[1024];
+
+    header(o, "gatherd_call_duration_seconds", "histogram",
+           "Duration of each call of an endpoint, successful or not.");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            struct histogram sum = {{0}};
+            for (size_t t = 0; t < n; t++)
+                add_histogram(&sum, &threads[t]->calls[i][j].duration);
+            snprintf(labels, sizeof(labels), "endpoint=\"%s\",call=\"%s\"",
+                     label(ep->path, e, sizeof(e)), label(ep->calls[j].name, c, sizeof(c)));
+            render_histogram(o, "gatherd_call_duration_seconds", labels, &sum);
+        }
+    }
+    header(o, "gatherd_call_failures_total", "counter",
+           "Calls that failed, by endpoint, call and kind (as in the answer's errors).");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            for (int k = GD_CALL_OK + 1; k < NOUTCOMES; k++) {
+                uint64_t count = 0;
+                for (size_t t = 0; t < n; t++)
+                    count += peek(&threads[t]->calls[i][j].by_outcome[k]);
+                if (count != 0)
+                    outf(o,
+                         "gatherd_call_failures_total{endpoint=\"%s\",call=\"%s\",kind=\"%s\"} "
+                         "%llu\n",
+                         label(ep->path, e, sizeof(e)), label(ep->calls[j].name, c, sizeof(c)),
+                         gd_call_outcome_name((gd_call_outcome_t)k), (unsigned long long)count);
+            }
+        }
+    }
+}
+
+static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                          const gd_config_t *config)
+{
+    gd_metrics_gauges_t sum = {0}, g;
+    char u[256];
+    size_t nup = config->nupstreams < MAX_UPSTREAM_GAUGES ? config->nupstreams : MAX_UPSTREAM_GAUGES;
+
+    for (size_t t = 0; t < n; t++) {
+        gd_metrics_read_gauges(threads[t], &g);
+        sum.requests_in_flight += g.requests_in_flight;
+        sum.requests_queued += g.requests_queued;
+        sum.coroutines += g.coroutines;
+        sum.connections += g.connections;
+        for (size_t i = 0; i < nup; i++) {
+            sum.upstreams[i].idle += g.upstreams[i].idle;
+            sum.upstreams[i].busy += g.upstreams[i].busy;
+            sum.upstreams[i].waiting += g.upstreams[i].waiting;
+        }
+        sum.pg_idle += g.pg_idle;
+        sum.pg_busy += g.pg_busy;
+        sum.pg_connecting += g.pg_connecting;
+        sum.pg_broken += g.pg_broken;
+        sum.pg_waiting += g.pg_waiting;
+        sum.pg_reconnects += g.pg_reconnects;
+        sum.pg_cancels += g.pg_cancels;
+    }
+    header(o, "gatherd_requests_in_flight", "gauge", "Requests being gathered now.");
+    outf(o, "gatherd_requests_in_flight %llu\n", (unsigned long long)sum.requests_in_flight);
+    header(o, "gatherd_requests_queued", "gauge",
+           "Requests waiting for a slot: max_requests_in_flight are being gathered.");
+    outf(o, "gatherd_requests_queued %llu\n", (unsigned long long)sum.requests_queued);
+    header(o, "gatherd_coroutines", "gauge", "Request coroutines alive now.");
+    outf(o, "gatherd_coroutines %llu\n", (unsigned long long)sum.coroutines);
+    header(o, "gatherd_client_connections", "gauge", "Client connections open now.");
+    outf(o, "gatherd_client_connections %llu\n", (unsigned long long)sum.connections);
+
+    header(o, "gatherd_upstream_connections", "gauge",
+           "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");
+    for (size_t i = 0; i < nup; i++) {
+        label(config->upstreams[i].name, u, sizeof(u));
+        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"idle\"} %llu\n", u,
+             (unsigned long long)sum.upstreams[i].idle);
+        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"busy\"} %llu\n", u,
+             (unsigned long long)sum.upstreams[i].busy);
+    }
+    header(o, "gatherd_upstream_waiting_calls", "gauge",
+           "Calls waiting for a connection to each upstream (max_connections reached).");
+    for (size_t i = 0; i < nup; i++)
+        outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)sum.upstreams[i].waiting);
+
+    if (config->nstatements > 0) {
+        header(o, "gatherd_postgres_connections", "gauge", "Postgres connections by state.");
+        outf(o, "gatherd_postgres_connections{state=\"idle\"} %llu\n",
+             (unsigned long long)sum.pg_idle);
+        outf(o, "gatherd_postgres_connections{state=\"busy\"} %llu\n",
+             (unsigned long long)sum.pg_busy);
+        outf(o, "gatherd_postgres_connections{state=\"connecting\"} %llu\n",
+             (unsigned long long)sum.pg_connecting);
+        outf(o, "gatherd_postgres_connections{state=\"broken\"} %llu\n",
+             (unsigned long long)sum.pg_broken);
+        header(o, "gatherd_postgres_waiting_queries", "gauge",
+               "Queries waiting for a free Postgres connection.");
+        outf(o, "gatherd_postgres_waiting_queries %llu\n", (unsigned long long)sum.pg_waiting);
+        header(o, "gatherd_postgres_reconnects_total", "counter",
+               "Postgres connections re-made after a failure.");
+        outf(o, "gatherd_postgres_reconnects_total %llu\n", (unsigned long long)sum.pg_reconnects);
+        header(o, "gatherd_postgres_cancels_total", "counter",
+               "Queries cancelled on the server after their timeout.");
+        outf(o, "gatherd_postgres_cancels_total %llu\n", (unsigned long long)sum.pg_cancels);
+    }
+}
+
+char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_config_t *config,
+                        size_t *ret_len)
+{
+    struct out o = {gd_xmalloc(16384), 0, 16384};
+    struct histogram lag = {{0}};
+
+    header(&o, "gatherd_build_info", "gauge", "Version of this gatherd; always 1.");
+    outf(&o, "gatherd_build_info{version=\"%s\"} 1\n", GD_VERSION);
+    render_requests(&o, threads, n, config);
+    render_calls(&o, threads, n, config);
+    render_gauges(&o, threads, n, config);
+    for (size_t t = 0; t < n; t++)
+        add_histogram(&lag, &threads[t]->loop_lag);
+    header(&o, "gatherd_event_loop_lag_seconds", "histogram",
+           "How late the event loops' heartbeat timers fired: time a loop spent busy before it "
+           "could look at its timers.");
+    render_histogram(&o, "gatherd_event_loop_lag_seconds", "", &lag);
+    *ret_len = o.len;
+    return o.buf;
+}

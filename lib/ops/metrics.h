@@ -1,0 +1,65 @@
+/*
+ * gd_metrics: counters and histograms for Prometheus (text exposition format 0.0.4). Each
+ * event-loop thread owns one gd_metrics_t and is its only writer, with relaxed atomic stores
+ * (plain moves on x86_64, no lock prefix, no shared cache line); a scrape reads every thread's
+ * copy with relaxed loads and adds them up. Gauges that describe a thread's state (requests in
+ * flight, pools) are published by the thread itself a few times a second, so a scrape never
+ * touches a structure another thread is changing.
+ */
+#ifndef GD_METRICS_H
+#define GD_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "gather/merge.h"
+
+typedef struct gd_metrics gd_metrics_t;
+
+/* A thread's state, published by gd_metrics_publish(). */
+typedef struct gd_metrics_gauges {
+    uint64_t requests_in_flight;
+    uint64_t requests_queued; /* waiting for a slot (max_requests_in_flight) */
+    uint64_t coroutines;
+    uint64_t connections; /* client connections */
+    uint64_t loop_lag_us; /* the lateness of the last heartbeat timer */
+    uint64_t heartbeat_ms; /* uv_now() of the last heartbeat: proves the loop turns */
+    uint64_t is_pg_ready; /* 1: at least one Postgres connection up (or no Postgres) */
+    /* per upstream (config order), then the Postgres pool */
+    struct {
+        uint64_t idle, busy, waiting;
+    } upstreams[64];
+    uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
+} gd_metrics_gauges_t;
+
+/** Creates the counters of one thread for @config (borrowed; must outlive them). */
+gd_metrics_t *gd_metrics_new(const gd_config_t *config);
+/** Frees @m (NULL is a no-op). Returns NULL. */
+gd_metrics_t *gd_metrics_free(gd_metrics_t *m);
+
+/**
+ * Counts an answered request: @endpoint (NULL when no endpoint matched), its @status and
+ * duration. Only the owning thread calls it.
+ */
+void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
+                              uint64_t duration_us);
+/** Counts the outcome and duration of call @call_index of @endpoint. Owning thread only. */
+void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
+                           gd_call_outcome_t outcome, uint64_t duration_us);
+/** Records an event-loop lag sample (how late a timer fired). Owning thread only. */
+void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
+/** Publishes the owning thread's gauges. Owning thread only. */
+void gd_metrics_publish(gd_metrics_t *m, const gd_metrics_gauges_t *gauges);
+/** Reads the gauges last published (any thread). */
+void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret);
+
+/**
+ * Renders the sum of @n threads' metrics as Prometheus text (any thread). The result is a new
+ * heap string (caller free()s); *@ret_len its length.
+ */
+char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_config_t *config,
+                        size_t *ret_len);
+
+#endif

@@ -1,0 +1,1328 @@
+#include "sources/pg/pgpool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "ops/log.h"
+#include "sources/pg/pgjson.h"
+#include "base/util.h"
+
+#define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+enum {
+    BACKOFF_FIRST_MS = 100, /* the first retry after a failed connect */
+    BACKOFF_MAX_MS = 5000,
+    /* How long an abandoned query may take to end after its cancel request: a server that
+     * honours cancels answers within milliseconds, so a connection still busy after this is
+     * better closed than kept out of the pool. */
+    DRAIN_TIMEOUT_MS = 2000,
+    DESC_MAX = 200,
+    /* Addresses of a resolved host name handed to libpq, which tries them in order as it
+     * would had it resolved the name itself. */
+    MAX_ADDRS = 8,
+};
+
+/* A connection's life: BACKOFF -> (RESOLVING ->) CONNECTING -> IDLE <-> BUSY, and back to
+ * BACKOFF whenever it fails or breaks. */
+enum conn_state {
+    CONN_BACKOFF = 1, /* not connected; its timer starts the next attempt */
+    CONN_RESOLVING,   /* waiting for uv_getaddrinfo() */
+    CONN_CONNECTING,  /* PQconnectPoll() in progress */
+    CONN_IDLE,
+    CONN_BUSY,   /* a query's pipeline is in flight (perhaps an abandoned one, see is_draining) */
+    CONN_CLOSED, /* gd_pgpool_close() */
+};
+
+enum query_state {
+    QUERY_STARTING = 1, /* inside gd_pgpool_query_start() */
+    QUERY_WAITING,      /* in the pool's FIFO */
+    QUERY_RUNNING,      /* its pipeline entry is on a connection */
+    QUERY_DONE,
+};
+
+/* Where a pipeline entry is in its sequence of results: the prepare's result and NULL (only
+ * when the statement is not prepared on the connection yet), the query's result and NULL,
+ * then PGRES_PIPELINE_SYNC. */
+enum pipe_phase {
+    PHASE_PREPARE = 1,
+    PHASE_EXECUTE,
+    PHASE_SYNC,
+    PHASE_DONE,
+};
+
+/*
+ * One query on a connection, from sending to its PIPELINE_SYNC. A connection carries one entry
+ * at a time for now; pipelining several queries turns this into a FIFO of entries, each closed
+ * by its own sync so that an error aborts only its own query.
+ */
+struct pipe_entry {
+    gd_pgpool_query_t *query; /* NULL once abandoned: the results are then read and dropped */
+    size_t statement;
+    enum pipe_phase phase;
+    bool is_prepare_ok;
+    /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
+    gd_call_outcome_t outcome;
+    char message[GD_CALL_MESSAGE_MAX];
+    char sqlstate[6];
+    gd_pgjson_buf_t body; /* owned until handed to the query */
+};
+
+struct conn;
+
+/* A uv_getaddrinfo() in flight. Outlives its connection attempt when that is abandoned. */
+struct resolve_req {
+    uv_getaddrinfo_t req;
+    struct conn *conn; /* NULL once the attempt is abandoned: the callback then only frees */
+};
+
+/* A PQcancel() running on libuv's thread pool. */
+struct cancel_req {
+    uv_work_t work;
+    gd_pgpool_t *pool;
+    struct conn *conn; /* NULL once the connection is discarded */
+    /* Borrowed from conn while conn is set; owned (freed in on_cancel_done()) once it is NULL,
+     * because the worker thread may still be using it when the connection goes. */
+    PGcancel *cancel;
+    bool is_ok;
+    char errbuf[256]; /* written by the worker thread only */
+};
+
+struct conn {
+    gd_pgpool_t *pool;
+    size_t index;
+    enum conn_state state;
+    PGconn *pg;
+    PGcancel *cancel; /* made once per connection, after it is up */
+    /* Heap memory: a handle being closed must stay valid until its close callback, which may
+     * come after the connection has moved on to a new socket and a new handle. */
+    uv_poll_t *poll;
+    int poll_events;
+    unsigned poll_errors; /* socket errors reported in a row */
+    gd_timer_t timer;     /* connect timeout, backoff, or the drain of an abandoned query */
+    struct resolve_req *resolve;
+    struct cancel_req *cancel_req;
+    uint64_t backoff_ms;
+    uint64_t *prepared; /* bit i: statement i is prepared as "gd_<i>" on this connection */
+    bool has_failed;    /* the last connect attempt failed */
+    bool has_been_up;   /* connected at least once: the next connect is a reconnect */
+    bool is_draining;   /* BUSY with an abandoned query: back to the pool once clean */
+    struct pipe_entry entry;
+    char last_fatal[GD_CALL_MESSAGE_MAX]; /* the server's last FATAL notice: why it hung up */
+};
+
+struct gd_pgpool {
+    const gd_pgpool_conf_t *conf;
+    uv_loop_t *loop;
+    gd_timers_t *timers;
+    struct conn *conns;
+    size_t prepared_words;
+    h2o_linklist_t waiting_list; /* queries in line for a connection, oldest first */
+    size_t waiting;
+    /* Hands idle connections to waiting queries (or fails them when the server is down) on
+     * the next loop iteration, never from inside the callback that freed the connection:
+     * reporting a query may switch into its coroutine. */
+    gd_timer_t dispatch_timer;
+    /* What to add to the conninfo so that libpq never resolves a name itself (blocking). */
+    bool is_conninfo_valid;
+    char *host;        /* owned; NULL: the conninfo's hosts are used as they are */
+    bool is_host_name; /* host must be resolved with uv_getaddrinfo() into hostaddr= */
+    char *port;        /* owned; the first port when a list was reduced to its first host */
+    char *user;        /* owned; the OS user name when neither conninfo nor PGUSER names one */
+    /* "host=... port=... dbname=...": names the server in logs and messages, never with the
+     * password (the conninfo itself is never logged). */
+    char desc[DESC_MAX];
+    bool is_outage_logged; /* a loss or failure was logged at warn; the recovery will be too */
+    size_t polls_open, cancels_in_flight;
+    uint64_t reconnects, cancels;
+    bool is_closed;
+};
+
+static void conn_start(struct conn *c);
+static void conn_run(struct conn *c, gd_pgpool_query_t *q);
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+/* -- small helpers ------------------------------------------------------------------------ */
+
+static uint64_t elapsed_ms(const gd_pgpool_query_t *q)
+{
+    return (uv_hrtime() - q->started_at_ns) / 1000000;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Copies the first line of libpq's (often multi-line) message @s into @buf. */
+static const char *first_line(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        s = "";
+    while (s[n] != '\0' && s[n] != '\n' && n + 1 < cap)
+        n++;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\r'))
+        n--;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (n == 0)
+        snprintf(buf, cap, "unknown error");
+    return buf;
+}
+
+static bool is_prepared(const struct conn *c, size_t i)
+{
+    return (c->prepared[i / 64] >> (i % 64)) & 1;
+}
+
+static void set_prepared(struct conn *c, size_t i)
+{
+    c->prepared[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+static bool is_up(const struct conn *c)
+{
+    return c->state == CONN_IDLE || c->state == CONN_BUSY;
+}
+
+/* The server is known to be down: no connection is up and the last connect attempt of every
+ * connection failed. Until each has tried once, queries wait as for a busy pool. */
+static bool is_pool_down(const gd_pgpool_t *pool)
+{
+    for (size_t i = 0; i < pool->conf->size; i++) {
+        if (is_up(&pool->conns[i]) || !pool->conns[i].has_failed)
+            return false;
+    }
+    return true;
+}
+
+static struct conn *find_idle(gd_pgpool_t *pool)
+{
+    /* Lowest index first: under light load the same few connections stay warm, with their
+     * statements prepared. */
+    for (size_t i = 0; i < pool->conf->size; i++) {
+        if (pool->conns[i].state == CONN_IDLE)
+            return &pool->conns[i];
+    }
+    return NULL;
+}
+
+static void kick_dispatch(gd_pgpool_t *pool)
+{
+    if (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list) &&
+        !gd_timer_is_active(&pool->dispatch_timer))
+        gd_timer_start(pool->timers, &pool->dispatch_timer, 0);
+}
+
+/* -- the FIFO of waiting queries ---------------------------------------------------------- */
+
+static void enqueue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
+{
+    h2o_linklist_insert(&pool->waiting_list, &q->_waiting_link); /* at the end of the line */
+    pool->waiting++;
+}
+
+static void dequeue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
+{
+    h2o_linklist_unlink(&q->_waiting_link);
+    pool->waiting--;
+}
+
+/* -- reporting ---------------------------------------------------------------------------- */
+
+/* Ends @q with the result already written into q->result. Reporting may switch into the
+ * request coroutine, which may dispose of @q, start new queries or close the pool, so callers
+ * call this last and touch nothing afterwards. */
+static void report(gd_pgpool_query_t *q)
+{
+    gd_pgpool_t *pool = q->_pool;
+
+    gd_timer_stop(pool->timers, &q->_timer);
+    if (q->_state == QUERY_WAITING)
+        dequeue(pool, q);
+    q->_state = QUERY_DONE;
+    q->_conn = NULL;
+    q->result.elapsed_ms = elapsed_ms(q);
+    gd_task_done(&q->_task);
+}
+
+static void finish(gd_pgpool_query_t *q, gd_call_outcome_t outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void finish(gd_pgpool_query_t *q, gd_call_outcome_t outcome, const char *fmt, ...)
+{
+    va_list ap;
+
+    q->result.outcome = outcome;
+    q->result.body = NULL;
+    q->result.body_len = 0;
+    q->result.sqlstate[0] = '\0';
+    va_start(ap, fmt);
+    vsnprintf(q->result.message, sizeof(q->result.message), fmt, ap);
+    va_end(ap);
+    report(q);
+}
+
+static void finish_unavailable(gd_pgpool_query_t *q)
+{
+    finish(q, GD_CALL_UNAVAILABLE, "no Postgres connection is up (%s)", q->_pool->desc);
+}
+
+/* -- connections: poll handles, discard, retry -------------------------------------------- */
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    struct conn *c = handle->data;
+
+    c->pool->polls_open--;
+    free(handle);
+}
+
+static void poll_close(struct conn *c)
+{
+    if (c->poll == NULL)
+        return;
+    /* Synchronously removes the fd from the loop's epoll set, so PQfinish() or a socket that
+     * libpq reopens on the same fd number cannot confuse the loop; the memory goes in
+     * on_poll_closed(). */
+    uv_close((uv_handle_t *)c->poll, on_poll_closed);
+    c->poll = NULL;
+    c->poll_events = 0;
+}
+
+/* Watches the connection's current socket for @events. Returns 0 or a libuv error. */
+static int conn_watch(struct conn *c, int events)
+{
+    int fd = PQsocket(c->pg);
+    int r;
+
+    if (fd < 0)
+        return UV_EBADF;
+    if (c->poll == NULL) {
+        c->poll = gd_xmalloc(sizeof(*c->poll));
+        if ((r = uv_poll_init_socket(c->pool->loop, c->poll, fd)) < 0) {
+            free(c->poll);
+            c->poll = NULL;
+            return r;
+        }
+        c->poll->data = c;
+        c->pool->polls_open++;
+    }
+    if (events != c->poll_events) {
+        if ((r = uv_poll_start(c->poll, events, on_poll)) < 0)
+            return r;
+        c->poll_events = events;
+    }
+    return 0;
+}
+
+static void entry_reset(struct pipe_entry *e)
+{
+    free(e->body.base);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Closes everything the connection holds; its state is left to the caller. */
+static void conn_discard(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+
+    gd_timer_stop(pool->timers, &c->timer);
+    if (c->resolve != NULL) {
+        /* The callback still comes (UV_EAI_CANCELED if uv_cancel() got there first); it sees
+         * the request orphaned and only frees it. */
+        c->resolve->conn = NULL;
+        (void)uv_cancel((uv_req_t *)&c->resolve->req); /* fails once running: nothing to do */
+        c->resolve = NULL;
+    }
+    poll_close(c); /* before PQfinish(): the fd must leave the epoll set while it is ours */
+    if (c->cancel_req != NULL) {
+        c->cancel_req->conn = NULL; /* it takes c->cancel */
+        c->cancel_req = NULL;
+    } else if (c->cancel != NULL) {
+        PQfreeCancel(c->cancel);
+    }
+    c->cancel = NULL;
+    if (c->pg != NULL) {
+        /* In non-blocking mode the Terminate message is sent if the socket takes it at once,
+         * else dropped: PQfinish() never waits. */
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    entry_reset(&c->entry);
+    c->is_draining = false;
+    c->poll_errors = 0;
+    c->last_fatal[0] = '\0';
+}
+
+static void retry_later(struct conn *c)
+{
+    c->state = CONN_BACKOFF;
+    gd_timer_start(c->pool->timers, &c->timer,
+                   add_sat(gd_timers_now(c->pool->timers), c->backoff_ms));
+}
+
+/* A connect attempt failed: retry with exponential backoff. Never reports a query itself. */
+static void conn_failed(struct conn *c, const char *reason)
+{
+    gd_pgpool_t *pool = c->pool;
+    char line[GD_CALL_MESSAGE_MAX];
+
+    first_line(reason, line, sizeof(line));
+    conn_discard(c);
+    c->has_failed = true;
+    if (!pool->is_outage_logged) {
+        pool->is_outage_logged = true;
+        gd_log_warn("postgres: cannot connect to %s (%.200s); retrying with backoff", pool->desc,
+                    line);
+    } else {
+        gd_log_debug("postgres: connection %zu: connect to %s failed (%.200s); retry in %" PRIu64
+                     " ms",
+                     c->index, pool->desc, line, c->backoff_ms);
+    }
+    retry_later(c);
+    c->backoff_ms = c->backoff_ms * 2 < BACKOFF_MAX_MS ? c->backoff_ms * 2 : BACKOFF_MAX_MS;
+    /* Queries waiting for a connection fail fast once the server is known to be down. */
+    if (is_pool_down(pool))
+        kick_dispatch(pool);
+}
+
+/* The reason a connection broke, for logs and the IO message of a query it was running. */
+static const char *lost_reason(struct conn *c, const char *reason, char *buf, size_t cap)
+{
+    /* A server that hangs up says why first (FATAL 57P01 on shutdown), but that message may
+     * still be unparsed when the EOF is seen. With the socket gone PQgetResult() cannot
+     * block, so the results it still holds are read for the server's own words. */
+    for (int i = 0;
+         i < 4 && c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD && c->last_fatal[0] == '\0';
+         i++) {
+        PGresult *res = PQgetResult(c->pg);
+        const char *msg;
+        if (res == NULL)
+            break;
+        /* Only the server's errors carry an SQLSTATE; libpq's own do not. */
+        if (PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL &&
+            (msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) != NULL)
+            snprintf(c->last_fatal, sizeof(c->last_fatal), "%s", msg);
+        PQclear(res);
+    }
+    if (c->last_fatal[0] != '\0')
+        snprintf(buf, cap, "%s", c->last_fatal);
+    else
+        first_line(reason != NULL ? reason : PQerrorMessage(c->pg), buf, cap);
+    return buf;
+}
+
+/* An established connection broke (or cannot be trusted any more): discard it, re-make it in
+ * the background, and fail the query it was running. Reports last. */
+static void conn_lost(struct conn *c, const char *reason)
+{
+    gd_pgpool_t *pool = c->pool;
+    gd_pgpool_query_t *q = c->entry.query;
+    char why[GD_CALL_MESSAGE_MAX];
+
+    lost_reason(c, reason, why, sizeof(why));
+    conn_discard(c);
+    if (!pool->is_outage_logged) {
+        pool->is_outage_logged = true;
+        gd_log_warn("postgres: connection to %s lost (%.200s); reconnecting", pool->desc, why);
+    } else {
+        gd_log_debug("postgres: connection %zu to %s lost (%.200s)", c->index, pool->desc, why);
+    }
+    /* After a successful connect the backoff is back at its first step, so a server that
+     * accepts connections and drops them at once is retried at most every 100 ms. */
+    retry_later(c);
+    if (q != NULL)
+        finish(q, GD_CALL_IO, "connection to Postgres lost (%s)", why);
+}
+
+static void conn_idle(struct conn *c)
+{
+    int r;
+
+    gd_timer_stop(c->pool->timers, &c->timer);
+    c->state = CONN_IDLE;
+    c->is_draining = false;
+    /* An idle connection is still read: the server says why it hangs up (a FATAL notice)
+     * and the EOF that follows marks it lost, so no query is ever sent on a dead socket that
+     * the pool could have known about. */
+    if ((r = conn_watch(c, UV_READABLE)) < 0) {
+        conn_lost(c, uv_strerror(r));
+        return;
+    }
+    kick_dispatch(c->pool);
+}
+
+/* Notices and errors the server sends outside a result (a FATAL before it hangs up). */
+static void on_notice(void *arg, const PGresult *res)
+{
+    struct conn *c = arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    if (severity == NULL)
+        severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    if (msg == NULL)
+        msg = "";
+    if (severity != NULL && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        snprintf(c->last_fatal, sizeof(c->last_fatal), "%s", msg);
+    gd_log_debug("postgres: connection %zu: server %s: \"%.200s\"", c->index,
+                 severity != NULL ? severity : "notice", msg);
+}
+
+/* -- connecting --------------------------------------------------------------------------- */
+
+static void describe(gd_pgpool_t *pool, const char *host, const char *port, const char *dbname)
+{
+    snprintf(pool->desc, sizeof(pool->desc), "host=%s port=%s dbname=%s",
+             host != NULL && *host != '\0' ? host : "(default)",
+             port != NULL && *port != '\0' ? port : "(default)",
+             dbname != NULL && *dbname != '\0' ? dbname : "(default)");
+}
+
+static void conn_up(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+
+    gd_timer_stop(pool->timers, &c->timer);
+    /* Non-blocking, so that a send never waits for the socket; pipeline mode, so that a
+     * statement's prepare and first execution share one round trip. */
+    if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
+        conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    c->cancel = PQgetCancel(c->pg); /* NULL only when out of memory: no cancel then */
+    memset(c->prepared, 0, pool->prepared_words * sizeof(*c->prepared));
+    describe(pool, PQhost(c->pg), PQport(c->pg), PQdb(c->pg));
+    if (c->has_been_up)
+        pool->reconnects++;
+    if (pool->is_outage_logged) {
+        pool->is_outage_logged = false;
+        gd_log_warn("postgres: %s to %s", c->has_been_up ? "reconnected" : "connected", pool->desc);
+    } else {
+        gd_log_debug("postgres: connection %zu to %s up", c->index, pool->desc);
+    }
+    c->has_been_up = true;
+    c->has_failed = false;
+    c->backoff_ms = BACKOFF_FIRST_MS;
+    conn_idle(c);
+}
+
+static void connect_step(struct conn *c)
+{
+    int r, events;
+
+    /* A socket error (libuv reports POLLERR as UV_EBADF) is libpq's to read: PQconnectPoll()
+     * fetches SO_ERROR, says "Connection refused", and may go on to the next address. */
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_OK:
+        conn_up(c);
+        return;
+    case PGRES_POLLING_FAILED:
+        conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    case PGRES_POLLING_READING:
+        events = UV_READABLE;
+        break;
+    default:
+        events = UV_WRITABLE;
+        break;
+    }
+    /* libpq may have closed the socket and opened another (next address, SSL or GSS
+     * fallback), quite possibly on the same fd number, where a kept handle would watch a
+     * socket that left the epoll set. A fresh handle per step costs a few epoll_ctl calls on
+     * a path taken a handful of times per connection. */
+    poll_close(c);
+    if ((r = conn_watch(c, events)) < 0)
+        conn_failed(c, uv_strerror(r));
+}
+
+/* Starts libpq's connect. @hosts and @hostaddrs: what name resolution gave (the name once per
+ * address, and the addresses), else NULL. */
+static void pq_start(struct conn *c, const char *hosts, const char *hostaddrs)
+{
+    gd_pgpool_t *pool = c->pool;
+    const char *keys[8], *values[8];
+    size_t n = 0;
+    int r;
+
+    /* expand_dbname: the conninfo (a string or a URI) is expanded in place of the first
+     * dbname, and the keywords after it override what it says. An empty conninfo is ignored,
+     * leaving libpq's PG* environment. */
+    keys[n] = "dbname", values[n++] = pool->conf->conninfo;
+    keys[n] = "application_name";
+    values[n++] = pool->conf->application_name != NULL ? pool->conf->application_name : "gatherd";
+    keys[n] = "client_encoding", values[n++] = "UTF8"; /* the JSON we build is UTF-8 */
+    if (hosts != NULL || pool->host != NULL) /* kept with hostaddr for TLS (SNI, verify-full) */
+        keys[n] = "host", values[n++] = hosts != NULL ? hosts : pool->host;
+    if (hostaddrs != NULL)
+        keys[n] = "hostaddr", values[n++] = hostaddrs;
+    if (pool->port != NULL)
+        keys[n] = "port", values[n++] = pool->port;
+    if (pool->user != NULL)
+        keys[n] = "user", values[n++] = pool->user;
+    keys[n] = NULL, values[n] = NULL;
+
+    c->pg = PQconnectStartParams(keys, values, 1);
+    GD_REQUIRE(c->pg != NULL); /* NULL only when libpq cannot allocate its PGconn */
+    PQsetNoticeReceiver(c->pg, on_notice, c);
+    if (!c->has_been_up)
+        describe(pool, PQhost(c->pg), PQport(c->pg), PQdb(c->pg));
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    /* PQconnectStart*() behaves as if PQconnectPoll() had returned PGRES_POLLING_WRITING. */
+    if ((r = conn_watch(c, UV_WRITABLE)) < 0)
+        conn_failed(c, uv_strerror(r));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct resolve_req *rr = CONTAINER_OF(req, struct resolve_req, req);
+    struct conn *c = rr->conn;
+    char reason[GD_CALL_MESSAGE_MAX];
+    char addrs[MAX_ADDRS * (INET6_ADDRSTRLEN + 1)], addr[INET6_ADDRSTRLEN];
+    char *hosts;
+    size_t n = 0, len = 0, name_len;
+
+    free(rr);
+    if (c == NULL) { /* the attempt timed out, or the pool closed */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    c->resolve = NULL;
+    addrs[0] = '\0';
+    for (const struct addrinfo *ai = res; status == 0 && ai != NULL && n < MAX_ADDRS;
+         ai = ai->ai_next) {
+        int r = ai->ai_family == AF_INET6
+                    ? uv_ip6_name((const struct sockaddr_in6 *)(const void *)ai->ai_addr, addr,
+                                  sizeof(addr))
+                    : uv_ip4_name((const struct sockaddr_in *)(const void *)ai->ai_addr, addr,
+                                  sizeof(addr));
+        if (r < 0 || (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
+            continue;
+        len += (size_t)snprintf(addrs + len, sizeof(addrs) - len, "%s%s", n > 0 ? "," : "", addr);
+        n++;
+    }
+    uv_freeaddrinfo(res);
+    if (n == 0) {
+        snprintf(reason, sizeof(reason), "cannot resolve \"%s\": %s", c->pool->host,
+                 uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+        conn_failed(c, reason);
+        return;
+    }
+    /* hostaddr= takes one address per host= entry: the name is repeated for each. */
+    name_len = strlen(c->pool->host);
+    hosts = gd_xmalloc(n * (name_len + 1));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(hosts + i * (name_len + 1), c->pool->host, name_len);
+        hosts[i * (name_len + 1) + name_len] = i + 1 < n ? ',' : '\0';
+    }
+    pq_start(c, hosts, addrs); /* libpq copies both */
+    free(hosts);
+}
+
+/* Starts a connect attempt, bounded by connect_timeout_ms from here (resolution included). */
+static void conn_start(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+    char reason[GD_CALL_MESSAGE_MAX];
+    int r;
+
+    if (pool->conf->connect_timeout_ms > 0)
+        gd_timer_start(pool->timers, &c->timer,
+                       add_sat(gd_timers_now(pool->timers), pool->conf->connect_timeout_ms));
+    if (!pool->is_conninfo_valid) {
+        conn_failed(c, "the conninfo cannot be parsed");
+        return;
+    }
+    if (!pool->is_host_name) {
+        pq_start(c, NULL, NULL);
+        return;
+    }
+    c->state = CONN_RESOLVING;
+    c->resolve = gd_xcalloc(1, sizeof(*c->resolve));
+    c->resolve->conn = c;
+    /* No AI_ADDRCONFIG: on a host with only loopback configured it hides "localhost". */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    r = uv_getaddrinfo(pool->loop, &c->resolve->req, on_resolved, pool->host, NULL, &hints);
+    if (r < 0) {
+        free(c->resolve);
+        c->resolve = NULL;
+        snprintf(reason, sizeof(reason), "cannot resolve \"%s\": %s", pool->host, uv_strerror(r));
+        conn_failed(c, reason);
+    }
+}
+
+/* -- queries on a connection -------------------------------------------------------------- */
+
+static void entry_fail(struct pipe_entry *e, gd_call_outcome_t outcome, const char *sqlstate,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void entry_fail(struct pipe_entry *e, gd_call_outcome_t outcome, const char *sqlstate,
+                       const char *fmt, ...)
+{
+    va_list ap;
+
+    if (e->outcome != GD_CALL_OK)
+        return; /* the first error is the one that explains the rest */
+    e->outcome = outcome;
+    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+}
+
+static void entry_error(struct conn *c, const PGresult *res)
+{
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    char line[GD_CALL_MESSAGE_MAX];
+
+    /* A FATAL error ends the session: it is also why the connection is about to be lost. */
+    if (msg != NULL && severity != NULL &&
+        (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        snprintf(c->last_fatal, sizeof(c->last_fatal), "%s", msg);
+
+    /* Errors libpq makes itself (out of memory, a broken connection) have no fields. */
+    if (msg == NULL)
+        msg = first_line(PQresultErrorMessage(res), line, sizeof(line));
+    entry_fail(&c->entry, GD_CALL_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
+}
+
+static void entry_rows(struct conn *c, const PGresult *res)
+{
+    struct pipe_entry *e = &c->entry;
+    int n;
+
+    switch (PQresultStatus(res)) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK: /* a statement without rows (INSERT without RETURNING): none */
+        if (e->outcome != GD_CALL_OK || e->query == NULL)
+            break; /* failed already, or nobody waits for the rows */
+        n = PQntuples(res);
+        if (!e->query->is_one_row)
+            gd_pgjson_append_rows(&e->body, res);
+        else if (n == 0)
+            entry_fail(e, GD_CALL_NOT_FOUND, "", "no row");
+        else if (n == 1)
+            gd_pgjson_append_row(&e->body, res, 0);
+        else
+            entry_fail(e, GD_CALL_SQL, "",
+                       "query returned %d rows where \"row\": \"one\" expects at most one", n);
+        break;
+    case PGRES_PIPELINE_ABORTED: /* the prepare failed: its error stands */
+        entry_fail(e, GD_CALL_SQL, "", "the pipeline was aborted");
+        break;
+    case PGRES_EMPTY_QUERY:
+        entry_fail(e, GD_CALL_SQL, "", "empty query");
+        break;
+    default:
+        entry_error(c, res);
+        break;
+    }
+}
+
+/* Feeds one PQgetResult() answer to the connection's entry and clears it. Returns false when
+ * the sequence makes no sense: the connection cannot be trusted any more. */
+static bool entry_step(struct conn *c, PGresult *res)
+{
+    struct pipe_entry *e = &c->entry;
+    bool is_ok = true;
+
+    switch (e->phase) {
+    case PHASE_PREPARE:
+        if (res == NULL) {
+            if (e->is_prepare_ok)
+                set_prepared(c, e->statement);
+            e->phase = PHASE_EXECUTE;
+        } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            e->is_prepare_ok = true;
+        } else {
+            entry_error(c, res); /* e.g. 42P01: the statement stays unprepared */
+        }
+        break;
+    case PHASE_EXECUTE:
+        if (res == NULL)
+            e->phase = PHASE_SYNC;
+        else
+            entry_rows(c, res);
+        break;
+    case PHASE_SYNC:
+        if (res == NULL)
+            is_ok = false;
+        else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+            e->phase = PHASE_DONE;
+        else
+            entry_error(c, res);
+        break;
+    case PHASE_DONE:
+        is_ok = false;
+        break;
+    }
+    PQclear(res); /* no-op on NULL */
+    return is_ok;
+}
+
+/* The entry reached its sync: the connection is clean. Hands the result to the query, frees
+ * the connection for the next one, and reports last. */
+static void pipeline_done(struct conn *c)
+{
+    struct pipe_entry *e = &c->entry;
+    gd_pgpool_query_t *q = e->query;
+
+    if (q != NULL) {
+        q->result.outcome = e->outcome;
+        memcpy(q->result.message, e->message, sizeof(q->result.message));
+        memcpy(q->result.sqlstate, e->sqlstate, sizeof(q->result.sqlstate));
+        if (e->outcome == GD_CALL_OK) {
+            q->_body = e->body.base; /* the query takes it */
+            q->result.body = q->_body;
+            q->result.body_len = e->body.len;
+            e->body = (gd_pgjson_buf_t){0};
+        } else if (e->outcome == GD_CALL_NOT_FOUND) {
+            q->result.body = "null";
+            q->result.body_len = 4;
+        }
+    }
+    entry_reset(e);
+    e->phase = PHASE_DONE;
+    if (c->cancel_req != NULL) {
+        /* The cancel of the abandoned query is still on its way: sent later, it would hit the
+         * next query on this connection. on_cancel_done() frees the connection. */
+        GD_REQUIRE(q == NULL);
+        return;
+    }
+    conn_idle(c);
+    if (q != NULL)
+        report(q);
+}
+
+static void read_results(struct conn *c)
+{
+    for (;;) {
+        if (PQstatus(c->pg) == CONNECTION_BAD) {
+            conn_lost(c, NULL);
+            return;
+        }
+        if (c->entry.phase == PHASE_DONE)
+            break;
+        /* PQgetResult() must never be called while busy: it would block. */
+        if (PQisBusy(c->pg))
+            return;
+        if (!entry_step(c, PQgetResult(c->pg))) {
+            conn_lost(c,
+                      PQstatus(c->pg) == CONNECTION_BAD ? NULL : "unexpected sequence of results");
+            return;
+        }
+    }
+    pipeline_done(c);
+}
+
+/* Sends what libpq holds and watches for what the connection waits on. Returns false when the
+ * connection broke (and has been handled). */
+static bool flush_and_watch(struct conn *c)
+{
+    int r = PQflush(c->pg);
+
+    if (r < 0) {
+        conn_lost(c, NULL);
+        return false;
+    }
+    /* 1: the socket took only part of it; libpq wants write readiness (and input read, which
+     * on_poll() always does, so that the server never blocks on us). */
+    if ((r = conn_watch(c, UV_READABLE | (r == 1 ? UV_WRITABLE : 0))) < 0) {
+        conn_lost(c, uv_strerror(r));
+        return false;
+    }
+    return true;
+}
+
+/* Reads what the server sent. Returns false when the connection broke (and has been
+ * handled): libpq failed, or the socket reported an error twice without libpq seeing one. */
+static bool consume_input(struct conn *c)
+{
+    if (!PQconsumeInput(c->pg)) {
+        conn_lost(c, NULL);
+        return false;
+    }
+    if (c->poll_errors > 1) {
+        conn_lost(c, "socket error");
+        return false;
+    }
+    return true;
+}
+
+static void busy_io(struct conn *c)
+{
+    /* PQconsumeInput() also flushes in non-blocking mode. */
+    if (!consume_input(c))
+        return;
+    if (!flush_and_watch(c)) /* also re-arms the handle after a socket error */
+        return;
+    read_results(c);
+}
+
+static void idle_io(struct conn *c)
+{
+    int r;
+
+    /* Parsing while idle hands a server's ERROR or FATAL to on_notice(); the EOF after it
+     * makes PQconsumeInput() fail. */
+    if (!consume_input(c))
+        return;
+    (void)PQisBusy(c->pg); /* only for its parsing; nothing is expected while idle */
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_lost(c, NULL);
+        return;
+    }
+    if ((r = conn_watch(c, UV_READABLE)) < 0) /* re-arms the handle after a socket error */
+        conn_lost(c, uv_strerror(r));
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct conn *c = handle->data;
+
+    (void)events; /* every state reads whatever is there; libpq knows what it waits for */
+    /* libuv reports POLLERR as UV_EBADF, naming no cause, and stops the handle. The socket's
+     * error is libpq's to read (recv() returns it; SO_ERROR while connecting), and libpq's
+     * message names the cause; so the handle is re-armed and the event taken as readable.
+     * An error again without libpq seeing one ends the connection. */
+    if (status < 0) {
+        c->poll_events = 0;
+        c->poll_errors++;
+    } else {
+        c->poll_errors = 0;
+    }
+    switch (c->state) {
+    case CONN_CONNECTING:
+        connect_step(c);
+        break;
+    case CONN_IDLE:
+        idle_io(c);
+        break;
+    case CONN_BUSY:
+        busy_io(c);
+        break;
+    default:
+        GD_REQUIRE(false); /* other states have no handle open */
+    }
+}
+
+/* Runs @q on idle @c: prepares the statement if this connection has not yet, executes it,
+ * and syncs, in one write. May report @q (when the connection turns out broken), last. */
+static void conn_run(struct conn *c, gd_pgpool_query_t *q)
+{
+    gd_pgpool_t *pool = c->pool;
+    const gd_pgpool_conf_t *conf = pool->conf;
+    size_t i = q->statement;
+    int nparams = conf->statement_nparams[i];
+    bool needs_prepare = !is_prepared(c, i);
+    char name[32];
+
+    GD_REQUIRE(c->state == CONN_IDLE);
+    c->state = CONN_BUSY;
+    entry_reset(&c->entry);
+    c->entry.query = q;
+    c->entry.statement = i;
+    c->entry.phase = needs_prepare ? PHASE_PREPARE : PHASE_EXECUTE;
+    q->_state = QUERY_RUNNING;
+    q->_conn = c;
+    gd_timer_start(pool->timers, &q->_timer, q->deadline_ms);
+
+    snprintf(name, sizeof(name), "gd_%zu", i);
+    /* Parameters are text and untyped: the server infers their types from the statement. A
+     * value is never part of the SQL text, whatever it contains. */
+    if ((needs_prepare && !PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) ||
+        !PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0) ||
+        !PQpipelineSync(c->pg)) {
+        conn_lost(c, NULL);
+        return;
+    }
+    (void)flush_and_watch(c); /* on failure it has reported @q */
+}
+
+/* -- query timers, cancel requests -------------------------------------------------------- */
+
+static void on_cancel_work(uv_work_t *work)
+{
+    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
+
+    /* Blocks for a round trip to the server (another connection): why it runs here. */
+    cr->is_ok = PQcancel(cr->cancel, cr->errbuf, (int)sizeof(cr->errbuf)) == 1;
+}
+
+static void on_cancel_done(uv_work_t *work, int status)
+{
+    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
+    struct conn *c = cr->conn;
+    char line[GD_CALL_MESSAGE_MAX];
+
+    (void)status; /* never uv_cancel()ed: the work always ran */
+    cr->pool->cancels_in_flight--;
+    if (cr->is_ok)
+        gd_log_debug("postgres: cancel request delivered");
+    else
+        gd_log_debug("postgres: cancel request failed (%.200s)",
+                     first_line(cr->errbuf, line, sizeof(line)));
+    if (c == NULL) {
+        PQfreeCancel(cr->cancel);
+    } else {
+        c->cancel_req = NULL;
+        if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
+            conn_idle(c); /* the drain finished first; only the cancel kept it */
+    }
+    free(cr);
+}
+
+/* Detaches the running @q from its connection, which keeps reading the abandoned results
+ * and comes back to the pool once they end; the server is asked to stop the query. */
+static void abandon(gd_pgpool_query_t *q)
+{
+    struct conn *c = q->_conn;
+    gd_pgpool_t *pool = q->_pool;
+
+    c->entry.query = NULL;
+    q->_conn = NULL;
+    c->is_draining = true;
+    gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
+    if (c->cancel == NULL || c->cancel_req != NULL)
+        return;
+    c->cancel_req = gd_xcalloc(1, sizeof(*c->cancel_req));
+    c->cancel_req->pool = pool;
+    c->cancel_req->conn = c;
+    c->cancel_req->cancel = c->cancel;
+    /* uv_queue_work() fails only on invalid arguments. */
+    GD_REQUIRE(uv_queue_work(pool->loop, &c->cancel_req->work, on_cancel_work, on_cancel_done) ==
+               0);
+    pool->cancels_in_flight++;
+    pool->cancels++;
+}
+
+static void on_query_timer(gd_timer_t *timer)
+{
+    gd_pgpool_query_t *q = CONTAINER_OF(timer, gd_pgpool_query_t, _timer);
+    gd_pgpool_t *pool = q->_pool;
+
+    if (q->_state == QUERY_RUNNING) {
+        abandon(q);
+        finish(q, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", q->timeout_ms);
+    } else if (gd_timers_now(pool->timers) >= q->deadline_ms) {
+        finish(q, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", q->timeout_ms);
+    } else {
+        finish(q, GD_CALL_POOL_TIMEOUT, "no Postgres connection free within %" PRIu64 " ms",
+               pool->conf->acquire_timeout_ms);
+    }
+}
+
+static void on_task_cancel(gd_task_t *task)
+{
+    gd_pgpool_query_t *q = CONTAINER_OF(task, gd_pgpool_query_t, _task);
+
+    if (q->_state == QUERY_RUNNING)
+        abandon(q);
+    finish(q, GD_CALL_CANCELLED, "cancelled");
+}
+
+static void on_conn_timer(gd_timer_t *timer)
+{
+    struct conn *c = CONTAINER_OF(timer, struct conn, timer);
+    gd_pgpool_t *pool = c->pool;
+    char reason[GD_CALL_MESSAGE_MAX];
+
+    switch (c->state) {
+    case CONN_BACKOFF:
+        conn_start(c);
+        break;
+    case CONN_RESOLVING:
+    case CONN_CONNECTING:
+        snprintf(reason, sizeof(reason), "timed out after %" PRIu64 " ms",
+                 pool->conf->connect_timeout_ms);
+        conn_failed(c, reason);
+        break;
+    case CONN_BUSY:
+        GD_REQUIRE(c->is_draining && c->entry.query == NULL);
+        gd_log_warn("postgres: a cancelled query on %s did not end within %d ms; closing its "
+                    "connection and opening a new one",
+                    pool->desc, DRAIN_TIMEOUT_MS);
+        conn_discard(c);
+        c->state = CONN_BACKOFF;
+        conn_start(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_dispatch_timer(gd_timer_t *timer)
+{
+    gd_pgpool_t *pool = CONTAINER_OF(timer, gd_pgpool_t, dispatch_timer);
+    struct conn *c;
+
+    /* Each report may switch into a coroutine that starts queries or closes the pool. */
+    while (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list)) {
+        gd_pgpool_query_t *q =
+            CONTAINER_OF(pool->waiting_list.next, gd_pgpool_query_t, _waiting_link);
+        if ((c = find_idle(pool)) != NULL) {
+            dequeue(pool, q);
+            conn_run(c, q);
+        } else if (is_pool_down(pool)) {
+            finish_unavailable(q);
+        } else {
+            break;
+        }
+    }
+}
+
+/* -- the pool ----------------------------------------------------------------------------- */
+
+static const char *option(const PQconninfoOption *opts, const char *keyword)
+{
+    for (; opts->keyword != NULL; opts++) {
+        if (strcmp(opts->keyword, keyword) == 0)
+            return opts->val != NULL && opts->val[0] != '\0' ? opts->val : NULL;
+    }
+    return NULL;
+}
+
+static const char *option_or_env(const PQconninfoOption *opts, const char *keyword, const char *env)
+{
+    const char *v = option(opts, keyword);
+
+    if (v == NULL && (v = getenv(env)) != NULL && *v == '\0')
+        v = NULL;
+    return v;
+}
+
+/* A host entry libpq uses without a resolver: a socket directory, an abstract socket, or an
+ * IP address. */
+static bool is_host_literal(const char *host, size_t len)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (len == 0 || host[0] == '/' || host[0] == '@')
+        return true;
+    if (len >= sizeof(buf))
+        return false;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/*
+ * Works out, from the conninfo and the PG* environment, whether libpq would resolve a host name
+ * itself (getaddrinfo(), blocking the loop), and if so what to pass instead: host= the first
+ * host and hostaddr= its address, resolved by uv_getaddrinfo() on libuv's thread pool. A
+ * comma list of hosts passes through untouched when every entry is a literal or a path;
+ * a list with a name in it is reduced to its first entry (and the port list to its first
+ * port), since libpq would resolve the others itself.
+ */
+static void plan_connect(gd_pgpool_t *pool)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(pool->conf->conninfo, &err);
+    const char *host, *hostaddr, *port, *p;
+    size_t first_len;
+    bool is_all_literal = true;
+
+    if (opts == NULL) {
+        /* libpq's message may quote the conninfo, password included: not logged. */
+        PQfreemem(err);
+        pool->is_conninfo_valid = false;
+        pool->is_outage_logged = true; /* this line says it all; the retries log at debug */
+        gd_log_err("postgres: the conninfo cannot be parsed; every SQL call fails with "
+                   "\"unavailable\"");
+        describe(pool, NULL, NULL, NULL);
+        return;
+    }
+    pool->is_conninfo_valid = true;
+    host = option_or_env(opts, "host", "PGHOST");
+    hostaddr = option_or_env(opts, "hostaddr", "PGHOSTADDR");
+    port = option_or_env(opts, "port", "PGPORT");
+    describe(pool, host != NULL ? host : hostaddr, port,
+             option_or_env(opts, "dbname", "PGDATABASE"));
+    if (host != NULL && hostaddr == NULL) {
+        for (p = host; is_all_literal; p++) {
+            size_t len = strcspn(p, ",");
+            is_all_literal = is_host_literal(p, len);
+            p += len;
+            if (*p == '\0')
+                break;
+        }
+    }
+    if (option_or_env(opts, "user", "PGUSER") == NULL) {
+        /* libpq would look up the OS user (getpwuid_r(), through NSS, perhaps LDAP) on every
+         * connect; once, here at start-up, is enough. */
+        PQconninfoOption *defaults = PQconndefaults();
+        const char *user = defaults != NULL ? option(defaults, "user") : NULL;
+        if (user != NULL)
+            pool->user = gd_xstrdup(user);
+        PQconninfoFree(defaults);
+    }
+    if (host != NULL && hostaddr == NULL && !is_all_literal) {
+        first_len = strcspn(host, ",");
+        pool->host = gd_xstrndup(host, first_len);
+        pool->is_host_name = !is_host_literal(host, first_len);
+        if (host[first_len] != '\0')
+            gd_log_warn("postgres: of the hosts \"%.100s\" only the first is used: libpq would "
+                        "resolve the other names itself, blocking the event loop",
+                        host);
+        if (port != NULL && strchr(port, ',') != NULL)
+            pool->port = gd_xstrndup(port, strcspn(port, ","));
+    }
+    PQconninfoFree(opts);
+}
+
+gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers)
+{
+    gd_pgpool_t *pool;
+
+    GD_REQUIRE(conf->size >= 1);
+    pool = gd_xcalloc(1, sizeof(*pool));
+    pool->conf = conf;
+    pool->loop = loop;
+    pool->timers = timers;
+    pool->prepared_words = (conf->nstatements + 63) / 64;
+    h2o_linklist_init_anchor(&pool->waiting_list);
+    gd_timer_init(&pool->dispatch_timer, on_dispatch_timer);
+    plan_connect(pool);
+    pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
+    for (size_t i = 0; i < conf->size; i++) {
+        struct conn *c = &pool->conns[i];
+        c->pool = pool;
+        c->index = i;
+        c->state = CONN_BACKOFF;
+        c->backoff_ms = BACKOFF_FIRST_MS;
+        c->prepared =
+            gd_xcalloc(pool->prepared_words > 0 ? pool->prepared_words : 1, sizeof(*c->prepared));
+        gd_timer_init(&c->timer, on_conn_timer);
+    }
+    for (size_t i = 0; i < conf->size; i++)
+        conn_start(&pool->conns[i]);
+    return pool;
+}
+
+void gd_pgpool_close(gd_pgpool_t *pool)
+{
+    if (pool->is_closed)
+        return;
+    GD_REQUIRE(pool->waiting == 0);
+    pool->is_closed = true;
+    gd_timer_stop(pool->timers, &pool->dispatch_timer);
+    for (size_t i = 0; i < pool->conf->size; i++) {
+        struct conn *c = &pool->conns[i];
+        GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
+        /* A cancel still running keeps the loop alive until on_cancel_done(), which then only
+         * frees its request: gd_pgpool_free() waits for the loop's run. */
+        conn_discard(c);
+        c->state = CONN_CLOSED;
+    }
+}
+
+gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
+{
+    if (pool == NULL)
+        return NULL;
+    GD_REQUIRE(pool->is_closed && pool->polls_open == 0 && pool->cancels_in_flight == 0);
+    for (size_t i = 0; i < pool->conf->size; i++)
+        free(pool->conns[i].prepared);
+    free(pool->conns);
+    free(pool->host);
+    free(pool->port);
+    free(pool->user);
+    free(pool);
+    return NULL;
+}
+
+gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
+{
+    gd_pgpool_stats_t s = {
+        .waiting = pool->waiting, .reconnects = pool->reconnects, .cancels = pool->cancels};
+
+    for (size_t i = 0; i < pool->conf->size; i++) {
+        switch (pool->conns[i].state) {
+        case CONN_IDLE:
+            s.idle++;
+            break;
+        case CONN_BUSY:
+            s.busy++;
+            break;
+        case CONN_RESOLVING:
+        case CONN_CONNECTING:
+            s.connecting++;
+            break;
+        case CONN_BACKOFF:
+            s.broken++;
+            break;
+        case CONN_CLOSED:
+            break;
+        }
+    }
+    return s;
+}
+
+bool gd_pgpool_is_ready(const gd_pgpool_t *pool)
+{
+    for (size_t i = 0; i < pool->conf->size; i++) {
+        if (is_up(&pool->conns[i]))
+            return true;
+    }
+    return false;
+}
+
+void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query_t *query)
+{
+    struct conn *c;
+
+    GD_REQUIRE(!pool->is_closed && query->statement < pool->conf->nstatements);
+    query->result = (gd_call_result_t){.outcome = GD_CALL_CANCELLED};
+    query->_pool = pool;
+    query->_conn = NULL;
+    query->_body = NULL;
+    query->_waiting_link = (h2o_linklist_t){NULL, NULL};
+    query->_state = QUERY_STARTING;
+    gd_timer_init(&query->_timer, on_query_timer);
+    gd_group_add(group, &query->_task, on_task_cancel);
+
+    if (gd_timers_now(pool->timers) >= query->deadline_ms) {
+        finish(query, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", query->timeout_ms);
+        return;
+    }
+    /* Waiting queries go first: an idle connection seen now may already be promised to them
+     * by the dispatch timer. */
+    if (pool->waiting == 0 && (c = find_idle(pool)) != NULL) {
+        conn_run(c, query);
+        return;
+    }
+    if (is_pool_down(pool)) {
+        finish_unavailable(query);
+        return;
+    }
+    query->_state = QUERY_WAITING;
+    enqueue(pool, query);
+    uint64_t acquire_due = add_sat(gd_timers_now(pool->timers), pool->conf->acquire_timeout_ms);
+    gd_timer_start(pool->timers, &query->_timer,
+                   acquire_due < query->deadline_ms ? acquire_due : query->deadline_ms);
+}
+
+void gd_pgpool_query_dispose(gd_pgpool_query_t *query)
+{
+    free(query->_body);
+    query->_body = NULL;
+    query->result.body = NULL;
+    query->result.body_len = 0;
+}

@@ -1,0 +1,98 @@
+/*
+ * gd_pgpool: a fixed pool of fully asynchronous libpq connections on one event-loop thread.
+ * Connections are made with PQconnectStartParams/PQconnectPoll driven by uv_poll_t (host names
+ * resolved with uv_getaddrinfo off the loop and passed as hostaddr), queries are sent in
+ * pipeline mode as prepared statements (prepared once per connection, in the same round trip
+ * as their first execution), and results are read as the socket becomes readable: nothing
+ * ever blocks the loop. A query is a task of a gd_group_t and reports with gd_task_done().
+ *
+ * Failure handling: a query waits for a free connection at most acquire_timeout_ms
+ * (GD_CALL_POOL_TIMEOUT); past its deadline it fails with GD_CALL_TIMEOUT at once and is
+ * cancelled on the server from libuv's thread pool (PQcancel blocks), its connection coming
+ * back to the pool only once clean; a dead connection is discarded and re-made in the
+ * background with exponential backoff; while no connection is up, queries fail fast with
+ * GD_CALL_UNAVAILABLE.
+ */
+#ifndef GD_PGPOOL_H
+#define GD_PGPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o/linklist.h>
+#include <uv.h>
+
+#include "base/coro.h"
+#include "gather/merge.h"
+#include "base/timer.h"
+
+typedef struct gd_pgpool gd_pgpool_t;
+
+/* How a pool connects, and the statements it may run. Borrowed: must outlive the pool. */
+typedef struct gd_pgpool_conf {
+    const char *conninfo;         /* libpq connection string or URI; "" = libpq's PG* environment */
+    size_t size;                  /* connections of this pool (>= 1) */
+    uint64_t acquire_timeout_ms;
+    uint64_t connect_timeout_ms;
+    const char *const *statements; /* SQL texts; a query names one by index */
+    const int *statement_nparams;  /* number of $n parameters of each */
+    size_t nstatements;
+    const char *application_name;  /* sent to the server; NULL: "gatherd" */
+} gd_pgpool_conf_t;
+
+/* Counters of one pool. */
+typedef struct gd_pgpool_stats {
+    size_t idle, busy, connecting, broken; /* connections by state */
+    size_t waiting;                        /* queries waiting for a connection */
+    uint64_t reconnects, cancels;          /* since start */
+} gd_pgpool_stats_t;
+
+/**
+ * Creates a pool on @loop using @timers and starts connecting every connection in the
+ * background. Never fails: a server that is down is retried with backoff.
+ */
+gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers);
+/**
+ * Closes every connection (queries must all be done) and the pool's handles; cancels still
+ * being sent are waited for. The loop must then run until uv_run() returns before
+ * gd_pgpool_free().
+ */
+void gd_pgpool_close(gd_pgpool_t *pool);
+/** Frees @pool (NULL is a no-op) after gd_pgpool_close() and the loop's run. Returns NULL. */
+gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool);
+/** The pool's counters. */
+gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool);
+/** Whether at least one connection is up (idle or busy). */
+bool gd_pgpool_is_ready(const gd_pgpool_t *pool);
+
+typedef struct gd_pgpool_query {
+    /* public: set before gd_pgpool_query_start(), borrowed until the task is done */
+    size_t statement;            /* index into the pool's statements */
+    const char *const *params;   /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
+    bool is_one_row;             /* "row": "one": the single row as an object */
+    uint64_t started_at_ns;      /* uv_hrtime() at the request's start: elapsed_ms counts from it */
+    uint64_t deadline_ms;        /* absolute, gd_timers_now() base */
+    uint64_t timeout_ms;         /* the call's own budget, for the message */
+    /* read-only: valid once the task is done; result.body is owned by the query */
+    gd_call_result_t result;
+    /* private */
+    gd_task_t _task;
+    gd_pgpool_t *_pool;
+    void *_conn;
+    gd_timer_t _timer;
+    h2o_linklist_t _waiting_link;
+    int _state;
+    char *_body;
+} gd_pgpool_query_t;
+
+/**
+ * Starts @query on @pool as a task of @group. On success result.body is the rows as a JSON
+ * array of objects, or with is_one_row the single row as an object; no row with is_one_row
+ * gives GD_CALL_NOT_FOUND (body "null"), more than one a GD_CALL_SQL failure.
+ */
+void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query_t *query);
+/** Frees what a done @query owns. */
+void gd_pgpool_query_dispose(gd_pgpool_query_t *query);
+
+#endif

@@ -1,0 +1,1252 @@
+#include "runner.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+/*
+ * Configs are written with ' for " so that they read as JSON; dq() turns them back. The macros
+ * build a valid config around the part under test, so each case changes one thing.
+ */
+#define LISTEN    "'listen':['127.0.0.1:8080']"
+#define UPSTREAMS "'upstreams':{'accounts':{'url':'http://127.0.0.1:18081'}}"
+#define CALLS     "'calls':{'user':{'upstream':'accounts','path':'/x'}}"
+/* A config with extra top-level members. */
+#define ROOT(...) "{" LISTEN "," UPSTREAMS ",'endpoints':[]," __VA_ARGS__ "}"
+/* A config with "listen" set to @... */
+#define LISTEN_IS(...) "{'listen':" __VA_ARGS__ "," UPSTREAMS ",'endpoints':[]}"
+/* A config whose upstream "accounts" is @... */
+#define UPSTREAM_IS(...) "{" LISTEN ",'upstreams':{'accounts':" __VA_ARGS__ "},'endpoints':[]}"
+/* A config with these endpoints. */
+#define ENDPOINTS(...) "{" LISTEN "," UPSTREAMS ",'endpoints':[" __VA_ARGS__ "]}"
+/* A config with one endpoint /users/{id} with these members besides its path. */
+#define ENDPOINT(...) ENDPOINTS("{'path':'/users/{id}'," __VA_ARGS__ "}")
+/* A config with one endpoint /users/{id} whose call "user" has these members. */
+#define CALL_IS(...) ENDPOINT("'calls':{'user':{" __VA_ARGS__ "}}")
+/* A config with one endpoint /users/{id} with these params. */
+#define PARAMS(...) ENDPOINT("'params':{" __VA_ARGS__ "}," CALLS)
+
+static char *dq(const char *s)
+{
+    char *d = strdup(s);
+
+    CHECK(d != NULL);
+    for (char *p = d; *p != '\0'; p++)
+        if (*p == '\'')
+            *p = '"';
+    return d;
+}
+
+#define CHECK_CONFIG_ERR(json, want) check_config_err(__FILE__, __LINE__, (json), (want))
+#define LOAD_OK(json)                load_ok(__FILE__, __LINE__, (json))
+
+static void check_config_err(const char *file, int line, const char *json, const char *want)
+{
+    gd_config_t *cfg = NULL;
+    char *text = dq(json), err[512];
+    int r = gd_config_load_string(text, "conf/x.json", &cfg, err, sizeof(err));
+
+    free(text);
+    if (r != -EINVAL)
+        gd__test_fail(file, line, "returned %d, expected -EINVAL for \"%s\"", r, want);
+    if (cfg != NULL)
+        gd__test_fail(file, line, "*ret_config written on error");
+    if (strcmp(err, want) != 0)
+        gd__test_fail(file, line, "error\n  \"%s\", expected\n  \"%s\"", err, want);
+}
+
+static gd_config_t *load_ok(const char *file, int line, const char *json)
+{
+    gd_config_t *cfg = NULL;
+    char *text = dq(json), err[512];
+    int r = gd_config_load_string(text, "conf/x.json", &cfg, err, sizeof(err));
+
+    free(text);
+    if (r != 0)
+        gd__test_fail(file, line, "returned %d: %s", r, err);
+    return cfg;
+}
+
+/* The valid config the README's sketch describes, with every key set. */
+static const char full_config[] =
+    "{\n"
+    "  'listen': ['127.0.0.1:8080', '[::1]:8081', '*:8082'],\n"
+    "  'threads': 3,\n"
+    "  'http2': false,\n"
+    "  'max_requests_in_flight': 500,\n"
+    "  'queue_timeout_ms': 250,\n"
+    "  'coroutine_stack_kb': 128,\n"
+    "  'shutdown': {'drain_delay_ms': 250, 'timeout_ms': 10000},\n"
+    "  'upstreams': {\n"
+    "    'accounts': {'url': 'http://127.0.0.1:18081/v1/', 'max_connections': 8,\n"
+    "                 'connect_timeout_ms': 500, 'keepalive_timeout_ms': 3000,\n"
+    "                 'max_body_bytes': 1024},\n"
+    "    'posts-api': {'url': 'http://posts.internal'},\n"
+    "    'v6': {'url': 'HTTP://[::1]:9000/'}\n"
+    "  },\n"
+    "  'endpoints': [\n"
+    "    {'method': 'GET', 'path': '/users/{id}/profile', 'timeout_ms': 1500,\n"
+    "     'params': {\n"
+    "       'id': 'int',\n"
+    "       'query.limit': {'type': 'int', 'required': false, 'default': '10'},\n"
+    "       'header.X-Tenant': {'pattern': '[a-z0-9-]{1,32}', 'required': true}\n"
+    "     },\n"
+    "     'calls': {\n"
+    "       'user': {'upstream': 'accounts', 'path': '/users/{id}', 'timeout_ms': 800},\n"
+    "       'posts': {'upstream': 'posts-api', 'method': 'POST', 'timeout_ms': 9000,\n"
+    "                 'path': '/posts?userId={id}&limit={query.limit}&q={query.q}',\n"
+    "                 'optional': true,\n"
+    "                 'headers': {'X-Tenant': '{header.x-tenant}',\n"
+    "                             'X-Trace': 't-{header.X-Trace}'}},\n"
+    "       'we\\'ird': {'upstream': 'v6', 'path': '/w'}\n"
+    "     }},\n"
+    "    {'method': 'DELETE', 'path': '/users/{id}/profile',\n"
+    "     'calls': {'del': {'upstream': 'accounts', 'path': '/users/{id}', 'method': 'DELETE'}}},\n"
+    "    {'path': '/pairs/{a}/{b}/', 'params': {'query.x': 'string', 'b': {'type': 'string'}},\n"
+    "     'calls': {'h': {'upstream': 'accounts', 'path': '/h/{b}/{a}'}}}\n"
+    "  ]\n"
+    "}\n";
+
+static void test_full_config(void)
+{
+    gd_config_t *cfg = LOAD_OK(full_config);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen[0].addr;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg->listen[1].addr;
+    const struct sockaddr_in6 *any = (const struct sockaddr_in6 *)&cfg->listen[2].addr;
+    const gd_upstream_conf_t *u;
+    const gd_endpoint_conf_t *ep;
+    const gd_call_conf_t *c;
+    const gd_param_t *p;
+
+    CHECK_STR_EQ(cfg->source, "conf/x.json");
+    CHECK_INT_EQ(cfg->nlisten, 3);
+    CHECK_STR_EQ(cfg->listen[0].text, "127.0.0.1:8080");
+    CHECK_INT_EQ(sin->sin_family, AF_INET);
+    CHECK_INT_EQ(ntohs(sin->sin_port), 8080);
+    CHECK_INT_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    CHECK_INT_EQ(cfg->listen[0].addrlen, sizeof(struct sockaddr_in));
+    CHECK_INT_EQ(sin6->sin6_family, AF_INET6);
+    CHECK_INT_EQ(ntohs(sin6->sin6_port), 8081);
+    CHECK(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    CHECK_INT_EQ(cfg->listen[1].addrlen, sizeof(struct sockaddr_in6));
+    CHECK_INT_EQ(any->sin6_family, AF_INET6);
+    CHECK_INT_EQ(ntohs(any->sin6_port), 8082);
+    CHECK(IN6_IS_ADDR_UNSPECIFIED(&any->sin6_addr));
+    CHECK_INT_EQ(cfg->threads, 3);
+    CHECK(!cfg->is_http2_enabled);
+    CHECK_INT_EQ(cfg->max_requests_in_flight, 500);
+    CHECK_INT_EQ(cfg->queue_timeout_ms, 250);
+    CHECK_INT_EQ(cfg->coroutine_stack_bytes, 128 * 1024);
+    CHECK_INT_EQ(cfg->drain_delay_ms, 250);
+    CHECK_INT_EQ(cfg->shutdown_timeout_ms, 10000);
+
+    CHECK_INT_EQ(cfg->nupstreams, 3);
+    u = &cfg->upstreams[0];
+    CHECK_STR_EQ(u->name, "accounts");
+    CHECK_INT_EQ(u->index, 0);
+    CHECK_STR_EQ(u->url, "http://127.0.0.1:18081/v1/");
+    CHECK_STR_EQ(u->host, "127.0.0.1");
+    CHECK_INT_EQ(u->port, 18081);
+    CHECK_STR_EQ(u->base_path, "/v1");
+    CHECK(u->is_host_numeric);
+    CHECK_INT_EQ(u->max_connections, 8);
+    CHECK_INT_EQ(u->connect_timeout_ms, 500);
+    CHECK_INT_EQ(u->keepalive_timeout_ms, 3000);
+    CHECK_INT_EQ(u->max_body_bytes, 1024);
+    u = &cfg->upstreams[1];
+    CHECK_STR_EQ(u->name, "posts-api");
+    CHECK_INT_EQ(u->index, 1);
+    CHECK_STR_EQ(u->host, "posts.internal");
+    CHECK_INT_EQ(u->port, 80);
+    CHECK_STR_EQ(u->base_path, "");
+    CHECK(!u->is_host_numeric);
+    u = &cfg->upstreams[2];
+    CHECK_STR_EQ(u->host, "::1");
+    CHECK_INT_EQ(u->port, 9000);
+    CHECK_STR_EQ(u->base_path, "");
+    CHECK(u->is_host_numeric);
+
+    CHECK_INT_EQ(cfg->nendpoints, 3);
+    ep = &cfg->endpoints[0];
+    CHECK_INT_EQ(ep->index, 0);
+    CHECK_STR_EQ(ep->method, "GET");
+    CHECK_STR_EQ(ep->path, "/users/{id}/profile");
+    CHECK_INT_EQ(ep->nsegments, 3);
+    CHECK(!ep->segments[0].is_capture);
+    CHECK_STR_EQ(ep->segments[0].text, "users");
+    CHECK(ep->segments[1].is_capture);
+    CHECK_STR_EQ(ep->segments[1].text, "id");
+    CHECK_STR_EQ(ep->segments[2].text, "profile");
+    CHECK_INT_EQ(ep->ncaptures, 1);
+    CHECK_INT_EQ(ep->timeout_ms, 1500);
+
+    /* Captures first, then declared parameters, then those only templates use. */
+    CHECK_INT_EQ(ep->nparams, 5);
+    p = &ep->params[0];
+    CHECK_STR_EQ(p->name, "id");
+    CHECK_STR_EQ(p->key, "id");
+    CHECK_INT_EQ(p->src, GD_SRC_PATH);
+    CHECK_INT_EQ(p->path_index, 0);
+    CHECK_INT_EQ(p->type, GD_PARAM_INT);
+    CHECK(p->is_required);
+    CHECK_STR_EQ(p->default_value, "");
+    p = &ep->params[1];
+    CHECK_STR_EQ(p->name, "query.limit");
+    CHECK_STR_EQ(p->key, "limit");
+    CHECK_INT_EQ(p->src, GD_SRC_QUERY);
+    CHECK_INT_EQ(p->type, GD_PARAM_INT);
+    CHECK(!p->is_required);
+    CHECK_STR_EQ(p->default_value, "10");
+    p = &ep->params[2];
+    CHECK_STR_EQ(p->name, "header.x-tenant"); /* lower-cased */
+    CHECK_STR_EQ(p->key, "x-tenant");
+    CHECK_INT_EQ(p->src, GD_SRC_HEADER);
+    CHECK_INT_EQ(p->type, GD_PARAM_PATTERN);
+    CHECK_STR_EQ(p->pattern_src, "[a-z0-9-]{1,32}");
+    CHECK(p->is_required);
+    CHECK_INT_EQ(regexec(&p->pattern, "acme-1", 0, NULL, 0), 0);
+    CHECK(regexec(&p->pattern, "ACME", 0, NULL, 0) != 0);
+    CHECK(regexec(&p->pattern, "acme corp", 0, NULL, 0) != 0); /* anchored at both ends */
+    CHECK(regexec(&p->pattern, "", 0, NULL, 0) != 0);
+    p = &ep->params[3];
+    CHECK_STR_EQ(p->name, "query.q");
+    CHECK_STR_EQ(p->key, "q");
+    CHECK_INT_EQ(p->src, GD_SRC_QUERY);
+    CHECK_INT_EQ(p->type, GD_PARAM_STRING);
+    CHECK(!p->is_required);
+    CHECK_STR_EQ(p->default_value, "");
+    p = &ep->params[4];
+    CHECK_STR_EQ(p->name, "header.x-trace");
+    CHECK_INT_EQ(p->src, GD_SRC_HEADER);
+    CHECK(!p->is_required);
+
+    /* Calls in config order, not sorted. */
+    CHECK_INT_EQ(ep->ncalls, 3);
+    c = &ep->calls[0];
+    CHECK_STR_EQ(c->name, "user");
+    CHECK_STR_EQ(c->name_json, "\"user\"");
+    CHECK(c->upstream == &cfg->upstreams[0]);
+    CHECK_STR_EQ(c->method, "GET");
+    CHECK_INT_EQ(c->path.nparts, 2);
+    CHECK_STR_EQ(c->path.parts[0].literal, "/users/");
+    CHECK_INT_EQ(c->path.parts[1].value_index, 0);
+    CHECK_INT_EQ(c->nheaders, 0);
+    CHECK_INT_EQ(c->timeout_ms, 800);
+    CHECK(!c->is_optional);
+    c = &ep->calls[1];
+    CHECK_STR_EQ(c->name, "posts");
+    CHECK(c->upstream == &cfg->upstreams[1]);
+    CHECK_STR_EQ(c->method, "POST");
+    CHECK(c->path.has_query);
+    CHECK_INT_EQ(c->path.nparts, 6);
+    CHECK_INT_EQ(c->path.parts[1].value_index, 0);
+    CHECK_INT_EQ(c->path.parts[3].value_index, 1);
+    CHECK_INT_EQ(c->path.parts[5].value_index, 3);
+    CHECK_INT_EQ(c->timeout_ms, 1500); /* min(own 9000, endpoint's 1500) */
+    CHECK(c->is_optional);
+    CHECK_INT_EQ(c->nheaders, 2);
+    CHECK_STR_EQ(c->headers[0].name, "X-Tenant");
+    CHECK_INT_EQ(c->headers[0].value.nparts, 1);
+    CHECK_INT_EQ(c->headers[0].value.parts[0].value_index, 2);
+    CHECK_STR_EQ(c->headers[1].name, "X-Trace");
+    CHECK_INT_EQ(c->headers[1].value.nparts, 2);
+    CHECK_STR_EQ(c->headers[1].value.parts[0].literal, "t-");
+    CHECK_INT_EQ(c->headers[1].value.parts[1].value_index, 4);
+    c = &ep->calls[2];
+    CHECK_STR_EQ(c->name, "we\"ird");
+    CHECK_STR_EQ(c->name_json, "\"we\\\"ird\"");
+    CHECK(c->upstream == &cfg->upstreams[2]);
+    CHECK_INT_EQ(c->timeout_ms, 1500); /* the endpoint's by default */
+
+    /* Same path, another method: not a duplicate. */
+    ep = &cfg->endpoints[1];
+    CHECK_INT_EQ(ep->index, 1);
+    CHECK_STR_EQ(ep->method, "DELETE");
+    CHECK_STR_EQ(ep->calls[0].method, "DELETE");
+
+    ep = &cfg->endpoints[2];
+    CHECK_STR_EQ(ep->method, "GET");
+    CHECK_INT_EQ(ep->timeout_ms, 5000);
+    CHECK_INT_EQ(ep->nsegments, 4); /* the trailing slash is an empty last segment */
+    CHECK_STR_EQ(ep->segments[3].text, "");
+    CHECK(!ep->segments[3].is_capture);
+    CHECK_INT_EQ(ep->ncaptures, 2);
+    CHECK_INT_EQ(ep->nparams, 3);
+    CHECK_STR_EQ(ep->params[0].name, "a");
+    CHECK_INT_EQ(ep->params[0].path_index, 0);
+    CHECK_STR_EQ(ep->params[1].name, "b");
+    CHECK_INT_EQ(ep->params[1].path_index, 1);
+    CHECK_STR_EQ(ep->params[2].name, "query.x");
+    CHECK_INT_EQ(ep->calls[0].path.parts[1].value_index, 1);
+    CHECK_INT_EQ(ep->calls[0].path.parts[3].value_index, 0);
+    CHECK_INT_EQ(ep->calls[0].timeout_ms, 5000);
+
+    CHECK(gd_config_free(cfg) == NULL);
+    CHECK(gd_config_free(NULL) == NULL);
+}
+
+static void test_defaults(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINTS("{'path':'/x'," CALLS "}"));
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const gd_upstream_conf_t *u = &cfg->upstreams[0];
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK_INT_EQ(cfg->threads, ncpu < 1 ? 1 : ncpu);
+    CHECK(cfg->is_http2_enabled);
+    CHECK_INT_EQ(cfg->max_requests_in_flight, 2048);
+    CHECK_INT_EQ(cfg->queue_timeout_ms, 3000);
+    CHECK_INT_EQ(cfg->coroutine_stack_bytes, 64 * 1024);
+    CHECK_INT_EQ(cfg->drain_delay_ms, 0);
+    CHECK_INT_EQ(cfg->shutdown_timeout_ms, 30000);
+    CHECK_INT_EQ(u->max_connections, 256);
+    CHECK_INT_EQ(u->connect_timeout_ms, 1000);
+    CHECK_INT_EQ(u->keepalive_timeout_ms, 2000);
+    CHECK_INT_EQ(u->max_body_bytes, 8388608);
+    CHECK_STR_EQ(u->base_path, "");
+    CHECK_INT_EQ(u->port, 18081);
+    CHECK_STR_EQ(ep->method, "GET");
+    CHECK_INT_EQ(ep->timeout_ms, 5000);
+    CHECK_INT_EQ(ep->nparams, 0);
+    CHECK_INT_EQ(ep->ncaptures, 0);
+    CHECK_STR_EQ(ep->calls[0].method, "GET");
+    CHECK_INT_EQ(ep->calls[0].timeout_ms, 5000);
+    CHECK(!ep->calls[0].is_optional);
+    gd_config_free(cfg);
+
+    /* threads 0 explicitly; endpoints and upstreams may be empty. */
+    cfg = LOAD_OK("{'listen':['*:1'],'threads':0,'upstreams':{},'endpoints':[]}");
+    CHECK_INT_EQ(cfg->threads, ncpu < 1 ? 1 : ncpu);
+    CHECK_INT_EQ(cfg->nupstreams, 0);
+    CHECK_INT_EQ(cfg->nendpoints, 0);
+    gd_config_free(cfg);
+}
+
+static void test_limits_accepted(void)
+{
+    gd_config_t *cfg = LOAD_OK(
+        ROOT("'threads':1024,'coroutine_stack_kb':8192,'shutdown':{'drain_delay_ms':86400000,"
+             "'timeout_ms':86400000}"));
+    CHECK_INT_EQ(cfg->threads, 1024);
+    CHECK_INT_EQ(cfg->coroutine_stack_bytes, 8192 * 1024);
+    CHECK_INT_EQ(cfg->drain_delay_ms, 86400000);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'coroutine_stack_kb':16,'shutdown':{'timeout_ms':1}"));
+    CHECK_INT_EQ(cfg->coroutine_stack_bytes, 16 * 1024);
+    CHECK_INT_EQ(cfg->shutdown_timeout_ms, 1);
+    gd_config_free(cfg);
+}
+
+static void test_syntax_errors(void)
+{
+    CHECK_CONFIG_ERR("{\n  'listen': [1,]\n}", "conf/x.json:2:16: unexpected token near ']'");
+    CHECK_CONFIG_ERR("{'threads': 1, 'threads': 2}",
+                     "conf/x.json:1:24: duplicate object key near '\"threads\"'");
+    CHECK_CONFIG_ERR("", "conf/x.json:1:0: '[' or '{' expected near end of file");
+    CHECK_CONFIG_ERR("{'a': '\\u0000'}",
+                     "conf/x.json:1:14: \\u0000 is not allowed without JSON_ALLOW_NUL near "
+                     "'\"\\u0000\"'");
+}
+
+static void test_root_errors(void)
+{
+    CHECK_CONFIG_ERR("['listen']", "conf/x.json: the config must be a JSON object, not an array");
+    CHECK_CONFIG_ERR(ROOT("'thread':1"), "conf/x.json: thread: unknown key");
+    CHECK_CONFIG_ERR(ROOT("'x-y':1"), "conf/x.json: [\"x-y\"]: unknown key");
+    CHECK_CONFIG_ERR("{" UPSTREAMS ",'endpoints':[]}", "conf/x.json: listen: missing required key");
+    CHECK_CONFIG_ERR("{" LISTEN ",'endpoints':[]}", "conf/x.json: upstreams: missing required key");
+    CHECK_CONFIG_ERR("{" LISTEN "," UPSTREAMS "}", "conf/x.json: endpoints: missing required key");
+    CHECK_CONFIG_ERR("{" LISTEN ",'upstreams':[],'endpoints':[]}",
+                     "conf/x.json: upstreams: must be an object, not an array");
+    CHECK_CONFIG_ERR("{" LISTEN "," UPSTREAMS ",'endpoints':{}}",
+                     "conf/x.json: endpoints: must be an array, not an object");
+}
+
+static void test_scalar_errors(void)
+{
+    CHECK_CONFIG_ERR(ROOT("'threads':-1"),
+                     "conf/x.json: threads: must be between 0 and 1024, not -1");
+    CHECK_CONFIG_ERR(ROOT("'threads':1025"),
+                     "conf/x.json: threads: must be between 0 and 1024, not 1025");
+    CHECK_CONFIG_ERR(ROOT("'threads':'4'"),
+                     "conf/x.json: threads: must be an integer, not a string");
+    CHECK_CONFIG_ERR(ROOT("'threads':2.0"),
+                     "conf/x.json: threads: must be an integer, not a real number");
+    CHECK_CONFIG_ERR(ROOT("'http2':'yes'"), "conf/x.json: http2: must be a boolean, not a string");
+    CHECK_CONFIG_ERR(ROOT("'http2':null"), "conf/x.json: http2: must be a boolean, not null");
+    CHECK_CONFIG_ERR(ROOT("'max_requests_in_flight':0"),
+                     "conf/x.json: max_requests_in_flight: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(ROOT("'queue_timeout_ms':-1"),
+                     "conf/x.json: queue_timeout_ms: must be between 0 and 3600000, not -1");
+    CHECK_CONFIG_ERR(ROOT("'queue_timeout_ms':'5s'"),
+                     "conf/x.json: queue_timeout_ms: must be an integer, not a string");
+    CHECK_CONFIG_ERR(ROOT("'coroutine_stack_kb':15"),
+                     "conf/x.json: coroutine_stack_kb: must be between 16 and 8192, not 15");
+    CHECK_CONFIG_ERR(ROOT("'coroutine_stack_kb':8193"),
+                     "conf/x.json: coroutine_stack_kb: must be between 16 and 8192, not 8193");
+}
+
+static void test_shutdown_errors(void)
+{
+    CHECK_CONFIG_ERR(ROOT("'shutdown':[]"),
+                     "conf/x.json: shutdown: must be an object, not an array");
+    CHECK_CONFIG_ERR(ROOT("'shutdown':{'drain_ms':1}"),
+                     "conf/x.json: shutdown.drain_ms: unknown key");
+    CHECK_CONFIG_ERR(
+        ROOT("'shutdown':{'drain_delay_ms':-1}"),
+        "conf/x.json: shutdown.drain_delay_ms: must be between 0 and 86400000, not -1");
+    CHECK_CONFIG_ERR(
+        ROOT("'shutdown':{'drain_delay_ms':86400001}"),
+        "conf/x.json: shutdown.drain_delay_ms: must be between 0 and 86400000, not 86400001");
+    CHECK_CONFIG_ERR(ROOT("'shutdown':{'timeout_ms':0}"),
+                     "conf/x.json: shutdown.timeout_ms: must be between 1 and 86400000, not 0");
+    CHECK_CONFIG_ERR(ROOT("'shutdown':{'timeout_ms':-5}"),
+                     "conf/x.json: shutdown.timeout_ms: must be between 1 and 86400000, not -5");
+    CHECK_CONFIG_ERR(
+        ROOT("'shutdown':{'timeout_ms':86400001}"),
+        "conf/x.json: shutdown.timeout_ms: must be between 1 and 86400000, not 86400001");
+    CHECK_CONFIG_ERR(ROOT("'shutdown':{'timeout_ms':1.5}"),
+                     "conf/x.json: shutdown.timeout_ms: must be an integer, not a real number");
+}
+
+#define LISTEN_FORM_ERR(text)                                                                      \
+    "conf/x.json: listen[0]: expected \"IPv4:PORT\", \"[IPv6]:PORT\" or \"*:PORT\" (numeric "      \
+    "addresses only), not \"" text "\""
+
+static void test_listen_errors(void)
+{
+    CHECK_CONFIG_ERR(LISTEN_IS("'127.0.0.1:8080'"),
+                     "conf/x.json: listen: must be an array, not a string");
+    CHECK_CONFIG_ERR(LISTEN_IS("[]"), "conf/x.json: listen: must not be empty");
+    CHECK_CONFIG_ERR(LISTEN_IS("['*:80', 8080]"),
+                     "conf/x.json: listen[1]: must be a string, not an integer");
+    CHECK_CONFIG_ERR(LISTEN_IS("['localhost:8080']"), LISTEN_FORM_ERR("localhost:8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['::1:8080']"), LISTEN_FORM_ERR("::1:8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['8080']"), LISTEN_FORM_ERR("8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("[':8080']"), LISTEN_FORM_ERR(":8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['[::1]8080']"), LISTEN_FORM_ERR("[::1]8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['[]:8080']"), LISTEN_FORM_ERR("[]:8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['[127.0.0.1]:8080']"), LISTEN_FORM_ERR("[127.0.0.1]:8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['1.2.3:8080']"), LISTEN_FORM_ERR("1.2.3:8080"));
+    CHECK_CONFIG_ERR(LISTEN_IS("['127.0.0.1:0']"),
+                     "conf/x.json: listen[0]: bad port in \"127.0.0.1:0\" (expected 1 to 65535)");
+    CHECK_CONFIG_ERR(LISTEN_IS("['127.0.0.1:65536']"),
+                     "conf/x.json: listen[0]: bad port in \"127.0.0.1:65536\" (expected 1 to "
+                     "65535)");
+    CHECK_CONFIG_ERR(LISTEN_IS("['127.0.0.1:']"),
+                     "conf/x.json: listen[0]: bad port in \"127.0.0.1:\" (expected 1 to 65535)");
+    CHECK_CONFIG_ERR(LISTEN_IS("['[::1]:8x']"),
+                     "conf/x.json: listen[0]: bad port in \"[::1]:8x\" (expected 1 to 65535)");
+    CHECK_CONFIG_ERR(LISTEN_IS("['*:-1']"),
+                     "conf/x.json: listen[0]: bad port in \"*:-1\" (expected 1 to 65535)");
+    CHECK_CONFIG_ERR(LISTEN_IS("['*:8080', '127.0.0.1:8080', '[::]:8080']"),
+                     "conf/x.json: listen[2]: same address as listen[0]");
+}
+
+static void test_listen_forms(void)
+{
+    gd_config_t *cfg = LOAD_OK(LISTEN_IS("['0.0.0.0:1', '[::ffff:10.0.0.1]:65535', '*:80']"));
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen[0].addr;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg->listen[1].addr;
+
+    CHECK_INT_EQ(sin->sin_family, AF_INET);
+    CHECK_INT_EQ(sin->sin_addr.s_addr, INADDR_ANY);
+    CHECK_INT_EQ(ntohs(sin->sin_port), 1);
+    CHECK_INT_EQ(sin6->sin6_family, AF_INET6);
+    CHECK(IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr));
+    CHECK_INT_EQ(ntohs(sin6->sin6_port), 65535);
+    CHECK_STR_EQ(cfg->listen[2].text, "*:80");
+    gd_config_free(cfg);
+}
+
+#define URL_MALFORMED(url)                                                                         \
+    "conf/x.json: upstreams.accounts.url: malformed URL \"" url                                    \
+    "\" (expected http://HOST[:PORT][/BASE])"
+#define URL_BAD_PORT(url)                                                                          \
+    "conf/x.json: upstreams.accounts.url: bad port in URL \"" url "\" (expected 1 to 65535)"
+
+static void test_upstream_errors(void)
+{
+    CHECK_CONFIG_ERR(UPSTREAM_IS("'http://x'"),
+                     "conf/x.json: upstreams.accounts: must be an object, not a string");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_conns':1}"),
+                     "conf/x.json: upstreams.accounts.max_conns: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{}"),
+                     "conf/x.json: upstreams.accounts.url: missing required key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':80}"),
+                     "conf/x.json: upstreams.accounts.url: must be a string, not an integer");
+    CHECK_CONFIG_ERR("{" LISTEN ",'upstreams':{'':{'url':'http://x'}},'endpoints':[]}",
+                     "conf/x.json: upstreams[\"\"]: an upstream name must not be empty");
+    CHECK_CONFIG_ERR("{" LISTEN ",'upstreams':{'my-api':{}},'endpoints':[]}",
+                     "conf/x.json: upstreams[\"my-api\"].url: missing required key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_connections':0}"),
+                     "conf/x.json: upstreams.accounts.max_connections: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','connect_timeout_ms':0}"),
+                     "conf/x.json: upstreams.accounts.connect_timeout_ms: must be between 1 and "
+                     "86400000, not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','keepalive_timeout_ms':86400001}"),
+                     "conf/x.json: upstreams.accounts.keepalive_timeout_ms: must be between 1 and "
+                     "86400000, not 86400001");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_body_bytes':0}"),
+                     "conf/x.json: upstreams.accounts.max_body_bytes: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_body_bytes':'1M'}"),
+                     "conf/x.json: upstreams.accounts.max_body_bytes: must be an integer, not a "
+                     "string");
+}
+
+static void test_url_errors(void)
+{
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://api.example.com'}"),
+                     "conf/x.json: upstreams.accounts.url: https upstreams are not supported yet");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'HTTPS://api.example.com'}"),
+                     "conf/x.json: upstreams.accounts.url: https upstreams are not supported yet");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'ftp://files'}"),
+                     "conf/x.json: upstreams.accounts.url: unsupported scheme \"ftp\"");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'unix+http://x'}"),
+                     "conf/x.json: upstreams.accounts.url: unsupported scheme \"unix+http\"");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'127.0.0.1:8080'}"), URL_MALFORMED("127.0.0.1:8080"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'://x'}"), URL_MALFORMED("://x"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'1http://x'}"), URL_MALFORMED("1http://x"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'ht tp://x'}"), URL_MALFORMED("ht tp://x"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://'}"), URL_MALFORMED("http://"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http:///v1'}"), URL_MALFORMED("http:///v1"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://:80'}"), URL_MALFORMED("http://:80"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://user@host'}"), URL_MALFORMED("http://user@host"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://ho st'}"), URL_MALFORMED("http://ho st"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://[::1'}"), URL_MALFORMED("http://[::1"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://[nope]:80'}"), URL_MALFORMED("http://[nope]:80"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://[::1]x/'}"), URL_MALFORMED("http://[::1]x/"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h:0'}"), URL_BAD_PORT("http://h:0"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h:/x'}"), URL_BAD_PORT("http://h:/x"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h:65536'}"), URL_BAD_PORT("http://h:65536"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h:8x'}"), URL_BAD_PORT("http://h:8x"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://[::1]:'}"), URL_BAD_PORT("http://[::1]:"));
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h/x?a=1'}"),
+                     "conf/x.json: upstreams.accounts.url: URL \"http://h/x?a=1\" must not have a "
+                     "query or a fragment");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h#top'}"),
+                     "conf/x.json: upstreams.accounts.url: URL \"http://h#top\" must not have a "
+                     "query or a fragment");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h/a b'}"),
+                     "conf/x.json: upstreams.accounts.url: bad character 0x20 in the path of URL "
+                     "\"http://h/a b\" (percent-encode it)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h/a%zz'}"),
+                     "conf/x.json: upstreams.accounts.url: bad character \"%\" in the path of URL "
+                     "\"http://h/a%zz\" (percent-encode it)");
+}
+
+static void test_url_forms(void)
+{
+    gd_config_t *cfg = LOAD_OK("{" LISTEN ",'upstreams':{"
+                               "'a':{'url':'http://api.example.com:8080/v1/users//'},"
+                               "'b':{'url':'http://10.1.2.3/'},"
+                               "'c':{'url':'http://my_host-1.local'},"
+                               "'d':{'url':'http://[2001:db8::1]/base%20x'},"
+                               "'e':{'url':'http://300.1.1.1'}"
+                               "},'endpoints':[]}");
+    const gd_upstream_conf_t *u = cfg->upstreams;
+
+    CHECK_STR_EQ(u[0].host, "api.example.com");
+    CHECK_INT_EQ(u[0].port, 8080);
+    CHECK_STR_EQ(u[0].base_path, "/v1/users"); /* trailing slashes dropped */
+    CHECK(!u[0].is_host_numeric);
+    CHECK_STR_EQ(u[1].host, "10.1.2.3");
+    CHECK_STR_EQ(u[1].base_path, "");
+    CHECK(u[1].is_host_numeric);
+    CHECK_STR_EQ(u[2].host, "my_host-1.local");
+    CHECK_STR_EQ(u[3].host, "2001:db8::1");
+    CHECK_STR_EQ(u[3].base_path, "/base%20x");
+    CHECK(u[3].is_host_numeric);
+    CHECK_STR_EQ(u[4].host, "300.1.1.1"); /* not an address: left to DNS, which fails it */
+    CHECK(!u[4].is_host_numeric);
+    gd_config_free(cfg);
+}
+
+static void test_endpoint_errors(void)
+{
+    CHECK_CONFIG_ERR(ENDPOINTS("'/x'"),
+                     "conf/x.json: endpoints[0]: must be an object, not a string");
+    CHECK_CONFIG_ERR(ENDPOINT("'timout_ms':5," CALLS),
+                     "conf/x.json: endpoints[0].timout_ms: unknown key");
+    CHECK_CONFIG_ERR(ENDPOINTS("{" CALLS "}"),
+                     "conf/x.json: endpoints[0].path: missing required key");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':1," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: must be a string, not an integer");
+    CHECK_CONFIG_ERR(ENDPOINT("'method':'get'," CALLS),
+                     "conf/x.json: endpoints[0].method: must be an upper-case HTTP method like "
+                     "\"GET\", not \"get\"");
+    CHECK_CONFIG_ERR(ENDPOINT("'method':''," CALLS),
+                     "conf/x.json: endpoints[0].method: must be an upper-case HTTP method like "
+                     "\"GET\", not \"\"");
+    CHECK_CONFIG_ERR(ENDPOINT("'method':'GE T'," CALLS),
+                     "conf/x.json: endpoints[0].method: must be an upper-case HTTP method like "
+                     "\"GET\", not \"GE T\"");
+    CHECK_CONFIG_ERR(ENDPOINT("'method':5," CALLS),
+                     "conf/x.json: endpoints[0].method: must be a string, not an integer");
+    CHECK_CONFIG_ERR(ENDPOINT("'timeout_ms':0," CALLS),
+                     "conf/x.json: endpoints[0].timeout_ms: must be between 1 and 86400000, not 0");
+    CHECK_CONFIG_ERR(ENDPOINT("'timeout_ms':86400001," CALLS),
+                     "conf/x.json: endpoints[0].timeout_ms: must be between 1 and 86400000, not "
+                     "86400001");
+    CHECK_CONFIG_ERR(
+        ENDPOINT("'timeout_ms':-1," CALLS),
+        "conf/x.json: endpoints[0].timeout_ms: must be between 1 and 86400000, not -1");
+}
+
+static void test_custom_method(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT("'method':'PURGE'," CALLS));
+    CHECK_STR_EQ(cfg->endpoints[0].method, "PURGE");
+    gd_config_free(cfg);
+}
+
+static void test_path_errors(void)
+{
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'users/{id}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: must start with \"/\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':''," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: must start with \"/\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/x{id}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: a capture must be a whole path segment, not "
+                     "\"x{id}\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/{id}.json'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: a capture must be a whole path segment, not "
+                     "\"{id}.json\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/{a}{b}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: a capture must be a whole path segment, not "
+                     "\"{a}{b}\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/{id'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: a capture must be a whole path segment, not "
+                     "\"{id\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/id}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: a capture must be a whole path segment, not "
+                     "\"id}\"");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/{}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad capture name \"{}\" (a name is 1 to 64 "
+                     "of A-Z a-z 0-9 - _)");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/users/{a.b}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad capture name \"{a.b}\" (a name is 1 to "
+                     "64 of A-Z a-z 0-9 - _)");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/{id}/x/{id}'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: capture \"{id}\" appears twice");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/a?b'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad character \"?\" in the path "
+                     "(percent-encode it)");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/a b'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad character 0x20 in the path "
+                     "(percent-encode it)");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/caf\xc3\xa9'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad character 0xC3 in the path "
+                     "(percent-encode it)");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/100%'," CALLS "}"),
+                     "conf/x.json: endpoints[0].path: bad character \"%\" in the path "
+                     "(percent-encode it)");
+}
+
+static void test_too_many_captures(void)
+{
+    char json[1024], path[512];
+    size_t n = 0;
+
+    for (int i = 0; i < 33; i++)
+        n += (size_t)snprintf(path + n, sizeof(path) - n, "/{c%d}", i);
+    snprintf(json, sizeof(json), ENDPOINTS("{'path':'%s'," CALLS "}"), path);
+    CHECK_CONFIG_ERR(json, "conf/x.json: endpoints[0].path: too many captures (at most 32)");
+    /* 32 are fine. */
+    path[n - strlen("/{c32}")] = '\0';
+    snprintf(json, sizeof(json), ENDPOINTS("{'path':'%s'," CALLS "}"), path);
+    gd_config_free(LOAD_OK(json));
+}
+
+static void test_path_forms(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINTS("{'path':'/'," CALLS "},{'path':'/a//b/'," CALLS "},"
+                                         "{'path':'/caf%C3%A9/:@!$&()*+,;=-._~'," CALLS "}"));
+    const gd_endpoint_conf_t *ep = cfg->endpoints;
+
+    CHECK_INT_EQ(ep[0].nsegments, 1);
+    CHECK_STR_EQ(ep[0].segments[0].text, "");
+    CHECK_INT_EQ(ep[1].nsegments, 4);
+    CHECK_STR_EQ(ep[1].segments[0].text, "a");
+    CHECK_STR_EQ(ep[1].segments[1].text, "");
+    CHECK_STR_EQ(ep[1].segments[2].text, "b");
+    CHECK_STR_EQ(ep[1].segments[3].text, "");
+    CHECK_INT_EQ(ep[2].nsegments, 2);
+    CHECK_STR_EQ(ep[2].segments[0].text, "caf%C3%A9");
+    gd_config_free(cfg);
+}
+
+static void test_duplicate_routes(void)
+{
+    CHECK_CONFIG_ERR(ENDPOINTS("{'method':'GET','path':'/users/{id}/profile'," CALLS "},"
+                               "{'method':'POST','path':'/users/{id}/profile'," CALLS "},"
+                               "{'method':'GET','path':'/users/{uid}/profile'," CALLS "}"),
+                     "conf/x.json: endpoints[2]: duplicate route GET /users/{}/profile (same as "
+                     "endpoints[0])");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/'," CALLS "},{'method':'GET','path':'/'," CALLS "}"),
+                     "conf/x.json: endpoints[1]: duplicate route GET / (same as endpoints[0])");
+    CHECK_CONFIG_ERR(
+        ENDPOINTS("{'path':'/a/{x}/'," CALLS "},{'path':'/a/{y}/'," CALLS "}"),
+        "conf/x.json: endpoints[1]: duplicate route GET /a/{}/ (same as endpoints[0])");
+    /* Other shapes, or the same shape with another method, are not duplicates. */
+    gd_config_free(LOAD_OK(ENDPOINTS("{'path':'/users/{id}'," CALLS "},"
+                                     "{'path':'/users/me'," CALLS "},"
+                                     "{'path':'/users/{id}/'," CALLS "},"
+                                     "{'path':'/{a}/{b}'," CALLS "},"
+                                     "{'path':'/users//'," CALLS "},"
+                                     "{'method':'HEAD','path':'/users/{id}'," CALLS "}")));
+}
+
+static void test_call_errors(void)
+{
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/x'}"),
+                     "conf/x.json: endpoints[0].calls: missing required key");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{}"), "conf/x.json: endpoints[0].calls: must not be empty");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':[]"),
+                     "conf/x.json: endpoints[0].calls: must be an object, not an array");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'errors':{'upstream':'accounts','path':'/x'}}"),
+                     "conf/x.json: endpoints[0].calls.errors: a call may not be named \"errors\" "
+                     "(the answer uses that key)");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'':{'upstream':'accounts','path':'/x'}}"),
+                     "conf/x.json: endpoints[0].calls[\"\"]: a call name must not be empty");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'user':'accounts'}"),
+                     "conf/x.json: endpoints[0].calls.user: must be an object, not a string");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','timout_ms':5"),
+                     "conf/x.json: endpoints[0].calls.user.timout_ms: unknown key");
+    CHECK_CONFIG_ERR(CALL_IS("'path':'/x'"),
+                     "conf/x.json: endpoints[0].calls.user.upstream: missing required key");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts'"),
+                     "conf/x.json: endpoints[0].calls.user.path: missing required key");
+    CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/a'," CALLS "},"
+                               "{'path':'/b','calls':{'user':{'upstream':'acounts','path':'/x'}}}"),
+                     "conf/x.json: endpoints[1].calls.user.upstream: unknown upstream \"acounts\"");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'user-info':{'upstream':'nope','path':'/x'}}"),
+                     "conf/x.json: endpoints[0].calls[\"user-info\"].upstream: unknown upstream "
+                     "\"nope\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'users/{id}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: must start with \"/\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'{id}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: must start with \"/\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/a b'"),
+                     "conf/x.json: endpoints[0].calls.user.path: bad character 0x20 in the path "
+                     "(percent-encode it)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/a#b'"),
+                     "conf/x.json: endpoints[0].calls.user.path: bad character \"#\" in the path "
+                     "(percent-encode it)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/users/{uid}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: no capture {uid} in the endpoint "
+                     "path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/users/{id'"),
+                     "conf/x.json: endpoints[0].calls.user.path: unbalanced \"{\" (write \"{{\" "
+                     "for a literal \"{\")");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/users/{query.}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: empty variable name in "
+                     "\"{query.}\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'OPTIONS'"),
+                     "conf/x.json: endpoints[0].calls.user.method: unsupported method \"OPTIONS\" "
+                     "(expected GET, HEAD, POST, PUT, PATCH or DELETE)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'get'"),
+                     "conf/x.json: endpoints[0].calls.user.method: unsupported method \"get\" "
+                     "(expected GET, HEAD, POST, PUT, PATCH or DELETE)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','timeout_ms':0"),
+                     "conf/x.json: endpoints[0].calls.user.timeout_ms: must be between 1 and "
+                     "86400000, not 0");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','optional':1"),
+                     "conf/x.json: endpoints[0].calls.user.optional: must be a boolean, not an "
+                     "integer");
+}
+
+static void test_header_errors(void)
+{
+#define HEADERS(...) CALL_IS("'upstream':'accounts','path':'/x','headers':" __VA_ARGS__)
+    CHECK_CONFIG_ERR(HEADERS("[]"),
+                     "conf/x.json: endpoints[0].calls.user.headers: must be an object, not an "
+                     "array");
+    CHECK_CONFIG_ERR(HEADERS("{'x y':'v'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x y\"]: bad header name (a "
+                     "header name is an HTTP token)");
+    CHECK_CONFIG_ERR(HEADERS("{'':'v'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"\"]: bad header name (a "
+                     "header name is an HTTP token)");
+    CHECK_CONFIG_ERR(HEADERS("{'Host':'v'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers.Host: header \"Host\" is set "
+                     "by gatherd itself");
+    CHECK_CONFIG_ERR(HEADERS("{'Content-Length':'1'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"Content-Length\"]: header "
+                     "\"Content-Length\" is set by gatherd itself");
+    CHECK_CONFIG_ERR(HEADERS("{'X-A':'1','x-a':'2'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x-a\"]: header \"x-a\" is "
+                     "given twice (header names are case-insensitive)");
+    CHECK_CONFIG_ERR(HEADERS("{'x-a':1}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x-a\"]: must be a string, "
+                     "not an integer");
+    CHECK_CONFIG_ERR(HEADERS("{'x-a':'{header.}'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x-a\"]: empty variable name "
+                     "in \"{header.}\"");
+    CHECK_CONFIG_ERR(HEADERS("{'x-a':'{nope}'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x-a\"]: no capture {nope} in "
+                     "the endpoint path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(HEADERS("{'x-a':'a\\r\\nX-Evil: 1'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"x-a\"]: bad character 0x0D "
+                     "in a header value");
+    /* Tabs and non-ASCII bytes are allowed in field values (RFC 9110 section 5.5). */
+    gd_config_free(LOAD_OK(HEADERS("{'x-a':'a\\tb \xc3\xa9'}")));
+#undef HEADERS
+}
+
+static void test_param_errors(void)
+{
+    CHECK_CONFIG_ERR(ENDPOINT("'params':[]," CALLS),
+                     "conf/x.json: endpoints[0].params: must be an object, not an array");
+    CHECK_CONFIG_ERR(PARAMS("'query.':'int'"),
+                     "conf/x.json: endpoints[0].params[\"query.\"]: bad parameter name (expected "
+                     "NAME, query.NAME or header.NAME, NAME being 1 to 64 of A-Z a-z 0-9 - _ .)");
+    CHECK_CONFIG_ERR(PARAMS("'query.a b':'int'"),
+                     "conf/x.json: endpoints[0].params[\"query.a b\"]: bad parameter name "
+                     "(expected NAME, query.NAME or header.NAME, NAME being 1 to 64 of A-Z a-z "
+                     "0-9 - _ .)");
+    CHECK_CONFIG_ERR(PARAMS("'':'int'"),
+                     "conf/x.json: endpoints[0].params[\"\"]: bad parameter name (expected NAME, "
+                     "query.NAME or header.NAME, NAME being 1 to 64 of A-Z a-z 0-9 - _ .)");
+    CHECK_CONFIG_ERR(PARAMS("'uid':'int'"),
+                     "conf/x.json: endpoints[0].params.uid: no capture {uid} in the endpoint path "
+                     "\"/users/{id}\"");
+    CHECK_CONFIG_ERR(PARAMS("'cookie.sid':'string'"),
+                     "conf/x.json: endpoints[0].params[\"cookie.sid\"]: no capture {cookie.sid} in "
+                     "the endpoint path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(PARAMS("'header.X-A':'string','header.x-a':'int'"),
+                     "conf/x.json: endpoints[0].params[\"header.x-a\"]: parameter \"header.x-a\" "
+                     "is declared twice (header names are case-insensitive)");
+    CHECK_CONFIG_ERR(PARAMS("'id':5"),
+                     "conf/x.json: endpoints[0].params.id: must be a type name or an object, not "
+                     "an integer");
+    CHECK_CONFIG_ERR(PARAMS("'id':'integer'"),
+                     "conf/x.json: endpoints[0].params.id: unknown type \"integer\" (expected "
+                     "\"string\", \"int\" or \"pattern\")");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'type':'number'}"),
+                     "conf/x.json: endpoints[0].params.id.type: unknown type \"number\" (expected "
+                     "\"string\", \"int\" or \"pattern\")");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'type':1}"),
+                     "conf/x.json: endpoints[0].params.id.type: must be a string, not an integer");
+    CHECK_CONFIG_ERR(PARAMS("'id':'pattern'"),
+                     "conf/x.json: endpoints[0].params.id: type \"pattern\" needs a pattern: "
+                     "write {\"pattern\": \"...\"}");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'patern':'[0-9]+'}"),
+                     "conf/x.json: endpoints[0].params.id.patern: unknown key");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'type':'int','pattern':'[0-9]+'}"),
+                     "conf/x.json: endpoints[0].params.id.pattern: a pattern needs type "
+                     "\"pattern\", not \"int\"");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'type':'pattern'}"),
+                     "conf/x.json: endpoints[0].params.id.pattern: missing required key");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'pattern':5}"),
+                     "conf/x.json: endpoints[0].params.id.pattern: must be a string, not an "
+                     "integer");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'required':false}"),
+                     "conf/x.json: endpoints[0].params.id.required: a path capture is always "
+                     "present, it cannot be optional");
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'required':'no'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].required: must be a boolean, "
+                     "not a string");
+    CHECK_CONFIG_ERR(PARAMS("'query.limit':{'type':'int','required':true,'default':'10'}"),
+                     "conf/x.json: endpoints[0].params[\"query.limit\"].default: only an optional "
+                     "parameter can have a default (\"required\": false)");
+    CHECK_CONFIG_ERR(PARAMS("'id':{'type':'int','default':'1'}"),
+                     "conf/x.json: endpoints[0].params.id.default: only an optional parameter can "
+                     "have a default (\"required\": false)");
+    CHECK_CONFIG_ERR(PARAMS("'query.limit':{'type':'int','default':10}"),
+                     "conf/x.json: endpoints[0].params[\"query.limit\"].default: must be a "
+                     "string, not an integer");
+}
+
+static void test_param_pattern_errors(void)
+{
+    CHECK_CONFIG_ERR(PARAMS("'header.x-tenant':{'pattern':'([a-z]+'}"),
+                     "conf/x.json: endpoints[0].params[\"header.x-tenant\"].pattern: bad pattern: "
+                     "Unmatched ( or \\(");
+    CHECK_CONFIG_ERR(PARAMS("'header.x-tenant':{'pattern':'[a-z'}"),
+                     "conf/x.json: endpoints[0].params[\"header.x-tenant\"].pattern: bad pattern: "
+                     "Unmatched [, [^, [:, [., or [=");
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'a{2,1}'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: Invalid "
+                     "content of \\{\\}");
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'a\\\\'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
+                     "Trailing backslash");
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'a)|(b'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
+                     "Unmatched ( or \\(");
+    /* Alone this compiles, but it would close the anchoring group: "^(a)|(b))$" matches any
+     * value that starts with "a". */
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'a)|(b)'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
+                     "unmatched \")\"");
+}
+
+static void test_param_pattern_forms(void)
+{
+    /* Parentheses inside brackets or escaped do not count as groups. */
+    gd_config_t *cfg = LOAD_OK(PARAMS("'query.a':{'pattern':'[)(]+'},"
+                                      "'query.b':{'pattern':'\\\\)x\\\\('},"
+                                      "'query.c':{'pattern':'[]()]|[[:alpha:])]'},"
+                                      "'query.d':{'type':'pattern','pattern':'(a|b)(c)'},"
+                                      "'query.e':{'pattern':''}"));
+    const gd_param_t *p = cfg->endpoints[0].params;
+
+    CHECK_INT_EQ(cfg->endpoints[0].nparams, 6);
+    CHECK_INT_EQ(regexec(&p[1].pattern, ")(", 0, NULL, 0), 0);
+    CHECK_INT_EQ(regexec(&p[2].pattern, ")x(", 0, NULL, 0), 0);
+    CHECK_INT_EQ(regexec(&p[3].pattern, "]", 0, NULL, 0), 0);
+    CHECK_INT_EQ(regexec(&p[3].pattern, "q", 0, NULL, 0), 0);
+    CHECK(regexec(&p[3].pattern, "qq", 0, NULL, 0) != 0);
+    CHECK_INT_EQ(regexec(&p[4].pattern, "bc", 0, NULL, 0), 0);
+    CHECK(regexec(&p[4].pattern, "abc", 0, NULL, 0) != 0);
+    CHECK_INT_EQ(regexec(&p[5].pattern, "", 0, NULL, 0), 0); /* the empty pattern: "" only */
+    CHECK(regexec(&p[5].pattern, "x", 0, NULL, 0) != 0);
+    gd_config_free(cfg);
+
+    /* The alternation is inside the group: "a|b" means ^(a|b)$, not ^a or b$. */
+    cfg = LOAD_OK(PARAMS("'query.a':{'pattern':'a|b'}"));
+    p = &cfg->endpoints[0].params[1];
+    CHECK_INT_EQ(regexec(&p->pattern, "b", 0, NULL, 0), 0);
+    CHECK(regexec(&p->pattern, "ab", 0, NULL, 0) != 0);
+    CHECK(regexec(&p->pattern, "bx", 0, NULL, 0) != 0);
+    gd_config_free(cfg);
+}
+
+static void test_param_default_errors(void)
+{
+    CHECK_CONFIG_ERR(PARAMS("'query.limit':{'type':'int','required':false,'default':'ten'}"),
+                     "conf/x.json: endpoints[0].params[\"query.limit\"].default: \"ten\" is not "
+                     "an int (an optional \"-\" and 1 to 19 digits, fitting a signed 64-bit "
+                     "integer)");
+    CHECK_CONFIG_ERR(PARAMS("'query.limit':{'type':'int','default':'9223372036854775808'}"),
+                     "conf/x.json: endpoints[0].params[\"query.limit\"].default: "
+                     "\"9223372036854775808\" is not an int (an optional \"-\" and 1 to 19 "
+                     "digits, fitting a signed 64-bit integer)");
+    CHECK_CONFIG_ERR(PARAMS("'query.limit':{'type':'int','default':''}"),
+                     "conf/x.json: endpoints[0].params[\"query.limit\"].default: \"\" is not an "
+                     "int (an optional \"-\" and 1 to 19 digits, fitting a signed 64-bit "
+                     "integer)");
+    CHECK_CONFIG_ERR(PARAMS("'query.sort':{'pattern':'asc|desc','default':'up'}"),
+                     "conf/x.json: endpoints[0].params[\"query.sort\"].default: \"up\" does not "
+                     "match the pattern");
+    CHECK_CONFIG_ERR(PARAMS("'query.sort':{'pattern':'asc|desc','default':'ascx'}"),
+                     "conf/x.json: endpoints[0].params[\"query.sort\"].default: \"ascx\" does not "
+                     "match the pattern");
+}
+
+static void test_param_defaults_accepted(void)
+{
+    gd_config_t *cfg = LOAD_OK(PARAMS("'query.a':{'type':'int','default':'-9223372036854775808'},"
+                                      "'query.b':{'type':'int','default':'9223372036854775807'},"
+                                      "'query.c':{'pattern':'asc|desc','default':'desc'},"
+                                      "'query.d':{'type':'int'},"
+                                      "'header.x':'string',"
+                                      "'query.e':{'default':''}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK_INT_EQ(ep->nparams, 7);
+    CHECK_STR_EQ(ep->params[1].default_value, "-9223372036854775808");
+    CHECK_STR_EQ(ep->params[2].default_value, "9223372036854775807");
+    CHECK_STR_EQ(ep->params[3].default_value, "desc");
+    /* An optional int without a default is "" when absent: no explicit default to check. */
+    CHECK_INT_EQ(ep->params[4].type, GD_PARAM_INT);
+    CHECK(!ep->params[4].is_required);
+    CHECK_STR_EQ(ep->params[4].default_value, "");
+    CHECK_STR_EQ(ep->params[5].name, "header.x");
+    CHECK(!ep->params[5].is_required);
+    CHECK_STR_EQ(ep->params[6].default_value, "");
+    gd_config_free(cfg);
+}
+
+static void test_template_params_dedup(void)
+{
+    /* A parameter used by several templates and calls is kept once. */
+    gd_config_t *cfg = LOAD_OK(ENDPOINTS(
+        "{'path':'/a/{x}/{y}','params':{'query.q':'int'},'calls':{"
+        "'one':{'upstream':'accounts','path':'/{y}?q={query.q}&r={query.r}',"
+        "'headers':{'x-h':'{header.X-H}{header.x-h}'}},"
+        "'two':{'upstream':'accounts','path':'/{x}/{query.r}/{query.q}/{header.x-h}'}}}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK_INT_EQ(ep->nparams, 5);
+    CHECK_STR_EQ(ep->params[0].name, "x");
+    CHECK_STR_EQ(ep->params[1].name, "y");
+    CHECK_STR_EQ(ep->params[2].name, "query.q");
+    CHECK_STR_EQ(ep->params[3].name, "query.r");
+    CHECK_STR_EQ(ep->params[4].name, "header.x-h");
+    CHECK_INT_EQ(ep->calls[0].path.parts[1].value_index, 1);
+    CHECK_INT_EQ(ep->calls[0].path.parts[3].value_index, 2);
+    CHECK_INT_EQ(ep->calls[0].path.parts[5].value_index, 3);
+    CHECK_INT_EQ(ep->calls[0].headers[0].value.parts[0].value_index, 4);
+    CHECK_INT_EQ(ep->calls[0].headers[0].value.parts[1].value_index, 4);
+    CHECK_INT_EQ(ep->calls[1].path.parts[1].value_index, 0);
+    CHECK_INT_EQ(ep->calls[1].path.parts[3].value_index, 3);
+    CHECK_INT_EQ(ep->calls[1].path.parts[5].value_index, 2);
+    CHECK_INT_EQ(ep->calls[1].path.parts[7].value_index, 4);
+    gd_config_free(cfg);
+}
+
+static void test_call_order(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT("'calls':{"
+                                        "'z':{'upstream':'accounts','path':'/z'},"
+                                        "'a':{'upstream':'accounts','path':'/a'},"
+                                        "'m':{'upstream':'accounts','path':'/m'}}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK_INT_EQ(ep->ncalls, 3);
+    CHECK_STR_EQ(ep->calls[0].name, "z");
+    CHECK_STR_EQ(ep->calls[1].name, "a");
+    CHECK_STR_EQ(ep->calls[2].name, "m");
+    gd_config_free(cfg);
+}
+
+static void test_name_json(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT("'calls':{"
+                                        "'a\\\\b\\nc':{'upstream':'accounts','path':'/z'},"
+                                        "'caf\xc3\xa9':{'upstream':'accounts','path':'/a'}}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK_STR_EQ(ep->calls[0].name, "a\\b\nc");
+    CHECK_STR_EQ(ep->calls[0].name_json, "\"a\\\\b\\nc\"");
+    CHECK_STR_EQ(ep->calls[1].name_json, "\"caf\xc3\xa9\"");
+    gd_config_free(cfg);
+}
+
+static void test_messages_stay_on_one_line(void)
+{
+    /* Strings from the config are quoted JSON-style in messages. */
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'a\\nb','path':'/x'"),
+                     "conf/x.json: endpoints[0].calls.user.upstream: unknown upstream \"a\\nb\"");
+    CHECK_CONFIG_ERR(ROOT("'a\\nb':1"), "conf/x.json: [\"a\\nb\"]: unknown key");
+}
+
+static void test_error_buffer_truncation(void)
+{
+    gd_config_t *cfg = NULL;
+    char *text = dq(ROOT("'thread':1")), err[12];
+
+    memset(err, 'x', sizeof(err));
+    CHECK_INT_EQ(gd_config_load_string(text, "conf/x.json", &cfg, err, sizeof(err)), -EINVAL);
+    CHECK_STR_EQ(err, "conf/x.json");
+    CHECK_INT_EQ(gd_config_load_string(text, "conf/x.json", &cfg, err, 0), -EINVAL);
+    CHECK(cfg == NULL);
+    free(text);
+}
+
+/* Writes @json (with ' for ") to a new temporary file whose name goes to @path. */
+static void write_temp(const char *json, char path[64])
+{
+    char *text = dq(json);
+    int fd;
+
+    snprintf(path, 64, "/tmp/gd_test_config_XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK_INT_EQ(write(fd, text, strlen(text)), strlen(text));
+    close(fd);
+    free(text);
+}
+
+static void test_load_file(void)
+{
+    char path[64], err[512], want[256];
+    gd_config_t *cfg = NULL;
+
+    write_temp(full_config, path);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), 0);
+    CHECK_STR_EQ(cfg->source, path);
+    CHECK_INT_EQ(cfg->nendpoints, 3);
+    cfg = gd_config_free(cfg);
+    unlink(path);
+
+    write_temp("{\n  'listen': ['*:80'],\n  'threads': 1,\n  'threads': 2\n}", path);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "%s:4:11: duplicate object key near '\"threads\"'", path);
+    CHECK_STR_EQ(err, want);
+    unlink(path);
+
+    write_temp(ROOT("'threads':-1"), path);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "%s: threads: must be between 0 and 1024, not -1", path);
+    CHECK_STR_EQ(err, want);
+    unlink(path);
+    CHECK(cfg == NULL);
+}
+
+static void test_load_file_errors(void)
+{
+    gd_config_t *cfg = NULL;
+    char path[64], err[512], want[256];
+    FILE *f;
+    int fd;
+
+    CHECK_INT_EQ(gd_config_load_file("/nonexistent/gatherd.json", &cfg, err, sizeof(err)), -ENOENT);
+    CHECK_STR_EQ(err, "/nonexistent/gatherd.json: cannot open: No such file or directory");
+    CHECK_INT_EQ(gd_config_load_file("/tmp", &cfg, err, sizeof(err)), -EISDIR);
+    CHECK_STR_EQ(err, "/tmp: cannot read: Is a directory");
+    CHECK(cfg == NULL);
+
+    /* A NUL byte in the file is an error, not the end of the document. */
+    snprintf(path, sizeof(path), "/tmp/gd_test_config_XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    f = fopen(path, "wb");
+    CHECK(f != NULL);
+    CHECK_INT_EQ(fwrite("{\"a\":1}\0x", 1, 9, f), 9);
+    fclose(f);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "%s:1:8: end of file expected near end of file", path);
+    CHECK_STR_EQ(err, want);
+    unlink(path);
+}
+
+/* A config with a postgres section and one endpoint /users/{id} whose call "orders" has these
+ * members. */
+#define SQL_CALL_IS(...)                                                                           \
+    "{" LISTEN "," UPSTREAMS ",'postgres':{'conninfo':'host=/run/postgresql'},"                   \
+    "'endpoints':[{'path':'/users/{id}','calls':{'orders':{" __VA_ARGS__ "}}}]}"
+
+static void test_operations_keys(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'log':{'format':'json','level':'debug'}"));
+    CHECK(cfg->log.is_json);
+    CHECK_INT_EQ(cfg->log.level, 3);
+    CHECK(cfg->has_admin); /* on by default */
+    CHECK_STR_EQ(cfg->admin_listen.text, "127.0.0.1:9090");
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'admin_listen':null"));
+    CHECK(!cfg->has_admin);
+    CHECK(!cfg->log.is_json);
+    CHECK_INT_EQ(cfg->log.level, 2);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'admin_listen':'127.0.0.1:8080'"),
+                     "conf/x.json: admin_listen: same address as listen[0]");
+    CHECK_CONFIG_ERR(ROOT("'admin_listen':9090"),
+                     "conf/x.json: admin_listen: must be a string or null, not an integer");
+    CHECK_CONFIG_ERR(ROOT("'log':{'format':'xml'}"),
+                     "conf/x.json: log.format: must be \"text\" or \"json\", not \"xml\"");
+    CHECK_CONFIG_ERR(ROOT("'log':{'level':'trace'}"),
+                     "conf/x.json: log.level: must be \"error\", \"warn\", \"info\" or \"debug\", "
+                     "not \"trace\"");
+    CHECK_CONFIG_ERR(ROOT("'log':{'colour':true}"), "conf/x.json: log.colour: unknown key");
+}
+
+static void test_postgres_section(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'postgres':{}"));
+    CHECK(cfg->has_postgres);
+    CHECK_STR_EQ(cfg->postgres.conninfo, "");
+    CHECK_INT_EQ(cfg->postgres.pool_size, 8);
+    CHECK_INT_EQ(cfg->postgres.acquire_timeout_ms, 200);
+    CHECK_INT_EQ(cfg->postgres.connect_timeout_ms, 2000);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'pool_size':0}"),
+                     "conf/x.json: postgres.pool_size: must be between 1 and 10000, not 0");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'host'}"),
+                     "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI: "
+                     "missing \"=\" after \"host\" in connection info string\n");
+    /* libpq's message could quote a password: then it is left out */
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'password=s3cret host'}"),
+                     "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'acquire_timeout_ms':0}"),
+                     "conf/x.json: postgres.acquire_timeout_ms: must be between 1 and 86400000, "
+                     "not 0");
+}
+
+static void test_sql_calls(void)
+{
+    gd_config_t *cfg = LOAD_OK(SQL_CALL_IS(
+        "'sql':'SELECT * FROM t WHERE a = $1 AND b = $2 -- $9\\n AND c = \\u0027 $7 \\u0027 AND d = $$ $8 $$',"
+        "'args':['{id}','{query.x}'],'row':'one'"));
+    const gd_call_conf_t *c = &cfg->endpoints[0].calls[0];
+    CHECK_INT_EQ(c->type, GD_CALL_TYPE_SQL);
+    CHECK_INT_EQ(c->nargs, 2);
+    CHECK(c->is_one_row);
+    CHECK_INT_EQ(cfg->nstatements, 1);
+    CHECK_INT_EQ(cfg->statement_nparams[0], 2);
+    gd_config_free(cfg);
+    /* the same SQL text in two calls is one statement */
+    cfg = LOAD_OK("{" LISTEN "," UPSTREAMS ",'postgres':{},'endpoints':[{'path':'/a/{id}','calls':{"
+                  "'x':{'sql':'SELECT $1::int','args':['{id}']},"
+                  "'y':{'sql':'SELECT $1::int','args':['{id}']}}}]}");
+    CHECK_INT_EQ(cfg->nstatements, 1);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[1].statement, 0);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $2','args':['{id}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args: has 1 value but the SQL's "
+                     "highest placeholder is $2");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','args':['{id}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args: has 1 value but the SQL's "
+                     "highest placeholder is $0");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'  '"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: must not be empty");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1; DROP TABLE t'"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: must be one statement (text "
+                     "follows a \";\")");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $1','args':[1]"),
+                     "conf/x.json: endpoints[0].calls.orders.args[0]: must be a string, not an "
+                     "integer");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $1','args':['{nope}']"),
+                     "conf/x.json: endpoints[0].calls.orders.args[0]: no capture {nope} in the "
+                     "endpoint path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','row':'two'"),
+                     "conf/x.json: endpoints[0].calls.orders.row: must be \"one\" or \"many\", "
+                     "not \"two\"");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','path':'/x'"),
+                     "conf/x.json: endpoints[0].calls.orders.path: unknown key");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','upstream':'accounts'"),
+                     "conf/x.json: endpoints[0].calls.orders: a call has either \"upstream\" or "
+                     "\"sql\", not both");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'upstream':'accounts','path':'/x','args':[]"),
+                     "conf/x.json: endpoints[0].calls.orders.args: unknown key");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'orders':{'sql':'SELECT 1'}}"),
+                     "conf/x.json: endpoints[0].calls.orders.sql: a SQL call needs a \"postgres\" "
+                     "section at the top level");
+}
+
+const gd_test_case_t gd_test_cases[] = {
+    {"operations_keys", test_operations_keys},
+    {"postgres_section", test_postgres_section},
+    {"sql_calls", test_sql_calls},
+    {"full_config", test_full_config},
+    {"defaults", test_defaults},
+    {"limits_accepted", test_limits_accepted},
+    {"syntax_errors", test_syntax_errors},
+    {"root_errors", test_root_errors},
+    {"scalar_errors", test_scalar_errors},
+    {"shutdown_errors", test_shutdown_errors},
+    {"listen_errors", test_listen_errors},
+    {"listen_forms", test_listen_forms},
+    {"upstream_errors", test_upstream_errors},
+    {"url_errors", test_url_errors},
+    {"url_forms", test_url_forms},
+    {"endpoint_errors", test_endpoint_errors},
+    {"custom_method", test_custom_method},
+    {"path_errors", test_path_errors},
+    {"too_many_captures", test_too_many_captures},
+    {"path_forms", test_path_forms},
+    {"duplicate_routes", test_duplicate_routes},
+    {"call_errors", test_call_errors},
+    {"header_errors", test_header_errors},
+    {"param_errors", test_param_errors},
+    {"param_pattern_errors", test_param_pattern_errors},
+    {"param_pattern_forms", test_param_pattern_forms},
+    {"param_default_errors", test_param_default_errors},
+    {"param_defaults_accepted", test_param_defaults_accepted},
+    {"template_params_dedup", test_template_params_dedup},
+    {"call_order", test_call_order},
+    {"name_json", test_name_json},
+    {"messages_stay_on_one_line", test_messages_stay_on_one_line},
+    {"error_buffer_truncation", test_error_buffer_truncation},
+    {"load_file", test_load_file},
+    {"load_file_errors", test_load_file_errors},
+    {NULL, NULL},
+};

@@ -1,0 +1,369 @@
+#include "runner.h"
+
+#include <errno.h>
+
+#include "config/template.h"
+
+/* Resolver for the tests: captures "id" (0) and "name" (1); any query parameter is 2, any
+ * header 3. Records the last variable it saw. */
+struct seen {
+    gd_src_t src;
+    char name[80];
+    int calls;
+};
+
+static int resolve(void *ctx, gd_src_t src, const char *name, char *err, size_t errlen)
+{
+    struct seen *seen = ctx;
+
+    seen->src = src;
+    snprintf(seen->name, sizeof(seen->name), "%s", name);
+    seen->calls++;
+    switch (src) {
+    case GD_SRC_PATH:
+        if (strcmp(name, "id") == 0)
+            return 0;
+        if (strcmp(name, "name") == 0)
+            return 1;
+        snprintf(err, errlen, "no capture {%s}", name);
+        return -1;
+    case GD_SRC_QUERY:
+        return 2;
+    case GD_SRC_HEADER:
+        return 3;
+    }
+    return -1;
+}
+
+static void check_encode(const char *in, size_t len, const char *want)
+{
+    char out[256];
+    size_t n;
+
+    CHECK(3 * len <= sizeof(out));
+    n = gd_percent_encode(in, len, out);
+    CHECK_MEM_EQ(out, n, want);
+}
+
+static void test_encode_unreserved(void)
+{
+    const char *all = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+    check_encode(all, strlen(all), all);
+    check_encode("", 0, "");
+    check_encode("a..", 3, "a..");
+    check_encode(".a", 2, ".a");
+}
+
+static void test_encode_reserved(void)
+{
+    check_encode("a b/c?d&e=f#g%h+i", 17, "a%20b%2Fc%3Fd%26e%3Df%23g%25h%2Bi");
+    check_encode("{}[]:@!$'()*,;\"\\", 16, "%7B%7D%5B%5D%3A%40%21%24%27%28%29%2A%2C%3B%22%5C");
+    check_encode("\r\n\t", 3, "%0D%0A%09");
+    check_encode("\0x", 2, "%00x");
+    check_encode("\x7f\x80\xff", 3, "%7F%80%FF");
+}
+
+static void test_encode_utf8(void)
+{
+    /* "é" and "日" are encoded byte by byte, upper-case hex. */
+    check_encode("caf\xc3\xa9", 5, "caf%C3%A9");
+    check_encode("\xe6\x97\xa5", 3, "%E6%97%A5");
+}
+
+static void test_encode_only_dots(void)
+{
+    check_encode(".", 1, "%2E");
+    check_encode("..", 2, "%2E%2E");
+    check_encode("...", 3, "%2E%2E%2E");
+    check_encode("../admin", 8, "..%2Fadmin");
+}
+
+static void check_decode(const char *in, bool plus, const char *want)
+{
+    char out[128];
+    long n = gd_percent_decode(in, strlen(in), out, plus);
+
+    CHECK(n >= 0);
+    CHECK_MEM_EQ(out, (size_t)n, want);
+}
+
+static void test_decode(void)
+{
+    char buf[16];
+
+    check_decode("", false, "");
+    check_decode("abc", false, "abc");
+    check_decode("a%20b", false, "a b");
+    check_decode("..%2Fadmin", false, "../admin");
+    check_decode("..%2fadmin", false, "../admin");
+    check_decode("%C3%A9", false, "\xc3\xa9");
+    check_decode("a+b", false, "a+b");
+    check_decode("a+b", true, "a b");
+    check_decode("a%2Bb", true, "a+b");
+    check_decode("%25%32%30", false, "%20"); /* decoded once only */
+
+    /* Decoding in place works: the output never overtakes the input. */
+    memcpy(buf, "x%41%42y", 9);
+    CHECK_INT_EQ(gd_percent_decode(buf, 8, buf, false), 4);
+    CHECK_MEM_EQ(buf, 4, "xABy");
+}
+
+static void test_decode_errors(void)
+{
+    char out[16];
+
+    CHECK_INT_EQ(gd_percent_decode("%", 1, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("a%2", 3, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("%zz", 3, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("%2g", 3, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("%g2", 3, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("a%00b", 5, out, false), -1);
+    CHECK_INT_EQ(gd_percent_decode("a%00b", 5, out, true), -1);
+    /* The length bounds the input: "%4" followed by more bytes that are not part of it. */
+    CHECK_INT_EQ(gd_percent_decode("%41", 2, out, false), -1);
+}
+
+static void test_compile_literal(void)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128];
+
+    CHECK_INT_EQ(gd_template_compile("/users/all", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(t.nparts, 1);
+    CHECK(t.parts[0].is_literal);
+    CHECK_STR_EQ(t.parts[0].literal, "/users/all");
+    CHECK_INT_EQ(t.parts[0].literal_len, 10);
+    CHECK(!t.has_query);
+    CHECK_INT_EQ(seen.calls, 0);
+    gd_template_dispose(&t);
+    gd_template_dispose(&t); /* a disposed template is empty: disposing again is harmless */
+
+    CHECK_INT_EQ(gd_template_compile("", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(t.nparts, 0);
+    CHECK_INT_EQ(gd_template_expand(&t, NULL, NULL, 0), 0);
+    gd_template_dispose(&t);
+}
+
+static void test_compile_vars(void)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128];
+
+    CHECK_INT_EQ(
+        gd_template_compile("/posts?userId={id}&limit={query.limit}&n={name}{header.X-Tenant}",
+                            resolve, &seen, &t, err, sizeof(err)),
+        0);
+    CHECK(t.has_query);
+    CHECK_INT_EQ(t.nparts, 7);
+    CHECK(t.parts[0].is_literal);
+    CHECK_STR_EQ(t.parts[0].literal, "/posts?userId=");
+    CHECK(!t.parts[1].is_literal);
+    CHECK_INT_EQ(t.parts[1].value_index, 0);
+    CHECK_STR_EQ(t.parts[2].literal, "&limit=");
+    CHECK_INT_EQ(t.parts[3].value_index, 2);
+    CHECK_STR_EQ(t.parts[4].literal, "&n=");
+    CHECK_INT_EQ(t.parts[5].value_index, 1);
+    CHECK(!t.parts[6].is_literal);
+    CHECK_INT_EQ(t.parts[6].value_index, 3);
+    /* Header names reach the resolver lower-cased. */
+    CHECK_INT_EQ(seen.src, GD_SRC_HEADER);
+    CHECK_STR_EQ(seen.name, "x-tenant");
+    CHECK_INT_EQ(seen.calls, 4);
+    gd_template_dispose(&t);
+}
+
+static void test_compile_sources(void)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128];
+
+    CHECK_INT_EQ(gd_template_compile("{query.a.b-c_D}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(seen.src, GD_SRC_QUERY);
+    CHECK_STR_EQ(seen.name, "a.b-c_D"); /* query names keep their case */
+    gd_template_dispose(&t);
+
+    CHECK_INT_EQ(gd_template_compile("{query}", resolve, &seen, &t, err, sizeof(err)), -EINVAL);
+    CHECK_INT_EQ(seen.src, GD_SRC_PATH); /* no dot: a capture named "query" */
+    CHECK_STR_EQ(seen.name, "query");
+    CHECK_STR_EQ(err, "no capture {query}");
+
+    CHECK_INT_EQ(gd_template_compile("{headers.x}", resolve, &seen, &t, err, sizeof(err)), -EINVAL);
+    CHECK_INT_EQ(seen.src, GD_SRC_PATH);
+    CHECK_STR_EQ(seen.name, "headers.x");
+}
+
+static void test_compile_braces(void)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128], out[64];
+    gd_strv_t values[] = {{"7", 1}};
+    size_t n;
+
+    CHECK_INT_EQ(gd_template_compile("/a{{b}}/{{{id}}}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(t.nparts, 3);
+    CHECK_STR_EQ(t.parts[0].literal, "/a{b}/{");
+    CHECK_INT_EQ(t.parts[1].value_index, 0);
+    CHECK_STR_EQ(t.parts[2].literal, "}");
+    n = gd_template_expand(&t, values, out, sizeof(out));
+    CHECK_MEM_EQ(out, n, "/a{b}/{7}");
+    gd_template_dispose(&t);
+}
+
+static void check_compile_error(const char *src, const char *want)
+{
+    struct seen seen = {0};
+    gd_template_t t = {(gd_template_part_t *)&seen, 42, true};
+    char err[256];
+
+    CHECK_INT_EQ(gd_template_compile(src, resolve, &seen, &t, err, sizeof(err)), -EINVAL);
+    CHECK_STR_EQ(err, want);
+    /* @ret is untouched on error. */
+    CHECK(t.parts == (gd_template_part_t *)&seen);
+    CHECK_INT_EQ(t.nparts, 42);
+    CHECK(t.has_query);
+}
+
+static void test_compile_errors(void)
+{
+    check_compile_error("/users/{id", "unbalanced \"{\" (write \"{{\" for a literal \"{\")");
+    check_compile_error("/users/{", "unbalanced \"{\" (write \"{{\" for a literal \"{\")");
+    check_compile_error("/users/id}", "unbalanced \"}\" (write \"}}\" for a literal \"}\")");
+    check_compile_error("/a/{id}}", "unbalanced \"}\" (write \"}}\" for a literal \"}\")");
+    check_compile_error("/users/{}", "empty variable name in \"{}\"");
+    check_compile_error("/users/{query.}", "empty variable name in \"{query.}\"");
+    check_compile_error("/users/{header.}", "empty variable name in \"{header.}\"");
+    check_compile_error("/users/{a b}",
+                        "bad variable name \"{a b}\" (a name is 1 to 64 of A-Z a-z 0-9 - _ .)");
+    check_compile_error("/users/{a{b}",
+                        "bad variable name \"{a{b}\" (a name is 1 to 64 of A-Z a-z 0-9 - _ .)");
+    check_compile_error(
+        "{query.a/b}",
+        "bad variable name \"{query.a/b}\" (a name is 1 to 64 of A-Z a-z 0-9 - _ .)");
+    check_compile_error("{a\nb}",
+                        "bad variable name \"{a?b}\" (a name is 1 to 64 of A-Z a-z 0-9 - _ .)");
+    check_compile_error("/users/{uid}", "no capture {uid}");
+    /* The resolver is asked only after the syntax was checked, and its message is kept. */
+    check_compile_error("/{id}/{nope}", "no capture {nope}");
+}
+
+static void test_compile_name_length(void)
+{
+    struct seen seen = {0};
+    char src[128], err[256];
+    gd_template_t t;
+
+    /* 64 characters are allowed, 65 are not. */
+    snprintf(src, sizeof(src), "{query.%064d}", 0);
+    CHECK_INT_EQ(gd_template_compile(src, resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(strlen(seen.name), 64);
+    gd_template_dispose(&t);
+    snprintf(src, sizeof(src), "{query.%065d}", 0);
+    CHECK_INT_EQ(gd_template_compile(src, resolve, &seen, &t, err, sizeof(err)), -EINVAL);
+    CHECK(strncmp(err, "bad variable name \"{query.000", 29) == 0);
+}
+
+static void test_has_query(void)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128];
+
+    /* A '?' inside a value does not count: values are percent-encoded. */
+    CHECK_INT_EQ(gd_template_compile("/a/{id}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK(!t.has_query);
+    gd_template_dispose(&t);
+    CHECK_INT_EQ(gd_template_compile("/a?", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK(t.has_query);
+    gd_template_dispose(&t);
+    CHECK_INT_EQ(gd_template_compile("/a/{{?}}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK(t.has_query);
+    gd_template_dispose(&t);
+}
+
+/* Expands @src with @values into a buffer of exactly the needed size (so ASan sees overruns). */
+static void check_expand(const char *src, const gd_strv_t *values, const char *want)
+{
+    struct seen seen = {0};
+    gd_template_t t;
+    char err[128], *buf;
+    size_t need, n;
+
+    CHECK_INT_EQ(gd_template_compile(src, resolve, &seen, &t, err, sizeof(err)), 0);
+    need = gd_template_expand(&t, values, NULL, 0);
+    CHECK_INT_EQ(need, strlen(want));
+    CHECK(need <= gd_template_max_len(&t, values));
+    buf = malloc(need + 1);
+    CHECK(buf != NULL);
+    n = gd_template_expand(&t, values, buf, need);
+    CHECK_MEM_EQ(buf, n, want);
+    free(buf);
+    gd_template_dispose(&t);
+}
+
+static void test_expand_encodes(void)
+{
+    gd_strv_t v[4] = {{"../admin", 8}, {"x", 1}, {"a&b=c", 5}, {"acme corp", 9}};
+
+    /* "/users/..%2Fadmin/profile" decoded as a capture is "../admin": it stays one segment. */
+    check_expand("/users/{id}", v, "/users/..%2Fadmin");
+    check_expand("/posts?userId={name}&q={query.q}", v, "/posts?userId=x&q=a%26b%3Dc");
+    check_expand("{header.x-tenant}", v, "acme%20corp");
+    check_expand("/{id}/{id}", v, "/..%2Fadmin/..%2Fadmin");
+}
+
+static void test_expand_dots_and_utf8(void)
+{
+    gd_strv_t dots[] = {{"..", 2}, {".", 1}, {"", 0}, {"\xc3\xa9t\xc3\xa9", 5}};
+
+    check_expand("/users/{id}", dots, "/users/%2E%2E");
+    check_expand("/users/{name}/x", dots, "/users/%2E/x");
+    check_expand("/users/{query.x}/x", dots, "/users//x"); /* empty value: nothing */
+    check_expand("/q?s={header.s}", dots, "/q?s=%C3%A9t%C3%A9");
+}
+
+static void test_expand_truncates(void)
+{
+    struct seen seen = {0};
+    gd_strv_t v[] = {{"a b", 3}};
+    gd_template_t t;
+    char err[128], buf[16];
+    size_t n;
+
+    CHECK_INT_EQ(gd_template_compile("/x/{id}/y", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(gd_template_max_len(&t, v), 3 + 9 + 2);
+    memset(buf, '#', sizeof(buf));
+    /* The full length is returned; only @cap bytes are written, cut mid-escape if need be. */
+    n = gd_template_expand(&t, v, buf, 5);
+    CHECK_INT_EQ(n, 10);
+    CHECK_MEM_EQ(buf, 6, "/x/a%#");
+    n = gd_template_expand(&t, v, buf, 2);
+    CHECK_INT_EQ(n, 10);
+    CHECK_MEM_EQ(buf, 6, "/x/a%#");
+    n = gd_template_expand(&t, v, buf, sizeof(buf));
+    CHECK_MEM_EQ(buf, n, "/x/a%20b/y");
+    gd_template_dispose(&t);
+}
+
+const gd_test_case_t gd_test_cases[] = {
+    {"encode_unreserved", test_encode_unreserved},
+    {"encode_reserved", test_encode_reserved},
+    {"encode_utf8", test_encode_utf8},
+    {"encode_only_dots", test_encode_only_dots},
+    {"decode", test_decode},
+    {"decode_errors", test_decode_errors},
+    {"compile_literal", test_compile_literal},
+    {"compile_vars", test_compile_vars},
+    {"compile_sources", test_compile_sources},
+    {"compile_braces", test_compile_braces},
+    {"compile_errors", test_compile_errors},
+    {"compile_name_length", test_compile_name_length},
+    {"has_query", test_has_query},
+    {"expand_encodes", test_expand_encodes},
+    {"expand_dots_and_utf8", test_expand_dots_and_utf8},
+    {"expand_truncates", test_expand_truncates},
+    {NULL, NULL},
+};

@@ -1,0 +1,88 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "ops/metrics.h"
+#include "runner.h"
+
+static const char config_json[] =
+    "{\"listen\": [\"127.0.0.1:18000\"], \"threads\": 2,"
+    " \"upstreams\": {\"a\": {\"url\": \"http://127.0.0.1:1\"}},"
+    " \"endpoints\": [{\"path\": \"/users/{id}\", \"calls\": {"
+    "   \"user\": {\"upstream\": \"a\", \"path\": \"/u/{id}\"},"
+    "   \"posts\": {\"upstream\": \"a\", \"path\": \"/p\", \"optional\": true}}}]}";
+
+static gd_config_t *load(void)
+{
+    gd_config_t *c = NULL;
+    char err[256];
+    CHECK_INT_EQ(gd_config_load_string(config_json, "t.json", &c, err, sizeof(err)), 0);
+    return c;
+}
+
+static void test_threads_add_up(void)
+{
+    gd_config_t *c = load();
+    gd_metrics_t *t[2] = {gd_metrics_new(c), gd_metrics_new(c)};
+    const gd_endpoint_conf_t *ep = &c->endpoints[0];
+    size_t len;
+
+    gd_metrics_count_request(t[0], ep, 200, 1500);
+    gd_metrics_count_request(t[1], ep, 200, 30000);
+    gd_metrics_count_request(t[1], ep, 504, 800000);
+    gd_metrics_count_request(t[0], NULL, 404, 10);
+    gd_metrics_count_call(t[0], ep, 1, GD_CALL_TIMEOUT, 800000);
+    gd_metrics_count_call(t[1], ep, 1, GD_CALL_TIMEOUT, 800000);
+    gd_metrics_count_call(t[1], ep, 0, GD_CALL_OK, 2000);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    CHECK_INT_EQ(strlen(text), len);
+    CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"200\"} 2\n"));
+    CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"504\"} 1\n"));
+    CHECK(strstr(text, "gatherd_requests_total{endpoint=\"(unmatched)\",method=\"\",status=\"404\"} 1\n"));
+    /* buckets are cumulative: 1.5 ms falls in le=0.0025, 30 ms in le=0.05, 800 ms in le=1 */
+    CHECK(strstr(text, "gatherd_request_duration_seconds_bucket{endpoint=\"/users/{id}\",method=\"GET\",le=\"0.001\"} 0\n"));
+    CHECK(strstr(text, "gatherd_request_duration_seconds_bucket{endpoint=\"/users/{id}\",method=\"GET\",le=\"0.0025\"} 1\n"));
+    CHECK(strstr(text, "gatherd_request_duration_seconds_bucket{endpoint=\"/users/{id}\",method=\"GET\",le=\"0.05\"} 2\n"));
+    CHECK(strstr(text, "gatherd_request_duration_seconds_bucket{endpoint=\"/users/{id}\",method=\"GET\",le=\"+Inf\"} 3\n"));
+    CHECK(strstr(text, "gatherd_request_duration_seconds_count{endpoint=\"/users/{id}\",method=\"GET\"} 3\n"));
+    CHECK(strstr(text, "gatherd_request_duration_seconds_sum{endpoint=\"/users/{id}\",method=\"GET\"} 0.831500\n"));
+    CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/{id}\",call=\"posts\",kind=\"timeout\"} 2\n"));
+    CHECK(strstr(text, "call=\"user\",kind=") == NULL);
+    CHECK(strstr(text, "gatherd_call_duration_seconds_count{endpoint=\"/users/{id}\",call=\"user\"} 1\n"));
+    CHECK(strstr(text, "gatherd_build_info{version=\"" GD_VERSION "\"} 1\n"));
+    free(text);
+    gd_metrics_free(t[0]);
+    gd_metrics_free(t[1]);
+    gd_config_free(c);
+}
+
+static void test_gauges_are_summed(void)
+{
+    gd_config_t *c = load();
+    gd_metrics_t *t[2] = {gd_metrics_new(c), gd_metrics_new(c)};
+    gd_metrics_gauges_t g = {.requests_in_flight = 3, .coroutines = 3, .connections = 7};
+    size_t len;
+
+    g.upstreams[0].idle = 2;
+    g.upstreams[0].busy = 1;
+    gd_metrics_publish(t[0], &g);
+    gd_metrics_publish(t[1], &g);
+    gd_metrics_count_loop_lag(t[0], 250);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    CHECK(strstr(text, "gatherd_requests_in_flight 6\n"));
+    CHECK(strstr(text, "gatherd_client_connections 14\n"));
+    CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"a\",state=\"idle\"} 4\n"));
+    CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"a\",state=\"busy\"} 2\n"));
+    CHECK(strstr(text, "gatherd_event_loop_lag_seconds_count 1\n"));
+    CHECK(strstr(text, "gatherd_postgres") == NULL); /* no SQL calls configured */
+    free(text);
+    gd_metrics_free(t[0]);
+    gd_metrics_free(t[1]);
+    gd_config_free(c);
+}
+
+const gd_test_case_t gd_test_cases[] = {
+    {"threads_add_up", test_threads_add_up},
+    {"gauges_are_summed", test_gauges_are_summed},
+    {NULL, NULL},
+};

@@ -1,0 +1,137 @@
+#include <errno.h>
+#include <string.h>
+
+#include "sources/http/http1.h"
+#include "runner.h"
+
+static int parse(const char *s, bool is_head, gd_http1_head_t *h)
+{
+    return gd_http1_parse_head(s, strlen(s), is_head, h);
+}
+
+static void test_heads(void)
+{
+    gd_http1_head_t h;
+    const char *r = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{}";
+    CHECK_INT_EQ(parse(r, false, &h), 0);
+    CHECK_INT_EQ(h.status, 200);
+    CHECK_INT_EQ(h.minor_version, 1);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_LENGTH);
+    CHECK_INT_EQ(h.content_length, 12);
+    CHECK(h.is_keepalive);
+    CHECK_INT_EQ(h.head_len, strlen(r) - 2);
+    /* every prefix of a head is incomplete, never an error */
+    for (size_t n = 0; n < h.head_len; n++) {
+        gd_http1_head_t x;
+        int rr = gd_http1_parse_head(r, n, false, &x);
+        if (rr != -EAGAIN)
+            gd__test_fail(__FILE__, __LINE__, "prefix of %zu bytes gave %d", n, rr);
+    }
+    CHECK_INT_EQ(parse("HTTP/1.1 404 \r\ntransfer-encoding: chunked\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.status, 404);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_CHUNKED);
+    CHECK_INT_EQ(parse("HTTP/1.1 200\nContent-Length: 0\n\n", false, &h), 0); /* bare LF */
+    CHECK_INT_EQ(h.content_length, 0);
+    CHECK_INT_EQ(parse("HTTP/1.1 204 No Content\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_NO_BODY);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, &h), 0);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_NO_BODY); /* HEAD */
+    CHECK_INT_EQ(parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.status, 100);
+    CHECK_INT_EQ(h.head_len, 25);
+}
+
+static void test_keepalive_rules(void)
+{
+    gd_http1_head_t h;
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, &h), 0);
+    CHECK(!h.is_keepalive);
+    CHECK_INT_EQ(parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, &h), 0);
+    CHECK(!h.is_keepalive);
+    CHECK_INT_EQ(parse("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n", false, &h), 0);
+    CHECK(h.is_keepalive);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_UNTIL_CLOSE);
+    CHECK(!h.is_keepalive);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nConnection: upgrade, close\r\nContent-Length: 1\r\n\r\n", false, &h), 0);
+    CHECK(!h.is_keepalive);
+    /* both framings: chunked wins, and the connection is not trusted further */
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_CHUNKED);
+    CHECK(!h.is_keepalive);
+}
+
+static void test_bad_heads(void)
+{
+    gd_http1_head_t h;
+    const char *bad[] = {
+        "GARBAGE\r\n\r\n", "HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 600 X\r\n\r\n", "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad name: x\r\n\r\n", "HTTP/1.1 200 OK\r\n: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = parse(bad[i], false, &h);
+        if (r != -EPROTO)
+            gd__test_fail(__FILE__, __LINE__, "case %zu gave %d: %s", i, r, bad[i]);
+    }
+    CHECK_INT_EQ(parse("GARB", false, &h), -EAGAIN); /* too short to tell yet */
+    /* the same length twice is fine */
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n", false, &h), 0);
+}
+
+static void test_dechunk_every_split(void)
+{
+    const char coded[] = "4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n"
+                         "X-Trailer: 1\r\n\r\nNEXT";
+    const char want[] = "Wikipedia in\r\n\r\nchunks.";
+    size_t body_len = strlen(coded) - 4; /* NEXT is not part of the body */
+
+    for (size_t split = 0; split <= strlen(coded); split++) {
+        char buf[sizeof(coded)], out[sizeof(coded)];
+        gd_http1_chunked_t d = {0};
+        size_t outlen = 0, consumed_total = 0;
+        bool done = false;
+        memcpy(buf, coded, sizeof(coded));
+        size_t parts[2] = {split, strlen(coded) - split};
+        char *p = buf;
+        for (int i = 0; i < 2 && !done; i++) {
+            size_t consumed;
+            ssize_t n = gd_http1_dechunk(&d, p, parts[i], &done, &consumed);
+            CHECK(n >= 0);
+            memcpy(out + outlen, p, (size_t)n);
+            outlen += (size_t)n;
+            consumed_total += consumed;
+            p += parts[i];
+        }
+        CHECK(done);
+        CHECK_INT_EQ(consumed_total, body_len);
+        CHECK_MEM_EQ(out, outlen, want);
+    }
+}
+
+static void test_dechunk_errors(void)
+{
+    const char *bad[] = {"x\r\n", "4\r\nWikiX\r\n", "\r\n", "1000000000000000\r\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char buf[64];
+        gd_http1_chunked_t d = {0};
+        bool done;
+        size_t consumed;
+        strcpy(buf, bad[i]);
+        CHECK_INT_EQ(gd_http1_dechunk(&d, buf, strlen(buf), &done, &consumed), -EPROTO);
+    }
+}
+
+const gd_test_case_t gd_test_cases[] = {
+    {"heads", test_heads},
+    {"keepalive_rules", test_keepalive_rules},
+    {"bad_heads", test_bad_heads},
+    {"dechunk_every_split", test_dechunk_every_split},
+    {"dechunk_errors", test_dechunk_errors},
+    {NULL, NULL},
+};
