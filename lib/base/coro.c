@@ -627,8 +627,12 @@ static void on_group_deadline(gd_timer_t *timer)
 {
     gd_group_t *group = CONTAINER_OF(timer, gd_group_t, _deadline);
 
-    group->_has_timed_out = true;
-    cancel_pending(group);
+    /* A cancelled group's deadline is stopped: the timer firing then is the wake-up that
+     * gd_group_cancel() deferred. */
+    if (!group->_is_cancelled) {
+        group->_has_timed_out = true;
+        cancel_pending(group);
+    }
     wake_waiter_if_done(group);
 }
 
@@ -698,7 +702,12 @@ int gd_group_wait(gd_group_t *group, uint64_t deadline_ms)
 void gd_group_cancel(gd_group_t *group)
 {
     cancel_group(group);
-    wake_waiter_if_done(group);
+    /* Never a switch into the waiter from in here: the caller may be h2o's dispose callback,
+     * and the waiter would answer, log and start the next request inside it. */
+    if (group->_waiter != NULL && group->_pending == 0) {
+        gd_timers_t *timers = group->_sched->timers;
+        gd_timer_start(timers, &group->_deadline, gd_timers_now(timers));
+    }
 }
 
 void gd_group_dispose(gd_group_t *group)

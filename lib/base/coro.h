@@ -69,8 +69,9 @@ bool gd_coro_is_cancelled(void);
 
 /*
  * gd_group_t gathers tasks: asynchronous operations (started with callbacks) and child
- * coroutines. A task is a gd_task_t embedded in the operation's own state. The group lives on
- * the waiting coroutine's stack; tasks report with gd_task_done(), from a callback or a coroutine.
+ * coroutines. A task is a gd_task_t embedded in the operation's own state. The group is the
+ * caller's storage (a request's, in production) and must outlive the wait; tasks report with
+ * gd_task_done(), from a callback or a coroutine.
  */
 typedef struct gd_group gd_group_t;
 typedef struct gd_task gd_task_t;
@@ -125,7 +126,9 @@ int gd_group_spawn(gd_group_t *group, gd_coro_fn fn, void *arg);
 int gd_group_wait(gd_group_t *group, uint64_t deadline_ms);
 /**
  * Cancels every pending task of @group now (from outside the waiter, e.g. when the client is
- * gone). The waiter wakes with -ECANCELED once all have reported.
+ * gone). The waiter wakes with -ECANCELED once all have reported, never from inside this call:
+ * when the tasks report synchronously, the wake-up comes on the next loop iteration. So this is
+ * safe to call from callbacks that must not re-enter anything (h2o's dispose callbacks).
  */
 void gd_group_cancel(gd_group_t *group);
 /** Frees nothing; checks (GD_REQUIRE) that no task is pending. */

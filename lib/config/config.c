@@ -1126,6 +1126,7 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
             c->upstream = &cfg->upstreams[i];
     if (c->upstream == NULL)
         return fail(l, &upstream_at, "unknown upstream %s", quote(l, upstream));
+    c->source = c->upstream->index;
 
     if ((r = get_string(l, at, v, "path", true, NULL, &path)) < 0)
         return r;
@@ -1346,6 +1347,7 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
     int nparams = 0, r;
 
     c->type = GD_CALL_TYPE_SQL;
+    c->source = cfg->nupstreams; /* the Postgres pool comes after the upstreams */
     if ((r = get_string(l, at, v, "sql", true, NULL, &sql)) < 0)
         return r;
     if (!cfg->has_postgres)
@@ -1481,6 +1483,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "shutdown",
                                        "upstreams",
                                        "endpoints",
+                                       "expose_error_details",
                                        NULL};
     long long x = 0;
     int r;
@@ -1495,6 +1498,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
         x = ncpu < 1 ? 1 : ncpu;
     }
     cfg->threads = (unsigned)x;
+    if ((r = get_bool(l, NULL, root, "expose_error_details", false, &cfg->expose_error_details)) <
+        0)
+        return r;
     if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
         (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)

@@ -66,6 +66,7 @@ typedef enum gd_call_type {
 typedef struct gd_call_conf {
     /* read-only */
     gd_call_type_t type;
+    size_t source; /* the thread's source of this call: an upstream's index, or nupstreams for SQL */
     char *name;
     char *name_json; /* the name as a JSON string with quotes, escaped: "\"user\"" */
     /* GD_CALL_TYPE_HTTP */
@@ -134,6 +135,7 @@ typedef struct gd_config {
     size_t nlisten;
     unsigned threads; /* 0 resolved to the number of online CPUs */
     bool is_http2_enabled;
+    bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;

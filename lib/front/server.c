@@ -13,8 +13,9 @@
 
 #include <h2o.h>
 
-#include "gather/aggregate.h"
 #include "base/coro.h"
+#include "front/dispatch.h"
+#include "gather/request.h"
 #include "ops/log.h"
 #include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
@@ -53,7 +54,8 @@ struct worker {
     gd_upstream_t **upstreams;
     gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
     gd_pgpool_t *pgpool;
-    gd_aggregate_ctx_t actx;
+    gd_source_t *sources; /* the upstreams in config order, then the Postgres pool */
+    gd_gather_ctx_t gather;
     size_t connections;
     bool is_draining, is_aborted, is_finished;
     bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
@@ -79,7 +81,7 @@ struct gd_server {
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
-    gd_aggregate_handle(&w->actx, req);
+    gd_dispatch(w->server->router, &w->gather, req);
     return 0;
 }
 
@@ -113,7 +115,7 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
         struct worker *w = &s->workers[i];
         w->server = s;
         w->index = i;
-        s->metrics[i] = gd_metrics_new(config);
+        s->metrics[i] = gd_metrics_new(config, gd_outcome_names, GD_OUTCOME_COUNT);
         w->listeners = gd_xcalloc(config->nlisten, sizeof(*w->listeners));
         for (size_t j = 0; j < config->nlisten; j++)
             w->listeners[j].fd = -1;
@@ -255,8 +257,9 @@ static void finish_worker(struct worker *w)
 static void on_drain_check(uv_check_t *check)
 {
     struct worker *w = check->data;
-    if (!w->is_finished && w->connections == 0 && w->actx.in_flight == 0 &&
-        w->actx.admission.waiting == 0)
+    /* Slots held include those granted to queued requests not yet told of it. */
+    if (!w->is_finished && w->connections == 0 && w->gather.line.held == 0 &&
+        w->gather.line.waiting == 0)
         finish_worker(w);
 }
 
@@ -265,7 +268,7 @@ static void start_drain(struct worker *w)
     const gd_config_t *config = w->server->config;
 
     w->is_draining = true;
-    w->actx.is_draining = true;
+    w->gather.is_draining = true;
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         if (!l->is_open)
@@ -293,7 +296,7 @@ static void on_wakeup(uv_async_t *async)
         start_drain(w);
     if (atomic_load(&w->want_abort) && !w->is_aborted) {
         w->is_aborted = true;
-        gd_aggregate_abort_all(&w->actx);
+        gd_gather_abort_all(&w->gather);
     }
 }
 
@@ -303,8 +306,8 @@ static void publish_gauges(struct worker *w)
 {
     const gd_config_t *config = w->server->config;
     gd_metrics_gauges_t g = {
-        .requests_in_flight = w->actx.in_flight,
-        .requests_queued = w->actx.admission.waiting,
+        .requests_in_flight = w->gather.in_flight,
+        .requests_queued = w->gather.line.waiting,
         .coroutines = gd_sched_live(w->sched),
         .connections = w->connections,
         .heartbeat_ms = uv_hrtime() / 1000000,
@@ -367,14 +370,17 @@ static void *worker_main(void *arg)
         gd_upstream_close(w->upstreams[i]);
     if (w->pgpool != NULL)
         gd_pgpool_close(w->pgpool);
+    gd_hangup_close(w->gather.hangup);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
-    gd_aggregate_ctx_dispose(&w->actx);
+    gd_gather_ctx_dispose(&w->gather);
+    w->gather.hangup = gd_hangup_free(w->gather.hangup);
     w->sched = gd_sched_free(w->sched);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     w->pgpool = gd_pgpool_free(w->pgpool);
     for (size_t i = 0; i < config->nupstreams; i++)
         w->upstreams[i] = gd_upstream_free(w->upstreams[i]);
     free(w->upstreams);
+    free(w->sources);
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
@@ -438,14 +444,17 @@ static void init_worker(struct worker *w)
             .application_name = "gatherd"};
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
-    w->actx = (gd_aggregate_ctx_t){.config = config,
-                                   .metrics = s->metrics[w->index],
-                                   .pgpool = w->pgpool,
-                                   .router = s->router,
-                                   .loop = &w->loop,
-                                   .sched = w->sched,
-                                   .upstreams = w->upstreams};
-    gd_aggregate_ctx_init(&w->actx, max_in_flight);
+    w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));
+    for (size_t i = 0; i < config->nupstreams; i++)
+        w->sources[i] = (gd_source_t){&gd_upstream_call_ops, w->upstreams[i]};
+    w->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, w->pgpool};
+    w->gather = (gd_gather_ctx_t){.config = config,
+                                  .metrics = s->metrics[w->index],
+                                  .loop = &w->loop,
+                                  .sched = w->sched,
+                                  .sources = w->sources,
+                                  .hangup = gd_hangup_new(&w->loop)};
+    gd_gather_ctx_init(&w->gather, max_in_flight);
 
     GD_REQUIRE(uv_async_init(&w->loop, &w->wakeup, on_wakeup) == 0);
     w->wakeup.data = w;

@@ -6,33 +6,13 @@
 
 #include "json/json.h"
 
-static const char *const outcome_names[] = {
-    [GD_CALL_OK] = "ok",
-    [GD_CALL_TIMEOUT] = "timeout",
-    [GD_CALL_CONNECT] = "connect",
-    [GD_CALL_IO] = "io",
-    [GD_CALL_STATUS] = "status",
-    [GD_CALL_INVALID_JSON] = "invalid_json",
-    [GD_CALL_TOO_LARGE] = "too_large",
-    [GD_CALL_CANCELLED] = "cancelled",
-    [GD_CALL_POOL_TIMEOUT] = "pool_timeout",
-    [GD_CALL_SQL] = "sql",
-    [GD_CALL_UNAVAILABLE] = "unavailable",
-    [GD_CALL_NOT_FOUND] = "not_found",
-};
-
 /* An optional "row": "one" query that found no row answered null, which is not a failure: a
  * missing optional row is data. The same outcome on a required call is a 404. */
 static bool is_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
 {
-    if (r->outcome == GD_CALL_OK)
+    if (r->outcome == GD_OUTCOME_OK)
         return false;
-    return !(r->outcome == GD_CALL_NOT_FOUND && call->is_optional);
-}
-
-const char *gd_call_outcome_name(gd_call_outcome_t outcome)
-{
-    return outcome_names[outcome];
+    return !(r->outcome == GD_OUTCOME_NOT_FOUND && call->is_optional);
 }
 
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
@@ -42,14 +22,12 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
         if (endpoint->calls[i].is_optional || !is_failure(&endpoint->calls[i], r))
             continue;
         switch (r->outcome) {
-        case GD_CALL_TIMEOUT:
+        case GD_OUTCOME_TIMEOUT:
             return 504;
-        case GD_CALL_STATUS:
+        case GD_OUTCOME_STATUS:
             /* A missing user upstream is a missing user to the frontend. */
             return r->status >= 400 && r->status <= 499 ? r->status : 502;
-        case GD_CALL_CANCELLED:
-            return 503;
-        case GD_CALL_NOT_FOUND:
+        case GD_OUTCOME_NOT_FOUND:
             return 404;
         default:
             return 502;
@@ -85,21 +63,23 @@ static void put_str(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r)
+static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r,
+                      bool is_detailed)
 {
+    const char *message = is_detailed ? r->message : gd_outcome_public_message(r->outcome);
     char num[32];
 
     put_str(o, call->name_json);
     put_str(o, ":{\"kind\":\"");
-    put_str(o, gd_call_outcome_name(r->outcome));
+    put_str(o, gd_outcome_name(r->outcome));
     put_str(o, "\",\"message\":");
-    o->len += gd_json_quote(r->message, strlen(r->message), o->len < o->cap ? o->buf + o->len : NULL,
+    o->len += gd_json_quote(message, strlen(message), o->len < o->cap ? o->buf + o->len : NULL,
                             o->len < o->cap ? o->cap - o->len : 0);
-    if (r->outcome == GD_CALL_STATUS) {
+    if (r->outcome == GD_OUTCOME_STATUS) {
         snprintf(num, sizeof(num), ",\"status\":%d", r->status);
         put_str(o, num);
     }
-    if (r->outcome == GD_CALL_SQL && r->sqlstate[0] != '\0') {
+    if (r->outcome == GD_OUTCOME_SQL && r->sqlstate[0] != '\0') {
         put_str(o, ",\"sqlstate\":");
         o->len += gd_json_quote(r->sqlstate, strlen(r->sqlstate),
                                 o->len < o->cap ? o->buf + o->len : NULL,
@@ -109,8 +89,8 @@ static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_r
     put_str(o, num);
 }
 
-size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results, char *buf,
-                     size_t cap)
+size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
+                     bool is_detailed, char *buf, size_t cap)
 {
     struct out o = {buf, cap, 0};
     bool has_errors = false;
@@ -121,8 +101,8 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
             put(&o, ",", 1);
         put_str(&o, endpoint->calls[i].name_json);
         put(&o, ":", 1);
-        if (results[i].outcome == GD_CALL_OK) {
-            put(&o, results[i].body, results[i].body_len);
+        if (results[i].outcome == GD_OUTCOME_OK) {
+            put(&o, results[i].body->bytes, results[i].body->len);
         } else {
             put(&o, "null", 4);
             has_errors |= is_failure(&endpoint->calls[i], &results[i]);
@@ -137,7 +117,7 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
             if (!is_first)
                 put(&o, ",", 1);
             is_first = false;
-            put_error(&o, &endpoint->calls[i], &results[i]);
+            put_error(&o, &endpoint->calls[i], &results[i], is_detailed);
         }
         put(&o, "}", 1);
     }

@@ -8,7 +8,6 @@
 #include "base/util.h"
 
 #define NBUCKETS     13
-#define NOUTCOMES    (GD_CALL_NOT_FOUND + 1)
 #define MIN_STATUS   100
 #define MAX_STATUS   599
 #define MAX_UPSTREAM_GAUGES 64
@@ -34,11 +33,13 @@ struct endpoint_metrics {
 
 struct call_metrics {
     struct histogram duration;
-    uint64_t by_outcome[NOUTCOMES];
+    uint64_t by_outcome[GD_METRICS_MAX_OUTCOMES];
 };
 
 struct gd_metrics {
     const gd_config_t *config;
+    const char *const *outcome_names;
+    size_t noutcomes;
     struct endpoint_metrics *endpoints; /* nendpoints + 1: the last counts unmatched requests */
     struct call_metrics **calls;        /* [endpoint][call] */
     struct histogram loop_lag;
@@ -67,11 +68,15 @@ static void observe(struct histogram *h, uint64_t us)
     bump(&h->sum_us, us);
 }
 
-gd_metrics_t *gd_metrics_new(const gd_config_t *config)
+gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outcome_names,
+                             size_t noutcomes)
 {
     gd_metrics_t *m = gd_xcalloc(1, sizeof(*m));
 
+    GD_REQUIRE(noutcomes <= GD_METRICS_MAX_OUTCOMES);
     m->config = config;
+    m->outcome_names = outcome_names;
+    m->noutcomes = noutcomes;
     m->endpoints = gd_xcalloc(config->nendpoints + 1, sizeof(*m->endpoints));
     m->calls = gd_xcalloc(config->nendpoints + 1, sizeof(*m->calls));
     for (size_t i = 0; i < config->nendpoints; i++)
@@ -104,11 +109,12 @@ void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoin
 }
 
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
-                           gd_call_outcome_t outcome, uint64_t duration_us)
+                           unsigned outcome, uint64_t duration_us)
 {
     struct call_metrics *cm = &m->calls[endpoint->index][call_index];
 
     observe(&cm->duration, duration_us);
+    GD_REQUIRE(outcome < m->noutcomes);
     bump(&cm->by_outcome[outcome], 1);
 }
 
@@ -273,7 +279,7 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
     for (size_t i = 0; i < config->nendpoints; i++) {
         const gd_endpoint_conf_t *ep = &config->endpoints[i];
         for (size_t j = 0; j < ep->ncalls; j++) {
-            for (int k = GD_CALL_OK + 1; k < NOUTCOMES; k++) {
+            for (size_t k = 1; n > 0 && k < threads[0]->noutcomes; k++) {
                 uint64_t count = 0;
                 for (size_t t = 0; t < n; t++)
                     count += peek(&threads[t]->calls[i][j].by_outcome[k]);
@@ -282,7 +288,7 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
                          "gatherd_call_failures_total{endpoint=\"%s\",call=\"%s\",kind=\"%s\"} "
                          "%llu\n",
                          label(ep->path, e, sizeof(e)), label(ep->calls[j].name, c, sizeof(c)),
-                         gd_call_outcome_name((gd_call_outcome_t)k), (unsigned long long)count);
+                         threads[0]->outcome_names[k], (unsigned long long)count);
             }
         }
     }

@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "gather/merge.h"
 
 typedef struct gd_metrics gd_metrics_t;
 
@@ -34,8 +33,15 @@ typedef struct gd_metrics_gauges {
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
 } gd_metrics_gauges_t;
 
-/** Creates the counters of one thread for @config (borrowed; must outlive them). */
-gd_metrics_t *gd_metrics_new(const gd_config_t *config);
+/* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
+#define GD_METRICS_MAX_OUTCOMES 16
+
+/**
+ * Creates the counters of one thread for @config, with @outcome_names[k] the label of outcome
+ * k (@noutcomes of them, at most GD_METRICS_MAX_OUTCOMES). Both borrowed: must outlive them.
+ */
+gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outcome_names,
+                             size_t noutcomes);
 /** Frees @m (NULL is a no-op). Returns NULL. */
 gd_metrics_t *gd_metrics_free(gd_metrics_t *m);
 
@@ -47,7 +53,7 @@ void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoin
                               uint64_t duration_us);
 /** Counts the outcome and duration of call @call_index of @endpoint. Owning thread only. */
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
-                           gd_call_outcome_t outcome, uint64_t duration_us);
+                           unsigned outcome, uint64_t duration_us);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 /** Publishes the owning thread's gauges. Owning thread only. */

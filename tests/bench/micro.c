@@ -87,7 +87,7 @@ static void bench_merge(void *arg, long n)
 {
     struct merge_input *m = arg;
     for (long i = 0; i < n; i++)
-        sink += (long)gd_merge_body(&m->ep, m->results, m->buf, m->cap);
+        sink += (long)gd_merge_body(&m->ep, m->results, false, m->buf, m->cap);
 }
 
 /* -- SQL rows to JSON ------------------------------------------------------------------- */
@@ -187,10 +187,12 @@ int main(void)
                                      {.name = (char *)"orders", .name_json = (char *)"\"orders\""}};
     struct merge_input m = {.ep = {.calls = calls, .ncalls = 4}, .cap = 65536};
     const char *bodies[] = {user, posts, posts, NULL};
+    gd_buf_t bufs[4];
     for (int i = 0; i < 4; i++) {
-        m.results[i].outcome = GD_CALL_OK;
-        m.results[i].body = i < 3 ? bodies[i] : ordersjson.base;
-        m.results[i].body_len = i < 3 ? strlen(bodies[i]) : ordersjson.len;
+        bufs[i] = (gd_buf_t){.bytes = i < 3 ? (char *)bodies[i] : ordersjson.base,
+                             .len = i < 3 ? strlen(bodies[i]) : ordersjson.len};
+        m.results[i].outcome = GD_OUTCOME_OK;
+        m.results[i].body = &bufs[i];
     }
     m.buf = malloc(m.cap);
     report("merge the profile answer (4 calls, ~6 KB)", bench_merge, &m, 200000);

@@ -299,6 +299,15 @@ static bool wait_idle(gd_pgpool_t *pool, size_t size, uint64_t ms)
     return true;
 }
 
+/* Starts @q on @pool, as the gatherer starts every call: through the pool's call operations. */
+static void start_query(gd_pgpool_t *pool, gd_group_t *g, gd_pgpool_query_t *q)
+{
+    gd_source_t src = {&gd_pgpool_query_ops, pool};
+
+    q->base.ops = &gd_pgpool_query_ops;
+    gd_call_start(&q->base, &src, g);
+}
+
 typedef struct tq {
     gd_call_result_t r;
     char body[BODY_MAX]; /* a NUL-terminated copy of result.body ("" when none) */
@@ -308,11 +317,12 @@ typedef struct tq {
 
 static void copy_result(const gd_pgpool_query_t *q, tq_t *out)
 {
-    out->r = q->result;
+    out->r = q->base.result;
     out->body[0] = '\0';
-    if (q->result.body != NULL)
-        snprintf(out->body, sizeof(out->body), "%.*s", (int)q->result.body_len, q->result.body);
-    out->r.body = NULL; /* not valid past gd_pgpool_query_dispose() */
+    if (q->base.result.body != NULL)
+        snprintf(out->body, sizeof(out->body), "%.*s", (int)q->base.result.body->len,
+                 q->base.result.body->bytes);
+    out->r.body = NULL; /* not valid past gd_call_dispose() */
 }
 
 /* Yields. Runs one query with its own deadline @timeout_ms; the group waits @group_ms
@@ -325,18 +335,18 @@ static void query_ex(tcase_t *t, gd_pgpool_t *pool, size_t stmt, const char *con
     gd_pgpool_query_t q = {.statement = stmt,
                            .params = params,
                            .is_one_row = is_one_row,
-                           .started_at_ns = start,
-                           .deadline_ms = gd_timers_now(t->timers) + timeout_ms,
-                           .timeout_ms = timeout_ms};
+                           .base.started_at_ns = start,
+                           .base.deadline_ms = gd_timers_now(t->timers) + timeout_ms,
+                           .base.timeout_ms = timeout_ms};
 
     gd_group_init(&g, t->sched);
-    gd_pgpool_query_start(pool, &g, &q);
+    start_query(pool, &g, &q);
     out->group_ret = gd_group_wait(&g, gd_timers_now(t->timers) +
                                            (group_ms > 0 ? group_ms : timeout_ms + 10000));
     gd_group_dispose(&g);
     out->wall_ms = (uv_hrtime() - start) / 1000000;
     copy_result(&q, out);
-    gd_pgpool_query_dispose(&q);
+    gd_call_dispose(&q.base);
 }
 
 static void query(tcase_t *t, gd_pgpool_t *pool, size_t stmt, const char *const *params,
@@ -357,11 +367,11 @@ static long body_int(const char *body, const char *key)
 
 static const char *outcome(const tq_t *q)
 {
-    return gd_call_outcome_name(q->r.outcome);
+    return gd_outcome_name(q->r.outcome);
 }
 
 #define CHECK_OK(t, q)                                                                             \
-    CHECK((t), (q)->r.outcome == GD_CALL_OK, "outcome %s (%s)", outcome(q), (q)->r.message)
+    CHECK((t), (q)->r.outcome == GD_OUTCOME_OK, "outcome %s (%s)", outcome(q), (q)->r.message)
 
 static void case_simple(tcase_t *t)
 {
@@ -432,10 +442,10 @@ static void case_concurrent(tcase_t *t)
     gd_group_init(&g, t->sched);
     for (size_t i = 0; i < N; i++) {
         qs[i] = (gd_pgpool_query_t){.statement = S_PID_SLOW,
-                                    .started_at_ns = start,
-                                    .deadline_ms = gd_timers_now(t->timers) + 10000,
-                                    .timeout_ms = 10000};
-        gd_pgpool_query_start(pool, &g, &qs[i]);
+                                    .base.started_at_ns = start,
+                                    .base.deadline_ms = gd_timers_now(t->timers) + 10000,
+                                    .base.timeout_ms = 10000};
+        start_query(pool, &g, &qs[i]);
     }
     s = gd_pgpool_stats(pool);
     CHECK(t, s.busy == SIZE && s.waiting == N - SIZE, "busy %zu waiting %zu", s.busy, s.waiting);
@@ -443,7 +453,7 @@ static void case_concurrent(tcase_t *t)
     gd_group_dispose(&g);
     for (size_t i = 0; i < N; i++) {
         bool is_new = true;
-        if (qs[i].result.outcome == GD_CALL_OK) {
+        if (qs[i].base.result.outcome == GD_OUTCOME_OK) {
             tq_t r;
             copy_result(&qs[i], &r);
             pids[ok] = body_int(r.body, "pid");
@@ -452,7 +462,7 @@ static void case_concurrent(tcase_t *t)
             distinct += is_new;
             ok++;
         }
-        gd_pgpool_query_dispose(&qs[i]);
+        gd_call_dispose(&qs[i].base);
     }
     CHECK(t, ok == N, "%zu of %d succeeded", ok, N);
     CHECK(t, distinct >= 1 && distinct <= SIZE, "%zu distinct backends", distinct);
@@ -497,7 +507,7 @@ static void case_args(tcase_t *t)
     if (CHECK_OK(t, &q))
         CHECK(t, strcmp(q.body, "{\"v\":\"1; DROP TABLE t\"}") == 0, "body %s", q.body);
     query(t, pool, S_BY_ID, hostile, false, 5000, &q);
-    CHECK(t, q.r.outcome == GD_CALL_SQL && strcmp(q.r.sqlstate, "22P02") == 0,
+    CHECK(t, q.r.outcome == GD_OUTCOME_SQL && strcmp(q.r.sqlstate, "22P02") == 0,
           "outcome %s sqlstate %s (%s)", outcome(&q), q.r.sqlstate, q.r.message);
     query(t, pool, S_ECHO, quotes, true, 5000, &q);
     if (CHECK_OK(t, &q))
@@ -518,7 +528,7 @@ static void case_row_one(tcase_t *t)
 
     query(t, pool, S_ROWS, zero, true, 5000, &q);
     CHECK(t,
-          q.r.outcome == GD_CALL_NOT_FOUND && strcmp(q.body, "null") == 0 &&
+          q.r.outcome == GD_OUTCOME_NOT_FOUND && strcmp(q.body, "null") == 0 &&
               strcmp(q.r.message, "no row") == 0,
           "outcome %s body %s message %s", outcome(&q), q.body, q.r.message);
     query(t, pool, S_ROWS, one, true, 5000, &q);
@@ -526,7 +536,7 @@ static void case_row_one(tcase_t *t)
         CHECK(t, strcmp(q.body, "{\"id\":1,\"name\":\"alpha\"}") == 0, "body %s", q.body);
     query(t, pool, S_ROWS, two, true, 5000, &q);
     CHECK(t,
-          q.r.outcome == GD_CALL_SQL && q.r.sqlstate[0] == '\0' &&
+          q.r.outcome == GD_OUTCOME_SQL && q.r.sqlstate[0] == '\0' &&
               strcmp(q.r.message,
                      "query returned 2 rows where \"row\": \"one\" expects at most one") == 0,
           "outcome %s sqlstate '%s' message %s", outcome(&q), q.r.sqlstate, q.r.message);
@@ -553,12 +563,12 @@ static void case_sql_errors(tcase_t *t)
     for (int i = 0; i < 2; i++) { /* the failed prepare is not remembered: fails the same */
         query(t, pool, S_MISSING, NULL, false, 5000, &q);
         CHECK(t,
-              q.r.outcome == GD_CALL_SQL && strcmp(q.r.sqlstate, "42P01") == 0 &&
+              q.r.outcome == GD_OUTCOME_SQL && strcmp(q.r.sqlstate, "42P01") == 0 &&
                   strcmp(q.r.message, "relation \"no_such_table\" does not exist") == 0,
               "outcome %s sqlstate %s message %s", outcome(&q), q.r.sqlstate, q.r.message);
     }
     query(t, pool, S_BY_ID, bad_int, false, 5000, &q);
-    CHECK(t, q.r.outcome == GD_CALL_SQL && strcmp(q.r.sqlstate, "22P02") == 0,
+    CHECK(t, q.r.outcome == GD_OUTCOME_SQL && strcmp(q.r.sqlstate, "22P02") == 0,
           "outcome %s sqlstate %s (%s)", outcome(&q), q.r.sqlstate, q.r.message);
     CHECK(t, q.body[0] == '\0', "a failure has a body: %s", q.body);
     /* The same connection goes on after errors in its pipeline. */
@@ -580,7 +590,7 @@ static uint64_t wait_backend_idle(tcase_t *t, gd_pgpool_t *observer, long pid, u
     snprintf(pidbuf, sizeof(pidbuf), "%ld", pid);
     for (;;) {
         query(t, observer, S_STATE_OF, params, true, 1000, &q);
-        if (q.r.outcome == GD_CALL_OK && strstr(q.body, "\"state\":\"active\"") == NULL)
+        if (q.r.outcome == GD_OUTCOME_OK && strstr(q.body, "\"state\":\"active\"") == NULL)
             return now_ms() - start;
         if (now_ms() - start >= max_ms)
             return UINT64_MAX;
@@ -606,7 +616,7 @@ static void case_deadline(tcase_t *t)
     CHECK_OK(t, &q);
 
     query(t, pool, S_SLEEP, two_s, true, 200, &q);
-    CHECK(t, q.r.outcome == GD_CALL_TIMEOUT && strcmp(q.r.message, "timed out after 200 ms") == 0,
+    CHECK(t, q.r.outcome == GD_OUTCOME_TIMEOUT && strcmp(q.r.message, "timed out after 200 ms") == 0,
           "outcome %s message %s", outcome(&q), q.r.message);
     CHECK(t, q.wall_ms >= 195 && q.wall_ms <= 320, "answered after %" PRIu64 " ms", q.wall_ms);
     CHECK(t, q.r.elapsed_ms >= 195 && q.r.elapsed_ms <= 320, "elapsed_ms %" PRIu64, q.r.elapsed_ms);
@@ -640,7 +650,7 @@ static void case_task_cancel(tcase_t *t)
     pid = body_int(q.body, "pid");
     /* The group's deadline (the endpoint's) comes before the query's own. */
     query_ex(t, pool, S_SLEEP, (const char *[]){"2"}, true, 5000, 150, &q);
-    CHECK(t, q.r.outcome == GD_CALL_CANCELLED && strcmp(q.r.message, "cancelled") == 0,
+    CHECK(t, q.r.outcome == GD_OUTCOME_CANCELLED && strcmp(q.r.message, "cancelled") == 0,
           "outcome %s message %s", outcome(&q), q.r.message);
     CHECK(t, q.group_ret == -ETIMEDOUT, "group wait returned %d", q.group_ret);
     CHECK(t, q.wall_ms >= 145 && q.wall_ms <= 270, "answered after %" PRIu64 " ms", q.wall_ms);
@@ -660,42 +670,42 @@ static void case_exhaustion(tcase_t *t)
     gd_pgpool_query_t slow = {.statement = S_SLEEP,
                               .params = (const char *[]){"0.6"},
                               .is_one_row = true,
-                              .timeout_ms = 3000},
-                      waits = {.statement = S_PID, .timeout_ms = 3000},
-                      short_deadline = {.statement = S_PID, .timeout_ms = 80};
+                              .base.timeout_ms = 3000},
+                      waits = {.statement = S_PID, .base.timeout_ms = 3000},
+                      short_deadline = {.statement = S_PID, .base.timeout_ms = 80};
     gd_group_t g;
     uint64_t now;
 
     CHECK(t, wait_idle(pool, 1, 5000), "not up");
     gd_group_init(&g, t->sched);
     now = gd_timers_now(t->timers);
-    slow.started_at_ns = waits.started_at_ns = short_deadline.started_at_ns = uv_hrtime();
-    slow.deadline_ms = waits.deadline_ms = now + 3000;
-    short_deadline.deadline_ms = now + 80; /* before the acquire timeout: the deadline wins */
-    gd_pgpool_query_start(pool, &g, &slow);
-    gd_pgpool_query_start(pool, &g, &waits);
-    gd_pgpool_query_start(pool, &g, &short_deadline);
+    slow.base.started_at_ns = waits.base.started_at_ns = short_deadline.base.started_at_ns = uv_hrtime();
+    slow.base.deadline_ms = waits.base.deadline_ms = now + 3000;
+    short_deadline.base.deadline_ms = now + 80; /* before the acquire timeout: the deadline wins */
+    start_query(pool, &g, &slow);
+    start_query(pool, &g, &waits);
+    start_query(pool, &g, &short_deadline);
     CHECK(t, gd_pgpool_stats(pool).waiting == 2, "waiting %zu", gd_pgpool_stats(pool).waiting);
     CHECK(t, gd_group_wait(&g, now + 10000) == 0, "group wait");
     gd_group_dispose(&g);
     CHECK(t,
-          waits.result.outcome == GD_CALL_POOL_TIMEOUT &&
-              strcmp(waits.result.message, "no Postgres connection free within 150 ms") == 0,
-          "outcome %s message %s", gd_call_outcome_name(waits.result.outcome),
-          waits.result.message);
-    CHECK(t, waits.result.elapsed_ms >= 145 && waits.result.elapsed_ms <= 300,
-          "pool_timeout after %" PRIu64 " ms", waits.result.elapsed_ms);
+          waits.base.result.outcome == GD_OUTCOME_POOL_TIMEOUT &&
+              strcmp(waits.base.result.message, "no Postgres connection free within 150 ms") == 0,
+          "outcome %s message %s", gd_outcome_name(waits.base.result.outcome),
+          waits.base.result.message);
+    CHECK(t, waits.base.result.elapsed_ms >= 145 && waits.base.result.elapsed_ms <= 300,
+          "pool_timeout after %" PRIu64 " ms", waits.base.result.elapsed_ms);
     CHECK(t,
-          short_deadline.result.outcome == GD_CALL_TIMEOUT &&
-              strcmp(short_deadline.result.message, "timed out after 80 ms") == 0,
-          "outcome %s message %s", gd_call_outcome_name(short_deadline.result.outcome),
-          short_deadline.result.message);
-    CHECK(t, slow.result.outcome == GD_CALL_OK, "slow query: %s (%s)",
-          gd_call_outcome_name(slow.result.outcome), slow.result.message);
-    note(t, "pool_timeout after %" PRIu64 " ms", waits.result.elapsed_ms);
-    gd_pgpool_query_dispose(&slow);
-    gd_pgpool_query_dispose(&waits);
-    gd_pgpool_query_dispose(&short_deadline);
+          short_deadline.base.result.outcome == GD_OUTCOME_TIMEOUT &&
+              strcmp(short_deadline.base.result.message, "timed out after 80 ms") == 0,
+          "outcome %s message %s", gd_outcome_name(short_deadline.base.result.outcome),
+          short_deadline.base.result.message);
+    CHECK(t, slow.base.result.outcome == GD_OUTCOME_OK, "slow query: %s (%s)",
+          gd_outcome_name(slow.base.result.outcome), slow.base.result.message);
+    note(t, "pool_timeout after %" PRIu64 " ms", waits.base.result.elapsed_ms);
+    gd_call_dispose(&slow.base);
+    gd_call_dispose(&waits.base);
+    gd_call_dispose(&short_deadline.base);
 }
 
 static void case_backend_killed(tcase_t *t)
@@ -705,7 +715,7 @@ static void case_backend_killed(tcase_t *t)
     gd_pgpool_query_t slow = {.statement = S_SLEEP,
                               .params = (const char *[]){"5"},
                               .is_one_row = true,
-                              .timeout_ms = 10000};
+                              .base.timeout_ms = 10000};
     char pidbuf[24];
     const char *pid_param[] = {pidbuf};
     gd_group_t g;
@@ -718,21 +728,21 @@ static void case_backend_killed(tcase_t *t)
     pid = body_int(q.body, "pid");
     snprintf(pidbuf, sizeof(pidbuf), "%ld", pid);
     gd_group_init(&g, t->sched);
-    slow.started_at_ns = uv_hrtime();
-    slow.deadline_ms = gd_timers_now(t->timers) + 10000;
-    gd_pgpool_query_start(pool, &g, &slow);
+    slow.base.started_at_ns = uv_hrtime();
+    slow.base.deadline_ms = gd_timers_now(t->timers) + 10000;
+    start_query(pool, &g, &slow);
     gd_coro_sleep(50);
     query(t, observer, S_TERMINATE, pid_param, true, 5000, &q);
     CHECK_OK(t, &q);
     CHECK(t, gd_group_wait(&g, gd_timers_now(t->timers) + 10000) == 0, "group wait");
     gd_group_dispose(&g);
     CHECK(t,
-          slow.result.outcome == GD_CALL_IO &&
-              strstr(slow.result.message, "terminating connection") != NULL,
-          "outcome %s message %s", gd_call_outcome_name(slow.result.outcome), slow.result.message);
-    CHECK(t, slow.result.elapsed_ms < 1000, "the loss took %" PRIu64 " ms to see",
-          slow.result.elapsed_ms);
-    gd_pgpool_query_dispose(&slow);
+          slow.base.result.outcome == GD_OUTCOME_IO &&
+              strstr(slow.base.result.message, "terminating connection") != NULL,
+          "outcome %s message %s", gd_outcome_name(slow.base.result.outcome), slow.base.result.message);
+    CHECK(t, slow.base.result.elapsed_ms < 1000, "the loss took %" PRIu64 " ms to see",
+          slow.base.result.elapsed_ms);
+    gd_call_dispose(&slow.base);
     /* Re-made in the background: the next query waits for it (acquire timeout 3 s). */
     query(t, pool, S_PID, NULL, true, 5000, &q);
     if (CHECK_OK(t, &q))
@@ -751,7 +761,7 @@ static void case_close_with_cancel(tcase_t *t)
      * likely still on the thread pool: the loop's run must wait for it, and ASan checks that
      * its callback touches no freed memory. */
     query(t, pool, S_SLEEP, (const char *[]){"2"}, true, 100, &q);
-    CHECK(t, q.r.outcome == GD_CALL_TIMEOUT, "outcome %s (%s)", outcome(&q), q.r.message);
+    CHECK(t, q.r.outcome == GD_OUTCOME_TIMEOUT, "outcome %s (%s)", outcome(&q), q.r.message);
     CHECK(t, gd_pgpool_stats(pool).cancels == 1, "cancels %" PRIu64, gd_pgpool_stats(pool).cancels);
 }
 
@@ -763,7 +773,7 @@ static void case_down_at_start(tcase_t *t)
     tq_t q;
 
     query(t, pool, S_PID, NULL, true, 2000, &q);
-    CHECK(t, q.r.outcome == GD_CALL_UNAVAILABLE, "outcome %s (%s)", outcome(&q), q.r.message);
+    CHECK(t, q.r.outcome == GD_OUTCOME_UNAVAILABLE, "outcome %s (%s)", outcome(&q), q.r.message);
     CHECK(t, q.wall_ms <= 300, "unavailable after %" PRIu64 " ms", q.wall_ms);
     CHECK(t, strstr(q.r.message, c->port) != NULL && strstr(q.r.message, "dbname=gatherd") != NULL,
           "message %s", q.r.message);
@@ -778,7 +788,7 @@ static void case_down_at_start(tcase_t *t)
     do {
         gd_coro_sleep(50);
         query(t, pool, S_PID, NULL, true, 2000, &q);
-    } while (q.r.outcome != GD_CALL_OK && now_ms() - start < 15000);
+    } while (q.r.outcome != GD_OUTCOME_OK && now_ms() - start < 15000);
     CHECK_OK(t, &q);
     note(t, "; first success %" PRIu64 " ms after the server was up", now_ms() - start);
 }
@@ -814,15 +824,15 @@ static void load_loop(void *arg)
 
     while (!l->is_stopping) {
         query(l->t, l->pool, S_PID, NULL, true, 1000, &q);
-        if (q.r.outcome == GD_CALL_OK) {
+        if (q.r.outcome == GD_OUTCOME_OK) {
             l->ok++;
             if (l->restarted_ms != 0 && l->first_ok_after_restart_ms == 0)
                 l->first_ok_after_restart_ms = now_ms();
         } else {
             l->failed++;
             l->last_failure_ms = now_ms();
-            if (q.r.outcome != GD_CALL_IO && q.r.outcome != GD_CALL_UNAVAILABLE &&
-                q.r.outcome != GD_CALL_POOL_TIMEOUT && q.r.outcome != GD_CALL_TIMEOUT) {
+            if (q.r.outcome != GD_OUTCOME_IO && q.r.outcome != GD_OUTCOME_UNAVAILABLE &&
+                q.r.outcome != GD_OUTCOME_POOL_TIMEOUT && q.r.outcome != GD_OUTCOME_TIMEOUT) {
                 l->bad_kind++;
                 printf("    unexpected failure kind %s (%s)\n", outcome(&q), q.r.message);
             }

@@ -601,6 +601,13 @@ class RowOneTest(PgTestCase):
         doc, body, _ = self.get_json(gd, '/orders/1', 200, complete=True)
         self.assertEqual(doc['order'], {'id': 1, 'product_name': 'Widget'}, body)
 
+    def test_expose_error_details_puts_the_server_message_in_the_answer(self):
+        gd = self.start_pg_gatherd([
+            endpoint('/missing', {'q': sql_call('SELECT * FROM no_such_table_y')})],
+            expose_error_details=True)
+        doc, body, _ = self.failed_call(gd, '/missing', 502, 'q', 'sql', sqlstate='42P01')
+        self.assertIn('no_such_table_y', doc['errors']['q']['message'], body)
+
     def test_two_rows_is_a_failure_of_kind_sql(self):
         gd = self.start()
         doc, body, _ = self.failed_call(gd, '/users/1/order', 502, 'order', 'sql')
@@ -632,9 +639,15 @@ class SqlErrorTest(PgTestCase):
         for _ in range(3):
             doc, body, _ = self.failed_call(gd, '/missing/1', 502, 'q', 'sql', sqlstate='42P01')
             self.assertEqual(doc['user'], USER_1, body)
-            self.assertIn('no_such_table_x', doc['errors']['q']['message'], body)
-            self.assertIn(b'"kind":"sql","message":', body)
+            # What failed, not where: the server's message (relation names) stays in the log.
+            self.assertEqual(doc['errors']['q']['message'], 'the database reported an error')
+            self.assertNotIn(b'no_such_table_x', body)
             self.assertRegex(body, rb'"sqlstate":"42P01","elapsed_ms":\d+\}')
+        wait_until(lambda: 'no_such_table_x' in gd.log(), timeout=5)
+        line = [l for l in gd.log().splitlines() if 'call failed' in l and 'no_such_table_x' in l]
+        self.assertTrue(line, gd.log()[-2000:])
+        self.assertIn('kind=sql', line[0])
+        self.assertIn('request_id=', line[0])
         doc, body, _ = self.failed_call(gd, '/missing-opt', 200, 'q', 'sql', sqlstate='42P01')
         # the one connection is still good
         self.wait_sql_ready(gd, timeout=2)

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "json/json.h"
+#include "sources/http/upstream_impl.h"
 #include "base/util.h"
 
 enum call_state {
@@ -157,11 +158,6 @@ gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
     return (gd_upstream_stats_t){.idle = u->nidle, .busy = u->busy, .waiting = u->nwaiting};
 }
 
-static uint64_t elapsed_ms(const gd_upstream_call_t *call)
-{
-    return (uv_hrtime() - call->started_at_ns) / 1000000;
-}
-
 static void on_idle_timeout(gd_timer_t *timer)
 {
     conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_timer, timer);
@@ -222,10 +218,10 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
 
 /* Ends @call with @outcome (its connection already released). Reporting may switch into the
  * request coroutine, which may free @call, so it comes last. */
-static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int status,
+static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int status,
+static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
                    const char *fmt, ...)
 {
     gd_upstream_t *u = call->_upstream;
@@ -237,16 +233,10 @@ static void finish(gd_upstream_call_t *call, gd_call_outcome_t outcome, int stat
     }
     release_conn(call, false); /* a no-op when the caller released it already */
     call->_state = CALL_DONE;
-    call->result.outcome = outcome;
-    call->result.status = status;
-    call->result.elapsed_ms = elapsed_ms(call);
-    if (fmt != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(call->result.message, sizeof(call->result.message), fmt, ap);
-        va_end(ap);
-    }
-    gd_task_done(&call->_task);
+    va_list ap;
+    va_start(ap, fmt);
+    gd_call_vfinish(&call->base, outcome, status, fmt, ap);
+    va_end(ap);
 }
 
 static bool is_idempotent(const char *method)
@@ -264,7 +254,7 @@ static bool retry_on_stale_connection(gd_upstream_call_t *call)
 
     if (call->_has_retried || !c->is_reused || call->_has_head || c->sock->input->size != 0 ||
         !is_idempotent(call->method) ||
-        gd_timers_now(call->_upstream->timers) >= call->deadline_ms)
+        gd_timers_now(call->_upstream->timers) >= call->base.deadline_ms)
         return false;
     call->_has_retried = true;
     release_conn(call, false);
@@ -280,33 +270,29 @@ static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable
 
     if (status < 200 || status > 299) {
         release_conn(call, is_reusable);
-        finish(call, GD_CALL_STATUS, status, "upstream answered %d", status);
+        finish(call, GD_OUTCOME_STATUS, status, "upstream answered %d", status);
         return;
     }
     if (call->_response.framing == GD_HTTP1_NO_BODY) {
         release_conn(call, is_reusable);
         if (strcmp(call->method, "HEAD") == 0 || status == 204) {
-            call->result.body = "null"; /* no document at all */
-            call->result.body_len = 4;
-            finish(call, GD_CALL_OK, status, NULL);
+            call->base.result.body = &gd_buf_null; /* no document at all */
+            finish(call, GD_OUTCOME_OK, status, NULL);
         } else {
-            finish(call, GD_CALL_INVALID_JSON, status, "empty body with status %d", status);
+            finish(call, GD_OUTCOME_INVALID_JSON, status, "empty body with status %d", status);
         }
         return;
     }
     /* Checked without building a tree: the bytes go into the answer as they are. */
     if (!gd_json_is_valid(in->bytes, body_len)) {
         release_conn(call, is_reusable);
-        finish(call, GD_CALL_INVALID_JSON, status,
+        finish(call, GD_OUTCOME_INVALID_JSON, status,
                "the body (%zu bytes) is not one valid JSON text", body_len);
         return;
     }
-    call->_body = gd_xmalloc(body_len > 0 ? body_len : 1);
-    memcpy(call->_body, in->bytes, body_len);
-    call->result.body = call->_body;
-    call->result.body_len = body_len;
+    call->base.result.body = gd_buf_new_copy(in->bytes, body_len);
     release_conn(call, is_reusable);
-    finish(call, GD_CALL_OK, status, NULL);
+    finish(call, GD_OUTCOME_OK, status, NULL);
 }
 
 /* Reads the body as it arrives; returns after finishing the call, or to wait for more. */
@@ -322,7 +308,7 @@ static void read_body(gd_upstream_call_t *call, const char *err)
         return;
     case GD_HTTP1_LENGTH:
         if (h->content_length > conf->max_body_bytes) {
-            finish(call, GD_CALL_TOO_LARGE, h->status,
+            finish(call, GD_OUTCOME_TOO_LARGE, h->status,
                    "body of %" PRIu64 " bytes is larger than max_body_bytes (%zu)",
                    h->content_length, conf->max_body_bytes);
             return;
@@ -340,7 +326,7 @@ static void read_body(gd_upstream_call_t *call, const char *err)
         ssize_t n = gd_http1_dechunk(&call->_chunked, in->bytes + call->_decoded_len,
                                      in->size - call->_decoded_len, &is_done, &consumed);
         if (n < 0) {
-            finish(call, GD_CALL_IO, h->status, "malformed chunked body");
+            finish(call, GD_OUTCOME_IO, h->status, "malformed chunked body");
             return;
         }
         /* The decoder takes every byte until the body ends, so what follows the decoded data
@@ -365,12 +351,12 @@ static void read_body(gd_upstream_call_t *call, const char *err)
     }
     size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? call->_decoded_len : in->size;
     if (body_so_far > conf->max_body_bytes) {
-        finish(call, GD_CALL_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
+        finish(call, GD_OUTCOME_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
                conf->max_body_bytes);
         return;
     }
     if (err != NULL)
-        finish(call, GD_CALL_IO, h->status, "connection broken while reading the body (%s)", err);
+        finish(call, GD_OUTCOME_IO, h->status, "connection broken while reading the body (%s)", err);
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
@@ -388,11 +374,11 @@ static void on_read(h2o_socket_t *sock, const char *err)
             if (err == NULL)
                 return;
             if (!retry_on_stale_connection(call))
-                finish(call, GD_CALL_IO, 0, "connection closed before an answer (%s)", err);
+                finish(call, GD_OUTCOME_IO, 0, "connection closed before an answer (%s)", err);
             return;
         }
         if (r != 0) {
-            finish(call, GD_CALL_IO, 0, "not a valid HTTP/1.x answer");
+            finish(call, GD_OUTCOME_IO, 0, "not a valid HTTP/1.x answer");
             return;
         }
         h2o_buffer_consume(&sock->input, call->_response.head_len);
@@ -401,7 +387,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
             call->_response.status != 101)
             continue; /* an interim answer (100 Continue, 103 Early Hints): the real one follows */
         if (call->_response.status == 101) {
-            finish(call, GD_CALL_IO, 101, "the upstream switched protocols");
+            finish(call, GD_OUTCOME_IO, 101, "the upstream switched protocols");
             return;
         }
         call->_has_head = true;
@@ -415,7 +401,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
     gd_upstream_call_t *call = c->call;
 
     if (err != NULL && !retry_on_stale_connection(call))
-        finish(call, GD_CALL_IO, 0, "cannot send the request (%s)", err);
+        finish(call, GD_OUTCOME_IO, 0, "cannot send the request (%s)", err);
 }
 
 /* Sends @call's request on its connection, which is established. */
@@ -428,7 +414,7 @@ static void send_request(gd_upstream_call_t *call)
     call->_decoded_len = 0;
     memset(&call->_chunked, 0, sizeof(call->_chunked));
     /* The connect timeout no longer applies: the call's own deadline does. */
-    gd_timer_start(call->_upstream->timers, &call->_timer, call->deadline_ms);
+    gd_timer_start(call->_upstream->timers, &call->_timer, call->base.deadline_ms);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
     /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
@@ -441,7 +427,7 @@ static void send_request(gd_upstream_call_t *call)
         return;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
         if (!retry_on_stale_connection(call))
-            finish(call, GD_CALL_IO, 0, "cannot send the request (%s)", strerror(errno));
+            finish(call, GD_OUTCOME_IO, 0, "cannot send the request (%s)", strerror(errno));
         return;
     }
     size_t sent = n > 0 ? (size_t)n : 0;
@@ -455,7 +441,7 @@ static void on_connect(h2o_socket_t *sock, const char *err)
     gd_upstream_call_t *call = c->call;
 
     if (err != NULL) {
-        finish(call, GD_CALL_CONNECT, 0, "cannot connect to %s (%s)", call->_upstream->conf->url,
+        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (%s)", call->_upstream->conf->url,
                err);
         return;
     }
@@ -467,7 +453,7 @@ static void connect_to(conn_t *c, struct sockaddr *addr, socklen_t addrlen)
     gd_upstream_call_t *call = c->call;
 
     if ((c->sock = h2o_socket_connect(c->upstream->loop, addr, addrlen, on_connect)) == NULL) {
-        finish(call, GD_CALL_CONNECT, 0, "cannot connect to %s (no socket)",
+        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)",
                call->_upstream->conf->url);
         return;
     }
@@ -481,7 +467,7 @@ static void on_getaddr(h2o_hostinfo_getaddr_req_t *req, const char *errstr, stru
 
     c->getaddr = NULL;
     if (errstr != NULL) {
-        finish(c->call, GD_CALL_CONNECT, 0, "cannot resolve %s (%s)", c->upstream->conf->host,
+        finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", c->upstream->conf->host,
                errstr);
         return;
     }
@@ -512,7 +498,7 @@ static void acquire(gd_upstream_call_t *call)
     call->_state = CALL_CONNECTING;
     uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
     gd_timer_start(u->timers, &call->_timer,
-                   connect_due < call->deadline_ms ? connect_due : call->deadline_ms);
+                   connect_due < call->base.deadline_ms ? connect_due : call->base.deadline_ms);
     if (u->addrlen != 0) {
         connect_to(c, (struct sockaddr *)&u->addr, u->addrlen);
     } else {
@@ -529,25 +515,25 @@ static void on_timer(gd_timer_t *timer)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _timer, timer);
     gd_upstream_t *u = call->_upstream;
-    bool is_deadline = gd_timers_now(u->timers) >= call->deadline_ms;
+    bool is_deadline = gd_timers_now(u->timers) >= call->base.deadline_ms;
 
     /* finish() closes the connection: a half-read answer must never reach the next call. */
     if (call->_state == CALL_WAITING)
-        finish(call, GD_CALL_TIMEOUT, 0,
+        finish(call, GD_OUTCOME_TIMEOUT, 0,
                "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
-               call->timeout_ms, u->max_connections);
+               call->base.timeout_ms, u->max_connections);
     else if (call->_state == CALL_CONNECTING && !is_deadline)
-        finish(call, GD_CALL_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
+        finish(call, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
                u->conf->url, u->conf->connect_timeout_ms);
     else
-        finish(call, GD_CALL_TIMEOUT, call->_has_head ? call->_response.status : 0,
-               "timed out after %" PRIu64 " ms", call->timeout_ms);
+        finish(call, GD_OUTCOME_TIMEOUT, call->_has_head ? call->_response.status : 0,
+               "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }
 
 static void on_cancel(gd_task_t *task)
 {
-    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _task, task);
-    finish(call, GD_CALL_CANCELLED, 0, "cancelled");
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, base._task, task);
+    finish(call, GD_OUTCOME_CANCELLED, 0, "cancelled");
 }
 
 /* The request head, written once: it is sent again as it is on a retry. */
@@ -587,17 +573,18 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
     GD_REQUIRE(call->_head_len <= cap);
 }
 
-void gd_upstream_call_start(gd_upstream_t *u, gd_group_t *group, gd_upstream_call_t *call)
+static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 {
-    call->result = (gd_call_result_t){.outcome = GD_CALL_CANCELLED};
+    gd_upstream_t *u = source;
+    gd_upstream_call_t *call = (gd_upstream_call_t *)base;
+
     call->_upstream = u;
     call->_conn = NULL;
     call->_has_retried = false;
     call->_has_head = false;
-    call->_body = NULL;
     gd_timer_init(&call->_timer, on_timer);
     build_head(u, call);
-    gd_group_add(group, &call->_task, on_cancel);
+    gd_group_add(group, &call->base._task, on_cancel);
 
     if (u->busy < u->max_connections && u->nwaiting == 0) {
         acquire(call);
@@ -605,14 +592,22 @@ void gd_upstream_call_start(gd_upstream_t *u, gd_group_t *group, gd_upstream_cal
         call->_state = CALL_WAITING;
         h2o_linklist_insert(&u->waiting, &call->_waiting_link); /* at the end of the line */
         u->nwaiting++;
-        gd_timer_start(u->timers, &call->_timer, call->deadline_ms);
+        gd_timer_start(u->timers, &call->_timer, call->base.deadline_ms);
     }
 }
 
-void gd_upstream_call_dispose(gd_upstream_call_t *call)
+static void dispose_call(gd_call_t *base)
 {
+    gd_upstream_call_t *call = (gd_upstream_call_t *)base;
+
     free(call->_head);
-    free(call->_body);
     call->_head = NULL;
-    call->_body = NULL;
 }
+
+const gd_call_ops_t gd_upstream_call_ops = {
+    .kind = "http",
+    .size = sizeof(gd_upstream_call_t),
+    .prepare = gd__upstream_call_prepare,
+    .start = start_call,
+    .dispose = dispose_call,
+};

@@ -18,10 +18,10 @@
 
 #include <h2o.h>
 
-#include "config/config.h"
-#include "sources/http/http1.h"
 #include "base/coro.h"
-#include "gather/merge.h"
+#include "config/config.h"
+#include "sources/call.h"
+#include "sources/http/http1.h"
 
 typedef struct gd_upstream gd_upstream_t;
 
@@ -51,17 +51,12 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *upstream);
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *upstream);
 
 typedef struct gd_upstream_call {
-    /* public: set before gd_upstream_call_start(), borrowed until the task is done */
+    gd_call_t base; /* first: the call as the gatherer sees it */
+    /* public: set by prepare, borrowed from the request arena until the task is done */
     const char *method;
     h2o_iovec_t path;          /* request target, base path included */
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
-    uint64_t started_at_ns;    /* uv_hrtime() at the request's start: elapsed_ms counts from it */
-    uint64_t deadline_ms;      /* absolute, gd_timers_now() base */
-    uint64_t timeout_ms;       /* the call's own budget, for the message */
-    /* read-only: valid once the task is done; result.body is owned by the call */
-    gd_call_result_t result;
     /* private */
-    gd_task_t _task;
     gd_upstream_t *_upstream;
     struct gd_upstream_conn *_conn; /* while it holds one */
     gd_timer_t _timer;
@@ -74,15 +69,9 @@ typedef struct gd_upstream_call {
     char *_head;         /* the request head, owned */
     size_t _head_len;
     h2o_iovec_t _reqbuf;
-    char *_body; /* the response body, owned */
 } gd_upstream_call_t;
 
-/**
- * Starts @call on @upstream as a task of @group: it connects now, or waits in line when the
- * connection cap is reached. The result is written to call->result before the task is done.
- */
-void gd_upstream_call_start(gd_upstream_t *upstream, gd_group_t *group, gd_upstream_call_t *call);
-/** Frees what a done @call owns (its body). */
-void gd_upstream_call_dispose(gd_upstream_call_t *call);
+/* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */
+extern const gd_call_ops_t gd_upstream_call_ops;
 
 #endif

@@ -69,7 +69,7 @@ struct pipe_entry {
     enum pipe_phase phase;
     bool is_prepare_ok;
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
-    gd_call_outcome_t outcome;
+    gd_outcome_t outcome;
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
     gd_pgjson_buf_t body; /* owned until handed to the query */
@@ -150,11 +150,6 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q);
 static void on_poll(uv_poll_t *handle, int status, int events);
 
 /* -- small helpers ------------------------------------------------------------------------ */
-
-static uint64_t elapsed_ms(const gd_pgpool_query_t *q)
-{
-    return (uv_hrtime() - q->started_at_ns) / 1000000;
-}
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
@@ -239,7 +234,7 @@ static void dequeue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
 
 /* -- reporting ---------------------------------------------------------------------------- */
 
-/* Ends @q with the result already written into q->result. Reporting may switch into the
+/* Ends @q with the result already written into q->base.result. Reporting may switch into the
  * request coroutine, which may dispose of @q, start new queries or close the pool, so callers
  * call this last and touch nothing afterwards. */
 static void report(gd_pgpool_query_t *q)
@@ -251,30 +246,28 @@ static void report(gd_pgpool_query_t *q)
         dequeue(pool, q);
     q->_state = QUERY_DONE;
     q->_conn = NULL;
-    q->result.elapsed_ms = elapsed_ms(q);
-    gd_task_done(&q->_task);
+    q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
+    gd_task_done(&q->base._task);
 }
 
-static void finish(gd_pgpool_query_t *q, gd_call_outcome_t outcome, const char *fmt, ...)
+static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void finish(gd_pgpool_query_t *q, gd_call_outcome_t outcome, const char *fmt, ...)
+static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
 {
     va_list ap;
 
-    q->result.outcome = outcome;
-    q->result.body = NULL;
-    q->result.body_len = 0;
-    q->result.sqlstate[0] = '\0';
+    q->base.result.outcome = outcome;
+    q->base.result.sqlstate[0] = '\0';
     va_start(ap, fmt);
-    vsnprintf(q->result.message, sizeof(q->result.message), fmt, ap);
+    vsnprintf(q->base.result.message, sizeof(q->base.result.message), fmt, ap);
     va_end(ap);
     report(q);
 }
 
 static void finish_unavailable(gd_pgpool_query_t *q)
 {
-    finish(q, GD_CALL_UNAVAILABLE, "no Postgres connection is up (%s)", q->_pool->desc);
+    finish(q, GD_OUTCOME_UNAVAILABLE, "no Postgres connection is up (%s)", q->_pool->desc);
 }
 
 /* -- connections: poll handles, discard, retry -------------------------------------------- */
@@ -442,7 +435,7 @@ static void conn_lost(struct conn *c, const char *reason)
      * accepts connections and drops them at once is retried at most every 100 ms. */
     retry_later(c);
     if (q != NULL)
-        finish(q, GD_CALL_IO, "connection to Postgres lost (%s)", why);
+        finish(q, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
 }
 
 static void conn_idle(struct conn *c)
@@ -667,15 +660,15 @@ static void conn_start(struct conn *c)
 
 /* -- queries on a connection -------------------------------------------------------------- */
 
-static void entry_fail(struct pipe_entry *e, gd_call_outcome_t outcome, const char *sqlstate,
+static void entry_fail(struct pipe_entry *e, gd_outcome_t outcome, const char *sqlstate,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void entry_fail(struct pipe_entry *e, gd_call_outcome_t outcome, const char *sqlstate,
+static void entry_fail(struct pipe_entry *e, gd_outcome_t outcome, const char *sqlstate,
                        const char *fmt, ...)
 {
     va_list ap;
 
-    if (e->outcome != GD_CALL_OK)
+    if (e->outcome != GD_OUTCOME_OK)
         return; /* the first error is the one that explains the rest */
     e->outcome = outcome;
     snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
@@ -699,7 +692,7 @@ static void entry_error(struct conn *c, const PGresult *res)
     /* Errors libpq makes itself (out of memory, a broken connection) have no fields. */
     if (msg == NULL)
         msg = first_line(PQresultErrorMessage(res), line, sizeof(line));
-    entry_fail(&c->entry, GD_CALL_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
+    entry_fail(&c->entry, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
 }
 
 static void entry_rows(struct conn *c, const PGresult *res)
@@ -710,24 +703,24 @@ static void entry_rows(struct conn *c, const PGresult *res)
     switch (PQresultStatus(res)) {
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK: /* a statement without rows (INSERT without RETURNING): none */
-        if (e->outcome != GD_CALL_OK || e->query == NULL)
+        if (e->outcome != GD_OUTCOME_OK || e->query == NULL)
             break; /* failed already, or nobody waits for the rows */
         n = PQntuples(res);
         if (!e->query->is_one_row)
             gd_pgjson_append_rows(&e->body, res);
         else if (n == 0)
-            entry_fail(e, GD_CALL_NOT_FOUND, "", "no row");
+            entry_fail(e, GD_OUTCOME_NOT_FOUND, "", "no row");
         else if (n == 1)
             gd_pgjson_append_row(&e->body, res, 0);
         else
-            entry_fail(e, GD_CALL_SQL, "",
+            entry_fail(e, GD_OUTCOME_SQL, "",
                        "query returned %d rows where \"row\": \"one\" expects at most one", n);
         break;
     case PGRES_PIPELINE_ABORTED: /* the prepare failed: its error stands */
-        entry_fail(e, GD_CALL_SQL, "", "the pipeline was aborted");
+        entry_fail(e, GD_OUTCOME_SQL, "", "the pipeline was aborted");
         break;
     case PGRES_EMPTY_QUERY:
-        entry_fail(e, GD_CALL_SQL, "", "empty query");
+        entry_fail(e, GD_OUTCOME_SQL, "", "empty query");
         break;
     default:
         entry_error(c, res);
@@ -784,17 +777,14 @@ static void pipeline_done(struct conn *c)
     gd_pgpool_query_t *q = e->query;
 
     if (q != NULL) {
-        q->result.outcome = e->outcome;
-        memcpy(q->result.message, e->message, sizeof(q->result.message));
-        memcpy(q->result.sqlstate, e->sqlstate, sizeof(q->result.sqlstate));
-        if (e->outcome == GD_CALL_OK) {
-            q->_body = e->body.base; /* the query takes it */
-            q->result.body = q->_body;
-            q->result.body_len = e->body.len;
+        q->base.result.outcome = e->outcome;
+        memcpy(q->base.result.message, e->message, sizeof(q->base.result.message));
+        memcpy(q->base.result.sqlstate, e->sqlstate, sizeof(q->base.result.sqlstate));
+        if (e->outcome == GD_OUTCOME_OK) {
+            q->base.result.body = gd_buf_take(e->body.base, e->body.len); /* the query takes it */
             e->body = (gd_pgjson_buf_t){0};
-        } else if (e->outcome == GD_CALL_NOT_FOUND) {
-            q->result.body = "null";
-            q->result.body_len = 4;
+        } else if (e->outcome == GD_OUTCOME_NOT_FOUND) {
+            q->base.result.body = &gd_buf_null;
         }
     }
     entry_reset(e);
@@ -941,7 +931,7 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     c->entry.phase = needs_prepare ? PHASE_PREPARE : PHASE_EXECUTE;
     q->_state = QUERY_RUNNING;
     q->_conn = c;
-    gd_timer_start(pool->timers, &q->_timer, q->deadline_ms);
+    gd_timer_start(pool->timers, &q->_timer, q->base.deadline_ms);
 
     snprintf(name, sizeof(name), "gd_%zu", i);
     /* Parameters are text and untyped: the server infers their types from the statement. A
@@ -1019,22 +1009,22 @@ static void on_query_timer(gd_timer_t *timer)
 
     if (q->_state == QUERY_RUNNING) {
         abandon(q);
-        finish(q, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", q->timeout_ms);
-    } else if (gd_timers_now(pool->timers) >= q->deadline_ms) {
-        finish(q, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", q->timeout_ms);
+        finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
+    } else if (gd_timers_now(pool->timers) >= q->base.deadline_ms) {
+        finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
     } else {
-        finish(q, GD_CALL_POOL_TIMEOUT, "no Postgres connection free within %" PRIu64 " ms",
+        finish(q, GD_OUTCOME_POOL_TIMEOUT, "no Postgres connection free within %" PRIu64 " ms",
                pool->conf->acquire_timeout_ms);
     }
 }
 
 static void on_task_cancel(gd_task_t *task)
 {
-    gd_pgpool_query_t *q = CONTAINER_OF(task, gd_pgpool_query_t, _task);
+    gd_pgpool_query_t *q = CONTAINER_OF(task, gd_pgpool_query_t, base._task);
 
     if (q->_state == QUERY_RUNNING)
         abandon(q);
-    finish(q, GD_CALL_CANCELLED, "cancelled");
+    finish(q, GD_OUTCOME_CANCELLED, "cancelled");
 }
 
 static void on_conn_timer(gd_timer_t *timer)
@@ -1284,22 +1274,22 @@ bool gd_pgpool_is_ready(const gd_pgpool_t *pool)
     return false;
 }
 
-void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query_t *query)
+static void start_query(void *source, gd_call_t *base, gd_group_t *group)
 {
+    gd_pgpool_t *pool = source;
+    gd_pgpool_query_t *query = (gd_pgpool_query_t *)base;
     struct conn *c;
 
     GD_REQUIRE(!pool->is_closed && query->statement < pool->conf->nstatements);
-    query->result = (gd_call_result_t){.outcome = GD_CALL_CANCELLED};
     query->_pool = pool;
     query->_conn = NULL;
-    query->_body = NULL;
     query->_waiting_link = (h2o_linklist_t){NULL, NULL};
     query->_state = QUERY_STARTING;
     gd_timer_init(&query->_timer, on_query_timer);
-    gd_group_add(group, &query->_task, on_task_cancel);
+    gd_group_add(group, &query->base._task, on_task_cancel);
 
-    if (gd_timers_now(pool->timers) >= query->deadline_ms) {
-        finish(query, GD_CALL_TIMEOUT, "timed out after %" PRIu64 " ms", query->timeout_ms);
+    if (gd_timers_now(pool->timers) >= query->base.deadline_ms) {
+        finish(query, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", query->base.timeout_ms);
         return;
     }
     /* Waiting queries go first: an idle connection seen now may already be promised to them
@@ -1316,13 +1306,40 @@ void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query
     enqueue(pool, query);
     uint64_t acquire_due = add_sat(gd_timers_now(pool->timers), pool->conf->acquire_timeout_ms);
     gd_timer_start(pool->timers, &query->_timer,
-                   acquire_due < query->deadline_ms ? acquire_due : query->deadline_ms);
+                   acquire_due < query->base.deadline_ms ? acquire_due : query->base.deadline_ms);
 }
 
-void gd_pgpool_query_dispose(gd_pgpool_query_t *query)
+/* Binds each argument as a NUL-terminated text value in the request arena (a parameter, never
+ * part of the SQL text). */
+static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_call_input_t *in,
+                         char *err, size_t errlen)
 {
-    free(query->_body);
-    query->_body = NULL;
-    query->result.body = NULL;
-    query->result.body_len = 0;
+    gd_pgpool_query_t *query = (gd_pgpool_query_t *)base;
+    const char **params = h2o_mem_alloc_pool(in->arena, sizeof(*params) * (cc->nargs + 1));
+
+    for (size_t i = 0; i < cc->nargs; i++) {
+        size_t len = gd_template_expand_raw(&cc->args[i], in->values, NULL, 0);
+        char *buf = h2o_mem_alloc_pool(in->arena, len + 1);
+        gd_template_expand_raw(&cc->args[i], in->values, buf, len);
+        buf[len] = '\0';
+        params[i] = buf;
+    }
+    params[cc->nargs] = NULL;
+    query->statement = cc->statement;
+    query->params = params;
+    query->is_one_row = cc->is_one_row;
+    return 0;
 }
+
+static void dispose_query(gd_call_t *base)
+{
+    (void)base; /* the result's body is gd_call_dispose()'s */
+}
+
+const gd_call_ops_t gd_pgpool_query_ops = {
+    .kind = "sql",
+    .size = sizeof(gd_pgpool_query_t),
+    .prepare = prepare_query,
+    .start = start_query,
+    .dispose = dispose_query,
+};

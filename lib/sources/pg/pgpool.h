@@ -7,11 +7,11 @@
  * ever blocks the loop. A query is a task of a gd_group_t and reports with gd_task_done().
  *
  * Failure handling: a query waits for a free connection at most acquire_timeout_ms
- * (GD_CALL_POOL_TIMEOUT); past its deadline it fails with GD_CALL_TIMEOUT at once and is
+ * (GD_OUTCOME_POOL_TIMEOUT); past its deadline it fails with GD_OUTCOME_TIMEOUT at once and is
  * cancelled on the server from libuv's thread pool (PQcancel blocks), its connection coming
  * back to the pool only once clean; a dead connection is discarded and re-made in the
  * background with exponential backoff; while no connection is up, queries fail fast with
- * GD_CALL_UNAVAILABLE.
+ * GD_OUTCOME_UNAVAILABLE.
  */
 #ifndef GD_PGPOOL_H
 #define GD_PGPOOL_H
@@ -24,8 +24,8 @@
 #include <uv.h>
 
 #include "base/coro.h"
-#include "gather/merge.h"
 #include "base/timer.h"
+#include "sources/call.h"
 
 typedef struct gd_pgpool gd_pgpool_t;
 
@@ -67,32 +67,25 @@ gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool);
 bool gd_pgpool_is_ready(const gd_pgpool_t *pool);
 
 typedef struct gd_pgpool_query {
-    /* public: set before gd_pgpool_query_start(), borrowed until the task is done */
+    gd_call_t base; /* first: the call as the gatherer sees it */
+    /* public: set by prepare, borrowed from the request arena until the task is done */
     size_t statement;            /* index into the pool's statements */
     const char *const *params;   /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
     bool is_one_row;             /* "row": "one": the single row as an object */
-    uint64_t started_at_ns;      /* uv_hrtime() at the request's start: elapsed_ms counts from it */
-    uint64_t deadline_ms;        /* absolute, gd_timers_now() base */
-    uint64_t timeout_ms;         /* the call's own budget, for the message */
-    /* read-only: valid once the task is done; result.body is owned by the query */
-    gd_call_result_t result;
     /* private */
-    gd_task_t _task;
     gd_pgpool_t *_pool;
     void *_conn;
     gd_timer_t _timer;
     h2o_linklist_t _waiting_link;
     int _state;
-    char *_body;
 } gd_pgpool_query_t;
 
-/**
- * Starts @query on @pool as a task of @group. On success result.body is the rows as a JSON
- * array of objects, or with is_one_row the single row as an object; no row with is_one_row
- * gives GD_CALL_NOT_FOUND (body "null"), more than one a GD_CALL_SQL failure.
+/*
+ * The queries of a pool (gd_call_ops_t.start takes the gd_pgpool_t as its source). On success
+ * result.body is the rows as a JSON array of objects, or with is_one_row the single row as an
+ * object; no row with is_one_row gives GD_OUTCOME_NOT_FOUND (body "null"), more than one a
+ * GD_OUTCOME_SQL failure.
  */
-void gd_pgpool_query_start(gd_pgpool_t *pool, gd_group_t *group, gd_pgpool_query_t *query);
-/** Frees what a done @query owns. */
-void gd_pgpool_query_dispose(gd_pgpool_query_t *query);
+extern const gd_call_ops_t gd_pgpool_query_ops;
 
 #endif

@@ -12,6 +12,11 @@ static const char config_json[] =
     "   \"user\": {\"upstream\": \"a\", \"path\": \"/u/{id}\"},"
     "   \"posts\": {\"upstream\": \"a\", \"path\": \"/p\", \"optional\": true}}}]}";
 
+/* The outcome labels, by number, as the sources name theirs: 0 is success. */
+static const char *const outcomes[] = {"ok", "timeout"};
+#define OK      0u
+#define TIMEOUT 1u
+
 static gd_config_t *load(void)
 {
     gd_config_t *c = NULL;
@@ -23,7 +28,7 @@ static gd_config_t *load(void)
 static void test_threads_add_up(void)
 {
     gd_config_t *c = load();
-    gd_metrics_t *t[2] = {gd_metrics_new(c), gd_metrics_new(c)};
+    gd_metrics_t *t[2] = {gd_metrics_new(c, outcomes, 2), gd_metrics_new(c, outcomes, 2)};
     const gd_endpoint_conf_t *ep = &c->endpoints[0];
     size_t len;
 
@@ -31,9 +36,9 @@ static void test_threads_add_up(void)
     gd_metrics_count_request(t[1], ep, 200, 30000);
     gd_metrics_count_request(t[1], ep, 504, 800000);
     gd_metrics_count_request(t[0], NULL, 404, 10);
-    gd_metrics_count_call(t[0], ep, 1, GD_CALL_TIMEOUT, 800000);
-    gd_metrics_count_call(t[1], ep, 1, GD_CALL_TIMEOUT, 800000);
-    gd_metrics_count_call(t[1], ep, 0, GD_CALL_OK, 2000);
+    gd_metrics_count_call(t[0], ep, 1, TIMEOUT, 800000);
+    gd_metrics_count_call(t[1], ep, 1, TIMEOUT, 800000);
+    gd_metrics_count_call(t[1], ep, 0, OK, 2000);
     char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
     CHECK_INT_EQ(strlen(text), len);
     CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"200\"} 2\n"));
@@ -59,7 +64,7 @@ static void test_threads_add_up(void)
 static void test_gauges_are_summed(void)
 {
     gd_config_t *c = load();
-    gd_metrics_t *t[2] = {gd_metrics_new(c), gd_metrics_new(c)};
+    gd_metrics_t *t[2] = {gd_metrics_new(c, outcomes, 2), gd_metrics_new(c, outcomes, 2)};
     gd_metrics_gauges_t g = {.requests_in_flight = 3, .coroutines = 3, .connections = 7};
     size_t len;
 

@@ -1,0 +1,121 @@
+#include "front/dispatch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "gather/access.h"
+#include "gather/respond.h"
+#include "ops/trace.h"
+
+/* An error of gatherd's own, answered at once, counted and logged. */
+static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
+                         const char *request_id, uint64_t started_at_ns, int status,
+                         const char *code, const char *message, const char *hname,
+                         const char *hvalue)
+{
+    gd_access_t a = {.request_id = request_id,
+                     .method = req->input.method,
+                     .path = req->input.path,
+                     .endpoint = ep,
+                     .status = status,
+                     .started_at_ns = started_at_ns,
+                     .complete = "-"};
+
+    a.bytes = gd_respond_error(req, status, code, message, hname, hvalue);
+    gd_access_record(ctx->metrics, &a);
+}
+
+/* The request's id: the client's X-Request-Id when it is plausible, a new one otherwise;
+ * echoed on the answer. In req's pool. */
+static const char *take_request_id(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    char *id;
+
+    if (i >= 0 && gd_trace_is_valid_request_id(req->headers.entries[i].value.base,
+                                               req->headers.entries[i].value.len)) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        id = h2o_mem_alloc_pool(&req->pool, v.len + 1);
+        memcpy(id, v.base, v.len);
+        id[v.len] = '\0';
+    } else {
+        id = h2o_mem_alloc_pool(&req->pool, 33);
+        gd_trace_new_request_id(id);
+    }
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
+                          "X-Request-Id", id, strlen(id));
+    return id;
+}
+
+void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req)
+{
+    uint64_t started_at_ns = uv_hrtime();
+    h2o_iovec_t target = req->input.path, method = req->input.method;
+    const char *qmark = memchr(target.base, '?', target.len);
+    size_t path_len = qmark != NULL ? (size_t)(qmark - target.base) : target.len;
+    const char *query = qmark != NULL ? qmark + 1 : "";
+    size_t query_len = qmark != NULL ? target.len - path_len - 1 : 0;
+    gd_strv_t captures[GD_ROUTE_MAX_CAPTURES];
+    const gd_endpoint_conf_t *ep;
+    char allow[256], err[512];
+    const char *request_id = take_request_id(req);
+    int r;
+
+    if (ctx->is_aborting) {
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 503, "shutting_down",
+                     "the server is shutting down", NULL, NULL);
+        return;
+    }
+    /* HEAD is answered like GET, without the body. */
+    if (h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))
+        method = h2o_iovec_init(H2O_STRLIT("GET"));
+    char *scratch = h2o_mem_alloc_pool(&req->pool, path_len + 1);
+    r = gd_router_match(router, method.base, method.len, target.base, path_len, scratch, captures,
+                        &ep, allow, sizeof(allow));
+    if (r == GD_ROUTE_NO_MATCH) {
+        snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s",
+                 (int)(req->input.method.len < 32 ? req->input.method.len : 32),
+                 req->input.method.base, (int)(path_len < 200 ? path_len : 200), target.base);
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 404, "not_found", err, NULL, NULL);
+        return;
+    }
+    if (r == GD_ROUTE_BAD_METHOD) {
+        snprintf(err, sizeof(err), "method %.*s is not allowed here; allowed: %s",
+                 (int)(req->input.method.len < 32 ? req->input.method.len : 32),
+                 req->input.method.base, allow);
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 405, "method_not_allowed", err,
+                     "allow", allow);
+        return;
+    }
+    if (r != 0) {
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request",
+                     "the path has a malformed percent-encoding", NULL, NULL);
+        return;
+    }
+
+    gd_header_view_t *headers =
+        h2o_mem_alloc_pool(&req->pool, sizeof(*headers) * (req->headers.size + 1));
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        headers[i] =
+            (gd_header_view_t){{h->name->base, h->name->len}, {h->value.base, h->value.len}};
+    }
+    gd_strv_t *values = h2o_mem_alloc_pool(&req->pool, sizeof(*values) * (ep->nparams + 1));
+    char *qscratch = h2o_mem_alloc_pool(&req->pool, query_len + 1);
+    r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
+                                qscratch, values, err, sizeof(err));
+    if (r == -ENOMEM) {
+        answer_error(ctx, req, ep, request_id, started_at_ns, 503, "overloaded",
+                     "out of memory checking parameters", NULL, NULL);
+        return;
+    }
+    if (r != 0) {
+        answer_error(ctx, req, ep, request_id, started_at_ns, 400, "invalid_parameter", err, NULL,
+                     NULL);
+        return;
+    }
+    gd_gather_start(ctx, req, ep, values, request_id, started_at_ns);
+}

@@ -1,0 +1,111 @@
+#include "gather/access.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "base/util.h"
+#include "ops/log.h"
+
+void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
+{
+    const gd_endpoint_conf_t *ep = a->endpoint;
+    uint64_t duration_us = (uv_hrtime() - a->started_at_ns) / 1000;
+
+    gd_metrics_count_request(metrics, ep, a->status, duration_us);
+    for (size_t i = 0; a->results != NULL && i < ep->ncalls; i++)
+        gd_metrics_count_call(metrics, ep, i, a->results[i].outcome,
+                              a->results[i].elapsed_ms * 1000);
+}
+
+/* "user:ok:3,posts:timeout:800" (text) or {"user":{"outcome":"ok","ms":3},...} (JSON). */
+static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_t *results,
+                             char *buf, size_t cap)
+{
+    size_t len = 0;
+    bool is_json = gd_log_is_json();
+
+    if (is_json)
+        len += (size_t)snprintf(buf + len, cap - len, "{");
+    for (size_t i = 0; i < ep->ncalls && len < cap; i++) {
+        const char *outcome = gd_outcome_name(results[i].outcome);
+        if (is_json)
+            len += (size_t)snprintf(
+                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",\"ms\":%" PRIu64 "}",
+                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, results[i].elapsed_ms);
+        else
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s:%" PRIu64, i == 0 ? "" : ",",
+                                    ep->calls[i].name, outcome, results[i].elapsed_ms);
+    }
+    if (is_json && len < cap)
+        len += (size_t)snprintf(buf + len, cap - len, "}");
+    return len < cap ? len : 0; /* too long to describe: leave it out rather than cut JSON */
+}
+
+/* The detail of each failed call, which the public answer leaves out: hosts, addresses,
+ * server messages. One warn line per failure, with the request id to find the access line. */
+static void log_failures(const gd_access_t *a)
+{
+    const gd_endpoint_conf_t *ep = a->endpoint;
+
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_call_result_t *r = &a->results[i];
+        if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_CANCELLED)
+            continue;
+        gd_log_field_t fields[] = {
+            {.key = "request_id", .type = GD_LOG_STR, .str = a->request_id, .str_len = SIZE_MAX},
+            {.key = "route", .type = GD_LOG_STR, .str = ep->path, .str_len = SIZE_MAX},
+            {.key = "call", .type = GD_LOG_STR, .str = ep->calls[i].name, .str_len = SIZE_MAX},
+            {.key = "kind",
+             .type = GD_LOG_STR,
+             .str = gd_outcome_name(r->outcome),
+             .str_len = SIZE_MAX},
+            {.key = "status", .type = GD_LOG_INT, .i = r->status},
+            {.key = "sqlstate", .type = GD_LOG_STR, .str = r->sqlstate, .str_len = SIZE_MAX},
+            {.key = "elapsed_ms", .type = GD_LOG_INT, .i = (long long)r->elapsed_ms},
+            {.key = "detail", .type = GD_LOG_STR, .str = r->message, .str_len = SIZE_MAX},
+        };
+        gd_log_event(GD_LOG_WARN, "call failed", fields, GD_ARRAY_SIZE(fields));
+    }
+}
+
+void gd_access_log(const gd_access_t *a)
+{
+    const gd_endpoint_conf_t *ep = a->endpoint;
+
+    if (a->results != NULL && gd_log_max_level >= GD_LOG_WARN)
+        log_failures(a);
+    if (gd_log_max_level < GD_LOG_INFO)
+        return;
+    char calls[2048];
+    size_t calls_len =
+        a->results != NULL ? describe_calls(ep, a->results, calls, sizeof(calls)) : 0;
+    double duration_ms = (double)(uv_hrtime() - a->started_at_ns) / 1e6;
+    /* Both come from the client: cut to a length that keeps a line a line. */
+    size_t method_len = a->method.len < 32 ? a->method.len : 32;
+    size_t path_len = a->path.len < GD_ACCESS_PATH_MAX ? a->path.len : GD_ACCESS_PATH_MAX;
+    gd_log_field_t fields[] = {
+        {.key = "request_id", .type = GD_LOG_STR, .str = a->request_id, .str_len = SIZE_MAX},
+        {.key = "method", .type = GD_LOG_STR, .str = a->method.base, .str_len = method_len},
+        {.key = "route",
+         .type = GD_LOG_STR,
+         .str = ep != NULL ? ep->path : "-",
+         .str_len = SIZE_MAX},
+        {.key = "path", .type = GD_LOG_STR, .str = a->path.base, .str_len = path_len},
+        {.key = "status", .type = GD_LOG_INT, .i = a->status},
+        {.key = "duration_ms", .type = GD_LOG_MS, .ms = duration_ms},
+        {.key = "bytes", .type = GD_LOG_INT, .i = (long long)a->bytes},
+        {.key = "complete", .type = GD_LOG_STR, .str = a->complete, .str_len = SIZE_MAX},
+        {.key = "calls", .type = GD_LOG_JSON, .str = calls, .str_len = calls_len},
+    };
+
+    gd_log_event(GD_LOG_INFO, "access", fields, GD_ARRAY_SIZE(fields) - (calls_len == 0 ? 1 : 0));
+}
+
+void gd_access_record(gd_metrics_t *metrics, const gd_access_t *a)
+{
+    gd_access_count(metrics, a);
+    gd_access_log(a);
+}

@@ -1,0 +1,93 @@
+#include "gather/hangup.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "ops/log.h"
+
+#define EVENTS_PER_TURN 64
+
+struct gd_hangup {
+    int epfd;
+    uv_poll_t poll;
+    bool is_closed;
+};
+
+static void on_ready(uv_poll_t *poll, int status, int events)
+{
+    gd_hangup_t *h = poll->data;
+    struct epoll_event ev[EVENTS_PER_TURN];
+    int n = epoll_wait(h->epfd, ev, EVENTS_PER_TURN, 0);
+
+    for (int i = 0; i < n; i++) {
+        gd_hangup_watch_t *w = ev[i].data.ptr;
+        /* One shot: the socket is disarmed; it is removed in full by the unwatch. */
+        gd_hangup_cb cb = w->_cb;
+        gd_hangup_unwatch(w);
+        cb(w); /* may free w; must leave the other watches alone (see gd_hangup_cb) */
+    }
+}
+
+gd_hangup_t *gd_hangup_new(uv_loop_t *loop)
+{
+    gd_hangup_t *h = gd_xcalloc(1, sizeof(*h));
+
+    if ((h->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        gd_log_warn("cannot create an epoll set to notice HTTP/1 clients that leave: %s",
+                    strerror(errno));
+        free(h);
+        return NULL;
+    }
+    GD_REQUIRE(uv_poll_init(loop, &h->poll, h->epfd) == 0);
+    h->poll.data = h;
+    GD_REQUIRE(uv_poll_start(&h->poll, UV_READABLE, on_ready) == 0);
+    return h;
+}
+
+void gd_hangup_close(gd_hangup_t *h)
+{
+    if (h == NULL || h->is_closed)
+        return;
+    h->is_closed = true;
+    uv_close((uv_handle_t *)&h->poll, NULL);
+}
+
+gd_hangup_t *gd_hangup_free(gd_hangup_t *h)
+{
+    if (h == NULL)
+        return NULL;
+    GD_REQUIRE(h->is_closed);
+    close(h->epfd);
+    free(h);
+    return NULL;
+}
+
+bool gd_hangup_watch(gd_hangup_t *h, h2o_req_t *req, gd_hangup_watch_t *w, gd_hangup_cb cb)
+{
+    w->_hangup = NULL;
+    if (h == NULL || req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return false;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    if (fd < 0)
+        return false;
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = w};
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return false;
+    w->_hangup = h;
+    w->_fd = fd;
+    w->_cb = cb;
+    return true;
+}
+
+void gd_hangup_unwatch(gd_hangup_watch_t *w)
+{
+    if (w->_hangup == NULL)
+        return;
+    /* The socket is still open: h2o closes it only after the request is disposed of. */
+    (void)epoll_ctl(w->_hangup->epfd, EPOLL_CTL_DEL, w->_fd, NULL);
+    w->_hangup = NULL;
+}

@@ -1,0 +1,51 @@
+/*
+ * gd_hangup: notices that an HTTP/1 client closed its connection while its request is being
+ * gathered. h2o 2.2.5 reads nothing from an HTTP/1 connection while it processes a request, so
+ * on its own it learns of the close only when it writes the answer; HTTP/2 needs none of this
+ * (a reset stream disposes of the request at once).
+ *
+ * Each watched socket is registered, for EPOLLRDHUP only and one shot, in an epoll set of the
+ * thread's own, which libuv polls as one more descriptor: the socket's registration in libuv's
+ * own set is untouched, and a request costs two epoll_ctl calls. A client that half-closes
+ * (shutdown(SHUT_WR)) after sending its request counts as gone, as with nginx.
+ */
+#ifndef GD_HANGUP_H
+#define GD_HANGUP_H
+
+#include <stdbool.h>
+
+#include <h2o.h>
+#include <uv.h>
+
+typedef struct gd_hangup gd_hangup_t;
+typedef struct gd_hangup_watch gd_hangup_watch_t;
+
+/** Reports that the client of @watch has gone; the watch is over. It may free @watch, but must
+ * not unwatch or free any other watch. */
+typedef void (*gd_hangup_cb)(gd_hangup_watch_t *watch);
+
+struct gd_hangup_watch {
+    /* private */
+    gd_hangup_t *_hangup; /* NULL while not watching */
+    int _fd;
+    gd_hangup_cb _cb;
+};
+
+/** Creates the watcher of @loop. Returns NULL (and logs why) when no epoll set can be made. */
+gd_hangup_t *gd_hangup_new(uv_loop_t *loop);
+/** Closes the watcher; nothing may be watched. The loop must run before gd_hangup_free(). */
+void gd_hangup_close(gd_hangup_t *hangup);
+/** Frees @hangup (NULL is a no-op) after gd_hangup_close() and the loop's run. Returns NULL. */
+gd_hangup_t *gd_hangup_free(gd_hangup_t *hangup);
+
+/**
+ * Starts watching the client of @req (HTTP/1 only: returns false for other requests, or when the
+ * socket cannot be watched). @cb runs from the loop, never from inside this call.
+ */
+bool gd_hangup_watch(gd_hangup_t *hangup, h2o_req_t *req, gd_hangup_watch_t *watch,
+                     gd_hangup_cb cb);
+/** Stops watching (the socket must still be open, or closed just now); a no-op when @watch is
+ * not watching. */
+void gd_hangup_unwatch(gd_hangup_watch_t *watch);
+
+#endif

@@ -1,0 +1,402 @@
+#include "gather/request.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "base/util.h"
+#include "gather/access.h"
+#include "gather/merge.h"
+#include "gather/respond.h"
+#include "ops/trace.h"
+
+struct gd_request {
+    gd_gate_waiter_t waiter; /* first: the line's callback gets it */
+    gd_gather_ctx_t *ctx;
+    h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
+    gd_request_t **dispose_slot; /* in req's pool: cleared when we finish first */
+    const gd_endpoint_conf_t *endpoint;
+    h2o_mem_pool_t arena;     /* everything the calls borrow; freed with the request */
+    const char *request_id;   /* in the arena, like method and path: the access line may be */
+    h2o_iovec_t method, path; /* written after h2o has let go of its request */
+    uint64_t started_at_ns;
+    uint64_t deadline_ms;
+    gd_group_t group;
+    gd_hangup_watch_t hangup;
+    bool is_gathering;
+    h2o_linklist_t in_flight_link; /* in the thread's list of requests holding a slot */
+    gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
+    gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
+};
+
+static h2o_iovec_t arena_copy(h2o_mem_pool_t *arena, const char *s, size_t len)
+{
+    char *p = h2o_mem_alloc_pool(arena, len + 1);
+
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return h2o_iovec_init(p, len);
+}
+
+static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
+                                 const char *request_id, uint64_t started_at_ns)
+{
+    gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]));
+    size_t path_len =
+        req->input.path.len < GD_ACCESS_PATH_MAX ? req->input.path.len : GD_ACCESS_PATH_MAX;
+
+    rq->ctx = ctx;
+    rq->req = req;
+    rq->endpoint = ep;
+    rq->started_at_ns = started_at_ns;
+    h2o_mem_init_pool(&rq->arena);
+    rq->request_id = arena_copy(&rq->arena, request_id, strlen(request_id)).base;
+    rq->method = arena_copy(&rq->arena, req->input.method.base,
+                            req->input.method.len < 32 ? req->input.method.len : 32);
+    rq->path = arena_copy(&rq->arena, req->input.path.base, path_len);
+    rq->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*rq->results) * (ep->ncalls + 1));
+    return rq;
+}
+
+static void free_request(gd_request_t *rq)
+{
+    for (size_t i = 0; i < rq->endpoint->ncalls; i++)
+        if (rq->calls[i] != NULL)
+            gd_call_dispose(rq->calls[i]);
+    h2o_mem_clear_pool(&rq->arena);
+    free(rq);
+}
+
+/* Cuts the link from h2o's request to ours: its dispose callback will find nothing. */
+static void detach(gd_request_t *rq)
+{
+    if (rq->dispose_slot != NULL)
+        *rq->dispose_slot = NULL;
+    rq->dispose_slot = NULL;
+}
+
+static void record(gd_request_t *rq, int status, size_t bytes, const char *complete,
+                   const gd_call_result_t *results)
+{
+    gd_access_t a = {.request_id = rq->request_id,
+                     .method = rq->method,
+                     .path = rq->path,
+                     .endpoint = rq->endpoint,
+                     .status = status,
+                     .bytes = bytes,
+                     .started_at_ns = rq->started_at_ns,
+                     .complete = complete,
+                     .results = results};
+
+    gd_access_record(rq->ctx->metrics, &a);
+}
+
+/* Answers with an error of gatherd's own, counted and logged. */
+static void answer_error(gd_request_t *rq, int status, const char *code, const char *message,
+                         const char *hname, const char *hvalue)
+{
+    size_t len = gd_respond_error(rq->req, status, code, message, hname, hvalue);
+    record(rq, status, len, "-", NULL);
+}
+
+/* Nobody will read the answer, nor can it be written: 499 (nginx's "client closed request")
+ * for the log and the metrics, with the outcome of every call that had started. */
+static void record_client_gone(gd_request_t *rq, const gd_call_result_t *results)
+{
+    record(rq, 499, 0, "-", results);
+}
+
+static void collect_results(gd_request_t *rq, int gather_ret)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_call_result_t *r = &rq->results[i];
+        *r = rq->calls[i]->result; /* the body stays the call's: borrowed until it is disposed */
+        if (r->outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT) {
+            r->outcome = GD_OUTCOME_TIMEOUT;
+            snprintf(r->message, sizeof(r->message), "endpoint deadline of %" PRIu64 " ms passed",
+                     ep->timeout_ms);
+        }
+    }
+}
+
+static void respond(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    h2o_req_t *req = rq->req;
+
+    /* h2o decides keep-alive when it parses a request; one parsed before the drain began would
+     * otherwise keep its HTTP/1 connection open (HTTP/2 has had its GOAWAY). */
+    if (rq->ctx->is_draining)
+        req->http1_is_persistent = 0;
+    if (rq->ctx->is_aborting) {
+        answer_error(rq, 503, "shutting_down",
+                     "the server is shutting down and this request ran past its shutdown timeout",
+                     NULL, NULL);
+        return;
+    }
+    int status = gd_merge_status(ep, rq->results);
+    const char *complete = gd_merge_is_complete(ep, rq->results) ? "true" : "false";
+    bool is_detailed = rq->ctx->config->expose_error_details;
+    size_t len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
+    char *body = h2o_mem_alloc_pool(&req->pool, len);
+    gd_merge_body(ep, rq->results, is_detailed, body, len);
+    gd_respond_json(req, status, body, len, complete);
+    record(rq, status, len, complete, rq->results);
+}
+
+static void link_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
+{
+    h2o_linklist_insert(&ctx->_in_flight, &rq->in_flight_link);
+    ctx->in_flight++;
+}
+
+static void unlink_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
+{
+    h2o_linklist_unlink(&rq->in_flight_link);
+    ctx->in_flight--;
+}
+
+/* Ends a request that held a slot: the slot goes to the next in line (told on a later loop
+ * iteration, never in here). */
+static void finish_request(gd_request_t *rq)
+{
+    gd_gather_ctx_t *ctx = rq->ctx;
+
+    detach(rq);
+    unlink_in_flight(ctx, rq);
+    free_request(rq);
+    gd_gate_release(&ctx->line);
+}
+
+/* The HTTP/1 client closed its connection mid-gather: like an HTTP/2 reset. */
+static void on_hangup(gd_hangup_watch_t *watch)
+{
+    gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, hangup, watch);
+
+    if (rq->is_gathering)
+        gd_group_cancel(&rq->group); /* the waiter wakes on a later iteration */
+}
+
+/* The request coroutine: fan out, gather at one point, answer. */
+static void run_request(void *arg)
+{
+    gd_request_t *rq = arg;
+    gd_gather_ctx_t *ctx = rq->ctx;
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    int ret;
+
+    gd_group_init(&rq->group, ctx->sched);
+    rq->is_gathering = true;
+    for (size_t i = 0; i < ep->ncalls; i++)
+        gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
+    gd_hangup_watch(ctx->hangup, rq->req, &rq->hangup, on_hangup);
+    ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+    rq->is_gathering = false;
+    gd_hangup_unwatch(&rq->hangup);
+    gd_group_dispose(&rq->group);
+
+    collect_results(rq, ret);
+    if (rq->req == NULL) {
+        record_client_gone(rq, rq->results); /* h2o let go of the request: an HTTP/2 reset */
+    } else if (ret == -ECANCELED && !ctx->is_aborting) {
+        /* The HTTP/1 client hung up: h2o still holds the request and must see it answered,
+         * which closes the connection. */
+        rq->req->http1_is_persistent = 0;
+        size_t len = gd_respond_error(rq->req, 499, "client_closed_request",
+                                      "the client closed its connection", NULL, NULL);
+        record(rq, 499, len, "-", rq->results);
+    } else {
+        respond(rq);
+    }
+    finish_request(rq);
+}
+
+/* Starts @rq, which holds a slot: deadlines, then its coroutine. */
+static void start_request(gd_request_t *rq)
+{
+    gd_gather_ctx_t *ctx = rq->ctx;
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    int r;
+
+    /* The loop's clock is cached at the start of its iteration and counts whole ms: refreshed
+     * and rounded up, so that no timeout ever fires before its full duration has passed. The
+     * deadlines count from here, not from the arrival: time spent queued is bounded apart. */
+    uv_update_time(ctx->loop);
+    uint64_t now_ms = uv_now(ctx->loop) + 1;
+    rq->deadline_ms = now_ms + ep->timeout_ms;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_call_t *call = rq->calls[i];
+        call->started_at_ns = rq->started_at_ns;
+        call->timeout_ms = ep->calls[i].timeout_ms;
+        call->deadline_ms = now_ms + ep->calls[i].timeout_ms;
+    }
+    link_in_flight(ctx, rq);
+    if ((r = gd_coro_spawn(ctx->sched, run_request, rq, NULL)) != 0) {
+        unlink_in_flight(ctx, rq);
+        answer_error(rq, 503, "overloaded",
+                     r == -EAGAIN ? "no coroutine is free for this request"
+                                  : "out of memory for a request coroutine",
+                     "retry-after", "1");
+        detach(rq);
+        free_request(rq);
+        gd_gate_release(&ctx->line);
+    }
+}
+
+static void on_req_dispose(void *p)
+{
+    gd_request_t *rq = *(gd_request_t **)p;
+
+    if (rq == NULL)
+        return; /* answered and finished before h2o let go of the request */
+    rq->req = NULL;
+    rq->dispose_slot = NULL;
+    if (rq->is_gathering) {
+        /* The calls stop now; the coroutine wakes on a later iteration to count and log. */
+        gd_hangup_unwatch(&rq->hangup);
+        gd_group_cancel(&rq->group);
+        return;
+    }
+    if (gd_gate_is_waiting(&rq->waiter)) {
+        /* Gone while queued: it leaves the line (a slot granted to it goes to the next). */
+        gd_gate_cancel(&rq->waiter);
+        record_client_gone(rq, NULL);
+        free_request(rq);
+    }
+}
+
+/* Every slot stayed taken for as long as the request may wait (queue_timeout_ms). */
+static void answer_overloaded(gd_request_t *rq)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg),
+             "all %zu request slots of this thread (max_requests_in_flight) stayed taken for "
+             "%" PRIu64 " ms (queue_timeout_ms)",
+             rq->ctx->line.limit, rq->ctx->config->queue_timeout_ms);
+    answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
+}
+
+/* Whether the HTTP/1 client of @req has closed its connection. h2o reads nothing while it
+ * processes a request, so it cannot tell; a queued request checks before it uses a slot. */
+static bool is_client_gone(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return false; /* HTTP/2 reads on and disposes of requests whose stream is reset */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    char c;
+
+    if (fd < 0)
+        return false;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
+}
+
+static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
+{
+    gd_request_t *rq = (gd_request_t *)waiter;
+    gd_gather_ctx_t *ctx = rq->ctx;
+
+    if (is_granted && is_client_gone(rq->req)) {
+        /* Nobody will read the answer: the slot goes to the next in line. */
+        answer_error(rq, 499, "client_closed_request",
+                     "the client closed its connection while the request was queued", NULL, NULL);
+        detach(rq);
+        free_request(rq);
+        gd_gate_release(&ctx->line);
+        return;
+    }
+    if (is_granted) {
+        start_request(rq);
+        return;
+    }
+    if (ctx->is_aborting)
+        answer_error(rq, 503, "shutting_down", "the server is shutting down", NULL, NULL);
+    else
+        answer_overloaded(rq);
+    detach(rq);
+    free_request(rq);
+}
+
+/* The client's trace context, or NULL when it sent none that is valid. */
+static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t *buf)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("traceparent"), -1);
+
+    if (i < 0 || gd_trace_parse(req->headers.entries[i].value.base,
+                                req->headers.entries[i].value.len, buf) != 0)
+        return NULL;
+    return buf;
+}
+
+void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
+                     const gd_strv_t *values, const char *request_id, uint64_t started_at_ns)
+{
+    gd_request_t *rq = new_request(ctx, req, ep, request_id, started_at_ns);
+    gd_traceparent_t trace_buf;
+    gd_call_input_t in = {.values = values,
+                          .request_id = rq->request_id,
+                          .trace = take_traceparent(req, &trace_buf),
+                          .arena = &rq->arena};
+    char err[512];
+
+    /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
+     * request holds is its own. */
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_source_t *src = &ctx->sources[ep->calls[i].source];
+        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+        memset(call, 0, src->ops->size);
+        rq->calls[i] = call;
+        if (gd_call_prepare(call, src->ops, &ep->calls[i], &in, err, sizeof(err)) != 0) {
+            answer_error(rq, 400, "invalid_parameter", err, NULL, NULL);
+            free_request(rq);
+            return;
+        }
+    }
+    rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
+    *rq->dispose_slot = rq;
+
+    if (gd_gate_try_acquire(&ctx->line)) {
+        start_request(rq);
+        return;
+    }
+    if (ctx->config->queue_timeout_ms == 0) {
+        answer_overloaded(rq);
+        detach(rq);
+        free_request(rq);
+        return;
+    }
+    uv_update_time(ctx->loop);
+    gd_gate_wait(&ctx->line, &rq->waiter, uv_now(ctx->loop) + 1 + ctx->config->queue_timeout_ms,
+                 on_line_end);
+}
+
+void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight)
+{
+    h2o_linklist_init_anchor(&ctx->_in_flight);
+    ctx->in_flight = 0;
+    ctx->is_aborting = false;
+    gd_gate_init(&ctx->line, gd_sched_timers(ctx->sched), max_in_flight);
+}
+
+void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx)
+{
+    gd_gate_dispose(&ctx->line);
+}
+
+void gd_gather_abort_all(gd_gather_ctx_t *ctx)
+{
+    ctx->is_aborting = true;
+    gd_gate_refuse_all(&ctx->line);
+    for (h2o_linklist_t *l = ctx->_in_flight.next; l != &ctx->_in_flight; l = l->next) {
+        gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, in_flight_link, l);
+        if (rq->is_gathering)
+            gd_group_cancel(&rq->group); /* wakes it on a later iteration: nothing is freed here */
+    }
+}

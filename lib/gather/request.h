@@ -1,0 +1,73 @@
+/*
+ * gd_request: the life of one request to an endpoint, once the front door has matched it and
+ * checked its parameters. Its calls are rendered into the request's own arena (a 400 when a
+ * value would smuggle a control character); it then waits in line for one of the thread's
+ * request slots (the gate), and once it holds one a coroutine starts every call, gathers them
+ * at a single point with the endpoint deadline, merges the outcomes and answers.
+ *
+ * Ownership and h2o: a gd_request_t is heap memory with its own arena, both freed when the
+ * request is finished, never by h2o's pool teardown; h2o's request and ours are linked weakly
+ * both ways (the idiom of h2o's proxy). When h2o disposes of the request first (an HTTP/2 reset,
+ * a closed connection) its dispose callback only cuts the link and cancels: the calls stop at
+ * once, the waiter wakes on a later loop iteration, and the request is counted and logged as 499
+ * there. A client that closes its HTTP/1 connection mid-gather is noticed (gd_hangup) and treated
+ * the same way. Nothing here calls into h2o or starts another request from inside h2o's dispose
+ * callbacks.
+ */
+#ifndef GD_REQUEST_H
+#define GD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "base/coro.h"
+#include "base/gate.h"
+#include "config/config.h"
+#include "gather/hangup.h"
+#include "ops/metrics.h"
+#include "sources/call.h"
+
+typedef struct gd_request gd_request_t;
+typedef struct gd_gather_ctx gd_gather_ctx_t;
+
+/* What requests on one event-loop thread share. Owned by the server's thread. */
+struct gd_gather_ctx {
+    /* public: set by the owner before gd_gather_ctx_init() */
+    const gd_config_t *config;
+    uv_loop_t *loop;
+    gd_sched_t *sched;
+    const gd_source_t *sources; /* by gd_call_conf_t.source */
+    gd_metrics_t *metrics;      /* this thread's */
+    gd_hangup_t *hangup;        /* may be NULL: HTTP/1 hang-ups are then noticed at the answer */
+    /* public: set when the server drains; HTTP/1 answers then close their connection */
+    bool is_draining;
+    /* read-only */
+    size_t in_flight; /* requests holding a slot */
+    gd_gate_t line;   /* the request slots; its .waiting: requests queued for one */
+    bool is_aborting; /* past the shutdown timeout: everything is answered 503 */
+    /* private */
+    h2o_linklist_t _in_flight; /* of gd_request_t */
+};
+
+/** Prepares @ctx, its public fields set: at most @max_in_flight requests gathered at once. */
+void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight);
+/** Checks that nothing is in flight or queued. */
+void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx);
+
+/**
+ * Gathers @req for endpoint @ep with its checked parameter @values (borrowed for the call),
+ * @request_id (borrowed for the call) and @started_at_ns (uv_hrtime() at arrival). Always
+ * answers, now or later.
+ */
+void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
+                     const gd_strv_t *values, const char *request_id, uint64_t started_at_ns);
+/**
+ * Cancels every request still gathering and answers each 503 (the shutdown timeout); queued
+ * ones are refused with 503. Requests arriving later are answered 503 too.
+ */
+void gd_gather_abort_all(gd_gather_ctx_t *ctx);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * gd_call: what every source of data (an upstream HTTP API, a Postgres query) is to the code
+ * that gathers a request. A call has a rendered request, a deadline and its own timeout, and,
+ * once done, a result (outcome, status, body, elapsed time); it is a task of a gd_group_t and
+ * reports with gd_task_done(). Each source implements gd_call_ops_t; nothing above the sources
+ * switches on the kind of a call.
+ *
+ * A call is distinct from its attempts: the connection, parser state and per-attempt timer of
+ * an exchange belong to an attempt, which the source keeps inside its own call struct (today
+ * one attempt per call, plus HTTP's retry of a stale keep-alive connection).
+ *
+ * Ownership: a call's storage is the caller's (the request arena), sized by ops->size, with the
+ * gd_call_t first. What prepare() renders lives in the arena given to it; the result's body is a
+ * reference the call owns until gd_call_dispose(), so a reader that keeps it takes its own.
+ *
+ * Cancellation rule: a source's cancel (through the task) reports synchronously, before it
+ * returns, and never calls into h2o or starts other work from inside the cancel. It is the
+ * caller's group, not the source, that defers the waiter's wake-up out of the canceller's stack
+ * (gd_group_cancel()), so cancelling from h2o's dispose callbacks re-enters nothing.
+ */
+#ifndef GD_CALL_H
+#define GD_CALL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o/memory.h>
+
+#include "base/buf.h"
+#include "base/coro.h"
+#include "config/config.h"
+#include "ops/trace.h"
+
+typedef enum gd_outcome {
+    GD_OUTCOME_OK = 0,
+    GD_OUTCOME_TIMEOUT,      /* the call's timeout or the endpoint deadline passed */
+    GD_OUTCOME_CONNECT,      /* refused, unreachable, DNS, connect timeout */
+    GD_OUTCOME_IO,           /* the connection broke, or broken HTTP */
+    GD_OUTCOME_STATUS,       /* non-2xx status */
+    GD_OUTCOME_INVALID_JSON, /* the body is not one JSON document */
+    GD_OUTCOME_TOO_LARGE,    /* the body (or the rows) over the call's limits */
+    GD_OUTCOME_CANCELLED,    /* stopped because the request went away or the server shut down */
+    GD_OUTCOME_POOL_TIMEOUT, /* no Postgres connection became free within acquire_timeout_ms */
+    GD_OUTCOME_SQL,          /* the server reported an error (sqlstate set), or a row rule broke */
+    GD_OUTCOME_UNAVAILABLE,  /* no Postgres connection is up: failed fast */
+    GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
+    GD_OUTCOME_COUNT
+} gd_outcome_t;
+
+#define GD_CALL_MESSAGE_MAX 160
+
+typedef struct gd_call_result {
+    gd_outcome_t outcome;
+    int status; /* the upstream's HTTP status when one arrived, else 0 */
+    /* GD_OUTCOME_OK (and NOT_FOUND: "null"): the JSON document, a reference the call owns */
+    gd_buf_t *body;
+    /* What went wrong in detail, for the log: it may name hosts, addresses and server messages,
+     * so public answers carry gd_outcome_public_message() instead (unless the operator asked
+     * for details with expose_error_details). */
+    char message[GD_CALL_MESSAGE_MAX];
+    char sqlstate[6]; /* GD_OUTCOME_SQL from the server: its SQLSTATE, else "" */
+    uint64_t elapsed_ms;
+} gd_call_result_t;
+
+/* What a call's request is rendered from: the request's values, in its arena. */
+typedef struct gd_call_input {
+    const gd_strv_t *values;       /* the endpoint's parameters, by index */
+    const char *request_id;        /* sent upstream as x-request-id */
+    const gd_traceparent_t *trace; /* the client's trace context, or NULL */
+    h2o_mem_pool_t *arena;         /* the request arena: rendered parts are allocated here */
+} gd_call_input_t;
+
+typedef struct gd_call gd_call_t;
+
+typedef struct gd_call_ops {
+    const char *kind; /* "http", "sql" */
+    size_t size;      /* bytes of the source's call struct, which has a gd_call_t first */
+    /**
+     * Renders @call's request for @conf from @in into in->arena. Returns 0, or -EINVAL with a
+     * message in @err (a 400 for the client: a value would smuggle a control character).
+     */
+    int (*prepare)(gd_call_t *call, const gd_call_conf_t *conf, const gd_call_input_t *in,
+                   char *err, size_t errlen);
+    /** Starts @call (prepared, deadlines set) on @source as a task of @group. */
+    void (*start)(void *source, gd_call_t *call, gd_group_t *group);
+    /** Frees what a done @call owns besides its result. */
+    void (*dispose)(gd_call_t *call);
+} gd_call_ops_t;
+
+/* One source of calls on one event-loop thread: an upstream, the Postgres pool. */
+typedef struct gd_source {
+    const gd_call_ops_t *ops;
+    void *instance;
+} gd_source_t;
+
+struct gd_call {
+    /* public: set before gd_call_start() */
+    const gd_call_ops_t *ops;
+    uint64_t started_at_ns; /* uv_hrtime() at the request's start: elapsed_ms counts from it */
+    uint64_t deadline_ms;   /* absolute, gd_timers_now() base */
+    uint64_t timeout_ms;    /* the call's own budget, for the message */
+    /* read-only: valid once the task is done */
+    gd_call_result_t result;
+    /* private: for the source */
+    gd_task_t _task;
+};
+
+/** The names of the outcomes, by number, as in the answer ("ok", "timeout", ...). */
+extern const char *const gd_outcome_names[GD_OUTCOME_COUNT];
+/** The error kind's name as in the answer ("timeout", "connect", ...; "ok"). */
+const char *gd_outcome_name(gd_outcome_t outcome);
+/** A fixed text for the public answer: says what failed, never where. */
+const char *gd_outcome_public_message(gd_outcome_t outcome);
+
+/**
+ * Prepares @call (storage of ops->size bytes, zeroed by the caller) for @conf through @ops.
+ * Returns what ops->prepare() returns.
+ */
+int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_conf_t *conf,
+                    const gd_call_input_t *in, char *err, size_t errlen);
+/** Starts @call on @source (its ops) as a task of @group; its result says "cancelled" until done.
+ */
+void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group);
+/** Frees what a done (or never started) @call owns, its result's body included. */
+void gd_call_dispose(gd_call_t *call);
+
+/** For sources: milliseconds since the call's request started. */
+uint64_t gd_call_elapsed_ms(const gd_call_t *call);
+/**
+ * For sources: writes the outcome, @status, the elapsed time and the formatted message into
+ * @call's result (its body is the caller's to set) and reports the task done. Reporting may
+ * switch into the request coroutine, which may free @call: nothing may touch it afterwards.
+ */
+void gd_call_finish(gd_call_t *call, gd_outcome_t outcome, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void gd_call_vfinish(gd_call_t *call, gd_outcome_t outcome, int status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+#endif
