@@ -7,6 +7,31 @@
 
 #define CASE_TIMEOUT_S 30
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GD_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define GD_TEST_ASAN 1
+#endif
+#ifdef GD_TEST_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+/* A case ends with _exit(), which skips LeakSanitizer's atexit check: the check runs here, so
+ * that a leak fails the case that leaked (valgrind checks at any exit by itself). */
+static void check_leaks(void)
+{
+#ifdef GD_TEST_ASAN
+    if (__lsan_do_recoverable_leak_check() != 0) {
+        fprintf(stderr, "LeakSanitizer found leaks\n");
+        fflush(stderr);
+        _exit(1);
+    }
+#endif
+}
+
 void gd__test_fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
@@ -44,6 +69,7 @@ static int run_case(const gd_test_case_t *tc)
     if (pid == 0) {
         alarm(CASE_TIMEOUT_S);
         tc->fn();
+        check_leaks();
         fflush(stdout);
         _exit(0);
     }
