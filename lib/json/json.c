@@ -226,6 +226,20 @@ size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
         char esc[6] = {'\\', (char)c};
         size_t esc_len = 2;
 
+        if (c >= 0x80) {
+            const unsigned char *u = (const unsigned char *)in + i;
+            const char *next = scan_utf8(u, (const unsigned char *)in + in_len);
+            if (next != NULL) {
+                i = (size_t)(next - in) - 1; /* a whole, valid sequence: copied as it is */
+                continue;
+            }
+            /* Not UTF-8 (a cut sequence, Latin-1 from a server): U+FFFD keeps the output
+             * valid JSON text, which must be UTF-8 (RFC 8259, section 8.1). */
+            len = put(buf, cap, len, in + run, i - run);
+            run = i + 1;
+            len = put(buf, cap, len, "\xef\xbf\xbd", 3);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         len = put(buf, cap, len, in + run, i - run);

@@ -29,7 +29,8 @@ bool gd_json_is_number(const char *s, size_t len, bool is_integer);
 /**
  * Writes @in (@in_len bytes) as a JSON string (RFC 8259 section 7) into @buf, at most @cap
  * bytes, no NUL: quotes around it, '"' and '\\' escaped, control bytes as their short forms
- * (\b \f \n \r \t) or \u00xx, every other byte (UTF-8 included) as it is. Returns the full
+ * (\b \f \n \r \t) or \u00xx, valid UTF-8 sequences as they are, and each byte that is not
+ * part of one as U+FFFD, so that the output is valid UTF-8 whatever the input. Returns the full
  * length, so a first call with @cap 0 sizes the buffer; with less room the output is cut.
  */
 size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap);

@@ -154,7 +154,30 @@ static void test_json_quote_escapes(void)
     CHECK(gd_json_is_valid(buf, n));
 }
 
+/* Whatever bytes come in (a Latin-1 server message, a sequence cut at a length limit), the
+ * quoted string is valid UTF-8, and so valid JSON: each stray byte becomes U+FFFD. */
+static void test_json_quote_replaces_invalid_utf8(void)
+{
+    char buf[128];
+    size_t n = gd_json_quote("caf\xe9!", 5, buf, sizeof(buf)); /* Latin-1 e-acute */
+    CHECK_MEM_EQ(buf, n, "\"caf\xef\xbf\xbd!\"");
+    n = gd_json_quote("\xe2\x82", 2, buf, sizeof(buf)); /* a euro sign cut after two bytes */
+    CHECK_MEM_EQ(buf, n, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+    n = gd_json_quote("\xed\xa0\x80", 3, buf, sizeof(buf)); /* a UTF-16 surrogate, encoded */
+    CHECK_MEM_EQ(buf, n, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+    n = gd_json_quote("\xe2\x82\xac \xf0\x9f\x98\x80", 8, buf, sizeof(buf)); /* valid: as is */
+    CHECK_MEM_EQ(buf, n, "\"\xe2\x82\xac \xf0\x9f\x98\x80\"");
+    CHECK(gd_json_is_valid(buf, n));
+    for (int b = 0x80; b <= 0xff; b++) { /* every stray byte, checked by the validator */
+        char in[3] = {'a', (char)b, 'z'};
+        n = gd_json_quote(in, 3, buf, sizeof(buf));
+        CHECK(n <= GD_JSON_QUOTED_MAX(3));
+        CHECK(gd_json_is_valid(buf, n));
+    }
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"json_quote_replaces_invalid_utf8", test_json_quote_replaces_invalid_utf8},
     {"json_quote_escapes", test_json_quote_escapes},
     {"accepts_json", test_accepts_json},
     {"rejects_what_is_not", test_rejects_what_is_not},
