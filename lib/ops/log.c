@@ -123,40 +123,66 @@ bool gd_log_is_json(void)
     return is_json_format;
 }
 
-/* A line under construction; silently truncated at LOG_LINE_MAX, keeping room for "}\n". */
+/* A line under construction; silently truncated at LOG_LINE_MAX, keeping room for "}\n". A JSON
+ * line is cut only between fields (strings may be shortened), so it always stays one valid
+ * JSON object. */
 struct line {
     char buf[LOG_LINE_MAX];
     size_t len;
 };
 
-static void line_put(struct line *l, const char *s, size_t n)
+static size_t line_room(const struct line *l)
 {
-    size_t room = sizeof(l->buf) - 3 - l->len;
-    if (n > room)
+    return sizeof(l->buf) - 3 - l->len;
+}
+
+/* Appends what fits of @s; returns whether all of it did. */
+static bool line_put(struct line *l, const char *s, size_t n)
+{
+    size_t room = line_room(l);
+    bool is_whole = n <= room;
+
+    if (!is_whole)
         n = room;
     memcpy(l->buf + l->len, s, n);
     l->len += n;
+    return is_whole;
 }
 
-__attribute__((format(printf, 2, 3))) static void line_printf(struct line *l, const char *fmt, ...)
+/* Appends what fits of the formatted text; returns whether all of it did. */
+__attribute__((format(printf, 2, 3))) static bool line_printf(struct line *l, const char *fmt, ...)
 {
-    size_t room = sizeof(l->buf) - 3 - l->len;
+    size_t room = line_room(l);
     va_list ap;
     int n;
 
     va_start(ap, fmt);
     n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        l->len += (size_t)n < room ? (size_t)n : room;
+    if (n < 0)
+        return false;
+    l->len += (size_t)n < room ? (size_t)n : room;
+    return (size_t)n <= room;
 }
 
-/* Appends @s as a JSON string, quotes included (cut, like any part, at the line's end). */
-static void line_put_json_string(struct line *l, const char *s, size_t n)
+/* Appends @s as a JSON string, quotes included, shortened (at a character boundary) to fit the
+ * room left; returns false, appending nothing, when not even an empty string fits. */
+static bool line_put_json_string(struct line *l, const char *s, size_t n)
 {
-    size_t room = sizeof(l->buf) - 3 - l->len;
-    size_t len = gd_json_quote(s, n, l->buf + l->len, room);
-    l->len += len < room ? len : room;
+    size_t room = line_room(l);
+    size_t len = gd_json_quote(s, n, NULL, 0);
+
+    while (len > room && n > 0) {
+        size_t cut = (size_t)((double)n * (double)room / (double)len);
+        n = cut < n ? cut : n - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--; /* s[n] would be the first byte left out: never the middle of a character */
+        len = gd_json_quote(s, n, NULL, 0);
+    }
+    if (len > room)
+        return false;
+    l->len += gd_json_quote(s, n, l->buf + l->len, room);
+    return true;
 }
 
 /* Appends a text-format value: bare when it is a plain token, JSON-quoted otherwise. */
@@ -230,34 +256,43 @@ void gd_log_event(gd_log_level_t level, const char *msg, const gd_log_field_t *f
     for (size_t i = 0; i < nfields; i++) {
         const gd_log_field_t *f = &fields[i];
         size_t n = f->str != NULL ? (f->str_len == SIZE_MAX ? strlen(f->str) : f->str_len) : 0;
+        size_t field_start = l.len;
+        bool is_whole = true;
         if (is_json_format) {
-            line_put(&l, ",", 1);
-            line_put_json_string(&l, f->key, strlen(f->key));
-            line_put(&l, ":", 1);
+            is_whole = line_put(&l, ",", 1) && line_put_json_string(&l, f->key, strlen(f->key)) &&
+                       line_put(&l, ":", 1);
         } else {
             line_printf(&l, " %s=", f->key);
+        }
+        if (!is_whole) {
+            l.len = field_start; /* a field that does not fit whole is left out, with the rest */
+            break;
         }
         switch (f->type) {
         case GD_LOG_STR:
             if (is_json_format)
-                line_put_json_string(&l, f->str != NULL ? f->str : "", n);
+                is_whole = line_put_json_string(&l, f->str != NULL ? f->str : "", n);
             else
                 line_put_text_value(&l, f->str != NULL ? f->str : "", n);
             break;
         case GD_LOG_JSON:
             if (is_json_format)
-                line_put(&l, f->str, n);
+                is_whole = line_put(&l, f->str, n);
             else
                 line_put_text_value(&l, f->str, n);
             break;
         case GD_LOG_INT:
-            line_printf(&l, "%lld", f->i);
+            is_whole = line_printf(&l, "%lld", f->i);
             break;
         case GD_LOG_MS:
-            line_printf(&l, "%.1f", f->ms);
+            is_whole = line_printf(&l, "%.1f", f->ms);
             break;
         case GD_LOG_BOOL:
-            line_put(&l, f->b ? "true" : "false", f->b ? 4 : 5);
+            is_whole = line_put(&l, f->b ? "true" : "false", f->b ? 4 : 5);
+            break;
+        }
+        if (is_json_format && !is_whole) {
+            l.len = field_start; /* a field that does not fit whole is left out, with the rest */
             break;
         }
     }
