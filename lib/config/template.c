@@ -6,18 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/percent.h"
 #include "base/util.h"
 
 #define MAX_NAME_LEN 64
-
-static const char hex_upper[] = "0123456789ABCDEF";
-
-/* RFC 3986 section 2.3: the unreserved characters, the only ones a value keeps as they are. */
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
 
 static bool is_name_char(unsigned char c)
 {
@@ -33,59 +25,6 @@ static bool is_valid_name(const char *s, size_t len)
         if (!is_name_char((unsigned char)s[i]))
             return false;
     return true;
-}
-
-/* "." and ".." are path segments with a meaning of their own (RFC 3986 section 5.2.4), and so
- * would any longer run of dots be to a lenient server: such a value is encoded whole. */
-static bool is_only_dots(const char *s, size_t len)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] != '.')
-            return false;
-    return true;
-}
-
-size_t gd_percent_encode(const char *in, size_t in_len, char *out)
-{
-    bool encode_all = is_only_dots(in, in_len);
-    size_t n = 0;
-
-    for (size_t i = 0; i < in_len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (!encode_all && is_unreserved(c)) {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex_upper[c >> 4];
-            out[n++] = hex_upper[c & 0xf];
-        }
-    }
-    return n;
-}
-
-long gd_percent_decode(const char *in, size_t in_len, char *out, bool plus_is_space)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < in_len; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            if (in_len - i < 3 || (hi = gd_hex_value(in[i + 1])) < 0 ||
-                (lo = gd_hex_value(in[i + 2])) < 0)
-                return -1;
-            c = (char)(hi << 4 | lo);
-            if (c == '\0')
-                return -1;
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            c = ' ';
-        }
-        out[n++] = c;
-    }
-    return (long)n;
 }
 
 /* A growing literal, flushed into a part when a variable or the end is reached. */
@@ -192,7 +131,6 @@ int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *c
                         gd_template_t *ret, char *err, size_t errlen)
 {
     struct builder b = {0};
-    bool has_query = false;
     const char *p = src;
 
     while (*p != '\0') {
@@ -223,8 +161,6 @@ int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *c
             part->value_index = (size_t)index;
             p = end + 1;
         } else {
-            if (*p == '?')
-                has_query = true;
             builder_add_char(&b, *p);
             p++;
         }
@@ -233,7 +169,6 @@ int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *c
     free(b.lit);
     ret->parts = b.parts;
     ret->nparts = b.nparts;
-    ret->has_query = has_query;
     return 0;
 
 fail:
@@ -248,7 +183,6 @@ void gd_template_dispose(gd_template_t *t)
     free(t->parts);
     t->parts = NULL;
     t->nparts = 0;
-    t->has_query = false;
 }
 
 /* Appends @len bytes to @buf when they fit in @cap; @pos counts every byte, written or not. */
@@ -268,23 +202,14 @@ size_t gd_template_expand(const gd_template_t *t, const gd_strv_t *values, char 
     for (size_t i = 0; i < t->nparts; i++) {
         const gd_template_part_t *part = &t->parts[i];
         const gd_strv_t *v;
-        bool encode_all;
 
         if (part->is_literal) {
             put(buf, cap, &pos, part->literal, part->literal_len);
             continue;
         }
         v = &values[part->value_index];
-        encode_all = is_only_dots(v->base, v->len);
-        for (size_t j = 0; j < v->len; j++) {
-            unsigned char c = (unsigned char)v->base[j];
-            if (!encode_all && is_unreserved(c)) {
-                put(buf, cap, &pos, (const char *)&c, 1);
-            } else {
-                char esc[3] = {'%', hex_upper[c >> 4], hex_upper[c & 0xf]};
-                put(buf, cap, &pos, esc, 3);
-            }
-        }
+        pos += gd_percent_encode(v->base, v->len, pos < cap ? buf + pos : NULL,
+                                 pos < cap ? cap - pos : 0);
     }
     return pos;
 }

@@ -42,7 +42,6 @@ typedef struct gd_template {
     /* read-only */
     gd_template_part_t *parts;
     size_t nparts;
-    bool has_query; /* a literal '?' appears: values after it are in the query part */
 } gd_template_t;
 
 /**
@@ -68,18 +67,5 @@ size_t gd_template_expand_raw(const gd_template_t *t, const gd_strv_t *values, c
                               size_t cap);
 /** Upper bound of gd_template_expand()'s length for @values (literals + 3 x each value). */
 size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values);
-
-/**
- * Percent-encodes @in into @out (room for 3 x @in_len bytes): every byte but A-Z a-z 0-9 - . _ ~
- * becomes %XX (upper-case hex); a value made only of dots ("." "..") is encoded whole, so it can
- * never act as a path segment of its own. Returns the length written.
- */
-size_t gd_percent_encode(const char *in, size_t in_len, char *out);
-/**
- * Percent-decodes @in into @out (room for @in_len bytes); with @plus_is_space, '+' becomes ' '
- * (query strings). Returns the length written, or -1 on a malformed escape ('%' not followed by
- * two hex digits) or an encoded NUL byte.
- */
-long gd_percent_decode(const char *in, size_t in_len, char *out, bool plus_is_space);
 
 #endif

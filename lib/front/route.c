@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/percent.h"
 #include "base/util.h"
 
 /* Values up to this length are copied to the stack for regexec(); longer ones to the heap. */

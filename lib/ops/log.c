@@ -287,9 +287,6 @@ void gd_log_event(gd_log_level_t level, const char *msg, const gd_log_field_t *f
         case GD_LOG_MS:
             is_whole = line_printf(&l, "%.1f", f->ms);
             break;
-        case GD_LOG_BOOL:
-            is_whole = line_put(&l, f->b ? "true" : "false", f->b ? 4 : 5);
-            break;
         }
         if (is_json_format && !is_whole) {
             l.len = field_start; /* a field that does not fit whole is left out, with the rest */

@@ -31,7 +31,6 @@ typedef enum gd_log_field_type {
     GD_LOG_STR,  /* .str, quoted/escaped as needed */
     GD_LOG_INT,  /* .i */
     GD_LOG_MS,   /* .ms: a duration in milliseconds, one decimal */
-    GD_LOG_BOOL, /* .b */
     GD_LOG_JSON, /* .str: a JSON document written as is in JSON lines, as text in text lines */
 } gd_log_field_type_t;
 
@@ -42,7 +41,6 @@ typedef struct gd_log_field {
     size_t str_len; /* GD_LOG_STR/GD_LOG_JSON: bytes of str (SIZE_MAX: NUL-terminated) */
     long long i;
     double ms;
-    bool b;
 } gd_log_field_t;
 
 /**

@@ -240,7 +240,6 @@ static void test_full_config(void)
     CHECK_STR_EQ(c->name, "posts");
     CHECK(c->upstream == &cfg->upstreams[1]);
     CHECK_STR_EQ(c->method, "POST");
-    CHECK(c->path.has_query);
     CHECK_INT_EQ(c->path.nparts, 6);
     CHECK_INT_EQ(c->path.parts[1].value_index, 0);
     CHECK_INT_EQ(c->path.parts[3].value_index, 1);
