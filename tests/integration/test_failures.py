@@ -49,8 +49,8 @@ class FailureTest(GatherdTestCase):
             doc, elapsed = self.failed(gd, '/t', 504, 'slow', 'timeout')
             ms = doc['errors']['slow']['elapsed_ms']
             self.assertGreaterEqual(ms, 100 - SLACK_MS, doc)
-            self.assertLessEqual(ms, 130, doc)
-            self.assertLess(elapsed, 0.2)
+            self.assertLessEqual(ms, 160, doc)  # measured by gatherd: a timer, not the client
+            self.assertLess(elapsed, 0.35)
             self.assertGreaterEqual(elapsed, 0.1)
             self.assertEqual(list(doc['errors'].keys()), ['slow'])
 
@@ -65,7 +65,7 @@ class FailureTest(GatherdTestCase):
         self.assertTrue(closed, 'gatherd did not close the connection of the timed-out call '
                         '(%r)' % (self.stub.connections,))
         c = closed[0]
-        self.assertLess(c.closed_at - c.accepted_at, 0.3, self.stub.connections)
+        self.assertLess(c.closed_at - c.accepted_at, 0.6, self.stub.connections)
 
     def test_optional_call_timeout_keeps_200(self):
         self.stub.add('/slow', json={'late': True}, delay_ms=2000)
@@ -75,7 +75,7 @@ class FailureTest(GatherdTestCase):
             'slow': call('s', '/slow', timeout_ms=100, optional=True)})])
         doc, elapsed = self.failed(gd, '/t', 200, 'slow', 'timeout')
         self.assertEqual(doc['fast'], {'fast': 1})
-        self.assertLess(elapsed, 0.2)
+        self.assertLess(elapsed, 0.35)
         st, hdrs, body, _ = gd.get('/t')
         self.assertTrue(body.startswith(b'{"fast":{"fast": 1},"slow":null,"errors":{"slow":'
                                         b'{"kind":"timeout","message":'), body)
@@ -96,9 +96,9 @@ class FailureTest(GatherdTestCase):
         for name in ('a', 'b'):
             self.assertErrorObject(doc['errors'][name], 'timeout')
             self.assertGreaterEqual(doc['errors'][name]['elapsed_ms'], 150 - SLACK_MS)
-            self.assertLessEqual(doc['errors'][name]['elapsed_ms'], 190)
+            self.assertLessEqual(doc['errors'][name]['elapsed_ms'], 230)
         self.assertGreaterEqual(elapsed, 0.15)
-        self.assertLess(elapsed, 0.25)
+        self.assertLess(elapsed, 0.4)  # not the calls' own 1 s
         self.assertAlive(gd, '/healthy')
 
     def test_hang_past_timeout(self):
@@ -106,8 +106,8 @@ class FailureTest(GatherdTestCase):
         gd = self.gatherd([endpoint('/h', {'h': call('s', '/hang', timeout_ms=150)})])
         doc, elapsed = self.failed(gd, '/h', 504, 'h', 'timeout')
         self.assertGreaterEqual(doc['errors']['h']['elapsed_ms'], 150 - SLACK_MS)
-        self.assertLessEqual(doc['errors']['h']['elapsed_ms'], 180)
-        self.assertLess(elapsed, 0.25)
+        self.assertLessEqual(doc['errors']['h']['elapsed_ms'], 230)
+        self.assertLess(elapsed, 0.4)
 
     def test_slow_body_is_bounded_by_the_call_timeout(self):
         # bytes keep arriving every 20 ms, so no inactivity timeout fires: the call timeout
@@ -116,8 +116,8 @@ class FailureTest(GatherdTestCase):
                       chunk_size=2, interval_ms=20)
         gd = self.gatherd([endpoint('/sb', {'t': call('s', '/trickle', timeout_ms=200)})])
         doc, elapsed = self.failed(gd, '/sb', 504, 't', 'timeout')
-        self.assertLessEqual(doc['errors']['t']['elapsed_ms'], 230)
-        self.assertLess(elapsed, 0.3)
+        self.assertLessEqual(doc['errors']['t']['elapsed_ms'], 280)
+        self.assertLess(elapsed, 0.45)
 
     def test_slow_body_within_timeout_succeeds(self):
         body = b'{"slowly": "' + b'y' * 40 + b'"}'
@@ -302,7 +302,7 @@ class FailureTest(GatherdTestCase):
                      'timeout': 'timeout', 'large': 'too_large', 'connect': 'connect'}
             for name, kind in kinds.items():
                 self.assertErrorObject(doc['errors'][name], kind, 503 if kind == 'status' else None)
-            self.assertLess(elapsed, 0.35)
+            self.assertLess(elapsed, 0.6)
         self.assertAlive(gd, '/healthy')
 
     def test_client_hangs_up_mid_request(self):

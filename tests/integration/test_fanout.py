@@ -27,13 +27,14 @@ class FanoutTest(GatherdTestCase):
             self.assertEqual(st, 200, body)
             self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true', body)
             self.assertGreaterEqual(elapsed, 0.2, 'answered before the upstreams did')
-            self.assertLess(elapsed, 0.3, 'try %d: three 200 ms calls took %.3f s: not run at '
+            # Not the sum (0.6 s), with room for a loaded 2-core CI machine.
+            self.assertLess(elapsed, 0.45, 'try %d: three 200 ms calls took %.3f s: not run at '
                             'once' % (i, elapsed))
         # the three calls of each request reached the stub at (nearly) the same moment
         times = stub.request_times
         self.assertEqual(len(times), 9)
         for i in range(0, 9, 3):
-            self.assertLess(max(times[i:i + 3]) - min(times[i:i + 3]), 0.05, times)
+            self.assertLess(max(times[i:i + 3]) - min(times[i:i + 3]), 0.1, times)
 
     def test_merged_body_is_byte_exact(self):
         stub = self.start_stub()
