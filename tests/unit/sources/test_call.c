@@ -131,11 +131,11 @@ static void test_finish_message_cut_keeps_utf8_whole(void)
     struct fake_call fc = {0};
     gd_source_t src = {&fake_ops, NULL};
     gd_group_t group;
-    char detail[400];
+    char detail[401];
 
-    for (size_t i = 0; i + 2 <= sizeof(detail) - 1; i += 2)
+    for (size_t i = 0; i < 400; i += 2)
         memcpy(detail + i, "\xc3\xa9", 2);
-    detail[sizeof(detail) - 1] = '\0';
+    detail[400] = '\0';
     CHECK_INT_EQ(uv_loop_init(&loop), 0);
     gd_sched_t *sched = gd_sched_new(&loop, 64 * 1024, 2);
     for (int shift = 0; shift < 2; shift++) {
