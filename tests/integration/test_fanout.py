@@ -65,6 +65,24 @@ class FanoutTest(GatherdTestCase):
             self.assertEqual(body, expected)
             self.assertEqual(int(hdrs.get('Content-Length', len(body))), len(body))
 
+    def test_call_names_that_need_escaping(self):
+        # the config quotes each call name once (name_json); merge writes it as it is: a name
+        # with a quote, a backslash and non-ASCII must come out as valid, exact JSON, in the
+        # body and in the errors object
+        stub = self.start_stub()
+        stub.add('/a', json=1)
+        stub.add('/down', status=503, json={})
+        odd = 'we"ird\\naïve'
+        calls = {odd: call('s', '/a'), 'x': call('s', '/down', optional=True)}
+        gd = self.start_gatherd(config([endpoint('/odd', calls)], {'s': stub}))
+        st, _, body, _ = gd.get('/odd')
+        self.assertEqual(st, 200, body)
+        self.assertTrue(body.startswith(b'{"we\\"ird\\\\na\xc3\xafve":1,"x":null,'), body)
+        doc = loads_ordered(body)
+        self.assertEqual(doc.keys_in_order(), [odd, 'x', 'errors'])
+        self.assertEqual(doc[odd], 1)
+        self.assertEqual(doc['errors']['x']['kind'], 'status')
+
     def test_keepalive_reuse(self):
         stub = self.start_stub()
         stub.add('/a', json={'a': 1})
