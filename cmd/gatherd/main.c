@@ -19,6 +19,7 @@
 #include "probe.h"
 #include "front/route.h"
 #include "front/server.h"
+#include "base/util.h"
 
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
  * answers get to be written before the process leaves anyway. */
@@ -30,7 +31,7 @@ struct daemon {
     gd_server_t *server;
     gd_admin_t *admin; /* NULL when admin_listen is null */
     uv_loop_t *loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t signals[8]; /* one per entry of handled_signals */
     uv_timer_t drain_delay, shutdown_timeout;
     bool is_shutting_down, is_aborted;
     int exit_code;
@@ -57,10 +58,15 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+/* Every signal whose default action would end the process (or is one a supervisor sends):
+ * each is handled on the main loop, so none kills the process without a log line. */
+static const int handled_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+#define NSIGNALS (sizeof(handled_signals) / sizeof(handled_signals[0]))
+
 static void close_daemon_handles(struct daemon *d)
 {
-    close_handle((uv_handle_t *)&d->sigterm);
-    close_handle((uv_handle_t *)&d->sigint);
+    for (size_t i = 0; i < NSIGNALS; i++)
+        close_handle((uv_handle_t *)&d->signals[i]);
     close_handle((uv_handle_t *)&d->drain_delay);
     close_handle((uv_handle_t *)&d->shutdown_timeout);
 }
@@ -104,17 +110,65 @@ static void on_drain_delay_passed(uv_timer_t *timer)
 
 static const char *signal_name(int signum)
 {
-    return signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "a signal";
+    switch (signum) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGQUIT:
+        return "SIGQUIT";
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGUSR2:
+        return "SIGUSR2";
+    case SIGALRM:
+        return "SIGALRM";
+    default:
+        return "a signal";
+    }
 }
 
+static _Noreturn void exit_at_once(const char *why, int signum)
+{
+    gd_log_warn("%s %s: exiting at once with status 1; requests in flight are lost", why,
+                signal_name(signum));
+    gd_log_stop();
+    _exit(1);
+}
+
+/*
+ * SIGTERM and SIGINT start the drain. During a drain a repeated SIGTERM is ignored (GNU timeout
+ * and some supervisors send it twice, and the second must not turn a graceful stop into a lost
+ * one), while a second SIGINT (Ctrl-C pressed again) exits at once. SIGQUIT exits at once at
+ * any time. SIGHUP (until config reload exists), SIGUSR1, SIGUSR2 and SIGALRM are logged and
+ * ignored: their default action would kill the process and every request in flight.
+ */
 static void on_signal(uv_signal_t *handle, int signum)
 {
     struct daemon *d = handle->data;
 
+    switch (signum) {
+    case SIGQUIT:
+        exit_at_once("received", signum);
+    case SIGTERM:
+    case SIGINT:
+        break;
+    case SIGHUP:
+        gd_log_warn("received SIGHUP: ignored (config reload is not supported; restart to apply "
+                    "a new config)");
+        return;
+    default:
+        gd_log_warn("received %s: ignored", signal_name(signum));
+        return;
+    }
     if (d->is_shutting_down) {
-        gd_log_warn("second %s: exiting at once", signal_name(signum));
-        gd_log_stop();
-        _exit(1);
+        if (signum == SIGINT)
+            exit_at_once("second", signum);
+        gd_log_warn("received SIGTERM again: ignored, the drain goes on (SIGINT or SIGQUIT exit "
+                    "at once)");
+        return;
     }
     d->is_shutting_down = true;
     /* Not ready from this moment, so the load balancer stops routing before listeners close. */
@@ -141,13 +195,15 @@ static int run(const gd_config_t *config)
         return 1;
     }
     /* Handlers first: a SIGTERM that arrives once the port accepts must drain, not kill. */
-    uv_signal_init(&loop, &d.sigterm);
-    uv_signal_init(&loop, &d.sigint);
-    uv_timer_init(&loop, &d.drain_delay);
-    uv_timer_init(&loop, &d.shutdown_timeout);
-    d.sigterm.data = d.sigint.data = d.drain_delay.data = d.shutdown_timeout.data = &d;
-    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    _Static_assert(NSIGNALS <= sizeof(d.signals) / sizeof(d.signals[0]), "signal handles");
+    for (size_t i = 0; i < NSIGNALS; i++) {
+        GD_REQUIRE(uv_signal_init(&loop, &d.signals[i]) == 0);
+        d.signals[i].data = &d;
+        GD_REQUIRE(uv_signal_start(&d.signals[i], on_signal, handled_signals[i]) == 0);
+    }
+    GD_REQUIRE(uv_timer_init(&loop, &d.drain_delay) == 0);
+    GD_REQUIRE(uv_timer_init(&loop, &d.shutdown_timeout) == 0);
+    d.drain_delay.data = d.shutdown_timeout.data = &d;
 
     d.server = gd_server_new(config, router);
     if (gd_server_listen(d.server, err, sizeof(err)) != 0) {

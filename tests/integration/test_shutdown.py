@@ -184,19 +184,80 @@ class ShutdownTest(GatherdTestCase):
         rc = gd.wait(5)
         self.assertEqual(rc, 1, gd.log())
 
-    def test_second_sigterm_exits_at_once(self):
+    def test_second_sigterm_is_ignored_and_the_drain_goes_on(self):
+        # GNU timeout and some supervisors deliver SIGTERM twice: the drain must go on.
+        gd = self.gatherd(slow_ms=800)
+        clients = self.in_flight(gd, 2)
+        gd.signal(signal.SIGTERM)
+        self.assertIsNotNone(wait_refused(gd, 3.0))
+        gd.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        gd.signal(signal.SIGTERM)
+        for r in clients.join():
+            self.assertIsInstance(r, tuple, 'no answer: %r; log:\n%s' % (r, gd.log()))
+            self.assertEqual((r[0], r[2]), (200, b'{"slow":{"slow": true}}'))
+        self.assertEqual(gd.wait(10), 0, gd.log())
+        self.assertIn('received SIGTERM again: ignored', gd.log())
+
+    def test_second_sigint_exits_at_once(self):
+        gd = self.gatherd(slow_ms=0, slow_mode='hang', timeout_ms=30000)
+        clients = self.in_flight(gd, 1)
+        gd.signal(signal.SIGINT)
+        self.assertIsNotNone(wait_refused(gd, 3.0))
+        self.assertTrue(gd.alive(), 'exited although a request was in flight')
+        t0 = now()
+        gd.signal(signal.SIGINT)
+        rc = gd.wait(5)
+        self.assertIsNotNone(rc, 'still running 5 s after a second SIGINT')
+        self.assertLess(now() - t0, 1.0)
+        self.assertEqual(rc, 1, gd.log())
+        self.assertIn('second SIGINT: exiting at once', gd.log())
+        clients.join(5)
+
+    def test_sigint_during_a_sigterm_drain_exits_at_once(self):
         gd = self.gatherd(slow_ms=0, slow_mode='hang', timeout_ms=30000)
         clients = self.in_flight(gd, 1)
         gd.signal(signal.SIGTERM)
         self.assertIsNotNone(wait_refused(gd, 3.0))
-        self.assertTrue(gd.alive(), 'exited although a request was in flight')
-        t0 = now()
-        gd.signal(signal.SIGTERM)
-        rc = gd.wait(5)
-        self.assertIsNotNone(rc, 'still running 5 s after a second SIGTERM')
-        self.assertLess(now() - t0, 0.5)
-        self.assertEqual(rc, 1, gd.log())
+        gd.signal(signal.SIGINT)
+        self.assertEqual(gd.wait(5), 1, gd.log())
         clients.join(5)
+
+    def test_sigquit_exits_at_once(self):
+        for drain_first in (False, True):
+            with self.subTest(during_drain=drain_first):
+                gd = self.gatherd(slow_ms=0, slow_mode='hang', timeout_ms=30000)
+                clients = self.in_flight(gd, 1)
+                if drain_first:
+                    gd.signal(signal.SIGTERM)
+                    self.assertIsNotNone(wait_refused(gd, 3.0))
+                t0 = now()
+                gd.signal(signal.SIGQUIT)
+                rc = gd.wait(5)
+                self.assertIsNotNone(rc, 'still running 5 s after SIGQUIT')
+                self.assertLess(now() - t0, 1.0)
+                self.assertEqual(rc, 1, gd.log())
+                self.assertIn('received SIGQUIT: exiting at once', gd.log())
+                clients.join(5)
+                self.stub.reset_stats()
+
+    def test_hup_usr1_usr2_alrm_are_logged_and_ignored(self):
+        gd = self.gatherd(slow_ms=700)
+        clients = self.in_flight(gd, 2)
+        sigs = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM]
+        for sig in sigs:
+            gd.signal(sig)
+            time.sleep(0.02)
+        for r in clients.join():
+            self.assertIsInstance(r, tuple, 'no answer: %r; log:\n%s' % (r, gd.log()))
+            self.assertEqual((r[0], r[2]), (200, b'{"slow":{"slow": true}}'))
+        self.assertTrue(gd.alive(), 'gatherd died (rc=%s); log:\n%s' % (gd.returncode, gd.log()))
+        st, _, body, _ = gd.get('/fast')
+        self.assertEqual((st, body), (200, b'{"fast":{"fast": true}}'))
+        log = gd.log()
+        for sig in sigs:
+            self.assertIn('received %s: ignored' % sig.name, log)
+        self.assertEqual(gd.terminate(10), 0, log)
 
     def test_sigint_drains_like_sigterm(self):
         gd = self.gatherd(slow_ms=400)
