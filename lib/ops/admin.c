@@ -61,17 +61,26 @@ static void send_json_status(h2o_req_t *req, int status, const char *json)
               "application/json", body.base, body.len);
 }
 
+uint64_t gd_admin_heartbeat_age_ms(uint64_t now_ms, uint64_t heartbeat_ms)
+{
+    /* A heartbeat published after the clock was read is newer than "now": age 0, not a
+     * wrapped-around unsigned difference of 1.8e19 ms. */
+    return heartbeat_ms >= now_ms ? 0 : now_ms - heartbeat_ms;
+}
+
 /* Why the process is unhealthy, or NULL: a worker loop that stopped turning. */
 static const char *health_problem(gd_admin_t *a, char *buf, size_t cap)
 {
-    uint64_t now_ms = uv_hrtime() / 1000000;
-
     for (size_t i = 0; i < a->nmetrics; i++) {
         gd_metrics_gauges_t g;
         gd_metrics_read_gauges(a->metrics[i], &g);
-        if (g.heartbeat_ms == 0 || now_ms - g.heartbeat_ms > GD_ADMIN_HEARTBEAT_STALE_MS) {
+        /* The gauges first, then the clock: a heartbeat is never newer than now but for the
+         * race the age function clamps. */
+        uint64_t now_ms = uv_hrtime() / 1000000;
+        uint64_t age_ms = gd_admin_heartbeat_age_ms(now_ms, g.heartbeat_ms);
+        if (g.heartbeat_ms == 0 || age_ms > GD_ADMIN_HEARTBEAT_STALE_MS) {
             snprintf(buf, cap, "worker %zu: event loop has not turned for %llu ms", i,
-                     (unsigned long long)(g.heartbeat_ms == 0 ? now_ms : now_ms - g.heartbeat_ms));
+                     (unsigned long long)(g.heartbeat_ms == 0 ? now_ms : age_ms));
             return buf;
         }
     }

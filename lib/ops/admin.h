@@ -40,4 +40,10 @@ void gd_admin_set_state(gd_admin_t *admin, gd_admin_state_t state);
 /** Stops the admin thread (closing its connections) and frees @admin (NULL is a no-op). */
 gd_admin_t *gd_admin_free(gd_admin_t *admin);
 
+/**
+ * How long ago (ms) a worker published @heartbeat_ms, at @now_ms (both uv_hrtime() in ms); 0 when
+ * the heartbeat is newer than @now_ms (published after the clock was read).
+ */
+uint64_t gd_admin_heartbeat_age_ms(uint64_t now_ms, uint64_t heartbeat_ms);
+
 #endif
