@@ -178,7 +178,10 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
         return;
     call->_conn = NULL;
     c->call = NULL;
-    if (!is_reusable || c->sock == NULL || u->is_closed) {
+    /* An upstream may answer before it has read the whole request: a connection with a write
+     * still in flight is not reused, or the next call's head would overtake the rest of this
+     * one and libuv would send from a freed buffer. Closing it cancels the write. */
+    if (!is_reusable || c->sock == NULL || h2o_socket_is_writing(c->sock) || u->is_closed) {
         destroy_conn(c);
         u->busy--;
         /* A waiting call needs a new connection: made on the next loop iteration, outside of
