@@ -3,8 +3,10 @@
 and capped."""
 
 import os
+import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, loads_ordered, main,  # noqa: E402
@@ -64,6 +66,26 @@ class FanoutTest(GatherdTestCase):
             self.assertNotIn('errors', doc)
             self.assertEqual(body, expected)
             self.assertEqual(int(hdrs.get('Content-Length', len(body))), len(body))
+
+    def test_upstream_named_by_host_name(self):
+        # every other test names its upstreams by address; a name goes through the resolver
+        # threads (off the loop), for every new connection
+        addrs = {ai[4][0] for ai in socket.getaddrinfo('localhost', 80, type=socket.SOCK_STREAM)}
+        if addrs != {'127.0.0.1'}:
+            self.skipTest('localhost resolves to %s here, not only 127.0.0.1' % sorted(addrs))
+        stub = self.start_stub()
+        stub.add('/a', json={'a': 1})
+        stub.add('/b', json={'b': 2})
+        gd = self.start_gatherd(config(
+            [endpoint('/named', {'a': call('n', '/a'), 'b': call('n', '/b')})],
+            {'n': upstream('http://localhost:%d' % stub.port, keepalive_timeout_ms=50)}))
+        for _ in range(5):
+            st, _, body, _ = gd.get('/named')
+            self.assertEqual((st, body), (200, b'{"a":{"a": 1},"b":{"b": 2}}'))
+            time.sleep(0.1)  # past the keep-alive: each round makes new connections
+        self.assertGreaterEqual(stub.connections_accepted, 5)
+        host = {h.get('host') for _, _, h in stub.requests}
+        self.assertEqual(host, {'localhost:%d' % stub.port})
 
     def test_call_names_that_need_escaping(self):
         # the config quotes each call name once (name_json); merge writes it as it is: a name
