@@ -15,6 +15,9 @@
 #include "sources/pg/pgjson.h"
 #include "base/util.h"
 
+/* Unacknowledged data (or an unanswered connect) on a Postgres socket for this long ends it. */
+#define PG_TCP_USER_TIMEOUT_MS "10000"
+
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 enum {
@@ -544,10 +547,19 @@ static void connect_step(struct conn *c)
 static void pq_start(struct conn *c, const char *hosts, const char *hostaddrs)
 {
     gd_pgpool_t *pool = c->pool;
-    const char *keys[8], *values[8];
+    const char *keys[16], *values[16];
     size_t n = 0;
     int r;
 
+    /* Before dbname, so that a conninfo that sets them wins. A dead peer (a blackholed host, a
+     * failover) is noticed in seconds, not the kernel's minutes: by the connection, and by its
+     * PQcancel, which copies exactly these settings and otherwise blocks a thread with no bound
+     * (review problem 4). */
+    keys[n] = "keepalives", values[n++] = "1";
+    keys[n] = "keepalives_idle", values[n++] = "5";
+    keys[n] = "keepalives_interval", values[n++] = "2";
+    keys[n] = "keepalives_count", values[n++] = "3";
+    keys[n] = "tcp_user_timeout", values[n++] = PG_TCP_USER_TIMEOUT_MS;
     /* expand_dbname: the conninfo (a string or a URI) is expanded in place of the first
      * dbname, and the keywords after it override what it says. An empty conninfo is ignored,
      * leaving libpq's PG* environment. */
