@@ -26,6 +26,10 @@
  * that /metrics and /healthz read. */
 #define HEARTBEAT_MS 100
 #define ACCEPT_BATCH 64
+/* How long a listener stops accepting once accept() runs out of descriptors: the poll is level
+ * triggered, so retrying at once would spin the loop at 100% CPU (libuv's own accept path has
+ * its reserve-descriptor trick for this; gatherd's accept loop replaced it). */
+#define ACCEPT_BACKOFF_MS 100
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
 #define MAX_REQUEST_BODY_BYTES (1024 * 1024)
@@ -35,6 +39,8 @@ struct listener {
     int fd;
     struct worker *worker;
     bool is_open;
+    bool is_backing_off; /* accept() ran out of descriptors: the poll is stopped for a while */
+    gd_timer_t backoff;
 };
 
 struct worker {
@@ -58,6 +64,7 @@ struct worker {
     gd_gather_ctx_t gather;
     size_t connections;
     bool is_draining, is_aborted, is_finished;
+    bool has_warned_backoff; /* the accept back-off is logged once per worker */
     bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
     atomic_bool want_drain, want_abort;
 };
@@ -182,6 +189,38 @@ static void on_connection_closed(uv_handle_t *handle)
         on_drain_check(&w->drain_check);
 }
 
+static void on_listener_readable(uv_poll_t *poll, int status, int events);
+
+static void on_backoff_end(gd_timer_t *timer)
+{
+    struct listener *l = H2O_STRUCT_FROM_MEMBER(struct listener, backoff, timer);
+
+    l->is_backing_off = false;
+    if (l->is_open && !l->worker->is_draining &&
+        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable) != 0)
+        gd_log_err("worker %zu: cannot resume accepting connections", l->worker->index);
+}
+
+/* accept() failed for want of descriptors or memory: the connections wait in the kernel's
+ * backlog while the listener rests, and it says so once per episode, not once per turn. */
+static void back_off(struct listener *l, int err)
+{
+    struct worker *w = l->worker;
+    gd_timers_t *timers = gd_sched_timers(w->sched);
+
+    if (l->is_backing_off || !l->is_open || w->is_draining)
+        return;
+    l->is_backing_off = true;
+    uv_poll_stop(&l->poll);
+    gd_timer_start(timers, &l->backoff, gd_timers_now(timers) + ACCEPT_BACKOFF_MS);
+    gd_metrics_count_accept_backoff(w->server->metrics[w->index]);
+    if (!w->has_warned_backoff)
+        gd_log_warn("worker %zu: cannot accept connections (%s): pausing the listener for %d ms "
+                    "each time (counted in gatherd_accept_backoffs_total)",
+                    w->index, strerror(err), ACCEPT_BACKOFF_MS);
+    w->has_warned_backoff = true;
+}
+
 /* Accepts up to @max connections queued on @l; returns how many. */
 static size_t accept_some(struct listener *l, size_t max)
 {
@@ -191,10 +230,12 @@ static size_t accept_some(struct listener *l, size_t max)
     for (; n < max; n++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED && errno != EINTR)
-                gd_log_warn("accept failed: %s; retrying on the next readiness", strerror(errno));
             if (errno == ECONNABORTED || errno == EINTR)
                 continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                back_off(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                gd_log_warn("accept failed: %s; retrying on the next readiness", strerror(errno));
             break;
         }
         struct connection *c = gd_xmalloc(sizeof(*c));
@@ -274,6 +315,8 @@ static void start_drain(struct worker *w)
         if (!l->is_open)
             continue;
         uv_poll_stop(&l->poll);
+        gd_timer_stop(gd_sched_timers(w->sched), &l->backoff);
+        l->is_backing_off = false;
         /* Whatever the kernel has already queued was accepted from the client's point of view:
          * it is served, not reset by the close. */
         while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
@@ -471,7 +514,8 @@ static void init_worker(struct worker *w)
         GD_REQUIRE(uv_poll_init(&w->loop, &l->poll, l->fd) == 0);
         l->poll.data = l;
         l->is_open = true;
-        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
+        gd_timer_init(&l->backoff, on_backoff_end);
+        GD_REQUIRE(uv_poll_start(&l->poll, UV_READABLE, on_listener_readable) == 0);
     }
 }
 

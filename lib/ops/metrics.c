@@ -43,6 +43,7 @@ struct gd_metrics {
     struct endpoint_metrics *endpoints; /* nendpoints + 1: the last counts unmatched requests */
     struct call_metrics **calls;        /* [endpoint][call] */
     struct histogram loop_lag;
+    uint64_t accept_backoffs;
     gd_metrics_gauges_t gauges;
 };
 
@@ -116,6 +117,11 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
     observe(&cm->duration, duration_us);
     GD_REQUIRE(outcome < m->noutcomes);
     bump(&cm->by_outcome[outcome], 1);
+}
+
+void gd_metrics_count_accept_backoff(gd_metrics_t *m)
+{
+    bump(&m->accept_backoffs, 1);
 }
 
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us)
@@ -385,6 +391,13 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "How late the event loops' heartbeat timers fired: time a loop spent busy before it "
            "could look at its timers.");
     render_histogram(&o, "gatherd_event_loop_lag_seconds", "", &lag);
+    uint64_t backoffs = 0;
+    for (size_t t = 0; t < n; t++)
+        backoffs += peek(&threads[t]->accept_backoffs);
+    header(&o, "gatherd_accept_backoffs_total", "counter",
+           "Times a listener stopped accepting for 100 ms because the process or the system ran "
+           "out of file descriptors (EMFILE, ENFILE) or memory.");
+    outf(&o, "gatherd_accept_backoffs_total %llu\n", (unsigned long long)backoffs);
     *ret_len = o.len;
     return o.buf;
 }
