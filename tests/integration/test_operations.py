@@ -95,6 +95,8 @@ class OperationsTest(GatherdTestCase):
         gd = self.start_gatherd(self.profile_config(
             shutdown={'drain_delay_ms': 1500, 'timeout_ms': 5000}))
         port = admin_port(gd)
+        # ready once every worker's Postgres pool has a connection up: not necessarily yet
+        wait_until(lambda: admin_get(port, '/readyz')[0] == 200, timeout=10)
         self.assertEqual(admin_get(port, '/readyz')[0], 200)
         t0 = now()
         gd.signal(signal.SIGTERM)
