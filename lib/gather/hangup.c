@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -65,14 +66,33 @@ gd_hangup_t *gd_hangup_free(gd_hangup_t *h)
     return NULL;
 }
 
+/* The socket of @req's HTTP/1 connection, or -1 (HTTP/2: h2o reads on and disposes of the
+ * requests of a reset stream itself). */
+static int http1_client_fd(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return -1;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}
+
+bool gd_hangup_is_gone(h2o_req_t *req)
+{
+    int fd = http1_client_fd(req);
+    char c;
+
+    if (fd < 0)
+        return false;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
+}
+
 bool gd_hangup_watch(gd_hangup_t *h, h2o_req_t *req, gd_hangup_watch_t *w, gd_hangup_cb cb)
 {
+    int fd;
+
     w->_hangup = NULL;
-    if (h == NULL || req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
-        return false;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
-    if (fd < 0)
+    if (h == NULL || (fd = http1_client_fd(req)) < 0)
         return false;
     struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = w};
     if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)

@@ -44,6 +44,11 @@ gd_hangup_t *gd_hangup_free(gd_hangup_t *hangup);
  */
 bool gd_hangup_watch(gd_hangup_t *hangup, h2o_req_t *req, gd_hangup_watch_t *watch,
                      gd_hangup_cb cb);
+/**
+ * Whether the HTTP/1 client of @req has closed its connection, checked now (recv with MSG_PEEK:
+ * one system call, nothing read); false for HTTP/2 requests.
+ */
+bool gd_hangup_is_gone(h2o_req_t *req);
 /** Stops watching (the socket must still be open, or closed just now); a no-op when @watch is
  * not watching. */
 void gd_hangup_unwatch(gd_hangup_watch_t *watch);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "base/util.h"
 #include "gather/access.h"
@@ -282,28 +281,14 @@ static void answer_overloaded(gd_request_t *rq)
     answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
 }
 
-/* Whether the HTTP/1 client of @req has closed its connection. h2o reads nothing while it
- * processes a request, so it cannot tell; a queued request checks before it uses a slot. */
-static bool is_client_gone(h2o_req_t *req)
-{
-    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
-        return false; /* HTTP/2 reads on and disposes of requests whose stream is reset */
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
-    char c;
-
-    if (fd < 0)
-        return false;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
-}
-
 static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
 {
     gd_request_t *rq = (gd_request_t *)waiter;
     gd_gather_ctx_t *ctx = rq->ctx;
 
-    if (is_granted && is_client_gone(rq->req)) {
+    /* h2o reads nothing while it processes a request, so it cannot tell that an HTTP/1 client
+     * left while queued: checked before the request uses its slot. */
+    if (is_granted && gd_hangup_is_gone(rq->req)) {
         /* Nobody will read the answer: the slot goes to the next in line. */
         answer_error(rq, 499, "client_closed_request",
                      "the client closed its connection while the request was queued", NULL, NULL);
