@@ -356,11 +356,10 @@ static void publish_gauges(struct worker *w)
         .heartbeat_ms = uv_hrtime() / 1000000,
         .is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool),
     };
-    for (size_t i = 0; i < config->nupstreams && i < GD_ARRAY_SIZE(g.upstreams); i++) {
+    for (size_t i = 0; i < config->nupstreams; i++) {
         gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
-        g.upstreams[i].idle = us.idle;
-        g.upstreams[i].busy = us.busy;
-        g.upstreams[i].waiting = us.waiting;
+        gd_metrics_publish_upstream(w->server->metrics[w->index], i,
+                                    &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting});
     }
     if (w->pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);

@@ -10,7 +10,6 @@
 #define NBUCKETS     13
 #define MIN_STATUS   100
 #define MAX_STATUS   599
-#define MAX_UPSTREAM_GAUGES 64
 
 /* Upper bounds of the duration buckets, in microseconds (rendered in seconds). */
 static const uint64_t bucket_bounds_us[NBUCKETS] = {1000,   2500,    5000,    10000,   25000,
@@ -45,6 +44,7 @@ struct gd_metrics {
     struct histogram loop_lag;
     uint64_t accept_backoffs;
     gd_metrics_gauges_t gauges;
+    gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
 };
 
 /* The owner is the only writer: a relaxed load and store make the increment visible to a
@@ -82,6 +82,7 @@ gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outco
     m->calls = gd_xcalloc(config->nendpoints + 1, sizeof(*m->calls));
     for (size_t i = 0; i < config->nendpoints; i++)
         m->calls[i] = gd_xcalloc(config->endpoints[i].ncalls + 1, sizeof(*m->calls[i]));
+    m->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*m->upstreams));
     m->gauges.is_pg_ready = 1;
     return m;
 }
@@ -94,6 +95,7 @@ gd_metrics_t *gd_metrics_free(gd_metrics_t *m)
         free(m->calls[i]);
     free(m->calls);
     free(m->endpoints);
+    free(m->upstreams);
     free(m);
     return NULL;
 }
@@ -147,6 +149,27 @@ void gd_metrics_publish(gd_metrics_t *m, const gd_metrics_gauges_t *gauges)
 void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret)
 {
     copy_words((uint64_t *)ret, (const uint64_t *)&m->gauges, sizeof(*ret) / sizeof(uint64_t));
+}
+
+void gd_metrics_publish_upstream(gd_metrics_t *m, size_t i, const gd_metrics_upstream_gauges_t *g)
+{
+    GD_REQUIRE(i < m->config->nupstreams);
+    copy_words((uint64_t *)&m->upstreams[i], (const uint64_t *)g, sizeof(*g) / sizeof(uint64_t));
+}
+
+/* Upstream @i's gauges summed over @n threads (any thread). */
+static gd_metrics_upstream_gauges_t sum_upstream(const gd_metrics_t *const *threads, size_t n,
+                                                 size_t i)
+{
+    gd_metrics_upstream_gauges_t sum = {0}, g;
+    for (size_t t = 0; t < n; t++) {
+        copy_words((uint64_t *)&g, (const uint64_t *)&threads[t]->upstreams[i],
+                   sizeof(g) / sizeof(uint64_t));
+        sum.idle += g.idle;
+        sum.busy += g.busy;
+        sum.waiting += g.waiting;
+    }
+    return sum;
 }
 
 /* The rendering buffer. */
@@ -305,7 +328,6 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
 {
     gd_metrics_gauges_t sum = {0}, g;
     char u[256];
-    size_t nup = config->nupstreams < MAX_UPSTREAM_GAUGES ? config->nupstreams : MAX_UPSTREAM_GAUGES;
 
     for (size_t t = 0; t < n; t++) {
         gd_metrics_read_gauges(threads[t], &g);
@@ -313,11 +335,6 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.requests_queued += g.requests_queued;
         sum.coroutines += g.coroutines;
         sum.connections += g.connections;
-        for (size_t i = 0; i < nup; i++) {
-            sum.upstreams[i].idle += g.upstreams[i].idle;
-            sum.upstreams[i].busy += g.upstreams[i].busy;
-            sum.upstreams[i].waiting += g.upstreams[i].waiting;
-        }
         sum.pg_idle += g.pg_idle;
         sum.pg_busy += g.pg_busy;
         sum.pg_connecting += g.pg_connecting;
@@ -338,19 +355,20 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
 
     header(o, "gatherd_upstream_connections", "gauge",
            "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");
-    for (size_t i = 0; i < nup; i++) {
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_metrics_upstream_gauges_t us = sum_upstream(threads, n, i);
         label(config->upstreams[i].name, u, sizeof(u));
         outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"idle\"} %llu\n", u,
-             (unsigned long long)sum.upstreams[i].idle);
+             (unsigned long long)us.idle);
         outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"busy\"} %llu\n", u,
-             (unsigned long long)sum.upstreams[i].busy);
+             (unsigned long long)us.busy);
     }
     header(o, "gatherd_upstream_waiting_calls", "gauge",
            "Calls waiting for a connection to each upstream (max_connections reached).");
-    for (size_t i = 0; i < nup; i++)
+    for (size_t i = 0; i < config->nupstreams; i++)
         outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
              label(config->upstreams[i].name, u, sizeof(u)),
-             (unsigned long long)sum.upstreams[i].waiting);
+             (unsigned long long)sum_upstream(threads, n, i).waiting);
 
     if (config->nstatements > 0) {
         header(o, "gatherd_postgres_connections", "gauge", "Postgres connections by state.");

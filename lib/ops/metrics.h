@@ -26,12 +26,13 @@ typedef struct gd_metrics_gauges {
     uint64_t loop_lag_us; /* the lateness of the last heartbeat timer */
     uint64_t heartbeat_ms; /* uv_now() of the last heartbeat: proves the loop turns */
     uint64_t is_pg_ready; /* 1: at least one Postgres connection up (or no Postgres) */
-    /* per upstream (config order), then the Postgres pool */
-    struct {
-        uint64_t idle, busy, waiting;
-    } upstreams[64];
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
 } gd_metrics_gauges_t;
+
+/* One upstream's connections on a thread, published by gd_metrics_publish_upstream(). */
+typedef struct gd_metrics_upstream_gauges {
+    uint64_t idle, busy, waiting;
+} gd_metrics_upstream_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
 #define GD_METRICS_MAX_OUTCOMES 16
@@ -62,6 +63,8 @@ void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 void gd_metrics_publish(gd_metrics_t *m, const gd_metrics_gauges_t *gauges);
 /** Reads the gauges last published (any thread). */
 void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret);
+/** Publishes the gauges of upstream @i (config order). Owning thread only. */
+void gd_metrics_publish_upstream(gd_metrics_t *m, size_t i, const gd_metrics_upstream_gauges_t *g);
 
 /**
  * Renders the sum of @n threads' metrics as Prometheus text (any thread). The result is a new

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,10 +69,10 @@ static void test_gauges_are_summed(void)
     gd_metrics_gauges_t g = {.requests_in_flight = 3, .coroutines = 3, .connections = 7};
     size_t len;
 
-    g.upstreams[0].idle = 2;
-    g.upstreams[0].busy = 1;
     gd_metrics_publish(t[0], &g);
     gd_metrics_publish(t[1], &g);
+    gd_metrics_publish_upstream(t[0], 0, &(gd_metrics_upstream_gauges_t){.idle = 2, .busy = 1});
+    gd_metrics_publish_upstream(t[1], 0, &(gd_metrics_upstream_gauges_t){.idle = 2, .busy = 1});
     gd_metrics_count_loop_lag(t[0], 250);
     char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
     CHECK(strstr(text, "gatherd_requests_in_flight 6\n"));
@@ -86,8 +87,44 @@ static void test_gauges_are_summed(void)
     gd_config_free(c);
 }
 
+/* Gauges once stopped at the 64th upstream: the 100th is rendered like the first. */
+static void test_every_upstream_has_gauges(void)
+{
+    char json[16384];
+    size_t n = (size_t)snprintf(json, sizeof(json), "{\"listen\": [\"127.0.0.1:18000\"], \"upstreams\": {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(json + n, sizeof(json) - n,
+                              "%s\"u%d\": {\"url\": \"http://127.0.0.1:1\"}", i ? "," : "", i);
+    snprintf(json + n, sizeof(json) - n,
+             "}, \"endpoints\": [{\"path\": \"/x\", \"calls\": {"
+             "\"a\": {\"upstream\": \"u99\", \"path\": \"/\"}}}]}");
+    gd_config_t *c = NULL;
+    char err[256];
+    int r = gd_config_load_string(json, "t.json", &c, err, sizeof(err));
+    if (r != 0)
+        fprintf(stderr, "%s\n", err);
+    CHECK_INT_EQ(r, 0);
+    CHECK_INT_EQ(c->nupstreams, 100);
+    gd_metrics_t *t = gd_metrics_new(c, outcomes, 2);
+    size_t last = 0;
+    for (size_t i = 0; i < c->nupstreams; i++)
+        if (strcmp(c->upstreams[i].name, "u99") == 0)
+            last = i;
+    gd_metrics_publish_upstream(t, last, &(gd_metrics_upstream_gauges_t){3, 4, 5});
+    size_t len;
+    char *text = gd_metrics_render((const gd_metrics_t *const *)&t, 1, c, &len);
+    CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"u99\",state=\"idle\"} 3\n"));
+    CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"u99\",state=\"busy\"} 4\n"));
+    CHECK(strstr(text, "gatherd_upstream_waiting_calls{upstream=\"u99\"} 5\n"));
+    CHECK(strstr(text, "gatherd_upstream_waiting_calls{upstream=\"u64\"} 0\n"));
+    free(text);
+    gd_metrics_free(t);
+    gd_config_free(c);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"threads_add_up", test_threads_add_up},
     {"gauges_are_summed", test_gauges_are_summed},
+    {"every_upstream_has_gauges", test_every_upstream_has_gauges},
     {NULL, NULL},
 };
