@@ -1210,10 +1210,31 @@ static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
                 quote(l, level));
 }
 
+static int load_pg_readiness(struct loader *l, const struct jpath *at, json_t *v,
+                             gd_postgres_conf_t *pg)
+{
+    /* in the order of gd_pg_readiness_t */
+    static const char *const names[] = {"first_connect", "connected", "ignored", NULL};
+    struct jpath readiness_at = {at, "readiness", 0};
+    const char *name;
+    int r;
+
+    if ((r = get_string(l, at, v, "readiness", false, names[0], &name)) < 0)
+        return r;
+    for (size_t i = 0; names[i] != NULL; i++) {
+        if (strcmp(names[i], name) == 0) {
+            pg->readiness = (gd_pg_readiness_t)i;
+            return 0;
+        }
+    }
+    return fail(l, &readiness_at, "must be \"first_connect\", \"connected\" or \"ignored\", not %s",
+                quote(l, name));
+}
+
 static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"conninfo", "pool_size", "acquire_timeout_ms",
-                                       "connect_timeout_ms", NULL};
+                                       "connect_timeout_ms", "readiness", NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -1252,7 +1273,7 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
         (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,
                           &pg->connect_timeout_ms)) < 0)
         return r;
-    return 0;
+    return load_pg_readiness(l, &at, v, pg);
 }
 
 /* Skips what in SQL text cannot hold a placeholder: quoted strings and identifiers, comments,

@@ -113,12 +113,22 @@ typedef struct gd_listen_conf {
     socklen_t addrlen;
 } gd_listen_conf_t;
 
+/* What a Postgres outage does to /readyz ("readiness"). */
+typedef enum gd_pg_readiness {
+    /* 503 until every worker's pool has had a live connection; afterwards an outage is
+     * reported in the body of a 200 (the default) */
+    GD_PG_READINESS_FIRST_CONNECT = 0,
+    GD_PG_READINESS_CONNECTED, /* 503 whenever a worker's pool has no live connection */
+    GD_PG_READINESS_IGNORED,   /* never 503 for Postgres, only reported */
+} gd_pg_readiness_t;
+
 typedef struct gd_postgres_conf {
     /* read-only */
     char *conninfo; /* "" = libpq's PG* environment */
     size_t pool_size;
     uint64_t acquire_timeout_ms;
     uint64_t connect_timeout_ms;
+    gd_pg_readiness_t readiness;
 } gd_postgres_conf_t;
 
 /* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */

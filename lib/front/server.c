@@ -65,6 +65,7 @@ struct worker {
     size_t connections;
     bool is_draining, is_aborted, is_finished;
     bool has_warned_backoff; /* the accept back-off is logged once per worker */
+    bool has_pg_been_ready;  /* the Postgres pool had a live connection once */
     bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
     atomic_bool want_drain, want_abort;
 };
@@ -348,13 +349,16 @@ static void init_worker(struct worker *w);
 static void publish_gauges(struct worker *w)
 {
     const gd_config_t *config = w->server->config;
+    bool is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool);
+    w->has_pg_been_ready |= is_pg_ready;
     gd_metrics_gauges_t g = {
         .requests_in_flight = w->gather.in_flight,
         .requests_queued = w->gather.line.waiting,
         .coroutines = gd_sched_live(w->sched),
         .connections = w->connections,
         .heartbeat_ms = uv_hrtime() / 1000000,
-        .is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool),
+        .is_pg_ready = is_pg_ready,
+        .has_pg_been_ready = w->has_pg_been_ready,
     };
     for (size_t i = 0; i < config->nupstreams; i++) {
         gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);

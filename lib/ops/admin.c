@@ -87,6 +87,32 @@ static const char *health_problem(gd_admin_t *a, char *buf, size_t cap)
     return NULL;
 }
 
+/* What is wrong with Postgres, or NULL: a worker whose pool has no live connection. When
+ * @ret_is_blocking is set, the postgres.readiness policy keeps traffic away for it. */
+static const char *postgres_problem(gd_admin_t *a, char *buf, size_t cap, bool *ret_is_blocking)
+{
+    for (size_t i = 0; i < a->nmetrics; i++) {
+        gd_metrics_gauges_t g;
+        gd_metrics_read_gauges(a->metrics[i], &g);
+        if (g.is_pg_ready)
+            continue;
+        switch (a->config->postgres.readiness) {
+        case GD_PG_READINESS_FIRST_CONNECT:
+            *ret_is_blocking = !g.has_pg_been_ready;
+            break;
+        case GD_PG_READINESS_CONNECTED:
+            *ret_is_blocking = true;
+            break;
+        case GD_PG_READINESS_IGNORED:
+            *ret_is_blocking = false;
+            break;
+        }
+        snprintf(buf, cap, "postgres: worker %zu has no live connection", i);
+        return buf;
+    }
+    return NULL;
+}
+
 /* Why the process should not get traffic, or NULL. */
 static const char *readiness_problem(gd_admin_t *a, char *buf, size_t cap)
 {
@@ -100,22 +126,24 @@ static const char *readiness_problem(gd_admin_t *a, char *buf, size_t cap)
     }
     if (health_problem(a, buf, cap) != NULL)
         return buf;
-    for (size_t i = 0; i < a->nmetrics; i++) {
-        gd_metrics_gauges_t g;
-        gd_metrics_read_gauges(a->metrics[i], &g);
-        if (!g.is_pg_ready) {
-            snprintf(buf, cap, "postgres: worker %zu has no live connection", i);
-            return buf;
-        }
-    }
-    return NULL;
+    bool is_blocking = false;
+    return postgres_problem(a, buf, cap, &is_blocking) != NULL && is_blocking ? buf : NULL;
 }
 
-static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, const char *problem)
+/* A 200 {"@key":@ok_value}, with "degraded": @degraded when that is not NULL (a part is down
+ * that the readiness policy does not take traffic away for), or a 503 that says @problem. */
+static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, const char *problem,
+                         const char *degraded)
 {
     char body[512];
     if (problem == NULL) {
-        snprintf(body, sizeof(body), "{\"%s\":%s}", key, ok_value);
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"%s\":%s", key, ok_value);
+        if (degraded != NULL) {
+            n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"degraded\":");
+            n += gd_json_quote(degraded, strlen(degraded), body + n, sizeof(body) - n - 2);
+        }
+        body[n++] = '}';
+        body[n] = '\0';
         send_json_status(req, 200, body);
         return;
     }
@@ -139,9 +167,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         static char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
         send_text(req, 405, "Method Not Allowed", "application/json", body, sizeof(body) - 1);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
-        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)));
+        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
-        answer_probe(req, "ready", "true", readiness_problem(a, buf, sizeof(buf)));
+        char why[256];
+        bool is_blocking = false;
+        const char *problem = readiness_problem(a, buf, sizeof(buf));
+        answer_probe(req, "ready", "true", problem,
+                     problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
         size_t len;
         char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, &len);

@@ -84,6 +84,7 @@ gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outco
         m->calls[i] = gd_xcalloc(config->endpoints[i].ncalls + 1, sizeof(*m->calls[i]));
     m->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*m->upstreams));
     m->gauges.is_pg_ready = 1;
+    m->gauges.has_pg_been_ready = 1;
     return m;
 }
 
@@ -327,6 +328,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
                           const gd_config_t *config)
 {
     gd_metrics_gauges_t sum = {0}, g;
+    uint64_t pg_ready_workers = 0;
     char u[256];
 
     for (size_t t = 0; t < n; t++) {
@@ -335,6 +337,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.requests_queued += g.requests_queued;
         sum.coroutines += g.coroutines;
         sum.connections += g.connections;
+        pg_ready_workers += g.is_pg_ready != 0;
         sum.pg_idle += g.pg_idle;
         sum.pg_busy += g.pg_busy;
         sum.pg_connecting += g.pg_connecting;
@@ -371,6 +374,9 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
              (unsigned long long)sum_upstream(threads, n, i).waiting);
 
     if (config->nstatements > 0) {
+        header(o, "gatherd_postgres_up", "gauge",
+               "1 when every worker's Postgres pool has a live connection, else 0.");
+        outf(o, "gatherd_postgres_up %d\n", pg_ready_workers == n ? 1 : 0);
         header(o, "gatherd_postgres_connections", "gauge", "Postgres connections by state.");
         outf(o, "gatherd_postgres_connections{state=\"idle\"} %llu\n",
              (unsigned long long)sum.pg_idle);

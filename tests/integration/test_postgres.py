@@ -24,6 +24,7 @@ from harness import (GatherdTestCase, OrderedPairs, call, config, endpoint,  # n
                      free_port, loads_ordered, main, media_type, now, run_gatherd,
                      wait_until)
 from pgfixture import PgCluster  # noqa: E402
+from test_operations import admin_get  # noqa: E402
 
 # elapsed_ms is whole milliseconds counted from the request's start; a timeout of T ms may
 # report T - 1.
@@ -1104,6 +1105,86 @@ class OutageTest(PgTestCase):
 
 
 # ---------------------------------------------------------------------------------------------
+
+class ReadinessTest(PgTestCase):
+    """/readyz and a Postgres outage (postgres.readiness): before the first connection 503;
+    after it, by default, an outage is reported but keeps the replica in the load balancer."""
+
+    SHARED_CLUSTER = False
+
+    def start_with_admin(self, pg, readiness=None):
+        section = {'pool_size': 2, 'acquire_timeout_ms': 500, 'connect_timeout_ms': 1000}
+        if readiness is not None:
+            section['readiness'] = readiness
+        port = free_port()
+        gd = self.start_pg_gatherd([
+            endpoint('/q/{n}', {'r': sql_call('SELECT $1::int AS n', ['{n}'], row='one')},
+                     params={'n': 'int'})],
+            pg=pg, ready=False, threads=2, postgres=section,
+            admin_listen='127.0.0.1:%d' % port)
+        return gd, port
+
+    def readyz(self, port):
+        try:
+            st, body = admin_get(port, '/readyz')
+        except OSError as e:  # the admin listener is not up yet
+            return 0, {'error': str(e)}
+        return st, jsonlib.loads(body)
+
+    def postgres_up(self, port):
+        st, text = admin_get(port, '/metrics')
+        self.assertEqual(st, 200)
+        m = re.search(r'^gatherd_postgres_up (\d)$', text, re.M)
+        self.assertIsNotNone(m, text[-2000:])
+        return int(m.group(1))
+
+    def test_an_outage_after_the_first_connection_keeps_the_replica_ready(self):
+        pg = PgCluster.for_test(self)
+        pg.stop()
+        gd, port = self.start_with_admin(pg)
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] != 0, timeout=5))
+        time.sleep(0.3)
+        st, doc = self.readyz(port)
+        self.assertEqual(st, 503, doc)  # never connected: not ready, as before
+        self.assertIn('postgres', doc['reason'])
+        self.assertEqual(self.postgres_up(port), 0)
+        pg.start()
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] == 200, timeout=10),
+                        self.readyz(port))
+        self.assertEqual(self.readyz(port), (200, {'ready': True}))
+        self.assertEqual(self.postgres_up(port), 1)
+        pg.stop()
+        # the outage shows in the metrics and in /readyz's body, not in its status
+        self.assertTrue(wait_until(lambda: self.postgres_up(port) == 0, timeout=10))
+        st, doc = self.readyz(port)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc['ready'], True)
+        self.assertIn('postgres', doc['degraded'])
+        self.failed_call(gd, '/q/1', 502, 'r', 'unavailable')
+        self.assertAlive(gd, '/_http')
+        pg.start()
+        self.assertTrue(wait_until(lambda: self.postgres_up(port) == 1, timeout=10))
+        self.assertEqual(self.readyz(port), (200, {'ready': True}))
+
+    def test_readiness_connected_follows_every_outage(self):
+        pg = PgCluster.for_test(self)
+        gd, port = self.start_with_admin(pg, readiness='connected')
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] == 200, timeout=10))
+        pg.stop()
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] == 503, timeout=10),
+                        self.readyz(port))
+        self.assertIn('postgres', self.readyz(port)[1]['reason'])
+        pg.start()
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] == 200, timeout=10))
+
+    def test_readiness_ignored_is_ready_before_any_connection(self):
+        pg = PgCluster.for_test(self)
+        pg.stop()
+        gd, port = self.start_with_admin(pg, readiness='ignored')
+        self.assertTrue(wait_until(lambda: self.readyz(port)[0] == 200, timeout=5))
+        st, doc = self.readyz(port)
+        self.assertIn('postgres', doc['degraded'])
+
 
 class ShutdownTest(PgTestCase):
     """SIGTERM with SQL calls in flight: answered, exit 0, connections closed."""

@@ -1145,7 +1145,17 @@ static void test_postgres_section(void)
     CHECK_INT_EQ(cfg->postgres.pool_size, 8);
     CHECK_INT_EQ(cfg->postgres.acquire_timeout_ms, 200);
     CHECK_INT_EQ(cfg->postgres.connect_timeout_ms, 2000);
+    CHECK_INT_EQ(cfg->postgres.readiness, GD_PG_READINESS_FIRST_CONNECT);
     gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'postgres':{'readiness':'connected'}"));
+    CHECK_INT_EQ(cfg->postgres.readiness, GD_PG_READINESS_CONNECTED);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'postgres':{'readiness':'ignored'}"));
+    CHECK_INT_EQ(cfg->postgres.readiness, GD_PG_READINESS_IGNORED);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'readiness':'always'}"),
+                     "conf/x.json: postgres.readiness: must be \"first_connect\", \"connected\" or "
+                     "\"ignored\", not \"always\"");
     CHECK_CONFIG_ERR(ROOT("'postgres':{'pool_size':0}"),
                      "conf/x.json: postgres.pool_size: must be between 1 and 10000, not 0");
     CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'host'}"),
