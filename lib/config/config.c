@@ -1499,6 +1499,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "threads",
                                        "http2",
                                        "max_requests_in_flight",
+                                       "max_client_connections",
                                        "queue_timeout_ms",
                                        "coroutine_stack_kb",
                                        "shutdown",
@@ -1527,6 +1528,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
     cfg->max_requests_in_flight = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
+        return r;
+    cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
     if ((r = get_int(l, NULL, root, "queue_timeout_ms", 0, MAX_QUEUE_TIMEOUT_MS,
                      DEFAULT_QUEUE_TIMEOUT_MS, &x)) < 0)
         return r;

@@ -147,6 +147,7 @@ typedef struct gd_config {
     bool is_http2_enabled;
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
+    size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;
     uint64_t drain_delay_ms;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,6 +66,9 @@ struct worker {
     size_t connections;
     bool is_draining, is_aborted, is_finished;
     bool has_warned_backoff; /* the accept back-off is logged once per worker */
+    size_t max_connections;  /* this worker's share of max_client_connections */
+    bool is_at_connection_cap; /* the listeners rest until a connection closes */
+    bool has_warned_cap;     /* reaching the cap is logged once per worker */
     bool has_pg_been_ready;  /* the Postgres pool had a live connection once */
     bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
     atomic_bool want_drain, want_abort;
@@ -84,6 +88,7 @@ struct gd_server {
     pthread_mutex_t ready_mutex, wakeup_mutex;
     pthread_cond_t ready_cond;
     size_t nready;
+    size_t max_client_connections; /* config's, or the default for the open-files limit */
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -93,6 +98,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
+/* max_client_connections when the config leaves it to gatherd: half the open-files limit, so
+ * that upstream and Postgres connections, and the files of a running process, have the other
+ * half. */
+static size_t default_max_client_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 65536;
+    return rl.rlim_cur / 2 > 0 ? (size_t)(rl.rlim_cur / 2) : 1;
+}
+
 gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
 {
     gd_server_t *s = gd_xcalloc(1, sizeof(*s));
@@ -100,6 +116,9 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
     s->config = config;
     s->router = router;
     s->nworkers = config->threads;
+    s->max_client_connections = config->max_client_connections != 0
+                                    ? config->max_client_connections
+                                    : default_max_client_connections();
     pthread_mutex_init(&s->ready_mutex, NULL);
     pthread_mutex_init(&s->wakeup_mutex, NULL);
     pthread_cond_init(&s->ready_cond, NULL);
@@ -177,6 +196,40 @@ struct connection {
     struct worker *worker;
 };
 
+static void on_listener_readable(uv_poll_t *poll, int status, int events);
+
+/* A listener accepts again unless something else keeps it resting. */
+static void resume_listener(struct listener *l)
+{
+    struct worker *w = l->worker;
+    if (l->is_open && !l->is_backing_off && !w->is_at_connection_cap && !w->is_draining &&
+        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable) != 0)
+        gd_log_err("worker %zu: cannot resume accepting connections", w->index);
+}
+
+/* At max_client_connections the listeners stop polling: new clients wait in the kernel's
+ * backlog (and its SYN queue beyond it), where they cost gatherd nothing, until a connection
+ * closes. */
+static void pause_at_connection_cap(struct worker *w)
+{
+    w->is_at_connection_cap = true;
+    for (size_t i = 0; i < w->server->config->nlisten; i++)
+        if (w->listeners[i].is_open)
+            uv_poll_stop(&w->listeners[i].poll);
+    if (!w->has_warned_cap)
+        gd_log_warn("worker %zu: %zu client connections open (its share of "
+                    "max_client_connections): new ones wait in the listen backlog",
+                    w->index, w->connections);
+    w->has_warned_cap = true;
+}
+
+static void resume_below_connection_cap(struct worker *w)
+{
+    w->is_at_connection_cap = false;
+    for (size_t i = 0; i < w->server->config->nlisten; i++)
+        resume_listener(&w->listeners[i]);
+}
+
 static void on_connection_closed(uv_handle_t *handle)
 {
     struct connection *c = H2O_STRUCT_FROM_MEMBER(struct connection, tcp, (uv_tcp_t *)handle);
@@ -184,22 +237,20 @@ static void on_connection_closed(uv_handle_t *handle)
 
     w->connections--;
     free(c);
+    if (w->is_at_connection_cap && w->connections < w->max_connections)
+        resume_below_connection_cap(w);
     /* Close callbacks run after the loop's check phase: look again now rather than one poll
      * timeout later. */
     if (w->is_draining && !w->is_finished)
         on_drain_check(&w->drain_check);
 }
 
-static void on_listener_readable(uv_poll_t *poll, int status, int events);
-
 static void on_backoff_end(gd_timer_t *timer)
 {
     struct listener *l = H2O_STRUCT_FROM_MEMBER(struct listener, backoff, timer);
 
     l->is_backing_off = false;
-    if (l->is_open && !l->worker->is_draining &&
-        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable) != 0)
-        gd_log_err("worker %zu: cannot resume accepting connections", l->worker->index);
+    resume_listener(l);
 }
 
 /* accept() failed for want of descriptors or memory: the connections wait in the kernel's
@@ -229,6 +280,11 @@ static size_t accept_some(struct listener *l, size_t max)
     size_t n = 0;
 
     for (; n < max; n++) {
+        /* A drain accepts whatever is queued: those clients were accepted by the kernel. */
+        if (w->connections >= w->max_connections && !w->is_draining) {
+            pause_at_connection_cap(w);
+            break;
+        }
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == ECONNABORTED || errno == EINTR)
@@ -356,6 +412,7 @@ static void publish_gauges(struct worker *w)
         .requests_queued = w->gather.line.waiting,
         .coroutines = gd_sched_live(w->sched),
         .connections = w->connections,
+        .max_connections = w->max_connections,
         .heartbeat_ms = uv_hrtime() / 1000000,
         .is_pg_ready = is_pg_ready,
         .has_pg_been_ready = w->has_pg_been_ready,
@@ -467,6 +524,7 @@ static void init_worker(struct worker *w)
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
 
     size_t max_in_flight = share_of(config->max_requests_in_flight, nthreads, w->index);
+    w->max_connections = share_of(s->max_client_connections, nthreads, w->index);
     /* One coroutine more than slots: a finishing request starts the next queued one before its
      * own coroutine has returned. */
     w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);

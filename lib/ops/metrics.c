@@ -337,6 +337,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.requests_queued += g.requests_queued;
         sum.coroutines += g.coroutines;
         sum.connections += g.connections;
+        sum.max_connections += g.max_connections;
         pg_ready_workers += g.is_pg_ready != 0;
         sum.pg_idle += g.pg_idle;
         sum.pg_busy += g.pg_busy;
@@ -355,6 +356,9 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     outf(o, "gatherd_coroutines %llu\n", (unsigned long long)sum.coroutines);
     header(o, "gatherd_client_connections", "gauge", "Client connections open now.");
     outf(o, "gatherd_client_connections %llu\n", (unsigned long long)sum.connections);
+    header(o, "gatherd_client_connections_max", "gauge",
+           "max_client_connections: at it, new clients wait in the listen backlog.");
+    outf(o, "gatherd_client_connections_max %llu\n", (unsigned long long)sum.max_connections);
 
     header(o, "gatherd_upstream_connections", "gauge",
            "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");

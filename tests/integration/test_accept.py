@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The accept loop out of file descriptors: gatherd started with a low open-files limit, then
-more client connections than it can hold. The listener backs off instead of spinning (CPU stays
-low, one warn line, not one per loop turn), gatherd_accept_backoffs_total counts it, and once
-connections close the waiting ones are served."""
+"""The accept loop at its limits. max_client_connections: at the cap the listener stops
+accepting, new clients wait in the kernel's backlog and are served as connections close; by
+default the cap is half the open-files limit. Out of file descriptors (a cap set above the
+limit): the listener backs off instead of spinning (CPU stays low, one warn line, not one per
+loop turn), gatherd_accept_backoffs_total counts it, and once connections close the waiting
+ones are served."""
 
 import os
 import resource
@@ -36,11 +38,88 @@ class LowLimitGatherd(Gatherd):
             resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
+def metric(admin, name):
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % admin, timeout=5) as r:
+        text = r.read().decode()
+    line = [ln for ln in text.splitlines() if ln.startswith(name + ' ')]
+    return float(line[0].split()[1]) if line else None
+
+
+def raw_get(sock, path):
+    sock.sendall(b'GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' % path.encode())
+
+
+def read_all(sock):
+    chunks = []
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            return b''.join(chunks)
+        chunks.append(b)
+
+
 class AcceptTest(GatherdTestCase):
+    def test_at_max_client_connections_new_clients_wait_in_the_backlog(self):
+        stub = self.start_stub()
+        stub.add('/a', json=1)
+        g = self.start_gatherd(config([endpoint('/a', {'a': call('s', '/a')})], {'s': stub},
+                                      threads=1, max_client_connections=4))
+        admin = int(g.cfg['admin_listen'].rsplit(':', 1)[1])
+        self.assertEqual(metric(admin, 'gatherd_client_connections_max'), 4)
+        held = [socket.create_connection(('127.0.0.1', g.port), timeout=5) for _ in range(4)]
+        self.addCleanup(lambda: [s.close() for s in held])
+        self.assertTrue(wait_until(lambda: metric(admin, 'gatherd_client_connections') == 4,
+                                   timeout=5))
+        # the fifth client connects (the kernel's backlog) but is not served while 4 are open
+        late = socket.create_connection(('127.0.0.1', g.port), timeout=5)
+        self.addCleanup(late.close)
+        raw_get(late, '/a')
+        late.settimeout(0.7)
+        with self.assertRaises(socket.timeout):
+            late.recv(1)
+        self.assertEqual(metric(admin, 'gatherd_client_connections'), 4)
+        self.assertEqual(g.log().count('max_client_connections'), 1, g.log()[-2000:])
+        # one connection closes: the waiting client is accepted and answered
+        held.pop().close()
+        late.settimeout(5)
+        t0 = time.monotonic()
+        answer = read_all(late)
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertTrue(answer.startswith(b'HTTP/1.1 200'), answer[:200])
+        self.assertTrue(answer.endswith(b'{"a":1}'), answer[-200:])
+        self.assertTrue(g.alive())
+
+    def test_the_default_cap_is_half_the_open_files_limit(self):
+        stub = self.start_stub()
+        stub.add('/a', json=1)
+        g = LowLimitGatherd(config([endpoint('/a', {'a': call('s', '/a')})], {'s': stub},
+                                   threads=1))
+        self.addCleanup(g.cleanup)
+        admin = int(g.cfg['admin_listen'].rsplit(':', 1)[1])
+        self.assertEqual(metric(admin, 'gatherd_client_connections_max'), NOFILE // 2)
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(NOFILE + 40):  # beyond the limit: the cap, not EMFILE, stops accepting
+            socks.append(socket.create_connection(('127.0.0.1', g.port), timeout=5))
+        self.assertTrue(wait_until(lambda: 'max_client_connections' in g.log(), timeout=5))
+        self.assertTrue(wait_until(
+            lambda: metric(admin, 'gatherd_client_connections') == NOFILE // 2, timeout=5),
+            metric(admin, 'gatherd_client_connections'))
+        time.sleep(0.3)
+        self.assertEqual(metric(admin, 'gatherd_client_connections'), NOFILE // 2)
+        self.assertNotIn('cannot accept connections', g.log())
+        self.assertEqual(metric(admin, 'gatherd_accept_backoffs_total'), 0)
+        for s in socks:
+            s.close()
+        socks.clear()
+        self.assertTrue(wait_until(lambda: g.get('/a')[0] == 200, timeout=10))
+
     def test_out_of_descriptors_backs_off_and_recovers(self):
         stub = self.start_stub()
         stub.add('/a', json=1)
-        g = LowLimitGatherd(config([endpoint('/a', {'a': call('s', '/a')})], {'s': stub}))
+        # a cap above the open-files limit, so that accept() itself runs out of descriptors
+        g = LowLimitGatherd(config([endpoint('/a', {'a': call('s', '/a')})], {'s': stub},
+                                   max_client_connections=100000))
         self.addCleanup(g.cleanup)
         admin = int(g.cfg['admin_listen'].rsplit(':', 1)[1])
         st, _, body, _ = g.get('/a')
@@ -66,10 +145,7 @@ class AcceptTest(GatherdTestCase):
         wait_until(lambda: g.get('/a')[0] == 200, timeout=10)
         st, _, body, _ = g.get('/a')
         self.assertEqual((st, body), (200, b'{"a":1}'))
-        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % admin, timeout=5) as r:
-            text = r.read().decode()
-        line = [ln for ln in text.splitlines() if ln.startswith('gatherd_accept_backoffs_total ')]
-        self.assertTrue(line and float(line[0].split()[1]) >= 1, line)
+        self.assertGreaterEqual(metric(admin, 'gatherd_accept_backoffs_total'), 1)
 
 
 if __name__ == '__main__':
