@@ -32,6 +32,9 @@
 #include <valgrind/valgrind.h>
 #endif
 
+/* Released stacks per scheduler that keep their pages: enough for a worker's steady state at
+ * the benchmark's load (64 connections over 2 threads); a burst beyond gives its pages back. */
+#define WARM_STACKS 64
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* A saved execution context: the loop stack's or a coroutine's. */
@@ -62,7 +65,10 @@ struct gd_sched {
     size_t page_size;
     size_t stack_size; /* usable bytes, a multiple of page_size, guard page excluded */
     size_t max_live, live;
-    struct coro_stack *pool;
+    /* Released stacks: up to WARM_STACKS keep their pages (the steady state reuses them); past
+     * that, a burst's stacks give their pages back to the kernel and wait, mapped, in cold. */
+    struct coro_stack *pool, *cold;
+    size_t npooled;
     struct coro_ctx loop_ctx; /* the loop stack, while it has switched into a coroutine */
 };
 
@@ -251,12 +257,16 @@ static void ctx_switch(struct coro_ctx *from, struct coro_ctx *to, bool is_from_
 
 static int stack_acquire(gd_sched_t *sched, struct coro_stack **ret_stack)
 {
-    struct coro_stack *stack = sched->pool;
     size_t map_size = sched->page_size + sched->stack_size;
+    struct coro_stack *stack;
     char *map;
 
-    if (stack != NULL) {
-        sched->pool = stack->next;
+    if (sched->pool != NULL || sched->cold != NULL) {
+        struct coro_stack **list = sched->pool != NULL ? &sched->pool : &sched->cold;
+        stack = *list;
+        *list = stack->next;
+        if (list == &sched->pool)
+            sched->npooled--;
         *ret_stack = stack;
         return 0;
     }
@@ -299,8 +309,17 @@ static void stack_unpoison(const gd_sched_t *sched, const struct coro_stack *sta
 static void stack_release(gd_sched_t *sched, struct coro_stack *stack)
 {
     stack_unpoison(sched, stack);
-    stack->next = sched->pool;
-    sched->pool = stack;
+    if (sched->npooled < WARM_STACKS) {
+        stack->next = sched->pool;
+        sched->pool = stack;
+        sched->npooled++;
+        return;
+    }
+    /* The mapping (and its guard page) stays, so reuse costs page faults, not mmap and
+     * mprotect; a failure only leaves the pages resident. */
+    (void)madvise(stack_lo(sched, stack), sched->stack_size, MADV_DONTNEED);
+    stack->next = sched->cold;
+    sched->cold = stack;
 }
 
 static void stack_unmap(gd_sched_t *sched, struct coro_stack *stack)
@@ -340,10 +359,13 @@ gd_sched_t *gd_sched_free(gd_sched_t *sched)
     if (sched == NULL)
         return NULL;
     GD_REQUIRE(sched->live == 0);
-    while (sched->pool != NULL) {
-        struct coro_stack *stack = sched->pool;
-        sched->pool = stack->next;
-        stack_unmap(sched, stack);
+    for (struct coro_stack **list = &sched->pool; list != NULL;
+         list = list == &sched->pool ? &sched->cold : NULL) {
+        while (*list != NULL) {
+            struct coro_stack *stack = *list;
+            *list = stack->next;
+            stack_unmap(sched, stack);
+        }
     }
     sched->timers = gd_timers_free(sched->timers);
     if (tls_sched == sched)

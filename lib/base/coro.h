@@ -6,7 +6,8 @@
  * another coroutine) into a suspended coroutine; gd_coro_yield() switches back to whoever
  * resumed it. A coroutine never resumes a coroutine that is in its own chain of resumers.
  * One gd_sched_t per event-loop thread owns a pool of stacks (each with a guard page), the
- * timer heap, and a bound on live coroutines. Nothing here is thread-safe: every call happens
+ * timer heap, and a bound on live coroutines. Stacks stay mapped once made; of those released,
+ * 64 keep their pages and the rest of a burst give them back to the kernel (MADV_DONTNEED). Nothing here is thread-safe: every call happens
  * on the thread that owns the scheduler. The switch is hand-written for x86_64 (no system call
  * per switch, unlike swapcontext) and falls back to ucontext elsewhere; it is announced to
  * AddressSanitizer and valgrind.

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,6 +295,68 @@ static void test_stack_reuse(void)
     CHECK_INT_EQ(gd_coro_spawn(env.sched, record_frame, &f, &a), 0);
     CHECK_INT_EQ(f.frame[3], f.frame[1]);
     gd_coro_resume(a);
+    env_dispose(&env);
+}
+
+#define BURST 200
+
+struct touched {
+    char *lo[BURST]; /* a page-aligned address in each coroutine's touched stack area */
+    size_t n;
+};
+
+/* Touches 32 KB of its stack, records where, and waits to be resumed. */
+static void touch_stack(void *arg)
+{
+    struct touched *t = arg;
+    volatile char buf[32 * 1024];
+    for (size_t i = 0; i < sizeof(buf); i += 512)
+        buf[i] = (char)i;
+    long page = sysconf(_SC_PAGESIZE);
+    t->lo[t->n++] = (char *)(((uintptr_t)buf + (uintptr_t)page - 1) & ~((uintptr_t)page - 1));
+    gd_coro_yield();
+    buf[0] = 1;
+}
+
+/* How many of the 16 KB from @lo are resident. */
+static size_t resident_pages(const char *lo)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t n = 16 * 1024 / (size_t)page, count = 0;
+    unsigned char vec[64];
+    CHECK(n <= sizeof(vec));
+    CHECK_INT_EQ(mincore((void *)lo, n * (size_t)page, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    return count;
+}
+
+/* After a burst the pooled stacks beyond the warm ones give their pages back to the kernel,
+ * and are used again like any other. */
+static void test_burst_stacks_return_their_pages(void)
+{
+    struct env env;
+    struct touched t = {.n = 0};
+    gd_coro_t *co[BURST];
+
+    env_init(&env, STACK_SIZE, BURST);
+    for (size_t i = 0; i < BURST; i++)
+        CHECK_INT_EQ(gd_coro_spawn(env.sched, touch_stack, &t, &co[i]), 0);
+    for (size_t i = 0; i < BURST; i++)
+        CHECK(resident_pages(t.lo[i]) > 0);
+    for (size_t i = 0; i < BURST; i++)
+        gd_coro_resume(co[i]);
+    size_t warm = 0;
+    for (size_t i = 0; i < BURST; i++)
+        warm += resident_pages(t.lo[i]) > 0;
+    CHECK(warm <= 64);
+    CHECK(warm >= 1);
+    /* every stack, warm or cold, serves again */
+    t.n = 0;
+    for (size_t i = 0; i < BURST; i++)
+        CHECK_INT_EQ(gd_coro_spawn(env.sched, touch_stack, &t, &co[i]), 0);
+    for (size_t i = 0; i < BURST; i++)
+        gd_coro_resume(co[i]);
     env_dispose(&env);
 }
 
@@ -1143,6 +1206,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"ten_thousand_coroutines", test_ten_thousand_coroutines},
     {"eagain_at_max_live", test_eagain_at_max_live},
     {"stack_reuse", test_stack_reuse},
+    {"burst_stacks_return_their_pages", test_burst_stacks_return_their_pages},
     {"deep_recursion", test_deep_recursion},
     {"guard_page_stops_overflow", test_guard_page_stops_overflow},
     {"sleep_accuracy", test_sleep_accuracy},
