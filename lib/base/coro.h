@@ -100,7 +100,7 @@ struct gd_group {
     bool _is_cancelled, _has_timed_out;
 };
 
-/** Prepares @group (caller owns the storage, usually the waiting coroutine's stack). */
+/** Prepares @group (caller owns the storage: the request's struct, or a test's stack). */
 void gd_group_init(gd_group_t *group, gd_sched_t *sched);
 /** Registers @task as pending in @group; @cancel stops it (see gd_task_cancel_cb). */
 void gd_group_add(gd_group_t *group, gd_task_t *task, gd_task_cancel_cb cancel);

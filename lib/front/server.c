@@ -385,7 +385,8 @@ static void start_drain(struct worker *w)
     /* Idle HTTP/1 keep-alive connections wait on the request timeout list; running it as if
      * the far future had come closes them now, while requests being processed are not on it. */
     h2o_timeout_run(&w->loop, &w->ctx.http1.req_timeout, UINT64_MAX);
-    uv_check_start(&w->drain_check, on_drain_check);
+    /* uv_check_start() fails only on a closing handle, which the drain check is not yet. */
+    GD_REQUIRE(uv_check_start(&w->drain_check, on_drain_check) == 0);
 }
 
 static void on_wakeup(uv_async_t *async)
@@ -488,8 +489,10 @@ static void *worker_main(void *arg)
     if (r != 0)
         gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
                     uv_strerror(r));
-    atomic_fetch_add(&s->nstopped, 1);
-    uv_async_send(&s->stopped_async);
+    /* Only the last worker signals: the owner closes the handle once all have stopped, and an
+     * earlier worker's send could otherwise land on a closing handle. */
+    if (atomic_fetch_add(&s->nstopped, 1) + 1 == s->nworkers)
+        uv_async_send(&s->stopped_async);
     return NULL;
 }
 

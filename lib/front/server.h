@@ -1,7 +1,8 @@
 /*
  * gd_server: the HTTP front. One worker thread per configured thread, each with its own libuv
  * loop, h2o context, coroutine scheduler, upstream pools and SO_REUSEPORT listening sockets, so
- * nothing is locked on the request path. Graceful shutdown happens in two steps the owner
+ * workers share nothing on the request path but the log writer's buffer (one short mutex per
+ * line written, see ops/log.c) and the relaxed atomics of their own metrics. Graceful shutdown happens in two steps the owner
  * drives from its own loop: stop accepting (drain), and, if the drain takes too long, abort.
  */
 #ifndef GD_SERVER_H

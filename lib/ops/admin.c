@@ -247,7 +247,10 @@ static void on_accept(uv_stream_t *listener, int status)
         return;
     c = gd_xmalloc(sizeof(*c));
     c->admin = a;
-    uv_tcp_init(&a->loop, &c->tcp);
+    if (uv_tcp_init(&a->loop, &c->tcp) != 0) {
+        free(c); /* the connection stays in the backlog until the next accept */
+        return;
+    }
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free); /* tcp is c's first member */
         return;
