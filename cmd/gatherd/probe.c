@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,95 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         return -ETIMEDOUT;
     int r = poll(&p, 1, (int)(deadline - now));
     return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
+}
+
+/* A lookup on a thread of its own, so that the probe's timeout bounds it too: getaddrinfo()
+ * has none, and a dead resolver holds it for its own timeouts and attempts (30 s and more).
+ * Shared by the waiter and the thread; the last one to let go frees it. */
+struct lookup {
+    pthread_mutex_t mutex;
+    pthread_cond_t done_cond;
+    int refs;
+    bool is_done;
+    int gai_error;
+    char host[256], port[16];
+    struct addrinfo *ai;
+};
+
+static void lookup_release(struct lookup *l)
+{
+    pthread_mutex_lock(&l->mutex);
+    bool is_last = --l->refs == 0;
+    pthread_mutex_unlock(&l->mutex);
+    if (!is_last)
+        return;
+    if (l->ai != NULL)
+        freeaddrinfo(l->ai);
+    pthread_mutex_destroy(&l->mutex);
+    pthread_cond_destroy(&l->done_cond);
+    free(l);
+}
+
+static void *lookup_main(void *arg)
+{
+    struct lookup *l = arg;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int r = getaddrinfo(l->host, l->port, &hints, &ai);
+
+    pthread_mutex_lock(&l->mutex);
+    l->gai_error = r;
+    l->ai = r == 0 ? ai : NULL;
+    l->is_done = true;
+    pthread_cond_signal(&l->done_cond);
+    pthread_mutex_unlock(&l->mutex);
+    lookup_release(l);
+    return NULL;
+}
+
+/* Resolves @host:@port by @deadline: 0 with *@ret_ai (freeaddrinfo() it), -ETIMEDOUT, or
+ * -EHOSTUNREACH with the reason in @err. */
+static int resolve(const char *host, const char *port, uint64_t deadline, struct addrinfo **ret_ai,
+                   char *err, size_t errlen)
+{
+    struct lookup *l = calloc(1, sizeof(*l));
+    pthread_condattr_t attr;
+    pthread_t thread;
+    int r = 0;
+
+    if (l == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&l->mutex, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->done_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
+    l->refs = 2;
+    if (pthread_create(&thread, NULL, lookup_main, l) != 0) {
+        l->refs = 1;
+        lookup_release(l);
+        return -EAGAIN;
+    }
+    pthread_detach(thread);
+    struct timespec until = {.tv_sec = (time_t)(deadline / 1000),
+                             .tv_nsec = (long)(deadline % 1000) * 1000000};
+    pthread_mutex_lock(&l->mutex);
+    while (!l->is_done && r == 0)
+        r = pthread_cond_timedwait(&l->done_cond, &l->mutex, &until);
+    if (l->is_done && l->gai_error == 0) {
+        *ret_ai = l->ai;
+        l->ai = NULL;
+        r = 0;
+    } else if (l->is_done) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(l->gai_error));
+        r = -EHOSTUNREACH;
+    } else {
+        r = -ETIMEDOUT; /* the thread finishes, or dies with the process, on its own */
+    }
+    pthread_mutex_unlock(&l->mutex);
+    lookup_release(l);
+    return r;
 }
 
 static int parse_url(const char *url, char *host, size_t hostcap, char *port, size_t portcap,
@@ -64,7 +155,7 @@ static int parse_url(const char *url, char *host, size_t hostcap, char *port, si
 int gd_probe(const char *url, uint64_t timeout_ms, char *err, size_t errlen)
 {
     uint64_t deadline = now_ms() + timeout_ms;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    struct addrinfo *ai = NULL;
     char host[256], port[16], buf[512];
     const char *path;
     size_t len = 0;
@@ -74,9 +165,11 @@ int gd_probe(const char *url, uint64_t timeout_ms, char *err, size_t errlen)
         snprintf(err, errlen, "not an http://HOST:PORT/PATH URL: %s", url);
         return -EINVAL;
     }
-    if ((r = getaddrinfo(host, port, &hints, &ai)) != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(r));
-        return -EHOSTUNREACH;
+    if ((r = resolve(host, port, deadline, &ai, err, errlen)) != 0) {
+        if (r != -EHOSTUNREACH)
+            snprintf(err, errlen, "cannot resolve %s: %s", host,
+                     r == -ETIMEDOUT ? "timed out" : strerror(-r));
+        return r == -ETIMEDOUT ? r : -EHOSTUNREACH;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)) {
