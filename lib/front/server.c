@@ -361,6 +361,8 @@ static void publish_gauges(struct worker *w)
         g.upstreams[i].idle = us.idle;
         g.upstreams[i].busy = us.busy;
         g.upstreams[i].waiting = us.waiting;
+        g.upstreams[i].lookups = us.lookups;
+        g.upstreams[i].lookup_failures = us.lookup_failures;
     }
     if (w->pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
@@ -472,8 +474,7 @@ static void init_worker(struct worker *w)
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *uc = &config->upstreams[i];
         size_t cap = share_of(uc->max_connections, nthreads, w->index);
-        w->upstreams[i] = gd_upstream_new(uc, &w->loop, &w->ctx.receivers.hostinfo_getaddr,
-                                          gd_sched_timers(w->sched), cap);
+        w->upstreams[i] = gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap);
     }
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){

@@ -317,6 +317,8 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
             sum.upstreams[i].idle += g.upstreams[i].idle;
             sum.upstreams[i].busy += g.upstreams[i].busy;
             sum.upstreams[i].waiting += g.upstreams[i].waiting;
+            sum.upstreams[i].lookups += g.upstreams[i].lookups;
+            sum.upstreams[i].lookup_failures += g.upstreams[i].lookup_failures;
         }
         sum.pg_idle += g.pg_idle;
         sum.pg_busy += g.pg_busy;
@@ -351,6 +353,15 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
              label(config->upstreams[i].name, u, sizeof(u)),
              (unsigned long long)sum.upstreams[i].waiting);
+    header(o, "gatherd_upstream_dns_lookups_total", "counter",
+           "DNS lookups of each upstream's host name (0 for an address), by result.");
+    for (size_t i = 0; i < nup; i++) {
+        label(config->upstreams[i].name, u, sizeof(u));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"ok\"} %llu\n", u,
+             (unsigned long long)(sum.upstreams[i].lookups - sum.upstreams[i].lookup_failures));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"failed\"} %llu\n", u,
+             (unsigned long long)sum.upstreams[i].lookup_failures);
+    }
 
     if (config->nstatements > 0) {
         header(o, "gatherd_postgres_connections", "gauge", "Postgres connections by state.");

@@ -29,6 +29,7 @@ typedef struct gd_metrics_gauges {
     /* per upstream (config order), then the Postgres pool */
     struct {
         uint64_t idle, busy, waiting;
+        uint64_t lookups, lookup_failures; /* counters: DNS lookups of a named host */
     } upstreams[64];
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
 } gd_metrics_gauges_t;
