@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,6 +338,18 @@ static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable
     finish(call, GD_OUTCOME_OK, status, NULL);
 }
 
+/* Whether @sock's peer closed its side in order (a FIN: the socket is in CLOSE_WAIT) rather
+ * than with a reset (CLOSED). h2o's libuv binding reports every read error, ECONNRESET
+ * included, as h2o_socket_error_closed, so the kernel's state is the only witness. */
+static bool is_orderly_close(h2o_socket_t *sock)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
 /* Reads the body as it arrives; returns after finishing the call, or to wait for more. */
 static void read_body(gd_upstream_call_t *call, const char *err)
 {
@@ -385,8 +398,14 @@ static void read_body(gd_upstream_call_t *call, const char *err)
         break;
     }
     case GD_HTTP1_UNTIL_CLOSE:
-        if (err == h2o_socket_error_closed) { /* the close is the body's end; a reset is not */
+        /* The close is the body's end (RFC 9112 section 6.3, rule 8); a reset is not: the
+         * bytes so far may be a truncated answer that still parses (a number). */
+        if (err == h2o_socket_error_closed && is_orderly_close(call->_conn->sock)) {
             complete(call, in->size, false);
+            return;
+        }
+        if (err != NULL) {
+            finish(call, GD_OUTCOME_IO, h->status, "connection reset while reading the body");
             return;
         }
         break;

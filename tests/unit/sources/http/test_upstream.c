@@ -311,11 +311,17 @@ static void test_body_until_close_ends_with_a_fin(void)
     read_until_close(false, GD_OUTCOME_OK);
 }
 
+static void test_body_until_close_cut_by_a_reset_is_io(void)
+{
+    read_until_close(true, GD_OUTCOME_IO);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"early_answer_while_writing_is_not_reused", test_early_answer_while_writing_is_not_reused},
     {"stale_connection_reset_retries_a_get_once", test_stale_connection_reset_retries_a_get_once},
     {"stale_connection_reset_never_retries_a_post",
      test_stale_connection_reset_never_retries_a_post},
     {"body_until_close_ends_with_a_fin", test_body_until_close_ends_with_a_fin},
+    {"body_until_close_cut_by_a_reset_is_io", test_body_until_close_cut_by_a_reset_is_io},
     {NULL, NULL},
 };
