@@ -22,8 +22,6 @@
 #include "front/server.h"
 #include "base/util.h"
 
-#define RESOLVER_THREADS 8
-
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
  * answers get to be written before the process leaves anyway. */
 #define ABORT_GRACE_MS 2000
@@ -227,10 +225,6 @@ static int run(const gd_config_t *config)
         goto fail;
     }
 
-    /* Upstream host names are resolved by h2o's resolver threads, one lookup per new
-     * connection; libh2o's default is a single thread for the whole process, so one slow name
-     * held up every other upstream's new connections. h2o's own server uses 32. */
-    h2o_hostinfo_max_threads = RESOLVER_THREADS;
     if ((r = gd_server_start(d.server, &loop, on_server_stopped, &d)) != 0) {
         gd_log_err("cannot start worker threads: %s", strerror(-r));
         _exit(1);

@@ -35,6 +35,7 @@
 #define DEFAULT_MAX_CONNECTIONS        256
 #define DEFAULT_CONNECT_TIMEOUT_MS     1000
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS   2000
+#define DEFAULT_DNS_REFRESH_MS         30000
 #define DEFAULT_MAX_BODY_BYTES         8388608
 #define DEFAULT_ENDPOINT_TIMEOUT_MS    5000
 #define DEFAULT_ADMIN_LISTEN           "127.0.0.1:9090"
@@ -594,9 +595,13 @@ malformed:
 
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {
-        "url", "max_connections", "connect_timeout_ms", "keepalive_timeout_ms", "max_body_bytes",
-        NULL};
+    static const char *const keys[] = {"url",
+                                       "max_connections",
+                                       "connect_timeout_ms",
+                                       "keepalive_timeout_ms",
+                                       "max_body_bytes",
+                                       "dns_refresh_ms",
+                                       NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
     long long x = 0;
@@ -612,7 +617,9 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = get_duration(l, at, v, "connect_timeout_ms", false, DEFAULT_CONNECT_TIMEOUT_MS,
                           &u->connect_timeout_ms)) < 0 ||
         (r = get_duration(l, at, v, "keepalive_timeout_ms", false, DEFAULT_KEEPALIVE_TIMEOUT_MS,
-                          &u->keepalive_timeout_ms)) < 0)
+                          &u->keepalive_timeout_ms)) < 0 ||
+        (r = get_duration(l, at, v, "dns_refresh_ms", false, DEFAULT_DNS_REFRESH_MS,
+                          &u->dns_refresh_ms)) < 0)
         return r;
     if ((r = get_int(l, at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_MAX_BODY_BYTES, &x)) < 0)
         return r;

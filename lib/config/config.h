@@ -49,6 +49,7 @@ typedef struct gd_upstream_conf {
     size_t max_connections;
     uint64_t connect_timeout_ms;
     uint64_t keepalive_timeout_ms;
+    uint64_t dns_refresh_ms; /* a named host is looked up again this often */
     size_t max_body_bytes;
 } gd_upstream_conf_t;
 

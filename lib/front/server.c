@@ -420,8 +420,10 @@ static void publish_gauges(struct worker *w)
     };
     for (size_t i = 0; i < config->nupstreams; i++) {
         gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
-        gd_metrics_publish_upstream(w->server->metrics[w->index], i,
-                                    &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting});
+        gd_metrics_publish_upstream(
+            w->server->metrics[w->index], i,
+            &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting, us.lookups,
+                                            us.lookup_failures});
     }
     if (w->pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
@@ -536,8 +538,7 @@ static void init_worker(struct worker *w)
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *uc = &config->upstreams[i];
         size_t cap = share_of(uc->max_connections, nthreads, w->index);
-        w->upstreams[i] = gd_upstream_new(uc, &w->loop, &w->ctx.receivers.hostinfo_getaddr,
-                                          gd_sched_timers(w->sched), cap);
+        w->upstreams[i] = gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap);
     }
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){

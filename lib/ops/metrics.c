@@ -169,6 +169,8 @@ static gd_metrics_upstream_gauges_t sum_upstream(const gd_metrics_t *const *thre
         sum.idle += g.idle;
         sum.busy += g.busy;
         sum.waiting += g.waiting;
+        sum.lookups += g.lookups;
+        sum.lookup_failures += g.lookup_failures;
     }
     return sum;
 }
@@ -376,6 +378,16 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
              label(config->upstreams[i].name, u, sizeof(u)),
              (unsigned long long)sum_upstream(threads, n, i).waiting);
+    header(o, "gatherd_upstream_dns_lookups_total", "counter",
+           "DNS lookups of each upstream's host name (0 for an address), by result.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_metrics_upstream_gauges_t us = sum_upstream(threads, n, i);
+        label(config->upstreams[i].name, u, sizeof(u));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"ok\"} %llu\n", u,
+             (unsigned long long)(us.lookups - us.lookup_failures));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"failed\"} %llu\n", u,
+             (unsigned long long)us.lookup_failures);
+    }
 
     if (config->nstatements > 0) {
         header(o, "gatherd_postgres_up", "gauge",

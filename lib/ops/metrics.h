@@ -34,6 +34,7 @@ typedef struct gd_metrics_gauges {
 /* One upstream's connections on a thread, published by gd_metrics_publish_upstream(). */
 typedef struct gd_metrics_upstream_gauges {
     uint64_t idle, busy, waiting;
+    uint64_t lookups, lookup_failures; /* counters: DNS lookups of a named host */
 } gd_metrics_upstream_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */

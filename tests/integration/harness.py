@@ -553,8 +553,9 @@ class Gatherd:
     GatherdError with the log when the process exits first. Stopped by PID only.
     """
 
-    def __init__(self, cfg, binary=None, args=(), start_timeout=10.0):
+    def __init__(self, cfg, binary=None, args=(), start_timeout=10.0, env=None):
         self.binary = binary or gatherd_bin()
+        self.env = dict(env or {})
         if not os.access(self.binary, os.X_OK):
             raise unittest.SkipTest('gatherd binary not found at %s (set GATHERD_BIN or build it)'
                                     % self.binary)
@@ -587,9 +588,14 @@ class Gatherd:
                 jsonlib.dump(self.cfg, f, indent=2)
             self.log_path = os.path.join(self.tmpdir, 'stderr-%d.log' % attempt)
             self._logf = open(self.log_path, 'wb')
+            env = dict(os.environ, **self.env)
+            if 'LD_PRELOAD' in self.env:
+                # the ASan build checks that its runtime comes first; a test shim goes before it
+                env['ASAN_OPTIONS'] = ':'.join(
+                    filter(None, [env.get('ASAN_OPTIONS'), 'verify_asan_link_order=0']))
             self.proc = subprocess.Popen([self.binary, '-c', self.config_path] + self.args,
                                          stdin=subprocess.DEVNULL, stdout=self._logf,
-                                         stderr=self._logf, close_fds=True)
+                                         stderr=self._logf, close_fds=True, env=env)
             self.started_at = now()
             deadline = now() + start_timeout
             while True:

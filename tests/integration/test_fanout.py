@@ -68,8 +68,8 @@ class FanoutTest(GatherdTestCase):
             self.assertEqual(int(hdrs.get('Content-Length', len(body))), len(body))
 
     def test_upstream_named_by_host_name(self):
-        # every other test names its upstreams by address; a name goes through the resolver
-        # threads (off the loop), for every new connection
+        # most tests name their upstreams by address; a name is resolved in the background and
+        # cached (test_dns steers the resolver itself)
         addrs = {ai[4][0] for ai in socket.getaddrinfo('localhost', 80, type=socket.SOCK_STREAM)}
         if addrs != {'127.0.0.1'}:
             self.skipTest('localhost resolves to %s here, not only 127.0.0.1' % sorted(addrs))

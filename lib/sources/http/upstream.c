@@ -3,15 +3,24 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "json/json.h"
-#include "sources/http/upstream_impl.h"
 #include "base/util.h"
+#include "ops/log.h"
+#include "sources/http/upstream_impl.h"
+#include "json/json.h"
+
+/* Addresses kept of a name: more would only be tried one after another within one connect
+ * timeout anyway. */
+#define MAX_ADDRS 16
+/* Lookups asked for at once (a connect failure, a name not resolved yet) wait this long after
+ * the previous one, so that an upstream that is down does not turn every call into a lookup. */
+#define MIN_LOOKUP_INTERVAL_MS 1000
 
 enum call_state {
     CALL_WAITING = 1, /* in line for a connection */
@@ -23,11 +32,13 @@ enum call_state {
 /* A connection to the upstream: carrying a call, or idle in the keep-alive list. */
 struct gd_upstream_conn {
     gd_upstream_t *upstream;
-    h2o_socket_t *sock;                   /* NULL while the name is being resolved */
-    h2o_hostinfo_getaddr_req_t *getaddr; /* while resolving */
-    gd_upstream_call_t *call;             /* NULL when idle */
-    h2o_linklist_t idle_link;             /* in the upstream's idle list while idle */
+    h2o_socket_t *sock;         /* NULL until a connect is under way */
+    gd_upstream_call_t *call;   /* NULL when idle */
+    h2o_linklist_t idle_link;   /* in the upstream's idle list while idle */
+    h2o_linklist_t lookup_link; /* in the upstream's list waiting for a name's first addresses */
     gd_timer_t idle_timer;
+    size_t addr_index; /* the address being tried, an index into upstream->addrs */
+    size_t attempts;   /* addresses tried for this connection */
     bool is_reused; /* it carried a call before: it may have been closed by the upstream since */
 };
 typedef struct gd_upstream_conn conn_t;
@@ -36,9 +47,19 @@ struct gd_upstream {
     const gd_upstream_conf_t *conf;
     uv_loop_t *loop;
     gd_timers_t *timers;
-    h2o_multithread_receiver_t *getaddr_receiver;
-    struct sockaddr_storage addr; /* a numeric host's address */
-    socklen_t addrlen;            /* 0: the host is a name, resolved per new connection */
+    /* The addresses new connections go to: a numeric host's one, or a name's as last resolved.
+     * A name is looked up in the background every dns_refresh_ms and soon after a connect
+     * failure; a failed lookup keeps the addresses it had. */
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    size_t naddrs;
+    size_t preferred; /* the address new connections try first: the last one that worked */
+    bool is_named, is_resolving, has_lookup_failed;
+    uv_getaddrinfo_t lookup; /* while is_resolving */
+    uint64_t last_lookup_ms;
+    char lookup_error[96]; /* why the last lookup failed */
+    gd_timer_t refresh_timer;
+    h2o_linklist_t lookup_waiting; /* connections waiting for a name's first addresses */
+    uint64_t lookups, lookup_failures;
     size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
@@ -53,6 +74,7 @@ struct gd_upstream {
 
 static void acquire(gd_upstream_call_t *call);
 static void on_idle_read(h2o_socket_t *sock, const char *err);
+static void start_lookup(gd_upstream_t *u);
 
 /* The call that has waited longest, taken out of the line; NULL when none waits. */
 static gd_upstream_call_t *take_waiting(gd_upstream_t *u)
@@ -75,8 +97,12 @@ static void on_dispatch_timer(gd_timer_t *timer)
         acquire(next);
 }
 
-gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
-                               h2o_multithread_receiver_t *getaddr_receiver, gd_timers_t *timers,
+static void on_refresh_timer(gd_timer_t *timer)
+{
+    start_lookup(H2O_STRUCT_FROM_MEMBER(gd_upstream_t, refresh_timer, timer));
+}
+
+gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
                                size_t max_connections)
 {
     gd_upstream_t *u = gd_xcalloc(1, sizeof(*u));
@@ -89,19 +115,24 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
     u->conf = conf;
     u->loop = loop;
     u->timers = timers;
-    u->getaddr_receiver = getaddr_receiver;
     u->max_connections = max_connections > 0 ? max_connections : 1;
     h2o_linklist_init_anchor(&u->idle);
     h2o_linklist_init_anchor(&u->waiting);
+    h2o_linklist_init_anchor(&u->lookup_waiting);
     gd_timer_init(&u->dispatch_timer, on_dispatch_timer);
+    gd_timer_init(&u->refresh_timer, on_refresh_timer);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
-    /* AI_NUMERICHOST guarantees that this does not block; a name is resolved by h2o's resolver
-     * threads for every new connection, so that DNS changes are followed. */
+    /* AI_NUMERICHOST guarantees that this does not block. */
     if (conf->is_host_numeric && getaddrinfo(conf->host, port, &hints, &ai) == 0) {
-        memcpy(&u->addr, ai->ai_addr, ai->ai_addrlen);
-        u->addrlen = ai->ai_addrlen;
+        memcpy(&u->addrs[0], ai->ai_addr, ai->ai_addrlen);
+        u->naddrs = 1;
         freeaddrinfo(ai);
     }
+    u->is_named = !conf->is_host_numeric;
+    snprintf(u->lookup_error, sizeof(u->lookup_error), "no address");
+    /* Resolved before the first call needs it, so that even that one rarely waits. */
+    if (u->is_named)
+        start_lookup(u);
     if (conf->port == 80)
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]" : "%s", conf->host);
     else
@@ -121,8 +152,8 @@ static void unlink_idle(gd_upstream_t *u, conn_t *c)
 /* Closes @c and frees it; it carries no call. */
 static void destroy_conn(conn_t *c)
 {
-    if (c->getaddr != NULL)
-        h2o_hostinfo_getaddr_cancel(c->getaddr);
+    if (h2o_linklist_is_linked(&c->lookup_link))
+        h2o_linklist_unlink(&c->lookup_link);
     if (c->sock != NULL)
         h2o_socket_close(c->sock); /* no callback of it runs after this */
     gd_timer_stop(c->upstream->timers, &c->idle_timer);
@@ -136,6 +167,11 @@ void gd_upstream_close(gd_upstream_t *u)
         return;
     u->is_closed = true;
     gd_timer_stop(u->timers, &u->dispatch_timer);
+    gd_timer_stop(u->timers, &u->refresh_timer);
+    /* A lookup already running on a thread of libuv's pool cannot be stopped: the loop's last
+     * run waits for it, and on_lookup() sees is_closed. */
+    if (u->is_resolving)
+        (void)uv_cancel((uv_req_t *)&u->lookup);
     while (!h2o_linklist_is_empty(&u->idle)) {
         conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
@@ -155,7 +191,11 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
 
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 {
-    return (gd_upstream_stats_t){.idle = u->nidle, .busy = u->busy, .waiting = u->nwaiting};
+    return (gd_upstream_stats_t){.idle = u->nidle,
+                                 .busy = u->busy,
+                                 .waiting = u->nwaiting,
+                                 .lookups = u->lookups,
+                                 .lookup_failures = u->lookup_failures};
 }
 
 static void on_idle_timeout(gd_timer_t *timer)
@@ -298,6 +338,18 @@ static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable
     finish(call, GD_OUTCOME_OK, status, NULL);
 }
 
+/* Whether @sock's peer closed its side in order (a FIN: the socket is in CLOSE_WAIT) rather
+ * than with a reset (CLOSED). h2o's libuv binding reports every read error, ECONNRESET
+ * included, as h2o_socket_error_closed, so the kernel's state is the only witness. */
+static bool is_orderly_close(h2o_socket_t *sock)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
 /* Reads the body as it arrives; returns after finishing the call, or to wait for more. */
 static void read_body(gd_upstream_call_t *call, const char *err)
 {
@@ -346,8 +398,14 @@ static void read_body(gd_upstream_call_t *call, const char *err)
         break;
     }
     case GD_HTTP1_UNTIL_CLOSE:
-        if (err == h2o_socket_error_closed) { /* the close is the body's end; a reset is not */
+        /* The close is the body's end (RFC 9112 section 6.3, rule 8); a reset is not: the
+         * bytes so far may be a truncated answer that still parses (a number). */
+        if (err == h2o_socket_error_closed && is_orderly_close(call->_conn->sock)) {
             complete(call, in->size, false);
+            return;
+        }
+        if (err != NULL) {
+            finish(call, GD_OUTCOME_IO, h->status, "connection reset while reading the body");
             return;
         }
         break;
@@ -438,44 +496,176 @@ static void send_request(gd_upstream_call_t *call)
     h2o_socket_write(c->sock, &call->_reqbuf, 1, on_written);
 }
 
+static void connect_next(conn_t *c);
+
+/* The address at @index failed to connect: new connections start at the next one, and the name
+ * is looked up again soon (it may have moved). */
+static void note_connect_failure(gd_upstream_t *u, size_t index)
+{
+    if (u->naddrs != 0 && u->preferred == index % u->naddrs)
+        u->preferred = (index + 1) % u->naddrs;
+    if (u->is_named && !u->is_resolving &&
+        gd_timers_now(u->timers) >= u->last_lookup_ms + MIN_LOOKUP_INTERVAL_MS)
+        start_lookup(u);
+}
+
 static void on_connect(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
+    gd_upstream_t *u = c->upstream;
     gd_upstream_call_t *call = c->call;
 
     if (err != NULL) {
-        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (%s)", call->_upstream->conf->url,
-               err);
+        note_connect_failure(u, c->addr_index);
+        if (c->attempts < u->naddrs) { /* within the same connect timeout */
+            h2o_socket_close(c->sock);
+            c->sock = NULL;
+            c->addr_index++;
+            connect_next(c);
+            return;
+        }
+        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (%s)", u->conf->url, err);
         return;
     }
+    u->preferred = c->addr_index % (u->naddrs != 0 ? u->naddrs : 1);
     send_request(call);
 }
 
-static void connect_to(conn_t *c, struct sockaddr *addr, socklen_t addrlen)
+/* Connects @c to the address at its addr_index (the list may have changed since the last
+ * attempt: it wraps around). */
+static void connect_next(conn_t *c)
 {
-    gd_upstream_call_t *call = c->call;
+    gd_upstream_t *u = c->upstream;
+    const struct sockaddr_storage *a = &u->addrs[c->addr_index % u->naddrs];
+    socklen_t len =
+        a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 
-    if ((c->sock = h2o_socket_connect(c->upstream->loop, addr, addrlen, on_connect)) == NULL) {
-        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)",
-               call->_upstream->conf->url);
+    c->attempts++;
+    if ((c->sock = h2o_socket_connect(u->loop, (struct sockaddr *)a, len, on_connect)) == NULL) {
+        finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)", u->conf->url);
         return;
     }
     c->sock->data = c;
 }
 
-static void on_getaddr(h2o_hostinfo_getaddr_req_t *req, const char *errstr, struct addrinfo *res,
-                       void *data)
+/* Starts @c's connect, or puts it in line for the name's first addresses. */
+static void connect_new(conn_t *c)
 {
-    conn_t *c = data;
+    gd_upstream_t *u = c->upstream;
 
-    c->getaddr = NULL;
-    if (errstr != NULL) {
-        finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", c->upstream->conf->host,
-               errstr);
+    if (u->naddrs != 0) {
+        c->addr_index = u->preferred;
+        connect_next(c);
         return;
     }
-    struct addrinfo *ai = h2o_hostinfo_select_one(res);
-    connect_to(c, ai->ai_addr, ai->ai_addrlen);
+    /* The name has never resolved. One lookup serves every connection waiting for it; without
+     * one under way the call fails at once, with the reason of the last one, and asks for
+     * another (MIN_LOOKUP_INTERVAL_MS apart). */
+    if (!u->is_resolving && gd_timers_now(u->timers) >= u->last_lookup_ms + MIN_LOOKUP_INTERVAL_MS)
+        start_lookup(u);
+    if (u->is_resolving) {
+        h2o_linklist_insert(&u->lookup_waiting, &c->lookup_link);
+        return;
+    }
+    finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
+           u->lookup_error);
+}
+
+/* Keeps the addresses of @res (at most MAX_ADDRS); returns how many. The preferred address
+ * stays when the list is unchanged. */
+static size_t keep_addrs(gd_upstream_t *u, const struct addrinfo *res)
+{
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    size_t n = 0;
+
+    for (const struct addrinfo *ai = res; ai != NULL && n < MAX_ADDRS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(addrs[0]))
+            continue;
+        memset(&addrs[n], 0, sizeof(addrs[n]));
+        memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
+    }
+    if (n == 0)
+        return 0;
+    if (n != u->naddrs || memcmp(addrs, u->addrs, n * sizeof(addrs[0])) != 0) {
+        memcpy(u->addrs, addrs, n * sizeof(addrs[0]));
+        u->naddrs = n;
+        u->preferred = 0;
+    }
+    return n;
+}
+
+static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    gd_upstream_t *u = H2O_STRUCT_FROM_MEMBER(gd_upstream_t, lookup, req);
+    const char *host = u->conf->host;
+
+    u->is_resolving = false;
+    if (u->is_closed) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    u->lookups++; /* counted when done, so that the metric's failures are a subset */
+    if (status == 0 && keep_addrs(u, res) != 0) {
+        if (u->has_lookup_failed)
+            gd_log_info("upstream %s: %s resolves again (%zu addresses)", u->conf->name, host,
+                        u->naddrs);
+        u->has_lookup_failed = false;
+    } else {
+        u->lookup_failures++;
+        snprintf(u->lookup_error, sizeof(u->lookup_error), "%s",
+                 status != 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
+        /* Logged when the name stops resolving, not at every later attempt. */
+        if (!u->has_lookup_failed && u->naddrs != 0)
+            gd_log_warn("upstream %s: cannot resolve %s (%s); new connections keep going to its "
+                        "%zu last addresses",
+                        u->conf->name, host, u->lookup_error, u->naddrs);
+        else if (!u->has_lookup_failed)
+            gd_log_warn("upstream %s: cannot resolve %s (%s); its calls fail until it resolves",
+                        u->conf->name, host, u->lookup_error);
+        u->has_lookup_failed = true;
+    }
+    uv_freeaddrinfo(res);
+    gd_timer_start(u->timers, &u->refresh_timer,
+                   gd_timers_now(u->timers) + u->conf->dns_refresh_ms);
+    /* The connections that waited for the first addresses: each connects, or its call fails.
+     * Moved to a list of our own first: a failing call may start others on this upstream,
+     * which may start another lookup and wait for that one. */
+    h2o_linklist_t ready;
+    h2o_linklist_init_anchor(&ready);
+    h2o_linklist_insert_list(&ready, &u->lookup_waiting);
+    while (!h2o_linklist_is_empty(&ready)) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, lookup_link, ready.next);
+        h2o_linklist_unlink(&c->lookup_link);
+        connect_new(c);
+    }
+}
+
+/* Looks the name up on libuv's thread pool, never on the loop; on_lookup() keeps the result. */
+static void start_lookup(gd_upstream_t *u)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_protocol = IPPROTO_TCP,
+                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+    char serv[8];
+    int r;
+
+    if (u->is_resolving || u->is_closed)
+        return;
+    gd_timer_stop(u->timers, &u->refresh_timer);
+    snprintf(serv, sizeof(serv), "%u", (unsigned)u->conf->port);
+    u->last_lookup_ms = gd_timers_now(u->timers);
+    if ((r = uv_getaddrinfo(u->loop, &u->lookup, on_lookup, u->conf->host, serv, &hints)) != 0) {
+        /* Only for invalid arguments or no memory: counted as a failed lookup, retried later. */
+        u->lookups++;
+        u->lookup_failures++;
+        snprintf(u->lookup_error, sizeof(u->lookup_error), "%s", uv_strerror(r));
+        gd_timer_start(u->timers, &u->refresh_timer,
+                       gd_timers_now(u->timers) + u->conf->dns_refresh_ms);
+        return;
+    }
+    u->is_resolving = true;
 }
 
 /* Gives @call a connection: the most recently used idle one, or a new one. The caller checked
@@ -502,16 +692,7 @@ static void acquire(gd_upstream_call_t *call)
     uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
     gd_timer_start(u->timers, &call->_timer,
                    connect_due < call->base.deadline_ms ? connect_due : call->base.deadline_ms);
-    if (u->addrlen != 0) {
-        connect_to(c, (struct sockaddr *)&u->addr, u->addrlen);
-    } else {
-        char serv[8];
-        snprintf(serv, sizeof(serv), "%u", (unsigned)u->conf->port);
-        c->getaddr = h2o_hostinfo_getaddr(
-            u->getaddr_receiver, h2o_iovec_init(u->conf->host, strlen(u->conf->host)),
-            h2o_iovec_init(serv, strlen(serv)), AF_UNSPEC, SOCK_STREAM, IPPROTO_TCP,
-            AI_ADDRCONFIG | AI_NUMERICSERV, on_getaddr, c);
-    }
+    connect_new(c);
 }
 
 static void on_timer(gd_timer_t *timer)
@@ -525,10 +706,12 @@ static void on_timer(gd_timer_t *timer)
         finish(call, GD_OUTCOME_TIMEOUT, 0,
                "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
                call->base.timeout_ms, u->max_connections);
-    else if (call->_state == CALL_CONNECTING && !is_deadline)
+    else if (call->_state == CALL_CONNECTING && !is_deadline) {
+        if (call->_conn->sock != NULL) /* a connect under way, not a wait for a lookup */
+            note_connect_failure(u, call->_conn->addr_index);
         finish(call, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
                u->conf->url, u->conf->connect_timeout_ms);
-    else
+    } else
         finish(call, GD_OUTCOME_TIMEOUT, call->_has_head ? call->_response.status : 0,
                "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }

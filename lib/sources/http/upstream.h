@@ -30,19 +30,21 @@ typedef struct gd_upstream_stats {
     size_t idle;    /* keep-alive connections waiting in the pool */
     size_t busy;    /* connections carrying a call (connecting included) */
     size_t waiting; /* calls waiting for a connection */
+    uint64_t lookups, lookup_failures; /* of a named host, since the start */
 } gd_upstream_stats_t;
 
 /**
- * Creates the client of upstream @conf (borrowed, must outlive it) on @loop, resolving names
- * with h2o's resolver threads through @getaddr_receiver, timing with @timers, and carrying at
- * most @max_connections calls (and so connections) at once. Never fails.
+ * Creates the client of upstream @conf (borrowed, must outlive it) on @loop, timing with
+ * @timers, and carrying at most @max_connections calls (and so connections) at once. A host
+ * name is looked up at once and then every conf->dns_refresh_ms, on libuv's thread pool; new
+ * connections go to the addresses last resolved. Never fails.
  */
-gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop,
-                               h2o_multithread_receiver_t *getaddr_receiver, gd_timers_t *timers,
+gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
                                size_t max_connections);
 /**
  * Closes @upstream's idle connections and libuv handles; no call may be running. The loop must
- * then run until the handles are closed (uv_run() returns) before gd_upstream_free().
+ * then run until the handles are closed and a lookup under way has ended (uv_run() returns)
+ * before gd_upstream_free().
  */
 void gd_upstream_close(gd_upstream_t *upstream);
 /** Frees @upstream (NULL is a no-op) after gd_upstream_close() and the loop's run. Returns NULL. */

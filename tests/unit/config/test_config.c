@@ -83,7 +83,7 @@ static const char full_config[] =
     "  'upstreams': {\n"
     "    'accounts': {'url': 'http://127.0.0.1:18081/v1/', 'max_connections': 8,\n"
     "                 'connect_timeout_ms': 500, 'keepalive_timeout_ms': 3000,\n"
-    "                 'max_body_bytes': 1024},\n"
+    "                 'max_body_bytes': 1024, 'dns_refresh_ms': 5000},\n"
     "    'posts-api': {'url': 'http://posts.internal'},\n"
     "    'v6': {'url': 'HTTP://[::1]:9000/'}\n"
     "  },\n"
@@ -155,6 +155,7 @@ static void test_full_config(void)
     CHECK_INT_EQ(u->max_connections, 8);
     CHECK_INT_EQ(u->connect_timeout_ms, 500);
     CHECK_INT_EQ(u->keepalive_timeout_ms, 3000);
+    CHECK_INT_EQ(u->dns_refresh_ms, 5000);
     CHECK_INT_EQ(u->max_body_bytes, 1024);
     u = &cfg->upstreams[1];
     CHECK_STR_EQ(u->name, "posts-api");
@@ -304,6 +305,7 @@ static void test_defaults(void)
     CHECK_INT_EQ(u->max_connections, 256);
     CHECK_INT_EQ(u->connect_timeout_ms, 1000);
     CHECK_INT_EQ(u->keepalive_timeout_ms, 2000);
+    CHECK_INT_EQ(u->dns_refresh_ms, 30000);
     CHECK_INT_EQ(u->max_body_bytes, 8388608);
     CHECK_STR_EQ(u->base_path, "");
     CHECK_INT_EQ(u->port, 18081);
