@@ -119,13 +119,17 @@ class ClientGoneTest(GatherdTestCase):
         self.admin = int(self.gd.cfg['admin_listen'].rsplit(':', 1)[1])
 
     def hang_connection(self):
-        """The stub's connection that carries the /hang call (once it has arrived)."""
+        """The stub's connection that carries the /hang call (once it has arrived), after the
+        request's other call (/fast) has been answered: the client leaves only then, so that
+        the log shows exactly which call the leaving cancelled."""
         def find():
             for c in self.stub.connections:
                 if '/hang' in c.paths:
                     return c
             return None
         wait_until(lambda: find() is not None, timeout=5)
+        wait_until(lambda: self.stub.requests_for('/fast'), timeout=5)
+        time.sleep(0.1)  # the answer's way back to gatherd, on a loaded machine
         return find()
 
     def assert_cancelled_and_logged(self, left_at, gone_before):
