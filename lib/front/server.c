@@ -89,6 +89,9 @@ struct gd_server {
     pthread_cond_t ready_cond;
     size_t nready;
     size_t max_client_connections; /* config's, or the default for the open-files limit */
+    /* per upstream: the process-wide count of its connections when max_connections is smaller
+     * than the threads (then no per-thread share could keep to it), else NULL */
+    gd_budget_t **upstream_budgets;
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -137,6 +140,10 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
     h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
     h->on_req = on_req;
 
+    s->upstream_budgets = gd_xcalloc(config->nupstreams + 1, sizeof(*s->upstream_budgets));
+    for (size_t i = 0; i < config->nupstreams; i++)
+        if (config->upstreams[i].max_connections < s->nworkers)
+            s->upstream_budgets[i] = gd_budget_new(config->upstreams[i].max_connections, s->nworkers);
     s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
     for (size_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
@@ -510,7 +517,8 @@ static void on_stopped_async(uv_async_t *async)
 }
 
 /* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
- * the remainder to the first workers, and at least one each. */
+ * the remainder to the first workers, and at least one each (a total smaller than @n is
+ * overshot: upstream connections then use a gd_budget_t instead). */
 static size_t share_of(size_t total, size_t n, size_t i)
 {
     size_t share = total / n + (i < total % n ? 1 : 0);
@@ -537,8 +545,11 @@ static void init_worker(struct worker *w)
     w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *uc = &config->upstreams[i];
-        size_t cap = share_of(uc->max_connections, nthreads, w->index);
-        w->upstreams[i] = gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap);
+        gd_budget_t *budget = s->upstream_budgets[i];
+        /* Under a budget any thread may hold all of the cap's connections. */
+        size_t cap = budget != NULL ? uc->max_connections
+                                    : share_of(uc->max_connections, nthreads, w->index);
+        w->upstreams[i] = gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap, budget);
     }
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){
@@ -650,6 +661,9 @@ gd_server_t *gd_server_free(gd_server_t *s)
         free(w->listeners);
     }
     free(s->workers);
+    for (size_t i = 0; i < s->config->nupstreams; i++)
+        gd_budget_free(s->upstream_budgets[i]);
+    free(s->upstream_budgets);
     for (size_t i = 0; i < s->nworkers; i++)
         gd_metrics_free(s->metrics[i]);
     free(s->metrics);

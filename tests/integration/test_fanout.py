@@ -164,6 +164,46 @@ class FanoutTest(GatherdTestCase):
         self.assertTrue(gd.alive())
         self.assertEqual(media_type(hdrs), 'application/json')
 
+    def test_a_cap_smaller_than_the_threads_holds_for_the_process(self):
+        # 2 connections over 4 threads: no thread may open one of its own beyond the cap; a
+        # thread whose calls wait gets a unit that another thread gave back, or one that it
+        # kept idle (two rounds, so that the second starts with idle connections somewhere)
+        stub = self.start_stub()
+        stub.add('/slow', json={'ok': True}, delay_ms=100)
+        gd = self.start_gatherd(config(
+            [endpoint('/capped', {'x': call('s', '/slow', timeout_ms=8000)}, timeout_ms=8000)],
+            {'s': upstream(stub, max_connections=2)}, threads=4))
+        n = 16
+        for round_ in range(2):
+            results = [None] * n
+            barrier = threading.Barrier(n)
+
+            def client(i):
+                try:
+                    barrier.wait(5)
+                    results[i] = gd.get('/capped', timeout=15)
+                except Exception as e:  # reported below
+                    results[i] = e
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+            t0 = now()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            total = now() - t0
+            for i, r in enumerate(results):
+                self.assertIsInstance(r, tuple, 'round %d, request %d: %r' % (round_, i, r))
+                self.assertEqual(r[0], 200, 'round %d, request %d: %r' % (round_, i, r[2]))
+            # 16 calls of 100 ms through 2 connections cannot take less than ~800 ms
+            self.assertGreaterEqual(total, 0.7)
+        self.assertEqual(len(stub.requests), 2 * n)
+        self.assertLessEqual(stub.max_concurrent_connections, 2,
+                             'the stub saw %d connections at once with max_connections 2 over '
+                             '4 threads' % stub.max_concurrent_connections)
+        self.assertLessEqual(stub.max_concurrent_requests, 2)
+        self.assertTrue(gd.alive())
+
     def test_calls_beyond_the_cap_wait_within_their_own_timeout(self):
         # one connection, 200 ms answers, call timeout 300 ms: the first call is answered, the
         # second waits for the connection and times out at 300 ms, never later

@@ -61,6 +61,10 @@ struct gd_upstream {
     h2o_linklist_t lookup_waiting; /* connections waiting for a name's first addresses */
     uint64_t lookups, lookup_failures;
     size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
+    /* A cap smaller than the threads is counted for the whole process: every connection of
+     * this thread (idle, busy or connecting) holds a unit of the shared budget. */
+    bool has_budget;
+    gd_budget_member_t budget;
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
     h2o_linklist_t waiting; /* calls in line for a connection, oldest first */
@@ -73,6 +77,8 @@ struct gd_upstream {
 };
 
 static void acquire(gd_upstream_call_t *call);
+static void destroy_conn(conn_t *c);
+static void unlink_idle(gd_upstream_t *u, conn_t *c);
 static void on_idle_read(h2o_socket_t *sock, const char *err);
 static void start_lookup(gd_upstream_t *u);
 
@@ -88,13 +94,49 @@ static gd_upstream_call_t *take_waiting(gd_upstream_t *u)
     return call;
 }
 
+/* Whether a call may have a connection now: a slot of this thread's is free and, under a
+ * shared budget, an idle connection is there or a unit for a new one could be taken (then it
+ * is taken: acquire() must follow). */
+static bool take_slot(gd_upstream_t *u)
+{
+    if (u->busy >= u->max_connections)
+        return false;
+    return !u->has_budget || !h2o_linklist_is_empty(&u->idle) || gd_budget_take(&u->budget);
+}
+
+/* Under a shared budget: this thread wants a unit exactly while calls wait in its line. */
+static void update_want(gd_upstream_t *u)
+{
+    if (u->has_budget)
+        gd_budget_want(&u->budget, u->nwaiting > 0);
+}
+
+static void dispatch_waiting(gd_upstream_t *u)
+{
+    while (u->nwaiting > 0 && take_slot(u))
+        acquire(take_waiting(u));
+    update_want(u);
+}
+
 static void on_dispatch_timer(gd_timer_t *timer)
 {
-    gd_upstream_t *u = H2O_STRUCT_FROM_MEMBER(gd_upstream_t, dispatch_timer, timer);
-    gd_upstream_call_t *next;
+    dispatch_waiting(H2O_STRUCT_FROM_MEMBER(gd_upstream_t, dispatch_timer, timer));
+}
 
-    while (u->busy < u->max_connections && (next = take_waiting(u)) != NULL)
-        acquire(next);
+/* From another thread, on this loop: a unit came back (calls waiting here may get it), or a
+ * thread started to wait for one (idle connections here give theirs back). */
+static void on_budget(gd_budget_member_t *member)
+{
+    gd_upstream_t *u = member->data;
+
+    if (u->is_closed)
+        return;
+    dispatch_waiting(u);
+    while (gd_budget_is_wanted_elsewhere(&u->budget) && !h2o_linklist_is_empty(&u->idle)) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.prev); /* the oldest */
+        unlink_idle(u, c);
+        destroy_conn(c);
+    }
 }
 
 static void on_refresh_timer(gd_timer_t *timer)
@@ -103,7 +145,7 @@ static void on_refresh_timer(gd_timer_t *timer)
 }
 
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
-                               size_t max_connections)
+                               size_t max_connections, gd_budget_t *budget)
 {
     gd_upstream_t *u = gd_xcalloc(1, sizeof(*u));
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
@@ -116,6 +158,11 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     u->loop = loop;
     u->timers = timers;
     u->max_connections = max_connections > 0 ? max_connections : 1;
+    if (budget != NULL) {
+        u->budget.data = u;
+        GD_REQUIRE(gd_budget_join(budget, &u->budget, loop, on_budget) == 0);
+        u->has_budget = true;
+    }
     h2o_linklist_init_anchor(&u->idle);
     h2o_linklist_init_anchor(&u->waiting);
     h2o_linklist_init_anchor(&u->lookup_waiting);
@@ -157,6 +204,8 @@ static void destroy_conn(conn_t *c)
     if (c->sock != NULL)
         h2o_socket_close(c->sock); /* no callback of it runs after this */
     gd_timer_stop(c->upstream->timers, &c->idle_timer);
+    if (c->upstream->has_budget)
+        gd_budget_give(&c->upstream->budget);
     free(c);
 }
 
@@ -177,6 +226,8 @@ void gd_upstream_close(gd_upstream_t *u)
         unlink_idle(u, c);
         destroy_conn(c);
     }
+    if (u->has_budget)
+        gd_budget_leave(&u->budget);
 }
 
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
@@ -234,7 +285,15 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
     h2o_buffer_consume(&c->sock->input, c->sock->input->size);
     c->is_reused = true;
     gd_upstream_call_t *next = take_waiting(u);
+    if (next == NULL && u->has_budget && gd_budget_is_wanted_elsewhere(&u->budget)) {
+        /* Another thread waits for a unit this connection holds: it is worth more there than
+         * idle here. */
+        destroy_conn(c);
+        u->busy--;
+        return;
+    }
     if (next != NULL) {
+        update_want(u);
         /* Straight to the call that waited longest: under load a loop iteration is long, and
          * the slot stays taken (busy unchanged). */
         c->call = next;
@@ -273,6 +332,7 @@ static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
     if (call->_state == CALL_WAITING) {
         h2o_linklist_unlink(&call->_waiting_link);
         u->nwaiting--;
+        update_want(u);
     }
     release_conn(call, false); /* a no-op when the caller released it already */
     call->_state = CALL_DONE;
@@ -291,6 +351,18 @@ static bool is_idempotent(const char *method)
 /* A reused connection that the upstream closed just as the call took it fails before any byte
  * of an answer: an idempotent call is sent once more, on another connection. Returns whether
  * it was. */
+/* Puts @call at the end of the line for a connection, until its deadline. */
+static void wait_for_slot(gd_upstream_call_t *call)
+{
+    gd_upstream_t *u = call->_upstream;
+
+    call->_state = CALL_WAITING;
+    h2o_linklist_insert(&u->waiting, &call->_waiting_link);
+    u->nwaiting++;
+    gd_timer_start(u->timers, &call->_timer, call->base.deadline_ms);
+    update_want(u);
+}
+
 static bool retry_on_stale_connection(gd_upstream_call_t *call)
 {
     conn_t *c = call->_conn;
@@ -301,7 +373,11 @@ static bool retry_on_stale_connection(gd_upstream_call_t *call)
         return false;
     call->_has_retried = true;
     release_conn(call, false);
-    acquire(call); /* a slot was just freed: this never waits */
+    /* A slot was just freed; only a shared budget's unit may have gone to another thread. */
+    if (take_slot(call->_upstream))
+        acquire(call);
+    else
+        wait_for_slot(call);
     return true;
 }
 
@@ -668,8 +744,8 @@ static void start_lookup(gd_upstream_t *u)
     u->is_resolving = true;
 }
 
-/* Gives @call a connection: the most recently used idle one, or a new one. The caller checked
- * that a slot is free. */
+/* Gives @call a connection: the most recently used idle one, or a new one. The caller took a
+ * slot (take_slot()). */
 static void acquire(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
@@ -772,14 +848,10 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
 
-    if (u->busy < u->max_connections && u->nwaiting == 0) {
+    if (u->nwaiting == 0 && take_slot(u))
         acquire(call);
-    } else {
-        call->_state = CALL_WAITING;
-        h2o_linklist_insert(&u->waiting, &call->_waiting_link); /* at the end of the line */
-        u->nwaiting++;
-        gd_timer_start(u->timers, &call->_timer, call->base.deadline_ms);
-    }
+    else
+        wait_for_slot(call);
 }
 
 static void dispose_call(gd_call_t *base)

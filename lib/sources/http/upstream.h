@@ -18,6 +18,7 @@
 
 #include <h2o.h>
 
+#include "base/budget.h"
 #include "base/coro.h"
 #include "config/config.h"
 #include "sources/call.h"
@@ -37,10 +38,12 @@ typedef struct gd_upstream_stats {
  * Creates the client of upstream @conf (borrowed, must outlive it) on @loop, timing with
  * @timers, and carrying at most @max_connections calls (and so connections) at once. A host
  * name is looked up at once and then every conf->dns_refresh_ms, on libuv's thread pool; new
- * connections go to the addresses last resolved. Never fails.
+ * connections go to the addresses last resolved. With @budget (borrowed, or NULL), every
+ * connection also holds one of its units, which the threads share: idle connections are given
+ * up when another thread waits for a unit. Never fails.
  */
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
-                               size_t max_connections);
+                               size_t max_connections, gd_budget_t *budget);
 /**
  * Closes @upstream's idle connections and libuv handles; no call may be running. The loop must
  * then run until the handles are closed and a lookup under way has ended (uv_run() returns)
