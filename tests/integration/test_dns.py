@@ -8,11 +8,12 @@ getaddrinfo() is steered by an LD_PRELOAD shim (slowdns.c): slow, counted, faili
 import http.client
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (GatherdTestCase, call, config, endpoint, main, now,  # noqa: E402
+from harness import (GatherdTestCase, call, config, endpoint, gatherd_bin, main, now,  # noqa: E402
                      upstream, wait_until)
 
 DELAY_MS = 200
@@ -87,6 +88,22 @@ class DnsTest(GatherdTestCase):
         text = metrics(gd)
         self.assertEqual(sample(
             text, 'gatherd_upstream_dns_lookups_total{upstream="n",result="failed"}'), 0)
+
+    def test_the_probe_gives_up_on_a_hung_lookup_at_its_timeout(self):
+        # --probe promises a container's health check an answer within 5 s: a lookup that
+        # hangs (a dead resolver) must not hold it longer
+        env = dict(os.environ, **dict(self.env, GD_SLOWDNS_DELAY_MS='9000'))
+        env['ASAN_OPTIONS'] = ':'.join(filter(None, [env.get('ASAN_OPTIONS'),
+                                                    'verify_asan_link_order=0']))
+        t0 = now()
+        out = subprocess.run([gatherd_bin(), '--probe', 'http://localhost:%d/a' % self.stub.port],
+                             capture_output=True, text=True, timeout=30, env=env,
+                             stdin=subprocess.DEVNULL)
+        elapsed = now() - t0
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn('timed out', out.stderr)
+        self.assertLess(elapsed, 7.0, 'the probe took %.1f s' % elapsed)
+        self.assertGreater(elapsed, 4.5)
 
     def test_concurrent_first_connects_share_one_lookup(self):
         # one worker: every connection of a fan-out of 8 waits for the same first lookup
