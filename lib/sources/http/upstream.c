@@ -348,9 +348,6 @@ static bool is_idempotent(const char *method)
            strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0;
 }
 
-/* A reused connection that the upstream closed just as the call took it fails before any byte
- * of an answer: an idempotent call is sent once more, on another connection. Returns whether
- * it was. */
 /* Puts @call at the end of the line for a connection, until its deadline. */
 static void wait_for_slot(gd_upstream_call_t *call)
 {
@@ -363,6 +360,9 @@ static void wait_for_slot(gd_upstream_call_t *call)
     update_want(u);
 }
 
+/* A reused connection that the upstream closed just as the call took it fails before any byte
+ * of an answer: an idempotent call is sent once more, on another connection. Returns whether
+ * it was. */
 static bool retry_on_stale_connection(gd_upstream_call_t *call)
 {
     conn_t *c = call->_conn;
