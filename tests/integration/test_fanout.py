@@ -201,7 +201,9 @@ class FanoutTest(GatherdTestCase):
         self.assertLessEqual(stub.max_concurrent_connections, 2,
                              'the stub saw %d connections at once with max_connections 2 over '
                              '4 threads' % stub.max_concurrent_connections)
-        self.assertLessEqual(stub.max_concurrent_requests, 2)
+        # (not max_concurrent_requests: a connection handed to another thread is closed and a
+        # new one opened at once, and the stub may count the new request before the old
+        # handler's bookkeeping ends)
         self.assertTrue(gd.alive())
 
     def test_calls_beyond_the_cap_wait_within_their_own_timeout(self):
