@@ -538,7 +538,7 @@ static void case_row_one(tcase_t *t)
     CHECK(t,
           q.r.outcome == GD_OUTCOME_SQL && q.r.sqlstate[0] == '\0' &&
               strcmp(q.r.message,
-                     "query returned 2 rows where \"row\": \"one\" expects at most one") == 0,
+                     "query returned more than one row where \"row\": \"one\" expects at most one") == 0,
           "outcome %s sqlstate '%s' message %s", outcome(&q), q.r.sqlstate, q.r.message);
     query(t, pool, S_ROWS, two, false, 5000, &q);
     if (CHECK_OK(t, &q))

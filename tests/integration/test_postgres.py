@@ -626,6 +626,109 @@ class RowOneTest(PgTestCase):
 
 # ---------------------------------------------------------------------------------------------
 
+class LimitsTest(PgTestCase):
+    """max_rows and max_body_bytes: past either the call fails with kind too_large at once, and
+    its connection is cleaned and kept (the same backend answers the next query)."""
+
+    SERIES = 'SELECT g AS n FROM generate_series(1, $1::int) g'
+
+    def start(self, postgres=None, **limits):
+        pg = {'pool_size': 1, 'acquire_timeout_ms': 3000}
+        pg.update(postgres or {})
+        return self.start_pg_gatherd([
+            endpoint('/series/{n}', {'user': call('s', '/users/1'),
+                                     'rows': sql_call(self.SERIES, ['{n}'], **limits)},
+                     params={'n': 'int'}),
+            endpoint('/one/{n}', {'row': sql_call(self.SERIES, ['{n}'], row='one', **limits)},
+                     params={'n': 'int'}),
+            endpoint('/pid', {'pid': sql_call('SELECT pg_backend_pid() AS pid', row='one')})],
+            postgres=pg)
+
+    def backend_pid(self, gd):
+        doc, body, _ = self.get_json(gd, '/pid')
+        return doc['pid']['pid']
+
+    def assertTooLarge(self, gd, path, max_elapsed=1.0):
+        doc, body, elapsed = self.failed_call(gd, path, 502, 'rows', 'too_large')
+        self.assertEqual(doc['user'], USER_1, body)
+        self.assertLess(elapsed, max_elapsed, 'answered after %.3f s' % elapsed)
+        return doc
+
+    def test_max_rows_per_call(self):
+        gd = self.start(max_rows=5)
+        pid = self.backend_pid(gd)
+        doc, body, _ = self.get_json(gd, '/series/5')
+        self.assertEqual(doc['rows'], [{'n': i} for i in range(1, 6)], body)
+        self.assertTooLarge(gd, '/series/6')
+        # the connection was drained and kept: the same backend, fresh answers
+        self.assertEqual(self.backend_pid(gd), pid)
+        doc, body, _ = self.get_json(gd, '/series/3')
+        self.assertEqual(doc['rows'], [{'n': 1}, {'n': 2}, {'n': 3}], body)
+        self.assertEqual(self.backend_pid(gd), pid)
+
+    def test_pool_default_and_call_override(self):
+        gd = self.start_pg_gatherd([
+            endpoint('/d/{n}', {'rows': sql_call(self.SERIES, ['{n}'])}, params={'n': 'int'}),
+            endpoint('/o/{n}', {'rows': sql_call(self.SERIES, ['{n}'], max_rows=10)},
+                     params={'n': 'int'})],
+            postgres={'pool_size': 1, 'max_rows': 3})
+        doc, body, _ = self.get_json(gd, '/d/3')
+        self.assertEqual(len(doc['rows']), 3, body)
+        self.failed_call(gd, '/d/4', 502, 'rows', 'too_large')
+        doc, body, _ = self.get_json(gd, '/o/10')
+        self.assertEqual(len(doc['rows']), 10, body)
+        self.failed_call(gd, '/o/11', 502, 'rows', 'too_large')
+
+    def test_max_body_bytes(self):
+        # [{"n":1},{"n":2},{"n":3}] is 25 bytes
+        gd = self.start(max_body_bytes=25)
+        pid = self.backend_pid(gd)
+        doc, body, _ = self.get_json(gd, '/series/3')
+        self.assertEqual(len(doc['rows']), 3, body)
+        self.assertTooLarge(gd, '/series/4')
+        self.assertEqual(self.backend_pid(gd), pid)
+        # "one": the single row is bounded too ({"n":1} is 7 bytes)
+        gd2 = self.start(max_body_bytes=6)
+        st, _, body, _ = gd2.get('/one/1')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'too_large', body)
+
+    def test_row_one_keeps_its_rules(self):
+        gd = self.start(max_rows=5)
+        doc, body, _ = self.get_json(gd, '/one/1')
+        self.assertEqual(doc['row'], {'n': 1}, body)
+        st, _, body, _ = gd.get('/one/0')
+        self.assertEqual(st, 404, body)
+        st, _, body, _ = gd.get('/one/2')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'sql', body)
+        # several rows past max_rows still break the one-row rule first
+        st, _, body, _ = gd.get('/one/100000')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'sql', body)
+        doc, body, _ = self.get_json(gd, '/one/1')
+        self.assertEqual(doc['row'], {'n': 1}, body)
+
+    def test_huge_result_fails_fast_and_keeps_the_connection(self):
+        """SELECT of 5,000,000 rows with the default limits: too_large long before the result
+        could have been read, the HTTP-only endpoint stays prompt meanwhile, and the next
+        query runs on the same backend."""
+        gd = self.start()
+        pid = self.backend_pid(gd)
+        for cycle in range(2):
+            with self.subTest(cycle=cycle):
+                doc = self.assertTooLarge(gd, '/series/5000000', max_elapsed=2.0)
+                self.assertIn('elapsed_ms', doc['errors']['rows'])
+                # the server stops producing rows (a cancel), the rest is drained
+                doc, body, el = self.get_json(gd, '/series/2')
+                self.assertEqual(doc['rows'], [{'n': 1}, {'n': 2}], body)
+                self.assertLess(el, 2.5)
+                self.assertEqual(self.backend_pid(gd), pid)
+        self.assertAlive(gd, '/_http')
+
+
+# ---------------------------------------------------------------------------------------------
+
 class SqlErrorTest(PgTestCase):
     """Server errors become failures of kind sql with the SQLSTATE; connections survive."""
 
@@ -905,7 +1008,8 @@ class TimeoutAndPoolTest(PgTestCase):
     def test_a_large_result(self):
         gd = self.start_pg_gatherd([endpoint('/big/{n}', {'rows': sql_call(
             "SELECT g AS n, repeat('x', 100) || g AS s, g * 1.50 AS price "
-            "FROM generate_series(1, $1::int) AS g ORDER BY g", ['{n}'], timeout_ms=10000)},
+            "FROM generate_series(1, $1::int) AS g ORDER BY g", ['{n}'], timeout_ms=10000,
+            max_rows=20000)},  # over the default of 10000 rows, within this call's own limit
             params={'n': 'int'}, timeout_ms=10000)])
         for n in (20000, 0, 1, 20000):
             doc, body, _ = self.get_json(gd, '/big/%d' % n)

@@ -71,8 +71,12 @@ struct pipe_entry {
     size_t statement;
     enum pipe_phase phase;
     bool is_prepare_ok;
+    size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
+    /* The rows broke the query's row rule or limits: decided without the rest of them, so the
+     * query is reported at once and the rest is read and dropped. */
+    bool is_rule_broken;
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
     gd_pgjson_buf_t body; /* owned until handed to the query */
@@ -707,26 +711,67 @@ static void entry_error(struct conn *c, const PGresult *res)
     entry_fail(&c->entry, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
 }
 
+/* Renders row @row of @res into @e's body, or fails @e when the row breaks a rule or limit. */
+static void entry_add_row(struct pipe_entry *e, const PGresult *res, int row)
+{
+    const gd_pgpool_query_t *q = e->query;
+
+    if (q->is_one_row && e->rows == 1) {
+        entry_fail(e, GD_OUTCOME_SQL, "",
+                   "query returned more than one row where \"row\": \"one\" expects at most one");
+        e->is_rule_broken = true;
+        return;
+    }
+    if (q->max_rows > 0 && e->rows >= q->max_rows) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "more than %zu rows", q->max_rows);
+        e->is_rule_broken = true;
+        return;
+    }
+    if (!q->is_one_row)
+        gd_pgjson_append_raw(&e->body, e->rows == 0 ? "[" : ",", 1);
+    gd_pgjson_append_row(&e->body, res, row);
+    e->rows++;
+    /* With the closing bracket still to come. */
+    if (q->max_body_bytes > 0 && e->body.len + (q->is_one_row ? 0 : 1) > q->max_body_bytes) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "rows over %zu bytes of JSON", q->max_body_bytes);
+        e->is_rule_broken = true;
+    }
+}
+
+/* The query's rows have all come: closes the array, or applies the one-row rule. */
+static void entry_end_rows(struct pipe_entry *e)
+{
+    const gd_pgpool_query_t *q = e->query;
+
+    if (q->is_one_row) {
+        if (e->rows == 0)
+            entry_fail(e, GD_OUTCOME_NOT_FOUND, "", "no row");
+        return;
+    }
+    if (e->rows == 0)
+        gd_pgjson_append_raw(&e->body, "[", 1);
+    gd_pgjson_append_raw(&e->body, "]", 1);
+    if (q->max_body_bytes > 0 && e->body.len > q->max_body_bytes) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "rows over %zu bytes of JSON", q->max_body_bytes);
+        e->is_rule_broken = true;
+    }
+}
+
 static void entry_rows(struct conn *c, const PGresult *res)
 {
     struct pipe_entry *e = &c->entry;
-    int n;
+    ExecStatusType status = PQresultStatus(res);
 
-    switch (PQresultStatus(res)) {
-    case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK: /* a statement without rows (INSERT without RETURNING): none */
+    switch (status) {
+    case PGRES_SINGLE_TUPLE: /* one row; a PGRES_TUPLES_OK without rows ends them */
+    case PGRES_TUPLES_OK:    /* the rows at once, when single-row mode could not be set */
+    case PGRES_COMMAND_OK:   /* a statement without rows (INSERT without RETURNING): none */
         if (e->outcome != GD_OUTCOME_OK || e->query == NULL)
-            break; /* failed already, or nobody waits for the rows */
-        n = PQntuples(res);
-        if (!e->query->is_one_row)
-            gd_pgjson_append_rows(&e->body, res);
-        else if (n == 0)
-            entry_fail(e, GD_OUTCOME_NOT_FOUND, "", "no row");
-        else if (n == 1)
-            gd_pgjson_append_row(&e->body, res, 0);
-        else
-            entry_fail(e, GD_OUTCOME_SQL, "",
-                       "query returned %d rows where \"row\": \"one\" expects at most one", n);
+            break; /* failed already, or nobody waits for the rows: dropped unread */
+        for (int row = 0, n = PQntuples(res); row < n && e->outcome == GD_OUTCOME_OK; row++)
+            entry_add_row(e, res, row);
+        if (status != PGRES_SINGLE_TUPLE && e->outcome == GD_OUTCOME_OK)
+            entry_end_rows(e);
         break;
     case PGRES_PIPELINE_ABORTED: /* the prepare failed: its error stands */
         entry_fail(e, GD_OUTCOME_SQL, "", "the pipeline was aborted");
@@ -738,6 +783,17 @@ static void entry_rows(struct conn *c, const PGresult *res)
         entry_error(c, res);
         break;
     }
+}
+
+/* The execute is now at the head of the pipeline, none of its results parsed yet: the one
+ * moment libpq lets it switch to single-row mode, which hands rows over one by one as they
+ * are parsed, so a big result is rendered (and bounded) as it arrives, never held whole. */
+static void entry_start_execute(struct conn *c)
+{
+    c->entry.phase = PHASE_EXECUTE;
+    if (!PQsetSingleRowMode(c->pg))
+        gd_log_debug("postgres: connection %zu: single-row mode refused; rows come at once",
+                     c->index);
 }
 
 /* Feeds one PQgetResult() answer to the connection's entry and clears it. Returns false when
@@ -752,7 +808,7 @@ static bool entry_step(struct conn *c, PGresult *res)
         if (res == NULL) {
             if (e->is_prepare_ok)
                 set_prepared(c, e->statement);
-            e->phase = PHASE_EXECUTE;
+            entry_start_execute(c);
         } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             e->is_prepare_ok = true;
         } else {
@@ -812,25 +868,57 @@ static void pipeline_done(struct conn *c)
         report(q);
 }
 
+static void detach(gd_pgpool_query_t *q);
+static void request_cancel(struct conn *c);
+
+/* The running query's rows broke its rule or limits: it gets its failure now, not after the
+ * rest of a result that may be huge; the connection keeps reading and dropping the rest.
+ * Returns the query, to be reported by the caller, last. */
+static gd_pgpool_query_t *detach_broken(struct conn *c)
+{
+    struct pipe_entry *e = &c->entry;
+    gd_pgpool_query_t *q = e->query;
+
+    q->base.result.outcome = e->outcome;
+    memcpy(q->base.result.message, e->message, sizeof(q->base.result.message));
+    memcpy(q->base.result.sqlstate, e->sqlstate, sizeof(q->base.result.sqlstate));
+    free(e->body.base); /* the rendering so far is of no use: its memory goes now */
+    e->body = (gd_pgjson_buf_t){0};
+    detach(q);
+    return q;
+}
+
 static void read_results(struct conn *c)
 {
+    gd_pgpool_query_t *broken = NULL; /* detached by detach_broken(), reported last */
+
     for (;;) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_lost(c, NULL);
-            return;
-        }
-        if (c->entry.phase == PHASE_DONE)
             break;
+        }
+        if (c->entry.phase == PHASE_DONE) {
+            pipeline_done(c);
+            break;
+        }
         /* PQgetResult() must never be called while busy: it would block. */
         if (PQisBusy(c->pg))
-            return;
+            break;
         if (!entry_step(c, PQgetResult(c->pg))) {
             conn_lost(c,
                       PQstatus(c->pg) == CONNECTION_BAD ? NULL : "unexpected sequence of results");
-            return;
+            break;
         }
+        if (c->entry.is_rule_broken && c->entry.query != NULL)
+            broken = detach_broken(c);
     }
-    pipeline_done(c);
+    if (broken == NULL)
+        return;
+    /* What was already read ended the pipeline, or the rest is still to come: then the server
+     * is asked to stop producing it rather than the connection reading all of it. */
+    if (c->state == CONN_BUSY && c->is_draining)
+        request_cancel(c);
+    report(broken);
 }
 
 /* Sends what libpq holds and watches for what the connection waits on. Returns false when the
@@ -954,6 +1042,8 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
         conn_lost(c, NULL);
         return;
     }
+    if (!needs_prepare)
+        entry_start_execute(c);
     (void)flush_and_watch(c); /* on failure it has reported @q */
 }
 
@@ -991,8 +1081,8 @@ static void on_cancel_done(uv_work_t *work, int status)
 }
 
 /* Detaches the running @q from its connection, which keeps reading the abandoned results
- * and comes back to the pool once they end; the server is asked to stop the query. */
-static void abandon(gd_pgpool_query_t *q)
+ * and comes back to the pool once they end. */
+static void detach(gd_pgpool_query_t *q)
 {
     struct conn *c = q->_conn;
     gd_pgpool_t *pool = q->_pool;
@@ -1001,6 +1091,13 @@ static void abandon(gd_pgpool_query_t *q)
     q->_conn = NULL;
     c->is_draining = true;
     gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
+}
+
+/* Asks the server to stop the query a draining @c still reads, so that its results end soon. */
+static void request_cancel(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+
     if (c->cancel == NULL || c->cancel_req != NULL)
         return;
     c->cancel_req = gd_xcalloc(1, sizeof(*c->cancel_req));
@@ -1012,6 +1109,15 @@ static void abandon(gd_pgpool_query_t *q)
                0);
     pool->cancels_in_flight++;
     pool->cancels++;
+}
+
+/* Detaches the running @q and asks the server to stop it. */
+static void abandon(gd_pgpool_query_t *q)
+{
+    struct conn *c = q->_conn;
+
+    detach(q);
+    request_cancel(c);
 }
 
 static void on_query_timer(gd_timer_t *timer)
@@ -1340,6 +1446,8 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
     query->statement = cc->statement;
     query->params = params;
     query->is_one_row = cc->is_one_row;
+    query->max_rows = cc->max_rows;
+    query->max_body_bytes = cc->max_body_bytes;
     return 0;
 }
 

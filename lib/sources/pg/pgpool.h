@@ -72,6 +72,8 @@ typedef struct gd_pgpool_query {
     size_t statement;            /* index into the pool's statements */
     const char *const *params;   /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
     bool is_one_row;             /* "row": "one": the single row as an object */
+    size_t max_rows;             /* more rows: GD_OUTCOME_TOO_LARGE; 0: no limit */
+    size_t max_body_bytes;       /* a larger rendering of the rows: the same; 0: no limit */
     /* private */
     gd_pgpool_t *_pool;
     void *_conn;
@@ -84,7 +86,11 @@ typedef struct gd_pgpool_query {
  * The queries of a pool (gd_call_ops_t.start takes the gd_pgpool_t as its source). On success
  * result.body is the rows as a JSON array of objects, or with is_one_row the single row as an
  * object; no row with is_one_row gives GD_OUTCOME_NOT_FOUND (body "null"), more than one a
- * GD_OUTCOME_SQL failure.
+ * GD_OUTCOME_SQL failure. Rows are read one at a time (libpq's single-row mode) and rendered as
+ * they come, so a result is never held whole in memory; more than max_rows rows, or a rendering
+ * over max_body_bytes, fail the query with GD_OUTCOME_TOO_LARGE as soon as they are seen. A
+ * query that fails that way, or breaks the one-row rule, is reported at once; its connection
+ * reads and drops the rest (the server is asked to stop) and returns to the pool once clean.
  */
 extern const gd_call_ops_t gd_pgpool_query_ops;
 
