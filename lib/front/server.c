@@ -371,6 +371,7 @@ static void publish_gauges(struct worker *w)
         g.pg_waiting = ps.waiting;
         g.pg_reconnects = ps.reconnects;
         g.pg_cancels = ps.cancels;
+        g.pg_cancels_dropped = ps.cancels_dropped;
     }
     gd_metrics_publish(w->server->metrics[w->index], &g);
 }

@@ -31,6 +31,7 @@ typedef struct gd_metrics_gauges {
         uint64_t idle, busy, waiting;
     } upstreams[64];
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
+    uint64_t pg_cancels_dropped;
 } gd_metrics_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */

@@ -13,10 +13,13 @@ import json as jsonlib
 import os
 import re
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -1022,6 +1025,159 @@ class TimeoutAndPoolTest(PgTestCase):
             if n:
                 self.assertTrue(raw_member(body, 'price', str(n * Decimal('1.50'))),
                                 body[-200:])
+
+# ---------------------------------------------------------------------------------------------
+
+class CancelHole:
+    """A TCP proxy on 127.0.0.1 in front of a cluster that forwards every session but takes each
+    cancel request (the 16-byte CancelRequest, code 80877102) and never answers nor closes it:
+    to PQcancel() it is a server host that accepts and goes silent, so a cancel hangs."""
+
+    CANCEL_REQUEST_CODE = 80877102
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.cancels = 0
+        self._socks = []
+        self._lock = threading.Lock()
+        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._lsock.bind(('127.0.0.1', 0))
+        self._lsock.listen(64)
+        self.port = self._lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _keep(self, sock):
+        with self._lock:
+            self._socks.append(sock)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._lsock.accept()
+            except OSError:
+                return  # closed
+            self._keep(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_exactly(sock, n):
+        data = b''
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _serve(self, conn):
+        try:
+            head = self._read_exactly(conn, 8)
+            if head is None:
+                return
+            if struct.unpack('!ii', head)[1] == self.CANCEL_REQUEST_CODE:
+                with self._lock:
+                    self.cancels += 1
+                return  # held open, never read, never answered: closed by close()
+            up = socket.create_connection(('127.0.0.1', self.target_port))
+            self._keep(up)
+            up.sendall(head)
+        except OSError:
+            return
+        threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+        self._pump(conn, up)
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def held_cancels(self):
+        with self._lock:
+            return self.cancels
+
+    def close(self):
+        self._lsock.close()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            s.close()
+
+
+class HangingCancelTest(PgTestCase):
+    """Cancels to a server host that never answers them: they hold only the pool's own
+    canceller thread, so name resolution (the pool's reconnects to host=localhost, and an HTTP
+    upstream named localhost) goes on, SQL calls work again at once, and SIGTERM ends promptly."""
+
+    POOL_SIZE = 6  # more cancels than libuv's 4 shared threads and than the canceller's line
+
+    def metric(self, admin_port, name):
+        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % admin_port, timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r'^%s (\d+)$' % re.escape(name), text, re.M)
+        self.assertIsNotNone(m, text)
+        return int(m.group(1))
+
+    def test_hung_cancels_hold_neither_resolution_nor_sql_nor_shutdown(self):
+        hole = CancelHole(self.pg.port)
+        self.addCleanup(hole.close)
+        self.addCleanup(self.pg.terminate_gatherd_backends)
+        self.stub.add('/named', json={'named': True})
+        admin_port = free_port()
+        cfg = self.pg_config([
+            endpoint('/slow', {'slow': sql_call('SELECT 1 AS done FROM pg_sleep(30)',
+                                                timeout_ms=300)}),
+            endpoint('/named', {'n': call('named', '/named')}),
+            endpoint('/fast', {'r': sql_call('SELECT 1 AS one', row='one')})],
+            conninfo=self.pg.conninfo(host='localhost', port=hole.port),
+            postgres={'pool_size': self.POOL_SIZE, 'acquire_timeout_ms': 3000,
+                      'connect_timeout_ms': 1000},
+            admin_listen='127.0.0.1:%d' % admin_port)
+        cfg['upstreams']['named'] = {'url': 'http://localhost:%d' % self.stub.port}
+        gd = self.start_gatherd(cfg)
+        self.wait_sql_ready(gd)
+        # every connection of the pool busy with a query that times out and is cancelled
+        clients = Clients(gd, ['/slow'] * self.POOL_SIZE)
+        for r in clients.join():
+            self.assertNotIsInstance(r, Exception, r)
+            self.assertEqual(r[0], 504, r[2])
+        self.assertTrue(wait_until(lambda: hole.held_cancels() >= 1, timeout=2.0),
+                        'no cancel request reached the proxy')
+        # an HTTP upstream named localhost: resolved while the cancels hang
+        t0 = now()
+        st, _, body, _ = gd.get('/named')
+        self.assertEqual(st, 200, body)
+        self.assertLess(now() - t0, 1.0)
+        # SQL works again within the drain timeout (2 s): the pool re-resolves localhost and
+        # re-makes the connections whose cancels could not be sent
+        t0 = now()
+        ok = wait_until(lambda: gd.get('/fast')[0] == 200, timeout=6.0, interval=0.1)
+        self.assertTrue(ok, 'no SQL call succeeded within 6 s of the hung cancels; log:\n%s'
+                        % gd.log()[-3000:])
+        self.assertLess(now() - t0, 3.5)
+        for _ in range(5):
+            doc, body, el = self.get_json(gd, '/fast')
+            self.assertEqual(doc['r'], {'one': 1}, body)
+        # the cancel that found the line full was dropped and counted (gauges lag by 100 ms)
+        self.assertTrue(wait_until(lambda: self.metric(
+            admin_port, 'gatherd_postgres_cancels_dropped_total') >= 1, timeout=2.0))
+        # SIGTERM: the canceller's thread, still hung, is waited for a bounded time only
+        t0 = now()
+        rc = gd.terminate(timeout=10.0)
+        self.assertEqual(rc, 0, gd.log()[-3000:])
+        self.assertLess(now() - t0, 4.0)
+
 
 # ---------------------------------------------------------------------------------------------
 

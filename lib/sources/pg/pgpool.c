@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "ops/log.h"
+#include "sources/pg/pgcancel.h"
 #include "sources/pg/pgjson.h"
 #include "base/util.h"
 
@@ -27,6 +28,9 @@ enum {
      * honours cancels answers within milliseconds, so a connection still busy after this is
      * better closed than kept out of the pool. */
     DRAIN_TIMEOUT_MS = 2000,
+    /* How long a closing pool waits for a cancel still being sent (to a host that may never
+     * answer) before it leaves the canceller's thread to finish on its own. */
+    CANCEL_STOP_TIMEOUT_MS = 1000,
     DESC_MAX = 200,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
@@ -90,24 +94,11 @@ struct resolve_req {
     struct conn *conn; /* NULL once the attempt is abandoned: the callback then only frees */
 };
 
-/* A PQcancel() running on libuv's thread pool. */
-struct cancel_req {
-    uv_work_t work;
-    gd_pgpool_t *pool;
-    struct conn *conn; /* NULL once the connection is discarded */
-    /* Borrowed from conn while conn is set; owned (freed in on_cancel_done()) once it is NULL,
-     * because the worker thread may still be using it when the connection goes. */
-    PGcancel *cancel;
-    bool is_ok;
-    char errbuf[256]; /* written by the worker thread only */
-};
-
 struct conn {
     gd_pgpool_t *pool;
     size_t index;
     enum conn_state state;
     PGconn *pg;
-    PGcancel *cancel; /* made once per connection, after it is up */
     /* Heap memory: a handle being closed must stay valid until its close callback, which may
      * come after the connection has moved on to a new socket and a new handle. */
     uv_poll_t *poll;
@@ -115,7 +106,9 @@ struct conn {
     unsigned poll_errors; /* socket errors reported in a row */
     gd_timer_t timer;     /* connect timeout, backoff, or the drain of an abandoned query */
     struct resolve_req *resolve;
-    struct cancel_req *cancel_req;
+    /* The cancel of an abandoned query, on its way: the connection is not reused before it has
+     * been sent, or it could stop the next query. */
+    gd_pgcancel_req_t *cancel_req;
     uint64_t backoff_ms;
     uint64_t *prepared; /* bit i: statement i is prepared as "gd_<i>" on this connection */
     bool has_failed;    /* the last connect attempt failed */
@@ -147,8 +140,9 @@ struct gd_pgpool {
      * password (the conninfo itself is never logged). */
     char desc[DESC_MAX];
     bool is_outage_logged; /* a loss or failure was logged at warn; the recovery will be too */
-    size_t polls_open, cancels_in_flight;
-    uint64_t reconnects, cancels;
+    gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
+    size_t polls_open;
+    uint64_t reconnects, cancels, cancels_dropped;
     bool is_closed;
 };
 
@@ -346,12 +340,12 @@ static void conn_discard(struct conn *c)
     }
     poll_close(c); /* before PQfinish(): the fd must leave the epoll set while it is ours */
     if (c->cancel_req != NULL) {
-        c->cancel_req->conn = NULL; /* it takes c->cancel */
+        /* Not sent yet: it never will be, the connection it would stop is going. Being sent:
+         * it ends on its own, without its callback. */
+        if (gd_pgcancel_withdraw(pool->canceller, c->cancel_req))
+            pool->cancels_dropped++;
         c->cancel_req = NULL;
-    } else if (c->cancel != NULL) {
-        PQfreeCancel(c->cancel);
     }
-    c->cancel = NULL;
     if (c->pg != NULL) {
         /* In non-blocking mode the Terminate message is sent if the socket takes it at once,
          * else dropped: PQfinish() never waits. */
@@ -500,7 +494,6 @@ static void conn_up(struct conn *c)
         conn_failed(c, PQerrorMessage(c->pg));
         return;
     }
-    c->cancel = PQgetCancel(c->pg); /* NULL only when out of memory: no cancel then */
     memset(c->prepared, 0, pool->prepared_words * sizeof(*c->prepared));
     describe(pool, PQhost(c->pg), PQport(c->pg), PQdb(c->pg));
     if (c->has_been_up)
@@ -1049,35 +1042,28 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
 
 /* -- query timers, cancel requests -------------------------------------------------------- */
 
-static void on_cancel_work(uv_work_t *work)
+static void on_cancel_sent(void *data, bool is_ok, const char *error)
 {
-    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
-
-    /* Blocks for a round trip to the server (another connection): why it runs here. */
-    cr->is_ok = PQcancel(cr->cancel, cr->errbuf, (int)sizeof(cr->errbuf)) == 1;
-}
-
-static void on_cancel_done(uv_work_t *work, int status)
-{
-    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
-    struct conn *c = cr->conn;
+    struct conn *c = data; /* a discarded connection withdraws its request: still this one */
     char line[GD_CALL_MESSAGE_MAX];
 
-    (void)status; /* never uv_cancel()ed: the work always ran */
-    cr->pool->cancels_in_flight--;
-    if (cr->is_ok)
+    if (is_ok)
         gd_log_debug("postgres: cancel request delivered");
     else
         gd_log_debug("postgres: cancel request failed (%.200s)",
-                     first_line(cr->errbuf, line, sizeof(line)));
-    if (c == NULL) {
-        PQfreeCancel(cr->cancel);
-    } else {
-        c->cancel_req = NULL;
-        if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
-            conn_idle(c); /* the drain finished first; only the cancel kept it */
-    }
-    free(cr);
+                     first_line(error, line, sizeof(line)));
+    c->cancel_req = NULL;
+    if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
+        conn_idle(c); /* the drain finished first; only the cancel kept it */
+}
+
+/* A draining connection whose query cannot be cancelled is closed and re-made instead: that
+ * ends it on our side at once, though the server may run it on until it next writes. */
+static void conn_remake(struct conn *c)
+{
+    conn_discard(c);
+    c->state = CONN_BACKOFF;
+    conn_start(c);
 }
 
 /* Detaches the running @q from its connection, which keeps reading the abandoned results
@@ -1098,17 +1084,22 @@ static void request_cancel(struct conn *c)
 {
     gd_pgpool_t *pool = c->pool;
 
-    if (c->cancel == NULL || c->cancel_req != NULL)
+    PGcancel *cancel;
+
+    if (c->cancel_req != NULL)
         return;
-    c->cancel_req = gd_xcalloc(1, sizeof(*c->cancel_req));
-    c->cancel_req->pool = pool;
-    c->cancel_req->conn = c;
-    c->cancel_req->cancel = c->cancel;
-    /* uv_queue_work() fails only on invalid arguments. */
-    GD_REQUIRE(uv_queue_work(pool->loop, &c->cancel_req->work, on_cancel_work, on_cancel_done) ==
-               0);
-    pool->cancels_in_flight++;
-    pool->cancels++;
+    /* A copy per request, which the canceller takes: the connection may go while it is sent. */
+    if ((cancel = PQgetCancel(c->pg)) != NULL &&
+        (c->cancel_req = gd_pgcancel_send(pool->canceller, cancel, on_cancel_sent, c)) != NULL) {
+        pool->cancels++;
+        return;
+    }
+    pool->cancels_dropped++;
+    gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
+                "them?); closing the connection of an abandoned query on %s and opening a new one "
+                "instead",
+                GD_PGCANCEL_QUEUE_MAX, pool->desc);
+    conn_remake(c);
 }
 
 /* Detaches the running @q and asks the server to stop it. */
@@ -1166,9 +1157,7 @@ static void on_conn_timer(gd_timer_t *timer)
         gd_log_warn("postgres: a cancelled query on %s did not end within %d ms; closing its "
                     "connection and opening a new one",
                     pool->desc, DRAIN_TIMEOUT_MS);
-        conn_discard(c);
-        c->state = CONN_BACKOFF;
-        conn_start(c);
+        conn_remake(c);
         break;
     default:
         break;
@@ -1307,6 +1296,7 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->prepared_words = (conf->nstatements + 63) / 64;
     h2o_linklist_init_anchor(&pool->waiting_list);
     gd_timer_init(&pool->dispatch_timer, on_dispatch_timer);
+    pool->canceller = gd_pgcancel_new(loop);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
     for (size_t i = 0; i < conf->size; i++) {
@@ -1334,18 +1324,20 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     for (size_t i = 0; i < pool->conf->size; i++) {
         struct conn *c = &pool->conns[i];
         GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
-        /* A cancel still running keeps the loop alive until on_cancel_done(), which then only
-         * frees its request: gd_pgpool_free() waits for the loop's run. */
-        conn_discard(c);
+        conn_discard(c); /* withdraws its cancel request */
         c->state = CONN_CLOSED;
     }
+    /* A cancel still being sent keeps the loop alive a bounded time: gd_pgpool_free() waits
+     * for the loop's run. */
+    gd_pgcancel_close(pool->canceller, CANCEL_STOP_TIMEOUT_MS);
 }
 
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 {
     if (pool == NULL)
         return NULL;
-    GD_REQUIRE(pool->is_closed && pool->polls_open == 0 && pool->cancels_in_flight == 0);
+    GD_REQUIRE(pool->is_closed && pool->polls_open == 0);
+    pool->canceller = gd_pgcancel_free(pool->canceller);
     for (size_t i = 0; i < pool->conf->size; i++)
         free(pool->conns[i].prepared);
     free(pool->conns);
@@ -1359,7 +1351,11 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
 {
     gd_pgpool_stats_t s = {
-        .waiting = pool->waiting, .reconnects = pool->reconnects, .cancels = pool->cancels};
+        .waiting = pool->waiting,
+        .reconnects = pool->reconnects,
+        .cancels = pool->cancels,
+        .cancels_dropped = pool->cancels_dropped,
+    };
 
     for (size_t i = 0; i < pool->conf->size; i++) {
         switch (pool->conns[i].state) {

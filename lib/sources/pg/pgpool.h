@@ -8,8 +8,9 @@
  *
  * Failure handling: a query waits for a free connection at most acquire_timeout_ms
  * (GD_OUTCOME_POOL_TIMEOUT); past its deadline it fails with GD_OUTCOME_TIMEOUT at once and is
- * cancelled on the server from libuv's thread pool (PQcancel blocks), its connection coming
- * back to the pool only once clean; a dead connection is discarded and re-made in the
+ * cancelled on the server from a thread of the pool's own (PQcancel blocks; see pgcancel.h), its
+ * connection coming back to the pool only once clean, or re-made when the cancel cannot be sent
+ * soon; a dead connection is discarded and re-made in the
  * background with exponential backoff; while no connection is up, queries fail fast with
  * GD_OUTCOME_UNAVAILABLE.
  */
@@ -46,6 +47,9 @@ typedef struct gd_pgpool_stats {
     size_t idle, busy, connecting, broken; /* connections by state */
     size_t waiting;                        /* queries waiting for a connection */
     uint64_t reconnects, cancels;          /* since start */
+    /* Cancels not sent (too many waiting for the canceller's thread, or it could not start in
+     * time): each connection was closed and re-made instead. */
+    uint64_t cancels_dropped;
 } gd_pgpool_stats_t;
 
 /**
@@ -54,9 +58,9 @@ typedef struct gd_pgpool_stats {
  */
 gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers);
 /**
- * Closes every connection (queries must all be done) and the pool's handles; cancels still
- * being sent are waited for. The loop must then run until uv_run() returns before
- * gd_pgpool_free().
+ * Closes every connection (queries must all be done) and the pool's handles; a cancel still
+ * being sent is waited for at most a second, on the loop. The loop must then run until uv_run()
+ * returns before gd_pgpool_free().
  */
 void gd_pgpool_close(gd_pgpool_t *pool);
 /** Frees @pool (NULL is a no-op) after gd_pgpool_close() and the loop's run. Returns NULL. */
