@@ -447,6 +447,26 @@ static void on_stopped_async(uv_async_t *async)
 
 /* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
  * the remainder to the first workers, and at least one each. */
+/* Added to the longest SQL call's timeout for the server's statement_timeout: gatherd's own
+ * timeout and cancel normally come first, and the backstop only stops what they could not. */
+#define STATEMENT_TIMEOUT_MARGIN_MS 1000
+
+/* The server's statement_timeout for @config's SQL calls: no call waits for a statement longer
+ * than its own timeout, so one running past the longest of them is abandoned work. */
+static uint64_t backstop_statement_timeout_ms(const gd_config_t *config)
+{
+    uint64_t longest = 0;
+
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].type == GD_CALL_TYPE_SQL && ep->calls[j].timeout_ms > longest)
+                longest = ep->calls[j].timeout_ms;
+        }
+    }
+    return longest + STATEMENT_TIMEOUT_MARGIN_MS;
+}
+
 static size_t share_of(size_t total, size_t n, size_t i)
 {
     size_t share = total / n + (i < total % n ? 1 : 0);
@@ -485,7 +505,9 @@ static void init_worker(struct worker *w)
             .statements = (const char *const *)config->statements,
             .statement_nparams = config->statement_nparams,
             .nstatements = config->nstatements,
-            .application_name = "gatherd"};
+            .application_name = "gatherd",
+            .statement_timeout_ms = backstop_statement_timeout_ms(config),
+        };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
     w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));

@@ -1008,6 +1008,20 @@ class TimeoutAndPoolTest(PgTestCase):
         self.assertGreaterEqual(peak[1], 2)
         self.assertGreaterEqual(total, 0.85, '12 queries of 0.3 s on %d connections' % pool)
 
+    def test_statement_timeout_backstop(self):
+        """Every connection has statement_timeout set to the longest SQL call's timeout plus
+        1 s (here /_pg_ready's 5000 ms), unless the conninfo's options set it."""
+        eps = [endpoint('/st', {'t': sql_call("SELECT current_setting('statement_timeout') AS t",
+                                              row='one', timeout_ms=300)}, timeout_ms=1000)]
+        gd = self.start_pg_gatherd(eps)
+        doc, body, _ = self.get_json(gd, '/st')
+        self.assertEqual(doc['t'], {'t': '6s'}, body)
+        gd.terminate()
+        gd = self.start_pg_gatherd(eps, conninfo=self.pg.conninfo(
+            options="'-c statement_timeout=2500'"))
+        doc, body, _ = self.get_json(gd, '/st')
+        self.assertEqual(doc['t'], {'t': '2500ms'}, body)
+
     def test_a_large_result(self):
         gd = self.start_pg_gatherd([endpoint('/big/{n}', {'rows': sql_call(
             "SELECT g AS n, repeat('x', 100) || g AS s, g * 1.50 AS price "
@@ -1172,6 +1186,11 @@ class HangingCancelTest(PgTestCase):
         # the cancel that found the line full was dropped and counted (gauges lag by 100 ms)
         self.assertTrue(wait_until(lambda: self.metric(
             admin_port, 'gatherd_postgres_cancels_dropped_total') >= 1, timeout=2.0))
+        # the server stops the queries whose cancels hang, at statement_timeout (the longest SQL
+        # call's 5000 ms, plus 1 s), not after their 30 s
+        self.assertTrue(wait_until(lambda: not self.pg.active_queries_like('pg_sleep(30)'),
+                                   timeout=8.0, interval=0.1),
+                        self.pg.active_queries_like('pg_sleep(30)'))
         # SIGTERM: the canceller's thread, still hung, is waited for a bounded time only
         t0 = now()
         rc = gd.terminate(timeout=10.0)

@@ -136,6 +136,9 @@ struct gd_pgpool {
     bool is_host_name; /* host must be resolved with uv_getaddrinfo() into hostaddr= */
     char *port;        /* owned; the first port when a list was reduced to its first host */
     char *user;        /* owned; the OS user name when neither conninfo nor PGUSER names one */
+    /* owned; options= with statement_timeout ahead of the conninfo's (or PGOPTIONS') own, so
+     * that theirs win when they set it too; NULL: no backstop */
+    char *options;
     /* "host=... port=... dbname=...": names the server in logs and messages, never with the
      * password (the conninfo itself is never logged). */
     char desc[DESC_MAX];
@@ -572,6 +575,8 @@ static void pq_start(struct conn *c, const char *hosts, const char *hostaddrs)
         keys[n] = "port", values[n++] = pool->port;
     if (pool->user != NULL)
         keys[n] = "user", values[n++] = pool->user;
+    if (pool->options != NULL)
+        keys[n] = "options", values[n++] = pool->options;
     keys[n] = NULL, values[n] = NULL;
 
     c->pg = PQconnectStartParams(keys, values, 1);
@@ -1261,6 +1266,16 @@ static void plan_connect(gd_pgpool_t *pool)
                 break;
         }
     }
+    if (pool->conf->statement_timeout_ms > 0) {
+        const char *theirs = option_or_env(opts, "options", "PGOPTIONS");
+        char own[64];
+        int len = snprintf(own, sizeof(own), "-c statement_timeout=%" PRIu64,
+                           pool->conf->statement_timeout_ms);
+        size_t cap = (size_t)len + (theirs != NULL ? strlen(theirs) + 1 : 0) + 1;
+        pool->options = gd_xmalloc(cap);
+        snprintf(pool->options, cap, "%s%s%s", own, theirs != NULL ? " " : "",
+                 theirs != NULL ? theirs : "");
+    }
     if (option_or_env(opts, "user", "PGUSER") == NULL) {
         /* libpq would look up the OS user (getpwuid_r(), through NSS, perhaps LDAP) on every
          * connect; once, here at start-up, is enough. */
@@ -1344,6 +1359,7 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
     free(pool->host);
     free(pool->port);
     free(pool->user);
+    free(pool->options);
     free(pool);
     return NULL;
 }

@@ -40,6 +40,9 @@ typedef struct gd_pgpool_conf {
     const int *statement_nparams;  /* number of $n parameters of each */
     size_t nstatements;
     const char *application_name;  /* sent to the server; NULL: "gatherd" */
+    /* The server's statement_timeout on every connection: a backstop that stops a query
+     * whose cancel was never sent. 0: none (the server's own setting stays). */
+    uint64_t statement_timeout_ms;
 } gd_pgpool_conf_t;
 
 /* Counters of one pool. */
