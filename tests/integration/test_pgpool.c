@@ -758,8 +758,8 @@ static void case_close_with_cancel(tcase_t *t)
     tq_t q;
 
     /* The harness closes the pool right after this returns, with the cancel request most
-     * likely still on the thread pool: the loop's run must wait for it, and ASan checks that
-     * its callback touches no freed memory. */
+     * likely still on the canceller's thread: the loop's run must wait for it, and ASan checks
+     * that its callback touches no freed memory. */
     query(t, pool, S_SLEEP, (const char *[]){"2"}, true, 100, &q);
     CHECK(t, q.r.outcome == GD_OUTCOME_TIMEOUT, "outcome %s (%s)", outcome(&q), q.r.message);
     CHECK(t, gd_pgpool_stats(pool).cancels == 1, "cancels %" PRIu64, gd_pgpool_stats(pool).cancels);

@@ -288,7 +288,10 @@ void gd_pgcancel_close(gd_pgcancel_t *k, uint64_t timeout_ms)
     uv_cond_signal(&sh->wake);
     uv_mutex_unlock(&sh->lock);
     if (k->has_thread) {
-        /* on_done() joins the thread when it says it has exited; the timer bounds that. */
+        /* on_done() joins the thread when it says it has exited; the timer bounds that. The
+         * loop may not have run for a while (a close after uv_run() returned): the timer counts
+         * from now, not from the loop's last look at the clock. */
+        uv_update_time(k->loop);
         GD_REQUIRE(uv_timer_start(&k->stop_timer, on_stop_timeout, timeout_ms, 0) == 0);
         return;
     }
