@@ -42,6 +42,8 @@
 #define DEFAULT_PG_POOL_SIZE           8
 #define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
 #define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
+#define DEFAULT_PG_MAX_ROWS            10000
+#define DEFAULT_PG_MAX_BODY_BYTES      DEFAULT_MAX_BODY_BYTES
 #define MAX_SQL_PARAMS                 100
 
 /* A place in the document, kept on the stack while descending and formatted only on error. */
@@ -375,7 +377,6 @@ static bool is_valid_name(const char *s, size_t len, bool allow_dot)
             return false;
     return true;
 }
-
 
 static int parse_port(const char *s, size_t len, uint16_t *ret)
 {
@@ -1084,7 +1085,8 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const sql_keys[] = {"sql", "args", "row", "timeout_ms", "optional", NULL};
+    static const char *const sql_keys[] = {
+        "sql", "args", "row", "timeout_ms", "optional", "max_rows", "max_body_bytes", NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -1240,8 +1242,10 @@ static int load_pg_readiness(struct loader *l, const struct jpath *at, json_t *v
 
 static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
 {
-    static const char *const keys[] = {"conninfo", "pool_size", "acquire_timeout_ms",
-                                       "connect_timeout_ms", "readiness", NULL};
+    static const char *const keys[] = {"conninfo",           "pool_size",
+                                       "acquire_timeout_ms", "connect_timeout_ms",
+                                       "max_rows",           "max_body_bytes",
+                                       "readiness",          NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -1280,6 +1284,12 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
         (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,
                           &pg->connect_timeout_ms)) < 0)
         return r;
+    if ((r = get_int(l, &at, v, "max_rows", 1, LLONG_MAX, DEFAULT_PG_MAX_ROWS, &x)) < 0)
+        return r;
+    pg->max_rows = (size_t)x;
+    if ((r = get_int(l, &at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_PG_MAX_BODY_BYTES, &x)) < 0)
+        return r;
+    pg->max_body_bytes = (size_t)x;
     return load_pg_readiness(l, &at, v, pg);
 }
 
@@ -1372,6 +1382,7 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
     struct jpath sql_at = {at, "sql", 0}, args_at = {at, "args", 0}, row_at = {at, "row", 0};
     const char *sql, *row;
     json_t *args = json_object_get(v, "args");
+    long long x = 0;
     int nparams = 0, r;
 
     c->type = GD_CALL_TYPE_SQL;
@@ -1404,6 +1415,15 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
     if (strcmp(row, "one") != 0 && strcmp(row, "many") != 0)
         return fail(l, &row_at, "must be \"one\" or \"many\", not %s", quote(l, row));
     c->is_one_row = strcmp(row, "one") == 0;
+    /* The postgres section is loaded first: its limits are every SQL call's defaults. */
+    if ((r = get_int(l, at, v, "max_rows", 1, LLONG_MAX, (long long)cfg->postgres.max_rows, &x)) <
+        0)
+        return r;
+    c->max_rows = (size_t)x;
+    if ((r = get_int(l, at, v, "max_body_bytes", 1, LLONG_MAX,
+                     (long long)cfg->postgres.max_body_bytes, &x)) < 0)
+        return r;
+    c->max_body_bytes = (size_t)x;
     c->statement = intern_statement(cfg, sql, nparams);
     return 0;
 }

@@ -81,6 +81,8 @@ typedef struct gd_call_conf {
     gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
     size_t nargs;
     bool is_one_row;     /* "row": "one" */
+    size_t max_rows;     /* more rows fail the call with too_large (own, or the pool's default) */
+    size_t max_body_bytes; /* so does a larger JSON rendering of the rows */
     uint64_t timeout_ms; /* already min(own, endpoint's) */
     bool is_optional;
 } gd_call_conf_t;
@@ -130,6 +132,8 @@ typedef struct gd_postgres_conf {
     uint64_t acquire_timeout_ms;
     uint64_t connect_timeout_ms;
     gd_pg_readiness_t readiness;
+    size_t max_rows;       /* default of every SQL call's max_rows */
+    size_t max_body_bytes; /* default of every SQL call's max_body_bytes */
 } gd_postgres_conf_t;
 
 /* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */

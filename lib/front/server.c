@@ -441,6 +441,7 @@ static void publish_gauges(struct worker *w)
         g.pg_waiting = ps.waiting;
         g.pg_reconnects = ps.reconnects;
         g.pg_cancels = ps.cancels;
+        g.pg_cancels_dropped = ps.cancels_dropped;
     }
     gd_metrics_publish(w->server->metrics[w->index], &g);
 }
@@ -516,6 +517,26 @@ static void on_stopped_async(uv_async_t *async)
     }
 }
 
+/* Added to the longest SQL call's timeout for the server's statement_timeout: gatherd's own
+ * timeout and cancel normally come first, and the backstop only stops what they could not. */
+#define STATEMENT_TIMEOUT_MARGIN_MS 1000
+
+/* The server's statement_timeout for @config's SQL calls: no call waits for a statement longer
+ * than its own timeout, so one running past the longest of them is abandoned work. */
+static uint64_t backstop_statement_timeout_ms(const gd_config_t *config)
+{
+    uint64_t longest = 0;
+
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].type == GD_CALL_TYPE_SQL && ep->calls[j].timeout_ms > longest)
+                longest = ep->calls[j].timeout_ms;
+        }
+    }
+    return longest + STATEMENT_TIMEOUT_MARGIN_MS;
+}
+
 /* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
  * the remainder to the first workers, and at least one each (a total smaller than @n is
  * overshot: upstream connections then use a gd_budget_t instead). */
@@ -560,7 +581,9 @@ static void init_worker(struct worker *w)
             .statements = (const char *const *)config->statements,
             .statement_nparams = config->statement_nparams,
             .nstatements = config->nstatements,
-            .application_name = "gatherd"};
+            .application_name = "gatherd",
+            .statement_timeout_ms = backstop_statement_timeout_ms(config),
+        };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
     w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));

@@ -348,6 +348,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.pg_waiting += g.pg_waiting;
         sum.pg_reconnects += g.pg_reconnects;
         sum.pg_cancels += g.pg_cancels;
+        sum.pg_cancels_dropped += g.pg_cancels_dropped;
     }
     header(o, "gatherd_requests_in_flight", "gauge", "Requests being gathered now.");
     outf(o, "gatherd_requests_in_flight %llu\n", (unsigned long long)sum.requests_in_flight);
@@ -411,6 +412,11 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         header(o, "gatherd_postgres_cancels_total", "counter",
                "Queries cancelled on the server after their timeout.");
         outf(o, "gatherd_postgres_cancels_total %llu\n", (unsigned long long)sum.pg_cancels);
+        header(o, "gatherd_postgres_cancels_dropped_total", "counter",
+               "Cancels not sent (too many waiting, or one did not start in time); their "
+               "connections were re-made instead.");
+        outf(o, "gatherd_postgres_cancels_dropped_total %llu\n",
+             (unsigned long long)sum.pg_cancels_dropped);
     }
 }
 

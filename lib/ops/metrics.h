@@ -29,6 +29,7 @@ typedef struct gd_metrics_gauges {
     uint64_t is_pg_ready; /* 1: at least one Postgres connection up (or no Postgres) */
     uint64_t has_pg_been_ready; /* 1: is_pg_ready was 1 once since the start */
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
+    uint64_t pg_cancels_dropped;
 } gd_metrics_gauges_t;
 
 /* One upstream's connections on a thread, published by gd_metrics_publish_upstream(). */

@@ -538,7 +538,7 @@ static void case_row_one(tcase_t *t)
     CHECK(t,
           q.r.outcome == GD_OUTCOME_SQL && q.r.sqlstate[0] == '\0' &&
               strcmp(q.r.message,
-                     "query returned 2 rows where \"row\": \"one\" expects at most one") == 0,
+                     "query returned more than one row where \"row\": \"one\" expects at most one") == 0,
           "outcome %s sqlstate '%s' message %s", outcome(&q), q.r.sqlstate, q.r.message);
     query(t, pool, S_ROWS, two, false, 5000, &q);
     if (CHECK_OK(t, &q))
@@ -758,8 +758,8 @@ static void case_close_with_cancel(tcase_t *t)
     tq_t q;
 
     /* The harness closes the pool right after this returns, with the cancel request most
-     * likely still on the thread pool: the loop's run must wait for it, and ASan checks that
-     * its callback touches no freed memory. */
+     * likely still on the canceller's thread: the loop's run must wait for it, and ASan checks
+     * that its callback touches no freed memory. */
     query(t, pool, S_SLEEP, (const char *[]){"2"}, true, 100, &q);
     CHECK(t, q.r.outcome == GD_OUTCOME_TIMEOUT, "outcome %s (%s)", outcome(&q), q.r.message);
     CHECK(t, gd_pgpool_stats(pool).cancels == 1, "cancels %" PRIu64, gd_pgpool_stats(pool).cancels);

@@ -13,10 +13,13 @@ import json as jsonlib
 import os
 import re
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -627,6 +630,109 @@ class RowOneTest(PgTestCase):
 
 # ---------------------------------------------------------------------------------------------
 
+class LimitsTest(PgTestCase):
+    """max_rows and max_body_bytes: past either the call fails with kind too_large at once, and
+    its connection is cleaned and kept (the same backend answers the next query)."""
+
+    SERIES = 'SELECT g AS n FROM generate_series(1, $1::int) g'
+
+    def start(self, postgres=None, **limits):
+        pg = {'pool_size': 1, 'acquire_timeout_ms': 3000}
+        pg.update(postgres or {})
+        return self.start_pg_gatherd([
+            endpoint('/series/{n}', {'user': call('s', '/users/1'),
+                                     'rows': sql_call(self.SERIES, ['{n}'], **limits)},
+                     params={'n': 'int'}),
+            endpoint('/one/{n}', {'row': sql_call(self.SERIES, ['{n}'], row='one', **limits)},
+                     params={'n': 'int'}),
+            endpoint('/pid', {'pid': sql_call('SELECT pg_backend_pid() AS pid', row='one')})],
+            postgres=pg)
+
+    def backend_pid(self, gd):
+        doc, body, _ = self.get_json(gd, '/pid')
+        return doc['pid']['pid']
+
+    def assertTooLarge(self, gd, path, max_elapsed=1.0):
+        doc, body, elapsed = self.failed_call(gd, path, 502, 'rows', 'too_large')
+        self.assertEqual(doc['user'], USER_1, body)
+        self.assertLess(elapsed, max_elapsed, 'answered after %.3f s' % elapsed)
+        return doc
+
+    def test_max_rows_per_call(self):
+        gd = self.start(max_rows=5)
+        pid = self.backend_pid(gd)
+        doc, body, _ = self.get_json(gd, '/series/5')
+        self.assertEqual(doc['rows'], [{'n': i} for i in range(1, 6)], body)
+        self.assertTooLarge(gd, '/series/6')
+        # the connection was drained and kept: the same backend, fresh answers
+        self.assertEqual(self.backend_pid(gd), pid)
+        doc, body, _ = self.get_json(gd, '/series/3')
+        self.assertEqual(doc['rows'], [{'n': 1}, {'n': 2}, {'n': 3}], body)
+        self.assertEqual(self.backend_pid(gd), pid)
+
+    def test_pool_default_and_call_override(self):
+        gd = self.start_pg_gatherd([
+            endpoint('/d/{n}', {'rows': sql_call(self.SERIES, ['{n}'])}, params={'n': 'int'}),
+            endpoint('/o/{n}', {'rows': sql_call(self.SERIES, ['{n}'], max_rows=10)},
+                     params={'n': 'int'})],
+            postgres={'pool_size': 1, 'max_rows': 3})
+        doc, body, _ = self.get_json(gd, '/d/3')
+        self.assertEqual(len(doc['rows']), 3, body)
+        self.failed_call(gd, '/d/4', 502, 'rows', 'too_large')
+        doc, body, _ = self.get_json(gd, '/o/10')
+        self.assertEqual(len(doc['rows']), 10, body)
+        self.failed_call(gd, '/o/11', 502, 'rows', 'too_large')
+
+    def test_max_body_bytes(self):
+        # [{"n":1},{"n":2},{"n":3}] is 25 bytes
+        gd = self.start(max_body_bytes=25)
+        pid = self.backend_pid(gd)
+        doc, body, _ = self.get_json(gd, '/series/3')
+        self.assertEqual(len(doc['rows']), 3, body)
+        self.assertTooLarge(gd, '/series/4')
+        self.assertEqual(self.backend_pid(gd), pid)
+        # "one": the single row is bounded too ({"n":1} is 7 bytes)
+        gd2 = self.start(max_body_bytes=6)
+        st, _, body, _ = gd2.get('/one/1')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'too_large', body)
+
+    def test_row_one_keeps_its_rules(self):
+        gd = self.start(max_rows=5)
+        doc, body, _ = self.get_json(gd, '/one/1')
+        self.assertEqual(doc['row'], {'n': 1}, body)
+        st, _, body, _ = gd.get('/one/0')
+        self.assertEqual(st, 404, body)
+        st, _, body, _ = gd.get('/one/2')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'sql', body)
+        # several rows past max_rows still break the one-row rule first
+        st, _, body, _ = gd.get('/one/100000')
+        self.assertEqual(st, 502, body)
+        self.assertEqual(loads_exact(body)['errors']['row']['kind'], 'sql', body)
+        doc, body, _ = self.get_json(gd, '/one/1')
+        self.assertEqual(doc['row'], {'n': 1}, body)
+
+    def test_huge_result_fails_fast_and_keeps_the_connection(self):
+        """SELECT of 5,000,000 rows with the default limits: too_large long before the result
+        could have been read, the HTTP-only endpoint stays prompt meanwhile, and the next
+        query runs on the same backend."""
+        gd = self.start()
+        pid = self.backend_pid(gd)
+        for cycle in range(2):
+            with self.subTest(cycle=cycle):
+                doc = self.assertTooLarge(gd, '/series/5000000', max_elapsed=2.0)
+                self.assertIn('elapsed_ms', doc['errors']['rows'])
+                # the server stops producing rows (a cancel), the rest is drained
+                doc, body, el = self.get_json(gd, '/series/2')
+                self.assertEqual(doc['rows'], [{'n': 1}, {'n': 2}], body)
+                self.assertLess(el, 2.5)
+                self.assertEqual(self.backend_pid(gd), pid)
+        self.assertAlive(gd, '/_http')
+
+
+# ---------------------------------------------------------------------------------------------
+
 class SqlErrorTest(PgTestCase):
     """Server errors become failures of kind sql with the SQLSTATE; connections survive."""
 
@@ -903,10 +1009,25 @@ class TimeoutAndPoolTest(PgTestCase):
         self.assertGreaterEqual(peak[1], 2)
         self.assertGreaterEqual(total, 0.85, '12 queries of 0.3 s on %d connections' % pool)
 
+    def test_statement_timeout_backstop(self):
+        """Every connection has statement_timeout set to the longest SQL call's timeout plus
+        1 s (here /_pg_ready's 5000 ms), unless the conninfo's options set it."""
+        eps = [endpoint('/st', {'t': sql_call("SELECT current_setting('statement_timeout') AS t",
+                                              row='one', timeout_ms=300)}, timeout_ms=1000)]
+        gd = self.start_pg_gatherd(eps)
+        doc, body, _ = self.get_json(gd, '/st')
+        self.assertEqual(doc['t'], {'t': '6s'}, body)
+        gd.terminate()
+        gd = self.start_pg_gatherd(eps, conninfo=self.pg.conninfo(
+            options="'-c statement_timeout=2500'"))
+        doc, body, _ = self.get_json(gd, '/st')
+        self.assertEqual(doc['t'], {'t': '2500ms'}, body)
+
     def test_a_large_result(self):
         gd = self.start_pg_gatherd([endpoint('/big/{n}', {'rows': sql_call(
             "SELECT g AS n, repeat('x', 100) || g AS s, g * 1.50 AS price "
-            "FROM generate_series(1, $1::int) AS g ORDER BY g", ['{n}'], timeout_ms=10000)},
+            "FROM generate_series(1, $1::int) AS g ORDER BY g", ['{n}'], timeout_ms=10000,
+            max_rows=20000)},  # over the default of 10000 rows, within this call's own limit
             params={'n': 'int'}, timeout_ms=10000)])
         for n in (20000, 0, 1, 20000):
             doc, body, _ = self.get_json(gd, '/big/%d' % n)
@@ -919,6 +1040,164 @@ class TimeoutAndPoolTest(PgTestCase):
             if n:
                 self.assertTrue(raw_member(body, 'price', str(n * Decimal('1.50'))),
                                 body[-200:])
+
+# ---------------------------------------------------------------------------------------------
+
+class CancelHole:
+    """A TCP proxy on 127.0.0.1 in front of a cluster that forwards every session but takes each
+    cancel request (the 16-byte CancelRequest, code 80877102) and never answers nor closes it:
+    to PQcancel() it is a server host that accepts and goes silent, so a cancel hangs."""
+
+    CANCEL_REQUEST_CODE = 80877102
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.cancels = 0
+        self._socks = []
+        self._lock = threading.Lock()
+        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._lsock.bind(('127.0.0.1', 0))
+        self._lsock.listen(64)
+        self.port = self._lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _keep(self, sock):
+        with self._lock:
+            self._socks.append(sock)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._lsock.accept()
+            except OSError:
+                return  # closed
+            self._keep(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_exactly(sock, n):
+        data = b''
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _serve(self, conn):
+        try:
+            head = self._read_exactly(conn, 8)
+            if head is None:
+                return
+            if struct.unpack('!ii', head)[1] == self.CANCEL_REQUEST_CODE:
+                with self._lock:
+                    self.cancels += 1
+                return  # held open, never read, never answered: closed by close()
+            up = socket.create_connection(('127.0.0.1', self.target_port))
+            self._keep(up)
+            up.sendall(head)
+        except OSError:
+            return
+        threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+        self._pump(conn, up)
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def held_cancels(self):
+        with self._lock:
+            return self.cancels
+
+    def close(self):
+        self._lsock.close()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            s.close()
+
+
+class HangingCancelTest(PgTestCase):
+    """Cancels to a server host that never answers them: they hold only the pool's own
+    canceller thread, so name resolution (the pool's reconnects to host=localhost, and an HTTP
+    upstream named localhost) goes on, SQL calls work again at once, and SIGTERM ends promptly."""
+
+    POOL_SIZE = 6  # more cancels than libuv's 4 shared threads and than the canceller's line
+
+    def metric(self, admin_port, name):
+        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % admin_port, timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r'^%s (\d+)$' % re.escape(name), text, re.M)
+        self.assertIsNotNone(m, text)
+        return int(m.group(1))
+
+    def test_hung_cancels_hold_neither_resolution_nor_sql_nor_shutdown(self):
+        hole = CancelHole(self.pg.port)
+        self.addCleanup(hole.close)
+        self.addCleanup(self.pg.terminate_gatherd_backends)
+        self.stub.add('/named', json={'named': True})
+        admin_port = free_port()
+        cfg = self.pg_config([
+            endpoint('/slow', {'slow': sql_call('SELECT 1 AS done FROM pg_sleep(30)',
+                                                timeout_ms=300)}),
+            endpoint('/named', {'n': call('named', '/named')}),
+            endpoint('/fast', {'r': sql_call('SELECT 1 AS one', row='one')})],
+            conninfo=self.pg.conninfo(host='localhost', port=hole.port),
+            postgres={'pool_size': self.POOL_SIZE, 'acquire_timeout_ms': 3000,
+                      'connect_timeout_ms': 1000},
+            admin_listen='127.0.0.1:%d' % admin_port)
+        cfg['upstreams']['named'] = {'url': 'http://localhost:%d' % self.stub.port}
+        gd = self.start_gatherd(cfg)
+        self.wait_sql_ready(gd)
+        # every connection of the pool busy with a query that times out and is cancelled
+        clients = Clients(gd, ['/slow'] * self.POOL_SIZE)
+        for r in clients.join():
+            self.assertNotIsInstance(r, Exception, r)
+            self.assertEqual(r[0], 504, r[2])
+        self.assertTrue(wait_until(lambda: hole.held_cancels() >= 1, timeout=2.0),
+                        'no cancel request reached the proxy')
+        # an HTTP upstream named localhost: resolved while the cancels hang
+        t0 = now()
+        st, _, body, _ = gd.get('/named')
+        self.assertEqual(st, 200, body)
+        self.assertLess(now() - t0, 1.0)
+        # SQL works again within the drain timeout (2 s): the pool re-resolves localhost and
+        # re-makes the connections whose cancels could not be sent
+        t0 = now()
+        ok = wait_until(lambda: gd.get('/fast')[0] == 200, timeout=6.0, interval=0.1)
+        self.assertTrue(ok, 'no SQL call succeeded within 6 s of the hung cancels; log:\n%s'
+                        % gd.log()[-3000:])
+        self.assertLess(now() - t0, 3.5)
+        for _ in range(5):
+            doc, body, el = self.get_json(gd, '/fast')
+            self.assertEqual(doc['r'], {'one': 1}, body)
+        # the cancel that found the line full was dropped and counted (gauges lag by 100 ms)
+        self.assertTrue(wait_until(lambda: self.metric(
+            admin_port, 'gatherd_postgres_cancels_dropped_total') >= 1, timeout=2.0))
+        # the server stops the queries whose cancels hang, at statement_timeout (the longest SQL
+        # call's 5000 ms, plus 1 s), not after their 30 s
+        self.assertTrue(wait_until(lambda: not self.pg.active_queries_like('pg_sleep(30)'),
+                                   timeout=8.0, interval=0.1),
+                        self.pg.active_queries_like('pg_sleep(30)'))
+        # SIGTERM: the canceller's thread, still hung, is waited for a bounded time only
+        t0 = now()
+        rc = gd.terminate(timeout=10.0)
+        self.assertEqual(rc, 0, gd.log()[-3000:])
+        self.assertLess(now() - t0, 4.0)
+
 
 # ---------------------------------------------------------------------------------------------
 

@@ -576,6 +576,11 @@ void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row)
     append_char(out, '}');
 }
 
+void gd_pgjson_append_raw(gd_pgjson_buf_t *out, const char *text, size_t len)
+{
+    append(out, text, len);
+}
+
 void gd_pgjson_append_rows(gd_pgjson_buf_t *out, const PGresult *res)
 {
     int ntuples = PQntuples(res);

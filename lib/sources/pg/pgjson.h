@@ -4,9 +4,8 @@
  * double). The mapping, by column type:
  *   int2 int4 int8 oid                      -> number (the server's text)
  *   float4 float8                           -> number; NaN, Infinity, -Infinity -> null
- *   numeric                                 -> number with the server's digits; NaN, +-Infinity -> null
- *   bool                                    -> true / false
- *   json jsonb                              -> the document as is
+ *   numeric                                 -> number with the server's digits; NaN, +-Infinity ->
+ * null bool                                    -> true / false json jsonb -> the document as is
  *   arrays of any of the above (any depth)  -> JSON arrays of the mapped elements
  *   arrays of other types                   -> JSON arrays of strings
  *   NULL (and NULL array elements)          -> null
@@ -31,6 +30,9 @@ typedef struct gd_pgjson_buf {
  * object {"column": value, ...}, columns in result order, to @out.
  */
 void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row);
+/** Appends @len bytes of @text as they are (the brackets and commas of rows rendered one by one).
+ */
+void gd_pgjson_append_raw(gd_pgjson_buf_t *out, const char *text, size_t len);
 /** Appends every row of @res as a JSON array of row objects ("[]" when it has none). */
 void gd_pgjson_append_rows(gd_pgjson_buf_t *out, const PGresult *res);
 /**

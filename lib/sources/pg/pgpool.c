@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "ops/log.h"
+#include "sources/pg/pgcancel.h"
 #include "sources/pg/pgjson.h"
 #include "base/util.h"
 
@@ -27,6 +28,9 @@ enum {
      * honours cancels answers within milliseconds, so a connection still busy after this is
      * better closed than kept out of the pool. */
     DRAIN_TIMEOUT_MS = 2000,
+    /* How long a closing pool waits for a cancel still being sent (to a host that may never
+     * answer) before it leaves the canceller's thread to finish on its own. */
+    CANCEL_STOP_TIMEOUT_MS = 1000,
     DESC_MAX = 200,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
@@ -71,8 +75,12 @@ struct pipe_entry {
     size_t statement;
     enum pipe_phase phase;
     bool is_prepare_ok;
+    size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
+    /* The rows broke the query's row rule or limits: decided without the rest of them, so the
+     * query is reported at once and the rest is read and dropped. */
+    bool is_rule_broken;
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
     gd_pgjson_buf_t body; /* owned until handed to the query */
@@ -86,24 +94,11 @@ struct resolve_req {
     struct conn *conn; /* NULL once the attempt is abandoned: the callback then only frees */
 };
 
-/* A PQcancel() running on libuv's thread pool. */
-struct cancel_req {
-    uv_work_t work;
-    gd_pgpool_t *pool;
-    struct conn *conn; /* NULL once the connection is discarded */
-    /* Borrowed from conn while conn is set; owned (freed in on_cancel_done()) once it is NULL,
-     * because the worker thread may still be using it when the connection goes. */
-    PGcancel *cancel;
-    bool is_ok;
-    char errbuf[256]; /* written by the worker thread only */
-};
-
 struct conn {
     gd_pgpool_t *pool;
     size_t index;
     enum conn_state state;
     PGconn *pg;
-    PGcancel *cancel; /* made once per connection, after it is up */
     /* Heap memory: a handle being closed must stay valid until its close callback, which may
      * come after the connection has moved on to a new socket and a new handle. */
     uv_poll_t *poll;
@@ -111,7 +106,9 @@ struct conn {
     unsigned poll_errors; /* socket errors reported in a row */
     gd_timer_t timer;     /* connect timeout, backoff, or the drain of an abandoned query */
     struct resolve_req *resolve;
-    struct cancel_req *cancel_req;
+    /* The cancel of an abandoned query, on its way: the connection is not reused before it has
+     * been sent, or it could stop the next query. */
+    gd_pgcancel_req_t *cancel_req;
     uint64_t backoff_ms;
     uint64_t *prepared; /* bit i: statement i is prepared as "gd_<i>" on this connection */
     bool has_failed;    /* the last connect attempt failed */
@@ -139,12 +136,16 @@ struct gd_pgpool {
     bool is_host_name; /* host must be resolved with uv_getaddrinfo() into hostaddr= */
     char *port;        /* owned; the first port when a list was reduced to its first host */
     char *user;        /* owned; the OS user name when neither conninfo nor PGUSER names one */
+    /* owned; options= with statement_timeout ahead of the conninfo's (or PGOPTIONS') own, so
+     * that theirs win when they set it too; NULL: no backstop */
+    char *options;
     /* "host=... port=... dbname=...": names the server in logs and messages, never with the
      * password (the conninfo itself is never logged). */
     char desc[DESC_MAX];
     bool is_outage_logged; /* a loss or failure was logged at warn; the recovery will be too */
-    size_t polls_open, cancels_in_flight;
-    uint64_t reconnects, cancels;
+    gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
+    size_t polls_open;
+    uint64_t reconnects, cancels, cancels_dropped;
     bool is_closed;
 };
 
@@ -342,12 +343,12 @@ static void conn_discard(struct conn *c)
     }
     poll_close(c); /* before PQfinish(): the fd must leave the epoll set while it is ours */
     if (c->cancel_req != NULL) {
-        c->cancel_req->conn = NULL; /* it takes c->cancel */
+        /* Not sent yet: it never will be, the connection it would stop is going. Being sent:
+         * it ends on its own, without its callback. */
+        if (gd_pgcancel_withdraw(pool->canceller, c->cancel_req))
+            pool->cancels_dropped++;
         c->cancel_req = NULL;
-    } else if (c->cancel != NULL) {
-        PQfreeCancel(c->cancel);
     }
-    c->cancel = NULL;
     if (c->pg != NULL) {
         /* In non-blocking mode the Terminate message is sent if the socket takes it at once,
          * else dropped: PQfinish() never waits. */
@@ -496,7 +497,6 @@ static void conn_up(struct conn *c)
         conn_failed(c, PQerrorMessage(c->pg));
         return;
     }
-    c->cancel = PQgetCancel(c->pg); /* NULL only when out of memory: no cancel then */
     memset(c->prepared, 0, pool->prepared_words * sizeof(*c->prepared));
     describe(pool, PQhost(c->pg), PQport(c->pg), PQdb(c->pg));
     if (c->has_been_up)
@@ -575,6 +575,8 @@ static void pq_start(struct conn *c, const char *hosts, const char *hostaddrs)
         keys[n] = "port", values[n++] = pool->port;
     if (pool->user != NULL)
         keys[n] = "user", values[n++] = pool->user;
+    if (pool->options != NULL)
+        keys[n] = "options", values[n++] = pool->options;
     keys[n] = NULL, values[n] = NULL;
 
     c->pg = PQconnectStartParams(keys, values, 1);
@@ -707,26 +709,67 @@ static void entry_error(struct conn *c, const PGresult *res)
     entry_fail(&c->entry, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
 }
 
+/* Renders row @row of @res into @e's body, or fails @e when the row breaks a rule or limit. */
+static void entry_add_row(struct pipe_entry *e, const PGresult *res, int row)
+{
+    const gd_pgpool_query_t *q = e->query;
+
+    if (q->is_one_row && e->rows == 1) {
+        entry_fail(e, GD_OUTCOME_SQL, "",
+                   "query returned more than one row where \"row\": \"one\" expects at most one");
+        e->is_rule_broken = true;
+        return;
+    }
+    if (q->max_rows > 0 && e->rows >= q->max_rows) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "more than %zu rows", q->max_rows);
+        e->is_rule_broken = true;
+        return;
+    }
+    if (!q->is_one_row)
+        gd_pgjson_append_raw(&e->body, e->rows == 0 ? "[" : ",", 1);
+    gd_pgjson_append_row(&e->body, res, row);
+    e->rows++;
+    /* With the closing bracket still to come. */
+    if (q->max_body_bytes > 0 && e->body.len + (q->is_one_row ? 0 : 1) > q->max_body_bytes) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "rows over %zu bytes of JSON", q->max_body_bytes);
+        e->is_rule_broken = true;
+    }
+}
+
+/* The query's rows have all come: closes the array, or applies the one-row rule. */
+static void entry_end_rows(struct pipe_entry *e)
+{
+    const gd_pgpool_query_t *q = e->query;
+
+    if (q->is_one_row) {
+        if (e->rows == 0)
+            entry_fail(e, GD_OUTCOME_NOT_FOUND, "", "no row");
+        return;
+    }
+    if (e->rows == 0)
+        gd_pgjson_append_raw(&e->body, "[", 1);
+    gd_pgjson_append_raw(&e->body, "]", 1);
+    if (q->max_body_bytes > 0 && e->body.len > q->max_body_bytes) {
+        entry_fail(e, GD_OUTCOME_TOO_LARGE, "", "rows over %zu bytes of JSON", q->max_body_bytes);
+        e->is_rule_broken = true;
+    }
+}
+
 static void entry_rows(struct conn *c, const PGresult *res)
 {
     struct pipe_entry *e = &c->entry;
-    int n;
+    ExecStatusType status = PQresultStatus(res);
 
-    switch (PQresultStatus(res)) {
-    case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK: /* a statement without rows (INSERT without RETURNING): none */
+    switch (status) {
+    case PGRES_SINGLE_TUPLE: /* one row; a PGRES_TUPLES_OK without rows ends them */
+    case PGRES_TUPLES_OK:    /* the rows at once, when single-row mode could not be set */
+    case PGRES_COMMAND_OK:   /* a statement without rows (INSERT without RETURNING): none */
         if (e->outcome != GD_OUTCOME_OK || e->query == NULL)
-            break; /* failed already, or nobody waits for the rows */
-        n = PQntuples(res);
-        if (!e->query->is_one_row)
-            gd_pgjson_append_rows(&e->body, res);
-        else if (n == 0)
-            entry_fail(e, GD_OUTCOME_NOT_FOUND, "", "no row");
-        else if (n == 1)
-            gd_pgjson_append_row(&e->body, res, 0);
-        else
-            entry_fail(e, GD_OUTCOME_SQL, "",
-                       "query returned %d rows where \"row\": \"one\" expects at most one", n);
+            break; /* failed already, or nobody waits for the rows: dropped unread */
+        for (int row = 0, n = PQntuples(res); row < n && e->outcome == GD_OUTCOME_OK; row++)
+            entry_add_row(e, res, row);
+        if (status != PGRES_SINGLE_TUPLE && e->outcome == GD_OUTCOME_OK)
+            entry_end_rows(e);
         break;
     case PGRES_PIPELINE_ABORTED: /* the prepare failed: its error stands */
         entry_fail(e, GD_OUTCOME_SQL, "", "the pipeline was aborted");
@@ -738,6 +781,17 @@ static void entry_rows(struct conn *c, const PGresult *res)
         entry_error(c, res);
         break;
     }
+}
+
+/* The execute is now at the head of the pipeline, none of its results parsed yet: the one
+ * moment libpq lets it switch to single-row mode, which hands rows over one by one as they
+ * are parsed, so a big result is rendered (and bounded) as it arrives, never held whole. */
+static void entry_start_execute(struct conn *c)
+{
+    c->entry.phase = PHASE_EXECUTE;
+    if (!PQsetSingleRowMode(c->pg))
+        gd_log_debug("postgres: connection %zu: single-row mode refused; rows come at once",
+                     c->index);
 }
 
 /* Feeds one PQgetResult() answer to the connection's entry and clears it. Returns false when
@@ -752,7 +806,7 @@ static bool entry_step(struct conn *c, PGresult *res)
         if (res == NULL) {
             if (e->is_prepare_ok)
                 set_prepared(c, e->statement);
-            e->phase = PHASE_EXECUTE;
+            entry_start_execute(c);
         } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             e->is_prepare_ok = true;
         } else {
@@ -812,25 +866,57 @@ static void pipeline_done(struct conn *c)
         report(q);
 }
 
+static void detach(gd_pgpool_query_t *q);
+static void request_cancel(struct conn *c);
+
+/* The running query's rows broke its rule or limits: it gets its failure now, not after the
+ * rest of a result that may be huge; the connection keeps reading and dropping the rest.
+ * Returns the query, to be reported by the caller, last. */
+static gd_pgpool_query_t *detach_broken(struct conn *c)
+{
+    struct pipe_entry *e = &c->entry;
+    gd_pgpool_query_t *q = e->query;
+
+    q->base.result.outcome = e->outcome;
+    memcpy(q->base.result.message, e->message, sizeof(q->base.result.message));
+    memcpy(q->base.result.sqlstate, e->sqlstate, sizeof(q->base.result.sqlstate));
+    free(e->body.base); /* the rendering so far is of no use: its memory goes now */
+    e->body = (gd_pgjson_buf_t){0};
+    detach(q);
+    return q;
+}
+
 static void read_results(struct conn *c)
 {
+    gd_pgpool_query_t *broken = NULL; /* detached by detach_broken(), reported last */
+
     for (;;) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_lost(c, NULL);
-            return;
-        }
-        if (c->entry.phase == PHASE_DONE)
             break;
+        }
+        if (c->entry.phase == PHASE_DONE) {
+            pipeline_done(c);
+            break;
+        }
         /* PQgetResult() must never be called while busy: it would block. */
         if (PQisBusy(c->pg))
-            return;
+            break;
         if (!entry_step(c, PQgetResult(c->pg))) {
             conn_lost(c,
                       PQstatus(c->pg) == CONNECTION_BAD ? NULL : "unexpected sequence of results");
-            return;
+            break;
         }
+        if (c->entry.is_rule_broken && c->entry.query != NULL)
+            broken = detach_broken(c);
     }
-    pipeline_done(c);
+    if (broken == NULL)
+        return;
+    /* What was already read ended the pipeline, or the rest is still to come: then the server
+     * is asked to stop producing it rather than the connection reading all of it. */
+    if (c->state == CONN_BUSY && c->is_draining)
+        request_cancel(c);
+    report(broken);
 }
 
 /* Sends what libpq holds and watches for what the connection waits on. Returns false when the
@@ -954,45 +1040,40 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
         conn_lost(c, NULL);
         return;
     }
+    if (!needs_prepare)
+        entry_start_execute(c);
     (void)flush_and_watch(c); /* on failure it has reported @q */
 }
 
 /* -- query timers, cancel requests -------------------------------------------------------- */
 
-static void on_cancel_work(uv_work_t *work)
+static void on_cancel_sent(void *data, bool is_ok, const char *error)
 {
-    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
-
-    /* Blocks for a round trip to the server (another connection): why it runs here. */
-    cr->is_ok = PQcancel(cr->cancel, cr->errbuf, (int)sizeof(cr->errbuf)) == 1;
-}
-
-static void on_cancel_done(uv_work_t *work, int status)
-{
-    struct cancel_req *cr = CONTAINER_OF(work, struct cancel_req, work);
-    struct conn *c = cr->conn;
+    struct conn *c = data; /* a discarded connection withdraws its request: still this one */
     char line[GD_CALL_MESSAGE_MAX];
 
-    (void)status; /* never uv_cancel()ed: the work always ran */
-    cr->pool->cancels_in_flight--;
-    if (cr->is_ok)
+    if (is_ok)
         gd_log_debug("postgres: cancel request delivered");
     else
         gd_log_debug("postgres: cancel request failed (%.200s)",
-                     first_line(cr->errbuf, line, sizeof(line)));
-    if (c == NULL) {
-        PQfreeCancel(cr->cancel);
-    } else {
-        c->cancel_req = NULL;
-        if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
-            conn_idle(c); /* the drain finished first; only the cancel kept it */
-    }
-    free(cr);
+                     first_line(error, line, sizeof(line)));
+    c->cancel_req = NULL;
+    if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
+        conn_idle(c); /* the drain finished first; only the cancel kept it */
+}
+
+/* A draining connection whose query cannot be cancelled is closed and re-made instead: that
+ * ends it on our side at once, though the server may run it on until it next writes. */
+static void conn_remake(struct conn *c)
+{
+    conn_discard(c);
+    c->state = CONN_BACKOFF;
+    conn_start(c);
 }
 
 /* Detaches the running @q from its connection, which keeps reading the abandoned results
- * and comes back to the pool once they end; the server is asked to stop the query. */
-static void abandon(gd_pgpool_query_t *q)
+ * and comes back to the pool once they end. */
+static void detach(gd_pgpool_query_t *q)
 {
     struct conn *c = q->_conn;
     gd_pgpool_t *pool = q->_pool;
@@ -1001,17 +1082,38 @@ static void abandon(gd_pgpool_query_t *q)
     q->_conn = NULL;
     c->is_draining = true;
     gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
-    if (c->cancel == NULL || c->cancel_req != NULL)
+}
+
+/* Asks the server to stop the query a draining @c still reads, so that its results end soon. */
+static void request_cancel(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+
+    PGcancel *cancel;
+
+    if (c->cancel_req != NULL)
         return;
-    c->cancel_req = gd_xcalloc(1, sizeof(*c->cancel_req));
-    c->cancel_req->pool = pool;
-    c->cancel_req->conn = c;
-    c->cancel_req->cancel = c->cancel;
-    /* uv_queue_work() fails only on invalid arguments. */
-    GD_REQUIRE(uv_queue_work(pool->loop, &c->cancel_req->work, on_cancel_work, on_cancel_done) ==
-               0);
-    pool->cancels_in_flight++;
-    pool->cancels++;
+    /* A copy per request, which the canceller takes: the connection may go while it is sent. */
+    if ((cancel = PQgetCancel(c->pg)) != NULL &&
+        (c->cancel_req = gd_pgcancel_send(pool->canceller, cancel, on_cancel_sent, c)) != NULL) {
+        pool->cancels++;
+        return;
+    }
+    pool->cancels_dropped++;
+    gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
+                "them?); closing the connection of an abandoned query on %s and opening a new one "
+                "instead",
+                GD_PGCANCEL_QUEUE_MAX, pool->desc);
+    conn_remake(c);
+}
+
+/* Detaches the running @q and asks the server to stop it. */
+static void abandon(gd_pgpool_query_t *q)
+{
+    struct conn *c = q->_conn;
+
+    detach(q);
+    request_cancel(c);
 }
 
 static void on_query_timer(gd_timer_t *timer)
@@ -1060,9 +1162,7 @@ static void on_conn_timer(gd_timer_t *timer)
         gd_log_warn("postgres: a cancelled query on %s did not end within %d ms; closing its "
                     "connection and opening a new one",
                     pool->desc, DRAIN_TIMEOUT_MS);
-        conn_discard(c);
-        c->state = CONN_BACKOFF;
-        conn_start(c);
+        conn_remake(c);
         break;
     default:
         break;
@@ -1166,6 +1266,16 @@ static void plan_connect(gd_pgpool_t *pool)
                 break;
         }
     }
+    if (pool->conf->statement_timeout_ms > 0) {
+        const char *theirs = option_or_env(opts, "options", "PGOPTIONS");
+        char own[64];
+        int len = snprintf(own, sizeof(own), "-c statement_timeout=%" PRIu64,
+                           pool->conf->statement_timeout_ms);
+        size_t cap = (size_t)len + (theirs != NULL ? strlen(theirs) + 1 : 0) + 1;
+        pool->options = gd_xmalloc(cap);
+        snprintf(pool->options, cap, "%s%s%s", own, theirs != NULL ? " " : "",
+                 theirs != NULL ? theirs : "");
+    }
     if (option_or_env(opts, "user", "PGUSER") == NULL) {
         /* libpq would look up the OS user (getpwuid_r(), through NSS, perhaps LDAP) on every
          * connect; once, here at start-up, is enough. */
@@ -1201,6 +1311,7 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->prepared_words = (conf->nstatements + 63) / 64;
     h2o_linklist_init_anchor(&pool->waiting_list);
     gd_timer_init(&pool->dispatch_timer, on_dispatch_timer);
+    pool->canceller = gd_pgcancel_new(loop);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
     for (size_t i = 0; i < conf->size; i++) {
@@ -1228,24 +1339,27 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     for (size_t i = 0; i < pool->conf->size; i++) {
         struct conn *c = &pool->conns[i];
         GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
-        /* A cancel still running keeps the loop alive until on_cancel_done(), which then only
-         * frees its request: gd_pgpool_free() waits for the loop's run. */
-        conn_discard(c);
+        conn_discard(c); /* withdraws its cancel request */
         c->state = CONN_CLOSED;
     }
+    /* A cancel still being sent keeps the loop alive a bounded time: gd_pgpool_free() waits
+     * for the loop's run. */
+    gd_pgcancel_close(pool->canceller, CANCEL_STOP_TIMEOUT_MS);
 }
 
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 {
     if (pool == NULL)
         return NULL;
-    GD_REQUIRE(pool->is_closed && pool->polls_open == 0 && pool->cancels_in_flight == 0);
+    GD_REQUIRE(pool->is_closed && pool->polls_open == 0);
+    pool->canceller = gd_pgcancel_free(pool->canceller);
     for (size_t i = 0; i < pool->conf->size; i++)
         free(pool->conns[i].prepared);
     free(pool->conns);
     free(pool->host);
     free(pool->port);
     free(pool->user);
+    free(pool->options);
     free(pool);
     return NULL;
 }
@@ -1253,7 +1367,11 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
 {
     gd_pgpool_stats_t s = {
-        .waiting = pool->waiting, .reconnects = pool->reconnects, .cancels = pool->cancels};
+        .waiting = pool->waiting,
+        .reconnects = pool->reconnects,
+        .cancels = pool->cancels,
+        .cancels_dropped = pool->cancels_dropped,
+    };
 
     for (size_t i = 0; i < pool->conf->size; i++) {
         switch (pool->conns[i].state) {
@@ -1340,6 +1458,8 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
     query->statement = cc->statement;
     query->params = params;
     query->is_one_row = cc->is_one_row;
+    query->max_rows = cc->max_rows;
+    query->max_body_bytes = cc->max_body_bytes;
     return 0;
 }
 

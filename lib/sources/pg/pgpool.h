@@ -8,8 +8,9 @@
  *
  * Failure handling: a query waits for a free connection at most acquire_timeout_ms
  * (GD_OUTCOME_POOL_TIMEOUT); past its deadline it fails with GD_OUTCOME_TIMEOUT at once and is
- * cancelled on the server from libuv's thread pool (PQcancel blocks), its connection coming
- * back to the pool only once clean; a dead connection is discarded and re-made in the
+ * cancelled on the server from a thread of the pool's own (PQcancel blocks; see pgcancel.h), its
+ * connection coming back to the pool only once clean, or re-made when the cancel cannot be sent
+ * soon; a dead connection is discarded and re-made in the
  * background with exponential backoff; while no connection is up, queries fail fast with
  * GD_OUTCOME_UNAVAILABLE.
  */
@@ -39,6 +40,9 @@ typedef struct gd_pgpool_conf {
     const int *statement_nparams;  /* number of $n parameters of each */
     size_t nstatements;
     const char *application_name;  /* sent to the server; NULL: "gatherd" */
+    /* The server's statement_timeout on every connection: a backstop that stops a query
+     * whose cancel was never sent. 0: none (the server's own setting stays). */
+    uint64_t statement_timeout_ms;
 } gd_pgpool_conf_t;
 
 /* Counters of one pool. */
@@ -46,6 +50,9 @@ typedef struct gd_pgpool_stats {
     size_t idle, busy, connecting, broken; /* connections by state */
     size_t waiting;                        /* queries waiting for a connection */
     uint64_t reconnects, cancels;          /* since start */
+    /* Cancels not sent (too many waiting for the canceller's thread, or it could not start in
+     * time): each connection was closed and re-made instead. */
+    uint64_t cancels_dropped;
 } gd_pgpool_stats_t;
 
 /**
@@ -54,9 +61,9 @@ typedef struct gd_pgpool_stats {
  */
 gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers);
 /**
- * Closes every connection (queries must all be done) and the pool's handles; cancels still
- * being sent are waited for. The loop must then run until uv_run() returns before
- * gd_pgpool_free().
+ * Closes every connection (queries must all be done) and the pool's handles; a cancel still
+ * being sent is waited for at most a second, on the loop. The loop must then run until uv_run()
+ * returns before gd_pgpool_free().
  */
 void gd_pgpool_close(gd_pgpool_t *pool);
 /** Frees @pool (NULL is a no-op) after gd_pgpool_close() and the loop's run. Returns NULL. */
@@ -72,6 +79,8 @@ typedef struct gd_pgpool_query {
     size_t statement;            /* index into the pool's statements */
     const char *const *params;   /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
     bool is_one_row;             /* "row": "one": the single row as an object */
+    size_t max_rows;             /* more rows: GD_OUTCOME_TOO_LARGE; 0: no limit */
+    size_t max_body_bytes;       /* a larger rendering of the rows: the same; 0: no limit */
     /* private */
     gd_pgpool_t *_pool;
     void *_conn;
@@ -84,7 +93,11 @@ typedef struct gd_pgpool_query {
  * The queries of a pool (gd_call_ops_t.start takes the gd_pgpool_t as its source). On success
  * result.body is the rows as a JSON array of objects, or with is_one_row the single row as an
  * object; no row with is_one_row gives GD_OUTCOME_NOT_FOUND (body "null"), more than one a
- * GD_OUTCOME_SQL failure.
+ * GD_OUTCOME_SQL failure. Rows are read one at a time (libpq's single-row mode) and rendered as
+ * they come, so a result is never held whole in memory; more than max_rows rows, or a rendering
+ * over max_body_bytes, fail the query with GD_OUTCOME_TOO_LARGE as soon as they are seen. A
+ * query that fails that way, or breaks the one-row rule, is reported at once; its connection
+ * reads and drops the rest (the server is asked to stop) and returns to the pool once clean.
  */
 extern const gd_call_ops_t gd_pgpool_query_ops;
 

@@ -1169,6 +1169,40 @@ static void test_postgres_section(void)
     CHECK_CONFIG_ERR(ROOT("'postgres':{'acquire_timeout_ms':0}"),
                      "conf/x.json: postgres.acquire_timeout_ms: must be between 1 and 86400000, "
                      "not 0");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'max_rows':0}"),
+                     "conf/x.json: postgres.max_rows: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'max_body_bytes':'8M'}"),
+                     "conf/x.json: postgres.max_body_bytes: must be an integer, not a string");
+}
+
+/* Every SQL call is bounded: by the postgres section's limits unless it has its own. */
+static void test_sql_call_limits(void)
+{
+    gd_config_t *cfg = LOAD_OK(SQL_CALL_IS("'sql':'SELECT 1'"));
+    CHECK_INT_EQ(cfg->postgres.max_rows, 10000);
+    CHECK_INT_EQ(cfg->postgres.max_body_bytes, 8388608);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].max_rows, 10000);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].max_body_bytes, 8388608);
+    gd_config_free(cfg);
+    cfg = LOAD_OK("{" LISTEN "," UPSTREAMS ",'postgres':{'max_rows':50,'max_body_bytes':4096},"
+                  "'endpoints':[{'path':'/a','calls':{"
+                  "'x':{'sql':'SELECT 1'},"
+                  "'y':{'sql':'SELECT 2','max_rows':100000,'max_body_bytes':1}}}]}");
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].max_rows, 50);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].max_body_bytes, 4096);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[1].max_rows, 100000);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[1].max_body_bytes, 1);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','max_rows':0"),
+                     "conf/x.json: endpoints[0].calls.orders.max_rows: must be >= 1, not 0");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','max_rows':1.5"),
+                     "conf/x.json: endpoints[0].calls.orders.max_rows: must be an integer, not a "
+                     "real number");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','max_body_bytes':-1"),
+                     "conf/x.json: endpoints[0].calls.orders.max_body_bytes: must be >= 1, not -1");
+    /* an HTTP call's limit is its upstream's */
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'upstream':'accounts','path':'/x','max_rows':5"),
+                     "conf/x.json: endpoints[0].calls.orders.max_rows: unknown key");
 }
 
 static void test_sql_calls(void)
@@ -1227,6 +1261,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
+    {"sql_call_limits", test_sql_call_limits},
     {"full_config", test_full_config},
     {"defaults", test_defaults},
     {"limits_accepted", test_limits_accepted},
