@@ -44,7 +44,7 @@ enum conn_state {
     CONN_RESOLVING,   /* waiting for uv_getaddrinfo() */
     CONN_CONNECTING,  /* PQconnectPoll() in progress */
     CONN_IDLE,
-    CONN_BUSY,   /* a query's pipeline is in flight (perhaps an abandoned one, see is_draining) */
+    CONN_BUSY,   /* a query's pipeline is in flight (perhaps an abandoned one, see is_abandoned) */
     CONN_CLOSED, /* gd_pgpool_close() */
 };
 
@@ -113,7 +113,7 @@ struct conn {
     uint64_t *prepared; /* bit i: statement i is prepared as "gd_<i>" on this connection */
     bool has_failed;    /* the last connect attempt failed */
     bool has_been_up;   /* connected at least once: the next connect is a reconnect */
-    bool is_draining;   /* BUSY with an abandoned query: back to the pool once clean */
+    bool is_abandoned;   /* BUSY with an abandoned query: back to the pool once clean */
     struct pipe_entry entry;
     char last_fatal[GD_CALL_MESSAGE_MAX]; /* the server's last FATAL notice: why it hung up */
 };
@@ -356,7 +356,7 @@ static void conn_discard(struct conn *c)
         c->pg = NULL;
     }
     entry_reset(&c->entry);
-    c->is_draining = false;
+    c->is_abandoned = false;
     c->poll_errors = 0;
     c->last_fatal[0] = '\0';
 }
@@ -448,7 +448,7 @@ static void conn_idle(struct conn *c)
 
     gd_timer_stop(c->pool->timers, &c->timer);
     c->state = CONN_IDLE;
-    c->is_draining = false;
+    c->is_abandoned = false;
     /* An idle connection is still read: the server says why it hangs up (a FATAL notice)
      * and the EOF that follows marks it lost, so no query is ever sent on a dead socket that
      * the pool could have known about. */
@@ -914,7 +914,7 @@ static void read_results(struct conn *c)
         return;
     /* What was already read ended the pipeline, or the rest is still to come: then the server
      * is asked to stop producing it rather than the connection reading all of it. */
-    if (c->state == CONN_BUSY && c->is_draining)
+    if (c->state == CONN_BUSY && c->is_abandoned)
         request_cancel(c);
     report(broken);
 }
@@ -1080,7 +1080,7 @@ static void detach(gd_pgpool_query_t *q)
 
     c->entry.query = NULL;
     q->_conn = NULL;
-    c->is_draining = true;
+    c->is_abandoned = true;
     gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
 }
 
@@ -1158,7 +1158,7 @@ static void on_conn_timer(gd_timer_t *timer)
         conn_failed(c, reason);
         break;
     case CONN_BUSY:
-        GD_REQUIRE(c->is_draining && c->entry.query == NULL);
+        GD_REQUIRE(c->is_abandoned && c->entry.query == NULL);
         gd_log_warn("postgres: a cancelled query on %s did not end within %d ms; closing its "
                     "connection and opening a new one",
                     pool->desc, DRAIN_TIMEOUT_MS);
