@@ -6,8 +6,9 @@
  * switches on the kind of a call.
  *
  * A call is distinct from its attempts: the connection, parser state and per-attempt timer of
- * an exchange belong to an attempt, which the source keeps inside its own call struct (today
- * one attempt per call, plus HTTP's retry of a stale keep-alive connection).
+ * an exchange belong to an attempt, which the source keeps inside its own call struct (HTTP:
+ * gd_upstream_attempt_t; today one attempt at a time, a second after a stale keep-alive
+ * connection).
  *
  * Ownership: a call's storage is the caller's (the request arena), sized by ops->size, with the
  * gd_call_t first. What prepare() renders lives in the arena given to it; the result's body is a

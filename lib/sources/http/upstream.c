@@ -22,18 +22,18 @@
  * the previous one, so that an upstream that is down does not turn every call into a lookup. */
 #define MIN_LOOKUP_INTERVAL_MS 1000
 
-enum call_state {
-    CALL_WAITING = 1, /* in line for a connection */
-    CALL_CONNECTING,  /* holds a connection slot, its connection not yet established */
-    CALL_EXCHANGING,  /* request sent or being sent, reading the answer */
-    CALL_DONE,
+enum attempt_state {
+    ATTEMPT_WAITING = 1, /* in line for a connection */
+    ATTEMPT_CONNECTING,  /* holds a connection slot, its connection not yet established */
+    ATTEMPT_EXCHANGING,  /* request sent or being sent, reading the answer */
+    ATTEMPT_DONE,
 };
 
-/* A connection to the upstream: carrying a call, or idle in the keep-alive list. */
+/* A connection to the upstream: carrying an attempt of a call, or idle in the keep-alive list. */
 struct gd_upstream_conn {
     gd_upstream_t *upstream;
     h2o_socket_t *sock;         /* NULL until a connect is under way */
-    gd_upstream_call_t *call;   /* NULL when idle */
+    gd_upstream_attempt_t *attempt; /* NULL when idle */
     h2o_linklist_t idle_link;   /* in the upstream's idle list while idle */
     h2o_linklist_t lookup_link; /* in the upstream's list waiting for a name's first addresses */
     gd_timer_t idle_timer;
@@ -88,8 +88,8 @@ static gd_upstream_call_t *take_waiting(gd_upstream_t *u)
     if (h2o_linklist_is_empty(&u->waiting))
         return NULL;
     gd_upstream_call_t *call =
-        H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _waiting_link, u->waiting.next);
-    h2o_linklist_unlink(&call->_waiting_link);
+        H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _attempt.waiting_link, u->waiting.next);
+    h2o_linklist_unlink(&call->_attempt.waiting_link);
     u->nwaiting--;
     return call;
 }
@@ -263,12 +263,12 @@ static void send_request(gd_upstream_call_t *call);
 static void release_conn(gd_upstream_call_t *call, bool is_reusable)
 {
     gd_upstream_t *u = call->_upstream;
-    conn_t *c = call->_conn;
+    conn_t *c = call->_attempt.conn;
 
     if (c == NULL)
         return;
-    call->_conn = NULL;
-    c->call = NULL;
+    call->_attempt.conn = NULL;
+    c->attempt = NULL;
     /* An upstream may answer before it has read the whole request: a connection with a write
      * still in flight is not reused, or the next call's head would overtake the rest of this
      * one and libuv would send from a freed buffer. Closing it cancels the write. */
@@ -296,8 +296,8 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
         update_want(u);
         /* Straight to the call that waited longest: under load a loop iteration is long, and
          * the slot stays taken (busy unchanged). */
-        c->call = next;
-        next->_conn = c;
+        c->attempt = &next->_attempt;
+        next->_attempt.conn = c;
         send_request(next);
         return;
     }
@@ -328,14 +328,14 @@ static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
 {
     gd_upstream_t *u = call->_upstream;
 
-    gd_timer_stop(u->timers, &call->_timer);
-    if (call->_state == CALL_WAITING) {
-        h2o_linklist_unlink(&call->_waiting_link);
+    gd_timer_stop(u->timers, &call->_attempt.timer);
+    if (call->_attempt.state == ATTEMPT_WAITING) {
+        h2o_linklist_unlink(&call->_attempt.waiting_link);
         u->nwaiting--;
         update_want(u);
     }
     release_conn(call, false); /* a no-op when the caller released it already */
-    call->_state = CALL_DONE;
+    call->_attempt.state = ATTEMPT_DONE;
     va_list ap;
     va_start(ap, fmt);
     gd_call_vfinish(&call->base, outcome, status, fmt, ap);
@@ -348,15 +348,33 @@ static bool is_idempotent(const char *method)
            strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0;
 }
 
+static void on_timer(gd_timer_t *timer);
+
+/* Makes @call's attempt @number (1 for the first) a fresh one, not yet in line for a
+ * connection. The one before it, if any, has given its connection back. */
+static void begin_attempt(gd_upstream_call_t *call, unsigned number)
+{
+    gd_upstream_attempt_t *a = &call->_attempt;
+
+    if (number == 1)
+        gd_timer_init(&a->timer, on_timer);
+    else
+        gd_timer_stop(call->_upstream->timers, &a->timer);
+    a->call = call;
+    a->conn = NULL;
+    a->number = number;
+    a->has_head = false;
+}
+
 /* Puts @call at the end of the line for a connection, until its deadline. */
 static void wait_for_slot(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
 
-    call->_state = CALL_WAITING;
-    h2o_linklist_insert(&u->waiting, &call->_waiting_link);
+    call->_attempt.state = ATTEMPT_WAITING;
+    h2o_linklist_insert(&u->waiting, &call->_attempt.waiting_link);
     u->nwaiting++;
-    gd_timer_start(u->timers, &call->_timer, call->base.deadline_ms);
+    gd_timer_start(u->timers, &call->_attempt.timer, call->base.deadline_ms);
     update_want(u);
 }
 
@@ -365,14 +383,14 @@ static void wait_for_slot(gd_upstream_call_t *call)
  * it was. */
 static bool retry_on_stale_connection(gd_upstream_call_t *call)
 {
-    conn_t *c = call->_conn;
+    conn_t *c = call->_attempt.conn;
 
-    if (call->_has_retried || !c->is_reused || call->_has_head || c->sock->input->size != 0 ||
-        !is_idempotent(call->method) ||
+    if (call->_attempt.number > 1 || !c->is_reused || call->_attempt.has_head ||
+        c->sock->input->size != 0 || !is_idempotent(call->method) ||
         gd_timers_now(call->_upstream->timers) >= call->base.deadline_ms)
         return false;
-    call->_has_retried = true;
     release_conn(call, false);
+    begin_attempt(call, 2);
     /* A slot was just freed; only a shared budget's unit may have gone to another thread. */
     if (take_slot(call->_upstream))
         acquire(call);
@@ -384,15 +402,15 @@ static bool retry_on_stale_connection(gd_upstream_call_t *call)
 /* The answer is complete: its body (decoded) is the first @body_len bytes of the input. */
 static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable)
 {
-    h2o_buffer_t *in = call->_conn->sock->input;
-    int status = call->_response.status;
+    h2o_buffer_t *in = call->_attempt.conn->sock->input;
+    int status = call->_attempt.response.status;
 
     if (status < 200 || status > 299) {
         release_conn(call, is_reusable);
         finish(call, GD_OUTCOME_STATUS, status, "upstream answered %d", status);
         return;
     }
-    if (call->_response.framing == GD_HTTP1_NO_BODY) {
+    if (call->_attempt.response.framing == GD_HTTP1_NO_BODY) {
         release_conn(call, is_reusable);
         if (strcmp(call->method, "HEAD") == 0 || status == 204) {
             call->base.result.body = &gd_buf_null; /* no document at all */
@@ -430,8 +448,8 @@ static bool is_orderly_close(h2o_socket_t *sock)
 static void read_body(gd_upstream_call_t *call, const char *err)
 {
     const gd_upstream_conf_t *conf = call->_upstream->conf;
-    h2o_buffer_t *in = call->_conn->sock->input;
-    gd_http1_head_t *h = &call->_response;
+    h2o_buffer_t *in = call->_attempt.conn->sock->input;
+    gd_http1_head_t *h = &call->_attempt.response;
 
     switch (h->framing) {
     case GD_HTTP1_NO_BODY:
@@ -454,21 +472,21 @@ static void read_body(gd_upstream_call_t *call, const char *err)
     case GD_HTTP1_CHUNKED: {
         bool is_done;
         size_t consumed;
-        ssize_t n = gd_http1_dechunk(&call->_chunked, in->bytes + call->_decoded_len,
-                                     in->size - call->_decoded_len, &is_done, &consumed);
+        ssize_t n = gd_http1_dechunk(&call->_attempt.chunked, in->bytes + call->_attempt.decoded_len,
+                                     in->size - call->_attempt.decoded_len, &is_done, &consumed);
         if (n < 0) {
             finish(call, GD_OUTCOME_IO, h->status, "malformed chunked body");
             return;
         }
         /* The decoder takes every byte until the body ends, so what follows the decoded data
          * is either nothing or bytes after the body (which rule out reusing the connection). */
-        size_t excess = in->size - call->_decoded_len - consumed;
-        call->_decoded_len += (size_t)n;
-        in->size = call->_decoded_len;
-        if (call->_decoded_len > conf->max_body_bytes)
+        size_t excess = in->size - call->_attempt.decoded_len - consumed;
+        call->_attempt.decoded_len += (size_t)n;
+        in->size = call->_attempt.decoded_len;
+        if (call->_attempt.decoded_len > conf->max_body_bytes)
             break; /* reported below */
         if (is_done) {
-            complete(call, call->_decoded_len, h->is_keepalive && excess == 0);
+            complete(call, call->_attempt.decoded_len, h->is_keepalive && excess == 0);
             return;
         }
         break;
@@ -476,7 +494,7 @@ static void read_body(gd_upstream_call_t *call, const char *err)
     case GD_HTTP1_UNTIL_CLOSE:
         /* The close is the body's end (RFC 9112 section 6.3, rule 8); a reset is not: the
          * bytes so far may be a truncated answer that still parses (a number). */
-        if (err == h2o_socket_error_closed && is_orderly_close(call->_conn->sock)) {
+        if (err == h2o_socket_error_closed && is_orderly_close(call->_attempt.conn->sock)) {
             complete(call, in->size, false);
             return;
         }
@@ -486,7 +504,7 @@ static void read_body(gd_upstream_call_t *call, const char *err)
         }
         break;
     }
-    size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? call->_decoded_len : in->size;
+    size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? call->_attempt.decoded_len : in->size;
     if (body_so_far > conf->max_body_bytes) {
         finish(call, GD_OUTCOME_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
                conf->max_body_bytes);
@@ -499,14 +517,14 @@ static void read_body(gd_upstream_call_t *call, const char *err)
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
-    gd_upstream_call_t *call = c->call;
+    gd_upstream_call_t *call = c->attempt->call;
     h2o_buffer_t *in = sock->input;
 
-    while (!call->_has_head) {
+    while (!call->_attempt.has_head) {
         int r = in->size == 0 ? -EAGAIN
                               : gd_http1_parse_head(in->bytes, in->size,
                                                     strcmp(call->method, "HEAD") == 0,
-                                                    &call->_response);
+                                                    &call->_attempt.response);
         if (r == -EAGAIN) {
             if (err == NULL)
                 return;
@@ -518,16 +536,16 @@ static void on_read(h2o_socket_t *sock, const char *err)
             finish(call, GD_OUTCOME_IO, 0, "not a valid HTTP/1.x answer");
             return;
         }
-        h2o_buffer_consume(&sock->input, call->_response.head_len);
+        h2o_buffer_consume(&sock->input, call->_attempt.response.head_len);
         in = sock->input;
-        if (call->_response.status >= 100 && call->_response.status <= 199 &&
-            call->_response.status != 101)
+        if (call->_attempt.response.status >= 100 && call->_attempt.response.status <= 199 &&
+            call->_attempt.response.status != 101)
             continue; /* an interim answer (100 Continue, 103 Early Hints): the real one follows */
-        if (call->_response.status == 101) {
+        if (call->_attempt.response.status == 101) {
             finish(call, GD_OUTCOME_IO, 101, "the upstream switched protocols");
             return;
         }
-        call->_has_head = true;
+        call->_attempt.has_head = true;
     }
     read_body(call, err);
 }
@@ -535,7 +553,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
 static void on_written(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
-    gd_upstream_call_t *call = c->call;
+    gd_upstream_call_t *call = c->attempt->call;
 
     if (err != NULL && !retry_on_stale_connection(call))
         finish(call, GD_OUTCOME_IO, 0, "cannot send the request (%s)", err);
@@ -544,14 +562,14 @@ static void on_written(h2o_socket_t *sock, const char *err)
 /* Sends @call's request on its connection, which is established. */
 static void send_request(gd_upstream_call_t *call)
 {
-    conn_t *c = call->_conn;
+    conn_t *c = call->_attempt.conn;
 
-    call->_state = CALL_EXCHANGING;
-    call->_has_head = false;
-    call->_decoded_len = 0;
-    memset(&call->_chunked, 0, sizeof(call->_chunked));
+    call->_attempt.state = ATTEMPT_EXCHANGING;
+    call->_attempt.has_head = false;
+    call->_attempt.decoded_len = 0;
+    memset(&call->_attempt.chunked, 0, sizeof(call->_attempt.chunked));
     /* The connect timeout no longer applies: the call's own deadline does. */
-    gd_timer_start(call->_upstream->timers, &call->_timer, call->base.deadline_ms);
+    gd_timer_start(call->_upstream->timers, &call->_attempt.timer, call->base.deadline_ms);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
     /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
@@ -568,8 +586,8 @@ static void send_request(gd_upstream_call_t *call)
         return;
     }
     size_t sent = n > 0 ? (size_t)n : 0;
-    call->_reqbuf = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
-    h2o_socket_write(c->sock, &call->_reqbuf, 1, on_written);
+    call->_attempt.unsent = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
+    h2o_socket_write(c->sock, &call->_attempt.unsent, 1, on_written);
 }
 
 static void connect_next(conn_t *c);
@@ -589,7 +607,7 @@ static void on_connect(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
     gd_upstream_t *u = c->upstream;
-    gd_upstream_call_t *call = c->call;
+    gd_upstream_call_t *call = c->attempt->call;
 
     if (err != NULL) {
         note_connect_failure(u, c->addr_index);
@@ -618,7 +636,7 @@ static void connect_next(conn_t *c)
 
     c->attempts++;
     if ((c->sock = h2o_socket_connect(u->loop, (struct sockaddr *)a, len, on_connect)) == NULL) {
-        finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)", u->conf->url);
+        finish(c->attempt->call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)", u->conf->url);
         return;
     }
     c->sock->data = c;
@@ -643,7 +661,7 @@ static void connect_new(conn_t *c)
         h2o_linklist_insert(&u->lookup_waiting, &c->lookup_link);
         return;
     }
-    finish(c->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
+    finish(c->attempt->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
            u->lookup_error);
 }
 
@@ -754,41 +772,41 @@ static void acquire(gd_upstream_call_t *call)
     if (!h2o_linklist_is_empty(&u->idle)) {
         conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
-        c->call = call;
-        call->_conn = c;
+        c->attempt = &call->_attempt;
+        call->_attempt.conn = c;
         send_request(call);
         return;
     }
     conn_t *c = gd_xcalloc(1, sizeof(*c));
     c->upstream = u;
-    c->call = call;
+    c->attempt = &call->_attempt;
     gd_timer_init(&c->idle_timer, on_idle_timeout);
-    call->_conn = c;
-    call->_state = CALL_CONNECTING;
+    call->_attempt.conn = c;
+    call->_attempt.state = ATTEMPT_CONNECTING;
     uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
-    gd_timer_start(u->timers, &call->_timer,
+    gd_timer_start(u->timers, &call->_attempt.timer,
                    connect_due < call->base.deadline_ms ? connect_due : call->base.deadline_ms);
     connect_new(c);
 }
 
 static void on_timer(gd_timer_t *timer)
 {
-    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _timer, timer);
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _attempt.timer, timer);
     gd_upstream_t *u = call->_upstream;
     bool is_deadline = gd_timers_now(u->timers) >= call->base.deadline_ms;
 
     /* finish() closes the connection: a half-read answer must never reach the next call. */
-    if (call->_state == CALL_WAITING)
+    if (call->_attempt.state == ATTEMPT_WAITING)
         finish(call, GD_OUTCOME_TIMEOUT, 0,
                "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
                call->base.timeout_ms, u->max_connections);
-    else if (call->_state == CALL_CONNECTING && !is_deadline) {
-        if (call->_conn->sock != NULL) /* a connect under way, not a wait for a lookup */
-            note_connect_failure(u, call->_conn->addr_index);
+    else if (call->_attempt.state == ATTEMPT_CONNECTING && !is_deadline) {
+        if (call->_attempt.conn->sock != NULL) /* a connect under way, not a wait for a lookup */
+            note_connect_failure(u, call->_attempt.conn->addr_index);
         finish(call, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
                u->conf->url, u->conf->connect_timeout_ms);
     } else
-        finish(call, GD_OUTCOME_TIMEOUT, call->_has_head ? call->_response.status : 0,
+        finish(call, GD_OUTCOME_TIMEOUT, call->_attempt.has_head ? call->_attempt.response.status : 0,
                "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }
 
@@ -841,10 +859,7 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     gd_upstream_call_t *call = (gd_upstream_call_t *)base;
 
     call->_upstream = u;
-    call->_conn = NULL;
-    call->_has_retried = false;
-    call->_has_head = false;
-    gd_timer_init(&call->_timer, on_timer);
+    begin_attempt(call, 1);
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
 

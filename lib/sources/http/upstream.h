@@ -55,7 +55,30 @@ gd_upstream_t *gd_upstream_free(gd_upstream_t *upstream);
 /** The upstream's counters. Only the owning thread may call it. */
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *upstream);
 
-typedef struct gd_upstream_call {
+typedef struct gd_upstream_call gd_upstream_call_t;
+
+/*
+ * One exchange of a call with the upstream: its place in the line for a connection, the
+ * connection, the answer's parser state and the timer (connect timeout, then the call's
+ * deadline). A call runs one attempt at a time: its first, and a second after a keep-alive
+ * connection that the upstream had closed (retries and hedges will add more, each an attempt
+ * of the same call). Private to the upstream.
+ */
+typedef struct gd_upstream_attempt {
+    gd_upstream_call_t *call;
+    struct gd_upstream_conn *conn; /* while it holds one */
+    unsigned number;               /* 1 for the first */
+    int state;
+    gd_timer_t timer;
+    h2o_linklist_t waiting_link;
+    bool has_head;
+    gd_http1_head_t response;
+    gd_http1_chunked_t chunked;
+    size_t decoded_len; /* chunked: body bytes already decoded at the front of the input */
+    h2o_iovec_t unsent; /* the part of the request head that send() did not take */
+} gd_upstream_attempt_t;
+
+struct gd_upstream_call {
     gd_call_t base; /* first: the call as the gatherer sees it */
     /* public: set by prepare, borrowed from the request arena until the task is done */
     const char *method;
@@ -63,18 +86,10 @@ typedef struct gd_upstream_call {
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
     /* private */
     gd_upstream_t *_upstream;
-    struct gd_upstream_conn *_conn; /* while it holds one */
-    gd_timer_t _timer;
-    h2o_linklist_t _waiting_link;
-    int _state;
-    bool _has_retried, _has_head;
-    gd_http1_head_t _response;
-    gd_http1_chunked_t _chunked;
-    size_t _decoded_len; /* chunked: body bytes already decoded at the front of the input */
-    char *_head;         /* the request head, owned */
+    char *_head; /* the request head, owned: every attempt sends it as it is */
     size_t _head_len;
-    h2o_iovec_t _reqbuf;
-} gd_upstream_call_t;
+    gd_upstream_attempt_t _attempt; /* the current attempt */
+};
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */
 extern const gd_call_ops_t gd_upstream_call_ops;
