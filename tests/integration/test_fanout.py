@@ -13,6 +13,28 @@ from harness import (GatherdTestCase, call, config, endpoint, loads_ordered, mai
                      media_type, upstream, now, wait_until)
 
 
+def at_once(gd, path, n, timeout=10):
+    """@n GETs of @path started together, each on its own connection: the (status, headers,
+    body, elapsed) or the exception of each, and the seconds they took in all."""
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def client(i):
+        try:
+            barrier.wait(5)
+            results[i] = gd.get(path, timeout=timeout)
+        except Exception as e:  # reported by the test
+            results[i] = e
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    t0 = now()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(2 * timeout)
+    return results, now() - t0
+
+
 class FanoutTest(GatherdTestCase):
 
     def test_three_calls_take_the_slowest_not_the_sum(self):
@@ -131,23 +153,7 @@ class FanoutTest(GatherdTestCase):
             [endpoint('/capped', {'x': call('s', '/slow', timeout_ms=3000)}, timeout_ms=3000)],
             {'s': upstream(stub, max_connections=2)}, threads=1))
         n = 10
-        results = [None] * n
-        barrier = threading.Barrier(n)
-
-        def client(i):
-            try:
-                barrier.wait(5)
-                results[i] = gd.get('/capped', timeout=10)
-            except Exception as e:  # reported below
-                results[i] = e
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-        t0 = now()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-        total = now() - t0
+        results, total = at_once(gd, '/capped', n)
         for i, r in enumerate(results):
             self.assertIsInstance(r, tuple, 'request %d: %r' % (i, r))
             st, hdrs, body, elapsed = r
@@ -175,23 +181,7 @@ class FanoutTest(GatherdTestCase):
             {'s': upstream(stub, max_connections=2)}, threads=4))
         n = 16
         for round_ in range(2):
-            results = [None] * n
-            barrier = threading.Barrier(n)
-
-            def client(i):
-                try:
-                    barrier.wait(5)
-                    results[i] = gd.get('/capped', timeout=15)
-                except Exception as e:  # reported below
-                    results[i] = e
-
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-            t0 = now()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            total = now() - t0
+            results, total = at_once(gd, '/capped', n, timeout=15)
             for i, r in enumerate(results):
                 self.assertIsInstance(r, tuple, 'round %d, request %d: %r' % (round_, i, r))
                 self.assertEqual(r[0], 200, 'round %d, request %d: %r' % (round_, i, r[2]))
