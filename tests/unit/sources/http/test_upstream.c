@@ -56,11 +56,11 @@ static void h_init(struct harness *h)
     CHECK_INT_EQ(listen(h->lfd, 16), 0);
     CHECK_INT_EQ(getsockname(h->lfd, (struct sockaddr *)&sin, &len), 0);
     snprintf(h->url, sizeof(h->url), "http://127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
-    h->conf = (gd_upstream_conf_t){.name = "t",
+    h->conf = (gd_upstream_conf_t){.name = (char *)"t",
                                    .url = h->url,
-                                   .host = "127.0.0.1",
+                                   .host = (char *)"127.0.0.1",
                                    .port = ntohs(sin.sin_port),
-                                   .base_path = "",
+                                   .base_path = (char *)"",
                                    .is_host_numeric = true,
                                    .max_connections = 4,
                                    .connect_timeout_ms = WAIT_MS,
