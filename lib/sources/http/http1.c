@@ -6,27 +6,25 @@
 
 #include "base/util.h"
 
-/* The end of the line starting at @p (past its LF), or NULL when it is not complete. A bare
- * LF ends a line too, as RFC 9112 section 2.2 lets a recipient accept. */
-static const char *line_end(const char *p, const char *end)
-{
-    const char *lf = memchr(p, '\n', (size_t)(end - p));
-    return lf != NULL ? lf + 1 : NULL;
-}
+/* picohttpparser, as libh2o 2.2.5 exports it (the package installs no header for it, so its API
+ * is declared here; libh2o's own HTTP/1 code is its user, which pins it). */
+struct phr_header {
+    const char *name; /* NULL for the continuation line of a folded field */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status,
+                       const char **msg, size_t *msg_len, struct phr_header *headers,
+                       size_t *num_headers, size_t last_len);
 
-/* @s without its leading and trailing spaces and tabs, and the line ending. */
+/* @s without its leading and trailing spaces and tabs. */
 static void trim(const char **s, const char **e)
 {
-    while (*e > *s && ((*e)[-1] == '\n' || (*e)[-1] == '\r' || (*e)[-1] == ' ' || (*e)[-1] == '\t'))
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
         (*e)--;
     while (*s < *e && (**s == ' ' || **s == '\t'))
         (*s)++;
-}
-
-static bool is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* Whether the comma-separated list @s..@e holds @token (case-insensitive). */
@@ -62,80 +60,88 @@ static bool ends_chunked(const char *s, const char *e, bool *has_other)
     return last_is_chunked;
 }
 
-int gd_http1_parse_head(const char *buf, size_t len, bool is_head_request, gd_http1_head_t *ret)
+static bool is_name(const struct phr_header *f, const char *name, size_t len)
 {
-    const char *p = buf, *end = buf + (len < GD_HTTP1_MAX_HEAD ? len : GD_HTTP1_MAX_HEAD), *eol;
-    gd_http1_head_t h = {0};
+    return f->name_len == len && strncasecmp(f->name, name, len) == 0;
+}
+
+/* The framing fields of the head (RFC 9112 section 6.3) into *@h; -EPROTO when they conflict. */
+static int read_framing(const struct phr_header *fields, size_t nfields, bool is_head_request,
+                        gd_http1_head_t *h)
+{
     bool has_length = false, is_chunked = false, has_other_coding = false, has_close = false,
          has_keepalive = false;
 
-    /* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
-    if ((eol = line_end(p, end)) == NULL)
-        return len >= GD_HTTP1_MAX_HEAD ? -EPROTO : (len >= 5 && memcmp(buf, "HTTP/", 5) != 0)
-                                                        ? -EPROTO
-                                                        : -EAGAIN;
-    if (eol - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
-        p[8] != ' ' || !(p[9] >= '1' && p[9] <= '5') || p[10] < '0' || p[10] > '9' ||
-        p[11] < '0' || p[11] > '9' || (p[12] != ' ' && p[12] != '\r' && p[12] != '\n'))
-        return -EPROTO;
-    h.minor_version = p[7] - '0';
-    h.status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-    p = eol;
-
-    for (;;) {
-        if ((eol = line_end(p, end)) == NULL)
-            return len >= GD_HTTP1_MAX_HEAD ? -EPROTO : -EAGAIN;
-        if (eol - p == 1 || (eol - p == 2 && *p == '\r'))
-            break; /* the blank line ending the head */
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon == NULL || colon == p)
-            return -EPROTO;
-        for (const char *c = p; c < colon; c++)
-            if (!is_tchar(*c))
-                return -EPROTO; /* no space before the colon either (section 5.1) */
-        const char *v = colon + 1, *ve = eol;
+    for (size_t i = 0; i < nfields; i++) {
+        const struct phr_header *f = &fields[i];
+        if (f->name == NULL)
+            return -EPROTO; /* obs-fold: a gateway may refuse it (RFC 9112 section 5.2) */
+        const char *v = f->value, *ve = f->value + f->value_len;
         trim(&v, &ve);
-        size_t nlen = (size_t)(colon - p);
-        if (nlen == 14 && strncasecmp(p, "content-length", 14) == 0) {
+        if (is_name(f, "content-length", 14)) {
             uint64_t n = 0;
             if (v == ve || ve - v > 19)
                 return -EPROTO;
             for (const char *c = v; c < ve; c++) {
                 if (*c < '0' || *c > '9')
-                    return -EPROTO;
+                    return -EPROTO; /* a list too, even of equal values */
                 n = n * 10 + (uint64_t)(*c - '0');
             }
-            if (has_length && n != h.content_length)
+            if (has_length && n != h->content_length)
                 return -EPROTO; /* conflicting lengths: a smuggling attempt (section 6.3) */
             has_length = true;
-            h.content_length = n;
-        } else if (nlen == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
+            h->content_length = n;
+        } else if (is_name(f, "transfer-encoding", 17)) {
             is_chunked = ends_chunked(v, ve, &has_other_coding);
-        } else if (nlen == 10 && strncasecmp(p, "connection", 10) == 0) {
+        } else if (is_name(f, "connection", 10)) {
             has_close |= has_token(v, ve, "close");
             has_keepalive |= has_token(v, ve, "keep-alive");
         }
-        p = eol;
     }
-    h.head_len = (size_t)(eol - buf);
-
-    if (is_head_request || (h.status >= 100 && h.status <= 199) || h.status == 204 ||
-        h.status == 304) {
-        h.framing = GD_HTTP1_NO_BODY;
+    if (is_head_request || (h->status >= 100 && h->status <= 199) || h->status == 204 ||
+        h->status == 304) {
+        h->framing = GD_HTTP1_NO_BODY;
     } else if (is_chunked || has_other_coding) {
         if (has_other_coding && !is_chunked)
             return -EPROTO; /* a coding we cannot undo, with no way to find the body's end */
         if (has_other_coding)
             return -EPROTO; /* e.g. gzip, chunked: the body would not be JSON as sent */
-        h.framing = GD_HTTP1_CHUNKED;
+        h->framing = GD_HTTP1_CHUNKED;
     } else if (has_length) {
-        h.framing = GD_HTTP1_LENGTH;
+        h->framing = GD_HTTP1_LENGTH;
     } else {
-        h.framing = GD_HTTP1_UNTIL_CLOSE;
+        h->framing = GD_HTTP1_UNTIL_CLOSE;
     }
-    h.is_keepalive = h.framing != GD_HTTP1_UNTIL_CLOSE && !has_close &&
-                     (h.minor_version >= 1 || has_keepalive) &&
-                     !(is_chunked && has_length); /* both: the length lied; don't trust more */
+    h->is_keepalive = h->framing != GD_HTTP1_UNTIL_CLOSE && !has_close &&
+                      (h->minor_version >= 1 || has_keepalive) &&
+                      !(is_chunked && has_length); /* both: the length lied; don't trust more */
+    return 0;
+}
+
+/* The syntax is picohttpparser's (it was as fast as gatherd's own reader and refuses more:
+ * control characters in names and values, bare CRs, a status line without its SP); the framing
+ * rules on top are gatherd's (README, "How upstream calls work"). */
+int gd_http1_parse_head(const char *buf, size_t len, bool is_head_request, gd_http1_head_t *ret)
+{
+    struct phr_header fields[GD_HTTP1_MAX_FIELDS];
+    size_t nfields = GD_HTTP1_MAX_FIELDS, msg_len;
+    size_t n = len < GD_HTTP1_MAX_HEAD ? len : GD_HTTP1_MAX_HEAD;
+    gd_http1_head_t h = {0};
+    const char *msg;
+    int r;
+
+    /* Not an answer at all: known from the first bytes, not only once a line has ended. */
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0)
+        return -EPROTO;
+    r = phr_parse_response(buf, n, &h.minor_version, &h.status, &msg, &msg_len, fields, &nfields,
+                           0);
+    if (r == -2)
+        return len >= GD_HTTP1_MAX_HEAD ? -EPROTO : -EAGAIN;
+    if (r < 0 || h.minor_version > 1 || h.status < 100 || h.status > 599)
+        return -EPROTO; /* also more than GD_HTTP1_MAX_FIELDS fields */
+    h.head_len = (size_t)r;
+    if ((r = read_framing(fields, nfields, is_head_request, &h)) != 0)
+        return r;
     *ret = h;
     return 0;
 }

@@ -1,7 +1,9 @@
 /*
  * gd_http1: the parts of HTTP/1.1 (RFC 9112) that the upstream client reads: a response head
  * and its body framing (section 6.3), and chunked transfer coding decoded in place as bytes
- * arrive (section 7.1). Nothing here allocates or does I/O.
+ * arrive (section 7.1). Nothing here allocates or does I/O. The head's syntax is checked by the
+ * picohttpparser that libh2o exports; the framing rules and the chunked decoder are gatherd's
+ * (README, "How upstream calls work", says why).
  */
 #ifndef GD_HTTP1_H
 #define GD_HTTP1_H
@@ -12,6 +14,8 @@
 #include <sys/types.h>
 
 #define GD_HTTP1_MAX_HEAD 65536
+/* Header fields a response head may have (more are refused): a typical upstream sends 10. */
+#define GD_HTTP1_MAX_FIELDS 128
 
 typedef enum gd_http1_framing {
     GD_HTTP1_NO_BODY,     /* HEAD, 1xx, 204, 304 */
@@ -33,7 +37,8 @@ typedef struct gd_http1_head {
  * Parses the response head at the start of @buf (@len bytes received so far) to a request
  * whose method was HEAD when @is_head_request. Returns 0 with *@ret filled; -EAGAIN when more
  * bytes are needed; -EPROTO when it is not a valid response head (or longer than
- * GD_HTTP1_MAX_HEAD, or it has a transfer coding other than chunked, or conflicting lengths).
+ * GD_HTTP1_MAX_HEAD or GD_HTTP1_MAX_FIELDS, or it has a transfer coding other than chunked,
+ * conflicting lengths, a folded field, or a control character in a field).
  * An interim 1xx response (other than 101) parses like any other: the caller skips head_len
  * bytes and parses again.
  */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sources/http/http1.h"
@@ -30,8 +31,10 @@ static void test_heads(void)
     CHECK_INT_EQ(parse("HTTP/1.1 404 \r\ntransfer-encoding: chunked\r\n\r\n", false, &h), 0);
     CHECK_INT_EQ(h.status, 404);
     CHECK_INT_EQ(h.framing, GD_HTTP1_CHUNKED);
-    CHECK_INT_EQ(parse("HTTP/1.1 200\nContent-Length: 0\n\n", false, &h), 0); /* bare LF */
+    CHECK_INT_EQ(parse("HTTP/1.1 200 \nContent-Length: 0\n\n", false, &h), 0); /* bare LF */
     CHECK_INT_EQ(h.content_length, 0);
+    /* the SP before an empty reason phrase is not optional (RFC 9112 section 4) */
+    CHECK_INT_EQ(parse("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, &h), -EPROTO);
     CHECK_INT_EQ(parse("HTTP/1.1 204 No Content\r\n\r\n", false, &h), 0);
     CHECK_INT_EQ(h.framing, GD_HTTP1_NO_BODY);
     CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, &h), 0);
@@ -127,11 +130,111 @@ static void test_dechunk_errors(void)
     }
 }
 
+/* Inputs a hostile or broken upstream sends, each refused (-EPROTO) rather than guessed at. */
+static void test_hostile_heads(void)
+{
+    gd_http1_head_t h;
+    const char *bad[] = {
+        /* obs-fold: a gateway may refuse it (RFC 9112 section 5.2) */
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\n\tContent-Length: 2\r\n\r\n",
+        /* a Content-Length list, even of equal values */
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 02x\r\n\r\n",
+        /* a length that does not fit 64 bits */
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        /* whitespace between the name and the colon (section 5.1) */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n",
+        /* chunked not last: the body's end cannot be found */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r = parse(bad[i], false, &h);
+        if (r != -EPROTO)
+            gd__test_fail(__FILE__, __LINE__, "case %zu gave %d: %s", i, r, bad[i]);
+    }
+    /* a NUL in a field value (RFC 9110 section 5.5) */
+    static const char nul[] = "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\n";
+    CHECK_INT_EQ(gd_http1_parse_head(nul, sizeof(nul) - 1, false, &h), -EPROTO);
+    /* both framings: chunked wins and the connection is not reused (test_keepalive_rules), in
+     * either order */
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                       false, &h),
+                 0);
+    CHECK_INT_EQ(h.framing, GD_HTTP1_CHUNKED);
+    CHECK(!h.is_keepalive);
+    /* a head that never ends is refused at GD_HTTP1_MAX_HEAD, not buffered without bound */
+    size_t n = GD_HTTP1_MAX_HEAD + 100;
+    char *big = malloc(n);
+    memcpy(big, "HTTP/1.1 200 OK\r\nX-A: ", 23);
+    memset(big + 23, 'a', n - 23);
+    CHECK_INT_EQ(gd_http1_parse_head(big, n, false, &h), -EPROTO);
+    free(big);
+}
+
+/* Decodes @coded (in one piece); returns what gd_http1_dechunk() returned. */
+static ssize_t dechunk_str(const char *coded, bool *is_done, char *out, size_t cap)
+{
+    gd_http1_chunked_t d = {0};
+    size_t len = strlen(coded), consumed;
+    CHECK(len < cap);
+    memcpy(out, coded, len);
+    return gd_http1_dechunk(&d, out, len, is_done, &consumed);
+}
+
+static void test_hostile_chunks(void)
+{
+    char buf[256];
+    bool done;
+    const char *bad[] = {
+        "ffffffffffffffff\r\nabc",  /* 2^64 - 1: larger than any body we accept */
+        "10000000000000000\r\nabc", /* does not even fit 64 bits */
+        "1000000000000000\r\nabc",  /* 2^60 */
+        "-3\r\nabc\r\n0\r\n\r\n",   /* no sign */
+        "0x3\r\nabc\r\n0\r\n\r\n",  /* no prefix */
+        "3\r\nabcX\r\n0\r\n\r\n",   /* data longer than its size */
+        "3\r\nab\r\n\r\n0\r\n\r\n", /* shorter: the CRLF after the data is missing */
+        " 3\r\nabc\r\n0\r\n\r\n",   /* leading space */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ssize_t r = dechunk_str(bad[i], &done, buf, sizeof(buf));
+        if (r != -EPROTO)
+            gd__test_fail(__FILE__, __LINE__, "case %zu gave %zd", i, r);
+    }
+    /* extensions are skipped, whatever they hold up to the line's end */
+    CHECK_INT_EQ(dechunk_str("3;a=b;c=\"x;y\"\r\nabc\r\n0;last\r\n\r\n", &done, buf, sizeof(buf)),
+                 3);
+    CHECK(done);
+    CHECK_MEM_EQ(buf, 3, "abc");
+    CHECK_INT_EQ(dechunk_str("3 ; a=b\r\nabc\r\n0\r\n\r\n", &done, buf, sizeof(buf)), 3);
+    CHECK(done);
+    /* an extension still open: waits for the line's end, nothing decoded yet */
+    CHECK_INT_EQ(dechunk_str("3;aaaaaaaaaaaaaaaaaaaaaaaa", &done, buf, sizeof(buf)), 0);
+    CHECK(!done);
+    /* the largest size accepted: 15 hex digits, waiting for its data */
+    CHECK_INT_EQ(dechunk_str("fffffffffffffff\r\nabc", &done, buf, sizeof(buf)), 3);
+    CHECK(!done);
+    /* trailer fields are skipped; what follows the body is not part of it */
+    gd_http1_chunked_t d = {0};
+    size_t consumed;
+    strcpy(buf, "1\r\nx\r\n0\r\nA: 1\r\nB: 2\r\n\r\nHTTP/1.1");
+    CHECK_INT_EQ(gd_http1_dechunk(&d, buf, strlen(buf), &done, &consumed), 1);
+    CHECK(done);
+    CHECK_INT_EQ(consumed, strlen(buf) - 8);
+    /* once done, more input is not part of the body */
+    CHECK_INT_EQ(gd_http1_dechunk(&d, buf, 4, &done, &consumed), 0);
+    CHECK(done);
+    CHECK_INT_EQ(consumed, 0);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"heads", test_heads},
     {"keepalive_rules", test_keepalive_rules},
     {"bad_heads", test_bad_heads},
     {"dechunk_every_split", test_dechunk_every_split},
     {"dechunk_errors", test_dechunk_errors},
+    {"hostile_heads", test_hostile_heads},
+    {"hostile_chunks", test_hostile_chunks},
     {NULL, NULL},
 };
