@@ -6,7 +6,8 @@
  *
  * Each watched socket is registered, for EPOLLRDHUP only and one shot, in an epoll set of the
  * thread's own, which libuv polls as one more descriptor: the socket's registration in libuv's
- * own set is untouched, and a request costs two epoll_ctl calls. A client that half-closes
+ * own set is untouched, and a watch costs two epoll_ctl calls (so gather/request.c watches
+ * only requests that are still gathering after 20 ms). A client that half-closes
  * (shutdown(SHUT_WR)) after sending its request counts as gone, as with nginx.
  */
 #ifndef GD_HANGUP_H
