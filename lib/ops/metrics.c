@@ -326,12 +326,47 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
     }
 }
 
+/* The upstreams' gauges, each summed over the threads once, so that the three families show
+ * one reading. */
+static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                                   const gd_config_t *config)
+{
+    gd_metrics_upstream_gauges_t *sums = gd_xcalloc(config->nupstreams + 1, sizeof(*sums));
+    char u[256];
+
+    for (size_t i = 0; i < config->nupstreams; i++)
+        sums[i] = sum_upstream(threads, n, i);
+    header(o, "gatherd_upstream_connections", "gauge",
+           "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        label(config->upstreams[i].name, u, sizeof(u));
+        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"idle\"} %llu\n", u,
+             (unsigned long long)sums[i].idle);
+        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"busy\"} %llu\n", u,
+             (unsigned long long)sums[i].busy);
+    }
+    header(o, "gatherd_upstream_waiting_calls", "gauge",
+           "Calls waiting for a connection to each upstream (max_connections reached).");
+    for (size_t i = 0; i < config->nupstreams; i++)
+        outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)), (unsigned long long)sums[i].waiting);
+    header(o, "gatherd_upstream_dns_lookups_total", "counter",
+           "DNS lookups of each upstream's host name (0 for an address), by result.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        label(config->upstreams[i].name, u, sizeof(u));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"ok\"} %llu\n", u,
+             (unsigned long long)(sums[i].lookups - sums[i].lookup_failures));
+        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"failed\"} %llu\n", u,
+             (unsigned long long)sums[i].lookup_failures);
+    }
+    free(sums);
+}
+
 static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
                           const gd_config_t *config)
 {
     gd_metrics_gauges_t sum = {0}, g;
     uint64_t pg_ready_workers = 0;
-    char u[256];
 
     for (size_t t = 0; t < n; t++) {
         gd_metrics_read_gauges(threads[t], &g);
@@ -363,32 +398,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
            "max_client_connections: at it, new clients wait in the listen backlog.");
     outf(o, "gatherd_client_connections_max %llu\n", (unsigned long long)sum.max_connections);
 
-    header(o, "gatherd_upstream_connections", "gauge",
-           "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");
-    for (size_t i = 0; i < config->nupstreams; i++) {
-        gd_metrics_upstream_gauges_t us = sum_upstream(threads, n, i);
-        label(config->upstreams[i].name, u, sizeof(u));
-        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"idle\"} %llu\n", u,
-             (unsigned long long)us.idle);
-        outf(o, "gatherd_upstream_connections{upstream=\"%s\",state=\"busy\"} %llu\n", u,
-             (unsigned long long)us.busy);
-    }
-    header(o, "gatherd_upstream_waiting_calls", "gauge",
-           "Calls waiting for a connection to each upstream (max_connections reached).");
-    for (size_t i = 0; i < config->nupstreams; i++)
-        outf(o, "gatherd_upstream_waiting_calls{upstream=\"%s\"} %llu\n",
-             label(config->upstreams[i].name, u, sizeof(u)),
-             (unsigned long long)sum_upstream(threads, n, i).waiting);
-    header(o, "gatherd_upstream_dns_lookups_total", "counter",
-           "DNS lookups of each upstream's host name (0 for an address), by result.");
-    for (size_t i = 0; i < config->nupstreams; i++) {
-        gd_metrics_upstream_gauges_t us = sum_upstream(threads, n, i);
-        label(config->upstreams[i].name, u, sizeof(u));
-        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"ok\"} %llu\n", u,
-             (unsigned long long)(us.lookups - us.lookup_failures));
-        outf(o, "gatherd_upstream_dns_lookups_total{upstream=\"%s\",result=\"failed\"} %llu\n", u,
-             (unsigned long long)us.lookup_failures);
-    }
+    render_upstream_gauges(o, threads, n, config);
 
     if (config->nstatements > 0) {
         header(o, "gatherd_postgres_up", "gauge",
