@@ -5,10 +5,11 @@
 #include "base/util.h"
 
 static void on_report(gd_timer_t *timer);
+static void grant_free_units(gd_gate_t *gate);
 
 void gd_gate_init(gd_gate_t *gate, gd_timers_t *timers, size_t limit)
 {
-    *gate = (gd_gate_t){.limit = limit > 0 ? limit : 1, ._timers = timers};
+    *gate = (gd_gate_t){.limit = limit, ._timers = timers};
     h2o_linklist_init_anchor(&gate->_waiters);
     h2o_linklist_init_anchor(&gate->_granted);
     gd_timer_init(&gate->_report, on_report);
@@ -78,10 +79,7 @@ void gd_gate_wait(gd_gate_t *gate, gd_gate_waiter_t *waiter, uint64_t deadline_m
     /* A deadline already past still fires from the timer heap, never from inside this call. */
     gd_timer_start(gate->_timers, &waiter->_deadline, deadline_ms);
     /* A unit is free (the caller did not try first): granted like any other, reported later. */
-    if (gate->held < gate->limit) {
-        gate->held++;
-        gd_gate_release(gate);
-    }
+    grant_free_units(gate);
 }
 
 void gd_gate_cancel(gd_gate_waiter_t *waiter)
@@ -96,22 +94,52 @@ void gd_gate_cancel(gd_gate_waiter_t *waiter)
         gd_gate_release(gate); /* the unit it never heard of goes to the next in line */
 }
 
-void gd_gate_release(gd_gate_t *gate)
+/* Takes the first waiter out of the line, its deadline stopped. */
+static gd_gate_waiter_t *take_first(gd_gate_t *gate)
 {
-    GD_REQUIRE(gate->held > 0);
-    if (h2o_linklist_is_empty(&gate->_waiters)) {
-        gate->held--;
-        return;
-    }
-    /* The unit stays held, now by the first waiter. */
     gd_gate_waiter_t *first = H2O_STRUCT_FROM_MEMBER(gd_gate_waiter_t, _link, gate->_waiters.next);
+
     h2o_linklist_unlink(&first->_link);
     gd_timer_stop(gate->_timers, &first->_deadline);
     gate->waiting--;
-    first->_is_granted = true;
-    h2o_linklist_insert(&gate->_granted, &first->_link);
-    if (!gd_timer_is_active(&gate->_report))
+    return first;
+}
+
+/* Grants free units to the first waiters, to be reported on the next loop iteration. */
+static void grant_free_units(gd_gate_t *gate)
+{
+    while (gate->held < gate->limit && !h2o_linklist_is_empty(&gate->_waiters)) {
+        gd_gate_waiter_t *first = take_first(gate);
+        gate->held++;
+        first->_is_granted = true;
+        h2o_linklist_insert(&gate->_granted, &first->_link);
+    }
+    if (!h2o_linklist_is_empty(&gate->_granted) && !gd_timer_is_active(&gate->_report))
         gd_timer_start(gate->_timers, &gate->_report, gd_timers_now(gate->_timers));
+}
+
+void gd_gate_release(gd_gate_t *gate)
+{
+    GD_REQUIRE(gate->held > 0);
+    /* Given back and granted again at once: the unit is never seen free by a newcomer. */
+    gate->held--;
+    grant_free_units(gate);
+}
+
+gd_gate_waiter_t *gd_gate_hand_over(gd_gate_t *gate)
+{
+    GD_REQUIRE(gate->held > 0);
+    if (h2o_linklist_is_empty(&gate->_waiters) || gate->held > gate->limit)
+        return NULL;
+    gd_gate_waiter_t *first = take_first(gate);
+    first->_gate = NULL;
+    return first;
+}
+
+void gd_gate_set_limit(gd_gate_t *gate, size_t limit)
+{
+    gate->limit = limit;
+    grant_free_units(gate);
 }
 
 void gd_gate_refuse_all(gd_gate_t *gate)

@@ -9,6 +9,14 @@
  * gave the unit back. So a release from any callback (h2o's dispose callbacks included) starts
  * nothing inside it, and a long chain of hand-offs never grows the stack.
  *
+ * One variant keeps the order and skips the wait for the next iteration: a holder whose unit
+ * stands for something it can pass on as it is (a keep-alive connection), and that is not
+ * inside a callback that must start nothing, may hand the unit over with gd_gate_hand_over():
+ * the first waiter gets it, with no report, and the holder goes on with that waiter at once.
+ *
+ * The limit may change while units are held (the Postgres connections up now): a lower one
+ * grants nothing until enough units come back, a higher one grants to waiters at once.
+ *
  * One gate belongs to one event-loop thread; nothing here is thread-safe.
  */
 #ifndef GD_GATE_H
@@ -53,7 +61,7 @@ struct gd_gate_waiter {
     bool _is_granted;
 };
 
-/** Prepares @gate: @limit units (at least 1), deadlines on @timers (borrowed). */
+/** Prepares @gate: @limit units (0: none until gd_gate_set_limit()), deadlines on @timers. */
 void gd_gate_init(gd_gate_t *gate, gd_timers_t *timers, size_t limit);
 /** Checks (GD_REQUIRE) that no unit is held and nobody waits. */
 void gd_gate_dispose(gd_gate_t *gate);
@@ -75,6 +83,15 @@ void gd_gate_cancel(gd_gate_waiter_t *waiter);
 bool gd_gate_is_waiting(const gd_gate_waiter_t *waiter);
 /** Gives back a unit: granted to the first waiter, if any (see the hand-off rule above). */
 void gd_gate_release(gd_gate_t *gate);
+/**
+ * Hands the unit the caller holds to the first waiter, which is not reported to: it is
+ * returned, taken out of the line (its deadline stopped), for the caller to go on with it at
+ * once. NULL (the unit still the caller's) when nobody waits or the limit was lowered below
+ * the units held.
+ */
+gd_gate_waiter_t *gd_gate_hand_over(gd_gate_t *gate);
+/** Sets the number of units to @limit (0 allowed); free ones go to waiters (see above). */
+void gd_gate_set_limit(gd_gate_t *gate, size_t limit);
 /** Reports every waiter not yet granted as refused, in line order, from inside this call. */
 void gd_gate_refuse_all(gd_gate_t *gate);
 

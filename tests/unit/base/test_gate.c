@@ -298,7 +298,70 @@ static void test_wait_with_a_free_unit(void)
     fixture_dispose(&fx);
 }
 
+/* A holder hands its unit straight to the first waiter: no report, the line's order kept. */
+static void test_hand_over_skips_the_report(void)
+{
+    struct fixture fx;
+    struct visitor a, b;
+
+    fixture_init(&fx, 1);
+    CHECK(gd_gate_try_acquire(&fx.gate));
+    CHECK(gd_gate_hand_over(&fx.gate) == NULL); /* nobody waits: still the holder's */
+    visit(&fx, &a, 1, 1000);
+    visit(&fx, &b, 2, 1000);
+    CHECK(gd_gate_hand_over(&fx.gate) == &a.waiter);
+    CHECK(!gd_gate_is_waiting(&a.waiter));
+    CHECK_INT_EQ(fx.gate.held, 1);
+    CHECK_INT_EQ(fx.gate.waiting, 1);
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 0); /* a is never reported to */
+    gd_gate_release(&fx.gate);
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 1);
+    CHECK_INT_EQ(fx.admitted[0], 2);
+    gd_gate_release(&fx.gate);
+    CHECK_INT_EQ(fx.nrefused, 0);
+    fixture_dispose(&fx);
+}
+
+/* A gate may start with no unit; a raised limit grants to waiters in order, a lowered one
+ * grants nothing until the units held are below it, and a hand-over is refused meanwhile. */
+static void test_limit_changes(void)
+{
+    struct fixture fx;
+    struct visitor a, b, c;
+
+    fixture_init(&fx, 0);
+    CHECK(!gd_gate_try_acquire(&fx.gate));
+    visit(&fx, &a, 1, 1000);
+    visit(&fx, &b, 2, 1000);
+    visit(&fx, &c, 3, 1000);
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 0);
+    gd_gate_set_limit(&fx.gate, 2);
+    CHECK_INT_EQ(fx.gate.held, 2);
+    CHECK_INT_EQ(fx.nadmitted, 0); /* never from inside the call */
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 2);
+    CHECK_INT_EQ(fx.admitted[0], 1);
+    CHECK_INT_EQ(fx.admitted[1], 2);
+    gd_gate_set_limit(&fx.gate, 1);
+    CHECK(gd_gate_hand_over(&fx.gate) == NULL); /* over the limit: the unit goes back */
+    gd_gate_release(&fx.gate);
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 2); /* held 1 of 1 */
+    gd_gate_release(&fx.gate);
+    turn(&fx);
+    CHECK_INT_EQ(fx.nadmitted, 3);
+    CHECK_INT_EQ(fx.admitted[2], 3);
+    gd_gate_release(&fx.gate);
+    CHECK_INT_EQ(fx.gate.held, 0);
+    fixture_dispose(&fx);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"hand_over_skips_the_report", test_hand_over_skips_the_report},
+    {"limit_changes", test_limit_changes},
     {"cancel_after_grant_passes_the_unit_on", test_cancel_after_grant_passes_the_unit_on},
     {"wait_with_a_free_unit", test_wait_with_a_free_unit},
     {"slots_up_to_the_limit", test_slots_up_to_the_limit},
