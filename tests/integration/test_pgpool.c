@@ -168,6 +168,8 @@ enum {
     S_COUNT_T,
     S_STATE_OF,
     S_TERMINATE,
+    S_CLOCK,
+    S_ACTIVE_PID,
     S_COUNT,
 };
 
@@ -189,10 +191,14 @@ static const char *const statements[S_COUNT] = {
     [S_COUNT_T] = "SELECT count(*)::int AS n FROM t",
     [S_STATE_OF] = "SELECT state, query FROM pg_stat_activity WHERE pid = $1::int",
     [S_TERMINATE] = "SELECT pg_terminate_backend($1::int) AS ok",
+    /* The server's clock, in µs: queries on one connection run in the order they took it. */
+    [S_ACTIVE_PID] = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                     " AND state = 'active' ORDER BY pid LIMIT 1",
+    [S_CLOCK] = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us",
 };
 static const int statement_nparams[S_COUNT] = {
     [S_ECHO] = 1,      [S_ROWS] = 1,     [S_BY_ID] = 1,     [S_SLEEP] = 1,
-    [S_COUNT_APP] = 1, [S_STATE_OF] = 1, [S_TERMINATE] = 1,
+    [S_COUNT_APP] = 1, [S_STATE_OF] = 1, [S_TERMINATE] = 1, [S_ACTIVE_PID] = 1,
 };
 
 static const char init_sql[] = "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL);\n"
@@ -708,6 +714,106 @@ static void case_exhaustion(tcase_t *t)
     gd_call_dispose(&short_deadline.base);
 }
 
+/* Queries waiting for a connection get one in the order they came: on a single connection,
+ * their server-side clocks rise in that order. */
+static void case_line_order(tcase_t *t)
+{
+    enum { N = 6 };
+    gd_pgpool_t *pool = open_pool(t, 1, 5000, atoi(clusters[0].port), NULL);
+    gd_pgpool_query_t slow = {.statement = S_SLEEP,
+                              .params = (const char *[]){"0.2"},
+                              .is_one_row = true,
+                              .base.timeout_ms = 5000},
+                      qs[N];
+    long us[N];
+    gd_group_t g;
+
+    CHECK(t, wait_idle(pool, 1, 5000), "not up");
+    gd_group_init(&g, t->sched);
+    slow.base.started_at_ns = uv_hrtime();
+    slow.base.deadline_ms = gd_timers_now(t->timers) + 5000;
+    start_query(pool, &g, &slow);
+    for (size_t i = 0; i < N; i++) {
+        qs[i] = (gd_pgpool_query_t){.statement = S_CLOCK,
+                                    .is_one_row = true,
+                                    .base.started_at_ns = uv_hrtime(),
+                                    .base.deadline_ms = gd_timers_now(t->timers) + 5000,
+                                    .base.timeout_ms = 5000};
+        start_query(pool, &g, &qs[i]);
+    }
+    CHECK(t, gd_pgpool_stats(pool).waiting == N, "waiting %zu", gd_pgpool_stats(pool).waiting);
+    CHECK(t, gd_group_wait(&g, gd_timers_now(t->timers) + 10000) == 0, "group wait");
+    gd_group_dispose(&g);
+    for (size_t i = 0; i < N; i++) {
+        tq_t r;
+        copy_result(&qs[i], &r);
+        us[i] = CHECK_OK(t, &r) ? body_int(r.body, "us") : 0;
+        if (i > 0)
+            CHECK(t, us[i] > us[i - 1], "query %zu ran before query %zu", i, i - 1);
+        gd_call_dispose(&qs[i].base);
+    }
+    gd_call_dispose(&slow.base);
+}
+
+/* A connection lost while queries wait for one: its unit goes with it, the waiting queries
+ * are served by the other connection and by its replacement, none is lost or run twice. */
+static void case_line_with_a_lost_connection(tcase_t *t)
+{
+    enum { N = 8 };
+    gd_pgpool_t *pool = open_pool(t, 2, 5000, atoi(clusters[0].port), NULL);
+    gd_pgpool_t *observer = open_pool(t, 1, 1000, atoi(clusters[0].port), NULL);
+    gd_pgpool_query_t slow[2], qs[N];
+    const char *app[] = {t->pools[0].app};
+    char pidbuf[24];
+    const char *pid_param[] = {pidbuf};
+    gd_group_t g;
+    size_t ok = 0, lost = 0;
+    tq_t q;
+
+    CHECK(t, wait_idle(pool, 2, 5000) && wait_idle(observer, 1, 5000), "not up");
+    gd_group_init(&g, t->sched);
+    for (size_t i = 0; i < 2; i++) {
+        slow[i] = (gd_pgpool_query_t){.statement = S_SLEEP,
+                                      .params = (const char *[]){"0.3"},
+                                      .is_one_row = true,
+                                      .base.started_at_ns = uv_hrtime(),
+                                      .base.deadline_ms = gd_timers_now(t->timers) + 5000,
+                                      .base.timeout_ms = 5000};
+        start_query(pool, &g, &slow[i]);
+    }
+    for (size_t i = 0; i < N; i++) {
+        qs[i] = (gd_pgpool_query_t){.statement = S_PID_SLOW,
+                                    .is_one_row = true,
+                                    .base.started_at_ns = uv_hrtime(),
+                                    .base.deadline_ms = gd_timers_now(t->timers) + 5000,
+                                    .base.timeout_ms = 5000};
+        start_query(pool, &g, &qs[i]);
+    }
+    /* One of the two busy backends is ended while the others wait. */
+    gd_coro_sleep(50);
+    query(t, observer, S_ACTIVE_PID, app, true, 5000, &q);
+    if (CHECK_OK(t, &q)) {
+        snprintf(pidbuf, sizeof(pidbuf), "%ld", body_int(q.body, "pid"));
+        query(t, observer, S_TERMINATE, pid_param, true, 5000, &q);
+        CHECK_OK(t, &q);
+    }
+    CHECK(t, gd_group_wait(&g, gd_timers_now(t->timers) + 10000) == 0, "group wait");
+    gd_group_dispose(&g);
+    for (size_t i = 0; i < 2; i++) {
+        lost += slow[i].base.result.outcome == GD_OUTCOME_IO;
+        gd_call_dispose(&slow[i].base);
+    }
+    for (size_t i = 0; i < N; i++) {
+        ok += qs[i].base.result.outcome == GD_OUTCOME_OK;
+        gd_call_dispose(&qs[i].base);
+    }
+    CHECK(t, lost == 1, "%zu running queries lost their connection", lost);
+    CHECK(t, ok == N, "%zu of %d waiting queries succeeded", ok, N);
+    gd_pgpool_stats_t st = gd_pgpool_stats(pool);
+    CHECK(t, st.waiting == 0 && st.busy == 0, "waiting %zu busy %zu", st.waiting, st.busy);
+    CHECK(t, wait_idle(pool, 2, 5000), "the lost connection was not re-made");
+}
+
 static void case_backend_killed(tcase_t *t)
 {
     gd_pgpool_t *pool = open_pool(t, 1, 3000, atoi(clusters[0].port), NULL);
@@ -992,6 +1098,8 @@ int main(void)
     run_case("deadline", case_deadline);
     run_case("task_cancel", case_task_cancel);
     run_case("exhaustion", case_exhaustion);
+    run_case("line_order", case_line_order);
+    run_case("line_with_a_lost_connection", case_line_with_a_lost_connection);
     run_case("backend_killed", case_backend_killed);
     run_case("close_with_cancel", case_close_with_cancel);
     run_case("down_at_start", case_down_at_start);

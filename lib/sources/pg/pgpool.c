@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 
+#include "base/gate.h"
 #include "ops/log.h"
 #include "sources/pg/pgcancel.h"
 #include "sources/pg/pgjson.h"
@@ -50,7 +51,7 @@ enum conn_state {
 
 enum query_state {
     QUERY_STARTING = 1, /* inside gd_pgpool_query_start() */
-    QUERY_WAITING,      /* in the pool's FIFO */
+    QUERY_WAITING,      /* in the pool's line for a connection */
     QUERY_RUNNING,      /* its pipeline entry is on a connection */
     QUERY_DONE,
 };
@@ -114,6 +115,7 @@ struct conn {
     bool has_failed;    /* the last connect attempt failed */
     bool has_been_up;   /* connected at least once: the next connect is a reconnect */
     bool is_abandoned;   /* BUSY with an abandoned query: back to the pool once clean */
+    bool holds_unit;     /* BUSY: holds a unit of the pool's line, given back when it leaves */
     struct pipe_entry entry;
     char last_fatal[GD_CALL_MESSAGE_MAX]; /* the server's last FATAL notice: why it hung up */
 };
@@ -124,12 +126,15 @@ struct gd_pgpool {
     gd_timers_t *timers;
     struct conn *conns;
     size_t prepared_words;
-    h2o_linklist_t waiting_list; /* queries in line for a connection, oldest first */
-    size_t waiting;
-    /* Hands idle connections to waiting queries (or fails them when the server is down) on
-     * the next loop iteration, never from inside the callback that freed the connection:
-     * reporting a query may switch into its coroutine. */
-    gd_timer_t dispatch_timer;
+    /* The line for a connection: a unit per connection up (idle or busy), held by a busy one
+     * or by a query granted one that has not taken its idle connection yet. A unit freed is
+     * granted at once and reported on the next loop iteration (base/gate.h), never from
+     * inside the callback that freed the connection: reporting may switch into a coroutine. */
+    gd_gate_t line;
+    size_t up; /* connections idle or busy: the line's limit */
+    /* Fails the waiting queries once the server is known to be down, on the next loop
+     * iteration: reporting a query may switch into its coroutine. */
+    gd_timer_t down_timer;
     /* What to add to the conninfo so that libpq never resolves a name itself (blocking). */
     bool is_conninfo_valid;
     char *host;        /* owned; NULL: the conninfo's hosts are used as they are */
@@ -215,25 +220,32 @@ static struct conn *find_idle(gd_pgpool_t *pool)
     return NULL;
 }
 
-static void kick_dispatch(gd_pgpool_t *pool)
+/* Moves @c to @state, keeping the line's limit at the connections up, and gives back the unit
+ * a busy connection held when it stops being busy (after the limit: a unit freed by a
+ * connection that broke must not be granted again). */
+static void set_state(struct conn *c, enum conn_state state)
 {
-    if (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list) &&
-        !gd_timer_is_active(&pool->dispatch_timer))
-        gd_timer_start(pool->timers, &pool->dispatch_timer, 0);
+    gd_pgpool_t *pool = c->pool;
+    bool was_up = is_up(c);
+
+    c->state = state;
+    if (was_up != is_up(c)) {
+        pool->up = was_up ? pool->up - 1 : pool->up + 1;
+        gd_gate_set_limit(&pool->line, pool->up);
+    }
+    if (c->holds_unit && state != CONN_BUSY) {
+        c->holds_unit = false;
+        gd_gate_release(&pool->line);
+    }
 }
 
-/* -- the FIFO of waiting queries ---------------------------------------------------------- */
-
-static void enqueue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
+static void on_down_timer(gd_timer_t *timer)
 {
-    h2o_linklist_insert(&pool->waiting_list, &q->_waiting_link); /* at the end of the line */
-    pool->waiting++;
-}
+    gd_pgpool_t *pool = CONTAINER_OF(timer, gd_pgpool_t, down_timer);
 
-static void dequeue(gd_pgpool_t *pool, gd_pgpool_query_t *q)
-{
-    h2o_linklist_unlink(&q->_waiting_link);
-    pool->waiting--;
+    /* Each report may switch into a coroutine that starts queries or closes the pool. */
+    if (!pool->is_closed && is_pool_down(pool))
+        gd_gate_refuse_all(&pool->line);
 }
 
 /* -- reporting ---------------------------------------------------------------------------- */
@@ -246,8 +258,7 @@ static void report(gd_pgpool_query_t *q)
     gd_pgpool_t *pool = q->_pool;
 
     gd_timer_stop(pool->timers, &q->_timer);
-    if (q->_state == QUERY_WAITING)
-        dequeue(pool, q);
+    gd_gate_cancel(&q->_waiter); /* a no-op unless it waits */
     q->_state = QUERY_DONE;
     q->_conn = NULL;
     q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
@@ -363,7 +374,7 @@ static void conn_discard(struct conn *c)
 
 static void retry_later(struct conn *c)
 {
-    c->state = CONN_BACKOFF;
+    set_state(c, CONN_BACKOFF);
     gd_timer_start(c->pool->timers, &c->timer,
                    add_sat(gd_timers_now(c->pool->timers), c->backoff_ms));
 }
@@ -389,8 +400,8 @@ static void conn_failed(struct conn *c, const char *reason)
     retry_later(c);
     c->backoff_ms = c->backoff_ms * 2 < BACKOFF_MAX_MS ? c->backoff_ms * 2 : BACKOFF_MAX_MS;
     /* Queries waiting for a connection fail fast once the server is known to be down. */
-    if (is_pool_down(pool))
-        kick_dispatch(pool);
+    if (is_pool_down(pool) && pool->line.waiting > 0 && !gd_timer_is_active(&pool->down_timer))
+        gd_timer_start(pool->timers, &pool->down_timer, gd_timers_now(pool->timers));
 }
 
 /* The reason a connection broke, for logs and the IO message of a query it was running. */
@@ -447,7 +458,7 @@ static void conn_idle(struct conn *c)
     int r;
 
     gd_timer_stop(c->pool->timers, &c->timer);
-    c->state = CONN_IDLE;
+    set_state(c, CONN_IDLE); /* a waiting query may have it */
     c->is_abandoned = false;
     /* An idle connection is still read: the server says why it hangs up (a FATAL notice)
      * and the EOF that follows marks it lost, so no query is ever sent on a dead socket that
@@ -456,7 +467,6 @@ static void conn_idle(struct conn *c)
         conn_lost(c, uv_strerror(r));
         return;
     }
-    kick_dispatch(c->pool);
 }
 
 /* Notices and errors the server sends outside a result (a FATAL before it hangs up). */
@@ -588,7 +598,7 @@ static void pq_start(struct conn *c, const char *hosts, const char *hostaddrs)
         conn_failed(c, PQerrorMessage(c->pg));
         return;
     }
-    c->state = CONN_CONNECTING;
+    set_state(c, CONN_CONNECTING);
     /* PQconnectStart*() behaves as if PQconnectPoll() had returned PGRES_POLLING_WRITING. */
     if ((r = conn_watch(c, UV_WRITABLE)) < 0)
         conn_failed(c, uv_strerror(r));
@@ -658,7 +668,7 @@ static void conn_start(struct conn *c)
         pq_start(c, NULL, NULL);
         return;
     }
-    c->state = CONN_RESOLVING;
+    set_state(c, CONN_RESOLVING);
     c->resolve = gd_xcalloc(1, sizeof(*c->resolve));
     c->resolve->conn = c;
     /* No AI_ADDRCONFIG: on a host with only loopback configured it hides "localhost". */
@@ -1022,7 +1032,8 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     char name[32];
 
     GD_REQUIRE(c->state == CONN_IDLE);
-    c->state = CONN_BUSY;
+    set_state(c, CONN_BUSY);
+    c->holds_unit = true; /* the query's, until the connection is idle again */
     entry_reset(&c->entry);
     c->entry.query = q;
     c->entry.statement = i;
@@ -1067,7 +1078,7 @@ static void on_cancel_sent(void *data, bool is_ok, const char *error)
 static void conn_remake(struct conn *c)
 {
     conn_discard(c);
-    c->state = CONN_BACKOFF;
+    set_state(c, CONN_BACKOFF);
     conn_start(c);
 }
 
@@ -1116,20 +1127,13 @@ static void abandon(gd_pgpool_query_t *q)
     request_cancel(c);
 }
 
+/* The deadline of a running query (a waiting one has its place in the line's). */
 static void on_query_timer(gd_timer_t *timer)
 {
     gd_pgpool_query_t *q = CONTAINER_OF(timer, gd_pgpool_query_t, _timer);
-    gd_pgpool_t *pool = q->_pool;
 
-    if (q->_state == QUERY_RUNNING) {
-        abandon(q);
-        finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
-    } else if (gd_timers_now(pool->timers) >= q->base.deadline_ms) {
-        finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
-    } else {
-        finish(q, GD_OUTCOME_POOL_TIMEOUT, "no Postgres connection free within %" PRIu64 " ms",
-               pool->conf->acquire_timeout_ms);
-    }
+    abandon(q);
+    finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
 }
 
 static void on_task_cancel(gd_task_t *task)
@@ -1166,26 +1170,6 @@ static void on_conn_timer(gd_timer_t *timer)
         break;
     default:
         break;
-    }
-}
-
-static void on_dispatch_timer(gd_timer_t *timer)
-{
-    gd_pgpool_t *pool = CONTAINER_OF(timer, gd_pgpool_t, dispatch_timer);
-    struct conn *c;
-
-    /* Each report may switch into a coroutine that starts queries or closes the pool. */
-    while (!pool->is_closed && !h2o_linklist_is_empty(&pool->waiting_list)) {
-        gd_pgpool_query_t *q =
-            CONTAINER_OF(pool->waiting_list.next, gd_pgpool_query_t, _waiting_link);
-        if ((c = find_idle(pool)) != NULL) {
-            dequeue(pool, q);
-            conn_run(c, q);
-        } else if (is_pool_down(pool)) {
-            finish_unavailable(q);
-        } else {
-            break;
-        }
     }
 }
 
@@ -1309,8 +1293,8 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->loop = loop;
     pool->timers = timers;
     pool->prepared_words = (conf->nstatements + 63) / 64;
-    h2o_linklist_init_anchor(&pool->waiting_list);
-    gd_timer_init(&pool->dispatch_timer, on_dispatch_timer);
+    gd_gate_init(&pool->line, timers, 0);
+    gd_timer_init(&pool->down_timer, on_down_timer);
     pool->canceller = gd_pgcancel_new(loop);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
@@ -1333,15 +1317,16 @@ void gd_pgpool_close(gd_pgpool_t *pool)
 {
     if (pool->is_closed)
         return;
-    GD_REQUIRE(pool->waiting == 0);
+    GD_REQUIRE(pool->line.waiting == 0);
     pool->is_closed = true;
-    gd_timer_stop(pool->timers, &pool->dispatch_timer);
+    gd_timer_stop(pool->timers, &pool->down_timer);
     for (size_t i = 0; i < pool->conf->size; i++) {
         struct conn *c = &pool->conns[i];
         GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
         conn_discard(c); /* withdraws its cancel request */
-        c->state = CONN_CLOSED;
+        set_state(c, CONN_CLOSED);
     }
+    gd_gate_dispose(&pool->line);
     /* A cancel still being sent keeps the loop alive a bounded time: gd_pgpool_free() waits
      * for the loop's run. */
     gd_pgcancel_close(pool->canceller, CANCEL_STOP_TIMEOUT_MS);
@@ -1367,7 +1352,7 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
 {
     gd_pgpool_stats_t s = {
-        .waiting = pool->waiting,
+        .waiting = pool->line.waiting,
         .reconnects = pool->reconnects,
         .cancels = pool->cancels,
         .cancels_dropped = pool->cancels_dropped,
@@ -1404,16 +1389,60 @@ bool gd_pgpool_is_ready(const gd_pgpool_t *pool)
     return false;
 }
 
+static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted);
+
+/* Puts @q at the end of the line for a connection, until its acquire timeout or deadline. */
+static void wait_in_line(gd_pgpool_query_t *q)
+{
+    gd_pgpool_t *pool = q->_pool;
+    uint64_t acquire_due = add_sat(gd_timers_now(pool->timers), pool->conf->acquire_timeout_ms);
+
+    q->_state = QUERY_WAITING;
+    gd_gate_wait(&pool->line, &q->_waiter,
+                 acquire_due < q->base.deadline_ms ? acquire_due : q->base.deadline_ms,
+                 on_line_end);
+}
+
+/* @q holds a unit of the line: it runs on an idle connection, which the unit guarantees unless
+ * one broke between the grant and now; then it waits again, at the end of the line. */
+static void run_with_unit(gd_pgpool_query_t *q)
+{
+    gd_pgpool_t *pool = q->_pool;
+    struct conn *c = find_idle(pool);
+
+    if (c == NULL) {
+        gd_gate_release(&pool->line);
+        wait_in_line(q);
+        return;
+    }
+    conn_run(c, q);
+}
+
+static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
+{
+    gd_pgpool_query_t *q = CONTAINER_OF(waiter, gd_pgpool_query_t, _waiter);
+    gd_pgpool_t *pool = q->_pool;
+
+    if (is_granted)
+        run_with_unit(q);
+    else if (is_pool_down(pool))
+        finish_unavailable(q);
+    else if (gd_timers_now(pool->timers) >= q->base.deadline_ms)
+        finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
+    else
+        finish(q, GD_OUTCOME_POOL_TIMEOUT, "no Postgres connection free within %" PRIu64 " ms",
+               pool->conf->acquire_timeout_ms);
+}
+
 static void start_query(void *source, gd_call_t *base, gd_group_t *group)
 {
     gd_pgpool_t *pool = source;
     gd_pgpool_query_t *query = (gd_pgpool_query_t *)base;
-    struct conn *c;
 
     GD_REQUIRE(!pool->is_closed && query->statement < pool->conf->nstatements);
     query->_pool = pool;
     query->_conn = NULL;
-    query->_waiting_link = (h2o_linklist_t){NULL, NULL};
+    query->_waiter = (gd_gate_waiter_t){0};
     query->_state = QUERY_STARTING;
     gd_timer_init(&query->_timer, on_query_timer);
     gd_group_add(group, &query->base._task, on_task_cancel);
@@ -1422,21 +1451,16 @@ static void start_query(void *source, gd_call_t *base, gd_group_t *group)
         finish(query, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", query->base.timeout_ms);
         return;
     }
-    /* Waiting queries go first: an idle connection seen now may already be promised to them
-     * by the dispatch timer. */
-    if (pool->waiting == 0 && (c = find_idle(pool)) != NULL) {
-        conn_run(c, query);
+    /* Not while others wait: they were first. */
+    if (gd_gate_try_acquire(&pool->line)) {
+        run_with_unit(query);
         return;
     }
     if (is_pool_down(pool)) {
         finish_unavailable(query);
         return;
     }
-    query->_state = QUERY_WAITING;
-    enqueue(pool, query);
-    uint64_t acquire_due = add_sat(gd_timers_now(pool->timers), pool->conf->acquire_timeout_ms);
-    gd_timer_start(pool->timers, &query->_timer,
-                   acquire_due < query->base.deadline_ms ? acquire_due : query->base.deadline_ms);
+    wait_in_line(query);
 }
 
 /* Binds each argument as a NUL-terminated text value in the request arena (a parameter, never

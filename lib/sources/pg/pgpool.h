@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "base/coro.h"
+#include "base/gate.h"
 #include "base/timer.h"
 #include "sources/call.h"
 
@@ -84,8 +85,8 @@ typedef struct gd_pgpool_query {
     /* private */
     gd_pgpool_t *_pool;
     void *_conn;
-    gd_timer_t _timer;
-    h2o_linklist_t _waiting_link;
+    gd_timer_t _timer; /* the deadline while it runs */
+    gd_gate_waiter_t _waiter; /* its place in the pool's line for a connection */
     int _state;
 } gd_pgpool_query_t;
 
