@@ -61,82 +61,78 @@ struct gd_upstream {
     h2o_linklist_t lookup_waiting; /* connections waiting for a name's first addresses */
     uint64_t lookups, lookup_failures;
     size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
+    /* The line for a connection slot: a unit is held by each call that carries a connection
+     * (busy) and by each call granted one that has not taken its connection yet. A unit given
+     * back is granted at once and reported on the next loop iteration (base/gate.h); a
+     * keep-alive connection is handed over with its unit in the same turn. Its limit is
+     * max_connections, or under a shared budget the budget's units this thread holds. */
+    gd_gate_t line;
     /* A cap smaller than the threads is counted for the whole process: every connection of
-     * this thread (idle, busy or connecting) holds a unit of the shared budget. */
+     * this thread (idle, busy or connecting) stands for a unit of the shared budget, and so
+     * does every unit granted to a call that will open one. */
     bool has_budget;
     gd_budget_member_t budget;
+    size_t units; /* of the budget, held by this thread: the line's limit */
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
-    h2o_linklist_t waiting; /* calls in line for a connection, oldest first */
-    size_t nwaiting;
     char *host_header;
     bool is_closed;
-    /* Hands freed connection slots to waiting calls on the next loop iteration, outside of
-     * the callback that freed them. */
-    gd_timer_t dispatch_timer;
 };
 
 static void acquire(gd_upstream_call_t *call);
+static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted);
 static void destroy_conn(conn_t *c);
 static void unlink_idle(gd_upstream_t *u, conn_t *c);
 static void on_idle_read(h2o_socket_t *sock, const char *err);
 static void start_lookup(gd_upstream_t *u);
 
-/* The call that has waited longest, taken out of the line; NULL when none waits. */
-static gd_upstream_call_t *take_waiting(gd_upstream_t *u)
+/* Under a shared budget, matches the units this thread holds to what it needs: more while
+ * calls wait here (up to max_connections), fewer when units stand for no connection and no
+ * call, or for idle connections that another thread waits for. Never reports to a call:
+ * grants are heard on the next loop iteration. */
+static void rebalance(gd_upstream_t *u)
 {
-    if (h2o_linklist_is_empty(&u->waiting))
-        return NULL;
-    gd_upstream_call_t *call =
-        H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _attempt.waiting_link, u->waiting.next);
-    h2o_linklist_unlink(&call->_attempt.waiting_link);
-    u->nwaiting--;
-    return call;
+    if (!u->has_budget || u->is_closed)
+        return;
+    while (u->line.waiting > 0 && u->units < u->max_connections && gd_budget_take(&u->budget))
+        u->units++;
+    gd_gate_set_limit(&u->line, u->units); /* first: the units just taken are granted */
+    while (u->line.waiting == 0 && u->nidle > 0 && gd_budget_is_wanted_elsewhere(&u->budget)) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.prev); /* the oldest */
+        unlink_idle(u, c);
+        destroy_conn(c);
+    }
+    /* Needed: a unit per call holding one (busy or about to be) and per idle connection; a
+     * call about to take an idle one is counted twice, which only keeps a unit a while. */
+    size_t needed = u->line.held + u->nidle;
+    while (u->units > needed) {
+        u->units--;
+        gd_budget_give(&u->budget);
+    }
+    gd_gate_set_limit(&u->line, u->units);
+    gd_budget_want(&u->budget, u->line.waiting > 0);
 }
 
-/* Whether a call may have a connection now: a slot of this thread's is free and, under a
- * shared budget, an idle connection is there or a unit for a new one could be taken (then it
- * is taken: acquire() must follow). */
+/* Takes a slot for a call when one is free and nobody waits for one. Under a shared budget a
+ * unit is taken for it at once when the thread holds none spare, so that only a cap that is
+ * really reached costs a wait (and its loop iteration). */
 static bool take_slot(gd_upstream_t *u)
 {
-    if (u->busy >= u->max_connections)
+    if (gd_gate_try_acquire(&u->line))
+        return true;
+    if (!u->has_budget || u->line.waiting > 0 || u->units >= u->max_connections ||
+        !gd_budget_take(&u->budget))
         return false;
-    return !u->has_budget || !h2o_linklist_is_empty(&u->idle) || gd_budget_take(&u->budget);
-}
-
-/* Under a shared budget: this thread wants a unit exactly while calls wait in its line. */
-static void update_want(gd_upstream_t *u)
-{
-    if (u->has_budget)
-        gd_budget_want(&u->budget, u->nwaiting > 0);
-}
-
-static void dispatch_waiting(gd_upstream_t *u)
-{
-    while (u->nwaiting > 0 && take_slot(u))
-        acquire(take_waiting(u));
-    update_want(u);
-}
-
-static void on_dispatch_timer(gd_timer_t *timer)
-{
-    dispatch_waiting(H2O_STRUCT_FROM_MEMBER(gd_upstream_t, dispatch_timer, timer));
+    u->units++;
+    gd_gate_set_limit(&u->line, u->units);
+    return gd_gate_try_acquire(&u->line);
 }
 
 /* From another thread, on this loop: a unit came back (calls waiting here may get it), or a
  * thread started to wait for one (idle connections here give theirs back). */
 static void on_budget(gd_budget_member_t *member)
 {
-    gd_upstream_t *u = member->data;
-
-    if (u->is_closed)
-        return;
-    dispatch_waiting(u);
-    while (gd_budget_is_wanted_elsewhere(&u->budget) && !h2o_linklist_is_empty(&u->idle)) {
-        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.prev); /* the oldest */
-        unlink_idle(u, c);
-        destroy_conn(c);
-    }
+    rebalance(member->data);
 }
 
 static void on_refresh_timer(gd_timer_t *timer)
@@ -158,15 +154,14 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     u->loop = loop;
     u->timers = timers;
     u->max_connections = max_connections > 0 ? max_connections : 1;
+    gd_gate_init(&u->line, timers, budget != NULL ? 0 : u->max_connections);
     if (budget != NULL) {
         u->budget.data = u;
         GD_REQUIRE(gd_budget_join(budget, &u->budget, loop, on_budget) == 0);
         u->has_budget = true;
     }
     h2o_linklist_init_anchor(&u->idle);
-    h2o_linklist_init_anchor(&u->waiting);
     h2o_linklist_init_anchor(&u->lookup_waiting);
-    gd_timer_init(&u->dispatch_timer, on_dispatch_timer);
     gd_timer_init(&u->refresh_timer, on_refresh_timer);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
     /* AI_NUMERICHOST guarantees that this does not block. */
@@ -196,7 +191,8 @@ static void unlink_idle(gd_upstream_t *u, conn_t *c)
     gd_timer_stop(u->timers, &c->idle_timer);
 }
 
-/* Closes @c and frees it; it carries no call. */
+/* Closes @c and frees it; it carries no call. Its budget unit, if any, stays with the thread
+ * until rebalance(). */
 static void destroy_conn(conn_t *c)
 {
     if (h2o_linklist_is_linked(&c->lookup_link))
@@ -204,18 +200,15 @@ static void destroy_conn(conn_t *c)
     if (c->sock != NULL)
         h2o_socket_close(c->sock); /* no callback of it runs after this */
     gd_timer_stop(c->upstream->timers, &c->idle_timer);
-    if (c->upstream->has_budget)
-        gd_budget_give(&c->upstream->budget);
     free(c);
 }
 
 void gd_upstream_close(gd_upstream_t *u)
 {
-    GD_REQUIRE(u->busy == 0 && u->nwaiting == 0);
+    GD_REQUIRE(u->busy == 0 && u->line.waiting == 0);
     if (u->is_closed)
         return;
     u->is_closed = true;
-    gd_timer_stop(u->timers, &u->dispatch_timer);
     gd_timer_stop(u->timers, &u->refresh_timer);
     /* A lookup already running on a thread of libuv's pool cannot be stopped: the loop's last
      * run waits for it, and on_lookup() sees is_closed. */
@@ -226,8 +219,12 @@ void gd_upstream_close(gd_upstream_t *u)
         unlink_idle(u, c);
         destroy_conn(c);
     }
-    if (u->has_budget)
+    gd_gate_dispose(&u->line);
+    if (u->has_budget) {
+        for (; u->units > 0; u->units--)
+            gd_budget_give(&u->budget);
         gd_budget_leave(&u->budget);
+    }
 }
 
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
@@ -244,7 +241,7 @@ gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 {
     return (gd_upstream_stats_t){.idle = u->nidle,
                                  .busy = u->busy,
-                                 .waiting = u->nwaiting,
+                                 .waiting = u->line.waiting,
                                  .lookups = u->lookups,
                                  .lookup_failures = u->lookup_failures};
 }
@@ -252,14 +249,18 @@ gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *u)
 static void on_idle_timeout(gd_timer_t *timer)
 {
     conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_timer, timer);
-    unlink_idle(c->upstream, c);
+    gd_upstream_t *u = c->upstream;
+
+    unlink_idle(u, c);
     destroy_conn(c);
+    rebalance(u);
 }
 
 static void send_request(gd_upstream_call_t *call);
 
-/* Takes @call's connection from it: handed to the next waiting call, back to the idle list when
- * @is_reusable, closed otherwise. */
+/* Takes @call's connection from it, and its slot: both handed to the call that waited
+ * longest when the connection is @is_reusable, else the slot given back (to a waiting call,
+ * which opens a connection of its own) and the connection back to the idle list or closed. */
 static void release_conn(gd_upstream_call_t *call, bool is_reusable)
 {
     gd_upstream_t *u = call->_upstream;
@@ -275,33 +276,26 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
     if (!is_reusable || c->sock == NULL || h2o_socket_is_writing(c->sock) || u->is_closed) {
         destroy_conn(c);
         u->busy--;
-        /* A waiting call needs a new connection: made on the next loop iteration, outside of
-         * the callback that freed the slot. */
-        if (u->nwaiting != 0 && !gd_timer_is_active(&u->dispatch_timer))
-            gd_timer_start(u->timers, &u->dispatch_timer, 0);
+        gd_gate_release(&u->line);
+        rebalance(u);
         return;
     }
     /* What remains of the answer was read in full: the input holds nothing of value. */
     h2o_buffer_consume(&c->sock->input, c->sock->input->size);
     c->is_reused = true;
-    gd_upstream_call_t *next = take_waiting(u);
-    if (next == NULL && u->has_budget && gd_budget_is_wanted_elsewhere(&u->budget)) {
-        /* Another thread waits for a unit this connection holds: it is worth more there than
-         * idle here. */
-        destroy_conn(c);
-        u->busy--;
-        return;
-    }
+    gd_gate_waiter_t *next = gd_gate_hand_over(&u->line);
     if (next != NULL) {
-        update_want(u);
-        /* Straight to the call that waited longest: under load a loop iteration is long, and
-         * the slot stays taken (busy unchanged). */
-        c->attempt = &next->_attempt;
-        next->_attempt.conn = c;
-        send_request(next);
+        /* Straight to the call that waited longest, slot and connection, in this turn: under
+         * load a loop iteration is long. */
+        gd_upstream_attempt_t *a = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, waiter, next);
+        c->attempt = a;
+        a->conn = c;
+        rebalance(u);
+        send_request(a->call);
         return;
     }
     u->busy--;
+    gd_gate_release(&u->line);
     h2o_linklist_insert(u->idle.next, &c->idle_link);
     u->nidle++;
     /* Still reading: an upstream that closes an idle connection, or sends unasked bytes,
@@ -309,13 +303,18 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
     h2o_socket_read_start(c->sock, on_idle_read);
     gd_timer_start(u->timers, &c->idle_timer,
                    gd_timers_now(u->timers) + u->conf->keepalive_timeout_ms);
+    /* Worth more on another thread waiting for a unit than idle here. */
+    rebalance(u);
 }
 
 static void on_idle_read(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
-    unlink_idle(c->upstream, c);
+    gd_upstream_t *u = c->upstream;
+
+    unlink_idle(u, c);
     destroy_conn(c);
+    rebalance(u);
 }
 
 /* Ends @call with @outcome (its connection already released). Reporting may switch into the
@@ -330,9 +329,8 @@ static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
 
     gd_timer_stop(u->timers, &call->_attempt.timer);
     if (call->_attempt.state == ATTEMPT_WAITING) {
-        h2o_linklist_unlink(&call->_attempt.waiting_link);
-        u->nwaiting--;
-        update_want(u);
+        gd_gate_cancel(&call->_attempt.waiter); /* a slot granted, not yet heard of, passes on */
+        rebalance(u);
     }
     release_conn(call, false); /* a no-op when the caller released it already */
     call->_attempt.state = ATTEMPT_DONE;
@@ -362,20 +360,34 @@ static void begin_attempt(gd_upstream_call_t *call, unsigned number)
         gd_timer_stop(call->_upstream->timers, &a->timer);
     a->call = call;
     a->conn = NULL;
+    a->waiter = (gd_gate_waiter_t){0};
     a->number = number;
     a->has_head = false;
 }
 
-/* Puts @call at the end of the line for a connection, until its deadline. */
+/* Puts @call at the end of the line for a connection slot, until its deadline. */
 static void wait_for_slot(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
 
     call->_attempt.state = ATTEMPT_WAITING;
-    h2o_linklist_insert(&u->waiting, &call->_attempt.waiting_link);
-    u->nwaiting++;
-    gd_timer_start(u->timers, &call->_attempt.timer, call->base.deadline_ms);
-    update_want(u);
+    gd_gate_wait(&u->line, &call->_attempt.waiter, call->base.deadline_ms, on_line_end);
+    rebalance(u); /* under a budget: a unit for it, or the other threads told */
+}
+
+static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
+{
+    gd_upstream_attempt_t *a = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, waiter, waiter);
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+
+    if (is_granted) {
+        acquire(call);
+        return;
+    }
+    finish(call, GD_OUTCOME_TIMEOUT, 0,
+           "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
+           call->base.timeout_ms, u->max_connections);
 }
 
 /* A reused connection that the upstream closed just as the call took it fails before any byte
@@ -389,13 +401,14 @@ static bool retry_on_stale_connection(gd_upstream_call_t *call)
         c->sock->input->size != 0 || !is_idempotent(call->method) ||
         gd_timers_now(call->_upstream->timers) >= call->base.deadline_ms)
         return false;
-    release_conn(call, false);
+    /* The second attempt keeps the slot (and its budget unit): it closes the stale connection
+     * and takes another idle one, or opens a new one. */
+    call->_attempt.conn = NULL;
+    c->attempt = NULL;
+    destroy_conn(c);
+    call->_upstream->busy--;
     begin_attempt(call, 2);
-    /* A slot was just freed; only a shared budget's unit may have gone to another thread. */
-    if (take_slot(call->_upstream))
-        acquire(call);
-    else
-        wait_for_slot(call);
+    acquire(call);
     return true;
 }
 
@@ -762,8 +775,8 @@ static void start_lookup(gd_upstream_t *u)
     u->is_resolving = true;
 }
 
-/* Gives @call a connection: the most recently used idle one, or a new one. The caller took a
- * slot (take_slot()). */
+/* Gives @call a connection: the most recently used idle one, or a new one. @call holds a slot
+ * of the line (and so, under a budget, a unit for a new connection). */
 static void acquire(gd_upstream_call_t *call)
 {
     gd_upstream_t *u = call->_upstream;
@@ -795,12 +808,9 @@ static void on_timer(gd_timer_t *timer)
     gd_upstream_t *u = call->_upstream;
     bool is_deadline = gd_timers_now(u->timers) >= call->base.deadline_ms;
 
-    /* finish() closes the connection: a half-read answer must never reach the next call. */
-    if (call->_attempt.state == ATTEMPT_WAITING)
-        finish(call, GD_OUTCOME_TIMEOUT, 0,
-               "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
-               call->base.timeout_ms, u->max_connections);
-    else if (call->_attempt.state == ATTEMPT_CONNECTING && !is_deadline) {
+    /* finish() closes the connection: a half-read answer must never reach the next call. A
+     * call waiting for a slot has its deadline in the line (on_line_end()). */
+    if (call->_attempt.state == ATTEMPT_CONNECTING && !is_deadline) {
         if (call->_attempt.conn->sock != NULL) /* a connect under way, not a wait for a lookup */
             note_connect_failure(u, call->_attempt.conn->addr_index);
         finish(call, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
@@ -863,7 +873,8 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
 
-    if (u->nwaiting == 0 && take_slot(u))
+    /* Not while others wait: they were first. */
+    if (take_slot(u))
         acquire(call);
     else
         wait_for_slot(call);

@@ -20,6 +20,7 @@
 
 #include "base/budget.h"
 #include "base/coro.h"
+#include "base/gate.h"
 #include "config/config.h"
 #include "sources/call.h"
 #include "sources/http/http1.h"
@@ -69,8 +70,8 @@ typedef struct gd_upstream_attempt {
     struct gd_upstream_conn *conn; /* while it holds one */
     unsigned number;               /* 1 for the first */
     int state;
-    gd_timer_t timer;
-    h2o_linklist_t waiting_link;
+    gd_timer_t timer;         /* connect timeout, then the call's deadline */
+    gd_gate_waiter_t waiter;  /* its place in the line for a connection slot */
     bool has_head;
     gd_http1_head_t response;
     gd_http1_chunked_t chunked;
