@@ -32,14 +32,14 @@ enum attempt_state {
 /* A connection to the upstream: carrying an attempt of a call, or idle in the keep-alive list. */
 struct gd_upstream_conn {
     gd_upstream_t *upstream;
-    h2o_socket_t *sock;         /* NULL until a connect is under way */
+    h2o_socket_t *sock;             /* NULL until a connect is under way */
     gd_upstream_attempt_t *attempt; /* NULL when idle */
-    h2o_linklist_t idle_link;   /* in the upstream's idle list while idle */
+    h2o_linklist_t idle_link;       /* in the upstream's idle list while idle */
     h2o_linklist_t lookup_link; /* in the upstream's list waiting for a name's first addresses */
     gd_timer_t idle_timer;
     size_t addr_index; /* the address being tried, an index into upstream->addrs */
     size_t attempts;   /* addresses tried for this connection */
-    bool is_reused; /* it carried a call before: it may have been closed by the upstream since */
+    bool is_reused;    /* it carried a call before: it may have been closed by the upstream since */
 };
 typedef struct gd_upstream_conn conn_t;
 
@@ -72,14 +72,14 @@ struct gd_upstream {
      * does every unit granted to a call that will open one. */
     bool has_budget;
     gd_budget_member_t budget;
-    size_t units; /* of the budget, held by this thread: the line's limit */
+    size_t units;        /* of the budget, held by this thread: the line's limit */
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
     char *host_header;
     bool is_closed;
 };
 
-static void acquire(gd_upstream_call_t *call);
+static void acquire(gd_upstream_attempt_t *a);
 static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted);
 static void destroy_conn(conn_t *c);
 static void unlink_idle(gd_upstream_t *u, conn_t *c);
@@ -256,19 +256,20 @@ static void on_idle_timeout(gd_timer_t *timer)
     rebalance(u);
 }
 
-static void send_request(gd_upstream_call_t *call);
+static void send_request(gd_upstream_attempt_t *a);
 
-/* Takes @call's connection from it, and its slot: both handed to the call that waited
+/* Takes attempt @a's connection from it, and its slot: both handed to the attempt that waited
  * longest when the connection is @is_reusable, else the slot given back (to a waiting call,
  * which opens a connection of its own) and the connection back to the idle list or closed. */
-static void release_conn(gd_upstream_call_t *call, bool is_reusable)
+static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
 {
+    gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
-    conn_t *c = call->_attempt.conn;
+    conn_t *c = a->conn;
 
     if (c == NULL)
         return;
-    call->_attempt.conn = NULL;
+    a->conn = NULL;
     c->attempt = NULL;
     /* An upstream may answer before it has read the whole request: a connection with a write
      * still in flight is not reused, or the next call's head would overtake the rest of this
@@ -287,11 +288,11 @@ static void release_conn(gd_upstream_call_t *call, bool is_reusable)
     if (next != NULL) {
         /* Straight to the call that waited longest, slot and connection, in this turn: under
          * load a loop iteration is long. */
-        gd_upstream_attempt_t *a = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, waiter, next);
-        c->attempt = a;
-        a->conn = c;
+        gd_upstream_attempt_t *to = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, waiter, next);
+        c->attempt = to;
+        to->conn = c;
         rebalance(u);
-        send_request(a->call);
+        send_request(to);
         return;
     }
     u->busy--;
@@ -317,23 +318,26 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
     rebalance(u);
 }
 
-/* Ends @call with @outcome (its connection already released). Reporting may switch into the
- * request coroutine, which may free @call, so it comes last. */
-static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Ends attempt @a with @outcome, and with it its call: what the attempt holds (its place in
+ * the line, its connection, unless the caller released it already, its timer) goes first.
+ * Reporting may switch into the request coroutine, which may free the call, so it comes last.
+ * (Retries and hedges will decide here whether another attempt follows.) */
+static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
 
-static void finish(gd_upstream_call_t *call, gd_outcome_t outcome, int status,
-                   const char *fmt, ...)
+static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status, const char *fmt,
+                        ...)
 {
+    gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
 
-    gd_timer_stop(u->timers, &call->_attempt.timer);
-    if (call->_attempt.state == ATTEMPT_WAITING) {
-        gd_gate_cancel(&call->_attempt.waiter); /* a slot granted, not yet heard of, passes on */
+    gd_timer_stop(u->timers, &a->timer);
+    if (a->state == ATTEMPT_WAITING) {
+        gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
         rebalance(u);
     }
-    release_conn(call, false); /* a no-op when the caller released it already */
-    call->_attempt.state = ATTEMPT_DONE;
+    release_conn(a, false); /* a no-op when the caller released it already */
+    a->state = ATTEMPT_DONE;
     va_list ap;
     va_start(ap, fmt);
     gd_call_vfinish(&call->base, outcome, status, fmt, ap);
@@ -365,13 +369,14 @@ static void begin_attempt(gd_upstream_call_t *call, unsigned number)
     a->has_head = false;
 }
 
-/* Puts @call at the end of the line for a connection slot, until its deadline. */
-static void wait_for_slot(gd_upstream_call_t *call)
+/* Puts attempt @a at the end of the line for a connection slot, until its deadline. */
+static void wait_for_slot(gd_upstream_attempt_t *a)
 {
+    gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
 
-    call->_attempt.state = ATTEMPT_WAITING;
-    gd_gate_wait(&u->line, &call->_attempt.waiter, call->base.deadline_ms, on_line_end);
+    a->state = ATTEMPT_WAITING;
+    gd_gate_wait(&u->line, &a->waiter, call->base.deadline_ms, on_line_end);
     rebalance(u); /* under a budget: a unit for it, or the other threads told */
 }
 
@@ -382,67 +387,69 @@ static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
     gd_upstream_t *u = call->_upstream;
 
     if (is_granted) {
-        acquire(call);
+        acquire(a);
         return;
     }
-    finish(call, GD_OUTCOME_TIMEOUT, 0,
-           "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
-           call->base.timeout_ms, u->max_connections);
+    end_attempt(a, GD_OUTCOME_TIMEOUT, 0,
+                "timed out after %" PRIu64 " ms waiting for a connection (max_connections %zu)",
+                call->base.timeout_ms, u->max_connections);
 }
 
 /* A reused connection that the upstream closed just as the call took it fails before any byte
  * of an answer: an idempotent call is sent once more, on another connection. Returns whether
  * it was. */
-static bool retry_on_stale_connection(gd_upstream_call_t *call)
+static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
 {
-    conn_t *c = call->_attempt.conn;
+    gd_upstream_call_t *call = a->call;
+    conn_t *c = a->conn;
 
-    if (call->_attempt.number > 1 || !c->is_reused || call->_attempt.has_head ||
-        c->sock->input->size != 0 || !is_idempotent(call->method) ||
+    if (a->number > 1 || !c->is_reused || a->has_head || c->sock->input->size != 0 ||
+        !is_idempotent(call->method) ||
         gd_timers_now(call->_upstream->timers) >= call->base.deadline_ms)
         return false;
     /* The second attempt keeps the slot (and its budget unit): it closes the stale connection
      * and takes another idle one, or opens a new one. */
-    call->_attempt.conn = NULL;
+    a->conn = NULL;
     c->attempt = NULL;
     destroy_conn(c);
     call->_upstream->busy--;
     begin_attempt(call, 2);
-    acquire(call);
+    acquire(a);
     return true;
 }
 
 /* The answer is complete: its body (decoded) is the first @body_len bytes of the input. */
-static void complete(gd_upstream_call_t *call, size_t body_len, bool is_reusable)
+static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable)
 {
-    h2o_buffer_t *in = call->_attempt.conn->sock->input;
-    int status = call->_attempt.response.status;
+    gd_upstream_call_t *call = a->call;
+    h2o_buffer_t *in = a->conn->sock->input;
+    int status = a->response.status;
 
     if (status < 200 || status > 299) {
-        release_conn(call, is_reusable);
-        finish(call, GD_OUTCOME_STATUS, status, "upstream answered %d", status);
+        release_conn(a, is_reusable);
+        end_attempt(a, GD_OUTCOME_STATUS, status, "upstream answered %d", status);
         return;
     }
-    if (call->_attempt.response.framing == GD_HTTP1_NO_BODY) {
-        release_conn(call, is_reusable);
+    if (a->response.framing == GD_HTTP1_NO_BODY) {
+        release_conn(a, is_reusable);
         if (strcmp(call->method, "HEAD") == 0 || status == 204) {
             call->base.result.body = &gd_buf_null; /* no document at all */
-            finish(call, GD_OUTCOME_OK, status, NULL);
+            end_attempt(a, GD_OUTCOME_OK, status, NULL);
         } else {
-            finish(call, GD_OUTCOME_INVALID_JSON, status, "empty body with status %d", status);
+            end_attempt(a, GD_OUTCOME_INVALID_JSON, status, "empty body with status %d", status);
         }
         return;
     }
     /* Checked without building a tree: the bytes go into the answer as they are. */
     if (!gd_json_is_valid(in->bytes, body_len)) {
-        release_conn(call, is_reusable);
-        finish(call, GD_OUTCOME_INVALID_JSON, status,
-               "the body (%zu bytes) is not one valid JSON text", body_len);
+        release_conn(a, is_reusable);
+        end_attempt(a, GD_OUTCOME_INVALID_JSON, status,
+                    "the body (%zu bytes) is not one valid JSON text", body_len);
         return;
     }
     call->base.result.body = gd_buf_new_copy(in->bytes, body_len);
-    release_conn(call, is_reusable);
-    finish(call, GD_OUTCOME_OK, status, NULL);
+    release_conn(a, is_reusable);
+    end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
 
 /* Whether @sock's peer closed its side in order (a FIN: the socket is in CLOSE_WAIT) rather
@@ -458,26 +465,27 @@ static bool is_orderly_close(h2o_socket_t *sock)
 }
 
 /* Reads the body as it arrives; returns after finishing the call, or to wait for more. */
-static void read_body(gd_upstream_call_t *call, const char *err)
+static void read_body(gd_upstream_attempt_t *a, const char *err)
 {
+    gd_upstream_call_t *call = a->call;
     const gd_upstream_conf_t *conf = call->_upstream->conf;
-    h2o_buffer_t *in = call->_attempt.conn->sock->input;
-    gd_http1_head_t *h = &call->_attempt.response;
+    h2o_buffer_t *in = a->conn->sock->input;
+    gd_http1_head_t *h = &a->response;
 
     switch (h->framing) {
     case GD_HTTP1_NO_BODY:
-        complete(call, 0, h->is_keepalive && in->size == 0);
+        complete(a, 0, h->is_keepalive && in->size == 0);
         return;
     case GD_HTTP1_LENGTH:
         if (h->content_length > conf->max_body_bytes) {
-            finish(call, GD_OUTCOME_TOO_LARGE, h->status,
-                   "body of %" PRIu64 " bytes is larger than max_body_bytes (%zu)",
-                   h->content_length, conf->max_body_bytes);
+            end_attempt(a, GD_OUTCOME_TOO_LARGE, h->status,
+                        "body of %" PRIu64 " bytes is larger than max_body_bytes (%zu)",
+                        h->content_length, conf->max_body_bytes);
             return;
         }
         if (in->size >= h->content_length) {
             /* bytes past the body: the upstream is out of step, don't reuse the connection */
-            complete(call, (size_t)h->content_length,
+            complete(a, (size_t)h->content_length,
                      h->is_keepalive && in->size == h->content_length);
             return;
         }
@@ -485,21 +493,21 @@ static void read_body(gd_upstream_call_t *call, const char *err)
     case GD_HTTP1_CHUNKED: {
         bool is_done;
         size_t consumed;
-        ssize_t n = gd_http1_dechunk(&call->_attempt.chunked, in->bytes + call->_attempt.decoded_len,
-                                     in->size - call->_attempt.decoded_len, &is_done, &consumed);
+        ssize_t n = gd_http1_dechunk(&a->chunked, in->bytes + a->decoded_len,
+                                     in->size - a->decoded_len, &is_done, &consumed);
         if (n < 0) {
-            finish(call, GD_OUTCOME_IO, h->status, "malformed chunked body");
+            end_attempt(a, GD_OUTCOME_IO, h->status, "malformed chunked body");
             return;
         }
         /* The decoder takes every byte until the body ends, so what follows the decoded data
          * is either nothing or bytes after the body (which rule out reusing the connection). */
-        size_t excess = in->size - call->_attempt.decoded_len - consumed;
-        call->_attempt.decoded_len += (size_t)n;
-        in->size = call->_attempt.decoded_len;
-        if (call->_attempt.decoded_len > conf->max_body_bytes)
+        size_t excess = in->size - a->decoded_len - consumed;
+        a->decoded_len += (size_t)n;
+        in->size = a->decoded_len;
+        if (a->decoded_len > conf->max_body_bytes)
             break; /* reported below */
         if (is_done) {
-            complete(call, call->_attempt.decoded_len, h->is_keepalive && excess == 0);
+            complete(a, a->decoded_len, h->is_keepalive && excess == 0);
             return;
         }
         break;
@@ -507,100 +515,102 @@ static void read_body(gd_upstream_call_t *call, const char *err)
     case GD_HTTP1_UNTIL_CLOSE:
         /* The close is the body's end (RFC 9112 section 6.3, rule 8); a reset is not: the
          * bytes so far may be a truncated answer that still parses (a number). */
-        if (err == h2o_socket_error_closed && is_orderly_close(call->_attempt.conn->sock)) {
-            complete(call, in->size, false);
+        if (err == h2o_socket_error_closed && is_orderly_close(a->conn->sock)) {
+            complete(a, in->size, false);
             return;
         }
         if (err != NULL) {
-            finish(call, GD_OUTCOME_IO, h->status, "connection reset while reading the body");
+            end_attempt(a, GD_OUTCOME_IO, h->status, "connection reset while reading the body");
             return;
         }
         break;
     }
-    size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? call->_attempt.decoded_len : in->size;
+    size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? a->decoded_len : in->size;
     if (body_so_far > conf->max_body_bytes) {
-        finish(call, GD_OUTCOME_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
-               conf->max_body_bytes);
+        end_attempt(a, GD_OUTCOME_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
+                    conf->max_body_bytes);
         return;
     }
     if (err != NULL)
-        finish(call, GD_OUTCOME_IO, h->status, "connection broken while reading the body (%s)", err);
+        end_attempt(a, GD_OUTCOME_IO, h->status, "connection broken while reading the body (%s)",
+                    err);
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
-    gd_upstream_call_t *call = c->attempt->call;
+    gd_upstream_attempt_t *a = c->attempt;
+    gd_upstream_call_t *call = a->call;
     h2o_buffer_t *in = sock->input;
 
-    while (!call->_attempt.has_head) {
-        int r = in->size == 0 ? -EAGAIN
-                              : gd_http1_parse_head(in->bytes, in->size,
-                                                    strcmp(call->method, "HEAD") == 0,
-                                                    &call->_attempt.response);
+    while (!a->has_head) {
+        int r = in->size == 0
+                    ? -EAGAIN
+                    : gd_http1_parse_head(in->bytes, in->size, strcmp(call->method, "HEAD") == 0,
+                                          &a->response);
         if (r == -EAGAIN) {
             if (err == NULL)
                 return;
-            if (!retry_on_stale_connection(call))
-                finish(call, GD_OUTCOME_IO, 0, "connection closed before an answer (%s)", err);
+            if (!retry_on_stale_connection(a))
+                end_attempt(a, GD_OUTCOME_IO, 0, "connection closed before an answer (%s)", err);
             return;
         }
         if (r != 0) {
-            finish(call, GD_OUTCOME_IO, 0, "not a valid HTTP/1.x answer");
+            end_attempt(a, GD_OUTCOME_IO, 0, "not a valid HTTP/1.x answer");
             return;
         }
-        h2o_buffer_consume(&sock->input, call->_attempt.response.head_len);
+        h2o_buffer_consume(&sock->input, a->response.head_len);
         in = sock->input;
-        if (call->_attempt.response.status >= 100 && call->_attempt.response.status <= 199 &&
-            call->_attempt.response.status != 101)
+        if (a->response.status >= 100 && a->response.status <= 199 && a->response.status != 101)
             continue; /* an interim answer (100 Continue, 103 Early Hints): the real one follows */
-        if (call->_attempt.response.status == 101) {
-            finish(call, GD_OUTCOME_IO, 101, "the upstream switched protocols");
+        if (a->response.status == 101) {
+            end_attempt(a, GD_OUTCOME_IO, 101, "the upstream switched protocols");
             return;
         }
-        call->_attempt.has_head = true;
+        a->has_head = true;
     }
-    read_body(call, err);
+    read_body(a, err);
 }
 
 static void on_written(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
-    gd_upstream_call_t *call = c->attempt->call;
+    gd_upstream_attempt_t *a = c->attempt;
 
-    if (err != NULL && !retry_on_stale_connection(call))
-        finish(call, GD_OUTCOME_IO, 0, "cannot send the request (%s)", err);
+    if (err != NULL && !retry_on_stale_connection(a))
+        end_attempt(a, GD_OUTCOME_IO, 0, "cannot send the request (%s)", err);
 }
 
-/* Sends @call's request on its connection, which is established. */
-static void send_request(gd_upstream_call_t *call)
+/* Sends the request of attempt @a on its connection, which is established. */
+static void send_request(gd_upstream_attempt_t *a)
 {
-    conn_t *c = call->_attempt.conn;
+    gd_upstream_call_t *call = a->call;
+    conn_t *c = a->conn;
 
-    call->_attempt.state = ATTEMPT_EXCHANGING;
-    call->_attempt.has_head = false;
-    call->_attempt.decoded_len = 0;
-    memset(&call->_attempt.chunked, 0, sizeof(call->_attempt.chunked));
+    a->state = ATTEMPT_EXCHANGING;
+    a->has_head = false;
+    a->decoded_len = 0;
+    memset(&a->chunked, 0, sizeof(a->chunked));
     /* The connect timeout no longer applies: the call's own deadline does. */
-    gd_timer_start(call->_upstream->timers, &call->_attempt.timer, call->base.deadline_ms);
+    gd_timer_start(call->_upstream->timers, &a->timer, call->base.deadline_ms);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
     /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
      * write path, whose completion (1.44: uv__drain -> uv__io_stop) re-arms the socket's epoll
      * registration with a system call of its own on every call. Only a remainder goes through
      * h2o. */
-    ssize_t n = send(h2o_socket_get_fd(c->sock), call->_head, call->_head_len,
-                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n =
+        send(h2o_socket_get_fd(c->sock), call->_head, call->_head_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == (ssize_t)call->_head_len)
         return;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        if (!retry_on_stale_connection(call))
-            finish(call, GD_OUTCOME_IO, 0, "cannot send the request (%s)", strerror(errno));
+        if (!retry_on_stale_connection(a))
+            end_attempt(a, GD_OUTCOME_IO, 0, "cannot send the request (%s)", strerror(errno));
         return;
     }
     size_t sent = n > 0 ? (size_t)n : 0;
-    call->_attempt.unsent = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
-    h2o_socket_write(c->sock, &call->_attempt.unsent, 1, on_written);
+    a->unsent = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
+    h2o_socket_write(c->sock, &a->unsent, 1, on_written);
 }
 
 static void connect_next(conn_t *c);
@@ -620,7 +630,7 @@ static void on_connect(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
     gd_upstream_t *u = c->upstream;
-    gd_upstream_call_t *call = c->attempt->call;
+    gd_upstream_attempt_t *a = c->attempt;
 
     if (err != NULL) {
         note_connect_failure(u, c->addr_index);
@@ -631,11 +641,11 @@ static void on_connect(h2o_socket_t *sock, const char *err)
             connect_next(c);
             return;
         }
-        finish(call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (%s)", u->conf->url, err);
+        end_attempt(a, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (%s)", u->conf->url, err);
         return;
     }
     u->preferred = c->addr_index % (u->naddrs != 0 ? u->naddrs : 1);
-    send_request(call);
+    send_request(a);
 }
 
 /* Connects @c to the address at its addr_index (the list may have changed since the last
@@ -649,7 +659,8 @@ static void connect_next(conn_t *c)
 
     c->attempts++;
     if ((c->sock = h2o_socket_connect(u->loop, (struct sockaddr *)a, len, on_connect)) == NULL) {
-        finish(c->attempt->call, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)", u->conf->url);
+        end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot connect to %s (no socket)",
+                    u->conf->url);
         return;
     }
     c->sock->data = c;
@@ -674,8 +685,8 @@ static void connect_new(conn_t *c)
         h2o_linklist_insert(&u->lookup_waiting, &c->lookup_link);
         return;
     }
-    finish(c->attempt->call, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
-           u->lookup_error);
+    end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
+                u->lookup_error);
 }
 
 /* Keeps the addresses of @res (at most MAX_ADDRS); returns how many. The preferred address
@@ -775,55 +786,57 @@ static void start_lookup(gd_upstream_t *u)
     u->is_resolving = true;
 }
 
-/* Gives @call a connection: the most recently used idle one, or a new one. @call holds a slot
+/* Gives attempt @a a connection: the most recently used idle one, or a new one. @a holds a slot
  * of the line (and so, under a budget, a unit for a new connection). */
-static void acquire(gd_upstream_call_t *call)
+static void acquire(gd_upstream_attempt_t *a)
 {
+    gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
 
     u->busy++;
     if (!h2o_linklist_is_empty(&u->idle)) {
         conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
-        c->attempt = &call->_attempt;
-        call->_attempt.conn = c;
-        send_request(call);
+        c->attempt = a;
+        a->conn = c;
+        send_request(a);
         return;
     }
     conn_t *c = gd_xcalloc(1, sizeof(*c));
     c->upstream = u;
-    c->attempt = &call->_attempt;
+    c->attempt = a;
     gd_timer_init(&c->idle_timer, on_idle_timeout);
-    call->_attempt.conn = c;
-    call->_attempt.state = ATTEMPT_CONNECTING;
+    a->conn = c;
+    a->state = ATTEMPT_CONNECTING;
     uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
-    gd_timer_start(u->timers, &call->_attempt.timer,
+    gd_timer_start(u->timers, &a->timer,
                    connect_due < call->base.deadline_ms ? connect_due : call->base.deadline_ms);
     connect_new(c);
 }
 
 static void on_timer(gd_timer_t *timer)
 {
-    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _attempt.timer, timer);
+    gd_upstream_attempt_t *a = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, timer, timer);
+    gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
     bool is_deadline = gd_timers_now(u->timers) >= call->base.deadline_ms;
 
-    /* finish() closes the connection: a half-read answer must never reach the next call. A
+    /* end_attempt() closes the connection: a half-read answer must never reach the next call. A
      * call waiting for a slot has its deadline in the line (on_line_end()). */
-    if (call->_attempt.state == ATTEMPT_CONNECTING && !is_deadline) {
-        if (call->_attempt.conn->sock != NULL) /* a connect under way, not a wait for a lookup */
-            note_connect_failure(u, call->_attempt.conn->addr_index);
-        finish(call, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
-               u->conf->url, u->conf->connect_timeout_ms);
+    if (a->state == ATTEMPT_CONNECTING && !is_deadline) {
+        if (a->conn->sock != NULL) /* a connect under way, not a wait for a lookup */
+            note_connect_failure(u, a->conn->addr_index);
+        end_attempt(a, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
+                    u->conf->url, u->conf->connect_timeout_ms);
     } else
-        finish(call, GD_OUTCOME_TIMEOUT, call->_attempt.has_head ? call->_attempt.response.status : 0,
-               "timed out after %" PRIu64 " ms", call->base.timeout_ms);
+        end_attempt(a, GD_OUTCOME_TIMEOUT, a->has_head ? a->response.status : 0,
+                    "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }
 
 static void on_cancel(gd_task_t *task)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, base._task, task);
-    finish(call, GD_OUTCOME_CANCELLED, 0, "cancelled");
+    end_attempt(&call->_attempt, GD_OUTCOME_CANCELLED, 0, "cancelled");
 }
 
 /* The request head, written once: it is sent again as it is on a retry. */
@@ -834,8 +847,8 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
     bool has_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0 ||
                     strcmp(call->method, "PATCH") == 0;
     size_t mlen = strlen(call->method), hlen = strlen(u->host_header);
-    size_t cap = mlen + 1 + call->path.len + sizeof(accept_ua) + hlen + 2 +
-                 (has_body ? 19 : 0) + call->extra_headers.len + 2;
+    size_t cap = mlen + 1 + call->path.len + sizeof(accept_ua) + hlen + 2 + (has_body ? 19 : 0) +
+                 call->extra_headers.len + 2;
     char *p = call->_head = gd_xmalloc(cap);
 
     /* Plain copies: formatting with printf was a visible share of the request path. */
@@ -875,9 +888,9 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 
     /* Not while others wait: they were first. */
     if (take_slot(u))
-        acquire(call);
+        acquire(&call->_attempt);
     else
-        wait_for_slot(call);
+        wait_for_slot(&call->_attempt);
 }
 
 static void dispose_call(gd_call_t *base)
