@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   gcc clang pkg-config meson ninja-build      # build (clang: a second compiler's warnings)
-  libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev
+  libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev zlib1g-dev
   postgresql-15 postgresql-client-15          # the demo's and the tests' throwaway clusters
   python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
   valgrind                                    # valgrind.h: coroutine stacks announced to valgrind
