@@ -602,6 +602,7 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "keepalive_timeout_ms",
                                        "max_body_bytes",
                                        "dns_refresh_ms",
+                                       "gzip",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -625,6 +626,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = get_int(l, at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_MAX_BODY_BYTES, &x)) < 0)
         return r;
     u->max_body_bytes = (size_t)x;
+    if ((r = get_bool(l, at, v, "gzip", true, &u->accepts_gzip)) < 0)
+        return r;
     return 0;
 }
 

@@ -50,7 +50,8 @@ typedef struct gd_upstream_conf {
     uint64_t connect_timeout_ms;
     uint64_t keepalive_timeout_ms;
     uint64_t dns_refresh_ms; /* a named host is looked up again this often */
-    size_t max_body_bytes;
+    size_t max_body_bytes; /* of the body as sent, and decoded when gzip-coded */
+    bool accepts_gzip;     /* calls send Accept-Encoding: gzip */
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {

@@ -60,6 +60,26 @@ static bool ends_chunked(const char *s, const char *e, bool *has_other)
     return last_is_chunked;
 }
 
+/* The content coding named by the list @s..@e, added to what earlier fields named (@c). */
+static gd_http1_coding_t add_codings(gd_http1_coding_t c, const char *s, const char *e)
+{
+    while (s < e) {
+        const char *comma = memchr(s, ',', (size_t)(e - s)), *item_end = comma ? comma : e;
+        const char *a = s, *b = item_end;
+        trim(&a, &b);
+        size_t n = (size_t)(b - a);
+        if (n == 0 || (n == 8 && strncasecmp(a, "identity", 8) == 0))
+            ; /* no coding */
+        else if (c == GD_HTTP1_IDENTITY && ((n == 4 && strncasecmp(a, "gzip", 4) == 0) ||
+                                            (n == 6 && strncasecmp(a, "x-gzip", 6) == 0)))
+            c = GD_HTTP1_GZIP;
+        else
+            c = GD_HTTP1_OTHER;
+        s = comma ? comma + 1 : e;
+    }
+    return c;
+}
+
 static bool is_name(const struct phr_header *f, const char *name, size_t len)
 {
     return f->name_len == len && strncasecmp(f->name, name, len) == 0;
@@ -96,6 +116,8 @@ static int read_framing(const struct phr_header *fields, size_t nfields, bool is
         } else if (is_name(f, "connection", 10)) {
             has_close |= has_token(v, ve, "close");
             has_keepalive |= has_token(v, ve, "keep-alive");
+        } else if (is_name(f, "content-encoding", 16)) {
+            h->coding = add_codings(h->coding, v, ve);
         }
     }
     if (is_head_request || (h->status >= 100 && h->status <= 199) || h->status == 204 ||

@@ -24,6 +24,13 @@ typedef enum gd_http1_framing {
     GD_HTTP1_UNTIL_CLOSE, /* neither: the body ends when the connection does */
 } gd_http1_framing_t;
 
+/* The content coding of the body (Content-Encoding, RFC 9110 section 8.4). */
+typedef enum gd_http1_coding {
+    GD_HTTP1_IDENTITY, /* none, or "identity" */
+    GD_HTTP1_GZIP,     /* "gzip" (or its alias "x-gzip"), once */
+    GD_HTTP1_OTHER,    /* anything else, or several codings: not undone by gatherd */
+} gd_http1_coding_t;
+
 typedef struct gd_http1_head {
     int minor_version;
     int status;
@@ -31,6 +38,7 @@ typedef struct gd_http1_head {
     gd_http1_framing_t framing;
     uint64_t content_length; /* GD_HTTP1_LENGTH */
     bool is_keepalive;       /* the connection may carry another request afterwards */
+    gd_http1_coding_t coding;
 } gd_http1_head_t;
 
 /**

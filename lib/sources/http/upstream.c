@@ -12,6 +12,7 @@
 
 #include "base/util.h"
 #include "ops/log.h"
+#include "sources/http/gunzip.h"
 #include "sources/http/upstream_impl.h"
 #include "json/json.h"
 
@@ -332,6 +333,7 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
     gd_upstream_t *u = call->_upstream;
 
     gd_timer_stop(u->timers, &a->timer);
+    a->gunzip = gd_gunzip_free(a->gunzip);
     if (a->state == ATTEMPT_WAITING) {
         gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
         rebalance(u);
@@ -365,6 +367,7 @@ static void begin_attempt(gd_upstream_call_t *call, unsigned number)
     a->call = call;
     a->conn = NULL;
     a->waiter = (gd_gate_waiter_t){0};
+    a->gunzip = NULL;
     a->number = number;
     a->has_head = false;
 }
@@ -418,6 +421,27 @@ static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
     return true;
 }
 
+/* Feeds the gzip decoder the body bytes that came since the last time (the first @body_len
+ * bytes of the input are the body so far). Returns false after ending the attempt. */
+static bool feed_gunzip(gd_upstream_attempt_t *a, size_t body_len)
+{
+    const char *bytes = a->conn->sock->input->bytes;
+    int r = gd_gunzip_feed(a->gunzip, bytes + a->gunzip_fed, body_len - a->gunzip_fed);
+
+    a->gunzip_fed = body_len;
+    if (r == -E2BIG) {
+        end_attempt(a, GD_OUTCOME_TOO_LARGE, a->response.status,
+                    "gzip body decodes to more than max_body_bytes (%zu)",
+                    a->call->_upstream->conf->max_body_bytes);
+        return false;
+    }
+    if (r < 0) {
+        end_attempt(a, GD_OUTCOME_IO, a->response.status, "malformed gzip body");
+        return false;
+    }
+    return true;
+}
+
 /* The answer is complete: its body (decoded) is the first @body_len bytes of the input. */
 static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable)
 {
@@ -440,14 +464,27 @@ static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable
         }
         return;
     }
+    gd_buf_t *body = NULL;
+    if (a->gunzip != NULL) {
+        if (!feed_gunzip(a, body_len))
+            return;
+        if ((body = gd_gunzip_finish(a->gunzip)) == NULL) {
+            end_attempt(a, GD_OUTCOME_IO, status, "gzip body cut short");
+            return;
+        }
+    }
     /* Checked without building a tree: the bytes go into the answer as they are. */
-    if (!gd_json_is_valid(in->bytes, body_len)) {
+    const char *bytes = body != NULL ? body->bytes : in->bytes;
+    size_t len = body != NULL ? body->len : body_len;
+    if (!gd_json_is_valid(bytes, len)) {
+        gd_buf_unref(body);
         release_conn(a, is_reusable);
         end_attempt(a, GD_OUTCOME_INVALID_JSON, status,
-                    "the body (%zu bytes) is not one valid JSON text", body_len);
+                    "the body (%zu bytes%s) is not one valid JSON text", len,
+                    a->gunzip != NULL ? ", gzip-decoded" : "");
         return;
     }
-    call->base.result.body = gd_buf_new_copy(in->bytes, body_len);
+    call->base.result.body = body != NULL ? body : gd_buf_new_copy(in->bytes, body_len);
     release_conn(a, is_reusable);
     end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
@@ -526,6 +563,9 @@ static void read_body(gd_upstream_attempt_t *a, const char *err)
         break;
     }
     size_t body_so_far = h->framing == GD_HTTP1_CHUNKED ? a->decoded_len : in->size;
+    /* A gzip bomb fails here, after little of it was read. */
+    if (a->gunzip != NULL && body_so_far <= conf->max_body_bytes && !feed_gunzip(a, body_so_far))
+        return;
     if (body_so_far > conf->max_body_bytes) {
         end_attempt(a, GD_OUTCOME_TOO_LARGE, h->status, "body larger than max_body_bytes (%zu)",
                     conf->max_body_bytes);
@@ -568,6 +608,16 @@ static void on_read(h2o_socket_t *sock, const char *err)
             return;
         }
         a->has_head = true;
+        if (a->response.coding == GD_HTTP1_OTHER && a->response.framing != GD_HTTP1_NO_BODY &&
+            a->response.status >= 200 && a->response.status <= 299) {
+            end_attempt(a, GD_OUTCOME_IO, a->response.status,
+                        "the body has a content coding other than gzip");
+            return;
+        }
+        if (a->response.coding == GD_HTTP1_GZIP && a->response.framing != GD_HTTP1_NO_BODY) {
+            a->gunzip = gd_gunzip_new(call->_upstream->conf->max_body_bytes);
+            a->gunzip_fed = 0;
+        }
     }
     read_body(a, err);
 }
@@ -844,11 +894,12 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
 {
     static const char accept_ua[] = " HTTP/1.1\r\naccept: application/json\r\n"
                                     "user-agent: gatherd/" GD_VERSION "\r\nhost: ";
+    static const char accept_gzip[] = "accept-encoding: gzip\r\n";
     bool has_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0 ||
                     strcmp(call->method, "PATCH") == 0;
     size_t mlen = strlen(call->method), hlen = strlen(u->host_header);
-    size_t cap = mlen + 1 + call->path.len + sizeof(accept_ua) + hlen + 2 + (has_body ? 19 : 0) +
-                 call->extra_headers.len + 2;
+    size_t cap = mlen + 1 + call->path.len + sizeof(accept_ua) + hlen + 2 + sizeof(accept_gzip) +
+                 (has_body ? 19 : 0) + call->extra_headers.len + 2;
     char *p = call->_head = gd_xmalloc(cap);
 
     /* Plain copies: formatting with printf was a visible share of the request path. */
@@ -863,6 +914,10 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
     p += hlen;
     memcpy(p, "\r\n", 2);
     p += 2;
+    if (u->conf->accepts_gzip) {
+        memcpy(p, accept_gzip, sizeof(accept_gzip) - 1);
+        p += sizeof(accept_gzip) - 1;
+    }
     if (has_body) {
         memcpy(p, "content-length: 0\r\n", 19);
         p += 19;

@@ -76,6 +76,8 @@ typedef struct gd_upstream_attempt {
     gd_http1_head_t response;
     gd_http1_chunked_t chunked;
     size_t decoded_len; /* chunked: body bytes already decoded at the front of the input */
+    struct gd_gunzip *gunzip; /* a gzip-coded body's decoder, owned; NULL otherwise */
+    size_t gunzip_fed;        /* body bytes at the front of the input fed to it so far */
     h2o_iovec_t unsent; /* the part of the request head that send() did not take */
 } gd_upstream_attempt_t;
 

@@ -228,7 +228,32 @@ static void test_hostile_chunks(void)
     CHECK_INT_EQ(consumed, 0);
 }
 
+static void test_content_codings(void)
+{
+    gd_http1_head_t h;
+
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_IDENTITY);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: GZip\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_GZIP);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: x-gzip, identity\r\n\r\n", false, &h),
+                 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_GZIP);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_IDENTITY);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_OTHER);
+    /* twice, in one field or two: not undone */
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\n", false, &h), 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_OTHER);
+    CHECK_INT_EQ(parse("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: gzip\r\n\r\n",
+                       false, &h),
+                 0);
+    CHECK_INT_EQ(h.coding, GD_HTTP1_OTHER);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"content_codings", test_content_codings},
     {"heads", test_heads},
     {"keepalive_rules", test_keepalive_rules},
     {"bad_heads", test_bad_heads},
