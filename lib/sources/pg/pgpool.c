@@ -33,6 +33,9 @@ enum {
     /* How long a closing pool waits for a cancel still being sent (to a host that may never
      * answer) before it leaves the canceller's thread to finish on its own. */
     CANCEL_STOP_TIMEOUT_MS = 1000,
+    /* A server that stops answering cancels makes every timeout drop one: warned about at
+     * most this often per pool, the rest at debug level (and counted in the next warning). */
+    CANCEL_WARN_INTERVAL_MS = 10000,
     DESC_MAX = 200,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
@@ -155,6 +158,10 @@ struct gd_pgpool {
     gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
     size_t polls_open;
     uint64_t reconnects, cancels, cancels_dropped;
+    /* The warning for dropped cancels: when it was last logged, and the drops since. */
+    bool has_warned_cancels;
+    uint64_t cancels_warned_ms;
+    size_t cancel_warns_suppressed;
     /* Under a shared count (conf->shared, else NULL): every slot that is not SPARE holds one
      * unit of it (funded of them); rebalance_timer runs rebalance() on the next iteration. */
     gd_pgpool_shared_t *shared;
@@ -1183,10 +1190,25 @@ static void request_cancel(struct conn *c)
         return;
     }
     pool->cancels_dropped++;
-    gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
-                "them?); closing the connection of an abandoned query on %s and opening a new one "
-                "instead",
-                GD_PGCANCEL_QUEUE_MAX, pool->desc);
+    uint64_t now = gd_timers_now(pool->timers);
+    if (!pool->has_warned_cancels || now - pool->cancels_warned_ms >= CANCEL_WARN_INTERVAL_MS) {
+        char more[64] = "";
+        if (pool->cancel_warns_suppressed > 0)
+            snprintf(more, sizeof(more), " (and %zu times since the last warning)",
+                     pool->cancel_warns_suppressed);
+        gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
+                    "them?); closing the connection of an abandoned query on %s and opening a new "
+                    "one instead%s",
+                    GD_PGCANCEL_QUEUE_MAX, pool->desc, more);
+        pool->has_warned_cancels = true;
+        pool->cancels_warned_ms = now;
+        pool->cancel_warns_suppressed = 0;
+    } else {
+        pool->cancel_warns_suppressed++;
+        gd_log_debug("postgres: %d cancel requests already wait; closing the connection of an "
+                     "abandoned query on %s instead (warned about at most every %d ms)",
+                     GD_PGCANCEL_QUEUE_MAX, pool->desc, CANCEL_WARN_INTERVAL_MS);
+    }
     conn_remake(c);
 }
 
