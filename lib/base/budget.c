@@ -45,6 +45,11 @@ size_t gd_budget_used(const gd_budget_t *b)
     return atomic_load_explicit(&b->used, memory_order_relaxed);
 }
 
+size_t gd_budget_total(const gd_budget_t *b)
+{
+    return b->total;
+}
+
 static void on_async(uv_async_t *async)
 {
     gd_budget_member_t *m = async->data;
@@ -135,6 +140,11 @@ void gd_budget_want(gd_budget_member_t *m, bool wants)
     /* The others, to give back idle units; and this member itself, since a unit given back
      * between its failed take and now told nobody. */
     tell_members(b, NULL, false);
+}
+
+void gd_budget_tell_others(gd_budget_member_t *m)
+{
+    tell_members(m->_budget, m, false);
 }
 
 bool gd_budget_is_wanted_elsewhere(const gd_budget_member_t *m)

@@ -47,6 +47,8 @@ gd_budget_t *gd_budget_new(size_t total, size_t max_members);
 gd_budget_t *gd_budget_free(gd_budget_t *budget);
 /** Units of @budget in use now (any thread). */
 size_t gd_budget_used(const gd_budget_t *budget);
+/** The units of @budget, in use or not. */
+size_t gd_budget_total(const gd_budget_t *budget);
 
 /**
  * Joins @member (caller-owned storage) to @budget, on @loop, from @loop's thread; @cb as
@@ -69,6 +71,12 @@ void gd_budget_give(gd_budget_member_t *member);
  * starts to, the other members hear of it, to give idle units back.
  */
 void gd_budget_want(gd_budget_member_t *member, bool wants);
+/**
+ * Wakes every member other than @member (its callback runs on its own loop): news about the
+ * resource that all of them must hear, whether they want a unit or not (the server behind it
+ * found down, so that callers waiting elsewhere stop waiting).
+ */
+void gd_budget_tell_others(gd_budget_member_t *member);
 /** Whether a member other than @member wants a unit now. */
 bool gd_budget_is_wanted_elsewhere(const gd_budget_member_t *member);
 

@@ -92,6 +92,9 @@ struct gd_server {
     /* per upstream: the process-wide count of its connections when max_connections is smaller
      * than the threads (then no per-thread share could keep to it), else NULL */
     gd_budget_t **upstream_budgets;
+    /* The process-wide count of Postgres connections when pool_size is smaller than the
+     * threads, else NULL (each worker's pool has a share of pool_size). */
+    gd_pgpool_shared_t *pg_shared;
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -144,6 +147,8 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
     for (size_t i = 0; i < config->nupstreams; i++)
         if (config->upstreams[i].max_connections < s->nworkers)
             s->upstream_budgets[i] = gd_budget_new(config->upstreams[i].max_connections, s->nworkers);
+    if (config->nstatements > 0 && config->postgres.pool_size < s->nworkers)
+        s->pg_shared = gd_pgpool_shared_new(config->postgres.pool_size, s->nworkers);
     s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
     for (size_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
@@ -539,7 +544,7 @@ static uint64_t backstop_statement_timeout_ms(const gd_config_t *config)
 
 /* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
  * the remainder to the first workers, and at least one each (a total smaller than @n is
- * overshot: upstream connections then use a gd_budget_t instead). */
+ * overshot: upstream and Postgres connections then use a process-wide count instead). */
 static size_t share_of(size_t total, size_t n, size_t i)
 {
     size_t share = total / n + (i < total % n ? 1 : 0);
@@ -575,7 +580,9 @@ static void init_worker(struct worker *w)
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){
             .conninfo = config->postgres.conninfo,
-            .size = share_of(config->postgres.pool_size, nthreads, w->index),
+            /* Under a shared count any thread may hold all of pool_size's connections. */
+            .size = s->pg_shared != NULL ? config->postgres.pool_size
+                                         : share_of(config->postgres.pool_size, nthreads, w->index),
             .acquire_timeout_ms = config->postgres.acquire_timeout_ms,
             .connect_timeout_ms = config->postgres.connect_timeout_ms,
             .statements = (const char *const *)config->statements,
@@ -583,6 +590,7 @@ static void init_worker(struct worker *w)
             .nstatements = config->nstatements,
             .application_name = "gatherd",
             .statement_timeout_ms = backstop_statement_timeout_ms(config),
+            .shared = s->pg_shared,
         };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
@@ -687,6 +695,7 @@ gd_server_t *gd_server_free(gd_server_t *s)
     for (size_t i = 0; i < s->config->nupstreams; i++)
         gd_budget_free(s->upstream_budgets[i]);
     free(s->upstream_budgets);
+    s->pg_shared = gd_pgpool_shared_free(s->pg_shared);
     for (size_t i = 0; i < s->nworkers; i++)
         gd_metrics_free(s->metrics[i]);
     free(s->metrics);

@@ -402,7 +402,8 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
 
     if (config->nstatements > 0) {
         header(o, "gatherd_postgres_up", "gauge",
-               "1 when every worker's Postgres pool has a live connection, else 0.");
+               "1 when every worker's Postgres pool has a live connection (with pool_size "
+               "below threads: when the process has one), else 0.");
         outf(o, "gatherd_postgres_up %d\n", pg_ready_workers == n ? 1 : 0);
         header(o, "gatherd_postgres_connections", "gauge", "Postgres connections by state.");
         outf(o, "gatherd_postgres_connections{state=\"idle\"} %llu\n",

@@ -41,7 +41,7 @@
 #define STACK_SIZE   (256 * 1024)
 #define CASE_ALARM_S 120 /* a hung case ends the run (and the clusters) */
 #define CONNECT_MS   2000
-#define MAX_POOLS    2
+#define MAX_POOLS    6
 #define BODY_MAX     8192
 
 #define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -221,6 +221,7 @@ typedef struct tcase {
     gd_timers_t *timers;
     struct tpool pools[MAX_POOLS];
     size_t npools;
+    gd_pgpool_shared_t *shared; /* freed once the pools are */
     int failures;
     char note[200]; /* figures shown on the case's line */
 } tcase_t;
@@ -265,15 +266,20 @@ static uint64_t now_ms(void)
 }
 
 /* A pool of @size on 127.0.0.1:@port; @extra (may be NULL) is appended to the conninfo,
- * where a keyword given again overrides; @extra "" alone: an empty conninfo. */
-static gd_pgpool_t *open_pool(tcase_t *t, size_t size, uint64_t acquire_timeout_ms, int port,
-                              const char *extra)
+ * where a keyword given again overrides; @extra "" alone: an empty conninfo. With @shared its
+ * connections count in that process-wide count, and its application_name is the case's
+ * (the same for every pool of the count), else it is the pool's own. */
+static gd_pgpool_t *open_pool_ex(tcase_t *t, size_t size, uint64_t acquire_timeout_ms, int port,
+                                 const char *extra, gd_pgpool_shared_t *shared)
 {
     struct tpool *p;
 
     GD_REQUIRE(t->npools < MAX_POOLS);
     p = &t->pools[t->npools++];
-    snprintf(p->app, sizeof(p->app), "gd-test-%s-%zu", t->name, t->npools);
+    if (shared != NULL)
+        snprintf(p->app, sizeof(p->app), "gd-test-%s-shared", t->name);
+    else
+        snprintf(p->app, sizeof(p->app), "gd-test-%s-%zu", t->name, t->npools);
     if (extra != NULL && extra[0] == '\0')
         p->conninfo[0] = '\0';
     else
@@ -287,9 +293,16 @@ static gd_pgpool_t *open_pool(tcase_t *t, size_t size, uint64_t acquire_timeout_
                                  .statements = statements,
                                  .statement_nparams = statement_nparams,
                                  .nstatements = S_COUNT,
-                                 .application_name = p->app};
+                                 .application_name = p->app,
+                                 .shared = shared};
     p->pool = gd_pgpool_new(&p->conf, &t->loop, t->timers);
     return p->pool;
+}
+
+static gd_pgpool_t *open_pool(tcase_t *t, size_t size, uint64_t acquire_timeout_ms, int port,
+                              const char *extra)
+{
+    return open_pool_ex(t, size, acquire_timeout_ms, port, extra, NULL);
 }
 
 /* Yields until every connection of @pool is idle, at most @ms. */
@@ -1007,6 +1020,185 @@ static void case_restart(tcase_t *t)
          load.ok, load.failed);
 }
 
+/* -- pools of several threads sharing one count ---------------------------------------------- */
+
+enum { SHARED_POOLS = 4, SHARED_SIZE = 2 };
+
+/* Connections up or on their way in @t's first @n pools, by the pools' own counters. */
+static size_t shared_conns(tcase_t *t, size_t n)
+{
+    size_t sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        gd_pgpool_stats_t s = gd_pgpool_stats(t->pools[i].pool);
+        sum += s.idle + s.busy + s.connecting + s.broken;
+    }
+    return sum;
+}
+
+struct sampler {
+    tcase_t *t;
+    gd_pgpool_t *observer;
+    bool is_stopping;
+    long server_peak;  /* backends of the shared pools the server saw at most */
+    size_t local_peak; /* connections of the shared pools by their own counters */
+    size_t used_peak;  /* units of the count in use */
+    size_t samples, failed;
+};
+
+/* Counts, until told to stop, what the server and the pools see of the shared pools. */
+static void sample_loop(void *arg)
+{
+    struct sampler *sa = arg;
+    const char *app[] = {sa->t->pools[0].app};
+    tq_t q;
+
+    while (!sa->is_stopping) {
+        size_t local = shared_conns(sa->t, SHARED_POOLS),
+               used = gd_pgpool_shared_used(sa->t->shared);
+        sa->local_peak = local > sa->local_peak ? local : sa->local_peak;
+        sa->used_peak = used > sa->used_peak ? used : sa->used_peak;
+        query(sa->t, sa->observer, S_COUNT_APP, app, true, 2000, &q);
+        if (q.r.outcome == GD_OUTCOME_OK) {
+            long n = body_int(q.body, "n");
+            sa->server_peak = n > sa->server_peak ? n : sa->server_peak;
+            sa->samples++;
+        } else {
+            sa->failed++;
+        }
+        gd_coro_sleep(1);
+    }
+}
+
+/* pool_size 2 over 4 threads: at most 2 connections in the process, whichever threads hold
+ * them, while every thread's queries are served; idle ones are kept while nobody else waits. */
+static void case_shared_count(tcase_t *t)
+{
+    enum { N = 48 };
+    int port = atoi(clusters[0].port);
+    static gd_pgpool_query_t qs[N]; /* static: 48 queries are large for a coroutine stack */
+    gd_pgpool_t *pools[SHARED_POOLS];
+    size_t ok = 0, with_conn = 0, served[SHARED_POOLS] = {0};
+    struct sampler sa = {.t = t};
+    gd_group_t g, gs;
+    long pid = -1;
+    uint64_t start;
+    tq_t q;
+
+    t->shared = gd_pgpool_shared_new(SHARED_SIZE, SHARED_POOLS);
+    for (size_t i = 0; i < SHARED_POOLS; i++)
+        pools[i] = open_pool_ex(t, SHARED_SIZE, 5000, port, NULL, t->shared);
+    sa.observer = open_pool(t, 1, 2000, port, NULL);
+    /* At start, one unit each to the first pools, connected in the background. */
+    start = now_ms();
+    while (shared_conns(t, SHARED_POOLS) < SHARED_SIZE && now_ms() - start < 5000)
+        gd_coro_sleep(5);
+    while (gd_pgpool_stats(pools[0]).idle + gd_pgpool_stats(pools[1]).idle < SHARED_SIZE &&
+           now_ms() - start < 5000)
+        gd_coro_sleep(5);
+    for (size_t i = 0; i < SHARED_POOLS; i++) {
+        gd_pgpool_stats_t s = gd_pgpool_stats(pools[i]);
+        with_conn += s.idle > 0;
+        CHECK(t, s.idle <= 1, "pool %zu opened %zu connections at start", i, s.idle);
+        CHECK(t, gd_pgpool_is_ready(pools[i]), "pool %zu not ready with the process's up", i);
+    }
+    CHECK(t, with_conn == SHARED_SIZE, "%zu pools connected at start", with_conn);
+    CHECK(t, gd_pgpool_shared_used(t->shared) == SHARED_SIZE, "units used %zu",
+          gd_pgpool_shared_used(t->shared));
+    /* Steady state: a pool that has its connection keeps it, query after query. */
+    for (int i = 0; i < 5; i++) {
+        query(t, pools[0], S_PID, NULL, true, 5000, &q);
+        if (!CHECK_OK(t, &q))
+            break;
+        CHECK(t, pid == -1 || body_int(q.body, "pid") == pid, "another backend: %s", q.body);
+        pid = body_int(q.body, "pid");
+    }
+    CHECK(t, gd_pgpool_stats(pools[0]).reconnects == 0, "reconnected");
+
+    /* Queries on every pool at once, sampled by the server and the pools as they run. */
+    gd_group_init(&gs, t->sched);
+    GD_REQUIRE(gd_group_spawn(&gs, sample_loop, &sa) == 0);
+    start = uv_hrtime();
+    gd_group_init(&g, t->sched);
+    for (size_t i = 0; i < N; i++) {
+        qs[i] = (gd_pgpool_query_t){.statement = S_PID_SLOW,
+                                    .base.started_at_ns = start,
+                                    .base.deadline_ms = gd_timers_now(t->timers) + 20000,
+                                    .base.timeout_ms = 20000};
+        start_query(pools[i % SHARED_POOLS], &g, &qs[i]);
+        if (i % 8 == 7)
+            gd_coro_sleep(20); /* in waves, so that units move while queries run */
+    }
+    CHECK(t, gd_group_wait(&g, gd_timers_now(t->timers) + 30000) == 0, "group wait");
+    gd_group_dispose(&g);
+    for (size_t i = 0; i < N; i++) {
+        if (qs[i].base.result.outcome == GD_OUTCOME_OK) {
+            ok++;
+            served[i % SHARED_POOLS]++;
+        } else {
+            printf("    query %zu on pool %zu: %s (%s)\n", i, i % SHARED_POOLS,
+                   gd_outcome_name(qs[i].base.result.outcome), qs[i].base.result.message);
+        }
+        gd_call_dispose(&qs[i].base);
+    }
+    sa.is_stopping = true;
+    CHECK(t, gd_group_wait(&gs, gd_timers_now(t->timers) + 5000) == 0, "sampler did not stop");
+    gd_group_dispose(&gs);
+    CHECK(t, ok == N, "%zu of %d succeeded", ok, N);
+    for (size_t i = 0; i < SHARED_POOLS; i++)
+        CHECK(t, served[i] == N / SHARED_POOLS, "pool %zu served %zu", i, served[i]);
+    CHECK(t, sa.samples > 10, "%zu samples (%zu failed)", sa.samples, sa.failed);
+    CHECK(t, sa.server_peak >= 1 && sa.server_peak <= SHARED_SIZE, "the server saw %ld backends",
+          sa.server_peak);
+    CHECK(t, sa.local_peak <= SHARED_SIZE, "the pools had %zu connections", sa.local_peak);
+    CHECK(t, sa.used_peak <= SHARED_SIZE, "%zu units used", sa.used_peak);
+    note(t, "%d queries of 50 ms over %d pools in %" PRIu64 " ms; peak backends %ld (%zu samples)",
+         N, SHARED_POOLS, (uv_hrtime() - start) / 1000000, sa.server_peak, sa.samples);
+    /* Quiet again: the connections stay, idle, wherever they are. */
+    gd_coro_sleep(100);
+    CHECK(t,
+          shared_conns(t, SHARED_POOLS) == SHARED_SIZE &&
+              gd_pgpool_shared_used(t->shared) == SHARED_SIZE,
+          "after the load: %zu connections, %zu units", shared_conns(t, SHARED_POOLS),
+          gd_pgpool_shared_used(t->shared));
+}
+
+/* The server down: a pool holding no unit knows it from the pools that do, and fails its
+ * queries at once, the one already waiting included; none is ready. */
+static void case_shared_down(tcase_t *t)
+{
+    int port = free_port(); /* nobody listens there */
+    gd_pgpool_t *pools[SHARED_POOLS];
+    gd_pgpool_query_t early = {.statement = S_PID, .base.timeout_ms = 3000};
+    gd_group_t g;
+    tq_t q;
+
+    t->shared = gd_pgpool_shared_new(SHARED_SIZE, SHARED_POOLS);
+    for (size_t i = 0; i < SHARED_POOLS; i++)
+        pools[i] = open_pool_ex(t, SHARED_SIZE, 3000, port, NULL, t->shared);
+    /* Before any connect has failed: it waits as for a busy pool, then hears the news. */
+    gd_group_init(&g, t->sched);
+    early.base.started_at_ns = uv_hrtime();
+    early.base.deadline_ms = gd_timers_now(t->timers) + 3000;
+    start_query(pools[SHARED_POOLS - 1], &g, &early);
+    CHECK(t, gd_group_wait(&g, gd_timers_now(t->timers) + 10000) == 0, "group wait");
+    gd_group_dispose(&g);
+    uint64_t early_ms = (uv_hrtime() - early.base.started_at_ns) / 1000000;
+    CHECK(t, early.base.result.outcome == GD_OUTCOME_UNAVAILABLE && early_ms <= 1000,
+          "waiting query: %s after %" PRIu64 " ms (%s)", gd_outcome_name(early.base.result.outcome),
+          early_ms, early.base.result.message);
+    gd_call_dispose(&early.base);
+    for (size_t i = 0; i < SHARED_POOLS; i++) {
+        query(t, pools[i], S_PID, NULL, true, 3000, &q);
+        CHECK(t, q.r.outcome == GD_OUTCOME_UNAVAILABLE && q.wall_ms <= 100,
+              "pool %zu: %s after %" PRIu64 " ms (%s)", i, outcome(&q), q.wall_ms, q.r.message);
+        CHECK(t, !gd_pgpool_is_ready(pools[i]), "pool %zu ready without a server", i);
+    }
+    CHECK(t, gd_pgpool_shared_used(t->shared) == SHARED_SIZE, "units used %zu",
+          gd_pgpool_shared_used(t->shared));
+    note(t, "the waiting query failed after %" PRIu64 " ms", early_ms);
+}
+
 /* -- the harness --------------------------------------------------------------------------- */
 
 static void case_main(void *arg)
@@ -1039,6 +1231,7 @@ static void run_case(const char *name, void (*fn)(tcase_t *))
     CHECK(t, gd_sched_live(t->sched) == 0, "the case's coroutine did not finish");
     for (size_t i = 0; i < t->npools; i++)
         t->pools[i].pool = gd_pgpool_free(t->pools[i].pool);
+    t->shared = gd_pgpool_shared_free(t->shared);
     t->sched = gd_sched_free(t->sched);
     uv_run(&t->loop, UV_RUN_DEFAULT); /* the timer heap's handle closes */
     CHECK(t, uv_loop_close(&t->loop) == 0, "handles left open on the loop");
@@ -1102,6 +1295,8 @@ int main(void)
     run_case("line_with_a_lost_connection", case_line_with_a_lost_connection);
     run_case("backend_killed", case_backend_killed);
     run_case("close_with_cancel", case_close_with_cancel);
+    run_case("shared_count", case_shared_count);
+    run_case("shared_down", case_shared_down);
     run_case("down_at_start", case_down_at_start);
     cluster_stop(&clusters[1]);
     run_case("restart", case_restart);

@@ -1009,6 +1009,51 @@ class TimeoutAndPoolTest(PgTestCase):
         self.assertGreaterEqual(peak[1], 2)
         self.assertGreaterEqual(total, 0.85, '12 queries of 0.3 s on %d connections' % pool)
 
+    def test_pool_size_below_threads_is_for_the_whole_process(self):
+        # pool_size 2 over 4 threads: never more than 2 backends, connecting ones included,
+        # whichever threads hold them, and every thread's requests are served
+        pool, threads = 2, 4
+        admin_port = free_port()
+        gd = self.start_pg_gatherd([endpoint('/sleep/{n}', {'r': sql_call(
+            'SELECT $1::int AS n FROM pg_sleep(0.05)', ['{n}'], row='one', timeout_ms=8000)},
+            params={'n': 'int'})], ready=False,
+            threads=threads, postgres={'pool_size': pool, 'acquire_timeout_ms': 6000},
+            admin_listen='127.0.0.1:%d' % admin_port)
+        peak = [0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], len(self.pg.gatherd_backends()))
+                time.sleep(0.005)
+
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        self.addCleanup(done.set)
+        # ready once any thread has a connection up: the threads without one take a unit when
+        # their queries need it
+        self.assertTrue(wait_until(lambda: admin_get(admin_port, '/readyz')[0] == 200,
+                                   timeout=10), admin_get(admin_port, '/readyz'))
+        self.wait_sql_ready(gd)
+        t0 = now()
+        results = []
+        for _ in range(3):  # waves of requests on new connections, spread over the threads
+            results += Clients(gd, ['/sleep/%d' % i for i in range(16)]).join()
+        total = now() - t0
+        done.set()
+        w.join(5)
+        for r in results:
+            self.assertNotIsInstance(r, Exception, r)
+            self.assertEqual(r[0], 200, r[2])
+        self.assertLessEqual(peak[0], pool, 'more backends than pool_size: %d' % peak[0])
+        self.assertGreaterEqual(peak[0], 1)
+        self.assertEqual(admin_get(admin_port, '/readyz')[0], 200)
+        # 48 queries of 50 ms on 2 connections
+        self.assertGreaterEqual(total, 1.1, 'done in %.2f s' % total)
+        # quiet again: the idle connections are kept
+        time.sleep(0.3)
+        self.assertEqual(len(self.pg.gatherd_backends()), pool)
+
     def test_statement_timeout_backstop(self):
         """Every connection has statement_timeout set to the longest SQL call's timeout plus
         1 s (here /_pg_ready's 5000 ms), unless the conninfo's options set it."""
@@ -1135,7 +1180,9 @@ class HangingCancelTest(PgTestCase):
     canceller thread, so name resolution (the pool's reconnects to host=localhost, and an HTTP
     upstream named localhost) goes on, SQL calls work again at once, and SIGTERM ends promptly."""
 
-    POOL_SIZE = 6  # more cancels than libuv's 4 shared threads and than the canceller's line
+    # more cancels than libuv's 4 shared threads and than the canceller's line (one being sent
+    # and 4 waiting): 3 are dropped at once
+    POOL_SIZE = 8
 
     def metric(self, admin_port, name):
         with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % admin_port, timeout=5) as r:
@@ -1186,7 +1233,11 @@ class HangingCancelTest(PgTestCase):
             self.assertEqual(doc['r'], {'one': 1}, body)
         # the cancel that found the line full was dropped and counted (gauges lag by 100 ms)
         self.assertTrue(wait_until(lambda: self.metric(
-            admin_port, 'gatherd_postgres_cancels_dropped_total') >= 1, timeout=2.0))
+            admin_port, 'gatherd_postgres_cancels_dropped_total') >= 3, timeout=2.0))
+        # ... but warned about once: a server that stops answering cancels must not flood the log
+        warnings = [line for line in gd.log().splitlines()
+                    if 'cancel requests already wait (a server' in line]
+        self.assertEqual(len(warnings), 1, '\n'.join(warnings))
         # the server stops the queries whose cancels hang, at statement_timeout (the longest SQL
         # call's 5000 ms, plus 1 s), not after their 30 s
         self.assertTrue(wait_until(lambda: not self.pg.active_queries_like('pg_sleep(30)'),
@@ -1247,6 +1298,34 @@ class OutageTest(PgTestCase):
         doc, body, _ = self.get_json(gd, '/mixed')
         self.assertEqual(doc['orders'], [{'id': 1}, {'id': 2}, {'id': 3}], body)
         self.assertTrue(gd.alive())
+
+    def test_postgres_down_with_pool_size_below_threads_fails_fast_on_every_thread(self):
+        # threads that hold no unit of the process's 2 connections learn from those that do
+        # that the server is down, and fail at once too
+        pg = self.own_cluster()
+        pg.stop()
+        gd = self.start_pg_gatherd([
+            endpoint('/q/{n}', {'r': sql_call('SELECT $1::int AS n', ['{n}'], row='one')},
+                     params={'n': 'int'})],
+            pg=pg, ready=False, threads=4,
+            postgres={'pool_size': 2, 'acquire_timeout_ms': 2000, 'connect_timeout_ms': 2000})
+        self.assertAlive(gd, '/_http')
+        time.sleep(0.3)  # let the first connection attempts fail
+        results = Clients(gd, ['/q/%d' % i for i in range(16)]).join()
+        for r in results:
+            self.assertNotIsInstance(r, Exception, r)
+            self.assertEqual(r[0], 502, r[2])
+            self.assertIn(b'"unavailable"', r[2])
+            self.assertLess(r[3], 0.5, 'unavailable answered after %.3f s' % r[3])
+        pg.start()
+        ok = wait_until(lambda: gd.get('/q/1')[0] == 200, timeout=10.0, interval=0.05)
+        self.assertTrue(ok, 'SQL calls still fail 10 s after the server came up; log:\n%s'
+                        % gd.log()[-4000:])
+        results = Clients(gd, ['/q/%d' % i for i in range(16)]).join()
+        for i, r in enumerate(results):
+            self.assertNotIsInstance(r, Exception, r)
+            self.assertEqual((r[0], jsonlib.loads(r[2]).get('r')), (200, {'n': i}), r[2])
+        self.assertLessEqual(len(pg.gatherd_backends()), 2)
 
     def test_server_restart_mid_load(self):
         pg = self.own_cluster()

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,9 @@ enum {
     /* How long a closing pool waits for a cancel still being sent (to a host that may never
      * answer) before it leaves the canceller's thread to finish on its own. */
     CANCEL_STOP_TIMEOUT_MS = 1000,
+    /* A server that stops answering cancels makes every timeout drop one: warned about at
+     * most this often per pool, the rest at debug level (and counted in the next warning). */
+    CANCEL_WARN_INTERVAL_MS = 10000,
     DESC_MAX = 200,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
@@ -39,7 +43,8 @@ enum {
 };
 
 /* A connection's life: BACKOFF -> (RESOLVING ->) CONNECTING -> IDLE <-> BUSY, and back to
- * BACKOFF whenever it fails or breaks. */
+ * BACKOFF whenever it fails or breaks. Under a shared count a slot starts SPARE, leaves it when
+ * it takes a unit and comes back to it (from IDLE) when it gives the unit back. */
 enum conn_state {
     CONN_BACKOFF = 1, /* not connected; its timer starts the next attempt */
     CONN_RESOLVING,   /* waiting for uv_getaddrinfo() */
@@ -47,6 +52,7 @@ enum conn_state {
     CONN_IDLE,
     CONN_BUSY,   /* a query's pipeline is in flight (perhaps an abandoned one, see is_abandoned) */
     CONN_CLOSED, /* gd_pgpool_close() */
+    CONN_SPARE,  /* holds no unit of the shared count: not connected, not trying to */
 };
 
 enum query_state {
@@ -111,11 +117,12 @@ struct conn {
      * been sent, or it could stop the next query. */
     gd_pgcancel_req_t *cancel_req;
     uint64_t backoff_ms;
-    uint64_t *prepared; /* bit i: statement i is prepared as "gd_<i>" on this connection */
-    bool has_failed;    /* the last connect attempt failed */
-    bool has_been_up;   /* connected at least once: the next connect is a reconnect */
-    bool is_abandoned;   /* BUSY with an abandoned query: back to the pool once clean */
-    bool holds_unit;     /* BUSY: holds a unit of the pool's line, given back when it leaves */
+    uint64_t *prepared;     /* bit i: statement i is prepared as "gd_<i>" on this connection */
+    bool has_failed;        /* the last connect attempt failed */
+    bool has_been_up;       /* connected at least once: the next connect is a reconnect */
+    bool is_abandoned;      /* BUSY with an abandoned query: back to the pool once clean */
+    bool holds_unit;        /* BUSY: holds a unit of the pool's line, given back when it leaves */
+    uint64_t idle_since_ms; /* IDLE: since when, to give back the least recently used */
     struct pipe_entry entry;
     char last_fatal[GD_CALL_MESSAGE_MAX]; /* the server's last FATAL notice: why it hung up */
 };
@@ -151,10 +158,28 @@ struct gd_pgpool {
     gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
     size_t polls_open;
     uint64_t reconnects, cancels, cancels_dropped;
+    /* The warning for dropped cancels: when it was last logged, and the drops since. */
+    bool has_warned_cancels;
+    uint64_t cancels_warned_ms;
+    size_t cancel_warns_suppressed;
+    /* Under a shared count (conf->shared, else NULL): every slot that is not SPARE holds one
+     * unit of it (funded of them); rebalance_timer runs rebalance() on the next iteration. */
+    gd_pgpool_shared_t *shared;
+    gd_budget_member_t member;
+    size_t funded;
+    gd_timer_t rebalance_timer;
     bool is_closed;
 };
 
+struct gd_pgpool_shared {
+    gd_budget_t *budget;
+    /* The connections up in every pool, times two, plus one while the server is known to be
+     * down: one word, so that "down" is never set while a connection is up anywhere. */
+    atomic_size_t up2_down;
+};
+
 static void conn_start(struct conn *c);
+static void schedule_rebalance(gd_pgpool_t *pool);
 static void conn_run(struct conn *c, gd_pgpool_query_t *q);
 static void on_poll(uv_poll_t *handle, int status, int events);
 
@@ -198,15 +223,54 @@ static bool is_up(const struct conn *c)
     return c->state == CONN_IDLE || c->state == CONN_BUSY;
 }
 
-/* The server is known to be down: no connection is up and the last connect attempt of every
- * connection failed. Until each has tried once, queries wait as for a busy pool. */
-static bool is_pool_down(const gd_pgpool_t *pool)
+/* No connection of @pool is up and the last connect attempt of each one holding a unit (all,
+ * without a shared count) failed. */
+static bool have_all_failed(const gd_pgpool_t *pool)
 {
     for (size_t i = 0; i < pool->conf->size; i++) {
-        if (is_up(&pool->conns[i]) || !pool->conns[i].has_failed)
+        const struct conn *c = &pool->conns[i];
+        if (is_up(c) || (!c->has_failed && c->state != CONN_SPARE))
             return false;
     }
     return true;
+}
+
+static bool is_shared_down(const gd_pgpool_shared_t *sh)
+{
+    return (atomic_load_explicit(&sh->up2_down, memory_order_relaxed) & 1) != 0;
+}
+
+/* The server is known to be down: no connection is up and the last connect attempt of every
+ * connection failed. Until each has tried once, queries wait as for a busy pool. Under a shared
+ * count, also known so to the process (gd_pgpool_shared_t), which a pool without units or with
+ * all its own failed follows. */
+static bool is_pool_down(const gd_pgpool_t *pool)
+{
+    return have_all_failed(pool) && (pool->shared == NULL || is_shared_down(pool->shared));
+}
+
+/* Counts a connection of any pool that comes up (which ends "down") or stops being up. */
+static void count_shared_up(gd_pgpool_shared_t *sh, bool is_now_up)
+{
+    size_t v = atomic_load(&sh->up2_down);
+
+    if (!is_now_up) {
+        atomic_fetch_sub(&sh->up2_down, 2);
+        return;
+    }
+    while (!atomic_compare_exchange_weak(&sh->up2_down, &v, (v & ~(size_t)1) + 2))
+        ;
+}
+
+/* Marks the server down unless a connection is up somewhere; returns whether this call did. */
+static bool mark_shared_down(gd_pgpool_shared_t *sh)
+{
+    size_t v = atomic_load(&sh->up2_down);
+
+    while (v == 0)
+        if (atomic_compare_exchange_weak(&sh->up2_down, &v, 1))
+            return true;
+    return false;
 }
 
 static struct conn *find_idle(gd_pgpool_t *pool)
@@ -232,6 +296,8 @@ static void set_state(struct conn *c, enum conn_state state)
     if (was_up != is_up(c)) {
         pool->up = was_up ? pool->up - 1 : pool->up + 1;
         gd_gate_set_limit(&pool->line, pool->up);
+        if (pool->shared != NULL)
+            count_shared_up(pool->shared, !was_up);
     }
     if (c->holds_unit && state != CONN_BUSY) {
         c->holds_unit = false;
@@ -258,7 +324,9 @@ static void report(gd_pgpool_query_t *q)
     gd_pgpool_t *pool = q->_pool;
 
     gd_timer_stop(pool->timers, &q->_timer);
-    gd_gate_cancel(&q->_waiter); /* a no-op unless it waits */
+    if (pool->shared != NULL && gd_gate_is_waiting(&q->_waiter))
+        schedule_rebalance(pool); /* one fewer waiting: perhaps no unit wanted any more */
+    gd_gate_cancel(&q->_waiter);  /* a no-op unless it waits */
     q->_state = QUERY_DONE;
     q->_conn = NULL;
     q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
@@ -399,6 +467,14 @@ static void conn_failed(struct conn *c, const char *reason)
     }
     retry_later(c);
     c->backoff_ms = c->backoff_ms * 2 < BACKOFF_MAX_MS ? c->backoff_ms * 2 : BACKOFF_MAX_MS;
+    /* Under a shared count the other pools hear of it, a pool without units among them, so
+     * that their queries fail fast too (on_budget()). */
+    if (pool->shared != NULL && have_all_failed(pool) && mark_shared_down(pool->shared)) {
+        gd_log_debug("postgres: every connection of this thread to %s failed and none is up in "
+                     "the process: the server is taken to be down",
+                     pool->desc);
+        gd_budget_tell_others(&pool->member);
+    }
     /* Queries waiting for a connection fail fast once the server is known to be down. */
     if (is_pool_down(pool) && pool->line.waiting > 0 && !gd_timer_is_active(&pool->down_timer))
         gd_timer_start(pool->timers, &pool->down_timer, gd_timers_now(pool->timers));
@@ -460,6 +536,9 @@ static void conn_idle(struct conn *c)
     gd_timer_stop(c->pool->timers, &c->timer);
     set_state(c, CONN_IDLE); /* a waiting query may have it */
     c->is_abandoned = false;
+    c->idle_since_ms = gd_timers_now(c->pool->timers);
+    if (c->pool->shared != NULL)
+        schedule_rebalance(c->pool); /* worth more on a thread that waits for a unit */
     /* An idle connection is still read: the server says why it hangs up (a FATAL notice)
      * and the EOF that follows marks it lost, so no query is ever sent on a dead socket that
      * the pool could have known about. */
@@ -1111,10 +1190,25 @@ static void request_cancel(struct conn *c)
         return;
     }
     pool->cancels_dropped++;
-    gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
-                "them?); closing the connection of an abandoned query on %s and opening a new one "
-                "instead",
-                GD_PGCANCEL_QUEUE_MAX, pool->desc);
+    uint64_t now = gd_timers_now(pool->timers);
+    if (!pool->has_warned_cancels || now - pool->cancels_warned_ms >= CANCEL_WARN_INTERVAL_MS) {
+        char more[64] = "";
+        if (pool->cancel_warns_suppressed > 0)
+            snprintf(more, sizeof(more), " (and %zu times since the last warning)",
+                     pool->cancel_warns_suppressed);
+        gd_log_warn("postgres: %d cancel requests already wait (a server that does not answer "
+                    "them?); closing the connection of an abandoned query on %s and opening a new "
+                    "one instead%s",
+                    GD_PGCANCEL_QUEUE_MAX, pool->desc, more);
+        pool->has_warned_cancels = true;
+        pool->cancels_warned_ms = now;
+        pool->cancel_warns_suppressed = 0;
+    } else {
+        pool->cancel_warns_suppressed++;
+        gd_log_debug("postgres: %d cancel requests already wait; closing the connection of an "
+                     "abandoned query on %s instead (warned about at most every %d ms)",
+                     GD_PGCANCEL_QUEUE_MAX, pool->desc, CANCEL_WARN_INTERVAL_MS);
+    }
     conn_remake(c);
 }
 
@@ -1171,6 +1265,126 @@ static void on_conn_timer(gd_timer_t *timer)
     default:
         break;
     }
+}
+
+/* -- a count shared by the pools of several threads ---------------------------------------- */
+
+gd_pgpool_shared_t *gd_pgpool_shared_new(size_t size, size_t max_pools)
+{
+    gd_pgpool_shared_t *sh = gd_xcalloc(1, sizeof(*sh));
+
+    sh->budget = gd_budget_new(size, max_pools);
+    atomic_init(&sh->up2_down, 0);
+    return sh;
+}
+
+gd_pgpool_shared_t *gd_pgpool_shared_free(gd_pgpool_shared_t *sh)
+{
+    if (sh == NULL)
+        return NULL;
+    GD_REQUIRE(gd_budget_used(sh->budget) == 0 && atomic_load(&sh->up2_down) / 2 == 0);
+    gd_budget_free(sh->budget);
+    free(sh);
+    return NULL;
+}
+
+size_t gd_pgpool_shared_used(const gd_pgpool_shared_t *sh)
+{
+    return gd_budget_used(sh->budget);
+}
+
+/* A unit taken: a spare slot starts connecting with it. */
+static void fund(gd_pgpool_t *pool)
+{
+    struct conn *c = NULL;
+
+    for (size_t i = 0; i < pool->conf->size && c == NULL; i++) {
+        if (pool->conns[i].state == CONN_SPARE)
+            c = &pool->conns[i];
+    }
+    GD_REQUIRE(c != NULL);
+    pool->funded++;
+    c->has_failed = false;
+    c->backoff_ms = BACKOFF_FIRST_MS;
+    set_state(c, CONN_BACKOFF);
+    gd_log_debug("postgres: connection %zu: a unit of the process's %zu taken; connecting",
+                 c->index, gd_budget_total(pool->shared->budget));
+    conn_start(c);
+}
+
+/* Closes idle @c and gives its unit back, for another thread. */
+static void defund(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+
+    gd_log_debug("postgres: connection %zu: closed, its unit goes to a thread that waits for one",
+                 c->index);
+    conn_discard(c);
+    set_state(c, CONN_SPARE);
+    c->has_been_up = false; /* made again later it is a new connection, not a reconnect */
+    c->has_failed = false;
+    pool->funded--;
+    gd_budget_give(&pool->member);
+}
+
+/*
+ * Under a shared count, matches the units this pool holds to what it needs (the rules in
+ * pgpool.h): more while queries wait beyond the connections on their way, one fewer idle
+ * connection while another thread wants a unit, none is free and nobody waits here. Never
+ * reports to a query: a connection that comes up grants its unit on the next iteration.
+ */
+static void rebalance(gd_pgpool_t *pool)
+{
+    gd_budget_t *budget = pool->shared->budget;
+
+    if (pool->is_closed)
+        return;
+    while (pool->line.waiting > pool->funded - pool->up && pool->funded < pool->conf->size &&
+           !is_pool_down(pool) && gd_budget_take(&pool->member))
+        fund(pool);
+    /* line.held: busy connections and queries granted an idle one; the rest are nobody's. */
+    while (pool->line.waiting == 0 && pool->line.held < pool->up &&
+           gd_budget_is_wanted_elsewhere(&pool->member) &&
+           gd_budget_used(budget) >= gd_budget_total(budget)) {
+        struct conn *oldest = NULL;
+        for (size_t i = 0; i < pool->conf->size; i++) {
+            struct conn *c = &pool->conns[i];
+            if (c->state == CONN_IDLE &&
+                (oldest == NULL || c->idle_since_ms < oldest->idle_since_ms))
+                oldest = c;
+        }
+        if (oldest == NULL)
+            break;
+        defund(oldest);
+    }
+    if (is_pool_down(pool)) {
+        /* News from another thread: the server is down, and the queries here wait in vain. */
+        if (pool->line.waiting > 0 && !gd_timer_is_active(&pool->down_timer))
+            gd_timer_start(pool->timers, &pool->down_timer, gd_timers_now(pool->timers));
+        gd_budget_want(&pool->member, false);
+        return;
+    }
+    gd_budget_want(&pool->member,
+                   pool->line.waiting > pool->funded - pool->up && pool->funded < pool->conf->size);
+}
+
+static void on_rebalance_timer(gd_timer_t *timer)
+{
+    rebalance(CONTAINER_OF(timer, gd_pgpool_t, rebalance_timer));
+}
+
+/* Runs rebalance() on the next loop iteration, once for any number of calls in this one. */
+static void schedule_rebalance(gd_pgpool_t *pool)
+{
+    if (!pool->is_closed && !gd_timer_is_active(&pool->rebalance_timer))
+        gd_timer_start(pool->timers, &pool->rebalance_timer, gd_timers_now(pool->timers));
+}
+
+/* From another thread, on this loop: a unit came back, a thread started to want one, or the
+ * server was found down. */
+static void on_budget(gd_budget_member_t *member)
+{
+    rebalance(member->data);
 }
 
 /* -- the pool ----------------------------------------------------------------------------- */
@@ -1295,6 +1509,8 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->prepared_words = (conf->nstatements + 63) / 64;
     gd_gate_init(&pool->line, timers, 0);
     gd_timer_init(&pool->down_timer, on_down_timer);
+    gd_timer_init(&pool->rebalance_timer, on_rebalance_timer);
+    pool->shared = conf->shared;
     pool->canceller = gd_pgcancel_new(loop);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
@@ -1302,11 +1518,20 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
         struct conn *c = &pool->conns[i];
         c->pool = pool;
         c->index = i;
-        c->state = CONN_BACKOFF;
+        c->state = pool->shared != NULL ? CONN_SPARE : CONN_BACKOFF;
         c->backoff_ms = BACKOFF_FIRST_MS;
         c->prepared =
             gd_xcalloc(pool->prepared_words > 0 ? pool->prepared_words : 1, sizeof(*c->prepared));
         gd_timer_init(&c->timer, on_conn_timer);
+    }
+    if (pool->shared != NULL) {
+        pool->member.data = pool;
+        GD_REQUIRE(gd_budget_join(pool->shared->budget, &pool->member, loop, on_budget) == 0);
+        /* One unit, if one is left: the threads that start first connect in the background,
+         * so that the process is ready before its first query. */
+        if (gd_budget_take(&pool->member))
+            fund(pool);
+        return pool;
     }
     for (size_t i = 0; i < conf->size; i++)
         conn_start(&pool->conns[i]);
@@ -1320,12 +1545,20 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     GD_REQUIRE(pool->line.waiting == 0);
     pool->is_closed = true;
     gd_timer_stop(pool->timers, &pool->down_timer);
+    gd_timer_stop(pool->timers, &pool->rebalance_timer);
     for (size_t i = 0; i < pool->conf->size; i++) {
         struct conn *c = &pool->conns[i];
+        bool is_funded = c->state != CONN_SPARE;
         GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
         conn_discard(c); /* withdraws its cancel request */
         set_state(c, CONN_CLOSED);
+        if (pool->shared != NULL && is_funded) {
+            pool->funded--;
+            gd_budget_give(&pool->member);
+        }
     }
+    if (pool->shared != NULL)
+        gd_budget_leave(&pool->member); /* its handle closes while the loop runs */
     gd_gate_dispose(&pool->line);
     /* A cancel still being sent keeps the loop alive a bounded time: gd_pgpool_free() waits
      * for the loop's run. */
@@ -1374,6 +1607,7 @@ gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
             s.broken++;
             break;
         case CONN_CLOSED:
+        case CONN_SPARE:
             break;
         }
     }
@@ -1382,6 +1616,8 @@ gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
 
 bool gd_pgpool_is_ready(const gd_pgpool_t *pool)
 {
+    if (pool->shared != NULL)
+        return atomic_load_explicit(&pool->shared->up2_down, memory_order_relaxed) / 2 > 0;
     for (size_t i = 0; i < pool->conf->size; i++) {
         if (is_up(&pool->conns[i]))
             return true;
@@ -1401,6 +1637,8 @@ static void wait_in_line(gd_pgpool_query_t *q)
     gd_gate_wait(&pool->line, &q->_waiter,
                  acquire_due < q->base.deadline_ms ? acquire_due : q->base.deadline_ms,
                  on_line_end);
+    if (pool->shared != NULL)
+        rebalance(pool); /* a unit for it, or the other threads told */
 }
 
 /* @q holds a unit of the line: it runs on an idle connection, which the unit guarantees unless
@@ -1423,6 +1661,8 @@ static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
     gd_pgpool_query_t *q = CONTAINER_OF(waiter, gd_pgpool_query_t, _waiter);
     gd_pgpool_t *pool = q->_pool;
 
+    if (pool->shared != NULL)
+        schedule_rebalance(pool); /* one fewer waiting */
     if (is_granted)
         run_with_unit(q);
     else if (is_pool_down(pool))

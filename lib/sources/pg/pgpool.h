@@ -12,7 +12,8 @@
  * connection coming back to the pool only once clean, or re-made when the cancel cannot be sent
  * soon; a dead connection is discarded and re-made in the
  * background with exponential backoff; while no connection is up, queries fail fast with
- * GD_OUTCOME_UNAVAILABLE.
+ * GD_OUTCOME_UNAVAILABLE. Pools of several threads may share one count of connections
+ * (gd_pgpool_shared_t).
  */
 #ifndef GD_PGPOOL_H
 #define GD_PGPOOL_H
@@ -24,12 +25,34 @@
 #include <h2o/linklist.h>
 #include <uv.h>
 
+#include "base/budget.h"
 #include "base/coro.h"
 #include "base/gate.h"
 #include "base/timer.h"
 #include "sources/call.h"
 
 typedef struct gd_pgpool gd_pgpool_t;
+
+/*
+ * The Postgres connections of a whole process counted as one, for a postgres.pool_size smaller
+ * than the threads (a share per thread cannot keep 2 connections over 4 threads to 2): a unit
+ * of a gd_budget_t per connection, connecting ones included, shared by every thread's pool, and
+ * what the pools know together: how many connections are up, and whether the server is known
+ * to be down.
+ *
+ * The rules. A pool with a shared count has conf->size slots, but a slot is connected (or
+ * trying to) only while it holds a unit. At start each pool takes one unit if one is left
+ * (first come, first served) and connects with it in the background. A pool whose queries
+ * wait takes a unit per query waiting beyond the connections it has on their way, up to its
+ * slots; one that finds none says it wants one, and a pool that has an idle connection nobody
+ * waits for closes its least recently used one and gives the unit back while another wants one
+ * and none is free. Idle connections are otherwise kept, and a connection that breaks keeps
+ * its unit while it reconnects. The server is known to be down when no connection of the
+ * process is up and every connection of some pool holding units has tried and failed: then
+ * every pool whose own connections (if any) have all failed too fails its queries at once with
+ * GD_OUTCOME_UNAVAILABLE, a pool without units included. Any connection that comes up ends it.
+ */
+typedef struct gd_pgpool_shared gd_pgpool_shared_t;
 
 /* How a pool connects, and the statements it may run. Borrowed: must outlive the pool. */
 typedef struct gd_pgpool_conf {
@@ -44,6 +67,9 @@ typedef struct gd_pgpool_conf {
     /* The server's statement_timeout on every connection: a backstop that stops a query
      * whose cancel was never sent. 0: none (the server's own setting stays). */
     uint64_t statement_timeout_ms;
+    /* NULL: the pool keeps its size connections. Else borrowed (outlives the pool): the pool
+     * has size slots and connects one only while it holds a unit of this count (see above). */
+    gd_pgpool_shared_t *shared;
 } gd_pgpool_conf_t;
 
 /* Counters of one pool. */
@@ -55,6 +81,16 @@ typedef struct gd_pgpool_stats {
      * time): each connection was closed and re-made instead. */
     uint64_t cancels_dropped;
 } gd_pgpool_stats_t;
+
+/** Creates the shared count of @size connections (at least 1) for up to @max_pools pools. */
+gd_pgpool_shared_t *gd_pgpool_shared_new(size_t size, size_t max_pools);
+/**
+ * Frees @shared (NULL is a no-op) once every pool using it is closed and the pools' loops have
+ * run. Returns NULL.
+ */
+gd_pgpool_shared_t *gd_pgpool_shared_free(gd_pgpool_shared_t *shared);
+/** Connections of the pools using @shared that hold a unit now (connecting ones included). */
+size_t gd_pgpool_shared_used(const gd_pgpool_shared_t *shared);
 
 /**
  * Creates a pool on @loop using @timers and starts connecting every connection in the
@@ -71,7 +107,10 @@ void gd_pgpool_close(gd_pgpool_t *pool);
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool);
 /** The pool's counters. */
 gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool);
-/** Whether at least one connection is up (idle or busy). */
+/**
+ * Whether at least one connection is up (idle or busy): one of this pool's, or with a shared
+ * count one of any pool using it, since this pool can then take a unit for its queries.
+ */
 bool gd_pgpool_is_ready(const gd_pgpool_t *pool);
 
 typedef struct gd_pgpool_query {

@@ -116,6 +116,26 @@ static void test_a_member_that_leaves_hears_nothing_more(void)
     gd_budget_free(b);
 }
 
+static void test_tell_others_wakes_every_other_member(void)
+{
+    gd_budget_t *b = gd_budget_new(2, 3);
+    struct member a, c, d;
+
+    member_join(&a, b);
+    member_join(&c, b);
+    member_join(&d, b);
+    CHECK_INT_EQ(gd_budget_total(b), 2);
+    /* nobody wants a unit: the news reaches them all the same, but not the teller */
+    gd_budget_tell_others(&a.m);
+    CHECK_INT_EQ(member_turn(&a), 0);
+    CHECK_INT_EQ(member_turn(&c), 1);
+    CHECK_INT_EQ(member_turn(&d), 1);
+    member_leave(&a);
+    member_leave(&c);
+    member_leave(&d);
+    gd_budget_free(b);
+}
+
 #define NTHREADS 4
 #define ROUNDS   100000
 
@@ -166,6 +186,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"a_want_reaches_the_others_and_a_give_the_wanting",
      test_a_want_reaches_the_others_and_a_give_the_wanting},
     {"a_member_that_leaves_hears_nothing_more", test_a_member_that_leaves_hears_nothing_more},
+    {"tell_others_wakes_every_other_member", test_tell_others_wakes_every_other_member},
     {"threads_never_exceed_the_total", test_threads_never_exceed_the_total},
     {NULL, NULL},
 };
