@@ -105,6 +105,8 @@ commonName = supplied
                    dates=('20200101000000Z', '20200102000000Z'))
         self._leaf('client', 'gatherd client', None, eku='clientAuth')
         self._key('other.key')
+        openssl('pkey', '-in', 'client.key', '-aes256', '-passout', 'pass:secret', '-out',
+                'encrypted.key', cwd=d)
         with open(self.path('garbage.pem'), 'w') as f:
             f.write('-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n')
 
@@ -504,6 +506,10 @@ class TLSTest(GatherdTestCase):
         self.check_config(self.tls(client_cert_file=c.path('garbage.pem'),
                                    client_key_file=c.path('client.key')),
                           r'upstreams\.api\.tls\.client_cert_file: cannot load a certificate')
+        # A key with a passphrase fails at once: nothing asks for it on a terminal.
+        self.check_config(self.tls(client_cert_file=c.path('client.pem'),
+                                   client_key_file=c.path('encrypted.key')),
+                          r'upstreams\.api\.tls\.client_key_file: cannot load a private key')
         self.check_config(self.tls(client_cert_file=c.path('client.pem'),
                                    client_key_file=c.path('ca.pem')),
                           r'upstreams\.api\.tls\.client_key_file: cannot load a private key')

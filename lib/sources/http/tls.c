@@ -126,6 +126,13 @@ static int check_file(const char *path, const char *key, char *err, size_t errle
     return 0;
 }
 
+/* A key file with a passphrase fails to load instead of OpenSSL asking for one on the
+ * terminal (a read that would block a start under systemd, or gatherd -t in a script). */
+static int no_passphrase(char *buf, int size, int rwflag, void *data)
+{
+    return 0;
+}
+
 static int load_files(SSL_CTX *sc, const gd_tls_conf_t *t, char *err, size_t errlen)
 {
     int r;
@@ -151,6 +158,7 @@ static int load_files(SSL_CTX *sc, const gd_tls_conf_t *t, char *err, size_t err
         return fail(err, errlen, "tls.client_cert_file", "cannot load a certificate from %s (%s)",
                     t->client_cert_file, last_error_reason("no certificate found"));
     ERR_clear_error();
+    SSL_CTX_set_default_passwd_cb(sc, no_passphrase);
     if (SSL_CTX_use_PrivateKey_file(sc, t->client_key_file, SSL_FILETYPE_PEM) != 1) {
         unsigned long e = ERR_peek_last_error();
         if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
