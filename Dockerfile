@@ -42,7 +42,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libh2o0.13 libuv1 libjansson4 libpq5 libssl3 zlib1g \
+      libh2o0.13 libuv1 libjansson4 libpq5 libssl3 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed, numeric, non-root uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER,

@@ -20,6 +20,7 @@
 #include "probe.h"
 #include "front/route.h"
 #include "front/server.h"
+#include "sources/http/tls.h"
 #include "base/util.h"
 
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
@@ -181,7 +182,7 @@ static void on_signal(uv_signal_t *handle, int signum)
     uv_timer_start(&d->drain_delay, on_drain_delay_passed, d->config->drain_delay_ms, 0);
 }
 
-static int run(const gd_config_t *config)
+static int run(const gd_config_t *config, gd_tls_ctx_t *const *tls)
 {
     struct daemon d = {.config = config, .exit_code = 1};
     gd_router_t *router = gd_router_new(config);
@@ -206,7 +207,7 @@ static int run(const gd_config_t *config)
     GD_REQUIRE(uv_timer_init(&loop, &d.shutdown_timeout) == 0);
     d.drain_delay.data = d.shutdown_timeout.data = &d;
 
-    d.server = gd_server_new(config, router);
+    d.server = gd_server_new(config, router, tls);
     if (gd_server_listen(d.server, err, sizeof(err)) != 0) {
         fprintf(stderr, "gatherd: %s\n", err);
         goto fail;
@@ -309,8 +310,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "gatherd: %s\n", err);
         return 1;
     }
+    /* The upstreams' TLS files are read and checked here, for -t too. */
+    gd_tls_ctx_t **tls = NULL;
+    if (gd_tls_ctxs_new(config, &tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gatherd: %s\n", err);
+        gd_config_free(config);
+        return 1;
+    }
     if (is_test_only) {
         printf("%s: ok\n", config_path);
+        gd_tls_ctxs_free(config, tls);
         gd_config_free(config);
         return 0;
     }
@@ -318,7 +327,8 @@ int main(int argc, char **argv)
     gd_log_set_json(config->log.is_json);
     /* A client or upstream hanging up mid-write must be an error code, not a signal. */
     signal(SIGPIPE, SIG_IGN);
-    code = run(config);
+    code = run(config, tls);
+    gd_tls_ctxs_free(config, tls);
     gd_config_free(config);
     return code;
 }

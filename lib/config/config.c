@@ -520,7 +520,7 @@ static int load_shutdown(struct loader *l, json_t *root, gd_config_t *cfg)
     return 0;
 }
 
-/* "http://HOST[:PORT][/BASE]". */
+/* "http://HOST[:PORT][/BASE]" or "https://..." (default port 443). */
 static int parse_url(struct loader *l, const struct jpath *at, const char *url,
                      gd_upstream_conf_t *u)
 {
@@ -536,9 +536,8 @@ static int parse_url(struct loader *l, const struct jpath *at, const char *url,
         if (!(is_alpha(url[i]) || is_digit(url[i]) || url[i] == '+' || url[i] == '-' ||
               url[i] == '.'))
             goto malformed;
-    if (is_ieq(url, scheme_len, "https"))
-        return fail(l, at, "https upstreams are not supported yet");
-    if (!is_ieq(url, scheme_len, "http"))
+    u->is_tls = is_ieq(url, scheme_len, "https");
+    if (!u->is_tls && !is_ieq(url, scheme_len, "http"))
         return fail(l, at, "unsupported scheme %s", quote_n(l, url, scheme_len));
 
     p = sep + 3;
@@ -575,7 +574,7 @@ static int parse_url(struct loader *l, const struct jpath *at, const char *url,
         }
         p = host_end;
     }
-    u->port = 80;
+    u->port = u->is_tls ? 443 : 80;
     if (p != auth_end && parse_port(p + 1, (size_t)(auth_end - p - 1), &u->port) < 0)
         return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, url));
 
@@ -591,7 +590,52 @@ static int parse_url(struct loader *l, const struct jpath *at, const char *url,
     return 0;
 
 malformed:
-    return fail(l, at, "malformed URL %s (expected http://HOST[:PORT][/BASE])", quote(l, url));
+    return fail(l, at, "malformed URL %s (expected http[s]://HOST[:PORT][/BASE])", quote(l, url));
+}
+
+/* upstreams.NAME.tls: the files are only named here; gd_tls_ctx_new() (sources/http/tls.c)
+ * loads and checks them, at `gatherd -t` too. */
+static int load_tls(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"ca_file",         "server_name", "client_cert_file",
+                                       "client_key_file", "min_version", NULL};
+    struct jpath min_at = {at, "min_version", 0}, name_at = {at, "server_name", 0};
+    const char *s[4] = {NULL}, *min = NULL;
+    char **dst[4] = {&u->tls.ca_file, &u->tls.server_name, &u->tls.client_cert_file,
+                     &u->tls.client_key_file};
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0)
+        return r;
+    for (size_t i = 0; i < 4; i++) {
+        struct jpath kp = {at, keys[i], 0};
+        if ((r = get_string(l, at, v, keys[i], false, NULL, &s[i])) < 0)
+            return r;
+        if (s[i] != NULL && s[i][0] == '\0')
+            return fail(l, &kp, "must not be empty");
+    }
+    if (s[1] != NULL) {
+        for (const char *c = s[1]; *c != '\0'; c++)
+            if (!(is_alpha(*c) || is_digit(*c) || *c == '-' || *c == '.' || *c == '_' || *c == ':'))
+                return fail(l, &name_at, "bad server name %s (a host name or an IP address)",
+                            quote(l, s[1]));
+    }
+    if ((s[2] == NULL) != (s[3] == NULL)) {
+        struct jpath kp = {at, s[2] == NULL ? "client_key_file" : "client_cert_file", 0};
+        return fail(l, &kp, "needs %s too", s[2] == NULL ? "client_cert_file" : "client_key_file");
+    }
+    if ((r = get_string(l, at, v, "min_version", false, "1.2", &min)) < 0)
+        return r;
+    if (strcmp(min, "1.2") == 0)
+        u->tls.min_version = 12;
+    else if (strcmp(min, "1.3") == 0)
+        u->tls.min_version = 13;
+    else
+        return fail(l, &min_at, "must be \"1.2\" or \"1.3\", not %s", quote(l, min));
+    for (size_t i = 0; i < 4; i++)
+        if (s[i] != NULL)
+            *dst[i] = gd_xstrdup(s[i]);
+    return 0;
 }
 
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
@@ -603,6 +647,7 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "max_body_bytes",
                                        "dns_refresh_ms",
                                        "gzip",
+                                       "tls",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -612,6 +657,13 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = check_object(l, at, v, keys)) < 0 ||
         (r = get_string(l, at, v, "url", true, NULL, &url)) < 0 ||
         (r = parse_url(l, &url_at, url, u)) < 0)
+        return r;
+    json_t *tls = json_object_get(v, "tls");
+    struct jpath tls_at = {at, "tls", 0};
+    u->tls.min_version = 12;
+    if (tls != NULL && !u->is_tls)
+        return fail(l, &tls_at, "only an https:// upstream has TLS settings");
+    if (tls != NULL && (r = load_tls(l, &tls_at, tls, u)) < 0)
         return r;
     if ((r = get_int(l, at, v, "max_connections", 1, LLONG_MAX, DEFAULT_MAX_CONNECTIONS, &x)) < 0)
         return r;
@@ -656,6 +708,11 @@ static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
             return fail(l, &up, "an upstream name must not be empty");
         if ((r = load_upstream(l, &up, member, u)) < 0)
             return r;
+        char place[512];
+        struct sbuf ps = {place, sizeof(place), 0};
+        place[0] = '\0';
+        put_path(&ps, l, &up);
+        u->place = gd_xstrdup(place);
     }
     return 0;
 }
@@ -1675,6 +1732,11 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->url);
         free(u->host);
         free(u->base_path);
+        free(u->place);
+        free(u->tls.ca_file);
+        free(u->tls.server_name);
+        free(u->tls.client_cert_file);
+        free(u->tls.client_key_file);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {

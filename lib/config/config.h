@@ -37,11 +37,24 @@ typedef struct gd_param {
     char *default_value; /* owned; "" when none */
 } gd_param_t;
 
+/* upstreams.NAME.tls: what an https:// upstream is verified against and presents. */
+typedef struct gd_tls_conf {
+    /* read-only; NULL when absent */
+    char *ca_file;          /* PEM trust anchors instead of the system CA store */
+    char *server_name;      /* SNI and the name the certificate must carry, instead of the host */
+    char *client_cert_file; /* PEM certificate (chain) for mTLS, with client_key_file */
+    char *client_key_file;
+    int min_version; /* 12 (TLS 1.2, the default) or 13 */
+} gd_tls_conf_t;
+
 typedef struct gd_upstream_conf {
     /* read-only */
     char *name;
     size_t index; /* position in gd_config_t.upstreams */
     char *url;    /* as written */
+    char *place;  /* "upstreams.NAME" as config errors name it */
+    bool is_tls;  /* https:// */
+    gd_tls_conf_t tls;
     char *host;   /* without brackets for IPv6 */
     uint16_t port;
     char *base_path; /* "" or "/base" without a trailing slash */

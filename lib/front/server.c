@@ -77,6 +77,7 @@ struct worker {
 struct gd_server {
     const gd_config_t *config;
     const gd_router_t *router;
+    gd_tls_ctx_t *const *tls; /* per upstream, NULL for http:// */
     h2o_globalconf_t globalconf;
     struct worker *workers;
     size_t nworkers;
@@ -115,10 +116,12 @@ static size_t default_max_client_connections(void)
     return rl.rlim_cur / 2 > 0 ? (size_t)(rl.rlim_cur / 2) : 1;
 }
 
-gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router)
+gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
+                           gd_tls_ctx_t *const *tls)
 {
     gd_server_t *s = gd_xcalloc(1, sizeof(*s));
 
+    s->tls = tls;
     s->config = config;
     s->router = router;
     s->nworkers = config->threads;
@@ -575,7 +578,8 @@ static void init_worker(struct worker *w)
         /* Under a budget any thread may hold all of the cap's connections. */
         size_t cap = budget != NULL ? uc->max_connections
                                     : share_of(uc->max_connections, nthreads, w->index);
-        w->upstreams[i] = gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap, budget);
+        w->upstreams[i] =
+            gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap, budget, s->tls[i]);
     }
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){

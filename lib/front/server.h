@@ -14,14 +14,19 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "ops/metrics.h"
 #include "front/route.h"
+#include "ops/metrics.h"
+#include "sources/http/tls.h"
 
 typedef struct gd_server gd_server_t;
 typedef void (*gd_server_stopped_cb)(gd_server_t *server, void *data);
 
-/** Creates the server of @config and @router (both borrowed; they must outlive it). */
-gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router);
+/**
+ * Creates the server of @config and @router, with the TLS contexts @tls of its upstreams (see
+ * gd_tls_ctxs_new()); all borrowed, they must outlive it.
+ */
+gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
+                           gd_tls_ctx_t *const *tls);
 /**
  * Opens every listening socket (one per address per thread). Returns 0, or -errno with a
  * message naming the address in @err.

@@ -20,6 +20,7 @@ const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_SQL] = "sql",
     [GD_OUTCOME_UNAVAILABLE] = "unavailable",
     [GD_OUTCOME_NOT_FOUND] = "not_found",
+    [GD_OUTCOME_TLS] = "tls",
 };
 
 static const char *const public_messages[GD_OUTCOME_COUNT] = {
@@ -35,6 +36,7 @@ static const char *const public_messages[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_SQL] = "the database reported an error",
     [GD_OUTCOME_UNAVAILABLE] = "the database is unavailable",
     [GD_OUTCOME_NOT_FOUND] = "no row was found",
+    [GD_OUTCOME_TLS] = "the secure connection to the service failed",
 };
 
 const char *gd_outcome_name(gd_outcome_t outcome)

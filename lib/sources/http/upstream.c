@@ -26,6 +26,7 @@
 enum attempt_state {
     ATTEMPT_WAITING = 1, /* in line for a connection */
     ATTEMPT_CONNECTING,  /* holds a connection slot, its connection not yet established */
+    ATTEMPT_HANDSHAKING, /* connected, the TLS handshake under way (within the connect timeout) */
     ATTEMPT_EXCHANGING,  /* request sent or being sent, reading the answer */
     ATTEMPT_DONE,
 };
@@ -41,11 +42,14 @@ struct gd_upstream_conn {
     size_t addr_index; /* the address being tried, an index into upstream->addrs */
     size_t attempts;   /* addresses tried for this connection */
     bool is_reused;    /* it carried a call before: it may have been closed by the upstream since */
+    bool is_tls;       /* its handshake succeeded: reads and writes go through TLS */
+    gd_tls_conn_t tls;
 };
 typedef struct gd_upstream_conn conn_t;
 
 struct gd_upstream {
     const gd_upstream_conf_t *conf;
+    gd_tls_ctx_t *tls; /* https://: borrowed, shared with the other threads; else NULL */
     uv_loop_t *loop;
     gd_timers_t *timers;
     /* The addresses new connections go to: a numeric host's one, or a name's as last resolved.
@@ -142,7 +146,7 @@ static void on_refresh_timer(gd_timer_t *timer)
 }
 
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
-                               size_t max_connections, gd_budget_t *budget)
+                               size_t max_connections, gd_budget_t *budget, gd_tls_ctx_t *tls)
 {
     gd_upstream_t *u = gd_xcalloc(1, sizeof(*u));
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
@@ -152,6 +156,7 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     bool is_ipv6 = strchr(conf->host, ':') != NULL;
 
     u->conf = conf;
+    u->tls = tls;
     u->loop = loop;
     u->timers = timers;
     u->max_connections = max_connections > 0 ? max_connections : 1;
@@ -176,7 +181,7 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     /* Resolved before the first call needs it, so that even that one rarely waits. */
     if (u->is_named)
         start_lookup(u);
-    if (conf->port == 80)
+    if (conf->port == (conf->is_tls ? 443 : 80))
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]" : "%s", conf->host);
     else
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]:%u" : "%s:%u", conf->host,
@@ -198,6 +203,7 @@ static void destroy_conn(conn_t *c)
 {
     if (h2o_linklist_is_linked(&c->lookup_link))
         h2o_linklist_unlink(&c->lookup_link);
+    gd_tls_conn_detach(&c->tls);
     if (c->sock != NULL)
         h2o_socket_close(c->sock); /* no callback of it runs after this */
     gd_timer_stop(c->upstream->timers, &c->idle_timer);
@@ -313,6 +319,12 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
     gd_upstream_t *u = c->upstream;
+
+    /* TLS records that carry no application data (TLS 1.3 session tickets, which servers
+     * often send after the first answer, key updates) keep the connection; a close_notify,
+     * any byte of data, an error or a close retire it. */
+    if (c->is_tls && err == NULL && sock->input->size == 0 && !gd_tls_is_closed_by_peer(&c->tls))
+        return;
 
     unlink_idle(u, c);
     destroy_conn(c);
@@ -489,6 +501,11 @@ static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable
     end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
 
+/* What a TLS connection's read reports once the server's close_notify has arrived: the only
+ * orderly end of a TLS connection (a FIN without it may be a truncation attack, RFC 8446
+ * section 6.1; h2o reports both a FIN and a reset as h2o_socket_error_io on a TLS socket). */
+static const char close_notify_received[] = "close_notify received";
+
 /* Whether @sock's peer closed its side in order (a FIN: the socket is in CLOSE_WAIT) rather
  * than with a reset (CLOSED). h2o's libuv binding reports every read error, ECONNRESET
  * included, as h2o_socket_error_closed, so the kernel's state is the only witness. */
@@ -551,7 +568,21 @@ static void read_body(gd_upstream_attempt_t *a, const char *err)
     }
     case GD_HTTP1_UNTIL_CLOSE:
         /* The close is the body's end (RFC 9112 section 6.3, rule 8); a reset is not: the
-         * bytes so far may be a truncated answer that still parses (a number). */
+         * bytes so far may be a truncated answer that still parses (a number). Over TLS only
+         * a close_notify is an orderly close. */
+        if (a->conn->is_tls) {
+            if (err == close_notify_received) {
+                complete(a, in->size, false);
+                return;
+            }
+            if (err != NULL) {
+                end_attempt(a, GD_OUTCOME_IO, h->status,
+                            "connection closed without close_notify while reading the body "
+                            "(truncated)");
+                return;
+            }
+            break;
+        }
         if (err == h2o_socket_error_closed && is_orderly_close(a->conn->sock)) {
             complete(a, in->size, false);
             return;
@@ -582,6 +613,21 @@ static void on_read(h2o_socket_t *sock, const char *err)
     gd_upstream_attempt_t *a = c->attempt;
     gd_upstream_call_t *call = a->call;
     h2o_buffer_t *in = sock->input;
+
+    if (c->is_tls) {
+        char why[160];
+        if (gd_tls_read_failed(&c->tls, err, why, sizeof(why))) {
+            /* A fatal alert from the server (TLS 1.3 reports a refused client certificate
+             * only after the handshake, on the first read) or a broken record. */
+            end_attempt(a, GD_OUTCOME_TLS, a->has_head ? a->response.status : 0,
+                        "TLS error from %s (%s)", call->_upstream->conf->url, why);
+            return;
+        }
+        /* The server's close_notify ends its data (RFC 8446 section 6.1): taken as the close,
+         * without waiting for the TCP FIN, which a server may send only after our own. */
+        if (err == NULL && gd_tls_has_close_notify(&c->tls))
+            err = close_notify_received;
+    }
 
     while (!a->has_head) {
         int r = in->size == 0
@@ -627,6 +673,11 @@ static void on_written(h2o_socket_t *sock, const char *err)
     conn_t *c = sock->data;
     gd_upstream_attempt_t *a = c->attempt;
 
+    /* Over TLS the read side knows more: a server that refuses the connection after the
+     * handshake (TLS 1.3 checks a client certificate only then) sends an alert and closes, and
+     * the write fails first. The read, still running, reports the alert or the close. */
+    if (err != NULL && c->is_tls)
+        return;
     if (err != NULL && !retry_on_stale_connection(a))
         end_attempt(a, GD_OUTCOME_IO, 0, "cannot send the request (%s)", err);
 }
@@ -645,6 +696,11 @@ static void send_request(gd_upstream_attempt_t *a)
     gd_timer_start(call->_upstream->timers, &a->timer, call->base.deadline_ms);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
+    if (c->is_tls) { /* encrypted by h2o: never written raw */
+        a->unsent = h2o_iovec_init(call->_head, call->_head_len);
+        h2o_socket_write(c->sock, &a->unsent, 1, on_written);
+        return;
+    }
     /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
      * write path, whose completion (1.44: uv__drain -> uv__io_stop) re-arms the socket's epoll
      * registration with a system call of its own on every call. Only a remainder goes through
@@ -676,6 +732,24 @@ static void note_connect_failure(gd_upstream_t *u, size_t index)
         start_lookup(u);
 }
 
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    gd_upstream_t *u = c->upstream;
+    gd_upstream_attempt_t *a = c->attempt;
+    char why[200];
+
+    if (gd_tls_check_peer(u->tls, &c->tls, err, why, sizeof(why)) < 0) {
+        end_attempt(a, GD_OUTCOME_TLS, 0, "TLS handshake with %s failed: %s", u->conf->url, why);
+        return;
+    }
+    c->is_tls = true;
+    gd_log_debug("upstream %s: TLS handshake done (%s, %s)", u->conf->name,
+                 h2o_socket_get_ssl_protocol_version(sock),
+                 gd_tls_is_resumed(&c->tls) ? "resumed" : "full");
+    send_request(a);
+}
+
 static void on_connect(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
@@ -695,6 +769,12 @@ static void on_connect(h2o_socket_t *sock, const char *err)
         return;
     }
     u->preferred = c->addr_index % (u->naddrs != 0 ? u->naddrs : 1);
+    if (u->tls != NULL) {
+        /* Within the same connect timeout (the attempt's timer runs on). */
+        a->state = ATTEMPT_HANDSHAKING;
+        gd_tls_handshake(u->tls, sock, &c->tls, on_handshake);
+        return;
+    }
     send_request(a);
 }
 
@@ -873,7 +953,11 @@ static void on_timer(gd_timer_t *timer)
 
     /* end_attempt() closes the connection: a half-read answer must never reach the next call. A
      * call waiting for a slot has its deadline in the line (on_line_end()). */
-    if (a->state == ATTEMPT_CONNECTING && !is_deadline) {
+    if (a->state == ATTEMPT_HANDSHAKING && !is_deadline) {
+        end_attempt(a, GD_OUTCOME_TLS, 0,
+                    "TLS handshake with %s timed out (connect_timeout_ms %" PRIu64 ")",
+                    u->conf->url, u->conf->connect_timeout_ms);
+    } else if (a->state == ATTEMPT_CONNECTING && !is_deadline) {
         if (a->conn->sock != NULL) /* a connect under way, not a wait for a lookup */
             note_connect_failure(u, a->conn->addr_index);
         end_attempt(a, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",

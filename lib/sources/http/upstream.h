@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "sources/call.h"
 #include "sources/http/http1.h"
+#include "sources/http/tls.h"
 
 typedef struct gd_upstream gd_upstream_t;
 
@@ -41,10 +42,11 @@ typedef struct gd_upstream_stats {
  * name is looked up at once and then every conf->dns_refresh_ms, on libuv's thread pool; new
  * connections go to the addresses last resolved. With @budget (borrowed, or NULL), every
  * connection also holds one of its units, which the threads share: idle connections are given
- * up when another thread waits for a unit. Never fails.
+ * up when another thread waits for a unit. With @tls (borrowed, or NULL for http://), every
+ * connection makes a TLS handshake with that context before its first request. Never fails.
  */
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
-                               size_t max_connections, gd_budget_t *budget);
+                               size_t max_connections, gd_budget_t *budget, gd_tls_ctx_t *tls);
 /**
  * Closes @upstream's idle connections and libuv handles; no call may be running. The loop must
  * then run until the handles are closed and a lookup under way has ended (uv_run() returns)

@@ -465,7 +465,7 @@ static void test_listen_forms(void)
 
 #define URL_MALFORMED(url)                                                                         \
     "conf/x.json: upstreams.accounts.url: malformed URL \"" url                                    \
-    "\" (expected http://HOST[:PORT][/BASE])"
+    "\" (expected http[s]://HOST[:PORT][/BASE])"
 #define URL_BAD_PORT(url)                                                                          \
     "conf/x.json: upstreams.accounts.url: bad port in URL \"" url "\" (expected 1 to 65535)"
 
@@ -498,12 +498,66 @@ static void test_upstream_errors(void)
                      "string");
 }
 
+static void test_tls(void)
+{
+    gd_config_t *cfg = LOAD_OK(UPSTREAM_IS("{'url':'HTTPS://api.example.com/v1'}"));
+    const gd_upstream_conf_t *u = &cfg->upstreams[0];
+
+    CHECK(u->is_tls);
+    CHECK_INT_EQ(u->port, 443);
+    CHECK_STR_EQ(u->host, "api.example.com");
+    CHECK_STR_EQ(u->place, "upstreams.accounts");
+    CHECK_INT_EQ(u->tls.min_version, 12);
+    CHECK(u->tls.ca_file == NULL && u->tls.server_name == NULL);
+    gd_config_free(cfg);
+
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'https://10.0.0.1:8443','tls':{'ca_file':'/ca.pem',"
+                              "'server_name':'api.internal','client_cert_file':'/c.pem',"
+                              "'client_key_file':'/k.pem','min_version':'1.3'}}"));
+    u = &cfg->upstreams[0];
+    CHECK(u->is_tls);
+    CHECK_INT_EQ(u->port, 8443);
+    CHECK_INT_EQ(u->tls.min_version, 13);
+    CHECK_STR_EQ(u->tls.ca_file, "/ca.pem");
+    CHECK_STR_EQ(u->tls.server_name, "api.internal");
+    CHECK_STR_EQ(u->tls.client_cert_file, "/c.pem");
+    CHECK_STR_EQ(u->tls.client_key_file, "/k.pem");
+    gd_config_free(cfg);
+
+    cfg = LOAD_OK("{" LISTEN ",'upstreams':{'my-api':{'url':'http://x'}},'endpoints':[]}");
+    CHECK(!cfg->upstreams[0].is_tls);
+    CHECK_INT_EQ(cfg->upstreams[0].port, 80);
+    CHECK_STR_EQ(cfg->upstreams[0].place, "upstreams[\"my-api\"]");
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','tls':{}}"),
+                     "conf/x.json: upstreams.accounts.tls: only an https:// upstream has TLS "
+                     "settings");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'verify':false}}"),
+                     "conf/x.json: upstreams.accounts.tls.verify: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'min_version':'1.1'}}"),
+                     "conf/x.json: upstreams.accounts.tls.min_version: must be \"1.2\" or "
+                     "\"1.3\", not \"1.1\"");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'ca_file':''}}"),
+                     "conf/x.json: upstreams.accounts.tls.ca_file: must not be empty");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'ca_file':1}}"),
+                     "conf/x.json: upstreams.accounts.tls.ca_file: must be a string, not an "
+                     "integer");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'client_cert_file':'/c'}}"),
+                     "conf/x.json: upstreams.accounts.tls.client_cert_file: needs "
+                     "client_key_file too");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'client_key_file':'/k'}}"),
+                     "conf/x.json: upstreams.accounts.tls.client_key_file: needs "
+                     "client_cert_file too");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':{'server_name':'a b'}}"),
+                     "conf/x.json: upstreams.accounts.tls.server_name: bad server name \"a b\" "
+                     "(a host name or an IP address)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://x','tls':[]}"),
+                     "conf/x.json: upstreams.accounts.tls: must be an object, not an array");
+}
+
 static void test_url_errors(void)
 {
-    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'https://api.example.com'}"),
-                     "conf/x.json: upstreams.accounts.url: https upstreams are not supported yet");
-    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'HTTPS://api.example.com'}"),
-                     "conf/x.json: upstreams.accounts.url: https upstreams are not supported yet");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'ftp://files'}"),
                      "conf/x.json: upstreams.accounts.url: unsupported scheme \"ftp\"");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'unix+http://x'}"),
@@ -1273,6 +1327,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"listen_forms", test_listen_forms},
     {"upstream_errors", test_upstream_errors},
     {"url_errors", test_url_errors},
+    {"tls", test_tls},
     {"url_forms", test_url_forms},
     {"endpoint_errors", test_endpoint_errors},
     {"custom_method", test_custom_method},

@@ -60,6 +60,9 @@ static void test_outcome_names(void)
 {
     CHECK_STR_EQ(gd_outcome_name(GD_OUTCOME_OK), "ok");
     CHECK_STR_EQ(gd_outcome_name(GD_OUTCOME_POOL_TIMEOUT), "pool_timeout");
+    CHECK_STR_EQ(gd_outcome_name(GD_OUTCOME_TLS), "tls");
+    CHECK_STR_EQ(gd_outcome_public_message(GD_OUTCOME_TLS),
+                 "the secure connection to the service failed");
     for (int k = 0; k < GD_OUTCOME_COUNT; k++) {
         CHECK(gd_outcome_names[k] != NULL);
         CHECK(gd_outcome_public_message((gd_outcome_t)k)[0] != '\0');

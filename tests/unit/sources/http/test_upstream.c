@@ -67,7 +67,7 @@ static void h_init(struct harness *h)
                                    .keepalive_timeout_ms = 60000,
                                    .dns_refresh_ms = 30000,
                                    .max_body_bytes = 1 << 20};
-    h->u = gd_upstream_new(&h->conf, &h->loop, gd_sched_timers(h->sched), 4, NULL);
+    h->u = gd_upstream_new(&h->conf, &h->loop, gd_sched_timers(h->sched), 4, NULL, NULL);
     h->source = (gd_source_t){&gd_upstream_call_ops, h->u};
 }
 
