@@ -25,6 +25,9 @@
 
 #define DEFAULT_THREADS                0
 #define DEFAULT_MAX_REQUESTS_IN_FLIGHT 2048
+#define DEFAULT_MAX_REQUEST_BODY_BYTES 1048576
+/* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
+#define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
@@ -1114,11 +1117,37 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     return 0;
 }
 
+/* "body" and "idempotent" of an HTTP call whose method is set. */
+static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    struct jpath body_at = {at, "body", 0};
+    json_t *body = json_object_get(v, "body");
+    /* RFC 9110 section 9.2.2: PUT and DELETE may be repeated, POST and PATCH not. */
+    bool is_idempotent = strcmp(c->method, "POST") != 0 && strcmp(c->method, "PATCH") != 0;
+    int r;
+
+    if (body != NULL) {
+        if (!json_is_string(body))
+            return fail_type(l, &body_at, body, "the string \"{body}\"");
+        if (strcmp(json_string_value(body), "{body}") != 0)
+            return fail(l, &body_at,
+                        "must be \"{body}\" (the client's body, forwarded unchanged), not %s",
+                        quote(l, json_string_value(body)));
+        if (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)
+            return fail(l, &body_at, "a %s call cannot send a body (use POST, PUT, PATCH or DELETE)",
+                        c->method);
+        c->is_body_forwarded = true;
+    }
+    if ((r = get_bool(l, at, v, "idempotent", is_idempotent, &c->is_idempotent)) < 0)
+        return r;
+    return 0;
+}
+
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method", "headers",
-                                       "timeout_ms", "optional", NULL};
+    static const char *const keys[] = {"upstream", "path",     "method",     "headers", "timeout_ms",
+                                       "optional", "body",     "idempotent", NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -1162,6 +1191,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                     "unsupported method %s (expected GET, HEAD, POST, PUT, PATCH or DELETE)",
                     quote(l, method));
     c->method = gd_xstrdup(method);
+    if ((r = load_body(l, at, v, c)) < 0)
+        return r;
 
     return load_headers(l, at, v, ep, c);
 }
@@ -1533,6 +1564,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "upstreams",
                                        "endpoints",
                                        "expose_error_details",
+                                       "max_request_body_bytes",
                                        NULL};
     long long x = 0;
     int r;
@@ -1555,6 +1587,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
     cfg->max_requests_in_flight = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_request_body_bytes", 0, MAX_MAX_REQUEST_BODY_BYTES,
+                     DEFAULT_MAX_REQUEST_BODY_BYTES, &x)) < 0)
+        return r;
+    cfg->max_request_body_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */

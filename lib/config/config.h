@@ -76,6 +76,8 @@ typedef struct gd_call_conf {
     gd_template_t path; /* the upstream's base_path is NOT part of it */
     gd_header_template_t *headers;
     size_t nheaders;
+    bool is_body_forwarded; /* "body": "{body}": the client's body and Content-Type, unchanged */
+    bool is_idempotent;     /* may be sent again (stale keep-alive retry); GET HEAD PUT DELETE */
     /* GD_CALL_TYPE_SQL */
     size_t statement;    /* index into gd_config_t.statements */
     gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
@@ -152,6 +154,7 @@ typedef struct gd_config {
     bool is_http2_enabled;
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
+    size_t max_request_body_bytes; /* a larger client body is answered 413 */
     size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;

@@ -37,11 +37,21 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         base_len + gd_template_expand(&cc->path, in->values, path + base_len, cap - base_len);
     call->method = cc->method;
     call->path = h2o_iovec_init(path, len);
+    call->is_idempotent = cc->is_idempotent;
+    call->has_body = strcmp(cc->method, "POST") == 0 || strcmp(cc->method, "PUT") == 0 ||
+                     strcmp(cc->method, "PATCH") == 0 || cc->is_body_forwarded;
+    if (cc->is_body_forwarded && in->body.len != 0) {
+        /* Copied: h2o's request (and the body it holds) may go before the call ends. Its size
+         * is bounded by max_request_body_bytes. */
+        char *body = h2o_mem_alloc_pool(arena, in->body.len);
+        memcpy(body, in->body.base, in->body.len);
+        call->body = h2o_iovec_init(body, in->body.len);
+    }
 
     /* Every call carries the request id, and a child span of the client's trace, if any. */
     size_t n = 3, ntrace = in->trace != NULL ? 3 : 0;
     h2o_iovec_t *lines =
-        h2o_mem_alloc_pool(arena, sizeof(*lines) * (n + ntrace + cc->nheaders * 4));
+        h2o_mem_alloc_pool(arena, sizeof(*lines) * (n + ntrace + 3 + cc->nheaders * 4));
     lines[0] = h2o_iovec_init(H2O_STRLIT("x-request-id: "));
     lines[1] = h2o_iovec_init(in->request_id, strlen(in->request_id));
     lines[2] = h2o_iovec_init(H2O_STRLIT("\r\n"));
@@ -50,6 +60,13 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         gd_trace_child(in->trace, tp);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("traceparent: "));
         lines[n++] = h2o_iovec_init(tp, GD_TRACE_TRACEPARENT_LEN);
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
+    if (cc->is_body_forwarded && in->content_type.len != 0) {
+        /* The client's own Content-Type goes with its body; h2o has parsed it as a field
+         * value, so it holds no CR or LF. */
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("content-type: "));
+        lines[n++] = h2o_strdup(arena, in->content_type.base, in->content_type.len);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
     for (size_t i = 0; i < cc->nheaders; i++) {
