@@ -30,6 +30,12 @@ class BodiesTest(GatherdTestCase):
                      method='DELETE'),
             endpoint('/plain', {'o': call('s', '/orders', method='POST')}, method='POST'),
             endpoint('/warm', {'w': call('s', '/warm')}),
+            endpoint('/render/{id}', {'o': call('s', '/orders', method='POST', body={
+                'id': '{id}', 'label': 'user {id}', 'limit': '{query.limit}',
+                'note': '{header.x-note}', 'fixed': [1, True, None, 'a {{b}}'],
+                'nested': {'tenant': '{query.t}'}})},
+                method='POST', params={'id': 'int', 'query.limit': {
+                    'type': 'int', 'required': False}}),
             endpoint('/stale/post', {'s': call('s', '/stale', method='POST')}, method='POST'),
             endpoint('/stale/idem', {'s': call('s', '/stale', method='POST', idempotent=True)},
                      method='POST'),
@@ -47,6 +53,27 @@ class BodiesTest(GatherdTestCase):
         self.assertEqual(self.stub.bodies[-1], sent)
         self.assertEqual(headers['content-type'], 'application/json; charset=utf-8')
         self.assertEqual(headers['content-length'], str(len(sent)))
+
+    def test_json_body_template_typed(self):
+        st, _, body, _ = self.gd.request('POST', '/render/007?t=%22x%C3%A9%0A',
+                                         headers={'X-Note': 'a "quoted" \\ note'})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.stub.requests[-1][2]['content-type'], 'application/json')
+        sent = self.stub.bodies[-1]
+        doc = json.loads(sent)
+        self.assertEqual(doc, {'id': 7, 'label': 'user 007', 'limit': None,
+                               'note': 'a "quoted" \\ note', 'fixed': [1, True, None, 'a {b}'],
+                               'nested': {'tenant': '"x\u00e9\n'}})
+        self.assertTrue(sent.startswith(b'{"id":7,"label":"user 007","limit":null,'), sent)
+        st, _, body, _ = self.gd.request('POST', '/render/-12?limit=5')
+        self.assertEqual(st, 200, body)
+        doc = json.loads(self.stub.bodies[-1])
+        self.assertEqual((doc['id'], doc['limit'], doc['label']), (-12, 5, 'user -12'))
+        # not UTF-8: still a valid JSON document
+        st, _, body, _ = self.gd.request('POST', '/render/1?t=%FF')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(self.stub.bodies[-1].decode('utf-8'))['nested']['tenant'],
+                         '\ufffd')
 
     def test_methods_with_bodies(self):
         for method in ('PUT', 'PATCH'):
