@@ -1056,6 +1056,8 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
                 return fail(l, &hp, "bad header name (a header name is an HTTP token)");
         if (is_reserved_header(name))
             return fail(l, &hp, "header %s is set by gatherd itself", quote(l, name));
+        if ((c->is_body_forwarded || c->body_parts != NULL) && strcasecmp(name, "content-type") == 0)
+            return fail(l, &hp, "header %s is set by gatherd for the call's body", quote(l, name));
         for (size_t i = 0; i < c->nheaders; i++)
             if (strcasecmp(c->headers[i].name, name) == 0)
                 return fail(l, &hp, "header %s is given twice (header names are case-insensitive)",

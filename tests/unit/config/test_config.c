@@ -739,6 +739,10 @@ static void test_body_config(void)
     CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'GET','body':{}"),
                      "conf/x.json: endpoints[0].calls.user.body: a GET call cannot send a body "
                      "(use POST, PUT, PATCH or DELETE)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'PUT','body':'{body}',"
+                             "'headers':{'Content-Type':'text/plain'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"Content-Type\"]: header "
+                     "\"Content-Type\" is set by gatherd for the call's body");
     CHECK_CONFIG_ERR(ROOT("'max_request_body_bytes':-1"),
                      "conf/x.json: max_request_body_bytes: must be between 0 and 1073741824, not -1");
     CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'POST','body':'{id}'"),
