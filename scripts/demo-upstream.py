@@ -66,6 +66,20 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(404, {"error": "not found"})
 
 
+    def do_POST(self):
+        # POST /users/ID/messages: echoes the JSON body it was sent, with an id
+        parts = [p for p in urlsplit(self.path).path.split("/") if p]
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        raw = self.rfile.read(n)
+        if len(parts) == 3 and parts[0] == "users" and parts[2] == "messages":
+            try:
+                doc = json.loads(raw or b"null")
+            except ValueError:
+                return self.answer(400, {"error": "the body is not JSON"})
+            return self.answer(201, {"id": 1, "to": int(parts[1]), "received": doc})
+        return self.answer(404, {"error": "not found"})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=18081)

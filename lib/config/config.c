@@ -25,6 +25,9 @@
 
 #define DEFAULT_THREADS                0
 #define DEFAULT_MAX_REQUESTS_IN_FLIGHT 2048
+#define DEFAULT_MAX_REQUEST_BODY_BYTES 1048576
+/* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
+#define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
@@ -1113,6 +1116,8 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
                 return fail(l, &hp, "bad header name (a header name is an HTTP token)");
         if (is_reserved_header(name))
             return fail(l, &hp, "header %s is set by gatherd itself", quote(l, name));
+        if ((c->is_body_forwarded || c->body_parts != NULL) && strcasecmp(name, "content-type") == 0)
+            return fail(l, &hp, "header %s is set by gatherd for the call's body", quote(l, name));
         for (size_t i = 0; i < c->nheaders; i++)
             if (strcasecmp(c->headers[i].name, name) == 0)
                 return fail(l, &hp, "header %s is given twice (header names are case-insensitive)",
@@ -1174,11 +1179,151 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     return 0;
 }
 
+struct body_builder {
+    gd_call_conf_t *c;
+    char *lit;
+    size_t lit_len;
+    size_t lit_cap;
+};
+
+static void body_add_lit(struct body_builder *b, const char *s, size_t len)
+{
+    if (b->lit_len + len + 1 > b->lit_cap) {
+        b->lit_cap = (b->lit_len + len + 1) * 2;
+        b->lit = gd_xrealloc(b->lit, b->lit_cap);
+    }
+    memcpy(b->lit + b->lit_len, s, len);
+    b->lit_len += len;
+}
+
+static void body_add_dump(struct body_builder *b, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    GD_REQUIRE(text != NULL); /* only allocation can fail: jansson parsed it */
+    body_add_lit(b, text, strlen(text));
+    free(text);
+}
+
+/* Ends the current literal in a new part; returns the part. */
+static gd_body_part_t *body_flush(struct body_builder *b)
+{
+    gd_call_conf_t *c = b->c;
+    gd_body_part_t *part;
+
+    c->body_parts = gd_xrealloc(c->body_parts, (c->nbody_parts + 1) * sizeof(*c->body_parts));
+    part = &c->body_parts[c->nbody_parts++];
+    memset(part, 0, sizeof(*part));
+    part->json = gd_xstrndup(b->lit != NULL ? b->lit : "", b->lit_len);
+    part->json_len = b->lit_len;
+    b->lit_len = 0;
+    return part;
+}
+
+static int compile_body_value(struct loader *l, const struct jpath *at, json_t *v,
+                              gd_endpoint_conf_t *ep, struct body_builder *b)
+{
+    gd_template_t t = {0};
+    int r;
+
+    if (json_is_object(v)) {
+        bool is_first = true;
+        body_add_lit(b, "{", 1);
+        for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+            const char *key = json_object_iter_key(it);
+            struct jpath kp = {at, key, 0};
+            json_t *k = json_string(key);
+            if (!is_first)
+                body_add_lit(b, ",", 1);
+            is_first = false;
+            body_add_dump(b, k);
+            json_decref(k);
+            body_add_lit(b, ":", 1);
+            if ((r = compile_body_value(l, &kp, json_object_iter_value(it), ep, b)) < 0)
+                return r;
+        }
+        body_add_lit(b, "}", 1);
+        return 0;
+    }
+    if (json_is_array(v)) {
+        body_add_lit(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            struct jpath ip = {at, NULL, i};
+            if (i > 0)
+                body_add_lit(b, ",", 1);
+            if ((r = compile_body_value(l, &ip, json_array_get(v, i), ep, b)) < 0)
+                return r;
+        }
+        body_add_lit(b, "]", 1);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        body_add_dump(b, v);
+        return 0;
+    }
+    if ((r = compile_template(l, at, json_string_value(v), ep, &t)) < 0)
+        return r;
+    bool has_var = false;
+    for (size_t i = 0; i < t.nparts; i++)
+        has_var |= !t.parts[i].is_literal;
+    if (!has_var) {
+        /* "{{" already undone: the text as it is meant */
+        json_t *s = json_stringn(t.nparts == 1 ? t.parts[0].literal : "",
+                                 t.nparts == 1 ? t.parts[0].literal_len : 0);
+        body_add_dump(b, s);
+        json_decref(s);
+        gd_template_dispose(&t);
+        return 0;
+    }
+    gd_body_part_t *part = body_flush(b);
+    part->has_value = true;
+    part->is_typed = t.nparts == 1 && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
+    part->value = t;
+    return 0;
+}
+
+/* "body" and "idempotent" of an HTTP call whose method is set. */
+static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep,
+                     gd_call_conf_t *c)
+{
+    struct jpath body_at = {at, "body", 0};
+    json_t *body = json_object_get(v, "body");
+    /* RFC 9110 section 9.2.2: PUT and DELETE may be repeated, POST and PATCH not. */
+    bool is_idempotent = strcmp(c->method, "POST") != 0 && strcmp(c->method, "PATCH") != 0;
+    int r;
+
+    if (body != NULL && (json_is_object(body) || json_is_array(body))) {
+        struct body_builder b = {c, NULL, 0, 0};
+        if (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)
+            return fail(l, &body_at, "a %s call cannot send a body (use POST, PUT, PATCH or DELETE)",
+                        c->method);
+        r = compile_body_value(l, &body_at, body, ep, &b);
+        if (r == 0)
+            body_flush(&b);
+        free(b.lit);
+        if (r < 0)
+            return r;
+    } else if (body != NULL) {
+        if (!json_is_string(body))
+            return fail_type(l, &body_at, body, "\"{body}\", an object or an array");
+        if (strcmp(json_string_value(body), "{body}") != 0)
+            return fail(l, &body_at,
+                        "must be \"{body}\" (the client's body, forwarded unchanged), not %s",
+                        quote(l, json_string_value(body)));
+        if (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)
+            return fail(l, &body_at, "a %s call cannot send a body (use POST, PUT, PATCH or DELETE)",
+                        c->method);
+        c->is_body_forwarded = true;
+    }
+    if ((r = get_bool(l, at, v, "idempotent", is_idempotent, &c->is_idempotent)) < 0)
+        return r;
+    return 0;
+}
+
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method", "headers",
-                                       "timeout_ms", "optional", NULL};
+    static const char *const keys[] = {"upstream", "path",     "method",     "headers", "timeout_ms",
+                                       "optional", "body",     "idempotent", NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -1222,6 +1367,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                     "unsupported method %s (expected GET, HEAD, POST, PUT, PATCH or DELETE)",
                     quote(l, method));
     c->method = gd_xstrdup(method);
+    if ((r = load_body(l, at, v, ep, c)) < 0)
+        return r;
 
     return load_headers(l, at, v, ep, c);
 }
@@ -1593,6 +1740,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "upstreams",
                                        "endpoints",
                                        "expose_error_details",
+                                       "max_request_body_bytes",
                                        NULL};
     long long x = 0;
     int r;
@@ -1615,6 +1763,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
     cfg->max_requests_in_flight = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_request_body_bytes", 0, MAX_MAX_REQUEST_BODY_BYTES,
+                     DEFAULT_MAX_REQUEST_BODY_BYTES, &x)) < 0)
+        return r;
+    cfg->max_request_body_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -1763,6 +1915,11 @@ gd_config_t *gd_config_free(gd_config_t *config)
             for (size_t k = 0; k < c->nheaders; k++)
                 free_template_header(&c->headers[k]);
             free(c->headers);
+            for (size_t k = 0; k < c->nbody_parts; k++) {
+                free(c->body_parts[k].json);
+                gd_template_dispose(&c->body_parts[k].value);
+            }
+            free(c->body_parts);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);

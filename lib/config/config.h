@@ -73,6 +73,16 @@ typedef struct gd_header_template {
     gd_template_t value;
 } gd_header_template_t;
 
+/* A piece of a call's JSON body template ("body": {...}): literal JSON text, then a value. */
+typedef struct gd_body_part {
+    /* read-only */
+    char *json; /* owned literal JSON text written before the value */
+    size_t json_len;
+    bool has_value; /* false for the last part only */
+    bool is_typed;  /* the value is exactly one {param} of type int: a JSON number (empty: null) */
+    gd_template_t value; /* expanded without encoding, then written as a JSON string */
+} gd_body_part_t;
+
 typedef enum gd_call_type {
     GD_CALL_TYPE_HTTP, /* "upstream": an upstream HTTP call */
     GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
@@ -90,6 +100,10 @@ typedef struct gd_call_conf {
     gd_template_t path; /* the upstream's base_path is NOT part of it */
     gd_header_template_t *headers;
     size_t nheaders;
+    bool is_body_forwarded; /* "body": "{body}": the client's body and Content-Type, unchanged */
+    gd_body_part_t *body_parts; /* "body": {...} or [...]: a JSON template, else NULL */
+    size_t nbody_parts;
+    bool is_idempotent;     /* may be sent again (stale keep-alive retry); GET HEAD PUT DELETE */
     /* GD_CALL_TYPE_SQL */
     size_t statement;    /* index into gd_config_t.statements */
     gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
@@ -166,6 +180,7 @@ typedef struct gd_config {
     bool is_http2_enabled;
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
+    size_t max_request_body_bytes; /* a larger client body is answered 413 */
     size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;

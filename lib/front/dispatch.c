@@ -69,6 +69,13 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
                      "the server is shutting down", NULL, NULL);
         return;
     }
+    if (req->entity.len > ctx->config->max_request_body_bytes) {
+        snprintf(err, sizeof(err), "the request body is larger than %zu bytes",
+                 ctx->config->max_request_body_bytes);
+        req->http1_is_persistent = 0;
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 413, "too_large", err, NULL, NULL);
+        return;
+    }
     /* HEAD is answered like GET, without the body. */
     if (h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))
         method = h2o_iovec_init(H2O_STRLIT("GET"));

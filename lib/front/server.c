@@ -33,7 +33,6 @@
 #define ACCEPT_BACKOFF_MS 100
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
-#define MAX_REQUEST_BODY_BYTES (1024 * 1024)
 
 struct listener {
     uv_poll_t poll;
@@ -105,6 +104,60 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
+/* h2o answers some requests itself, before any handler: a Content-Length or a chunked body over
+ * max_request_entity_size (413, without reading the body), a broken chunked body (400). It sends
+ * them as plain text through the host's fallback path, which no handler uses, so a filter there
+ * makes them JSON errors like gatherd's own. */
+struct error_filter {
+    h2o_filter_t super;
+    size_t max_request_body_bytes;
+};
+
+struct error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+};
+
+static void on_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                          h2o_send_state_t state)
+{
+    struct error_ostream *o = (struct error_ostream *)self;
+
+    /* h2o sends its text in one buffer (none for HEAD): ours replaces it. */
+    h2o_ostream_send_next(self, req, bufcnt != 0 ? &o->body : NULL, bufcnt != 0 ? 1 : 0, state);
+}
+
+static void on_setup_error_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    struct error_filter *f = (struct error_filter *)self;
+
+    if (req->res.status >= 400) {
+        char msg[160];
+        const char *code = "bad_request";
+        if (req->res.status == 413) {
+            code = "too_large";
+            snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes",
+                     f->max_request_body_bytes);
+        } else {
+            snprintf(msg, sizeof(msg), "the request is malformed (%d)", req->res.status);
+            if (req->res.status != 400)
+                code = "error";
+        }
+        size_t cap = strlen(code) + strlen(msg) + 32;
+        char *json = h2o_mem_alloc_pool(&req->pool, cap);
+        int n = snprintf(json, cap, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                       H2O_STRLIT("application/json"), 1);
+        req->res.content_length = (size_t)n;
+        struct error_ostream *o =
+            (struct error_ostream *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = on_error_send;
+        o->body = h2o_iovec_init(json, (size_t)n);
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 /* max_client_connections when the config leaves it to gatherd: half the open-files limit, so
  * that upstream and Postgres connections, and the files of a running process, have the other
  * half. */
@@ -135,7 +188,10 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
 
     h2o_config_init(&s->globalconf);
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatherd"));
-    s->globalconf.max_request_entity_size = MAX_REQUEST_BODY_BYTES;
+    /* h2o refuses a Content-Length above it before reading the body, and a chunked body once
+     * its decoded size reaches it (>=, so one byte more: a body of exactly the limit passes);
+     * dispatch answers the one byte over with gatherd's own JSON 413. */
+    s->globalconf.max_request_entity_size = config->max_request_body_bytes + 1;
     /* Turns off both HTTP/2 by prior knowledge and the h2c upgrade in h2o's HTTP/1 code. */
     s->globalconf.http1.upgrade_to_http2 = config->is_http2_enabled;
     /* HTTP/2 clients that keep a connection after GOAWAY are closed by the shutdown timeout. */
@@ -145,6 +201,10 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
     h->on_req = on_req;
+    struct error_filter *ef =
+        (struct error_filter *)h2o_create_filter(&hostconf->fallback_path, sizeof(*ef));
+    ef->super.on_setup_ostream = on_setup_error_ostream;
+    ef->max_request_body_bytes = config->max_request_body_bytes;
 
     s->upstream_budgets = gd_xcalloc(config->nupstreams + 1, sizeof(*s->upstream_budgets));
     for (size_t i = 0; i < config->nupstreams; i++)

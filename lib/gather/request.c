@@ -347,8 +347,14 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     gd_call_input_t in = {.values = values,
                           .request_id = rq->request_id,
                           .trace = take_traceparent(req, &trace_buf),
-                          .arena = &rq->arena};
+                          .arena = &rq->arena,
+                          .body = {req->entity.base, req->entity.base != NULL ? req->entity.len : 0}};
+    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
     char err[512];
+
+    if (ct >= 0)
+        in.content_type = (gd_strv_t){req->headers.entries[ct].value.base,
+                                      req->headers.entries[ct].value.len};
 
     /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
      * request holds is its own. */

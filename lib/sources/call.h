@@ -72,6 +72,8 @@ typedef struct gd_call_input {
     const char *request_id;        /* sent upstream as x-request-id */
     const gd_traceparent_t *trace; /* the client's trace context, or NULL */
     h2o_mem_pool_t *arena;         /* the request arena: rendered parts are allocated here */
+    gd_strv_t body;                /* the client's request body (borrowed from h2o: copy it) */
+    gd_strv_t content_type;        /* its Content-Type, {NULL, 0} when it sent none */
 } gd_call_input_t;
 
 typedef struct gd_call gd_call_t;

@@ -114,7 +114,7 @@ _REASONS = {200: 'OK', 201: 'Created', 204: 'No Content', 301: 'Moved Permanentl
             409: 'Conflict', 429: 'Too Many Requests', 500: 'Internal Server Error',
             502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'}
 
-MODES = (None, 'reset', 'hang', 'close', 'garbage', 'huge', 'slow_body')
+MODES = (None, 'reset', 'hang', 'close', 'garbage', 'huge', 'slow_body', 'close_reused')
 
 
 class Route:
@@ -184,7 +184,8 @@ class StubUpstream:
         close_after=True (answer, then close the connection without a Connection: close))
     Modes: 'reset' (part of the answer, then RST via SO_LINGER 0), 'hang' (read the request, never
     answer, wait for the peer to close), 'close' (close without answering), 'garbage' (non-HTTP
-    bytes, then close), 'huge' (a JSON string body of exactly size bytes), 'slow_body' (headers,
+    bytes, then close), 'close_reused' (answer the first request of a connection, close a later
+    one without answering: a stale keep-alive connection), 'huge' (a JSON string body of exactly size bytes), 'slow_body' (headers,
     then the body trickled chunk_size bytes every interval_ms).
     Paths are matched without the query string (exactly, not decoded); add('*', ...) sets the
     answer for every other path; without it unknown paths get 404 {"error":"no stub route"}.
@@ -201,6 +202,7 @@ class StubUpstream:
         self._routes = {}
         self._stopping = threading.Event()
         self.requests = []
+        self.bodies = []  # the request body of each entry of requests (bytes)
         self.request_times = []
         self.connections = []
         self.current_connections = 0
@@ -258,6 +260,7 @@ class StubUpstream:
     def reset_stats(self):
         with self._lock:
             self.requests = []
+            self.bodies = []
             self.request_times = []
             self.max_concurrent_connections = self.current_connections
             self.max_concurrent_requests = self.current_requests
@@ -330,10 +333,11 @@ class StubUpstream:
                 if req is None:
                     closed_by = 'peer'
                     break
-                method, target, headers = req
+                method, target, headers, body = req
                 path = target.split('?', 1)[0]
                 with self._cond:
                     self.requests.append((method, target, headers))
+                    self.bodies.append(body)
                     self.request_times.append(now())
                     rec.requests += 1
                     rec.paths.append(path)
@@ -345,6 +349,8 @@ class StubUpstream:
                 try:
                     if route is None:
                         route = Route(status=404, body=b'{"error":"no stub route"}')
+                    if route.mode == 'close_reused' and rec.requests > 1:
+                        break  # a stale keep-alive connection: closed without an answer
                     keep, peer_closed = self._respond(conn, route, method, headers)
                 finally:
                     with self._lock:
@@ -390,7 +396,7 @@ class StubUpstream:
             if not data:
                 return None, b''
             rest += data
-        return (method, target, headers), rest[n:]
+        return (method, target, headers, rest[:n]), rest[n:]
 
     def _wait(self, seconds):
         """Sleeps unless the stub is stopping; returns False when stopping."""
@@ -631,14 +637,14 @@ class Gatherd:
     def connection(self, timeout=10.0):
         return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
 
-    def request(self, method, path, headers=None, timeout=10.0, conn=None):
-        """One request on a new connection (or on @conn). Returns (status, headers, body,
-        elapsed_s); headers is an http.client.HTTPMessage (case-insensitive)."""
+    def request(self, method, path, headers=None, timeout=10.0, conn=None, body=None):
+        """One request on a new connection (or on @conn), with @body if given. Returns (status,
+        headers, body, elapsed_s); headers is an http.client.HTTPMessage (case-insensitive)."""
         own = conn is None
         c = conn or self.connection(timeout)
         try:
             t0 = now()
-            c.request(method, path, headers=headers or {})
+            c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             body = r.read()
             elapsed = now() - t0

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json/json.h"
+
 /* Expands a header template without percent-encoding; -EINVAL when a value would smuggle a
  * control character (CR LF: a second header) into the upstream request. */
 static int expand_header_value(const gd_template_t *t, const gd_strv_t *values,
@@ -20,6 +22,68 @@ static int expand_header_value(const gd_template_t *t, const gd_strv_t *values,
             return -EINVAL;
     *ret = h2o_iovec_init(buf, len);
     return 0;
+}
+
+/* An int parameter's value as a JSON number: leading zeros dropped ("007" is 7, "-0" is 0),
+ * and an absent optional value (empty) is null. Into @buf of at least @len + 4 bytes. */
+static size_t write_json_int(const gd_strv_t *v, char *buf)
+{
+    const char *p = v->base, *end = v->base + v->len;
+    bool is_negative = p < end && *p == '-';
+    size_t n = 0;
+
+    if (v->len == 0) {
+        memcpy(buf, "null", 4);
+        return 4;
+    }
+    if (is_negative)
+        p++;
+    while (p + 1 < end && *p == '0')
+        p++;
+    if (is_negative && !(end - p == 1 && *p == '0'))
+        buf[n++] = '-';
+    memcpy(buf + n, p, (size_t)(end - p));
+    return n + (size_t)(end - p);
+}
+
+/* Renders the call's JSON body template into the arena: literals as compiled, each value that
+ * is exactly one int parameter as a number, every other value as a JSON string (valid UTF-8
+ * whatever the client sent: gd_json_quote()). */
+static h2o_iovec_t render_json_body(const gd_call_conf_t *cc, const gd_strv_t *values,
+                                    h2o_mem_pool_t *arena)
+{
+    gd_strv_t *raw = h2o_mem_alloc_pool(arena, sizeof(*raw) * cc->nbody_parts);
+    size_t len = 0;
+
+    for (size_t i = 0; i < cc->nbody_parts; i++) {
+        const gd_body_part_t *part = &cc->body_parts[i];
+        len += part->json_len;
+        if (!part->has_value)
+            continue;
+        if (part->is_typed) {
+            raw[i] = values[part->value.parts[0].value_index];
+            len += raw[i].len + 4;
+            continue;
+        }
+        size_t n = gd_template_expand_raw(&part->value, values, NULL, 0);
+        char *buf = h2o_mem_alloc_pool(arena, n + 1);
+        gd_template_expand_raw(&part->value, values, buf, n);
+        raw[i] = (gd_strv_t){buf, n};
+        len += GD_JSON_QUOTED_MAX(n);
+    }
+    char *out = h2o_mem_alloc_pool(arena, len + 1), *p = out;
+    for (size_t i = 0; i < cc->nbody_parts; i++) {
+        const gd_body_part_t *part = &cc->body_parts[i];
+        memcpy(p, part->json, part->json_len);
+        p += part->json_len;
+        if (!part->has_value)
+            continue;
+        if (part->is_typed)
+            p += write_json_int(&raw[i], p);
+        else
+            p += gd_json_quote(raw[i].base, raw[i].len, p, GD_JSON_QUOTED_MAX(raw[i].len));
+    }
+    return h2o_iovec_init(out, (size_t)(p - out));
 }
 
 int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const gd_call_input_t *in,
@@ -37,11 +101,25 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         base_len + gd_template_expand(&cc->path, in->values, path + base_len, cap - base_len);
     call->method = cc->method;
     call->path = h2o_iovec_init(path, len);
+    call->is_idempotent = cc->is_idempotent;
+    call->has_body = strcmp(cc->method, "POST") == 0 || strcmp(cc->method, "PUT") == 0 ||
+                     strcmp(cc->method, "PATCH") == 0 || cc->is_body_forwarded;
+    if (cc->is_body_forwarded && in->body.len != 0) {
+        /* Copied: h2o's request (and the body it holds) may go before the call ends. Its size
+         * is bounded by max_request_body_bytes. */
+        char *body = h2o_mem_alloc_pool(arena, in->body.len);
+        memcpy(body, in->body.base, in->body.len);
+        call->body = h2o_iovec_init(body, in->body.len);
+    }
+    if (cc->body_parts != NULL) {
+        call->has_body = true;
+        call->body = render_json_body(cc, in->values, arena);
+    }
 
     /* Every call carries the request id, and a child span of the client's trace, if any. */
     size_t n = 3, ntrace = in->trace != NULL ? 3 : 0;
     h2o_iovec_t *lines =
-        h2o_mem_alloc_pool(arena, sizeof(*lines) * (n + ntrace + cc->nheaders * 4));
+        h2o_mem_alloc_pool(arena, sizeof(*lines) * (n + ntrace + 3 + cc->nheaders * 4));
     lines[0] = h2o_iovec_init(H2O_STRLIT("x-request-id: "));
     lines[1] = h2o_iovec_init(in->request_id, strlen(in->request_id));
     lines[2] = h2o_iovec_init(H2O_STRLIT("\r\n"));
@@ -51,6 +129,16 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         lines[n++] = h2o_iovec_init(H2O_STRLIT("traceparent: "));
         lines[n++] = h2o_iovec_init(tp, GD_TRACE_TRACEPARENT_LEN);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
+    if (cc->is_body_forwarded && in->content_type.len != 0) {
+        /* The client's own Content-Type goes with its body; h2o has parsed it as a field
+         * value, so it holds no CR or LF. */
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("content-type: "));
+        lines[n++] = h2o_strdup(arena, in->content_type.base, in->content_type.len);
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
+    if (cc->body_parts != NULL) {
+        lines[n++] = h2o_iovec_init(H2O_STRLIT("content-type: application/json\r\n"));
     }
     for (size_t i = 0; i < cc->nheaders; i++) {
         h2o_iovec_t value;

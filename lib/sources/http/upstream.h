@@ -89,6 +89,9 @@ struct gd_upstream_call {
     const char *method;
     h2o_iovec_t path;          /* request target, base path included */
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
+    h2o_iovec_t body;          /* sent after the head with its content-length, or {NULL, 0} */
+    bool has_body;             /* a content-length is sent (0 for an empty body) */
+    bool is_idempotent;        /* may be sent again on a stale keep-alive connection */
     /* private */
     gd_upstream_t *_upstream;
     char *_head; /* the request head, owned: every attempt sends it as it is */

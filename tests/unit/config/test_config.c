@@ -755,6 +755,64 @@ static void test_duplicate_routes(void)
                                      "{'method':'HEAD','path':'/users/{id}'," CALLS "}")));
 }
 
+static void test_body_config(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'max_request_body_bytes':0"));
+    CHECK(cfg->max_request_body_bytes == 0);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ENDPOINT("'calls':{'a':{'upstream':'accounts','path':'/x','method':'POST',"
+                           "'body':'{body}'},'b':{'upstream':'accounts','path':'/y',"
+                           "'method':'PATCH','idempotent':true},'c':{'upstream':'accounts',"
+                           "'path':'/z','method':'DELETE'},'d':{'upstream':'accounts',"
+                           "'path':'/w','method':'POST'}}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+    CHECK(cfg->max_request_body_bytes == 1048576);
+    CHECK(ep->calls[0].is_body_forwarded && !ep->calls[0].is_idempotent);
+    CHECK(!ep->calls[1].is_body_forwarded && ep->calls[1].is_idempotent);
+    CHECK(ep->calls[2].is_idempotent && !ep->calls[3].is_idempotent);
+    gd_config_free(cfg);
+
+    cfg = LOAD_OK(ENDPOINT("'params':{'id':'int'},'calls':{'a':{'upstream':'accounts','path':'/x',"
+                           "'method':'POST','body':{'id':'{id}','s':'u{id}','n':[1,null],"
+                           "'q':'{query.q}','lit':'{{x}}'}}}"));
+    const gd_call_conf_t *c = &cfg->endpoints[0].calls[0];
+    CHECK_INT_EQ(c->nbody_parts, 4);
+    CHECK_STR_EQ(c->body_parts[0].json, "{\"id\":");
+    CHECK(c->body_parts[0].has_value && c->body_parts[0].is_typed);
+    CHECK_STR_EQ(c->body_parts[1].json, ",\"s\":");
+    CHECK(c->body_parts[1].has_value && !c->body_parts[1].is_typed);
+    CHECK_STR_EQ(c->body_parts[2].json, ",\"n\":[1,null],\"q\":");
+    CHECK(c->body_parts[2].has_value && !c->body_parts[2].is_typed);
+    CHECK_STR_EQ(c->body_parts[3].json, ",\"lit\":\"{x}\"}");
+    CHECK(!c->body_parts[3].has_value);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'POST',"
+                             "'body':{'a':[1,{'b':'{nope}'}]}"),
+                     "conf/x.json: endpoints[0].calls.user.body.a[1].b: no capture {nope} in the "
+                     "endpoint path \"/users/{id}\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'GET','body':{}"),
+                     "conf/x.json: endpoints[0].calls.user.body: a GET call cannot send a body "
+                     "(use POST, PUT, PATCH or DELETE)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'PUT','body':'{body}',"
+                             "'headers':{'Content-Type':'text/plain'}"),
+                     "conf/x.json: endpoints[0].calls.user.headers[\"Content-Type\"]: header "
+                     "\"Content-Type\" is set by gatherd for the call's body");
+    CHECK_CONFIG_ERR(ROOT("'max_request_body_bytes':-1"),
+                     "conf/x.json: max_request_body_bytes: must be between 0 and 1073741824, not -1");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'POST','body':'{id}'"),
+                     "conf/x.json: endpoints[0].calls.user.body: must be \"{body}\" (the client's "
+                     "body, forwarded unchanged), not \"{id}\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'POST','body':1"),
+                     "conf/x.json: endpoints[0].calls.user.body: must be \"{body}\", an object or "
+                     "an array, not an integer");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','body':'{body}'"),
+                     "conf/x.json: endpoints[0].calls.user.body: a GET call cannot send a body "
+                     "(use POST, PUT, PATCH or DELETE)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','idempotent':1"),
+                     "conf/x.json: endpoints[0].calls.user.idempotent: must be a boolean, not an "
+                     "integer");
+}
+
 static void test_call_errors(void)
 {
     CHECK_CONFIG_ERR(ENDPOINTS("{'path':'/x'}"),
@@ -1336,6 +1394,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"path_forms", test_path_forms},
     {"duplicate_routes", test_duplicate_routes},
     {"call_errors", test_call_errors},
+    {"body_config", test_body_config},
     {"header_errors", test_header_errors},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},

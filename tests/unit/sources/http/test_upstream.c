@@ -91,6 +91,10 @@ static void start(struct harness *h, struct tcall *t, const char *method, h2o_io
     t->c.base.deadline_ms = gd_timers_now(gd_sched_timers(h->sched)) + WAIT_MS;
     t->c.method = method;
     t->c.path = path;
+    /* as prepare() sets them for a call without "idempotent" or "body" */
+    t->c.is_idempotent = strcmp(method, "POST") != 0 && strcmp(method, "PATCH") != 0;
+    t->c.has_body = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                    strcmp(method, "PATCH") == 0;
     gd_group_init(&t->g, h->sched);
     gd_call_start(&t->c.base, &h->source, &t->g);
 }
