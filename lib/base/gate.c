@@ -131,8 +131,8 @@ gd_gate_waiter_t *gd_gate_hand_over(gd_gate_t *gate)
     GD_REQUIRE(gate->held > 0);
     if (h2o_linklist_is_empty(&gate->_waiters) || gate->held > gate->limit)
         return NULL;
-    gd_gate_waiter_t *first = take_first(gate);
-    first->_gate = NULL;
+    gd_gate_waiter_t *first = H2O_STRUCT_FROM_MEMBER(gd_gate_waiter_t, _link, gate->_waiters.next);
+    unlink_waiter(first); /* out of the line as a deadline or a cancel takes it */
     return first;
 }
 
