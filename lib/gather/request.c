@@ -347,6 +347,7 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     gd_call_input_t in = {.values = values,
                           .request_id = rq->request_id,
                           .trace = take_traceparent(req, &trace_buf),
+                          .headers = &req->headers,
                           .arena = &rq->arena};
     char err[512];
 
