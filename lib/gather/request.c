@@ -122,6 +122,7 @@ static void collect_results(gd_request_t *rq, int gather_ret)
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
         *r = rq->calls[i]->result; /* the body stays the call's: borrowed until it is disposed */
+        gd_merge_settle(&ep->calls[i], r); /* null_on */
         if (r->outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT) {
             r->outcome = GD_OUTCOME_TIMEOUT;
             snprintf(r->message, sizeof(r->message), "endpoint deadline of %" PRIu64 " ms passed",
