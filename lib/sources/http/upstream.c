@@ -181,7 +181,9 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     /* Resolved before the first call needs it, so that even that one rarely waits. */
     if (u->is_named)
         start_lookup(u);
-    if (conf->port == (conf->is_tls ? 443 : 80))
+    if (conf->host_header != NULL) /* "host": a virtual host behind the URL's address */
+        snprintf(hostport, sizeof(hostport), "%s", conf->host_header);
+    else if (conf->port == (conf->is_tls ? 443 : 80))
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]" : "%s", conf->host);
     else
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]:%u" : "%s:%u", conf->host,
@@ -809,7 +811,7 @@ static void connect_new(conn_t *c)
         h2o_linklist_insert(&u->lookup_waiting, &c->lookup_link);
         return;
     }
-    end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
+    end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host_shown,
                 u->lookup_error);
 }
 
@@ -840,7 +842,7 @@ static size_t keep_addrs(gd_upstream_t *u, const struct addrinfo *res)
 static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     gd_upstream_t *u = H2O_STRUCT_FROM_MEMBER(gd_upstream_t, lookup, req);
-    const char *host = u->conf->host;
+    const char *host = u->conf->host_shown; /* never an {env.NAME} value */
 
     u->is_resolving = false;
     if (u->is_closed) {
