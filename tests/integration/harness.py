@@ -33,6 +33,11 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 HOST = '127.0.0.1'
 
 
+# conf/demo.json sends its demo API key from the environment, as scripts/demo.sh sets it: the
+# tests that check every file in conf/ need it set too.
+os.environ.setdefault('GATHERD_DEMO_API_KEY', 'demo-key-of-the-tests')
+
+
 def gatherd_bin():
     return os.environ.get('GATHERD_BIN') or os.path.join(REPO, 'build', 'gatherd')
 
