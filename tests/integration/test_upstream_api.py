@@ -153,6 +153,32 @@ class UpstreamApiTest(GatherdTestCase):
         self.assertRegex(log, r'profile:ok:404:\d+')
         self.assertNotIn(SECRET, log)
 
+    def test_a_request_the_socket_takes_in_parts_goes_out_whole(self):
+        # gatherd send()s a request (TLS records over https://) directly and queues what the
+        # socket did not take through libh2o. Loopback's buffers take everything, so a send()
+        # shim takes at most 1000 bytes per call here, over TLS and plain HTTP alike.
+        so = os.environ.get('GD_SHORTSEND_SO')
+        if not so or not os.path.exists(so):
+            self.skipTest('the send() shim is not built (GD_SHORTSEND_SO)')
+        sent = json.dumps({'items': ['x%06d' % i for i in range(5000)]}).encode()
+        for scheme in ('https', 'http'):
+            with self.subTest(scheme=scheme):
+                api = self.start_api() if scheme == 'https' else self.start_stub()
+                if scheme == 'http':
+                    api.add('/v1/orders', status=201, json={'order': 'o-1'})
+                up = (self.api_upstream(api) if scheme == 'https'
+                      else upstream(api.url + '/v1'))
+                gd = self.start_gatherd(
+                    config(self.endpoints(), {'api': up}),
+                    env={'LD_PRELOAD': so, 'GD_SHORTSEND_MAX': '1000'})
+                for _ in range(3):  # and the connection stays usable afterwards
+                    st, _, body, _ = gd.request('POST', '/orders', body=sent,
+                                                headers={'Content-Type': 'application/json'})
+                    self.assertEqual(st, 200, body)
+                    self.assertEqual(api.bodies[-1], sent)
+                self.assertEqual(api.connections_accepted, 1)
+                gd.terminate()
+
     def test_secret_values_never_show(self):
         api = self.start_api()
         # a URL, an upstream header and conninfo-like mistakes: every message quotes the config
