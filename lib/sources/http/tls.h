@@ -14,7 +14,8 @@
  *   new-session callback puts every ticket into libh2o's client session cache (one per
  *   context, shared by the threads), from which h2o_socket_ssl_handshake() resumes;
  * - no SNI for IP literals (RFC 6066 section 3), which 2.2.5 would send;
- * - telling a close_notify apart from a truncation (gd_tls_has_close_notify()).
+ * - telling a close_notify apart from a truncation (gd_tls_has_close_notify());
+ * - requests encrypted into memory and sent by the caller with one send() (gd_tls_seal()).
  */
 #ifndef GD_TLS_H
 #define GD_TLS_H
