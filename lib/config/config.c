@@ -67,6 +67,10 @@ struct loader {
     char *err;
     size_t errlen;
     struct quoted *quoted;
+    /* The endpoints loaded so far, by route shape (open addressing: index + 1, 0 for empty),
+     * so that finding a duplicate route costs one probe, not a pass over every endpoint. */
+    size_t *routes;
+    size_t routes_cap, nroutes;
 };
 
 /* An error message under construction in the caller's buffer, silently truncated. */
@@ -1082,20 +1086,60 @@ static bool is_same_route(const gd_endpoint_conf_t *a, const gd_endpoint_conf_t 
     return true;
 }
 
+/* FNV-1a of what is_same_route() compares. */
+static uint64_t hash_route(const gd_endpoint_conf_t *ep)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (const char *p = ep->method; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = 0; i < ep->nsegments; i++) {
+        const char *text = ep->segments[i].is_capture ? "\x01" : ep->segments[i].text;
+        h = (h ^ '/') * 1099511628211ull;
+        for (const char *p = text; *p != '\0'; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* Puts endpoint index @index + 1 into the first free slot of its route's probe sequence. */
+static void insert_route(size_t *slots, size_t cap, const gd_config_t *cfg, size_t index)
+{
+    size_t i = (size_t)hash_route(&cfg->endpoints[index]) & (cap - 1);
+
+    while (slots[i] != 0)
+        i = (i + 1) & (cap - 1);
+    slots[i] = index + 1;
+}
+
 static int check_duplicate_route(struct loader *l, const struct jpath *at, const gd_config_t *cfg,
                                  const gd_endpoint_conf_t *ep)
 {
-    for (size_t j = 0; j < ep->index; j++) {
+    if (2 * (l->nroutes + 1) > l->routes_cap) { /* at most half full */
+        size_t cap = l->routes_cap == 0 ? 64 : l->routes_cap * 2;
+        size_t *slots = gd_xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < l->routes_cap; i++)
+            if (l->routes[i] != 0)
+                insert_route(slots, cap, cfg, l->routes[i] - 1);
+        free(l->routes);
+        l->routes = slots;
+        l->routes_cap = cap;
+    }
+    for (size_t i = (size_t)hash_route(ep) & (l->routes_cap - 1); l->routes[i] != 0;
+         i = (i + 1) & (l->routes_cap - 1)) {
+        size_t j = l->routes[i] - 1;
         char shape[1024];
         struct sbuf s = {shape, sizeof(shape), 0};
 
         if (!is_same_route(&cfg->endpoints[j], ep))
             continue;
         shape[0] = '\0';
-        for (size_t i = 0; i < ep->nsegments; i++)
-            sbuf_printf(&s, "/%s", ep->segments[i].is_capture ? "{}" : ep->segments[i].text);
+        for (size_t k = 0; k < ep->nsegments; k++)
+            sbuf_printf(&s, "/%s", ep->segments[k].is_capture ? "{}" : ep->segments[k].text);
         return fail(l, at, "duplicate route %s %s (same as endpoints[%zu])", ep->method, shape, j);
     }
+    insert_route(l->routes, l->routes_cap, cfg, ep->index);
+    l->nroutes++;
     return 0;
 }
 
@@ -1140,12 +1184,125 @@ static bool has_unmatched_paren(const char *re)
     return false;
 }
 
+#define PATTERN_MAX_LEN 1024
+#define PATTERN_MAX_ELEMENTS 10000
+
+/* glibc's regcomp() copies a group once per repetition of a {m,n} bound, so nested bounds
+ * multiply: "(a{1,1000}){1,1000}" takes 30 s and 8 GB. Estimates the elements the compiled
+ * pattern holds (an atom is 1; a bound multiplies what it repeats by its largest count; *, +
+ * and ? double it), saturating at @limit + 1. Also refuses back-references (glibc accepts "\1"
+ * in extended patterns, and matching with them can take exponential time). Returns the
+ * estimate, or 0 for a back-reference. */
+static size_t pattern_elements(const char *re, size_t limit)
+{
+    struct level {
+        size_t sum;  /* elements of the group so far */
+        size_t last; /* those of its last atom, which a quantifier repeats */
+    } stack[64] = {{0, 0}};
+    size_t depth = 0;
+
+#define SAT(x) ((x) > limit ? limit + 1 : (x))
+    for (const char *p = re; *p != '\0'; p++) {
+        struct level *lv = &stack[depth];
+        size_t times = 0;
+        switch (*p) {
+        case '\\':
+            if (p[1] >= '1' && p[1] <= '9')
+                return 0;
+            if (p[1] != '\0')
+                p++;
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        case '[': /* a bracket expression, skipped as has_unmatched_paren() does */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p != '\0' && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char end = p[1];
+                    for (p += 2; *p != '\0' && !(*p == end && p[1] == ']'); p++)
+                        ;
+                    if (*p == '\0')
+                        break;
+                    p++;
+                }
+                p++;
+            }
+            if (*p == '\0')
+                p--;
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        case '(':
+            if (depth + 1 == GD_ARRAY_SIZE(stack))
+                return limit + 1;
+            stack[++depth] = (struct level){0, 0};
+            continue;
+        case ')':
+            if (depth == 0)
+                continue; /* has_unmatched_paren() reports it */
+            {
+                size_t inner = stack[depth].sum > 0 ? stack[depth].sum : 1;
+                lv = &stack[--depth];
+                lv->last = inner;
+                lv->sum = SAT(lv->sum + inner);
+            }
+            continue;
+        case '|':
+            lv->last = 0;
+            continue;
+        case '*':
+        case '+':
+        case '?':
+            times = 2;
+            break;
+        case '{': {
+            unsigned long m = strtoul(p + 1, (char **)&p, 10), n = m;
+            if (*p == ',')
+                n = p[1] == '}' ? m + 1 : strtoul(p + 1, (char **)&p, 10);
+            while (*p != '\0' && *p != '}')
+                p++;
+            if (*p == '\0')
+                p--;
+            times = n > m ? n : m;
+            if (times == 0)
+                times = 1;
+            break;
+        }
+        default:
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        }
+        /* A quantifier: its atom's elements, repeated. */
+        size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
+        lv->sum = SAT(lv->sum - lv->last + repeated);
+        lv->last = repeated;
+    }
+#undef SAT
+    return stack[0].sum > 0 ? stack[0].sum : 1;
+}
+
 static int compile_pattern(struct loader *l, const struct jpath *at, const char *src, gd_param_t *p)
 {
-    size_t len = strlen(src);
+    size_t len = strlen(src), elements;
     char *wrapped, msg[256];
     regex_t check;
     int rc;
+
+    /* Checked before regcomp() sees it: `gatherd -t` runs in ExecStartPre and must not hang. */
+    if (len > PATTERN_MAX_LEN)
+        return fail(l, at, "bad pattern: longer than %d characters", PATTERN_MAX_LEN);
+    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS)) == 0)
+        return fail(l, at, "bad pattern: back-references (\\1 to \\9) are not supported");
+    if (elements > PATTERN_MAX_ELEMENTS)
+        return fail(l, at,
+                    "bad pattern: too complex (its repetitions expand to more than %d elements; "
+                    "nest fewer {m,n} bounds or make them smaller)",
+                    PATTERN_MAX_ELEMENTS);
 
     /* Compiled alone first, so that the error describes what was written. */
     rc = regcomp(&check, src, REG_EXTENDED | REG_NOSUB);
@@ -2175,7 +2332,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 static int load_json(json_t *root, const json_error_t *jerr, const char *name,
                      gd_config_t **ret_config, char *err, size_t errlen)
 {
-    struct loader l = {name, err, errlen, NULL};
+    struct loader l = {name, err, errlen, NULL, NULL, 0, 0};
     gd_config_t *cfg;
     int r;
 
@@ -2189,6 +2346,7 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
     cfg = gd_xcalloc(1, sizeof(*cfg));
     cfg->source = gd_xstrdup(name);
     r = load_root(&l, root, cfg);
+    free(l.routes);
     while (l.quoted != NULL) {
         struct quoted *q = l.quoted;
         l.quoted = q->next;
@@ -2226,7 +2384,9 @@ int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, s
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
         return -e;
     }
-    for (;;) {
+    /* Read up to one byte past the limit: "-c /dev/zero" must end with an error, not with all
+     * memory. */
+    while (len <= GD_CONFIG_MAX_BYTES) {
         size_t n;
         if (len == cap) {
             cap = cap == 0 ? 16384 : cap * 2;
@@ -2236,6 +2396,13 @@ int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, s
         len += n;
         if (n == 0)
             break;
+    }
+    if (len > GD_CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %d MiB, the most a config may be", path,
+                 GD_CONFIG_MAX_BYTES >> 20);
+        fclose(f);
+        free(buf);
+        return -EFBIG;
     }
     if (ferror(f)) {
         int e = errno != 0 ? errno : EIO;

@@ -238,6 +238,9 @@ typedef struct gd_config {
     gd_log_conf_t log;
 } gd_config_t;
 
+/* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */
+#define GD_CONFIG_MAX_BYTES (16 << 20)
+
 /**
  * Loads and validates the config file @path. On success *@ret_config is a new config (free with
  * gd_config_free()). Returns 0, or -EINVAL (bad config) / -errno (unreadable file) with a

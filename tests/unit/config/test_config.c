@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -998,6 +1001,58 @@ static void test_param_pattern_errors(void)
                      "unmatched \")\"");
 }
 
+/* `gatherd -t` runs in ExecStartPre: a pattern that glibc would take 30 s and 8 GB to compile
+ * is refused before regcomp() sees it. */
+#define TOO_COMPLEX                                                                                \
+    "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: too complex (its "        \
+    "repetitions expand to more than 10000 elements; nest fewer {m,n} bounds or make them "        \
+    "smaller)"
+static void test_pattern_bombs(void)
+{
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a{1,1000}){1,1000}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'((a{1,30}){1,30}){1,30}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'([ab]+x{200}|c){100,}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a*)*b\\\\1'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
+                     "back-references (\\1 to \\9) are not supported");
+    /* Real-world patterns stay well inside the budget. */
+    gd_config_free(LOAD_OK(PARAMS(
+        "'query.a':{'pattern':'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'},"
+        "'query.b':{'pattern':'(a{1,100}){1,10}'},'query.c':{'pattern':'[a-z]{1,255}'},"
+        "'query.d':{'pattern':'[{]x{3}[}]\\\\.'}")));
+}
+
+/* 40,000 endpoints took 85 s when each was compared with every other one for duplicates. */
+static void test_many_endpoints(void)
+{
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 80 + 256, len = 0;
+    char *json = malloc(cap);
+    struct timespec t0, t1;
+    gd_config_t *cfg = NULL;
+    char err[512];
+
+    CHECK(json != NULL);
+    len += (size_t)snprintf(json + len, cap - len,
+                            "{\"listen\":[\"127.0.0.1:8080\"],\"upstreams\":{\"u\":{\"url\":"
+                            "\"http://127.0.0.1:1\"}},\"endpoints\":[");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(json + len, cap - len,
+                                "%s{\"path\":\"/e%d/{id}\",\"calls\":{\"a\":{\"upstream\":"
+                                "\"u\",\"path\":\"/x\"}}}",
+                                i == 0 ? "" : ",", i);
+    snprintf(json + len, cap - len, "]}");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(gd_config_load_string(json, "conf/x.json", &cfg, err, sizeof(err)) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(cfg != NULL && cfg->nendpoints == N);
+    /* Not a timing assertion: quadratic work takes minutes here, linear work a second even
+     * under valgrind; the bound only catches the former. */
+    CHECK(t1.tv_sec - t0.tv_sec < 60);
+    gd_config_free(cfg);
+    free(json);
+}
+
 static void test_param_pattern_forms(void)
 {
     /* Parentheses inside brackets or escaped do not count as groups. */
@@ -1217,6 +1272,19 @@ static void test_load_file_errors(void)
     CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EINVAL);
     snprintf(want, sizeof(want), "%s:1:8: end of file expected near end of file", path);
     CHECK_STR_EQ(err, want);
+    unlink(path);
+
+    /* An endless file (`gatherd -t -c /dev/zero` once read 2 GiB and aborted), and one a byte
+     * too large, end with an error after reading at most one byte past the limit. */
+    CHECK_INT_EQ(gd_config_load_file("/dev/zero", &cfg, err, sizeof(err)), -EFBIG);
+    CHECK_STR_EQ(err, "/dev/zero: larger than 16 MiB, the most a config may be");
+    snprintf(path, sizeof(path), "/tmp/gd_test_config_XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK_INT_EQ(ftruncate(fd, GD_CONFIG_MAX_BYTES + 1), 0);
+    close(fd);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EFBIG);
+    CHECK(cfg == NULL);
     unlink(path);
 }
 
@@ -1648,6 +1716,8 @@ const gd_test_case_t gd_test_cases[] = {
     {"null_on_and_status_map", test_null_on_and_status_map},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},
+    {"pattern_bombs", test_pattern_bombs},
+    {"many_endpoints", test_many_endpoints},
     {"param_pattern_forms", test_param_pattern_forms},
     {"param_default_errors", test_param_default_errors},
     {"param_defaults_accepted", test_param_defaults_accepted},
