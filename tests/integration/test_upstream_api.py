@@ -179,6 +179,26 @@ class UpstreamApiTest(GatherdTestCase):
                 self.assertEqual(api.connections_accepted, 1)
                 gd.terminate()
 
+    def test_a_request_in_parts_does_not_wait_on_nagle(self):
+        # Upstream sockets have TCP_NODELAY: without it, each request whose remainder went out
+        # after a first part waited for the stub's delayed ACK (about 44 ms here, every time)
+        so = os.environ.get('GD_SHORTSEND_SO')
+        if not so or not os.path.exists(so):
+            self.skipTest('the send() shim is not built (GD_SHORTSEND_SO)')
+        api = self.start_stub()
+        api.add('/v1/orders', status=201, json={'order': 'o-1'})
+        gd = self.start_gatherd(config(self.endpoints(), {'api': upstream(api.url + '/v1')}),
+                                env={'LD_PRELOAD': so, 'GD_SHORTSEND_MAX': '1000'})
+        sent = json.dumps({'items': ['x%06d' % i for i in range(5000)]}).encode()
+        times = []
+        for _ in range(9):
+            st, _, body, elapsed = gd.request('POST', '/orders', body=sent,
+                                              headers={'Content-Type': 'application/json'})
+            self.assertEqual(st, 200, body)
+            times.append(elapsed)
+        times.sort()
+        self.assertLess(times[len(times) // 2], 0.025, times)  # the median; a stall is >= 40 ms
+
     def test_secret_values_never_show(self):
         api = self.start_api()
         # a URL, an upstream header and conninfo-like mistakes: every message quotes the config

@@ -771,6 +771,10 @@ static void on_connect(h2o_socket_t *sock, const char *err)
         return;
     }
     u->preferred = c->addr_index % (u->naddrs != 0 ? u->naddrs : 1);
+    /* A request is one write, but a remainder the socket did not take, a body, or a TLS
+     * handshake flight would otherwise wait on Nagle for the peer's (delayed) ACK: 40 ms. */
+    int one = 1;
+    (void)setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (u->tls != NULL) {
         /* Within the same connect timeout (the attempt's timer runs on). */
         a->state = ATTEMPT_HANDSHAKING;
