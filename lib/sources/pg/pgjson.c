@@ -576,6 +576,116 @@ void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row)
     append_char(out, '}');
 }
 
+struct column {
+    Oid type;
+    bool is_array;
+    enum value_kind kind; /* of the value, or of the array's elements */
+    char delim;           /* arrays */
+    size_t key_off, key_len; /* in keys: "{\"name\":" for the first column, ",\"name\":" after */
+};
+
+struct gd_pgjson_columns {
+    size_t refs;
+    int nfields;
+    char *keys;
+    char **names; /* as PQfname() gave them, to tell whether a result has these columns */
+    struct column cols[];
+};
+
+gd_pgjson_columns_t *gd_pgjson_columns_new(const PGresult *res)
+{
+    int nfields = PQnfields(res);
+    gd_pgjson_columns_t *c =
+        gd_xcalloc(1, sizeof(*c) + (size_t)nfields * sizeof(struct column));
+    gd_pgjson_buf_t keys = {NULL, 0, 0};
+
+    c->refs = 1;
+    c->nfields = nfields;
+    c->names = gd_xcalloc((size_t)nfields + 1, sizeof(*c->names));
+    for (int i = 0; i < nfields; i++) {
+        struct column *col = &c->cols[i];
+        const char *name = PQfname(res, i);
+
+        c->names[i] = gd_xstrdup(name);
+        col->type = PQftype(res, i);
+        col->is_array = array_kind(col->type, &col->kind, &col->delim);
+        if (!col->is_array)
+            col->kind = scalar_kind(col->type);
+        col->key_off = keys.len;
+        append_char(&keys, i == 0 ? '{' : ',');
+        write_string(&keys, name, strlen(name));
+        append_char(&keys, ':');
+        col->key_len = keys.len - col->key_off;
+    }
+    c->keys = keys.base;
+    return c;
+}
+
+bool gd_pgjson_columns_match(const gd_pgjson_columns_t *c, const PGresult *res)
+{
+    if (PQnfields(res) != c->nfields)
+        return false;
+    for (int i = 0; i < c->nfields; i++)
+        if (PQftype(res, i) != c->cols[i].type || strcmp(PQfname(res, i), c->names[i]) != 0)
+            return false;
+    return true;
+}
+
+gd_pgjson_columns_t *gd_pgjson_columns_ref(gd_pgjson_columns_t *c)
+{
+    c->refs++;
+    return c;
+}
+
+gd_pgjson_columns_t *gd_pgjson_columns_unref(gd_pgjson_columns_t *c)
+{
+    if (c == NULL || --c->refs > 0)
+        return NULL;
+    for (int i = 0; i < c->nfields; i++)
+        free(c->names[i]);
+    free(c->names);
+    free(c->keys);
+    free(c);
+    return NULL;
+}
+
+void gd_pgjson_append_row_as(gd_pgjson_buf_t *out, const gd_pgjson_columns_t *c,
+                             const PGresult *res, int row)
+{
+    if (c->nfields == 0) {
+        append_lit(out, "{}");
+        return;
+    }
+    for (int i = 0; i < c->nfields; i++) {
+        const struct column *col = &c->cols[i];
+        const char *s;
+        size_t len;
+
+        append(out, c->keys + col->key_off, col->key_len);
+        if (PQgetisnull(res, row, i)) {
+            append_lit(out, "null");
+            continue;
+        }
+        s = PQgetvalue(res, row, i);
+        len = (size_t)PQgetlength(res, row, i);
+        if (col->is_array) {
+            gd_pgjson_buf_t scratch = {NULL, 0, 0}; /* for elements with backslashes */
+            size_t mark = out->len;
+            bool ok = write_array(out, &scratch, col->kind, col->delim, s, len);
+
+            free(scratch.base);
+            if (!ok) {
+                out->len = mark;
+                write_string(out, s, len);
+            }
+            continue;
+        }
+        if (!write_scalar(out, col->kind, s, len))
+            write_string(out, s, len);
+    }
+    append_char(out, '}');
+}
+
 void gd_pgjson_append_raw(gd_pgjson_buf_t *out, const char *text, size_t len)
 {
     append(out, text, len);
@@ -584,12 +694,14 @@ void gd_pgjson_append_raw(gd_pgjson_buf_t *out, const char *text, size_t len)
 void gd_pgjson_append_rows(gd_pgjson_buf_t *out, const PGresult *res)
 {
     int ntuples = PQntuples(res);
+    gd_pgjson_columns_t *c = ntuples > 0 ? gd_pgjson_columns_new(res) : NULL;
 
     append_char(out, '[');
     for (int row = 0; row < ntuples; row++) {
         if (row > 0)
             append_char(out, ',');
-        gd_pgjson_append_row(out, res, row);
+        gd_pgjson_append_row_as(out, c, res, row);
     }
     append_char(out, ']');
+    gd_pgjson_columns_unref(c);
 }

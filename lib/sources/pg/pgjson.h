@@ -30,6 +30,25 @@ typedef struct gd_pgjson_buf {
  * object {"column": value, ...}, columns in result order, to @out.
  */
 void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row);
+/*
+ * What rendering rows of one shape takes, computed once (per statement: a pool keeps one per
+ * statement and checks it against each result): every column's key already quoted, with its
+ * separator ("{\"id\":", ",\"name\":"), and how its values map. Reference-counted.
+ */
+typedef struct gd_pgjson_columns gd_pgjson_columns_t;
+
+/** The columns of @res (one reference). */
+gd_pgjson_columns_t *gd_pgjson_columns_new(const PGresult *res);
+/** Whether @res has exactly these columns: the same names and types, in the same order. */
+bool gd_pgjson_columns_match(const gd_pgjson_columns_t *cols, const PGresult *res);
+/** Takes a reference to @cols; returns @cols. */
+gd_pgjson_columns_t *gd_pgjson_columns_ref(gd_pgjson_columns_t *cols);
+/** Drops a reference (NULL is a no-op), freeing @cols with the last. Returns NULL. */
+gd_pgjson_columns_t *gd_pgjson_columns_unref(gd_pgjson_columns_t *cols);
+/** gd_pgjson_append_row() for a result that @cols matches. */
+void gd_pgjson_append_row_as(gd_pgjson_buf_t *out, const gd_pgjson_columns_t *cols,
+                             const PGresult *res, int row);
+
 /** Appends @len bytes of @text as they are (the brackets and commas of rows rendered one by one).
  */
 void gd_pgjson_append_raw(gd_pgjson_buf_t *out, const char *text, size_t len);

@@ -91,6 +91,7 @@ struct pipe_entry {
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
     gd_pgjson_buf_t body; /* owned until handed to the query */
+    gd_pgjson_columns_t *columns; /* a reference, from the first row on */
 };
 
 struct conn;
@@ -133,6 +134,10 @@ struct gd_pgpool {
     gd_timers_t *timers;
     struct conn *conns;
     size_t prepared_words;
+    /* Per statement: how its rows render (quoted column names, value kinds), made from its
+     * first result and checked against every query's first row, since a schema change may
+     * change the columns of the same SQL. A reference each; NULL until the first rows. */
+    gd_pgjson_columns_t **columns;
     /* The line for a connection: a unit per connection up (idle or busy), held by a busy one
      * or by a query granted one that has not taken its idle connection yet. A unit freed is
      * granted at once and reported on the next loop iteration (base/gate.h), never from
@@ -404,6 +409,7 @@ static int conn_watch(struct conn *c, int events)
 static void entry_reset(struct pipe_entry *e)
 {
     free(e->body.base);
+    gd_pgjson_columns_unref(e->columns);
     memset(e, 0, sizeof(*e));
 }
 
@@ -798,8 +804,20 @@ static void entry_error(struct conn *c, const PGresult *res)
     entry_fail(&c->entry, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
 }
 
+/* The columns statement @statement's results have, as of @res. */
+static gd_pgjson_columns_t *columns_of(gd_pgpool_t *pool, size_t statement, const PGresult *res)
+{
+    gd_pgjson_columns_t **cached = &pool->columns[statement];
+
+    if (*cached == NULL || !gd_pgjson_columns_match(*cached, res)) {
+        gd_pgjson_columns_unref(*cached); /* a query still rendering with it keeps its own */
+        *cached = gd_pgjson_columns_new(res);
+    }
+    return gd_pgjson_columns_ref(*cached);
+}
+
 /* Renders row @row of @res into @e's body, or fails @e when the row breaks a rule or limit. */
-static void entry_add_row(struct pipe_entry *e, const PGresult *res, int row)
+static void entry_add_row(gd_pgpool_t *pool, struct pipe_entry *e, const PGresult *res, int row)
 {
     const gd_pgpool_query_t *q = e->query;
 
@@ -816,7 +834,9 @@ static void entry_add_row(struct pipe_entry *e, const PGresult *res, int row)
     }
     if (!q->is_one_row)
         gd_pgjson_append_raw(&e->body, e->rows == 0 ? "[" : ",", 1);
-    gd_pgjson_append_row(&e->body, res, row);
+    if (e->columns == NULL) /* the rows of one query are of one result shape */
+        e->columns = columns_of(pool, e->statement, res);
+    gd_pgjson_append_row_as(&e->body, e->columns, res, row);
     e->rows++;
     /* With the closing bracket still to come. */
     if (q->max_body_bytes > 0 && e->body.len + (q->is_one_row ? 0 : 1) > q->max_body_bytes) {
@@ -856,7 +876,7 @@ static void entry_rows(struct conn *c, const PGresult *res)
         if (e->outcome != GD_OUTCOME_OK || e->query == NULL)
             break; /* failed already, or nobody waits for the rows: dropped unread */
         for (int row = 0, n = PQntuples(res); row < n && e->outcome == GD_OUTCOME_OK; row++)
-            entry_add_row(e, res, row);
+            entry_add_row(c->pool, e, res, row);
         if (status != PGRES_SINGLE_TUPLE && e->outcome == GD_OUTCOME_OK)
             entry_end_rows(e);
         break;
@@ -1507,6 +1527,7 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->loop = loop;
     pool->timers = timers;
     pool->prepared_words = (conf->nstatements + 63) / 64;
+    pool->columns = gd_xcalloc(conf->nstatements + 1, sizeof(*pool->columns));
     gd_gate_init(&pool->line, timers, 0);
     gd_timer_init(&pool->down_timer, on_down_timer);
     gd_timer_init(&pool->rebalance_timer, on_rebalance_timer);
@@ -1574,6 +1595,9 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
     for (size_t i = 0; i < pool->conf->size; i++)
         free(pool->conns[i].prepared);
     free(pool->conns);
+    for (size_t i = 0; i < pool->conf->nstatements; i++)
+        gd_pgjson_columns_unref(pool->columns[i]);
+    free(pool->columns);
     free(pool->host);
     free(pool->port);
     free(pool->user);

@@ -636,6 +636,45 @@ static void test_column_names_escaped(void)
     free(out.base);
 }
 
+/* A pool renders every row of a statement with the columns of its first result, checked
+ * against each later result: the same bytes as gd_pgjson_append_row(). */
+static void test_columns_reused(void)
+{
+    static const char *const names[] = {"col \"q\"", "a\\b\n", "\xc3\xa9", "tags"};
+    static const char *const other_names[] = {"col \"q\"", "a\\b\n", "\xc3\xa9", "tag"};
+    static const Oid types[] = {T_INT4, T_BOOL, T_TEXT, T_TEXT_ARRAY};
+    static const Oid other_types[] = {T_INT4, T_BOOL, T_TEXT, T_TEXT};
+    static const char *const values[] = {"1", "t", "x", "{a,b}", NULL, "f", "y\"", NULL};
+    PGresult *res = table(4, names, types, 2, values);
+    PGresult *renamed = table(4, other_names, types, 2, values);
+    PGresult *retyped = table(4, names, other_types, 2, values);
+    PGresult *fewer = table(3, names, types, 2, values);
+    gd_pgjson_columns_t *cols = gd_pgjson_columns_new(res);
+    gd_pgjson_buf_t out = {NULL, 0, 0}, want = {NULL, 0, 0};
+
+    for (int row = 0; row < 2; row++) {
+        out.len = want.len = 0;
+        gd_pgjson_append_row_as(&out, cols, res, row);
+        gd_pgjson_append_row(&want, res, row);
+        gd_pgjson_append_raw(&want, "", 1); /* a C string, for CHECK_MEM_EQ */
+        CHECK_MEM_EQ(out.base, out.len, want.base);
+    }
+    CHECK(gd_pgjson_columns_match(cols, res));
+    CHECK(!gd_pgjson_columns_match(cols, renamed));
+    CHECK(!gd_pgjson_columns_match(cols, retyped));
+    CHECK(!gd_pgjson_columns_match(cols, fewer));
+    CHECK(gd_pgjson_columns_ref(cols) == cols);
+    CHECK(gd_pgjson_columns_unref(cols) == NULL);
+    CHECK(gd_pgjson_columns_match(cols, res)); /* one reference left */
+    gd_pgjson_columns_unref(cols);
+    PQclear(res);
+    PQclear(renamed);
+    PQclear(retyped);
+    PQclear(fewer);
+    free(out.base);
+    free(want.base);
+}
+
 static void test_empty_results(void)
 {
     static const char *const names[] = {"a"};
@@ -706,6 +745,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"truncated_arrays_become_strings", test_truncated_arrays_become_strings},
     {"rows_in_column_order", test_rows_in_column_order},
     {"column_names_escaped", test_column_names_escaped},
+    {"columns_reused", test_columns_reused},
     {"empty_results", test_empty_results},
     {"appends_to_what_the_buffer_holds", test_appends_to_what_the_buffer_holds},
     {NULL, NULL},
