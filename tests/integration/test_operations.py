@@ -137,7 +137,7 @@ class OperationsTest(GatherdTestCase):
         self.assertEqual(metric_value(text, 'gatherd_requests_total', endpoint='(unmatched)',
                                       method='', status='404'), 2)
         self.assertEqual(metric_value(text, 'gatherd_call_failures_total', endpoint='/flaky',
-                                      call='down', kind='status'), 3)
+                                      call='down', kind='status', status='503'), 3)
         self.assertEqual(metric_value(text, 'gatherd_request_duration_seconds_count',
                                       endpoint='/users/{id}/profile', method='GET'), 5)
         self.assertEqual(metric_value(text, 'gatherd_call_duration_seconds_count',
