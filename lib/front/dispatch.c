@@ -24,7 +24,9 @@ static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint
                      .started_at_ns = started_at_ns,
                      .complete = "-"};
 
-    a.bytes = gd_respond_error(req, status, code, message, hname, hvalue);
+    a.bytes = gd_respond_error(&ctx->responder, req,
+                               ep != NULL ? &ep->compress : &ctx->config->compress, status, code,
+                               message, hname, hvalue);
     gd_access_record(ctx->metrics, &a);
 }
 
