@@ -48,12 +48,12 @@
 #define DEFAULT_PG_MAX_ROWS            10000
 #define DEFAULT_PG_MAX_BODY_BYTES      DEFAULT_MAX_BODY_BYTES
 #define MAX_SQL_PARAMS                 100
-#define DEFAULT_CORS_MAX_AGE_S        600
-#define MAX_CORS_MAX_AGE_S            86400
-#define DEFAULT_COMPRESS_MIN_BYTES    1024
-#define MAX_COMPRESS_MIN_BYTES        1073741824
-#define DEFAULT_COMPRESS_LEVEL        1
-#define MAX_CACHE_CONTROL_LEN         256
+#define DEFAULT_CORS_MAX_AGE_S         600
+#define MAX_CORS_MAX_AGE_S             86400
+#define DEFAULT_COMPRESS_MIN_BYTES     1024
+#define MAX_COMPRESS_MIN_BYTES         1073741824
+#define DEFAULT_COMPRESS_LEVEL         1
+#define MAX_CACHE_CONTROL_LEN          256
 
 /* A place in the document, kept on the stack while descending and formatted only on error. */
 struct jpath {
