@@ -2,11 +2,15 @@
 """Demo upstream APIs for gatherd's embedded demo: a small JSON service on 127.0.0.1.
 
   GET /users/{id}            a user object (404 for ids above 100)
+  GET /users/{id}/settings   the user's settings, in the language asked for (Accept-Language);
+                             404 for odd ids (no settings saved)
+  GET /quota                 always 429: the API's quota is spent
   GET /posts?userId={id}     ten posts of that user
   GET /albums?userId={id}    ten albums of that user
   GET /slow?ms=N             answers {"slept_ms": N} after N ms (at most 10 s)
 
-Data is derived from the id, so answers are deterministic.
+Data is derived from the id, so answers are deterministic. With --api-key KEY every request must
+carry X-Api-Key: KEY (401 otherwise), as a third-party API would demand.
 """
 import argparse
 import json
@@ -43,7 +47,15 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def key_is_wrong(self):
+        if self.server.api_key is None or self.headers.get("X-Api-Key") == self.server.api_key:
+            return False
+        self.answer(401, {"error": "missing or wrong API key"})
+        return True
+
     def do_GET(self):
+        if self.key_is_wrong():
+            return
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         parts = [p for p in url.path.split("/") if p]
@@ -53,6 +65,14 @@ class Handler(BaseHTTPRequestHandler):
                 if uid < 1 or uid > 100:
                     return self.answer(404, {"error": f"no user {uid}"})
                 return self.answer(200, user(uid))
+            if len(parts) == 3 and parts[0] == "users" and parts[2] == "settings":
+                uid = int(parts[1])
+                if uid % 2 == 1:
+                    return self.answer(404, {"error": f"user {uid} saved no settings"})
+                lang = (self.headers.get("Accept-Language") or "en").split(",")[0].strip()
+                return self.answer(200, {"language": lang, "theme": "dark"})
+            if parts == ["quota"]:
+                return self.answer(429, {"error": "quota spent"})
             if parts == ["posts"]:
                 return self.answer(200, posts(int(query["userId"][0])))
             if parts == ["albums"]:
@@ -68,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         # POST /users/ID/messages: echoes the JSON body it was sent, with an id
+        if self.key_is_wrong():
+            return
         parts = [p for p in urlsplit(self.path).path.split("/") if p]
         n = int(self.headers.get("Content-Length", "0") or 0)
         raw = self.rfile.read(n)
@@ -83,8 +105,10 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=18081)
+    ap.add_argument("--api-key", help="the X-Api-Key every request must carry")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.api_key = args.api_key
     server.daemon_threads = True
     try:
         server.serve_forever()

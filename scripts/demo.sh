@@ -11,7 +11,10 @@ bash scripts/build.sh build-release --buildtype=release
 
 pgdir=$(mktemp -d /tmp/gatherd-demo-pg.XXXXXX)
 bash scripts/pg-cluster.sh start "$pgdir" 15433 scripts/demo.sql
-python3 scripts/demo-upstream.py --port 18081 &
+# The demo upstream demands an API key, as a third-party API would; conf/demo.json sends it from
+# the environment ({env.GATHERD_DEMO_API_KEY}), so it is written nowhere in the config.
+export GATHERD_DEMO_API_KEY=${GATHERD_DEMO_API_KEY:-demo-$RANDOM$RANDOM}
+python3 scripts/demo-upstream.py --port 18081 --api-key "$GATHERD_DEMO_API_KEY" &
 upstream_pid=$!
 cleanup() {
   kill "$upstream_pid" 2>/dev/null || true
@@ -20,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 100); do
-  curl -sf -o /dev/null http://127.0.0.1:18081/users/1 && break
+  curl -sf -o /dev/null -H "x-api-key: $GATHERD_DEMO_API_KEY" http://127.0.0.1:18081/users/1 && break
   sleep 0.05
 done
 

@@ -73,6 +73,10 @@ struct loader {
     char *err;
     size_t errlen;
     struct quoted *quoted;
+    /* The endpoints loaded so far, by route shape (open addressing: index + 1, 0 for empty),
+     * so that finding a duplicate route costs one probe, not a pass over every endpoint. */
+    size_t *routes;
+    size_t routes_cap, nroutes;
 };
 
 /* An error message under construction in the caller's buffer, silently truncated. */
@@ -529,9 +533,10 @@ static int load_shutdown(struct loader *l, json_t *root, gd_config_t *cfg)
     return 0;
 }
 
-/* "http://HOST[:PORT][/BASE]" or "https://..." (default port 443). */
-static int parse_url(struct loader *l, const struct jpath *at, const char *url,
-                     gd_upstream_conf_t *u)
+/* "http[s]://HOST[:PORT][/BASE]" (default port 443 for https): @url with its {env.NAME} references substituted, @shown as
+ * written, which is the only one messages quote (an env value may be a secret). */
+static int parse_url(struct loader *l, const struct jpath *at, const char *url, const char *shown,
+                     bool has_env, gd_upstream_conf_t *u)
 {
     const char *sep = strstr(url, "://"), *p, *auth_end, *host_start, *host_end, *bad;
     size_t scheme_len, base_len;
@@ -547,11 +552,11 @@ static int parse_url(struct loader *l, const struct jpath *at, const char *url,
             goto malformed;
     u->is_tls = is_ieq(url, scheme_len, "https");
     if (!u->is_tls && !is_ieq(url, scheme_len, "http"))
-        return fail(l, at, "unsupported scheme %s", quote_n(l, url, scheme_len));
+        return fail(l, at, "unsupported scheme %s", quote_n(l, shown, has_env ? strcspn(shown, ":") : scheme_len));
 
     p = sep + 3;
     if (strpbrk(p, "?#") != NULL)
-        return fail(l, at, "URL %s must not have a query or a fragment", quote(l, url));
+        return fail(l, at, "URL %s must not have a query or a fragment", quote(l, shown));
     auth_end = p + strcspn(p, "/");
     if (*p == '[') {
         host_start = p + 1;
@@ -585,21 +590,24 @@ static int parse_url(struct loader *l, const struct jpath *at, const char *url,
     }
     u->port = u->is_tls ? 443 : 80;
     if (p != auth_end && parse_port(p + 1, (size_t)(auth_end - p - 1), &u->port) < 0)
-        return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, url));
+        return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, shown));
 
     base_len = strlen(auth_end);
     if ((bad = find_bad_path_char(auth_end, base_len, true)) != NULL)
         return fail(l, at, "bad character %s in the path of URL %s (percent-encode it)",
-                    describe_byte(byte, *bad), quote(l, url));
+                    has_env ? "(in an {env.NAME} value)" : describe_byte(byte, *bad),
+                    quote(l, shown));
     while (base_len > 0 && auth_end[base_len - 1] == '/')
         base_len--;
-    u->url = gd_xstrdup(url);
+    u->url = gd_xstrdup(shown);
     u->host = gd_xstrndup(host_start, (size_t)(host_end - host_start));
+    u->host_shown = gd_xstrdup(has_env ? shown : u->host);
     u->base_path = gd_xstrndup(auth_end, base_len);
     return 0;
 
 malformed:
-    return fail(l, at, "malformed URL %s (expected http[s]://HOST[:PORT][/BASE])", quote(l, url));
+    return fail(l, at, "malformed URL %s (expected http[s]://HOST[:PORT][/BASE])",
+                quote(l, shown));
 }
 
 /* upstreams.NAME.tls: the files are only named here; gd_tls_ctx_new() (sources/http/tls.c)
@@ -647,6 +655,258 @@ static int load_tls(struct loader *l, const struct jpath *at, json_t *v, gd_upst
     return 0;
 }
 
+static bool is_reserved_header(const char *name);
+
+/* Substitutes the {env.NAME} references of @src (see gd_template_subst_env()); the error names
+ * the variable and the place @at. *@ret is new (free()). */
+static int subst_env(struct loader *l, const struct jpath *at, const char *src, bool is_template,
+                     char **ret, size_t *ret_nsubst)
+{
+    char msg[512];
+
+    if (gd_template_subst_env(src, is_template, ret, ret_nsubst, msg, sizeof(msg)) < 0)
+        return fail(l, at, "%s", msg);
+    return 0;
+}
+
+/* RFC 9110 section 5.5: no control characters but HTAB in a field value. Returns the first bad
+ * byte of [@s, @s + @len), or NULL. */
+static const char *find_bad_value_char(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return &s[i];
+    }
+    return NULL;
+}
+
+static int check_header_name(struct loader *l, const struct jpath *at, const char *name)
+{
+    if (name[0] == '\0')
+        return fail(l, at, "bad header name (a header name is an HTTP token)");
+    for (const char *p = name; *p != '\0'; p++)
+        if (!is_tchar(*p))
+            return fail(l, at, "bad header name (a header name is an HTTP token)");
+    if (is_reserved_header(name))
+        return fail(l, at, "header %s is set by gatherd itself", quote(l, name));
+    return 0;
+}
+
+/* gd_template_resolve_cb of an upstream's headers: fixed text, no request values. */
+static int resolve_nothing(void *ctx, gd_src_t src, const char *name, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "an upstream's header value is fixed text with {env.NAME} references only (request "
+             "values go in a call's \"headers\")");
+    return -1;
+}
+
+/* An upstream's "headers": fixed values, env references substituted. */
+static int load_upstream_headers(struct loader *l, const struct jpath *up_at, json_t *up_json,
+                                 gd_upstream_conf_t *u)
+{
+    struct jpath at = {up_at, "headers", 0};
+    json_t *v = json_object_get(up_json, "headers");
+    char msg[512];
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    u->headers = gd_xcalloc(json_object_size(v) + 1, sizeof(*u->headers));
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *member = json_object_iter_value(it);
+        struct jpath hp = {&at, name, 0};
+        gd_header_t *h = &u->headers[u->nheaders];
+        gd_template_t t = {0};
+        char *text = NULL;
+        size_t nsubst = 0, len = 0;
+
+        if ((r = check_header_name(l, &hp, name)) < 0)
+            return r;
+        for (size_t i = 0; i < u->nheaders; i++)
+            if (strcasecmp(u->headers[i].name, name) == 0)
+                return fail(l, &hp, "header %s is given twice (header names are case-insensitive)",
+                            quote(l, name));
+        if (!json_is_string(member))
+            return fail_type(l, &hp, member, "a string");
+        if ((r = subst_env(l, &hp, json_string_value(member), true, &text, &nsubst)) < 0)
+            return r;
+        r = gd_template_compile(text, resolve_nothing, NULL, &t, msg, sizeof(msg));
+        free(text);
+        if (r < 0)
+            return fail(l, &hp, "%s", msg);
+        for (size_t i = 0; i < t.nparts; i++)
+            len += t.parts[i].literal_len;
+        h->name = gd_xstrdup(name);
+        h->value = gd_xmalloc(len + 1);
+        len = 0;
+        for (size_t i = 0; i < t.nparts; i++) {
+            memcpy(h->value + len, t.parts[i].literal, t.parts[i].literal_len);
+            len += t.parts[i].literal_len;
+        }
+        h->value[len] = '\0';
+        gd_template_dispose(&t);
+        u->nheaders++;
+        if (find_bad_value_char(h->value, len) != NULL || strlen(h->value) != len)
+            return fail(l, &hp, "a control character in the header value%s",
+                        nsubst > 0 ? " (after {env.NAME} substitution)" : "");
+    }
+    return 0;
+}
+
+/* What a client header can never be forwarded as: the hop-by-hop and framing headers (RFC 9110
+ * section 7.6.1, RFC 9112 section 6.1), and those gatherd sends on every call itself. */
+static const char *why_not_forwardable(const char *low)
+{
+    static const char *const hop[] = {"connection",        "keep-alive", "te",   "trailer",
+                                      "transfer-encoding", "upgrade",    "host", "content-length",
+                                      "proxy-connection",  NULL};
+    static const char *const own[] = {
+        "accept",      "accept-encoding", "user-agent", "x-request-id",
+        "traceparent", "content-type",    NULL};
+
+    if (is_in(low, hop) || strncmp(low, "proxy-", 6) == 0)
+        return "is a hop-by-hop header, which is never forwarded";
+    if (is_in(low, own))
+        return "is set by gatherd itself";
+    return NULL;
+}
+
+/* "forward_headers": an allow-list of client header names, stored lower-case. */
+static int load_forward_headers(struct loader *l, const struct jpath *obj_at, json_t *obj,
+                                bool *ret_present, char ***ret_names, size_t *ret_n)
+{
+    struct jpath at = {obj_at, "forward_headers", 0};
+    json_t *v = json_object_get(obj, "forward_headers");
+    char **names;
+    size_t n = 0;
+
+    *ret_present = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array of header names");
+    names = gd_xcalloc(json_array_size(v) + 1, sizeof(*names));
+    *ret_names = names; /* freed with the config, whatever happens below */
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        struct jpath ip = {&at, NULL, i};
+        json_t *item = json_array_get(v, i);
+        const char *why;
+        char *low;
+
+        if (!json_is_string(item))
+            return fail_type(l, &ip, item, "a string");
+        const char *name = json_string_value(item);
+        if (name[0] == '\0')
+            return fail(l, &ip, "bad header name (a header name is an HTTP token)");
+        for (const char *p = name; *p != '\0'; p++)
+            if (!is_tchar(*p))
+                return fail(l, &ip, "bad header name (a header name is an HTTP token)");
+        low = gd_xstrdup(name);
+        for (char *p = low; *p != '\0'; p++)
+            *p = lower(*p);
+        names[n++] = low;
+        *ret_n = n;
+        if ((why = why_not_forwardable(low)) != NULL)
+            return fail(l, &ip, "header %s %s", quote(l, name), why);
+        for (size_t j = 0; j + 1 < n; j++)
+            if (strcmp(names[j], low) == 0)
+                return fail(l, &ip, "header %s is listed twice (header names are case-insensitive)",
+                            quote(l, name));
+    }
+    return 0;
+}
+
+/* "null_on": upstream statuses that give a null value and count as success. */
+static int load_null_on(struct loader *l, const struct jpath *obj_at, json_t *obj,
+                        bool *ret_present, int **ret_list, size_t *ret_n)
+{
+    struct jpath at = {obj_at, "null_on", 0};
+    json_t *v = json_object_get(obj, "null_on");
+    int *list;
+
+    *ret_present = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array of statuses");
+    list = gd_xcalloc(json_array_size(v) + 1, sizeof(*list));
+    *ret_list = list;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        struct jpath ip = {&at, NULL, i};
+        json_t *item = json_array_get(v, i);
+
+        if (!json_is_integer(item))
+            return fail_type(l, &ip, item, "an integer");
+        json_int_t x = json_integer_value(item);
+        /* Only a status outside 2xx fails a call, so only those can be made a null. */
+        if (x < 300 || x > 599)
+            return fail(l, &ip, "must be an error status between 300 and 599, not %lld",
+                        (long long)x);
+        for (size_t j = 0; j < *ret_n; j++)
+            if (list[j] == (int)x)
+                return fail(l, &ip, "status %lld is listed twice", (long long)x);
+        list[(*ret_n)++] = (int)x;
+    }
+    return 0;
+}
+
+/* "status_map": {"429": 503, ...}; keys are upstream statuses, values answer statuses. */
+static int load_status_map(struct loader *l, const struct jpath *obj_at, json_t *obj,
+                           gd_status_map_entry_t **ret_map, size_t *ret_n)
+{
+    struct jpath at = {obj_at, "status_map", 0};
+    json_t *v = json_object_get(obj, "status_map");
+    gd_status_map_entry_t *map;
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object");
+    map = gd_xcalloc(json_object_size(v) + 1, sizeof(*map));
+    *ret_map = map;
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *key = json_object_iter_key(it);
+        struct jpath kp = {&at, key, 0};
+        long long to = 0;
+
+        if (strlen(key) != 3 || !is_digit(key[0]) || !is_digit(key[1]) || !is_digit(key[2]) ||
+            atoi(key) < 100 || atoi(key) > 599)
+            return fail(l, &kp, "a key must be an upstream HTTP status, 100 to 599");
+        /* The answer's status says why the gateway failed: a client or a server error. */
+        if ((r = get_int(l, &at, v, key, 400, 599, 0, &to)) < 0)
+            return r;
+        map[*ret_n].upstream_status = atoi(key);
+        map[*ret_n].answer_status = (int)to;
+        (*ret_n)++;
+    }
+    return 0;
+}
+
+/* "host": a Host header value, RFC 9110 section 7.2: uri-host [ ":" port ]. */
+static int load_host_header(struct loader *l, const struct jpath *up_at, json_t *up_json,
+                            gd_upstream_conf_t *u)
+{
+    struct jpath at = {up_at, "host", 0};
+    const char *host = NULL;
+    int r;
+
+    if ((r = get_string(l, up_at, up_json, "host", false, NULL, &host)) < 0 || host == NULL)
+        return r;
+    if (host[0] == '\0' || strlen(host) > 255)
+        return fail(l, &at, "must be 1 to 255 characters");
+    for (const char *p = host; *p != '\0'; p++)
+        if (!(is_pchar(*p) || *p == '[' || *p == ']' || *p == '%') || *p == '@')
+            return fail(l, &at, "%s is not a host[:port]", quote(l, host));
+    u->host_header = gd_xstrdup(host);
+    return 0;
+}
+
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"url",
@@ -657,15 +917,33 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "dns_refresh_ms",
                                        "gzip",
                                        "tls",
+                                       "host",
+                                       "headers",
+                                       "forward_headers",
+                                       "null_on",
+                                       "status_map",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
+    char *expanded = NULL;
+    size_t nsubst = 0;
+    bool is_present = false;
     long long x = 0;
     int r;
 
     if ((r = check_object(l, at, v, keys)) < 0 ||
         (r = get_string(l, at, v, "url", true, NULL, &url)) < 0 ||
-        (r = parse_url(l, &url_at, url, u)) < 0)
+        (r = subst_env(l, &url_at, url, false, &expanded, &nsubst)) < 0)
+        return r;
+    r = parse_url(l, &url_at, expanded, url, nsubst > 0, u);
+    free(expanded);
+    if (r < 0)
+        return r;
+    if ((r = load_host_header(l, at, v, u)) < 0 || (r = load_upstream_headers(l, at, v, u)) < 0 ||
+        (r = load_forward_headers(l, at, v, &is_present, &u->forward_headers,
+                                  &u->nforward_headers)) < 0 ||
+        (r = load_null_on(l, at, v, &is_present, &u->null_on, &u->nnull_on)) < 0 ||
+        (r = load_status_map(l, at, v, &u->status_map, &u->nstatus_map)) < 0)
         return r;
     json_t *tls = json_object_get(v, "tls");
     struct jpath tls_at = {at, "tls", 0};
@@ -814,20 +1092,60 @@ static bool is_same_route(const gd_endpoint_conf_t *a, const gd_endpoint_conf_t 
     return true;
 }
 
+/* FNV-1a of what is_same_route() compares. */
+static uint64_t hash_route(const gd_endpoint_conf_t *ep)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (const char *p = ep->method; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = 0; i < ep->nsegments; i++) {
+        const char *text = ep->segments[i].is_capture ? "\x01" : ep->segments[i].text;
+        h = (h ^ '/') * 1099511628211ull;
+        for (const char *p = text; *p != '\0'; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* Puts endpoint index @index + 1 into the first free slot of its route's probe sequence. */
+static void insert_route(size_t *slots, size_t cap, const gd_config_t *cfg, size_t index)
+{
+    size_t i = (size_t)hash_route(&cfg->endpoints[index]) & (cap - 1);
+
+    while (slots[i] != 0)
+        i = (i + 1) & (cap - 1);
+    slots[i] = index + 1;
+}
+
 static int check_duplicate_route(struct loader *l, const struct jpath *at, const gd_config_t *cfg,
                                  const gd_endpoint_conf_t *ep)
 {
-    for (size_t j = 0; j < ep->index; j++) {
+    if (2 * (l->nroutes + 1) > l->routes_cap) { /* at most half full */
+        size_t cap = l->routes_cap == 0 ? 64 : l->routes_cap * 2;
+        size_t *slots = gd_xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < l->routes_cap; i++)
+            if (l->routes[i] != 0)
+                insert_route(slots, cap, cfg, l->routes[i] - 1);
+        free(l->routes);
+        l->routes = slots;
+        l->routes_cap = cap;
+    }
+    for (size_t i = (size_t)hash_route(ep) & (l->routes_cap - 1); l->routes[i] != 0;
+         i = (i + 1) & (l->routes_cap - 1)) {
+        size_t j = l->routes[i] - 1;
         char shape[1024];
         struct sbuf s = {shape, sizeof(shape), 0};
 
         if (!is_same_route(&cfg->endpoints[j], ep))
             continue;
         shape[0] = '\0';
-        for (size_t i = 0; i < ep->nsegments; i++)
-            sbuf_printf(&s, "/%s", ep->segments[i].is_capture ? "{}" : ep->segments[i].text);
+        for (size_t k = 0; k < ep->nsegments; k++)
+            sbuf_printf(&s, "/%s", ep->segments[k].is_capture ? "{}" : ep->segments[k].text);
         return fail(l, at, "duplicate route %s %s (same as endpoints[%zu])", ep->method, shape, j);
     }
+    insert_route(l->routes, l->routes_cap, cfg, ep->index);
+    l->nroutes++;
     return 0;
 }
 
@@ -872,12 +1190,125 @@ static bool has_unmatched_paren(const char *re)
     return false;
 }
 
+#define PATTERN_MAX_LEN 1024
+#define PATTERN_MAX_ELEMENTS 10000
+
+/* glibc's regcomp() copies a group once per repetition of a {m,n} bound, so nested bounds
+ * multiply: "(a{1,1000}){1,1000}" takes 30 s and 8 GB. Estimates the elements the compiled
+ * pattern holds (an atom is 1; a bound multiplies what it repeats by its largest count; *, +
+ * and ? double it), saturating at @limit + 1. Also refuses back-references (glibc accepts "\1"
+ * in extended patterns, and matching with them can take exponential time). Returns the
+ * estimate, or 0 for a back-reference. */
+static size_t pattern_elements(const char *re, size_t limit)
+{
+    struct level {
+        size_t sum;  /* elements of the group so far */
+        size_t last; /* those of its last atom, which a quantifier repeats */
+    } stack[64] = {{0, 0}};
+    size_t depth = 0;
+
+#define SAT(x) ((x) > limit ? limit + 1 : (x))
+    for (const char *p = re; *p != '\0'; p++) {
+        struct level *lv = &stack[depth];
+        size_t times = 0;
+        switch (*p) {
+        case '\\':
+            if (p[1] >= '1' && p[1] <= '9')
+                return 0;
+            if (p[1] != '\0')
+                p++;
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        case '[': /* a bracket expression, skipped as has_unmatched_paren() does */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p != '\0' && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char end = p[1];
+                    for (p += 2; *p != '\0' && !(*p == end && p[1] == ']'); p++)
+                        ;
+                    if (*p == '\0')
+                        break;
+                    p++;
+                }
+                p++;
+            }
+            if (*p == '\0')
+                p--;
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        case '(':
+            if (depth + 1 == GD_ARRAY_SIZE(stack))
+                return limit + 1;
+            stack[++depth] = (struct level){0, 0};
+            continue;
+        case ')':
+            if (depth == 0)
+                continue; /* has_unmatched_paren() reports it */
+            {
+                size_t inner = stack[depth].sum > 0 ? stack[depth].sum : 1;
+                lv = &stack[--depth];
+                lv->last = inner;
+                lv->sum = SAT(lv->sum + inner);
+            }
+            continue;
+        case '|':
+            lv->last = 0;
+            continue;
+        case '*':
+        case '+':
+        case '?':
+            times = 2;
+            break;
+        case '{': {
+            unsigned long m = strtoul(p + 1, (char **)&p, 10), n = m;
+            if (*p == ',')
+                n = p[1] == '}' ? m + 1 : strtoul(p + 1, (char **)&p, 10);
+            while (*p != '\0' && *p != '}')
+                p++;
+            if (*p == '\0')
+                p--;
+            times = n > m ? n : m;
+            if (times == 0)
+                times = 1;
+            break;
+        }
+        default:
+            lv->last = 1;
+            lv->sum = SAT(lv->sum + 1);
+            continue;
+        }
+        /* A quantifier: its atom's elements, repeated. */
+        size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
+        lv->sum = SAT(lv->sum - lv->last + repeated);
+        lv->last = repeated;
+    }
+#undef SAT
+    return stack[0].sum > 0 ? stack[0].sum : 1;
+}
+
 static int compile_pattern(struct loader *l, const struct jpath *at, const char *src, gd_param_t *p)
 {
-    size_t len = strlen(src);
+    size_t len = strlen(src), elements;
     char *wrapped, msg[256];
     regex_t check;
     int rc;
+
+    /* Checked before regcomp() sees it: `gatherd -t` runs in ExecStartPre and must not hang. */
+    if (len > PATTERN_MAX_LEN)
+        return fail(l, at, "bad pattern: longer than %d characters", PATTERN_MAX_LEN);
+    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS)) == 0)
+        return fail(l, at, "bad pattern: back-references (\\1 to \\9) are not supported");
+    if (elements > PATTERN_MAX_ELEMENTS)
+        return fail(l, at,
+                    "bad pattern: too complex (its repetitions expand to more than %d elements; "
+                    "nest fewer {m,n} bounds or make them smaller)",
+                    PATTERN_MAX_ELEMENTS);
 
     /* Compiled alone first, so that the error describes what was written. */
     rc = regcomp(&check, src, REG_EXTENDED | REG_NOSUB);
@@ -1115,13 +1546,11 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
         struct jpath hp = {&at, name, 0};
         gd_header_template_t *h = &c->headers[c->nheaders];
 
-        if (name[0] == '\0')
-            return fail(l, &hp, "bad header name (a header name is an HTTP token)");
-        for (const char *p = name; *p != '\0'; p++)
-            if (!is_tchar(*p))
-                return fail(l, &hp, "bad header name (a header name is an HTTP token)");
-        if (is_reserved_header(name))
-            return fail(l, &hp, "header %s is set by gatherd itself", quote(l, name));
+        char *text = NULL;
+        size_t nsubst = 0;
+
+        if ((r = check_header_name(l, &hp, name)) < 0)
+            return r;
         if ((c->is_body_forwarded || c->body_parts != NULL) && strcasecmp(name, "content-type") == 0)
             return fail(l, &hp, "header %s is set by gatherd for the call's body", quote(l, name));
         for (size_t i = 0; i < c->nheaders; i++)
@@ -1132,18 +1561,125 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
             return fail_type(l, &hp, member, "a string");
         h->name = gd_xstrdup(name);
         c->nheaders++;
-        if ((r = compile_template(l, &hp, json_string_value(member), ep, &h->value)) < 0)
+        /* {env.NAME} values become literal text of the template, read once, here. */
+        if ((r = subst_env(l, &hp, json_string_value(member), true, &text, &nsubst)) < 0)
+            return r;
+        r = compile_template(l, &hp, text, ep, &h->value);
+        free(text);
+        if (r < 0)
             return r;
         /* RFC 9110 section 5.5: no control characters but HTAB in a field value. */
         for (size_t i = 0; i < h->value.nparts; i++) {
             const gd_template_part_t *part = &h->value.parts[i];
-            for (size_t j = 0; part->is_literal && j < part->literal_len; j++) {
-                unsigned char ch = (unsigned char)part->literal[j];
-                if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                    return fail(l, &hp, "bad character %s in a header value",
-                                describe_byte(byte, (char)ch));
+            const char *bad;
+            if (part->is_literal &&
+                (bad = find_bad_value_char(part->literal, part->literal_len)) != NULL) {
+                if (nsubst > 0) /* the byte may be part of a secret */
+                    return fail(l, &hp,
+                                "a control character in the header value (after "
+                                "{env.NAME} substitution)");
+                return fail(l, &hp, "bad character %s in a header value",
+                            describe_byte(byte, *bad));
             }
         }
+    }
+    return 0;
+}
+
+/* The call's header lines from its upstream's "headers", but those it sets itself. */
+static void inherit_upstream_headers(gd_call_conf_t *c)
+{
+    const gd_upstream_conf_t *u = c->upstream;
+    size_t len = 0;
+    char *p = NULL;
+
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < u->nheaders; i++) {
+            bool is_overridden = false;
+            for (size_t j = 0; j < c->nheaders && !is_overridden; j++)
+                is_overridden = strcasecmp(c->headers[j].name, u->headers[i].name) == 0;
+            if (is_overridden)
+                continue;
+            size_t nlen = strlen(u->headers[i].name), vlen = strlen(u->headers[i].value);
+            if (pass == 0) {
+                len += nlen + 2 + vlen + 2;
+                continue;
+            }
+            memcpy(p, u->headers[i].name, nlen);
+            memcpy(p + nlen, ": ", 2);
+            memcpy(p + nlen + 2, u->headers[i].value, vlen);
+            memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+            p += nlen + 2 + vlen + 2;
+        }
+        if (pass == 0)
+            p = c->upstream_header_lines = gd_xmalloc(len + 1);
+    }
+    *p = '\0';
+    c->upstream_header_lines_len = len;
+}
+
+/* A forwarded header is the client's: never one the config sets as well (which would send the
+ * name twice, or let a client replace what the operator wrote). */
+static int check_forward_conflicts(struct loader *l, const struct jpath *at, gd_call_conf_t *c)
+{
+    const gd_upstream_conf_t *u = c->upstream;
+
+    for (size_t i = 0; i < c->nforward_headers; i++) {
+        const char *name = c->forward_headers[i];
+        for (size_t j = 0; j < c->nheaders; j++)
+            if (strcasecmp(c->headers[j].name, name) == 0)
+                return fail(l, at,
+                            "header %s is both forwarded (forward_headers) and set by the "
+                            "call's \"headers\"",
+                            quote(l, name));
+        for (size_t j = 0; j < u->nheaders; j++)
+            if (strcasecmp(u->headers[j].name, name) == 0)
+                return fail(l, at,
+                            "header %s is both forwarded (forward_headers) and set by "
+                            "upstreams.%s.headers",
+                            quote(l, name), u->name);
+    }
+    return 0;
+}
+
+/* The call's own "forward_headers", "null_on" and "status_map", or its upstream's. */
+static int load_call_answer_rules(struct loader *l, const struct jpath *at, json_t *v,
+                                  gd_call_conf_t *c)
+{
+    const gd_upstream_conf_t *u = c->upstream;
+    bool is_present = false;
+    size_t n = 0;
+    int r;
+
+    if ((r = load_forward_headers(l, at, v, &is_present, &c->forward_headers,
+                                  &c->nforward_headers)) < 0)
+        return r;
+    if (!is_present) {
+        c->forward_headers = gd_xcalloc(u->nforward_headers + 1, sizeof(char *));
+        for (size_t i = 0; i < u->nforward_headers; i++)
+            c->forward_headers[i] = gd_xstrdup(u->forward_headers[i]);
+        c->nforward_headers = u->nforward_headers;
+    }
+    if ((r = check_forward_conflicts(l, at, c)) < 0)
+        return r;
+    if ((r = load_null_on(l, at, v, &is_present, &c->null_on, &c->nnull_on)) < 0)
+        return r;
+    if (!is_present) {
+        c->null_on = gd_xcalloc(u->nnull_on + 1, sizeof(int));
+        if (u->nnull_on > 0)
+            memcpy(c->null_on, u->null_on, u->nnull_on * sizeof(int));
+        c->nnull_on = u->nnull_on;
+    }
+    if ((r = load_status_map(l, at, v, &c->status_map, &n)) < 0)
+        return r;
+    c->nstatus_map = n;
+    c->status_map = gd_xrealloc(c->status_map, (n + u->nstatus_map + 1) * sizeof(*c->status_map));
+    for (size_t i = 0; i < u->nstatus_map; i++) {
+        bool is_mapped = false;
+        for (size_t j = 0; j < n && !is_mapped; j++)
+            is_mapped = c->status_map[j].upstream_status == u->status_map[i].upstream_status;
+        if (!is_mapped)
+            c->status_map[c->nstatus_map++] = u->status_map[i];
     }
     return 0;
 }
@@ -1328,8 +1864,9 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream", "path",     "method",     "headers", "timeout_ms",
-                                       "optional", "body",     "idempotent", NULL};
+    static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
+                                       "timeout_ms", "optional", "forward_headers", "null_on",
+                                       "status_map", "body",     "idempotent",      NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -1376,7 +1913,10 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     if ((r = load_body(l, at, v, ep, c)) < 0)
         return r;
 
-    return load_headers(l, at, v, ep, c);
+    if ((r = load_headers(l, at, v, ep, c)) < 0)
+        return r;
+    inherit_upstream_headers(c);
+    return load_call_answer_rules(l, at, v, c);
 }
 
 /* "admin_listen": an address, or null to turn the admin listener off. */
@@ -1464,6 +2004,7 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     gd_postgres_conf_t *pg = &cfg->postgres;
     const char *conninfo;
     char *perr = NULL;
+    size_t nsubst = 0;
     long long x = 0;
     int r;
 
@@ -1471,16 +2012,18 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
         return 0;
     cfg->has_postgres = true;
     if ((r = check_object(l, &at, v, keys)) < 0 ||
-        (r = get_string(l, &at, v, "conninfo", false, "", &conninfo)) < 0)
+        (r = get_string(l, &at, v, "conninfo", false, "", &conninfo)) < 0 ||
+        (r = subst_env(l, &conninfo_at, conninfo, false, &pg->conninfo, &nsubst)) < 0)
         return r;
-    pg->conninfo = gd_xstrdup(conninfo);
+    conninfo = pg->conninfo; /* expanded: it is never logged */
     /* Parsing is all that is checked: gatherd -t must not need the database. */
     if (conninfo[0] != '\0') {
         PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
         if (opts == NULL) {
             /* libpq quotes the offending part, which may be a password: say so only when none
              * can be in it. */
-            bool may_hold_password = strstr(conninfo, "password") != NULL || strchr(conninfo, '@');
+            bool may_hold_password =
+                strstr(conninfo, "password") != NULL || strchr(conninfo, '@') != NULL || nsubst > 0;
             r = fail(l, &conninfo_at, "not a valid libpq connection string or URI%s%s",
                      may_hold_password || perr == NULL ? "" : ": ",
                      may_hold_password || perr == NULL ? "" : perr);
@@ -2086,7 +2629,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 static int load_json(json_t *root, const json_error_t *jerr, const char *name,
                      gd_config_t **ret_config, char *err, size_t errlen)
 {
-    struct loader l = {name, err, errlen, NULL};
+    struct loader l = {name, err, errlen, NULL, NULL, 0, 0};
     gd_config_t *cfg;
     int r;
 
@@ -2100,6 +2643,7 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
     cfg = gd_xcalloc(1, sizeof(*cfg));
     cfg->source = gd_xstrdup(name);
     r = load_root(&l, root, cfg);
+    free(l.routes);
     while (l.quoted != NULL) {
         struct quoted *q = l.quoted;
         l.quoted = q->next;
@@ -2137,7 +2681,9 @@ int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, s
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
         return -e;
     }
-    for (;;) {
+    /* Read up to one byte past the limit: "-c /dev/zero" must end with an error, not with all
+     * memory. */
+    while (len <= GD_CONFIG_MAX_BYTES) {
         size_t n;
         if (len == cap) {
             cap = cap == 0 ? 16384 : cap * 2;
@@ -2147,6 +2693,13 @@ int gd_config_load_file(const char *path, gd_config_t **ret_config, char *err, s
         len += n;
         if (n == 0)
             break;
+    }
+    if (len > GD_CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %d MiB, the most a config may be", path,
+                 GD_CONFIG_MAX_BYTES >> 20);
+        fclose(f);
+        free(buf);
+        return -EFBIG;
     }
     if (ferror(f)) {
         int e = errno != 0 ? errno : EIO;
@@ -2180,12 +2733,24 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->name);
         free(u->url);
         free(u->host);
+        free(u->host_shown);
         free(u->base_path);
         free(u->place);
         free(u->tls.ca_file);
         free(u->tls.server_name);
         free(u->tls.client_cert_file);
         free(u->tls.client_key_file);
+        free(u->host_header);
+        for (size_t j = 0; j < u->nheaders; j++) {
+            free(u->headers[j].name);
+            free(u->headers[j].value);
+        }
+        free(u->headers);
+        for (size_t j = 0; u->forward_headers != NULL && u->forward_headers[j] != NULL; j++)
+            free(u->forward_headers[j]);
+        free(u->forward_headers);
+        free(u->null_on);
+        free(u->status_map);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -2217,6 +2782,12 @@ gd_config_t *gd_config_free(gd_config_t *config)
                 gd_template_dispose(&c->body_parts[k].value);
             }
             free(c->body_parts);
+            free(c->upstream_header_lines);
+            for (size_t k = 0; c->forward_headers != NULL && c->forward_headers[k] != NULL; k++)
+                free(c->forward_headers[k]);
+            free(c->forward_headers);
+            free(c->null_on);
+            free(c->status_map);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);

@@ -47,15 +47,33 @@ typedef struct gd_tls_conf {
     int min_version; /* 12 (TLS 1.2, the default) or 13 */
 } gd_tls_conf_t;
 
+/* A request header of fixed value (an upstream's "headers": env references substituted). */
+typedef struct gd_header {
+    /* read-only */
+    char *name;  /* as written */
+    char *value; /* may hold a secret from the environment: never logged */
+} gd_header_t;
+
+/* "status_map": an upstream status and the status it gives the answer. */
+typedef struct gd_status_map_entry {
+    /* read-only */
+    int upstream_status; /* 100..599 */
+    int answer_status;   /* 400..599 */
+} gd_status_map_entry_t;
+
 typedef struct gd_upstream_conf {
     /* read-only */
     char *name;
     size_t index; /* position in gd_config_t.upstreams */
-    char *url;    /* as written */
+    /* As written, {env.NAME} references unexpanded: the only form of the URL that is ever
+     * logged or shown, since an expanded reference may be a secret. */
+    char *url;
     char *place;  /* "upstreams.NAME" as config errors name it */
     bool is_tls;  /* https:// */
     gd_tls_conf_t tls;
-    char *host;   /* without brackets for IPv6 */
+    /* The host for log lines and messages: host itself, or url when the URL has {env.NAME}. */
+    char *host_shown;
+    char *host; /* without brackets for IPv6; from the expanded URL */
     uint16_t port;
     char *base_path; /* "" or "/base" without a trailing slash */
     bool is_host_numeric; /* host is an IPv4/IPv6 literal: no DNS */
@@ -65,6 +83,15 @@ typedef struct gd_upstream_conf {
     uint64_t dns_refresh_ms; /* a named host is looked up again this often */
     size_t max_body_bytes; /* of the body as sent, and decoded when gzip-coded */
     bool accepts_gzip;     /* calls send Accept-Encoding: gzip */
+    char *host_header;    /* "host": sent as Host instead of HOST[:PORT] of the URL; NULL: none */
+    gd_header_t *headers; /* "headers", sent on every call unless the call sets the same name */
+    size_t nheaders;
+    char **forward_headers; /* lower-case names of client headers copied to the calls */
+    size_t nforward_headers;
+    int *null_on; /* statuses that give a null value, as success */
+    size_t nnull_on;
+    gd_status_map_entry_t *status_map;
+    size_t nstatus_map;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {
@@ -98,12 +125,23 @@ typedef struct gd_call_conf {
     const gd_upstream_conf_t *upstream; /* borrowed from the config */
     char *method;
     gd_template_t path; /* the upstream's base_path is NOT part of it */
-    gd_header_template_t *headers;
+    gd_header_template_t *headers; /* the call's own "headers" */
     size_t nheaders;
     bool is_body_forwarded; /* "body": "{body}": the client's body and Content-Type, unchanged */
     gd_body_part_t *body_parts; /* "body": {...} or [...]: a JSON template, else NULL */
     size_t nbody_parts;
     bool is_idempotent;     /* may be sent again (stale keep-alive retry); GET HEAD PUT DELETE */
+    /* The upstream's headers the call does not set itself, as header lines ("name: value\r\n"
+     * each; "" when none). May hold secrets: never logged. */
+    char *upstream_header_lines;
+    size_t upstream_header_lines_len;
+    char **forward_headers; /* lower-case; the call's own list, else the upstream's */
+    size_t nforward_headers;
+    int *null_on; /* the call's own list, else the upstream's */
+    size_t nnull_on;
+    /* The call's entries, then the upstream's for the statuses the call does not map. */
+    gd_status_map_entry_t *status_map;
+    size_t nstatus_map;
     /* GD_CALL_TYPE_SQL */
     size_t statement;    /* index into gd_config_t.statements */
     gd_template_t *args; /* one per $n placeholder, expanded without percent-encoding */
@@ -231,6 +269,9 @@ typedef struct gd_config {
     gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
     gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
 } gd_config_t;
+
+/* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */
+#define GD_CONFIG_MAX_BYTES (16 << 20)
 
 /**
  * Loads and validates the config file @path. On success *@ret_config is a new config (free with

@@ -108,6 +108,13 @@ static int resolve_var(const char *var, size_t len, gd_template_resolve_cb resol
         key_len -= 7;
     }
     copy_printable(shown, sizeof(shown), var, len);
+    if (len >= 4 && memcmp(var, "env.", 4) == 0) {
+        snprintf(err, errlen,
+                 "\"{%s%s}\": {env.NAME} is allowed only in an upstream's url and headers, a "
+                 "call's headers and postgres.conninfo",
+                 shown, len >= sizeof(shown) ? "..." : "");
+        return -1;
+    }
     if (key_len == 0) {
         snprintf(err, errlen, "empty variable name in \"{%s}\"", shown);
         return -1;
@@ -174,6 +181,79 @@ int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *c
 fail:
     builder_dispose(&b);
     return -EINVAL;
+}
+
+#define MAX_ENV_NAME_LEN 128
+
+/* The length of the environment variable name at @s, ended by '}'; 0 when it is not a valid
+ * name (or not ended by '}'). */
+static size_t env_name_len(const char *s)
+{
+    size_t n = 0;
+
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    while ((s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= 'a' && s[n] <= 'z') ||
+           (s[n] >= '0' && s[n] <= '9') || s[n] == '_')
+        n++;
+    return s[n] == '}' && n <= MAX_ENV_NAME_LEN ? n : 0;
+}
+
+int gd_template_subst_env(const char *src, bool is_template, char **ret, size_t *ret_nsubst,
+                          char *err, size_t errlen)
+{
+    struct builder b = {0};
+    size_t nsubst = 0;
+
+    for (const char *p = src; *p != '\0';) {
+        if (is_template && (p[0] == '{' || p[0] == '}') && p[1] == p[0]) {
+            builder_add_char(&b, p[0]);
+            builder_add_char(&b, p[1]);
+            p += 2;
+            continue;
+        }
+        if (strncmp(p, "{env.", 5) != 0) {
+            builder_add_char(&b, *p++);
+            continue;
+        }
+        size_t n = env_name_len(p + 5);
+        if (n == 0) {
+            char shown[MAX_ENV_NAME_LEN + 8];
+            size_t len = strcspn(p + 5, "}");
+            copy_printable(shown, sizeof(shown), p + 5, len);
+            snprintf(err, errlen,
+                     "bad environment variable reference \"{env.%s%s\" (a name is 1 to %d of "
+                     "A-Z a-z 0-9 _, not starting with a digit, and \"}\" ends it)",
+                     shown,
+                     len >= sizeof(shown) ? "..."
+                     : p[5 + len] == '}'  ? "}"
+                                          : "",
+                     MAX_ENV_NAME_LEN);
+            free(b.lit);
+            return -EINVAL;
+        }
+        char name[MAX_ENV_NAME_LEN + 1];
+        memcpy(name, p + 5, n);
+        name[n] = '\0';
+        const char *value = getenv(name);
+        if (value == NULL) {
+            snprintf(err, errlen, "environment variable %s is not set (referenced as {env.%s})",
+                     name, name);
+            free(b.lit);
+            return -EINVAL;
+        }
+        for (const char *v = value; *v != '\0'; v++) {
+            builder_add_char(&b, *v);
+            if (is_template && (*v == '{' || *v == '}'))
+                builder_add_char(&b, *v); /* literal text of the template */
+        }
+        nsubst++;
+        p += 5 + n + 1;
+    }
+    *ret = gd_xstrndup(b.lit != NULL ? b.lit : "", b.lit_len);
+    *ret_nsubst = nsubst;
+    free(b.lit);
+    return 0;
 }
 
 void gd_template_dispose(gd_template_t *t)

@@ -46,12 +46,27 @@ typedef struct gd_template {
 
 /**
  * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME or
- * header.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces.
+ * header.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces. An
+ * {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env() first,
+ * where the config allows them.
  * Returns 0, or -EINVAL with a message in @err (unbalanced brace, empty or bad name, the
  * resolver's message). @ret is untouched on error.
  */
 int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *ctx,
                         gd_template_t *ret, char *err, size_t errlen);
+/**
+ * Substitutes every {env.NAME} in @src with the value of the environment variable NAME, read
+ * once, here (config load). NAME is 1 to 128 of A-Z a-z 0-9 _, not starting with a digit.
+ * With @is_template, "{{" and "}}" are copied as they are and every brace of a substituted value
+ * is doubled, so the result is a template whose other variables are untouched and whose env
+ * values are literal text; without, only {env.NAME} is recognised and every other brace is
+ * copied as it is (URLs, libpq connection strings).
+ * On success *@ret is a new string (caller free()s it) and *@ret_nsubst the number of
+ * references substituted. Returns 0, or -EINVAL with a message in @err that names the variable
+ * (a bad name, a variable that is not set) and never holds a value; the outputs are untouched.
+ */
+int gd_template_subst_env(const char *src, bool is_template, char **ret, size_t *ret_nsubst,
+                          char *err, size_t errlen);
 /** Frees what @t owns (not @t itself). */
 void gd_template_dispose(gd_template_t *t);
 /**

@@ -17,10 +17,23 @@ void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
     gd_metrics_count_request(metrics, ep, a->status, duration_us);
     for (size_t i = 0; a->results != NULL && i < ep->ncalls; i++)
         gd_metrics_count_call(metrics, ep, i, a->results[i].outcome,
+                              a->results[i].outcome == GD_OUTCOME_STATUS ? a->results[i].status : 0,
                               a->results[i].elapsed_ms * 1000);
 }
 
-/* "user:ok:3,posts:timeout:800" (text) or {"user":{"outcome":"ok","ms":3},...} (JSON). */
+/* The upstream status worth showing beside @r's outcome: that of a failure of kind status, or of
+ * a success that null_on made of an error status; 0 for none. */
+static int shown_status(const gd_call_result_t *r)
+{
+    if (r->outcome == GD_OUTCOME_STATUS ||
+        (r->outcome == GD_OUTCOME_OK && r->status != 0 && (r->status < 200 || r->status > 299)))
+        return r->status;
+    return 0;
+}
+
+/* "user:ok:3,posts:status:429:5,profile:ok:404:2" (text: the upstream status follows the
+ * outcome when shown_status() has one) or {"user":{"outcome":"ok","ms":3},"posts":{"outcome":
+ * "status","status":429,"ms":5},...} (JSON). */
 static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_t *results,
                              char *buf, size_t cap)
 {
@@ -31,13 +44,17 @@ static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_
         len += (size_t)snprintf(buf + len, cap - len, "{");
     for (size_t i = 0; i < ep->ncalls && len < cap; i++) {
         const char *outcome = gd_outcome_name(results[i].outcome);
+        int status = shown_status(&results[i]);
+        char st[24] = "";
+        if (status != 0)
+            snprintf(st, sizeof(st), is_json ? "\"status\":%d," : ":%d", status);
         if (is_json)
             len += (size_t)snprintf(
-                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",\"ms\":%" PRIu64 "}",
-                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, results[i].elapsed_ms);
+                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",%s\"ms\":%" PRIu64 "}",
+                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, st, results[i].elapsed_ms);
         else
-            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s:%" PRIu64, i == 0 ? "" : ",",
-                                    ep->calls[i].name, outcome, results[i].elapsed_ms);
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s%s:%" PRIu64, i == 0 ? "" : ",",
+                                    ep->calls[i].name, outcome, st, results[i].elapsed_ms);
     }
     if (is_json && len < cap)
         len += (size_t)snprintf(buf + len, cap - len, "}");

@@ -15,6 +15,29 @@ static bool is_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
     return !(r->outcome == GD_OUTCOME_NOT_FOUND && call->is_optional);
 }
 
+void gd_merge_settle(const gd_call_conf_t *call, gd_call_result_t *r)
+{
+    if (r->outcome != GD_OUTCOME_STATUS)
+        return;
+    for (size_t i = 0; i < call->nnull_on; i++) {
+        if (call->null_on[i] == r->status) {
+            r->outcome = GD_OUTCOME_OK; /* the status stays: the access line shows it */
+            r->body = &gd_buf_null;
+            r->message[0] = '\0';
+            return;
+        }
+    }
+}
+
+/* The status @call's "status_map" gives upstream status @status, or 0 when it maps none. */
+static int mapped_status(const gd_call_conf_t *call, int status)
+{
+    for (size_t i = 0; i < call->nstatus_map; i++)
+        if (call->status_map[i].upstream_status == status)
+            return call->status_map[i].answer_status;
+    return 0;
+}
+
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
 {
     for (size_t i = 0; i < endpoint->ncalls; i++) {
@@ -24,9 +47,15 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
         switch (r->outcome) {
         case GD_OUTCOME_TIMEOUT:
             return 504;
-        case GD_OUTCOME_STATUS:
+        case GD_OUTCOME_STATUS: {
+            /* The operator's map first: a 401 caused by the gateway's own API key is not the
+             * browser user's to act on. */
+            int mapped = mapped_status(&endpoint->calls[i], r->status);
+            if (mapped != 0)
+                return mapped;
             /* A missing user upstream is a missing user to the frontend. */
             return r->status >= 400 && r->status <= 499 ? r->status : 502;
+        }
         case GD_OUTCOME_NOT_FOUND:
             return 404;
         default:

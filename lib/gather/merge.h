@@ -14,9 +14,16 @@
 #include "sources/call.h"
 
 /**
+ * Applies @call's "null_on" to its result @r: a failure of kind status with one of those
+ * statuses becomes a success whose value is null (the body gd_buf_null, borrowed), the status
+ * kept. @r is a copy the caller owns (the call keeps its own result and body).
+ */
+void gd_merge_settle(const gd_call_conf_t *call, gd_call_result_t *r);
+/**
  * The status of the answer for @results (one per call of @endpoint, in config order): 200 when
- * every required call succeeded; otherwise the first failed required call decides: 504 for a
- * timeout, the upstream's status for a 4xx, 404 for a missing row, 502 for the rest.
+ * every required call succeeded; otherwise the first failed required call decides: for kind
+ * status the call's "status_map" entry of the upstream's status if any, else that status for a
+ * 4xx and 502 for others; 504 for a timeout, 404 for a missing row, 502 for the rest.
  */
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results);
 /** Whether every call, optional or not, succeeded. */

@@ -123,6 +123,7 @@ static void collect_results(gd_request_t *rq, int gather_ret)
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
         *r = rq->calls[i]->result; /* the body stays the call's: borrowed until it is disposed */
+        gd_merge_settle(&ep->calls[i], r); /* null_on */
         if (r->outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT) {
             r->outcome = GD_OUTCOME_TIMEOUT;
             snprintf(r->message, sizeof(r->message), "endpoint deadline of %" PRIu64 " ms passed",
@@ -355,6 +356,7 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     gd_call_input_t in = {.values = values,
                           .request_id = rq->request_id,
                           .trace = take_traceparent(req, &trace_buf),
+                          .headers = &req->headers,
                           .arena = &rq->arena,
                           .body = {req->entity.base, req->entity.base != NULL ? req->entity.len : 0}};
     ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);

@@ -30,9 +30,15 @@ struct endpoint_metrics {
     struct histogram duration;
 };
 
+#define NSTATUS (MAX_STATUS - MIN_STATUS + 1)
+
 struct call_metrics {
     struct histogram duration;
     uint64_t by_outcome[GD_METRICS_MAX_OUTCOMES];
+    /* Failures of gd_metrics.status_outcome by upstream status: NSTATUS counters, allocated by
+     * the owner at the first one and published with a release store (most calls never fail
+     * with a status, and 4 KB per call and thread would add up). */
+    uint64_t *by_status;
 };
 
 struct gd_metrics {
@@ -41,6 +47,7 @@ struct gd_metrics {
     size_t noutcomes;
     struct endpoint_metrics *endpoints; /* nendpoints + 1: the last counts unmatched requests */
     struct call_metrics **calls;        /* [endpoint][call] */
+    int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
     gd_metrics_gauges_t gauges;
@@ -83,6 +90,7 @@ gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outco
     for (size_t i = 0; i < config->nendpoints; i++)
         m->calls[i] = gd_xcalloc(config->endpoints[i].ncalls + 1, sizeof(*m->calls[i]));
     m->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*m->upstreams));
+    m->status_outcome = -1;
     m->gauges.is_pg_ready = 1;
     m->gauges.has_pg_been_ready = 1;
     return m;
@@ -92,8 +100,11 @@ gd_metrics_t *gd_metrics_free(gd_metrics_t *m)
 {
     if (m == NULL)
         return NULL;
-    for (size_t i = 0; i < m->config->nendpoints; i++)
+    for (size_t i = 0; i < m->config->nendpoints; i++) {
+        for (size_t j = 0; j < m->config->endpoints[i].ncalls; j++)
+            free(m->calls[i][j].by_status);
         free(m->calls[i]);
+    }
     free(m->calls);
     free(m->endpoints);
     free(m->upstreams);
@@ -113,13 +124,21 @@ void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoin
 }
 
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
-                           unsigned outcome, uint64_t duration_us)
+                           unsigned outcome, int status, uint64_t duration_us)
 {
     struct call_metrics *cm = &m->calls[endpoint->index][call_index];
 
     observe(&cm->duration, duration_us);
     GD_REQUIRE(outcome < m->noutcomes);
     bump(&cm->by_outcome[outcome], 1);
+    if (outcome == 0 || status < MIN_STATUS || status > MAX_STATUS)
+        return;
+    if (m->status_outcome < 0)
+        __atomic_store_n(&m->status_outcome, (int)outcome, __ATOMIC_RELAXED);
+    GD_REQUIRE(m->status_outcome == (int)outcome); /* one kind carries statuses */
+    if (cm->by_status == NULL)
+        __atomic_store_n(&cm->by_status, gd_xcalloc(NSTATUS, sizeof(uint64_t)), __ATOMIC_RELEASE);
+    bump(&cm->by_status[status - MIN_STATUS], 1);
 }
 
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
@@ -307,20 +326,46 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
         }
     }
     header(o, "gatherd_call_failures_total", "counter",
-           "Calls that failed, by endpoint, call and kind (as in the answer's errors).");
+           "Calls that failed, by endpoint, call and kind (as in the answer's errors), and for "
+           "kind status by the upstream's status.");
     for (size_t i = 0; i < config->nendpoints; i++) {
         const gd_endpoint_conf_t *ep = &config->endpoints[i];
         for (size_t j = 0; j < ep->ncalls; j++) {
             for (size_t k = 1; n > 0 && k < threads[0]->noutcomes; k++) {
                 uint64_t count = 0;
-                for (size_t t = 0; t < n; t++)
+                bool is_split = false;
+                for (size_t t = 0; t < n; t++) {
                     count += peek(&threads[t]->calls[i][j].by_outcome[k]);
-                if (count != 0)
+                    is_split |=
+                        __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
+                }
+                if (count == 0)
+                    continue;
+                label(ep->path, e, sizeof(e));
+                label(ep->calls[j].name, c, sizeof(c));
+                if (!is_split) {
                     outf(o,
                          "gatherd_call_failures_total{endpoint=\"%s\",call=\"%s\",kind=\"%s\"} "
                          "%llu\n",
-                         label(ep->path, e, sizeof(e)), label(ep->calls[j].name, c, sizeof(c)),
-                         threads[0]->outcome_names[k], (unsigned long long)count);
+                         e, c, threads[0]->outcome_names[k], (unsigned long long)count);
+                    continue;
+                }
+                /* The kind that carries an upstream status (every failure of it has one) is
+                 * split by it: at most the 500 values 100..599, and only those seen. */
+                for (int st = MIN_STATUS; st <= MAX_STATUS; st++) {
+                    uint64_t by = 0;
+                    for (size_t t = 0; t < n; t++) {
+                        const uint64_t *bs =
+                            __atomic_load_n(&threads[t]->calls[i][j].by_status, __ATOMIC_ACQUIRE);
+                        if (bs != NULL)
+                            by += peek(&bs[st - MIN_STATUS]);
+                    }
+                    if (by != 0)
+                        outf(o,
+                             "gatherd_call_failures_total{endpoint=\"%s\",call=\"%s\","
+                             "kind=\"%s\",status=\"%d\"} %llu\n",
+                             e, c, threads[0]->outcome_names[k], st, (unsigned long long)by);
+                }
             }
         }
     }

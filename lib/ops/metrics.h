@@ -56,9 +56,14 @@ gd_metrics_t *gd_metrics_free(gd_metrics_t *m);
  */
 void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
                               uint64_t duration_us);
-/** Counts the outcome and duration of call @call_index of @endpoint. Owning thread only. */
+/**
+ * Counts the outcome and duration of call @call_index of @endpoint. @status (100..599, else 0)
+ * is the upstream status a failure is counted under too (the label status="429" of its kind);
+ * the caller gives one only for the one kind that carries it (status), which bounds the labels.
+ * Owning thread only.
+ */
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
-                           unsigned outcome, uint64_t duration_us);
+                           unsigned outcome, int status, uint64_t duration_us);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */

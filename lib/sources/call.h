@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <h2o.h>
 #include <h2o/memory.h>
 
 #include "base/buf.h"
@@ -71,6 +72,7 @@ typedef struct gd_call_input {
     const gd_strv_t *values;       /* the endpoint's parameters, by index */
     const char *request_id;        /* sent upstream as x-request-id */
     const gd_traceparent_t *trace; /* the client's trace context, or NULL */
+    const h2o_headers_t *headers;  /* the client's request headers (forward_headers), or NULL */
     h2o_mem_pool_t *arena;         /* the request arena: rendered parts are allocated here */
     gd_strv_t body;                /* the client's request body (borrowed from h2o: copy it) */
     gd_strv_t content_type;        /* its Content-Type, {NULL, 0} when it sent none */
@@ -83,7 +85,8 @@ typedef struct gd_call_ops {
     size_t size;      /* bytes of the source's call struct, which has a gd_call_t first */
     /**
      * Renders @call's request for @conf from @in into in->arena. Returns 0, or -EINVAL with a
-     * message in @err (a 400 for the client: a value would smuggle a control character).
+     * message in @err (a 400 for the client: a value, or a forwarded header of the client's,
+     * would smuggle a control character).
      */
     int (*prepare)(gd_call_t *call, const gd_call_conf_t *conf, const gd_call_input_t *in,
                    char *err, size_t errlen);

@@ -7,14 +7,18 @@
 # listener there (the fast server block, a certificate of a throwaway CA made with the openssl
 # CLI); the shared copy is never changed. Needs root like the harness. Never runs in CI.
 #
-#   tests/bench/run-tls.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-o DIR]
+#   tests/bench/run-tls.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-o DIR] [-b BINARY]
+#
+# -b adds a third target, gatherd-tls-before: BINARY (another build of gatherd, e.g. of the
+# commit before a change) over https://, for before/after figures in the same run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench=${GD_BENCH_DIR:-$root/../shared/bench}
-rounds=2 secs=10 conns=64 out=
-while getopts r:d:c:o: opt; do
+rounds=2 secs=10 conns=64 out= before=
+while getopts r:d:c:o:b: opt; do
   case $opt in
-  r) rounds=$OPTARG ;; d) secs=$OPTARG ;; c) conns=$OPTARG ;; o) out=$OPTARG ;; *) exit 2 ;;
+  r) rounds=$OPTARG ;; d) secs=$OPTARG ;; c) conns=$OPTARG ;; o) out=$OPTARG ;;
+  b) before=$OPTARG ;; *) exit 2 ;;
   esac
 done
 out=${out:-$root/tests/bench/results/$(date -u +%Y-%m-%d)-tls}
@@ -65,7 +69,9 @@ mkdir -p "$out"
 export MAX_CONNECTIONS=256 TLS_UPSTREAM_URL=https://127.0.0.1:18181 TLS_CA_FILE=$certs/ca.pem
 plain="gatherd=18093:envsubst < $root/tests/bench/gatherd-profile.json.in > \$BENCH_RUNDIR/gatherd.json && exec $root/build-release/gatherd -c \$BENCH_RUNDIR/gatherd.json"
 tls="gatherd-tls=18094:envsubst < $root/tests/bench/gatherd-profile-tls.json.in > \$BENCH_RUNDIR/gatherd-tls.json && exec $root/build-release/gatherd -c \$BENCH_RUNDIR/gatherd-tls.json"
+targets=("$plain" "$tls")
+[ -z "$before" ] || targets+=("gatherd-tls-before=18095:envsubst < $root/tests/bench/gatherd-profile-tls.json.in | sed s/19094/19095/ > \$BENCH_RUNDIR/gatherd-tls-before.json && exec $before -c \$BENCH_RUNDIR/gatherd-tls-before.json")
 rm -f "$out/fast.jsonl"
 bash "$tmp/bench/run.sh" -m fast -c "$conns" -r "$rounds" -d "$secs" -M -o "$out/fast.jsonl" \
-  "$plain" "$tls" | tee "$out/fast.md"
+  "${targets[@]}" | tee "$out/fast.md"
 echo "bench: results in $out" >&2

@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -30,6 +31,11 @@ import unittest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 HOST = '127.0.0.1'
+
+
+# conf/demo.json sends its demo API key from the environment, as scripts/demo.sh sets it: the
+# tests that check every file in conf/ need it set too.
+os.environ.setdefault('GATHERD_DEMO_API_KEY', 'demo-key-of-the-tests')
 
 
 def gatherd_bin():
@@ -168,6 +174,15 @@ class ConnRecord:
 
 def _peer_eof(sock):
     """True when the peer has closed @sock (an EOF or an error is pending), without reading."""
+    if isinstance(sock, ssl.SSLSocket):  # its recv() takes no flags: peek at the TCP socket
+        try:
+            raw = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return True
+        try:
+            return _peer_eof(raw)
+        finally:
+            raw.close()
     try:
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b''
     except BlockingIOError:
@@ -177,7 +192,8 @@ def _peer_eof(sock):
 
 
 class StubUpstream:
-    """A real HTTP/1.1 server on 127.0.0.1 that the test steers per path.
+    """A real HTTP/1.1 server on 127.0.0.1 that the test steers per path (HTTPS when given an
+    ssl.SSLContext: StubUpstream(ssl_context=ctx)).
 
     add(path, status=200, body=b'...', json=obj, delay_ms=0, headers={}, chunked=False, mode=None,
         size=N (huge), chunk_size/interval_ms (slow_body, chunked), reset_after_ms (reset),
@@ -196,7 +212,9 @@ class StubUpstream:
     EOF from gatherd excluded), max_concurrent_requests.
     """
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
+        self._ssl_context = ssl_context  # serves HTTPS: the handshake is made at accept
+        self.handshakes_failed = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._routes = {}
@@ -217,7 +235,7 @@ class StubUpstream:
         self._lsock.listen(1024)
         self._lsock.settimeout(0.2)  # safety net; stop() also shuts the socket down
         self.port = self._lsock.getsockname()[1]
-        self.url = 'http://%s:%d' % (HOST, self.port)
+        self.url = '%s://%s:%d' % ('https' if ssl_context else 'http', HOST, self.port)
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
                                                name='stub-accept-%d' % self.port)
         _register(self)
@@ -306,8 +324,17 @@ class StubUpstream:
                 continue
             except OSError:
                 break
-            conn.settimeout(None)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                conn.settimeout(5)
+                try:
+                    conn = self._ssl_context.wrap_socket(conn, server_side=True)
+                except (OSError, ValueError):
+                    conn.close()
+                    with self._lock:
+                        self.handshakes_failed += 1
+                    continue
+            conn.settimeout(None)
             with self._lock:
                 if self._stopping.is_set():
                     conn.close()

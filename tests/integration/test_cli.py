@@ -130,6 +130,21 @@ class CliTest(GatherdTestCase):
             self.assertIn(path, out)
             self.assertRegex(out.lower(), r'no such file|not found|cannot open|could not open')
 
+    def test_config_bombs_end_quickly_with_an_error(self):
+        # `gatherd -t` runs in ExecStartPre: none of these may hang it or eat the machine's
+        # memory (before: /dev/zero read 2 GiB and aborted; the pattern took 30 s and 8 GB)
+        cfg = good_config()
+        cfg['endpoints'][0]['params'] = {'query.q': {'type': 'pattern', 'required': False,
+                                                     'pattern': '(a{1,1000}){1,1000}'}}
+        path = self.write('bomb.json', cfg)
+        for args, words in ((['-t', '-c', '/dev/zero'], 'larger than 16 MiB'),
+                            (['-t', '-c', path], 'too complex')):
+            with self.subTest(args=args):
+                r = run_gatherd(args, timeout=20)
+                out = r.stdout + r.stderr
+                self.assertEqual(r.returncode, 1, out)
+                self.assertIn(words, out)
+
     def test_every_file_in_conf_passes(self):
         files = sorted(glob.glob(os.path.join(REPO, 'conf', '*.json')))
         if not files:

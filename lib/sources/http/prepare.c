@@ -1,5 +1,6 @@
 /* Renders an HTTP call's request from its config templates: the path (percent-encoded values)
- * and the header lines (request id, trace context, the call's own headers). */
+ * and the header lines (request id, trace context, the call's own headers, its upstream's
+ * headers it does not set itself, the client's headers it forwards). */
 #include "sources/http/upstream_impl.h"
 
 #include <errno.h>
@@ -7,6 +8,15 @@
 #include <string.h>
 
 #include "json/json.h"
+
+/* RFC 9110 section 5.5: a field value has no control character but HTAB. */
+static bool is_clean_value(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
+            return false;
+    return true;
+}
 
 /* Expands a header template without percent-encoding; -EINVAL when a value would smuggle a
  * control character (CR LF: a second header) into the upstream request. */
@@ -17,9 +27,8 @@ static int expand_header_value(const gd_template_t *t, const gd_strv_t *values,
     char *buf = h2o_mem_alloc_pool(arena, len + 1);
 
     gd_template_expand_raw(t, values, buf, len);
-    for (size_t i = 0; i < len; i++)
-        if (((unsigned char)buf[i] < 0x20 && buf[i] != '\t') || buf[i] == 0x7f)
-            return -EINVAL;
+    if (!is_clean_value(buf, len))
+        return -EINVAL;
     *ret = h2o_iovec_init(buf, len);
     return 0;
 }
@@ -116,10 +125,21 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         call->body = render_json_body(cc, in->values, arena);
     }
 
+    /* Every occurrence of a forwarded header is copied (a list header may come in several
+     * lines), so they are counted first. */
+    size_t nforward = 0;
+    for (size_t i = 0; in->headers != NULL && i < in->headers->size; i++) {
+        const h2o_header_t *h = &in->headers->entries[i];
+        for (size_t j = 0; j < cc->nforward_headers; j++)
+            if (h2o_lcstris(h->name->base, h->name->len, cc->forward_headers[j],
+                            strlen(cc->forward_headers[j])))
+                nforward++;
+    }
+
     /* Every call carries the request id, and a child span of the client's trace, if any. */
     size_t n = 3, ntrace = in->trace != NULL ? 3 : 0;
-    h2o_iovec_t *lines =
-        h2o_mem_alloc_pool(arena, sizeof(*lines) * (n + ntrace + 3 + cc->nheaders * 4));
+    h2o_iovec_t *lines = h2o_mem_alloc_pool(
+        arena, sizeof(*lines) * (n + ntrace + 3 + cc->nheaders * 4 + 1 + nforward * 4));
     lines[0] = h2o_iovec_init(H2O_STRLIT("x-request-id: "));
     lines[1] = h2o_iovec_init(in->request_id, strlen(in->request_id));
     lines[2] = h2o_iovec_init(H2O_STRLIT("\r\n"));
@@ -152,6 +172,27 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         lines[n++] = h2o_iovec_init(H2O_STRLIT(": "));
         lines[n++] = value;
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+    }
+    if (cc->upstream_header_lines_len != 0)
+        lines[n++] = h2o_iovec_init(cc->upstream_header_lines, cc->upstream_header_lines_len);
+    for (size_t i = 0; nforward != 0 && i < in->headers->size; i++) {
+        const h2o_header_t *h = &in->headers->entries[i];
+        for (size_t j = 0; j < cc->nforward_headers; j++) {
+            if (!h2o_lcstris(h->name->base, h->name->len, cc->forward_headers[j],
+                             strlen(cc->forward_headers[j])))
+                continue;
+            /* h2o's HTTP/1 parser refuses these bytes, but an HTTP/2 client's HPACK strings
+             * may hold any byte: a CR LF would add a header to the upstream request. */
+            if (!is_clean_value(h->value.base, h->value.len)) {
+                snprintf(err, errlen, "the value of header \"%s\" contains a control character",
+                         cc->forward_headers[j]);
+                return -EINVAL;
+            }
+            lines[n++] = h2o_iovec_init(cc->forward_headers[j], strlen(cc->forward_headers[j]));
+            lines[n++] = h2o_iovec_init(H2O_STRLIT(": "));
+            lines[n++] = h->value;
+            lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+        }
     }
     call->extra_headers = h2o_concat_list(arena, lines, n);
     return 0;

@@ -271,8 +271,7 @@ gd_tls_ctx_t **gd_tls_ctxs_free(const gd_config_t *config, gd_tls_ctx_t **ctxs)
 
 void gd_tls_handshake(gd_tls_ctx_t *ctx, h2o_socket_t *sock, gd_tls_conn_t *tc, h2o_socket_cb cb)
 {
-    tc->ssl = NULL;
-    tc->fatal_alert = -1;
+    *tc = (gd_tls_conn_t){.fatal_alert = -1};
     starting.tc = tc;
     starting.sock = sock;
     /* libh2o needs a name, and sends it as SNI (cleared for an IP by on_info()). */
@@ -354,11 +353,114 @@ bool gd_tls_read_failed(const gd_tls_conn_t *tc, const char *h2o_err, char *why,
     return false;
 }
 
+/* The write BIO of gd_tls_take_writes(). Its data is the connection's gd_tls_conn_t. */
+static int write_to_sealed(BIO *b, const char *in, int len)
+{
+    gd_tls_conn_t *tc = BIO_get_data(b);
+
+    if (!tc->is_sealing) /* libh2o's own write (a close_notify, an answer to the peer) */
+        return BIO_write(tc->h2o_bio, in, len);
+    if (len <= 0)
+        return 0;
+    if (tc->sealed_len + (size_t)len > tc->sealed_cap) {
+        tc->sealed_cap = (tc->sealed_len + (size_t)len) * 2;
+        tc->sealed = gd_xrealloc(tc->sealed, tc->sealed_cap);
+    }
+    memcpy(tc->sealed + tc->sealed_len, in, (size_t)len);
+    tc->sealed_len += (size_t)len;
+    return len;
+}
+
+static long ctrl_sealed(BIO *b, int cmd, long num, void *ptr)
+{
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: /* nothing is buffered here */
+        return 1;
+    case BIO_CTRL_GET_CLOSE:
+        return BIO_get_shutdown(b);
+    case BIO_CTRL_SET_CLOSE:
+        BIO_set_shutdown(b, (int)num);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *sealed_method;
+static pthread_once_t sealed_method_once = PTHREAD_ONCE_INIT;
+
+static void make_sealed_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatherd sealed");
+
+    /* Fails only without memory: aborts, as gd_xmalloc() does. */
+    GD_REQUIRE(m != NULL && BIO_meth_set_write(m, write_to_sealed) == 1 &&
+               BIO_meth_set_ctrl(m, ctrl_sealed) == 1);
+    sealed_method = m;
+}
+
+void gd_tls_take_writes(gd_tls_conn_t *tc)
+{
+    BIO *b;
+
+    GD_REQUIRE(tc->ssl != NULL && tc->h2o_bio == NULL);
+    pthread_once(&sealed_method_once, make_sealed_method);
+    GD_REQUIRE((b = BIO_new(sealed_method)) != NULL); /* out of memory */
+    BIO_set_data(b, tc);
+    BIO_set_init(b, 1);
+    /* libh2o's BIO is both the read and the write BIO, holding a reference for each: it stays
+     * the read BIO, and SSL_set0_wbio() drops the write BIO's reference. */
+    tc->h2o_bio = SSL_get_wbio(tc->ssl);
+    SSL_set0_wbio(tc->ssl, b);
+}
+
+int gd_tls_seal(gd_tls_conn_t *tc, const char *data, size_t len, h2o_iovec_t *ret)
+{
+    /* Full-size records: a request head or body is sent at once, not streamed. */
+    static const size_t record_max = 16384;
+    int r = 1;
+
+    GD_REQUIRE(tc->h2o_bio != NULL);
+    tc->sealed_len = 0;
+    tc->is_sealing = true;
+    ERR_clear_error();
+    for (size_t off = 0; off < len && r > 0; off += (size_t)r) {
+        size_t n = len - off < record_max ? len - off : record_max;
+        r = SSL_write(tc->ssl, data + off, (int)n);
+    }
+    tc->is_sealing = false;
+    if (r <= 0)
+        return -EIO;
+    *ret = h2o_iovec_init(tc->sealed, tc->sealed_len);
+    return 0;
+}
+
+void gd_tls_write_sealed(h2o_socket_t *sock, h2o_iovec_t *buf, h2o_socket_cb cb)
+{
+    /* With no SSL state h2o_socket_write() hands the bytes to libuv as they are (2.2.5:
+     * do_write()); the state is only looked at again when the write completes, to clear
+     * libh2o's own output, which is empty. */
+    struct st_h2o_socket_ssl_t *ssl = sock->ssl;
+
+    sock->ssl = NULL;
+    h2o_socket_write(sock, buf, 1, cb);
+    sock->ssl = ssl;
+}
+
 void gd_tls_conn_detach(gd_tls_conn_t *tc)
 {
+    if (tc->ssl != NULL && tc->h2o_bio != NULL) {
+        /* Back to libh2o's BIO for its close_notify, which it sends after this. */
+        BIO_up_ref(tc->h2o_bio);
+        SSL_set0_wbio(tc->ssl, tc->h2o_bio);
+    }
     if (tc->ssl != NULL)
         SSL_set_app_data(tc->ssl, NULL);
     tc->ssl = NULL;
+    tc->h2o_bio = NULL;
+    free(tc->sealed);
+    tc->sealed = NULL;
+    tc->sealed_len = tc->sealed_cap = 0;
 }
 
 bool gd_tls_is_resumed(const gd_tls_conn_t *tc)

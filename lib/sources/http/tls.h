@@ -14,7 +14,8 @@
  *   new-session callback puts every ticket into libh2o's client session cache (one per
  *   context, shared by the threads), from which h2o_socket_ssl_handshake() resumes;
  * - no SNI for IP literals (RFC 6066 section 3), which 2.2.5 would send;
- * - telling a close_notify apart from a truncation (gd_tls_has_close_notify()).
+ * - telling a close_notify apart from a truncation (gd_tls_has_close_notify());
+ * - requests encrypted into memory and sent by the caller with one send() (gd_tls_seal()).
  */
 #ifndef GD_TLS_H
 #define GD_TLS_H
@@ -33,6 +34,12 @@ typedef struct gd_tls_ctx gd_tls_ctx_t;
 typedef struct gd_tls_conn {
     SSL *ssl;
     int fatal_alert; /* the fatal alert the peer sent (its description), or -1 */
+    /* gd_tls_take_writes(): libh2o's BIO (still the SSL's read BIO), to which the write BIO of
+     * ours passes every write that gd_tls_seal() does not make; NULL before */
+    BIO *h2o_bio;
+    bool is_sealing;
+    char *sealed; /* the records of the last gd_tls_seal(); owned */
+    size_t sealed_len, sealed_cap;
 } gd_tls_conn_t;
 
 /**
@@ -84,6 +91,27 @@ bool gd_tls_is_closed_by_peer(const gd_tls_conn_t *tc);
  * (@whylen bytes) for the log.
  */
 bool gd_tls_read_failed(const gd_tls_conn_t *tc, const char *h2o_err, char *why, size_t whylen);
+
+/**
+ * After a handshake that gd_tls_check_peer() accepted: puts a write BIO of gatherd's own on the
+ * connection, so that gd_tls_seal() can encrypt into memory that the caller sends itself (one
+ * send() per call, as for plain connections; libh2o's TLS write goes through libuv's write
+ * path, which re-arms the socket's epoll registration with a system call on every write).
+ * Every other write (libh2o's own) still goes through libh2o's BIO, unchanged.
+ */
+void gd_tls_take_writes(gd_tls_conn_t *tc);
+/**
+ * Encrypts @len bytes at @data into TLS records, returned in *@ret (owned by @tc, valid until the
+ * next seal or gd_tls_conn_detach()). Returns 0, or -EIO when OpenSSL refuses (the connection
+ * is no longer usable). gd_tls_take_writes() must have run.
+ */
+int gd_tls_seal(gd_tls_conn_t *tc, const char *data, size_t len, h2o_iovec_t *ret);
+/**
+ * Writes @buf (records from gd_tls_seal()) through libh2o's plain write path, which queues what
+ * the socket cannot take now; @cb runs when it is written. For the remainder of a send() that
+ * the socket buffer did not take whole.
+ */
+void gd_tls_write_sealed(h2o_socket_t *sock, h2o_iovec_t *buf, h2o_socket_cb cb);
 
 /** Cuts @tc from its SSL object, before the connection's memory goes (the socket may close
  * later, while libh2o sends its close_notify). */

@@ -181,7 +181,9 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     /* Resolved before the first call needs it, so that even that one rarely waits. */
     if (u->is_named)
         start_lookup(u);
-    if (conf->port == (conf->is_tls ? 443 : 80))
+    if (conf->host_header != NULL) /* "host": a virtual host behind the URL's address */
+        snprintf(hostport, sizeof(hostport), "%s", conf->host_header);
+    else if (conf->port == (conf->is_tls ? 443 : 80))
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]" : "%s", conf->host);
     else
         snprintf(hostport, sizeof(hostport), is_ipv6 ? "[%s]:%u" : "%s:%u", conf->host,
@@ -690,27 +692,32 @@ static void send_request(gd_upstream_attempt_t *a)
     gd_timer_start(call->_upstream->timers, &a->timer, call->base.deadline_ms);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
-    if (c->is_tls) { /* encrypted by h2o: never written raw */
-        a->unsent = h2o_iovec_init(call->_head, call->_head_len);
-        h2o_socket_write(c->sock, &a->unsent, 1, on_written);
+    h2o_iovec_t out = h2o_iovec_init(call->_head, call->_head_len);
+    if (c->is_tls && gd_tls_seal(&c->tls, call->_head, call->_head_len, &out) != 0) {
+        end_attempt(a, GD_OUTCOME_TLS, 0, "cannot encrypt the request for %s",
+                    call->_upstream->conf->url);
         return;
     }
-    /* A request head nearly always fits the socket buffer: sent directly, it skips libuv's
-     * write path, whose completion (1.44: uv__drain -> uv__io_stop) re-arms the socket's epoll
-     * registration with a system call of its own on every call. Only a remainder goes through
-     * h2o. */
-    ssize_t n =
-        send(h2o_socket_get_fd(c->sock), call->_head, call->_head_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == (ssize_t)call->_head_len)
+    /* A request (TLS records over https://) nearly always fits the socket buffer: sent
+     * directly, it skips libuv's write path, whose completion (1.44: uv__drain -> uv__io_stop)
+     * re-arms the socket's epoll registration with a system call of its own on every call.
+     * Only a remainder goes through h2o. */
+    ssize_t n = send(h2o_socket_get_fd(c->sock), out.base, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == (ssize_t)out.len)
         return;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (c->is_tls)
+            return; /* the read, still running, reports the alert or the close: on_written() */
         if (!retry_on_stale_connection(a))
             end_attempt(a, GD_OUTCOME_IO, 0, "cannot send the request (%s)", strerror(errno));
         return;
     }
     size_t sent = n > 0 ? (size_t)n : 0;
-    a->unsent = h2o_iovec_init(call->_head + sent, call->_head_len - sent);
-    h2o_socket_write(c->sock, &a->unsent, 1, on_written);
+    a->unsent = h2o_iovec_init(out.base + sent, out.len - sent);
+    if (c->is_tls)
+        gd_tls_write_sealed(c->sock, &a->unsent, on_written);
+    else
+        h2o_socket_write(c->sock, &a->unsent, 1, on_written);
 }
 
 static void connect_next(conn_t *c);
@@ -738,6 +745,7 @@ static void on_handshake(h2o_socket_t *sock, const char *err)
         return;
     }
     c->is_tls = true;
+    gd_tls_take_writes(&c->tls);
     gd_log_debug("upstream %s: TLS handshake done (%s, %s)", u->conf->name,
                  h2o_socket_get_ssl_protocol_version(sock),
                  gd_tls_is_resumed(&c->tls) ? "resumed" : "full");
@@ -809,7 +817,7 @@ static void connect_new(conn_t *c)
         h2o_linklist_insert(&u->lookup_waiting, &c->lookup_link);
         return;
     }
-    end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host,
+    end_attempt(c->attempt, GD_OUTCOME_CONNECT, 0, "cannot resolve %s (%s)", u->conf->host_shown,
                 u->lookup_error);
 }
 
@@ -840,7 +848,7 @@ static size_t keep_addrs(gd_upstream_t *u, const struct addrinfo *res)
 static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     gd_upstream_t *u = H2O_STRUCT_FROM_MEMBER(gd_upstream_t, lookup, req);
-    const char *host = u->conf->host;
+    const char *host = u->conf->host_shown; /* never an {env.NAME} value */
 
     u->is_resolving = false;
     if (u->is_closed) {

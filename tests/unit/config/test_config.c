@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -998,6 +1001,58 @@ static void test_param_pattern_errors(void)
                      "unmatched \")\"");
 }
 
+/* `gatherd -t` runs in ExecStartPre: a pattern that glibc would take 30 s and 8 GB to compile
+ * is refused before regcomp() sees it. */
+#define TOO_COMPLEX                                                                                \
+    "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: too complex (its "        \
+    "repetitions expand to more than 10000 elements; nest fewer {m,n} bounds or make them "        \
+    "smaller)"
+static void test_pattern_bombs(void)
+{
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a{1,1000}){1,1000}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'((a{1,30}){1,30}){1,30}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'([ab]+x{200}|c){100,}'}"), TOO_COMPLEX);
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a*)*b\\\\1'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
+                     "back-references (\\1 to \\9) are not supported");
+    /* Real-world patterns stay well inside the budget. */
+    gd_config_free(LOAD_OK(PARAMS(
+        "'query.a':{'pattern':'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'},"
+        "'query.b':{'pattern':'(a{1,100}){1,10}'},'query.c':{'pattern':'[a-z]{1,255}'},"
+        "'query.d':{'pattern':'[{]x{3}[}]\\\\.'}")));
+}
+
+/* 40,000 endpoints took 85 s when each was compared with every other one for duplicates. */
+static void test_many_endpoints(void)
+{
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 80 + 256, len = 0;
+    char *json = malloc(cap);
+    struct timespec t0, t1;
+    gd_config_t *cfg = NULL;
+    char err[512];
+
+    CHECK(json != NULL);
+    len += (size_t)snprintf(json + len, cap - len,
+                            "{\"listen\":[\"127.0.0.1:8080\"],\"upstreams\":{\"u\":{\"url\":"
+                            "\"http://127.0.0.1:1\"}},\"endpoints\":[");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(json + len, cap - len,
+                                "%s{\"path\":\"/e%d/{id}\",\"calls\":{\"a\":{\"upstream\":"
+                                "\"u\",\"path\":\"/x\"}}}",
+                                i == 0 ? "" : ",", i);
+    snprintf(json + len, cap - len, "]}");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(gd_config_load_string(json, "conf/x.json", &cfg, err, sizeof(err)) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(cfg != NULL && cfg->nendpoints == N);
+    /* Not a timing assertion: quadratic work takes minutes here, linear work a second even
+     * under valgrind; the bound only catches the former. */
+    CHECK(t1.tv_sec - t0.tv_sec < 60);
+    gd_config_free(cfg);
+    free(json);
+}
+
 static void test_param_pattern_forms(void)
 {
     /* Parentheses inside brackets or escaped do not count as groups. */
@@ -1217,6 +1272,19 @@ static void test_load_file_errors(void)
     CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EINVAL);
     snprintf(want, sizeof(want), "%s:1:8: end of file expected near end of file", path);
     CHECK_STR_EQ(err, want);
+    unlink(path);
+
+    /* An endless file (`gatherd -t -c /dev/zero` once read 2 GiB and aborted), and one a byte
+     * too large, end with an error after reading at most one byte past the limit. */
+    CHECK_INT_EQ(gd_config_load_file("/dev/zero", &cfg, err, sizeof(err)), -EFBIG);
+    CHECK_STR_EQ(err, "/dev/zero: larger than 16 MiB, the most a config may be");
+    snprintf(path, sizeof(path), "/tmp/gd_test_config_XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK_INT_EQ(ftruncate(fd, GD_CONFIG_MAX_BYTES + 1), 0);
+    close(fd);
+    CHECK_INT_EQ(gd_config_load_file(path, &cfg, err, sizeof(err)), -EFBIG);
+    CHECK(cfg == NULL);
     unlink(path);
 }
 
@@ -1493,6 +1561,251 @@ static void test_front_key_errors(void)
                      "conf/x.json: endpoints[0].etag: must be a boolean, not a string");
 }
 
+/* {env.NAME} is read once at load, in the url, upstream and call headers and the conninfo; a
+ * missing variable is an error naming it and its place, and no message ever holds a value. */
+static void test_env_references(void)
+{
+    gd_config_t *cfg;
+
+    CHECK_INT_EQ(setenv("GD_TEST_KEY", "s3cr3t-{v}", 1), 0);
+    CHECK_INT_EQ(setenv("GD_TEST_BASE", "/v2", 1), 0);
+    CHECK_INT_EQ(setenv("GD_TEST_PORT", "18099", 1), 0);
+    CHECK_INT_EQ(setenv("GD_TEST_PW", "pw-xyz", 1), 0);
+    CHECK_INT_EQ(unsetenv("GD_TEST_UNSET"), 0);
+    cfg = LOAD_OK("{" LISTEN ",'postgres':{'conninfo':'host=db password={env.GD_TEST_PW}'},"
+                  "'upstreams':{'a':{'url':'http://127.0.0.1:{env.GD_TEST_PORT}{env.GD_TEST_BASE}',"
+                  "'headers':{'x-api-key':'k={env.GD_TEST_KEY} {{lit}}'}}},"
+                  "'endpoints':[{'path':'/u/{id}','calls':{'c':{'upstream':'a','path':'/x',"
+                  "'headers':{'authorization':'Bearer {env.GD_TEST_KEY}/{id}'}}}}]}");
+    CHECK(cfg != NULL);
+    /* The URL is kept as written for every message; its parts are the expanded ones. */
+    CHECK_STR_EQ(cfg->upstreams[0].url, "http://127.0.0.1:{env.GD_TEST_PORT}{env.GD_TEST_BASE}");
+    CHECK_STR_EQ(cfg->upstreams[0].host_shown, cfg->upstreams[0].url);
+    CHECK_INT_EQ(cfg->upstreams[0].port, 18099);
+    CHECK_STR_EQ(cfg->upstreams[0].base_path, "/v2");
+    CHECK_STR_EQ(cfg->upstreams[0].headers[0].value, "k=s3cr3t-{v} {lit}");
+    CHECK_STR_EQ(cfg->postgres.conninfo, "host=db password=pw-xyz");
+    /* The call header: the env value is literal text (its braces too), {id} a variable. */
+    const gd_header_template_t *h = &cfg->endpoints[0].calls[0].headers[0];
+    CHECK_INT_EQ(h->value.nparts, 2);
+    CHECK_STR_EQ(h->value.parts[0].literal, "Bearer s3cr3t-{v}/");
+    CHECK(!h->value.parts[1].is_literal);
+    CHECK_STR_EQ(cfg->endpoints[0].calls[0].upstream_header_lines,
+                 "x-api-key: k=s3cr3t-{v} {lit}\r\n");
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://{env.GD_TEST_UNSET}/v1'}"),
+                     "conf/x.json: upstreams.accounts.url: environment variable GD_TEST_UNSET is "
+                     "not set (referenced as {env.GD_TEST_UNSET})");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'x-k':'{env.GD_TEST_UNSET}'}}"),
+                     "conf/x.json: upstreams.accounts.headers[\"x-k\"]: environment variable "
+                     "GD_TEST_UNSET is not set (referenced as {env.GD_TEST_UNSET})");
+    CHECK_CONFIG_ERR(
+        CALL_IS("'upstream':'accounts','path':'/x','headers':{'x-k':'{env.GD_TEST_UNSET}'}"),
+        "conf/x.json: endpoints[0].calls.user.headers[\"x-k\"]: environment variable "
+        "GD_TEST_UNSET is not set (referenced as {env.GD_TEST_UNSET})");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'password={env.GD_TEST_UNSET}'}"),
+                     "conf/x.json: postgres.conninfo: environment variable GD_TEST_UNSET is not "
+                     "set (referenced as {env.GD_TEST_UNSET})");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'x-k':'{env.1X}'}}"),
+                     "conf/x.json: upstreams.accounts.headers[\"x-k\"]: bad environment variable "
+                     "reference \"{env.1X}\" (a name is 1 to 128 of A-Z a-z 0-9 _, not starting "
+                     "with a digit, and \"}\" ends it)");
+    /* Only where the README allows them. */
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x/{env.GD_TEST_KEY}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: \"{env.GD_TEST_KEY}\": {env.NAME} "
+                     "is allowed only in an upstream's url and headers, a call's headers and "
+                     "postgres.conninfo");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'x-k':'{id}'}}"),
+                     "conf/x.json: upstreams.accounts.headers[\"x-k\"]: an upstream's header value "
+                     "is fixed text with {env.NAME} references only (request values go in a "
+                     "call's \"headers\")");
+    /* Errors about an expanded value show what was written, never the value. */
+    CHECK_INT_EQ(setenv("GD_TEST_BAD", "s3cr3t\r\nx-evil: 1", 1), 0);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'x-k':'{env.GD_TEST_BAD}'}}"),
+                     "conf/x.json: upstreams.accounts.headers[\"x-k\"]: a control character in the "
+                     "header value (after {env.NAME} substitution)");
+    CHECK_CONFIG_ERR(
+        CALL_IS("'upstream':'accounts','path':'/x','headers':{'x-k':'{env.GD_TEST_BAD}'}"),
+        "conf/x.json: endpoints[0].calls.user.headers[\"x-k\"]: a control character "
+        "in the header value (after {env.NAME} substitution)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h:{env.GD_TEST_KEY}'}"),
+                     "conf/x.json: upstreams.accounts.url: bad port in URL "
+                     "\"http://h:{env.GD_TEST_KEY}\" (expected 1 to 65535)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h/{env.GD_TEST_KEY}'}"),
+                     "conf/x.json: upstreams.accounts.url: bad character (in an {env.NAME} value) "
+                     "in the path of URL \"http://h/{env.GD_TEST_KEY}\" (percent-encode it)");
+    CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'host=db port {env.GD_TEST_PW}'}"),
+                     "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI");
+}
+
+static void test_upstream_headers_and_host(void)
+{
+    gd_config_t *cfg = LOAD_OK(
+        "{" LISTEN ",'upstreams':{'a':{'url':'http://127.0.0.1:1','host':'api.example.com:8443',"
+        "'headers':{'X-Api-Key':'k1','x-other':'o'}}},"
+        "'endpoints':[{'path':'/u','calls':{'c':{'upstream':'a','path':'/x',"
+        "'headers':{'x-api-key':'mine'}},'d':{'upstream':'a','path':'/y'}}}]}");
+
+    CHECK(cfg != NULL);
+    CHECK_STR_EQ(cfg->upstreams[0].host_header, "api.example.com:8443");
+    CHECK_STR_EQ(cfg->upstreams[0].host_shown, "127.0.0.1");
+    /* A call's own header of the same name (any case) wins. */
+    CHECK_STR_EQ(cfg->endpoints[0].calls[0].upstream_header_lines, "x-other: o\r\n");
+    CHECK_STR_EQ(cfg->endpoints[0].calls[1].upstream_header_lines,
+                 "X-Api-Key: k1\r\nx-other: o\r\n");
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':[]}"),
+                     "conf/x.json: upstreams.accounts.headers: must be an object, not an array");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'Host':'x'}}"),
+                     "conf/x.json: upstreams.accounts.headers.Host: header \"Host\" is set by "
+                     "gatherd itself");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'a':'1','A':'2'}}"),
+                     "conf/x.json: upstreams.accounts.headers.A: header \"A\" is given twice "
+                     "(header names are case-insensitive)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','headers':{'a':'x\\ny'}}"),
+                     "conf/x.json: upstreams.accounts.headers.a: a control character in the header "
+                     "value");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','host':''}"),
+                     "conf/x.json: upstreams.accounts.host: must be 1 to 255 characters");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','host':'a b'}"),
+                     "conf/x.json: upstreams.accounts.host: \"a b\" is not a host[:port]");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','host':'u@h'}"),
+                     "conf/x.json: upstreams.accounts.host: \"u@h\" is not a host[:port]");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','host':1}"),
+                     "conf/x.json: upstreams.accounts.host: must be a string, not an integer");
+}
+
+static void test_forward_headers(void)
+{
+    gd_config_t *cfg =
+        LOAD_OK("{" LISTEN ",'upstreams':{'a':{'url':'http://h','forward_headers':['Authorization',"
+                "'accept-language']}},'endpoints':[{'path':'/u','calls':{"
+                "'c':{'upstream':'a','path':'/x'},"
+                "'d':{'upstream':'a','path':'/y','forward_headers':['x-tenant']},"
+                "'e':{'upstream':'a','path':'/z','forward_headers':[]}}}]}");
+
+    CHECK(cfg != NULL);
+    CHECK_INT_EQ(cfg->upstreams[0].nforward_headers, 2);
+    CHECK_STR_EQ(cfg->upstreams[0].forward_headers[0], "authorization");
+    /* The call's own list replaces the upstream's; [] forwards nothing. */
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].nforward_headers, 2);
+    CHECK_STR_EQ(cfg->endpoints[0].calls[0].forward_headers[1], "accept-language");
+    CHECK_INT_EQ(cfg->endpoints[0].calls[1].nforward_headers, 1);
+    CHECK_STR_EQ(cfg->endpoints[0].calls[1].forward_headers[0], "x-tenant");
+    CHECK_INT_EQ(cfg->endpoints[0].calls[2].nforward_headers, 0);
+    gd_config_free(cfg);
+
+#define FWD(list) CALL_IS("'upstream':'accounts','path':'/x','forward_headers':" list)
+    CHECK_CONFIG_ERR(FWD("'authorization'"),
+                     "conf/x.json: endpoints[0].calls.user.forward_headers: must be an array of "
+                     "header names, not a string");
+    CHECK_CONFIG_ERR(
+        FWD("[1]"),
+        "conf/x.json: endpoints[0].calls.user.forward_headers[0]: must be a string, not "
+        "an integer");
+    CHECK_CONFIG_ERR(FWD("['a b']"),
+                     "conf/x.json: endpoints[0].calls.user.forward_headers[0]: bad header name (a "
+                     "header name is an HTTP token)");
+    CHECK_CONFIG_ERR(FWD("['x','X']"),
+                     "conf/x.json: endpoints[0].calls.user.forward_headers[1]: header \"X\" is "
+                     "listed twice (header names are case-insensitive)");
+    static const char *const hop[] = {
+        "Connection",          "keep-alive",       "TE",   "trailer",
+        "transfer-encoding",   "upgrade",          "Host", "content-length",
+        "proxy-authorization", "Proxy-Connection", NULL};
+    for (size_t i = 0; hop[i] != NULL; i++) {
+        char json[512], want[512];
+        snprintf(json, sizeof(json), UPSTREAM_IS("{'url':'http://h','forward_headers':['%s']}"),
+                 hop[i]);
+        snprintf(want, sizeof(want),
+                 "conf/x.json: upstreams.accounts.forward_headers[0]: header \"%s\" is a "
+                 "hop-by-hop header, which is never forwarded",
+                 hop[i]);
+        CHECK_CONFIG_ERR(json, want);
+    }
+    CHECK_CONFIG_ERR(FWD("['accept-encoding']"),
+                     "conf/x.json: endpoints[0].calls.user.forward_headers[0]: header "
+                     "\"accept-encoding\" is set by gatherd itself");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','headers':{'Authorization':'x'},"
+                             "'forward_headers':['authorization']"),
+                     "conf/x.json: endpoints[0].calls.user: header \"authorization\" is both "
+                     "forwarded (forward_headers) and set by the call's \"headers\"");
+    CHECK_CONFIG_ERR(
+        "{" LISTEN ",'upstreams':{'a':{'url':'http://h','headers':{'authorization':"
+        "'k'}}},'endpoints':[{'path':'/u','calls':{'c':{'upstream':'a','path':'/x',"
+        "'forward_headers':['authorization']}}}]}",
+        "conf/x.json: endpoints[0].calls.c: header \"authorization\" is both forwarded "
+        "(forward_headers) and set by upstreams.a.headers");
+#undef FWD
+}
+
+static void test_null_on_and_status_map(void)
+{
+    gd_config_t *cfg = LOAD_OK(
+        "{" LISTEN ",'upstreams':{'a':{'url':'http://h','null_on':[404,410],"
+        "'status_map':{'401':502,'429':503}}},'endpoints':[{'path':'/u','calls':{"
+        "'c':{'upstream':'a','path':'/x'},"
+        "'d':{'upstream':'a','path':'/y','null_on':[],'status_map':{'429':429,'403':502}}}}]}");
+    const gd_call_conf_t *c, *d;
+
+    CHECK(cfg != NULL);
+    c = &cfg->endpoints[0].calls[0];
+    d = &cfg->endpoints[0].calls[1];
+    CHECK_INT_EQ(c->nnull_on, 2);
+    CHECK_INT_EQ(c->null_on[1], 410);
+    CHECK_INT_EQ(d->nnull_on, 0);
+    CHECK_INT_EQ(c->nstatus_map, 2);
+    /* The call's map wins per status; the upstream's fills in the others. */
+    CHECK_INT_EQ(d->nstatus_map, 3);
+    CHECK_INT_EQ(d->status_map[0].upstream_status, 429);
+    CHECK_INT_EQ(d->status_map[0].answer_status, 429);
+    CHECK_INT_EQ(d->status_map[1].upstream_status, 403);
+    CHECK_INT_EQ(d->status_map[2].upstream_status, 401);
+    CHECK_INT_EQ(d->status_map[2].answer_status, 502);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(
+        UPSTREAM_IS("{'url':'http://h','null_on':404}"),
+        "conf/x.json: upstreams.accounts.null_on: must be an array of statuses, not an "
+        "integer");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','null_on':[404,'410']"),
+                     "conf/x.json: endpoints[0].calls.user.null_on[1]: must be an integer, not a "
+                     "string");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','null_on':[200]"),
+                     "conf/x.json: endpoints[0].calls.user.null_on[0]: must be an error status "
+                     "between 300 and 599, not 200");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','null_on':[404,600]"),
+                     "conf/x.json: endpoints[0].calls.user.null_on[1]: must be an error status "
+                     "between 300 and 599, not 600");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','null_on':[404,404]"),
+                     "conf/x.json: endpoints[0].calls.user.null_on[1]: status 404 is listed twice");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','status_map':[]}"),
+                     "conf/x.json: upstreams.accounts.status_map: must be an object, not an array");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','status_map':{'4xx':502}}"),
+                     "conf/x.json: upstreams.accounts.status_map[\"4xx\"]: a key must be an "
+                     "upstream HTTP status, 100 to 599");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','status_map':{'600':502}}"),
+                     "conf/x.json: upstreams.accounts.status_map[\"600\"]: a key must be an "
+                     "upstream HTTP status, 100 to 599");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://h','status_map':{'099':502}}"),
+                     "conf/x.json: upstreams.accounts.status_map[\"099\"]: a key must be an "
+                     "upstream HTTP status, 100 to 599");
+    CHECK_CONFIG_ERR(
+        CALL_IS("'upstream':'accounts','path':'/x','status_map':{'401':200}"),
+        "conf/x.json: endpoints[0].calls.user.status_map[\"401\"]: must be between 400 "
+        "and 599, not 200");
+    CHECK_CONFIG_ERR(
+        CALL_IS("'upstream':'accounts','path':'/x','status_map':{'401':'502'}"),
+        "conf/x.json: endpoints[0].calls.user.status_map[\"401\"]: must be an integer, "
+        "not a string");
+    /* SQL calls have no statuses. */
+    CHECK_CONFIG_ERR("{" LISTEN "," UPSTREAMS ",'postgres':{},'endpoints':[{'path':'/u','calls':"
+                     "{'q':{'sql':'SELECT 1','null_on':[404]}}}]}",
+                     "conf/x.json: endpoints[0].calls.q.null_on: unknown key");
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
@@ -1500,6 +1813,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
     {"sql_call_limits", test_sql_call_limits},
+
     {"full_config", test_full_config},
     {"defaults", test_defaults},
     {"limits_accepted", test_limits_accepted},
@@ -1522,8 +1836,14 @@ const gd_test_case_t gd_test_cases[] = {
     {"call_errors", test_call_errors},
     {"body_config", test_body_config},
     {"header_errors", test_header_errors},
+    {"env_references", test_env_references},
+    {"upstream_headers_and_host", test_upstream_headers_and_host},
+    {"forward_headers", test_forward_headers},
+    {"null_on_and_status_map", test_null_on_and_status_map},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},
+    {"pattern_bombs", test_pattern_bombs},
+    {"many_endpoints", test_many_endpoints},
     {"param_pattern_forms", test_param_pattern_forms},
     {"param_default_errors", test_param_default_errors},
     {"param_defaults_accepted", test_param_defaults_accepted},

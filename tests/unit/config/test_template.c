@@ -239,7 +239,46 @@ static void test_expand_truncates(void)
     gd_template_dispose(&t);
 }
 
+/* {env.NAME}: values read once; braces of a value are literal in a template; other braces kept. */
+static void test_subst_env(void)
+{
+    char *out = NULL, err[256];
+    size_t n = 9;
+
+    CHECK_INT_EQ(setenv("GD_T_A", "x{y}z", 1), 0);
+    CHECK_INT_EQ(setenv("GD_T_EMPTY", "", 1), 0);
+    CHECK_INT_EQ(unsetenv("GD_T_UNSET"), 0);
+    CHECK_INT_EQ(
+        gd_template_subst_env("a{env.GD_T_A}b{id}{{env.GD_T_A}}", true, &out, &n, err, sizeof(err)),
+        0);
+    CHECK_STR_EQ(out, "ax{{y}}zb{id}{{env.GD_T_A}}");
+    CHECK_INT_EQ(n, 1);
+    free(out);
+    CHECK_INT_EQ(gd_template_subst_env("p={a}{env.GD_T_A}{env.GD_T_EMPTY}", false, &out, &n, err,
+                                       sizeof(err)),
+                 0);
+    CHECK_STR_EQ(out, "p={a}x{y}z");
+    CHECK_INT_EQ(n, 2);
+    free(out);
+    CHECK_INT_EQ(gd_template_subst_env("none", false, &out, &n, err, sizeof(err)), 0);
+    CHECK_STR_EQ(out, "none");
+    CHECK_INT_EQ(n, 0);
+    free(out);
+    out = NULL;
+    CHECK_INT_EQ(gd_template_subst_env("{env.GD_T_UNSET}", true, &out, &n, err, sizeof(err)),
+                 -EINVAL);
+    CHECK_STR_EQ(err,
+                 "environment variable GD_T_UNSET is not set (referenced as {env.GD_T_UNSET})");
+    CHECK(out == NULL);
+    CHECK_INT_EQ(gd_template_subst_env("{env.A-B}", true, &out, &n, err, sizeof(err)), -EINVAL);
+    CHECK_STR_EQ(err, "bad environment variable reference \"{env.A-B}\" (a name is 1 to 128 of "
+                      "A-Z a-z 0-9 _, not starting with a digit, and \"}\" ends it)");
+    CHECK_INT_EQ(gd_template_subst_env("{env.A", true, &out, &n, err, sizeof(err)), -EINVAL);
+    CHECK_INT_EQ(gd_template_subst_env("{env.}", true, &out, &n, err, sizeof(err)), -EINVAL);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"subst_env", test_subst_env},
     {"compile_literal", test_compile_literal},
     {"compile_vars", test_compile_vars},
     {"compile_sources", test_compile_sources},

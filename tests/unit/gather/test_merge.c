@@ -167,7 +167,70 @@ static void test_pool_failures_are_502(void)
     }
 }
 
+/* null_on: those statuses are a null value and a success; status_map: the answer's status. */
+static void test_null_on_and_status_map(void)
+{
+    static int null_on[] = {404};
+    static gd_status_map_entry_t map[] = {{401, 502}, {429, 503}};
+    static gd_call_conf_t mcalls[] = {
+        {.name = S("user"),
+         .name_json = S("\"user\""),
+         .null_on = null_on,
+         .nnull_on = 1,
+         .status_map = map,
+         .nstatus_map = 2},
+        {.name = S("posts"),
+         .name_json = S("\"posts\""),
+         .is_optional = true,
+         .status_map = map,
+         .nstatus_map = 2},
+    };
+    static const gd_endpoint_conf_t mep = {.calls = mcalls, .ncalls = 2};
+    gd_call_result_t r[2];
+    char buf[512];
+    size_t len;
+
+    r[0] = failed(GD_OUTCOME_STATUS, 404, "upstream answered 404", 4);
+    r[1] = ok("[1]");
+    gd_merge_settle(&mcalls[0], &r[0]);
+    gd_merge_settle(&mcalls[1], &r[1]);
+    CHECK_INT_EQ(r[0].outcome, GD_OUTCOME_OK);
+    CHECK_INT_EQ(r[0].status, 404); /* kept for the access line */
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 200);
+    CHECK(gd_merge_is_complete(&mep, r));
+    len = gd_merge_body(&mep, r, false, buf, sizeof(buf) - 1);
+    buf[len] = '\0';
+    CHECK_STR_EQ(buf, "{\"user\":null,\"posts\":[1]}");
+
+    /* A status the call does not null is a failure; the map gives the answer's status. */
+    r[0] = failed(GD_OUTCOME_STATUS, 429, "upstream answered 429", 4);
+    gd_merge_settle(&mcalls[0], &r[0]);
+    CHECK_INT_EQ(r[0].outcome, GD_OUTCOME_STATUS);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 503);
+    len = gd_merge_body(&mep, r, false, buf, sizeof(buf) - 1);
+    buf[len] = '\0';
+    CHECK_STR_EQ(buf, "{\"user\":null,\"posts\":[1],\"errors\":{\"user\":{\"kind\":\"status\","
+                      "\"message\":\"the service answered with an error status\",\"status\":429,"
+                      "\"elapsed_ms\":4}}}");
+    r[0] = failed(GD_OUTCOME_STATUS, 401, "upstream answered 401", 4);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 502);
+    /* Unmapped statuses keep today's rules: a 4xx is passed on, others are 502. */
+    r[0] = failed(GD_OUTCOME_STATUS, 403, "upstream answered 403", 4);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 403);
+    r[0] = failed(GD_OUTCOME_STATUS, 500, "upstream answered 500", 4);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 502);
+    /* Other kinds are never mapped, nor null. */
+    r[0] = failed(GD_OUTCOME_TIMEOUT, 0, "timed out", 4);
+    gd_merge_settle(&mcalls[0], &r[0]);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 504);
+    /* An optional call's mapped failure never changes the status. */
+    r[0] = ok("{}");
+    r[1] = failed(GD_OUTCOME_STATUS, 429, "upstream answered 429", 4);
+    CHECK_INT_EQ(gd_merge_status(&mep, r), 200);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"null_on_and_status_map", test_null_on_and_status_map},
     {"sql_error_carries_sqlstate", test_sql_error_carries_sqlstate},
     {"missing_row_is_404_when_required_and_data_when_optional",
      test_missing_row_is_404_when_required_and_data_when_optional},

@@ -37,9 +37,9 @@ static void test_threads_add_up(void)
     gd_metrics_count_request(t[1], ep, 200, 30000);
     gd_metrics_count_request(t[1], ep, 504, 800000);
     gd_metrics_count_request(t[0], NULL, 404, 10);
-    gd_metrics_count_call(t[0], ep, 1, TIMEOUT, 800000);
-    gd_metrics_count_call(t[1], ep, 1, TIMEOUT, 800000);
-    gd_metrics_count_call(t[1], ep, 0, OK, 2000);
+    gd_metrics_count_call(t[0], ep, 1, TIMEOUT, 0, 800000);
+    gd_metrics_count_call(t[1], ep, 1, TIMEOUT, 0, 800000);
+    gd_metrics_count_call(t[1], ep, 0, OK, 0, 2000);
     char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
     CHECK_INT_EQ(strlen(text), len);
     CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"200\"} 2\n"));
@@ -122,7 +122,37 @@ static void test_every_upstream_has_gauges(void)
     gd_config_free(c);
 }
 
+/* Failures of the kind that carries an upstream status are split by it, over threads. */
+static void test_call_failures_by_status(void)
+{
+    static const char *const names[] = {"ok", "timeout", "status"};
+    gd_config_t *c = load();
+    gd_metrics_t *t[2] = {gd_metrics_new(c, names, 3), gd_metrics_new(c, names, 3)};
+    const gd_endpoint_conf_t *ep = &c->endpoints[0];
+    size_t len;
+
+    gd_metrics_count_call(t[0], ep, 0, 2, 429, 1000);
+    gd_metrics_count_call(t[1], ep, 0, 2, 429, 1000);
+    gd_metrics_count_call(t[1], ep, 0, 2, 503, 1000);
+    gd_metrics_count_call(t[1], ep, 0, TIMEOUT, 0, 1000);
+    gd_metrics_count_call(t[1], ep, 0, OK, 200, 1000); /* a success is never split */
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/"
+                       "{id}\",call=\"user\",kind=\"status\",status=\"429\"} 2\n"));
+    CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/"
+                       "{id}\",call=\"user\",kind=\"status\",status=\"503\"} 1\n"));
+    CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/"
+                       "{id}\",call=\"user\",kind=\"timeout\"} 1\n"));
+    CHECK(strstr(text, "kind=\"status\"} ") == NULL);
+    CHECK(strstr(text, "kind=\"ok\"") == NULL);
+    free(text);
+    gd_metrics_free(t[0]);
+    gd_metrics_free(t[1]);
+    gd_config_free(c);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"call_failures_by_status", test_call_failures_by_status},
     {"threads_add_up", test_threads_add_up},
     {"gauges_are_summed", test_gauges_are_summed},
     {"every_upstream_has_gauges", test_every_upstream_has_gauges},
