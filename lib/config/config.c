@@ -2409,6 +2409,7 @@ static int load_cors_object(struct loader *l, const struct jpath *at, json_t *v,
     if (c->methods != NULL)
         c->methods_joined = join_strv(c->methods, c->nmethods);
     if (c->headers == NULL) {
+        c->has_default_headers = true;
         for (c->nheaders = 0; default_cors_headers[c->nheaders] != NULL; c->nheaders++)
             ;
         c->headers = gd_xcalloc(c->nheaders + 1, sizeof(*c->headers));

@@ -165,6 +165,7 @@ typedef struct gd_cors_conf {
     char **headers;       /* request headers a preflight may ask for, lower-case */
     size_t nheaders;
     char *headers_joined;        /* "content-type, x-request-id" */
+    bool has_default_headers;    /* "headers" absent: the endpoint's header parameters count too */
     char *expose_headers_joined; /* "" when none */
     bool has_credentials;
     unsigned max_age_s;

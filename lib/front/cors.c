@@ -90,18 +90,46 @@ bool gd_cors_is_preflight(h2o_req_t *req, h2o_iovec_t *ret_method)
     return true;
 }
 
-static bool is_allowed_header(const gd_cors_conf_t *cors, const char *name, size_t len)
+/* Whether the endpoint's own header parameters count: only with the default "headers". */
+static bool has_param_headers(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep)
+{
+    return cors->has_default_headers && ep != NULL;
+}
+
+static bool is_allowed_header(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep,
+                              const char *name, size_t len)
 {
     for (size_t i = 0; i < cors->nheaders; i++)
         if (strlen(cors->headers[i]) == len && strncasecmp(cors->headers[i], name, len) == 0)
             return true;
+    for (size_t i = 0; has_param_headers(cors, ep) && i < ep->nparams; i++)
+        if (ep->params[i].src == GD_SRC_HEADER && strlen(ep->params[i].key) == len &&
+            strncasecmp(ep->params[i].key, name, len) == 0)
+            return true;
     return false;
+}
+
+/* Access-Control-Allow-Headers: the list, and the endpoint's header parameters when they count
+ * (in req's pool). */
+static h2o_iovec_t allow_headers(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep,
+                                 h2o_req_t *req)
+{
+    h2o_iovec_t v = h2o_iovec_init(cors->headers_joined, strlen(cors->headers_joined));
+
+    for (size_t i = 0; has_param_headers(cors, ep) && i < ep->nparams; i++) {
+        const gd_param_t *p = &ep->params[i];
+        if (p->src != GD_SRC_HEADER || is_allowed_header(cors, NULL, p->key, strlen(p->key)))
+            continue;
+        v = h2o_concat(&req->pool, v, h2o_iovec_init(v.len > 0 ? ", " : "", v.len > 0 ? 2 : 0),
+                       h2o_iovec_init(p->key, strlen(p->key)));
+    }
+    return v;
 }
 
 /* Checks each name of the Access-Control-Request-Headers list (Fetch: lower-case names joined
  * by ","); writes the first refused one to @why. */
-static bool are_allowed_headers(const gd_cors_conf_t *cors, h2o_req_t *req, char *why,
-                                size_t whylen)
+static bool are_allowed_headers(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep,
+                                h2o_req_t *req, char *why, size_t whylen)
 {
     for (ssize_t i = -1;
          (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("access-control-request-headers"),
@@ -114,7 +142,7 @@ static bool are_allowed_headers(const gd_cors_conf_t *cors, h2o_req_t *req, char
             const char *name = p;
             while (p < end && *p != ',' && *p != ' ' && *p != '\t')
                 p++;
-            if (p > name && !is_allowed_header(cors, name, (size_t)(p - name))) {
+            if (p > name && !is_allowed_header(cors, ep, name, (size_t)(p - name))) {
                 snprintf(why, whylen, "header %.*s is not allowed from another origin",
                          (int)(p - name < 64 ? p - name : 64), name);
                 return false;
@@ -135,9 +163,10 @@ static bool is_allowed_method(const gd_cors_conf_t *cors, const char *ep_method,
     return false;
 }
 
-int gd_cors_preflight(const gd_cors_conf_t *cors, const char *ep_method, h2o_req_t *req,
+int gd_cors_preflight(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep, h2o_req_t *req,
                       h2o_iovec_t method, char *why, size_t whylen)
 {
+    const char *ep_method = ep->method;
     const h2o_iovec_t *origin = find_origin(req);
     char max_age[16];
 
@@ -152,7 +181,7 @@ int gd_cors_preflight(const gd_cors_conf_t *cors, const char *ep_method, h2o_req
                  (int)(method.len < 32 ? method.len : 32), method.base);
         return GD_CORS_REJECTED;
     }
-    if (!are_allowed_headers(cors, req, why, whylen))
+    if (!are_allowed_headers(cors, ep, req, why, whylen))
         return GD_CORS_REJECTED;
     add_allow_origin(cors, req, origin);
     if (cors->methods_joined != NULL)
@@ -161,8 +190,9 @@ int gd_cors_preflight(const gd_cors_conf_t *cors, const char *ep_method, h2o_req
         add(req, ALLOW_METHODS, H2O_STRLIT("GET, HEAD"));
     else
         add_str(req, ALLOW_METHODS, ep_method);
-    if (cors->nheaders > 0)
-        add_str(req, ALLOW_HEADERS, cors->headers_joined);
+    h2o_iovec_t headers = allow_headers(cors, ep, req);
+    if (headers.len > 0)
+        add(req, ALLOW_HEADERS, headers.base, headers.len);
     int n = snprintf(max_age, sizeof(max_age), "%u", cors->max_age_s);
     h2o_iovec_t v = h2o_strdup(&req->pool, max_age, (size_t)n); /* h2o keeps the pointer */
     add(req, MAX_AGE, v.base, v.len);

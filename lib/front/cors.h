@@ -32,12 +32,13 @@ void gd_cors_apply(const gd_cors_conf_t *cors, h2o_req_t *req);
 bool gd_cors_is_preflight(h2o_req_t *req, h2o_iovec_t *ret_method);
 
 /**
- * Checks the preflight @req for an endpoint of @ep_method under @cors (not NULL). Returns 0 after
+ * Checks the preflight @req for endpoint @ep under @cors (not NULL); without a "headers" list the
+ * endpoint's header parameters may be asked for besides the defaults. Returns 0 after
  * adding the preflight answer's headers (Allow-Origin, -Allow-Methods, -Allow-Headers, -Max-Age,
  * -Allow-Credentials, Vary), or GD_CORS_REJECTED with the reason in @why (@whylen bytes), having
  * added only Vary.
  */
-int gd_cors_preflight(const gd_cors_conf_t *cors, const char *ep_method, h2o_req_t *req,
+int gd_cors_preflight(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep, h2o_req_t *req,
                       h2o_iovec_t method, char *why, size_t whylen);
 
 #endif

@@ -111,8 +111,7 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         r = gd_router_match(router, m.base, m.len, target.base, path_len, scratch, captures, &ep,
                             allow, sizeof(allow));
         if (r == 0 && ep->cors != NULL) {
-            if (gd_cors_preflight(ep->cors, ep->method, req, preflight_method, err, sizeof(err)) ==
-                0)
+            if (gd_cors_preflight(ep->cors, ep, req, preflight_method, err, sizeof(err)) == 0)
                 answer_preflight(ctx, req, ep, request_id, started_at_ns);
             else
                 answer_error(ctx, req, ep, request_id, started_at_ns, 403, "cors_rejected", err,

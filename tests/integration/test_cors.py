@@ -40,7 +40,9 @@ class CorsTest(GatherdTestCase):
                               'credentials': True, 'max_age_s': 5}),
                endpoint('/own', {'u': call('s', '/u', method='POST')}, method='POST',
                         cors={'origins': ['http://127.0.0.1:1234'], 'methods': ['GET', 'PUT']}),
-               endpoint('/none', {'u': call('s', '/u')}, cors=False)]
+               endpoint('/none', {'u': call('s', '/u')}, cors=False),
+               endpoint('/tenant', {'u': call('s', '/u', headers={'X-Tenant': '{header.x-tenant}'})},
+                        params={'header.X-Tenant': {'pattern': '[a-z]+', 'required': True}})]
         return self.start_gatherd(config(eps, {'s': self.stub}, cors=cors))
 
     def test_preflight_allowed(self):
@@ -142,6 +144,17 @@ class CorsTest(GatherdTestCase):
         st, h, _, _ = gd.get('/none', {'Origin': APP})
         self.assertIsNone(h.get('Access-Control-Allow-Origin'))
         self.assertEqual(h.get_all('Vary'), ['Accept-Encoding'])  # no CORS: no Vary: Origin
+
+    def test_header_parameters_count_with_the_default_headers(self):
+        gd = self.start({'origins': [APP]})
+        st, h, _, _ = preflight(gd, '/tenant', headers='x-tenant,content-type')
+        self.assertEqual(st, 204)
+        self.assertEqual(h.get('Access-Control-Allow-Headers'),
+                         'content-type, x-request-id, traceparent, x-tenant')
+        self.assertEqual(preflight(gd, '/users/1', headers='x-tenant')[0], 403)  # not its param
+        st, h, body, _ = gd.get('/tenant', {'Origin': APP, 'X-Tenant': 'acme'})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(h.get('Access-Control-Allow-Origin'), APP)
 
     def test_any_origin(self):
         gd = self.start({'origins': ['*'], 'expose_headers': []})

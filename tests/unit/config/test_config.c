@@ -1471,6 +1471,7 @@ static void test_front_keys(void)
     CHECK(!c->has_credentials);
     CHECK(c->methods == NULL);
     CHECK_STR_EQ(c->headers_joined, "content-type, x-request-id, traceparent");
+    CHECK(c->has_default_headers);
     CHECK_STR_EQ(c->expose_headers_joined, "X-Gatherd-Complete, X-Request-Id, ETag, Retry-After");
     CHECK_INT_EQ(c->max_age_s, 600);
     CHECK(cfg->endpoints[0].cors == c);
@@ -1485,6 +1486,7 @@ static void test_front_keys(void)
     CHECK(c->is_any_origin);
     CHECK_STR_EQ(c->methods_joined, "GET, POST");
     CHECK_STR_EQ(c->headers_joined, "x-tenant");
+    CHECK(!c->has_default_headers);
     CHECK_STR_EQ(c->expose_headers_joined, "");
     CHECK_INT_EQ(c->max_age_s, 0);
     CHECK_INT_EQ(cfg->endpoints[2].compress.min_bytes, 10); /* the top level's */
