@@ -10,6 +10,7 @@ packages=(
   python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
   openssl ca-certificates                     # test_tls makes its certificates; system CA store
   valgrind                                    # valgrind.h: coroutine stacks announced to valgrind
+  chromium                                    # test_cors_browser: a real browser on another origin
 )
 
 missing=()

@@ -48,6 +48,12 @@
 #define DEFAULT_PG_MAX_ROWS            10000
 #define DEFAULT_PG_MAX_BODY_BYTES      DEFAULT_MAX_BODY_BYTES
 #define MAX_SQL_PARAMS                 100
+#define DEFAULT_CORS_MAX_AGE_S         600
+#define MAX_CORS_MAX_AGE_S             86400
+#define DEFAULT_COMPRESS_MIN_BYTES     1024
+#define MAX_COMPRESS_MIN_BYTES         1073741824
+#define DEFAULT_COMPRESS_LEVEL         1
+#define MAX_CACHE_CONTROL_LEN          256
 
 /* A place in the document, kept on the stack while descending and formatted only on error. */
 struct jpath {
@@ -2219,12 +2225,291 @@ static bool is_upper_token(const char *s)
     return true;
 }
 
+/* What a browser may send without a config: a JSON body's type, and the ids gatherd passes on. */
+static const char *const default_cors_headers[] = {"content-type", "x-request-id", "traceparent",
+                                                   NULL};
+/* gatherd's own answer headers that a page may want to read (the CORS-safelisted ones, like
+ * Content-Type and Cache-Control, are readable anyway). */
+static const char *const default_cors_expose[] = {"X-Gatherd-Complete", "X-Request-Id", "ETag",
+                                                  "Retry-After", NULL};
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_cors(gd_cors_conf_t *c)
+{
+    if (c == NULL)
+        return;
+    free_strv(c->origins, c->norigins);
+    free_strv(c->methods, c->nmethods);
+    free(c->methods_joined);
+    free_strv(c->headers, c->nheaders);
+    free(c->headers_joined);
+    free(c->expose_headers_joined);
+    free(c);
+}
+
+static char *join_strv(char *const *v, size_t n)
+{
+    size_t len = 1;
+    char *s, *p;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(v[i]) + 2;
+    s = p = gd_xmalloc(len);
+    *p = '\0';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%s", i > 0 ? ", " : "", v[i]);
+    return s;
+}
+
+/* An origin as a browser serialises it (RFC 6454 section 6.2): "http(s)://host[:port]". */
+static bool is_valid_origin(const char *s)
+{
+    const char *p;
+
+    if (strncasecmp(s, "https://", 8) == 0)
+        p = s + 8;
+    else if (strncasecmp(s, "http://", 7) == 0)
+        p = s + 7;
+    else
+        return false;
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        if (end == NULL || end == p + 1)
+            return false;
+        for (const char *q = p + 1; q < end; q++)
+            if (!(is_digit(*q) || strchr("abcdefABCDEF:.", *q) != NULL))
+                return false;
+        p = end + 1;
+    } else {
+        const char *start = p;
+        while (is_alpha(*p) || is_digit(*p) || *p == '-' || *p == '.')
+            p++;
+        if (p == start)
+            return false;
+    }
+    if (*p == ':') {
+        uint16_t port;
+        const char *digits = ++p;
+        while (is_digit(*p))
+            p++;
+        if (parse_port(digits, (size_t)(p - digits), &port) < 0)
+            return false;
+    }
+    return *p == '\0';
+}
+
+/* Reads the array of strings @key of @obj into a new vector (@lower: lower-cased), each passing
+ * @check; NULL in *ret when absent. */
+static int get_token_list(struct loader *l, const struct jpath *at, json_t *obj, const char *key,
+                          bool (*check)(const char *), const char *want, bool lower_case,
+                          bool allow_empty, char ***ret, size_t *ret_n)
+{
+    struct jpath kp = {at, key, 0};
+    json_t *v = json_object_get(obj, key);
+    char **out;
+    size_t n;
+
+    *ret = NULL;
+    *ret_n = 0;
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v))
+        return fail_type(l, &kp, v, "an array of strings");
+    n = json_array_size(v);
+    if (n == 0 && !allow_empty)
+        return fail(l, &kp, "must not be empty");
+    out = gd_xcalloc(n + 1, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        struct jpath ip = {&kp, NULL, i};
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) {
+            free_strv(out, n);
+            return fail_type(l, &ip, e, "a string");
+        }
+        if (!check(json_string_value(e))) {
+            int r = fail(l, &ip, "must be %s, not %s", want, quote(l, json_string_value(e)));
+            free_strv(out, n);
+            return r;
+        }
+        out[i] = gd_xstrdup(json_string_value(e));
+        if (lower_case)
+            for (char *p = out[i]; *p != '\0'; p++)
+                *p = lower(*p);
+    }
+    *ret = out;
+    *ret_n = n;
+    return 0;
+}
+
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (!is_tchar(*s))
+            return false;
+    return true;
+}
+
+static bool is_origin_or_star(const char *s)
+{
+    return strcmp(s, "*") == 0 || is_valid_origin(s);
+}
+
+static int load_cors_object(struct loader *l, const struct jpath *at, json_t *v, gd_cors_conf_t *c)
+{
+    static const char *const keys[] = {"origins",     "methods",   "headers", "expose_headers",
+                                       "credentials", "max_age_s", NULL};
+    struct jpath origins_at = {at, "origins", 0};
+    char **expose = NULL;
+    size_t nexpose = 0;
+    long long x = 0;
+    json_t *member = NULL;
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_member(l, at, v, "origins", true, &member)) < 0 ||
+        (r = get_token_list(l, at, v, "origins", is_origin_or_star,
+                            "an origin like \"https://app.example.com\" (scheme, host, optional "
+                            "port, no path) or \"*\"",
+                            false, false, &c->origins, &c->norigins)) < 0 ||
+        (r = get_bool(l, at, v, "credentials", false, &c->has_credentials)) < 0)
+        return r;
+    for (size_t i = 0; i < c->norigins; i++) {
+        struct jpath ip = {&origins_at, NULL, i};
+        if (strcmp(c->origins[i], "*") != 0)
+            continue;
+        if (c->norigins > 1)
+            return fail(l, &ip, "\"*\" must be the only origin");
+        if (c->has_credentials)
+            return fail(l, &ip,
+                        "\"*\" cannot be used with \"credentials\": true (browsers refuse "
+                        "it): list the origins");
+        c->is_any_origin = true;
+    }
+    if ((r = get_token_list(l, at, v, "methods", is_upper_token,
+                            "an upper-case HTTP method like \"GET\"", false, false, &c->methods,
+                            &c->nmethods)) < 0 ||
+        (r = get_token_list(l, at, v, "headers", is_token, "a header name", true, true, &c->headers,
+                            &c->nheaders)) < 0 ||
+        (r = get_token_list(l, at, v, "expose_headers", is_token, "a header name", false, true,
+                            &expose, &nexpose)) < 0 ||
+        (r = get_int(l, at, v, "max_age_s", 0, MAX_CORS_MAX_AGE_S, DEFAULT_CORS_MAX_AGE_S, &x)) <
+            0) {
+        free_strv(expose, nexpose);
+        return r;
+    }
+    c->max_age_s = (unsigned)x;
+    if (c->methods != NULL)
+        c->methods_joined = join_strv(c->methods, c->nmethods);
+    if (c->headers == NULL) {
+        c->has_default_headers = true;
+        for (c->nheaders = 0; default_cors_headers[c->nheaders] != NULL; c->nheaders++)
+            ;
+        c->headers = gd_xcalloc(c->nheaders + 1, sizeof(*c->headers));
+        for (size_t i = 0; i < c->nheaders; i++)
+            c->headers[i] = gd_xstrdup(default_cors_headers[i]);
+    }
+    c->headers_joined = join_strv(c->headers, c->nheaders);
+    if (json_object_get(v, "expose_headers") == NULL) {
+        size_t n = 0;
+        while (default_cors_expose[n] != NULL)
+            n++;
+        c->expose_headers_joined = join_strv((char *const *)default_cors_expose, n);
+    } else {
+        c->expose_headers_joined = join_strv(expose, nexpose);
+        free_strv(expose, nexpose);
+    }
+    return 0;
+}
+
+/* "cors": an object, or false (none; for an endpoint: not the top level's either). */
+static int load_cors(struct loader *l, const struct jpath *parent, json_t *obj, bool *ret_present,
+                     gd_cors_conf_t **ret)
+{
+    struct jpath at = {parent, "cors", 0};
+    json_t *v = json_object_get(obj, "cors");
+    gd_cors_conf_t *c;
+    int r;
+
+    *ret = NULL;
+    *ret_present = v != NULL;
+    if (v == NULL || json_is_false(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    c = gd_xcalloc(1, sizeof(*c));
+    if ((r = load_cors_object(l, &at, v, c)) < 0) {
+        free_cors(c);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
+/* "compress": an object, or false; the keys an object leaves out are @def's. */
+static int load_compress(struct loader *l, const struct jpath *parent, json_t *obj,
+                         const gd_compress_conf_t *def, gd_compress_conf_t *ret)
+{
+    static const char *const keys[] = {"min_bytes", "level", NULL};
+    struct jpath at = {parent, "compress", 0};
+    json_t *v = json_object_get(obj, "compress");
+    long long min_bytes = 0, level = 0;
+    int r;
+
+    *ret = *def;
+    if (v == NULL)
+        return 0;
+    if (json_is_false(v)) {
+        ret->is_enabled = false;
+        return 0;
+    }
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_int(l, &at, v, "min_bytes", 0, MAX_COMPRESS_MIN_BYTES, (long long)def->min_bytes,
+                     &min_bytes)) < 0 ||
+        (r = get_int(l, &at, v, "level", 1, 9, def->level, &level)) < 0)
+        return r;
+    *ret = (gd_compress_conf_t){
+        .is_enabled = true, .min_bytes = (size_t)min_bytes, .level = (int)level};
+    return 0;
+}
+
+static int load_cache_control(struct loader *l, const struct jpath *at, json_t *obj,
+                              gd_endpoint_conf_t *ep)
+{
+    struct jpath kp = {at, "cache_control", 0};
+    const char *s = NULL;
+    size_t len;
+    int r;
+
+    if ((r = get_string(l, at, obj, "cache_control", false, NULL, &s)) < 0 || s == NULL)
+        return r;
+    len = strlen(s);
+    if (len == 0 || len > MAX_CACHE_CONTROL_LEN)
+        return fail(l, &kp, "must be 1 to %d characters", MAX_CACHE_CONTROL_LEN);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return fail(l, &kp, "must be printable ASCII (a header value), not %s", quote(l, s));
+    ep->cache_control = gd_xstrdup(s);
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"method", "path", "timeout_ms", "params", "calls", NULL};
+    static const char *const keys[] = {"method", "path",     "timeout_ms",    "params", "calls",
+                                       "cors",   "compress", "cache_control", "etag",   NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
+    bool has_cors = false;
     int r;
 
     if ((r = check_object(l, at, v, keys)) < 0 ||
@@ -2241,8 +2526,13 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = check_duplicate_route(l, at, cfg, ep)) < 0 ||
         (r = get_duration(l, at, v, "timeout_ms", false, DEFAULT_ENDPOINT_TIMEOUT_MS,
                           &ep->timeout_ms)) < 0 ||
-        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0)
+        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0 ||
+        (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
+        (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
+        (r = load_cache_control(l, at, v, ep)) < 0 ||
+        (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0)
         return r;
+    ep->cors = has_cors ? ep->own_cors : cfg->cors;
     return 0;
 }
 
@@ -2284,7 +2574,13 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "endpoints",
                                        "expose_error_details",
                                        "max_request_body_bytes",
+                                       "cors",
+                                       "compress",
                                        NULL};
+    static const gd_compress_conf_t default_compress = {.is_enabled = true,
+                                                        .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
+                                                        .level = DEFAULT_COMPRESS_LEVEL};
+    bool has_cors = false;
     long long x = 0;
     int r;
 
@@ -2323,6 +2619,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
     if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
         (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+        (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
+        (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
     return 0;
@@ -2498,7 +2796,10 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(ep->calls);
         free(ep->method);
         free(ep->path);
+        free_cors(ep->own_cors);
+        free(ep->cache_control);
     }
+    free_cors(config->cors);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

@@ -153,6 +153,32 @@ typedef struct gd_call_conf {
     bool is_optional;
 } gd_call_conf_t;
 
+/* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
+typedef struct gd_cors_conf {
+    /* read-only */
+    char **origins; /* "scheme://host[:port]" as written (compared case-insensitively) */
+    size_t norigins;
+    bool is_any_origin; /* "*": every origin, answered "Access-Control-Allow-Origin: *" */
+    char **methods;     /* NULL: the method of the endpoint asked for */
+    size_t nmethods;
+    char *methods_joined; /* "GET, POST"; NULL with methods */
+    char **headers;       /* request headers a preflight may ask for, lower-case */
+    size_t nheaders;
+    char *headers_joined;        /* "content-type, x-request-id" */
+    bool has_default_headers;    /* "headers" absent: the endpoint's header parameters count too */
+    char *expose_headers_joined; /* "" when none */
+    bool has_credentials;
+    unsigned max_age_s;
+} gd_cors_conf_t;
+
+/* "compress": gzip-coded answers for clients that accept them. */
+typedef struct gd_compress_conf {
+    /* read-only */
+    bool is_enabled;
+    size_t min_bytes; /* smaller bodies are sent as they are */
+    int level;        /* zlib's, 1..9 */
+} gd_compress_conf_t;
+
 /* One segment of an endpoint's path pattern. */
 typedef struct gd_path_segment {
     /* read-only */
@@ -173,6 +199,11 @@ typedef struct gd_endpoint_conf {
     gd_call_conf_t *calls; /* in config order */
     size_t ncalls;
     uint64_t timeout_ms;
+    const gd_cors_conf_t *cors;  /* its own, else the top level's; NULL: no CORS */
+    gd_cors_conf_t *own_cors;    /* owned; NULL when inherited or "cors": false */
+    gd_compress_conf_t compress; /* its own, else the top level's */
+    char *cache_control;         /* on complete 2xx answers; NULL: none */
+    bool has_etag; /* complete 200 answers carry a strong ETag; If-None-Match gives 304 */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -236,6 +267,8 @@ typedef struct gd_config {
     bool has_admin; /* admin_listen is not null */
     gd_listen_conf_t admin_listen;
     gd_log_conf_t log;
+    gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
+    gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "front/cors.h"
 #include "gather/access.h"
 #include "gather/respond.h"
 #include "ops/trace.h"
@@ -24,7 +25,25 @@ static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint
                      .started_at_ns = started_at_ns,
                      .complete = "-"};
 
-    a.bytes = gd_respond_error(req, status, code, message, hname, hvalue);
+    a.bytes =
+        gd_respond_error(&ctx->responder, req, ep != NULL ? &ep->compress : &ctx->config->compress,
+                         status, code, message, hname, hvalue);
+    gd_access_record(ctx->metrics, &a);
+}
+
+/* A CORS preflight that passed: 204 with the headers gd_cors_preflight() added. */
+static void answer_preflight(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
+                             const char *request_id, uint64_t started_at_ns)
+{
+    gd_access_t a = {.request_id = request_id,
+                     .method = req->input.method,
+                     .path = req->input.path,
+                     .endpoint = ep,
+                     .status = 204,
+                     .started_at_ns = started_at_ns,
+                     .complete = "-"};
+
+    gd_respond_empty(req, 204);
     gd_access_record(ctx->metrics, &a);
 }
 
@@ -62,8 +81,11 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     const gd_endpoint_conf_t *ep;
     char allow[256], err[512];
     const char *request_id = take_request_id(req);
+    h2o_iovec_t preflight_method;
     int r;
 
+    if (ctx->is_aborting || req->entity.len > ctx->config->max_request_body_bytes)
+        gd_cors_apply(ctx->config->cors, req); /* so that a page can read these errors too */
     if (ctx->is_aborting) {
         answer_error(ctx, req, NULL, request_id, started_at_ns, 503, "shutting_down",
                      "the server is shutting down", NULL, NULL);
@@ -80,8 +102,28 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))
         method = h2o_iovec_init(H2O_STRLIT("GET"));
     char *scratch = h2o_mem_alloc_pool(&req->pool, path_len + 1);
+    /* A CORS preflight asks about the endpoint of the method it names. One to an endpoint
+     * without CORS, or to no endpoint, is routed as the OPTIONS request it is (405, 404). */
+    if (gd_cors_is_preflight(req, &preflight_method)) {
+        h2o_iovec_t m = preflight_method;
+        if (h2o_memis(m.base, m.len, H2O_STRLIT("HEAD")))
+            m = h2o_iovec_init(H2O_STRLIT("GET"));
+        r = gd_router_match(router, m.base, m.len, target.base, path_len, scratch, captures, &ep,
+                            allow, sizeof(allow));
+        if (r == 0 && ep->cors != NULL) {
+            if (gd_cors_preflight(ep->cors, ep, req, preflight_method, err, sizeof(err)) == 0)
+                answer_preflight(ctx, req, ep, request_id, started_at_ns);
+            else
+                answer_error(ctx, req, ep, request_id, started_at_ns, 403, "cors_rejected", err,
+                             NULL, NULL);
+            return;
+        }
+    }
     r = gd_router_match(router, method.base, method.len, target.base, path_len, scratch, captures,
                         &ep, allow, sizeof(allow));
+    /* Every answer from here on, errors included, carries the CORS headers of its endpoint (the
+     * top level's when none matched), so that a page can read why it failed. */
+    gd_cors_apply(r == 0 ? ep->cors : ctx->config->cors, req);
     if (r == GD_ROUTE_NO_MATCH) {
         snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s",
                  (int)(req->input.method.len < 32 ? req->input.method.len : 32),

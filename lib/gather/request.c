@@ -104,7 +104,8 @@ static void record(gd_request_t *rq, int status, size_t bytes, const char *compl
 static void answer_error(gd_request_t *rq, int status, const char *code, const char *message,
                          const char *hname, const char *hvalue)
 {
-    size_t len = gd_respond_error(rq->req, status, code, message, hname, hvalue);
+    size_t len = gd_respond_error(&rq->ctx->responder, rq->req, &rq->endpoint->compress, status,
+                                  code, message, hname, hvalue);
     record(rq, status, len, "-", NULL);
 }
 
@@ -152,8 +153,15 @@ static void respond(gd_request_t *rq)
     size_t len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
     char *body = h2o_mem_alloc_pool(&req->pool, len);
     gd_merge_body(ep, rq->results, is_detailed, body, len);
-    gd_respond_json(req, status, body, len, complete);
-    record(rq, status, len, complete, rq->results);
+    gd_answer_t a = {.status = status,
+                     .body = body,
+                     .len = len,
+                     .complete = complete,
+                     .compress = &ep->compress,
+                     .cache_control = ep->cache_control,
+                     .has_etag = ep->has_etag};
+    size_t sent = gd_respond(&rq->ctx->responder, req, &a);
+    record(rq, req->res.status, sent, complete, rq->results);
 }
 
 static void link_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
@@ -225,7 +233,7 @@ static void run_request(void *arg)
         /* The HTTP/1 client hung up: h2o still holds the request and must see it answered,
          * which closes the connection. */
         rq->req->http1_is_persistent = 0;
-        size_t len = gd_respond_error(rq->req, 499, "client_closed_request",
+        size_t len = gd_respond_error(&ctx->responder, rq->req, NULL, 499, "client_closed_request",
                                       "the client closed its connection", NULL, NULL);
         record(rq, 499, len, "-", rq->results);
     } else {
@@ -394,12 +402,14 @@ void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight)
     h2o_linklist_init_anchor(&ctx->_in_flight);
     ctx->in_flight = 0;
     ctx->is_aborting = false;
+    gd_responder_init(&ctx->responder);
     gd_gate_init(&ctx->line, gd_sched_timers(ctx->sched), max_in_flight);
 }
 
 void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx)
 {
     gd_gate_dispose(&ctx->line);
+    gd_responder_dispose(&ctx->responder);
 }
 
 void gd_gather_abort_all(gd_gather_ctx_t *ctx)

@@ -27,6 +27,7 @@
 #include "base/gate.h"
 #include "config/config.h"
 #include "gather/hangup.h"
+#include "gather/respond.h"
 #include "ops/metrics.h"
 #include "sources/call.h"
 
@@ -45,9 +46,10 @@ struct gd_gather_ctx {
     /* public: set when the server drains; HTTP/1 answers then close their connection */
     bool is_draining;
     /* read-only */
-    size_t in_flight; /* requests holding a slot */
-    gd_gate_t line;   /* the request slots; its .waiting: requests queued for one */
-    bool is_aborting; /* past the shutdown timeout: everything is answered 503 */
+    size_t in_flight;         /* requests holding a slot */
+    gd_gate_t line;           /* the request slots; its .waiting: requests queued for one */
+    bool is_aborting;         /* past the shutdown timeout: everything is answered 503 */
+    gd_responder_t responder; /* what this thread's answers are written with */
     /* private */
     h2o_linklist_t _in_flight; /* of gd_request_t */
 };

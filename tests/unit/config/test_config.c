@@ -1437,6 +1437,132 @@ static void test_sql_calls(void)
                      "section at the top level");
 }
 
+/* "cors", "compress", "cache_control", "etag": defaults, inheritance and overrides. */
+static void test_front_keys(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINTS("{'path':'/x'," CALLS "}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+
+    CHECK(cfg->cors == NULL);
+    CHECK(ep->cors == NULL);
+    CHECK(cfg->compress.is_enabled);
+    CHECK_INT_EQ(cfg->compress.min_bytes, 1024);
+    CHECK_INT_EQ(cfg->compress.level, 1);
+    CHECK(ep->compress.is_enabled);
+    CHECK_INT_EQ(ep->compress.min_bytes, 1024);
+    CHECK(ep->cache_control == NULL);
+    CHECK(!ep->has_etag);
+    gd_config_free(cfg);
+
+    cfg = LOAD_OK("{" LISTEN "," UPSTREAMS ","
+                  "'cors':{'origins':['https://app.example.com','http://[::1]:8080']},"
+                  "'compress':{'min_bytes':10,'level':6},"
+                  "'endpoints':[{'path':'/a'," CALLS "},"
+                  "{'path':'/b','cors':false,'compress':false,"
+                  " 'cache_control':'private, max-age=30','etag':true," CALLS "},"
+                  "{'path':'/c','compress':{'level':9},"
+                  " 'cors':{'origins':['*'],'methods':['GET','POST'],'headers':['X-Tenant'],"
+                  "  'expose_headers':[],'max_age_s':0}," CALLS "}]}");
+    const gd_cors_conf_t *c = cfg->cors;
+    CHECK(c != NULL);
+    CHECK_INT_EQ(c->norigins, 2);
+    CHECK_STR_EQ(c->origins[1], "http://[::1]:8080");
+    CHECK(!c->is_any_origin);
+    CHECK(!c->has_credentials);
+    CHECK(c->methods == NULL);
+    CHECK_STR_EQ(c->headers_joined, "content-type, x-request-id, traceparent");
+    CHECK(c->has_default_headers);
+    CHECK_STR_EQ(c->expose_headers_joined, "X-Gatherd-Complete, X-Request-Id, ETag, Retry-After");
+    CHECK_INT_EQ(c->max_age_s, 600);
+    CHECK(cfg->endpoints[0].cors == c);
+    CHECK_INT_EQ(cfg->endpoints[0].compress.min_bytes, 10);
+    CHECK_INT_EQ(cfg->endpoints[0].compress.level, 6);
+    CHECK(cfg->endpoints[1].cors == NULL);
+    CHECK(!cfg->endpoints[1].compress.is_enabled);
+    CHECK_STR_EQ(cfg->endpoints[1].cache_control, "private, max-age=30");
+    CHECK(cfg->endpoints[1].has_etag);
+    c = cfg->endpoints[2].cors;
+    CHECK(c != NULL && c != cfg->cors);
+    CHECK(c->is_any_origin);
+    CHECK_STR_EQ(c->methods_joined, "GET, POST");
+    CHECK_STR_EQ(c->headers_joined, "x-tenant");
+    CHECK(!c->has_default_headers);
+    CHECK_STR_EQ(c->expose_headers_joined, "");
+    CHECK_INT_EQ(c->max_age_s, 0);
+    CHECK_INT_EQ(cfg->endpoints[2].compress.min_bytes, 10); /* the top level's */
+    CHECK_INT_EQ(cfg->endpoints[2].compress.level, 9);
+    gd_config_free(cfg);
+
+    /* compress off at the top level, on again for one endpoint with the defaults */
+    cfg = LOAD_OK("{" LISTEN "," UPSTREAMS ",'compress':false,"
+                  "'endpoints':[{'path':'/a'," CALLS "},{'path':'/b','compress':{}," CALLS "}]}");
+    CHECK(!cfg->compress.is_enabled);
+    CHECK(!cfg->endpoints[0].compress.is_enabled);
+    CHECK(cfg->endpoints[1].compress.is_enabled);
+    CHECK_INT_EQ(cfg->endpoints[1].compress.min_bytes, 1024);
+    gd_config_free(cfg);
+}
+
+static void test_front_key_errors(void)
+{
+    CHECK_CONFIG_ERR(ROOT("'cors':{}"), "conf/x.json: cors.origins: missing required key");
+    CHECK_CONFIG_ERR(ROOT("'cors':true"), "conf/x.json: cors: must be an object or false, not a "
+                                          "boolean");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':[]}"), "conf/x.json: cors.origins: must not be empty");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':'*'}"),
+                     "conf/x.json: cors.origins: must be an array of strings, not a string");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['https://a.example','https://b.example/']}"),
+                     "conf/x.json: cors.origins[1]: must be an origin like "
+                     "\"https://app.example.com\" (scheme, host, optional port, no path) or "
+                     "\"*\", not \"https://b.example/\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['ftp://a']}"),
+                     "conf/x.json: cors.origins[0]: must be an origin like "
+                     "\"https://app.example.com\" (scheme, host, optional port, no path) or "
+                     "\"*\", not \"ftp://a\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['http://a:0']}"),
+                     "conf/x.json: cors.origins[0]: must be an origin like "
+                     "\"https://app.example.com\" (scheme, host, optional port, no path) or "
+                     "\"*\", not \"http://a:0\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':[1]}"),
+                     "conf/x.json: cors.origins[0]: must be a string, not an integer");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'credentials':true}"),
+                     "conf/x.json: cors.origins[0]: \"*\" cannot be used with \"credentials\": "
+                     "true (browsers refuse it): list the origins");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['http://a','*']}"),
+                     "conf/x.json: cors.origins[1]: \"*\" must be the only origin");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'methods':['get']}"),
+                     "conf/x.json: cors.methods[0]: must be an upper-case HTTP method like "
+                     "\"GET\", not \"get\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'headers':['x y']}"),
+                     "conf/x.json: cors.headers[0]: must be a header name, not \"x y\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'expose_headers':['']}"),
+                     "conf/x.json: cors.expose_headers[0]: must be a header name, not \"\"");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'max_age_s':86401}"),
+                     "conf/x.json: cors.max_age_s: must be between 0 and 86400, not 86401");
+    CHECK_CONFIG_ERR(ROOT("'cors':{'origins':['*'],'credential':false}"),
+                     "conf/x.json: cors.credential: unknown key");
+    CHECK_CONFIG_ERR(ENDPOINT("'cors':{'origins':['*'],'credentials':1}," CALLS),
+                     "conf/x.json: endpoints[0].cors.credentials: must be a boolean, not an "
+                     "integer");
+    CHECK_CONFIG_ERR(ROOT("'compress':true"),
+                     "conf/x.json: compress: must be an object or false, not a boolean");
+    CHECK_CONFIG_ERR(ROOT("'compress':{'level':0}"),
+                     "conf/x.json: compress.level: must be between 1 and 9, not 0");
+    CHECK_CONFIG_ERR(ROOT("'compress':{'min_bytes':-1}"),
+                     "conf/x.json: compress.min_bytes: must be between 0 and 1073741824, not -1");
+    CHECK_CONFIG_ERR(ENDPOINT("'compress':{'gzip':true}," CALLS),
+                     "conf/x.json: endpoints[0].compress.gzip: unknown key");
+    CHECK_CONFIG_ERR(ENDPOINT("'cache_control':''," CALLS),
+                     "conf/x.json: endpoints[0].cache_control: must be 1 to 256 characters");
+    CHECK_CONFIG_ERR(ENDPOINT("'cache_control':'a\\nb'," CALLS),
+                     "conf/x.json: endpoints[0].cache_control: must be printable ASCII (a header "
+                     "value), not \"a\\nb\"");
+    CHECK_CONFIG_ERR(ENDPOINT("'cache_control':30," CALLS),
+                     "conf/x.json: endpoints[0].cache_control: must be a string, not an integer");
+    CHECK_CONFIG_ERR(ENDPOINT("'etag':'yes'," CALLS),
+                     "conf/x.json: endpoints[0].etag: must be a boolean, not a string");
+}
+
 /* {env.NAME} is read once at load, in the url, upstream and call headers and the conninfo; a
  * missing variable is an error naming it and its place, and no message ever holds a value. */
 static void test_env_references(void)
@@ -1683,6 +1809,8 @@ static void test_null_on_and_status_map(void)
 }
 
 const gd_test_case_t gd_test_cases[] = {
+    {"front_keys", test_front_keys},
+    {"front_key_errors", test_front_key_errors},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
