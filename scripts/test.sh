@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs the whole test suite twice: on the normal
 # build (build/) and on the AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/),
-# warnings as errors in both; then the unit suite under valgrind, and the unit suite of a clang
-# build (build-clang/). Ends with the line "N passed, N failed", counting meson tests of every run.
+# warnings as errors in both; then the unit suite under valgrind, the unit suite of a clang
+# build (build-clang/), and a 30 s smoke run of each libFuzzer driver (build-fuzz/). Ends with the line "N passed, N failed", counting meson tests of every run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -45,6 +45,14 @@ SETUP=valgrind run_suite build unit
 run_suite build-asan all -Db_sanitize=address,undefined -Db_lundef=false
 # clang's warnings differ from gcc's: the tree must build clean with both.
 CC=clang run_suite build-clang unit
+# The libFuzzer drivers, 30 s each on their seed corpora (scripts/fuzz.sh): one test each.
+fuzz_counts=$(bash scripts/fuzz.sh -t 30 | tee /dev/stderr | tail -1)
+if [[ $fuzz_counts =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+else
+  failed=$((failed + 1))
+fi
 
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"

@@ -2020,6 +2020,9 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     if (conninfo[0] != '\0') {
         PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
         if (opts == NULL) {
+            /* libpq's message ends with a newline; gatherd's are one line (found by fuzzing). */
+            if (perr != NULL)
+                perr[strcspn(perr, "\r\n")] = '\0';
             /* libpq quotes the offending part, which may be a password: say so only when none
              * can be in it. */
             bool may_hold_password =
@@ -2635,10 +2638,22 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
     int r;
 
     if (root == NULL) {
+        /* jansson quotes the token it stopped at, which may hold a control character: the
+         * message stays on one line (found by fuzzing). */
+        char text[sizeof(jerr->text) * 4];
+        size_t n = 0;
+        for (const char *p = jerr->text; *p != '\0' && n + 5 < sizeof(text); p++) {
+            unsigned char ch = (unsigned char)*p;
+            if (ch < 0x20 || ch == 0x7f)
+                n += (size_t)snprintf(text + n, sizeof(text) - n, "\\x%02x", ch);
+            else
+                text[n++] = (char)ch;
+        }
+        text[n] = '\0';
         if (jerr->line > 0)
-            snprintf(err, errlen, "%s:%d:%d: %s", name, jerr->line, jerr->column, jerr->text);
+            snprintf(err, errlen, "%s:%d:%d: %s", name, jerr->line, jerr->column, text);
         else
-            snprintf(err, errlen, "%s: %s", name, jerr->text);
+            snprintf(err, errlen, "%s: %s", name, text);
         return -EINVAL;
     }
     cfg = gd_xcalloc(1, sizeof(*cfg));

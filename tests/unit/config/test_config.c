@@ -1342,7 +1342,7 @@ static void test_postgres_section(void)
                      "conf/x.json: postgres.pool_size: must be between 1 and 10000, not 0");
     CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'host'}"),
                      "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI: "
-                     "missing \"=\" after \"host\" in connection info string\n");
+                     "missing \"=\" after \"host\" in connection info string");
     /* libpq's message could quote a password: then it is left out */
     CHECK_CONFIG_ERR(ROOT("'postgres':{'conninfo':'password=s3cret host'}"),
                      "conf/x.json: postgres.conninfo: not a valid libpq connection string or URI");
