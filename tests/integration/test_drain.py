@@ -144,10 +144,8 @@ class DrainTest(GatherdTestCase):
         print('drain: %d runs, %d requests written, %d lost' % (RUNS, total_written, total_lost))
 
     def test_connections_queued_in_the_kernel_are_served(self):
-        # The listeners are not polled for a while (a drain delay keeps them open; the
-        # connections arrive while the loop is busy accepting nothing but the drain): the
-        # simplest way to have connections queued with their request is to connect and write
-        # just before the signal, many at once.
+        # Connections made just before the signal, their requests written just after it: the
+        # drain meets them accepted but not yet read, or still in the kernel's backlog.
         for run in range(5):
             gd = self.gatherd()
             socks = []
@@ -161,8 +159,9 @@ class DrainTest(GatherdTestCase):
                 r = read_response(s)
                 self.assertIsNotNone(r, 'run %d: connection %d got no answer; log:\n%s'
                                      % (run, k, gd.log()))
+                # keep-alive when the worker parsed it before the drain reached it: the
+                # connection is closed once idle
                 self.assertEqual(r[0], 200)
-                self.assertEqual(r[1].get('connection'), 'close')
                 s.close()
             self.assertEqual(gd.wait(10), 0, gd.log())
             gd.close()
