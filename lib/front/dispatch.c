@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "front/cors.h"
+#include "front/framing.h"
 #include "gather/access.h"
 #include "gather/respond.h"
 #include "ops/trace.h"
@@ -89,6 +90,14 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (ctx->is_aborting) {
         answer_error(ctx, req, NULL, request_id, started_at_ns, 503, "shutting_down",
                      "the server is shutting down", NULL, NULL);
+        return;
+    }
+    const char *why;
+    if (gd_framing_check(req, &why) == GD_FRAMING_AMBIGUOUS) {
+        /* Nothing after it on this connection can be framed for sure: it is closed. */
+        req->http1_is_persistent = 0;
+        answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request", why, NULL,
+                     NULL);
         return;
     }
     if (req->entity.len > ctx->config->max_request_body_bytes) {

@@ -16,6 +16,7 @@
 
 #include "base/coro.h"
 #include "front/dispatch.h"
+#include "front/h1idle.h"
 #include "gather/request.h"
 #include "ops/log.h"
 #include "sources/pg/pgpool.h"
@@ -31,6 +32,12 @@
  * triggered, so retrying at once would spin the loop at 100% CPU (libuv's own accept path has
  * its reserve-descriptor trick for this; gatherd's accept loop replaced it). */
 #define ACCEPT_BACKOFF_MS 100
+/* During a drain an HTTP/1 connection waiting for a request is closed once it has waited this
+ * long with no byte of one received: a connection accepted as the drain starts, or a keep-alive
+ * one whose answer has just been written, gets this long for its request to arrive (it is
+ * served, with Connection: close). The sweep looks every DRAIN_SWEEP_MS. */
+#define DRAIN_IDLE_GRACE_MS 200
+#define DRAIN_SWEEP_MS 20
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
 
@@ -54,6 +61,7 @@ struct worker {
     struct listener *listeners;
     uv_async_t wakeup;
     uv_check_t drain_check;
+    uv_timer_t drain_sweep; /* closes idle HTTP/1 connections during the drain */
     uv_timer_t heartbeat;
     uint64_t heartbeat_due_ns;
     gd_sched_t *sched;
@@ -402,13 +410,6 @@ static void on_listener_readable(uv_poll_t *poll, int status, int events)
     (void)accept_some(l, ACCEPT_BATCH);
 }
 
-static void on_listener_closed(uv_handle_t *handle)
-{
-    struct listener *l = handle->data;
-    close(l->fd);
-    l->fd = -1;
-}
-
 /* Leaves the worker's loop; worker_main() tears down what h2o owns outside of any callback,
  * since h2o_context_dispose() runs the loop itself. */
 static void finish_worker(struct worker *w)
@@ -417,6 +418,7 @@ static void finish_worker(struct worker *w)
 
     uv_check_stop(&w->drain_check);
     uv_close((uv_handle_t *)&w->drain_check, NULL);
+    uv_close((uv_handle_t *)&w->drain_sweep, NULL);
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
     /* Under the lock, so that gd_server_abort() never signals a closed handle. */
     pthread_mutex_lock(&s->wakeup_mutex);
@@ -434,6 +436,22 @@ static void on_drain_check(uv_check_t *check)
     if (!w->is_finished && w->connections == 0 && w->gather.line.held == 0 &&
         w->gather.line.waiting == 0)
         finish_worker(w);
+}
+
+/* Closes the HTTP/1 connections that have waited DRAIN_IDLE_GRACE_MS for a request with no byte
+ * of one received: one idle for long when the drain began is closed at once (unless bytes are
+ * readable), one accepted just now, or whose keep-alive answer was still being written, gets
+ * its grace. HTTP/2 connections have had their GOAWAY. */
+static void sweep_idle(struct worker *w)
+{
+    uint64_t now = h2o_now(&w->loop);
+    (void)gd_h1idle_close(&w->ctx, now >= DRAIN_IDLE_GRACE_MS ? now - DRAIN_IDLE_GRACE_MS : 0);
+}
+
+static void on_drain_sweep(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+    sweep_idle(w);
 }
 
 static void start_drain(struct worker *w)
@@ -454,12 +472,18 @@ static void start_drain(struct worker *w)
         while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
             ;
         l->is_open = false;
-        uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+        /* Closed at once, not in the close callback: a connection the kernel completed between
+         * the last accept and the close would be reset, so the window stays a few system calls
+         * wide. uv_close() has already taken the descriptor out of the loop's epoll set. */
+        uv_close((uv_handle_t *)&l->poll, NULL);
+        close(l->fd);
+        l->fd = -1;
     }
     h2o_context_request_shutdown(&w->ctx);
-    /* Idle HTTP/1 keep-alive connections wait on the request timeout list; running it as if
-     * the far future had come closes them now, while requests being processed are not on it. */
-    h2o_timeout_run(&w->loop, &w->ctx.http1.req_timeout, UINT64_MAX);
+    /* Idle HTTP/1 keep-alive connections are closed now, the others once they are idle. */
+    sweep_idle(w);
+    GD_REQUIRE(uv_timer_start(&w->drain_sweep, on_drain_sweep, DRAIN_SWEEP_MS, DRAIN_SWEEP_MS) ==
+               0);
     /* uv_check_start() fails only on a closing handle, which the drain check is not yet. */
     GD_REQUIRE(uv_check_start(&w->drain_check, on_drain_check) == 0);
 }
@@ -674,6 +698,8 @@ static void init_worker(struct worker *w)
     w->wakeup.data = w;
     GD_REQUIRE(uv_check_init(&w->loop, &w->drain_check) == 0);
     w->drain_check.data = w;
+    GD_REQUIRE(uv_timer_init(&w->loop, &w->drain_sweep) == 0);
+    w->drain_sweep.data = w;
     GD_REQUIRE(uv_timer_init(&w->loop, &w->heartbeat) == 0);
     w->heartbeat.data = w;
     w->heartbeat_due_ns = uv_hrtime() + (uint64_t)HEARTBEAT_MS * 1000000;

@@ -1,6 +1,8 @@
 #include "gather/hangup.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -76,25 +78,42 @@ static int http1_client_fd(h2o_req_t *req)
     return sock != NULL ? h2o_socket_get_fd(sock) : -1;
 }
 
-bool gd_hangup_is_gone(h2o_req_t *req)
+int gd_hangup_check(h2o_req_t *req)
 {
-    int fd = http1_client_fd(req);
+    int fd = http1_client_fd(req), err = 0;
+    socklen_t len = sizeof(err);
     char c;
 
     if (fd < 0)
-        return false;
+        return GD_HANGUP_OPEN;
     ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE));
+    if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+        return GD_HANGUP_GONE;
+    if (n != 0)
+        return GD_HANGUP_OPEN;
+    /* An end of stream is the client's FIN, from shutdown(SHUT_WR) or from close(): the two look
+     * the same until the answer is written, so only a reset, or an error on the socket, is
+     * certainly a client gone; a FIN alone (TCP_CLOSE_WAIT) is a half-close, answered. */
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+        return GD_HANGUP_GONE;
+    struct tcp_info ti;
+    len = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state != TCP_CLOSE_WAIT)
+        return GD_HANGUP_GONE;
+    return GD_HANGUP_HALF_CLOSED;
 }
 
-bool gd_hangup_watch(gd_hangup_t *h, h2o_req_t *req, gd_hangup_watch_t *w, gd_hangup_cb cb)
+bool gd_hangup_watch(gd_hangup_t *h, h2o_req_t *req, gd_hangup_watch_t *w, bool is_reset_only,
+                     gd_hangup_cb cb)
 {
     int fd;
 
     w->_hangup = NULL;
     if (h == NULL || (fd = http1_client_fd(req)) < 0)
         return false;
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = w};
+    /* EPOLLHUP and EPOLLERR (a reset) are reported whatever the mask asks. */
+    struct epoll_event ev = {.events = (is_reset_only ? 0 : EPOLLRDHUP) | EPOLLONESHOT,
+                             .data.ptr = w};
     if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
         return false;
     w->_hangup = h;

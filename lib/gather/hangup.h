@@ -8,7 +8,8 @@
  * thread's own, which libuv polls as one more descriptor: the socket's registration in libuv's
  * own set is untouched, and a watch costs two epoll_ctl calls (so gather/request.c watches
  * only requests that are still gathering after 20 ms). A client that half-closes
- * (shutdown(SHUT_WR)) after sending its request counts as gone, as with nginx.
+ * (shutdown(SHUT_WR)) while its request gathers counts as gone, as with nginx; one that had
+ * half-closed before a queued request started is watched for a reset only (gd_hangup_check()).
  */
 #ifndef GD_HANGUP_H
 #define GD_HANGUP_H
@@ -41,15 +42,22 @@ gd_hangup_t *gd_hangup_free(gd_hangup_t *hangup);
 
 /**
  * Starts watching the client of @req (HTTP/1 only: returns false for other requests, or when the
- * socket cannot be watched). @cb runs from the loop, never from inside this call.
+ * socket cannot be watched). @cb runs from the loop, never from inside this call. With
+ * @is_reset_only (a client that has half-closed already) only a reset or an error counts.
  */
 bool gd_hangup_watch(gd_hangup_t *hangup, h2o_req_t *req, gd_hangup_watch_t *watch,
-                     gd_hangup_cb cb);
+                     bool is_reset_only, gd_hangup_cb cb);
+enum {
+    GD_HANGUP_OPEN = 0,
+    GD_HANGUP_HALF_CLOSED = 1, /* only the client's FIN arrived (TCP_CLOSE_WAIT): answer it */
+    GD_HANGUP_GONE = 2,        /* reset, or an error on the socket */
+};
 /**
- * Whether the HTTP/1 client of @req has closed its connection, checked now (recv with MSG_PEEK:
- * one system call, nothing read); false for HTTP/2 requests.
+ * How the HTTP/1 client of @req stands, checked now (recv with MSG_PEEK, and on an end of stream
+ * SO_ERROR and TCP_INFO; nothing read). A close() without a reset looks like a half-close until
+ * an answer is written. GD_HANGUP_OPEN for HTTP/2 requests.
  */
-bool gd_hangup_is_gone(h2o_req_t *req);
+int gd_hangup_check(h2o_req_t *req);
 /** Stops watching (the socket must still be open, or closed just now); a no-op when @watch is
  * not watching. */
 void gd_hangup_unwatch(gd_hangup_watch_t *watch);

@@ -33,6 +33,7 @@ struct gd_request {
     gd_hangup_watch_t hangup;
     gd_timer_t hangup_delay; /* starts the hang-up watch of a request that gathers long */
     bool is_gathering;
+    bool is_half_closed; /* the client had sent its FIN before the request started */
     h2o_linklist_t in_flight_link; /* in the thread's list of requests holding a slot */
     gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
@@ -202,7 +203,7 @@ static void on_hangup_delay(gd_timer_t *timer)
     gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, hangup_delay, timer);
 
     if (rq->is_gathering && rq->req != NULL)
-        gd_hangup_watch(rq->ctx->hangup, rq->req, &rq->hangup, on_hangup);
+        gd_hangup_watch(rq->ctx->hangup, rq->req, &rq->hangup, rq->is_half_closed, on_hangup);
 }
 
 /* The request coroutine: fan out, gather at one point, answer. */
@@ -316,7 +317,10 @@ static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
 
     /* h2o reads nothing while it processes a request, so it cannot tell that an HTTP/1 client
      * left while queued: checked before the request uses its slot. */
-    if (is_granted && gd_hangup_is_gone(rq->req)) {
+    int state = is_granted ? gd_hangup_check(rq->req) : GD_HANGUP_OPEN;
+    /* A half-closed client still reads: it is answered like the others (issue 15). */
+    rq->is_half_closed = state == GD_HANGUP_HALF_CLOSED;
+    if (state == GD_HANGUP_GONE) {
         /* Nobody will read the answer: the slot goes to the next in line. */
         answer_error(rq, 499, "client_closed_request",
                      "the client closed its connection while the request was queued", NULL, NULL);

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -141,7 +142,9 @@ class AdmissionTest(GatherdTestCase):
         s = socket.create_connection((HOST, gd.port), timeout=5)
         s.sendall(b'GET /slow?n=2 HTTP/1.1\r\nHost: x\r\n\r\n')
         time.sleep(0.1)
-        s.close()  # gone while queued
+        # gone while queued: a reset, which is all a server can tell from a half-close
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        s.close()
         last = Clients(gd, ['/slow?n=3'])
         self.assertAllOk(first.join() + last.join(), gd)
         self.assertEqual(self.stub.targets(), ['/slow?n=1', '/slow?n=3'])
@@ -150,6 +153,25 @@ class AdmissionTest(GatherdTestCase):
         _, text = admin_get(admin_port(gd), '/metrics')
         self.assertEqual(metric_value(text, 'gatherd_requests_queued'), 0, text)
         gd.check_clean_log()
+
+    def test_half_closed_client_while_queued_is_answered(self):
+        gd = self.gatherd(limit=1, delay_ms=400)
+        first = Clients(gd, ['/slow?n=1'])
+        self.assertEqual(self.stub.wait_requests(1, 5), 1)
+        s = socket.create_connection((HOST, gd.port), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(b'GET /slow?n=2 HTTP/1.1\r\nHost: x\r\n\r\n')
+        s.shutdown(socket.SHUT_WR)  # done sending, still reading
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.assertTrue(data.startswith(b'HTTP/1.1 200 '), data[:300])
+        self.assertTrue(data.endswith(b'{"x":{"ok": true}}'), data[-300:])
+        self.assertAllOk(first.join(), gd)
+        self.assertEqual(self.stub.targets(), ['/slow?n=1', '/slow?n=2'])
 
     def test_sigterm_answers_queued_requests(self):
         gd = self.gatherd(limit=1, delay_ms=250)

@@ -1,0 +1,53 @@
+#include "front/h1idle.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+/* The head of h2o 2.2.5's private struct st_h2o_http1_conn_t (lib/http1.c), which its header
+ * does not expose: the connection, its socket, its link in ctx->http1._conns, and its timeout
+ * (the request-timeout list while it waits for a request or reads its body). libh2o is pinned
+ * to 2.2.5 (Debian's libh2o-dev); each connection's socket is checked against the one its own
+ * get_socket callback gives, so a different layout leaves connections open, never misread. */
+struct h1conn_head {
+    h2o_conn_t super;
+    h2o_socket_t *sock;
+    h2o_linklist_t _conns;
+    h2o_timeout_t *_timeout;
+    h2o_timeout_entry_t _timeout_entry;
+};
+
+/* Whether the kernel holds bytes (or an end of stream) to read on @sock: h2o has not seen them. */
+static bool has_readable(h2o_socket_t *sock)
+{
+    char c;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+size_t gd_h1idle_close(h2o_context_t *ctx, uint64_t idle_before_ms)
+{
+    h2o_linklist_t *anchor = &ctx->http1._conns, *node, *next;
+    size_t waiting = 0;
+
+    for (node = anchor->next; node != anchor; node = next) {
+        next = node->next; /* closing frees the connection and unlinks it */
+        struct h1conn_head *c = H2O_STRUCT_FROM_MEMBER(struct h1conn_head, _conns, node);
+        if (c->super.callbacks->get_socket == NULL || c->sock == NULL ||
+            c->super.callbacks->get_socket(&c->super) != c->sock)
+            continue;
+        if (c->_timeout != &ctx->http1.req_timeout || !h2o_timeout_is_linked(&c->_timeout_entry))
+            continue; /* being processed or answered */
+        waiting++;
+        /* A byte in h2o's buffer is part of a request (or of its body): h2o reads on. */
+        if (c->sock->input->size != 0 || c->_timeout_entry.registered_at > idle_before_ms ||
+            has_readable(c->sock))
+            continue;
+        /* What h2o_timeout_run() does for an expired entry: h2o closes the connection. */
+        h2o_timeout_entry_t *entry = &c->_timeout_entry;
+        h2o_timeout_unlink(entry);
+        entry->cb(entry);
+        waiting--;
+    }
+    return waiting;
+}
