@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "base/util.h"
 
@@ -2453,6 +2455,185 @@ static int load_cors(struct loader *l, const struct jpath *parent, json_t *obj, 
     return 0;
 }
 
+static void free_auth(gd_auth_conf_t *a)
+{
+    if (a == NULL)
+        return;
+    free(a->api_key_header);
+    if (a->api_key_hashes != NULL)
+        OPENSSL_cleanse(a->api_key_hashes, a->napi_keys * sizeof(*a->api_key_hashes));
+    free(a->api_key_hashes);
+    free(a->api_key_challenge);
+    free(a);
+}
+
+#define MAX_API_KEY_LEN        4096
+#define MAX_API_KEYS           100000
+#define MAX_KEYS_FILE_BYTES    (16 << 20)
+#define DEFAULT_API_KEY_HEADER "x-api-key"
+
+/* Adds the key [@k, @k + @len) to @a as its SHA-256. Keys are header values: printable ASCII
+ * without spaces. Error messages give the key's number, never its text. */
+static int add_api_key(struct loader *l, const struct jpath *at, gd_auth_conf_t *a, const char *k,
+                       size_t len, const char *where, size_t number)
+{
+    if (len > MAX_API_KEY_LEN)
+        return fail(l, at, "%s: key %zu is longer than %d bytes", where, number, MAX_API_KEY_LEN);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+            return fail(l, at, "%s: key %zu has a byte that is not printable ASCII", where, number);
+    if (a->napi_keys == MAX_API_KEYS)
+        return fail(l, at, "%s: more than %d keys", where, MAX_API_KEYS);
+    a->api_key_hashes =
+        gd_xrealloc(a->api_key_hashes, (a->napi_keys + 1) * sizeof(*a->api_key_hashes));
+    SHA256((const unsigned char *)k, len, a->api_key_hashes[a->napi_keys++]);
+    return 0;
+}
+
+/* Adds every key of @text: one per line (LF or CRLF), or with @is_list also separated by
+ * commas and blanks; blank lines and lines starting with '#' are skipped. */
+static int add_api_keys(struct loader *l, const struct jpath *at, gd_auth_conf_t *a,
+                        const char *text, size_t len, bool is_list, const char *where)
+{
+    size_t i = 0, number = 0;
+    int r;
+
+    while (i < len) {
+        size_t end = i;
+        while (end < len && text[end] != '\n' &&
+               !(is_list && (text[end] == ',' || text[end] == ' ')))
+            end++;
+        size_t s = i, e = end;
+        while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r'))
+            s++;
+        while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
+            e--;
+        if (e > s && text[s] != '#' &&
+            (r = add_api_key(l, at, a, text + s, e - s, where, ++number)) < 0)
+            return r;
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* Reads the keys file @path (config load only: a blocking read before any loop runs). */
+static int read_keys_file(struct loader *l, const struct jpath *at, gd_auth_conf_t *a,
+                          const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int r;
+
+    if (f == NULL)
+        return fail(l, at, "cannot open %s: %s", quote(l, path), strerror(errno));
+    while (len <= MAX_KEYS_FILE_BYTES) {
+        size_t n;
+        if (len == cap) {
+            cap = cap == 0 ? 4096 : cap * 2;
+            buf = gd_xrealloc(buf, cap);
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        r = fail(l, at, "cannot read %s", quote(l, path));
+    else if (len > MAX_KEYS_FILE_BYTES)
+        r = fail(l, at, "%s is larger than %d MiB", quote(l, path), MAX_KEYS_FILE_BYTES >> 20);
+    else
+        r = add_api_keys(l, at, a, buf, len, false, path);
+    fclose(f);
+    if (buf != NULL)
+        OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return r;
+}
+
+/* "api_keys": {"header": NAME, "keys_file": PATH} or {"header": NAME, "keys": "{env.NAME}"}. */
+static int load_api_keys(struct loader *l, const struct jpath *at, json_t *v, gd_auth_conf_t *a)
+{
+    static const char *const keys[] = {"header", "keys_file", "keys", NULL};
+    struct jpath header_at = {at, "header", 0}, file_at = {at, "keys_file", 0},
+                 keys_at = {at, "keys", 0};
+    const char *header, *file = NULL, *env = NULL;
+    char challenge[256];
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_string(l, at, v, "header", false, DEFAULT_API_KEY_HEADER, &header)) < 0 ||
+        (r = get_string(l, at, v, "keys_file", false, NULL, &file)) < 0 ||
+        (r = get_string(l, at, v, "keys", false, NULL, &env)) < 0)
+        return r;
+    if (!is_token(header) || strlen(header) > 64)
+        return fail(l, &header_at, "must be a header name, not %s", quote(l, header));
+    if (strcasecmp(header, "authorization") == 0 || strcasecmp(header, "cookie") == 0 ||
+        is_reserved_header(header))
+        return fail(l, &header_at, "cannot be %s", quote(l, header));
+    a->api_key_header = gd_xstrdup(header);
+    for (char *p = a->api_key_header; *p != '\0'; p++)
+        *p = lower(*p);
+    snprintf(challenge, sizeof(challenge), "ApiKey realm=\"gatherd\", header=\"%s\"",
+             a->api_key_header);
+    a->api_key_challenge = gd_xstrdup(challenge);
+    if ((file == NULL) == (env == NULL))
+        return fail(l, at, "needs exactly one of \"keys_file\" and \"keys\"");
+    if (file != NULL) {
+        if ((r = read_keys_file(l, &file_at, a, file)) < 0)
+            return r;
+        if (a->napi_keys == 0)
+            return fail(l, &file_at, "%s holds no key", quote(l, file));
+        return 0;
+    }
+    /* Keys are secrets: never written in the config itself, only referenced. */
+    size_t elen = strlen(env), nsubst = 0;
+    if (elen < 7 || strncmp(env, "{env.", 5) != 0 || env[elen - 1] != '}' ||
+        strchr(env + 1, '{') != NULL)
+        return fail(l, &keys_at,
+                    "must be one {env.NAME} reference (keys are never written in the config; "
+                    "or use \"keys_file\")");
+    char *value = NULL;
+    if ((r = subst_env(l, &keys_at, env, false, &value, &nsubst)) < 0)
+        return r;
+    r = add_api_keys(l, &keys_at, a, value, strlen(value), true, env);
+    OPENSSL_cleanse(value, strlen(value));
+    free(value);
+    if (r == 0 && a->napi_keys == 0)
+        r = fail(l, &keys_at, "%s holds no key", env);
+    return r;
+}
+
+/* "auth": an object, or false (for an endpoint: open, not the top level's either). */
+static int load_auth(struct loader *l, const struct jpath *parent, json_t *obj, bool *ret_present,
+                     gd_auth_conf_t **ret)
+{
+    static const char *const keys[] = {"api_keys", NULL};
+    struct jpath at = {parent, "auth", 0}, api_at = {&at, "api_keys", 0};
+    json_t *v = json_object_get(obj, "auth"), *api;
+    gd_auth_conf_t *a;
+    int r;
+
+    *ret = NULL;
+    *ret_present = v != NULL;
+    if (v == NULL || json_is_false(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    if ((r = check_object(l, &at, v, keys)) < 0)
+        return r;
+    api = json_object_get(v, "api_keys");
+    if (api == NULL)
+        return fail(l, &at, "needs \"api_keys\"");
+    a = gd_xcalloc(1, sizeof(*a));
+    if ((r = load_api_keys(l, &api_at, api, a)) < 0) {
+        free_auth(a);
+        return r;
+    }
+    *ret = a;
+    return 0;
+}
+
 /* "compress": an object, or false; the keys an object leaves out are @def's. */
 static int load_compress(struct loader *l, const struct jpath *parent, json_t *obj,
                          const gd_compress_conf_t *def, gd_compress_conf_t *ret)
@@ -2505,11 +2686,12 @@ static int load_cache_control(struct loader *l, const struct jpath *at, json_t *
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"method", "path",     "timeout_ms",    "params", "calls",
-                                       "cors",   "compress", "cache_control", "etag",   NULL};
+    static const char *const keys[] = {"method", "path", "timeout_ms", "params",
+                                       "calls",  "cors", "compress",   "cache_control",
+                                       "etag",   "auth", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
-    bool has_cors = false;
+    bool has_cors = false, has_auth = false;
     int r;
 
     if ((r = check_object(l, at, v, keys)) < 0 ||
@@ -2530,9 +2712,11 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||
-        (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0)
+        (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0 ||
+        (r = load_auth(l, at, v, &has_auth, &ep->own_auth)) < 0)
         return r;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
+    ep->auth = has_auth ? ep->own_auth : cfg->auth;
     return 0;
 }
 
@@ -2576,11 +2760,12 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_request_body_bytes",
                                        "cors",
                                        "compress",
+                                       "auth",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
                                                         .level = DEFAULT_COMPRESS_LEVEL};
-    bool has_cors = false;
+    bool has_cors = false, has_auth = false;
     long long x = 0;
     int r;
 
@@ -2620,6 +2805,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
         (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
+        (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
@@ -2797,9 +2983,11 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(ep->method);
         free(ep->path);
         free_cors(ep->own_cors);
+        free_auth(ep->own_auth);
         free(ep->cache_control);
     }
     free_cors(config->cors);
+    free_auth(config->auth);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

@@ -179,6 +179,16 @@ typedef struct gd_compress_conf {
     int level;        /* zlib's, 1..9 */
 } gd_compress_conf_t;
 
+/* "auth": who may call an endpoint. */
+typedef struct gd_auth_conf {
+    /* read-only */
+    char *api_key_header; /* "api_keys": the request header holding the key, lower-case; NULL:
+                           * no API keys */
+    unsigned char (*api_key_hashes)[32]; /* SHA-256 of each key: keys themselves are not kept */
+    size_t napi_keys;
+    char *api_key_challenge; /* the WWW-Authenticate of a 401 */
+} gd_auth_conf_t;
+
 /* One segment of an endpoint's path pattern. */
 typedef struct gd_path_segment {
     /* read-only */
@@ -204,6 +214,8 @@ typedef struct gd_endpoint_conf {
     gd_compress_conf_t compress; /* its own, else the top level's */
     char *cache_control;         /* on complete 2xx answers; NULL: none */
     bool has_etag; /* complete 200 answers carry a strong ETag; If-None-Match gives 304 */
+    const gd_auth_conf_t *auth; /* its own, else the top level's; NULL: anyone may call */
+    gd_auth_conf_t *own_auth;   /* owned; NULL when inherited or "auth": false */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -269,6 +281,7 @@ typedef struct gd_config {
     gd_log_conf_t log;
     gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
     gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
+    gd_auth_conf_t *auth;        /* owned; NULL: endpoints without their own "auth" are open */
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "front/auth.h"
 #include "front/cors.h"
 #include "gather/access.h"
 #include "gather/respond.h"
@@ -142,6 +143,14 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (r != 0) {
         answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request",
                      "the path has a malformed percent-encoding", NULL, NULL);
+        return;
+    }
+
+    /* Before the parameters: a client without credentials learns nothing about them. */
+    gd_auth_refusal_t refusal;
+    if (gd_auth_check(ep->auth, req, &refusal) != 0) {
+        answer_error(ctx, req, ep, request_id, started_at_ns, 401, refusal.code, refusal.message,
+                     "www-authenticate", refusal.challenge);
         return;
     }
 

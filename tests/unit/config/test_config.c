@@ -1808,9 +1808,73 @@ static void test_null_on_and_status_map(void)
                      "conf/x.json: endpoints[0].calls.q.null_on: unknown key");
 }
 
+/* "auth": API keys from a file or the environment, inheritance, errors without the keys. */
+static void test_auth_keys(void)
+{
+    char path[] = "/tmp/gd-test-keys-XXXXXX", json[1024];
+    int fd = mkstemp(path);
+    const char *text = "# keys\nfirst-key\r\n\n  second-key \n";
+    gd_config_t *cfg;
+
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    CHECK_INT_EQ(setenv("GD_TEST_API_KEYS", "a-key,b-key c-key", 1), 0);
+    snprintf(json, sizeof(json),
+             ENDPOINTS("{'path':'/a'," CALLS "},"
+                       "{'path':'/b','auth':false," CALLS "},"
+                       "{'path':'/c','auth':{'api_keys':{'header':'X-Key',"
+                       "'keys':'{env.GD_TEST_API_KEYS}'}}," CALLS "}"));
+    /* the top-level "auth" goes in front of "endpoints" */
+    char *at = strstr(json, "'endpoints'");
+    char with_auth[1200];
+    snprintf(with_auth, sizeof(with_auth), "%.*s'auth':{'api_keys':{'keys_file':'%s'}},%s",
+             (int)(at - json), json, path, at);
+    cfg = LOAD_OK(with_auth);
+    CHECK(cfg->auth != NULL);
+    CHECK_STR_EQ(cfg->auth->api_key_header, "x-api-key");
+    CHECK_INT_EQ(cfg->auth->napi_keys, 2);
+    CHECK(cfg->endpoints[0].auth == cfg->auth);
+    CHECK(cfg->endpoints[1].auth == NULL);
+    CHECK(cfg->endpoints[2].auth != NULL && cfg->endpoints[2].auth != cfg->auth);
+    CHECK_STR_EQ(cfg->endpoints[2].auth->api_key_header, "x-key");
+    CHECK_INT_EQ(cfg->endpoints[2].auth->napi_keys, 3);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'cors':false"));
+    CHECK(cfg->auth == NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ROOT("'auth':true"),
+                     "conf/x.json: auth: must be an object or false, not a boolean");
+    CHECK_CONFIG_ERR(ROOT("'auth':{}"), "conf/x.json: auth: needs \"api_keys\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{}}"),
+                     "conf/x.json: auth.api_keys: needs exactly one of \"keys_file\" and \"keys\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'s3cret'}}"),
+                     "conf/x.json: auth.api_keys.keys: must be one {env.NAME} reference (keys "
+                     "are never written in the config; or use \"keys_file\")");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}x'}}"),
+                     "conf/x.json: auth.api_keys.keys: must be one {env.NAME} reference (keys "
+                     "are never written in the config; or use \"keys_file\")");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'header':'authorization','keys':'{env.X}'}}"),
+                     "conf/x.json: auth.api_keys.header: cannot be \"authorization\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys_file':'/nonexistent/keys'}}"),
+                     "conf/x.json: auth.api_keys.keys_file: cannot open \"/nonexistent/keys\": "
+                     "No such file or directory");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_UNSET_KEYS}'}}"),
+                     "conf/x.json: auth.api_keys.keys: environment variable GD_TEST_UNSET_KEYS "
+                     "is not set (referenced as {env.GD_TEST_UNSET_KEYS})");
+    CHECK_CONFIG_ERR(ENDPOINT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}','x':1}}," CALLS),
+                     "conf/x.json: endpoints[0].auth.api_keys.x: unknown key");
+    CHECK_INT_EQ(setenv("GD_TEST_API_KEYS", " , ", 1), 0);
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}'}}"),
+                     "conf/x.json: auth.api_keys.keys: {env.GD_TEST_API_KEYS} holds no key");
+    unlink(path);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
+    {"auth_keys", test_auth_keys},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},

@@ -1,0 +1,40 @@
+/*
+ * gd_auth: who may call an endpoint ("auth"). API keys: the key in a request header, compared
+ * in constant time against the SHA-256 of every configured key. The key itself is never
+ * logged, nor copied anywhere but the hash computed here.
+ */
+#ifndef GD_AUTH_H
+#define GD_AUTH_H
+
+#include <stddef.h>
+
+#include <h2o.h>
+
+#include "config/config.h"
+
+/* gd_auth_check()'s outcomes besides 0 */
+enum {
+    GD_AUTH_MISSING = 1, /* no credentials were sent: 401 */
+    GD_AUTH_INVALID,     /* credentials were sent and are wrong: 401 */
+};
+
+/* Why a request was refused, for its 401 answer. */
+typedef struct gd_auth_refusal {
+    const char *code;      /* "unauthorized" */
+    const char *message;   /* static text: never the credentials */
+    const char *challenge; /* the WWW-Authenticate value, borrowed from the config */
+} gd_auth_refusal_t;
+
+/**
+ * Checks @req against @auth (NULL: open, 0). Returns 0 when the request may go on, or
+ * GD_AUTH_MISSING / GD_AUTH_INVALID with *@ret_refusal filled (for a 401).
+ */
+int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, gd_auth_refusal_t *ret_refusal);
+
+/**
+ * Whether [@key, @key + @len) is one of @auth's API keys, in time that depends on the number of
+ * keys only, never on where the key differs. Every key is compared, with no early exit.
+ */
+bool gd_auth_is_api_key(const gd_auth_conf_t *auth, const char *key, size_t len);
+
+#endif
