@@ -14,6 +14,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
 
 #include "base/util.h"
@@ -2455,10 +2457,29 @@ static int load_cors(struct loader *l, const struct jpath *parent, json_t *obj, 
     return 0;
 }
 
+static void free_jwt(gd_jwt_conf_t *j)
+{
+    if (j == NULL)
+        return;
+    free_strv(j->algorithms, j->nalgorithms);
+    if (j->key != NULL)
+        OPENSSL_cleanse(j->key, j->key_len);
+    free(j->key);
+    free(j->issuer);
+    free(j->audience);
+    for (size_t i = 0; i < j->nrequired_claims; i++) {
+        free(j->required_claims[i].name);
+        free(j->required_claims[i].value);
+    }
+    free(j->required_claims);
+    free(j);
+}
+
 static void free_auth(gd_auth_conf_t *a)
 {
     if (a == NULL)
         return;
+    free_jwt(a->jwt);
     free(a->api_key_header);
     if (a->api_key_hashes != NULL)
         OPENSSL_cleanse(a->api_key_hashes, a->napi_keys * sizeof(*a->api_key_hashes));
@@ -2604,13 +2625,139 @@ static int load_api_keys(struct loader *l, const struct jpath *at, json_t *v, gd
     return r;
 }
 
+#define DEFAULT_JWT_LEEWAY_S 30
+#define MAX_JWT_LEEWAY_S     600
+#define MAX_JWT_KEY_BYTES    (1 << 20)
+
+static bool is_jwt_algorithm(const char *s)
+{
+    static const char *const algs[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                       "RS512", "ES256", "ES384", NULL};
+    for (size_t i = 0; algs[i] != NULL; i++)
+        if (strcmp(s, algs[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Reads "key_file" whole (config load only). An HMAC secret loses one trailing newline. */
+static int read_jwt_key(struct loader *l, const struct jpath *at, gd_jwt_conf_t *j,
+                        const char *path, bool is_hmac)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    size_t len;
+
+    if (f == NULL)
+        return fail(l, at, "cannot open %s: %s", quote(l, path), strerror(errno));
+    buf = gd_xmalloc(MAX_JWT_KEY_BYTES + 2);
+    len = fread(buf, 1, MAX_JWT_KEY_BYTES + 1, f);
+    bool is_error = ferror(f) != 0;
+    fclose(f);
+    if (is_error || len > MAX_JWT_KEY_BYTES || len == 0) {
+        OPENSSL_cleanse(buf, MAX_JWT_KEY_BYTES + 2);
+        free(buf);
+        return fail(l, at, "%s is %s", quote(l, path),
+                    is_error   ? "unreadable"
+                    : len == 0 ? "empty"
+                               : "larger than 1 MiB");
+    }
+    if (is_hmac && buf[len - 1] == '\n')
+        len--;
+    if (is_hmac && len > 0 && buf[len - 1] == '\r')
+        len--;
+    buf[len] = '\0';
+    j->key = buf;
+    j->key_len = len;
+    return 0;
+}
+
+/* A PEM public key of the type the algorithms need: RSA for RS*, EC P-256/P-384 for ES*. */
+static int check_jwt_pem(struct loader *l, const struct jpath *at, const gd_jwt_conf_t *j,
+                         const char *path, char family)
+{
+    BIO *bio = BIO_new_mem_buf(j->key, (int)j->key_len);
+    EVP_PKEY *pk = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    int r = 0;
+
+    BIO_free(bio);
+    if (pk == NULL)
+        return fail(l, at, "%s holds no PEM public key (\"-----BEGIN PUBLIC KEY-----\")",
+                    quote(l, path));
+    if (family == 'R' && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+        r = fail(l, at, "%s is not an RSA public key, which RS* algorithms need", quote(l, path));
+    else if (family == 'E' && EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC)
+        r = fail(l, at, "%s is not an EC public key, which ES* algorithms need", quote(l, path));
+    EVP_PKEY_free(pk);
+    return r;
+}
+
+static int load_jwt(struct loader *l, const struct jpath *at, json_t *v, gd_jwt_conf_t *j)
+{
+    static const char *const keys[] = {"algorithms", "key_file",        "issuer", "audience",
+                                       "leeway_s",   "required_claims", NULL};
+    struct jpath algs_at = {at, "algorithms", 0}, key_at = {at, "key_file", 0},
+                 claims_at = {at, "required_claims", 0};
+    const char *key_file = NULL, *issuer = NULL, *audience = NULL;
+    json_t *member = NULL, *claims;
+    long long x = 0;
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_member(l, at, v, "algorithms", true, &member)) < 0 ||
+        (r = get_token_list(l, at, v, "algorithms", is_jwt_algorithm,
+                            "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384", false,
+                            false, &j->algorithms, &j->nalgorithms)) < 0 ||
+        (r = get_string(l, at, v, "key_file", true, NULL, &key_file)) < 0 ||
+        (r = get_string(l, at, v, "issuer", false, NULL, &issuer)) < 0 ||
+        (r = get_string(l, at, v, "audience", false, NULL, &audience)) < 0 ||
+        (r = get_int(l, at, v, "leeway_s", 0, MAX_JWT_LEEWAY_S, DEFAULT_JWT_LEEWAY_S, &x)) < 0)
+        return r;
+    j->leeway_s = (unsigned)x;
+    /* One family per key: a token may never choose how its own signature is checked (an RSA
+     * public key taken as an HMAC secret, RFC 8725 section 2.1). */
+    char family = j->algorithms[0][0];
+    for (size_t i = 1; i < j->nalgorithms; i++)
+        if (j->algorithms[i][0] != family) {
+            struct jpath ip = {&algs_at, NULL, i};
+            return fail(l, &ip, "must be of the same family as %s (one key serves one family)",
+                        j->algorithms[0]);
+        }
+    if ((r = read_jwt_key(l, &key_at, j, key_file, family == 'H')) < 0 ||
+        (family != 'H' && (r = check_jwt_pem(l, &key_at, j, key_file, family)) < 0))
+        return r;
+    if (family == 'H' && j->key_len < 32)
+        return fail(l, &key_at,
+                    "%s: an HMAC secret must have at least 32 bytes (RFC 7518 "
+                    "section 3.2)",
+                    quote(l, key_file));
+    j->issuer = issuer != NULL ? gd_xstrdup(issuer) : NULL;
+    j->audience = audience != NULL ? gd_xstrdup(audience) : NULL;
+    claims = json_object_get(v, "required_claims");
+    if (claims != NULL) {
+        const char *name;
+        json_t *cv;
+        if (!json_is_object(claims))
+            return fail_type(l, &claims_at, claims, "an object of strings");
+        j->required_claims = gd_xcalloc(json_object_size(claims) + 1, sizeof(*j->required_claims));
+        json_object_foreach(claims, name, cv)
+        {
+            struct jpath cp = {&claims_at, name, 0};
+            if (!json_is_string(cv))
+                return fail_type(l, &cp, cv, "a string");
+            j->required_claims[j->nrequired_claims].name = gd_xstrdup(name);
+            j->required_claims[j->nrequired_claims++].value = gd_xstrdup(json_string_value(cv));
+        }
+    }
+    return 0;
+}
+
 /* "auth": an object, or false (for an endpoint: open, not the top level's either). */
 static int load_auth(struct loader *l, const struct jpath *parent, json_t *obj, bool *ret_present,
                      gd_auth_conf_t **ret)
 {
-    static const char *const keys[] = {"api_keys", NULL};
-    struct jpath at = {parent, "auth", 0}, api_at = {&at, "api_keys", 0};
-    json_t *v = json_object_get(obj, "auth"), *api;
+    static const char *const keys[] = {"api_keys", "jwt", NULL};
+    struct jpath at = {parent, "auth", 0}, api_at = {&at, "api_keys", 0}, jwt_at = {&at, "jwt", 0};
+    json_t *v = json_object_get(obj, "auth"), *api, *jwt;
     gd_auth_conf_t *a;
     int r;
 
@@ -2623,10 +2770,17 @@ static int load_auth(struct loader *l, const struct jpath *parent, json_t *obj, 
     if ((r = check_object(l, &at, v, keys)) < 0)
         return r;
     api = json_object_get(v, "api_keys");
-    if (api == NULL)
-        return fail(l, &at, "needs \"api_keys\"");
+    jwt = json_object_get(v, "jwt");
+    if ((api == NULL) == (jwt == NULL))
+        return fail(l, &at, "needs exactly one of \"api_keys\" and \"jwt\"");
     a = gd_xcalloc(1, sizeof(*a));
-    if ((r = load_api_keys(l, &api_at, api, a)) < 0) {
+    if (api != NULL)
+        r = load_api_keys(l, &api_at, api, a);
+    else if (!json_is_object(jwt))
+        r = fail_type(l, &jwt_at, jwt, "an object");
+    else
+        r = load_jwt(l, &jwt_at, jwt, a->jwt = gd_xcalloc(1, sizeof(*a->jwt)));
+    if (r < 0) {
         free_auth(a);
         return r;
     }

@@ -179,6 +179,27 @@ typedef struct gd_compress_conf {
     int level;        /* zlib's, 1..9 */
 } gd_compress_conf_t;
 
+/* "auth.jwt.required_claims": a claim and the value it must have (or contain). */
+typedef struct gd_claim_rule {
+    /* read-only */
+    char *name;
+    char *value;
+} gd_claim_rule_t;
+
+/* "auth.jwt": bearer tokens (RFC 7519) verified against one key. */
+typedef struct gd_jwt_conf {
+    /* read-only */
+    char **algorithms; /* "HS256", ...: all of one family, matching the key */
+    size_t nalgorithms;
+    unsigned char *key; /* the HMAC secret, or the PEM public key; may be secret: never logged */
+    size_t key_len;
+    char *issuer;   /* "iss" must equal it; NULL: not checked */
+    char *audience; /* "aud" must be or contain it; NULL: not checked */
+    unsigned leeway_s;
+    gd_claim_rule_t *required_claims; /* a mismatch is a 403 */
+    size_t nrequired_claims;
+} gd_jwt_conf_t;
+
 /* "auth": who may call an endpoint. */
 typedef struct gd_auth_conf {
     /* read-only */
@@ -187,6 +208,7 @@ typedef struct gd_auth_conf {
     unsigned char (*api_key_hashes)[32]; /* SHA-256 of each key: keys themselves are not kept */
     size_t napi_keys;
     char *api_key_challenge; /* the WWW-Authenticate of a 401 */
+    gd_jwt_conf_t *jwt;      /* owned; NULL: no bearer tokens */
 } gd_auth_conf_t;
 
 /* One segment of an endpoint's path pattern. */

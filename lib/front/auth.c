@@ -1,7 +1,14 @@
 #include "front/auth.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
+#include <jansson.h>
+#include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -19,14 +26,210 @@ bool gd_auth_is_api_key(const gd_auth_conf_t *auth, const char *key, size_t len)
     return found != 0;
 }
 
+/* RFC 6750 section 3: a challenge with an error code and a fixed description (no quotes). */
+static const char *bearer_challenge(h2o_req_t *req, const char *error, const char *description)
+{
+    size_t cap = 96 + strlen(description);
+    char *s = h2o_mem_alloc_pool(&req->pool, cap);
+
+    snprintf(s, cap, "Bearer realm=\"gatherd\", error=\"%s\", error_description=\"%s\"", error,
+             description);
+    return s;
+}
+
+static int refuse_token(h2o_req_t *req, const char *why, gd_auth_refusal_t *ret)
+{
+    ret->status = 401;
+    ret->code = "unauthorized";
+    ret->message = why;
+    ret->challenge = bearer_challenge(req, "invalid_token", why);
+    return GD_AUTH_INVALID;
+}
+
+static bool json_has_string(const json_t *v, const char *want, bool is_space_list)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = strlen(want);
+        if (!is_space_list)
+            return strcmp(s, want) == 0;
+        for (const char *p = s; *p != '\0';) {
+            const char *end = strchr(p, ' ');
+            size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+            if (len == n && memcmp(p, want, n) == 0)
+                return true;
+            p += len;
+            while (*p == ' ')
+                p++;
+        }
+        return false;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) if (json_is_string(e) &&
+                                        strcmp(json_string_value(e), want) == 0) return true;
+    }
+    return false;
+}
+
+/* The claims of a verified token: dates, issuer, audience, then the required claims. */
+static int check_claims(const gd_jwt_conf_t *jc, h2o_req_t *req, const json_t *claims,
+                        gd_auth_refusal_t *ret)
+{
+    json_t *exp = json_object_get(claims, "exp"), *nbf = json_object_get(claims, "nbf");
+    double now = (double)time(NULL);
+
+    if (!json_is_number(exp))
+        return refuse_token(req, "the token has no expiry time (exp)", ret);
+    if (now > json_number_value(exp) + jc->leeway_s)
+        return refuse_token(req, "the token has expired", ret);
+    if (nbf != NULL && (!json_is_number(nbf) || now + jc->leeway_s < json_number_value(nbf)))
+        return refuse_token(req, "the token is not valid yet", ret);
+    if (jc->issuer != NULL && !json_has_string(json_object_get(claims, "iss"), jc->issuer, false))
+        return refuse_token(req, "the token's issuer is not accepted", ret);
+    if (jc->audience != NULL &&
+        !json_has_string(json_object_get(claims, "aud"), jc->audience, false))
+        return refuse_token(req, "the token is not meant for this audience", ret);
+    for (size_t i = 0; i < jc->nrequired_claims; i++) {
+        const gd_claim_rule_t *rule = &jc->required_claims[i];
+        if (!json_has_string(json_object_get(claims, rule->name), rule->value,
+                             strcmp(rule->name, "scope") == 0)) {
+            size_t cap = 64 + strlen(rule->name);
+            char *msg = h2o_mem_alloc_pool(&req->pool, cap);
+            snprintf(msg, cap, "the token lacks the required claim %s", rule->name);
+            ret->status = 403;
+            ret->code = "forbidden";
+            ret->message = msg;
+            ret->challenge = bearer_challenge(req, "insufficient_scope", msg);
+            return GD_AUTH_FORBIDDEN;
+        }
+    }
+    return 0;
+}
+
+#define MAX_TOKEN_LEN 8192
+
+/* Decodes base64url (RFC 4648 section 5, no padding) [@s, @s + @len) into @out (at least
+ * len * 3 / 4 + 1 bytes). Returns the length, or -1 on a bad character or length. */
+static ssize_t b64url_decode(const char *s, size_t len, unsigned char *out)
+{
+    unsigned acc = 0, nbits = 0;
+    size_t n = 0;
+
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+                : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                : c >= '0' && c <= '9' ? c - '0' + 52
+                : c == '-'             ? 62
+                : c == '_'             ? 63
+                                       : -1;
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        nbits += 6;
+        if (nbits >= 8) {
+            nbits -= 8;
+            out[n++] = (unsigned char)(acc >> nbits);
+            acc &= (1u << nbits) - 1;
+        }
+    }
+    return (ssize_t)n;
+}
+
+/* The "alg" of @token's JOSE header (RFC 7515 section 4.1.1), not yet verified. */
+static int read_alg(h2o_req_t *req, const char *token, char *alg, size_t cap)
+{
+    const char *dot = strchr(token, '.');
+    unsigned char *head;
+    ssize_t n;
+    json_t *h;
+    int r = -EPROTO;
+
+    if (dot == NULL || dot == token)
+        return -EPROTO;
+    head = h2o_mem_alloc_pool(&req->pool, (size_t)(dot - token) * 3 / 4 + 4);
+    if ((n = b64url_decode(token, (size_t)(dot - token), head)) < 0)
+        return -EPROTO;
+    h = json_loadb((const char *)head, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    const char *a = json_string_value(json_object_get(h, "alg"));
+    if (a != NULL && strlen(a) < cap) {
+        strcpy(alg, a);
+        r = 0;
+    }
+    json_decref(h);
+    return r;
+}
+
+static int check_jwt(const gd_jwt_conf_t *jc, h2o_req_t *req, gd_auth_refusal_t *ret)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    jwt_t *jwt = NULL;
+    json_t *claims = NULL;
+    char *token, *grants;
+    int r;
+
+    if (i < 0) {
+        ret->status = 401;
+        ret->code = "unauthorized";
+        ret->message = "a bearer token is required";
+        ret->challenge = "Bearer realm=\"gatherd\""; /* RFC 6750 section 3.1: no error code */
+        return GD_AUTH_MISSING;
+    }
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0 || v.len < 8 ||
+        strncasecmp(v.base, "bearer ", 7) != 0 || v.len - 7 > MAX_TOKEN_LEN)
+        return refuse_token(req, "the Authorization header does not hold one bearer token", ret);
+    token = h2o_mem_alloc_pool(&req->pool, v.len - 7 + 1);
+    memcpy(token, v.base + 7, v.len - 7);
+    token[v.len - 7] = '\0';
+    for (char *p = token; *p != '\0'; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
+            return refuse_token(req, "the token is malformed", ret);
+    /* The algorithm first, from the unverified header: only a configured one may pick how the
+     * signature is checked (never "none", never HMAC with a public key as the secret). */
+    char alg[16];
+    if (read_alg(req, token, alg, sizeof(alg)) != 0)
+        return refuse_token(req, "the token is malformed", ret);
+    bool is_accepted = false;
+    for (size_t k = 0; k < jc->nalgorithms; k++)
+        is_accepted |= strcmp(alg, jc->algorithms[k]) == 0;
+    if (!is_accepted)
+        return refuse_token(req, "the token's algorithm is not accepted", ret);
+    if (jwt_decode(&jwt, token, jc->key, (int)jc->key_len) != 0 ||
+        jwt_alg_str(jwt_get_alg(jwt)) == NULL || strcmp(jwt_alg_str(jwt_get_alg(jwt)), alg) != 0) {
+        r = refuse_token(req, "the token's signature is not valid", ret);
+        goto out;
+    }
+    grants = jwt_get_grants_json(jwt, NULL);
+    claims = grants != NULL ? json_loads(grants, 0, NULL) : NULL;
+    free(grants);
+    if (!json_is_object(claims)) {
+        r = refuse_token(req, "the token is malformed", ret);
+        goto out;
+    }
+    r = check_claims(jc, req, claims, ret);
+out:
+    json_decref(claims);
+    if (jwt != NULL)
+        jwt_free(jwt);
+    return r;
+}
+
 int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, gd_auth_refusal_t *ret_refusal)
 {
     ssize_t i;
 
-    if (auth == NULL || auth->api_key_header == NULL)
+    if (auth == NULL)
         return 0;
+    if (auth->jwt != NULL)
+        return check_jwt(auth->jwt, req, ret_refusal);
     i = h2o_find_header_by_str(&req->headers, auth->api_key_header, strlen(auth->api_key_header),
                                -1);
+    ret_refusal->status = 401;
     ret_refusal->code = "unauthorized";
     ret_refusal->challenge = auth->api_key_challenge;
     if (i < 0 || req->headers.entries[i].value.len == 0) {

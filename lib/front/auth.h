@@ -1,7 +1,9 @@
 /*
  * gd_auth: who may call an endpoint ("auth"). API keys: the key in a request header, compared
- * in constant time against the SHA-256 of every configured key. The key itself is never
- * logged, nor copied anywhere but the hash computed here.
+ * in constant time against the SHA-256 of every configured key. JWT bearer tokens (RFC 6750,
+ * RFC 7519) verified with libjwt against one key, after gatherd checked the token's algorithm
+ * against the configured ones; then exp, nbf, iss, aud and the required claims. Keys and tokens
+ * are never logged, nor copied anywhere but where they are checked here.
  */
 #ifndef GD_AUTH_H
 #define GD_AUTH_H
@@ -16,18 +18,21 @@
 enum {
     GD_AUTH_MISSING = 1, /* no credentials were sent: 401 */
     GD_AUTH_INVALID,     /* credentials were sent and are wrong: 401 */
+    GD_AUTH_FORBIDDEN,   /* a valid token without a required claim: 403 */
 };
 
 /* Why a request was refused, for its 401 answer. */
 typedef struct gd_auth_refusal {
-    const char *code;      /* "unauthorized" */
-    const char *message;   /* static text: never the credentials */
-    const char *challenge; /* the WWW-Authenticate value, borrowed from the config */
+    int status;            /* 401 or 403 */
+    const char *code;      /* "unauthorized" or "forbidden" */
+    const char *message;   /* static text or from the config: never the credentials */
+    const char *challenge; /* the WWW-Authenticate value, from the config or @req's pool */
 } gd_auth_refusal_t;
 
 /**
  * Checks @req against @auth (NULL: open, 0). Returns 0 when the request may go on, or
- * GD_AUTH_MISSING / GD_AUTH_INVALID with *@ret_refusal filled (for a 401).
+ * GD_AUTH_MISSING / GD_AUTH_INVALID / GD_AUTH_FORBIDDEN with *@ret_refusal filled. Does not
+ * yield; a token's signature is checked on the calling thread (tens of microseconds for RSA).
  */
 int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, gd_auth_refusal_t *ret_refusal);
 

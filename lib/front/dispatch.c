@@ -149,8 +149,8 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     /* Before the parameters: a client without credentials learns nothing about them. */
     gd_auth_refusal_t refusal;
     if (gd_auth_check(ep->auth, req, &refusal) != 0) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, 401, refusal.code, refusal.message,
-                     "www-authenticate", refusal.challenge);
+        answer_error(ctx, req, ep, request_id, started_at_ns, refusal.status, refusal.code,
+                     refusal.message, "www-authenticate", refusal.challenge);
         return;
     }
 

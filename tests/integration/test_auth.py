@@ -115,7 +115,7 @@ class ApiKeyTest(GatherdTestCase):
                  'auth.api_keys.keys: must be one {env.NAME} reference'),
                 ({'api_keys': {'keys': '{env.GD_NOT_SET_X}'}}, None, 'GD_NOT_SET_X'),
                 ({'api_keys': {}}, None, 'needs exactly one of'),
-                ({}, None, 'auth: needs "api_keys"')):
+                ({}, None, 'auth: needs exactly one of "api_keys" and "jwt"')):
             r = check(auth, env)
             self.assertEqual(r.returncode, 1, (auth, r.stderr))
             self.assertIn(want, r.stderr)

@@ -1846,7 +1846,8 @@ static void test_auth_keys(void)
 
     CHECK_CONFIG_ERR(ROOT("'auth':true"),
                      "conf/x.json: auth: must be an object or false, not a boolean");
-    CHECK_CONFIG_ERR(ROOT("'auth':{}"), "conf/x.json: auth: needs \"api_keys\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{}"),
+                     "conf/x.json: auth: needs exactly one of \"api_keys\" and \"jwt\"");
     CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{}}"),
                      "conf/x.json: auth.api_keys: needs exactly one of \"keys_file\" and \"keys\"");
     CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'s3cret'}}"),
@@ -1871,10 +1872,52 @@ static void test_auth_keys(void)
     unlink(path);
 }
 
+/* "auth.jwt": an HMAC secret from a file, defaults, and errors that never show the secret. */
+static void test_auth_jwt(void)
+{
+    char path[] = "/tmp/gd-test-jwt-XXXXXX", json[1024];
+    int fd = mkstemp(path);
+    const char *secret = "0123456789abcdef0123456789abcdef\n";
+    gd_config_t *cfg;
+
+    CHECK(fd >= 0);
+    CHECK(write(fd, secret, strlen(secret)) == (ssize_t)strlen(secret));
+    close(fd);
+    snprintf(json, sizeof(json),
+             ENDPOINT("'auth':{'jwt':{'algorithms':['HS256','HS512'],'key_file':'%s',"
+                      "'required_claims':{'scope':'a:b'}}}," CALLS),
+             path);
+    cfg = LOAD_OK(json);
+    const gd_jwt_conf_t *j = cfg->endpoints[0].auth->jwt;
+    CHECK(j != NULL);
+    CHECK_INT_EQ(j->key_len, 32); /* the trailing newline is not part of the secret */
+    CHECK_INT_EQ(j->nalgorithms, 2);
+    CHECK_INT_EQ(j->leeway_s, 30);
+    CHECK(j->issuer == NULL && j->audience == NULL);
+    CHECK_INT_EQ(j->nrequired_claims, 1);
+    CHECK_STR_EQ(j->required_claims[0].value, "a:b");
+    gd_config_free(cfg);
+    snprintf(json, sizeof(json), ROOT("'auth':{'jwt':{'algorithms':['RS256'],'key_file':'%s'}}"),
+             path);
+    char *want = NULL;
+    CHECK(asprintf(&want,
+                   "conf/x.json: auth.jwt.key_file: \"%s\" holds no PEM public key "
+                   "(\"-----BEGIN PUBLIC KEY-----\")",
+                   path) > 0);
+    CHECK_CONFIG_ERR(json, want);
+    free(want);
+    CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':{'algorithms':[],'key_file':'/x'}}"),
+                     "conf/x.json: auth.jwt.algorithms: must not be empty");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':true}"), "conf/x.json: auth.jwt: must be an object, not a "
+                                                  "boolean");
+    unlink(path);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
     {"auth_keys", test_auth_keys},
+    {"auth_jwt", test_auth_jwt},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
