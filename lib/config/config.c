@@ -1019,7 +1019,10 @@ static gd_param_t *find_param(gd_endpoint_conf_t *ep, const char *name)
 /* Appends a string parameter, optional with default "", as a template reference makes it. */
 static gd_param_t *add_param(gd_endpoint_conf_t *ep, gd_src_t src, const char *key)
 {
-    const char *prefix = src == GD_SRC_QUERY ? "query." : src == GD_SRC_HEADER ? "header." : "";
+    const char *prefix = src == GD_SRC_QUERY    ? "query."
+                         : src == GD_SRC_HEADER ? "header."
+                         : src == GD_SRC_JWT    ? "jwt."
+                                                : "";
     size_t plen = strlen(prefix), klen = strlen(key);
     gd_param_t *p;
 
@@ -2871,6 +2874,13 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
     ep->auth = has_auth ? ep->own_auth : cfg->auth;
+    /* A claim is only known once a token was verified. */
+    for (size_t i = 0; i < ep->nparams; i++)
+        if (ep->params[i].src == GD_SRC_JWT && (ep->auth == NULL || ep->auth->jwt == NULL))
+            return fail(l, at,
+                        "uses {%s}, but has no \"auth\": {\"jwt\": ...} (its own or the "
+                        "top level's)",
+                        ep->params[i].name);
     return 0;
 }
 

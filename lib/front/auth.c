@@ -46,6 +46,21 @@ static int refuse_token(h2o_req_t *req, const char *why, gd_auth_refusal_t *ret)
     return GD_AUTH_INVALID;
 }
 
+/* A 403: "@before@name@after", with the challenge of RFC 6750 section 3.1. */
+static int forbid(h2o_req_t *req, const char *before, const char *name, const char *after,
+                  gd_auth_refusal_t *ret)
+{
+    size_t cap = strlen(before) + strlen(name) + strlen(after) + 1;
+    char *msg = h2o_mem_alloc_pool(&req->pool, cap);
+
+    snprintf(msg, cap, "%s%s%s", before, name, after);
+    ret->status = 403;
+    ret->code = "forbidden";
+    ret->message = msg;
+    ret->challenge = bearer_challenge(req, "insufficient_scope", msg);
+    return GD_AUTH_FORBIDDEN;
+}
+
 static bool json_has_string(const json_t *v, const char *want, bool is_space_list)
 {
     if (json_is_string(v)) {
@@ -95,14 +110,7 @@ static int check_claims(const gd_jwt_conf_t *jc, h2o_req_t *req, const json_t *c
         const gd_claim_rule_t *rule = &jc->required_claims[i];
         if (!json_has_string(json_object_get(claims, rule->name), rule->value,
                              strcmp(rule->name, "scope") == 0)) {
-            size_t cap = 64 + strlen(rule->name);
-            char *msg = h2o_mem_alloc_pool(&req->pool, cap);
-            snprintf(msg, cap, "the token lacks the required claim %s", rule->name);
-            ret->status = 403;
-            ret->code = "forbidden";
-            ret->message = msg;
-            ret->challenge = bearer_challenge(req, "insufficient_scope", msg);
-            return GD_AUTH_FORBIDDEN;
+            return forbid(req, "the token lacks the required claim ", rule->name, "", ret);
         }
     }
     return 0;
@@ -164,7 +172,8 @@ static int read_alg(h2o_req_t *req, const char *token, char *alg, size_t cap)
     return r;
 }
 
-static int check_jwt(const gd_jwt_conf_t *jc, h2o_req_t *req, gd_auth_refusal_t *ret)
+static int check_jwt(const gd_jwt_conf_t *jc, h2o_req_t *req, json_t **ret_claims,
+                     gd_auth_refusal_t *ret)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     jwt_t *jwt = NULL;
@@ -211,7 +220,10 @@ static int check_jwt(const gd_jwt_conf_t *jc, h2o_req_t *req, gd_auth_refusal_t 
         r = refuse_token(req, "the token is malformed", ret);
         goto out;
     }
-    r = check_claims(jc, req, claims, ret);
+    if ((r = check_claims(jc, req, claims, ret)) == 0) {
+        *ret_claims = claims;
+        claims = NULL;
+    }
 out:
     json_decref(claims);
     if (jwt != NULL)
@@ -219,14 +231,38 @@ out:
     return r;
 }
 
-int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, gd_auth_refusal_t *ret_refusal)
+int gd_auth_fill_claims(const gd_endpoint_conf_t *ep, h2o_req_t *req, const json_t *claims,
+                        gd_strv_t *values, gd_auth_refusal_t *ret_refusal)
+{
+    for (size_t i = 0; i < ep->nparams; i++) {
+        const gd_param_t *p = &ep->params[i];
+        if (p->src != GD_SRC_JWT)
+            continue;
+        json_t *c = json_object_get(claims, p->key);
+        if (json_is_string(c)) {
+            values[i] = (gd_strv_t){json_string_value(c), json_string_length(c)};
+        } else if (json_is_integer(c)) {
+            char *s = h2o_mem_alloc_pool(&req->pool, 24);
+            int n = snprintf(s, 24, "%" JSON_INTEGER_FORMAT, json_integer_value(c));
+            values[i] = (gd_strv_t){s, (size_t)n};
+        } else {
+            return forbid(req, "the token lacks the claim ", p->key,
+                          " (a string or an integer) that this endpoint needs", ret_refusal);
+        }
+    }
+    return 0;
+}
+
+int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, json_t **ret_claims,
+                  gd_auth_refusal_t *ret_refusal)
 {
     ssize_t i;
 
+    *ret_claims = NULL;
     if (auth == NULL)
         return 0;
     if (auth->jwt != NULL)
-        return check_jwt(auth->jwt, req, ret_refusal);
+        return check_jwt(auth->jwt, req, ret_claims, ret_refusal);
     i = h2o_find_header_by_str(&req->headers, auth->api_key_header, strlen(auth->api_key_header),
                                -1);
     ret_refusal->status = 401;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <h2o.h>
+#include <jansson.h>
 
 #include "config/config.h"
 
@@ -30,11 +31,21 @@ typedef struct gd_auth_refusal {
 } gd_auth_refusal_t;
 
 /**
- * Checks @req against @auth (NULL: open, 0). Returns 0 when the request may go on, or
- * GD_AUTH_MISSING / GD_AUTH_INVALID / GD_AUTH_FORBIDDEN with *@ret_refusal filled. Does not
- * yield; a token's signature is checked on the calling thread (tens of microseconds for RSA).
+ * Checks @req against @auth (NULL: open, 0). Returns 0 when the request may go on, with
+ * *@ret_claims the verified JWT's claims (a new reference, json_decref() it) or NULL without
+ * JWT; or GD_AUTH_MISSING / GD_AUTH_INVALID / GD_AUTH_FORBIDDEN with *@ret_refusal filled. Does
+ * not yield; a token's signature is checked on the calling thread (tens of µs for RSA).
  */
-int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, gd_auth_refusal_t *ret_refusal);
+int gd_auth_check(const gd_auth_conf_t *auth, h2o_req_t *req, json_t **ret_claims,
+                  gd_auth_refusal_t *ret_refusal);
+
+/**
+ * Fills the values of @ep's {jwt.NAME} parameters in @values from @claims: a string claim as it
+ * is, an integer in decimal (in @req's pool). Returns 0, or GD_AUTH_FORBIDDEN with
+ * *@ret_refusal filled when a claim is missing or of another type.
+ */
+int gd_auth_fill_claims(const gd_endpoint_conf_t *ep, h2o_req_t *req, const json_t *claims,
+                        gd_strv_t *values, gd_auth_refusal_t *ret_refusal);
 
 /**
  * Whether [@key, @key + @len) is one of @auth's API keys, in time that depends on the number of

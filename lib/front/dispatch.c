@@ -148,7 +148,8 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
 
     /* Before the parameters: a client without credentials learns nothing about them. */
     gd_auth_refusal_t refusal;
-    if (gd_auth_check(ep->auth, req, &refusal) != 0) {
+    json_t *claims = NULL; /* the verified JWT's, until the values are filled in below */
+    if (gd_auth_check(ep->auth, req, &claims, &refusal) != 0) {
         answer_error(ctx, req, ep, request_id, started_at_ns, refusal.status, refusal.code,
                      refusal.message, "www-authenticate", refusal.challenge);
         return;
@@ -168,12 +169,15 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (r == -ENOMEM) {
         answer_error(ctx, req, ep, request_id, started_at_ns, 503, "overloaded",
                      "out of memory checking parameters", NULL, NULL);
-        return;
-    }
-    if (r != 0) {
+    } else if (r != 0) {
         answer_error(ctx, req, ep, request_id, started_at_ns, 400, "invalid_parameter", err, NULL,
                      NULL);
-        return;
+    } else if (claims != NULL && gd_auth_fill_claims(ep, req, claims, values, &refusal) != 0) {
+        answer_error(ctx, req, ep, request_id, started_at_ns, refusal.status, refusal.code,
+                     refusal.message, "www-authenticate", refusal.challenge);
+    } else {
+        /* The claims' strings are borrowed by values for this call only. */
+        gd_gather_start(ctx, req, ep, values, request_id, started_at_ns);
     }
-    gd_gather_start(ctx, req, ep, values, request_id, started_at_ns);
+    json_decref(claims);
 }

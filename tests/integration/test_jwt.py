@@ -96,6 +96,9 @@ class JwtTest(GatherdTestCase):
                         auth=jwt(['RS256', 'RS384', 'RS512'], self.keys['rsa'][1])),
                endpoint('/es256', {'u': call('s', '/u')}, auth=jwt(['ES256'], self.keys['p256'][1])),
                endpoint('/es384', {'u': call('s', '/u')}, auth=jwt(['ES384'], self.keys['p384'][1])),
+               endpoint('/me', {'u': call('s', '/users/{jwt.sub}/t/{jwt.tenant}?n={jwt.n}',
+                                          headers={'x-user': '{jwt.sub}'})},
+                        auth=jwt(['HS256'], self.secret_file)),
                endpoint('/scoped', {'u': call('s', '/u')},
                         auth=jwt(['RS256'], self.keys['rsa'][1],
                                  required_claims={'scope': 'profile:read', 'tenant': 'acme'}))]
@@ -194,6 +197,38 @@ class JwtTest(GatherdTestCase):
         # refused requests start no call
         self.assertEqual(len(self.stub.requests_for('/u')), 4)
         self.assertNotIn('Bearer ey', gd.log())
+
+    def test_claims_in_templates(self):
+        self.stub.add('/users/user-7/t/acme', json={'mine': True})
+        self.stub.add('/users/a%2F..%2Fb/t/acme', json={'odd': True})
+        gd = self.start()
+        tok = sign('HS256', self.secret, self.claims(tenant='acme', n=42))
+        st, _, body, _ = self.bearer(gd, '/me', tok)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body), {'u': {'mine': True}})
+        reqs = self.stub.requests_for('/users/user-7/t/acme')
+        self.assertEqual(len(reqs), 1)
+        self.assertEqual(reqs[0][1], '/users/user-7/t/acme?n=42')
+        self.assertEqual(reqs[0][2].get('x-user'), 'user-7')
+        # a claim's value is percent-encoded like any other
+        tok = sign('HS256', self.secret, self.claims(sub='a/../b', tenant='acme', n=1))
+        st, _, body, _ = self.bearer(gd, '/me', tok)
+        self.assertEqual(json.loads(body), {'u': {'odd': True}})
+        # a claim the endpoint needs is missing, or not a string or an integer: 403
+        for claims, name in ((self.claims(n=1), 'tenant'),
+                             (self.claims(tenant=['acme'], n=1), 'tenant'),
+                             (self.claims(tenant='acme', n=1.5), 'n')):
+            self.assertRefused(gd, '/me', sign('HS256', self.secret, claims), 403,
+                               'the token lacks the claim %s (a string or an integer) that this '
+                               'endpoint needs' % name)
+        # {jwt.NAME} on an endpoint without jwt auth is a config error
+        path = os.path.join(self.tmp, 'nojwt.json')
+        with open(path, 'w') as f:
+            json.dump(config([endpoint('/a', {'u': call('s', '/users/{jwt.sub}')})],
+                             {'s': 'http://127.0.0.1:1'}, listen=['127.0.0.1:1']), f)
+        r = run_gatherd(['-t', '-c', path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('endpoints[0]: uses {jwt.sub}, but has no "auth": {"jwt": ...}', r.stderr)
 
     def test_check_config(self):
         def check(jwt):

@@ -1908,6 +1908,19 @@ static void test_auth_jwt(void)
     free(want);
     CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':{'algorithms':[],'key_file':'/x'}}"),
                      "conf/x.json: auth.jwt.algorithms: must not be empty");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/u/{jwt.sub}'"),
+                     "conf/x.json: endpoints[0]: uses {jwt.sub}, but has no \"auth\": "
+                     "{\"jwt\": ...} (its own or the top level's)");
+    snprintf(json, sizeof(json),
+             ENDPOINT("'auth':{'jwt':{'algorithms':['HS256'],'key_file':'%s'}},"
+                      "'calls':{'user':{'upstream':'accounts','path':'/u/{jwt.sub}'}}"),
+             path);
+    cfg = LOAD_OK(json);
+    const gd_param_t *p = &cfg->endpoints[0].params[1];
+    CHECK_INT_EQ(p->src, GD_SRC_JWT);
+    CHECK_STR_EQ(p->name, "jwt.sub");
+    CHECK_STR_EQ(p->key, "sub");
+    gd_config_free(cfg);
     CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':true}"), "conf/x.json: auth.jwt: must be an object, not a "
                                                   "boolean");
     unlink(path);
