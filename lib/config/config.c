@@ -13,11 +13,15 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include "base/b64url.h"
 #include "base/util.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
@@ -2465,9 +2469,12 @@ static void free_jwt(gd_jwt_conf_t *j)
     if (j == NULL)
         return;
     free_strv(j->algorithms, j->nalgorithms);
-    if (j->key != NULL)
-        OPENSSL_cleanse(j->key, j->key_len);
-    free(j->key);
+    for (size_t i = 0; i < j->nkeys; i++) {
+        OPENSSL_cleanse(j->keys[i].key, j->keys[i].key_len);
+        free(j->keys[i].key);
+        free(j->keys[i].kid);
+    }
+    free(j->keys);
     free(j->issuer);
     free(j->audience);
     for (size_t i = 0; i < j->nrequired_claims; i++) {
@@ -2642,9 +2649,10 @@ static bool is_jwt_algorithm(const char *s)
     return false;
 }
 
-/* Reads "key_file" whole (config load only). An HMAC secret loses one trailing newline. */
-static int read_jwt_key(struct loader *l, const struct jpath *at, gd_jwt_conf_t *j,
-                        const char *path, bool is_hmac)
+/* Reads the key or JWKS file @path whole (config load only). An HMAC secret loses one trailing
+ * newline. *@ret_buf is new (NUL-terminated; free() it after OPENSSL_cleanse). */
+static int read_jwt_file(struct loader *l, const struct jpath *at, const char *path, bool is_hmac,
+                         unsigned char **ret_buf, size_t *ret_len)
 {
     FILE *f = fopen(path, "rb");
     unsigned char *buf;
@@ -2669,16 +2677,16 @@ static int read_jwt_key(struct loader *l, const struct jpath *at, gd_jwt_conf_t 
     if (is_hmac && len > 0 && buf[len - 1] == '\r')
         len--;
     buf[len] = '\0';
-    j->key = buf;
-    j->key_len = len;
+    *ret_buf = buf;
+    *ret_len = len;
     return 0;
 }
 
 /* A PEM public key of the type the algorithms need: RSA for RS*, EC P-256/P-384 for ES*. */
-static int check_jwt_pem(struct loader *l, const struct jpath *at, const gd_jwt_conf_t *j,
-                         const char *path, char family)
+static int check_jwt_pem(struct loader *l, const struct jpath *at, const unsigned char *pem,
+                         size_t len, const char *path, char family)
 {
-    BIO *bio = BIO_new_mem_buf(j->key, (int)j->key_len);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
     EVP_PKEY *pk = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
     int r = 0;
 
@@ -2694,13 +2702,181 @@ static int check_jwt_pem(struct loader *l, const struct jpath *at, const gd_jwt_
     return r;
 }
 
+static void add_jwt_key(gd_jwt_conf_t *j, const char *kid, unsigned char *key, size_t len)
+{
+    j->keys = gd_xrealloc(j->keys, (j->nkeys + 1) * sizeof(*j->keys));
+    j->keys[j->nkeys++] = (gd_jwt_key_t){kid != NULL ? gd_xstrdup(kid) : NULL, key, len};
+}
+
+/* The base64url member @name of the JWK @k, decoded into a new BIGNUM or octets. */
+static unsigned char *jwk_bytes(const json_t *k, const char *name, size_t *ret_len)
+{
+    const char *s = json_string_value(json_object_get(k, name));
+    unsigned char *out;
+    ssize_t n;
+
+    if (s == NULL || *s == '\0')
+        return NULL;
+    out = gd_xmalloc(GD_B64URL_DECODED_MAX(strlen(s)) + 1);
+    if ((n = gd_b64url_decode(s, strlen(s), out)) <= 0) {
+        free(out);
+        return NULL;
+    }
+    *ret_len = (size_t)n;
+    return out;
+}
+
+/* The public key of the JWK @k (RFC 7518 section 6: RSA n/e, EC crv/x/y) as PEM text. */
+static int jwk_to_pem(const json_t *k, char family, unsigned char **ret_pem, size_t *ret_len,
+                      const char **why)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    unsigned char *a = NULL, *b = NULL, *point = NULL;
+    size_t alen = 0, blen = 0;
+    BIO *bio = NULL;
+    int r = -EINVAL;
+
+    *why = "its key parameters are missing or not base64url";
+    if (bld == NULL)
+        goto out;
+    if (family == 'R') {
+        if ((a = jwk_bytes(k, "n", &alen)) == NULL || (b = jwk_bytes(k, "e", &blen)) == NULL)
+            goto out;
+        n = BN_bin2bn(a, (int)alen, NULL);
+        e = BN_bin2bn(b, (int)blen, NULL);
+        if (n == NULL || e == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    } else {
+        const char *crv = json_string_value(json_object_get(k, "crv"));
+        size_t size = crv == NULL                 ? 0
+                      : strcmp(crv, "P-256") == 0 ? 32
+                      : strcmp(crv, "P-384") == 0 ? 48
+                                                  : 0;
+        if (size == 0) {
+            *why = "its \"crv\" is not \"P-256\" or \"P-384\"";
+            goto out;
+        }
+        if ((a = jwk_bytes(k, "x", &alen)) == NULL || (b = jwk_bytes(k, "y", &blen)) == NULL ||
+            alen != size || blen != size)
+            goto out;
+        point = gd_xmalloc(1 + 2 * size);
+        point[0] = 0x04; /* uncompressed (SEC 1 section 2.3.3) */
+        memcpy(point + 1, a, size);
+        memcpy(point + 1 + size, b, size);
+        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, crv, 0) ||
+            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * size))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    }
+    *why = "its key is not valid";
+    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL || ctx == NULL ||
+        EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+        goto out;
+    char *mem;
+    long mlen;
+    if ((bio = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_PUBKEY(bio, pk) ||
+        (mlen = BIO_get_mem_data(bio, &mem)) <= 0)
+        goto out;
+    *ret_pem = gd_xmalloc((size_t)mlen + 1);
+    memcpy(*ret_pem, mem, (size_t)mlen);
+    (*ret_pem)[mlen] = '\0';
+    *ret_len = (size_t)mlen;
+    r = 0;
+out:
+    BIO_free(bio);
+    EVP_PKEY_free(pk);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    free(a);
+    free(b);
+    free(point);
+    return r;
+}
+
+/* "jwks_file": a JWK Set (RFC 7517 section 5); the keys of the algorithms' family are kept by
+ * "kid", the others (and "use": "enc" ones) skipped. */
+static int load_jwks(struct loader *l, const struct jpath *at, gd_jwt_conf_t *j, const char *path,
+                     char family)
+{
+    static const char *const kty_of[] = {"oct", "RSA", "EC"};
+    const char *want = kty_of[family == 'H' ? 0 : family == 'R' ? 1 : 2];
+    unsigned char *buf = NULL;
+    size_t len = 0, i;
+    json_error_t jerr;
+    json_t *doc, *keys, *k;
+    int r;
+
+    if ((r = read_jwt_file(l, at, path, false, &buf, &len)) < 0)
+        return r;
+    doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    keys = json_object_get(doc, "keys");
+    if (!json_is_array(keys)) {
+        json_decref(doc);
+        return fail(l, at, "%s is not a JWK Set (a JSON object with a \"keys\" array)",
+                    quote(l, path));
+    }
+    json_array_foreach(keys, i, k)
+    {
+        const char *kty = json_string_value(json_object_get(k, "kty"));
+        const char *kid = json_string_value(json_object_get(k, "kid"));
+        const char *use = json_string_value(json_object_get(k, "use"));
+        const char *why = NULL;
+        unsigned char *key = NULL;
+        size_t klen = 0;
+
+        if (kty == NULL || strcmp(kty, want) != 0 || (use != NULL && strcmp(use, "sig") != 0))
+            continue;
+        if (kid == NULL || *kid == '\0') {
+            r = fail(l, at, "%s: key %zu has no \"kid\"", quote(l, path), i);
+            break;
+        }
+        for (size_t m = 0; m < j->nkeys; m++)
+            if (strcmp(j->keys[m].kid, kid) == 0)
+                why = "its \"kid\" is that of another key";
+        if (why == NULL && family == 'H') {
+            if ((key = jwk_bytes(k, "k", &klen)) == NULL)
+                why = "its \"k\" is missing or not base64url";
+            else if (klen < 32)
+                why = "an HMAC secret must have at least 32 bytes";
+        } else if (why == NULL) {
+            (void)jwk_to_pem(k, family, &key, &klen, &why); /* why is set on failure */
+            if (key != NULL)
+                why = NULL;
+        }
+        if (why != NULL) {
+            if (key != NULL)
+                OPENSSL_cleanse(key, klen);
+            free(key);
+            r = fail(l, at, "%s: key %zu (kid %s): %s", quote(l, path), i, quote(l, kid), why);
+            break;
+        }
+        add_jwt_key(j, kid, key, klen);
+    }
+    json_decref(doc);
+    if (r == 0 && j->nkeys == 0)
+        r = fail(l, at, "%s holds no %s key for %s", quote(l, path), want, j->algorithms[0]);
+    return r;
+}
+
 static int load_jwt(struct loader *l, const struct jpath *at, json_t *v, gd_jwt_conf_t *j)
 {
-    static const char *const keys[] = {"algorithms", "key_file",        "issuer", "audience",
-                                       "leeway_s",   "required_claims", NULL};
+    static const char *const keys[] = {"algorithms", "key_file", "jwks_file",       "issuer",
+                                       "audience",   "leeway_s", "required_claims", NULL};
     struct jpath algs_at = {at, "algorithms", 0}, key_at = {at, "key_file", 0},
-                 claims_at = {at, "required_claims", 0};
-    const char *key_file = NULL, *issuer = NULL, *audience = NULL;
+                 jwks_at = {at, "jwks_file", 0}, claims_at = {at, "required_claims", 0};
+    const char *key_file = NULL, *jwks_file = NULL, *issuer = NULL, *audience = NULL;
     json_t *member = NULL, *claims;
     long long x = 0;
     int r;
@@ -2710,7 +2886,8 @@ static int load_jwt(struct loader *l, const struct jpath *at, json_t *v, gd_jwt_
         (r = get_token_list(l, at, v, "algorithms", is_jwt_algorithm,
                             "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384", false,
                             false, &j->algorithms, &j->nalgorithms)) < 0 ||
-        (r = get_string(l, at, v, "key_file", true, NULL, &key_file)) < 0 ||
+        (r = get_string(l, at, v, "key_file", false, NULL, &key_file)) < 0 ||
+        (r = get_string(l, at, v, "jwks_file", false, NULL, &jwks_file)) < 0 ||
         (r = get_string(l, at, v, "issuer", false, NULL, &issuer)) < 0 ||
         (r = get_string(l, at, v, "audience", false, NULL, &audience)) < 0 ||
         (r = get_int(l, at, v, "leeway_s", 0, MAX_JWT_LEEWAY_S, DEFAULT_JWT_LEEWAY_S, &x)) < 0)
@@ -2725,14 +2902,24 @@ static int load_jwt(struct loader *l, const struct jpath *at, json_t *v, gd_jwt_
             return fail(l, &ip, "must be of the same family as %s (one key serves one family)",
                         j->algorithms[0]);
         }
-    if ((r = read_jwt_key(l, &key_at, j, key_file, family == 'H')) < 0 ||
-        (family != 'H' && (r = check_jwt_pem(l, &key_at, j, key_file, family)) < 0))
-        return r;
-    if (family == 'H' && j->key_len < 32)
-        return fail(l, &key_at,
-                    "%s: an HMAC secret must have at least 32 bytes (RFC 7518 "
-                    "section 3.2)",
-                    quote(l, key_file));
+    if ((key_file == NULL) == (jwks_file == NULL))
+        return fail(l, at, "needs exactly one of \"key_file\" and \"jwks_file\"");
+    if (jwks_file != NULL) {
+        if ((r = load_jwks(l, &jwks_at, j, jwks_file, family)) < 0)
+            return r;
+    } else {
+        unsigned char *key = NULL;
+        size_t klen = 0;
+        if ((r = read_jwt_file(l, &key_at, key_file, family == 'H', &key, &klen)) < 0)
+            return r;
+        add_jwt_key(j, NULL, key, klen); /* the config owns it from here, errors included */
+        if (family != 'H' && (r = check_jwt_pem(l, &key_at, key, klen, key_file, family)) < 0)
+            return r;
+        if (family == 'H' && klen < 32)
+            return fail(l, &key_at,
+                        "%s: an HMAC secret must have at least 32 bytes (RFC 7518 section 3.2)",
+                        quote(l, key_file));
+    }
     j->issuer = issuer != NULL ? gd_xstrdup(issuer) : NULL;
     j->audience = audience != NULL ? gd_xstrdup(audience) : NULL;
     claims = json_object_get(v, "required_claims");

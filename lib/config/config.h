@@ -186,13 +186,21 @@ typedef struct gd_claim_rule {
     char *value;
 } gd_claim_rule_t;
 
-/* "auth.jwt": bearer tokens (RFC 7519) verified against one key. */
+/* A key JWTs may be signed with: a key_file's, or one of a JWKS file's. */
+typedef struct gd_jwt_key {
+    /* read-only */
+    char *kid;          /* a JWKS key's "kid"; NULL for key_file's key */
+    unsigned char *key; /* the HMAC secret, or a PEM public key; may be secret: never logged */
+    size_t key_len;
+} gd_jwt_key_t;
+
+/* "auth.jwt": bearer tokens (RFC 7519) verified against a key file or a JWKS file. */
 typedef struct gd_jwt_conf {
     /* read-only */
-    char **algorithms; /* "HS256", ...: all of one family, matching the key */
+    char **algorithms; /* "HS256", ...: all of one family, matching every key */
     size_t nalgorithms;
-    unsigned char *key; /* the HMAC secret, or the PEM public key; may be secret: never logged */
-    size_t key_len;
+    gd_jwt_key_t *keys; /* key_file: one, without kid; jwks_file: those of the family, by kid */
+    size_t nkeys;
     char *issuer;   /* "iss" must equal it; NULL: not checked */
     char *audience; /* "aud" must be or contain it; NULL: not checked */
     unsigned leeway_s;

@@ -12,6 +12,8 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "base/b64url.h"
+
 bool gd_auth_is_api_key(const gd_auth_conf_t *auth, const char *key, size_t len)
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -118,38 +120,10 @@ static int check_claims(const gd_jwt_conf_t *jc, h2o_req_t *req, const json_t *c
 
 #define MAX_TOKEN_LEN 8192
 
-/* Decodes base64url (RFC 4648 section 5, no padding) [@s, @s + @len) into @out (at least
- * len * 3 / 4 + 1 bytes). Returns the length, or -1 on a bad character or length. */
-static ssize_t b64url_decode(const char *s, size_t len, unsigned char *out)
-{
-    unsigned acc = 0, nbits = 0;
-    size_t n = 0;
-
-    if (len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-                : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                : c >= '0' && c <= '9' ? c - '0' + 52
-                : c == '-'             ? 62
-                : c == '_'             ? 63
-                                       : -1;
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        nbits += 6;
-        if (nbits >= 8) {
-            nbits -= 8;
-            out[n++] = (unsigned char)(acc >> nbits);
-            acc &= (1u << nbits) - 1;
-        }
-    }
-    return (ssize_t)n;
-}
-
-/* The "alg" of @token's JOSE header (RFC 7515 section 4.1.1), not yet verified. */
-static int read_alg(h2o_req_t *req, const char *token, char *alg, size_t cap)
+/* The "alg" and "kid" of @token's JOSE header (RFC 7515 section 4.1), not yet verified.
+ * *@ret_kid: in @req's pool, NULL when there is none. */
+static int read_header(h2o_req_t *req, const char *token, char *alg, size_t cap,
+                       const char **ret_kid)
 {
     const char *dot = strchr(token, '.');
     unsigned char *head;
@@ -159,13 +133,17 @@ static int read_alg(h2o_req_t *req, const char *token, char *alg, size_t cap)
 
     if (dot == NULL || dot == token)
         return -EPROTO;
-    head = h2o_mem_alloc_pool(&req->pool, (size_t)(dot - token) * 3 / 4 + 4);
-    if ((n = b64url_decode(token, (size_t)(dot - token), head)) < 0)
+    head = h2o_mem_alloc_pool(&req->pool, GD_B64URL_DECODED_MAX((size_t)(dot - token)));
+    if ((n = gd_b64url_decode(token, (size_t)(dot - token), head)) < 0)
         return -EPROTO;
     h = json_loadb((const char *)head, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
     const char *a = json_string_value(json_object_get(h, "alg"));
-    if (a != NULL && strlen(a) < cap) {
+    json_t *kid = json_object_get(h, "kid");
+    *ret_kid = NULL;
+    if (a != NULL && strlen(a) < cap && (kid == NULL || json_is_string(kid))) {
         strcpy(alg, a);
+        if (kid != NULL)
+            *ret_kid = h2o_strdup(&req->pool, json_string_value(kid), SIZE_MAX).base;
         r = 0;
     }
     json_decref(h);
@@ -201,14 +179,25 @@ static int check_jwt(const gd_jwt_conf_t *jc, h2o_req_t *req, json_t **ret_claim
     /* The algorithm first, from the unverified header: only a configured one may pick how the
      * signature is checked (never "none", never HMAC with a public key as the secret). */
     char alg[16];
-    if (read_alg(req, token, alg, sizeof(alg)) != 0)
+    const char *kid;
+    if (read_header(req, token, alg, sizeof(alg), &kid) != 0)
         return refuse_token(req, "the token is malformed", ret);
     bool is_accepted = false;
     for (size_t k = 0; k < jc->nalgorithms; k++)
         is_accepted |= strcmp(alg, jc->algorithms[k]) == 0;
     if (!is_accepted)
         return refuse_token(req, "the token's algorithm is not accepted", ret);
-    if (jwt_decode(&jwt, token, jc->key, (int)jc->key_len) != 0 ||
+    /* A key file's key serves every token; a JWKS key is the one the token's kid names. */
+    const gd_jwt_key_t *key = NULL;
+    for (size_t k = 0; k < jc->nkeys && key == NULL; k++)
+        if (jc->keys[k].kid == NULL || (kid != NULL && strcmp(jc->keys[k].kid, kid) == 0))
+            key = &jc->keys[k];
+    if (key == NULL)
+        return refuse_token(req,
+                            kid == NULL ? "the token names no key (kid)"
+                                        : "the token's key (kid) is not known",
+                            ret);
+    if (jwt_decode(&jwt, token, key->key, (int)key->key_len) != 0 ||
         jwt_alg_str(jwt_get_alg(jwt)) == NULL || strcmp(jwt_alg_str(jwt_get_alg(jwt)), alg) != 0) {
         r = refuse_token(req, "the token's signature is not valid", ret);
         goto out;

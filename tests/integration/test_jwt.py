@@ -104,6 +104,65 @@ class JwtTest(GatherdTestCase):
                                  required_claims={'scope': 'profile:read', 'tenant': 'acme'}))]
         return self.start_gatherd(config(eps, {'s': self.stub}))
 
+    @classmethod
+    def jwk(cls, name, kid=None):
+        """The public JWK of test key @name (RFC 7518 section 6), from the openssl CLI's text."""
+        pub = cls.keys[name][1]
+        if name.startswith('rsa'):
+            mod = openssl('rsa', '-pubin', '-in', pub, '-modulus', '-noout').decode()
+            n = bytes.fromhex(mod.strip().split('=', 1)[1])
+            return {'kty': 'RSA', 'kid': kid or name, 'use': 'sig', 'n': b64(n), 'e': 'AQAB'}
+        text = openssl('ec', '-pubin', '-in', pub, '-text', '-noout').decode()
+        hexes = text.split('pub:', 1)[1].split('ASN1 OID')[0]
+        point = bytes.fromhex(''.join(c for c in hexes if c in '0123456789abcdef'))
+        size = (len(point) - 1) // 2
+        crv = 'P-256' if size == 32 else 'P-384'
+        return {'kty': 'EC', 'kid': kid or name, 'crv': crv, 'x': b64(point[1:1 + size]),
+                'y': b64(point[1 + size:])}
+
+    @classmethod
+    def jwks_file(cls, name, keys):
+        path = os.path.join(cls.tmp, name + '.jwks')
+        with open(path, 'w') as f:
+            json.dump({'keys': [{k: v for k, v in key.items() if v is not None}
+                                for key in keys]}, f)
+        return path
+
+    def test_jwks(self):
+        """kid selects the key of a JWK Set; keys of other types and "enc" keys are skipped."""
+        rs = self.jwks_file('rs', [{'kty': 'oct', 'kid': 'h', 'k': b64(self.secret)},
+                                   self.jwk('rsa', 'one'), self.jwk('rsa2', 'two'),
+                                   dict(self.jwk('rsa', 'enc'), use='enc')])
+        es = self.jwks_file('es', [self.jwk('p256', 'p256'), self.jwk('p384', 'p384'),
+                                   self.jwk('rsa', 'r')])
+        hs = self.jwks_file('hs', [{'kty': 'oct', 'kid': 'h1', 'k': b64(self.secret)}])
+        eps = [endpoint('/rs', {'u': call('s', '/u')},
+                        auth={'jwt': {'algorithms': ['RS256', 'RS512'], 'jwks_file': rs}}),
+               endpoint('/es', {'u': call('s', '/u')},
+                        auth={'jwt': {'algorithms': ['ES256', 'ES384'], 'jwks_file': es}}),
+               endpoint('/hs', {'u': call('s', '/u')},
+                        auth={'jwt': {'algorithms': ['HS384'], 'jwks_file': hs}})]
+        gd = self.start_gatherd(config(eps, {'s': self.stub}))
+        c = self.claims()
+        for path, alg, key, kid in (('/rs', 'RS256', self.keys['rsa'][0], 'one'),
+                                    ('/rs', 'RS512', self.keys['rsa2'][0], 'two'),
+                                    ('/es', 'ES256', self.keys['p256'][0], 'p256'),
+                                    ('/es', 'ES384', self.keys['p384'][0], 'p384'),
+                                    ('/hs', 'HS384', self.secret, 'h1')):
+            st, _, body, _ = self.bearer(gd, path, sign(alg, key, c, {'kid': kid}))
+            self.assertEqual(st, 200, (path, alg, body))
+        for path, alg, key, header, why in (
+                ('/rs', 'RS256', self.keys['rsa'][0], {'kid': 'two'},
+                 "the token's signature is not valid"),
+                ('/rs', 'RS256', self.keys['rsa'][0], {'kid': 'enc'},
+                 "the token's key (kid) is not known"),
+                ('/rs', 'RS256', self.keys['rsa'][0], {'kid': 'h'},
+                 "the token's key (kid) is not known"),
+                ('/rs', 'RS256', self.keys['rsa'][0], {}, 'the token names no key (kid)'),
+                ('/es', 'ES256', self.keys['p256'][0], {'kid': 'nope'},
+                 "the token's key (kid) is not known")):
+            self.assertRefused(gd, path, sign(alg, key, c, header), 401, why)
+
     def claims(self, **kw):
         now = int(time.time())
         c = {'sub': 'user-7', 'iss': 'https://issuer.example', 'aud': 'gatherd',
@@ -253,7 +312,17 @@ class JwtTest(GatherdTestCase):
                 ({'algorithms': ['RS256'], 'key_file': self.secret_file}, 'holds no PEM public key'),
                 ({'algorithms': ['HS256'], 'key_file': short}, 'at least 32 bytes'),
                 ({'algorithms': ['HS256'], 'key_file': '/nonexistent'}, 'cannot open'),
-                ({'algorithms': ['RS256']}, 'endpoints[0].auth.jwt.key_file: missing required key'),
+                ({'algorithms': ['RS256']},
+                 'endpoints[0].auth.jwt: needs exactly one of "key_file" and "jwks_file"'),
+                ({'algorithms': ['RS256'], 'jwks_file': self.secret_file},
+                 'is not a JWK Set'),
+                ({'algorithms': ['RS256'], 'jwks_file': self.jwks_file('bad', [
+                    {'kty': 'RSA', 'kid': 'a', 'n': '!!', 'e': 'AQAB'}])},
+                 "key 0 (kid \"a\"): its key parameters are missing or not base64url"),
+                ({'algorithms': ['ES256'], 'jwks_file': self.jwks_file('nokid', [
+                    dict(self.jwk('p256'), kid=None)])}, 'key 0 has no "kid"'),
+                ({'algorithms': ['HS256'], 'jwks_file': self.jwks_file('onlyrsa', [
+                    self.jwk('rsa')])}, 'holds no oct key for HS256'),
                 ({'algorithms': ['RS256'], 'key_file': rsa_pub, 'leeway_s': 601},
                  'endpoints[0].auth.jwt.leeway_s'),
                 ({'algorithms': ['RS256'], 'key_file': rsa_pub, 'required_claims': {'a': 1}},

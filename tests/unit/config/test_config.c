@@ -1890,7 +1890,9 @@ static void test_auth_jwt(void)
     cfg = LOAD_OK(json);
     const gd_jwt_conf_t *j = cfg->endpoints[0].auth->jwt;
     CHECK(j != NULL);
-    CHECK_INT_EQ(j->key_len, 32); /* the trailing newline is not part of the secret */
+    CHECK_INT_EQ(j->nkeys, 1);
+    CHECK(j->keys[0].kid == NULL);
+    CHECK_INT_EQ(j->keys[0].key_len, 32); /* the trailing newline is not part of the secret */
     CHECK_INT_EQ(j->nalgorithms, 2);
     CHECK_INT_EQ(j->leeway_s, 30);
     CHECK(j->issuer == NULL && j->audience == NULL);
