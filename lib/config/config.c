@@ -3092,6 +3092,67 @@ static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
     return 0;
 }
 
+/* "trusted_proxies": ["10.0.0.0/8", "::1/128", "127.0.0.1"] (an address alone is a /32 or /128). */
+static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "trusted_proxies", 0};
+    json_t *v = json_object_get(root, "trusted_proxies");
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array of strings");
+    cfg->ntrusted_proxies = json_array_size(v);
+    cfg->trusted_proxies = gd_xcalloc(cfg->ntrusted_proxies + 1, sizeof(*cfg->trusted_proxies));
+    for (size_t i = 0; i < cfg->ntrusted_proxies; i++) {
+        struct jpath ip = {&at, NULL, i};
+        json_t *e = json_array_get(v, i);
+        gd_cidr_t *c = &cfg->trusted_proxies[i];
+        char text[64];
+        const char *s, *slash;
+        size_t len;
+
+        if (!json_is_string(e))
+            return fail_type(l, &ip, e, "a string");
+        s = json_string_value(e);
+        len = strlen(s);
+        slash = strchr(s, '/');
+        size_t alen = slash != NULL ? (size_t)(slash - s) : len;
+        if (alen == 0 || alen >= sizeof(text))
+            goto bad;
+        memcpy(text, s, alen);
+        text[alen] = '\0';
+        if (inet_pton(AF_INET, text, c->addr) == 1)
+            c->family = AF_INET;
+        else if (inet_pton(AF_INET6, text, c->addr) == 1)
+            c->family = AF_INET6;
+        else
+            goto bad;
+        unsigned max = c->family == AF_INET ? 32 : 128;
+        c->prefix_len = max;
+        if (slash != NULL) {
+            char *end;
+            if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+                goto bad;
+            unsigned long n = strtoul(slash + 1, &end, 10);
+            if (*end != '\0' || n > max)
+                goto bad;
+            c->prefix_len = (unsigned)n;
+        }
+        for (unsigned b = c->prefix_len; b < max; b++)
+            if (c->addr[b / 8] & (0x80 >> (b % 8)))
+                return fail(l, &ip, "%s has host bits set beyond its prefix /%u", quote(l, s),
+                            c->prefix_len);
+        continue;
+    bad:
+        return fail(l, &ip,
+                    "must be an IPv4 or IPv6 address with an optional prefix length, like "
+                    "\"10.0.0.0/8\" or \"::1\", not %s",
+                    quote(l, s));
+    }
+    return 0;
+}
+
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
@@ -3112,6 +3173,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "cors",
                                        "compress",
                                        "auth",
+                                       "trusted_proxies",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3157,6 +3219,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
         (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
+        (r = load_trusted_proxies(l, root, cfg)) < 0 ||
         (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
@@ -3339,6 +3402,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
+    free(config->trusted_proxies);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

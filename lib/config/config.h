@@ -282,6 +282,14 @@ typedef struct gd_log_conf {
     int level; /* 0 error, 1 warn, 2 info, 3 debug */
 } gd_log_conf_t;
 
+/* A network in "trusted_proxies": an address and a prefix length. IPv4 is kept as 4 bytes. */
+typedef struct gd_cidr {
+    /* read-only */
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* the network, host bits cleared */
+    unsigned prefix_len;
+} gd_cidr_t;
+
 typedef struct gd_config {
     /* read-only */
     char *source; /* the file name (or the name given to gd_config_load_string) */
@@ -312,6 +320,8 @@ typedef struct gd_config {
     gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
     gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
     gd_auth_conf_t *auth;        /* owned; NULL: endpoints without their own "auth" are open */
+    gd_cidr_t *trusted_proxies;  /* peers whose X-Forwarded-For / Forwarded is believed */
+    size_t ntrusted_proxies;
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

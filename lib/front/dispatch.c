@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "front/auth.h"
+#include "front/client.h"
 #include "front/cors.h"
 #include "gather/access.h"
 #include "gather/respond.h"
@@ -14,11 +15,12 @@
 
 /* An error of gatherd's own, answered at once, counted and logged. */
 static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                         const char *request_id, uint64_t started_at_ns, int status,
-                         const char *code, const char *message, const char *hname,
+                         const char *request_id, const char *client, uint64_t started_at_ns,
+                         int status, const char *code, const char *message, const char *hname,
                          const char *hvalue)
 {
     gd_access_t a = {.request_id = request_id,
+                     .client = client,
                      .method = req->input.method,
                      .path = req->input.path,
                      .endpoint = ep,
@@ -34,9 +36,10 @@ static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint
 
 /* A CORS preflight that passed: 204 with the headers gd_cors_preflight() added. */
 static void answer_preflight(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                             const char *request_id, uint64_t started_at_ns)
+                             const char *request_id, const char *client, uint64_t started_at_ns)
 {
     gd_access_t a = {.request_id = request_id,
+                     .client = client,
                      .method = req->input.method,
                      .path = req->input.path,
                      .endpoint = ep,
@@ -82,13 +85,14 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     const gd_endpoint_conf_t *ep;
     char allow[256], err[512];
     const char *request_id = take_request_id(req);
+    const char *client = gd_client_identify(ctx->config, req);
     h2o_iovec_t preflight_method;
     int r;
 
     if (ctx->is_aborting || req->entity.len > ctx->config->max_request_body_bytes)
         gd_cors_apply(ctx->config->cors, req); /* so that a page can read these errors too */
     if (ctx->is_aborting) {
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 503, "shutting_down",
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 503, "shutting_down",
                      "the server is shutting down", NULL, NULL);
         return;
     }
@@ -96,7 +100,8 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         snprintf(err, sizeof(err), "the request body is larger than %zu bytes",
                  ctx->config->max_request_body_bytes);
         req->http1_is_persistent = 0;
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 413, "too_large", err, NULL, NULL);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 413, "too_large", err, NULL,
+                     NULL);
         return;
     }
     /* HEAD is answered like GET, without the body. */
@@ -113,10 +118,10 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
                             allow, sizeof(allow));
         if (r == 0 && ep->cors != NULL) {
             if (gd_cors_preflight(ep->cors, ep, req, preflight_method, err, sizeof(err)) == 0)
-                answer_preflight(ctx, req, ep, request_id, started_at_ns);
+                answer_preflight(ctx, req, ep, request_id, client, started_at_ns);
             else
-                answer_error(ctx, req, ep, request_id, started_at_ns, 403, "cors_rejected", err,
-                             NULL, NULL);
+                answer_error(ctx, req, ep, request_id, client, started_at_ns, 403, "cors_rejected",
+                             err, NULL, NULL);
             return;
         }
     }
@@ -129,19 +134,20 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s",
                  (int)(req->input.method.len < 32 ? req->input.method.len : 32),
                  req->input.method.base, (int)(path_len < 200 ? path_len : 200), target.base);
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 404, "not_found", err, NULL, NULL);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 404, "not_found", err, NULL,
+                     NULL);
         return;
     }
     if (r == GD_ROUTE_BAD_METHOD) {
         snprintf(err, sizeof(err), "method %.*s is not allowed here; allowed: %s",
                  (int)(req->input.method.len < 32 ? req->input.method.len : 32),
                  req->input.method.base, allow);
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 405, "method_not_allowed", err,
-                     "allow", allow);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 405, "method_not_allowed",
+                     err, "allow", allow);
         return;
     }
     if (r != 0) {
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request",
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 400, "bad_request",
                      "the path has a malformed percent-encoding", NULL, NULL);
         return;
     }
@@ -150,7 +156,7 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     gd_auth_refusal_t refusal;
     json_t *claims = NULL; /* the verified JWT's, until the values are filled in below */
     if (gd_auth_check(ep->auth, req, &claims, &refusal) != 0) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, refusal.status, refusal.code,
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
                      refusal.message, "www-authenticate", refusal.challenge);
         return;
     }
@@ -167,17 +173,17 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
                                 qscratch, values, err, sizeof(err));
     if (r == -ENOMEM) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, 503, "overloaded",
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 503, "overloaded",
                      "out of memory checking parameters", NULL, NULL);
     } else if (r != 0) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, 400, "invalid_parameter", err, NULL,
-                     NULL);
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 400, "invalid_parameter", err,
+                     NULL, NULL);
     } else if (claims != NULL && gd_auth_fill_claims(ep, req, claims, values, &refusal) != 0) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, refusal.status, refusal.code,
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
                      refusal.message, "www-authenticate", refusal.challenge);
     } else {
         /* The claims' strings are borrowed by values for this call only. */
-        gd_gather_start(ctx, req, ep, values, request_id, started_at_ns);
+        gd_gather_start(ctx, req, ep, values, request_id, client, started_at_ns);
     }
     json_decref(claims);
 }
