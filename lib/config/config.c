@@ -3027,15 +3027,103 @@ static int load_cache_control(struct loader *l, const struct jpath *at, json_t *
     return 0;
 }
 
+#define DEFAULT_RATE_MAX_KEYS 100000
+#define MAX_RATE_MAX_KEYS     10000000
+
+static void free_rate_limit(gd_rate_limit_conf_t *rl)
+{
+    if (rl == NULL)
+        return;
+    gd_ratelimit_free(rl->limiter);
+    free(rl->claim);
+    free(rl->limit_header);
+    free(rl);
+}
+
+/* "client_rate_limit": an object, or false (for an endpoint: none, not the top level's). */
+static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
+                           bool *ret_present, gd_rate_limit_conf_t **ret)
+{
+    static const char *const keys[] = {"requests", "per_ms", "burst", "key", "max_keys", NULL};
+    struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
+    json_t *v = json_object_get(obj, "client_rate_limit");
+    gd_rate_limit_conf_t *rl;
+    const char *key = NULL;
+    long long x = 0;
+    int r;
+
+    *ret = NULL;
+    *ret_present = v != NULL;
+    if (v == NULL || json_is_false(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    rl = gd_xcalloc(1, sizeof(*rl));
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_int(l, &at, v, "requests", 1, 1000000000, 0, &x)) < 0)
+        goto err;
+    if (x == 0) {
+        r = fail(l, &(struct jpath){&at, "requests", 0}, "missing required key");
+        goto err;
+    }
+    rl->requests = (uint64_t)x;
+    if ((r = get_duration(l, &at, v, "per_ms", false, 1000, &rl->per_ms)) < 0 ||
+        (r = get_int(l, &at, v, "burst", 1, 1000000000, (long long)rl->requests, &x)) < 0)
+        goto err;
+    rl->burst = (uint64_t)x;
+    if ((r = get_int(l, &at, v, "max_keys", 64, MAX_RATE_MAX_KEYS, DEFAULT_RATE_MAX_KEYS, &x)) <
+            0 ||
+        (r = get_string(l, &at, v, "key", false, "client", &key)) < 0)
+        goto err;
+    rl->max_keys = (size_t)x;
+    if (strcmp(key, "client") == 0) {
+        rl->key = GD_RATE_KEY_CLIENT;
+    } else if (strcmp(key, "api_key") == 0) {
+        rl->key = GD_RATE_KEY_API_KEY;
+    } else if (strncmp(key, "jwt.", 4) == 0 && key[4] != '\0') {
+        rl->key = GD_RATE_KEY_JWT;
+        rl->claim = gd_xstrdup(key + 4);
+    } else {
+        r = fail(l, &key_at, "must be \"client\", \"api_key\" or \"jwt.CLAIM\", not %s",
+                 quote(l, key));
+        goto err;
+    }
+    char n[32];
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)rl->requests);
+    rl->limit_header = gd_xstrdup(n);
+    rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+    *ret = rl;
+    return 0;
+err:
+    free_rate_limit(rl);
+    return r;
+}
+
+/* A rate limit by API key or JWT claim needs that kind of auth on the endpoint. */
+static int check_rate_limit_key(struct loader *l, const struct jpath *at,
+                                const gd_endpoint_conf_t *ep)
+{
+    const gd_rate_limit_conf_t *rl = ep->rate_limit;
+
+    if (rl == NULL)
+        return 0;
+    if (rl->key == GD_RATE_KEY_API_KEY && (ep->auth == NULL || ep->auth->api_key_header == NULL))
+        return fail(l, at, "client_rate_limit.key \"api_key\" needs \"auth\": {\"api_keys\": ...}");
+    if (rl->key == GD_RATE_KEY_JWT && (ep->auth == NULL || ep->auth->jwt == NULL))
+        return fail(l, at, "client_rate_limit.key \"jwt.%s\" needs \"auth\": {\"jwt\": ...}",
+                    rl->claim);
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"method", "path", "timeout_ms", "params",
-                                       "calls",  "cors", "compress",   "cache_control",
-                                       "etag",   "auth", NULL};
+    static const char *const keys[] = {"method", "path", "timeout_ms",        "params",
+                                       "calls",  "cors", "compress",          "cache_control",
+                                       "etag",   "auth", "client_rate_limit", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
-    bool has_cors = false, has_auth = false;
+    bool has_cors = false, has_auth = false, has_rate = false;
     int r;
 
     if ((r = check_object(l, at, v, keys)) < 0 ||
@@ -3057,8 +3145,10 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||
         (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0 ||
-        (r = load_auth(l, at, v, &has_auth, &ep->own_auth)) < 0)
+        (r = load_auth(l, at, v, &has_auth, &ep->own_auth)) < 0 ||
+        (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0)
         return r;
+    ep->rate_limit = has_rate ? ep->own_rate_limit : cfg->rate_limit;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
     ep->auth = has_auth ? ep->own_auth : cfg->auth;
     /* A claim is only known once a token was verified. */
@@ -3068,6 +3158,8 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
                         "uses {%s}, but has no \"auth\": {\"jwt\": ...} (its own or the "
                         "top level's)",
                         ep->params[i].name);
+    if ((r = check_rate_limit_key(l, at, ep)) < 0)
+        return r;
     return 0;
 }
 
@@ -3174,11 +3266,12 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "compress",
                                        "auth",
                                        "trusted_proxies",
+                                       "client_rate_limit",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
                                                         .level = DEFAULT_COMPRESS_LEVEL};
-    bool has_cors = false, has_auth = false;
+    bool has_cors = false, has_auth = false, has_rate = false;
     long long x = 0;
     int r;
 
@@ -3220,6 +3313,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_trusted_proxies(l, root, cfg)) < 0 ||
+        (r = load_rate_limit(l, NULL, root, &has_rate, &cfg->rate_limit)) < 0 ||
         (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
@@ -3398,11 +3492,13 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(ep->path);
         free_cors(ep->own_cors);
         free_auth(ep->own_auth);
+        free_rate_limit(ep->own_rate_limit);
         free(ep->cache_control);
     }
     free_cors(config->cors);
     free_auth(config->auth);
     free(config->trusted_proxies);
+    free_rate_limit(config->rate_limit);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

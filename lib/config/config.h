@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/ratelimit.h"
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
@@ -219,6 +220,25 @@ typedef struct gd_auth_conf {
     gd_jwt_conf_t *jwt;      /* owned; NULL: no bearer tokens */
 } gd_auth_conf_t;
 
+/* What "client_rate_limit" counts by. */
+typedef enum gd_rate_key {
+    GD_RATE_KEY_CLIENT,  /* the client's address (see trusted_proxies) */
+    GD_RATE_KEY_API_KEY, /* the API key (its SHA-256) */
+    GD_RATE_KEY_JWT,     /* a claim of the verified JWT */
+} gd_rate_key_t;
+
+/* "client_rate_limit": a token bucket per client. */
+typedef struct gd_rate_limit_conf {
+    /* read-only */
+    uint64_t requests, per_ms, burst;
+    gd_rate_key_t key;
+    char *claim; /* GD_RATE_KEY_JWT: the claim's name */
+    size_t max_keys;
+    /* The buckets: mutable, thread-safe, made at load and freed with the config. */
+    gd_ratelimit_t *limiter;
+    char *limit_header; /* RateLimit-Limit's value: "20" */
+} gd_rate_limit_conf_t;
+
 /* One segment of an endpoint's path pattern. */
 typedef struct gd_path_segment {
     /* read-only */
@@ -246,6 +266,8 @@ typedef struct gd_endpoint_conf {
     bool has_etag; /* complete 200 answers carry a strong ETag; If-None-Match gives 304 */
     const gd_auth_conf_t *auth; /* its own, else the top level's; NULL: anyone may call */
     gd_auth_conf_t *own_auth;   /* owned; NULL when inherited or "auth": false */
+    const gd_rate_limit_conf_t *rate_limit; /* its own, else the top level's; NULL: none */
+    gd_rate_limit_conf_t *own_rate_limit;   /* owned; NULL when inherited or false */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -320,6 +342,7 @@ typedef struct gd_config {
     gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
     gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
     gd_auth_conf_t *auth;        /* owned; NULL: endpoints without their own "auth" are open */
+    gd_rate_limit_conf_t *rate_limit; /* owned; shared by every endpoint without its own */
     gd_cidr_t *trusted_proxies;  /* peers whose X-Forwarded-For / Forwarded is believed */
     size_t ntrusted_proxies;
 } gd_config_t;

@@ -9,6 +9,7 @@
 #include "front/auth.h"
 #include "front/client.h"
 #include "front/cors.h"
+#include "front/limit.h"
 #include "gather/access.h"
 #include "gather/respond.h"
 #include "ops/trace.h"
@@ -158,6 +159,20 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (gd_auth_check(ep->auth, req, &claims, &refusal) != 0) {
         answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
                      refusal.message, "www-authenticate", refusal.challenge);
+        return;
+    }
+
+    /* Over its client's rate limit: 429 before any call starts (RFC 6585 section 4). */
+    uint64_t retry_after_s = 0;
+    if (gd_limit_check(ep, req, client, claims, started_at_ns / 1000000, &retry_after_s) != 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+        snprintf(err, sizeof(err), "too many requests: at most %s every %llu ms; retry in %s s",
+                 ep->rate_limit->limit_header, (unsigned long long)ep->rate_limit->per_ms, ra);
+        gd_metrics_count_rate_limited(ctx->metrics, ep);
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 429, "rate_limited", err,
+                     "retry-after", ra);
+        json_decref(claims);
         return;
     }
 
