@@ -3267,6 +3267,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "auth",
                                        "trusted_proxies",
                                        "client_rate_limit",
+                                       "max_url_bytes",
+                                       "max_header_bytes",
+                                       "max_headers",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3297,6 +3300,17 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUEST_BODY_BYTES, &x)) < 0)
         return r;
     cfg->max_request_body_bytes = (size_t)x;
+    /* h2o 2.2.5 itself refuses a head of more than 100 fields or about 408 KiB with a plain-text
+     * 400: these limits stay below, so that the answer is gatherd's JSON one. */
+    if ((r = get_int(l, NULL, root, "max_url_bytes", 256, 65536, 8192, &x)) < 0)
+        return r;
+    cfg->max_url_bytes = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_header_bytes", 1024, 262144, 32768, &x)) < 0)
+        return r;
+    cfg->max_header_bytes = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
+        return r;
+    cfg->max_headers = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */

@@ -322,6 +322,9 @@ typedef struct gd_config {
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
+    size_t max_url_bytes;          /* a longer request target is answered 414 */
+    size_t max_header_bytes;       /* more bytes of header fields are answered 431 */
+    size_t max_headers;            /* more header fields are answered 431 */
     size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;

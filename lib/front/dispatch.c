@@ -74,6 +74,34 @@ static const char *take_request_id(h2o_req_t *req)
     return id;
 }
 
+/* Checks the request head against the config's limits: 0, or the status (414, 431) with the
+ * error code and message in @code and @err. Counts every field line, as sent. */
+static int check_head(const gd_config_t *config, h2o_req_t *req, const char **code, char *err,
+                      size_t errlen)
+{
+    size_t bytes = 0;
+
+    if (req->input.path.len > config->max_url_bytes) {
+        *code = "uri_too_long";
+        snprintf(err, errlen, "the request target is longer than %zu bytes", config->max_url_bytes);
+        return 414; /* RFC 9110 section 15.5.15 */
+    }
+    if (req->headers.size > config->max_headers) {
+        *code = "too_many_headers";
+        snprintf(err, errlen, "the request has more than %zu header fields", config->max_headers);
+        return 431; /* RFC 6585 section 5 */
+    }
+    for (size_t i = 0; i < req->headers.size; i++)
+        bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (bytes > config->max_header_bytes) {
+        *code = "headers_too_large";
+        snprintf(err, errlen, "the request's header fields are larger than %zu bytes",
+                 config->max_header_bytes);
+        return 431;
+    }
+    return 0;
+}
+
 void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req)
 {
     uint64_t started_at_ns = uv_hrtime();
@@ -90,8 +118,17 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     h2o_iovec_t preflight_method;
     int r;
 
-    if (ctx->is_aborting || req->entity.len > ctx->config->max_request_body_bytes)
+    const char *head_code = NULL;
+    int head_status = check_head(ctx->config, req, &head_code, err, sizeof(err));
+    if (ctx->is_aborting || head_status != 0 ||
+        req->entity.len > ctx->config->max_request_body_bytes)
         gd_cors_apply(ctx->config->cors, req); /* so that a page can read these errors too */
+    if (head_status != 0 && !ctx->is_aborting) {
+        req->http1_is_persistent = 0;
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, head_status, head_code, err,
+                     NULL, NULL);
+        return;
+    }
     if (ctx->is_aborting) {
         answer_error(ctx, req, NULL, request_id, client, started_at_ns, 503, "shutting_down",
                      "the server is shutting down", NULL, NULL);
