@@ -1928,11 +1928,59 @@ static void test_auth_jwt(void)
     unlink(path);
 }
 
+/* "trusted_proxies", "client_rate_limit", the request head limits: defaults and errors. */
+static void test_edge_keys(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'trusted_proxies':['10.0.0.0/8','::1','192.168.1.0/24']"));
+
+    CHECK_INT_EQ(cfg->ntrusted_proxies, 3);
+    CHECK_INT_EQ(cfg->trusted_proxies[0].family, AF_INET);
+    CHECK_INT_EQ(cfg->trusted_proxies[0].prefix_len, 8);
+    CHECK_INT_EQ(cfg->trusted_proxies[1].family, AF_INET6);
+    CHECK_INT_EQ(cfg->trusted_proxies[1].prefix_len, 128);
+    CHECK(cfg->rate_limit == NULL);
+    CHECK_INT_EQ(cfg->max_url_bytes, 8192);
+    CHECK_INT_EQ(cfg->max_headers, 64);
+    CHECK_INT_EQ(cfg->max_header_bytes, 32768);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ENDPOINTS("{'path':'/a'," CALLS "},"
+                            "{'path':'/b','client_rate_limit':false," CALLS "},"
+                            "{'path':'/c','client_rate_limit':{'requests':3}," CALLS "}"));
+    CHECK(cfg->endpoints[0].rate_limit == NULL);
+    const gd_rate_limit_conf_t *rl = cfg->endpoints[2].rate_limit;
+    CHECK(rl != NULL && rl->limiter != NULL);
+    CHECK_INT_EQ(rl->requests, 3);
+    CHECK_INT_EQ(rl->per_ms, 1000);
+    CHECK_INT_EQ(rl->burst, 3);
+    CHECK_INT_EQ(rl->key, GD_RATE_KEY_CLIENT);
+    CHECK_INT_EQ(rl->max_keys, 100000);
+    CHECK_STR_EQ(rl->limit_header, "3");
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ROOT("'trusted_proxies':['10.0.0.0/8','10.1.0.0/8']"),
+                     "conf/x.json: trusted_proxies[1]: \"10.1.0.0/8\" has host bits set beyond "
+                     "its prefix /8");
+    CHECK_CONFIG_ERR(ROOT("'trusted_proxies':['10.0.0.0/x']"),
+                     "conf/x.json: trusted_proxies[0]: must be an IPv4 or IPv6 address with an "
+                     "optional prefix length, like \"10.0.0.0/8\" or \"::1\", not \"10.0.0.0/x\"");
+    CHECK_CONFIG_ERR(ROOT("'client_rate_limit':{'requests':1,'key':'ip'}"),
+                     "conf/x.json: client_rate_limit.key: must be \"client\", \"api_key\" or "
+                     "\"jwt.CLAIM\", not \"ip\"");
+    CHECK_CONFIG_ERR(ROOT("'client_rate_limit':{'per_ms':10}"),
+                     "conf/x.json: client_rate_limit.requests: missing required key");
+    CHECK_CONFIG_ERR(ENDPOINT("'client_rate_limit':{'requests':1,'key':'jwt.sub'}," CALLS),
+                     "conf/x.json: endpoints[0]: client_rate_limit.key \"jwt.sub\" needs "
+                     "\"auth\": {\"jwt\": ...}");
+    CHECK_CONFIG_ERR(ROOT("'max_headers':100"),
+                     "conf/x.json: max_headers: must be between 1 and 99, not 100");
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
     {"auth_keys", test_auth_keys},
     {"auth_jwt", test_auth_jwt},
+    {"edge_keys", test_edge_keys},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
