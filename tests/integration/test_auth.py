@@ -82,6 +82,34 @@ class ApiKeyTest(GatherdTestCase):
         for secret in (KEY_A, KEY_B, ENV_KEY, 'other-key'):
             self.assertNotIn(secret, log)
 
+    def test_cors_preflight_allows_the_auth_header(self):
+        """With the default cors.headers, the header an endpoint's auth reads may be sent by a
+        page: the API key header, or Authorization for bearer tokens."""
+        secret = os.path.join(self.tmp, 'secret')
+        with open(secret, 'w') as f:
+            f.write('0123456789abcdef0123456789abcdef\n')
+        eps = [endpoint('/k', {'u': call('s', '/u')},
+                        auth={'api_keys': {'keys_file': self.keys_file}}),
+               endpoint('/j', {'u': call('s', '/u')},
+                        auth={'jwt': {'algorithms': ['HS256'], 'key_file': secret}}),
+               endpoint('/open', {'u': call('s', '/u')})]
+        gd = self.start_gatherd(config(eps, {'s': self.stub},
+                                       cors={'origins': ['https://app.example.com']}))
+
+        def preflight(path, headers):
+            return gd.request('OPTIONS', path, {'Origin': 'https://app.example.com',
+                                                'Access-Control-Request-Method': 'GET',
+                                                'Access-Control-Request-Headers': headers})
+        st, h, _, _ = preflight('/k', 'x-api-key')
+        self.assertEqual(st, 204)
+        self.assertEqual(h.get('Access-Control-Allow-Headers'),
+                         'content-type, x-request-id, traceparent, x-api-key')
+        st, h, _, _ = preflight('/j', 'authorization')
+        self.assertEqual(st, 204)
+        self.assertIn('authorization', h.get('Access-Control-Allow-Headers'))
+        self.assertEqual(preflight('/open', 'x-api-key')[0], 403)
+        self.assertEqual(preflight('/k', 'authorization')[0], 403)
+
     def test_check_config(self):
         def check(auth, env=None):
             path = os.path.join(self.tmp, 'c.json')
