@@ -289,6 +289,22 @@ class JwtTest(GatherdTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('endpoints[0]: uses {jwt.sub}, but has no "auth": {"jwt": ...}', r.stderr)
 
+    def test_rate_limit_by_claim(self):
+        """client_rate_limit with "key": "jwt.sub": one bucket per subject, whatever the address."""
+        eps = [endpoint('/limited', {'u': call('s', '/u')},
+                        auth={'jwt': {'algorithms': ['HS256'], 'key_file': self.secret_file}},
+                        client_rate_limit={'requests': 2, 'per_ms': 600000, 'key': 'jwt.sub'})]
+        gd = self.start_gatherd(config(eps, {'s': self.stub}, trusted_proxies=['127.0.0.1']))
+        alice = sign('HS256', self.secret, self.claims(sub='alice'))
+        alice2 = sign('HS256', self.secret, self.claims(sub='alice', jti='another'))
+        bob = sign('HS256', self.secret, self.claims(sub='bob'))
+        sts = [self.bearer(gd, '/limited', t)[0] for t in (alice, alice2, alice, bob)]
+        self.assertEqual(sts, [200, 200, 429, 200])
+        st, h, _, _ = gd.get('/limited', {'Authorization': 'Bearer ' + bob,
+                                          'X-Forwarded-For': '198.51.100.1'})
+        self.assertEqual(st, 200)
+        self.assertEqual(h.get('RateLimit-Remaining'), '0')
+
     def test_check_config(self):
         def check(jwt):
             path = os.path.join(self.tmp, 'c.json')
