@@ -14,6 +14,8 @@ bash scripts/pg-cluster.sh start "$pgdir" 15433 scripts/demo.sql
 # The demo upstream demands an API key, as a third-party API would; conf/demo.json sends it from
 # the environment ({env.GATHERD_DEMO_API_KEY}), so it is written nowhere in the config.
 export GATHERD_DEMO_API_KEY=${GATHERD_DEMO_API_KEY:-demo-$RANDOM$RANDOM}
+# The keys gatherd's own /users/{id}/account accepts (x-client-key), from the environment too.
+export GATHERD_DEMO_CLIENT_KEYS=${GATHERD_DEMO_CLIENT_KEYS:-demo-client-key}
 python3 scripts/demo-upstream.py --port 18081 --api-key "$GATHERD_DEMO_API_KEY" &
 upstream_pid=$!
 cleanup() {
@@ -28,6 +30,7 @@ for _ in $(seq 100); do
 done
 
 echo "demo: gatherd on http://127.0.0.1:8080 — try: curl -i http://127.0.0.1:8080/users/1/profile" >&2
+echo "demo: and with a client key: curl -i -H 'x-client-key: $GATHERD_DEMO_CLIENT_KEYS' http://127.0.0.1:8080/users/1/account" >&2
 build-release/gatherd -c conf/demo.json &
 gatherd_pid=$!
 trap 'kill -TERM "$gatherd_pid" 2>/dev/null || true; wait "$gatherd_pid" 2>/dev/null || true; cleanup' EXIT

@@ -13,7 +13,15 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
 
+#include "base/b64url.h"
 #include "base/util.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
@@ -1015,7 +1023,10 @@ static gd_param_t *find_param(gd_endpoint_conf_t *ep, const char *name)
 /* Appends a string parameter, optional with default "", as a template reference makes it. */
 static gd_param_t *add_param(gd_endpoint_conf_t *ep, gd_src_t src, const char *key)
 {
-    const char *prefix = src == GD_SRC_QUERY ? "query." : src == GD_SRC_HEADER ? "header." : "";
+    const char *prefix = src == GD_SRC_QUERY    ? "query."
+                         : src == GD_SRC_HEADER ? "header."
+                         : src == GD_SRC_JWT    ? "jwt."
+                                                : "";
     size_t plen = strlen(prefix), klen = strlen(key);
     gd_param_t *p;
 
@@ -2456,6 +2467,520 @@ static int load_cors(struct loader *l, const struct jpath *parent, json_t *obj, 
     return 0;
 }
 
+static void free_jwt(gd_jwt_conf_t *j)
+{
+    if (j == NULL)
+        return;
+    free_strv(j->algorithms, j->nalgorithms);
+    for (size_t i = 0; i < j->nkeys; i++) {
+        OPENSSL_cleanse(j->keys[i].key, j->keys[i].key_len);
+        free(j->keys[i].key);
+        free(j->keys[i].kid);
+    }
+    free(j->keys);
+    free(j->issuer);
+    free(j->audience);
+    for (size_t i = 0; i < j->nrequired_claims; i++) {
+        free(j->required_claims[i].name);
+        free(j->required_claims[i].value);
+    }
+    free(j->required_claims);
+    free(j);
+}
+
+static void free_auth(gd_auth_conf_t *a)
+{
+    if (a == NULL)
+        return;
+    free_jwt(a->jwt);
+    free(a->api_key_header);
+    if (a->api_key_hashes != NULL)
+        OPENSSL_cleanse(a->api_key_hashes, a->napi_keys * sizeof(*a->api_key_hashes));
+    free(a->api_key_hashes);
+    free(a->api_key_challenge);
+    free(a);
+}
+
+#define MAX_API_KEY_LEN        4096
+#define MAX_API_KEYS           100000
+#define MAX_KEYS_FILE_BYTES    (16 << 20)
+#define DEFAULT_API_KEY_HEADER "x-api-key"
+
+/* Adds the key [@k, @k + @len) to @a as its SHA-256. Keys are header values: printable ASCII
+ * without spaces. Error messages give the key's number, never its text. */
+static int add_api_key(struct loader *l, const struct jpath *at, gd_auth_conf_t *a, const char *k,
+                       size_t len, const char *where, size_t number)
+{
+    if (len > MAX_API_KEY_LEN)
+        return fail(l, at, "%s: key %zu is longer than %d bytes", where, number, MAX_API_KEY_LEN);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+            return fail(l, at, "%s: key %zu has a byte that is not printable ASCII", where, number);
+    if (a->napi_keys == MAX_API_KEYS)
+        return fail(l, at, "%s: more than %d keys", where, MAX_API_KEYS);
+    a->api_key_hashes =
+        gd_xrealloc(a->api_key_hashes, (a->napi_keys + 1) * sizeof(*a->api_key_hashes));
+    SHA256((const unsigned char *)k, len, a->api_key_hashes[a->napi_keys++]);
+    return 0;
+}
+
+/* Adds every key of @text: one per line (LF or CRLF), or with @is_list also separated by
+ * commas and blanks; blank lines and lines starting with '#' are skipped. */
+static int add_api_keys(struct loader *l, const struct jpath *at, gd_auth_conf_t *a,
+                        const char *text, size_t len, bool is_list, const char *where)
+{
+    size_t i = 0, number = 0;
+    int r;
+
+    while (i < len) {
+        size_t end = i;
+        while (end < len && text[end] != '\n' &&
+               !(is_list && (text[end] == ',' || text[end] == ' ')))
+            end++;
+        size_t s = i, e = end;
+        while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r'))
+            s++;
+        while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r'))
+            e--;
+        if (e > s && text[s] != '#' &&
+            (r = add_api_key(l, at, a, text + s, e - s, where, ++number)) < 0)
+            return r;
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* Reads the keys file @path (config load only: a blocking read before any loop runs). */
+static int read_keys_file(struct loader *l, const struct jpath *at, gd_auth_conf_t *a,
+                          const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int r;
+
+    if (f == NULL)
+        return fail(l, at, "cannot open %s: %s", quote(l, path), strerror(errno));
+    while (len <= MAX_KEYS_FILE_BYTES) {
+        size_t n;
+        if (len == cap) {
+            cap = cap == 0 ? 4096 : cap * 2;
+            buf = gd_xrealloc(buf, cap);
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        r = fail(l, at, "cannot read %s", quote(l, path));
+    else if (len > MAX_KEYS_FILE_BYTES)
+        r = fail(l, at, "%s is larger than %d MiB", quote(l, path), MAX_KEYS_FILE_BYTES >> 20);
+    else
+        r = add_api_keys(l, at, a, buf, len, false, path);
+    fclose(f);
+    if (buf != NULL)
+        OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return r;
+}
+
+/* "api_keys": {"header": NAME, "keys_file": PATH} or {"header": NAME, "keys": "{env.NAME}"}. */
+static int load_api_keys(struct loader *l, const struct jpath *at, json_t *v, gd_auth_conf_t *a)
+{
+    static const char *const keys[] = {"header", "keys_file", "keys", NULL};
+    struct jpath header_at = {at, "header", 0}, file_at = {at, "keys_file", 0},
+                 keys_at = {at, "keys", 0};
+    const char *header, *file = NULL, *env = NULL;
+    char challenge[256];
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_string(l, at, v, "header", false, DEFAULT_API_KEY_HEADER, &header)) < 0 ||
+        (r = get_string(l, at, v, "keys_file", false, NULL, &file)) < 0 ||
+        (r = get_string(l, at, v, "keys", false, NULL, &env)) < 0)
+        return r;
+    if (!is_token(header) || strlen(header) > 64)
+        return fail(l, &header_at, "must be a header name, not %s", quote(l, header));
+    if (strcasecmp(header, "authorization") == 0 || strcasecmp(header, "cookie") == 0 ||
+        is_reserved_header(header))
+        return fail(l, &header_at, "cannot be %s", quote(l, header));
+    a->api_key_header = gd_xstrdup(header);
+    for (char *p = a->api_key_header; *p != '\0'; p++)
+        *p = lower(*p);
+    snprintf(challenge, sizeof(challenge), "ApiKey realm=\"gatherd\", header=\"%s\"",
+             a->api_key_header);
+    a->api_key_challenge = gd_xstrdup(challenge);
+    if ((file == NULL) == (env == NULL))
+        return fail(l, at, "needs exactly one of \"keys_file\" and \"keys\"");
+    if (file != NULL) {
+        if ((r = read_keys_file(l, &file_at, a, file)) < 0)
+            return r;
+        if (a->napi_keys == 0)
+            return fail(l, &file_at, "%s holds no key", quote(l, file));
+        return 0;
+    }
+    /* Keys are secrets: never written in the config itself, only referenced. */
+    size_t elen = strlen(env), nsubst = 0;
+    if (elen < 7 || strncmp(env, "{env.", 5) != 0 || env[elen - 1] != '}' ||
+        strchr(env + 1, '{') != NULL)
+        return fail(l, &keys_at,
+                    "must be one {env.NAME} reference (keys are never written in the config; "
+                    "or use \"keys_file\")");
+    char *value = NULL;
+    if ((r = subst_env(l, &keys_at, env, false, &value, &nsubst)) < 0)
+        return r;
+    r = add_api_keys(l, &keys_at, a, value, strlen(value), true, env);
+    OPENSSL_cleanse(value, strlen(value));
+    free(value);
+    if (r == 0 && a->napi_keys == 0)
+        r = fail(l, &keys_at, "%s holds no key", env);
+    return r;
+}
+
+#define DEFAULT_JWT_LEEWAY_S 30
+#define MAX_JWT_LEEWAY_S     600
+#define MAX_JWT_KEY_BYTES    (1 << 20)
+
+static bool is_jwt_algorithm(const char *s)
+{
+    static const char *const algs[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                       "RS512", "ES256", "ES384", NULL};
+    for (size_t i = 0; algs[i] != NULL; i++)
+        if (strcmp(s, algs[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Reads the key or JWKS file @path whole (config load only). An HMAC secret loses one trailing
+ * newline. *@ret_buf is new (NUL-terminated; free() it after OPENSSL_cleanse). */
+static int read_jwt_file(struct loader *l, const struct jpath *at, const char *path, bool is_hmac,
+                         unsigned char **ret_buf, size_t *ret_len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    size_t len;
+
+    if (f == NULL)
+        return fail(l, at, "cannot open %s: %s", quote(l, path), strerror(errno));
+    buf = gd_xmalloc(MAX_JWT_KEY_BYTES + 2);
+    len = fread(buf, 1, MAX_JWT_KEY_BYTES + 1, f);
+    bool is_error = ferror(f) != 0;
+    fclose(f);
+    if (is_error || len > MAX_JWT_KEY_BYTES || len == 0) {
+        OPENSSL_cleanse(buf, MAX_JWT_KEY_BYTES + 2);
+        free(buf);
+        return fail(l, at, "%s is %s", quote(l, path),
+                    is_error   ? "unreadable"
+                    : len == 0 ? "empty"
+                               : "larger than 1 MiB");
+    }
+    if (is_hmac && buf[len - 1] == '\n')
+        len--;
+    if (is_hmac && len > 0 && buf[len - 1] == '\r')
+        len--;
+    buf[len] = '\0';
+    *ret_buf = buf;
+    *ret_len = len;
+    return 0;
+}
+
+/* A PEM public key of the type the algorithms need: RSA for RS*, EC P-256/P-384 for ES*. */
+static int check_jwt_pem(struct loader *l, const struct jpath *at, const unsigned char *pem,
+                         size_t len, const char *path, char family)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *pk = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    int r = 0;
+
+    BIO_free(bio);
+    if (pk == NULL)
+        return fail(l, at, "%s holds no PEM public key (\"-----BEGIN PUBLIC KEY-----\")",
+                    quote(l, path));
+    if (family == 'R' && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+        r = fail(l, at, "%s is not an RSA public key, which RS* algorithms need", quote(l, path));
+    else if (family == 'E' && EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC)
+        r = fail(l, at, "%s is not an EC public key, which ES* algorithms need", quote(l, path));
+    EVP_PKEY_free(pk);
+    return r;
+}
+
+static void add_jwt_key(gd_jwt_conf_t *j, const char *kid, unsigned char *key, size_t len)
+{
+    j->keys = gd_xrealloc(j->keys, (j->nkeys + 1) * sizeof(*j->keys));
+    j->keys[j->nkeys++] = (gd_jwt_key_t){kid != NULL ? gd_xstrdup(kid) : NULL, key, len};
+}
+
+/* The base64url member @name of the JWK @k, decoded into a new BIGNUM or octets. */
+static unsigned char *jwk_bytes(const json_t *k, const char *name, size_t *ret_len)
+{
+    const char *s = json_string_value(json_object_get(k, name));
+    unsigned char *out;
+    ssize_t n;
+
+    if (s == NULL || *s == '\0')
+        return NULL;
+    out = gd_xmalloc(GD_B64URL_DECODED_MAX(strlen(s)) + 1);
+    if ((n = gd_b64url_decode(s, strlen(s), out)) <= 0) {
+        free(out);
+        return NULL;
+    }
+    *ret_len = (size_t)n;
+    return out;
+}
+
+/* The public key of the JWK @k (RFC 7518 section 6: RSA n/e, EC crv/x/y) as PEM text. */
+static int jwk_to_pem(const json_t *k, char family, unsigned char **ret_pem, size_t *ret_len,
+                      const char **why)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    unsigned char *a = NULL, *b = NULL, *point = NULL;
+    size_t alen = 0, blen = 0;
+    BIO *bio = NULL;
+    int r = -EINVAL;
+
+    *why = "its key parameters are missing or not base64url";
+    if (bld == NULL)
+        goto out;
+    if (family == 'R') {
+        if ((a = jwk_bytes(k, "n", &alen)) == NULL || (b = jwk_bytes(k, "e", &blen)) == NULL)
+            goto out;
+        n = BN_bin2bn(a, (int)alen, NULL);
+        e = BN_bin2bn(b, (int)blen, NULL);
+        if (n == NULL || e == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    } else {
+        const char *crv = json_string_value(json_object_get(k, "crv"));
+        size_t size = crv == NULL                 ? 0
+                      : strcmp(crv, "P-256") == 0 ? 32
+                      : strcmp(crv, "P-384") == 0 ? 48
+                                                  : 0;
+        if (size == 0) {
+            *why = "its \"crv\" is not \"P-256\" or \"P-384\"";
+            goto out;
+        }
+        if ((a = jwk_bytes(k, "x", &alen)) == NULL || (b = jwk_bytes(k, "y", &blen)) == NULL ||
+            alen != size || blen != size)
+            goto out;
+        point = gd_xmalloc(1 + 2 * size);
+        point[0] = 0x04; /* uncompressed (SEC 1 section 2.3.3) */
+        memcpy(point + 1, a, size);
+        memcpy(point + 1 + size, b, size);
+        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, crv, 0) ||
+            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * size))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    }
+    *why = "its key is not valid";
+    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL || ctx == NULL ||
+        EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+        goto out;
+    char *mem;
+    long mlen;
+    if ((bio = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_PUBKEY(bio, pk) ||
+        (mlen = BIO_get_mem_data(bio, &mem)) <= 0)
+        goto out;
+    *ret_pem = gd_xmalloc((size_t)mlen + 1);
+    memcpy(*ret_pem, mem, (size_t)mlen);
+    (*ret_pem)[mlen] = '\0';
+    *ret_len = (size_t)mlen;
+    r = 0;
+out:
+    BIO_free(bio);
+    EVP_PKEY_free(pk);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    free(a);
+    free(b);
+    free(point);
+    return r;
+}
+
+/* "jwks_file": a JWK Set (RFC 7517 section 5); the keys of the algorithms' family are kept by
+ * "kid", the others (and "use": "enc" ones) skipped. */
+static int load_jwks(struct loader *l, const struct jpath *at, gd_jwt_conf_t *j, const char *path,
+                     char family)
+{
+    static const char *const kty_of[] = {"oct", "RSA", "EC"};
+    const char *want = kty_of[family == 'H' ? 0 : family == 'R' ? 1 : 2];
+    unsigned char *buf = NULL;
+    size_t len = 0, i;
+    json_error_t jerr;
+    json_t *doc, *keys, *k;
+    int r;
+
+    if ((r = read_jwt_file(l, at, path, false, &buf, &len)) < 0)
+        return r;
+    doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    keys = json_object_get(doc, "keys");
+    if (!json_is_array(keys)) {
+        json_decref(doc);
+        return fail(l, at, "%s is not a JWK Set (a JSON object with a \"keys\" array)",
+                    quote(l, path));
+    }
+    json_array_foreach(keys, i, k)
+    {
+        const char *kty = json_string_value(json_object_get(k, "kty"));
+        const char *kid = json_string_value(json_object_get(k, "kid"));
+        const char *use = json_string_value(json_object_get(k, "use"));
+        const char *why = NULL;
+        unsigned char *key = NULL;
+        size_t klen = 0;
+
+        if (kty == NULL || strcmp(kty, want) != 0 || (use != NULL && strcmp(use, "sig") != 0))
+            continue;
+        if (kid == NULL || *kid == '\0') {
+            r = fail(l, at, "%s: key %zu has no \"kid\"", quote(l, path), i);
+            break;
+        }
+        for (size_t m = 0; m < j->nkeys; m++)
+            if (strcmp(j->keys[m].kid, kid) == 0)
+                why = "its \"kid\" is that of another key";
+        if (why == NULL && family == 'H') {
+            if ((key = jwk_bytes(k, "k", &klen)) == NULL)
+                why = "its \"k\" is missing or not base64url";
+            else if (klen < 32)
+                why = "an HMAC secret must have at least 32 bytes";
+        } else if (why == NULL) {
+            (void)jwk_to_pem(k, family, &key, &klen, &why); /* why is set on failure */
+            if (key != NULL)
+                why = NULL;
+        }
+        if (why != NULL) {
+            if (key != NULL)
+                OPENSSL_cleanse(key, klen);
+            free(key);
+            r = fail(l, at, "%s: key %zu (kid %s): %s", quote(l, path), i, quote(l, kid), why);
+            break;
+        }
+        add_jwt_key(j, kid, key, klen);
+    }
+    json_decref(doc);
+    if (r == 0 && j->nkeys == 0)
+        r = fail(l, at, "%s holds no %s key for %s", quote(l, path), want, j->algorithms[0]);
+    return r;
+}
+
+static int load_jwt(struct loader *l, const struct jpath *at, json_t *v, gd_jwt_conf_t *j)
+{
+    static const char *const keys[] = {"algorithms", "key_file", "jwks_file",       "issuer",
+                                       "audience",   "leeway_s", "required_claims", NULL};
+    struct jpath algs_at = {at, "algorithms", 0}, key_at = {at, "key_file", 0},
+                 jwks_at = {at, "jwks_file", 0}, claims_at = {at, "required_claims", 0};
+    const char *key_file = NULL, *jwks_file = NULL, *issuer = NULL, *audience = NULL;
+    json_t *member = NULL, *claims;
+    long long x = 0;
+    int r;
+
+    if ((r = check_object(l, at, v, keys)) < 0 ||
+        (r = get_member(l, at, v, "algorithms", true, &member)) < 0 ||
+        (r = get_token_list(l, at, v, "algorithms", is_jwt_algorithm,
+                            "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384", false,
+                            false, &j->algorithms, &j->nalgorithms)) < 0 ||
+        (r = get_string(l, at, v, "key_file", false, NULL, &key_file)) < 0 ||
+        (r = get_string(l, at, v, "jwks_file", false, NULL, &jwks_file)) < 0 ||
+        (r = get_string(l, at, v, "issuer", false, NULL, &issuer)) < 0 ||
+        (r = get_string(l, at, v, "audience", false, NULL, &audience)) < 0 ||
+        (r = get_int(l, at, v, "leeway_s", 0, MAX_JWT_LEEWAY_S, DEFAULT_JWT_LEEWAY_S, &x)) < 0)
+        return r;
+    j->leeway_s = (unsigned)x;
+    /* One family per key: a token may never choose how its own signature is checked (an RSA
+     * public key taken as an HMAC secret, RFC 8725 section 2.1). */
+    char family = j->algorithms[0][0];
+    for (size_t i = 1; i < j->nalgorithms; i++)
+        if (j->algorithms[i][0] != family) {
+            struct jpath ip = {&algs_at, NULL, i};
+            return fail(l, &ip, "must be of the same family as %s (one key serves one family)",
+                        j->algorithms[0]);
+        }
+    if ((key_file == NULL) == (jwks_file == NULL))
+        return fail(l, at, "needs exactly one of \"key_file\" and \"jwks_file\"");
+    if (jwks_file != NULL) {
+        if ((r = load_jwks(l, &jwks_at, j, jwks_file, family)) < 0)
+            return r;
+    } else {
+        unsigned char *key = NULL;
+        size_t klen = 0;
+        if ((r = read_jwt_file(l, &key_at, key_file, family == 'H', &key, &klen)) < 0)
+            return r;
+        add_jwt_key(j, NULL, key, klen); /* the config owns it from here, errors included */
+        if (family != 'H' && (r = check_jwt_pem(l, &key_at, key, klen, key_file, family)) < 0)
+            return r;
+        if (family == 'H' && klen < 32)
+            return fail(l, &key_at,
+                        "%s: an HMAC secret must have at least 32 bytes (RFC 7518 section 3.2)",
+                        quote(l, key_file));
+    }
+    j->issuer = issuer != NULL ? gd_xstrdup(issuer) : NULL;
+    j->audience = audience != NULL ? gd_xstrdup(audience) : NULL;
+    claims = json_object_get(v, "required_claims");
+    if (claims != NULL) {
+        const char *name;
+        json_t *cv;
+        if (!json_is_object(claims))
+            return fail_type(l, &claims_at, claims, "an object of strings");
+        j->required_claims = gd_xcalloc(json_object_size(claims) + 1, sizeof(*j->required_claims));
+        json_object_foreach(claims, name, cv)
+        {
+            struct jpath cp = {&claims_at, name, 0};
+            if (!json_is_string(cv))
+                return fail_type(l, &cp, cv, "a string");
+            j->required_claims[j->nrequired_claims].name = gd_xstrdup(name);
+            j->required_claims[j->nrequired_claims++].value = gd_xstrdup(json_string_value(cv));
+        }
+    }
+    return 0;
+}
+
+/* "auth": an object, or false (for an endpoint: open, not the top level's either). */
+static int load_auth(struct loader *l, const struct jpath *parent, json_t *obj, bool *ret_present,
+                     gd_auth_conf_t **ret)
+{
+    static const char *const keys[] = {"api_keys", "jwt", NULL};
+    struct jpath at = {parent, "auth", 0}, api_at = {&at, "api_keys", 0}, jwt_at = {&at, "jwt", 0};
+    json_t *v = json_object_get(obj, "auth"), *api, *jwt;
+    gd_auth_conf_t *a;
+    int r;
+
+    *ret = NULL;
+    *ret_present = v != NULL;
+    if (v == NULL || json_is_false(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    if ((r = check_object(l, &at, v, keys)) < 0)
+        return r;
+    api = json_object_get(v, "api_keys");
+    jwt = json_object_get(v, "jwt");
+    if ((api == NULL) == (jwt == NULL))
+        return fail(l, &at, "needs exactly one of \"api_keys\" and \"jwt\"");
+    a = gd_xcalloc(1, sizeof(*a));
+    if (api != NULL)
+        r = load_api_keys(l, &api_at, api, a);
+    else if (!json_is_object(jwt))
+        r = fail_type(l, &jwt_at, jwt, "an object");
+    else
+        r = load_jwt(l, &jwt_at, jwt, a->jwt = gd_xcalloc(1, sizeof(*a->jwt)));
+    if (r < 0) {
+        free_auth(a);
+        return r;
+    }
+    *ret = a;
+    return 0;
+}
+
 /* "compress": an object, or false; the keys an object leaves out are @def's. */
 static int load_compress(struct loader *l, const struct jpath *parent, json_t *obj,
                          const gd_compress_conf_t *def, gd_compress_conf_t *ret)
@@ -2505,14 +3030,103 @@ static int load_cache_control(struct loader *l, const struct jpath *at, json_t *
     return 0;
 }
 
+#define DEFAULT_RATE_MAX_KEYS 100000
+#define MAX_RATE_MAX_KEYS     10000000
+
+static void free_rate_limit(gd_rate_limit_conf_t *rl)
+{
+    if (rl == NULL)
+        return;
+    gd_ratelimit_free(rl->limiter);
+    free(rl->claim);
+    free(rl->limit_header);
+    free(rl);
+}
+
+/* "client_rate_limit": an object, or false (for an endpoint: none, not the top level's). */
+static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
+                           bool *ret_present, gd_rate_limit_conf_t **ret)
+{
+    static const char *const keys[] = {"requests", "per_ms", "burst", "key", "max_keys", NULL};
+    struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
+    json_t *v = json_object_get(obj, "client_rate_limit");
+    gd_rate_limit_conf_t *rl;
+    const char *key = NULL;
+    long long x = 0;
+    int r;
+
+    *ret = NULL;
+    *ret_present = v != NULL;
+    if (v == NULL || json_is_false(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail_type(l, &at, v, "an object or false");
+    rl = gd_xcalloc(1, sizeof(*rl));
+    if ((r = check_object(l, &at, v, keys)) < 0 ||
+        (r = get_int(l, &at, v, "requests", 1, 1000000000, 0, &x)) < 0)
+        goto err;
+    if (x == 0) {
+        r = fail(l, &(struct jpath){&at, "requests", 0}, "missing required key");
+        goto err;
+    }
+    rl->requests = (uint64_t)x;
+    if ((r = get_duration(l, &at, v, "per_ms", false, 1000, &rl->per_ms)) < 0 ||
+        (r = get_int(l, &at, v, "burst", 1, 1000000000, (long long)rl->requests, &x)) < 0)
+        goto err;
+    rl->burst = (uint64_t)x;
+    if ((r = get_int(l, &at, v, "max_keys", 64, MAX_RATE_MAX_KEYS, DEFAULT_RATE_MAX_KEYS, &x)) <
+            0 ||
+        (r = get_string(l, &at, v, "key", false, "client", &key)) < 0)
+        goto err;
+    rl->max_keys = (size_t)x;
+    if (strcmp(key, "client") == 0) {
+        rl->key = GD_RATE_KEY_CLIENT;
+    } else if (strcmp(key, "api_key") == 0) {
+        rl->key = GD_RATE_KEY_API_KEY;
+    } else if (strncmp(key, "jwt.", 4) == 0 && key[4] != '\0') {
+        rl->key = GD_RATE_KEY_JWT;
+        rl->claim = gd_xstrdup(key + 4);
+    } else {
+        r = fail(l, &key_at, "must be \"client\", \"api_key\" or \"jwt.CLAIM\", not %s",
+                 quote(l, key));
+        goto err;
+    }
+    char n[32];
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)rl->requests);
+    rl->limit_header = gd_xstrdup(n);
+    rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+    *ret = rl;
+    return 0;
+err:
+    free_rate_limit(rl);
+    return r;
+}
+
+/* A rate limit by API key or JWT claim needs that kind of auth on the endpoint. */
+static int check_rate_limit_key(struct loader *l, const struct jpath *at,
+                                const gd_endpoint_conf_t *ep)
+{
+    const gd_rate_limit_conf_t *rl = ep->rate_limit;
+
+    if (rl == NULL)
+        return 0;
+    if (rl->key == GD_RATE_KEY_API_KEY && (ep->auth == NULL || ep->auth->api_key_header == NULL))
+        return fail(l, at, "client_rate_limit.key \"api_key\" needs \"auth\": {\"api_keys\": ...}");
+    if (rl->key == GD_RATE_KEY_JWT && (ep->auth == NULL || ep->auth->jwt == NULL))
+        return fail(l, at, "client_rate_limit.key \"jwt.%s\" needs \"auth\": {\"jwt\": ...}",
+                    rl->claim);
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"method", "path",     "timeout_ms",    "params", "calls",
-                                       "cors",   "compress", "cache_control", "etag",   NULL};
+    static const char *const keys[] = {"method", "path", "timeout_ms",        "params",
+                                       "calls",  "cors", "compress",          "cache_control",
+                                       "etag",   "auth", "client_rate_limit", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
-    bool has_cors = false;
+    bool has_cors = false, has_auth = false, has_rate = false;
     int r;
 
     if ((r = check_object(l, at, v, keys)) < 0 ||
@@ -2533,9 +3147,22 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||
-        (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0)
+        (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0 ||
+        (r = load_auth(l, at, v, &has_auth, &ep->own_auth)) < 0 ||
+        (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0)
         return r;
+    ep->rate_limit = has_rate ? ep->own_rate_limit : cfg->rate_limit;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
+    ep->auth = has_auth ? ep->own_auth : cfg->auth;
+    /* A claim is only known once a token was verified. */
+    for (size_t i = 0; i < ep->nparams; i++)
+        if (ep->params[i].src == GD_SRC_JWT && (ep->auth == NULL || ep->auth->jwt == NULL))
+            return fail(l, at,
+                        "uses {%s}, but has no \"auth\": {\"jwt\": ...} (its own or the "
+                        "top level's)",
+                        ep->params[i].name);
+    if ((r = check_rate_limit_key(l, at, ep)) < 0)
+        return r;
     return 0;
 }
 
@@ -2560,6 +3187,67 @@ static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
     return 0;
 }
 
+/* "trusted_proxies": ["10.0.0.0/8", "::1/128", "127.0.0.1"] (an address alone is a /32 or /128). */
+static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    struct jpath at = {NULL, "trusted_proxies", 0};
+    json_t *v = json_object_get(root, "trusted_proxies");
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_array(v))
+        return fail_type(l, &at, v, "an array of strings");
+    cfg->ntrusted_proxies = json_array_size(v);
+    cfg->trusted_proxies = gd_xcalloc(cfg->ntrusted_proxies + 1, sizeof(*cfg->trusted_proxies));
+    for (size_t i = 0; i < cfg->ntrusted_proxies; i++) {
+        struct jpath ip = {&at, NULL, i};
+        json_t *e = json_array_get(v, i);
+        gd_cidr_t *c = &cfg->trusted_proxies[i];
+        char text[64];
+        const char *s, *slash;
+        size_t len;
+
+        if (!json_is_string(e))
+            return fail_type(l, &ip, e, "a string");
+        s = json_string_value(e);
+        len = strlen(s);
+        slash = strchr(s, '/');
+        size_t alen = slash != NULL ? (size_t)(slash - s) : len;
+        if (alen == 0 || alen >= sizeof(text))
+            goto bad;
+        memcpy(text, s, alen);
+        text[alen] = '\0';
+        if (inet_pton(AF_INET, text, c->addr) == 1)
+            c->family = AF_INET;
+        else if (inet_pton(AF_INET6, text, c->addr) == 1)
+            c->family = AF_INET6;
+        else
+            goto bad;
+        unsigned max = c->family == AF_INET ? 32 : 128;
+        c->prefix_len = max;
+        if (slash != NULL) {
+            char *end;
+            if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+                goto bad;
+            unsigned long n = strtoul(slash + 1, &end, 10);
+            if (*end != '\0' || n > max)
+                goto bad;
+            c->prefix_len = (unsigned)n;
+        }
+        for (unsigned b = c->prefix_len; b < max; b++)
+            if (c->addr[b / 8] & (0x80 >> (b % 8)))
+                return fail(l, &ip, "%s has host bits set beyond its prefix /%u", quote(l, s),
+                            c->prefix_len);
+        continue;
+    bad:
+        return fail(l, &ip,
+                    "must be an IPv4 or IPv6 address with an optional prefix length, like "
+                    "\"10.0.0.0/8\" or \"::1\", not %s",
+                    quote(l, s));
+    }
+    return 0;
+}
+
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
@@ -2579,11 +3267,17 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_request_body_bytes",
                                        "cors",
                                        "compress",
+                                       "auth",
+                                       "trusted_proxies",
+                                       "client_rate_limit",
+                                       "max_url_bytes",
+                                       "max_header_bytes",
+                                       "max_headers",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
                                                         .level = DEFAULT_COMPRESS_LEVEL};
-    bool has_cors = false;
+    bool has_cors = false, has_auth = false, has_rate = false;
     long long x = 0;
     int r;
 
@@ -2609,6 +3303,17 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_MAX_REQUEST_BODY_BYTES, &x)) < 0)
         return r;
     cfg->max_request_body_bytes = (size_t)x;
+    /* h2o 2.2.5 itself refuses a head of more than 100 fields or about 408 KiB with a plain-text
+     * 400: these limits stay below, so that the answer is gatherd's JSON one. */
+    if ((r = get_int(l, NULL, root, "max_url_bytes", 256, 65536, 8192, &x)) < 0)
+        return r;
+    cfg->max_url_bytes = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_header_bytes", 1024, 262144, 32768, &x)) < 0)
+        return r;
+    cfg->max_header_bytes = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
+        return r;
+    cfg->max_headers = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -2623,6 +3328,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
         (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
+        (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
+        (r = load_trusted_proxies(l, root, cfg)) < 0 ||
+        (r = load_rate_limit(l, NULL, root, &has_rate, &cfg->rate_limit)) < 0 ||
         (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
@@ -2812,9 +3520,14 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(ep->method);
         free(ep->path);
         free_cors(ep->own_cors);
+        free_auth(ep->own_auth);
+        free_rate_limit(ep->own_rate_limit);
         free(ep->cache_control);
     }
     free_cors(config->cors);
+    free_auth(config->auth);
+    free(config->trusted_proxies);
+    free_rate_limit(config->rate_limit);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/ratelimit.h"
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
@@ -179,6 +180,65 @@ typedef struct gd_compress_conf {
     int level;        /* zlib's, 1..9 */
 } gd_compress_conf_t;
 
+/* "auth.jwt.required_claims": a claim and the value it must have (or contain). */
+typedef struct gd_claim_rule {
+    /* read-only */
+    char *name;
+    char *value;
+} gd_claim_rule_t;
+
+/* A key JWTs may be signed with: a key_file's, or one of a JWKS file's. */
+typedef struct gd_jwt_key {
+    /* read-only */
+    char *kid;          /* a JWKS key's "kid"; NULL for key_file's key */
+    unsigned char *key; /* the HMAC secret, or a PEM public key; may be secret: never logged */
+    size_t key_len;
+} gd_jwt_key_t;
+
+/* "auth.jwt": bearer tokens (RFC 7519) verified against a key file or a JWKS file. */
+typedef struct gd_jwt_conf {
+    /* read-only */
+    char **algorithms; /* "HS256", ...: all of one family, matching every key */
+    size_t nalgorithms;
+    gd_jwt_key_t *keys; /* key_file: one, without kid; jwks_file: those of the family, by kid */
+    size_t nkeys;
+    char *issuer;   /* "iss" must equal it; NULL: not checked */
+    char *audience; /* "aud" must be or contain it; NULL: not checked */
+    unsigned leeway_s;
+    gd_claim_rule_t *required_claims; /* a mismatch is a 403 */
+    size_t nrequired_claims;
+} gd_jwt_conf_t;
+
+/* "auth": who may call an endpoint. */
+typedef struct gd_auth_conf {
+    /* read-only */
+    char *api_key_header; /* "api_keys": the request header holding the key, lower-case; NULL:
+                           * no API keys */
+    unsigned char (*api_key_hashes)[32]; /* SHA-256 of each key: keys themselves are not kept */
+    size_t napi_keys;
+    char *api_key_challenge; /* the WWW-Authenticate of a 401 */
+    gd_jwt_conf_t *jwt;      /* owned; NULL: no bearer tokens */
+} gd_auth_conf_t;
+
+/* What "client_rate_limit" counts by. */
+typedef enum gd_rate_key {
+    GD_RATE_KEY_CLIENT,  /* the client's address (see trusted_proxies) */
+    GD_RATE_KEY_API_KEY, /* the API key (its SHA-256) */
+    GD_RATE_KEY_JWT,     /* a claim of the verified JWT */
+} gd_rate_key_t;
+
+/* "client_rate_limit": a token bucket per client. */
+typedef struct gd_rate_limit_conf {
+    /* read-only */
+    uint64_t requests, per_ms, burst;
+    gd_rate_key_t key;
+    char *claim; /* GD_RATE_KEY_JWT: the claim's name */
+    size_t max_keys;
+    /* The buckets: mutable, thread-safe, made at load and freed with the config. */
+    gd_ratelimit_t *limiter;
+    char *limit_header; /* RateLimit-Limit's value: "20" */
+} gd_rate_limit_conf_t;
+
 /* One segment of an endpoint's path pattern. */
 typedef struct gd_path_segment {
     /* read-only */
@@ -204,6 +264,10 @@ typedef struct gd_endpoint_conf {
     gd_compress_conf_t compress; /* its own, else the top level's */
     char *cache_control;         /* on complete 2xx answers; NULL: none */
     bool has_etag; /* complete 200 answers carry a strong ETag; If-None-Match gives 304 */
+    const gd_auth_conf_t *auth; /* its own, else the top level's; NULL: anyone may call */
+    gd_auth_conf_t *own_auth;   /* owned; NULL when inherited or "auth": false */
+    const gd_rate_limit_conf_t *rate_limit; /* its own, else the top level's; NULL: none */
+    gd_rate_limit_conf_t *own_rate_limit;   /* owned; NULL when inherited or false */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -240,6 +304,14 @@ typedef struct gd_log_conf {
     int level; /* 0 error, 1 warn, 2 info, 3 debug */
 } gd_log_conf_t;
 
+/* A network in "trusted_proxies": an address and a prefix length. IPv4 is kept as 4 bytes. */
+typedef struct gd_cidr {
+    /* read-only */
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* the network, host bits cleared */
+    unsigned prefix_len;
+} gd_cidr_t;
+
 typedef struct gd_config {
     /* read-only */
     char *source; /* the file name (or the name given to gd_config_load_string) */
@@ -250,6 +322,9 @@ typedef struct gd_config {
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
+    size_t max_url_bytes;          /* a longer request target is answered 414 */
+    size_t max_header_bytes;       /* more bytes of header fields are answered 431 */
+    size_t max_headers;            /* more header fields are answered 431 */
     size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
     size_t coroutine_stack_bytes;
@@ -269,6 +344,10 @@ typedef struct gd_config {
     gd_log_conf_t log;
     gd_cors_conf_t *cors;        /* owned; NULL: no CORS unless an endpoint has its own */
     gd_compress_conf_t compress; /* the default of every endpoint, and of unmatched paths */
+    gd_auth_conf_t *auth;        /* owned; NULL: endpoints without their own "auth" are open */
+    gd_rate_limit_conf_t *rate_limit; /* owned; shared by every endpoint without its own */
+    gd_cidr_t *trusted_proxies;  /* peers whose X-Forwarded-For / Forwarded is believed */
+    size_t ntrusted_proxies;
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

@@ -106,6 +106,10 @@ static int resolve_var(const char *var, size_t len, gd_template_resolve_cb resol
         src = GD_SRC_HEADER;
         key += 7;
         key_len -= 7;
+    } else if (len >= 4 && memcmp(var, "jwt.", 4) == 0) {
+        src = GD_SRC_JWT;
+        key += 4;
+        key_len -= 4;
     }
     copy_printable(shown, sizeof(shown), var, len);
     if (len >= 4 && memcmp(var, "env.", 4) == 0) {

@@ -20,6 +20,7 @@ typedef enum gd_src {
     GD_SRC_PATH,   /* {name}: a path capture */
     GD_SRC_QUERY,  /* {query.NAME} */
     GD_SRC_HEADER, /* {header.NAME}; NAME is lower-cased at compile time */
+    GD_SRC_JWT,    /* {jwt.NAME}: a claim of the request's verified JWT */
 } gd_src_t;
 
 /*
@@ -45,8 +46,8 @@ typedef struct gd_template {
 } gd_template_t;
 
 /**
- * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME or
- * header.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces. An
+ * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME,
+ * header.NAME or jwt.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces. An
  * {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env() first,
  * where the config allows them.
  * Returns 0, or -EINVAL with a message in @err (unbalanced brace, empty or bad name, the

@@ -96,9 +96,22 @@ static bool has_param_headers(const gd_cors_conf_t *cors, const gd_endpoint_conf
     return cors->has_default_headers && ep != NULL;
 }
 
+/* The request header the endpoint's auth reads (counts like a header parameter): its API key
+ * header, or Authorization for bearer tokens; NULL without auth. */
+static const char *auth_header(const gd_endpoint_conf_t *ep)
+{
+    if (ep == NULL || ep->auth == NULL)
+        return NULL;
+    return ep->auth->jwt != NULL ? "authorization" : ep->auth->api_key_header;
+}
+
 static bool is_allowed_header(const gd_cors_conf_t *cors, const gd_endpoint_conf_t *ep,
                               const char *name, size_t len)
 {
+    const char *ah = has_param_headers(cors, ep) ? auth_header(ep) : NULL;
+
+    if (ah != NULL && strlen(ah) == len && strncasecmp(ah, name, len) == 0)
+        return true;
     for (size_t i = 0; i < cors->nheaders; i++)
         if (strlen(cors->headers[i]) == len && strncasecmp(cors->headers[i], name, len) == 0)
             return true;
@@ -123,6 +136,10 @@ static h2o_iovec_t allow_headers(const gd_cors_conf_t *cors, const gd_endpoint_c
         v = h2o_concat(&req->pool, v, h2o_iovec_init(v.len > 0 ? ", " : "", v.len > 0 ? 2 : 0),
                        h2o_iovec_init(p->key, strlen(p->key)));
     }
+    const char *ah = has_param_headers(cors, ep) ? auth_header(ep) : NULL;
+    if (ah != NULL && !is_allowed_header(cors, NULL, ah, strlen(ah)))
+        v = h2o_concat(&req->pool, v, h2o_iovec_init(v.len > 0 ? ", " : "", v.len > 0 ? 2 : 0),
+                       h2o_iovec_init(ah, strlen(ah)));
     return v;
 }
 

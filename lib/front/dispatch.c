@@ -6,19 +6,23 @@
 
 #include <uv.h>
 
+#include "front/auth.h"
+#include "front/client.h"
 #include "front/cors.h"
 #include "front/framing.h"
+#include "front/limit.h"
 #include "gather/access.h"
 #include "gather/respond.h"
 #include "ops/trace.h"
 
 /* An error of gatherd's own, answered at once, counted and logged. */
 static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                         const char *request_id, uint64_t started_at_ns, int status,
-                         const char *code, const char *message, const char *hname,
+                         const char *request_id, const char *client, uint64_t started_at_ns,
+                         int status, const char *code, const char *message, const char *hname,
                          const char *hvalue)
 {
     gd_access_t a = {.request_id = request_id,
+                     .client = client,
                      .method = req->input.method,
                      .path = req->input.path,
                      .endpoint = ep,
@@ -34,9 +38,10 @@ static void answer_error(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint
 
 /* A CORS preflight that passed: 204 with the headers gd_cors_preflight() added. */
 static void answer_preflight(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                             const char *request_id, uint64_t started_at_ns)
+                             const char *request_id, const char *client, uint64_t started_at_ns)
 {
     gd_access_t a = {.request_id = request_id,
+                     .client = client,
                      .method = req->input.method,
                      .path = req->input.path,
                      .endpoint = ep,
@@ -70,6 +75,34 @@ static const char *take_request_id(h2o_req_t *req)
     return id;
 }
 
+/* Checks the request head against the config's limits: 0, or the status (414, 431) with the
+ * error code and message in @code and @err. Counts every field line, as sent. */
+static int check_head(const gd_config_t *config, h2o_req_t *req, const char **code, char *err,
+                      size_t errlen)
+{
+    size_t bytes = 0;
+
+    if (req->input.path.len > config->max_url_bytes) {
+        *code = "uri_too_long";
+        snprintf(err, errlen, "the request target is longer than %zu bytes", config->max_url_bytes);
+        return 414; /* RFC 9110 section 15.5.15 */
+    }
+    if (req->headers.size > config->max_headers) {
+        *code = "too_many_headers";
+        snprintf(err, errlen, "the request has more than %zu header fields", config->max_headers);
+        return 431; /* RFC 6585 section 5 */
+    }
+    for (size_t i = 0; i < req->headers.size; i++)
+        bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (bytes > config->max_header_bytes) {
+        *code = "headers_too_large";
+        snprintf(err, errlen, "the request's header fields are larger than %zu bytes",
+                 config->max_header_bytes);
+        return 431;
+    }
+    return 0;
+}
+
 void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req)
 {
     uint64_t started_at_ns = uv_hrtime();
@@ -82,13 +115,23 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     const gd_endpoint_conf_t *ep;
     char allow[256], err[512];
     const char *request_id = take_request_id(req);
+    const char *client = gd_client_identify(ctx->config, req);
     h2o_iovec_t preflight_method;
     int r;
 
-    if (ctx->is_aborting || req->entity.len > ctx->config->max_request_body_bytes)
+    const char *head_code = NULL;
+    int head_status = check_head(ctx->config, req, &head_code, err, sizeof(err));
+    if (ctx->is_aborting || head_status != 0 ||
+        req->entity.len > ctx->config->max_request_body_bytes)
         gd_cors_apply(ctx->config->cors, req); /* so that a page can read these errors too */
+    if (head_status != 0 && !ctx->is_aborting) {
+        req->http1_is_persistent = 0;
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, head_status, head_code, err,
+                     NULL, NULL);
+        return;
+    }
     if (ctx->is_aborting) {
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 503, "shutting_down",
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 503, "shutting_down",
                      "the server is shutting down", NULL, NULL);
         return;
     }
@@ -96,7 +139,7 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     if (gd_framing_check(req, &why) == GD_FRAMING_AMBIGUOUS) {
         /* Nothing after it on this connection can be framed for sure: it is closed. */
         req->http1_is_persistent = 0;
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request", why, NULL,
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 400, "bad_request", why, NULL,
                      NULL);
         return;
     }
@@ -104,7 +147,8 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         snprintf(err, sizeof(err), "the request body is larger than %zu bytes",
                  ctx->config->max_request_body_bytes);
         req->http1_is_persistent = 0;
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 413, "too_large", err, NULL, NULL);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 413, "too_large", err, NULL,
+                     NULL);
         return;
     }
     /* HEAD is answered like GET, without the body. */
@@ -121,10 +165,10 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
                             allow, sizeof(allow));
         if (r == 0 && ep->cors != NULL) {
             if (gd_cors_preflight(ep->cors, ep, req, preflight_method, err, sizeof(err)) == 0)
-                answer_preflight(ctx, req, ep, request_id, started_at_ns);
+                answer_preflight(ctx, req, ep, request_id, client, started_at_ns);
             else
-                answer_error(ctx, req, ep, request_id, started_at_ns, 403, "cors_rejected", err,
-                             NULL, NULL);
+                answer_error(ctx, req, ep, request_id, client, started_at_ns, 403, "cors_rejected",
+                             err, NULL, NULL);
             return;
         }
     }
@@ -137,20 +181,44 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         snprintf(err, sizeof(err), "no endpoint matches %.*s %.*s",
                  (int)(req->input.method.len < 32 ? req->input.method.len : 32),
                  req->input.method.base, (int)(path_len < 200 ? path_len : 200), target.base);
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 404, "not_found", err, NULL, NULL);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 404, "not_found", err, NULL,
+                     NULL);
         return;
     }
     if (r == GD_ROUTE_BAD_METHOD) {
         snprintf(err, sizeof(err), "method %.*s is not allowed here; allowed: %s",
                  (int)(req->input.method.len < 32 ? req->input.method.len : 32),
                  req->input.method.base, allow);
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 405, "method_not_allowed", err,
-                     "allow", allow);
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 405, "method_not_allowed",
+                     err, "allow", allow);
         return;
     }
     if (r != 0) {
-        answer_error(ctx, req, NULL, request_id, started_at_ns, 400, "bad_request",
+        answer_error(ctx, req, NULL, request_id, client, started_at_ns, 400, "bad_request",
                      "the path has a malformed percent-encoding", NULL, NULL);
+        return;
+    }
+
+    /* Before the parameters: a client without credentials learns nothing about them. */
+    gd_auth_refusal_t refusal;
+    json_t *claims = NULL; /* the verified JWT's, until the values are filled in below */
+    if (gd_auth_check(ep->auth, req, &claims, &refusal) != 0) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
+                     refusal.message, "www-authenticate", refusal.challenge);
+        return;
+    }
+
+    /* Over its client's rate limit: 429 before any call starts (RFC 6585 section 4). */
+    uint64_t retry_after_s = 0;
+    if (gd_limit_check(ep, req, client, claims, started_at_ns / 1000000, &retry_after_s) != 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+        snprintf(err, sizeof(err), "too many requests: at most %s every %llu ms; retry in %s s",
+                 ep->rate_limit->limit_header, (unsigned long long)ep->rate_limit->per_ms, ra);
+        gd_metrics_count_rate_limited(ctx->metrics, ep);
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 429, "rate_limited", err,
+                     "retry-after", ra);
+        json_decref(claims);
         return;
     }
 
@@ -166,14 +234,17 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
     r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
                                 qscratch, values, err, sizeof(err));
     if (r == -ENOMEM) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, 503, "overloaded",
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 503, "overloaded",
                      "out of memory checking parameters", NULL, NULL);
-        return;
+    } else if (r != 0) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 400, "invalid_parameter", err,
+                     NULL, NULL);
+    } else if (claims != NULL && gd_auth_fill_claims(ep, req, claims, values, &refusal) != 0) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
+                     refusal.message, "www-authenticate", refusal.challenge);
+    } else {
+        /* The claims' strings are borrowed by values for this call only. */
+        gd_gather_start(ctx, req, ep, values, request_id, client, started_at_ns);
     }
-    if (r != 0) {
-        answer_error(ctx, req, ep, request_id, started_at_ns, 400, "invalid_parameter", err, NULL,
-                     NULL);
-        return;
-    }
-    gd_gather_start(ctx, req, ep, values, request_id, started_at_ns);
+    json_decref(claims);
 }

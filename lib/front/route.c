@@ -295,6 +295,8 @@ int gd_route_extract_params(const gd_endpoint_conf_t *endpoint, const gd_strv_t 
             }
             break;
         }
+        case GD_SRC_JWT:
+            break; /* a claim: the front door fills it in once the token is verified */
         case GD_SRC_HEADER:
             /* The first occurrence wins, as for query parameters. */
             for (size_t j = 0; j < nheaders && !is_present; j++) {

@@ -20,6 +20,7 @@
 /* One answered request, as the access line tells it. Everything is borrowed for the call. */
 typedef struct gd_access {
     const char *request_id;
+    const char *client; /* the client's address (gd_client_identify()); NULL: "-" */
     h2o_iovec_t method, path;
     const gd_endpoint_conf_t *endpoint; /* NULL when no endpoint matched */
     int status;

@@ -26,6 +26,7 @@ struct gd_request {
     const gd_endpoint_conf_t *endpoint;
     h2o_mem_pool_t arena;     /* everything the calls borrow; freed with the request */
     const char *request_id;   /* in the arena, like method and path: the access line may be */
+    const char *client;       /* the client's address, in the arena too */
     h2o_iovec_t method, path; /* written after h2o has let go of its request */
     uint64_t started_at_ns;
     uint64_t deadline_ms;
@@ -49,7 +50,7 @@ static h2o_iovec_t arena_copy(h2o_mem_pool_t *arena, const char *s, size_t len)
 }
 
 static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                                 const char *request_id, uint64_t started_at_ns)
+                                 const char *request_id, const char *client, uint64_t started_at_ns)
 {
     gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]));
     size_t path_len =
@@ -61,6 +62,7 @@ static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_
     rq->started_at_ns = started_at_ns;
     h2o_mem_init_pool(&rq->arena);
     rq->request_id = arena_copy(&rq->arena, request_id, strlen(request_id)).base;
+    rq->client = arena_copy(&rq->arena, client, strlen(client)).base;
     rq->method = arena_copy(&rq->arena, req->input.method.base,
                             req->input.method.len < 32 ? req->input.method.len : 32);
     rq->path = arena_copy(&rq->arena, req->input.path.base, path_len);
@@ -89,6 +91,7 @@ static void record(gd_request_t *rq, int status, size_t bytes, const char *compl
                    const gd_call_result_t *results)
 {
     gd_access_t a = {.request_id = rq->request_id,
+                     .client = rq->client,
                      .method = rq->method,
                      .path = rq->path,
                      .endpoint = rq->endpoint,
@@ -353,9 +356,10 @@ static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t
 }
 
 void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                     const gd_strv_t *values, const char *request_id, uint64_t started_at_ns)
+                     const gd_strv_t *values, const char *request_id, const char *client,
+                     uint64_t started_at_ns)
 {
-    gd_request_t *rq = new_request(ctx, req, ep, request_id, started_at_ns);
+    gd_request_t *rq = new_request(ctx, req, ep, request_id, client, started_at_ns);
     gd_traceparent_t trace_buf;
     gd_call_input_t in = {.values = values,
                           .request_id = rq->request_id,

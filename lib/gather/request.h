@@ -61,11 +61,12 @@ void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx);
 
 /**
  * Gathers @req for endpoint @ep with its checked parameter @values (borrowed for the call),
- * @request_id (borrowed for the call) and @started_at_ns (uv_hrtime() at arrival). Always
- * answers, now or later.
+ * @request_id and @client (the client's address; both borrowed for the call) and
+ * @started_at_ns (uv_hrtime() at arrival). Always answers, now or later.
  */
 void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                     const gd_strv_t *values, const char *request_id, uint64_t started_at_ns);
+                     const gd_strv_t *values, const char *request_id, const char *client,
+                     uint64_t started_at_ns);
 /**
  * Cancels every request still gathering and answers each 503 (the shutdown timeout); queued
  * ones are refused with 503. Requests arriving later are answered 503 too.

@@ -28,6 +28,7 @@ struct histogram {
 struct endpoint_metrics {
     uint64_t by_status[MAX_STATUS - MIN_STATUS + 1];
     struct histogram duration;
+    uint64_t rate_limited;
 };
 
 #define NSTATUS (MAX_STATUS - MIN_STATUS + 1)
@@ -110,6 +111,11 @@ gd_metrics_t *gd_metrics_free(gd_metrics_t *m)
     free(m->upstreams);
     free(m);
     return NULL;
+}
+
+void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint)
+{
+    bump(&m->endpoints[endpoint->index].rate_limited, 1);
 }
 
 void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
@@ -290,6 +296,32 @@ static void render_requests(struct out *o, const gd_metrics_t *const *threads, s
                 outf(o, "gatherd_requests_total{endpoint=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
                      e, method, s, (unsigned long long)count);
         }
+    }
+    header(o, "gatherd_rate_limited_total", "counter",
+           "Requests answered 429 by their client_rate_limit, by endpoint.");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        uint64_t count = 0;
+        if (config->endpoints[i].rate_limit == NULL)
+            continue;
+        for (size_t t = 0; t < n; t++)
+            count += peek(&threads[t]->endpoints[i].rate_limited);
+        label(config->endpoints[i].path, e, sizeof(e));
+        outf(o, "gatherd_rate_limited_total{endpoint=\"%s\",method=\"%s\"} %llu\n", e,
+             config->endpoints[i].method, (unsigned long long)count);
+    }
+    header(o, "gatherd_rate_limit_keys", "gauge",
+           "Clients (keys) with a bucket in a client_rate_limit's table, at most its max_keys; "
+           "endpoint=\"(top level)\" for the top level's, shared by the endpoints without one.");
+    if (config->rate_limit != NULL)
+        outf(o, "gatherd_rate_limit_keys{endpoint=\"(top level)\"} %zu\n",
+             gd_ratelimit_size(config->rate_limit->limiter));
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        if (config->endpoints[i].own_rate_limit == NULL)
+            continue;
+        label(config->endpoints[i].path, e, sizeof(e));
+        outf(o, "gatherd_rate_limit_keys{endpoint=\"%s\",method=\"%s\"} %zu\n", e,
+             config->endpoints[i].method,
+             gd_ratelimit_size(config->endpoints[i].own_rate_limit->limiter));
     }
     header(o, "gatherd_request_duration_seconds", "histogram",
            "Time from a request's arrival to its answer, by endpoint.");

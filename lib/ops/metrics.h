@@ -56,6 +56,8 @@ gd_metrics_t *gd_metrics_free(gd_metrics_t *m);
  */
 void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
                               uint64_t duration_us);
+/** Counts a request of @endpoint refused by its client_rate_limit. Only the owning thread. */
+void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint);
 /**
  * Counts the outcome and duration of call @call_index of @endpoint. @status (100..599, else 0)
  * is the upstream status a failure is counted under too (the label status="429" of its kind);

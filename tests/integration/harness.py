@@ -36,6 +36,7 @@ HOST = '127.0.0.1'
 # conf/demo.json sends its demo API key from the environment, as scripts/demo.sh sets it: the
 # tests that check every file in conf/ need it set too.
 os.environ.setdefault('GATHERD_DEMO_API_KEY', 'demo-key-of-the-tests')
+os.environ.setdefault('GATHERD_DEMO_CLIENT_KEYS', 'demo-client-key-of-the-tests')
 
 
 def gatherd_bin():

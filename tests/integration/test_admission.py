@@ -149,7 +149,7 @@ class AdmissionTest(GatherdTestCase):
         self.assertAllOk(first.join() + last.join(), gd)
         self.assertEqual(self.stub.targets(), ['/slow?n=1', '/slow?n=3'])
         # the access log has the abandoned request as 499
-        self.assertTrue(wait_until(lambda: 'path=/slow?n=2 status=499' in gd.log()), gd.log())
+        self.assertTrue(wait_until(lambda: 'path=/slow?n=2 client=127.0.0.1 status=499' in gd.log()), gd.log())
         _, text = admin_get(admin_port(gd), '/metrics')
         self.assertEqual(metric_value(text, 'gatherd_requests_queued'), 0, text)
         gd.check_clean_log()

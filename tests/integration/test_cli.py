@@ -13,7 +13,7 @@ from harness import (REPO, GatherdTestCase, call, config, endpoint, main,  # noq
                      run_gatherd, wait_until)
 
 ACCESS_RE = re.compile(r'access request_id=[0-9a-f]{32} method=(\S+) route=\S+ path=(\S+) '
-                       r'status=(\d+) duration_ms=(\d+(?:\.\d+)?) bytes=(\d+) '
+                       r'client=127\.0\.0\.1 status=(\d+) duration_ms=(\d+(?:\.\d+)?) bytes=(\d+) '
                        r'complete=(true|false|-)(?: calls=\S+)?$')
 
 

@@ -158,9 +158,9 @@ class BrowserCorsTest(GatherdTestCase):
         self.assertFalse(out['secret_header']['ok'], out['secret_header'])
         self.assertIn('TypeError', out['secret_header']['error'])
         log = gd.log()
-        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 status=204')
-        self.assertRegex(log, r'method=GET route=/big path=/big status=304')
-        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 status=403')
+        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 client=127\.0\.0\.1 status=204')
+        self.assertRegex(log, r'method=GET route=/big path=/big client=127\.0\.0\.1 status=304')
+        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 client=127\.0\.0\.1 status=403')
 
     def test_other_origin_is_blocked(self):
         p = self.page()
@@ -172,8 +172,8 @@ class BrowserCorsTest(GatherdTestCase):
         log = gd.log()
         # the simple GET reached gatherd (no preflight for it) but its answer named no origin,
         # so the browser kept it from the page; the preflighted ones stopped at the preflight
-        self.assertRegex(log, r'method=GET route=/users/\{id\} path=/users/1 status=200')
-        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 status=403')
+        self.assertRegex(log, r'method=GET route=/users/\{id\} path=/users/1 client=127\.0\.0\.1 status=200')
+        self.assertRegex(log, r'method=OPTIONS route=/users/\{id\} path=/users/1 client=127\.0\.0\.1 status=403')
         self.assertNotRegex(log, r'method=POST ')
         self.assertNotIn('browser-1', log)
 

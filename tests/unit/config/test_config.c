@@ -1808,9 +1808,179 @@ static void test_null_on_and_status_map(void)
                      "conf/x.json: endpoints[0].calls.q.null_on: unknown key");
 }
 
+/* "auth": API keys from a file or the environment, inheritance, errors without the keys. */
+static void test_auth_keys(void)
+{
+    char path[] = "/tmp/gd-test-keys-XXXXXX", json[1024];
+    int fd = mkstemp(path);
+    const char *text = "# keys\nfirst-key\r\n\n  second-key \n";
+    gd_config_t *cfg;
+
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    CHECK_INT_EQ(setenv("GD_TEST_API_KEYS", "a-key,b-key c-key", 1), 0);
+    snprintf(json, sizeof(json),
+             ENDPOINTS("{'path':'/a'," CALLS "},"
+                       "{'path':'/b','auth':false," CALLS "},"
+                       "{'path':'/c','auth':{'api_keys':{'header':'X-Key',"
+                       "'keys':'{env.GD_TEST_API_KEYS}'}}," CALLS "}"));
+    /* the top-level "auth" goes in front of "endpoints" */
+    char *at = strstr(json, "'endpoints'");
+    char with_auth[1200];
+    snprintf(with_auth, sizeof(with_auth), "%.*s'auth':{'api_keys':{'keys_file':'%s'}},%s",
+             (int)(at - json), json, path, at);
+    cfg = LOAD_OK(with_auth);
+    CHECK(cfg->auth != NULL);
+    CHECK_STR_EQ(cfg->auth->api_key_header, "x-api-key");
+    CHECK_INT_EQ(cfg->auth->napi_keys, 2);
+    CHECK(cfg->endpoints[0].auth == cfg->auth);
+    CHECK(cfg->endpoints[1].auth == NULL);
+    CHECK(cfg->endpoints[2].auth != NULL && cfg->endpoints[2].auth != cfg->auth);
+    CHECK_STR_EQ(cfg->endpoints[2].auth->api_key_header, "x-key");
+    CHECK_INT_EQ(cfg->endpoints[2].auth->napi_keys, 3);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'cors':false"));
+    CHECK(cfg->auth == NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ROOT("'auth':true"),
+                     "conf/x.json: auth: must be an object or false, not a boolean");
+    CHECK_CONFIG_ERR(ROOT("'auth':{}"),
+                     "conf/x.json: auth: needs exactly one of \"api_keys\" and \"jwt\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{}}"),
+                     "conf/x.json: auth.api_keys: needs exactly one of \"keys_file\" and \"keys\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'s3cret'}}"),
+                     "conf/x.json: auth.api_keys.keys: must be one {env.NAME} reference (keys "
+                     "are never written in the config; or use \"keys_file\")");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}x'}}"),
+                     "conf/x.json: auth.api_keys.keys: must be one {env.NAME} reference (keys "
+                     "are never written in the config; or use \"keys_file\")");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'header':'authorization','keys':'{env.X}'}}"),
+                     "conf/x.json: auth.api_keys.header: cannot be \"authorization\"");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys_file':'/nonexistent/keys'}}"),
+                     "conf/x.json: auth.api_keys.keys_file: cannot open \"/nonexistent/keys\": "
+                     "No such file or directory");
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_UNSET_KEYS}'}}"),
+                     "conf/x.json: auth.api_keys.keys: environment variable GD_TEST_UNSET_KEYS "
+                     "is not set (referenced as {env.GD_TEST_UNSET_KEYS})");
+    CHECK_CONFIG_ERR(ENDPOINT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}','x':1}}," CALLS),
+                     "conf/x.json: endpoints[0].auth.api_keys.x: unknown key");
+    CHECK_INT_EQ(setenv("GD_TEST_API_KEYS", " , ", 1), 0);
+    CHECK_CONFIG_ERR(ROOT("'auth':{'api_keys':{'keys':'{env.GD_TEST_API_KEYS}'}}"),
+                     "conf/x.json: auth.api_keys.keys: {env.GD_TEST_API_KEYS} holds no key");
+    unlink(path);
+}
+
+/* "auth.jwt": an HMAC secret from a file, defaults, and errors that never show the secret. */
+static void test_auth_jwt(void)
+{
+    char path[] = "/tmp/gd-test-jwt-XXXXXX", json[1024];
+    int fd = mkstemp(path);
+    const char *secret = "0123456789abcdef0123456789abcdef\n";
+    gd_config_t *cfg;
+
+    CHECK(fd >= 0);
+    CHECK(write(fd, secret, strlen(secret)) == (ssize_t)strlen(secret));
+    close(fd);
+    snprintf(json, sizeof(json),
+             ENDPOINT("'auth':{'jwt':{'algorithms':['HS256','HS512'],'key_file':'%s',"
+                      "'required_claims':{'scope':'a:b'}}}," CALLS),
+             path);
+    cfg = LOAD_OK(json);
+    const gd_jwt_conf_t *j = cfg->endpoints[0].auth->jwt;
+    CHECK(j != NULL);
+    CHECK_INT_EQ(j->nkeys, 1);
+    CHECK(j->keys[0].kid == NULL);
+    CHECK_INT_EQ(j->keys[0].key_len, 32); /* the trailing newline is not part of the secret */
+    CHECK_INT_EQ(j->nalgorithms, 2);
+    CHECK_INT_EQ(j->leeway_s, 30);
+    CHECK(j->issuer == NULL && j->audience == NULL);
+    CHECK_INT_EQ(j->nrequired_claims, 1);
+    CHECK_STR_EQ(j->required_claims[0].value, "a:b");
+    gd_config_free(cfg);
+    snprintf(json, sizeof(json), ROOT("'auth':{'jwt':{'algorithms':['RS256'],'key_file':'%s'}}"),
+             path);
+    char *want = NULL;
+    CHECK(asprintf(&want,
+                   "conf/x.json: auth.jwt.key_file: \"%s\" holds no PEM public key "
+                   "(\"-----BEGIN PUBLIC KEY-----\")",
+                   path) > 0);
+    CHECK_CONFIG_ERR(json, want);
+    free(want);
+    CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':{'algorithms':[],'key_file':'/x'}}"),
+                     "conf/x.json: auth.jwt.algorithms: must not be empty");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/u/{jwt.sub}'"),
+                     "conf/x.json: endpoints[0]: uses {jwt.sub}, but has no \"auth\": "
+                     "{\"jwt\": ...} (its own or the top level's)");
+    snprintf(json, sizeof(json),
+             ENDPOINT("'auth':{'jwt':{'algorithms':['HS256'],'key_file':'%s'}},"
+                      "'calls':{'user':{'upstream':'accounts','path':'/u/{jwt.sub}'}}"),
+             path);
+    cfg = LOAD_OK(json);
+    const gd_param_t *p = &cfg->endpoints[0].params[1];
+    CHECK_INT_EQ(p->src, GD_SRC_JWT);
+    CHECK_STR_EQ(p->name, "jwt.sub");
+    CHECK_STR_EQ(p->key, "sub");
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(ROOT("'auth':{'jwt':true}"), "conf/x.json: auth.jwt: must be an object, not a "
+                                                  "boolean");
+    unlink(path);
+}
+
+/* "trusted_proxies", "client_rate_limit", the request head limits: defaults and errors. */
+static void test_edge_keys(void)
+{
+    gd_config_t *cfg = LOAD_OK(ROOT("'trusted_proxies':['10.0.0.0/8','::1','192.168.1.0/24']"));
+
+    CHECK_INT_EQ(cfg->ntrusted_proxies, 3);
+    CHECK_INT_EQ(cfg->trusted_proxies[0].family, AF_INET);
+    CHECK_INT_EQ(cfg->trusted_proxies[0].prefix_len, 8);
+    CHECK_INT_EQ(cfg->trusted_proxies[1].family, AF_INET6);
+    CHECK_INT_EQ(cfg->trusted_proxies[1].prefix_len, 128);
+    CHECK(cfg->rate_limit == NULL);
+    CHECK_INT_EQ(cfg->max_url_bytes, 8192);
+    CHECK_INT_EQ(cfg->max_headers, 64);
+    CHECK_INT_EQ(cfg->max_header_bytes, 32768);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ENDPOINTS("{'path':'/a'," CALLS "},"
+                            "{'path':'/b','client_rate_limit':false," CALLS "},"
+                            "{'path':'/c','client_rate_limit':{'requests':3}," CALLS "}"));
+    CHECK(cfg->endpoints[0].rate_limit == NULL);
+    const gd_rate_limit_conf_t *rl = cfg->endpoints[2].rate_limit;
+    CHECK(rl != NULL && rl->limiter != NULL);
+    CHECK_INT_EQ(rl->requests, 3);
+    CHECK_INT_EQ(rl->per_ms, 1000);
+    CHECK_INT_EQ(rl->burst, 3);
+    CHECK_INT_EQ(rl->key, GD_RATE_KEY_CLIENT);
+    CHECK_INT_EQ(rl->max_keys, 100000);
+    CHECK_STR_EQ(rl->limit_header, "3");
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ROOT("'trusted_proxies':['10.0.0.0/8','10.1.0.0/8']"),
+                     "conf/x.json: trusted_proxies[1]: \"10.1.0.0/8\" has host bits set beyond "
+                     "its prefix /8");
+    CHECK_CONFIG_ERR(ROOT("'trusted_proxies':['10.0.0.0/x']"),
+                     "conf/x.json: trusted_proxies[0]: must be an IPv4 or IPv6 address with an "
+                     "optional prefix length, like \"10.0.0.0/8\" or \"::1\", not \"10.0.0.0/x\"");
+    CHECK_CONFIG_ERR(ROOT("'client_rate_limit':{'requests':1,'key':'ip'}"),
+                     "conf/x.json: client_rate_limit.key: must be \"client\", \"api_key\" or "
+                     "\"jwt.CLAIM\", not \"ip\"");
+    CHECK_CONFIG_ERR(ROOT("'client_rate_limit':{'per_ms':10}"),
+                     "conf/x.json: client_rate_limit.requests: missing required key");
+    CHECK_CONFIG_ERR(ENDPOINT("'client_rate_limit':{'requests':1,'key':'jwt.sub'}," CALLS),
+                     "conf/x.json: endpoints[0]: client_rate_limit.key \"jwt.sub\" needs "
+                     "\"auth\": {\"jwt\": ...}");
+    CHECK_CONFIG_ERR(ROOT("'max_headers':100"),
+                     "conf/x.json: max_headers: must be between 1 and 99, not 100");
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
+    {"auth_keys", test_auth_keys},
+    {"auth_jwt", test_auth_jwt},
+    {"edge_keys", test_edge_keys},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},

@@ -31,6 +31,8 @@ static int resolve(void *ctx, gd_src_t src, const char *name, char *err, size_t 
         return 2;
     case GD_SRC_HEADER:
         return 3;
+    case GD_SRC_JWT:
+        return 4;
     }
     return -1;
 }
@@ -93,6 +95,12 @@ static void test_compile_sources(void)
     CHECK_INT_EQ(gd_template_compile("{query.a.b-c_D}", resolve, &seen, &t, err, sizeof(err)), 0);
     CHECK_INT_EQ(seen.src, GD_SRC_QUERY);
     CHECK_STR_EQ(seen.name, "a.b-c_D"); /* query names keep their case */
+    gd_template_dispose(&t);
+
+    CHECK_INT_EQ(gd_template_compile("{jwt.Sub}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(seen.src, GD_SRC_JWT);
+    CHECK_STR_EQ(seen.name, "Sub"); /* claim names keep their case (RFC 7519 section 4) */
+    CHECK_INT_EQ(t.parts[0].value_index, 4);
     gd_template_dispose(&t);
 
     CHECK_INT_EQ(gd_template_compile("{query}", resolve, &seen, &t, err, sizeof(err)), -EINVAL);
