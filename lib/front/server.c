@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -448,6 +449,55 @@ static void sweep_idle(struct worker *w)
     (void)gd_h1idle_close(&w->ctx, now >= DRAIN_IDLE_GRACE_MS ? now - DRAIN_IDLE_GRACE_MS : 0);
 }
 
+/* Drops every SYN that reaches the listening socket @fd from now on (a classic BPF program on
+ * the TCP header: SYN set, return 0), while the final ACKs of handshakes under way still pass.
+ * Returns false when the kernel refuses the filter. */
+static bool refuse_new_handshakes(int fd)
+{
+    /* A TCP socket's filter sees the segment from its TCP header on. */
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),           /* the flags byte */
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x02, 0, 1), /* SYN? */
+        BPF_STMT(BPF_RET | BPF_K, 0),                     /* dropped */
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),            /* kept whole */
+    };
+    struct sock_fprog prog = {GD_ARRAY_SIZE(code), code};
+
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0;
+}
+
+/* Accepts what the kernel has queued on the listeners, then closes them. Their SYNs are
+ * dropped first, so that no handshake completes between the last accept() and the close(),
+ * which would reset it after the client had sent its request (the drain's last lost request,
+ * about 1 in 16,000 under load on the ASan build). A client whose SYN is dropped in those few
+ * system calls retries it after a second and finds the port closed. */
+static void close_listeners(struct worker *w)
+{
+    const gd_config_t *config = w->server->config;
+
+    for (size_t i = 0; i < config->nlisten; i++) {
+        struct listener *l = &w->listeners[i];
+        if (!l->is_open)
+            continue;
+        uv_poll_stop(&l->poll);
+        if (!refuse_new_handshakes(l->fd))
+            gd_log_debug("worker %zu: no SYN filter on a listener (%s)", w->index,
+                         strerror(errno));
+        /* Whatever the kernel has already queued was accepted from the client's point of view:
+         * it is served, not reset by the close. */
+        while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
+            ;
+        l->is_open = false;
+        /* Closed at once, not in the close callback: a connection the kernel completed between
+         * the last accept and the close would be reset, so the window stays a few system calls
+         * wide (and with the SYN filter, empty). uv_close() has already taken the descriptor
+         * out of the loop's epoll set. */
+        uv_close((uv_handle_t *)&l->poll, NULL);
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
 static void on_drain_sweep(uv_timer_t *timer)
 {
     struct worker *w = timer->data;
@@ -462,23 +512,10 @@ static void start_drain(struct worker *w)
     w->gather.is_draining = true;
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
-        if (!l->is_open)
-            continue;
-        uv_poll_stop(&l->poll);
         gd_timer_stop(gd_sched_timers(w->sched), &l->backoff);
         l->is_backing_off = false;
-        /* Whatever the kernel has already queued was accepted from the client's point of view:
-         * it is served, not reset by the close. */
-        while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
-            ;
-        l->is_open = false;
-        /* Closed at once, not in the close callback: a connection the kernel completed between
-         * the last accept and the close would be reset, so the window stays a few system calls
-         * wide. uv_close() has already taken the descriptor out of the loop's epoll set. */
-        uv_close((uv_handle_t *)&l->poll, NULL);
-        close(l->fd);
-        l->fd = -1;
     }
+    close_listeners(w);
     h2o_context_request_shutdown(&w->ctx);
     /* Idle HTTP/1 keep-alive connections are closed now, the others once they are idle. */
     sweep_idle(w);
