@@ -114,6 +114,10 @@ static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_r
                                 o->len < o->cap ? o->buf + o->len : NULL,
                                 o->len < o->cap ? o->cap - o->len : 0);
     }
+    if (r->attempts > 1) {
+        snprintf(num, sizeof(num), ",\"attempts\":%u", r->attempts);
+        put_str(o, num);
+    }
     snprintf(num, sizeof(num), ",\"elapsed_ms\":%" PRIu64 "}", r->elapsed_ms);
     put_str(o, num);
 }

@@ -65,6 +65,7 @@ typedef struct gd_call_result {
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6]; /* GD_OUTCOME_SQL from the server: its SQLSTATE, else "" */
     uint64_t elapsed_ms;
+    unsigned attempts; /* exchanges the call made (HTTP: retries included); 0 or 1: one */
 } gd_call_result_t;
 
 /* What a call's request is rendered from: the request's values, in its arena. */
