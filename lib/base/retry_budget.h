@@ -20,6 +20,8 @@ typedef struct gd_retry_budget {
     /* private */
     _Atomic uint64_t _calls[GD_RETRY_BUDGET_WINDOW_S];
     _Atomic uint64_t _retries[GD_RETRY_BUDGET_WINDOW_S];
+    /* read-only for all but the counting caller: totals since the start, for the metrics */
+    _Atomic uint64_t attempts, retries, refused;
 } gd_retry_budget_t;
 
 /** Prepares @b (caller owns the storage): an empty window. */

@@ -9,9 +9,11 @@ import re
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (GatherdTestCase, call, config, endpoint, main, upstream)  # noqa: E402
+from harness import (GatherdTestCase, call, config, endpoint, main, upstream,  # noqa: E402
+                     wait_until)
 
 
 class Scripted:
@@ -125,7 +127,34 @@ class RetryTest(GatherdTestCase):
         self.assertEqual(doc['errors']['posts']['kind'], 'status', body)
         self.assertEqual(doc['errors']['posts']['attempts'], 3, body)
         self.assertEqual(up.count('/down'), 3)
-        self.assertTrue(re.search(r'posts:status:503:\d+:a3', gd.log()), gd.log())
+        # the access line is written after the answer is sent
+        self.assertTrue(wait_until(lambda: re.search(r'posts:status:503:\d+:a3', gd.log())),
+                        gd.log())
+
+    def test_metrics_count_attempts_retries_and_refusals(self):
+        up = self.start_scripted({'/down': always_503})
+        gd = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/down')})],
+            {'r': upstream(up.url, retry={'attempts': 3, 'backoff_ms': 1,
+                                          'budget_percent': 20, 'min_retries_per_s': 0})},
+            threads=2))
+        for _ in range(20):
+            gd.get('/t')
+        port = int(gd.cfg['admin_listen'].rsplit(':', 1)[1])
+        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=5) as r:
+            text = r.read().decode()
+
+        def metric(name):
+            m = re.search(r'^%s\{upstream="r"\} (\d+)$' % name, text, re.M)
+            self.assertIsNotNone(m, text)
+            return int(m.group(1))
+        attempts = metric('gatherd_upstream_attempts_total')
+        retries = metric('gatherd_upstream_retries_total')
+        refused = metric('gatherd_upstream_retries_refused_total')
+        self.assertEqual(attempts, up.count('/down'))
+        self.assertEqual(attempts, 20 + retries)
+        self.assertLessEqual(retries, 4 + 2)  # 20 % of 20 calls; + one per thread at most
+        self.assertGreaterEqual(refused, 20 - retries)
 
     def test_backoff_spacing_within_jitter_bounds(self):
         up = self.start_scripted({'/down': always_503})

@@ -67,7 +67,6 @@ struct gd_upstream {
     gd_timer_t refresh_timer;
     h2o_linklist_t lookup_waiting; /* connections waiting for a name's first addresses */
     uint64_t lookups, lookup_failures;
-    uint64_t retries, retries_refused; /* retries started, and refused by the budget */
     size_t max_connections, busy; /* busy: connections carrying a call, connecting included */
     /* The line for a connection slot: a unit is held by each call that carries a connection
      * (busy) and by each call granted one that has not taken its connection yet. A unit given
@@ -406,13 +405,13 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     /* A wait that cannot end before the deadline is not started: the call fails now. */
     if (now + wait >= call->base.deadline_ms)
         return false;
-    if (u->conf->retry_budget != NULL &&
-        !gd_retry_budget_take(u->conf->retry_budget, now, rc->budget_percent,
-                              rc->min_retries_per_s)) {
-        u->retries_refused++;
+    gd_retry_budget_t *b = u->conf->retry_budget;
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
         return false;
     }
-    u->retries++;
+    if (b != NULL)
+        atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
     unsigned next = a->number + 1;
     begin_attempt(call, next);
     a->state = ATTEMPT_BACKOFF;
@@ -425,6 +424,8 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
 {
     gd_upstream_t *u = a->call->_upstream;
 
+    if (u->conf->retry_budget != NULL)
+        atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
     a->started_ms = gd_timers_now(u->timers);
     if (take_slot(u))
         acquire(a);
@@ -1161,8 +1162,10 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     call->_upstream = u;
     gd_timer_init(&call->_attempt.timer, on_timer);
     begin_attempt(call, 1);
-    if (u->conf->retry_budget != NULL) /* NULL in tests that make their own conf */
+    if (u->conf->retry_budget != NULL) { /* NULL in tests that make their own conf */
         gd_retry_budget_note_call(u->conf->retry_budget, gd_timers_now(u->timers));
+        atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
+    }
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
 
