@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "base/breaker.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
 
@@ -998,6 +999,27 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
     return 0;
 }
 
+/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"failures", "open_ms", NULL};
+    struct jpath bat = {at, "breaker", 0};
+    json_t *b = json_object_get(v, "breaker");
+    long long failures = 0;
+    uint64_t open_ms = 0;
+    int r;
+
+    if (b == NULL)
+        return 0;
+    if ((r = check_object(l, &bat, b, keys)) < 0 ||
+        (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        return r;
+    u->breaker = gd_xmalloc(sizeof(*u->breaker));
+    gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    return 0;
+}
+
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"url",
@@ -1014,6 +1036,7 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "null_on",
                                        "status_map",
                                        "retry",
+                                       "breaker",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -1062,7 +1085,7 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
     gd_retry_budget_init(u->retry_budget);
-    return 0;
+    return load_breaker(l, at, v, u);
 }
 
 static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
@@ -2400,6 +2423,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->null_on);
         free(u->status_map);
         free(u->retry_budget);
+        free(u->breaker);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {

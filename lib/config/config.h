@@ -110,6 +110,8 @@ typedef struct gd_upstream_conf {
     gd_retry_conf_t retry;
     /* Mutable, shared by every thread (atomics): the retries this upstream may still add. */
     struct gd_retry_budget *retry_budget;
+    /* "breaker": mutable, shared by every thread (atomics); NULL without one */
+    struct gd_breaker *breaker;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/breaker.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
 
@@ -433,6 +434,14 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
             outf(o, "%s{upstream=\"%s\"} %llu\n", retry_counters[k].name,
                  label(config->upstreams[i].name, u, sizeof(u)), (unsigned long long)v);
         }
+    }
+    header(o, "gatherd_upstream_breaker_opened_total", "counter",
+           "Times each upstream's circuit breaker opened (0 without a breaker).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        outf(o, "gatherd_upstream_breaker_opened_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(b == NULL ? 0 : atomic_load(&b->opened)));
     }
 }
 

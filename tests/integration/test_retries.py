@@ -256,6 +256,43 @@ class RetryTest(GatherdTestCase):
             self.assertLess(elapsed, 0.2)
             self.assertEqual(up.count(up_path), 1)
 
+    def test_breaker_opens_probes_and_closes(self):
+        state = {'up': False}
+        up = self.start_scripted({'/b': lambda n: (200 if state['up'] else 503, {}, 0)})
+        gd = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/b')})],
+            {'r': upstream(up.url, breaker={'failures': 3, 'open_ms': 300},
+                           retry={'attempts': 3, 'backoff_ms': 1, 'min_retries_per_s': 100,
+                                  'on': [503]})},
+            threads=2))
+
+        def kind():
+            st, _, body, _ = gd.get('/t')
+            doc = json.loads(body)
+            return 'ok' if doc['x'] is not None else doc['errors']['x']['kind'], st
+        for _ in range(3):
+            self.assertEqual(kind()[0], 'status')
+        self.assertEqual(up.count('/b'), 9)  # 3 calls of 3 attempts: the breaker counts calls
+        # open: refused at once, nothing reaches the upstream, never retried
+        t0 = time.monotonic()
+        for _ in range(5):
+            self.assertEqual(kind(), ('circuit_open', 503))
+        self.assertLess(time.monotonic() - t0, 0.25)
+        self.assertEqual(up.count('/b'), 9)
+        # half-open after open_ms: one probe; it fails (3 attempts), the breaker opens again
+        time.sleep(0.35)
+        self.assertEqual(kind()[0], 'status')
+        self.assertEqual(up.count('/b'), 12)
+        self.assertEqual(kind()[0], 'circuit_open')
+        self.assertEqual(up.count('/b'), 12)
+        # the upstream recovers: the next probe succeeds and closes it
+        state['up'] = True
+        time.sleep(0.35)
+        self.assertEqual(kind()[0], 'ok')
+        for _ in range(4):
+            self.assertEqual(kind()[0], 'ok')
+        self.assertEqual(up.count('/b'), 17)
+
     def test_config_errors_name_their_place(self):
         cfg = config([endpoint('/t', {'x': call('r', '/p', method='POST', retry={})})],
                      {'r': upstream('http://127.0.0.1:1')})

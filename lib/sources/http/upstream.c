@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base/breaker.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
 #include "ops/log.h"
@@ -433,6 +434,26 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
         wait_for_slot(a);
 }
 
+/* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
+ * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled. */
+static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
+{
+    gd_upstream_t *u = call->_upstream;
+    gd_breaker_t *b = u->conf->breaker;
+    gd_breaker_verdict_t v = (gd_breaker_verdict_t)call->_breaker_verdict;
+
+    if (b == NULL || v == GD_BREAKER_REFUSED)
+        return;
+    if (outcome == GD_OUTCOME_CANCELLED) {
+        gd_breaker_abandon(b, v);
+        return;
+    }
+    bool is_failure = outcome == GD_OUTCOME_CONNECT || outcome == GD_OUTCOME_IO ||
+                      outcome == GD_OUTCOME_TIMEOUT || outcome == GD_OUTCOME_TLS ||
+                      (outcome == GD_OUTCOME_STATUS && status >= 500);
+    gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
+}
+
 /* Ends attempt @a with @outcome, and with it its call unless a retry follows: what the attempt
  * holds (its place in the line, its connection, unless the caller released it already, its
  * timer) goes first. Reporting may switch into the request coroutine, which may free the call,
@@ -459,6 +480,7 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
         return;
     a->state = ATTEMPT_DONE;
     call->base.result.attempts = a->number;
+    report_to_breaker(call, outcome, status);
     va_list ap;
     va_start(ap, fmt);
     gd_call_vfinish(&call->base, outcome, status, fmt, ap);
@@ -1168,6 +1190,16 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     }
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
+    call->_breaker_verdict = GD_BREAKER_ALLOWED;
+    if (u->conf->breaker != NULL) {
+        call->_breaker_verdict = gd_breaker_allow(u->conf->breaker, gd_timers_now(u->timers));
+        if (call->_breaker_verdict == GD_BREAKER_REFUSED) {
+            /* No connection, no wait, no retry (is_retried_failure() knows no circuit_open). */
+            end_attempt(&call->_attempt, GD_OUTCOME_CIRCUIT_OPEN, 0,
+                        "the circuit breaker of %s is open", u->conf->url);
+            return;
+        }
+    }
 
     /* Not while others wait: they were first. */
     if (take_slot(u))

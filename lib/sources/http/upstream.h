@@ -100,6 +100,7 @@ struct gd_upstream_call {
     char *_head; /* the request head, owned: every attempt sends it as it is */
     size_t _head_len;
     gd_upstream_attempt_t _attempt; /* the current attempt */
+    int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */

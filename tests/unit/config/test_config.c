@@ -1585,8 +1585,19 @@ static void test_retry(void)
     CHECK(calls[4].retry.on_connect && calls[4].retry.on_timeout);
     CHECK_INT_EQ(calls[4].retry.non_status, 3);
     CHECK(cfg->upstreams[0].retry_budget != NULL);
+    CHECK(cfg->upstreams[0].breaker == NULL);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{}}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
     gd_config_free(cfg);
 
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'failures':0}}"),
+                     "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
+                     "1000000, not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'window_ms':10}}"),
+                     "conf/x.json: upstreams.accounts.breaker.window_ms: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':[]}"),
+                     "conf/x.json: upstreams.accounts.breaker: must be an object, not an array");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':3}"),
                      "conf/x.json: upstreams.accounts.retry: must be an object, not an integer");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'tries':3}}"),
