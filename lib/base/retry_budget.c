@@ -1,6 +1,6 @@
 #include "base/retry_budget.h"
 
-#define SEC_SHIFT 32
+#define SEC_SHIFT  32
 #define COUNT_MASK ((UINT64_C(1) << SEC_SHIFT) - 1)
 
 void gd_retry_budget_init(gd_retry_budget_t *b)

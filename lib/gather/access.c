@@ -53,14 +53,13 @@ static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_
         if (results[i].attempts > 1)
             snprintf(at, sizeof(at), is_json ? "\"attempts\":%u," : ":a%u", results[i].attempts);
         if (is_json)
-            len += (size_t)snprintf(buf + len, cap - len,
-                                    "%s%s:{\"outcome\":\"%s\",%s%s\"ms\":%" PRIu64 "}",
-                                    i == 0 ? "" : ",", ep->calls[i].name_json, outcome, st, at,
-                                    results[i].elapsed_ms);
+            len += (size_t)snprintf(
+                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",%s%s\"ms\":%" PRIu64 "}",
+                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, st, at, results[i].elapsed_ms);
         else
-            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s%s:%" PRIu64 "%s",
-                                    i == 0 ? "" : ",", ep->calls[i].name, outcome, st,
-                                    results[i].elapsed_ms, at);
+            len +=
+                (size_t)snprintf(buf + len, cap - len, "%s%s:%s%s:%" PRIu64 "%s", i == 0 ? "" : ",",
+                                 ep->calls[i].name, outcome, st, results[i].elapsed_ms, at);
     }
     if (is_json && len < cap)
         len += (size_t)snprintf(buf + len, cap - len, "}");

@@ -26,7 +26,7 @@ static void test_half_open_single_probe(void)
     gd_breaker_verdict_t p = gd_breaker_allow(&b, 100);
     CHECK_INT_EQ(p, GD_BREAKER_PROBE);
     CHECK_INT_EQ(gd_breaker_allow(&b, 100), GD_BREAKER_REFUSED); /* one probe at a time */
-    gd_breaker_report(&b, p, true, 150); /* fails: open again for open_ms */
+    gd_breaker_report(&b, p, true, 150);                         /* fails: open again for open_ms */
     CHECK_INT_EQ(gd_breaker_allow(&b, 249), GD_BREAKER_REFUSED);
     p = gd_breaker_allow(&b, 250);
     CHECK_INT_EQ(p, GD_BREAKER_PROBE);
