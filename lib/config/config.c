@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include <openssl/sha.h>
 
 #include "base/b64url.h"
+#include "base/breaker.h"
+#include "base/retry_budget.h"
 #include "base/util.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
@@ -50,6 +53,8 @@
 #define DEFAULT_MAX_BODY_BYTES         8388608
 #define DEFAULT_ENDPOINT_TIMEOUT_MS    5000
 #define DEFAULT_ADMIN_LISTEN           "127.0.0.1:9090"
+#define MAX_RETRY_ATTEMPTS             10
+
 #define DEFAULT_PG_POOL_SIZE           8
 #define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
 #define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
@@ -915,6 +920,124 @@ static int load_host_header(struct loader *l, const struct jpath *up_at, json_t 
     return 0;
 }
 
+/* The retry policy before any "retry": one attempt. Inside a "retry" object each key missing
+ * takes the upstream's value (for a call), else the value of the example in the README. */
+static const gd_retry_conf_t no_retry = {
+    .attempts = 1, .backoff_ms = 25, .max_backoff_ms = 1000, .budget_percent = 20,
+    .min_retries_per_s = 3, .on_connect = true, .on_io = true, .on_timeout = true,
+    .on_status = {502, 503, 504}, .non_status = 3};
+
+/* "retry" of @v into *@out, the keys it lacks from @base; of an upstream when @is_upstream
+ * (only there the budget's keys are allowed: the budget is the upstream's). */
+static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
+                      const gd_retry_conf_t *base, gd_retry_conf_t *out)
+{
+    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
+                                       "on",             "attempt_timeout_ms", "budget_percent",
+                                       "min_retries_per_s", NULL};
+    struct jpath rat = {at, "retry", 0};
+    json_t *r_json = json_object_get(v, "retry");
+    long long x = 0;
+    int r;
+
+    *out = *base;
+    if (r_json == NULL)
+        return 0;
+    if ((r = check_object(l, &rat, r_json, keys)) < 0)
+        return r;
+    if (!is_upstream) {
+        static const char *const budget_keys[] = {"budget_percent", "min_retries_per_s", NULL};
+        for (size_t i = 0; budget_keys[i] != NULL; i++)
+            if (json_object_get(r_json, budget_keys[i]) != NULL) {
+                struct jpath kp = {&rat, budget_keys[i], 0};
+                return fail(l, &kp, "the retry budget is the upstream's: set it in its \"retry\"");
+            }
+    }
+    if ((r = get_int(l, &rat, r_json, "attempts", 1, MAX_RETRY_ATTEMPTS,
+                     base->attempts > 1 ? base->attempts : 3, &x)) < 0)
+        return r;
+    out->attempts = (unsigned)x;
+    if ((r = get_duration(l, &rat, r_json, "backoff_ms", true, base->backoff_ms,
+                          &out->backoff_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "max_backoff_ms", true, base->max_backoff_ms,
+                          &out->max_backoff_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "attempt_timeout_ms", true, base->attempt_timeout_ms,
+                          &out->attempt_timeout_ms)) < 0)
+        return r;
+    if (out->max_backoff_ms < out->backoff_ms) {
+        struct jpath kp = {&rat, "max_backoff_ms", 0};
+        return fail(l, &kp, "must be >= backoff_ms (%" PRIu64 "), not %" PRIu64, out->backoff_ms,
+                    out->max_backoff_ms);
+    }
+    if ((r = get_int(l, &rat, r_json, "budget_percent", 0, 100, base->budget_percent, &x)) < 0)
+        return r;
+    out->budget_percent = (unsigned)x;
+    if ((r = get_int(l, &rat, r_json, "min_retries_per_s", 0, 1000, base->min_retries_per_s,
+                     &x)) < 0)
+        return r;
+    out->min_retries_per_s = (unsigned)x;
+    json_t *on = json_object_get(r_json, "on");
+    struct jpath on_at = {&rat, "on", 0};
+    if (on == NULL)
+        return 0;
+    if (!json_is_array(on))
+        return fail_type(l, &on_at, on, "an array");
+    out->on_connect = out->on_io = out->on_timeout = out->on_tls = false;
+    out->non_status = 0;
+    for (size_t i = 0; i < json_array_size(on); i++) {
+        json_t *e = json_array_get(on, i);
+        struct jpath eat = {&on_at, NULL, i};
+        if (json_is_string(e)) {
+            const char *k = json_string_value(e);
+            if (strcmp(k, "connect") == 0)
+                out->on_connect = true;
+            else if (strcmp(k, "io") == 0)
+                out->on_io = true;
+            else if (strcmp(k, "timeout") == 0)
+                out->on_timeout = true;
+            else if (strcmp(k, "tls") == 0)
+                out->on_tls = true;
+            else
+                return fail(l, &eat,
+                            "%s is not a failure to retry (connect, io, timeout, tls or a status "
+                            "between 400 and 599)",
+                            quote(l, k));
+            continue;
+        }
+        if (!json_is_integer(e))
+            return fail_type(l, &eat, e, "a string or an integer");
+        json_int_t st = json_integer_value(e);
+        if (st < 400 || st > 599)
+            return fail(l, &eat, "a status to retry must be between 400 and 599, not %lld",
+                        (long long)st);
+        if (out->non_status == GD_RETRY_MAX_STATUSES)
+            return fail(l, &eat, "at most %d statuses", GD_RETRY_MAX_STATUSES);
+        out->on_status[out->non_status++] = (int)st;
+    }
+    return 0;
+}
+
+/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"failures", "open_ms", NULL};
+    struct jpath bat = {at, "breaker", 0};
+    json_t *b = json_object_get(v, "breaker");
+    long long failures = 0;
+    uint64_t open_ms = 0;
+    int r;
+
+    if (b == NULL)
+        return 0;
+    if ((r = check_object(l, &bat, b, keys)) < 0 ||
+        (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        return r;
+    u->breaker = gd_xmalloc(sizeof(*u->breaker));
+    gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    return 0;
+}
+
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"url",
@@ -930,6 +1053,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "forward_headers",
                                        "null_on",
                                        "status_map",
+                                       "retry",
+                                       "breaker",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -973,9 +1098,12 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = get_int(l, at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_MAX_BODY_BYTES, &x)) < 0)
         return r;
     u->max_body_bytes = (size_t)x;
-    if ((r = get_bool(l, at, v, "gzip", true, &u->accepts_gzip)) < 0)
+    if ((r = get_bool(l, at, v, "gzip", true, &u->accepts_gzip)) < 0 ||
+        (r = load_retry(l, at, v, true, &no_retry, &u->retry)) < 0)
         return r;
-    return 0;
+    u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
+    gd_retry_budget_init(u->retry_budget);
+    return load_breaker(l, at, v, u);
 }
 
 static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
@@ -1877,7 +2005,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
 {
     static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
                                        "timeout_ms", "optional", "forward_headers", "null_on",
-                                       "status_map", "body",     "idempotent",      NULL};
+                                       "status_map", "body",     "idempotent",      "retry",
+                                       NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -1921,8 +2050,14 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                     "unsupported method %s (expected GET, HEAD, POST, PUT, PATCH or DELETE)",
                     quote(l, method));
     c->method = gd_xstrdup(method);
-    if ((r = load_body(l, at, v, ep, c)) < 0)
+    if ((r = load_body(l, at, v, ep, c)) < 0 ||
+        (r = load_retry(l, at, v, false, &c->upstream->retry, &c->retry)) < 0)
         return r;
+    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0};
+        return fail(l, &rat, "a %s call is never retried unless it is marked \"idempotent\": true",
+                    c->method);
+    }
 
     if ((r = load_headers(l, at, v, ep, c)) < 0)
         return r;
@@ -3475,6 +3610,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->forward_headers);
         free(u->null_on);
         free(u->status_map);
+        free(u->retry_budget);
+        free(u->breaker);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {

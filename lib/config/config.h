@@ -62,6 +62,21 @@ typedef struct gd_status_map_entry {
     int answer_status;   /* 400..599 */
 } gd_status_map_entry_t;
 
+#define GD_RETRY_MAX_STATUSES 16
+
+/* "retry" of an upstream or a call: which failures of an idempotent call are tried again. */
+typedef struct gd_retry_conf {
+    /* read-only */
+    unsigned attempts; /* the first included; 1: no retries (the default) */
+    uint64_t backoff_ms, max_backoff_ms; /* the wait before retry n: random in [0, min(max, base*2^(n-1))] */
+    uint64_t attempt_timeout_ms;         /* 0: an attempt may take all of the call's time */
+    unsigned budget_percent;             /* retries per 100 calls of the last 10 s, process-wide */
+    unsigned min_retries_per_s;          /* the budget's floor */
+    bool on_connect, on_io, on_timeout, on_tls;
+    int on_status[GD_RETRY_MAX_STATUSES];
+    size_t non_status;
+} gd_retry_conf_t;
+
 typedef struct gd_upstream_conf {
     /* read-only */
     char *name;
@@ -93,6 +108,11 @@ typedef struct gd_upstream_conf {
     size_t nnull_on;
     gd_status_map_entry_t *status_map;
     size_t nstatus_map;
+    gd_retry_conf_t retry;
+    /* Mutable, shared by every thread (atomics): the retries this upstream may still add. */
+    struct gd_retry_budget *retry_budget;
+    /* "breaker": mutable, shared by every thread (atomics); NULL without one */
+    struct gd_breaker *breaker;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {
@@ -131,7 +151,8 @@ typedef struct gd_call_conf {
     bool is_body_forwarded; /* "body": "{body}": the client's body and Content-Type, unchanged */
     gd_body_part_t *body_parts; /* "body": {...} or [...]: a JSON template, else NULL */
     size_t nbody_parts;
-    bool is_idempotent;     /* may be sent again (stale keep-alive retry); GET HEAD PUT DELETE */
+    bool is_idempotent;     /* may be sent again (retries); GET HEAD PUT DELETE OPTIONS */
+    gd_retry_conf_t retry;  /* the call's own "retry", else the upstream's */
     /* The upstream's headers the call does not set itself, as header lines ("name: value\r\n"
      * each; "" when none). May hold secrets: never logged. */
     char *upstream_header_lines;

@@ -31,9 +31,10 @@ static int shown_status(const gd_call_result_t *r)
     return 0;
 }
 
-/* "user:ok:3,posts:status:429:5,profile:ok:404:2" (text: the upstream status follows the
- * outcome when shown_status() has one) or {"user":{"outcome":"ok","ms":3},"posts":{"outcome":
- * "status","status":429,"ms":5},...} (JSON). */
+/* "user:ok:3,posts:status:503:12:a3,profile:ok:404:2" (text: the upstream status follows the
+ * outcome when shown_status() has one; ":aN" ends a call that made N > 1 attempts) or
+ * {"user":{"outcome":"ok","ms":3},"posts":{"outcome":"status","status":503,"attempts":3,
+ * "ms":12},...} (JSON). */
 static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_t *results,
                              char *buf, size_t cap)
 {
@@ -48,13 +49,17 @@ static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_
         char st[24] = "";
         if (status != 0)
             snprintf(st, sizeof(st), is_json ? "\"status\":%d," : ":%d", status);
+        char at[24] = "";
+        if (results[i].attempts > 1)
+            snprintf(at, sizeof(at), is_json ? "\"attempts\":%u," : ":a%u", results[i].attempts);
         if (is_json)
             len += (size_t)snprintf(
-                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",%s\"ms\":%" PRIu64 "}",
-                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, st, results[i].elapsed_ms);
+                buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",%s%s\"ms\":%" PRIu64 "}",
+                i == 0 ? "" : ",", ep->calls[i].name_json, outcome, st, at, results[i].elapsed_ms);
         else
-            len += (size_t)snprintf(buf + len, cap - len, "%s%s:%s%s:%" PRIu64, i == 0 ? "" : ",",
-                                    ep->calls[i].name, outcome, st, results[i].elapsed_ms);
+            len +=
+                (size_t)snprintf(buf + len, cap - len, "%s%s:%s%s:%" PRIu64 "%s", i == 0 ? "" : ",",
+                                 ep->calls[i].name, outcome, st, results[i].elapsed_ms, at);
     }
     if (is_json && len < cap)
         len += (size_t)snprintf(buf + len, cap - len, "}");

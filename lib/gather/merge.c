@@ -47,6 +47,8 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
         switch (r->outcome) {
         case GD_OUTCOME_TIMEOUT:
             return 504;
+        case GD_OUTCOME_CIRCUIT_OPEN:
+            return 503;
         case GD_OUTCOME_STATUS: {
             /* The operator's map first: a 401 caused by the gateway's own API key is not the
              * browser user's to act on. */
@@ -113,6 +115,10 @@ static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_r
         o->len += gd_json_quote(r->sqlstate, strlen(r->sqlstate),
                                 o->len < o->cap ? o->buf + o->len : NULL,
                                 o->len < o->cap ? o->cap - o->len : 0);
+    }
+    if (r->attempts > 1) {
+        snprintf(num, sizeof(num), ",\"attempts\":%u", r->attempts);
+        put_str(o, num);
     }
     snprintf(num, sizeof(num), ",\"elapsed_ms\":%" PRIu64 "}", r->elapsed_ms);
     put_str(o, num);

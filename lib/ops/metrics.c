@@ -1,10 +1,13 @@
 #include "ops/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/breaker.h"
+#include "base/retry_budget.h"
 #include "base/util.h"
 
 #define NBUCKETS     13
@@ -437,6 +440,41 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
              (unsigned long long)sums[i].lookup_failures);
     }
     free(sums);
+    /* Process-wide counters of the retry budget (atomics, read here from any thread). */
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } retry_counters[] = {
+        {"gatherd_upstream_attempts_total",
+         "Attempts of HTTP calls to each upstream, first tries and retries (not the resends of a "
+         "stale keep-alive connection).",
+         offsetof(gd_retry_budget_t, attempts)},
+        {"gatherd_upstream_retries_total", "Retries granted (their backoff started) per upstream.",
+         offsetof(gd_retry_budget_t, retries)},
+        {"gatherd_upstream_retries_refused_total",
+         "Failures the retry policy would have retried but the upstream's retry budget refused.",
+         offsetof(gd_retry_budget_t, refused)},
+    };
+    for (size_t k = 0; k < GD_ARRAY_SIZE(retry_counters); k++) {
+        header(o, retry_counters[k].name, "counter", retry_counters[k].help);
+        for (size_t i = 0; i < config->nupstreams; i++) {
+            gd_retry_budget_t *b = config->upstreams[i].retry_budget;
+            uint64_t v = b == NULL ? 0
+                                   : atomic_load_explicit(
+                                         (_Atomic uint64_t *)((char *)b + retry_counters[k].offset),
+                                         memory_order_relaxed);
+            outf(o, "%s{upstream=\"%s\"} %llu\n", retry_counters[k].name,
+                 label(config->upstreams[i].name, u, sizeof(u)), (unsigned long long)v);
+        }
+    }
+    header(o, "gatherd_upstream_breaker_opened_total", "counter",
+           "Times each upstream's circuit breaker opened (0 without a breaker).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        outf(o, "gatherd_upstream_breaker_opened_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(b == NULL ? 0 : atomic_load(&b->opened)));
+    }
 }
 
 static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,

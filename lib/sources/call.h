@@ -49,6 +49,7 @@ typedef enum gd_outcome {
     GD_OUTCOME_UNAVAILABLE,  /* no Postgres connection is up: failed fast */
     GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
     GD_OUTCOME_TLS,          /* TLS handshake or verification failed, or a TLS alert/bad record */
+    GD_OUTCOME_CIRCUIT_OPEN, /* the upstream's breaker is open: refused at once, never retried */
     GD_OUTCOME_COUNT
 } gd_outcome_t;
 
@@ -65,6 +66,7 @@ typedef struct gd_call_result {
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6]; /* GD_OUTCOME_SQL from the server: its SQLSTATE, else "" */
     uint64_t elapsed_ms;
+    unsigned attempts; /* exchanges the call made (HTTP: retries included); 0 or 1: one */
 } gd_call_result_t;
 
 /* What a call's request is rendered from: the request's values, in its arena. */

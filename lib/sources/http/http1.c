@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "base/util.h"
 
@@ -85,6 +86,33 @@ static bool is_name(const struct phr_header *f, const char *name, size_t len)
     return f->name_len == len && strncasecmp(f->name, name, len) == 0;
 }
 
+/* Retry-After: delay-seconds (at most a day counts) or an IMF-fixdate, in ms from now; -1 when
+ * malformed. */
+static int64_t parse_retry_after(const char *v, const char *ve)
+{
+    char date[64];
+    struct tm tm = {0};
+
+    if (v < ve && *v >= '0' && *v <= '9') {
+        int64_t s = 0;
+        for (const char *c = v; c < ve; c++) {
+            if (*c < '0' || *c > '9' || c - v > 9)
+                return -1;
+            s = s * 10 + (*c - '0');
+        }
+        return s * 1000;
+    }
+    if ((size_t)(ve - v) >= sizeof(date))
+        return -1;
+    memcpy(date, v, (size_t)(ve - v));
+    date[ve - v] = '\0';
+    const char *end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    time_t at = timegm(&tm), now = time(NULL);
+    return at <= now ? 0 : (int64_t)(at - now) * 1000;
+}
+
 /* The framing fields of the head (RFC 9112 section 6.3) into *@h; -EPROTO when they conflict. */
 static int read_framing(const struct phr_header *fields, size_t nfields, bool is_head_request,
                         gd_http1_head_t *h)
@@ -118,6 +146,8 @@ static int read_framing(const struct phr_header *fields, size_t nfields, bool is
             has_keepalive |= has_token(v, ve, "keep-alive");
         } else if (is_name(f, "content-encoding", 16)) {
             h->coding = add_codings(h->coding, v, ve);
+        } else if (is_name(f, "retry-after", 11)) {
+            h->retry_after_ms = parse_retry_after(v, ve);
         }
     }
     if (is_head_request || (h->status >= 100 && h->status <= 199) || h->status == 204 ||
@@ -148,7 +178,7 @@ int gd_http1_parse_head(const char *buf, size_t len, bool is_head_request, gd_ht
     struct phr_header fields[GD_HTTP1_MAX_FIELDS];
     size_t nfields = GD_HTTP1_MAX_FIELDS, msg_len;
     size_t n = len < GD_HTTP1_MAX_HEAD ? len : GD_HTTP1_MAX_HEAD;
-    gd_http1_head_t h = {0};
+    gd_http1_head_t h = {.retry_after_ms = -1};
     const char *msg;
     int r;
 

@@ -39,6 +39,9 @@ typedef struct gd_http1_head {
     uint64_t content_length; /* GD_HTTP1_LENGTH */
     bool is_keepalive;       /* the connection may carry another request afterwards */
     gd_http1_coding_t coding;
+    /* Retry-After (RFC 9110 section 10.2.3), delay-seconds or an HTTP-date, in ms from now
+     * (0 for a date in the past); -1 when absent or malformed */
+    int64_t retry_after_ms;
 } gd_http1_head_t;
 
 /**

@@ -111,6 +111,7 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
     call->method = cc->method;
     call->path = h2o_iovec_init(path, len);
     call->is_idempotent = cc->is_idempotent;
+    call->retry = &cc->retry;
     call->has_body = strcmp(cc->method, "POST") == 0 || strcmp(cc->method, "PUT") == 0 ||
                      strcmp(cc->method, "PATCH") == 0 || cc->is_body_forwarded;
     if (cc->is_body_forwarded && in->body.len != 0) {

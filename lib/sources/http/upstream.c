@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base/breaker.h"
+#include "base/retry_budget.h"
 #include "base/util.h"
 #include "ops/log.h"
 #include "sources/http/gunzip.h"
@@ -28,6 +30,7 @@ enum attempt_state {
     ATTEMPT_CONNECTING,  /* holds a connection slot, its connection not yet established */
     ATTEMPT_HANDSHAKING, /* connected, the TLS handshake under way (within the connect timeout) */
     ATTEMPT_EXCHANGING,  /* request sent or being sent, reading the answer */
+    ATTEMPT_BACKOFF,     /* waiting to begin the next attempt */
     ATTEMPT_DONE,
 };
 
@@ -333,10 +336,128 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
     rebalance(u);
 }
 
-/* Ends attempt @a with @outcome, and with it its call: what the attempt holds (its place in
- * the line, its connection, unless the caller released it already, its timer) goes first.
- * Reporting may switch into the request coroutine, which may free the call, so it comes last.
- * (Retries and hedges will decide here whether another attempt follows.) */
+static void begin_attempt(gd_upstream_call_t *call, unsigned number);
+static bool take_slot(gd_upstream_t *u);
+static void wait_for_slot(gd_upstream_attempt_t *a);
+
+/* Whether the retry policy of @call names the failure @outcome / @status. */
+static bool is_retried_failure(const gd_retry_conf_t *rc, gd_outcome_t outcome, int status)
+{
+    switch (outcome) {
+    case GD_OUTCOME_CONNECT:
+        return rc->on_connect;
+    case GD_OUTCOME_IO:
+        return rc->on_io;
+    case GD_OUTCOME_TIMEOUT:
+        return rc->on_timeout;
+    case GD_OUTCOME_TLS:
+        return rc->on_tls;
+    case GD_OUTCOME_STATUS:
+        for (size_t i = 0; i < rc->non_status; i++)
+            if (rc->on_status[i] == status)
+                return true;
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* A random wait in [0, min(max_backoff_ms, backoff_ms * 2^(n-1))] before retry @n (1 for the
+ * first retry): "full jitter". Per-thread generator, seeded once. */
+static uint64_t backoff_ms(const gd_retry_conf_t *rc, unsigned n)
+{
+    static __thread uint64_t state;
+    uint64_t cap = rc->backoff_ms;
+
+    for (unsigned i = 1; i < n && cap < rc->max_backoff_ms; i++)
+        cap *= 2;
+    if (cap > rc->max_backoff_ms)
+        cap = rc->max_backoff_ms;
+    if (cap == 0)
+        return 0;
+    if (state == 0)
+        state = uv_hrtime() ^ (uint64_t)(uintptr_t)&state ^ UINT64_C(0x9E3779B97F4A7C15);
+    /* xorshift64* */
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return (state * UINT64_C(2685821657736338717)) % (cap + 1);
+}
+
+/* Decides whether attempt @a, which failed with @outcome and @status and holds nothing any more,
+ * is followed by another: when the policy names the failure, attempts are left, the call is
+ * idempotent, the wait (a Retry-After on 429/503, else the backoff) ends before the call's
+ * deadline and the upstream's retry budget allows it. Then starts the wait and returns true. */
+static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status,
+                           int64_t retry_after_ms)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    const gd_retry_conf_t *rc = call->retry;
+    uint64_t now = gd_timers_now(u->timers), wait;
+
+    if (rc == NULL || a->number >= rc->attempts || !call->is_idempotent ||
+        !is_retried_failure(rc, outcome, status) || now >= call->base.deadline_ms)
+        return false;
+    if ((status == 429 || status == 503) && retry_after_ms >= 0)
+        wait = (uint64_t)retry_after_ms;
+    else
+        wait = backoff_ms(rc, a->number);
+    /* A wait that cannot end before the deadline is not started: the call fails now. */
+    if (now + wait >= call->base.deadline_ms)
+        return false;
+    gd_retry_budget_t *b = u->conf->retry_budget;
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        return false;
+    }
+    if (b != NULL)
+        atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
+    unsigned next = a->number + 1;
+    begin_attempt(call, next);
+    a->state = ATTEMPT_BACKOFF;
+    gd_timer_start(u->timers, &a->timer, now + wait);
+    return true;
+}
+
+/* The backoff of attempt @a is over: it takes its place in the line (or a free slot). */
+static void on_backoff_end(gd_upstream_attempt_t *a)
+{
+    gd_upstream_t *u = a->call->_upstream;
+
+    if (u->conf->retry_budget != NULL)
+        atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
+    a->started_ms = gd_timers_now(u->timers);
+    if (take_slot(u))
+        acquire(a);
+    else
+        wait_for_slot(a);
+}
+
+/* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
+ * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled. */
+static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
+{
+    gd_upstream_t *u = call->_upstream;
+    gd_breaker_t *b = u->conf->breaker;
+    gd_breaker_verdict_t v = (gd_breaker_verdict_t)call->_breaker_verdict;
+
+    if (b == NULL || v == GD_BREAKER_REFUSED)
+        return;
+    if (outcome == GD_OUTCOME_CANCELLED) {
+        gd_breaker_abandon(b, v);
+        return;
+    }
+    bool is_failure = outcome == GD_OUTCOME_CONNECT || outcome == GD_OUTCOME_IO ||
+                      outcome == GD_OUTCOME_TIMEOUT || outcome == GD_OUTCOME_TLS ||
+                      (outcome == GD_OUTCOME_STATUS && status >= 500);
+    gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
+}
+
+/* Ends attempt @a with @outcome, and with it its call unless a retry follows: what the attempt
+ * holds (its place in the line, its connection, unless the caller released it already, its
+ * timer) goes first. Reporting may switch into the request coroutine, which may free the call,
+ * so it comes last. */
 static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
 
@@ -345,6 +466,7 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
 {
     gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
+    int64_t retry_after_ms = a->has_head ? a->response.retry_after_ms : -1;
 
     gd_timer_stop(u->timers, &a->timer);
     a->gunzip = gd_gunzip_free(a->gunzip);
@@ -353,7 +475,12 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
         rebalance(u);
     }
     release_conn(a, false); /* a no-op when the caller released it already */
+    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF &&
+        schedule_retry(a, outcome, status, retry_after_ms))
+        return;
     a->state = ATTEMPT_DONE;
+    call->base.result.attempts = a->number;
+    report_to_breaker(call, outcome, status);
     va_list ap;
     va_start(ap, fmt);
     gd_call_vfinish(&call->base, outcome, status, fmt, ap);
@@ -363,21 +490,33 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
 static void on_timer(gd_timer_t *timer);
 
 /* Makes @call's attempt @number (1 for the first) a fresh one, not yet in line for a
- * connection. The one before it, if any, has given its connection back. */
+ * connection. The one before it, if any, has given its connection back. A stale keep-alive
+ * connection's resend keeps the number. */
 static void begin_attempt(gd_upstream_call_t *call, unsigned number)
 {
     gd_upstream_attempt_t *a = &call->_attempt;
 
-    if (number == 1)
-        gd_timer_init(&a->timer, on_timer);
-    else
-        gd_timer_stop(call->_upstream->timers, &a->timer);
+    gd_timer_stop(call->_upstream->timers, &a->timer); /* initialized by start_call() */
     a->call = call;
     a->conn = NULL;
     a->waiter = (gd_gate_waiter_t){0};
     a->gunzip = NULL;
     a->number = number;
+    a->started_ms = gd_timers_now(call->_upstream->timers);
+    a->is_stale_retry = false;
     a->has_head = false;
+}
+
+/* When attempt @a must have ended: its attempt_timeout_ms from its start, or the call's
+ * deadline if that comes first. */
+static uint64_t attempt_due_ms(const gd_upstream_attempt_t *a)
+{
+    const gd_upstream_call_t *call = a->call;
+    uint64_t t = call->retry != NULL ? call->retry->attempt_timeout_ms : 0;
+
+    if (t != 0 && a->started_ms + t < call->base.deadline_ms)
+        return a->started_ms + t;
+    return call->base.deadline_ms;
 }
 
 /* Puts attempt @a at the end of the line for a connection slot, until its deadline. */
@@ -414,7 +553,7 @@ static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
     gd_upstream_call_t *call = a->call;
     conn_t *c = a->conn;
 
-    if (a->number > 1 || !c->is_reused || a->has_head || c->sock->input->size != 0 ||
+    if (a->is_stale_retry || !c->is_reused || a->has_head || c->sock->input->size != 0 ||
         !call->is_idempotent ||
         gd_timers_now(call->_upstream->timers) >= call->base.deadline_ms)
         return false;
@@ -424,7 +563,10 @@ static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
     c->attempt = NULL;
     destroy_conn(c);
     call->_upstream->busy--;
-    begin_attempt(call, 2);
+    uint64_t started_ms = a->started_ms;
+    begin_attempt(call, a->number);
+    a->started_ms = started_ms;
+    a->is_stale_retry = true;
     acquire(a);
     return true;
 }
@@ -688,8 +830,8 @@ static void send_request(gd_upstream_attempt_t *a)
     a->has_head = false;
     a->decoded_len = 0;
     memset(&a->chunked, 0, sizeof(a->chunked));
-    /* The connect timeout no longer applies: the call's own deadline does. */
-    gd_timer_start(call->_upstream->timers, &a->timer, call->base.deadline_ms);
+    /* The connect timeout no longer applies: the attempt's or the call's deadline does. */
+    gd_timer_start(call->_upstream->timers, &a->timer, attempt_due_ms(a));
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_read);
     h2o_iovec_t out = h2o_iovec_init(call->_head, call->_head_len);
@@ -945,8 +1087,8 @@ static void acquire(gd_upstream_attempt_t *a)
     a->conn = c;
     a->state = ATTEMPT_CONNECTING;
     uint64_t connect_due = gd_timers_now(u->timers) + u->conf->connect_timeout_ms;
-    gd_timer_start(u->timers, &a->timer,
-                   connect_due < call->base.deadline_ms ? connect_due : call->base.deadline_ms);
+    uint64_t due = attempt_due_ms(a);
+    gd_timer_start(u->timers, &a->timer, connect_due < due ? connect_due : due);
     connect_new(c);
 }
 
@@ -955,19 +1097,29 @@ static void on_timer(gd_timer_t *timer)
     gd_upstream_attempt_t *a = H2O_STRUCT_FROM_MEMBER(gd_upstream_attempt_t, timer, timer);
     gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
-    bool is_deadline = gd_timers_now(u->timers) >= call->base.deadline_ms;
+    uint64_t now = gd_timers_now(u->timers);
+    bool is_deadline = now >= call->base.deadline_ms;
+    bool is_attempt_due = !is_deadline && now >= attempt_due_ms(a);
 
+    if (a->state == ATTEMPT_BACKOFF) {
+        on_backoff_end(a);
+        return;
+    }
     /* end_attempt() closes the connection: a half-read answer must never reach the next call. A
      * call waiting for a slot has its deadline in the line (on_line_end()). */
-    if (a->state == ATTEMPT_HANDSHAKING && !is_deadline) {
+    if (a->state == ATTEMPT_HANDSHAKING && !is_deadline && !is_attempt_due) {
         end_attempt(a, GD_OUTCOME_TLS, 0,
                     "TLS handshake with %s timed out (connect_timeout_ms %" PRIu64 ")",
                     u->conf->url, u->conf->connect_timeout_ms);
-    } else if (a->state == ATTEMPT_CONNECTING && !is_deadline) {
+    } else if (a->state == ATTEMPT_CONNECTING && !is_deadline && !is_attempt_due) {
         if (a->conn->sock != NULL) /* a connect under way, not a wait for a lookup */
             note_connect_failure(u, a->conn->addr_index);
         end_attempt(a, GD_OUTCOME_CONNECT, 0, "connect to %s timed out after %" PRIu64 " ms",
                     u->conf->url, u->conf->connect_timeout_ms);
+    } else if (is_attempt_due) {
+        end_attempt(a, GD_OUTCOME_TIMEOUT, a->has_head ? a->response.status : 0,
+                    "attempt %u timed out after %" PRIu64 " ms (attempt_timeout_ms)", a->number,
+                    call->retry->attempt_timeout_ms);
     } else
         end_attempt(a, GD_OUTCOME_TIMEOUT, a->has_head ? a->response.status : 0,
                     "timed out after %" PRIu64 " ms", call->base.timeout_ms);
@@ -1034,9 +1186,24 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     gd_upstream_call_t *call = (gd_upstream_call_t *)base;
 
     call->_upstream = u;
+    gd_timer_init(&call->_attempt.timer, on_timer);
     begin_attempt(call, 1);
+    if (u->conf->retry_budget != NULL) { /* NULL in tests that make their own conf */
+        gd_retry_budget_note_call(u->conf->retry_budget, gd_timers_now(u->timers));
+        atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
+    }
     build_head(u, call);
     gd_group_add(group, &call->base._task, on_cancel);
+    call->_breaker_verdict = GD_BREAKER_ALLOWED;
+    if (u->conf->breaker != NULL) {
+        call->_breaker_verdict = gd_breaker_allow(u->conf->breaker, gd_timers_now(u->timers));
+        if (call->_breaker_verdict == GD_BREAKER_REFUSED) {
+            /* No connection, no wait, no retry (is_retried_failure() knows no circuit_open). */
+            end_attempt(&call->_attempt, GD_OUTCOME_CIRCUIT_OPEN, 0,
+                        "the circuit breaker of %s is open", u->conf->url);
+            return;
+        }
+    }
 
     /* Not while others wait: they were first. */
     if (take_slot(u))

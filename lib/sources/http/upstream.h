@@ -71,8 +71,10 @@ typedef struct gd_upstream_attempt {
     gd_upstream_call_t *call;
     struct gd_upstream_conn *conn; /* while it holds one */
     unsigned number;               /* 1 for the first */
+    uint64_t started_ms;           /* when it began: attempt_timeout_ms counts from it */
+    bool is_stale_retry; /* it resends the request of a stale keep-alive connection (free) */
     int state;
-    gd_timer_t timer;         /* connect timeout, then the call's deadline */
+    gd_timer_t timer; /* connect timeout, then the attempt's or call's deadline; a backoff */
     gd_gate_waiter_t waiter;  /* its place in the line for a connection slot */
     bool has_head;
     gd_http1_head_t response;
@@ -91,12 +93,14 @@ struct gd_upstream_call {
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
     h2o_iovec_t body;          /* sent after the head with its content-length, or {NULL, 0} */
     bool has_body;             /* a content-length is sent (0 for an empty body) */
-    bool is_idempotent;        /* may be sent again on a stale keep-alive connection */
+    bool is_idempotent;        /* may be sent again: retries, a stale keep-alive connection */
+    const gd_retry_conf_t *retry; /* borrowed from the config */
     /* private */
     gd_upstream_t *_upstream;
     char *_head; /* the request head, owned: every attempt sends it as it is */
     size_t _head_len;
     gd_upstream_attempt_t _attempt; /* the current attempt */
+    int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */

@@ -1743,6 +1743,88 @@ static void test_forward_headers(void)
 #undef FWD
 }
 
+static void test_retry(void)
+{
+    gd_config_t *cfg = LOAD_OK(
+        "{" LISTEN ",'upstreams':{'a':{'url':'http://h','retry':{'attempts':4,'backoff_ms':10,"
+        "'on':['io',503],'budget_percent':50}},'b':{'url':'http://h'}},"
+        "'endpoints':[{'path':'/u','calls':{"
+        "'c':{'upstream':'a','path':'/x'},"
+        "'d':{'upstream':'a','path':'/y','retry':{'attempts':2,'attempt_timeout_ms':30}},"
+        "'e':{'upstream':'b','path':'/z'},"
+        "'f':{'upstream':'b','path':'/p','method':'POST'},"
+        "'g':{'upstream':'b','path':'/q','method':'POST','idempotent':true,'retry':{}}}}]}");
+    CHECK(cfg != NULL);
+    const gd_call_conf_t *calls = cfg->endpoints[0].calls;
+    const gd_retry_conf_t *c = &calls[0].retry, *d = &calls[1].retry, *e = &calls[2].retry;
+    CHECK_INT_EQ(c->attempts, 4);
+    CHECK_INT_EQ(c->backoff_ms, 10);
+    CHECK_INT_EQ(c->max_backoff_ms, 1000);
+    CHECK_INT_EQ(c->budget_percent, 50);
+    CHECK_INT_EQ(c->min_retries_per_s, 3);
+    CHECK(c->on_io && !c->on_connect && !c->on_timeout && !c->on_tls);
+    CHECK_INT_EQ(c->non_status, 1);
+    CHECK_INT_EQ(c->on_status[0], 503);
+    /* a call's keys override the upstream's one by one */
+    CHECK_INT_EQ(d->attempts, 2);
+    CHECK_INT_EQ(d->backoff_ms, 10);
+    CHECK_INT_EQ(d->attempt_timeout_ms, 30);
+    CHECK(d->on_io && !d->on_connect);
+    /* no "retry" anywhere: one attempt */
+    CHECK_INT_EQ(e->attempts, 1);
+    CHECK_INT_EQ(calls[3].retry.attempts, 1);
+    /* "retry": {} means the README's example */
+    CHECK_INT_EQ(calls[4].retry.attempts, 3);
+    CHECK_INT_EQ(calls[4].retry.backoff_ms, 25);
+    CHECK(calls[4].retry.on_connect && calls[4].retry.on_timeout);
+    CHECK_INT_EQ(calls[4].retry.non_status, 3);
+    CHECK(cfg->upstreams[0].retry_budget != NULL);
+    CHECK(cfg->upstreams[0].breaker == NULL);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{}}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'failures':0}}"),
+                     "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
+                     "1000000, not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'window_ms':10}}"),
+                     "conf/x.json: upstreams.accounts.breaker.window_ms: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':[]}"),
+                     "conf/x.json: upstreams.accounts.breaker: must be an object, not an array");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':3}"),
+                     "conf/x.json: upstreams.accounts.retry: must be an object, not an integer");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'tries':3}}"),
+                     "conf/x.json: upstreams.accounts.retry.tries: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'attempts':0}}"),
+                     "conf/x.json: upstreams.accounts.retry.attempts: must be between 1 and 10, "
+                     "not 0");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'backoff_ms':50,'max_backoff_ms':"
+                                 "20}}"),
+                     "conf/x.json: upstreams.accounts.retry.max_backoff_ms: must be >= backoff_ms "
+                     "(50), not 20");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':['io','reset']}}"),
+                     "conf/x.json: upstreams.accounts.retry.on[1]: \"reset\" is not a failure to "
+                     "retry (connect, io, timeout, tls or a status between 400 and 599)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':[200]}}"),
+                     "conf/x.json: upstreams.accounts.retry.on[0]: a status to retry must be "
+                     "between 400 and 599, not 200");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':'io'}}"),
+                     "conf/x.json: upstreams.accounts.retry.on: must be an array, not a string");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'budget_percent':101}}"),
+                     "conf/x.json: upstreams.accounts.retry.budget_percent: must be between 0 "
+                     "and 100, not 101");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','retry':{'budget_percent':5}"),
+                     "conf/x.json: endpoints[0].calls.user.retry.budget_percent: the retry budget "
+                     "is the upstream's: set it in its \"retry\"");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'POST','retry':{}"),
+                     "conf/x.json: endpoints[0].calls.user.retry: a POST call is never retried "
+                     "unless it is marked \"idempotent\": true");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','retry':{'attempt_timeout_ms':-1}"),
+                     "conf/x.json: endpoints[0].calls.user.retry.attempt_timeout_ms: must be "
+                     "between 0 and 86400000, not -1");
+}
+
 static void test_null_on_and_status_map(void)
 {
     gd_config_t *cfg = LOAD_OK(
@@ -2012,6 +2094,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"upstream_headers_and_host", test_upstream_headers_and_host},
     {"forward_headers", test_forward_headers},
     {"null_on_and_status_map", test_null_on_and_status_map},
+    {"retry", test_retry},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},
     {"pattern_bombs", test_pattern_bombs},

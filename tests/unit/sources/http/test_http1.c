@@ -1,6 +1,8 @@
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "sources/http/http1.h"
 #include "runner.h"
@@ -252,7 +254,38 @@ static void test_content_codings(void)
     CHECK_INT_EQ(h.coding, GD_HTTP1_OTHER);
 }
 
+/* Retry-After: delay-seconds or an IMF-fixdate, in ms from now; -1 when absent or malformed. */
+static void test_retry_after(void)
+{
+    gd_http1_head_t h;
+    char buf[256], date[64];
+    time_t later = time(NULL) + 30;
+    struct tm tm;
+
+    CHECK_INT_EQ(parse("HTTP/1.1 503 x\r\ncontent-length: 0\r\n\r\n", false, &h), 0);
+    CHECK(h.retry_after_ms == -1);
+    CHECK_INT_EQ(parse("HTTP/1.1 503 x\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\n", false,
+                       &h),
+                 0);
+    CHECK(h.retry_after_ms == 2000);
+    CHECK_INT_EQ(parse("HTTP/1.1 429 x\r\nRetry-After: soon\r\ncontent-length: 0\r\n\r\n", false,
+                       &h),
+                 0);
+    CHECK(h.retry_after_ms == -1);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&later, &tm));
+    snprintf(buf, sizeof(buf), "HTTP/1.1 503 x\r\nretry-after: %s\r\ncontent-length: 0\r\n\r\n",
+             date);
+    CHECK_INT_EQ(parse(buf, false, &h), 0);
+    CHECK(h.retry_after_ms >= 28000 && h.retry_after_ms <= 30000);
+    CHECK_INT_EQ(parse("HTTP/1.1 503 x\r\nretry-after: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+                       "content-length: 0\r\n\r\n",
+                       false, &h),
+                 0);
+    CHECK(h.retry_after_ms == 0); /* in the past: now */
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"retry_after", test_retry_after},
     {"content_codings", test_content_codings},
     {"heads", test_heads},
     {"keepalive_rules", test_keepalive_rules},

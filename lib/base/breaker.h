@@ -1,0 +1,44 @@
+/*
+ * gd_breaker: a circuit breaker shared by every thread of the process (atomics, no lock).
+ * Closed, it lets every call through and counts consecutive failures; at @failures it opens for
+ * @open_ms: calls are refused at once. Then exactly one call, the probe, is let through
+ * (half-open); its success closes the breaker, its failure opens it again for @open_ms, and a
+ * probe that ends neither way (cancelled) lets the next call probe.
+ */
+#ifndef GD_BREAKER_H
+#define GD_BREAKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum gd_breaker_verdict {
+    GD_BREAKER_REFUSED = 0,
+    GD_BREAKER_ALLOWED,
+    GD_BREAKER_PROBE, /* allowed as the half-open breaker's one probe: report it as such */
+} gd_breaker_verdict_t;
+
+typedef struct gd_breaker {
+    /* private */
+    unsigned _threshold;
+    uint64_t _open_ms;
+    _Atomic unsigned _failures;      /* consecutive, while closed */
+    _Atomic uint64_t _open_until_ms; /* 0: closed */
+    _Atomic bool _is_probing;        /* half-open: the probe is out */
+    /* read-only: transitions to open, for the metrics */
+    _Atomic uint64_t opened;
+} gd_breaker_t;
+
+/** Prepares @b (caller owns the storage), closed. */
+void gd_breaker_init(gd_breaker_t *b, unsigned failures, uint64_t open_ms);
+/** Whether a call may go at @now_ms (a monotonic ms clock shared by the callers). */
+gd_breaker_verdict_t gd_breaker_allow(gd_breaker_t *b, uint64_t now_ms);
+/** Reports the end of a call that gd_breaker_allow() let through as @verdict. */
+void gd_breaker_report(gd_breaker_t *b, gd_breaker_verdict_t verdict, bool is_failure,
+                       uint64_t now_ms);
+/** Reports a call let through as @verdict that ended neither in success nor in failure. */
+void gd_breaker_abandon(gd_breaker_t *b, gd_breaker_verdict_t verdict);
+/** Whether @b is open or half-open at @now_ms (0: closed, 1: open, 2: half-open). */
+int gd_breaker_state(gd_breaker_t *b, uint64_t now_ms);
+
+#endif

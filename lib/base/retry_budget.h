@@ -1,0 +1,38 @@
+/*
+ * gd_retry_budget: how many retries a service may add to its calls, for the whole process.
+ * Calls and retries are counted in a sliding window of GD_RETRY_BUDGET_WINDOW_S one-second
+ * buckets; a retry is allowed while the retries of the window stay under @percent of its calls
+ * or under a floor of @min_per_s per second of the window, whichever is larger. Lock-free: each
+ * bucket is one atomic word (its second in the high half, its count in the low half), so any
+ * thread may count and ask at once. Approximate only in that threads asking at the same moment
+ * may each take the last retry left (at most one too many per thread).
+ */
+#ifndef GD_RETRY_BUDGET_H
+#define GD_RETRY_BUDGET_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GD_RETRY_BUDGET_WINDOW_S 10
+
+typedef struct gd_retry_budget {
+    /* private */
+    _Atomic uint64_t _calls[GD_RETRY_BUDGET_WINDOW_S];
+    _Atomic uint64_t _retries[GD_RETRY_BUDGET_WINDOW_S];
+    /* read-only for all but the counting caller: totals since the start, for the metrics */
+    _Atomic uint64_t attempts, retries, refused;
+} gd_retry_budget_t;
+
+/** Prepares @b (caller owns the storage): an empty window. */
+void gd_retry_budget_init(gd_retry_budget_t *b);
+/** Counts a call (its first attempt) at @now_ms (any monotonic ms clock shared by the callers). */
+void gd_retry_budget_note_call(gd_retry_budget_t *b, uint64_t now_ms);
+/**
+ * Whether one more retry fits at @now_ms; when it does, it is counted. @percent: retries per
+ * 100 calls of the window; @min_per_s: the floor, retries per second of the window.
+ */
+bool gd_retry_budget_take(gd_retry_budget_t *b, uint64_t now_ms, unsigned percent,
+                          unsigned min_per_s);
+
+#endif
