@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/expr.h"
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
@@ -173,6 +174,7 @@ typedef struct gd_endpoint_conf {
     gd_call_conf_t *calls; /* in config order */
     size_t ncalls;
     uint64_t timeout_ms;
+    gd_response_t *response; /* "response": the answer's template; NULL: the merged document */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
