@@ -124,7 +124,10 @@ static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, si
         return;
     }
     /* A slice: its elements copied into an array, then the rest of the path applied to it. */
-    int64_t n = count_of(s, len), lo = steps->has_lo ? clamp(steps->lo, n) : 0;
+    /* The length is counted only when a bound needs it (a negative one, or none at the end). */
+    bool needs_n = !steps->has_hi || steps->hi < 0 || (steps->has_lo && steps->lo < 0);
+    int64_t n = needs_n ? count_of(s, len) : INT64_MAX;
+    int64_t lo = steps->has_lo ? clamp(steps->lo, n) : 0;
     int64_t hi = steps->has_hi ? clamp(steps->hi, n) : n;
     gd_jbuf_t tmp = {0}, *to = nsteps == 1 ? out : &tmp;
     bool is_first = true;
@@ -202,9 +205,27 @@ void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out)
     case GD_EXPR_COUNT: {
         gd_jbuf_t tmp = {0};
         gd_expr_t ref = *e;
-        ref.kind = GD_EXPR_CALL;
-        gd_eval_expr(&ref, env, &tmp);
-        int64_t n = count_of(tmp.buf, tmp.len);
+        const char *s = NULL;
+        size_t len = 0, i = 0;
+        int64_t n = -1;
+        v = e->index < env->ncalls ? &env->calls[e->index] : NULL;
+        if (v != NULL && v->base != NULL) {
+            /* a path of fields and indexes only: counted in place, nothing copied */
+            s = v->base;
+            len = v->len;
+            for (; i < e->nsteps; i++)
+                if ((e->steps[i].kind != GD_STEP_FIELD && e->steps[i].kind != GD_STEP_INDEX) ||
+                    !step_into(&e->steps[i], &s, &len))
+                    break;
+        }
+        if (s != NULL && i == e->nsteps) {
+            n = count_of(s, len);
+        } else if (s != NULL && e->steps[i].kind != GD_STEP_FIELD &&
+                   e->steps[i].kind != GD_STEP_INDEX) {
+            ref.kind = GD_EXPR_CALL;
+            gd_eval_expr(&ref, env, &tmp);
+            n = count_of(tmp.buf, tmp.len);
+        }
         free(tmp.buf);
         if (n < 0) {
             put_null(out);
