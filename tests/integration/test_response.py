@@ -11,6 +11,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main,  # noqa: E402
                      run_gatherd)
+from test_postgres import PgTestCase, sql_call  # noqa: E402
 
 USER = b'{"id": 1, "name": "Leanne Graham", "address": {"city": "Gwenborough"}}'
 POSTS = b'[' + b','.join(b'{"userId": 1, "id": %d, "title": "p%d"}' % (i, i)
@@ -110,6 +111,30 @@ class ResponseTest(GatherdTestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn('endpoints[0].response.a[0]: "{usr.name}": unknown call or source "usr"',
                       out)
+
+
+class SqlResponseTest(PgTestCase):
+    """A Postgres result shaped like an upstream document."""
+
+    def test_sql_rows_shaped(self):
+        series = "SELECT n AS id, 'p' || n AS name FROM generate_series(1, $1::int) AS n"
+        gd = self.start_pg_gatherd([endpoint('/rows/{n}', {
+            'user': call('s', '/users/1'),
+            'rows': sql_call(series, ['{n}']),
+            'one': sql_call('SELECT 7 AS x, NULL::int AS y', row='one')},
+            params={'n': 'int'},
+            response={'n': '{count(rows)}', 'first': '{rows[0].name}', 'last': '{rows[-1].id}',
+                      'ids': '{rows[*].id}', 'tail': '{rows[-2:]}', 'x': '{one.x}',
+                      'y': '{one.y}', 'z': '{one.z}'})])
+        st, hdrs, body, _ = gd.get('/rows/3')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        self.assertEqual(body, b'{"n":3,"first":"p1","last":3,"ids":[1,2,3],'
+                               b'"tail":[{"id":2,"name":"p2"},{"id":3,"name":"p3"}],'
+                               b'"x":7,"y":null,"z":null}')
+        st, _, body, _ = gd.get('/rows/0')
+        self.assertEqual(body, b'{"n":0,"first":null,"last":null,"ids":[],"tail":[],'
+                               b'"x":7,"y":null,"z":null}')
 
 
 if __name__ == '__main__':
