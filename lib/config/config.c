@@ -2333,6 +2333,173 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
     return 0;
 }
 
+/* The endpoint's "response" template ------------------------------------------------------ */
+
+struct response_builder {
+    gd_response_t *resp;
+    char *lit;
+    size_t lit_len, lit_cap;
+};
+
+static void response_add_lit(struct response_builder *b, const char *s, size_t len)
+{
+    if (b->lit_len + len + 1 > b->lit_cap) {
+        b->lit_cap = (b->lit_len + len + 1) * 2;
+        b->lit = gd_xrealloc(b->lit, b->lit_cap);
+    }
+    memcpy(b->lit + b->lit_len, s, len);
+    b->lit_len += len;
+}
+
+static void response_add_dump(struct response_builder *b, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    GD_REQUIRE(text != NULL); /* only allocation can fail: jansson parsed it */
+    response_add_lit(b, text, strlen(text));
+    free(text);
+}
+
+static gd_response_part_t *response_flush(struct response_builder *b)
+{
+    gd_response_t *r = b->resp;
+    gd_response_part_t *part;
+
+    r->parts = gd_xrealloc(r->parts, (r->nparts + 1) * sizeof(*r->parts));
+    part = &r->parts[r->nparts++];
+    memset(part, 0, sizeof(*part));
+    part->json = gd_xstrndup(b->lit != NULL ? b->lit : "", b->lit_len);
+    part->json_len = b->lit_len;
+    b->lit_len = 0;
+    return part;
+}
+
+struct response_scope {
+    struct loader *l;
+    gd_endpoint_conf_t *ep;
+};
+
+/* gd_expr_scope_t's resolve_param: as call templates resolve them. */
+static int resolve_response_param(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    struct response_scope *rs = ctx;
+    struct resolve_ctx rc = {rs->l, rs->ep};
+    char err[256];
+    int i = resolve_var(&rc, src == 0 ? GD_SRC_PATH : src == 1 ? GD_SRC_QUERY : GD_SRC_HEADER,
+                        name, err, sizeof(err));
+
+    if (i >= 0)
+        *ret_is_int = rs->ep->params[i].type == GD_PARAM_INT;
+    return i;
+}
+
+static int compile_response_value(struct loader *l, const struct jpath *at, json_t *v,
+                                  const gd_expr_scope_t *scope, struct response_builder *b)
+{
+    int r;
+
+    if (json_is_object(v)) {
+        bool is_first = true;
+        response_add_lit(b, "{", 1);
+        for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+            const char *key = json_object_iter_key(it);
+            struct jpath kp = {at, key, 0};
+            json_t *k = json_string(key);
+            if (!is_first)
+                response_add_lit(b, ",", 1);
+            is_first = false;
+            response_add_dump(b, k);
+            json_decref(k);
+            response_add_lit(b, ":", 1);
+            if ((r = compile_response_value(l, &kp, json_object_iter_value(it), scope, b)) < 0)
+                return r;
+        }
+        response_add_lit(b, "}", 1);
+        return 0;
+    }
+    if (json_is_array(v)) {
+        response_add_lit(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            struct jpath ip = {at, NULL, i};
+            if (i > 0)
+                response_add_lit(b, ",", 1);
+            if ((r = compile_response_value(l, &ip, json_array_get(v, i), scope, b)) < 0)
+                return r;
+        }
+        response_add_lit(b, "]", 1);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        response_add_dump(b, v);
+        return 0;
+    }
+    gd_text_template_t t;
+    char msg[512];
+    if (gd_text_template_compile(json_string_value(v), scope, &t, msg, sizeof(msg)) < 0)
+        return fail(l, at, "%s", msg);
+    if (t.is_literal) {
+        /* "{{" already undone: the text as it is meant */
+        json_t *s = json_stringn(t.nparts == 1 ? t.parts[0].literal : "",
+                                 t.nparts == 1 ? t.parts[0].literal_len : 0);
+        response_add_dump(b, s);
+        json_decref(s);
+        gd_text_template_dispose(&t);
+        return 0;
+    }
+    if (t.is_typed && t.parts[0].expr.kind == GD_EXPR_ERRORS)
+        b->resp->places_errors = true;
+    gd_response_part_t *part = response_flush(b);
+    part->has_value = true;
+    part->value = t;
+    return 0;
+}
+
+/* "response": compiled after the calls, whose names it may reference. */
+static int load_response(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
+                         gd_endpoint_conf_t *ep)
+{
+    struct jpath at = {ep_at, "response", 0};
+    json_t *v = json_object_get(ep_json, "response");
+    const char **names;
+    struct response_scope rs = {l, ep};
+    struct response_builder b = {0};
+    int r;
+
+    if (v == NULL)
+        return 0;
+    names = gd_xcalloc(ep->ncalls + 1, sizeof(*names));
+    for (size_t i = 0; i < ep->ncalls; i++)
+        names[i] = ep->calls[i].name;
+    gd_expr_scope_t scope = {names, ep->ncalls, resolve_response_param, &rs};
+    b.resp = gd_xcalloc(1, sizeof(*b.resp));
+    b.resp->is_object = json_is_object(v);
+    r = compile_response_value(l, &at, v, &scope, &b);
+    if (r == 0)
+        response_flush(&b);
+    free(b.lit);
+    free(names);
+    if (r < 0) {
+        gd_response_free(b.resp);
+        return r;
+    }
+    ep->response = b.resp;
+    return 0;
+}
+
+/* A call's name must not hide a source of the response template's references. */
+static int check_call_name(struct loader *l, const struct jpath *at, const gd_endpoint_conf_t *ep,
+                           const char *name)
+{
+    if (gd_expr_is_reserved_name(name) && strcmp(name, "errors") != 0)
+        return fail(l, at, "a call may not be named %s (a reserved name of templates: query, "
+                           "header, body, env, item)",
+                    quote(l, name));
+    for (size_t i = 0; i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, name) == 0)
+            return fail(l, at, "a call may not be named %s like a capture of the endpoint path",
+                        quote(l, name));
+    return 0;
+}
+
 static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
                       gd_config_t *cfg, gd_endpoint_conf_t *ep)
 {
@@ -2357,6 +2524,8 @@ static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_js
             return fail(l, &cp, "a call name must not be empty");
         if (strcmp(name, "errors") == 0)
             return fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
+        if ((r = check_call_name(l, &cp, ep, name)) < 0)
+            return r;
         if ((r = load_call(l, &cp, name, member, cfg, ep, c)) < 0)
             return r;
     }
@@ -3256,9 +3425,10 @@ static int check_rate_limit_key(struct loader *l, const struct jpath *at,
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"method", "path", "timeout_ms",        "params",
-                                       "calls",  "cors", "compress",          "cache_control",
-                                       "etag",   "auth", "client_rate_limit", NULL};
+    static const char *const keys[] = {"method",   "path", "timeout_ms",        "params",
+                                       "calls",    "cors", "compress",          "cache_control",
+                                       "etag",     "auth", "client_rate_limit", "response",
+                                       NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
     bool has_cors = false, has_auth = false, has_rate = false;
@@ -3284,7 +3454,8 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_cache_control(l, at, v, ep)) < 0 ||
         (r = get_bool(l, at, v, "etag", false, &ep->has_etag)) < 0 ||
         (r = load_auth(l, at, v, &has_auth, &ep->own_auth)) < 0 ||
-        (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0)
+        (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0 ||
+        (r = load_response(l, at, v, ep)) < 0)
         return r;
     ep->rate_limit = has_rate ? ep->own_rate_limit : cfg->rate_limit;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
@@ -3654,6 +3825,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(c->args);
         }
         free(ep->calls);
+        gd_response_free(ep->response);
         free(ep->method);
         free(ep->path);
         free_cors(ep->own_cors);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "base/ratelimit.h"
+#include "config/expr.h"
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
@@ -289,6 +290,7 @@ typedef struct gd_endpoint_conf {
     gd_auth_conf_t *own_auth;   /* owned; NULL when inherited or "auth": false */
     const gd_rate_limit_conf_t *rate_limit; /* its own, else the top level's; NULL: none */
     gd_rate_limit_conf_t *own_rate_limit;   /* owned; NULL when inherited or false */
+    gd_response_t *response; /* "response": the answer's template; NULL: the merged document */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {

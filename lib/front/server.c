@@ -39,6 +39,11 @@
  * served, with Connection: close). The sweep looks every DRAIN_SWEEP_MS. */
 #define DRAIN_IDLE_GRACE_MS 200
 #define DRAIN_SWEEP_MS 20
+/* At the drain a listener first drops SYNs, then goes on accepting for this long, so that a
+ * handshake the kernel answered just before completes (its final ACK still passes) and is
+ * served; then it closes. A client whose SYN is dropped retries it after a second and finds the
+ * port closed (or another instance behind the load balancer). */
+#define LISTENER_CLOSE_GRACE_MS 50
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
 
@@ -63,6 +68,8 @@ struct worker {
     uv_async_t wakeup;
     uv_check_t drain_check;
     uv_timer_t drain_sweep; /* closes idle HTTP/1 connections during the drain */
+    bool are_listeners_closing; /* SYNs dropped, closed at listeners_close_at */
+    uint64_t listeners_close_at;
     uv_timer_t heartbeat;
     uint64_t heartbeat_due_ns;
     gd_sched_t *sched;
@@ -434,7 +441,8 @@ static void on_drain_check(uv_check_t *check)
 {
     struct worker *w = check->data;
     /* Slots held include those granted to queued requests not yet told of it. */
-    if (!w->is_finished && w->connections == 0 && w->gather.line.held == 0 &&
+    if (!w->is_finished && !w->are_listeners_closing && w->connections == 0 &&
+        w->gather.line.held == 0 &&
         w->gather.line.waiting == 0)
         finish_worker(w);
 }
@@ -466,23 +474,20 @@ static bool refuse_new_handshakes(int fd)
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0;
 }
 
-/* Accepts what the kernel has queued on the listeners, then closes them. Their SYNs are
- * dropped first, so that no handshake completes between the last accept() and the close(),
- * which would reset it after the client had sent its request (the drain's last lost request,
- * about 1 in 16,000 under load on the ASan build). A client whose SYN is dropped in those few
- * system calls retries it after a second and finds the port closed. */
+/* Accepts what the kernel has queued on the listeners, then closes them. Their SYNs have been
+ * dropped for LISTENER_CLOSE_GRACE_MS, so that no handshake completes between the last
+ * accept() and the close(), which would reset it after the client had sent its request (the
+ * drain's last lost requests, about 1 in 16,000 under load). */
 static void close_listeners(struct worker *w)
 {
     const gd_config_t *config = w->server->config;
 
+    w->are_listeners_closing = false;
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         if (!l->is_open)
             continue;
         uv_poll_stop(&l->poll);
-        if (!refuse_new_handshakes(l->fd))
-            gd_log_debug("worker %zu: no SYN filter on a listener (%s)", w->index,
-                         strerror(errno));
         /* Whatever the kernel has already queued was accepted from the client's point of view:
          * it is served, not reset by the close. */
         while (accept_some(l, ACCEPT_BATCH) == ACCEPT_BATCH)
@@ -501,6 +506,8 @@ static void close_listeners(struct worker *w)
 static void on_drain_sweep(uv_timer_t *timer)
 {
     struct worker *w = timer->data;
+    if (w->are_listeners_closing && h2o_now(&w->loop) >= w->listeners_close_at)
+        close_listeners(w);
     sweep_idle(w);
 }
 
@@ -510,12 +517,28 @@ static void start_drain(struct worker *w)
 
     w->is_draining = true;
     w->gather.is_draining = true;
+    bool is_filtered = true;
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
+        if (!l->is_open)
+            continue;
         gd_timer_stop(gd_sched_timers(w->sched), &l->backoff);
         l->is_backing_off = false;
+        if (!refuse_new_handshakes(l->fd)) {
+            gd_log_debug("worker %zu: no SYN filter on a listener (%s)", w->index,
+                         strerror(errno));
+            is_filtered = false;
+        }
+        /* Accepting goes on, past the connection cap, until the close. */
+        if (uv_poll_start(&l->poll, UV_READABLE, on_listener_readable) != 0)
+            is_filtered = false;
     }
-    close_listeners(w);
+    if (is_filtered) {
+        w->are_listeners_closing = true;
+        w->listeners_close_at = h2o_now(&w->loop) + LISTENER_CLOSE_GRACE_MS;
+    } else {
+        close_listeners(w);
+    }
     h2o_context_request_shutdown(&w->ctx);
     /* Idle HTTP/1 keep-alive connections are closed now, the others once they are idle. */
     sweep_idle(w);

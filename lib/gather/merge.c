@@ -144,17 +144,28 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
         }
     }
     if (has_errors) {
-        bool is_first = true;
-        put_str(&o, ",\"errors\":{");
-        for (size_t i = 0; i < endpoint->ncalls; i++) {
-            if (!is_failure(&endpoint->calls[i], &results[i]))
-                continue;
-            if (!is_first)
-                put(&o, ",", 1);
-            is_first = false;
-            put_error(&o, &endpoint->calls[i], &results[i], is_detailed);
-        }
-        put(&o, "}", 1);
+        put_str(&o, ",\"errors\":");
+        o.len += gd_merge_errors(endpoint, results, is_detailed, o.len < o.cap ? o.buf + o.len : NULL,
+                                 o.len < o.cap ? o.cap - o.len : 0);
+    }
+    put(&o, "}", 1);
+    return o.len;
+}
+
+size_t gd_merge_errors(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
+                       bool is_detailed, char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    bool is_first = true;
+
+    put(&o, "{", 1);
+    for (size_t i = 0; i < endpoint->ncalls; i++) {
+        if (!is_failure(&endpoint->calls[i], &results[i]))
+            continue;
+        if (!is_first)
+            put(&o, ",", 1);
+        is_first = false;
+        put_error(&o, &endpoint->calls[i], &results[i], is_detailed);
     }
     put(&o, "}", 1);
     return o.len;

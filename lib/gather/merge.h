@@ -36,4 +36,10 @@ bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_resu
  */
 size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
                      bool is_detailed, char *buf, size_t cap);
+/**
+ * Writes the "errors" object of @results ({"call":{"kind":...},...}, failed calls in config
+ * order; {} when none failed) into @buf like gd_merge_body(), and returns its full length.
+ */
+size_t gd_merge_errors(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
+                       bool is_detailed, char *buf, size_t cap);
 #endif

@@ -9,6 +9,7 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/merge.h"
+#include "gather/shape.h"
 #include "gather/respond.h"
 #include "ops/trace.h"
 
@@ -37,6 +38,7 @@ struct gd_request {
     bool is_half_closed; /* the client had sent its FIN before the request started */
     h2o_linklist_t in_flight_link; /* in the thread's list of requests holding a slot */
     gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
+    const gd_strv_t *values; /* the parameters; borrowed from h2o's request: valid while req is */
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
 };
 
@@ -154,9 +156,20 @@ static void respond(gd_request_t *rq)
     int status = gd_merge_status(ep, rq->results);
     const char *complete = gd_merge_is_complete(ep, rq->results) ? "true" : "false";
     bool is_detailed = rq->ctx->config->expose_error_details;
-    size_t len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
-    char *body = h2o_mem_alloc_pool(&req->pool, len);
-    gd_merge_body(ep, rq->results, is_detailed, body, len);
+    size_t len;
+    char *body;
+    if (ep->response != NULL) {
+        gd_jbuf_t out = {0};
+        gd_shape_body(ep, rq->results, rq->values, is_detailed, &out);
+        len = out.len;
+        body = h2o_mem_alloc_pool(&req->pool, len + 1);
+        memcpy(body, out.buf, len);
+        free(out.buf);
+    } else {
+        len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
+        body = h2o_mem_alloc_pool(&req->pool, len);
+        gd_merge_body(ep, rq->results, is_detailed, body, len);
+    }
     gd_answer_t a = {.status = status,
                      .body = body,
                      .len = len,
@@ -361,6 +374,7 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
 {
     gd_request_t *rq = new_request(ctx, req, ep, request_id, client, started_at_ns);
     gd_traceparent_t trace_buf;
+    rq->values = values;
     gd_call_input_t in = {.values = values,
                           .request_id = rq->request_id,
                           .trace = take_traceparent(req, &trace_buf),

@@ -274,3 +274,171 @@ size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap)
     len = put(buf, cap, len, in + run, in_len - run);
     return put(buf, cap, len, "\"", 1);
 }
+
+void gd_json_trim(const char **s, size_t *len)
+{
+    const char *p = skip_ws(*s, *s + *len), *end = *s + *len;
+
+    while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+        end--;
+    *s = p;
+    *len = (size_t)(end - p);
+}
+
+/* The end of the valid string starting at @p (on its '"'). */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return end;
+}
+
+size_t gd_json_skip(const char *s, size_t len)
+{
+    const char *p = s, *end = s + len;
+    size_t depth = 0;
+
+    if (p == end)
+        return 0;
+    if (*p == '"')
+        return (size_t)(skip_string(p, end) - s);
+    if (*p != '{' && *p != '[') {
+        while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+               *p != '\r' && *p != '\t')
+            p++;
+        return (size_t)(p - s);
+    }
+    /* Brackets inside strings do not count: valid text needs no stack to be skipped. */
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            p = skip_string(p, end);
+            continue;
+        }
+        p++;
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0)
+                break;
+        }
+    }
+    return (size_t)(p - s);
+}
+
+int gd_json_iter_init(gd_json_iter_t *it, const char *s, size_t len)
+{
+    gd_json_trim(&s, &len);
+    if (len == 0)
+        return 0;
+    if (*s != '{' && *s != '[')
+        return (unsigned char)*s;
+    it->_p = s + 1;
+    it->_end = s + len;
+    it->_close = *s == '{' ? '}' : ']';
+    return *s;
+}
+
+bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
+                       const char **ret_value, size_t *ret_value_len)
+{
+    const char *p = skip_ws(it->_p, it->_end), *end = it->_end;
+
+    if (p < end && *p == ',')
+        p = skip_ws(p + 1, end);
+    if (p >= end || *p == it->_close) {
+        it->_p = end;
+        return false;
+    }
+    *ret_key = NULL;
+    *ret_key_len = 0;
+    if (it->_close == '}') {
+        const char *k = p;
+        p = skip_string(p, end);
+        *ret_key = k;
+        *ret_key_len = (size_t)(p - k);
+        p = skip_ws(p, end);
+        p = skip_ws(p + 1, end); /* the ':' */
+    }
+    size_t n = gd_json_skip(p, (size_t)(end - p));
+    *ret_value = p;
+    *ret_value_len = n;
+    it->_p = p + n;
+    return true;
+}
+
+/* Writes code point @cp as UTF-8 into @out (4 bytes of room); returns the length. */
+static size_t put_utf8(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static uint32_t hex4(const char *p)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < 4; i++)
+        v = v << 4 | (uint32_t)gd_hex_value(p[i]);
+    return v;
+}
+
+bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t want_len)
+{
+    const char *p = s + 1, *end = s + len - 1; /* inside the quotes */
+    size_t i = 0;
+
+    if (len < 2)
+        return false;
+    if (memchr(p, '\\', (size_t)(end - p)) == NULL) /* the common case: no escape */
+        return (size_t)(end - p) == want_len && memcmp(p, want, want_len) == 0;
+    while (p < end) {
+        char dec[8];
+        size_t n = 1;
+        if (*p != '\\') {
+            dec[0] = *p++;
+        } else if (p[1] != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *f = memchr(from, p[1], 8);
+            dec[0] = f != NULL ? to[f - from] : p[1];
+            p += 2;
+        } else {
+            uint32_t cp = hex4(p + 2);
+            p += 6;
+            if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+                uint32_t lo = hex4(p + 2);
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    p += 6;
+                }
+            }
+            n = put_utf8(cp, dec); /* a lone surrogate gives bytes no wanted key has */
+        }
+        if (i + n > want_len || memcmp(want + i, dec, n) != 0)
+            return false;
+        i += n;
+    }
+    return i == want_len;
+}

@@ -35,4 +35,41 @@ bool gd_json_is_number(const char *s, size_t len, bool is_integer);
  */
 size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap);
 
+/*
+ * Navigating text that gd_json_is_valid() accepted, without building anything: skipping values,
+ * walking the members of an object or the elements of an array, comparing keys. Every function
+ * below assumes valid text; on other text it stays in bounds but its answers mean nothing.
+ */
+
+/* Walks one object or array. */
+typedef struct gd_json_iter {
+    /* private */
+    const char *_p, *_end;
+    char _close; /* '}' or ']' */
+} gd_json_iter_t;
+
+/** The @len bytes at @s without the JSON whitespace around them. */
+void gd_json_trim(const char **s, size_t *len);
+/** The length of the value that starts at @s (no whitespace before it), in @len bytes. */
+size_t gd_json_skip(const char *s, size_t len);
+/**
+ * Starts walking the value @s (@len bytes, whitespace around allowed). Returns '{' for an
+ * object, '[' for an array (then @it is ready), or the value's first byte for any other
+ * ('"', 'n', 't', 'f', a digit or '-'; 0 when empty), leaving @it unusable.
+ */
+int gd_json_iter_init(gd_json_iter_t *it, const char *s, size_t len);
+/**
+ * The next member or element: *@ret_key (with its quotes, escapes as written) and *@ret_key_len
+ * for an object's member (NULL and 0 for an array's element), *@ret_value and *@ret_value_len
+ * for the value (no whitespace around). Returns false after the last one.
+ */
+bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
+                       const char **ret_value, size_t *ret_value_len);
+/**
+ * Whether the JSON string @s (@len bytes, quotes included, as gd_json_iter_next() gives keys)
+ * means the @want_len bytes at @want once its escapes are decoded (\uXXXX to UTF-8, a pair of
+ * surrogates to one code point).
+ */
+bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t want_len);
+
 #endif

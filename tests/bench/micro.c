@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "config/template.h"
 #include "gather/merge.h"
+#include "gather/shape.h"
 #include "sources/http/http1.h"
 #include "sources/pg/pgjson.h"
 #include "json/json.h"
@@ -113,6 +114,24 @@ static void bench_merge(void *arg, long n)
     struct merge_input *m = arg;
     for (long i = 0; i < n; i++)
         sink += (long)gd_merge_body(&m->ep, m->results, false, m->buf, m->cap);
+}
+
+/* The same answer through the classic aggregator's response template (gather/shape.c). */
+struct shape_input {
+    const gd_endpoint_conf_t *ep;
+    const gd_call_result_t *results;
+    gd_jbuf_t out;
+};
+
+static void bench_shape(void *arg, long n)
+{
+    struct shape_input *s = arg;
+    static const gd_strv_t values[] = {{"7", 1}};
+    for (long i = 0; i < n; i++) {
+        s->out.len = 0; /* the buffer is kept, as a request's arena would be reused */
+        gd_shape_body(s->ep, s->results, values, false, &s->out);
+        sink += (long)s->out.len;
+    }
 }
 
 /* -- SQL rows to JSON ------------------------------------------------------------------- */
@@ -323,11 +342,11 @@ static void compare_hostile(void)
 static PGresult *make_orders(void)
 {
     PGresAttDesc cols[] = {
-        {.name = "id", .typid = 20, .typlen = 8},
-        {.name = "product_name", .typid = 25, .typlen = -1},
-        {.name = "quantity", .typid = 23, .typlen = 4},
-        {.name = "price", .typid = 1700, .typlen = -1},
-        {.name = "order_date", .typid = 1184, .typlen = 8},
+        {.name = (char *)"id", .typid = 20, .typlen = 8},
+        {.name = (char *)"product_name", .typid = 25, .typlen = -1},
+        {.name = (char *)"quantity", .typid = 23, .typlen = 4},
+        {.name = (char *)"price", .typid = 1700, .typlen = -1},
+        {.name = (char *)"order_date", .typid = 1184, .typlen = 8},
     };
     PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
     PQsetResultAttrs(res, 5, cols);
@@ -377,6 +396,25 @@ int main(void)
     }
     m.buf = malloc(m.cap);
     report("merge the profile answer (4 calls, ~6 KB)", bench_merge, &m, 200000);
+    gd_config_t *cfg = NULL;
+    char cerr[512];
+    const char *shaped_conf =
+        "{\"listen\":[\"127.0.0.1:8080\"],\"postgres\":{},\"upstreams\":{\"a\":{\"url\":"
+        "\"http://127.0.0.1:1\"}},\"endpoints\":[{\"path\":\"/users/{id}/summary\",\"params\":"
+        "{\"id\":\"int\"},\"calls\":{\"user\":{\"upstream\":\"a\",\"path\":\"/u\"},\"posts\":"
+        "{\"upstream\":\"a\",\"path\":\"/p\"},\"albums\":{\"upstream\":\"a\",\"path\":"
+        "\"/a\"},\"orders\":{\"sql\":\"SELECT 1\"}},\"response\":{\"user_id\":\"{id}\","
+        "\"user_info\":\"{user}\",\"posts_count\":\"{count(posts)}\",\"albums_count\":"
+        "\"{count(albums)}\",\"posts\":\"{posts[0:5]}\",\"albums\":\"{albums[0:3]}\","
+        "\"orders\":\"{orders}\"}}]}";
+    if (gd_config_load_string(shaped_conf, "bench", &cfg, cerr, sizeof(cerr)) != 0) {
+        fprintf(stderr, "%s\n", cerr);
+        return 1;
+    }
+    struct shape_input sh = {&cfg->endpoints[0], m.results, {0}};
+    report("  shaped: the classic aggregator's response template", bench_shape, &sh, 200000);
+    free(sh.out.buf);
+    gd_config_free(cfg);
     report("SQL rows to JSON (10 orders rows)", bench_pgjson, orders, 200000);
     report("validate an upstream body (posts, ~2 KB)", bench_validate, posts, 200000);
     report("validate an upstream body (user, ~130 B)", bench_validate, (void *)user, 2000000);

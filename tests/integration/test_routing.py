@@ -14,7 +14,7 @@ def routing_config(stub, **top):
     return config([
         endpoint('/users/{id}/profile', {'user': call('s', '/users/{id}')}),
         endpoint('/users/me/profile', {'me': call('s', '/me')}),
-        endpoint('/items/{id}', {'item': call('s', '/items/{id}')}, params={'id': 'int'}),
+        endpoint('/items/{id}', {'itm': call('s', '/items/{id}')}, params={'id': 'int'}),
         endpoint('/search', {'found': call('s', '/find?term={query.q}&page={query.page}')},
                  params={'query.q': {'type': 'string', 'required': True}}),
         endpoint('/limit', {'l': call('s', '/l?limit={query.limit}')},

@@ -176,7 +176,42 @@ static void test_json_quote_replaces_invalid_utf8(void)
     }
 }
 
+static void test_navigate(void)
+{
+    const char *doc = " { \"a\" : [1, \"x]\", {\"b\":\"}\\\"\"}] ,\"\\ud83d\\ude00\\u00e9\":null, "
+                      "\"e\\n\\\\\":-1.5e3 } ";
+    gd_json_iter_t it, inner;
+    const char *k, *v;
+    size_t kl, vl;
+
+    CHECK_INT_EQ(gd_json_iter_init(&it, doc, strlen(doc)), '{');
+    CHECK(gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK(gd_json_string_equals(k, kl, "a", 1));
+    CHECK_MEM_EQ(v, vl, "[1, \"x]\", {\"b\":\"}\\\"\"}]");
+    CHECK_INT_EQ(gd_json_iter_init(&inner, v, vl), '[');
+    CHECK(gd_json_iter_next(&inner, &k, &kl, &v, &vl) && k == NULL);
+    CHECK_MEM_EQ(v, vl, "1");
+    CHECK(gd_json_iter_next(&inner, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "\"x]\"");
+    CHECK(gd_json_iter_next(&inner, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "{\"b\":\"}\\\"\"}");
+    CHECK(!gd_json_iter_next(&inner, &k, &kl, &v, &vl));
+    CHECK(gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK(gd_json_string_equals(k, kl, "\xf0\x9f\x98\x80\xc3\xa9", 6)); /* a surrogate pair */
+    CHECK(!gd_json_string_equals(k, kl, "\xf0\x9f\x98\x80", 4));
+    CHECK_MEM_EQ(v, vl, "null");
+    CHECK(gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK(gd_json_string_equals(k, kl, "e\n\\", 3));
+    CHECK_MEM_EQ(v, vl, "-1.5e3");
+    CHECK(!gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK_INT_EQ(gd_json_iter_init(&it, " 12 ", 4), '1');
+    CHECK_INT_EQ(gd_json_iter_init(&it, "[]", 2), '[');
+    CHECK(!gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK_INT_EQ(gd_json_skip("\"a\\\"b\" ,", 8), 6);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"navigate", test_navigate},
     {"json_quote_replaces_invalid_utf8", test_json_quote_replaces_invalid_utf8},
     {"json_quote_escapes", test_json_quote_escapes},
     {"accepts_json", test_accepts_json},
