@@ -1860,102 +1860,134 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     return 0;
 }
 
-struct body_builder {
-    gd_call_conf_t *c;
+/* A JSON template being compiled (a call's "body", an endpoint's "response"): the fixed JSON
+ * text since the last value, and what compiles each string of the document. */
+struct jtemplate {
     char *lit;
-    size_t lit_len;
-    size_t lit_cap;
+    size_t lit_len, lit_cap;
+    /* Compiles the string @v at @at: appends it as fixed text (jtemplate_add_dump()), or ends
+     * the fixed text (jtemplate_take_lit()) and records a value part. */
+    int (*on_string)(struct loader *l, const struct jpath *at, json_t *v, struct jtemplate *t);
+    void *ctx;
 };
 
-static void body_add_lit(struct body_builder *b, const char *s, size_t len)
+static void jtemplate_add_lit(struct jtemplate *t, const char *s, size_t len)
 {
-    if (b->lit_len + len + 1 > b->lit_cap) {
-        b->lit_cap = (b->lit_len + len + 1) * 2;
-        b->lit = gd_xrealloc(b->lit, b->lit_cap);
+    if (t->lit_len + len + 1 > t->lit_cap) {
+        t->lit_cap = (t->lit_len + len + 1) * 2;
+        t->lit = gd_xrealloc(t->lit, t->lit_cap);
     }
-    memcpy(b->lit + b->lit_len, s, len);
-    b->lit_len += len;
+    memcpy(t->lit + t->lit_len, s, len);
+    t->lit_len += len;
 }
 
-static void body_add_dump(struct body_builder *b, const json_t *v)
+static void jtemplate_add_dump(struct jtemplate *t, const json_t *v)
 {
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     GD_REQUIRE(text != NULL); /* only allocation can fail: jansson parsed it */
-    body_add_lit(b, text, strlen(text));
+    jtemplate_add_lit(t, text, strlen(text));
     free(text);
 }
 
-/* Ends the current literal in a new part; returns the part. */
-static gd_body_part_t *body_flush(struct body_builder *b)
+/* The fixed text since the last value, as a new string (*@ret_len bytes); starts anew. */
+static char *jtemplate_take_lit(struct jtemplate *t, size_t *ret_len)
 {
-    gd_call_conf_t *c = b->c;
+    char *lit = gd_xstrndup(t->lit != NULL ? t->lit : "", t->lit_len);
+    *ret_len = t->lit_len;
+    t->lit_len = 0;
+    return lit;
+}
+
+/* A string whose templates hold no value: its text as it is meant ("{{" undone), as JSON. */
+static void jtemplate_add_text(struct jtemplate *t, const char *text, size_t len)
+{
+    json_t *s = json_stringn(text, len);
+    jtemplate_add_dump(t, s);
+    json_decref(s);
+}
+
+/* Walks the JSON document @v at @at: keys in order, every non-string as it is, each string
+ * through t->on_string. */
+static int compile_jtemplate(struct loader *l, const struct jpath *at, json_t *v,
+                             struct jtemplate *t)
+{
+    int r;
+
+    if (json_is_object(v)) {
+        bool is_first = true;
+        jtemplate_add_lit(t, "{", 1);
+        for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+            const char *key = json_object_iter_key(it);
+            struct jpath kp = {at, key, 0};
+            if (!is_first)
+                jtemplate_add_lit(t, ",", 1);
+            is_first = false;
+            jtemplate_add_text(t, key, strlen(key));
+            jtemplate_add_lit(t, ":", 1);
+            if ((r = compile_jtemplate(l, &kp, json_object_iter_value(it), t)) < 0)
+                return r;
+        }
+        jtemplate_add_lit(t, "}", 1);
+        return 0;
+    }
+    if (json_is_array(v)) {
+        jtemplate_add_lit(t, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            struct jpath ip = {at, NULL, i};
+            if (i > 0)
+                jtemplate_add_lit(t, ",", 1);
+            if ((r = compile_jtemplate(l, &ip, json_array_get(v, i), t)) < 0)
+                return r;
+        }
+        jtemplate_add_lit(t, "]", 1);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        jtemplate_add_dump(t, v);
+        return 0;
+    }
+    return t->on_string(l, at, v, t);
+}
+
+/* A call's JSON body template ------------------------------------------------------------- */
+
+struct body_ctx {
+    gd_endpoint_conf_t *ep;
+    gd_call_conf_t *c;
+};
+
+/* Ends the current literal in a new part of the call's body; returns the part. */
+static gd_body_part_t *body_flush(struct jtemplate *t)
+{
+    gd_call_conf_t *c = ((struct body_ctx *)t->ctx)->c;
     gd_body_part_t *part;
 
     c->body_parts = gd_xrealloc(c->body_parts, (c->nbody_parts + 1) * sizeof(*c->body_parts));
     part = &c->body_parts[c->nbody_parts++];
     memset(part, 0, sizeof(*part));
-    part->json = gd_xstrndup(b->lit != NULL ? b->lit : "", b->lit_len);
-    part->json_len = b->lit_len;
-    b->lit_len = 0;
+    part->json = jtemplate_take_lit(t, &part->json_len);
     return part;
 }
 
-static int compile_body_value(struct loader *l, const struct jpath *at, json_t *v,
-                              gd_endpoint_conf_t *ep, struct body_builder *b)
+static int compile_body_string(struct loader *l, const struct jpath *at, json_t *v,
+                               struct jtemplate *jt)
 {
+    gd_endpoint_conf_t *ep = ((struct body_ctx *)jt->ctx)->ep;
     gd_template_t t = {0};
     int r;
 
-    if (json_is_object(v)) {
-        bool is_first = true;
-        body_add_lit(b, "{", 1);
-        for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
-            const char *key = json_object_iter_key(it);
-            struct jpath kp = {at, key, 0};
-            json_t *k = json_string(key);
-            if (!is_first)
-                body_add_lit(b, ",", 1);
-            is_first = false;
-            body_add_dump(b, k);
-            json_decref(k);
-            body_add_lit(b, ":", 1);
-            if ((r = compile_body_value(l, &kp, json_object_iter_value(it), ep, b)) < 0)
-                return r;
-        }
-        body_add_lit(b, "}", 1);
-        return 0;
-    }
-    if (json_is_array(v)) {
-        body_add_lit(b, "[", 1);
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            struct jpath ip = {at, NULL, i};
-            if (i > 0)
-                body_add_lit(b, ",", 1);
-            if ((r = compile_body_value(l, &ip, json_array_get(v, i), ep, b)) < 0)
-                return r;
-        }
-        body_add_lit(b, "]", 1);
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        body_add_dump(b, v);
-        return 0;
-    }
     if ((r = compile_template(l, at, json_string_value(v), ep, &t)) < 0)
         return r;
     bool has_var = false;
     for (size_t i = 0; i < t.nparts; i++)
         has_var |= !t.parts[i].is_literal;
     if (!has_var) {
-        /* "{{" already undone: the text as it is meant */
-        json_t *s = json_stringn(t.nparts == 1 ? t.parts[0].literal : "",
-                                 t.nparts == 1 ? t.parts[0].literal_len : 0);
-        body_add_dump(b, s);
-        json_decref(s);
+        jtemplate_add_text(jt, t.nparts == 1 ? t.parts[0].literal : "",
+                           t.nparts == 1 ? t.parts[0].literal_len : 0);
         gd_template_dispose(&t);
         return 0;
     }
-    gd_body_part_t *part = body_flush(b);
+    gd_body_part_t *part = body_flush(jt);
     part->has_value = true;
     part->is_typed = t.nparts == 1 && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
     part->value = t;
@@ -1973,11 +2005,12 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
     int r;
 
     if (body != NULL && (json_is_object(body) || json_is_array(body))) {
-        struct body_builder b = {c, NULL, 0, 0};
+        struct body_ctx ctx = {ep, c};
+        struct jtemplate b = {.on_string = compile_body_string, .ctx = &ctx};
         if (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0)
             return fail(l, &body_at, "a %s call cannot send a body (use POST, PUT, PATCH or DELETE)",
                         c->method);
-        r = compile_body_value(l, &body_at, body, ep, &b);
+        r = compile_jtemplate(l, &body_at, body, &b);
         if (r == 0)
             body_flush(&b);
         free(b.lit);
@@ -2335,41 +2368,21 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
 
 /* The endpoint's "response" template ------------------------------------------------------ */
 
-struct response_builder {
+struct response_ctx {
+    const gd_expr_scope_t *scope;
     gd_response_t *resp;
-    char *lit;
-    size_t lit_len, lit_cap;
 };
 
-static void response_add_lit(struct response_builder *b, const char *s, size_t len)
+/* Ends the current literal in a new part of the response; returns the part. */
+static gd_response_part_t *response_flush(struct jtemplate *t)
 {
-    if (b->lit_len + len + 1 > b->lit_cap) {
-        b->lit_cap = (b->lit_len + len + 1) * 2;
-        b->lit = gd_xrealloc(b->lit, b->lit_cap);
-    }
-    memcpy(b->lit + b->lit_len, s, len);
-    b->lit_len += len;
-}
-
-static void response_add_dump(struct response_builder *b, const json_t *v)
-{
-    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    GD_REQUIRE(text != NULL); /* only allocation can fail: jansson parsed it */
-    response_add_lit(b, text, strlen(text));
-    free(text);
-}
-
-static gd_response_part_t *response_flush(struct response_builder *b)
-{
-    gd_response_t *r = b->resp;
+    gd_response_t *r = ((struct response_ctx *)t->ctx)->resp;
     gd_response_part_t *part;
 
     r->parts = gd_xrealloc(r->parts, (r->nparts + 1) * sizeof(*r->parts));
     part = &r->parts[r->nparts++];
     memset(part, 0, sizeof(*part));
-    part->json = gd_xstrndup(b->lit != NULL ? b->lit : "", b->lit_len);
-    part->json_len = b->lit_len;
-    b->lit_len = 0;
+    part->json = jtemplate_take_lit(t, &part->json_len);
     return part;
 }
 
@@ -2392,62 +2405,24 @@ static int resolve_response_param(void *ctx, int src, const char *name, bool *re
     return i;
 }
 
-static int compile_response_value(struct loader *l, const struct jpath *at, json_t *v,
-                                  const gd_expr_scope_t *scope, struct response_builder *b)
+static int compile_response_string(struct loader *l, const struct jpath *at, json_t *v,
+                                   struct jtemplate *jt)
 {
-    int r;
-
-    if (json_is_object(v)) {
-        bool is_first = true;
-        response_add_lit(b, "{", 1);
-        for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
-            const char *key = json_object_iter_key(it);
-            struct jpath kp = {at, key, 0};
-            json_t *k = json_string(key);
-            if (!is_first)
-                response_add_lit(b, ",", 1);
-            is_first = false;
-            response_add_dump(b, k);
-            json_decref(k);
-            response_add_lit(b, ":", 1);
-            if ((r = compile_response_value(l, &kp, json_object_iter_value(it), scope, b)) < 0)
-                return r;
-        }
-        response_add_lit(b, "}", 1);
-        return 0;
-    }
-    if (json_is_array(v)) {
-        response_add_lit(b, "[", 1);
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            struct jpath ip = {at, NULL, i};
-            if (i > 0)
-                response_add_lit(b, ",", 1);
-            if ((r = compile_response_value(l, &ip, json_array_get(v, i), scope, b)) < 0)
-                return r;
-        }
-        response_add_lit(b, "]", 1);
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        response_add_dump(b, v);
-        return 0;
-    }
+    struct response_ctx *rc = jt->ctx;
     gd_text_template_t t;
     char msg[512];
-    if (gd_text_template_compile(json_string_value(v), scope, &t, msg, sizeof(msg)) < 0)
+
+    if (gd_text_template_compile(json_string_value(v), rc->scope, &t, msg, sizeof(msg)) < 0)
         return fail(l, at, "%s", msg);
     if (t.is_literal) {
-        /* "{{" already undone: the text as it is meant */
-        json_t *s = json_stringn(t.nparts == 1 ? t.parts[0].literal : "",
-                                 t.nparts == 1 ? t.parts[0].literal_len : 0);
-        response_add_dump(b, s);
-        json_decref(s);
+        jtemplate_add_text(jt, t.nparts == 1 ? t.parts[0].literal : "",
+                           t.nparts == 1 ? t.parts[0].literal_len : 0);
         gd_text_template_dispose(&t);
         return 0;
     }
     if (t.is_typed && t.parts[0].expr.kind == GD_EXPR_ERRORS)
-        b->resp->places_errors = true;
-    gd_response_part_t *part = response_flush(b);
+        rc->resp->places_errors = true;
+    gd_response_part_t *part = response_flush(jt);
     part->has_value = true;
     part->value = t;
     return 0;
@@ -2461,7 +2436,8 @@ static int load_response(struct loader *l, const struct jpath *ep_at, json_t *ep
     json_t *v = json_object_get(ep_json, "response");
     const char **names;
     struct response_scope rs = {l, ep};
-    struct response_builder b = {0};
+    struct response_ctx ctx = {NULL, NULL};
+    struct jtemplate b = {.on_string = compile_response_string, .ctx = &ctx};
     int r;
 
     if (v == NULL)
@@ -2470,18 +2446,19 @@ static int load_response(struct loader *l, const struct jpath *ep_at, json_t *ep
     for (size_t i = 0; i < ep->ncalls; i++)
         names[i] = ep->calls[i].name;
     gd_expr_scope_t scope = {names, ep->ncalls, resolve_response_param, &rs};
-    b.resp = gd_xcalloc(1, sizeof(*b.resp));
-    b.resp->is_object = json_is_object(v);
-    r = compile_response_value(l, &at, v, &scope, &b);
+    ctx.scope = &scope;
+    ctx.resp = gd_xcalloc(1, sizeof(*ctx.resp));
+    ctx.resp->is_object = json_is_object(v);
+    r = compile_jtemplate(l, &at, v, &b);
     if (r == 0)
         response_flush(&b);
     free(b.lit);
     free(names);
     if (r < 0) {
-        gd_response_free(b.resp);
+        gd_response_free(ctx.resp);
         return r;
     }
-    ep->response = b.resp;
+    ep->response = ctx.resp;
     return 0;
 }
 
