@@ -46,7 +46,10 @@ run_suite build-asan all -Db_sanitize=address,undefined -Db_lundef=false
 # clang's warnings differ from gcc's: the tree must build clean with both.
 CC=clang run_suite build-clang unit
 # The libFuzzer drivers, 30 s each on their seed corpora (scripts/fuzz.sh): one test each.
-fuzz_counts=$(bash scripts/fuzz.sh -t 30 | tee /dev/stderr | tail -1)
+# (Not through tee /dev/stderr: reopening it truncates a log file that stderr is.)
+fuzz_out=$(bash scripts/fuzz.sh -t 30)
+printf '%s\n' "$fuzz_out" >&2
+fuzz_counts=$(tail -1 <<<"$fuzz_out")
 if [[ $fuzz_counts =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
   passed=$((passed + BASH_REMATCH[1]))
   failed=$((failed + BASH_REMATCH[2]))

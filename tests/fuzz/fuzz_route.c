@@ -21,8 +21,8 @@ static const char config_json[] =
     "\"[a-z0-9-]{1,32}\",\"required\":false}},\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":"
     "\"/u/{id}?l={query.limit}&t={header.x-tenant}\"}}},"
     "{\"path\":\"/users/me/profile\",\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":\"/me\"}}},"
-    "{\"method\":\"POST\",\"path\":\"/{a}/{b}/c\",\"params\":{\"query.q\":{\"pattern\":"
-    "\"(ab|cd)+x?\"}},\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":\"/{a}/{b}?q={query.q}\"}}},"
+    "{\"method\":\"POST\",\"path\":\"/{x}/{y}/c\",\"params\":{\"query.q\":{\"pattern\":"
+    "\"(ab|cd)+x?\"}},\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":\"/{x}/{y}?q={query.q}\"}}},"
     "{\"path\":\"/\",\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":\"/\"}}},"
     "{\"path\":\"/files//x/\",\"calls\":{\"a\":{\"upstream\":\"u\",\"path\":\"/f\"}}}"
     "]}";
