@@ -528,25 +528,38 @@ static bool write_array(gd_pgjson_buf_t *out, gd_pgjson_buf_t *scratch, enum val
     return skip_array_space(p, end) == end;
 }
 
-void gd_pgjson_append_value(gd_pgjson_buf_t *out, const PGresult *res, int row, int col)
-{
+/* How a column's values map: an array (of elements of @kind, separated by @delim) or a
+ * scalar of @kind. */
+struct value_map {
+    bool is_array;
     enum value_kind kind;
-    const char *s;
-    size_t len;
     char delim;
+};
 
-    assert(row >= 0 && row < PQntuples(res) && col >= 0 && col < PQnfields(res));
-    assert(PQfformat(res, col) == 0);
+static struct value_map map_of(Oid type)
+{
+    struct value_map m = {false, KIND_STRING, ','};
+
+    m.is_array = array_kind(type, &m.kind, &m.delim);
+    if (!m.is_array)
+        m.kind = scalar_kind(type);
+    return m;
+}
+
+/* Writes the value of column @col in row @row, mapped by @m. */
+static void write_value(gd_pgjson_buf_t *out, const struct value_map *m, const PGresult *res,
+                        int row, int col)
+{
     if (PQgetisnull(res, row, col)) {
         append_lit(out, "null");
         return;
     }
-    s = PQgetvalue(res, row, col);
-    len = (size_t)PQgetlength(res, row, col);
-    if (array_kind(PQftype(res, col), &kind, &delim)) {
+    const char *s = PQgetvalue(res, row, col);
+    size_t len = (size_t)PQgetlength(res, row, col);
+    if (m->is_array) {
         gd_pgjson_buf_t scratch = {NULL, 0, 0}; /* for elements with backslashes */
         size_t mark = out->len;
-        bool ok = write_array(out, &scratch, kind, delim, s, len);
+        bool ok = write_array(out, &scratch, m->kind, m->delim, s, len);
 
         free(scratch.base);
         if (ok)
@@ -555,8 +568,16 @@ void gd_pgjson_append_value(gd_pgjson_buf_t *out, const PGresult *res, int row, 
         write_string(out, s, len);
         return;
     }
-    if (!write_scalar(out, scalar_kind(PQftype(res, col)), s, len))
+    if (!write_scalar(out, m->kind, s, len))
         write_string(out, s, len);
+}
+
+void gd_pgjson_append_value(gd_pgjson_buf_t *out, const PGresult *res, int row, int col)
+{
+    assert(row >= 0 && row < PQntuples(res) && col >= 0 && col < PQnfields(res));
+    assert(PQfformat(res, col) == 0);
+    struct value_map m = map_of(PQftype(res, col));
+    write_value(out, &m, res, row, col);
 }
 
 void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row)
@@ -578,9 +599,7 @@ void gd_pgjson_append_row(gd_pgjson_buf_t *out, const PGresult *res, int row)
 
 struct column {
     Oid type;
-    bool is_array;
-    enum value_kind kind; /* of the value, or of the array's elements */
-    char delim;           /* arrays */
+    struct value_map map;
     size_t key_off, key_len; /* in keys: "{\"name\":" for the first column, ",\"name\":" after */
 };
 
@@ -608,9 +627,7 @@ gd_pgjson_columns_t *gd_pgjson_columns_new(const PGresult *res)
 
         c->names[i] = gd_xstrdup(name);
         col->type = PQftype(res, i);
-        col->is_array = array_kind(col->type, &col->kind, &col->delim);
-        if (!col->is_array)
-            col->kind = scalar_kind(col->type);
+        col->map = map_of(col->type);
         col->key_off = keys.len;
         append_char(&keys, i == 0 ? '{' : ',');
         write_string(&keys, name, strlen(name));
@@ -658,30 +675,8 @@ void gd_pgjson_append_row_as(gd_pgjson_buf_t *out, const gd_pgjson_columns_t *c,
     }
     for (int i = 0; i < c->nfields; i++) {
         const struct column *col = &c->cols[i];
-        const char *s;
-        size_t len;
-
         append(out, c->keys + col->key_off, col->key_len);
-        if (PQgetisnull(res, row, i)) {
-            append_lit(out, "null");
-            continue;
-        }
-        s = PQgetvalue(res, row, i);
-        len = (size_t)PQgetlength(res, row, i);
-        if (col->is_array) {
-            gd_pgjson_buf_t scratch = {NULL, 0, 0}; /* for elements with backslashes */
-            size_t mark = out->len;
-            bool ok = write_array(out, &scratch, col->kind, col->delim, s, len);
-
-            free(scratch.base);
-            if (!ok) {
-                out->len = mark;
-                write_string(out, s, len);
-            }
-            continue;
-        }
-        if (!write_scalar(out, col->kind, s, len))
-            write_string(out, s, len);
+        write_value(out, &col->map, res, row, i);
     }
     append_char(out, '}');
 }
