@@ -1823,6 +1823,141 @@ static int load_call_answer_rules(struct loader *l, const struct jpath *at, json
     return 0;
 }
 
+/* A list of keys of a result ("fields", "omit"): strings, at least one, each once. */
+static int load_key_list(struct loader *l, const struct jpath *at, json_t *v, gd_key_conf_t **ret,
+                         size_t *ret_n)
+{
+    size_t n = json_is_array(v) ? json_array_size(v) : 0;
+
+    if (!json_is_array(v))
+        return fail_type(l, at, v, "an array of key names");
+    if (n == 0)
+        return fail(l, at, "an empty list (leave the key out to keep every key)");
+    if (n > GD_RESHAPE_MAX_KEYS)
+        return fail(l, at, "at most %d keys, not %zu", GD_RESHAPE_MAX_KEYS, n);
+    *ret = gd_xcalloc(n, sizeof(**ret));
+    for (size_t i = 0; i < n; i++) {
+        struct jpath ip = {at, NULL, i};
+        json_t *item = json_array_get(v, i);
+        if (!json_is_string(item))
+            return fail_type(l, &ip, item, "a string");
+        const char *s = json_string_value(item);
+        size_t len = json_string_length(item);
+        for (size_t j = 0; j < *ret_n; j++)
+            if ((*ret)[j].len == len && memcmp((*ret)[j].s, s, len) == 0)
+                return fail(l, &ip, "key %s is listed twice", quote_n(l, s, len));
+        (*ret)[*ret_n].s = memcpy(gd_xmalloc(len + 1), s, len + 1);
+        (*ret)[(*ret_n)++].len = len;
+    }
+    return 0;
+}
+
+static bool is_listed(const gd_key_conf_t *keys, size_t n, const char *s, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].len == len && memcmp(keys[i].s, s, len) == 0)
+            return true;
+    return false;
+}
+
+/* "rename": {"from": "to", ...}: each key it renames is kept, and each new name is new. */
+static int load_renames(struct loader *l, const struct jpath *at, json_t *v, gd_reshape_conf_t *rs)
+{
+    size_t n = json_is_object(v) ? json_object_size(v) : 0;
+
+    if (!json_is_object(v))
+        return fail_type(l, at, v, "an object of old names to new names");
+    if (n == 0)
+        return fail(l, at, "an empty object (leave the key out to rename nothing)");
+    if (n > GD_RESHAPE_MAX_KEYS)
+        return fail(l, at, "at most %d keys, not %zu", GD_RESHAPE_MAX_KEYS, n);
+    rs->renames = gd_xcalloc(n, sizeof(*rs->renames));
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
+        const char *from = json_object_iter_key(it);
+        size_t from_len = json_object_iter_key_len(it);
+        json_t *to = json_object_iter_value(it);
+        struct jpath kp = {at, from, 0};
+        if (!json_is_string(to))
+            return fail_type(l, &kp, to, "a string (the new name)");
+        size_t to_len = json_string_length(to);
+        if (to_len == from_len && memcmp(json_string_value(to), from, from_len) == 0)
+            return fail(l, &kp, "renames the key to itself");
+        if (rs->nkeys > 0 && rs->is_omit && is_listed(rs->keys, rs->nkeys, from, from_len))
+            return fail(l, &kp, "renames a key that \"omit\" drops");
+        if (rs->nkeys > 0 && !rs->is_omit && !is_listed(rs->keys, rs->nkeys, from, from_len))
+            return fail(l, &kp, "renames a key that \"fields\" does not keep");
+        gd_rename_conf_t *r = &rs->renames[rs->nrenames];
+        r->to_json.s = json_dumps(to, JSON_ENCODE_ANY | JSON_COMPACT);
+        GD_REQUIRE(r->to_json.s != NULL); /* only allocation can fail: jansson parsed it */
+        r->to_json.len = strlen(r->to_json.s);
+        for (size_t j = 0; j < rs->nrenames; j++)
+            if (rs->renames[j].to_json.len == r->to_json.len &&
+                memcmp(rs->renames[j].to_json.s, r->to_json.s, r->to_json.len) == 0) {
+                free(r->to_json.s);
+                r->to_json.s = NULL;
+                return fail(l, &kp, "renames to %s, which another key is renamed to too",
+                            quote_n(l, json_string_value(to), to_len));
+            }
+        r->from.s = memcpy(gd_xmalloc(from_len + 1), from, from_len + 1);
+        r->from.len = from_len;
+        r->to.s = memcpy(gd_xmalloc(to_len + 1), json_string_value(to), to_len + 1);
+        r->to.len = to_len;
+        rs->nrenames++;
+    }
+    return 0;
+}
+
+/* A call's "select", "fields" or "omit", and "rename": c->reshape stays NULL without them. */
+static int load_reshape(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    struct jpath select_at = {at, "select", 0}, fields_at = {at, "fields", 0};
+    struct jpath omit_at = {at, "omit", 0}, rename_at = {at, "rename", 0};
+    json_t *select = json_object_get(v, "select"), *fields = json_object_get(v, "fields");
+    json_t *omit = json_object_get(v, "omit"), *rename = json_object_get(v, "rename");
+    gd_reshape_conf_t *rs;
+    char err[256];
+    int r;
+
+    if (select == NULL && fields == NULL && omit == NULL && rename == NULL)
+        return 0;
+    if (fields != NULL && omit != NULL)
+        return fail(l, &omit_at, "a call has either \"fields\" or \"omit\", not both");
+    rs = c->reshape = gd_xcalloc(1, sizeof(*rs));
+    if (select != NULL) {
+        if (!json_is_string(select))
+            return fail_type(l, &select_at, select, "a string (a path into the result)");
+        if (gd_expr_path_compile(json_string_value(select), &rs->select, err, sizeof(err)) < 0)
+            return fail(l, &select_at, "%s", err);
+        rs->has_select = true;
+        rs->select_text = gd_xstrdup(json_string_value(select));
+    }
+    rs->is_omit = omit != NULL;
+    if ((fields != NULL && (r = load_key_list(l, &fields_at, fields, &rs->keys, &rs->nkeys)) < 0) ||
+        (omit != NULL && (r = load_key_list(l, &omit_at, omit, &rs->keys, &rs->nkeys)) < 0) ||
+        (rename != NULL && (r = load_renames(l, &rename_at, rename, rs)) < 0))
+        return r;
+    return 0;
+}
+
+gd_reshape_conf_t *gd_reshape_conf_free(gd_reshape_conf_t *rs)
+{
+    if (rs == NULL)
+        return NULL;
+    gd_expr_dispose(&rs->select);
+    free(rs->select_text);
+    for (size_t i = 0; i < rs->nkeys; i++)
+        free(rs->keys[i].s);
+    free(rs->keys);
+    for (size_t i = 0; i < rs->nrenames; i++) {
+        free(rs->renames[i].from.s);
+        free(rs->renames[i].to.s);
+        free(rs->renames[i].to_json.s);
+    }
+    free(rs->renames);
+    free(rs);
+    return NULL;
+}
+
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c);
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
@@ -1832,7 +1967,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
     static const char *const sql_keys[] = {
-        "sql", "args", "row", "timeout_ms", "optional", "max_rows", "max_body_bytes", NULL};
+        "sql",    "args",   "row",  "timeout_ms", "optional", "max_rows", "max_body_bytes",
+        "select", "fields", "omit", "rename",     NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -1854,7 +1990,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
         return r;
     }
     if ((r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
-        (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
+        (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0 ||
+        (r = load_reshape(l, at, v, c)) < 0)
         return r;
     c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
     return 0;
@@ -2036,10 +2173,10 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
-                                       "timeout_ms", "optional", "forward_headers", "null_on",
-                                       "status_map", "body",     "idempotent",      "retry",
-                                       NULL};
+    static const char *const keys[] = {
+        "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
+        "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
+        "select",          "fields",  "omit",       "rename",  NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -3797,6 +3934,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(c->forward_headers);
             free(c->null_on);
             free(c->status_map);
+            gd_reshape_conf_free(c->reshape);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);

@@ -137,6 +137,41 @@ typedef enum gd_call_type {
     GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
 } gd_call_type_t;
 
+/* The most keys "fields", "omit" and "rename" each list. */
+#define GD_RESHAPE_MAX_KEYS 256
+
+/* A key of a call's result, decoded (UTF-8; it may hold a NUL). */
+typedef struct gd_key_conf {
+    /* read-only */
+    char *s; /* owned */
+    size_t len;
+} gd_key_conf_t;
+
+/* One "rename" entry: a key of the result and the name it takes. */
+typedef struct gd_rename_conf {
+    /* read-only */
+    gd_key_conf_t from;
+    gd_key_conf_t to;      /* the new name */
+    gd_key_conf_t to_json; /* the same as a JSON string, quotes included */
+} gd_rename_conf_t;
+
+/* A call's own shaping of its result (gather/reshape.h): "select", then "fields" or "omit",
+ * then "rename". */
+typedef struct gd_reshape_conf {
+    /* read-only */
+    bool has_select;
+    gd_expr_t select;    /* a path (gd_expr_path_compile()) */
+    char *select_text;   /* as written, for messages */
+    gd_key_conf_t *keys; /* "fields" or "omit" */
+    size_t nkeys;        /* 0: neither */
+    bool is_omit;        /* keys are "omit", else "fields" */
+    gd_rename_conf_t *renames;
+    size_t nrenames;
+} gd_reshape_conf_t;
+
+/** Frees @r and what it owns (NULL is a no-op). Returns NULL. */
+gd_reshape_conf_t *gd_reshape_conf_free(gd_reshape_conf_t *r);
+
 typedef struct gd_call_conf {
     /* read-only */
     gd_call_type_t type;
@@ -174,6 +209,7 @@ typedef struct gd_call_conf {
     size_t max_body_bytes; /* so does a larger JSON rendering of the rows */
     uint64_t timeout_ms; /* already min(own, endpoint's) */
     bool is_optional;
+    gd_reshape_conf_t *reshape; /* "select", "fields", "omit", "rename"; NULL: none */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */

@@ -86,7 +86,7 @@ static size_t ident_len(const char *p)
     return n;
 }
 
-static void expr_dispose(gd_expr_t *e)
+void gd_expr_dispose(gd_expr_t *e)
 {
     for (size_t i = 0; i < e->nsteps; i++)
         free(e->steps[i].key);
@@ -352,7 +352,7 @@ static int parse_expr(struct parser *ps, gd_expr_t *e)
         r = fail(ps, *ps->p == '\0' ? "unbalanced \"{\" (write \"{{\" for a literal \"{\")"
                                     : "unexpected character after the reference");
     if (r < 0) {
-        expr_dispose(e);
+        gd_expr_dispose(e);
         return r;
     }
     ps->p++;
@@ -425,11 +425,45 @@ void gd_text_template_dispose(gd_text_template_t *t)
 {
     for (size_t i = 0; i < t->nparts; i++) {
         free(t->parts[i].literal);
-        expr_dispose(&t->parts[i].expr);
+        gd_expr_dispose(&t->parts[i].expr);
     }
     free(t->parts);
     t->parts = NULL;
     t->nparts = 0;
+}
+
+int gd_expr_path_compile(const char *src, gd_expr_t *ret, char *err, size_t errlen)
+{
+    struct parser ps = {src, src, NULL, err, errlen};
+    gd_expr_t e = {.kind = GD_EXPR_CALL};
+    size_t n = 0;
+
+    /* a leading name is the first field: "data.items" reads as ".data.items" */
+    while (is_ident_start(src[0]) && is_ident_char(src[n]))
+        n++;
+    if (n == 0 && *src != '[') {
+        snprintf(err, errlen,
+                 *src == '\0' ? "an empty path (leave the key out to keep the whole "
+                                "result)"
+                              : "a path starts with a field name or \"[\"");
+        return -EINVAL;
+    }
+    if (n > 0) {
+        gd_expr_step_t *st = add_step(&e);
+        st->kind = GD_STEP_FIELD;
+        st->key = gd_xstrndup(src, n);
+        st->key_len = n;
+        ps.p += n;
+    }
+    if (parse_steps(&ps, &e) < 0 || (*ps.p != '\0' && fail(&ps,
+                                                           "unexpected character at "
+                                                           "offset %zu of the path",
+                                                           (size_t)(ps.p - src)) < 0)) {
+        gd_expr_dispose(&e);
+        return -EINVAL;
+    }
+    *ret = e;
+    return 0;
 }
 
 gd_response_t *gd_response_free(gd_response_t *r)

@@ -107,6 +107,14 @@ int gd_text_template_compile(const char *src, const gd_expr_scope_t *scope, gd_t
                              char *err, size_t errlen);
 /** Frees what @t owns (not @t). */
 void gd_text_template_dispose(gd_text_template_t *t);
+/**
+ * Compiles @src, a path into a document without a name before it ("data.items", "[0].id",
+ * "items[*].id", "[\"odd key\"]"), into @ret (kind GD_EXPR_CALL, index 0). Returns 0, or
+ * -EINVAL with a one-line message in @err (empty, a syntax error); @ret untouched on error.
+ */
+int gd_expr_path_compile(const char *src, gd_expr_t *ret, char *err, size_t errlen);
+/** Frees what @e owns (not @e). */
+void gd_expr_dispose(gd_expr_t *e);
 /** Whether @name may not name a call: query, header, body, env, item, errors. */
 bool gd_expr_is_reserved_name(const char *name);
 

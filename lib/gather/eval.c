@@ -147,6 +147,30 @@ static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, si
     }
 }
 
+bool gd_eval_select(const gd_expr_t *path, const char *s, size_t len, gd_jbuf_t *out,
+                    const char **ret_s, size_t *ret_len)
+{
+    const gd_expr_step_t *steps = path->steps;
+    size_t nsteps = path->nsteps, before = out->len;
+    gd_json_iter_t it;
+
+    for (; nsteps > 0 && (steps->kind == GD_STEP_FIELD || steps->kind == GD_STEP_INDEX);
+         steps++, nsteps--)
+        if (!step_into(steps, &s, &len))
+            return false;
+    gd_json_trim(&s, &len);
+    if (nsteps > 0) {
+        if (gd_json_iter_init(&it, s, len) != '[')
+            return false;
+        eval_path(s, len, steps, nsteps, out);
+        s = out->buf + before;
+        len = out->len - before;
+    }
+    *ret_s = s;
+    *ret_len = len;
+    return true;
+}
+
 /* An int parameter's value as a JSON number: leading zeros dropped, empty as null. */
 static void put_int(const gd_strv_t *v, gd_jbuf_t *out)
 {

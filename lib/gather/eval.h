@@ -37,6 +37,15 @@ typedef struct gd_eval_env {
  */
 void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out);
 /**
+ * Selects @path (a gd_expr_path_compile() path) in @s (@len bytes of validated JSON). Returns
+ * false when it finds nothing: a field or an index before any [*] or slice is missing, or what a
+ * [*] or slice applies to is not an array. Otherwise *@ret_s, *@ret_len are the value: inside @s
+ * for a path of fields and indexes only (nothing is copied), else appended to @out and inside
+ * its buffer (valid until @out changes).
+ */
+bool gd_eval_select(const gd_expr_t *path, const char *s, size_t len, gd_jbuf_t *out,
+                    const char **ret_s, size_t *ret_len);
+/**
  * Appends @t as JSON: a typed template as its one value, any other as a string in which each
  * value is its text (a string's characters, null as nothing, others as their JSON).
  */

@@ -9,8 +9,9 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/merge.h"
-#include "gather/shape.h"
+#include "gather/reshape.h"
 #include "gather/respond.h"
+#include "gather/shape.h"
 #include "ops/trace.h"
 
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
@@ -128,6 +129,8 @@ static void collect_results(gd_request_t *rq, int gather_ret)
 
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
+        /* shaped once, in the call's own result: whatever reads it sees the shaped document */
+        gd_reshape_result(ep->calls[i].reshape, &rq->calls[i]->result);
         *r = rq->calls[i]->result; /* the body stays the call's: borrowed until it is disposed */
         gd_merge_settle(&ep->calls[i], r); /* null_on */
         if (r->outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT) {

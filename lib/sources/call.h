@@ -50,6 +50,7 @@ typedef enum gd_outcome {
     GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
     GD_OUTCOME_TLS,          /* TLS handshake or verification failed, or a TLS alert/bad record */
     GD_OUTCOME_CIRCUIT_OPEN, /* the upstream's breaker is open: refused at once, never retried */
+    GD_OUTCOME_SELECT,       /* the call's "select" path found nothing in its result */
     GD_OUTCOME_COUNT
 } gd_outcome_t;
 

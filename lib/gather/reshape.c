@@ -1,0 +1,148 @@
+#include "gather/reshape.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/json.h"
+
+/* The index of the rename of key @k (@kl bytes, quoted as written), or -1. */
+static int find_rename(const gd_reshape_conf_t *conf, const char *k, size_t kl)
+{
+    for (size_t i = 0; i < conf->nrenames; i++)
+        if (gd_json_string_equals(k, kl, conf->renames[i].from.s, conf->renames[i].from.len))
+            return (int)i;
+    return -1;
+}
+
+/* Whether "fields" keeps (or "omit" does not drop) key @k. */
+static bool is_kept(const gd_reshape_conf_t *conf, const char *k, size_t kl)
+{
+    bool is_listed = false;
+
+    if (conf->nkeys == 0)
+        return true;
+    for (size_t i = 0; i < conf->nkeys && !is_listed; i++)
+        is_listed = gd_json_string_equals(k, kl, conf->keys[i].s, conf->keys[i].len);
+    return is_listed != conf->is_omit;
+}
+
+/* Whether key @k, not renamed itself, is the new name of a key the object has: the renamed
+ * member replaces it, as a parser that keeps the last of equal keys would not reliably do. */
+static bool is_replaced(const gd_reshape_conf_t *conf, const uint64_t *present, const char *k,
+                        size_t kl)
+{
+    for (size_t i = 0; i < conf->nrenames; i++)
+        if ((present[i / 64] >> (i % 64) & 1) &&
+            gd_json_string_equals(k, kl, conf->renames[i].to.s, conf->renames[i].to.len))
+            return true;
+    return false;
+}
+
+static void put_object(const gd_reshape_conf_t *conf, const char *s, size_t len, gd_jbuf_t *out)
+{
+    uint64_t present[(GD_RESHAPE_MAX_KEYS + 63) / 64] = {0};
+    gd_json_iter_t it;
+    const char *k, *v;
+    size_t kl, vl;
+    bool is_first = true;
+
+    if (conf->nrenames > 0) {
+        gd_json_iter_init(&it, s, len);
+        while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
+            int i = find_rename(conf, k, kl);
+            if (i >= 0)
+                present[i / 64] |= UINT64_C(1) << (i % 64);
+        }
+    }
+    gd_json_iter_init(&it, s, len);
+    gd_jbuf_put(out, "{", 1);
+    while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
+        if (!is_kept(conf, k, kl))
+            continue;
+        int i = conf->nrenames > 0 ? find_rename(conf, k, kl) : -1;
+        if (i < 0 && conf->nrenames > 0 && is_replaced(conf, present, k, kl))
+            continue;
+        if (!is_first)
+            gd_jbuf_put(out, ",", 1);
+        is_first = false;
+        if (i >= 0)
+            gd_jbuf_put(out, conf->renames[i].to_json.s, conf->renames[i].to_json.len);
+        else
+            gd_jbuf_put(out, k, kl);
+        gd_jbuf_put(out, ":", 1);
+        gd_jbuf_put(out, v, vl);
+    }
+    gd_jbuf_put(out, "}", 1);
+}
+
+/* The keys' part of the shaping: an object, or each object of an array; other values as they
+ * are. */
+static void put_keyed(const gd_reshape_conf_t *conf, const char *s, size_t len, gd_jbuf_t *out)
+{
+    gd_json_iter_t it;
+    const char *k, *v;
+    size_t kl, vl;
+    bool is_first = true;
+    int type = gd_json_iter_init(&it, s, len);
+
+    if (type == '{') {
+        put_object(conf, s, len, out);
+        return;
+    }
+    if (type != '[') {
+        gd_jbuf_put(out, s, len);
+        return;
+    }
+    gd_jbuf_put(out, "[", 1);
+    while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
+        if (!is_first)
+            gd_jbuf_put(out, ",", 1);
+        is_first = false;
+        if (*v == '{')
+            put_object(conf, v, vl, out);
+        else
+            gd_jbuf_put(out, v, vl);
+    }
+    gd_jbuf_put(out, "]", 1);
+}
+
+bool gd_reshape_apply(const gd_reshape_conf_t *conf, const char *s, size_t len, gd_jbuf_t *out)
+{
+    gd_jbuf_t selected = {0};
+    bool has_keys = conf->nkeys > 0 || conf->nrenames > 0;
+    size_t before = out->len;
+
+    gd_json_trim(&s, &len);
+    /* A selection that has to be written (a [*] or a slice) goes straight to @out, or to a
+     * buffer of its own when keys are shaped next. */
+    if (conf->has_select &&
+        !gd_eval_select(&conf->select, s, len, has_keys ? &selected : out, &s, &len)) {
+        free(selected.buf);
+        return false;
+    }
+    if (has_keys)
+        put_keyed(conf, s, len, out);
+    else if (out->len == before)
+        gd_jbuf_put(out, s, len); /* a span of the input: copied once */
+    free(selected.buf);
+    return true;
+}
+
+void gd_reshape_result(const gd_reshape_conf_t *conf, gd_call_result_t *r)
+{
+    gd_jbuf_t out = {0};
+
+    if (conf == NULL || r->outcome != GD_OUTCOME_OK || r->body == NULL)
+        return;
+    if (!gd_reshape_apply(conf, r->body->bytes, r->body->len, &out)) {
+        r->body = gd_buf_unref(r->body);
+        r->outcome = GD_OUTCOME_SELECT;
+        snprintf(r->message, sizeof(r->message), "\"select\": %.120s found nothing in the result",
+                 conf->select_text);
+        return;
+    }
+    gd_buf_unref(r->body);
+    r->body = gd_buf_take(out.buf, out.len);
+}
