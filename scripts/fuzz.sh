@@ -17,7 +17,7 @@ done
 shift $((OPTIND - 1))
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(fuzz_config fuzz_route fuzz_template fuzz_http1 fuzz_gunzip
-                                 fuzz_json fuzz_pgjson)
+                                 fuzz_json fuzz_pgjson fuzz_reshape)
 if ! CC=clang bash scripts/build.sh build-fuzz --werror -Dfuzz=true -Dtests=false \
     -Db_sanitize=address,undefined -Db_lundef=false; then
   echo "fuzz: the build failed"
