@@ -442,9 +442,8 @@ int gd_expr_path_compile(const char *src, gd_expr_t *ret, char *err, size_t errl
     while (is_ident_start(src[0]) && is_ident_char(src[n]))
         n++;
     if (n == 0 && *src != '[') {
-        snprintf(err, errlen,
-                 *src == '\0' ? "an empty path (leave the key out to keep the whole "
-                                "result)"
+        snprintf(err, errlen, "%s",
+                 *src == '\0' ? "an empty path (leave the key out to keep the whole result)"
                               : "a path starts with a field name or \"[\"");
         return -EINVAL;
     }
@@ -455,12 +454,12 @@ int gd_expr_path_compile(const char *src, gd_expr_t *ret, char *err, size_t errl
         st->key_len = n;
         ps.p += n;
     }
-    if (parse_steps(&ps, &e) < 0 || (*ps.p != '\0' && fail(&ps,
-                                                           "unexpected character at "
-                                                           "offset %zu of the path",
-                                                           (size_t)(ps.p - src)) < 0)) {
+    int r = parse_steps(&ps, &e);
+    if (r == 0 && *ps.p != '\0')
+        r = fail(&ps, "unexpected character at offset %zu of the path", (size_t)(ps.p - src));
+    if (r < 0) {
         gd_expr_dispose(&e);
-        return -EINVAL;
+        return r;
     }
     *ret = e;
     return 0;

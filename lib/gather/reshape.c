@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "json/json.h"
 
 /* The index of the rename of key @k (@kl bytes, quoted as written), or -1. */
@@ -136,7 +137,12 @@ void gd_reshape_result(const gd_reshape_conf_t *conf, gd_call_result_t *r)
 
     if (conf == NULL || r->outcome != GD_OUTCOME_OK || r->body == NULL)
         return;
+    /* Shaping mostly drops bytes: room for the whole input is one allocation, and renames that
+     * lengthen keys rarely need a second. */
+    out.cap = r->body->len + 64;
+    out.buf = gd_xmalloc(out.cap);
     if (!gd_reshape_apply(conf, r->body->bytes, r->body->len, &out)) {
+        free(out.buf);
         r->body = gd_buf_unref(r->body);
         r->outcome = GD_OUTCOME_SELECT;
         snprintf(r->message, sizeof(r->message), "\"select\": %.120s found nothing in the result",

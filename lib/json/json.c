@@ -285,14 +285,20 @@ void gd_json_trim(const char **s, size_t *len)
     *len = (size_t)(end - p);
 }
 
-/* The end of the valid string starting at @p (on its '"'). */
+/* The end of the valid string starting at @p (on its '"'). memchr() finds each quote, fast
+ * over long values; a quote is the end unless an odd run of backslashes escapes it (the byte
+ * before a run is a quote, so a run never reaches back past @p). */
 static const char *skip_string(const char *p, const char *end)
 {
-    for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
+    for (p++; p < end;) {
+        const char *q = memchr(p, '"', (size_t)(end - p)), *b;
+        if (q == NULL)
+            return end;
+        for (b = q; b > p && b[-1] == '\\'; b--)
+            ;
+        if ((q - b) % 2 == 0)
+            return q + 1;
+        p = q + 1;
     }
     return end;
 }
@@ -412,8 +418,13 @@ bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t w
 
     if (len < 2)
         return false;
-    if (memchr(p, '\\', (size_t)(end - p)) == NULL) /* the common case: no escape */
-        return (size_t)(end - p) == want_len && memcmp(p, want, want_len) == 0;
+    /* Every escape is longer than what it decodes to: a key written shorter than @want_len
+     * cannot mean it, and one of the same length means it only when it has no escape. */
+    size_t raw = (size_t)(end - p);
+    if (raw <= want_len)
+        return raw == want_len && memcmp(p, want, want_len) == 0 && memchr(p, '\\', raw) == NULL;
+    if (memchr(p, '\\', raw) == NULL)
+        return false;
     while (p < end) {
         char dec[8];
         size_t n = 1;
