@@ -41,7 +41,11 @@ static bool is_replaced(const gd_reshape_conf_t *conf, const uint64_t *present, 
     return false;
 }
 
-static void put_object(const gd_reshape_conf_t *conf, const char *s, size_t len, gd_jbuf_t *out)
+/* Writes the object that starts at @s (the text may go on after it) shaped by the keys' part
+ * of @conf; returns the end of the object in @s. Each member kept is copied as written, from
+ * its key to the end of its value, in one piece. */
+static const char *put_object(const gd_reshape_conf_t *conf, const char *s, size_t len,
+                              gd_jbuf_t *out)
 {
     uint64_t present[(GD_RESHAPE_MAX_KEYS + 63) / 64] = {0};
     gd_json_iter_t it;
@@ -68,18 +72,20 @@ static void put_object(const gd_reshape_conf_t *conf, const char *s, size_t len,
         if (!is_first)
             gd_jbuf_put(out, ",", 1);
         is_first = false;
-        if (i >= 0)
-            gd_jbuf_put(out, conf->renames[i].to_json.s, conf->renames[i].to_json.len);
-        else
-            gd_jbuf_put(out, k, kl);
+        if (i < 0) {
+            gd_jbuf_put(out, k, (size_t)(v + vl - k));
+            continue;
+        }
+        gd_jbuf_put(out, conf->renames[i].to_json.s, conf->renames[i].to_json.len);
         gd_jbuf_put(out, ":", 1);
         gd_jbuf_put(out, v, vl);
     }
     gd_jbuf_put(out, "}", 1);
+    return gd_json_iter_end(&it);
 }
 
 /* The keys' part of the shaping: an object, or each object of an array; other values as they
- * are. */
+ * are. An array's objects are walked once: the object's own walk tells where it ends. */
 static void put_keyed(const gd_reshape_conf_t *conf, const char *s, size_t len, gd_jbuf_t *out)
 {
     gd_json_iter_t it;
@@ -97,14 +103,17 @@ static void put_keyed(const gd_reshape_conf_t *conf, const char *s, size_t len, 
         return;
     }
     gd_jbuf_put(out, "[", 1);
-    while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
+    while (gd_json_iter_next_open(&it, &k, &kl, &v, &vl)) {
         if (!is_first)
             gd_jbuf_put(out, ",", 1);
         is_first = false;
-        if (*v == '{')
-            put_object(conf, v, vl, out);
-        else
+        if (*v == '{') {
+            gd_json_iter_skip_to(&it, put_object(conf, v, vl, out));
+        } else {
+            vl = gd_json_skip(v, vl);
             gd_jbuf_put(out, v, vl);
+            gd_json_iter_skip_to(&it, v + vl);
+        }
     }
     gd_jbuf_put(out, "]", 1);
 }

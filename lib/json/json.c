@@ -285,12 +285,21 @@ void gd_json_trim(const char **s, size_t *len)
     *len = (size_t)(end - p);
 }
 
-/* The end of the valid string starting at @p (on its '"'). memchr() finds each quote, fast
- * over long values; a quote is the end unless an odd run of backslashes escapes it (the byte
- * before a run is a quote, so a run never reaches back past @p). */
+/* The end of the valid string starting at @p (on its '"'). Past its first bytes, memchr()
+ * finds each quote, fast over long values; a quote is the end unless an odd run of backslashes
+ * escapes it (the walk only ever resumes after a whole escape, so a run never reaches back past
+ * where it resumed). */
 static const char *skip_string(const char *p, const char *end)
 {
-    for (p++; p < end;) {
+    /* keys and short values by hand: a call of memchr() costs more than their few bytes */
+    const char *stop = end - p > 16 ? p + 16 : end;
+    for (p++; p < stop; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    while (p < end) {
         const char *q = memchr(p, '"', (size_t)(end - p)), *b;
         if (q == NULL)
             return end;
@@ -345,18 +354,21 @@ int gd_json_iter_init(gd_json_iter_t *it, const char *s, size_t len)
         return (unsigned char)*s;
     it->_p = s + 1;
     it->_end = s + len;
+    it->_after = s + len;
     it->_close = *s == '{' ? '}' : ']';
     return *s;
 }
 
-bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
-                       const char **ret_value, size_t *ret_value_len)
+bool gd_json_iter_next_open(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
+                            const char **ret_value, size_t *ret_value_len)
 {
     const char *p = skip_ws(it->_p, it->_end), *end = it->_end;
 
     if (p < end && *p == ',')
         p = skip_ws(p + 1, end);
     if (p >= end || *p == it->_close) {
+        if (p < end)
+            it->_after = p + 1;
         it->_p = end;
         return false;
     }
@@ -370,11 +382,30 @@ bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key
         p = skip_ws(p, end);
         p = skip_ws(p + 1, end); /* the ':' */
     }
-    size_t n = gd_json_skip(p, (size_t)(end - p));
     *ret_value = p;
-    *ret_value_len = n;
-    it->_p = p + n;
+    *ret_value_len = (size_t)(end - p);
+    it->_p = p;
     return true;
+}
+
+void gd_json_iter_skip_to(gd_json_iter_t *it, const char *p)
+{
+    it->_p = p;
+}
+
+bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
+                       const char **ret_value, size_t *ret_value_len)
+{
+    if (!gd_json_iter_next_open(it, ret_key, ret_key_len, ret_value, ret_value_len))
+        return false;
+    *ret_value_len = gd_json_skip(*ret_value, *ret_value_len);
+    it->_p = *ret_value + *ret_value_len;
+    return true;
+}
+
+const char *gd_json_iter_end(const gd_json_iter_t *it)
+{
+    return it->_after;
 }
 
 /* Writes code point @cp as UTF-8 into @out (4 bytes of room); returns the length. */

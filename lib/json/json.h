@@ -45,7 +45,8 @@ size_t gd_json_quote(const char *in, size_t in_len, char *buf, size_t cap);
 typedef struct gd_json_iter {
     /* private */
     const char *_p, *_end;
-    char _close; /* '}' or ']' */
+    const char *_after; /* past the closing bracket, once found */
+    char _close;        /* '}' or ']' */
 } gd_json_iter_t;
 
 /** The @len bytes at @s without the JSON whitespace around them. */
@@ -65,6 +66,22 @@ int gd_json_iter_init(gd_json_iter_t *it, const char *s, size_t len);
  */
 bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
                        const char **ret_value, size_t *ret_value_len);
+/**
+ * Like gd_json_iter_next(), but the value is not skipped: *@ret_value is where it starts and
+ * *@ret_value_len what follows of the walked text. The caller walks the value itself and says
+ * where it ended with gd_json_iter_skip_to() before the next call, so that no value is scanned
+ * twice.
+ */
+bool gd_json_iter_next_open(gd_json_iter_t *it, const char **ret_key, size_t *ret_key_len,
+                            const char **ret_value, size_t *ret_value_len);
+/** Continues the walk of @it at @p, the end of the value gd_json_iter_next_open() gave. */
+void gd_json_iter_skip_to(gd_json_iter_t *it, const char *p);
+/**
+ * After gd_json_iter_next() returned false: the byte after the closing bracket. The text given
+ * to gd_json_iter_init() may go on past the value (an element of an enclosing container): the
+ * walk stops at the value's own closing bracket.
+ */
+const char *gd_json_iter_end(const gd_json_iter_t *it);
 /**
  * Whether the JSON string @s (@len bytes, quotes included, as gd_json_iter_next() gives keys)
  * means the @want_len bytes at @want once its escapes are decoded (\uXXXX to UTF-8, a pair of

@@ -43,11 +43,11 @@ class HttpShapingTest(GatherdTestCase):
         st, hdrs, body, _ = gd.get('/p')
         self.assertEqual(st, 200, body)
         self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
-        # members are written compactly, each value as the upstream wrote it
-        self.assertEqual(body, b'{"user":{"id":1,"user_id":10,"name":"Leanne"},'
-                               b'"posts":[{"id":1,"title":"p1"},{"id":2,"title":"p2"}],'
+        # each member kept as the upstream wrote it, a renamed one as "new":value
+        self.assertEqual(body, b'{"user":{"id": 1,"user_id":10,"name": "Leanne"},'
+                               b'"posts":[{"id": 1,"title": "p1"},{"id": 2,"title": "p2"}],'
                                b'"titles":["p1","p2"],'
-                               b'"first":{"title":"p1","author":1},'
+                               b'"first":{"title": "p1","author":1},'
                                b'"raw":' + USER + b'}')
 
     def test_response_template_sees_shaped_results(self):
@@ -62,7 +62,7 @@ class HttpShapingTest(GatherdTestCase):
         self.assertEqual(st, 200, body)
         self.assertEqual(body, b'{"uid":10,"old":null,"email":"l@example.com","name":null,'
                                b'"n":2,"ids":[1,2],'
-                               b'"user":{"id":1,"user_id":10,"email":"l@example.com"}}')
+                               b'"user":{"id": 1,"user_id":10,"email": "l@example.com"}}')
 
     def test_select_finding_nothing_fails_the_call(self):
         gd = self.start({'user': call('s', '/users/1'),

@@ -82,9 +82,9 @@ static void test_fields_and_omit(void)
     CHECK_RESHAPED(",\"fields\":[\"id\",\"title\"]", "{\"id\":1,\"title\":\"t\",\"body\":\"b\"}",
                    "{\"id\":1,\"title\":\"t\"}");
     CHECK_RESHAPED(",\"omit\":[\"email\"]", "{ \"id\" : 1 , \"email\" : \"e\" , \"n\" : [ 1 ] }",
-                   "{\"id\":1,\"n\":[ 1 ]}");
+                   "{\"id\" : 1,\"n\" : [ 1 ]}"); /* each member as written */
     CHECK_RESHAPED(",\"select\":\"data.items\",\"fields\":[\"id\",\"title\"]", DOC,
-                   "[{\"id\":1,\"title\":\"a\"},7,{\"id\":2},[{\"id\": 3}]]");
+                   "[{\"id\": 1,\"title\": \"a\"},7,{\"id\": 2},[{\"id\": 3}]]");
     CHECK_RESHAPED(",\"omit\":[\"email\",\"userId\"]", "[{\"email\":1},{\"userId\":2,\"k\":3}]",
                    "[{},{\"k\":3}]");
     /* keys compared decoded; duplicates kept in order, as parsers keep the last */

@@ -210,8 +210,40 @@ static void test_navigate(void)
     CHECK_INT_EQ(gd_json_skip("\"a\\\"b\" ,", 8), 6);
 }
 
+/* A walk that opens each value itself, and an object walked inside the text of its array. */
+static void test_navigate_open(void)
+{
+    const char *doc = "[{\"a\":1, \"s\":\"}]\"} , 7,\"long string with \\\\\\\"quotes\\\\\\\" ok\"]";
+    gd_json_iter_t it, obj;
+    const char *k, *v;
+    size_t kl, vl;
+
+    CHECK_INT_EQ(gd_json_iter_init(&it, doc, strlen(doc)), '[');
+    CHECK(gd_json_iter_next_open(&it, &k, &kl, &v, &vl));
+    CHECK(vl == strlen(doc) - 1);
+    CHECK_INT_EQ(gd_json_iter_init(&obj, v, vl), '{');
+    CHECK(gd_json_iter_next(&obj, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "1");
+    CHECK(gd_json_iter_next(&obj, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "\"}]\"");
+    CHECK(!gd_json_iter_next(&obj, &k, &kl, &v, &vl));
+    CHECK(!gd_json_iter_next(&obj, &k, &kl, &v, &vl)); /* and it stays done */
+    CHECK_MEM_EQ(gd_json_iter_end(&obj), 3, " , ");
+    gd_json_iter_skip_to(&it, gd_json_iter_end(&obj));
+    CHECK(gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "7");
+    CHECK(gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK_MEM_EQ(v, vl, "\"long string with \\\\\\\"quotes\\\\\\\" ok\"");
+    CHECK(!gd_json_iter_next(&it, &k, &kl, &v, &vl));
+    CHECK(gd_json_iter_end(&it) == doc + strlen(doc));
+    /* a key of the same length with an escape is another key */
+    CHECK(!gd_json_string_equals("\"a\\\"\"", 5, "a\\\"", 3));
+    CHECK(gd_json_string_equals("\"a\\\"\"", 5, "a\"", 2));
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"navigate", test_navigate},
+    {"navigate_open", test_navigate_open},
     {"json_quote_replaces_invalid_utf8", test_json_quote_replaces_invalid_utf8},
     {"json_quote_escapes", test_json_quote_escapes},
     {"accepts_json", test_accepts_json},
