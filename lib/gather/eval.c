@@ -8,15 +8,10 @@
 #include "base/util.h"
 #include "json/json.h"
 
-void gd_jbuf_put(gd_jbuf_t *b, const char *s, size_t len)
+void gd_jbuf_reserve(gd_jbuf_t *b, size_t len)
 {
-    if (b->len + len > b->cap) {
-        b->cap = (b->len + len) * 2 + 64;
-        b->buf = gd_xrealloc(b->buf, b->cap);
-    }
-    if (len != 0)
-        memcpy(b->buf + b->len, s, len);
-    b->len += len;
+    b->cap = (b->len + len) * 2 + 64;
+    b->buf = gd_xrealloc(b->buf, b->cap);
 }
 
 static void put_null(gd_jbuf_t *out)

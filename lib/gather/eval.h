@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "config/expr.h"
 #include "config/template.h"
@@ -20,7 +21,18 @@ typedef struct gd_jbuf {
     size_t len, cap;
 } gd_jbuf_t;
 
-void gd_jbuf_put(gd_jbuf_t *b, const char *s, size_t len);
+/** Grows @b to hold @len more bytes (for gd_jbuf_put()). */
+void gd_jbuf_reserve(gd_jbuf_t *b, size_t len);
+
+/* Inline: the shaper and the evaluator write many small pieces, most into room they have. */
+static inline void gd_jbuf_put(gd_jbuf_t *b, const char *s, size_t len)
+{
+    if (b->len + len > b->cap)
+        gd_jbuf_reserve(b, len);
+    if (len != 0)
+        memcpy(b->buf + b->len, s, len);
+    b->len += len;
+}
 
 /* What references see. */
 typedef struct gd_eval_env {

@@ -8,11 +8,18 @@
 #include "base/util.h"
 #include "json/json.h"
 
-/* The index of the rename of key @k (@kl bytes, quoted as written), or -1. */
+/* Whether key @k (@kl bytes, quoted as written) means @want. Most keys differ from a listed
+ * one in length: a key written shorter than it is never it (escapes only lengthen). */
+static inline bool key_is(const char *k, size_t kl, const gd_key_conf_t *want)
+{
+    return kl >= want->len + 2 && gd_json_string_equals(k, kl, want->s, want->len);
+}
+
+/* The index of the rename of key @k, or -1. */
 static int find_rename(const gd_reshape_conf_t *conf, const char *k, size_t kl)
 {
     for (size_t i = 0; i < conf->nrenames; i++)
-        if (gd_json_string_equals(k, kl, conf->renames[i].from.s, conf->renames[i].from.len))
+        if (key_is(k, kl, &conf->renames[i].from))
             return (int)i;
     return -1;
 }
@@ -25,7 +32,7 @@ static bool is_kept(const gd_reshape_conf_t *conf, const char *k, size_t kl)
     if (conf->nkeys == 0)
         return true;
     for (size_t i = 0; i < conf->nkeys && !is_listed; i++)
-        is_listed = gd_json_string_equals(k, kl, conf->keys[i].s, conf->keys[i].len);
+        is_listed = key_is(k, kl, &conf->keys[i]);
     return is_listed != conf->is_omit;
 }
 
@@ -36,7 +43,7 @@ static bool is_replaced(const gd_reshape_conf_t *conf, const uint64_t *present, 
 {
     for (size_t i = 0; i < conf->nrenames; i++)
         if ((present[i / 64] >> (i % 64) & 1) &&
-            gd_json_string_equals(k, kl, conf->renames[i].to.s, conf->renames[i].to.len))
+            key_is(k, kl, &conf->renames[i].to))
             return true;
     return false;
 }

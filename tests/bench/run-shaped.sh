@@ -8,16 +8,17 @@
 # warm-up, counters zeroed in between): instructions per request, which a shared, noisy machine
 # does not blur. Needs root like the harness. Never runs in CI.
 #
-#   tests/bench/run-shaped.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-D SECONDS] [-n] [-o DIR]
+#   tests/bench/run-shaped.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-q QUIET_WAIT_S]
+#                             [-D SECONDS] [-n] [-o DIR]
 #   tests/bench/run-shaped.sh -C [-D SECONDS] [-o DIR]    callgrind only
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench=${GD_BENCH_DIR:-$root/../shared/bench}
-rounds=2 secs=10 conns=64 cg_secs=10 no_cg= cg_only= out=
-while getopts r:d:c:D:nCo: opt; do
+rounds=2 secs=10 conns=64 cg_secs=10 no_cg= cg_only= out= quiet=120
+while getopts r:d:c:D:nCo:q: opt; do
   case $opt in
   r) rounds=$OPTARG ;; d) secs=$OPTARG ;; c) conns=$OPTARG ;; D) cg_secs=$OPTARG ;;
-  n) no_cg=1 ;; C) cg_only=1 ;; o) out=$OPTARG ;; *) exit 2 ;;
+  n) no_cg=1 ;; C) cg_only=1 ;; o) out=$OPTARG ;; q) quiet=$OPTARG ;; *) exit 2 ;;
   esac
 done
 out=${out:-$root/tests/bench/results/$(date -u +%Y-%m-%d)-shaped}
@@ -36,7 +37,7 @@ plain="gatherd-plain=18093:envsubst < $root/tests/bench/gatherd-profile.json.in 
 shaped="gatherd-shaped=18097:envsubst < $root/tests/bench/gatherd-profile-shaped.json.in > \$BENCH_RUNDIR/gatherd-shaped.json && exec $root/build-release/gatherd -c \$BENCH_RUNDIR/gatherd-shaped.json"
 if [ -z "$cg_only" ]; then
 rm -f "$out/fast.jsonl"
-bash "$bench/run.sh" -m fast -c "$conns" -r "$rounds" -d "$secs" -M -o "$out/fast.jsonl" \
+bash "$bench/run.sh" -m fast -c "$conns" -r "$rounds" -d "$secs" -q "$quiet" -M -o "$out/fast.jsonl" \
   "$plain" "$shaped" | tee "$out/fast.md"
 python3 - "$out/fast.jsonl" <<'PY' | tee -a "$out/fast.md"
 import json, sys
