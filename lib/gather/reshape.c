@@ -8,42 +8,60 @@
 #include "base/util.h"
 #include "json/json.h"
 
-/* Whether key @k (@kl bytes, quoted as written) means @want. Most keys differ from a listed
- * one in length: a key written shorter than it is never it (escapes only lengthen). */
-static inline bool key_is(const char *k, size_t kl, const gd_key_conf_t *want)
+/* A key of the result as written (quotes included), and whether it has no escape: then it
+ * means its bytes, and comparing is a length check and a memcmp(). */
+struct key {
+    const char *s;
+    size_t len;
+    bool is_plain;
+};
+
+static struct key key_of(const char *k, size_t kl)
 {
-    return kl >= want->len + 2 && gd_json_string_equals(k, kl, want->s, want->len);
+    struct key key = {k, kl, true};
+
+    for (size_t i = 1; i + 1 < kl && key.is_plain; i++)
+        key.is_plain = k[i] != '\\';
+    return key;
+}
+
+/* Whether @k means @want. */
+static inline bool key_is(const struct key *k, const gd_key_conf_t *want)
+{
+    if (k->is_plain)
+        return k->len == want->len + 2 && memcmp(k->s + 1, want->s, want->len) == 0;
+    return gd_json_string_equals(k->s, k->len, want->s, want->len);
 }
 
 /* The index of the rename of key @k, or -1. */
-static int find_rename(const gd_reshape_conf_t *conf, const char *k, size_t kl)
+static int find_rename(const gd_reshape_conf_t *conf, const struct key *k)
 {
     for (size_t i = 0; i < conf->nrenames; i++)
-        if (key_is(k, kl, &conf->renames[i].from))
+        if (key_is(k, &conf->renames[i].from))
             return (int)i;
     return -1;
 }
 
 /* Whether "fields" keeps (or "omit" does not drop) key @k. */
-static bool is_kept(const gd_reshape_conf_t *conf, const char *k, size_t kl)
+static bool is_kept(const gd_reshape_conf_t *conf, const struct key *k)
 {
     bool is_listed = false;
 
     if (conf->nkeys == 0)
         return true;
     for (size_t i = 0; i < conf->nkeys && !is_listed; i++)
-        is_listed = key_is(k, kl, &conf->keys[i]);
+        is_listed = key_is(k, &conf->keys[i]);
     return is_listed != conf->is_omit;
 }
 
 /* Whether key @k, not renamed itself, is the new name of a key the object has: the renamed
  * member replaces it, as a parser that keeps the last of equal keys would not reliably do. */
-static bool is_replaced(const gd_reshape_conf_t *conf, const uint64_t *present, const char *k,
-                        size_t kl)
+static bool is_replaced(const gd_reshape_conf_t *conf, const uint64_t *present,
+                        const struct key *k)
 {
     for (size_t i = 0; i < conf->nrenames; i++)
         if ((present[i / 64] >> (i % 64) & 1) &&
-            key_is(k, kl, &conf->renames[i].to))
+            key_is(k, &conf->renames[i].to))
             return true;
     return false;
 }
@@ -63,7 +81,8 @@ static const char *put_object(const gd_reshape_conf_t *conf, const char *s, size
     if (conf->nrenames > 0) {
         gd_json_iter_init(&it, s, len);
         while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
-            int i = find_rename(conf, k, kl);
+            struct key key = key_of(k, kl);
+            int i = find_rename(conf, &key);
             if (i >= 0)
                 present[i / 64] |= UINT64_C(1) << (i % 64);
         }
@@ -71,10 +90,11 @@ static const char *put_object(const gd_reshape_conf_t *conf, const char *s, size
     gd_json_iter_init(&it, s, len);
     gd_jbuf_put(out, "{", 1);
     while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
-        if (!is_kept(conf, k, kl))
+        struct key key = key_of(k, kl);
+        if (!is_kept(conf, &key))
             continue;
-        int i = conf->nrenames > 0 ? find_rename(conf, k, kl) : -1;
-        if (i < 0 && conf->nrenames > 0 && is_replaced(conf, present, k, kl))
+        int i = conf->nrenames > 0 ? find_rename(conf, &key) : -1;
+        if (i < 0 && conf->nrenames > 0 && is_replaced(conf, present, &key))
             continue;
         if (!is_first)
             gd_jbuf_put(out, ",", 1);
