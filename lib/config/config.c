@@ -1427,6 +1427,13 @@ static size_t pattern_elements(const char *re, size_t limit)
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
     }
+    /* A group left open counts too: regcomp() expands its repetitions before it finds the
+     * missing ")" (an open group of 46 "+" took 2 GB before the error). */
+    while (depth > 0) {
+        size_t inner = stack[depth].sum;
+        depth--;
+        stack[depth].sum = SAT(stack[depth].sum + inner);
+    }
 #undef SAT
     return stack[0].sum > 0 ? stack[0].sum : 1;
 }
