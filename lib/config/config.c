@@ -42,6 +42,7 @@
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
+#define DEFAULT_SLOW_LOOP_MS           100
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -3563,6 +3564,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_url_bytes",
                                        "max_header_bytes",
                                        "max_headers",
+                                       "slow_loop_ms",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3604,6 +3606,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
         return r;
     cfg->max_headers = (size_t)x;
+    if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
+        return r;
+    cfg->slow_loop_ms = (uint64_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
