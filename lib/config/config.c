@@ -932,9 +932,9 @@ static const gd_retry_conf_t no_retry = {
 static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
                       const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
-                                       "on",             "attempt_timeout_ms", "budget_percent",
-                                       "min_retries_per_s", "hedge_after_ms", NULL};
+    static const char *const keys[] = {
+        "attempts",       "backoff_ms",        "max_backoff_ms", "on", "attempt_timeout_ms",
+        "budget_percent", "min_retries_per_s", "hedge_after_ms", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
     long long x = 0;
