@@ -176,6 +176,28 @@ class HedgingTest(GatherdTestCase):
         self.assertTrue(wait_until(lambda: all(c.closed_by == 'peer' for c in up.connections)),
                         up.connections)
 
+    def test_client_gone_closes_both_attempts(self):
+        up = self.start_stub()
+        up.add('/hang', mode='hang')
+        gd = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/hang', timeout_ms=5000)}, timeout_ms=5000)],
+            {'r': upstream(up, retry={'attempts': 2, 'hedge_after_ms': 30,
+                                      'min_retries_per_s': 100})}))
+        conn = gd.connection()
+        conn.request('GET', '/t')
+        self.assertEqual(up.wait_requests(2, timeout=3), 2)  # the first attempt and its hedge
+        left_at = now()
+        conn.close()
+        self.assertTrue(wait_until(lambda: len(up.connections) == 2 and
+                                   all(c.closed_at is not None for c in up.connections),
+                                   timeout=3), up.connections)
+        for c in up.connections:
+            self.assertEqual(c.closed_by, 'peer', c)
+            self.assertLess(c.closed_at - left_at, 1.0, c)
+        self.assertTrue(wait_until(lambda: re.search(r'status=499 .*x:cancelled:\d+:a2',
+                                                     gd.log())), gd.log())
+        self.assertAlive(gd)
+
     def test_a_failed_hedge_leaves_the_call_to_the_first_attempt(self):
         # the first request is slow and good; the hedge fails at once with a 503 (a failure the
         # policy retries): the call waits for the first instead of failing or retrying

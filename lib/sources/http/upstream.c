@@ -535,7 +535,7 @@ static void on_hedge_timer(gd_timer_t *timer)
 
 /* Whether attempt @a, failed with @outcome / @status, just ends and leaves its call to the other
  * attempt, still running: unless it brought an answer. */
-static bool leaves_call_to_hedge(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status)
+static bool leaves_call_to_other(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status)
 {
     if (!is_running(other_attempt(a)) || outcome == GD_OUTCOME_OK)
         return false;
@@ -560,7 +560,8 @@ static void end_hedging(gd_upstream_attempt_t *a, gd_outcome_t outcome)
         atomic_fetch_add_explicit(&b->hedges_won, 1, memory_order_relaxed);
 }
 
-/* Ends attempt @a with @outcome, and with it its call unless a retry follows: what the attempt
+/* Ends attempt @a with @outcome, and with it its call unless a retry follows or the other
+ * attempt of a hedged call runs on with the call (leaves_call_to_other()): what the attempt
  * holds (its place in the line, its connection, unless the caller released it already, its
  * timer) goes first. Reporting may switch into the request coroutine, which may free the call,
  * so it comes last. */
@@ -575,7 +576,7 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
 
     let_go(a);
     if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF) {
-        if (leaves_call_to_hedge(a, outcome, status)) {
+        if (leaves_call_to_other(a, outcome, status)) {
             a->state = ATTEMPT_DONE;
             return;
         }
