@@ -176,6 +176,23 @@ class HedgingTest(GatherdTestCase):
         self.assertTrue(wait_until(lambda: all(c.closed_by == 'peer' for c in up.connections)),
                         up.connections)
 
+    def test_no_hedge_without_a_free_connection_slot(self):
+        up = self.start_stub()
+        up.add('/slow', json={'ok': 1}, delay_ms=150)
+        gd = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/slow')})],
+            {'r': upstream(up, max_connections=1,
+                           retry={'attempts': 2, 'hedge_after_ms': 20,
+                                  'min_retries_per_s': 100})}))
+        for _ in range(3):
+            st, _, body, elapsed = gd.get('/t')
+            self.assertEqual(st, 200, body)
+            self.assertGreaterEqual(elapsed, 0.14)
+        self.assertEqual(len(up.requests_for('/slow')), 3)
+        self.assertEqual(up.connections_accepted, 1)
+        m = metrics(gd, 'r')
+        self.assertEqual((m['hedges'], m['retries_refused']), (0, 0), m)
+
     def test_client_gone_closes_both_attempts(self):
         up = self.start_stub()
         up.add('/hang', mode='hang')
