@@ -510,8 +510,10 @@ static void on_hedge_timer(gd_timer_t *timer)
     gd_upstream_attempt_t *h = other_attempt(a);
     uint64_t now = gd_timers_now(u->timers);
 
-    if (!is_running(a) || is_running(h) || a->state == ATTEMPT_WAITING ||
-        a->state == ATTEMPT_BACKOFF || call->_started >= rc->attempts ||
+    /* Only beside an attempt that holds a connection slot (connecting or exchanging). */
+    bool has_slot = a->state == ATTEMPT_CONNECTING || a->state == ATTEMPT_HANDSHAKING ||
+                    a->state == ATTEMPT_EXCHANGING;
+    if (!has_slot || is_running(h) || call->_started >= rc->attempts ||
         now >= call->base.deadline_ms)
         return;
     /* Never in line behind other calls: there it would only add to the wait it is meant to
