@@ -933,9 +933,9 @@ static const gd_retry_conf_t no_retry = {
 static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
                       const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
-                                       "on",             "attempt_timeout_ms", "budget_percent",
-                                       "min_retries_per_s", NULL};
+    static const char *const keys[] = {
+        "attempts",       "backoff_ms",        "max_backoff_ms", "on", "attempt_timeout_ms",
+        "budget_percent", "min_retries_per_s", "hedge_after_ms", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
     long long x = 0;
@@ -963,8 +963,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
         (r = get_duration(l, &rat, r_json, "max_backoff_ms", true, base->max_backoff_ms,
                           &out->max_backoff_ms)) < 0 ||
         (r = get_duration(l, &rat, r_json, "attempt_timeout_ms", true, base->attempt_timeout_ms,
-                          &out->attempt_timeout_ms)) < 0)
+                          &out->attempt_timeout_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "hedge_after_ms", true, base->hedge_after_ms,
+                          &out->hedge_after_ms)) < 0)
         return r;
+    if (json_object_get(r_json, "hedge_after_ms") != NULL && out->hedge_after_ms != 0 &&
+        out->attempts < 2) {
+        struct jpath kp = {&rat, "hedge_after_ms", 0};
+        return fail(l, &kp, "a hedge is a second attempt: it needs \"attempts\" of 2 or more");
+    }
     if (out->max_backoff_ms < out->backoff_ms) {
         struct jpath kp = {&rat, "max_backoff_ms", 0};
         return fail(l, &kp, "must be >= backoff_ms (%" PRIu64 "), not %" PRIu64, out->backoff_ms,
@@ -2094,7 +2101,14 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     if ((r = load_body(l, at, v, ep, c)) < 0 ||
         (r = load_retry(l, at, v, false, &c->upstream->retry, &c->retry)) < 0)
         return r;
-    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+    json_t *own_retry = json_object_get(v, "retry");
+    if (own_retry != NULL && json_object_get(own_retry, "hedge_after_ms") != NULL &&
+        c->retry.hedge_after_ms != 0 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0}, hat = {&rat, "hedge_after_ms", 0};
+        return fail(l, &hat, "a %s call is never hedged unless it is marked \"idempotent\": true",
+                    c->method);
+    }
+    if (own_retry != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
         struct jpath rat = {at, "retry", 0};
         return fail(l, &rat, "a %s call is never retried unless it is marked \"idempotent\": true",
                     c->method);

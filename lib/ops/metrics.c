@@ -452,14 +452,22 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
         size_t offset;
     } retry_counters[] = {
         {"gatherd_upstream_attempts_total",
-         "Attempts of HTTP calls to each upstream, first tries and retries (not the resends of a "
-         "stale keep-alive connection).",
+         "Attempts of HTTP calls to each upstream, first tries, retries and hedges (not the "
+         "resends of a stale keep-alive connection).",
          offsetof(gd_retry_budget_t, attempts)},
         {"gatherd_upstream_retries_total", "Retries granted (their backoff started) per upstream.",
          offsetof(gd_retry_budget_t, retries)},
         {"gatherd_upstream_retries_refused_total",
-         "Failures the retry policy would have retried but the upstream's retry budget refused.",
+         "Failures the retry policy would have retried, and hedges, that the upstream's retry "
+         "budget refused.",
          offsetof(gd_retry_budget_t, refused)},
+        {"gatherd_upstream_hedges_total",
+         "Hedges started per upstream: second attempts beside one with no answer after "
+         "hedge_after_ms.",
+         offsetof(gd_retry_budget_t, hedges)},
+        {"gatherd_upstream_hedges_won_total",
+         "Hedges whose answer the call took (a success or an upstream status) per upstream.",
+         offsetof(gd_retry_budget_t, hedges_won)},
     };
     for (size_t k = 0; k < GD_ARRAY_SIZE(retry_counters); k++) {
         header(o, retry_counters[k].name, "counter", retry_counters[k].help);

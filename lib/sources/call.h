@@ -7,8 +7,7 @@
  *
  * A call is distinct from its attempts: the connection, parser state and per-attempt timer of
  * an exchange belong to an attempt, which the source keeps inside its own call struct (HTTP:
- * gd_upstream_attempt_t; today one attempt at a time, a second after a stale keep-alive
- * connection).
+ * gd_upstream_attempt_t; at most two at once: one, and its hedge).
  *
  * Ownership: a call's storage is the caller's (the request arena), sized by ops->size, with the
  * gd_call_t first. What prepare() renders lives in the arena given to it; the result's body is a
