@@ -8,6 +8,8 @@ void gd_breaker_init(gd_breaker_t *b, unsigned failures, uint64_t open_ms)
     atomic_init(&b->_open_until_ms, 0);
     atomic_init(&b->_is_probing, false);
     atomic_init(&b->opened, 0);
+    atomic_init(&b->half_opened, 0);
+    atomic_init(&b->closed, 0);
 }
 
 gd_breaker_verdict_t gd_breaker_allow(gd_breaker_t *b, uint64_t now_ms)
@@ -20,8 +22,10 @@ gd_breaker_verdict_t gd_breaker_allow(gd_breaker_t *b, uint64_t now_ms)
     if (now_ms < until)
         return GD_BREAKER_REFUSED;
     /* Half-open: one caller wins the probe. */
-    if (atomic_compare_exchange_strong(&b->_is_probing, &no, true))
+    if (atomic_compare_exchange_strong(&b->_is_probing, &no, true)) {
+        atomic_fetch_add_explicit(&b->half_opened, 1, memory_order_relaxed);
         return GD_BREAKER_PROBE;
+    }
     return GD_BREAKER_REFUSED;
 }
 
@@ -41,6 +45,7 @@ void gd_breaker_report(gd_breaker_t *b, gd_breaker_verdict_t verdict, bool is_fa
         } else {
             atomic_store(&b->_failures, 0);
             atomic_store(&b->_open_until_ms, 0);
+            atomic_fetch_add_explicit(&b->closed, 1, memory_order_relaxed);
         }
         atomic_store(&b->_is_probing, false);
         return;

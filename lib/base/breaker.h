@@ -25,8 +25,9 @@ typedef struct gd_breaker {
     _Atomic unsigned _failures;      /* consecutive, while closed */
     _Atomic uint64_t _open_until_ms; /* 0: closed */
     _Atomic bool _is_probing;        /* half-open: the probe is out */
-    /* read-only: transitions to open, for the metrics */
-    _Atomic uint64_t opened;
+    /* read-only: transitions to open, to half-open (a probe let out) and back to closed, for
+     * the metrics */
+    _Atomic uint64_t opened, half_opened, closed;
 } gd_breaker_t;
 
 /** Prepares @b (caller owns the storage), closed. */

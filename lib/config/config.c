@@ -24,8 +24,11 @@
 
 #include "base/b64url.h"
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
+#include "base/waits.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
  * gd_router_new() checks that they agree. */
@@ -1038,6 +1041,33 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
     return 0;
 }
 
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
+                                    gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    struct jpath rat = {at, "rate_limit", 0};
+    json_t *rl = json_object_get(v, "rate_limit");
+    long long calls = 0, burst = 0;
+    uint64_t per_ms = 0;
+    int r;
+
+    if (rl == NULL)
+        return 0;
+    if ((r = check_object(l, &rat, rl, keys)) < 0 ||
+        (r = get_int(l, &rat, rl, "calls", 1, 1000000000, -1, &calls)) < 0 ||
+        (r = get_duration(l, &rat, rl, "per_ms", false, 0, &per_ms)) < 0 ||
+        (r = get_int(l, &rat, rl, "burst", 1, 1000000, 1, &burst)) < 0)
+        return r;
+    if (json_object_get(rl, "calls") == NULL || json_object_get(rl, "per_ms") == NULL) {
+        struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
+        return fail(l, &kp, "missing required key");
+    }
+    u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
+    gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
+    return 0;
+}
+
 static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"url",
@@ -1055,6 +1085,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "status_map",
                                        "retry",
                                        "breaker",
+                                       "rate_limit",
+                                       "max_in_flight",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -1103,6 +1135,16 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
     gd_retry_budget_init(u->retry_budget);
+    u->waits = gd_xmalloc(sizeof(*u->waits));
+    gd_waits_init(u->waits);
+    if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
+        return r;
+    u->max_in_flight = (size_t)x;
+    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    if (u->max_in_flight > 0)
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+    if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
+        return r;
     return load_breaker(l, at, v, u);
 }
 
@@ -3760,6 +3802,9 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->status_map);
         free(u->retry_budget);
         free(u->breaker);
+        free(u->rate_limit);
+        free(u->waits);
+        u->in_flight = gd_budget_free(u->in_flight);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
