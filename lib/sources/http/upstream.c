@@ -443,7 +443,8 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
 }
 
 /* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
- * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled. */
+ * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled
+ * or refused by a limit (rate_limited, in_flight_timeout). */
 static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
 {
     gd_upstream_t *u = call->_upstream;
@@ -452,7 +453,9 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
 
     if (b == NULL || v == GD_BREAKER_REFUSED)
         return;
-    if (outcome == GD_OUTCOME_CANCELLED) {
+    /* Refused by a limit of gatherd's own, the upstream never asked: neither way. */
+    if (outcome == GD_OUTCOME_CANCELLED || outcome == GD_OUTCOME_RATE_LIMITED ||
+        outcome == GD_OUTCOME_IN_FLIGHT_TIMEOUT) {
         gd_breaker_abandon(b, v);
         return;
     }
