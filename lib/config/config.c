@@ -1020,13 +1020,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
     return 0;
 }
 
-/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+/* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
+ * "window_ms": 10000}, all optional inside it; the last two only with error_rate. */
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"failures", "open_ms", NULL};
+    static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
+                                       "min_calls", "window_ms", NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
-    long long failures = 0;
+    long long failures = 0, min_calls = 0, window_ms = 0;
     uint64_t open_ms = 0;
     int r;
 
@@ -1034,10 +1036,26 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return 0;
     if ((r = check_object(l, &bat, b, keys)) < 0 ||
         (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
-        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0 ||
+        (r = get_int(l, &bat, b, "min_calls", 1, 1000000, 20, &min_calls)) < 0 ||
+        (r = get_int(l, &bat, b, "window_ms", GD_WINDOW_BUCKETS, GD_CONFIG_MAX_DURATION_MS, 10000,
+                     &window_ms)) < 0)
         return r;
+    json_t *rate = json_object_get(b, "error_rate");
+    struct jpath rat = {&bat, "error_rate", 0};
+    if (rate == NULL && (json_object_get(b, "min_calls") || json_object_get(b, "window_ms"))) {
+        struct jpath kp = {&bat, json_object_get(b, "min_calls") ? "min_calls" : "window_ms", 0};
+        return fail(l, &kp, "only applies with error_rate");
+    }
+    if (rate != NULL && !json_is_number(rate))
+        return fail_type(l, &rat, rate, "a number");
+    if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
+        return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    if (rate != NULL)
+        gd_breaker_set_error_rate(u->breaker, json_number_value(rate), (unsigned)min_calls,
+                                  (uint64_t)window_ms);
     return 0;
 }
 
