@@ -136,6 +136,25 @@ class OutboundLimitsTest(GatherdTestCase):
         self.assertGreaterEqual(served_after, 0.9)
         self.assertEqual(up.count('/r'), 3)
 
+    def test_a_cancelled_wait_gives_its_token_back(self):
+        up = self.start_scripted({'/r': ok})
+        gd = self.start_gatherd(config(
+            [endpoint('/long', {'x': call('r', '/r')}, timeout_ms=3000),
+             endpoint('/mid', {'x': call('r', '/r')}, timeout_ms=1000)],
+            {'r': upstream(up.url, rate_limit={'calls': 1, 'per_ms': 1000})}))
+        self.assertEqual(gd.get('/long')[0], 200)  # the token of now; the next at ~1000 ms
+        t0 = time.monotonic()
+        conn = gd.connection()
+        conn.request('GET', '/long')  # reserves the slot at ~1000 ms and waits for it
+        time.sleep(0.15)
+        conn.close()  # the client leaves: its call is cancelled, the slot was the last one
+        time.sleep(0.15)
+        # deadline ~1300 ms: the slot given back fits; the one after it (~2000 ms) would not
+        st, _, body, _ = gd.get('/mid')
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.85)
+        self.assertEqual(up.count('/r'), 2)
+
     def test_a_retry_waits_for_a_token(self):
         def fail_once(n):
             return (503 if n == 1 else 200), {}, 0
