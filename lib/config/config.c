@@ -45,6 +45,7 @@
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
+#define DEFAULT_SLOW_LOOP_MS           100
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -1486,6 +1487,13 @@ static size_t pattern_elements(const char *re, size_t limit)
         size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
+    }
+    /* A group left open counts too: regcomp() expands its repetitions before it finds the
+     * missing ")" (an open group of 46 "+" took 2 GB before the error). */
+    while (depth > 0) {
+        size_t inner = stack[depth].sum;
+        depth--;
+        stack[depth].sum = SAT(stack[depth].sum + inner);
     }
 #undef SAT
     return stack[0].sum > 0 ? stack[0].sum : 1;
@@ -3616,6 +3624,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_url_bytes",
                                        "max_header_bytes",
                                        "max_headers",
+                                       "slow_loop_ms",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3657,6 +3666,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
         return r;
     cfg->max_headers = (size_t)x;
+    if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
+        return r;
+    cfg->slow_loop_ms = (uint64_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */

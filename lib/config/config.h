@@ -354,6 +354,7 @@ typedef struct gd_config {
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
+    uint64_t slow_loop_ms;         /* an event-loop turn busier than this is logged; 0: never */
     size_t max_url_bytes;          /* a longer request target is answered 414 */
     size_t max_header_bytes;       /* more bytes of header fields are answered 431 */
     size_t max_headers;            /* more header fields are answered 431 */

@@ -84,6 +84,12 @@ typedef struct gd_call_input {
 
 typedef struct gd_call gd_call_t;
 
+/* What a call in flight is doing, for the operator's live view (/debug/requests). */
+typedef struct gd_call_progress {
+    const char *state; /* "waiting" (for a connection or slot), "connecting", "sent", ..., "done" */
+    unsigned attempt;  /* the attempt under way (1 for the first), or made when done */
+} gd_call_progress_t;
+
 typedef struct gd_call_ops {
     const char *kind; /* "http", "sql" */
     size_t size;      /* bytes of the source's call struct, which has a gd_call_t first */
@@ -98,6 +104,8 @@ typedef struct gd_call_ops {
     void (*start)(void *source, gd_call_t *call, gd_group_t *group);
     /** Frees what a done @call owns besides its result. */
     void (*dispose)(gd_call_t *call);
+    /** Tells what a started, not yet done @call is doing (a static state name). */
+    void (*progress)(const gd_call_t *call, gd_call_progress_t *ret);
 } gd_call_ops_t;
 
 /* One source of calls on one event-loop thread: an upstream, the Postgres pool. */
@@ -134,6 +142,8 @@ int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_con
 /** Starts @call on @source (its ops) as a task of @group; its result says "cancelled" until done.
  */
 void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group);
+/** Tells what @call is doing: "pending" before its start, "done" after, the source's between. */
+void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret);
 /** Frees what a done (or never started) @call owns, its result's body included. */
 void gd_call_dispose(gd_call_t *call);
 

@@ -1291,10 +1291,37 @@ static void dispose_call(gd_call_t *base)
     call->_head = NULL;
 }
 
+static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
+{
+    const gd_upstream_attempt_t *a = &((const gd_upstream_call_t *)base)->_attempt;
+
+    ret->attempt = a->number;
+    switch (a->state) {
+    case ATTEMPT_WAITING:
+        ret->state = "waiting";
+        break;
+    case ATTEMPT_CONNECTING:
+        ret->state = "connecting";
+        break;
+    case ATTEMPT_HANDSHAKING:
+        ret->state = "handshaking";
+        break;
+    case ATTEMPT_EXCHANGING:
+        ret->state = a->has_head ? "receiving" : "sent";
+        break;
+    case ATTEMPT_BACKOFF:
+        ret->state = "backoff";
+        break;
+    default:
+        ret->state = "done";
+    }
+}
+
 const gd_call_ops_t gd_upstream_call_ops = {
     .kind = "http",
     .size = sizeof(gd_upstream_call_t),
     .prepare = gd__upstream_call_prepare,
     .start = start_call,
     .dispose = dispose_call,
+    .progress = call_progress,
 };

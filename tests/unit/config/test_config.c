@@ -1012,6 +1012,10 @@ static void test_pattern_bombs(void)
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a{1,1000}){1,1000}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'((a{1,30}){1,30}){1,30}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'([ab]+x{200}|c){100,}'}"), TOO_COMPLEX);
+    /* Found by fuzz_config: a group left open, its repetitions expanded before the missing
+     * ")" is noticed (2 GB). */
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'x(a++++++++++++++++++++++++++++++++++++++++'}"),
+                     TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a*)*b\\\\1'}"),
                      "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
                      "back-references (\\1 to \\9) are not supported");
