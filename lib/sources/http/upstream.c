@@ -1312,6 +1312,12 @@ static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
     case ATTEMPT_BACKOFF:
         ret->state = "backoff";
         break;
+    case ATTEMPT_ADMITTING:
+        ret->state = "admitting";
+        break;
+    case ATTEMPT_PACING:
+        ret->state = "pacing";
+        break;
     default:
         ret->state = "done";
     }
