@@ -14,6 +14,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main, upstream,  # noqa: E402
                      wait_until)
+from test_operations import admin_get, admin_port  # noqa: E402
 from test_retries import Scripted  # noqa: E402
 
 
@@ -209,6 +210,27 @@ class OutboundLimitsTest(GatherdTestCase):
         self.assertEqual(up.count('/s'), 2)
         text = self.metrics(gd)
         self.assertEqual(self.metric(text, 'gatherd_upstream_in_flight_refused_total'), 4)
+
+    def test_live_view_shows_the_waits(self):
+        up = self.start_scripted({'/r': ok, '/s': lambda n: (200, {}, 1.0)})
+        gd = self.start_gatherd(config(
+            [endpoint('/p', {'x': call('paced', '/r')}, timeout_ms=5000),
+             endpoint('/a', {'x': call('capped', '/s')}, timeout_ms=5000)],
+            {'paced': upstream(up.url, rate_limit={'calls': 1, 'per_ms': 1500}),
+             'capped': upstream(up.url, max_in_flight=1)}))
+        self.assertEqual(gd.get('/p')[0], 200)  # the token of now
+        with concurrent.futures.ThreadPoolExecutor(3) as ex:
+            futs = [ex.submit(gd.get, p, None, 20) for p in ('/p', '/a')]
+            wait_until(lambda: up.count('/s') == 1)
+            futs.append(ex.submit(gd.get, '/a', None, 20))
+
+            def states():
+                st, body = admin_get(admin_port(gd), '/debug/requests')
+                doc = json.loads(body)
+                return sorted(c['state'] for r in doc['requests'] for c in r['calls'])
+            self.assertTrue(wait_until(lambda: states() == ['admitting', 'pacing', 'sent']),
+                            states())
+            self.assertEqual([f.result()[0] for f in futs], [200, 200, 200])
 
     def test_breaker_state_and_transitions_metrics(self):
         up = self.start_scripted({'/b': lambda n: (503, {}, 0)})
