@@ -87,7 +87,9 @@ int gd_limits_take_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t earlie
      * loop's times are carried over as offsets from now. */
     uint64_t now_us = uv_hrtime() / 1000;
     uint64_t from_us = now_us + (earliest_ms > now_ms ? earliest_ms - now_ms : 0) * 1000;
-    uint64_t latest_us = now_us + (deadline_ms - now_ms) * 1000;
+    /* The latest slot whose wait, rounded up to the loop's milliseconds, still ends before
+     * the deadline: at most (deadline - earliest - 1) ms after from_us. */
+    uint64_t latest_us = from_us + (deadline_ms - earliest_ms - 1) * 1000 + 1;
     if (!gd_pacer_reserve(p, from_us, latest_us, &pass->_slot))
         return -EAGAIN;
     pass->_has_slot = true;

@@ -91,7 +91,7 @@ static void test_unreserve_gives_back_the_last_slot_only(void)
     (void)a;
 }
 
-#define NTHREADS 8
+#define NTHREADS   8
 #define PER_THREAD 5000
 
 struct racer {
