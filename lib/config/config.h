@@ -115,6 +115,15 @@ typedef struct gd_upstream_conf {
     struct gd_retry_budget *retry_budget;
     /* "breaker": mutable, shared by every thread (atomics); NULL without one */
     struct gd_breaker *breaker;
+    /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
+    struct gd_pacer *rate_limit;
+    /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
+     * is shared by the threads (mutable, created by the loader with one member per thread);
+     * NULL without a cap. */
+    size_t max_in_flight;
+    struct gd_budget *in_flight;
+    /* Mutable, shared by every thread (atomics): how long calls waited, for the metrics. */
+    struct gd_waits *waits;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {

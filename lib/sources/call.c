@@ -22,6 +22,8 @@ const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "not_found",
     [GD_OUTCOME_TLS] = "tls",
     [GD_OUTCOME_CIRCUIT_OPEN] = "circuit_open",
+    [GD_OUTCOME_RATE_LIMITED] = "rate_limited",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "in_flight_timeout",
 };
 
 static const char *const public_messages[GD_OUTCOME_COUNT] = {
@@ -39,6 +41,8 @@ static const char *const public_messages[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "no row was found",
     [GD_OUTCOME_TLS] = "the secure connection to the service failed",
     [GD_OUTCOME_CIRCUIT_OPEN] = "the service is failing: calls to it are paused",
+    [GD_OUTCOME_RATE_LIMITED] = "the calls to the service are over their rate limit",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "too many calls to the service are under way",
 };
 
 const char *gd_outcome_name(gd_outcome_t outcome)

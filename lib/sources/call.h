@@ -49,6 +49,8 @@ typedef enum gd_outcome {
     GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
     GD_OUTCOME_TLS,          /* TLS handshake or verification failed, or a TLS alert/bad record */
     GD_OUTCOME_CIRCUIT_OPEN, /* the upstream's breaker is open: refused at once, never retried */
+    GD_OUTCOME_RATE_LIMITED, /* no token of the upstream's rate_limit could come in time */
+    GD_OUTCOME_IN_FLIGHT_TIMEOUT, /* no place under the upstream's max_in_flight came in time */
     GD_OUTCOME_COUNT
 } gd_outcome_t;
 

@@ -1793,7 +1793,33 @@ static void test_retry(void)
                      "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
                      "1000000, not 0");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'window_ms':10}}"),
-                     "conf/x.json: upstreams.accounts.breaker.window_ms: unknown key");
+                     "conf/x.json: upstreams.accounts.breaker.window_ms: only applies with "
+                     "error_rate");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':1.5}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be above 0 and at "
+                     "most 1, not 1.5");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':'x'}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be a number, not a "
+                     "string");
+    CHECK_CONFIG_ERR(
+        UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.5,'window_ms':5}}"),
+        "conf/x.json: upstreams.accounts.breaker.window_ms: must be between 10 and 86400000, "
+        "not 5");
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.25,'min_calls':4}}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.per_ms: missing required key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5,'per_ms':1,'x':1}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.x: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_in_flight':-1}"),
+                     "conf/x.json: upstreams.accounts.max_in_flight: must be between 0 and "
+                     "1000000, not -1");
+    cfg = LOAD_OK(UPSTREAM_IS(
+        "{'url':'http://x','rate_limit':{'calls':5,'per_ms':1000,'burst':2},'max_in_flight':3}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].rate_limit != NULL);
+    CHECK(cfg->upstreams[0].max_in_flight == 3 && cfg->upstreams[0].in_flight != NULL);
+    gd_config_free(cfg);
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':[]}"),
                      "conf/x.json: upstreams.accounts.breaker: must be an object, not an array");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':3}"),
