@@ -22,6 +22,8 @@ const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "not_found",
     [GD_OUTCOME_TLS] = "tls",
     [GD_OUTCOME_CIRCUIT_OPEN] = "circuit_open",
+    [GD_OUTCOME_DEPENDENCY] = "dependency",
+    [GD_OUTCOME_SKIPPED] = "skipped",
 };
 
 static const char *const public_messages[GD_OUTCOME_COUNT] = {
@@ -39,6 +41,8 @@ static const char *const public_messages[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "no row was found",
     [GD_OUTCOME_TLS] = "the secure connection to the service failed",
     [GD_OUTCOME_CIRCUIT_OPEN] = "the service is failing: calls to it are paused",
+    [GD_OUTCOME_DEPENDENCY] = "the call could not run: something it needs is missing",
+    [GD_OUTCOME_SKIPPED] = "the call was skipped",
 };
 
 const char *gd_outcome_name(gd_outcome_t outcome)
@@ -64,6 +68,11 @@ void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group
     GD_REQUIRE(call->ops == source->ops);
     call->result = (gd_call_result_t){.outcome = GD_OUTCOME_CANCELLED};
     source->ops->start(source->instance, call, group);
+}
+
+bool gd_call_is_done(const gd_call_t *call)
+{
+    return gd_task_is_done(&call->_task);
 }
 
 void gd_call_dispose(gd_call_t *call)

@@ -50,6 +50,10 @@ typedef enum gd_outcome {
     GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
     GD_OUTCOME_TLS,          /* TLS handshake or verification failed, or a TLS alert/bad record */
     GD_OUTCOME_CIRCUIT_OPEN, /* the upstream's breaker is open: refused at once, never retried */
+    GD_OUTCOME_DEPENDENCY,   /* not run: a call it needs failed, or a value it uses is missing or
+                              * cannot go where it is used */
+    GD_OUTCOME_SKIPPED,      /* not run: its "when" is false, or a call it needs was skipped;
+                              * null, not a failure */
     GD_OUTCOME_COUNT
 } gd_outcome_t;
 
@@ -132,6 +136,8 @@ int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_con
 /** Starts @call on @source (its ops) as a task of @group; its result says "cancelled" until done.
  */
 void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group);
+/** Whether @call, started, has reported its result. */
+bool gd_call_is_done(const gd_call_t *call);
 /** Frees what a done (or never started) @call owns, its result's body included. */
 void gd_call_dispose(gd_call_t *call);
 
