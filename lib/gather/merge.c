@@ -105,7 +105,11 @@ static void put_str(struct out *o, const char *s)
 static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r,
                       bool is_detailed)
 {
-    const char *message = is_detailed ? r->message : gd_outcome_public_message(r->outcome);
+    /* A dependency failure's message names only what the config does (a call, a reference):
+     * it is always shown, so that a client can tell which value was missing. */
+    const char *message = is_detailed || r->outcome == GD_OUTCOME_DEPENDENCY
+                              ? r->message
+                              : gd_outcome_public_message(r->outcome);
     char num[32];
 
     put_str(o, call->name_json);
