@@ -343,6 +343,7 @@ static void start_dependent(gd_request_t *rq, size_t i)
         /* Rendered again, now with the values it references (first with stand-ins). */
         gd_call_dispose(call);
         memset(call, 0, src->ops->size);
+        call->started_at_ns = rq->started_at_ns;
         if (gd_call_prepare(call, src->ops, cc, &g->in, err, sizeof(err)) != 0) {
             settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
             return;
