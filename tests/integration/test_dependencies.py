@@ -8,14 +8,16 @@ answers 404."""
 
 import json
 import os
+import socket
 import sys
 import tempfile
+import time
 import unittest
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, free_port,  # noqa: E402
-                     loads_ordered, main, run_gatherd)
+                     loads_ordered, main, run_gatherd, wait_until)
 from pgfixture import PgCluster, server_binaries_present  # noqa: E402
 
 USER = {'id': 1, 'name': 'Ann "A" b/c?', 'company': {'id': 7, 'name': 'ACME'},
@@ -100,6 +102,20 @@ class DependenciesTest(GatherdTestCase):
         self.assertEqual(st, 200, doc)
         self.assertEqual(list(doc.keys_in_order()), ['later', 'first'])  # config order kept
         self.assertGreaterEqual(self.arrivals('/ok')[0] - self.arrivals('/first')[0], 0.095)
+
+    def test_a_client_that_leaves_stops_the_calls_still_waiting(self):
+        self.stub.add('/slow', json={'k': 'x'}, delay_ms=300)
+        self.stub.add('/next/x', json={})
+        gd = self.gatherd({'first': call('s', '/slow'), 'second': call('s', '/next/{first.k}')},
+                          timeout_ms=2000)
+        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
+        sock.sendall(b'GET /u/1 HTTP/1.1\r\nHost: x\r\n\r\n')
+        self.stub.wait_requests(1)
+        sock.close()  # while "first" runs
+        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
+        time.sleep(0.4)  # past the moment "second" would have started
+        self.assertEqual(self.stub.requests_for('/next/x'), [])
+        self.assertEqual(self.get_json(gd, '/u/1')[0], 200)
 
     # -- references in every template -----------------------------------------------------
     def test_references_in_path_query_headers_and_body(self):
