@@ -736,8 +736,8 @@ int gd_group_wait_any(gd_group_t *group, uint64_t deadline_ms)
     self->wait = WAIT_GROUP;
     group->_wakes_on_each = true;
     /* Once cancelled or past the deadline, the wait lasts until every task has reported. */
-    while (group->_pending > 0 && (group->_ndone == group->_ndone_seen ||
-                                   group->_is_cancelled || group->_has_timed_out)) {
+    while (group->_pending > 0 &&
+           (group->_ndone == group->_ndone_seen || group->_is_cancelled || group->_has_timed_out)) {
         group->_waiter = self;
         gd_coro_yield();
         group->_waiter = NULL;

@@ -98,7 +98,7 @@ struct gd_group {
     gd_task_t _head; /* list of pending tasks */
     gd_timer_t _deadline;
     bool _is_cancelled, _has_timed_out;
-    bool _wakes_on_each;   /* in gd_group_wait_any(): every report wakes the waiter */
+    bool _wakes_on_each;        /* in gd_group_wait_any(): every report wakes the waiter */
     size_t _ndone, _ndone_seen; /* reports so far, and as of gd_group_wait_any()'s last return */
 };
 

@@ -1667,8 +1667,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
         free(src);
         return -1;
     }
-    if (!t.is_typed || (t.parts[0].expr.kind != GD_EXPR_CALL &&
-                        t.parts[0].expr.kind != GD_EXPR_COUNT)) {
+    if (!t.is_typed ||
+        (t.parts[0].expr.kind != GD_EXPR_CALL && t.parts[0].expr.kind != GD_EXPR_COUNT)) {
         snprintf(err, errlen, "\"%s\": a reference to a call's result expected", src);
         gd_text_template_dispose(&t);
         free(src);
@@ -2146,8 +2146,8 @@ static int compile_body_string(struct loader *l, const struct jpath *at, json_t 
     part->is_json = ref != NULL;
     if (ref != NULL)
         ref->use = GD_REF_JSON; /* exactly one reference: it keeps its JSON type */
-    part->is_typed = t.nparts == 1 && ref == NULL &&
-                     ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
+    part->is_typed =
+        t.nparts == 1 && ref == NULL && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
     part->value = t;
     return 0;
 }
@@ -2194,10 +2194,10 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
-                                       "timeout_ms", "optional", "forward_headers", "null_on",
-                                       "status_map", "body",     "idempotent",      "retry",
-                                       "after",      "when",     NULL};
+    static const char *const keys[] = {
+        "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
+        "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
+        "after",           "when",    NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};

@@ -129,7 +129,7 @@ typedef struct gd_body_part {
     size_t json_len;
     bool has_value; /* false for the last part only */
     bool is_typed;  /* the value is exactly one {param} of type int: a JSON number (empty: null) */
-    bool is_json;   /* the value is exactly one reference to a call's result: JSON, inserted as is */
+    bool is_json; /* the value is exactly one reference to a call's result: JSON, inserted as is */
     gd_template_t value; /* expanded without encoding, then written as a JSON string */
 } gd_body_part_t;
 
@@ -149,7 +149,7 @@ typedef struct gd_call_ref {
     /* read-only */
     gd_expr_t expr; /* GD_EXPR_CALL or GD_EXPR_COUNT: expr.index is the call referenced */
     gd_ref_use_t use;
-    char *text;     /* as written, "{user.company_id}", for messages */
+    char *text; /* as written, "{user.company_id}", for messages */
 } gd_call_ref_t;
 
 typedef enum gd_call_type {

@@ -103,8 +103,8 @@ static bool is_call_ref(const char *var, size_t len)
 {
     size_t n = 0;
 
-    if (len == 0 || !((var[0] >= 'A' && var[0] <= 'Z') || (var[0] >= 'a' && var[0] <= 'z') ||
-                      var[0] == '_'))
+    if (len == 0 ||
+        !((var[0] >= 'A' && var[0] <= 'Z') || (var[0] >= 'a' && var[0] <= 'z') || var[0] == '_'))
         return false;
     while (n < len && is_name_char((unsigned char)var[n]) && var[n] != '.')
         n++;

@@ -51,11 +51,10 @@ typedef struct gd_template {
 /**
  * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME,
  * header.NAME or jwt.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .), or a reference into a call's
- * result (any other text without a prefix: GD_SRC_CALL, up to 256 bytes). "{{" and "}}" are literal braces. An
- * {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env() first,
- * where the config allows them.
- * Returns 0, or -EINVAL with a message in @err (unbalanced brace, empty or bad name, the
- * resolver's message). @ret is untouched on error.
+ * result (any other text without a prefix: GD_SRC_CALL, up to 256 bytes). "{{" and "}}" are literal
+ * braces. An {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env()
+ * first, where the config allows them. Returns 0, or -EINVAL with a message in @err (unbalanced
+ * brace, empty or bad name, the resolver's message). @ret is untouched on error.
  */
 int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *ctx,
                         gd_template_t *ret, char *err, size_t errlen);

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/json.h"
 #include "sources/pg/pgarray.h"
+#include "json/json.h"
 
 void gd_depend_stand_in(const gd_endpoint_conf_t *ep, gd_strv_t *values)
 {
@@ -98,8 +98,8 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
 }
 
 int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
-                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values,
-                     char *err, size_t errlen)
+                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values, char *err,
+                     size_t errlen)
 {
     gd_jbuf_t out = {0};
     int r = 0;

@@ -28,8 +28,8 @@ void gd_depend_stand_in(const gd_endpoint_conf_t *ep, gd_strv_t *values);
  * go where it is used (an object in a URL).
  */
 int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
-                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values,
-                     char *err, size_t errlen);
+                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values, char *err,
+                     size_t errlen);
 /**
  * Whether @call may run: it has no "when", or its value in @values (rendered) is present and
  * not false, null, "", 0 or empty (for a parameter's text: not "", "false", "0" or "null").

@@ -11,8 +11,8 @@
 #include "gather/access.h"
 #include "gather/depend.h"
 #include "gather/merge.h"
-#include "gather/shape.h"
 #include "gather/respond.h"
+#include "gather/shape.h"
 #include "ops/trace.h"
 
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
@@ -33,12 +33,12 @@ enum call_state {
 /* What an endpoint whose calls wait for each other keeps while its calls run; in the arena,
  * and absent (NULL) for endpoints without dependencies, whose requests cost what they did. */
 struct graph {
-    gd_call_input_t in;      /* what the calls are rendered again from when they start */
-    gd_traceparent_t trace;  /* in.trace points here when the client sent one */
-    gd_strv_t *values;       /* the parameters, then the rendered references (in.values) */
-    unsigned char *states;   /* enum call_state, by call */
-    gd_strv_t *results;      /* by call: what references see (gd_eval_env_t.calls) */
-    bool has_started_calls;  /* a pass before has started calls: later ones are deferred */
+    gd_call_input_t in;     /* what the calls are rendered again from when they start */
+    gd_traceparent_t trace; /* in.trace points here when the client sent one */
+    gd_strv_t *values;      /* the parameters, then the rendered references (in.values) */
+    unsigned char *states;  /* enum call_state, by call */
+    gd_strv_t *results;     /* by call: what references see (gd_eval_env_t.calls) */
+    bool has_started_calls; /* a pass before has started calls: later ones are deferred */
 };
 
 struct gd_request {
@@ -283,8 +283,8 @@ static enum call_state settle_for_dependents(gd_request_t *rq, size_t i, gd_strv
     gd_merge_settle(&rq->endpoint->calls[i], &r);
     if (r.outcome == GD_OUTCOME_OK ||
         (r.outcome == GD_OUTCOME_NOT_FOUND && rq->endpoint->calls[i].is_optional)) {
-        *ret_value = r.body != NULL ? (gd_strv_t){r.body->bytes, r.body->len}
-                                    : (gd_strv_t){"null", 4};
+        *ret_value =
+            r.body != NULL ? (gd_strv_t){r.body->bytes, r.body->len} : (gd_strv_t){"null", 4};
         return CALL_READY;
     }
     *ret_value = (gd_strv_t){NULL, 0};
@@ -292,9 +292,8 @@ static enum call_state settle_for_dependents(gd_request_t *rq, size_t i, gd_strv
 }
 
 /* Ends call @i, which never ran, with @outcome: nothing in it was started. */
-__attribute__((format(printf, 4, 5))) static void settle_unrun(gd_request_t *rq, size_t i,
-                                                               gd_outcome_t outcome,
-                                                               const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void
+settle_unrun(gd_request_t *rq, size_t i, gd_outcome_t outcome, const char *fmt, ...)
 {
     gd_call_result_t *r = &rq->calls[i]->result;
     va_list ap;

@@ -113,8 +113,9 @@ static void test_dependency_failure_defers_to_its_cause(void)
     gd_call_conf_t two[] = {{.name = S("orders"), .name_json = S("\"orders\"")},
                             {.name = S("user"), .name_json = S("\"user\"")}};
     gd_endpoint_conf_t ep = {.calls = two, .ncalls = 2};
-    gd_call_result_t r[] = {failed(GD_OUTCOME_DEPENDENCY, 0, "needs call \"user\", which failed", 1),
-                            failed(GD_OUTCOME_STATUS, 404, "m", 1)};
+    gd_call_result_t r[] = {
+        failed(GD_OUTCOME_DEPENDENCY, 0, "needs call \"user\", which failed", 1),
+        failed(GD_OUTCOME_STATUS, 404, "m", 1)};
     CHECK_INT_EQ(gd_merge_status(&ep, r), 404);
     r[1] = ok("{}");
     CHECK_INT_EQ(gd_merge_status(&ep, r), 502);
