@@ -2678,7 +2678,7 @@ static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_con
     for (size_t i = 0; i < ep->ncalls; i++) {
         needs[i] = ep->calls[i].needs;
         nneeds[i] = ep->calls[i].nneeds;
-        ep->has_dependencies |= ep->calls[i].nneeds > 0 || ep->calls[i].has_when;
+        ep->has_dependencies |= ep->calls[i].nneeds > 0;
     }
     gd_callgraph_t g = {ep->ncalls, needs, nneeds};
     if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {

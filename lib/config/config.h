@@ -321,8 +321,8 @@ typedef struct gd_endpoint_conf {
     gd_response_t *response; /* "response": the answer's template; NULL: the merged document */
     gd_call_ref_t *refs;     /* the calls' references to other calls' results, by call */
     size_t nrefs;
-    /* Some call waits for another or has a "when": the calls start in call_order as what each
-     * needs arrives. Without, all start at once. */
+    /* Some call waits for another (a "when" of parameters only is no dependency): the calls
+     * start in call_order as what each needs arrives. Without, all start at once. */
     bool has_dependencies;
     size_t *call_order; /* each call after those it needs; NULL without dependencies */
 } gd_endpoint_conf_t;

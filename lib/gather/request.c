@@ -293,20 +293,37 @@ static enum call_state settle_for_dependents(gd_request_t *rq, size_t i, gd_strv
     return r.outcome == GD_OUTCOME_SKIPPED ? CALL_SKIPPED : CALL_FAILED;
 }
 
-/* Ends call @i, which never ran, with @outcome: nothing in it was started. */
-__attribute__((format(printf, 4, 5))) static void
-settle_unrun(gd_request_t *rq, size_t i, gd_outcome_t outcome, const char *fmt, ...)
+/* Ends @call, which never ran, with @outcome: nothing in it was started. */
+static void settle_unstarted(gd_call_t *call, gd_outcome_t outcome, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void settle_unstarted(gd_call_t *call, gd_outcome_t outcome, const char *fmt, va_list ap)
 {
-    gd_call_result_t *r = &rq->calls[i]->result;
-    va_list ap;
+    gd_call_result_t *r = &call->result;
 
     r->outcome = outcome;
     r->status = 0;
-    r->elapsed_ms = gd_call_elapsed_ms(rq->calls[i]);
-    va_start(ap, fmt);
+    r->elapsed_ms = gd_call_elapsed_ms(call);
     vsnprintf(r->message, sizeof(r->message), fmt, ap);
+}
+
+/* Ends call @i of a graph, which never ran, with @outcome. */
+__attribute__((format(printf, 4, 5))) static void
+settle_unrun(gd_request_t *rq, size_t i, gd_outcome_t outcome, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    settle_unstarted(rq->calls[i], outcome, fmt, ap);
     va_end(ap);
     rq->graph->states[i] = outcome == GD_OUTCOME_SKIPPED ? CALL_SKIPPED : CALL_FAILED;
+}
+
+/* Skips @call, whose "when" (of parameters only) is false. */
+static void skip_call(gd_call_t *call)
+{
+    call->result.outcome = GD_OUTCOME_SKIPPED;
+    call->result.elapsed_ms = 0;
+    snprintf(call->result.message, sizeof(call->result.message), "its \"when\" is false");
 }
 
 /* Renders waiting call @i, whose needs have all arrived, with their values and starts it; or
@@ -424,8 +441,12 @@ static void run_request(void *arg)
     if (rq->graph != NULL) {
         ret = run_graph(rq);
     } else {
-        for (size_t i = 0; i < ep->ncalls; i++)
-            gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
+        for (size_t i = 0; i < ep->ncalls; i++) {
+            if (!gd_depend_when(&ep->calls[i], rq->values))
+                skip_call(rq->calls[i]);
+            else
+                gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
+        }
         ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
     }
     rq->is_gathering = false;

@@ -225,6 +225,19 @@ class DependenciesTest(GatherdTestCase):
             self.assertEqual(doc['company'], {'ok': True})  # an object with members
             self.assertEqual(self.stub.targets().count('/ok'), 1 if runs else 0, q)
 
+    def test_when_of_parameters_only_in_an_endpoint_without_dependencies(self):
+        # how not to call /users/ with an absent optional parameter
+        gd = self.gatherd({'user': call('s', '/users/{query.user}', when='{query.user}'),
+                           'free': call('s', '/ok')})
+        st, hdrs, doc, _ = self.get_json(gd, '/u/1')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        self.assertEqual(doc, {'user': None, 'free': {'ok': True}})
+        self.assertEqual(self.stub.targets(), ['/ok'])
+        st, _, doc, _ = self.get_json(gd, '/u/1?user=1')
+        self.assertEqual(doc['user'], USER)
+        self.assertIn('/users/1', self.stub.targets())
+
     # -- gatherd -t -------------------------------------------------------------------------
     def check_t(self, calls, *expected):
         cfg = config([endpoint('/u/{id}', calls)], {'s': 'http://127.0.0.1:9'})
