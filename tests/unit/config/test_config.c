@@ -1389,6 +1389,63 @@ static void test_sql_call_limits(void)
                      "conf/x.json: endpoints[0].calls.orders.max_rows: unknown key");
 }
 
+/* References to call results: each call's needs, the order, and value indexes past every
+ * parameter (the response's query.z included, though it compiles after the calls). */
+static void test_call_dependencies(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT(
+        "'calls':{'orders':{'upstream':'accounts','path':'/o/{user.company.id}?q={query.q}',"
+        "'headers':{'x-a':'{count(user.tags)}'},'after':['first']},"
+        "'user':{'upstream':'accounts','path':'/u/{id}','when':'{query.w}'},"
+        "'first':{'upstream':'accounts','path':'/f','after':['user','user']}},"
+        "'response':{'z':'{query.z}'}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+    CHECK(ep->has_dependencies);
+    CHECK_INT_EQ(ep->nrefs, 2);
+    CHECK_INT_EQ(ep->calls[0].nneeds, 2); /* user (once), first */
+    CHECK_INT_EQ(ep->calls[0].needs[0], 1);
+    CHECK_INT_EQ(ep->calls[0].needs[1], 2);
+    CHECK_INT_EQ(ep->calls[2].nneeds, 1);
+    CHECK_INT_EQ(ep->calls[0].first_ref, 0);
+    CHECK_INT_EQ(ep->calls[0].nrefs, 2);
+    CHECK_INT_EQ(ep->refs[0].use, GD_REF_URL);
+    CHECK_INT_EQ(ep->refs[1].use, GD_REF_TEXT);
+    CHECK_STR_EQ(ep->refs[0].text, "{user.company.id}");
+    CHECK_INT_EQ(ep->refs[1].expr.kind, GD_EXPR_COUNT);
+    /* user, first, orders */
+    CHECK_INT_EQ(ep->call_order[0], 1);
+    CHECK_INT_EQ(ep->call_order[1], 2);
+    CHECK_INT_EQ(ep->call_order[2], 0);
+    /* id, query.q, query.w, query.z: the references come after */
+    CHECK_INT_EQ(ep->nparams, 4);
+    CHECK_INT_EQ(ep->calls[0].path.parts[1].value_index, 4);
+    CHECK_INT_EQ(ep->calls[0].headers[0].value.parts[0].value_index, 5);
+    CHECK(ep->calls[1].has_when);
+    gd_config_free(cfg);
+
+    /* nothing waits: no order, the old path */
+    cfg = LOAD_OK(CALL_IS("'upstream':'accounts','path':'/u/{id}'"));
+    CHECK(!cfg->endpoints[0].has_dependencies);
+    CHECK(cfg->endpoints[0].call_order == NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'a':{'upstream':'accounts','path':'/{b.x}'},"
+                              "'b':{'upstream':'accounts','path':'/','after':['a']}}"),
+                     "conf/x.json: endpoints[0].calls.a: the calls depend on each other in a "
+                     "cycle: a -> b -> a (a call that references another's result, or names it "
+                     "in \"after\", waits for it)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/{usr.x}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: \"{usr.x}\": unknown call or "
+                     "source \"usr\" (not a call of this endpoint, nor a path capture, nor "
+                     "query.NAME or header.NAME)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','after':'user'"),
+                     "conf/x.json: endpoints[0].calls.user.after: must be an array of call "
+                     "names, not a string");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','when':'{id} and {id}'"),
+                     "conf/x.json: endpoints[0].calls.user.when: must be exactly one reference "
+                     "like \"{query.include}\", not \"{id} and {id}\"");
+}
+
 static void test_sql_calls(void)
 {
     gd_config_t *cfg = LOAD_OK(SQL_CALL_IS(
@@ -2133,6 +2190,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
+    {"call_dependencies", test_call_dependencies},
     {"sql_call_limits", test_sql_call_limits},
 
     {"full_config", test_full_config},
