@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -27,6 +28,7 @@
 #include "base/budget.h"
 #include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
 #include "base/waits.h"
 #include "config/callgraph.h"
@@ -47,6 +49,7 @@
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
 #define DEFAULT_SLOW_LOOP_MS           100
+#define DEFAULT_CACHE_MAX_BYTES        (64 * 1024 * 1024)
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -97,6 +100,7 @@ struct loader {
     size_t routes_cap, nroutes;
     /* While a call's templates compile: where its references to other calls go. */
     struct call_scope *calling;
+    uint64_t max_cache_ttl_ms; /* the longest lifetime a call's "cache" gives an entry */
 };
 
 /* The call whose templates compile, and what its references to other calls may name. */
@@ -2052,12 +2056,82 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
     return 0;
 }
 
+/* The keys of a call that decide nothing about its result (when and how long it runs, how it
+ * is retried): left out of its cache variant. */
+static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
+                                              "retry",              "idempotent",     "after",
+                                              "when",               "attempt_timeout_ms",
+                                              "hedge_after_ms",     NULL};
+
+/* Whether SQL text @sql reads only, as far as its first keyword tells: SELECT, VALUES, TABLE
+ * (a WITH may hold a data-modifying statement). */
+static bool is_plain_select(const char *sql)
+{
+    static const char *const words[] = {"select", "values", "table", NULL};
+
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+        sql++;
+    for (size_t i = 0; words[i] != NULL; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]) && sql[n] != '_')
+            return true;
+    }
+    return false;
+}
+
+/* "cache": {"ttl_ms", "negative_ttl_ms", "honor_cache_control"}; its variant is the call's own
+ * settings (canonical JSON without the timing keys), with the upstream's name in them. */
+static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
+    struct jpath cat = {at, "cache", 0};
+    json_t *cv = json_object_get(v, "cache");
+    int r;
+
+    if (cv == NULL)
+        return 0;
+    if (!json_is_object(cv))
+        return fail_type(l, &cat, cv, "an object");
+    if ((r = check_object(l, &cat, cv, keys)) < 0 ||
+        (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        return r;
+    if (json_object_get(cv, "ttl_ms") == NULL)
+        return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
+    if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
+        return fail(l, &cat,
+                    "a %s call changes something: its result is not cached (mark it "
+                    "\"idempotent\": true if it only reads)",
+                    c->method);
+    if (c->type == GD_CALL_TYPE_SQL) {
+        bool is_idempotent = false;
+        if ((r = get_bool(l, at, v, "idempotent", false, &is_idempotent)) < 0)
+            return r;
+        if (!is_idempotent && !is_plain_select(json_string_value(json_object_get(v, "sql"))))
+            return fail(l, &cat,
+                        "only a statement that reads (SELECT, VALUES, TABLE) is cached; mark the "
+                        "call \"idempotent\": true if this one does too");
+    }
+    json_t *shape = json_deep_copy(v);
+    for (size_t i = 0; non_result_keys[i] != NULL; i++)
+        json_object_del(shape, non_result_keys[i]);
+    c->cache.variant = json_dumps(shape, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(shape);
+    GD_REQUIRE(c->cache.variant != NULL);
+    c->cache.variant_len = strlen(c->cache.variant);
+    l->max_cache_ttl_ms = c->cache.ttl_ms > l->max_cache_ttl_ms ? c->cache.ttl_ms : l->max_cache_ttl_ms;
+    if (c->cache.negative_ttl_ms > l->max_cache_ttl_ms)
+        l->max_cache_ttl_ms = c->cache.negative_ttl_ms;
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const sql_keys[] = {
-        "sql",      "args",           "row",   "timeout_ms", "optional",
-        "max_rows", "max_body_bytes", "after", "when",       NULL};
+    static const char *const sql_keys[] = {"sql",      "args",           "row",   "timeout_ms",
+                                           "optional", "max_rows",       "cache", "max_body_bytes",
+                                           "idempotent", "after", "when",    NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2084,7 +2158,7 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
         (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
         return r;
     c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
-    return 0;
+    return load_call_cache(l, at, v, c);
 }
 
 /* A JSON template being compiled (a call's "body", an endpoint's "response"): the fixed JSON
@@ -2272,7 +2346,7 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     static const char *const keys[] = {
         "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
         "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
-        "after",           "when",    NULL};
+        "after",           "when",    "cache",      NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -3884,6 +3958,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_header_bytes",
                                        "max_headers",
                                        "slow_loop_ms",
+                                       "cache_max_bytes",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3928,6 +4003,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
         return r;
     cfg->slow_loop_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "cache_max_bytes", 4096, LLONG_MAX, DEFAULT_CACHE_MAX_BYTES,
+                     &x)) < 0)
+        return r;
+    cfg->cache_max_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -3993,6 +4072,8 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
         gd_config_free(cfg);
         return r;
     }
+    if (l.max_cache_ttl_ms > 0)
+        cfg->cache_store = gd_ttlcache_new(cfg->cache_max_bytes, l.max_cache_ttl_ms);
     *ret_config = cfg;
     return 0;
 }
@@ -4136,6 +4217,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);
+            free(c->cache.variant);
         }
         free(ep->calls);
         gd_response_free(ep->response);
@@ -4154,6 +4236,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
+    config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
     free(config->endpoints);

@@ -12,6 +12,7 @@
 #include "base/budget.h"
 #include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
 #include "base/waits.h"
 
@@ -50,6 +51,7 @@ struct call_metrics {
      * the owner at the first one and published with a release store (most calls never fail
      * with a status, and 4 KB per call and thread would add up). */
     uint64_t *by_status;
+    uint64_t by_cache_use[3]; /* calls with "cache": hit, miss, coalesced */
 };
 
 struct gd_metrics {
@@ -156,6 +158,13 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
     if (cm->by_status == NULL)
         __atomic_store_n(&cm->by_status, gd_xcalloc(NSTATUS, sizeof(uint64_t)), __ATOMIC_RELEASE);
     bump(&cm->by_status[status - MIN_STATUS], 1);
+}
+
+void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
+                                size_t call_index, gd_metrics_cache_use_t use)
+{
+    GD_REQUIRE(use < 3);
+    bump(&m->calls[endpoint->index][call_index].by_cache_use[use], 1);
 }
 
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
@@ -417,6 +426,46 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
             }
         }
     }
+    static const char *const uses[] = {"hit", "miss", "coalesced"};
+    header(o, "gatherd_call_cache_total", "counter",
+           "Calls with a cache, by how they got their result: hit (the cache), miss (they made "
+           "the exchange), coalesced (they waited for an identical call in flight).");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].cache.ttl_ms == 0)
+                continue;
+            label(ep->path, e, sizeof(e));
+            label(ep->calls[j].name, c, sizeof(c));
+            for (size_t k = 0; k < 3; k++) {
+                uint64_t count = 0;
+                for (size_t t = 0; t < n; t++)
+                    count += peek(&threads[t]->calls[i][j].by_cache_use[k]);
+                outf(o, "gatherd_call_cache_total{endpoint=\"%s\",call=\"%s\",result=\"%s\"} %llu\n",
+                     e, c, uses[k], (unsigned long long)count);
+            }
+        }
+    }
+}
+
+/* The process's response cache: what it holds and what left it. */
+static void render_cache(struct out *o, gd_ttlcache_t *store)
+{
+    gd_ttlcache_stats_t st;
+
+    gd_ttlcache_stats(store, &st);
+    header(o, "gatherd_cache_bytes", "gauge",
+           "Bytes the response cache holds (documents, keys and bookkeeping), at most "
+           "cache_max_bytes.");
+    outf(o, "gatherd_cache_bytes %llu\n", (unsigned long long)st.bytes);
+    header(o, "gatherd_cache_entries", "gauge", "Results the response cache holds.");
+    outf(o, "gatherd_cache_entries %llu\n", (unsigned long long)st.entries);
+    header(o, "gatherd_cache_stored_total", "counter", "Results stored in the response cache.");
+    outf(o, "gatherd_cache_stored_total %llu\n", (unsigned long long)st.stored);
+    header(o, "gatherd_cache_evictions_total", "counter",
+           "Results dropped from the response cache before their lifetime ended, to keep it "
+           "within cache_max_bytes.");
+    outf(o, "gatherd_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 }
 
 /* The upstreams' gauges, each summed over the threads once, so that the three families show
@@ -670,6 +719,8 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
     render_requests(&o, threads, n, config);
     render_calls(&o, threads, n, config);
     render_gauges(&o, threads, n, config);
+    if (config->cache_store != NULL)
+        render_cache(&o, config->cache_store);
     for (size_t t = 0; t < n; t++)
         add_histogram(&lag, &threads[t]->loop_lag);
     header(&o, "gatherd_event_loop_lag_seconds", "histogram",

@@ -771,6 +771,7 @@ static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable
         return;
     }
     call->base.result.body = body != NULL ? body : gd_buf_new_copy(in->bytes, body_len);
+    call->base.result.max_age_ms = a->response.max_age_ms;
     release_conn(a, is_reusable);
     end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
@@ -1448,6 +1449,37 @@ static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
     }
 }
 
+static void call_cache_key(const gd_call_t *base, void (*add)(void *ctx, const void *p, size_t n),
+                           void *ctx)
+{
+    const gd_upstream_call_t *call = (const gd_upstream_call_t *)base;
+    const h2o_iovec_t *h = &call->extra_headers;
+
+    add(ctx, call->method, strlen(call->method) + 1);
+    add(ctx, call->path.base, call->path.len);
+    add(ctx, "\n", 1);
+    add(ctx, h->base + call->per_request_len, h->len - call->per_request_len);
+    add(ctx, "\n", 1);
+    if (call->has_body)
+        add(ctx, call->body.base, call->body.len);
+}
+
+static void call_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+{
+    gd_upstream_call_t *dst = (gd_upstream_call_t *)dst_base;
+    const gd_upstream_call_t *src = (const gd_upstream_call_t *)src_base;
+
+    dst->method = src->method; /* the config's */
+    dst->path = h2o_strdup(arena, src->path.base, src->path.len);
+    dst->extra_headers = h2o_strdup(arena, src->extra_headers.base, src->extra_headers.len);
+    dst->per_request_len = src->per_request_len;
+    dst->body = src->body.base != NULL ? h2o_strdup(arena, src->body.base, src->body.len)
+                                       : src->body;
+    dst->has_body = src->has_body;
+    dst->is_idempotent = src->is_idempotent;
+    dst->retry = src->retry;
+}
+
 const gd_call_ops_t gd_upstream_call_ops = {
     .kind = "http",
     .size = sizeof(gd_upstream_call_t),
@@ -1455,4 +1487,6 @@ const gd_call_ops_t gd_upstream_call_ops = {
     .start = start_call,
     .dispose = dispose_call,
     .progress = call_progress,
+    .cache_key = call_cache_key,
+    .clone = call_clone,
 };
