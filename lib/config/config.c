@@ -3577,7 +3577,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_bool(l, NULL, root, "expose_error_details", false, &cfg->expose_error_details)) <
         0)
         return r;
-    if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
+    if ((r = get_bool(l, NULL, root, "http2", false, &cfg->is_http2_enabled)) < 0 ||
         (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;

@@ -299,7 +299,7 @@ static void test_defaults(void)
     const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
 
     CHECK_INT_EQ(cfg->threads, ncpu < 1 ? 1 : ncpu);
-    CHECK(cfg->is_http2_enabled);
+    CHECK(!cfg->is_http2_enabled); /* off until Rapid Reset is contained (README) */
     CHECK_INT_EQ(cfg->max_requests_in_flight, 2048);
     CHECK_INT_EQ(cfg->queue_timeout_ms, 3000);
     CHECK_INT_EQ(cfg->coroutine_stack_bytes, 64 * 1024);
