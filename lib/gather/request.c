@@ -8,6 +8,7 @@
 
 #include "base/util.h"
 #include "gather/access.h"
+#include "gather/h2reset.h"
 #include "gather/merge.h"
 #include "gather/shape.h"
 #include "gather/respond.h"
@@ -19,11 +20,19 @@
  * that leaves is still noticed within this much of its leaving. */
 #define HANGUP_WATCH_DELAY_MS 20
 
+/* In h2o's request pool: its dispose callback finds our request (NULL once we finished first)
+ * and h2o's, whose HTTP/2 connection counts the resets (gather/h2reset.h). */
+struct dispose_slot {
+    gd_request_t *rq;
+    h2o_req_t *req;
+    gd_gather_ctx_t *ctx;
+};
+
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
     gd_gather_ctx_t *ctx;
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
-    gd_request_t **dispose_slot; /* in req's pool: cleared when we finish first */
+    struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;
     h2o_mem_pool_t arena;     /* everything the calls borrow; freed with the request */
     const char *request_id;   /* in the arena, like method and path: the access line may be */
@@ -85,7 +94,7 @@ static void free_request(gd_request_t *rq)
 static void detach(gd_request_t *rq)
 {
     if (rq->dispose_slot != NULL)
-        *rq->dispose_slot = NULL;
+        rq->dispose_slot->rq = NULL;
     rq->dispose_slot = NULL;
 }
 
@@ -293,8 +302,12 @@ static void start_request(gd_request_t *rq)
 
 static void on_req_dispose(void *p)
 {
-    gd_request_t *rq = *(gd_request_t **)p;
+    struct dispose_slot *slot = p;
+    gd_request_t *rq = slot->rq;
+    gd_gather_ctx_t *ctx = slot->ctx;
 
+    gd_h2reset_note(slot->req, rq == NULL, ctx->config->http2_reset_budget,
+                    rq != NULL ? rq->client : NULL, uv_now(ctx->loop), ctx->metrics);
     if (rq == NULL)
         return; /* answered and finished before h2o let go of the request */
     rq->req = NULL;
@@ -402,7 +415,7 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
         }
     }
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
-    *rq->dispose_slot = rq;
+    *rq->dispose_slot = (struct dispose_slot){.rq = rq, .req = req, .ctx = ctx};
 
     if (gd_gate_try_acquire(&ctx->line)) {
         start_request(rq);

@@ -66,6 +66,11 @@ void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *en
  */
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
                            unsigned outcome, int status, uint64_t duration_us);
+/**
+ * Counts an HTTP/2 stream that its client reset before its answer, or (@is_goaway) a connection
+ * closed for resetting more than http2_reset_budget allows. Owning thread only.
+ */
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""HTTP/2 Rapid Reset (CVE-2023-44487, issue 15): a client that opens streams and resets each at
+once, as fast as it can, on an endpoint whose upstream is slow. gatherd counts the streams reset
+before their answer per connection (http2_reset_budget); past the budget it sends GOAWAY with
+ENHANCE_YOUR_CALM and closes the connection, so the upstream sees a bounded number of requests
+and connections, and a normal client meanwhile gets its 200s in normal time. A client that
+cancels a few streams, or that cancels many but also gets answers, is never cut off."""
+
+import os
+import socket
+import struct
+import sys
+import threading
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (GatherdTestCase, call, config, endpoint, main, now,  # noqa: E402
+                     run_curl, wait_until)
+from test_client_gone import H2, frame, get_headers  # noqa: E402  (the hand-made HTTP/2 client)
+
+GOAWAY, RST_STREAM, HEADERS = 7, 3, 1
+ENHANCE_YOUR_CALM = 0xb
+BUDGET = 100
+# Streams the attacker tries to open and reset: far beyond the budget, so that without the
+# containment the stub would see thousands of requests.
+ATTACK_STREAMS = 3000
+BATCH = 50
+
+
+def metric(port, name):
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=5) as r:
+        for ln in r.read().decode().splitlines():
+            if ln.startswith(name + ' '):
+                return float(ln.split()[1])
+    return None
+
+
+def read_goaways(h2, timeout=5.0):
+    """Reads @h2's connection until gatherd closes it (or @timeout passes), sending nothing.
+    Returns (the error codes of the GOAWAY frames in it, whether it was closed)."""
+    data, closed = h2.buf, False
+    h2.sock.settimeout(timeout)
+    while True:
+        try:
+            d = h2.sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:  # unread attack bytes at gatherd's close(): a reset
+            closed = True
+            break
+        if not d:
+            closed = True
+            break
+        data += d
+    codes = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], 'big')
+        if len(data) < 9 + length:
+            break
+        if data[3] == GOAWAY:
+            codes.append(struct.unpack('>I', data[13:17])[0])
+        data = data[9 + length:]
+    return codes, closed
+
+
+def rapid_reset(port, streams=ATTACK_STREAMS, path='/slow'):
+    """Opens and resets @streams streams in batches on one connection, until gatherd stops
+    reading or closes. Returns (GOAWAY error codes received, whether the connection was closed
+    by gatherd, streams sent, seconds until the close)."""
+    h2 = H2(port)
+    t0 = now()
+    sent = 0
+    sid = 1
+    try:
+        while sent < streams:
+            out = b''
+            for _ in range(BATCH):
+                out += frame(HEADERS, 0x5, sid, get_headers(path, h2.authority))
+                out += frame(RST_STREAM, 0, sid, struct.pack('>I', 0x8))  # CANCEL
+                sid += 2
+            try:
+                h2.sock.sendall(out)
+            except OSError:
+                break  # gatherd closed the connection
+            sent += BATCH
+        codes, closed = read_goaways(h2)
+        return codes, closed, sent, now() - t0
+    finally:
+        h2.close()
+
+
+class NormalClient(threading.Thread):
+    """HTTP/1.1 keep-alive GETs of @path in a loop until stopped: status and latency of each."""
+
+    def __init__(self, gd, path):
+        super().__init__(daemon=True)
+        self.gd, self.path = gd, path
+        self.stop = threading.Event()
+        self.results = []  # (status, seconds)
+
+    def run(self):
+        conn = self.gd.connection(timeout=10)
+        try:
+            while not self.stop.is_set():
+                try:
+                    st, _, _, elapsed = self.gd.request('GET', self.path, conn=conn)
+                except OSError as e:
+                    self.results.append((repr(e), 0.0))
+                    conn.close()
+                    conn = self.gd.connection(timeout=10)
+                    continue
+                self.results.append((st, elapsed))
+        finally:
+            conn.close()
+
+
+class H2ResetTest(GatherdTestCase):
+    def start(self, **top):
+        self.stub = self.start_stub()
+        self.stub.add('/slow', json={'slow': True}, delay_ms=3000)
+        self.stub.add('/fast', json={'ok': True})
+        cfg = config([endpoint('/slow', {'s': call('s', '/slow', timeout_ms=5000)},
+                               timeout_ms=5000),
+                      endpoint('/fast', {'f': call('s', '/fast')})],
+                     {'s': self.stub}, http2=True, **top)
+        self.gd = self.start_gatherd(cfg)
+        self.admin = int(self.gd.cfg['admin_listen'].rsplit(':', 1)[1])
+
+    def test_rapid_reset_gets_goaway_and_normal_clients_are_unaffected(self):
+        self.start()
+        client = NormalClient(self.gd, '/fast')
+        client.start()
+        self.addCleanup(client.join, 10)
+        self.addCleanup(client.stop.set)
+        self.assertTrue(wait_until(lambda: len(client.results) >= 5, 5), client.results)
+
+        codes, closed, sent, took = rapid_reset(self.gd.port)
+        self.assertTrue(codes, 'no GOAWAY after %d streams reset' % sent)
+        self.assertEqual(codes[0], ENHANCE_YOUR_CALM, codes)
+        self.assertTrue(closed, 'gatherd did not close the connection')
+        self.assertLess(took, 5.0)
+
+        # The upstream saw about the budget's worth of requests, not the attack's thousands:
+        # each reset one costs a request and a connection (the call is abandoned mid-answer).
+        self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_http2_reset_goaways_total')
+                                   == 1, 5))
+        resets = metric(self.admin, 'gatherd_http2_resets_total')
+        self.assertGreaterEqual(resets, BUDGET + 1)
+        self.assertLess(resets, BUDGET + 2 * BATCH, 'streams started after the GOAWAY')
+        slow = len(self.stub.requests_for('/slow'))
+        self.assertLessEqual(slow, BUDGET + 2 * BATCH)
+        self.assertLessEqual(self.stub.connections_accepted, BUDGET + 2 * BATCH + 10)
+
+        client.stop.set()
+        client.join(10)
+        bad = [r for r in client.results if r[0] != 200]
+        self.assertFalse(bad, bad[:5])
+        worst = max(e for _, e in client.results)
+        self.assertLess(worst, 1.0, 'a normal request took %.3f s during the attack' % worst)
+        # logged once, with the client
+        self.assertEqual(self.gd.log().count('reset more streams before their answer'), 1,
+                         self.gd.log()[-3000:])
+        # a new HTTP/2 connection is served
+        r = run_curl(['--http2-prior-knowledge', '-w', '\n%{http_code}', self.gd.url('/fast')])
+        self.assertEqual(r.stdout.splitlines()[-1], b'200', r)
+
+    def test_a_client_that_cancels_a_few_streams_is_not_cut_off(self):
+        self.start()
+        h2 = H2(self.gd.port)
+        self.addCleanup(h2.close)
+        sid = 1
+        for _ in range(3):
+            # streams cancelled mid-gather, as a browser does when the user navigates on
+            for _ in range(20):
+                h2.request(sid, '/slow')
+                sid += 2
+            self.assertTrue(self.stub.wait_requests(len(self.stub.requests) + 1, 5))
+            for s in range(sid - 40, sid, 2):
+                h2.reset(s)
+            h2.request(sid, '/fast')
+            headers, body = h2.read_response(sid)
+            self.assertEqual(body, b'{"f":{"ok": true}}')
+            sid += 2
+        self.assertEqual(metric(self.admin, 'gatherd_http2_reset_goaways_total'), 0)
+        self.assertEqual(metric(self.admin, 'gatherd_http2_resets_total'), 60)
+
+    def test_answers_give_the_budget_back(self):
+        self.start(http2_reset_budget=5)
+        h2 = H2(self.gd.port)
+        self.addCleanup(h2.close)
+        sid = 1
+        # each answered request earns one more reset: 20 resets on a budget of 5
+        for _ in range(20):
+            h2.request(sid, '/fast')
+            h2.read_response(sid)
+            h2.request(sid + 2, '/slow')
+            h2.reset(sid + 2)
+            sid += 4
+        h2.request(sid, '/fast')
+        _, body = h2.read_response(sid)
+        self.assertEqual(body, b'{"f":{"ok": true}}')
+        sid += 2
+        self.assertEqual(metric(self.admin, 'gatherd_http2_reset_goaways_total'), 0)
+        # with no answers in between, the sixth reset ends the connection (the seventh when a
+        # second passes meanwhile and gives one back)
+        for i in range(8):
+            h2.request(sid, '/slow')
+            h2.reset(sid)
+            sid += 2
+        codes, closed = read_goaways(h2)
+        self.assertTrue(closed)
+        self.assertEqual(codes[:1], [ENHANCE_YOUR_CALM])
+        self.assertEqual(metric(self.admin, 'gatherd_http2_reset_goaways_total'), 1)
+
+
+if __name__ == '__main__':
+    main()
