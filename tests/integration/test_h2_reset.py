@@ -11,6 +11,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -211,6 +212,41 @@ class H2ResetTest(GatherdTestCase):
         self.assertTrue(closed)
         self.assertEqual(codes[:1], [ENHANCE_YOUR_CALM])
         self.assertEqual(metric(self.admin, 'gatherd_http2_reset_goaways_total'), 1)
+
+
+class CancelledCallTest(GatherdTestCase):
+    """A call cancelled when its answer is nearly complete (head received, at most 64 KiB of
+    the body missing) reads the rest and keeps its connection for the next call; one far from
+    complete closes it, as HTTP/1.1 demands."""
+
+    def run_case(self, size, missing, chunked):
+        stub = self.start_stub()
+        body = b'"' + b'a' * (size - 2) + b'"'
+        # the head and all but @missing bytes at once, the rest in pieces 300 ms apart
+        stub.add('/nearly', body=body, mode='slow_body', chunk_size=size - missing,
+                 interval_ms=300, chunked=chunked)
+        stub.add('/fast', json={'ok': True})
+        gd = self.start_gatherd(config(
+            [endpoint('/nearly', {'n': call('s', '/nearly', timeout_ms=5000)}, timeout_ms=150),
+             endpoint('/fast', {'f': call('s', '/fast')})], {'s': stub}))
+        st, _, body, elapsed = gd.get('/nearly')
+        self.assertEqual(st, 504, body)  # the endpoint deadline cancelled the call
+        self.assertLess(elapsed, 1.0)
+        time.sleep(0.5)  # the rest of the answer came meanwhile
+        st, _, body, _ = gd.get('/fast')
+        self.assertEqual((st, body), (200, b'{"f":{"ok": true}}'))
+        return stub
+
+    def test_nearly_complete_answer_keeps_its_connection(self):
+        for chunked in (False, True):
+            stub = self.run_case(200, 50, chunked)
+            self.assertEqual(stub.connections_accepted, 1, stub.connections)
+            self.assertEqual(stub.connections[0].paths, ['/nearly', '/fast'])
+
+    def test_answer_far_from_complete_closes_its_connection(self):
+        stub = self.run_case(200000, 150000, False)
+        self.assertEqual(stub.connections_accepted, 2, stub.connections)
+        self.assertEqual(stub.connections[0].closed_by, 'peer')
 
 
 if __name__ == '__main__':
