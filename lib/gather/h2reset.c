@@ -69,6 +69,31 @@ static void send_goaway_and_close(h2o_http2_conn_t *conn)
                                                              * whose close h2o sees anyway */
 }
 
+/* Once per connection, but at most one line a second for the process: an attacker that
+ * reconnects at once would otherwise write hundreds a second. The lines left out are counted
+ * in the next one (and all of them in gatherd_http2_reset_goaways_total). */
+static void log_goaway(const char *client, unsigned budget, uint64_t now_ms)
+{
+    static _Atomic uint64_t next_line_ms, left_out;
+
+    uint64_t due = atomic_load(&next_line_ms);
+    if (now_ms < due || !atomic_compare_exchange_strong(&next_line_ms, &due, now_ms + 1000)) {
+        atomic_fetch_add(&left_out, 1);
+        return;
+    }
+    uint64_t more = atomic_exchange(&left_out, 0);
+    if (more == 0)
+        gd_log_warn("HTTP/2 client %s reset more streams before their answer than "
+                    "http2_reset_budget (%u) allows: GOAWAY (ENHANCE_YOUR_CALM), connection "
+                    "closed",
+                    client != NULL ? client : "-", budget);
+    else
+        gd_log_warn("HTTP/2 client %s reset more streams before their answer than "
+                    "http2_reset_budget (%u) allows: GOAWAY (ENHANCE_YOUR_CALM), connection "
+                    "closed (and %llu more connections since the last such line)",
+                    client != NULL ? client : "-", budget, (unsigned long long)more);
+}
+
 void gd_h2reset_note(h2o_req_t *req, bool is_answered, unsigned budget, const char *client,
                      uint64_t now_ms, gd_metrics_t *metrics)
 {
@@ -107,8 +132,6 @@ void gd_h2reset_note(h2o_req_t *req, bool is_answered, unsigned budget, const ch
     }
     b->is_spent = true;
     gd_metrics_count_http2_reset(metrics, true);
-    gd_log_warn("HTTP/2 client %s reset more streams before their answer than "
-                "http2_reset_budget (%u) allows: GOAWAY (ENHANCE_YOUR_CALM), connection closed",
-                client != NULL ? client : "-", budget);
+    log_goaway(client, budget, now_ms);
     send_goaway_and_close(conn);
 }

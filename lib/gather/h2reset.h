@@ -12,7 +12,7 @@
  * slowly, is not cut off). A reset with the budget spent ends the connection: GOAWAY with
  * ENHANCE_YOUR_CALM (RFC 9113 section 5.4.1), no new stream started, and the connection closed
  * with the streams still open on it. Counted in gatherd_http2_resets_total and
- * gatherd_http2_reset_goaways_total; logged once per connection.
+ * gatherd_http2_reset_goaways_total; logged once per connection (at most a line a second).
  *
  * The count lives in a small object made at a connection's first reset and freed when h2o closes
  * the connection's socket (the socket's on_close hook, which libh2o uses for pooled client

@@ -417,11 +417,18 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
     *rq->dispose_slot = (struct dispose_slot){.rq = rq, .req = req, .ctx = ctx};
 
-    if (gd_gate_try_acquire(&ctx->line)) {
+    /* An HTTP/2 request takes its slot through the line even when one is free, which starts it
+     * on the next loop iteration rather than now: h2o reads a connection's frames in batches,
+     * so a stream reset in the same batch as its HEADERS (the Rapid Reset attack sends them
+     * together) leaves the line before any of its calls starts, and costs no upstream
+     * connection. It is still counted against the connection's http2_reset_budget. */
+    bool is_http2 = req->version >= 0x200;
+    if (!is_http2 && gd_gate_try_acquire(&ctx->line)) {
         start_request(rq);
         return;
     }
-    if (ctx->config->queue_timeout_ms == 0) {
+    bool is_slot_free = ctx->line.held < ctx->line.limit && ctx->line.waiting == 0;
+    if (ctx->config->queue_timeout_ms == 0 && !(is_http2 && is_slot_free)) {
         answer_overloaded(rq);
         detach(rq);
         free_request(rq);
