@@ -4,15 +4,17 @@ side by side in one run: an attacker opens and resets streams on an endpoint who
 slow, reconnecting whenever gatherd closes its connection, for DURATION_S; meanwhile normal
 clients GET a fast endpoint over HTTP/1.1. Two attackers: "rapid" sends each HEADERS with its
 RST_STREAM (CVE-2023-44487 as published); "late" sends 100 HEADERS, waits 5 ms so that their
-calls have started, then resets them all, and again. Prints, for each setting: upstream connections
+calls have started, then resets them all, and again. For comparison, "http1" opens an HTTP/1.1
+connection, sends one request, waits 5 ms and closes it, and again (what HTTP/1 allows). Prints, for each setting: upstream connections
 opened, streams the attacker sent, GOAWAYs, gatherd CPU seconds, normal requests' statuses and
 latency (p50, p99, max). Loopback only; stops by itself.
 
-    python3 tests/bench/h2_rapid_reset.py [ATTACKERS [rapid|late [BUDGET...]]]
+    python3 tests/bench/h2_rapid_reset.py [ATTACKERS [rapid|late|http1 [BUDGET...]]]
     (GATHERD_BIN=build/gatherd; BUDGET "off" for http2_reset_budget false, "-" for the default)
 """
 
 import os
+import socket
 import struct
 import sys
 import threading
@@ -43,7 +45,27 @@ def metric(admin, name):
     return -1  # a gatherd without the metric
 
 
-def attacker(port, stop, stats, is_late):
+def http1_attacker(port, stop, stats):
+    req = b'GET /slow HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n'
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(('127.0.0.1', port), timeout=5)
+        except OSError:
+            continue
+        try:
+            s.sendall(req)
+            time.sleep(0.005)
+            stats['streams'] += 1
+        except OSError:
+            stats['closed'] += 1
+        finally:
+            s.close()
+
+
+def attacker(port, stop, stats, mode):
+    if mode == 'http1':
+        return http1_attacker(port, stop, stats)
+    is_late = mode == 'late'
     while not stop.is_set():
         try:
             h2 = H2(port)
@@ -84,7 +106,7 @@ def normal(gd, stop, results):
     conn.close()
 
 
-def run(budget, attackers, is_late):
+def run(budget, attackers, mode):
     stub = StubUpstream()
     stub.add('/slow', json={'slow': True}, delay_ms=3000)
     stub.add('/fast', json={'ok': True})
@@ -100,7 +122,7 @@ def run(budget, attackers, is_late):
         stats = {'streams': 0, 'closed': 0}
         results = []
         cpu0, t0 = cpu_seconds(gd.pid), now()
-        threads = [threading.Thread(target=attacker, args=(gd.port, stop, stats, is_late),
+        threads = [threading.Thread(target=attacker, args=(gd.port, stop, stats, mode),
                                     daemon=True)
                    for _ in range(attackers)]
         threads += [threading.Thread(target=normal, args=(gd, stop, results), daemon=True)
@@ -133,10 +155,10 @@ def run(budget, attackers, is_late):
 
 if __name__ == '__main__':
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    late = len(sys.argv) > 2 and sys.argv[2] == 'late'
+    mode = sys.argv[2] if len(sys.argv) > 2 else 'rapid'
     budgets = [False if b == 'off' else None if b == '-' else int(b) for b in sys.argv[3:]]
     print('%d %s attacking connection(s), reconnecting when closed, %d normal HTTP/1.1 '
-          'clients, %.0f s each (%s)' % (n, 'late' if late else 'rapid', NORMAL_CLIENTS,
+          'clients, %.0f s each (%s)' % (n, mode, NORMAL_CLIENTS,
                                          DURATION_S, os.environ.get('GATHERD_BIN', 'build')))
     for b in budgets or [False, None]:
-        run(b, n, late)
+        run(b, n, mode)
