@@ -40,9 +40,6 @@
 /* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
 #define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
-/* HTTP/2 streams a connection may reset before their answer (gather/h2reset.h): the streams
- * h2o runs at once per connection (max_concurrent_requests_per_connection), so that a client
- * may cancel everything it has in flight, and more than once if it also gets answers. */
 #define DEFAULT_HTTP2_RESET_BUDGET     100
 #define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
@@ -3536,7 +3533,9 @@ static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg
     return 0;
 }
 
-/* "http2_reset_budget": an integer, or false for no limit (0). */
+/* "http2_reset_budget": an integer, or false for no limit (0). The default is the streams h2o
+ * runs at once per connection (max_concurrent_requests_per_connection), so that a client may
+ * cancel everything it has in flight (gather/h2reset.h). */
 static int load_http2_reset_budget(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     json_t *v = json_object_get(root, "http2_reset_budget");

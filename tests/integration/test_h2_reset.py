@@ -268,6 +268,19 @@ class CancelledCallTest(GatherdTestCase):
             self.assertEqual(stub.connections_accepted, 1, stub.connections)
             self.assertEqual(stub.connections[0].paths, ['/nearly', '/fast'])
 
+    def test_shutdown_while_an_answer_is_drained(self):
+        stub = self.start_stub()
+        stub.add('/nearly', body=b'"' + b'a' * 198 + b'"', mode='slow_body', chunk_size=150,
+                 interval_ms=2000)
+        gd = self.start_gatherd(config(
+            [endpoint('/nearly', {'n': call('s', '/nearly', timeout_ms=5000)}, timeout_ms=150)],
+            {'s': stub}, shutdown={'timeout_ms': 1000}))
+        st, _, body, _ = gd.get('/nearly')
+        self.assertEqual(st, 504, body)
+        # the connection is still reading the rest of the answer: the exit closes it
+        self.assertEqual(gd.terminate(10), 0, gd.log())
+        self.assertTrue(wait_until(lambda: stub.connections[0].closed_by == 'peer', 5))
+
     def test_answer_far_from_complete_closes_its_connection(self):
         stub = self.run_case(200000, 150000, False)
         self.assertEqual(stub.connections_accepted, 2, stub.connections)
