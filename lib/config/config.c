@@ -24,8 +24,11 @@
 
 #include "base/b64url.h"
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
+#include "base/waits.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
  * gd_router_new() checks that they agree. */
@@ -44,6 +47,7 @@
 #define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
+#define DEFAULT_SLOW_LOOP_MS           100
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -934,9 +938,9 @@ static const gd_retry_conf_t no_retry = {
 static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
                       const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
-                                       "on",             "attempt_timeout_ms", "budget_percent",
-                                       "min_retries_per_s", NULL};
+    static const char *const keys[] = {
+        "attempts",       "backoff_ms",        "max_backoff_ms", "on", "attempt_timeout_ms",
+        "budget_percent", "min_retries_per_s", "hedge_after_ms", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
     long long x = 0;
@@ -964,8 +968,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
         (r = get_duration(l, &rat, r_json, "max_backoff_ms", true, base->max_backoff_ms,
                           &out->max_backoff_ms)) < 0 ||
         (r = get_duration(l, &rat, r_json, "attempt_timeout_ms", true, base->attempt_timeout_ms,
-                          &out->attempt_timeout_ms)) < 0)
+                          &out->attempt_timeout_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "hedge_after_ms", true, base->hedge_after_ms,
+                          &out->hedge_after_ms)) < 0)
         return r;
+    if (json_object_get(r_json, "hedge_after_ms") != NULL && out->hedge_after_ms != 0 &&
+        out->attempts < 2) {
+        struct jpath kp = {&rat, "hedge_after_ms", 0};
+        return fail(l, &kp, "a hedge is a second attempt: it needs \"attempts\" of 2 or more");
+    }
     if (out->max_backoff_ms < out->backoff_ms) {
         struct jpath kp = {&rat, "max_backoff_ms", 0};
         return fail(l, &kp, "must be >= backoff_ms (%" PRIu64 "), not %" PRIu64, out->backoff_ms,
@@ -1019,13 +1030,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
     return 0;
 }
 
-/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+/* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
+ * "window_ms": 10000}, all optional inside it; the last two only with error_rate. */
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"failures", "open_ms", NULL};
+    static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
+                                       "min_calls", "window_ms", NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
-    long long failures = 0;
+    long long failures = 0, min_calls = 0, window_ms = 0;
     uint64_t open_ms = 0;
     int r;
 
@@ -1033,10 +1046,53 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return 0;
     if ((r = check_object(l, &bat, b, keys)) < 0 ||
         (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
-        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0 ||
+        (r = get_int(l, &bat, b, "min_calls", 1, 1000000, 20, &min_calls)) < 0 ||
+        (r = get_int(l, &bat, b, "window_ms", GD_WINDOW_BUCKETS, GD_CONFIG_MAX_DURATION_MS, 10000,
+                     &window_ms)) < 0)
         return r;
+    json_t *rate = json_object_get(b, "error_rate");
+    struct jpath rat = {&bat, "error_rate", 0};
+    if (rate == NULL && (json_object_get(b, "min_calls") || json_object_get(b, "window_ms"))) {
+        struct jpath kp = {&bat, json_object_get(b, "min_calls") ? "min_calls" : "window_ms", 0};
+        return fail(l, &kp, "only applies with error_rate");
+    }
+    if (rate != NULL && !json_is_number(rate))
+        return fail_type(l, &rat, rate, "a number");
+    if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
+        return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    if (rate != NULL)
+        gd_breaker_set_error_rate(u->breaker, json_number_value(rate), (unsigned)min_calls,
+                                  (uint64_t)window_ms);
+    return 0;
+}
+
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
+                                    gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    struct jpath rat = {at, "rate_limit", 0};
+    json_t *rl = json_object_get(v, "rate_limit");
+    long long calls = 0, burst = 0;
+    uint64_t per_ms = 0;
+    int r;
+
+    if (rl == NULL)
+        return 0;
+    if ((r = check_object(l, &rat, rl, keys)) < 0 ||
+        (r = get_int(l, &rat, rl, "calls", 1, 1000000000, -1, &calls)) < 0 ||
+        (r = get_duration(l, &rat, rl, "per_ms", false, 0, &per_ms)) < 0 ||
+        (r = get_int(l, &rat, rl, "burst", 1, 1000000, 1, &burst)) < 0)
+        return r;
+    if (json_object_get(rl, "calls") == NULL || json_object_get(rl, "per_ms") == NULL) {
+        struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
+        return fail(l, &kp, "missing required key");
+    }
+    u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
+    gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     return 0;
 }
 
@@ -1057,6 +1113,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "status_map",
                                        "retry",
                                        "breaker",
+                                       "rate_limit",
+                                       "max_in_flight",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -1105,6 +1163,16 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
     gd_retry_budget_init(u->retry_budget);
+    u->waits = gd_xmalloc(sizeof(*u->waits));
+    gd_waits_init(u->waits);
+    if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
+        return r;
+    u->max_in_flight = (size_t)x;
+    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    if (u->max_in_flight > 0)
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+    if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
+        return r;
     return load_breaker(l, at, v, u);
 }
 
@@ -1428,6 +1496,13 @@ static size_t pattern_elements(const char *re, size_t limit)
         size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
+    }
+    /* A group left open counts too: regcomp() expands its repetitions before it finds the
+     * missing ")" (an open group of 46 "+" took 2 GB before the error). */
+    while (depth > 0) {
+        size_t inner = stack[depth].sum;
+        depth--;
+        stack[depth].sum = SAT(stack[depth].sum + inner);
     }
 #undef SAT
     return stack[0].sum > 0 ? stack[0].sum : 1;
@@ -2088,7 +2163,14 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     if ((r = load_body(l, at, v, ep, c)) < 0 ||
         (r = load_retry(l, at, v, false, &c->upstream->retry, &c->retry)) < 0)
         return r;
-    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+    json_t *own_retry = json_object_get(v, "retry");
+    if (own_retry != NULL && json_object_get(own_retry, "hedge_after_ms") != NULL &&
+        c->retry.hedge_after_ms != 0 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0}, hat = {&rat, "hedge_after_ms", 0};
+        return fail(l, &hat, "a %s call is never hedged unless it is marked \"idempotent\": true",
+                    c->method);
+    }
+    if (own_retry != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
         struct jpath rat = {at, "retry", 0};
         return fail(l, &rat, "a %s call is never retried unless it is marked \"idempotent\": true",
                     c->method);
@@ -3582,6 +3664,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_url_bytes",
                                        "max_header_bytes",
                                        "max_headers",
+                                       "slow_loop_ms",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3624,6 +3707,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
         return r;
     cfg->max_headers = (size_t)x;
+    if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
+        return r;
+    cfg->slow_loop_ms = (uint64_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -3787,6 +3873,9 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->status_map);
         free(u->retry_budget);
         free(u->breaker);
+        free(u->rate_limit);
+        free(u->waits);
+        u->in_flight = gd_budget_free(u->in_flight);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {

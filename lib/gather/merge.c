@@ -48,6 +48,8 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
         case GD_OUTCOME_TIMEOUT:
             return 504;
         case GD_OUTCOME_CIRCUIT_OPEN:
+        case GD_OUTCOME_RATE_LIMITED:
+        case GD_OUTCOME_IN_FLIGHT_TIMEOUT:
             return 503;
         case GD_OUTCOME_STATUS: {
             /* The operator's map first: a 401 caused by the gateway's own API key is not the

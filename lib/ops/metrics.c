@@ -6,9 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
+#include "base/waits.h"
 
 #define NBUCKETS     13
 #define MIN_STATUS   100
@@ -21,6 +26,8 @@ static const uint64_t bucket_bounds_us[NBUCKETS] = {1000,   2500,    5000,    10
 static const char *const bucket_labels[NBUCKETS] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
                                                     "0.05",  "0.1",    "0.25",  "0.5",  "1",
                                                     "2.5",   "5",      "10"};
+
+_Static_assert(NBUCKETS == GD_WAITS_NBUCKETS, "the wait histograms share the buckets");
 
 struct histogram {
     uint64_t buckets[NBUCKETS + 1]; /* not cumulative; the last is +Inf */
@@ -55,6 +62,7 @@ struct gd_metrics {
     struct histogram loop_lag;
     uint64_t accept_backoffs;
     uint64_t http2_resets, http2_reset_goaways;
+    uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
     gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
 };
@@ -159,6 +167,11 @@ void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
 {
     bump(&m->accept_backoffs, 1);
+}
+
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m)
+{
+    bump(&m->slow_loop_turns, 1);
 }
 
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us)
@@ -414,6 +427,97 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
 
 /* The upstreams' gauges, each summed over the threads once, so that the three families show
  * one reading. */
+/* The breakers' states and transitions, the rate limits and max_in_flight: process-wide
+ * atomics kept beside the state they describe, read here from any thread. */
+static void render_outbound_limits(struct out *o, const gd_config_t *config)
+{
+    static const char *const states[] = {"closed", "open", "half_open"};
+    uint64_t now_ms = uv_hrtime() / 1000000; /* the loops' clock (uv_now()), not cached */
+    char u[256], labels[512];
+
+    header(o, "gatherd_upstream_breaker_state", "gauge",
+           "1 for the state each upstream's circuit breaker is in (closed, open, half_open), 0 "
+           "for the others; upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        int st = gd_breaker_state(b, now_ms);
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_state{upstream=\"%s\",state=\"%s\"} %d\n", u,
+                 states[k], st == k);
+    }
+    header(o, "gatherd_upstream_breaker_transitions_total", "counter",
+           "Transitions of each upstream's circuit breaker, by the state entered (half_open: a "
+           "probe let through); upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        uint64_t to[3] = {atomic_load(&b->closed), atomic_load(&b->opened),
+                          atomic_load(&b->half_opened)};
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_transitions_total{upstream=\"%s\",to=\"%s\"} %llu\n",
+                 u, states[k], (unsigned long long)to[k]);
+    }
+    header(o, "gatherd_upstream_rate_limit_waits_total", "counter",
+           "Attempts that waited for a token of their upstream's rate_limit.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_waits_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->waited)));
+    }
+    header(o, "gatherd_upstream_rate_limit_refused_total", "counter",
+           "Attempts refused at once because no token of their upstream's rate_limit could come "
+           "before their deadline (the call fails with kind rate_limited, a retry is not made).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->refused)));
+    }
+    header(o, "gatherd_upstream_in_flight_calls", "gauge",
+           "Calls under way to each upstream with a max_in_flight, for the whole process.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_budget_t *b = config->upstreams[i].in_flight;
+        if (b != NULL)
+            outf(o, "gatherd_upstream_in_flight_calls{upstream=\"%s\"} %zu\n",
+                 label(config->upstreams[i].name, u, sizeof(u)), gd_budget_used(b));
+    }
+    header(o, "gatherd_upstream_in_flight_refused_total", "counter",
+           "Calls that waited for a place under their upstream's max_in_flight until their "
+           "deadline (kind in_flight_timeout).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        outf(o, "gatherd_upstream_in_flight_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(w == NULL ? 0 : atomic_load(&w->in_flight_refused)));
+    }
+    header(o, "gatherd_upstream_wait_seconds", "histogram",
+           "Time calls waited before going to each upstream, by resource: a rate_limit token, a "
+           "place under max_in_flight, a connection (max_connections); calls that waited only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        if (w == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < GD_WAIT_COUNT; k++) {
+            struct histogram h = {{0}};
+            for (size_t j = 0; j <= NBUCKETS; j++)
+                h.buckets[j] = atomic_load_explicit(&w->by_kind[k].buckets[j],
+                                                    memory_order_relaxed);
+            h.count = atomic_load_explicit(&w->by_kind[k].count, memory_order_relaxed);
+            h.sum_us = atomic_load_explicit(&w->by_kind[k].sum_us, memory_order_relaxed);
+            snprintf(labels, sizeof(labels), "upstream=\"%s\",resource=\"%s\"", u,
+                     gd_wait_kind_names[k]);
+            render_histogram(o, "gatherd_upstream_wait_seconds", labels, &h);
+        }
+    }
+}
+
 static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
                                    const gd_config_t *config)
 {
@@ -452,14 +556,22 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
         size_t offset;
     } retry_counters[] = {
         {"gatherd_upstream_attempts_total",
-         "Attempts of HTTP calls to each upstream, first tries and retries (not the resends of a "
-         "stale keep-alive connection).",
+         "Attempts of HTTP calls to each upstream, first tries, retries and hedges (not the "
+         "resends of a stale keep-alive connection).",
          offsetof(gd_retry_budget_t, attempts)},
         {"gatherd_upstream_retries_total", "Retries granted (their backoff started) per upstream.",
          offsetof(gd_retry_budget_t, retries)},
         {"gatherd_upstream_retries_refused_total",
-         "Failures the retry policy would have retried but the upstream's retry budget refused.",
+         "Failures the retry policy would have retried, and hedges, that the upstream's retry "
+         "budget refused.",
          offsetof(gd_retry_budget_t, refused)},
+        {"gatherd_upstream_hedges_total",
+         "Hedges started per upstream: second attempts beside one with no answer after "
+         "hedge_after_ms.",
+         offsetof(gd_retry_budget_t, hedges)},
+        {"gatherd_upstream_hedges_won_total",
+         "Hedges whose answer the call took (a success or an upstream status) per upstream.",
+         offsetof(gd_retry_budget_t, hedges_won)},
     };
     for (size_t k = 0; k < GD_ARRAY_SIZE(retry_counters); k++) {
         header(o, retry_counters[k].name, "counter", retry_counters[k].help);
@@ -481,6 +593,7 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
              label(config->upstreams[i].name, u, sizeof(u)),
              (unsigned long long)(b == NULL ? 0 : atomic_load(&b->opened)));
     }
+    render_outbound_limits(o, config);
 }
 
 static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
@@ -589,6 +702,13 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "HTTP/2 connections sent GOAWAY (ENHANCE_YOUR_CALM) and closed for resetting more "
            "streams than http2_reset_budget allows.");
     outf(&o, "gatherd_http2_reset_goaways_total %llu\n", (unsigned long long)goaways);
+    uint64_t slow_turns = 0;
+    for (size_t t = 0; t < n; t++)
+        slow_turns += peek(&threads[t]->slow_loop_turns);
+    header(&o, "gatherd_slow_loop_turns_total", "counter",
+           "Event-loop turns that kept their thread busy longer than slow_loop_ms (each is "
+           "logged, at most once a second per thread).");
+    outf(&o, "gatherd_slow_loop_turns_total %llu\n", (unsigned long long)slow_turns);
     *ret_len = o.len;
     return o.buf;
 }

@@ -39,7 +39,7 @@ typedef struct gd_metrics_upstream_gauges {
 } gd_metrics_upstream_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
-#define GD_METRICS_MAX_OUTCOMES 16
+#define GD_METRICS_MAX_OUTCOMES 24
 
 /**
  * Creates the counters of one thread for @config, with @outcome_names[k] the label of outcome
@@ -73,6 +73,8 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
 void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
+/** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 /** Publishes the owning thread's gauges. Owning thread only. */

@@ -22,6 +22,8 @@ const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "not_found",
     [GD_OUTCOME_TLS] = "tls",
     [GD_OUTCOME_CIRCUIT_OPEN] = "circuit_open",
+    [GD_OUTCOME_RATE_LIMITED] = "rate_limited",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "in_flight_timeout",
 };
 
 static const char *const public_messages[GD_OUTCOME_COUNT] = {
@@ -39,6 +41,8 @@ static const char *const public_messages[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "no row was found",
     [GD_OUTCOME_TLS] = "the secure connection to the service failed",
     [GD_OUTCOME_CIRCUIT_OPEN] = "the service is failing: calls to it are paused",
+    [GD_OUTCOME_RATE_LIMITED] = "the calls to the service are over their rate limit",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "too many calls to the service are under way",
 };
 
 const char *gd_outcome_name(gd_outcome_t outcome)
@@ -72,6 +76,22 @@ void gd_call_dispose(gd_call_t *call)
         return; /* never prepared */
     call->ops->dispose(call);
     call->result.body = gd_buf_unref(call->result.body);
+}
+
+void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret)
+{
+    *ret = (gd_call_progress_t){.state = "pending", .attempt = 0};
+    if (call->ops == NULL || call->_task._group == NULL)
+        return; /* never started: its task joined no group */
+    if (gd_task_is_done(&call->_task)) {
+        ret->state = "done";
+        ret->attempt = call->result.attempts > 0 ? call->result.attempts : 1;
+        return;
+    }
+    if (call->ops->progress != NULL)
+        call->ops->progress(call, ret);
+    else
+        ret->state = "running";
 }
 
 uint64_t gd_call_elapsed_ms(const gd_call_t *call)
