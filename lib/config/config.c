@@ -46,6 +46,8 @@
 /* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
 #define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
+#define DEFAULT_HTTP2_RESET_BUDGET     100
+#define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
 #define DEFAULT_SLOW_LOOP_MS           100
@@ -3932,6 +3934,29 @@ static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg
     return 0;
 }
 
+/* "http2_reset_budget": an integer, or false for no limit (0). The default is the streams h2o
+ * runs at once per connection (max_concurrent_requests_per_connection), so that a client may
+ * cancel everything it has in flight (gather/h2reset.h). */
+static int load_http2_reset_budget(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    json_t *v = json_object_get(root, "http2_reset_budget");
+    long long x = 0;
+    int r;
+
+    if (v != NULL && json_is_false(v)) {
+        cfg->http2_reset_budget = 0;
+        return 0;
+    }
+    if (v != NULL && !json_is_integer(v))
+        return fail_type(l, &(struct jpath){NULL, "http2_reset_budget", 0}, v,
+                         "an integer or false");
+    if ((r = get_int(l, NULL, root, "http2_reset_budget", 1, MAX_HTTP2_RESET_BUDGET,
+                     DEFAULT_HTTP2_RESET_BUDGET, &x)) < 0)
+        return r;
+    cfg->http2_reset_budget = (unsigned)x;
+    return 0;
+}
+
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
@@ -3940,6 +3965,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "postgres",
                                        "threads",
                                        "http2",
+                                       "http2_reset_budget",
                                        "max_requests_in_flight",
                                        "max_client_connections",
                                        "queue_timeout_ms",
@@ -3980,7 +4006,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_bool(l, NULL, root, "expose_error_details", false, &cfg->expose_error_details)) <
         0)
         return r;
-    if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
+    if ((r = load_http2_reset_budget(l, root, cfg)) < 0 ||
+        (r = get_bool(l, NULL, root, "http2", false, &cfg->is_http2_enabled)) < 0 ||
         (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;

@@ -400,6 +400,7 @@ typedef struct gd_config {
     size_t nlisten;
     unsigned threads; /* 0 resolved to the number of online CPUs */
     bool is_http2_enabled;
+    unsigned http2_reset_budget; /* streams reset before their answer; 0: no limit */
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */

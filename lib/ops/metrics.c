@@ -63,6 +63,7 @@ struct gd_metrics {
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
+    uint64_t http2_resets, http2_reset_goaways;
     uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
     gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
@@ -165,6 +166,11 @@ void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpo
 {
     GD_REQUIRE(use < 3);
     bump(&m->calls[endpoint->index][call_index].by_cache_use[use], 1);
+}
+
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
+{
+    bump(is_goaway ? &m->http2_reset_goaways : &m->http2_resets, 1);
 }
 
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
@@ -734,6 +740,19 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "Times a listener stopped accepting for 100 ms because the process or the system ran "
            "out of file descriptors (EMFILE, ENFILE) or memory.");
     outf(&o, "gatherd_accept_backoffs_total %llu\n", (unsigned long long)backoffs);
+    uint64_t resets = 0, goaways = 0;
+    for (size_t t = 0; t < n; t++) {
+        resets += peek(&threads[t]->http2_resets);
+        goaways += peek(&threads[t]->http2_reset_goaways);
+    }
+    header(&o, "gatherd_http2_resets_total", "counter",
+           "HTTP/2 streams that the client reset while their request was being gathered or "
+           "queued.");
+    outf(&o, "gatherd_http2_resets_total %llu\n", (unsigned long long)resets);
+    header(&o, "gatherd_http2_reset_goaways_total", "counter",
+           "HTTP/2 connections sent GOAWAY (ENHANCE_YOUR_CALM) and closed for resetting more "
+           "streams than http2_reset_budget allows.");
+    outf(&o, "gatherd_http2_reset_goaways_total %llu\n", (unsigned long long)goaways);
     uint64_t slow_turns = 0;
     for (size_t t = 0; t < n; t++)
         slow_turns += peek(&threads[t]->slow_loop_turns);

@@ -76,6 +76,11 @@ typedef enum gd_metrics_cache_use {
 /** Counts how call @call_index of @endpoint, which has a cache, got its result. Owner only. */
 void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
                                 size_t call_index, gd_metrics_cache_use_t use);
+/**
+ * Counts an HTTP/2 stream that its client reset before its answer, or (@is_goaway) a connection
+ * closed for resetting more than http2_reset_budget allows. Owning thread only.
+ */
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
 /** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */
