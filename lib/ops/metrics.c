@@ -474,6 +474,57 @@ static void render_cache(struct out *o, gd_ttlcache_t *store)
     outf(o, "gatherd_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 }
 
+/* Each upstream's calls by outcome (and, for kind status, by the upstream's status): the sums
+ * of the call counters of the endpoints' calls to it, so nothing more is counted per call. */
+static void render_upstream_calls(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                                  const gd_config_t *config)
+{
+    char u[256];
+
+    if (n == 0)
+        return;
+    header(o, "gatherd_upstream_calls_total", "counter",
+           "Calls to each upstream by outcome (ok, or the kind of failure as in the answer's "
+           "errors), and for kind status by the upstream's status.");
+    for (size_t up = 0; up < config->nupstreams; up++) {
+        label(config->upstreams[up].name, u, sizeof(u));
+        for (size_t k = 0; k < threads[0]->noutcomes; k++) {
+            uint64_t count = 0;
+            bool is_split = false;
+            for (size_t t = 0; t < n; t++)
+                is_split |= __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
+            uint64_t *by_status = is_split ? gd_xcalloc(NSTATUS, sizeof(uint64_t)) : NULL;
+            for (size_t i = 0; i < config->nendpoints; i++) {
+                const gd_endpoint_conf_t *ep = &config->endpoints[i];
+                for (size_t j = 0; j < ep->ncalls; j++) {
+                    if (ep->calls[j].type != GD_CALL_TYPE_HTTP || ep->calls[j].source != up)
+                        continue;
+                    for (size_t t = 0; t < n; t++) {
+                        const struct call_metrics *cm = &threads[t]->calls[i][j];
+                        count += peek(&cm->by_outcome[k]);
+                        const uint64_t *bs = __atomic_load_n(&cm->by_status, __ATOMIC_ACQUIRE);
+                        for (size_t st = 0; by_status != NULL && bs != NULL && st < NSTATUS; st++)
+                            by_status[st] += peek(&bs[st]);
+                    }
+                }
+            }
+            if (by_status != NULL) {
+                for (size_t st = 0; st < NSTATUS; st++)
+                    if (by_status[st] != 0)
+                        outf(o,
+                             "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\","
+                             "status=\"%d\"} %llu\n",
+                             u, threads[0]->outcome_names[k], (int)st + MIN_STATUS,
+                             (unsigned long long)by_status[st]);
+                free(by_status);
+            } else if (count != 0 || k == 0) {
+                outf(o, "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\"} %llu\n", u,
+                     threads[0]->outcome_names[k], (unsigned long long)count);
+            }
+        }
+    }
+}
+
 /* The upstreams' gauges, each summed over the threads once, so that the three families show
  * one reading. */
 /* The breakers' states and transitions, the rate limits and max_in_flight: process-wide
@@ -724,6 +775,7 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
     outf(&o, "gatherd_build_info{version=\"%s\"} 1\n", GD_VERSION);
     render_requests(&o, threads, n, config);
     render_calls(&o, threads, n, config);
+    render_upstream_calls(&o, threads, n, config);
     render_gauges(&o, threads, n, config);
     if (config->cache_store != NULL)
         render_cache(&o, config->cache_store);
