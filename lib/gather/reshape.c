@@ -171,8 +171,9 @@ void gd_reshape_result(const gd_reshape_conf_t *conf, gd_call_result_t *r)
 {
     gd_jbuf_t out = {0};
 
-    if (conf == NULL || r->outcome != GD_OUTCOME_OK || r->body == NULL)
+    if (conf == NULL || r->is_shaped || r->outcome != GD_OUTCOME_OK || r->body == NULL)
         return;
+    r->is_shaped = true; /* dependents see the result first, the answer later: shaped once */
     /* Shaping mostly drops bytes: room for the whole input is one allocation, and renames that
      * lengthen keys rarely need a second. */
     out.cap = r->body->len + 64;

@@ -27,7 +27,7 @@ bool gd_reshape_apply(const gd_reshape_conf_t *conf, const char *s, size_t len, 
  * Shapes the body of @r, a call's result, by @conf (NULL: nothing happens): an OK result's body
  * is replaced with a new buffer holding the shaped document (the old reference dropped). When
  * "select" finds nothing, the call fails: GD_OUTCOME_SELECT, no body, a message naming the path.
- * Other outcomes stay as they are.
+ * Other outcomes stay as they are. A result already shaped (r->is_shaped) is left alone.
  */
 void gd_reshape_result(const gd_reshape_conf_t *conf, gd_call_result_t *r);
 

@@ -87,6 +87,32 @@ class HttpShapingTest(GatherdTestCase):
         # no internal detail without expose_error_details
         self.assertNotIn('address.zip', body.decode())
 
+    def test_dependent_calls_see_shaped_results(self):
+        stub = self.start_stub()
+        stub.add('/users/1', body=USER)
+        stub.add('/posts', body=POSTS)
+        stub.add('/companies/10', json={'c': 10})
+        stub.add('/companies/1', json={'c': 1})
+        eps = [endpoint('/p', {
+            'user': call('s', '/users/1', select='userId', optional=True),
+            'company': call('s', '/companies/{user}'),
+            'posts': call('s', '/posts', select='data.items', fields=['id']),
+            'first': call('s', '/companies/{posts[0].id}?t={posts[0].title}', optional=True),
+            'gone': call('s', '/posts', select='data.none', optional=True),
+            'after_gone': call('s', '/companies/{gone.id}', optional=True)})]
+        gd = self.start_gatherd(config(eps, {'s': stub}))
+        st, _, body, _ = gd.get('/p')
+        self.assertEqual(st, 200, body)
+        doc = jsonlib.loads(body)
+        self.assertEqual(doc['user'], 10)
+        self.assertEqual(doc['company'], {'c': 10})  # the selected value went into the path
+        self.assertEqual(doc['posts'], [{'id': 1}, {'id': 2}])
+        # "title" was dropped by "fields": the reference to it finds nothing
+        self.assertIsNone(doc['first'])
+        self.assertEqual(doc['errors']['first']['kind'], 'dependency')
+        self.assertEqual(doc['errors']['gone']['kind'], 'select')
+        self.assertEqual(doc['errors']['after_gone']['kind'], 'dependency')
+
     def check_config_error(self, calls, want):
         stub = self.start_stub()
         cfg = config([endpoint('/p', calls)], {'s': stub})
