@@ -18,6 +18,7 @@
 #include "base/coro.h"
 #include "front/dispatch.h"
 #include "front/h1idle.h"
+#include "gather/outbox.h"
 #include "gather/request.h"
 #include "ops/log.h"
 #include "sources/pg/pgpool.h"
@@ -78,6 +79,7 @@ struct worker {
     gd_pgpool_t *pgpool;
     gd_source_t *sources; /* the upstreams in config order, then the Postgres pool */
     gd_gather_ctx_t gather;
+    gd_outbox_t *outbox; /* the answers of this thread not yet taken by their clients */
     size_t connections;
     bool is_draining, is_aborted, is_finished;
     bool has_warned_backoff; /* the accept back-off is logged once per worker */
@@ -111,6 +113,7 @@ struct gd_server {
     /* The process-wide count of Postgres connections when pool_size is smaller than the
      * threads, else NULL (each worker's pool has a share of pool_size). */
     gd_pgpool_shared_t *pg_shared;
+    atomic_size_t unsent_bytes; /* every worker's outbox: max_unsent_bytes bounds it */
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -576,6 +579,7 @@ static void publish_gauges(struct worker *w)
         .heartbeat_ms = uv_hrtime() / 1000000,
         .is_pg_ready = is_pg_ready,
         .has_pg_been_ready = w->has_pg_been_ready,
+        .unsent_bytes = gd_outbox_bytes(w->outbox),
     };
     for (size_t i = 0; i < config->nupstreams; i++) {
         gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
@@ -632,6 +636,9 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&w->ctx);
+    /* Every connection is closed and every request disposed of: nothing is tracked. */
+    w->gather.responder.outbox = NULL;
+    w->outbox = gd_outbox_free(w->outbox);
     for (size_t i = 0; i < config->nupstreams; i++)
         gd_upstream_close(w->upstreams[i]);
     if (w->pgpool != NULL)
@@ -753,6 +760,11 @@ static void init_worker(struct worker *w)
                                   .sources = w->sources,
                                   .hangup = gd_hangup_new(&w->loop)};
     gd_gather_ctx_init(&w->gather, max_in_flight);
+    w->outbox = gd_outbox_new(&(gd_outbox_limits_t){config->write_timeout_ms,
+                                                    config->max_unsent_bytes_per_connection,
+                                                    config->max_unsent_bytes},
+                              gd_sched_timers(w->sched), s->metrics[w->index], &s->unsent_bytes);
+    w->gather.responder.outbox = w->outbox;
 
     GD_REQUIRE(uv_async_init(&w->loop, &w->wakeup, on_wakeup) == 0);
     w->wakeup.data = w;
