@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base/ptrcount.h"
 #include "base/util.h"
 #include "ops/log.h"
 
@@ -16,14 +17,7 @@
  * write timeout, so a slow client that keeps reading is not cut off. The piece is the grain of
  * that progress: a client is cut off below 64 KiB per write_timeout_ms (2 KiB/s at the default
  * 30 s), and a 7 MB answer costs 107 writes instead of one. */
-#define PIECE_BYTES   (64 * 1024)
-#define INITIAL_SLOTS 16
-
-/* The unsent bytes of one HTTP/2 connection, while it has any. */
-struct conn_slot {
-    const h2o_conn_t *conn; /* NULL: a free slot */
-    size_t bytes;
-};
+#define PIECE_BYTES (64 * 1024)
 
 struct gd_outbox {
     gd_outbox_limits_t limits;
@@ -32,10 +26,9 @@ struct gd_outbox {
     atomic_size_t *process_bytes;
     size_t bytes;   /* this thread's */
     size_t answers; /* tracked now */
-    /* HTTP/2 connections with unsent bytes: open addressing, linear probing, at most half full.
-     * An HTTP/1 connection has one answer at a time, its own bytes. */
-    struct conn_slot *slots;
-    size_t nslots, nused;
+    /* The unsent bytes of each HTTP/2 connection that has some. An HTTP/1 connection has one
+     * answer at a time: its bytes are that answer's. */
+    gd_ptrcount_t *by_connection;
 };
 
 /* One answer in flight, in its request's pool. */
@@ -52,81 +45,6 @@ struct tracked {
     bool is_closing;
 };
 
-static size_t slot_of(const gd_outbox_t *ob, const h2o_conn_t *conn)
-{
-    uintptr_t h = (uintptr_t)conn;
-    h ^= h >> 17; /* connections are allocations: their low bits say little */
-    h *= (uintptr_t)0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 20) & (ob->nslots - 1);
-}
-
-static struct conn_slot *find_slot(gd_outbox_t *ob, const h2o_conn_t *conn)
-{
-    for (size_t i = slot_of(ob, conn);; i = (i + 1) & (ob->nslots - 1))
-        if (ob->slots[i].conn == conn || ob->slots[i].conn == NULL)
-            return &ob->slots[i];
-}
-
-static void grow_slots(gd_outbox_t *ob)
-{
-    struct conn_slot *old = ob->slots;
-    size_t nold = ob->nslots;
-
-    ob->nslots = nold * 2;
-    ob->slots = gd_xcalloc(ob->nslots, sizeof(*ob->slots));
-    for (size_t i = 0; i < nold; i++)
-        if (old[i].conn != NULL)
-            *find_slot(ob, old[i].conn) = old[i];
-    free(old);
-}
-
-/* Frees @s and moves back the entries after it that probed past it (no tombstones). */
-static void remove_slot(gd_outbox_t *ob, struct conn_slot *s)
-{
-    size_t mask = ob->nslots - 1, hole = (size_t)(s - ob->slots);
-
-    ob->slots[hole].conn = NULL;
-    ob->nused--;
-    for (size_t i = (hole + 1) & mask; ob->slots[i].conn != NULL; i = (i + 1) & mask) {
-        size_t home = slot_of(ob, ob->slots[i].conn);
-        /* The entry may fill the hole when its home is not in (hole, i], cyclically. */
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            ob->slots[hole] = ob->slots[i];
-            ob->slots[i].conn = NULL;
-            hole = i;
-        }
-    }
-}
-
-static size_t connection_bytes(gd_outbox_t *ob, const h2o_conn_t *conn)
-{
-    struct conn_slot *s = find_slot(ob, conn);
-    return s->conn != NULL ? s->bytes : 0;
-}
-
-static void add_connection_bytes(gd_outbox_t *ob, const h2o_conn_t *conn, size_t n)
-{
-    if (2 * (ob->nused + 1) > ob->nslots)
-        grow_slots(ob);
-    struct conn_slot *s = find_slot(ob, conn);
-    if (s->conn == NULL) {
-        s->conn = conn;
-        s->bytes = 0;
-        ob->nused++;
-    }
-    s->bytes += n;
-}
-
-static void sub_connection_bytes(gd_outbox_t *ob, const h2o_conn_t *conn, size_t n)
-{
-    struct conn_slot *s = find_slot(ob, conn);
-
-    GD_REQUIRE(s->conn == conn && s->bytes >= n);
-    s->bytes -= n;
-    if (s->bytes == 0)
-        remove_slot(ob, s);
-}
-
 gd_outbox_t *gd_outbox_new(const gd_outbox_limits_t *limits, gd_timers_t *timers,
                            gd_metrics_t *metrics, atomic_size_t *process_bytes)
 {
@@ -136,8 +54,7 @@ gd_outbox_t *gd_outbox_new(const gd_outbox_limits_t *limits, gd_timers_t *timers
     ob->timers = timers;
     ob->metrics = metrics;
     ob->process_bytes = process_bytes;
-    ob->nslots = INITIAL_SLOTS;
-    ob->slots = gd_xcalloc(ob->nslots, sizeof(*ob->slots));
+    ob->by_connection = gd_ptrcount_new();
     return ob;
 }
 
@@ -145,8 +62,8 @@ gd_outbox_t *gd_outbox_free(gd_outbox_t *ob)
 {
     if (ob == NULL)
         return NULL;
-    GD_REQUIRE(ob->answers == 0 && ob->nused == 0);
-    free(ob->slots);
+    GD_REQUIRE(ob->answers == 0 && gd_ptrcount_keys(ob->by_connection) == 0);
+    gd_ptrcount_free(ob->by_connection);
     free(ob);
     return NULL;
 }
@@ -166,7 +83,7 @@ int gd_outbox_check(gd_outbox_t *ob, h2o_req_t *req, size_t len)
     if (ob == NULL)
         return 0;
     size_t in_process = atomic_load_explicit(ob->process_bytes, memory_order_relaxed);
-    size_t in_conn = is_multiplexed(req) ? connection_bytes(ob, req->conn) : 0;
+    size_t in_conn = is_multiplexed(req) ? gd_ptrcount_get(ob->by_connection, req->conn) : 0;
     int r = 0;
 
     /* Nothing held yet: the answer goes, however large (the bounds limit what piles up). */
@@ -272,7 +189,7 @@ static void on_tracked_dispose(void *p)
     ob->bytes -= t->held;
     atomic_fetch_sub_explicit(ob->process_bytes, t->held, memory_order_relaxed);
     if (t->conn != NULL)
-        sub_connection_bytes(ob, t->conn, t->held);
+        gd_ptrcount_sub(ob->by_connection, t->conn, t->held);
 }
 
 void gd_outbox_send(gd_outbox_t *ob, h2o_req_t *req, const gd_outbox_answer_t *a)
@@ -300,7 +217,7 @@ void gd_outbox_send(gd_outbox_t *ob, h2o_req_t *req, const gd_outbox_answer_t *a
     ob->bytes += t->held;
     atomic_fetch_add_explicit(ob->process_bytes, t->held, memory_order_relaxed);
     if (t->conn != NULL)
-        add_connection_bytes(ob, t->conn, t->held);
+        gd_ptrcount_add(ob->by_connection, t->conn, t->held);
     restart_timer(t);
     h2o_start_response(req, &t->generator);
     if (t->rest.len == 0)
