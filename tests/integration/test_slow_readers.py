@@ -50,6 +50,12 @@ def rss_bytes(pid):
     raise AssertionError('no VmRSS')
 
 
+def is_sanitized(pid):
+    """Whether the process runs under ASan, whose allocator keeps freed memory in quarantine."""
+    with open('/proc/%d/maps' % pid) as f:
+        return 'libasan' in f.read()
+
+
 def stalled_client(port, path):
     """An HTTP/1 client that sends its request and never reads: a small receive buffer, so that
     gatherd's writes block soon."""
@@ -122,8 +128,9 @@ class Http1SlowReaders(SlowReaderCase):
         self.assertEqual(status, 200)
         self.assertLess(now() - t0, 1.0)
         held_rss = rss_bytes(self.gd.pid)
-        # The bytes are those of the 8 answers, not more (generous: allocator slack).
-        self.assertLess(held_rss - baseline, 8 * BIG * 2 + 32 * MB, (baseline, held_rss))
+        if not is_sanitized(self.gd.pid):
+            # The bytes are those of the 8 answers, not more (generous: allocator slack).
+            self.assertLess(held_rss - baseline, 8 * BIG * 2 + 32 * MB, (baseline, held_rss))
 
         self.assertTrue(self.wait_metric('gatherd_write_timeouts_total', '', 8, timeout=10),
                         metrics_text(self.admin))
@@ -137,6 +144,9 @@ class Http1SlowReaders(SlowReaderCase):
         self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes') == 0,
                                    timeout=5, interval=0.05))
         self.assertEqual(get(self.port, '/big')[0], 200)
+        if not is_sanitized(self.gd.pid):
+            # The answers are gone with their connections: memory is back near the baseline.
+            self.assertLess(rss_bytes(self.gd.pid) - baseline, 24 * MB)
         log = self.gd.log()
         lines = [ln for ln in log.splitlines() if 'write_timeout_ms' in ln]
         self.assertEqual(len(lines), 8, log[-3000:])
@@ -218,7 +228,10 @@ class MemoryAfterBurst(SlowReaderCase):
         after = rss_bytes(self.gd.pid)
         sys.stderr.write('RSS baseline %.1f MB, after the burst %.1f MB\n'
                          % (baseline / MB, after / MB))
-        self.assertLess(after - baseline, 40 * MB, (baseline, after))
+        if is_sanitized(self.gd.pid):
+            return
+        # Measured: +1 MB with the fixed mmap threshold, +37 MB (8.4 -> 66 MB) without.
+        self.assertLess(after - baseline, 16 * MB, (baseline, after))
 
 
 # -- HTTP/2 with a zero window (RFC 9113 section 6.9.2: SETTINGS_INITIAL_WINDOW_SIZE 0) ----------
