@@ -3,7 +3,6 @@
  * would want to call lives in lib/.
  */
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,8 +27,6 @@
  * answers get to be written before the process leaves anyway. */
 #define ABORT_GRACE_MS 2000
 #define PROBE_TIMEOUT_MS 5000
-/* Blocks from this size up are mmap()ed by glibc, and returned to the system when freed. */
-#define MMAP_THRESHOLD_BYTES (256 * 1024)
 
 struct daemon {
     const gd_config_t *config;
@@ -330,13 +327,6 @@ int main(int argc, char **argv)
     gd_log_set_json(config->log.is_json);
     /* A client or upstream hanging up mid-write must be an error code, not a signal. */
     signal(SIGPIPE, SIG_IGN);
-    /* Large answers and upstream bodies (megabytes) are mapped on their own and unmapped when
-     * freed, so that RSS comes back after a burst of them. glibc's default threshold is
-     * dynamic: once such a block is freed it rises to that size, later ones come from the heap,
-     * and glibc keeps their freed memory (after 40 concurrent 7 MB answers RSS stayed 37 MB up;
-     * README, Limits). A fixed threshold turns that off; the cost is a mapping and its page
-     * faults per large block. Ignored where it fails (ASan's allocator has no such setting). */
-    (void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     code = run(config, tls);
     gd_tls_ctxs_free(config, tls);
     gd_config_free(config);

@@ -25,6 +25,7 @@ struct gd_outbox {
     gd_metrics_t *metrics;
     atomic_size_t *process_bytes;
     size_t bytes;   /* this thread's */
+    size_t peak;    /* the most bytes held since gd_outbox_take_peak() */
     size_t answers; /* tracked now */
     /* The unsent bytes of each HTTP/2 connection that has some. An HTTP/1 connection has one
      * answer at a time: its bytes are that answer's. */
@@ -71,6 +72,14 @@ gd_outbox_t *gd_outbox_free(gd_outbox_t *ob)
 size_t gd_outbox_bytes(const gd_outbox_t *ob)
 {
     return ob != NULL ? ob->bytes : 0;
+}
+
+size_t gd_outbox_take_peak(gd_outbox_t *ob)
+{
+    size_t peak = ob->peak;
+
+    ob->peak = ob->bytes;
+    return peak;
 }
 
 static bool is_multiplexed(const h2o_req_t *req)
@@ -215,6 +224,8 @@ void gd_outbox_send(gd_outbox_t *ob, h2o_req_t *req, const gd_outbox_answer_t *a
     gd_timer_init(&t->timer, on_write_timeout);
     ob->answers++;
     ob->bytes += t->held;
+    if (ob->bytes > ob->peak)
+        ob->peak = ob->bytes;
     atomic_fetch_add_explicit(ob->process_bytes, t->held, memory_order_relaxed);
     if (t->conn != NULL)
         gd_ptrcount_add(ob->by_connection, t->conn, t->held);

@@ -82,5 +82,7 @@ void gd_outbox_send(gd_outbox_t *ob, h2o_req_t *req, const gd_outbox_answer_t *a
 
 /** The bytes held by this thread's answers (for its gauges). */
 size_t gd_outbox_bytes(const gd_outbox_t *ob);
+/** The most bytes held at once since the last call (or the start); starts a new period. */
+size_t gd_outbox_take_peak(gd_outbox_t *ob);
 
 #endif

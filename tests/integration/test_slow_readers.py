@@ -117,6 +117,7 @@ class Http1SlowReaders(SlowReaderCase):
     def test_stalled_clients_are_closed_after_the_write_timeout(self):
         self.start()
         self.assertEqual(get(self.port, '/big')[0], 200)  # warm: the pools, the allocator
+        time.sleep(0.5)
         baseline = rss_bytes(self.gd.pid)
         clients = [stalled_client(self.port, '/big') for _ in range(8)]
         started = now()
@@ -145,8 +146,10 @@ class Http1SlowReaders(SlowReaderCase):
                                    timeout=5, interval=0.05))
         self.assertEqual(get(self.port, '/big')[0], 200)
         if not is_sanitized(self.gd.pid):
-            # The answers are gone with their connections: memory is back near the baseline.
-            self.assertLess(rss_bytes(self.gd.pid) - baseline, 24 * MB)
+            # The answers are gone with their connections: memory is back near the baseline
+            # once the thread is idle (a trim at most every second).
+            wait_until(lambda: rss_bytes(self.gd.pid) - baseline < 16 * MB, timeout=4)
+            self.assertLess(rss_bytes(self.gd.pid) - baseline, 16 * MB)
         log = self.gd.log()
         lines = [ln for ln in log.splitlines() if 'write_timeout_ms' in ln]
         self.assertEqual(len(lines), 8, log[-3000:])
@@ -210,6 +213,7 @@ class MemoryAfterBurst(SlowReaderCase):
         self.start(threads=2, max_unsent_bytes=1 << 30)
         for _ in range(2):
             self.assertEqual(get(self.port, '/big')[0], 200)
+        time.sleep(0.5)  # idle: the warm-up's memory is given back too
         baseline = rss_bytes(self.gd.pid)
         results = []
 
@@ -223,14 +227,16 @@ class MemoryAfterBurst(SlowReaderCase):
         self.assertEqual(len(results), 40)
         self.assertEqual([st for st, _ in results], [200] * 40)
         self.assertTrue(all(len(b) > BIG for _, b in results))
-        wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes') == 0, timeout=5)
-        time.sleep(0.5)
-        after = rss_bytes(self.gd.pid)
-        sys.stderr.write('RSS baseline %.1f MB, after the burst %.1f MB\n'
-                         % (baseline / MB, after / MB))
+        peak = rss_bytes(self.gd.pid)
         if is_sanitized(self.gd.pid):
             return
-        # Measured: +1 MB with the fixed mmap threshold, +37 MB (8.4 -> 66 MB) without.
+        # Idle again: within a few heartbeats the freed memory is given back.
+        t0 = now()
+        wait_until(lambda: rss_bytes(self.gd.pid) - baseline < 6 * MB, timeout=3, interval=0.05)
+        after = rss_bytes(self.gd.pid)
+        sys.stderr.write('RSS baseline %.1f MB, at the end of the burst %.1f MB, %.1f MB %.2f s '
+                         'later\n' % (baseline / MB, peak / MB, after / MB, now() - t0))
+        # Measured: +1 MB with malloc_trim() on idle, +37 MB (29.6 -> 66.3 MB) without it.
         self.assertLess(after - baseline, 16 * MB, (baseline, after))
 
 
@@ -264,9 +270,11 @@ class Http2ZeroWindow(SlowReaderCase):
         self.assertTrue(wait_until(
             lambda: metric(self.admin, 'gatherd_unsent_refusals_total', '{bound="connection"}')
             >= 15, timeout=10, interval=0.05), metrics_text(self.admin))
+        # The gauge is published every 100 ms.
+        self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes')
+                                   >= 4 * body, timeout=5, interval=0.05))
         held = metric(self.admin, 'gatherd_unsent_answer_bytes')
         self.assertLessEqual(held, 9 * MB + body + 65536)
-        self.assertGreaterEqual(held, 4 * body)
         # Other clients are served meanwhile.
         self.assertEqual(get(self.port, '/small')[0], 200)
         # No DATA can flow: the write timeout closes the connection.
