@@ -126,11 +126,23 @@ static void describe_client(struct tracked *t, char *buf, size_t cap)
     snprintf(buf, cap, "%s", text);
 }
 
-/* No byte taken for write_timeout_ms: the connection goes. Its socket is shut down, not closed:
- * h2o owns the descriptor, and sees a failed write (HTTP/1, HTTP/2 with a write pending) or the
- * end of stream (HTTP/2 reading on) at its next turn, then closes the connection and disposes of
- * its requests. A zero linger makes that close a reset, so the kernel drops what it still holds
- * for the client at once instead of probing a zero window for minutes. */
+/* Whether gatherd has already shut @fd down: the zero linger below is its mark (nothing else
+ * in gatherd sets SO_LINGER on a client socket). The streams of one HTTP/2 connection time out
+ * together: the connection is logged and counted once. */
+static bool is_shut_down(int fd)
+{
+    struct linger lg;
+    socklen_t len = sizeof(lg);
+    return getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff != 0 &&
+           lg.l_linger == 0;
+}
+
+/* No byte taken for write_timeout_ms: the connection goes, with all its streams. Its socket is
+ * shut down, not closed: h2o owns the descriptor, and sees a failed write (HTTP/1, HTTP/2 with a
+ * write pending) or the end of stream (HTTP/2 reading on) at its next turn, then closes the
+ * connection and disposes of its requests. A zero linger makes that close a reset, so the kernel
+ * drops what it still holds for the client at once instead of probing a zero window for
+ * minutes. */
 static void on_write_timeout(gd_timer_t *timer)
 {
     struct tracked *t = H2O_STRUCT_FROM_MEMBER(struct tracked, timer, timer);
@@ -143,6 +155,8 @@ static void on_write_timeout(gd_timer_t *timer)
     if (sock == NULL)
         return;
     int fd = h2o_socket_get_fd(sock);
+    if (is_shut_down(fd))
+        return;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     /* Errors: the socket is already broken, and h2o closes it anyway. */
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -150,11 +164,13 @@ static void on_write_timeout(gd_timer_t *timer)
     if (t->ob->metrics != NULL)
         gd_metrics_count_write_timeout(t->ob->metrics);
     describe_client(t, client, sizeof(client));
-    gd_log_warn("client %s took no byte of its answer (endpoint %s %s, %zu bytes) for %llu ms "
+    char what[160] = "an error answer";
+    if (t->endpoint != NULL)
+        snprintf(what, sizeof(what), "endpoint %s %s", t->endpoint->method, t->endpoint->path);
+    gd_log_warn("client %s took no byte of its answer (%s, %zu bytes) for %llu ms "
                 "(write_timeout_ms): closing its HTTP/%d connection",
-                client, t->endpoint != NULL ? t->endpoint->method : "-",
-                t->endpoint != NULL ? t->endpoint->path : "-", t->held,
-                (unsigned long long)t->ob->limits.write_timeout_ms, is_multiplexed(t->req) ? 2 : 1);
+                client, what, t->held, (unsigned long long)t->ob->limits.write_timeout_ms,
+                is_multiplexed(t->req) ? 2 : 1);
 }
 
 static void restart_timer(struct tracked *t)

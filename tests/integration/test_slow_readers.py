@@ -290,6 +290,10 @@ class Http2ZeroWindow(SlowReaderCase):
         self.assertTrue(ended)
         self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes') == 0,
                                    timeout=5, interval=0.05))
+        lines = [ln for ln in self.gd.log().splitlines() if 'write_timeout_ms' in ln]
+        self.assertEqual(len(lines), 1, lines)  # one line per connection, not per stream
+        self.assertIn('HTTP/2 connection', lines[0])
+        self.assertEqual(metric(self.admin, 'gatherd_write_timeouts_total'), 1)
 
 
 if __name__ == '__main__':
