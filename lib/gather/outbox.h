@@ -60,7 +60,8 @@ gd_outbox_t *gd_outbox_free(gd_outbox_t *ob);
 
 /**
  * Whether an answer of @len bytes to @req fits its connection's and the process's bounds: 0, or
- * GD_OUTBOX_CONNECTION_FULL / GD_OUTBOX_PROCESS_FULL (counted; the caller answers 503).
+ * GD_OUTBOX_CONNECTION_FULL / GD_OUTBOX_PROCESS_FULL (counted; the caller answers 503). With
+ * @len 0, at a request's arrival: whether any room is left at all.
  */
 int gd_outbox_check(gd_outbox_t *ob, h2o_req_t *req, size_t len);
 

@@ -418,6 +418,14 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     if (ct >= 0)
         in.content_type = (gd_strv_t){req->headers.entries[ct].value.base,
                                       req->headers.entries[ct].value.len};
+    /* Slow readers already hold all the room there is: no call is made for an answer that
+     * could only be refused. */
+    int full = gd_outbox_check(ctx->responder.outbox, req, 0);
+    if (full != 0) {
+        answer_unsent_full(rq, full);
+        free_request(rq);
+        return;
+    }
 
     /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
      * request holds is its own. */

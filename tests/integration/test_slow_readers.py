@@ -206,6 +206,26 @@ class Http1SlowReaders(SlowReaderCase):
         self.assertEqual(status, 200)
         self.assertGreater(len(body), BIG)
 
+    def test_no_call_is_made_when_no_room_is_left(self):
+        """One answer larger than the process bound is served (nothing was held); while its
+        client does not read it, new requests are refused at once, before their calls."""
+        self.start(max_unsent_bytes=5 * MB, write_timeout_ms=3000)
+        c = stalled_client(self.port, '/big')
+        self.addCleanup(c.close)
+        self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes')
+                                   >= BIG, timeout=5, interval=0.05))
+        calls = len(self.stub.requests_for('/big'))
+        for path in ('/big', '/small'):
+            status, body = get(self.port, path)
+            self.assertEqual(status, 503, body[:200])
+            self.assertEqual(json.loads(body)['error'], 'overloaded')
+        self.assertEqual(len(self.stub.requests_for('/big')), calls)
+        self.assertEqual(len(self.stub.requests_for('/small')), 0)
+        self.assertTrue(self.wait_metric('gatherd_write_timeouts_total', '', 1, timeout=10))
+        self.assertTrue(wait_until(lambda: metric(self.admin, 'gatherd_unsent_answer_bytes') == 0,
+                                   timeout=5, interval=0.05))
+        self.assertEqual(get(self.port, '/small')[0], 200)
+
 
 class MemoryAfterBurst(SlowReaderCase):
     def test_rss_returns_near_baseline_after_a_burst(self):
