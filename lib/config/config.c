@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -24,8 +25,13 @@
 
 #include "base/b64url.h"
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
+#include "base/waits.h"
+#include "config/callgraph.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
  * gd_router_new() checks that they agree. */
@@ -40,6 +46,8 @@
 /* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
 #define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
+#define DEFAULT_HTTP2_RESET_BUDGET     100
+#define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 /* An answer no byte of which the client takes for this long closes its connection. */
 #define DEFAULT_WRITE_TIMEOUT_MS       30000
@@ -49,6 +57,8 @@
 #define DEFAULT_MAX_UNSENT_BYTES                (256LL << 20)
 #define MAX_UNSENT_BYTES                        (1LL << 40)
 #define DEFAULT_COROUTINE_STACK_KB     64
+#define DEFAULT_SLOW_LOOP_MS           100
+#define DEFAULT_CACHE_MAX_BYTES        (64 * 1024 * 1024)
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -97,7 +107,23 @@ struct loader {
      * so that finding a duplicate route costs one probe, not a pass over every endpoint. */
     size_t *routes;
     size_t routes_cap, nroutes;
+    /* While a call's templates compile: where its references to other calls go. */
+    struct call_scope *calling;
+    uint64_t max_cache_ttl_ms; /* the longest lifetime a call's "cache" gives an entry */
 };
+
+/* The call whose templates compile, and what its references to other calls may name. */
+struct call_scope {
+    gd_call_conf_t *call;
+    const char *const *names; /* every call of the endpoint, config order */
+    size_t ncalls;
+    gd_ref_use_t use; /* of the template compiling now */
+};
+
+/* Resolvers give a reference to a call's result the index REF_INDEX_BASE + its index in the
+ * endpoint's refs; once every parameter is known, fix_ref_indexes() moves them past the
+ * parameters, where the request puts their rendered values. */
+#define REF_INDEX_BASE ((size_t)1 << 24)
 
 /* An error message under construction in the caller's buffer, silently truncated. */
 struct sbuf {
@@ -939,9 +965,9 @@ static const gd_retry_conf_t no_retry = {
 static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
                       const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
-                                       "on",             "attempt_timeout_ms", "budget_percent",
-                                       "min_retries_per_s", NULL};
+    static const char *const keys[] = {
+        "attempts",       "backoff_ms",        "max_backoff_ms", "on", "attempt_timeout_ms",
+        "budget_percent", "min_retries_per_s", "hedge_after_ms", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
     long long x = 0;
@@ -969,8 +995,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
         (r = get_duration(l, &rat, r_json, "max_backoff_ms", true, base->max_backoff_ms,
                           &out->max_backoff_ms)) < 0 ||
         (r = get_duration(l, &rat, r_json, "attempt_timeout_ms", true, base->attempt_timeout_ms,
-                          &out->attempt_timeout_ms)) < 0)
+                          &out->attempt_timeout_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "hedge_after_ms", true, base->hedge_after_ms,
+                          &out->hedge_after_ms)) < 0)
         return r;
+    if (json_object_get(r_json, "hedge_after_ms") != NULL && out->hedge_after_ms != 0 &&
+        out->attempts < 2) {
+        struct jpath kp = {&rat, "hedge_after_ms", 0};
+        return fail(l, &kp, "a hedge is a second attempt: it needs \"attempts\" of 2 or more");
+    }
     if (out->max_backoff_ms < out->backoff_ms) {
         struct jpath kp = {&rat, "max_backoff_ms", 0};
         return fail(l, &kp, "must be >= backoff_ms (%" PRIu64 "), not %" PRIu64, out->backoff_ms,
@@ -1024,13 +1057,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
     return 0;
 }
 
-/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+/* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
+ * "window_ms": 10000}, all optional inside it; the last two only with error_rate. */
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"failures", "open_ms", NULL};
+    static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
+                                       "min_calls", "window_ms", NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
-    long long failures = 0;
+    long long failures = 0, min_calls = 0, window_ms = 0;
     uint64_t open_ms = 0;
     int r;
 
@@ -1038,10 +1073,53 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return 0;
     if ((r = check_object(l, &bat, b, keys)) < 0 ||
         (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
-        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0 ||
+        (r = get_int(l, &bat, b, "min_calls", 1, 1000000, 20, &min_calls)) < 0 ||
+        (r = get_int(l, &bat, b, "window_ms", GD_WINDOW_BUCKETS, GD_CONFIG_MAX_DURATION_MS, 10000,
+                     &window_ms)) < 0)
         return r;
+    json_t *rate = json_object_get(b, "error_rate");
+    struct jpath rat = {&bat, "error_rate", 0};
+    if (rate == NULL && (json_object_get(b, "min_calls") || json_object_get(b, "window_ms"))) {
+        struct jpath kp = {&bat, json_object_get(b, "min_calls") ? "min_calls" : "window_ms", 0};
+        return fail(l, &kp, "only applies with error_rate");
+    }
+    if (rate != NULL && !json_is_number(rate))
+        return fail_type(l, &rat, rate, "a number");
+    if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
+        return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    if (rate != NULL)
+        gd_breaker_set_error_rate(u->breaker, json_number_value(rate), (unsigned)min_calls,
+                                  (uint64_t)window_ms);
+    return 0;
+}
+
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
+                                    gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    struct jpath rat = {at, "rate_limit", 0};
+    json_t *rl = json_object_get(v, "rate_limit");
+    long long calls = 0, burst = 0;
+    uint64_t per_ms = 0;
+    int r;
+
+    if (rl == NULL)
+        return 0;
+    if ((r = check_object(l, &rat, rl, keys)) < 0 ||
+        (r = get_int(l, &rat, rl, "calls", 1, 1000000000, -1, &calls)) < 0 ||
+        (r = get_duration(l, &rat, rl, "per_ms", false, 0, &per_ms)) < 0 ||
+        (r = get_int(l, &rat, rl, "burst", 1, 1000000, 1, &burst)) < 0)
+        return r;
+    if (json_object_get(rl, "calls") == NULL || json_object_get(rl, "per_ms") == NULL) {
+        struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
+        return fail(l, &kp, "missing required key");
+    }
+    u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
+    gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     return 0;
 }
 
@@ -1062,6 +1140,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "status_map",
                                        "retry",
                                        "breaker",
+                                       "rate_limit",
+                                       "max_in_flight",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -1110,6 +1190,16 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
     gd_retry_budget_init(u->retry_budget);
+    u->waits = gd_xmalloc(sizeof(*u->waits));
+    gd_waits_init(u->waits);
+    if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
+        return r;
+    u->max_in_flight = (size_t)x;
+    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    if (u->max_in_flight > 0)
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+    if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
+        return r;
     return load_breaker(l, at, v, u);
 }
 
@@ -1343,24 +1433,31 @@ static bool has_unmatched_paren(const char *re)
  * multiply: "(a{1,1000}){1,1000}" takes 30 s and 8 GB. Estimates the elements the compiled
  * pattern holds (an atom is 1; a bound multiplies what it repeats by its largest count; *, +
  * and ? double it), saturating at @limit + 1. Also refuses back-references (glibc accepts "\1"
- * in extended patterns, and matching with them can take exponential time). Returns the
- * estimate, or 0 for a back-reference. */
-static size_t pattern_elements(const char *re, size_t limit)
+ * in extended patterns, and matching with them can take exponential time) and repetitions in a
+ * row ("a++*": undefined in POSIX, and glibc's closure computation over them took 11 s for a
+ * pattern of 40 characters, found by fuzz_config). Returns the estimate, or 0 with the reason
+ * in *@ret_problem. */
+static size_t pattern_elements(const char *re, size_t limit, const char **ret_problem)
 {
     struct level {
         size_t sum;  /* elements of the group so far */
         size_t last; /* those of its last atom, which a quantifier repeats */
     } stack[64] = {{0, 0}};
     size_t depth = 0;
+    bool follows_quantifier = false;
 
 #define SAT(x) ((x) > limit ? limit + 1 : (x))
     for (const char *p = re; *p != '\0'; p++) {
         struct level *lv = &stack[depth];
         size_t times = 0;
+        bool was_quantifier = follows_quantifier;
+        follows_quantifier = false;
         switch (*p) {
         case '\\':
-            if (p[1] >= '1' && p[1] <= '9')
+            if (p[1] >= '1' && p[1] <= '9') {
+                *ret_problem = "back-references (\\1 to \\9) are not supported";
                 return 0;
+            }
             if (p[1] != '\0')
                 p++;
             lv->last = 1;
@@ -1430,9 +1527,22 @@ static size_t pattern_elements(const char *re, size_t limit)
             continue;
         }
         /* A quantifier: its atom's elements, repeated. */
+        if (was_quantifier) {
+            *ret_problem = "two repetition operators in a row (such as \"a+*\" or \"a*{2}\") are "
+                           "undefined in POSIX patterns: write one, or group the first";
+            return 0;
+        }
+        follows_quantifier = true;
         size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
+    }
+    /* A group left open counts too: regcomp() expands its repetitions before it finds the
+     * missing ")" (an open group of 46 "+" took 2 GB before the error). */
+    while (depth > 0) {
+        size_t inner = stack[depth].sum;
+        depth--;
+        stack[depth].sum = SAT(stack[depth].sum + inner);
     }
 #undef SAT
     return stack[0].sum > 0 ? stack[0].sum : 1;
@@ -1448,8 +1558,9 @@ static int compile_pattern(struct loader *l, const struct jpath *at, const char 
     /* Checked before regcomp() sees it: `gatherd -t` runs in ExecStartPre and must not hang. */
     if (len > PATTERN_MAX_LEN)
         return fail(l, at, "bad pattern: longer than %d characters", PATTERN_MAX_LEN);
-    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS)) == 0)
-        return fail(l, at, "bad pattern: back-references (\\1 to \\9) are not supported");
+    const char *problem = NULL;
+    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS, &problem)) == 0)
+        return fail(l, at, "bad pattern: %s", problem);
     if (elements > PATTERN_MAX_ELEMENTS)
         return fail(l, at,
                     "bad pattern: too complex (its repetitions expand to more than %d elements; "
@@ -1616,17 +1727,100 @@ struct resolve_ctx {
     gd_endpoint_conf_t *ep;
 };
 
+/* gd_expr_scope_t's resolve_param inside a call reference: only captures, so that the message
+ * for {id.x} says that a parameter has no fields. */
+static int resolve_capture_only(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    const gd_endpoint_conf_t *ep = ctx;
+
+    *ret_is_int = false;
+    for (size_t i = 0; src == 0 && i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void add_need(gd_call_conf_t *c, size_t call)
+{
+    for (size_t i = 0; i < c->nneeds; i++)
+        if (c->needs[i] == call)
+            return;
+    c->needs = gd_xrealloc(c->needs, (c->nneeds + 1) * sizeof(*c->needs));
+    c->needs[c->nneeds++] = call;
+}
+
+/* A reference @text (between the braces) to a call's result in the templates of the call
+ * compiling now: parsed as the response's references are, added to the endpoint's refs and to
+ * the needs of the call. Returns its index for the template, or -1 with a message in @err. */
+static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char *text, char *err,
+                            size_t errlen)
+{
+    struct call_scope *cs = l->calling;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep};
+    size_t len = strlen(text);
+    char *src = gd_xmalloc(len + 3);
+    gd_text_template_t t;
+
+    src[0] = '{';
+    memcpy(src + 1, text, len);
+    src[len + 1] = '}';
+    src[len + 2] = '\0';
+    if (gd_text_template_compile(src, &scope, &t, err, errlen) < 0) {
+        free(src);
+        return -1;
+    }
+    if (!t.is_typed ||
+        (t.parts[0].expr.kind != GD_EXPR_CALL && t.parts[0].expr.kind != GD_EXPR_COUNT)) {
+        snprintf(err, errlen, "\"%s\": a reference to a call's result expected", src);
+        gd_text_template_dispose(&t);
+        free(src);
+        return -1;
+    }
+    ep->refs = gd_xrealloc(ep->refs, (ep->nrefs + 1) * sizeof(*ep->refs));
+    gd_call_ref_t *ref = &ep->refs[ep->nrefs++];
+    ref->expr = t.parts[0].expr;
+    ref->use = cs->use;
+    ref->text = src;
+    free(t.parts); /* the expression moved into ref */
+    cs->call->nrefs++;
+    add_need(cs->call, ref->expr.index);
+    return (int)(REF_INDEX_BASE + ep->nrefs - 1);
+}
+
+/* The reference a template's value index stands for while the endpoint compiles, or NULL. */
+static gd_call_ref_t *ref_of(gd_endpoint_conf_t *ep, size_t value_index)
+{
+    return value_index >= REF_INDEX_BASE ? &ep->refs[value_index - REF_INDEX_BASE] : NULL;
+}
+
+static void set_ref_use(struct loader *l, gd_ref_use_t use)
+{
+    if (l->calling != NULL)
+        l->calling->use = use;
+}
+
 /* gd_template_resolve_cb: a capture must exist; a query or header parameter is added (as an
  * optional string) on first use. */
 static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, size_t errlen)
 {
     struct resolve_ctx *rc = ctx;
     gd_endpoint_conf_t *ep = rc->ep;
+    struct call_scope *cs = rc->l->calling;
 
+    if (src == GD_SRC_CALL) {
+        if (cs == NULL) {
+            snprintf(err, errlen, "bad variable name \"{%s}\"", name);
+            return -1;
+        }
+        return resolve_call_ref(rc->l, ep, name, err, errlen);
+    }
     if (src == GD_SRC_PATH) {
         for (size_t i = 0; i < ep->ncaptures; i++)
             if (strcmp(ep->params[i].key, name) == 0)
                 return (int)i;
+        for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
+            if (strcmp(cs->names[i], name) == 0)
+                return resolve_call_ref(rc->l, ep, name, err, errlen);
         snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
                  quote(rc->l, ep->path));
         return -1;
@@ -1710,6 +1904,7 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
         /* {env.NAME} values become literal text of the template, read once, here. */
         if ((r = subst_env(l, &hp, json_string_value(member), true, &text, &nsubst)) < 0)
             return r;
+        set_ref_use(l, GD_REF_TEXT);
         r = compile_template(l, &hp, text, ep, &h->value);
         free(text);
         if (r < 0)
@@ -1835,11 +2030,131 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep, gd_call_conf_t *c);
 
+/* "after": calls this one waits for without using their results. */
+static int load_after(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    struct jpath after_at = {at, "after", 0};
+    json_t *after = json_object_get(v, "after");
+    const struct call_scope *cs = l->calling;
+
+    if (after == NULL)
+        return 0;
+    if (!json_is_array(after))
+        return fail_type(l, &after_at, after, "an array of call names");
+    for (size_t i = 0; i < json_array_size(after); i++) {
+        struct jpath ip = {&after_at, NULL, i};
+        json_t *name = json_array_get(after, i);
+        size_t j = 0;
+        if (!json_is_string(name))
+            return fail_type(l, &ip, name, "a call name");
+        while (j < cs->ncalls && strcmp(cs->names[j], json_string_value(name)) != 0)
+            j++;
+        if (j == cs->ncalls)
+            return fail(l, &ip, "unknown call %s (not a call of this endpoint)",
+                        quote(l, json_string_value(name)));
+        add_need(c, j);
+    }
+    return 0;
+}
+
+/* "when": one reference; the call runs only when its value is true. */
+static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep,
+                     gd_call_conf_t *c)
+{
+    struct jpath when_at = {at, "when", 0};
+    json_t *when = json_object_get(v, "when");
+    int r;
+
+    if (when == NULL)
+        return 0;
+    if (!json_is_string(when))
+        return fail_type(l, &when_at, when, "a string like \"{query.include}\"");
+    set_ref_use(l, GD_REF_WHEN);
+    if ((r = compile_template(l, &when_at, json_string_value(when), ep, &c->when)) < 0)
+        return r;
+    c->has_when = true;
+    if (c->when.nparts != 1 || c->when.parts[0].is_literal)
+        return fail(l, &when_at, "must be exactly one reference like \"{query.include}\", not %s",
+                    quote(l, json_string_value(when)));
+    return 0;
+}
+
+/* The keys of a call that decide nothing about its result (when and how long it runs, how it
+ * is retried): left out of its cache variant. */
+static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
+                                              "retry",              "idempotent",     "after",
+                                              "when",               "attempt_timeout_ms",
+                                              "hedge_after_ms",     NULL};
+
+/* Whether SQL text @sql reads only, as far as its first keyword tells: SELECT, VALUES, TABLE
+ * (a WITH may hold a data-modifying statement). */
+static bool is_plain_select(const char *sql)
+{
+    static const char *const words[] = {"select", "values", "table", NULL};
+
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+        sql++;
+    for (size_t i = 0; words[i] != NULL; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]) && sql[n] != '_')
+            return true;
+    }
+    return false;
+}
+
+/* "cache": {"ttl_ms", "negative_ttl_ms", "honor_cache_control"}; its variant is the call's own
+ * settings (canonical JSON without the timing keys), with the upstream's name in them. */
+static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
+    struct jpath cat = {at, "cache", 0};
+    json_t *cv = json_object_get(v, "cache");
+    int r;
+
+    if (cv == NULL)
+        return 0;
+    if (!json_is_object(cv))
+        return fail_type(l, &cat, cv, "an object");
+    if ((r = check_object(l, &cat, cv, keys)) < 0 ||
+        (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        return r;
+    if (json_object_get(cv, "ttl_ms") == NULL)
+        return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
+    if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
+        return fail(l, &cat,
+                    "a %s call changes something: its result is not cached (mark it "
+                    "\"idempotent\": true if it only reads)",
+                    c->method);
+    if (c->type == GD_CALL_TYPE_SQL) {
+        bool is_idempotent = false;
+        if ((r = get_bool(l, at, v, "idempotent", false, &is_idempotent)) < 0)
+            return r;
+        if (!is_idempotent && !is_plain_select(json_string_value(json_object_get(v, "sql"))))
+            return fail(l, &cat,
+                        "only a statement that reads (SELECT, VALUES, TABLE) is cached; mark the "
+                        "call \"idempotent\": true if this one does too");
+    }
+    json_t *shape = json_deep_copy(v);
+    for (size_t i = 0; non_result_keys[i] != NULL; i++)
+        json_object_del(shape, non_result_keys[i]);
+    c->cache.variant = json_dumps(shape, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(shape);
+    GD_REQUIRE(c->cache.variant != NULL);
+    c->cache.variant_len = strlen(c->cache.variant);
+    l->max_cache_ttl_ms = c->cache.ttl_ms > l->max_cache_ttl_ms ? c->cache.ttl_ms : l->max_cache_ttl_ms;
+    if (c->cache.negative_ttl_ms > l->max_cache_ttl_ms)
+        l->max_cache_ttl_ms = c->cache.negative_ttl_ms;
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const sql_keys[] = {
-        "sql", "args", "row", "timeout_ms", "optional", "max_rows", "max_body_bytes", NULL};
+    static const char *const sql_keys[] = {"sql",      "args",           "row",   "timeout_ms",
+                                           "optional", "max_rows",       "cache", "max_body_bytes",
+                                           "idempotent", "after", "when",    NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -1860,11 +2175,13 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     } else if ((r = load_http_call(l, at, v, cfg, ep, c)) < 0) {
         return r;
     }
+    if ((r = load_after(l, at, v, c)) < 0 || (r = load_when(l, at, v, ep, c)) < 0)
+        return r;
     if ((r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
         (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
         return r;
     c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
-    return 0;
+    return load_call_cache(l, at, v, c);
 }
 
 /* A JSON template being compiled (a call's "body", an endpoint's "response"): the fixed JSON
@@ -1983,6 +2300,7 @@ static int compile_body_string(struct loader *l, const struct jpath *at, json_t 
     gd_template_t t = {0};
     int r;
 
+    set_ref_use(l, GD_REF_TEXT);
     if ((r = compile_template(l, at, json_string_value(v), ep, &t)) < 0)
         return r;
     bool has_var = false;
@@ -1996,7 +2314,12 @@ static int compile_body_string(struct loader *l, const struct jpath *at, json_t 
     }
     gd_body_part_t *part = body_flush(jt);
     part->has_value = true;
-    part->is_typed = t.nparts == 1 && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
+    gd_call_ref_t *ref = t.nparts == 1 ? ref_of(ep, t.parts[0].value_index) : NULL;
+    part->is_json = ref != NULL;
+    if (ref != NULL)
+        ref->use = GD_REF_JSON; /* exactly one reference: it keeps its JSON type */
+    part->is_typed =
+        t.nparts == 1 && ref == NULL && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
     part->value = t;
     return 0;
 }
@@ -2043,10 +2366,10 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
-                                       "timeout_ms", "optional", "forward_headers", "null_on",
-                                       "status_map", "body",     "idempotent",      "retry",
-                                       NULL};
+    static const char *const keys[] = {
+        "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
+        "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
+        "after",           "when",    "cache",      NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -2069,6 +2392,7 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
         return r;
     if (path[0] != '/')
         return fail(l, &path_at, "must start with \"/\"");
+    set_ref_use(l, GD_REF_URL);
     if ((r = compile_template(l, &path_at, path, ep, &c->path)) < 0)
         return r;
     /* Values are percent-encoded when expanded; literals must already be valid in a request
@@ -2093,7 +2417,14 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     if ((r = load_body(l, at, v, ep, c)) < 0 ||
         (r = load_retry(l, at, v, false, &c->upstream->retry, &c->retry)) < 0)
         return r;
-    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+    json_t *own_retry = json_object_get(v, "retry");
+    if (own_retry != NULL && json_object_get(own_retry, "hedge_after_ms") != NULL &&
+        c->retry.hedge_after_ms != 0 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0}, hat = {&rat, "hedge_after_ms", 0};
+        return fail(l, &hat, "a %s call is never hedged unless it is marked \"idempotent\": true",
+                    c->method);
+    }
+    if (own_retry != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
         struct jpath rat = {at, "retry", 0};
         return fail(l, &rat, "a %s call is never retried unless it is marked \"idempotent\": true",
                     c->method);
@@ -2352,8 +2683,15 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
         json_t *a = json_array_get(args, i);
         if (!json_is_string(a))
             return fail_type(l, &ap, a, "a string");
+        set_ref_use(l, GD_REF_TEXT);
         if ((r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i])) < 0)
             return r;
+        /* An argument that is exactly one reference binds its value: an array as one Postgres
+         * array, null as NULL. */
+        gd_call_ref_t *ref =
+            c->args[i].nparts == 1 ? ref_of(ep, c->args[i].parts[0].value_index) : NULL;
+        if (ref != NULL)
+            ref->use = GD_REF_SQL_VALUE;
     }
     if ((r = get_string(l, at, v, "row", false, "many", &row)) < 0)
         return r;
@@ -2484,6 +2822,68 @@ static int check_call_name(struct loader *l, const struct jpath *at, const gd_en
     return 0;
 }
 
+/* Once every call is loaded: whether any waits for another, the order they may start in, and
+ * no cycle. */
+static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_conf_t *ep)
+{
+    const size_t **needs = gd_xcalloc(ep->ncalls, sizeof(*needs));
+    size_t *nneeds = gd_xcalloc(ep->ncalls, sizeof(*nneeds));
+    size_t *order = gd_xcalloc(ep->ncalls, sizeof(*order));
+    size_t *cycle = gd_xcalloc(ep->ncalls + 1, sizeof(*cycle)), ncycle = 0;
+    int r = 0;
+
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        needs[i] = ep->calls[i].needs;
+        nneeds[i] = ep->calls[i].nneeds;
+        ep->has_dependencies |= ep->calls[i].nneeds > 0;
+    }
+    gd_callgraph_t g = {ep->ncalls, needs, nneeds};
+    if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {
+        char text[512];
+        size_t len = 0;
+        struct jpath cp = {at, ep->calls[cycle[0]].name, 0};
+        text[0] = '\0';
+        for (size_t i = 0; i < ncycle && len < sizeof(text); i++)
+            len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s", i > 0 ? " -> " : "",
+                                    ep->calls[cycle[i]].name);
+        r = fail(l, &cp,
+                 "the calls depend on each other in a cycle: %s (a call that references "
+                 "another's result, or names it in \"after\", waits for it)",
+                 text);
+    } else if (ep->has_dependencies) {
+        ep->call_order = order;
+        order = NULL;
+    }
+    free(needs);
+    free(nneeds);
+    free(order);
+    free(cycle);
+    return r;
+}
+
+static void fix_template_refs(const gd_endpoint_conf_t *ep, gd_template_t *t)
+{
+    for (size_t i = 0; i < t->nparts; i++)
+        if (!t->parts[i].is_literal && t->parts[i].value_index >= REF_INDEX_BASE)
+            t->parts[i].value_index = ep->nparams + t->parts[i].value_index - REF_INDEX_BASE;
+}
+
+/* Once every parameter is known: references to call results take the value indexes after them. */
+static void fix_ref_indexes(gd_endpoint_conf_t *ep)
+{
+    for (size_t i = 0; ep->nrefs > 0 && i < ep->ncalls; i++) {
+        gd_call_conf_t *c = &ep->calls[i];
+        fix_template_refs(ep, &c->path);
+        for (size_t j = 0; j < c->nheaders; j++)
+            fix_template_refs(ep, &c->headers[j].value);
+        for (size_t j = 0; j < c->nbody_parts; j++)
+            fix_template_refs(ep, &c->body_parts[j].value);
+        for (size_t j = 0; j < c->nargs; j++)
+            fix_template_refs(ep, &c->args[j]);
+        fix_template_refs(ep, &c->when);
+    }
+}
+
 static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
                       gd_config_t *cfg, gd_endpoint_conf_t *ep)
 {
@@ -2498,6 +2898,12 @@ static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_js
     if (json_object_size(v) == 0)
         return fail(l, &at, "must not be empty");
     ep->calls = gd_xcalloc(json_object_size(v), sizeof(*ep->calls));
+    /* Every name first: a call may reference one that comes after it. */
+    const char **names = gd_xcalloc(json_object_size(v) + 1, sizeof(*names));
+    struct call_scope cs = {.names = names, .ncalls = json_object_size(v)};
+    size_t n = 0;
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it))
+        names[n++] = json_object_iter_key(it);
     for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
         const char *name = json_object_iter_key(it);
         json_t *member = json_object_iter_value(it);
@@ -2505,15 +2911,25 @@ static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_js
         gd_call_conf_t *c = &ep->calls[ep->ncalls++];
 
         if (name[0] == '\0')
-            return fail(l, &cp, "a call name must not be empty");
-        if (strcmp(name, "errors") == 0)
-            return fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
-        if ((r = check_call_name(l, &cp, ep, name)) < 0)
+            r = fail(l, &cp, "a call name must not be empty");
+        else if (strcmp(name, "errors") == 0)
+            r = fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
+        else
+            r = check_call_name(l, &cp, ep, name);
+        if (r == 0) {
+            c->first_ref = ep->nrefs;
+            cs.call = c;
+            l->calling = &cs;
+            r = load_call(l, &cp, name, member, cfg, ep, c);
+            l->calling = NULL;
+        }
+        if (r < 0) {
+            free(names);
             return r;
-        if ((r = load_call(l, &cp, name, member, cfg, ep, c)) < 0)
-            return r;
+        }
     }
-    return 0;
+    free(names);
+    return order_calls(l, &at, ep);
 }
 
 /* RFC 9110 section 9.1: a method is a token, case-sensitive; ours are written upper-case. */
@@ -3441,6 +3857,7 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0 ||
         (r = load_response(l, at, v, ep)) < 0)
         return r;
+    fix_ref_indexes(ep);
     ep->rate_limit = has_rate ? ep->own_rate_limit : cfg->rate_limit;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
     ep->auth = has_auth ? ep->own_auth : cfg->auth;
@@ -3538,6 +3955,29 @@ static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg
     return 0;
 }
 
+/* "http2_reset_budget": an integer, or false for no limit (0). The default is the streams h2o
+ * runs at once per connection (max_concurrent_requests_per_connection), so that a client may
+ * cancel everything it has in flight (gather/h2reset.h). */
+static int load_http2_reset_budget(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    json_t *v = json_object_get(root, "http2_reset_budget");
+    long long x = 0;
+    int r;
+
+    if (v != NULL && json_is_false(v)) {
+        cfg->http2_reset_budget = 0;
+        return 0;
+    }
+    if (v != NULL && !json_is_integer(v))
+        return fail_type(l, &(struct jpath){NULL, "http2_reset_budget", 0}, v,
+                         "an integer or false");
+    if ((r = get_int(l, NULL, root, "http2_reset_budget", 1, MAX_HTTP2_RESET_BUDGET,
+                     DEFAULT_HTTP2_RESET_BUDGET, &x)) < 0)
+        return r;
+    cfg->http2_reset_budget = (unsigned)x;
+    return 0;
+}
+
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
@@ -3546,6 +3986,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "postgres",
                                        "threads",
                                        "http2",
+                                       "http2_reset_budget",
                                        "max_requests_in_flight",
                                        "max_client_connections",
                                        "queue_timeout_ms",
@@ -3566,6 +4007,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "write_timeout_ms",
                                        "max_unsent_bytes_per_connection",
                                        "max_unsent_bytes",
+                                       "slow_loop_ms",
+                                       "cache_max_bytes",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3587,7 +4030,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_bool(l, NULL, root, "expose_error_details", false, &cfg->expose_error_details)) <
         0)
         return r;
-    if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
+    if ((r = load_http2_reset_budget(l, root, cfg)) < 0 ||
+        (r = get_bool(l, NULL, root, "http2", false, &cfg->is_http2_enabled)) < 0 ||
         (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
@@ -3607,6 +4051,13 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
         return r;
     cfg->max_headers = (size_t)x;
+    if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
+        return r;
+    cfg->slow_loop_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "cache_max_bytes", 4096, LLONG_MAX, DEFAULT_CACHE_MAX_BYTES,
+                     &x)) < 0)
+        return r;
+    cfg->cache_max_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -3684,6 +4135,8 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
         gd_config_free(cfg);
         return r;
     }
+    if (l.max_cache_ttl_ms > 0)
+        cfg->cache_store = gd_ttlcache_new(cfg->cache_max_bytes, l.max_cache_ttl_ms);
     *ret_config = cfg;
     return 0;
 }
@@ -3782,6 +4235,9 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->status_map);
         free(u->retry_budget);
         free(u->breaker);
+        free(u->rate_limit);
+        free(u->waits);
+        u->in_flight = gd_budget_free(u->in_flight);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -3813,6 +4269,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
                 gd_template_dispose(&c->body_parts[k].value);
             }
             free(c->body_parts);
+            free(c->needs);
+            gd_template_dispose(&c->when);
             free(c->upstream_header_lines);
             for (size_t k = 0; c->forward_headers != NULL && c->forward_headers[k] != NULL; k++)
                 free(c->forward_headers[k]);
@@ -3822,9 +4280,16 @@ gd_config_t *gd_config_free(gd_config_t *config)
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);
+            free(c->cache.variant);
         }
         free(ep->calls);
         gd_response_free(ep->response);
+        for (size_t j = 0; j < ep->nrefs; j++) {
+            gd_expr_dispose(&ep->refs[j].expr);
+            free(ep->refs[j].text);
+        }
+        free(ep->refs);
+        free(ep->call_order);
         free(ep->method);
         free(ep->path);
         free_cors(ep->own_cors);
@@ -3834,6 +4299,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
+    config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
     free(config->endpoints);

@@ -71,6 +71,7 @@ typedef struct gd_retry_conf {
     unsigned attempts; /* the first included; 1: no retries (the default) */
     uint64_t backoff_ms, max_backoff_ms; /* the wait before retry n: random in [0, min(max, base*2^(n-1))] */
     uint64_t attempt_timeout_ms;         /* 0: an attempt may take all of the call's time */
+    uint64_t hedge_after_ms; /* a second attempt when the first has no answer by then; 0: none */
     unsigned budget_percent;             /* retries per 100 calls of the last 10 s, process-wide */
     unsigned min_retries_per_s;          /* the budget's floor */
     bool on_connect, on_io, on_timeout, on_tls;
@@ -114,6 +115,15 @@ typedef struct gd_upstream_conf {
     struct gd_retry_budget *retry_budget;
     /* "breaker": mutable, shared by every thread (atomics); NULL without one */
     struct gd_breaker *breaker;
+    /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
+    struct gd_pacer *rate_limit;
+    /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
+     * is shared by the threads (mutable, created by the loader with one member per thread);
+     * NULL without a cap. */
+    size_t max_in_flight;
+    struct gd_budget *in_flight;
+    /* Mutable, shared by every thread (atomics): how long calls waited, for the metrics. */
+    struct gd_waits *waits;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {
@@ -129,13 +139,47 @@ typedef struct gd_body_part {
     size_t json_len;
     bool has_value; /* false for the last part only */
     bool is_typed;  /* the value is exactly one {param} of type int: a JSON number (empty: null) */
+    bool is_json; /* the value is exactly one reference to a call's result: JSON, inserted as is */
     gd_template_t value; /* expanded without encoding, then written as a JSON string */
 } gd_body_part_t;
+
+/* Where a reference to a call's result sits in a call's templates: what its value may be. */
+typedef enum gd_ref_use {
+    GD_REF_URL,       /* in the path: a string, number or boolean, percent-encoded */
+    GD_REF_TEXT,      /* inside a header value, a body string or a SQL argument: the same */
+    GD_REF_SQL_VALUE, /* a whole SQL argument: also null (NULL), an array (a Postgres array) or
+                       * an object (its JSON text) */
+    GD_REF_JSON,      /* a whole string of a JSON body: the value as JSON, of any type */
+    GD_REF_WHEN,      /* "when": only whether it is true (a missing field is false) */
+} gd_ref_use_t;
+
+/* A reference to another call's result in a call's templates. Its value, rendered once that
+ * call has finished, is values[endpoint's nparams + its index in the endpoint's refs]. */
+typedef struct gd_call_ref {
+    /* read-only */
+    gd_expr_t expr; /* GD_EXPR_CALL or GD_EXPR_COUNT: expr.index is the call referenced */
+    gd_ref_use_t use;
+    char *text; /* as written, "{user.company_id}", for messages */
+} gd_call_ref_t;
 
 typedef enum gd_call_type {
     GD_CALL_TYPE_HTTP, /* "upstream": an upstream HTTP call */
     GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
 } gd_call_type_t;
+
+/* A call's "cache": its results kept for later identical calls, and identical calls in flight
+ * coalesced into one. */
+typedef struct gd_call_cache_conf {
+    /* read-only */
+    uint64_t ttl_ms;          /* how long a success is kept; 0: the call has no cache */
+    uint64_t negative_ttl_ms; /* how long an answered failure (status, not_found) is; 0: never */
+    bool honor_cache_control; /* the upstream's max-age / no-store decide a success's lifetime */
+    /* What besides the rendered request decides the result: the call's settings that shape
+     * it (canonical JSON of the call without its timing keys), so that two calls share their
+     * entries only when they would make the same document of the same answer. */
+    char *variant;
+    size_t variant_len;
+} gd_call_cache_conf_t;
 
 typedef struct gd_call_conf {
     /* read-only */
@@ -174,6 +218,14 @@ typedef struct gd_call_conf {
     size_t max_body_bytes; /* so does a larger JSON rendering of the rows */
     uint64_t timeout_ms; /* already min(own, endpoint's) */
     bool is_optional;
+    /* Dependencies: the calls this one waits for (its references to their results and its
+     * "after"), distinct, in config order. */
+    size_t *needs;
+    size_t nneeds;
+    size_t first_ref, nrefs; /* its references: the endpoint's refs[first_ref..+nrefs] */
+    bool has_when;
+    gd_template_t when; /* "when": one value, a parameter's or a reference's */
+    gd_call_cache_conf_t cache;
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -291,6 +343,12 @@ typedef struct gd_endpoint_conf {
     const gd_rate_limit_conf_t *rate_limit; /* its own, else the top level's; NULL: none */
     gd_rate_limit_conf_t *own_rate_limit;   /* owned; NULL when inherited or false */
     gd_response_t *response; /* "response": the answer's template; NULL: the merged document */
+    gd_call_ref_t *refs;     /* the calls' references to other calls' results, by call */
+    size_t nrefs;
+    /* Some call waits for another (a "when" of parameters only is no dependency): the calls
+     * start in call_order as what each needs arrives. Without, all start at once. */
+    bool has_dependencies;
+    size_t *call_order; /* each call after those it needs; NULL without dependencies */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -342,9 +400,11 @@ typedef struct gd_config {
     size_t nlisten;
     unsigned threads; /* 0 resolved to the number of online CPUs */
     bool is_http2_enabled;
+    unsigned http2_reset_budget; /* streams reset before their answer; 0: no limit */
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
+    uint64_t slow_loop_ms;         /* an event-loop turn busier than this is logged; 0: never */
     size_t max_url_bytes;          /* a longer request target is answered 414 */
     size_t max_header_bytes;       /* more bytes of header fields are answered 431 */
     size_t max_headers;            /* more header fields are answered 431 */
@@ -374,6 +434,9 @@ typedef struct gd_config {
     gd_rate_limit_conf_t *rate_limit; /* owned; shared by every endpoint without its own */
     gd_cidr_t *trusted_proxies;  /* peers whose X-Forwarded-For / Forwarded is believed */
     size_t ntrusted_proxies;
+    size_t cache_max_bytes; /* the response cache's bound, for the whole process */
+    /* mutable, shared by every thread: the response cache; NULL when no call has "cache" */
+    struct gd_ttlcache *cache_store;
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

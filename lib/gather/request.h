@@ -3,7 +3,9 @@
  * checked its parameters. Its calls are rendered into the request's own arena (a 400 when a
  * value would smuggle a control character); it then waits in line for one of the thread's
  * request slots (the gate), and once it holds one a coroutine starts every call, gathers them
- * at a single point with the endpoint deadline, merges the outcomes and answers.
+ * at a single point with the endpoint deadline, merges the outcomes and answers. When some
+ * calls need others' results, each starts (rendered again with those results) as soon as what
+ * it needs has arrived, within the same deadline.
  *
  * Ownership and h2o: a gd_request_t is heap memory with its own arena, both freed when the
  * request is finished, never by h2o's pool teardown; h2o's request and ours are linked weakly
@@ -22,6 +24,7 @@
 #include <stdint.h>
 
 #include <h2o.h>
+#include <jansson.h>
 
 #include "base/coro.h"
 #include "base/gate.h"
@@ -72,5 +75,11 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
  * ones are refused with 503. Requests arriving later are answered 503 too.
  */
 void gd_gather_abort_all(gd_gather_ctx_t *ctx);
+/**
+ * Appends to the jansson array @out one object per request of @ctx (in flight, then queued:
+ * endpoint, path, request id, client, age, and each call's state), while @out has fewer than
+ * @max; returns how many were left out. For the live view; owning thread only.
+ */
+size_t gd_gather_describe(const gd_gather_ctx_t *ctx, json_t *out, size_t max);
 
 #endif

@@ -6,9 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
+#include "base/waits.h"
 
 #define NBUCKETS     13
 #define MIN_STATUS   100
@@ -21,6 +27,8 @@ static const uint64_t bucket_bounds_us[NBUCKETS] = {1000,   2500,    5000,    10
 static const char *const bucket_labels[NBUCKETS] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
                                                     "0.05",  "0.1",    "0.25",  "0.5",  "1",
                                                     "2.5",   "5",      "10"};
+
+_Static_assert(NBUCKETS == GD_WAITS_NBUCKETS, "the wait histograms share the buckets");
 
 struct histogram {
     uint64_t buckets[NBUCKETS + 1]; /* not cumulative; the last is +Inf */
@@ -43,6 +51,7 @@ struct call_metrics {
      * the owner at the first one and published with a release store (most calls never fail
      * with a status, and 4 KB per call and thread would add up). */
     uint64_t *by_status;
+    uint64_t by_cache_use[3]; /* calls with "cache": hit, miss, coalesced */
 };
 
 struct gd_metrics {
@@ -56,6 +65,8 @@ struct gd_metrics {
     uint64_t accept_backoffs;
     uint64_t write_timeouts;
     uint64_t unsent_refusals[2]; /* [is_process] */
+    uint64_t http2_resets, http2_reset_goaways;
+    uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
     gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
 };
@@ -152,6 +163,18 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
     bump(&cm->by_status[status - MIN_STATUS], 1);
 }
 
+void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
+                                size_t call_index, gd_metrics_cache_use_t use)
+{
+    GD_REQUIRE(use < 3);
+    bump(&m->calls[endpoint->index][call_index].by_cache_use[use], 1);
+}
+
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
+{
+    bump(is_goaway ? &m->http2_reset_goaways : &m->http2_resets, 1);
+}
+
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
 {
     bump(&m->accept_backoffs, 1);
@@ -165,6 +188,11 @@ void gd_metrics_count_write_timeout(gd_metrics_t *m)
 void gd_metrics_count_unsent_refusal(gd_metrics_t *m, bool is_process)
 {
     bump(&m->unsent_refusals[is_process], 1);
+}
+
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m)
+{
+    bump(&m->slow_loop_turns, 1);
 }
 
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us)
@@ -416,10 +444,192 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
             }
         }
     }
+    static const char *const uses[] = {"hit", "miss", "coalesced"};
+    header(o, "gatherd_call_cache_total", "counter",
+           "Calls with a cache, by how they got their result: hit (the cache), miss (they made "
+           "the exchange), coalesced (they waited for an identical call in flight).");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].cache.ttl_ms == 0)
+                continue;
+            label(ep->path, e, sizeof(e));
+            label(ep->calls[j].name, c, sizeof(c));
+            for (size_t k = 0; k < 3; k++) {
+                uint64_t count = 0;
+                for (size_t t = 0; t < n; t++)
+                    count += peek(&threads[t]->calls[i][j].by_cache_use[k]);
+                outf(o, "gatherd_call_cache_total{endpoint=\"%s\",call=\"%s\",result=\"%s\"} %llu\n",
+                     e, c, uses[k], (unsigned long long)count);
+            }
+        }
+    }
+}
+
+/* The process's response cache: what it holds and what left it. */
+static void render_cache(struct out *o, gd_ttlcache_t *store)
+{
+    gd_ttlcache_stats_t st;
+
+    gd_ttlcache_stats(store, &st);
+    header(o, "gatherd_cache_bytes", "gauge",
+           "Bytes the response cache holds (documents, keys and bookkeeping), at most "
+           "cache_max_bytes.");
+    outf(o, "gatherd_cache_bytes %llu\n", (unsigned long long)st.bytes);
+    header(o, "gatherd_cache_entries", "gauge", "Results the response cache holds.");
+    outf(o, "gatherd_cache_entries %llu\n", (unsigned long long)st.entries);
+    header(o, "gatherd_cache_stored_total", "counter", "Results stored in the response cache.");
+    outf(o, "gatherd_cache_stored_total %llu\n", (unsigned long long)st.stored);
+    header(o, "gatherd_cache_evictions_total", "counter",
+           "Results dropped from the response cache before their lifetime ended, to keep it "
+           "within cache_max_bytes.");
+    outf(o, "gatherd_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
+}
+
+/* Each upstream's calls by outcome (and, for kind status, by the upstream's status): the sums
+ * of the call counters of the endpoints' calls to it, so nothing more is counted per call. */
+static void render_upstream_calls(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                                  const gd_config_t *config)
+{
+    char u[256];
+
+    if (n == 0)
+        return;
+    header(o, "gatherd_upstream_calls_total", "counter",
+           "Calls to each upstream by outcome (ok, or the kind of failure as in the answer's "
+           "errors), and for kind status by the upstream's status.");
+    for (size_t up = 0; up < config->nupstreams; up++) {
+        label(config->upstreams[up].name, u, sizeof(u));
+        for (size_t k = 0; k < threads[0]->noutcomes; k++) {
+            uint64_t count = 0;
+            bool is_split = false;
+            for (size_t t = 0; t < n; t++)
+                is_split |= __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
+            uint64_t *by_status = is_split ? gd_xcalloc(NSTATUS, sizeof(uint64_t)) : NULL;
+            for (size_t i = 0; i < config->nendpoints; i++) {
+                const gd_endpoint_conf_t *ep = &config->endpoints[i];
+                for (size_t j = 0; j < ep->ncalls; j++) {
+                    if (ep->calls[j].type != GD_CALL_TYPE_HTTP || ep->calls[j].source != up)
+                        continue;
+                    for (size_t t = 0; t < n; t++) {
+                        const struct call_metrics *cm = &threads[t]->calls[i][j];
+                        count += peek(&cm->by_outcome[k]);
+                        const uint64_t *bs = __atomic_load_n(&cm->by_status, __ATOMIC_ACQUIRE);
+                        for (size_t st = 0; by_status != NULL && bs != NULL && st < NSTATUS; st++)
+                            by_status[st] += peek(&bs[st]);
+                    }
+                }
+            }
+            if (by_status != NULL) {
+                for (size_t st = 0; st < NSTATUS; st++)
+                    if (by_status[st] != 0)
+                        outf(o,
+                             "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\","
+                             "status=\"%d\"} %llu\n",
+                             u, threads[0]->outcome_names[k], (int)st + MIN_STATUS,
+                             (unsigned long long)by_status[st]);
+                free(by_status);
+            } else if (count != 0 || k == 0) {
+                outf(o, "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\"} %llu\n", u,
+                     threads[0]->outcome_names[k], (unsigned long long)count);
+            }
+        }
+    }
 }
 
 /* The upstreams' gauges, each summed over the threads once, so that the three families show
  * one reading. */
+/* The breakers' states and transitions, the rate limits and max_in_flight: process-wide
+ * atomics kept beside the state they describe, read here from any thread. */
+static void render_outbound_limits(struct out *o, const gd_config_t *config)
+{
+    static const char *const states[] = {"closed", "open", "half_open"};
+    uint64_t now_ms = uv_hrtime() / 1000000; /* the loops' clock (uv_now()), not cached */
+    char u[256], labels[512];
+
+    header(o, "gatherd_upstream_breaker_state", "gauge",
+           "1 for the state each upstream's circuit breaker is in (closed, open, half_open), 0 "
+           "for the others; upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        int st = gd_breaker_state(b, now_ms);
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_state{upstream=\"%s\",state=\"%s\"} %d\n", u,
+                 states[k], st == k);
+    }
+    header(o, "gatherd_upstream_breaker_transitions_total", "counter",
+           "Transitions of each upstream's circuit breaker, by the state entered (half_open: a "
+           "probe let through); upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        uint64_t to[3] = {atomic_load(&b->closed), atomic_load(&b->opened),
+                          atomic_load(&b->half_opened)};
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_transitions_total{upstream=\"%s\",to=\"%s\"} %llu\n",
+                 u, states[k], (unsigned long long)to[k]);
+    }
+    header(o, "gatherd_upstream_rate_limit_waits_total", "counter",
+           "Attempts that waited for a token of their upstream's rate_limit.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_waits_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->waited)));
+    }
+    header(o, "gatherd_upstream_rate_limit_refused_total", "counter",
+           "Attempts refused at once because no token of their upstream's rate_limit could come "
+           "before their deadline (the call fails with kind rate_limited, a retry is not made).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->refused)));
+    }
+    header(o, "gatherd_upstream_in_flight_calls", "gauge",
+           "Calls under way to each upstream with a max_in_flight, for the whole process.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_budget_t *b = config->upstreams[i].in_flight;
+        if (b != NULL)
+            outf(o, "gatherd_upstream_in_flight_calls{upstream=\"%s\"} %zu\n",
+                 label(config->upstreams[i].name, u, sizeof(u)), gd_budget_used(b));
+    }
+    header(o, "gatherd_upstream_in_flight_refused_total", "counter",
+           "Calls that waited for a place under their upstream's max_in_flight until their "
+           "deadline (kind in_flight_timeout).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        outf(o, "gatherd_upstream_in_flight_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(w == NULL ? 0 : atomic_load(&w->in_flight_refused)));
+    }
+    header(o, "gatherd_upstream_wait_seconds", "histogram",
+           "Time calls waited before going to each upstream, by resource: a rate_limit token, a "
+           "place under max_in_flight, a connection (max_connections); calls that waited only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        if (w == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < GD_WAIT_COUNT; k++) {
+            struct histogram h = {{0}};
+            for (size_t j = 0; j <= NBUCKETS; j++)
+                h.buckets[j] = atomic_load_explicit(&w->by_kind[k].buckets[j],
+                                                    memory_order_relaxed);
+            h.count = atomic_load_explicit(&w->by_kind[k].count, memory_order_relaxed);
+            h.sum_us = atomic_load_explicit(&w->by_kind[k].sum_us, memory_order_relaxed);
+            snprintf(labels, sizeof(labels), "upstream=\"%s\",resource=\"%s\"", u,
+                     gd_wait_kind_names[k]);
+            render_histogram(o, "gatherd_upstream_wait_seconds", labels, &h);
+        }
+    }
+}
+
 static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
                                    const gd_config_t *config)
 {
@@ -458,14 +668,22 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
         size_t offset;
     } retry_counters[] = {
         {"gatherd_upstream_attempts_total",
-         "Attempts of HTTP calls to each upstream, first tries and retries (not the resends of a "
-         "stale keep-alive connection).",
+         "Attempts of HTTP calls to each upstream, first tries, retries and hedges (not the "
+         "resends of a stale keep-alive connection).",
          offsetof(gd_retry_budget_t, attempts)},
         {"gatherd_upstream_retries_total", "Retries granted (their backoff started) per upstream.",
          offsetof(gd_retry_budget_t, retries)},
         {"gatherd_upstream_retries_refused_total",
-         "Failures the retry policy would have retried but the upstream's retry budget refused.",
+         "Failures the retry policy would have retried, and hedges, that the upstream's retry "
+         "budget refused.",
          offsetof(gd_retry_budget_t, refused)},
+        {"gatherd_upstream_hedges_total",
+         "Hedges started per upstream: second attempts beside one with no answer after "
+         "hedge_after_ms.",
+         offsetof(gd_retry_budget_t, hedges)},
+        {"gatherd_upstream_hedges_won_total",
+         "Hedges whose answer the call took (a success or an upstream status) per upstream.",
+         offsetof(gd_retry_budget_t, hedges_won)},
     };
     for (size_t k = 0; k < GD_ARRAY_SIZE(retry_counters); k++) {
         header(o, retry_counters[k].name, "counter", retry_counters[k].help);
@@ -487,6 +705,7 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
              label(config->upstreams[i].name, u, sizeof(u)),
              (unsigned long long)(b == NULL ? 0 : atomic_load(&b->opened)));
     }
+    render_outbound_limits(o, config);
 }
 
 static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
@@ -573,7 +792,10 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
     outf(&o, "gatherd_build_info{version=\"%s\"} 1\n", GD_VERSION);
     render_requests(&o, threads, n, config);
     render_calls(&o, threads, n, config);
+    render_upstream_calls(&o, threads, n, config);
     render_gauges(&o, threads, n, config);
+    if (config->cache_store != NULL)
+        render_cache(&o, config->cache_store);
     for (size_t t = 0; t < n; t++)
         add_histogram(&lag, &threads[t]->loop_lag);
     header(&o, "gatherd_event_loop_lag_seconds", "histogram",
@@ -604,6 +826,26 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
          (unsigned long long)refusals[0]);
     outf(&o, "gatherd_unsent_refusals_total{bound=\"process\"} %llu\n",
          (unsigned long long)refusals[1]);
+    uint64_t resets = 0, goaways = 0;
+    for (size_t t = 0; t < n; t++) {
+        resets += peek(&threads[t]->http2_resets);
+        goaways += peek(&threads[t]->http2_reset_goaways);
+    }
+    header(&o, "gatherd_http2_resets_total", "counter",
+           "HTTP/2 streams that the client reset while their request was being gathered or "
+           "queued.");
+    outf(&o, "gatherd_http2_resets_total %llu\n", (unsigned long long)resets);
+    header(&o, "gatherd_http2_reset_goaways_total", "counter",
+           "HTTP/2 connections sent GOAWAY (ENHANCE_YOUR_CALM) and closed for resetting more "
+           "streams than http2_reset_budget allows.");
+    outf(&o, "gatherd_http2_reset_goaways_total %llu\n", (unsigned long long)goaways);
+    uint64_t slow_turns = 0;
+    for (size_t t = 0; t < n; t++)
+        slow_turns += peek(&threads[t]->slow_loop_turns);
+    header(&o, "gatherd_slow_loop_turns_total", "counter",
+           "Event-loop turns that kept their thread busy longer than slow_loop_ms (each is "
+           "logged, at most once a second per thread).");
+    outf(&o, "gatherd_slow_loop_turns_total %llu\n", (unsigned long long)slow_turns);
     *ret_len = o.len;
     return o.buf;
 }

@@ -40,7 +40,7 @@ typedef struct gd_metrics_upstream_gauges {
 } gd_metrics_upstream_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
-#define GD_METRICS_MAX_OUTCOMES 16
+#define GD_METRICS_MAX_OUTCOMES 24
 
 /**
  * Creates the counters of one thread for @config, with @outcome_names[k] the label of outcome
@@ -67,6 +67,21 @@ void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *en
  */
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
                            unsigned outcome, int status, uint64_t duration_us);
+/* How a call with "cache" got its result (the order of gd_call_cache_use_t, less one). */
+typedef enum gd_metrics_cache_use {
+    GD_METRICS_CACHE_HIT = 0,
+    GD_METRICS_CACHE_MISS,
+    GD_METRICS_CACHE_COALESCED,
+} gd_metrics_cache_use_t;
+
+/** Counts how call @call_index of @endpoint, which has a cache, got its result. Owner only. */
+void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
+                                size_t call_index, gd_metrics_cache_use_t use);
+/**
+ * Counts an HTTP/2 stream that its client reset before its answer, or (@is_goaway) a connection
+ * closed for resetting more than http2_reset_budget allows. Owning thread only.
+ */
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
 /** Counts a connection closed by the write timeout. Owning thread only. */
@@ -76,6 +91,8 @@ void gd_metrics_count_write_timeout(gd_metrics_t *m);
  * max_unsent_bytes_per_connection. Owning thread only.
  */
 void gd_metrics_count_unsent_refusal(gd_metrics_t *m, bool is_process);
+/** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 /** Publishes the owning thread's gauges. Owning thread only. */

@@ -277,7 +277,7 @@ def hpack_literal(index, value):
 class Http2ZeroWindow(SlowReaderCase):
     def test_zero_window_streams_are_bounded_and_closed(self):
         body = 2 * MB
-        self.start(body_size=body, max_unsent_bytes_per_connection=9 * MB)
+        self.start(body_size=body, max_unsent_bytes_per_connection=9 * MB, http2=True)
         s = socket.create_connection(('127.0.0.1', self.port), timeout=10)
         self.addCleanup(s.close)
         settings = struct.pack('>HI', 4, 0)  # SETTINGS_INITIAL_WINDOW_SIZE = 0

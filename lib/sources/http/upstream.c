@@ -24,6 +24,14 @@
 /* Lookups asked for at once (a connect failure, a name not resolved yet) wait this long after
  * the previous one, so that an upstream that is down does not turn every call into a lookup. */
 #define MIN_LOOKUP_INTERVAL_MS 1000
+/* A cancelled call whose answer is nearly complete keeps its connection: its head has come and
+ * at most this many body bytes are missing (a chunked body: at most this many more are read),
+ * and they come within DRAIN_TIMEOUT_MS; the connection then goes back to the pool instead of
+ * being closed and opened again by the next call. Meanwhile it keeps its slot (max_connections).
+ * Otherwise it is closed, as it must be when the answer is far from done (HTTP/1.1 has no other
+ * way to abandon a request). */
+#define DRAIN_MAX_BYTES  65536
+#define DRAIN_TIMEOUT_MS 500
 
 enum attempt_state {
     ATTEMPT_WAITING = 1, /* in line for a connection */
@@ -31,6 +39,8 @@ enum attempt_state {
     ATTEMPT_HANDSHAKING, /* connected, the TLS handshake under way (within the connect timeout) */
     ATTEMPT_EXCHANGING,  /* request sent or being sent, reading the answer */
     ATTEMPT_BACKOFF,     /* waiting to begin the next attempt */
+    ATTEMPT_ADMITTING,   /* the call waits for a place under max_in_flight */
+    ATTEMPT_PACING,      /* waiting for the slot of its rate-limit token */
     ATTEMPT_DONE,
 };
 
@@ -47,6 +57,11 @@ struct gd_upstream_conn {
     bool is_reused;    /* it carried a call before: it may have been closed by the upstream since */
     bool is_tls;       /* its handshake succeeded: reads and writes go through TLS */
     gd_tls_conn_t tls;
+    /* Draining the rest of a cancelled call's answer (start_drain()): linked by idle_link in
+     * the upstream's draining list, idle_timer its deadline. */
+    bool is_drain_chunked;
+    uint64_t drain_left; /* body bytes still to come; chunked: more that may be read */
+    gd_http1_chunked_t drain_chunked;
 };
 typedef struct gd_upstream_conn conn_t;
 
@@ -83,11 +98,14 @@ struct gd_upstream {
     size_t units;        /* of the budget, held by this thread: the line's limit */
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
+    h2o_linklist_t draining; /* connections reading a cancelled call's answer to its end */
     char *host_header;
+    gd_limits_t limits; /* max_in_flight and rate_limit, shared with the other threads */
     bool is_closed;
 };
 
 static void acquire(gd_upstream_attempt_t *a);
+static void begin_exchange(gd_upstream_attempt_t *a);
 static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted);
 static void destroy_conn(conn_t *c);
 static void unlink_idle(gd_upstream_t *u, conn_t *c);
@@ -169,7 +187,9 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
         GD_REQUIRE(gd_budget_join(budget, &u->budget, loop, on_budget) == 0);
         u->has_budget = true;
     }
+    gd_limits_init(&u->limits, conf, loop, timers);
     h2o_linklist_init_anchor(&u->idle);
+    h2o_linklist_init_anchor(&u->draining);
     h2o_linklist_init_anchor(&u->lookup_waiting);
     gd_timer_init(&u->refresh_timer, on_refresh_timer);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
@@ -215,8 +235,12 @@ static void destroy_conn(conn_t *c)
     free(c);
 }
 
+static void end_drain(conn_t *c, bool is_reusable);
+
 void gd_upstream_close(gd_upstream_t *u)
 {
+    while (!h2o_linklist_is_empty(&u->draining))
+        end_drain(H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->draining.next), false);
     GD_REQUIRE(u->busy == 0 && u->line.waiting == 0);
     if (u->is_closed)
         return;
@@ -232,6 +256,7 @@ void gd_upstream_close(gd_upstream_t *u)
         destroy_conn(c);
     }
     gd_gate_dispose(&u->line);
+    gd_limits_close(&u->limits);
     if (u->has_budget) {
         for (; u->units > 0; u->units--)
             gd_budget_give(&u->budget);
@@ -270,19 +295,14 @@ static void on_idle_timeout(gd_timer_t *timer)
 
 static void send_request(gd_upstream_attempt_t *a);
 
-/* Takes attempt @a's connection from it, and its slot: both handed to the attempt that waited
- * longest when the connection is @is_reusable, else the slot given back (to a waiting call,
- * which opens a connection of its own) and the connection back to the idle list or closed. */
-static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
+/* Gives back connection @c, which carries no attempt any more, and its slot: both handed to the
+ * attempt that waited longest when the connection is @is_reusable, else the slot given back (to
+ * a waiting call, which opens a connection of its own) and the connection back to the idle list
+ * or closed. */
+static void recycle_conn(conn_t *c, bool is_reusable)
 {
-    gd_upstream_call_t *call = a->call;
-    gd_upstream_t *u = call->_upstream;
-    conn_t *c = a->conn;
+    gd_upstream_t *u = c->upstream;
 
-    if (c == NULL)
-        return;
-    a->conn = NULL;
-    c->attempt = NULL;
     /* An upstream may answer before it has read the whole request: a connection with a write
      * still in flight is not reused, or the next call's head would overtake the rest of this
      * one and libuv would send from a freed buffer. Closing it cancels the write. */
@@ -320,6 +340,18 @@ static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
     rebalance(u);
 }
 
+/* Takes attempt @a's connection from it, and its slot, and recycles both (recycle_conn()). */
+static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
+{
+    conn_t *c = a->conn;
+
+    if (c == NULL)
+        return;
+    a->conn = NULL;
+    c->attempt = NULL;
+    recycle_conn(c, is_reusable);
+}
+
 static void on_idle_read(h2o_socket_t *sock, const char *err)
 {
     conn_t *c = sock->data;
@@ -336,7 +368,7 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
     rebalance(u);
 }
 
-static void begin_attempt(gd_upstream_call_t *call, unsigned number);
+static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, unsigned number);
 static bool take_slot(gd_upstream_t *u);
 static void wait_for_slot(gd_upstream_attempt_t *a);
 
@@ -396,7 +428,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     const gd_retry_conf_t *rc = call->retry;
     uint64_t now = gd_timers_now(u->timers), wait;
 
-    if (rc == NULL || a->number >= rc->attempts || !call->is_idempotent ||
+    if (rc == NULL || call->_started >= rc->attempts || !call->is_idempotent ||
         !is_retried_failure(rc, outcome, status) || now >= call->base.deadline_ms)
         return false;
     if ((status == 429 || status == 503) && retry_after_ms >= 0)
@@ -406,17 +438,23 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     /* A wait that cannot end before the deadline is not started: the call fails now. */
     if (now + wait >= call->base.deadline_ms)
         return false;
+    /* A retry needs a token too: one that cannot come before the deadline ends the call now,
+     * with the last attempt's error (the wait would be in vain). */
+    uint64_t due, deadline = call->base.deadline_ms;
+    if (gd_limits_take_token(&u->limits, &call->_limits, now + wait, deadline, &due) < 0)
+        return false;
     gd_retry_budget_t *b = u->conf->retry_budget;
     if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
         atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        gd_limits_return_token(&call->_limits);
         return false;
     }
     if (b != NULL)
         atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
-    unsigned next = a->number + 1;
-    begin_attempt(call, next);
+    gd_timer_stop(u->timers, &call->_hedge_timer); /* armed again when the retry has a slot */
+    begin_attempt(call, a, ++call->_started);
     a->state = ATTEMPT_BACKOFF;
-    gd_timer_start(u->timers, &a->timer, now + wait);
+    gd_timer_start(u->timers, &a->timer, due);
     return true;
 }
 
@@ -427,15 +465,12 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
 
     if (u->conf->retry_budget != NULL)
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
-    a->started_ms = gd_timers_now(u->timers);
-    if (take_slot(u))
-        acquire(a);
-    else
-        wait_for_slot(a);
+    begin_exchange(a);
 }
 
 /* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
- * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled. */
+ * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled
+ * or refused by a limit (rate_limited, in_flight_timeout). */
 static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
 {
     gd_upstream_t *u = call->_upstream;
@@ -444,7 +479,9 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
 
     if (b == NULL || v == GD_BREAKER_REFUSED)
         return;
-    if (outcome == GD_OUTCOME_CANCELLED) {
+    /* Refused by a limit of gatherd's own, the upstream never asked: neither way. */
+    if (outcome == GD_OUTCOME_CANCELLED || outcome == GD_OUTCOME_RATE_LIMITED ||
+        outcome == GD_OUTCOME_IN_FLIGHT_TIMEOUT) {
         gd_breaker_abandon(b, v);
         return;
     }
@@ -454,7 +491,126 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
     gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
 }
 
-/* Ends attempt @a with @outcome, and with it its call unless a retry follows: what the attempt
+/* Gives up what attempt @a holds: its place in the line, its connection (unless the caller
+ * released it already), its timer and decoder. */
+static void let_go(gd_upstream_attempt_t *a)
+{
+    gd_upstream_t *u = a->call->_upstream;
+
+    gd_timer_stop(u->timers, &a->timer);
+    a->gunzip = gd_gunzip_free(a->gunzip);
+    if (a->state == ATTEMPT_WAITING) {
+        gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
+        rebalance(u);
+    }
+    release_conn(a, false); /* a no-op when the caller released it already */
+}
+
+/* ---- Hedging (retry.hedge_after_ms) ------------------------------------------------------
+ * When the one running attempt of an idempotent call has had its connection slot for
+ * hedge_after_ms without an answer, a second attempt starts on another connection, if a slot
+ * is free at once, attempts are left and the retry budget allows it. The first answer (a
+ * success, or a status the policy does not retry) ends the call, and the other attempt is
+ * abandoned with its connection closed. A failure of one while the other runs only ends that
+ * one; the last one running fails or retries as a lone attempt would. */
+
+static bool is_running(const gd_upstream_attempt_t *a)
+{
+    return a->state != 0 && a->state != ATTEMPT_DONE;
+}
+
+static gd_upstream_attempt_t *other_attempt(gd_upstream_attempt_t *a)
+{
+    return a == &a->call->_attempt ? &a->call->_hedge : &a->call->_attempt;
+}
+
+/* Attempt @a was given a slot: the hedge timer starts when it runs alone and may be hedged. */
+static void arm_hedge(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    const gd_retry_conf_t *rc = call->retry;
+    gd_timers_t *timers = call->_upstream->timers;
+
+    if (rc == NULL || rc->hedge_after_ms == 0 || !call->is_idempotent ||
+        call->_started >= rc->attempts || is_running(other_attempt(a)))
+        return;
+    gd_timer_start(timers, &call->_hedge_timer, gd_timers_now(timers) + rc->hedge_after_ms);
+}
+
+static void on_hedge_timer(gd_timer_t *timer)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _hedge_timer, timer);
+    gd_upstream_t *u = call->_upstream;
+    const gd_retry_conf_t *rc = call->retry;
+    gd_retry_budget_t *b = u->conf->retry_budget;
+    gd_upstream_attempt_t *a = is_running(&call->_attempt) ? &call->_attempt : &call->_hedge;
+    gd_upstream_attempt_t *h = other_attempt(a);
+    uint64_t now = gd_timers_now(u->timers);
+
+    /* Only beside an attempt that holds a connection slot (connecting or exchanging). */
+    bool has_slot = a->state == ATTEMPT_CONNECTING || a->state == ATTEMPT_HANDSHAKING ||
+                    a->state == ATTEMPT_EXCHANGING;
+    if (!has_slot || is_running(h) || call->_started >= rc->attempts ||
+        now >= call->base.deadline_ms)
+        return;
+    /* Never in line behind other calls: there it would only add to the wait it is meant to
+     * cut, and a slow upstream with its connections all busy is not helped by more. */
+    if (!take_slot(u))
+        return;
+    /* A hedge is an attempt like any other under the rate limit, but it never waits for its
+     * token: only one free now is taken (the first attempt's was spent when it went). */
+    uint64_t at;
+    if (gd_limits_take_token(&u->limits, &call->_limits, now, now + 1, &at) < 0) {
+        gd_gate_release(&u->line);
+        rebalance(u);
+        return;
+    }
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        gd_limits_return_token(&call->_limits);
+        gd_gate_release(&u->line);
+        rebalance(u);
+        return;
+    }
+    gd_limits_spend_token(&call->_limits);
+    if (b != NULL) {
+        atomic_fetch_add_explicit(&b->hedges, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->attempts, 1, memory_order_relaxed);
+    }
+    begin_attempt(call, h, ++call->_started);
+    h->is_hedge = true;
+    acquire(h);
+}
+
+/* Whether attempt @a, failed with @outcome / @status, just ends and leaves its call to the other
+ * attempt, still running: unless it brought an answer. */
+static bool leaves_call_to_other(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status)
+{
+    if (!is_running(other_attempt(a)) || outcome == GD_OUTCOME_OK)
+        return false;
+    return outcome != GD_OUTCOME_STATUS || is_retried_failure(a->call->retry, outcome, status);
+}
+
+/* Attempt @a ends its call with @outcome: the other one, if running, is abandoned (its
+ * connection closed: the upstream sees the disconnect), and a hedge's answer is counted. */
+static void end_hedging(gd_upstream_attempt_t *a, gd_outcome_t outcome)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    gd_upstream_attempt_t *other = other_attempt(a);
+    gd_retry_budget_t *b = u->conf->retry_budget;
+
+    gd_timer_stop(u->timers, &call->_hedge_timer);
+    if (is_running(other)) {
+        let_go(other);
+        other->state = ATTEMPT_DONE;
+    }
+    if (a->is_hedge && b != NULL && (outcome == GD_OUTCOME_OK || outcome == GD_OUTCOME_STATUS))
+        atomic_fetch_add_explicit(&b->hedges_won, 1, memory_order_relaxed);
+}
+
+/* Ends attempt @a with @outcome, and with it its call unless a retry follows or the other
+ * attempt of a hedged call runs on with the call (leaves_call_to_other()): what the attempt
  * holds (its place in the line, its connection, unless the caller released it already, its
  * timer) goes first. Reporting may switch into the request coroutine, which may free the call,
  * so it comes last. */
@@ -465,21 +621,24 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
                         ...)
 {
     gd_upstream_call_t *call = a->call;
-    gd_upstream_t *u = call->_upstream;
     int64_t retry_after_ms = a->has_head ? a->response.retry_after_ms : -1;
 
-    gd_timer_stop(u->timers, &a->timer);
-    a->gunzip = gd_gunzip_free(a->gunzip);
-    if (a->state == ATTEMPT_WAITING) {
-        gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
-        rebalance(u);
+    /* Refused by a limit (rate_limited, in_flight_timeout): never retried, as circuit_open. */
+    bool is_refused_by_limit = a->state == ATTEMPT_ADMITTING || a->state == ATTEMPT_PACING;
+
+    let_go(a);
+    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF && !is_refused_by_limit) {
+        if (leaves_call_to_other(a, outcome, status)) {
+            a->state = ATTEMPT_DONE;
+            return;
+        }
+        if (schedule_retry(a, outcome, status, retry_after_ms))
+            return;
     }
-    release_conn(a, false); /* a no-op when the caller released it already */
-    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF &&
-        schedule_retry(a, outcome, status, retry_after_ms))
-        return;
     a->state = ATTEMPT_DONE;
-    call->base.result.attempts = a->number;
+    end_hedging(a, outcome);
+    gd_limits_leave(&call->_limits); /* the call ends: a token not spent goes back, its place too */
+    call->base.result.attempts = call->_started;
     report_to_breaker(call, outcome, status);
     va_list ap;
     va_start(ap, fmt);
@@ -489,13 +648,11 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
 
 static void on_timer(gd_timer_t *timer);
 
-/* Makes @call's attempt @number (1 for the first) a fresh one, not yet in line for a
- * connection. The one before it, if any, has given its connection back. A stale keep-alive
- * connection's resend keeps the number. */
-static void begin_attempt(gd_upstream_call_t *call, unsigned number)
+/* Makes @a attempt @number (1 for the first) of @call, a fresh one not yet in line for a
+ * connection. The one before it in @a, if any, has given its connection back. A stale
+ * keep-alive connection's resend keeps the number. */
+static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, unsigned number)
 {
-    gd_upstream_attempt_t *a = &call->_attempt;
-
     gd_timer_stop(call->_upstream->timers, &a->timer); /* initialized by start_call() */
     a->call = call;
     a->conn = NULL;
@@ -504,6 +661,7 @@ static void begin_attempt(gd_upstream_call_t *call, unsigned number)
     a->number = number;
     a->started_ms = gd_timers_now(call->_upstream->timers);
     a->is_stale_retry = false;
+    a->is_hedge = false;
     a->has_head = false;
 }
 
@@ -526,6 +684,7 @@ static void wait_for_slot(gd_upstream_attempt_t *a)
     gd_upstream_t *u = call->_upstream;
 
     a->state = ATTEMPT_WAITING;
+    gd_limits_note_line_start(&call->_limits, gd_timers_now(u->timers));
     gd_gate_wait(&u->line, &a->waiter, call->base.deadline_ms, on_line_end);
     rebalance(u); /* under a budget: a unit for it, or the other threads told */
 }
@@ -537,6 +696,7 @@ static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
     gd_upstream_t *u = call->_upstream;
 
     if (is_granted) {
+        gd_limits_note_line_end(&u->limits, &call->_limits, gd_timers_now(u->timers));
         acquire(a);
         return;
     }
@@ -564,8 +724,10 @@ static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
     destroy_conn(c);
     call->_upstream->busy--;
     uint64_t started_ms = a->started_ms;
-    begin_attempt(call, a->number);
+    bool is_hedge = a->is_hedge;
+    begin_attempt(call, a, a->number);
     a->started_ms = started_ms;
+    a->is_hedge = is_hedge;
     a->is_stale_retry = true;
     acquire(a);
     return true;
@@ -635,6 +797,7 @@ static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable
         return;
     }
     call->base.result.body = body != NULL ? body : gd_buf_new_copy(in->bytes, body_len);
+    call->base.result.max_age_ms = a->response.max_age_ms;
     release_conn(a, is_reusable);
     end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
@@ -1072,6 +1235,7 @@ static void acquire(gd_upstream_attempt_t *a)
     gd_upstream_t *u = call->_upstream;
 
     u->busy++;
+    arm_hedge(a);
     if (!h2o_linklist_is_empty(&u->idle)) {
         conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
@@ -1105,6 +1269,10 @@ static void on_timer(gd_timer_t *timer)
         on_backoff_end(a);
         return;
     }
+    if (a->state == ATTEMPT_PACING) {
+        begin_exchange(a);
+        return;
+    }
     /* end_attempt() closes the connection: a half-read answer must never reach the next call. A
      * call waiting for a slot has its deadline in the line (on_line_end()). */
     if (a->state == ATTEMPT_HANDSHAKING && !is_deadline && !is_attempt_due) {
@@ -1125,10 +1293,95 @@ static void on_timer(gd_timer_t *timer)
                     "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }
 
+/* The drain of @c ends: the answer was read to its end (@is_reusable), or it failed, broke the
+ * rules or took too long (closed). Either way the slot is given back. */
+static void end_drain(conn_t *c, bool is_reusable)
+{
+    gd_upstream_t *u = c->upstream;
+
+    h2o_linklist_unlink(&c->idle_link);
+    gd_timer_stop(u->timers, &c->idle_timer);
+    gd_timer_init(&c->idle_timer, on_idle_timeout);
+    recycle_conn(c, is_reusable);
+}
+
+static void on_drain_timeout(gd_timer_t *timer)
+{
+    end_drain(H2O_STRUCT_FROM_MEMBER(conn_t, idle_timer, timer), false);
+}
+
+static void on_drain_read(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    h2o_buffer_t *in = sock->input;
+
+    if (err != NULL || (c->is_tls && gd_tls_is_closed_by_peer(&c->tls))) {
+        end_drain(c, false);
+        return;
+    }
+    if (c->is_drain_chunked) {
+        bool is_done;
+        size_t consumed;
+        ssize_t n = gd_http1_dechunk(&c->drain_chunked, in->bytes, in->size, &is_done, &consumed);
+        if (n < 0 || in->size > c->drain_left) {
+            end_drain(c, false);
+            return;
+        }
+        if (is_done) {
+            end_drain(c, consumed == in->size); /* bytes past the body: out of step */
+            return;
+        }
+        c->drain_left -= in->size;
+    } else {
+        if (in->size >= c->drain_left) {
+            end_drain(c, in->size == c->drain_left);
+            return;
+        }
+        c->drain_left -= in->size;
+    }
+    h2o_buffer_consume(&sock->input, in->size);
+}
+
+/* Whether attempt @a, being cancelled, may leave its connection to read the rest of the answer
+ * (see DRAIN_MAX_BYTES), and if so starts that: the connection is the attempt's no more. */
+static void start_drain(gd_upstream_attempt_t *a)
+{
+    conn_t *c = a->conn;
+    const gd_http1_head_t *h = &a->response;
+
+    if (a->state != ATTEMPT_EXCHANGING || c == NULL || c->sock == NULL || !a->has_head ||
+        !h->is_keepalive || h2o_socket_is_writing(c->sock) || c->upstream->is_closed)
+        return;
+    h2o_buffer_t *in = c->sock->input;
+    if (h->framing == GD_HTTP1_LENGTH && h->content_length > in->size &&
+        h->content_length - in->size <= DRAIN_MAX_BYTES) {
+        c->is_drain_chunked = false;
+        c->drain_left = h->content_length - in->size;
+    } else if (h->framing == GD_HTTP1_CHUNKED) {
+        c->is_drain_chunked = true;
+        c->drain_left = DRAIN_MAX_BYTES;
+        c->drain_chunked = a->chunked; /* the input holds only decoded data, all of it read */
+    } else {
+        return;
+    }
+    a->conn = NULL;
+    c->attempt = NULL;
+    h2o_buffer_consume(&c->sock->input, in->size);
+    h2o_linklist_insert(&c->upstream->draining, &c->idle_link);
+    gd_timer_init(&c->idle_timer, on_drain_timeout);
+    gd_timer_start(c->upstream->timers, &c->idle_timer,
+                   gd_timers_now(c->upstream->timers) + DRAIN_TIMEOUT_MS);
+    h2o_socket_read_start(c->sock, on_drain_read);
+}
+
 static void on_cancel(gd_task_t *task)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, base._task, task);
-    end_attempt(&call->_attempt, GD_OUTCOME_CANCELLED, 0, "cancelled");
+    gd_upstream_attempt_t *a = is_running(&call->_hedge) ? &call->_hedge : &call->_attempt;
+    /* a nearly complete answer keeps its connection, whichever attempt it came on */
+    start_drain(&call->_attempt);
+    start_drain(&call->_hedge);
+    end_attempt(a, GD_OUTCOME_CANCELLED, 0, "cancelled"); /* the other goes with it */
 }
 
 /* The request head and body, written once into one buffer: sent again as they are on a retry,
@@ -1180,6 +1433,56 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
     GD_REQUIRE(call->_head_len <= cap);
 }
 
+/* Attempt @a, its token's slot come (or no rate limit), asks for a connection slot. */
+static void begin_exchange(gd_upstream_attempt_t *a)
+{
+    gd_upstream_t *u = a->call->_upstream;
+
+    gd_limits_spend_token(&a->call->_limits);
+    a->started_ms = gd_timers_now(u->timers);
+    /* Not while others wait: they were first. */
+    if (take_slot(u))
+        acquire(a);
+    else
+        wait_for_slot(a);
+}
+
+/* The first attempt of a call admitted under max_in_flight takes its rate-limit token: at once,
+ * after a wait on its own timer, or, when none can come before the deadline, not at all. */
+static void pace_first_attempt(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    uint64_t now = gd_timers_now(u->timers), at;
+
+    if (gd_limits_take_token(&u->limits, &call->_limits, now, call->base.deadline_ms, &at) < 0) {
+        end_attempt(a, GD_OUTCOME_RATE_LIMITED, 0,
+                    "no token of the rate limit of %s could come within %" PRIu64 " ms",
+                    u->conf->url, call->base.timeout_ms);
+        return;
+    }
+    if (at <= now) {
+        begin_exchange(a);
+        return;
+    }
+    a->state = ATTEMPT_PACING;
+    gd_timer_start(u->timers, &a->timer, at);
+}
+
+static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _limits, pass);
+    gd_upstream_t *u = call->_upstream;
+
+    if (is_granted) {
+        pace_first_attempt(&call->_attempt);
+        return;
+    }
+    end_attempt(&call->_attempt, GD_OUTCOME_IN_FLIGHT_TIMEOUT, 0,
+                "timed out after %" PRIu64 " ms waiting for a place (max_in_flight %zu)",
+                call->base.timeout_ms, u->conf->max_in_flight);
+}
+
 static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 {
     gd_upstream_t *u = source;
@@ -1187,7 +1490,10 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 
     call->_upstream = u;
     gd_timer_init(&call->_attempt.timer, on_timer);
-    begin_attempt(call, 1);
+    gd_timer_init(&call->_hedge.timer, on_timer);
+    gd_timer_init(&call->_hedge_timer, on_hedge_timer);
+    call->_started = 1;
+    begin_attempt(call, &call->_attempt, 1);
     if (u->conf->retry_budget != NULL) { /* NULL in tests that make their own conf */
         gd_retry_budget_note_call(u->conf->retry_budget, gd_timers_now(u->timers));
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
@@ -1205,11 +1511,12 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
         }
     }
 
-    /* Not while others wait: they were first. */
-    if (take_slot(u))
-        acquire(&call->_attempt);
-    else
-        wait_for_slot(&call->_attempt);
+    if (gd_limits_enter(&u->limits, &call->_limits, call->base.deadline_ms, on_admitted) ==
+        GD_LIMITS_WAITING) {
+        call->_attempt.state = ATTEMPT_ADMITTING;
+        return;
+    }
+    pace_first_attempt(&call->_attempt);
 }
 
 static void dispose_call(gd_call_t *base)
@@ -1220,10 +1527,76 @@ static void dispose_call(gd_call_t *base)
     call->_head = NULL;
 }
 
+static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
+{
+    const gd_upstream_attempt_t *a = &((const gd_upstream_call_t *)base)->_attempt;
+
+    ret->attempt = a->number;
+    switch (a->state) {
+    case ATTEMPT_WAITING:
+        ret->state = "waiting";
+        break;
+    case ATTEMPT_CONNECTING:
+        ret->state = "connecting";
+        break;
+    case ATTEMPT_HANDSHAKING:
+        ret->state = "handshaking";
+        break;
+    case ATTEMPT_EXCHANGING:
+        ret->state = a->has_head ? "receiving" : "sent";
+        break;
+    case ATTEMPT_BACKOFF:
+        ret->state = "backoff";
+        break;
+    case ATTEMPT_ADMITTING:
+        ret->state = "admitting";
+        break;
+    case ATTEMPT_PACING:
+        ret->state = "pacing";
+        break;
+    default:
+        ret->state = "done";
+    }
+}
+
+static void call_cache_key(const gd_call_t *base, void (*add)(void *ctx, const void *p, size_t n),
+                           void *ctx)
+{
+    const gd_upstream_call_t *call = (const gd_upstream_call_t *)base;
+    const h2o_iovec_t *h = &call->extra_headers;
+
+    add(ctx, call->method, strlen(call->method) + 1);
+    add(ctx, call->path.base, call->path.len);
+    add(ctx, "\n", 1);
+    add(ctx, h->base + call->per_request_len, h->len - call->per_request_len);
+    add(ctx, "\n", 1);
+    if (call->has_body)
+        add(ctx, call->body.base, call->body.len);
+}
+
+static void call_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+{
+    gd_upstream_call_t *dst = (gd_upstream_call_t *)dst_base;
+    const gd_upstream_call_t *src = (const gd_upstream_call_t *)src_base;
+
+    dst->method = src->method; /* the config's */
+    dst->path = h2o_strdup(arena, src->path.base, src->path.len);
+    dst->extra_headers = h2o_strdup(arena, src->extra_headers.base, src->extra_headers.len);
+    dst->per_request_len = src->per_request_len;
+    dst->body = src->body.base != NULL ? h2o_strdup(arena, src->body.base, src->body.len)
+                                       : src->body;
+    dst->has_body = src->has_body;
+    dst->is_idempotent = src->is_idempotent;
+    dst->retry = src->retry;
+}
+
 const gd_call_ops_t gd_upstream_call_ops = {
     .kind = "http",
     .size = sizeof(gd_upstream_call_t),
     .prepare = gd__upstream_call_prepare,
     .start = start_call,
     .dispose = dispose_call,
+    .progress = call_progress,
+    .cache_key = call_cache_key,
+    .clone = call_clone,
 };

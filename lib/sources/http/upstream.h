@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "sources/call.h"
 #include "sources/http/http1.h"
+#include "sources/http/limits.h"
 #include "sources/http/tls.h"
 
 typedef struct gd_upstream gd_upstream_t;
@@ -63,9 +64,9 @@ typedef struct gd_upstream_call gd_upstream_call_t;
 /*
  * One exchange of a call with the upstream: its place in the line for a connection, the
  * connection, the answer's parser state and the timer (connect timeout, then the call's
- * deadline). A call runs one attempt at a time: its first, and a second after a keep-alive
- * connection that the upstream had closed (retries and hedges will add more, each an attempt
- * of the same call). Private to the upstream.
+ * deadline). A call runs at most two attempts at once: one (its first, a retry, the resend
+ * after a keep-alive connection that the upstream had closed) and, when hedged, a second on
+ * another connection. Private to the upstream.
  */
 typedef struct gd_upstream_attempt {
     gd_upstream_call_t *call;
@@ -73,6 +74,7 @@ typedef struct gd_upstream_attempt {
     unsigned number;               /* 1 for the first */
     uint64_t started_ms;           /* when it began: attempt_timeout_ms counts from it */
     bool is_stale_retry; /* it resends the request of a stale keep-alive connection (free) */
+    bool is_hedge;       /* started by retry.hedge_after_ms beside a running attempt */
     int state;
     gd_timer_t timer; /* connect timeout, then the attempt's or call's deadline; a backoff */
     gd_gate_waiter_t waiter;  /* its place in the line for a connection slot */
@@ -91,6 +93,7 @@ struct gd_upstream_call {
     const char *method;
     h2o_iovec_t path;          /* request target, base path included */
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
+    size_t per_request_len;    /* its first bytes, what differs per request: id, trace context */
     h2o_iovec_t body;          /* sent after the head with its content-length, or {NULL, 0} */
     bool has_body;             /* a content-length is sent (0 for an empty body) */
     bool is_idempotent;        /* may be sent again: retries, a stale keep-alive connection */
@@ -100,7 +103,13 @@ struct gd_upstream_call {
     char *_head; /* the request head, owned: every attempt sends it as it is */
     size_t _head_len;
     gd_upstream_attempt_t _attempt; /* the current attempt */
+    /* Hedging: the second attempt that may run beside _attempt (a hedge, or a retry after
+     * one), the timer that starts it, and the exchanges started so far (the attempts cap). */
+    gd_upstream_attempt_t _hedge;
+    gd_timer_t _hedge_timer;
+    unsigned _started;
     int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
+    gd_limits_pass_t _limits; /* its place under max_in_flight, its attempt's token */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */

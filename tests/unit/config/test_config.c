@@ -79,6 +79,7 @@ static const char full_config[] =
     "  'listen': ['127.0.0.1:8080', '[::1]:8081', '*:8082'],\n"
     "  'threads': 3,\n"
     "  'http2': false,\n"
+    "  'http2_reset_budget': false,\n"
     "  'max_requests_in_flight': 500,\n"
     "  'queue_timeout_ms': 250,\n"
     "  'coroutine_stack_kb': 128,\n"
@@ -140,6 +141,7 @@ static void test_full_config(void)
     CHECK(IN6_IS_ADDR_UNSPECIFIED(&any->sin6_addr));
     CHECK_INT_EQ(cfg->threads, 3);
     CHECK(!cfg->is_http2_enabled);
+    CHECK_INT_EQ(cfg->http2_reset_budget, 0); /* false: no limit */
     CHECK_INT_EQ(cfg->max_requests_in_flight, 500);
     CHECK_INT_EQ(cfg->queue_timeout_ms, 250);
     CHECK_INT_EQ(cfg->coroutine_stack_bytes, 128 * 1024);
@@ -299,7 +301,8 @@ static void test_defaults(void)
     const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
 
     CHECK_INT_EQ(cfg->threads, ncpu < 1 ? 1 : ncpu);
-    CHECK(cfg->is_http2_enabled);
+    CHECK(!cfg->is_http2_enabled); /* off until Rapid Reset is contained (README) */
+    CHECK_INT_EQ(cfg->http2_reset_budget, 100);
     CHECK_INT_EQ(cfg->max_requests_in_flight, 2048);
     CHECK_INT_EQ(cfg->queue_timeout_ms, 3000);
     CHECK_INT_EQ(cfg->coroutine_stack_bytes, 64 * 1024);
@@ -381,6 +384,10 @@ static void test_scalar_errors(void)
                      "conf/x.json: threads: must be an integer, not a real number");
     CHECK_CONFIG_ERR(ROOT("'http2':'yes'"), "conf/x.json: http2: must be a boolean, not a string");
     CHECK_CONFIG_ERR(ROOT("'http2':null"), "conf/x.json: http2: must be a boolean, not null");
+    CHECK_CONFIG_ERR(ROOT("'http2_reset_budget':true"),
+                     "conf/x.json: http2_reset_budget: must be an integer or false, not a boolean");
+    CHECK_CONFIG_ERR(ROOT("'http2_reset_budget':0"),
+                     "conf/x.json: http2_reset_budget: must be between 1 and 1000000, not 0");
     CHECK_CONFIG_ERR(ROOT("'max_requests_in_flight':0"),
                      "conf/x.json: max_requests_in_flight: must be >= 1, not 0");
     CHECK_CONFIG_ERR(ROOT("'queue_timeout_ms':-1"),
@@ -1012,6 +1019,18 @@ static void test_pattern_bombs(void)
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a{1,1000}){1,1000}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'((a{1,30}){1,30}){1,30}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'([ab]+x{200}|c){100,}'}"), TOO_COMPLEX);
+    /* Found by fuzz_config: repetitions in a row took glibc 11 s to compile. */
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'[1-9]++*+++++++KKKK*K|50'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: two "
+                     "repetition operators in a row (such as \"a+*\" or \"a*{2}\") are undefined in "
+                     "POSIX patterns: write one, or group the first");
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'a*{2}'}"),
+                     "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: two "
+                     "repetition operators in a row (such as \"a+*\" or \"a*{2}\") are undefined in "
+                     "POSIX patterns: write one, or group the first");
+    /* Found by fuzz_config: a group left open, its repetitions expanded before the missing
+     * ")" is noticed (2 GB). */
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'x((a{1,100}){1,200}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a*)*b\\\\1'}"),
                      "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
                      "back-references (\\1 to \\9) are not supported");
@@ -1019,7 +1038,7 @@ static void test_pattern_bombs(void)
     gd_config_free(LOAD_OK(PARAMS(
         "'query.a':{'pattern':'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'},"
         "'query.b':{'pattern':'(a{1,100}){1,10}'},'query.c':{'pattern':'[a-z]{1,255}'},"
-        "'query.d':{'pattern':'[{]x{3}[}]\\\\.'}")));
+        "'query.d':{'pattern':'[{]x{3}[}]\\\\.'},'query.e':{'pattern':'(a+)*b?'}")));
 }
 
 /* 40,000 endpoints took 85 s when each was compared with every other one for duplicates. */
@@ -1383,6 +1402,63 @@ static void test_sql_call_limits(void)
     /* an HTTP call's limit is its upstream's */
     CHECK_CONFIG_ERR(SQL_CALL_IS("'upstream':'accounts','path':'/x','max_rows':5"),
                      "conf/x.json: endpoints[0].calls.orders.max_rows: unknown key");
+}
+
+/* References to call results: each call's needs, the order, and value indexes past every
+ * parameter (the response's query.z included, though it compiles after the calls). */
+static void test_call_dependencies(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT(
+        "'calls':{'orders':{'upstream':'accounts','path':'/o/{user.company.id}?q={query.q}',"
+        "'headers':{'x-a':'{count(user.tags)}'},'after':['first']},"
+        "'user':{'upstream':'accounts','path':'/u/{id}','when':'{query.w}'},"
+        "'first':{'upstream':'accounts','path':'/f','after':['user','user']}},"
+        "'response':{'z':'{query.z}'}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+    CHECK(ep->has_dependencies);
+    CHECK_INT_EQ(ep->nrefs, 2);
+    CHECK_INT_EQ(ep->calls[0].nneeds, 2); /* user (once), first */
+    CHECK_INT_EQ(ep->calls[0].needs[0], 1);
+    CHECK_INT_EQ(ep->calls[0].needs[1], 2);
+    CHECK_INT_EQ(ep->calls[2].nneeds, 1);
+    CHECK_INT_EQ(ep->calls[0].first_ref, 0);
+    CHECK_INT_EQ(ep->calls[0].nrefs, 2);
+    CHECK_INT_EQ(ep->refs[0].use, GD_REF_URL);
+    CHECK_INT_EQ(ep->refs[1].use, GD_REF_TEXT);
+    CHECK_STR_EQ(ep->refs[0].text, "{user.company.id}");
+    CHECK_INT_EQ(ep->refs[1].expr.kind, GD_EXPR_COUNT);
+    /* user, first, orders */
+    CHECK_INT_EQ(ep->call_order[0], 1);
+    CHECK_INT_EQ(ep->call_order[1], 2);
+    CHECK_INT_EQ(ep->call_order[2], 0);
+    /* id, query.q, query.w, query.z: the references come after */
+    CHECK_INT_EQ(ep->nparams, 4);
+    CHECK_INT_EQ(ep->calls[0].path.parts[1].value_index, 4);
+    CHECK_INT_EQ(ep->calls[0].headers[0].value.parts[0].value_index, 5);
+    CHECK(ep->calls[1].has_when);
+    gd_config_free(cfg);
+
+    /* nothing waits: no order, the old path */
+    cfg = LOAD_OK(CALL_IS("'upstream':'accounts','path':'/u/{id}'"));
+    CHECK(!cfg->endpoints[0].has_dependencies);
+    CHECK(cfg->endpoints[0].call_order == NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'a':{'upstream':'accounts','path':'/{b.x}'},"
+                              "'b':{'upstream':'accounts','path':'/','after':['a']}}"),
+                     "conf/x.json: endpoints[0].calls.a: the calls depend on each other in a "
+                     "cycle: a -> b -> a (a call that references another's result, or names it "
+                     "in \"after\", waits for it)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/{usr.x}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: \"{usr.x}\": unknown call or "
+                     "source \"usr\" (not a call of this endpoint, nor a path capture, nor "
+                     "query.NAME or header.NAME)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','after':'user'"),
+                     "conf/x.json: endpoints[0].calls.user.after: must be an array of call "
+                     "names, not a string");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','when':'{id} and {id}'"),
+                     "conf/x.json: endpoints[0].calls.user.when: must be exactly one reference "
+                     "like \"{query.include}\", not \"{id} and {id}\"");
 }
 
 static void test_sql_calls(void)
@@ -1789,7 +1865,33 @@ static void test_retry(void)
                      "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
                      "1000000, not 0");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'window_ms':10}}"),
-                     "conf/x.json: upstreams.accounts.breaker.window_ms: unknown key");
+                     "conf/x.json: upstreams.accounts.breaker.window_ms: only applies with "
+                     "error_rate");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':1.5}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be above 0 and at "
+                     "most 1, not 1.5");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':'x'}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be a number, not a "
+                     "string");
+    CHECK_CONFIG_ERR(
+        UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.5,'window_ms':5}}"),
+        "conf/x.json: upstreams.accounts.breaker.window_ms: must be between 10 and 86400000, "
+        "not 5");
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.25,'min_calls':4}}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.per_ms: missing required key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5,'per_ms':1,'x':1}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.x: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_in_flight':-1}"),
+                     "conf/x.json: upstreams.accounts.max_in_flight: must be between 0 and "
+                     "1000000, not -1");
+    cfg = LOAD_OK(UPSTREAM_IS(
+        "{'url':'http://x','rate_limit':{'calls':5,'per_ms':1000,'burst':2},'max_in_flight':3}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].rate_limit != NULL);
+    CHECK(cfg->upstreams[0].max_in_flight == 3 && cfg->upstreams[0].in_flight != NULL);
+    gd_config_free(cfg);
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':[]}"),
                      "conf/x.json: upstreams.accounts.breaker: must be an object, not an array");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':3}"),
@@ -1823,6 +1925,43 @@ static void test_retry(void)
     CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','retry':{'attempt_timeout_ms':-1}"),
                      "conf/x.json: endpoints[0].calls.user.retry.attempt_timeout_ms: must be "
                      "between 0 and 86400000, not -1");
+}
+
+static void test_hedge(void)
+{
+    gd_config_t *cfg =
+        LOAD_OK("{" LISTEN ",'upstreams':{'a':{'url':'http://h','retry':{'hedge_after_ms':30}},"
+                "'b':{'url':'http://h'}},'endpoints':[{'path':'/u','calls':{"
+                "'c':{'upstream':'a','path':'/x'},"
+                "'d':{'upstream':'a','path':'/y','retry':{'hedge_after_ms':0}},"
+                "'e':{'upstream':'a','path':'/z','retry':{'attempts':1}},"
+                "'f':{'upstream':'a','path':'/p','method':'POST'},"
+                "'g':{'upstream':'b','path':'/q','retry':{'attempts':2,'hedge_after_ms':15}},"
+                "'h':{'upstream':'b','path':'/r'}}}]}");
+    CHECK(cfg != NULL);
+    const gd_call_conf_t *calls = cfg->endpoints[0].calls;
+    /* the upstream's, with the attempts a "retry" object gives: the first, a hedge, a retry */
+    CHECK_INT_EQ(calls[0].retry.hedge_after_ms, 30);
+    CHECK_INT_EQ(calls[0].retry.attempts, 3);
+    /* a call turns it off, or leaves no attempt for it (not an error: the upstream's) */
+    CHECK_INT_EQ(calls[1].retry.hedge_after_ms, 0);
+    CHECK_INT_EQ(calls[2].retry.attempts, 1);
+    /* inherited by a POST, where the upstream never applies it (not idempotent) */
+    CHECK(!calls[3].is_idempotent);
+    CHECK_INT_EQ(calls[4].retry.hedge_after_ms, 15);
+    CHECK_INT_EQ(calls[5].retry.hedge_after_ms, 0);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'attempts':1,'hedge_after_ms':5}}"),
+                     "conf/x.json: upstreams.accounts.retry.hedge_after_ms: a hedge is a second "
+                     "attempt: it needs \"attempts\" of 2 or more");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'hedge_after_ms':-1}}"),
+                     "conf/x.json: upstreams.accounts.retry.hedge_after_ms: must be between 0 and "
+                     "86400000, not -1");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'PATCH',"
+                             "'retry':{'hedge_after_ms':20}"),
+                     "conf/x.json: endpoints[0].calls.user.retry.hedge_after_ms: a PATCH call is "
+                     "never hedged unless it is marked \"idempotent\": true");
 }
 
 static void test_null_on_and_status_map(void)
@@ -2066,6 +2205,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
     {"sql_calls", test_sql_calls},
+    {"call_dependencies", test_call_dependencies},
     {"sql_call_limits", test_sql_call_limits},
 
     {"full_config", test_full_config},
@@ -2095,6 +2235,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"forward_headers", test_forward_headers},
     {"null_on_and_status_map", test_null_on_and_status_map},
     {"retry", test_retry},
+    {"hedge", test_hedge},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},
     {"pattern_bombs", test_pattern_bombs},
