@@ -1832,7 +1832,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
     static const char *const sql_keys[] = {
-        "sql", "args", "row", "timeout_ms", "optional", "max_rows", "max_body_bytes", NULL};
+        "sql",      "args",           "row",        "timeout_ms", "optional",
+        "max_rows", "max_body_bytes", "idempotent", "retry",      NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2151,6 +2152,35 @@ static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
                 quote(l, level));
 }
 
+/* "retry" of the postgres section (@is_section: the budget's keys allowed) or of a SQL call:
+ * the HTTP "retry" without "on" and "attempt_timeout_ms", since what a SQL call retries is
+ * fixed (40001, 40P01, a connection broken before the query was sent), and a timed-out query
+ * is never run again. */
+static int load_sql_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_section,
+                          const gd_retry_conf_t *base, gd_retry_conf_t *out)
+{
+    static const char *const http_only[] = {"on", "attempt_timeout_ms", NULL};
+    static const char *const budget_keys[] = {"budget_percent", "min_retries_per_s", NULL};
+    struct jpath rat = {at, "retry", 0};
+    json_t *r_json = json_object_get(v, "retry");
+
+    for (size_t i = 0; json_is_object(r_json) && !is_section && budget_keys[i] != NULL; i++)
+        if (json_object_get(r_json, budget_keys[i]) != NULL) {
+            struct jpath kp = {&rat, budget_keys[i], 0};
+            return fail(l, &kp, "the retry budget is all SQL calls': set it in the postgres "
+                                "section's \"retry\"");
+        }
+
+    for (size_t i = 0; json_is_object(r_json) && http_only[i] != NULL; i++)
+        if (json_object_get(r_json, http_only[i]) != NULL) {
+            struct jpath kp = {&rat, http_only[i], 0};
+            return fail(l, &kp,
+                        "not for SQL calls: they retry serialization failures (40001), deadlocks "
+                        "(40P01) and connections broken before the query was sent, nothing else");
+        }
+    return load_retry(l, at, v, is_section, base, out);
+}
+
 static int load_pg_readiness(struct loader *l, const struct jpath *at, json_t *v,
                              gd_postgres_conf_t *pg)
 {
@@ -2177,7 +2207,8 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     static const char *const keys[] = {"conninfo",           "pool_size",
                                        "acquire_timeout_ms", "connect_timeout_ms",
                                        "max_rows",           "max_body_bytes",
-                                       "readiness",          NULL};
+                                       "readiness",          "prepared",
+                                       "retry",              NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -2228,6 +2259,11 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, &at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_PG_MAX_BODY_BYTES, &x)) < 0)
         return r;
     pg->max_body_bytes = (size_t)x;
+    if ((r = get_bool(l, &at, v, "prepared", true, &pg->is_prepared)) < 0 ||
+        (r = load_sql_retry(l, &at, v, true, &no_retry, &pg->retry)) < 0)
+        return r;
+    pg->retry_budget = gd_xmalloc(sizeof(*pg->retry_budget));
+    gd_retry_budget_init(pg->retry_budget);
     return load_pg_readiness(l, &at, v, pg);
 }
 
@@ -2314,6 +2350,27 @@ static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
     return cfg->nstatements++;
 }
 
+/* Whether @sql is a plain SELECT: its first word, after blanks, comments and opening
+ * parentheses, is SELECT, so running it again changes nothing (unless a function it calls
+ * writes: such a call says "idempotent": false). WITH is not taken: its parts may write. */
+static bool is_plain_select(const char *sql)
+{
+    const char *p = sql, *q;
+
+    for (;;) {
+        p += strspn(p, " \t\r\n(");
+        if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+            q = skip_sql_literal(p);
+            if (q == p)
+                return false;
+            p = q;
+            continue;
+        }
+        break;
+    }
+    return strncasecmp(p, "select", 6) == 0 && !is_alpha(p[6]) && !is_digit(p[6]) && p[6] != '_';
+}
+
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
@@ -2362,6 +2419,14 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
                      (long long)cfg->postgres.max_body_bytes, &x)) < 0)
         return r;
     c->max_body_bytes = (size_t)x;
+    if ((r = get_bool(l, at, v, "idempotent", is_plain_select(sql), &c->is_idempotent)) < 0 ||
+        (r = load_sql_retry(l, at, v, false, &cfg->postgres.retry, &c->retry)) < 0)
+        return r;
+    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0};
+        return fail(l, &rat, "a SQL call is never retried unless it is a plain SELECT or marked "
+                             "\"idempotent\": true");
+    }
     c->statement = intern_statement(cfg, sql, nparams);
     return 0;
 }
@@ -3820,6 +3885,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     free(config->statements);
     free(config->statement_nparams);
     free(config->postgres.conninfo);
+    free(config->postgres.retry_budget);
     free(config->admin_listen.text);
     free(config->source);
     free(config);

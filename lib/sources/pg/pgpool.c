@@ -13,10 +13,11 @@
 #include <libpq-fe.h>
 
 #include "base/gate.h"
+#include "base/retry_budget.h"
+#include "base/util.h"
 #include "ops/log.h"
 #include "sources/pg/pgcancel.h"
 #include "sources/pg/pgjson.h"
-#include "base/util.h"
 
 /* Unacknowledged data (or an unanswered connect) on a Postgres socket for this long ends it. */
 #define PG_TCP_USER_TIMEOUT_MS "10000"
@@ -59,6 +60,7 @@ enum query_state {
     QUERY_STARTING = 1, /* inside gd_pgpool_query_start() */
     QUERY_WAITING,      /* in the pool's line for a connection */
     QUERY_RUNNING,      /* its pipeline entry is on a connection */
+    QUERY_BACKOFF,      /* between attempts: its timer starts the next */
     QUERY_DONE,
 };
 
@@ -82,6 +84,9 @@ struct pipe_entry {
     size_t statement;
     enum pipe_phase phase;
     bool is_prepare_ok;
+    /* The query's messages went to the socket: a connection that breaks from then on may have
+     * run it, so only one that broke before is a failure to retry. */
+    bool is_sent;
     size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
@@ -90,7 +95,7 @@ struct pipe_entry {
     bool is_rule_broken;
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
-    gd_pgjson_buf_t body; /* owned until handed to the query */
+    gd_pgjson_buf_t body;         /* owned until handed to the query */
     gd_pgjson_columns_t *columns; /* a reference, from the first row on */
 };
 
@@ -159,7 +164,7 @@ struct gd_pgpool {
     /* "host=... port=... dbname=...": names the server in logs and messages, never with the
      * password (the conninfo itself is never logged). */
     char desc[DESC_MAX];
-    bool is_outage_logged; /* a loss or failure was logged at warn; the recovery will be too */
+    bool is_outage_logged;    /* a loss or failure was logged at warn; the recovery will be too */
     gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
     size_t polls_open;
     uint64_t reconnects, cancels, cancels_dropped;
@@ -186,6 +191,7 @@ struct gd_pgpool_shared {
 static void conn_start(struct conn *c);
 static void schedule_rebalance(gd_pgpool_t *pool);
 static void conn_run(struct conn *c, gd_pgpool_query_t *q);
+static void begin_attempt(gd_pgpool_query_t *query);
 static void on_poll(uv_poll_t *handle, int status, int events);
 
 /* -- small helpers ------------------------------------------------------------------------ */
@@ -334,6 +340,7 @@ static void report(gd_pgpool_query_t *q)
     gd_gate_cancel(&q->_waiter);  /* a no-op unless it waits */
     q->_state = QUERY_DONE;
     q->_conn = NULL;
+    q->base.result.attempts = q->_attempt;
     q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
     gd_task_done(&q->base._task);
 }
@@ -341,16 +348,92 @@ static void report(gd_pgpool_query_t *q)
 static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static void set_failure(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void set_failure(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, va_list ap)
+{
+    q->base.result.outcome = outcome;
+    q->base.result.sqlstate[0] = '\0';
+    vsnprintf(q->base.result.message, sizeof(q->base.result.message), fmt, ap);
+}
+
 static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
 {
     va_list ap;
 
-    q->base.result.outcome = outcome;
-    q->base.result.sqlstate[0] = '\0';
     va_start(ap, fmt);
-    vsnprintf(q->base.result.message, sizeof(q->base.result.message), fmt, ap);
+    set_failure(q, outcome, fmt, ap);
     va_end(ap);
     report(q);
+}
+
+/* Whether the failure in @q's result is one a SQL retry takes: a serialization failure or a
+ * deadlock (the transaction was rolled back whole, and running it again may succeed), or a
+ * connection that broke before the query left (@is_unsent): the server never saw it. */
+static bool is_retried_failure(const gd_pgpool_query_t *q, bool is_unsent)
+{
+    const gd_call_result_t *r = &q->base.result;
+
+    if (r->outcome == GD_OUTCOME_SQL)
+        return strcmp(r->sqlstate, "40001") == 0 || strcmp(r->sqlstate, "40P01") == 0;
+    return r->outcome == GD_OUTCOME_IO && is_unsent;
+}
+
+/* Decides whether @q, whose attempt failed (result written) and which holds no connection any
+ * more, runs again: when its policy has attempts left, it is idempotent, the failure is one
+ * to retry, the backoff ends before its deadline (a wait that cannot is not started) and the
+ * retry budget allows it. Then starts the backoff and returns true. */
+static bool schedule_retry(gd_pgpool_query_t *q, bool is_unsent)
+{
+    gd_pgpool_t *pool = q->_pool;
+    const gd_retry_conf_t *rc = q->retry;
+    gd_retry_budget_t *b = pool->conf->retry_budget;
+    uint64_t now = gd_timers_now(pool->timers), wait;
+
+    if (rc == NULL || q->_attempt >= rc->attempts || !q->is_idempotent || pool->is_closed ||
+        !is_retried_failure(q, is_unsent) || now >= q->base.deadline_ms)
+        return false;
+    wait = gd_retry_backoff_ms(rc->backoff_ms, rc->max_backoff_ms, q->_attempt);
+    if (add_sat(now, wait) >= q->base.deadline_ms)
+        return false;
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        return false;
+    }
+    if (b != NULL)
+        atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
+    gd_log_debug("postgres: attempt %u failed (%s%s%.100s); retry in %" PRIu64 " ms", q->_attempt,
+                 q->base.result.sqlstate, q->base.result.sqlstate[0] != '\0' ? ": " : "",
+                 q->base.result.message, wait);
+    q->_attempt++;
+    q->_state = QUERY_BACKOFF;
+    q->_conn = NULL;
+    gd_timer_start(pool->timers, &q->_timer, now + wait);
+    return true;
+}
+
+/* Ends @q's attempt, whose failure is in its result, and with it the query unless a retry
+ * follows. Reports last, as report(). */
+static void end_attempt(gd_pgpool_query_t *q, bool is_unsent)
+{
+    if (!schedule_retry(q, is_unsent))
+        report(q);
+}
+
+static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* end_attempt() with the failure written first. */
+static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                         const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    set_failure(q, outcome, fmt, ap);
+    va_end(ap);
+    end_attempt(q, is_unsent);
 }
 
 static void finish_unavailable(gd_pgpool_query_t *q)
@@ -461,6 +544,19 @@ static void conn_failed(struct conn *c, const char *reason)
 
     first_line(reason, line, sizeof(line));
     conn_discard(c);
+    if (pool->options != NULL && strstr(line, "unsupported startup parameter: options") != NULL) {
+        /* A pooler (PgBouncer) that takes no "options": connecting without the backstop beats
+         * not connecting at all. Its own setting of statement_timeout should stand in. */
+        gd_log_warn("postgres: %s refuses the startup parameter \"options\" (PgBouncer?); "
+                    "connecting without the statement_timeout backstop (set statement_timeout on "
+                    "the role, or ignore_startup_parameters = options in PgBouncer)",
+                    pool->desc);
+        free(pool->options);
+        pool->options = NULL;
+        set_state(c, CONN_BACKOFF);
+        conn_start(c);
+        return;
+    }
     c->has_failed = true;
     if (!pool->is_outage_logged) {
         pool->is_outage_logged = true;
@@ -518,6 +614,7 @@ static void conn_lost(struct conn *c, const char *reason)
 {
     gd_pgpool_t *pool = c->pool;
     gd_pgpool_query_t *q = c->entry.query;
+    bool is_unsent = !c->entry.is_sent;
     char why[GD_CALL_MESSAGE_MAX];
 
     lost_reason(c, reason, why, sizeof(why));
@@ -531,8 +628,9 @@ static void conn_lost(struct conn *c, const char *reason)
     /* After a successful connect the backoff is back at its first step, so a server that
      * accepts connections and drops them at once is retried at most every 100 ms. */
     retry_later(c);
-    if (q != NULL)
-        finish(q, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
+    if (q == NULL)
+        return;
+    fail_attempt(q, is_unsent, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
 }
 
 static void conn_idle(struct conn *c)
@@ -971,7 +1069,9 @@ static void pipeline_done(struct conn *c)
         return;
     }
     conn_idle(c);
-    if (q != NULL)
+    if (q != NULL && q->base.result.outcome != GD_OUTCOME_OK)
+        end_attempt(q, false);
+    else if (q != NULL)
         report(q);
 }
 
@@ -1127,7 +1227,8 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     const gd_pgpool_conf_t *conf = pool->conf;
     size_t i = q->statement;
     int nparams = conf->statement_nparams[i];
-    bool needs_prepare = !is_prepared(c, i);
+    bool needs_prepare = !conf->is_unprepared && !is_prepared(c, i);
+    bool is_queued;
     char name[32];
 
     GD_REQUIRE(c->state == CONN_IDLE);
@@ -1143,16 +1244,24 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
 
     snprintf(name, sizeof(name), "gd_%zu", i);
     /* Parameters are text and untyped: the server infers their types from the statement. A
-     * value is never part of the SQL text, whatever it contains. */
-    if ((needs_prepare && !PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) ||
-        !PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0) ||
-        !PQpipelineSync(c->pg)) {
-        conn_lost(c, NULL);
+     * value is never part of the SQL text, whatever it contains. Unprepared, the statement is
+     * the unnamed one, parsed again each time, and its parse, bind and execute reach the
+     * server before the sync that ends PgBouncer's transaction, all on one server connection. */
+    if (conf->is_unprepared)
+        is_queued =
+            PQsendQueryParams(c->pg, conf->statements[i], nparams, NULL, q->params, NULL, NULL, 0);
+    else
+        is_queued =
+            (!needs_prepare || PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) &&
+            PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0);
+    if (!is_queued || !PQpipelineSync(c->pg)) {
+        conn_lost(c, NULL); /* nothing was sent: a failure to retry */
         return;
     }
     if (!needs_prepare)
         entry_start_execute(c);
-    (void)flush_and_watch(c); /* on failure it has reported @q */
+    if (flush_and_watch(c)) /* on failure it has ended @q's attempt, unsent */
+        c->entry.is_sent = true;
 }
 
 /* -- query timers, cancel requests -------------------------------------------------------- */
@@ -1241,11 +1350,16 @@ static void abandon(gd_pgpool_query_t *q)
     request_cancel(c);
 }
 
-/* The deadline of a running query (a waiting one has its place in the line's). */
+/* The deadline of a running query (a waiting one has its place in the line's), or the end of
+ * the backoff before its next attempt. */
 static void on_query_timer(gd_timer_t *timer)
 {
     gd_pgpool_query_t *q = CONTAINER_OF(timer, gd_pgpool_query_t, _timer);
 
+    if (q->_state == QUERY_BACKOFF) {
+        begin_attempt(q);
+        return;
+    }
     abandon(q);
     finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
 }
@@ -1708,9 +1822,22 @@ static void start_query(void *source, gd_call_t *base, gd_group_t *group)
     query->_conn = NULL;
     query->_waiter = (gd_gate_waiter_t){0};
     query->_state = QUERY_STARTING;
+    query->_attempt = 1;
     gd_timer_init(&query->_timer, on_query_timer);
     gd_group_add(group, &query->base._task, on_task_cancel);
+    if (pool->conf->retry_budget != NULL)
+        gd_retry_budget_note_call(pool->conf->retry_budget, gd_timers_now(pool->timers));
+    begin_attempt(query);
+}
 
+/* Starts @query's attempt: on a free connection, else in the line for one. */
+static void begin_attempt(gd_pgpool_query_t *query)
+{
+    gd_pgpool_t *pool = query->_pool;
+
+    query->_state = QUERY_STARTING;
+    if (pool->conf->retry_budget != NULL)
+        atomic_fetch_add_explicit(&pool->conf->retry_budget->attempts, 1, memory_order_relaxed);
     if (gd_timers_now(pool->timers) >= query->base.deadline_ms) {
         finish(query, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", query->base.timeout_ms);
         return;
@@ -1748,6 +1875,8 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
     query->is_one_row = cc->is_one_row;
     query->max_rows = cc->max_rows;
     query->max_body_bytes = cc->max_body_bytes;
+    query->retry = &cc->retry;
+    query->is_idempotent = cc->is_idempotent;
     return 0;
 }
 
