@@ -186,7 +186,6 @@ class PgBouncerTest(PgTestCase):
         self.assertGreater(len(late), 20, 'too few requests after recovery')
         self.assertEqual([(round(r[0] - t_back, 2), r[2], r[3]) for r in late if r[2] != 200],
                          [], 'SQL calls still fail %.0f s after PgBouncer is back' % settle)
-        self.assertTrue(kinds, 'no call failed: the restart was not under load')
         print('\n  PgBouncer restart: failures by (status, kind) %r; first success %.2f s after'
               % (kinds, recovered_at - t_back), file=sys.stderr)
         # no leaked connections: at most the pool's, on PgBouncer and on the server
