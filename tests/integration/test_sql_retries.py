@@ -66,10 +66,13 @@ class SqlRetryTest(PgTestCase):
             c['retry'] = retry
         return endpoint(path, {'r': c})
 
-    def start(self, endpoints, postgres=None, **top):
+    def start(self, endpoints, postgres=None, env=None, **top):
         top.setdefault('admin_listen', '127.0.0.1:%d' % free_port())
-        return self.start_pg_gatherd(endpoints, postgres=postgres, expose_error_details=True,
-                                     **top)
+        gd = self.start_gatherd(self.pg_config(endpoints, postgres=postgres,
+                                               expose_error_details=True, **top),
+                                env=env or {})
+        self.wait_sql_ready(gd)
+        return gd
 
     def metric(self, gd, name):
         st, text = admin_get(int(gd.cfg['admin_listen'].rsplit(':', 1)[1]), '/metrics')
@@ -193,6 +196,34 @@ class SqlRetryTest(PgTestCase):
         self.assertEqual(self.metric(gd, 'gatherd_postgres_retries_total'), 0)
         self.assertEqual(self.metric(gd, 'gatherd_postgres_retries_refused_total'), 1)
         self.assertEqual(self.metric(gd, 'gatherd_postgres_attempts_total') - attempts_before, 1)
+
+    def sendfail_env(self):
+        so = os.environ.get('GD_SENDFAIL_SO')
+        if not so or not os.path.exists(so):
+            self.skipTest('the send() shim is not built (GD_SENDFAIL_SO)')
+        return {'LD_PRELOAD': so, 'GD_SENDFAIL_MARKER': 'gd-sendfail', 'GD_SENDFAIL_TIMES': '1'}
+
+    def test_a_connection_broken_before_the_query_was_sent_is_retried(self):
+        """The send() shim breaks the connection as the query's first bytes are written: the
+        server never sees that attempt, the retry runs it once."""
+        s = self.seq()
+        sql = "SELECT /* gd-sendfail */ flaky('%s', 0, '40001') AS v" % s
+        gd = self.start([self.flaky_ep('/t', s, 0, '40001', dict(attempts=2, **FAST), sql=sql)],
+                        env=self.sendfail_env())
+        doc, body, _ = self.get_json(gd, '/t')
+        self.assertEqual(doc['r'], {'v': 1}, body)
+        self.assertEqual(self.runs(s), 1)  # the broken attempt never reached the server
+        self.assertEqual(self.metric(gd, 'gatherd_postgres_retries_total'), 1)
+        self.assertTrue(wait_until(lambda: re.search(r'calls=r:ok:\d+:a2', gd.log())), gd.log())
+
+    def test_without_retry_a_connection_broken_before_sending_fails_with_io(self):
+        s = self.seq()
+        sql = "SELECT /* gd-sendfail */ flaky('%s', 0, '40001') AS v" % s
+        gd = self.start([self.flaky_ep('/t', s, 0, '40001', sql=sql)], env=self.sendfail_env())
+        doc, body, _ = self.failed_call(gd, '/t', 502, 'r', 'io')
+        self.assertEqual(self.runs(s), 0)
+        doc, body, _ = self.get_json(gd, '/t')  # the connection is re-made
+        self.assertEqual(doc['r'], {'v': 1}, body)
 
 
 class SqlRetryConfigTest(GatherdTestCase):

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -85,8 +87,15 @@ struct pipe_entry {
     enum pipe_phase phase;
     bool is_prepare_ok;
     /* The query's messages went to the socket: a connection that breaks from then on may have
-     * run it, so only one that broke before is a failure to retry. */
+     * run it, so only one that broke before is a failure to retry (or one whose write failed,
+     * which libpq reports only later: see conn_lost()). */
     bool is_sent;
+    bool is_answered; /* the server answered something of it */
+    /* For a query that may be retried, over TCP: the bytes of the connection the server had
+     * acknowledged before the query was written, and as of the last read while no answer had
+     * come. The same: the server's host never received a byte of the query. */
+    bool is_ack_tracked;
+    uint64_t acked_before, acked_since;
     size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
@@ -217,6 +226,26 @@ static const char *first_line(const char *s, char *buf, size_t cap)
     if (n == 0)
         snprintf(buf, cap, "unknown error");
     return buf;
+}
+
+/* Where Linux (4.1 on) puts tcpi_bytes_acked in its struct tcp_info: glibc's copy of the
+ * struct ends before it (at tcpi_total_retrans), and <linux/tcp.h>, which has it, clashes with
+ * <netinet/tcp.h> (included by uv.h). The kernel's struct only ever grows at its end. */
+#define TCPI_BYTES_ACKED_OFFSET 120
+
+/* The bytes the peer of TCP socket @fd has acknowledged. Returns false when @fd is not TCP (a
+ * Unix socket) or the kernel does not count them. */
+static bool tcp_bytes_acked(int fd, uint64_t *ret_acked)
+{
+    unsigned char info[256];
+    socklen_t len = sizeof(info);
+
+    _Static_assert(TCPI_BYTES_ACKED_OFFSET >= sizeof(struct tcp_info), "glibc's tcp_info grew");
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 ||
+        len < TCPI_BYTES_ACKED_OFFSET + sizeof(uint64_t))
+        return false;
+    memcpy(ret_acked, info + TCPI_BYTES_ACKED_OFFSET, sizeof(uint64_t));
+    return true;
 }
 
 static bool is_prepared(const struct conn *c, size_t i)
@@ -614,7 +643,12 @@ static void conn_lost(struct conn *c, const char *reason)
 {
     gd_pgpool_t *pool = c->pool;
     gd_pgpool_query_t *q = c->entry.query;
-    bool is_unsent = !c->entry.is_sent;
+    /* libpq 15 takes a failed write quietly (it goes on reading, for the server's last words)
+     * and names no difference between a write that failed and a server that hung up after it:
+     * TCP's own count of acknowledged bytes tells whether any byte of the query reached the
+     * server's host (and a partial message is never executed). */
+    bool is_unsent = !c->entry.is_sent || (c->entry.is_ack_tracked && !c->entry.is_answered &&
+                                           c->entry.acked_since == c->entry.acked_before);
     char why[GD_CALL_MESSAGE_MAX];
 
     lost_reason(c, reason, why, sizeof(why));
@@ -1008,6 +1042,10 @@ static bool entry_step(struct conn *c, PGresult *res)
     struct pipe_entry *e = &c->entry;
     bool is_ok = true;
 
+    /* libpq's own errors (a broken connection) carry no SQLSTATE: only the server's count. */
+    if (res != NULL && (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+                        PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL))
+        e->is_answered = true;
     switch (e->phase) {
     case PHASE_PREPARE:
         if (res == NULL) {
@@ -1164,6 +1202,12 @@ static bool consume_input(struct conn *c)
 
 static void busy_io(struct conn *c)
 {
+    struct pipe_entry *e = &c->entry;
+
+    /* Before the read that may find the connection's end: what the server got of the query
+     * (see conn_lost()). One syscall per read, only for queries that may be retried. */
+    if (e->is_ack_tracked && !e->is_answered && !tcp_bytes_acked(PQsocket(c->pg), &e->acked_since))
+        e->is_ack_tracked = false;
     /* PQconsumeInput() also flushes in non-blocking mode. */
     if (!consume_input(c))
         return;
@@ -1241,6 +1285,11 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     q->_state = QUERY_RUNNING;
     q->_conn = c;
     gd_timer_start(pool->timers, &q->_timer, q->base.deadline_ms);
+    if (q->retry != NULL && q->retry->attempts > q->_attempt && q->is_idempotent &&
+        tcp_bytes_acked(PQsocket(c->pg), &c->entry.acked_before)) {
+        c->entry.is_ack_tracked = true;
+        c->entry.acked_since = c->entry.acked_before;
+    }
 
     snprintf(name, sizeof(name), "gd_%zu", i);
     /* Parameters are text and untyped: the server infers their types from the statement. A
