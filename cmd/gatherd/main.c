@@ -73,6 +73,11 @@ static void close_daemon_handles(struct daemon *d)
     close_handle((uv_handle_t *)&d->shutdown_timeout);
 }
 
+static int inspect_workers(void *server, gd_inspection_t *inspection)
+{
+    return gd_server_inspect(server, inspection);
+}
+
 static void on_server_stopped(gd_server_t *server, void *data)
 {
     struct daemon *d = data;
@@ -216,6 +221,7 @@ static int run(const gd_config_t *config, gd_tls_ctx_t *const *tls)
         size_t nmetrics;
         const gd_metrics_t *const *metrics = gd_server_metrics(d.server, &nmetrics);
         d.admin = gd_admin_new(config, metrics, nmetrics);
+        gd_admin_set_inspector(d.admin, inspect_workers, d.server);
         if (gd_admin_listen(d.admin, err, sizeof(err)) != 0) {
             fprintf(stderr, "gatherd: %s\n", err);
             goto fail;

@@ -70,6 +70,11 @@ struct gd_sched {
     struct coro_stack *pool, *cold;
     size_t npooled;
     struct coro_ctx loop_ctx; /* the loop stack, while it has switched into a coroutine */
+    /* Step timing (gd_sched_time_steps()): the longest run of a coroutine resumed from the
+     * loop stack since gd_sched_take_longest_step() last read it, and its label. */
+    bool is_timing_steps;
+    uint64_t longest_step_ns;
+    const char *longest_step_label;
 };
 
 enum coro_state {
@@ -96,6 +101,7 @@ struct gd_coro {
     enum coro_state state;
     enum coro_wait wait;
     bool is_cancelled, has_task;
+    const char *label; /* what it works on, for the slow-loop log; borrowed */
 };
 
 static __thread gd_sched_t *tls_sched;
@@ -453,17 +459,56 @@ static void release(gd_coro_t *co)
 }
 
 /* Switches into suspended @co; back here when it yields or returns. */
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void run(gd_coro_t *co)
 {
     gd_coro_t *self = tls_coro;
+    gd_sched_t *sched = co->sched;
+    /* Only steps taken from the loop stack are timed: a nested resume is part of its resumer's. */
+    bool is_timed = self == NULL && sched->is_timing_steps;
+    uint64_t began_ns = is_timed ? monotonic_ns() : 0;
 
     co->resumer = self;
     co->state = CORO_RUNNING;
     tls_coro = co;
-    ctx_switch(self != NULL ? &self->ctx : &co->sched->loop_ctx, &co->ctx, false);
+    ctx_switch(self != NULL ? &self->ctx : &sched->loop_ctx, &co->ctx, false);
     /* tls_coro == self again: whoever switched back here restored it. */
+    if (is_timed) {
+        uint64_t took_ns = monotonic_ns() - began_ns;
+        if (took_ns > sched->longest_step_ns) {
+            sched->longest_step_ns = took_ns;
+            sched->longest_step_label = co->label; /* read before a dead coroutine is freed */
+        }
+    }
     if (co->state == CORO_DEAD)
         release(co);
+}
+
+void gd_sched_time_steps(gd_sched_t *sched, bool on)
+{
+    sched->is_timing_steps = on;
+}
+
+uint64_t gd_sched_take_longest_step(gd_sched_t *sched, const char **ret_label)
+{
+    uint64_t ns = sched->longest_step_ns;
+
+    *ret_label = sched->longest_step_label;
+    sched->longest_step_ns = 0;
+    sched->longest_step_label = NULL;
+    return ns;
+}
+
+void gd_coro_set_label(gd_coro_t *coro, const char *label)
+{
+    coro->label = label;
 }
 
 int gd_coro_spawn(gd_sched_t *sched, gd_coro_fn fn, void *arg, gd_coro_t **ret_coro)

@@ -41,6 +41,16 @@ gd_sched_t *gd_sched_current(void);
 gd_timers_t *gd_sched_timers(gd_sched_t *sched);
 /** Number of coroutines alive (started, not yet returned). */
 size_t gd_sched_live(const gd_sched_t *sched);
+/**
+ * Turns step timing on or off: each run of a coroutine resumed from the loop stack (until it
+ * yields or returns) is timed, two clock reads, so that a slow loop turn can name its cause.
+ */
+void gd_sched_time_steps(gd_sched_t *sched, bool on);
+/**
+ * The longest step timed since the last call (ns; 0 when none) and the label of its coroutine
+ * (NULL when it had none) in @ret_label; starts over.
+ */
+uint64_t gd_sched_take_longest_step(gd_sched_t *sched, const char **ret_label);
 
 /**
  * Starts @fn(@arg) in a new coroutine and switches into it at once; returns when it first
@@ -51,6 +61,8 @@ size_t gd_sched_live(const gd_sched_t *sched);
 int gd_coro_spawn(gd_sched_t *sched, gd_coro_fn fn, void *arg, gd_coro_t **ret_coro);
 /** The running coroutine, or NULL on the loop stack. */
 gd_coro_t *gd_coro_current(void);
+/** Names what @coro works on (borrowed: it must outlive the coroutine), for step timing. */
+void gd_coro_set_label(gd_coro_t *coro, const char *label);
 /** Yields. Suspends the running coroutine until someone gd_coro_resume()s it. */
 void gd_coro_yield(void);
 /** Switches into suspended @coro until it yields or returns. */

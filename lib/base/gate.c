@@ -151,3 +151,15 @@ void gd_gate_refuse_all(gd_gate_t *gate)
         first->_cb(first, false);
     }
 }
+
+const gd_gate_waiter_t *gd_gate_first_waiter(const gd_gate_t *gate)
+{
+    const h2o_linklist_t *first = gate->_waiters.next;
+    return first == &gate->_waiters ? NULL : H2O_STRUCT_FROM_MEMBER(gd_gate_waiter_t, _link, first);
+}
+
+const gd_gate_waiter_t *gd_gate_next_waiter(const gd_gate_t *gate, const gd_gate_waiter_t *waiter)
+{
+    const h2o_linklist_t *next = waiter->_link.next;
+    return next == &gate->_waiters ? NULL : H2O_STRUCT_FROM_MEMBER(gd_gate_waiter_t, _link, next);
+}

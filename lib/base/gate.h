@@ -61,6 +61,11 @@ struct gd_gate_waiter {
     bool _is_granted;
 };
 
+/** The oldest waiter of @gate still waiting, or NULL. */
+const gd_gate_waiter_t *gd_gate_first_waiter(const gd_gate_t *gate);
+/** The waiter after @waiter in @gate's line, or NULL. */
+const gd_gate_waiter_t *gd_gate_next_waiter(const gd_gate_t *gate, const gd_gate_waiter_t *waiter);
+
 /** Prepares @gate: @limit units (0: none until gd_gate_set_limit()), deadlines on @timers. */
 void gd_gate_init(gd_gate_t *gate, gd_timers_t *timers, size_t limit);
 /** Checks (GD_REQUIRE) that no unit is held and nobody waits. */

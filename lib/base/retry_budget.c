@@ -14,6 +14,8 @@ void gd_retry_budget_init(gd_retry_budget_t *b)
     atomic_init(&b->attempts, 0);
     atomic_init(&b->retries, 0);
     atomic_init(&b->refused, 0);
+    atomic_init(&b->hedges, 0);
+    atomic_init(&b->hedges_won, 0);
 }
 
 /* Second 0 is never a bucket's: an untouched (zero) bucket holds no count of any second. */

@@ -5,7 +5,8 @@
  * or under a floor of @min_per_s per second of the window, whichever is larger. Lock-free: each
  * bucket is one atomic word (its second in the high half, its count in the low half), so any
  * thread may count and ask at once. Approximate only in that threads asking at the same moment
- * may each take the last retry left (at most one too many per thread).
+ * may each take the last retry left (at most one too many per thread). A hedge (a second
+ * attempt beside a slow one) is taken from the budget like a retry.
  */
 #ifndef GD_RETRY_BUDGET_H
 #define GD_RETRY_BUDGET_H
@@ -22,6 +23,7 @@ typedef struct gd_retry_budget {
     _Atomic uint64_t _retries[GD_RETRY_BUDGET_WINDOW_S];
     /* read-only for all but the counting caller: totals since the start, for the metrics */
     _Atomic uint64_t attempts, retries, refused;
+    _Atomic uint64_t hedges, hedges_won; /* hedges started; those whose answer the call took */
 } gd_retry_budget_t;
 
 /** Prepares @b (caller owns the storage): an empty window. */

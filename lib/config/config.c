@@ -42,6 +42,7 @@
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
+#define DEFAULT_SLOW_LOOP_MS           100
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -932,9 +933,9 @@ static const gd_retry_conf_t no_retry = {
 static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_upstream,
                       const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const keys[] = {"attempts",       "backoff_ms",        "max_backoff_ms",
-                                       "on",             "attempt_timeout_ms", "budget_percent",
-                                       "min_retries_per_s", NULL};
+    static const char *const keys[] = {
+        "attempts",       "backoff_ms",        "max_backoff_ms", "on", "attempt_timeout_ms",
+        "budget_percent", "min_retries_per_s", "hedge_after_ms", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
     long long x = 0;
@@ -962,8 +963,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
         (r = get_duration(l, &rat, r_json, "max_backoff_ms", true, base->max_backoff_ms,
                           &out->max_backoff_ms)) < 0 ||
         (r = get_duration(l, &rat, r_json, "attempt_timeout_ms", true, base->attempt_timeout_ms,
-                          &out->attempt_timeout_ms)) < 0)
+                          &out->attempt_timeout_ms)) < 0 ||
+        (r = get_duration(l, &rat, r_json, "hedge_after_ms", true, base->hedge_after_ms,
+                          &out->hedge_after_ms)) < 0)
         return r;
+    if (json_object_get(r_json, "hedge_after_ms") != NULL && out->hedge_after_ms != 0 &&
+        out->attempts < 2) {
+        struct jpath kp = {&rat, "hedge_after_ms", 0};
+        return fail(l, &kp, "a hedge is a second attempt: it needs \"attempts\" of 2 or more");
+    }
     if (out->max_backoff_ms < out->backoff_ms) {
         struct jpath kp = {&rat, "max_backoff_ms", 0};
         return fail(l, &kp, "must be >= backoff_ms (%" PRIu64 "), not %" PRIu64, out->backoff_ms,
@@ -1426,6 +1434,13 @@ static size_t pattern_elements(const char *re, size_t limit)
         size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
+    }
+    /* A group left open counts too: regcomp() expands its repetitions before it finds the
+     * missing ")" (an open group of 46 "+" took 2 GB before the error). */
+    while (depth > 0) {
+        size_t inner = stack[depth].sum;
+        depth--;
+        stack[depth].sum = SAT(stack[depth].sum + inner);
     }
 #undef SAT
     return stack[0].sum > 0 ? stack[0].sum : 1;
@@ -2087,7 +2102,14 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     if ((r = load_body(l, at, v, ep, c)) < 0 ||
         (r = load_retry(l, at, v, false, &c->upstream->retry, &c->retry)) < 0)
         return r;
-    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+    json_t *own_retry = json_object_get(v, "retry");
+    if (own_retry != NULL && json_object_get(own_retry, "hedge_after_ms") != NULL &&
+        c->retry.hedge_after_ms != 0 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0}, hat = {&rat, "hedge_after_ms", 0};
+        return fail(l, &hat, "a %s call is never hedged unless it is marked \"idempotent\": true",
+                    c->method);
+    }
+    if (own_retry != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
         struct jpath rat = {at, "retry", 0};
         return fail(l, &rat, "a %s call is never retried unless it is marked \"idempotent\": true",
                     c->method);
@@ -2153,13 +2175,13 @@ static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
 }
 
 /* "retry" of the postgres section (@is_section: the budget's keys allowed) or of a SQL call:
- * the HTTP "retry" without "on" and "attempt_timeout_ms", since what a SQL call retries is
- * fixed (40001, 40P01, a connection broken before the query was sent), and a timed-out query
- * is never run again. */
+ * the HTTP "retry" without "on", "attempt_timeout_ms" and "hedge_after_ms", since what a SQL
+ * call retries is fixed (40001, 40P01, a connection broken before the query was sent), and a
+ * slow or timed-out query is never run a second time. */
 static int load_sql_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_section,
                           const gd_retry_conf_t *base, gd_retry_conf_t *out)
 {
-    static const char *const http_only[] = {"on", "attempt_timeout_ms", NULL};
+    static const char *const http_only[] = {"on", "attempt_timeout_ms", "hedge_after_ms", NULL};
     static const char *const budget_keys[] = {"budget_percent", "min_retries_per_s", NULL};
     struct jpath rat = {at, "retry", 0};
     json_t *r_json = json_object_get(v, "retry");
@@ -3621,6 +3643,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_url_bytes",
                                        "max_header_bytes",
                                        "max_headers",
+                                       "slow_loop_ms",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3662,6 +3685,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "max_headers", 1, 99, 64, &x)) < 0)
         return r;
     cfg->max_headers = (size_t)x;
+    if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
+        return r;
+    cfg->slow_loop_ms = (uint64_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */

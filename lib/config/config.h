@@ -71,6 +71,7 @@ typedef struct gd_retry_conf {
     unsigned attempts; /* the first included; 1: no retries (the default) */
     uint64_t backoff_ms, max_backoff_ms; /* the wait before retry n: random in [0, min(max, base*2^(n-1))] */
     uint64_t attempt_timeout_ms;         /* 0: an attempt may take all of the call's time */
+    uint64_t hedge_after_ms; /* a second attempt when the first has no answer by then; 0: none */
     unsigned budget_percent;             /* retries per 100 calls of the last 10 s, process-wide */
     unsigned min_retries_per_s;          /* the budget's floor */
     bool on_connect, on_io, on_timeout, on_tls;
@@ -354,6 +355,7 @@ typedef struct gd_config {
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
+    uint64_t slow_loop_ms;         /* an event-loop turn busier than this is logged; 0: never */
     size_t max_url_bytes;          /* a longer request target is answered 414 */
     size_t max_header_bytes;       /* more bytes of header fields are answered 431 */
     size_t max_headers;            /* more header fields are answered 431 */

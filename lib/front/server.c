@@ -20,6 +20,7 @@
 #include "front/h1idle.h"
 #include "gather/request.h"
 #include "ops/log.h"
+#include "ops/slowloop.h"
 #include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
 #include "base/util.h"
@@ -72,6 +73,7 @@ struct worker {
     uint64_t listeners_close_at;
     uv_timer_t heartbeat;
     uint64_t heartbeat_due_ns;
+    gd_slowloop_t slowloop;
     gd_sched_t *sched;
     gd_upstream_t **upstreams;
     gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
@@ -86,6 +88,9 @@ struct worker {
     bool has_warned_cap;     /* reaching the cap is logged once per worker */
     bool has_pg_been_ready;  /* the Postgres pool had a live connection once */
     bool is_wakeup_closed; /* guarded by the server's wakeup_mutex */
+    /* Inspections posted to the worker, answered on its wakeup; guarded by wakeup_mutex. */
+    gd_inspection_t *inspections[GD_SERVER_MAX_INSPECTIONS];
+    size_t ninspections;
     atomic_bool want_drain, want_abort;
 };
 
@@ -428,11 +433,18 @@ static void finish_worker(struct worker *w)
     uv_close((uv_handle_t *)&w->drain_check, NULL);
     uv_close((uv_handle_t *)&w->drain_sweep, NULL);
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
+    gd_slowloop_close(&w->slowloop);
     /* Under the lock, so that gd_server_abort() never signals a closed handle. */
     pthread_mutex_lock(&s->wakeup_mutex);
     w->is_wakeup_closed = true;
     uv_close((uv_handle_t *)&w->wakeup, NULL);
+    size_t ninspections = w->ninspections;
+    gd_inspection_t *left[GD_SERVER_MAX_INSPECTIONS];
+    memcpy(left, w->inspections, ninspections * sizeof(left[0]));
+    w->ninspections = 0;
     pthread_mutex_unlock(&s->wakeup_mutex);
+    for (size_t i = 0; i < ninspections; i++)
+        gd_inspection_answer(left[i], w->index, json_pack("{s:b}", "stopped", 1));
     w->is_finished = true;
     uv_stop(&w->loop);
 }
@@ -548,10 +560,64 @@ static void start_drain(struct worker *w)
     GD_REQUIRE(uv_check_start(&w->drain_check, on_drain_check) == 0);
 }
 
+static json_t *describe_requests(struct worker *w, size_t max_items)
+{
+    json_t *requests = json_array();
+    size_t omitted = gd_gather_describe(&w->gather, requests, max_items);
+
+    return json_pack("{s:I, s:I, s:I, s:o}", "in_flight", (json_int_t)w->gather.in_flight,
+                     "queued", (json_int_t)w->gather.line.waiting, "omitted", (json_int_t)omitted,
+                     "requests", requests);
+}
+
+static json_t *describe_pools(struct worker *w)
+{
+    const gd_config_t *config = w->server->config;
+    json_t *upstreams = json_array();
+
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
+        json_array_append_new(upstreams,
+                              json_pack("{s:s, s:I, s:I, s:I}", "name", config->upstreams[i].name,
+                                        "idle", (json_int_t)us.idle, "busy", (json_int_t)us.busy,
+                                        "waiting", (json_int_t)us.waiting));
+    }
+    json_t *part = json_pack("{s:o}", "upstreams", upstreams);
+    if (w->pgpool != NULL) {
+        gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
+        json_object_set_new(part, "postgres",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "idle", (json_int_t)ps.idle,
+                                      "busy", (json_int_t)ps.busy, "connecting",
+                                      (json_int_t)ps.connecting, "broken", (json_int_t)ps.broken,
+                                      "waiting", (json_int_t)ps.waiting));
+    }
+    return part;
+}
+
+/* Answers the inspections posted to @w, on its own loop. */
+static void answer_inspections(struct worker *w)
+{
+    gd_inspection_t *todo[GD_SERVER_MAX_INSPECTIONS];
+    size_t n;
+
+    pthread_mutex_lock(&w->server->wakeup_mutex);
+    n = w->ninspections;
+    memcpy(todo, w->inspections, n * sizeof(todo[0]));
+    w->ninspections = 0;
+    pthread_mutex_unlock(&w->server->wakeup_mutex);
+    for (size_t i = 0; i < n; i++) {
+        json_t *part = gd_inspection_what(todo[i]) == GD_INSPECT_REQUESTS
+                           ? describe_requests(w, gd_inspection_max_items(todo[i]))
+                           : describe_pools(w);
+        gd_inspection_answer(todo[i], w->index, part);
+    }
+}
+
 static void on_wakeup(uv_async_t *async)
 {
     struct worker *w = async->data;
 
+    answer_inspections(w);
     if (atomic_load(&w->want_drain) && !w->is_draining)
         start_drain(w);
     if (atomic_load(&w->want_abort) && !w->is_aborted) {
@@ -766,6 +832,8 @@ static void init_worker(struct worker *w)
     w->heartbeat.data = w;
     w->heartbeat_due_ns = uv_hrtime() + (uint64_t)HEARTBEAT_MS * 1000000;
     uv_timer_start(&w->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    gd_slowloop_start(&w->slowloop, &w->loop, w->sched, s->metrics[w->index],
+                      config->slow_loop_ms);
     publish_gauges(w);
     for (size_t i = 0; i < config->nlisten; i++) {
         struct listener *l = &w->listeners[i];
@@ -822,6 +890,38 @@ void gd_server_abort(gd_server_t *s)
     for (size_t i = 0; i < s->nworkers; i++)
         atomic_store(&s->workers[i].want_abort, true);
     wake_workers(s);
+}
+
+int gd_server_inspect(gd_server_t *s, gd_inspection_t *in)
+{
+    size_t nstopped = 0;
+    bool *is_stopped = gd_xcalloc(s->nworkers, sizeof(*is_stopped));
+
+    pthread_mutex_lock(&s->wakeup_mutex);
+    for (size_t i = 0; i < s->nworkers; i++) {
+        if (s->workers[i].ninspections == GD_SERVER_MAX_INSPECTIONS) {
+            pthread_mutex_unlock(&s->wakeup_mutex);
+            free(is_stopped);
+            return -EBUSY;
+        }
+    }
+    for (size_t i = 0; i < s->nworkers; i++) {
+        struct worker *w = &s->workers[i];
+        if (w->is_wakeup_closed) {
+            is_stopped[i] = true;
+            nstopped++;
+            continue;
+        }
+        w->inspections[w->ninspections++] = gd_inspection_hold(in);
+        uv_async_send(&w->wakeup);
+    }
+    pthread_mutex_unlock(&s->wakeup_mutex);
+    /* Outside the lock: the answer tells the asker, which may take locks of its own. */
+    for (size_t i = 0; nstopped > 0 && i < s->nworkers; i++)
+        if (is_stopped[i])
+            gd_inspection_answer(gd_inspection_hold(in), i, json_pack("{s:b}", "stopped", 1));
+    free(is_stopped);
+    return 0;
 }
 
 const gd_metrics_t *const *gd_server_metrics(const gd_server_t *s, size_t *ret_n)

@@ -15,6 +15,10 @@
 
 #include "config/config.h"
 #include "front/route.h"
+#include "ops/inspect.h"
+
+/* Inspections waiting at one worker at most (the live view is for a person, not a poller). */
+#define GD_SERVER_MAX_INSPECTIONS 8
 #include "ops/metrics.h"
 #include "sources/http/tls.h"
 
@@ -47,6 +51,12 @@ void gd_server_drain(gd_server_t *server);
 /** Answers 503 to every request still in flight (the shutdown timeout passed). */
 void gd_server_abort(gd_server_t *server);
 /** The workers' metrics, one per thread, valid until gd_server_free(). */
+/**
+ * Posts @inspection to every worker (any thread): each answers its part on its own loop; a
+ * worker that has stopped answers {"stopped": true} at once. At most GD_SERVER_MAX_INSPECTIONS
+ * wait at a worker: returns -EBUSY (posting nothing) when a worker has that many, else 0.
+ */
+int gd_server_inspect(gd_server_t *server, gd_inspection_t *inspection);
 const gd_metrics_t *const *gd_server_metrics(const gd_server_t *server, size_t *ret_n);
 /** Joins the workers (after on_stopped) and frees @server (NULL is a no-op). Returns NULL. */
 gd_server_t *gd_server_free(gd_server_t *server);

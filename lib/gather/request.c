@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/merge.h"
@@ -231,6 +233,7 @@ static void run_request(void *arg)
     int ret;
 
     gd_timers_t *timers = gd_sched_timers(ctx->sched);
+    gd_coro_set_label(gd_coro_current(), ep->path);
     gd_group_init(&rq->group, ctx->sched);
     gd_timer_init(&rq->hangup_delay, on_hangup_delay);
     rq->is_gathering = true;
@@ -443,4 +446,53 @@ void gd_gather_abort_all(gd_gather_ctx_t *ctx)
         if (rq->is_gathering)
             gd_group_cancel(&rq->group); /* wakes it on a later iteration: nothing is freed here */
     }
+}
+
+static json_t *describe_request(const gd_request_t *rq, const char *state, uint64_t now_ns)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    json_t *calls = json_array();
+
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_call_conf_t *cc = &ep->calls[i];
+        gd_call_progress_t p;
+        gd_call_progress(rq->calls[i], &p);
+        json_array_append_new(
+            calls, json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", cc->name, "kind",
+                             cc->type == GD_CALL_TYPE_SQL ? "sql" : "http", "source",
+                             cc->type == GD_CALL_TYPE_SQL ? "postgres" : cc->upstream->name,
+                             "state", p.state, "attempt", (json_int_t)p.attempt));
+    }
+    return json_pack("{s:s, s:s, s:s%, s:s, s:s, s:I, s:s, s:o}", "method", ep->method, "endpoint",
+                     ep->path, "path", rq->path.base, rq->path.len, "request_id",
+                     rq->request_id, "client", rq->client, "age_ms",
+                     (json_int_t)((now_ns - rq->started_at_ns) / 1000000), "state", state,
+                     "calls", calls);
+}
+
+size_t gd_gather_describe(const gd_gather_ctx_t *ctx, json_t *out, size_t max)
+{
+    uint64_t now_ns = uv_hrtime();
+    size_t omitted = 0;
+
+    for (const h2o_linklist_t *l = ctx->_in_flight.next; l != &ctx->_in_flight; l = l->next) {
+        const gd_request_t *rq = H2O_STRUCT_FROM_MEMBER(gd_request_t, in_flight_link, l);
+        if (json_array_size(out) >= max) {
+            omitted++;
+            continue;
+        }
+        json_array_append_new(out,
+                              describe_request(rq, rq->is_gathering ? "gathering" : "answering", now_ns));
+    }
+    for (const gd_gate_waiter_t *w = gd_gate_first_waiter(&ctx->line); w != NULL;
+         w = gd_gate_next_waiter(&ctx->line, w)) {
+        /* The line's waiters are requests: the waiter is a request's first member. */
+        const gd_request_t *rq = (const gd_request_t *)w;
+        if (json_array_size(out) >= max) {
+            omitted++;
+            continue;
+        }
+        json_array_append_new(out, describe_request(rq, "queued", now_ns));
+    }
+    return omitted;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include <h2o.h>
+#include <jansson.h>
 
 #include "base/coro.h"
 #include "base/gate.h"
@@ -72,5 +73,11 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
  * ones are refused with 503. Requests arriving later are answered 503 too.
  */
 void gd_gather_abort_all(gd_gather_ctx_t *ctx);
+/**
+ * Appends to the jansson array @out one object per request of @ctx (in flight, then queued:
+ * endpoint, path, request id, client, age, and each call's state), while @out has fewer than
+ * @max; returns how many were left out. For the live view; owning thread only.
+ */
+size_t gd_gather_describe(const gd_gather_ctx_t *ctx, json_t *out, size_t max);
 
 #endif

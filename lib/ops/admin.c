@@ -11,7 +11,9 @@
 
 #include <h2o.h>
 
+#include "base/breaker.h"
 #include "json/json.h"
+#include "ops/inspect.h"
 #include "ops/log.h"
 #include "base/util.h"
 
@@ -36,6 +38,23 @@ struct gd_admin {
     size_t connections;
     bool is_stopping;
     atomic_int state;
+    /* The live view: questions to the workers (gd_admin_set_inspector()) */
+    gd_admin_inspect_fn inspect;
+    void *inspect_data;
+    uv_async_t inspected; /* a worker's part arrived */
+    pthread_mutex_t inspected_mutex; /* guards sending to inspected against its close */
+    bool is_inspected_closed;
+    h2o_linklist_t pending; /* of struct pending_inspection, waiting for parts */
+};
+
+/* A /debug request waiting for the workers' parts. */
+struct pending_inspection {
+    h2o_linklist_t link;
+    gd_admin_t *admin;
+    h2o_req_t *req; /* NULL once h2o disposed of it (the client left) */
+    struct pending_inspection **slot; /* in req's pool: cleared when the answer goes first */
+    gd_inspection_t *inspection;
+    uv_timer_t timer; /* the answer goes without the parts not in by then */
 };
 
 static void send_text(h2o_req_t *req, int status, const char *reason, const char *type, char *body,
@@ -155,6 +174,203 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
     send_json_status(req, 503, body);
 }
 
+/* The most requests /debug/requests lists (the rest are counted): the view must stay readable
+ * and cheap for a worker to write while it is busy. */
+#define DEBUG_MAX_REQUESTS 1000
+/* How long /debug waits for the workers: a loop that has not answered by then is stuck. */
+#define DEBUG_TIMEOUT_MS 1000
+
+static void on_pending_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static json_t *unanswered(const gd_inspection_t *in, size_t nworkers)
+{
+    json_t *missing = json_array();
+
+    for (size_t i = 0; i < nworkers; i++)
+        if (gd_inspection_part(in, i) == NULL)
+            json_array_append_new(missing, json_integer((json_int_t)i));
+    return missing;
+}
+
+/* {"requests": [...], "in_flight": n, "queued": n, "omitted": n, "unanswered_workers": [...]} */
+static json_t *merge_requests(gd_admin_t *a, const gd_inspection_t *in)
+{
+    json_t *all = json_array();
+    json_int_t in_flight = 0, queued = 0, omitted = 0;
+
+    for (size_t i = 0; i < a->nmetrics; i++) {
+        json_t *part = gd_inspection_part(in, i), *r;
+        size_t k;
+        if (part == NULL || json_object_get(part, "stopped") != NULL)
+            continue;
+        in_flight += json_integer_value(json_object_get(part, "in_flight"));
+        queued += json_integer_value(json_object_get(part, "queued"));
+        omitted += json_integer_value(json_object_get(part, "omitted"));
+        json_array_foreach(json_object_get(part, "requests"), k, r)
+        {
+            if (json_array_size(all) >= DEBUG_MAX_REQUESTS) {
+                omitted++;
+                continue;
+            }
+            json_t *copy = json_pack("{s:I}", "worker", (json_int_t)i);
+            json_object_update(copy, r);
+            json_array_append_new(all, copy);
+        }
+    }
+    return json_pack("{s:I, s:I, s:I, s:o, s:o}", "in_flight", in_flight, "queued", queued,
+                     "omitted", omitted, "requests", all, "unanswered_workers",
+                     unanswered(in, a->nmetrics));
+}
+
+static const char *const breaker_states[] = {"closed", "open", "half_open"};
+
+/* Adds @from's integer members to @to's. */
+static void add_counts(json_t *to, json_t *from)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(from, key, v)
+    {
+        if (json_is_integer(v))
+            json_object_set_new(to, key,
+                                json_integer(json_integer_value(json_object_get(to, key)) +
+                                             json_integer_value(v)));
+    }
+}
+
+/* {"upstreams": [{"name", "idle", "busy", "waiting", "breaker", "workers": [...]}],
+ *  "postgres": {..., "workers": [...]}, "unanswered_workers": [...]} */
+static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
+{
+    const gd_config_t *config = a->config;
+    json_t *upstreams = json_array(), *pg = NULL;
+    uint64_t now_ms = uv_hrtime() / 1000000;
+
+    for (size_t u = 0; u < config->nupstreams; u++) {
+        const gd_upstream_conf_t *uc = &config->upstreams[u];
+        json_t *sum = json_pack("{s:s, s:I, s:I, s:I, s:[]}", "name", uc->name, "idle",
+                                (json_int_t)0, "busy", (json_int_t)0, "waiting", (json_int_t)0,
+                                "workers");
+        json_object_set_new(sum, "breaker",
+                            uc->breaker == NULL
+                                ? json_null()
+                                : json_string(breaker_states[gd_breaker_state(uc->breaker, now_ms)]));
+        json_array_append_new(upstreams, sum);
+    }
+    for (size_t i = 0; i < a->nmetrics; i++) {
+        json_t *part = gd_inspection_part(in, i), *list, *w;
+        if (part == NULL || (list = json_object_get(part, "upstreams")) == NULL)
+            continue;
+        for (size_t u = 0; u < config->nupstreams && u < json_array_size(list); u++) {
+            json_t *sum = json_array_get(upstreams, u), *mine = json_array_get(list, u);
+            json_object_del(mine, "name");
+            add_counts(sum, mine);
+            json_array_append(json_object_get(sum, "workers"), mine);
+        }
+        if ((w = json_object_get(part, "postgres")) != NULL) {
+            if (pg == NULL)
+                pg = json_pack("{s:[]}", "workers");
+            add_counts(pg, w);
+            json_array_append(json_object_get(pg, "workers"), w);
+        }
+    }
+    json_t *doc = json_pack("{s:o}", "upstreams", upstreams);
+    if (pg != NULL)
+        json_object_set_new(doc, "postgres", pg);
+    json_object_set_new(doc, "unanswered_workers", unanswered(in, a->nmetrics));
+    return doc;
+}
+
+static void finish_inspection(struct pending_inspection *p)
+{
+    gd_admin_t *a = p->admin;
+
+    h2o_linklist_unlink(&p->link);
+    if (p->req != NULL) {
+        json_t *doc = gd_inspection_what(p->inspection) == GD_INSPECT_REQUESTS
+                          ? merge_requests(a, p->inspection)
+                          : merge_upstreams(a, p->inspection);
+        char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(doc);
+        h2o_iovec_t body = h2o_strdup(&p->req->pool, text, SIZE_MAX);
+        free(text);
+        *p->slot = NULL;
+        send_text(p->req, 200, "OK", "application/json", body.base, body.len);
+    }
+    gd_inspection_release(p->inspection);
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, on_pending_closed);
+}
+
+static void on_inspection_timeout(uv_timer_t *timer)
+{
+    finish_inspection(timer->data);
+}
+
+/* A worker's part arrived: answers the inspections that have all theirs. */
+static void on_inspected(uv_async_t *async)
+{
+    gd_admin_t *a = async->data;
+
+    for (h2o_linklist_t *l = a->pending.next, *next; l != &a->pending; l = next) {
+        struct pending_inspection *p = H2O_STRUCT_FROM_MEMBER(struct pending_inspection, link, l);
+        next = l->next;
+        if (gd_inspection_is_complete(p->inspection))
+            finish_inspection(p);
+    }
+}
+
+/* On a worker's thread: wakes the admin loop (never after its handle closed). */
+static void on_part(void *data)
+{
+    gd_admin_t *a = data;
+
+    pthread_mutex_lock(&a->inspected_mutex);
+    if (!a->is_inspected_closed)
+        uv_async_send(&a->inspected);
+    pthread_mutex_unlock(&a->inspected_mutex);
+}
+
+/* h2o disposes of the request (the client left): the answer, when its parts are in, has nobody
+ * to go to. Only a pointer is cleared: nothing re-enters h2o from here. */
+static void on_debug_req_dispose(void *slot)
+{
+    struct pending_inspection *p = *(struct pending_inspection **)slot;
+    if (p != NULL)
+        p->req = NULL;
+}
+
+static void answer_debug(gd_admin_t *a, h2o_req_t *req, gd_inspect_what_t what)
+{
+    if (a->inspect == NULL) {
+        send_json_status(req, 404, "{\"error\":\"not_found\",\"message\":\"no workers to inspect\"}");
+        return;
+    }
+    struct pending_inspection *p = gd_xcalloc(1, sizeof(*p));
+    p->admin = a;
+    p->req = req;
+    p->inspection = gd_inspection_new(what, a->nmetrics, DEBUG_MAX_REQUESTS, on_part, a);
+    if (a->inspect(a->inspect_data, p->inspection) != 0) {
+        gd_inspection_release(p->inspection);
+        free(p);
+        send_json_status(req, 503,
+                         "{\"error\":\"busy\",\"message\":\"too many /debug requests at once\"}");
+        return;
+    }
+    p->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*p->slot), on_debug_req_dispose);
+    *p->slot = p;
+    h2o_linklist_insert(&a->pending, &p->link);
+    GD_REQUIRE(uv_timer_init(&a->loop, &p->timer) == 0);
+    p->timer.data = p;
+    GD_REQUIRE(uv_timer_start(&p->timer, on_inspection_timeout, DEBUG_TIMEOUT_MS, 0) == 0);
+    if (gd_inspection_is_complete(p->inspection)) /* every worker had stopped */
+        finish_inspection(p);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gd_admin_t *a = H2O_STRUCT_FROM_MEMBER(gd_admin_t, ctx, req->conn->ctx);
@@ -180,10 +396,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         h2o_iovec_t body = h2o_strdup(&req->pool, text, len);
         free(text);
         send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.base, body.len);
+    } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/debug/requests"))) {
+        answer_debug(a, req, GD_INSPECT_REQUESTS);
+    } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/debug/upstreams"))) {
+        answer_debug(a, req, GD_INSPECT_UPSTREAMS);
     } else {
         send_json_status(req, 404,
                          "{\"error\":\"not_found\",\"message\":\"admin endpoints: /healthz, "
-                         "/readyz, /metrics\"}");
+                         "/readyz, /metrics, /debug/requests, /debug/upstreams\"}");
     }
     return 0;
 }
@@ -197,6 +417,8 @@ gd_admin_t *gd_admin_new(const gd_config_t *config, const gd_metrics_t *const *m
     a->nmetrics = n;
     a->fd = -1;
     atomic_init(&a->state, GD_ADMIN_STARTING);
+    pthread_mutex_init(&a->inspected_mutex, NULL);
+    h2o_linklist_init_anchor(&a->pending);
     h2o_config_init(&a->globalconf);
     a->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatherd-admin"));
     a->globalconf.http1.upgrade_to_http2 = 0;
@@ -266,6 +488,11 @@ static void on_stop(uv_async_t *async)
     a->is_stopping = true;
     uv_close((uv_handle_t *)&a->listener, NULL);
     uv_close((uv_handle_t *)&a->stop, NULL);
+    /* Waiting /debug answers still go at their timeout. */
+    pthread_mutex_lock(&a->inspected_mutex);
+    a->is_inspected_closed = true;
+    uv_close((uv_handle_t *)&a->inspected, NULL);
+    pthread_mutex_unlock(&a->inspected_mutex);
     /* Probes and scrapes are short: idle keep-alive connections are closed, busy ones finish.
      * (No h2o_context_request_shutdown(): this listener speaks HTTP/1 only, and the call would
      * leave HTTP/2's GOAWAY timer linked, which h2o_context_dispose() asserts against.) */
@@ -294,6 +521,8 @@ int gd_admin_start(gd_admin_t *a)
     a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->globalconf.hosts};
     GD_REQUIRE(uv_async_init(&a->loop, &a->stop, on_stop) == 0);
     a->stop.data = a;
+    GD_REQUIRE(uv_async_init(&a->loop, &a->inspected, on_inspected) == 0);
+    a->inspected.data = a;
     GD_REQUIRE(uv_tcp_init(&a->loop, &a->listener) == 0);
     a->listener.data = a;
     if ((r = uv_tcp_open(&a->listener, a->fd)) != 0 ||
@@ -304,6 +533,12 @@ int gd_admin_start(gd_admin_t *a)
         return -r;
     a->has_thread = true;
     return 0;
+}
+
+void gd_admin_set_inspector(gd_admin_t *a, gd_admin_inspect_fn inspect, void *data)
+{
+    a->inspect = inspect;
+    a->inspect_data = data;
 }
 
 void gd_admin_set_state(gd_admin_t *a, gd_admin_state_t state)
@@ -322,6 +557,7 @@ gd_admin_t *gd_admin_free(gd_admin_t *a)
     if (a->fd >= 0)
         close(a->fd);
     h2o_config_dispose(&a->globalconf);
+    pthread_mutex_destroy(&a->inspected_mutex);
     free(a);
     return NULL;
 }

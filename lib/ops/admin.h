@@ -6,7 +6,12 @@
  *   GET /readyz   200 when ready for traffic (started, not draining, and where SQL calls are
  *                 configured every worker's Postgres pool has a live connection), 503 with a
  *                 JSON reason otherwise; 503 from the first moment of a drain;
- *   GET /metrics  Prometheus text format 0.0.4.
+ *   GET /metrics  Prometheus text format 0.0.4;
+ *   GET /debug/requests   the requests in flight and queued on every worker, with each call's
+ *                 state (at most 1000 listed);
+ *   GET /debug/upstreams  the upstream pools, their breakers and the Postgres pool.
+ * The /debug views are written by each worker on its own loop (gd_inspection_t) and answered
+ * when all have written theirs, or after 1 s without the workers that did not.
  */
 #ifndef GD_ADMIN_H
 #define GD_ADMIN_H
@@ -14,11 +19,15 @@
 #include <stddef.h>
 
 #include "config/config.h"
+#include "ops/inspect.h"
 #include "ops/metrics.h"
 
 #define GD_ADMIN_HEARTBEAT_STALE_MS 2000
 
 typedef struct gd_admin gd_admin_t;
+
+/* Posts an inspection to the workers (gd_server_inspect()): 0, or -EBUSY. */
+typedef int (*gd_admin_inspect_fn)(void *data, gd_inspection_t *inspection);
 
 typedef enum gd_admin_state {
     GD_ADMIN_STARTING,
@@ -35,6 +44,8 @@ gd_admin_t *gd_admin_new(const gd_config_t *config, const gd_metrics_t *const *m
 int gd_admin_listen(gd_admin_t *admin, char *err, size_t errlen);
 /** Starts the admin thread. Returns 0 or -errno. */
 int gd_admin_start(gd_admin_t *admin);
+/** Lets the /debug views ask the workers through @inspect(@data, ...); before gd_admin_start(). */
+void gd_admin_set_inspector(gd_admin_t *admin, gd_admin_inspect_fn inspect, void *data);
 /** Sets the state /readyz reports (any thread). */
 void gd_admin_set_state(gd_admin_t *admin, gd_admin_state_t state);
 /** Stops the admin thread (closing its connections) and frees @admin (NULL is a no-op). */

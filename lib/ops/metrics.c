@@ -54,6 +54,7 @@ struct gd_metrics {
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
+    uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
     gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
 };
@@ -153,6 +154,11 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
 {
     bump(&m->accept_backoffs, 1);
+}
+
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m)
+{
+    bump(&m->slow_loop_turns, 1);
 }
 
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us)
@@ -446,14 +452,22 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
         size_t offset;
     } retry_counters[] = {
         {"gatherd_upstream_attempts_total",
-         "Attempts of HTTP calls to each upstream, first tries and retries (not the resends of a "
-         "stale keep-alive connection).",
+         "Attempts of HTTP calls to each upstream, first tries, retries and hedges (not the "
+         "resends of a stale keep-alive connection).",
          offsetof(gd_retry_budget_t, attempts)},
         {"gatherd_upstream_retries_total", "Retries granted (their backoff started) per upstream.",
          offsetof(gd_retry_budget_t, retries)},
         {"gatherd_upstream_retries_refused_total",
-         "Failures the retry policy would have retried but the upstream's retry budget refused.",
+         "Failures the retry policy would have retried, and hedges, that the upstream's retry "
+         "budget refused.",
          offsetof(gd_retry_budget_t, refused)},
+        {"gatherd_upstream_hedges_total",
+         "Hedges started per upstream: second attempts beside one with no answer after "
+         "hedge_after_ms.",
+         offsetof(gd_retry_budget_t, hedges)},
+        {"gatherd_upstream_hedges_won_total",
+         "Hedges whose answer the call took (a success or an upstream status) per upstream.",
+         offsetof(gd_retry_budget_t, hedges_won)},
     };
     for (size_t k = 0; k < GD_ARRAY_SIZE(retry_counters); k++) {
         header(o, retry_counters[k].name, "counter", retry_counters[k].help);
@@ -585,6 +599,13 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "Times a listener stopped accepting for 100 ms because the process or the system ran "
            "out of file descriptors (EMFILE, ENFILE) or memory.");
     outf(&o, "gatherd_accept_backoffs_total %llu\n", (unsigned long long)backoffs);
+    uint64_t slow_turns = 0;
+    for (size_t t = 0; t < n; t++)
+        slow_turns += peek(&threads[t]->slow_loop_turns);
+    header(&o, "gatherd_slow_loop_turns_total", "counter",
+           "Event-loop turns that kept their thread busy longer than slow_loop_ms (each is "
+           "logged, at most once a second per thread).");
+    outf(&o, "gatherd_slow_loop_turns_total %llu\n", (unsigned long long)slow_turns);
     *ret_len = o.len;
     return o.buf;
 }

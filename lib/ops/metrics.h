@@ -68,6 +68,8 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
                            unsigned outcome, int status, uint64_t duration_us);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
+/** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */
+void gd_metrics_count_slow_loop_turn(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */
 void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 /** Publishes the owning thread's gauges. Owning thread only. */

@@ -74,6 +74,22 @@ void gd_call_dispose(gd_call_t *call)
     call->result.body = gd_buf_unref(call->result.body);
 }
 
+void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret)
+{
+    *ret = (gd_call_progress_t){.state = "pending", .attempt = 0};
+    if (call->ops == NULL || call->_task._group == NULL)
+        return; /* never started: its task joined no group */
+    if (gd_task_is_done(&call->_task)) {
+        ret->state = "done";
+        ret->attempt = call->result.attempts > 0 ? call->result.attempts : 1;
+        return;
+    }
+    if (call->ops->progress != NULL)
+        call->ops->progress(call, ret);
+    else
+        ret->state = "running";
+}
+
 uint64_t gd_call_elapsed_ms(const gd_call_t *call)
 {
     return (uv_hrtime() - call->started_at_ns) / 1000000;

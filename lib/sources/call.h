@@ -7,8 +7,7 @@
  *
  * A call is distinct from its attempts: the connection, parser state and per-attempt timer of
  * an exchange belong to an attempt, which the source keeps inside its own call struct (HTTP:
- * gd_upstream_attempt_t; today one attempt at a time, a second after a stale keep-alive
- * connection).
+ * gd_upstream_attempt_t; at most two at once: one, and its hedge).
  *
  * Ownership: a call's storage is the caller's (the request arena), sized by ops->size, with the
  * gd_call_t first. What prepare() renders lives in the arena given to it; the result's body is a
@@ -82,6 +81,12 @@ typedef struct gd_call_input {
 
 typedef struct gd_call gd_call_t;
 
+/* What a call in flight is doing, for the operator's live view (/debug/requests). */
+typedef struct gd_call_progress {
+    const char *state; /* "waiting" (for a connection or slot), "connecting", "sent", ..., "done" */
+    unsigned attempt;  /* the attempt under way (1 for the first), or made when done */
+} gd_call_progress_t;
+
 typedef struct gd_call_ops {
     const char *kind; /* "http", "sql" */
     size_t size;      /* bytes of the source's call struct, which has a gd_call_t first */
@@ -96,6 +101,8 @@ typedef struct gd_call_ops {
     void (*start)(void *source, gd_call_t *call, gd_group_t *group);
     /** Frees what a done @call owns besides its result. */
     void (*dispose)(gd_call_t *call);
+    /** Tells what a started, not yet done @call is doing (a static state name). */
+    void (*progress)(const gd_call_t *call, gd_call_progress_t *ret);
 } gd_call_ops_t;
 
 /* One source of calls on one event-loop thread: an upstream, the Postgres pool. */
@@ -132,6 +139,8 @@ int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_con
 /** Starts @call on @source (its ops) as a task of @group; its result says "cancelled" until done.
  */
 void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group);
+/** Tells what @call is doing: "pending" before its start, "done" after, the source's between. */
+void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret);
 /** Frees what a done (or never started) @call owns, its result's body included. */
 void gd_call_dispose(gd_call_t *call);
 

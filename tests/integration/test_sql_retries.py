@@ -256,6 +256,9 @@ class SqlRetryConfigTest(GatherdTestCase):
             'attempt_timeout_ms in the section': (
                 {'w': sql_call('SELECT 1')}, {'retry': {'attempt_timeout_ms': 100}},
                 'postgres.retry.attempt_timeout_ms', '40P01'),
+            'hedge_after_ms in a call': (
+                {'w': sql_call('SELECT 1', retry={'attempts': 2, 'hedge_after_ms': 10})}, None,
+                'endpoints[0].calls.w.retry.hedge_after_ms', '40001'),
             'budget in a call': ({'w': sql_call('SELECT 1', retry={'budget_percent': 5})}, None,
                                  'endpoints[0].calls.w.retry.budget_percent', 'postgres'),
             'idempotent not a bool': ({'w': sql_call('SELECT 1', idempotent='yes')}, None,

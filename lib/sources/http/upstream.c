@@ -336,7 +336,7 @@ static void on_idle_read(h2o_socket_t *sock, const char *err)
     rebalance(u);
 }
 
-static void begin_attempt(gd_upstream_call_t *call, unsigned number);
+static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, unsigned number);
 static bool take_slot(gd_upstream_t *u);
 static void wait_for_slot(gd_upstream_attempt_t *a);
 
@@ -374,7 +374,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     const gd_retry_conf_t *rc = call->retry;
     uint64_t now = gd_timers_now(u->timers), wait;
 
-    if (rc == NULL || a->number >= rc->attempts || !call->is_idempotent ||
+    if (rc == NULL || call->_started >= rc->attempts || !call->is_idempotent ||
         !is_retried_failure(rc, outcome, status) || now >= call->base.deadline_ms)
         return false;
     if ((status == 429 || status == 503) && retry_after_ms >= 0)
@@ -391,8 +391,8 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     }
     if (b != NULL)
         atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
-    unsigned next = a->number + 1;
-    begin_attempt(call, next);
+    gd_timer_stop(u->timers, &call->_hedge_timer); /* armed again when the retry has a slot */
+    begin_attempt(call, a, ++call->_started);
     a->state = ATTEMPT_BACKOFF;
     gd_timer_start(u->timers, &a->timer, now + wait);
     return true;
@@ -432,7 +432,116 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
     gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
 }
 
-/* Ends attempt @a with @outcome, and with it its call unless a retry follows: what the attempt
+/* Gives up what attempt @a holds: its place in the line, its connection (unless the caller
+ * released it already), its timer and decoder. */
+static void let_go(gd_upstream_attempt_t *a)
+{
+    gd_upstream_t *u = a->call->_upstream;
+
+    gd_timer_stop(u->timers, &a->timer);
+    a->gunzip = gd_gunzip_free(a->gunzip);
+    if (a->state == ATTEMPT_WAITING) {
+        gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
+        rebalance(u);
+    }
+    release_conn(a, false); /* a no-op when the caller released it already */
+}
+
+/* ---- Hedging (retry.hedge_after_ms) ------------------------------------------------------
+ * When the one running attempt of an idempotent call has had its connection slot for
+ * hedge_after_ms without an answer, a second attempt starts on another connection, if a slot
+ * is free at once, attempts are left and the retry budget allows it. The first answer (a
+ * success, or a status the policy does not retry) ends the call, and the other attempt is
+ * abandoned with its connection closed. A failure of one while the other runs only ends that
+ * one; the last one running fails or retries as a lone attempt would. */
+
+static bool is_running(const gd_upstream_attempt_t *a)
+{
+    return a->state != 0 && a->state != ATTEMPT_DONE;
+}
+
+static gd_upstream_attempt_t *other_attempt(gd_upstream_attempt_t *a)
+{
+    return a == &a->call->_attempt ? &a->call->_hedge : &a->call->_attempt;
+}
+
+/* Attempt @a was given a slot: the hedge timer starts when it runs alone and may be hedged. */
+static void arm_hedge(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    const gd_retry_conf_t *rc = call->retry;
+    gd_timers_t *timers = call->_upstream->timers;
+
+    if (rc == NULL || rc->hedge_after_ms == 0 || !call->is_idempotent ||
+        call->_started >= rc->attempts || is_running(other_attempt(a)))
+        return;
+    gd_timer_start(timers, &call->_hedge_timer, gd_timers_now(timers) + rc->hedge_after_ms);
+}
+
+static void on_hedge_timer(gd_timer_t *timer)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _hedge_timer, timer);
+    gd_upstream_t *u = call->_upstream;
+    const gd_retry_conf_t *rc = call->retry;
+    gd_retry_budget_t *b = u->conf->retry_budget;
+    gd_upstream_attempt_t *a = is_running(&call->_attempt) ? &call->_attempt : &call->_hedge;
+    gd_upstream_attempt_t *h = other_attempt(a);
+    uint64_t now = gd_timers_now(u->timers);
+
+    /* Only beside an attempt that holds a connection slot (connecting or exchanging). */
+    bool has_slot = a->state == ATTEMPT_CONNECTING || a->state == ATTEMPT_HANDSHAKING ||
+                    a->state == ATTEMPT_EXCHANGING;
+    if (!has_slot || is_running(h) || call->_started >= rc->attempts ||
+        now >= call->base.deadline_ms)
+        return;
+    /* Never in line behind other calls: there it would only add to the wait it is meant to
+     * cut, and a slow upstream with its connections all busy is not helped by more. */
+    if (!take_slot(u))
+        return;
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        gd_gate_release(&u->line);
+        rebalance(u);
+        return;
+    }
+    if (b != NULL) {
+        atomic_fetch_add_explicit(&b->hedges, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->attempts, 1, memory_order_relaxed);
+    }
+    begin_attempt(call, h, ++call->_started);
+    h->is_hedge = true;
+    acquire(h);
+}
+
+/* Whether attempt @a, failed with @outcome / @status, just ends and leaves its call to the other
+ * attempt, still running: unless it brought an answer. */
+static bool leaves_call_to_other(gd_upstream_attempt_t *a, gd_outcome_t outcome, int status)
+{
+    if (!is_running(other_attempt(a)) || outcome == GD_OUTCOME_OK)
+        return false;
+    return outcome != GD_OUTCOME_STATUS || is_retried_failure(a->call->retry, outcome, status);
+}
+
+/* Attempt @a ends its call with @outcome: the other one, if running, is abandoned (its
+ * connection closed: the upstream sees the disconnect), and a hedge's answer is counted. */
+static void end_hedging(gd_upstream_attempt_t *a, gd_outcome_t outcome)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    gd_upstream_attempt_t *other = other_attempt(a);
+    gd_retry_budget_t *b = u->conf->retry_budget;
+
+    gd_timer_stop(u->timers, &call->_hedge_timer);
+    if (is_running(other)) {
+        let_go(other);
+        other->state = ATTEMPT_DONE;
+    }
+    if (a->is_hedge && b != NULL && (outcome == GD_OUTCOME_OK || outcome == GD_OUTCOME_STATUS))
+        atomic_fetch_add_explicit(&b->hedges_won, 1, memory_order_relaxed);
+}
+
+/* Ends attempt @a with @outcome, and with it its call unless a retry follows or the other
+ * attempt of a hedged call runs on with the call (leaves_call_to_other()): what the attempt
  * holds (its place in the line, its connection, unless the caller released it already, its
  * timer) goes first. Reporting may switch into the request coroutine, which may free the call,
  * so it comes last. */
@@ -443,21 +552,20 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
                         ...)
 {
     gd_upstream_call_t *call = a->call;
-    gd_upstream_t *u = call->_upstream;
     int64_t retry_after_ms = a->has_head ? a->response.retry_after_ms : -1;
 
-    gd_timer_stop(u->timers, &a->timer);
-    a->gunzip = gd_gunzip_free(a->gunzip);
-    if (a->state == ATTEMPT_WAITING) {
-        gd_gate_cancel(&a->waiter); /* a slot granted, not yet heard of, passes on */
-        rebalance(u);
+    let_go(a);
+    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF) {
+        if (leaves_call_to_other(a, outcome, status)) {
+            a->state = ATTEMPT_DONE;
+            return;
+        }
+        if (schedule_retry(a, outcome, status, retry_after_ms))
+            return;
     }
-    release_conn(a, false); /* a no-op when the caller released it already */
-    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF &&
-        schedule_retry(a, outcome, status, retry_after_ms))
-        return;
     a->state = ATTEMPT_DONE;
-    call->base.result.attempts = a->number;
+    end_hedging(a, outcome);
+    call->base.result.attempts = call->_started;
     report_to_breaker(call, outcome, status);
     va_list ap;
     va_start(ap, fmt);
@@ -467,13 +575,11 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
 
 static void on_timer(gd_timer_t *timer);
 
-/* Makes @call's attempt @number (1 for the first) a fresh one, not yet in line for a
- * connection. The one before it, if any, has given its connection back. A stale keep-alive
- * connection's resend keeps the number. */
-static void begin_attempt(gd_upstream_call_t *call, unsigned number)
+/* Makes @a attempt @number (1 for the first) of @call, a fresh one not yet in line for a
+ * connection. The one before it in @a, if any, has given its connection back. A stale
+ * keep-alive connection's resend keeps the number. */
+static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, unsigned number)
 {
-    gd_upstream_attempt_t *a = &call->_attempt;
-
     gd_timer_stop(call->_upstream->timers, &a->timer); /* initialized by start_call() */
     a->call = call;
     a->conn = NULL;
@@ -482,6 +588,7 @@ static void begin_attempt(gd_upstream_call_t *call, unsigned number)
     a->number = number;
     a->started_ms = gd_timers_now(call->_upstream->timers);
     a->is_stale_retry = false;
+    a->is_hedge = false;
     a->has_head = false;
 }
 
@@ -542,8 +649,10 @@ static bool retry_on_stale_connection(gd_upstream_attempt_t *a)
     destroy_conn(c);
     call->_upstream->busy--;
     uint64_t started_ms = a->started_ms;
-    begin_attempt(call, a->number);
+    bool is_hedge = a->is_hedge;
+    begin_attempt(call, a, a->number);
     a->started_ms = started_ms;
+    a->is_hedge = is_hedge;
     a->is_stale_retry = true;
     acquire(a);
     return true;
@@ -1050,6 +1159,7 @@ static void acquire(gd_upstream_attempt_t *a)
     gd_upstream_t *u = call->_upstream;
 
     u->busy++;
+    arm_hedge(a);
     if (!h2o_linklist_is_empty(&u->idle)) {
         conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->idle.next);
         unlink_idle(u, c);
@@ -1106,7 +1216,8 @@ static void on_timer(gd_timer_t *timer)
 static void on_cancel(gd_task_t *task)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, base._task, task);
-    end_attempt(&call->_attempt, GD_OUTCOME_CANCELLED, 0, "cancelled");
+    gd_upstream_attempt_t *a = is_running(&call->_hedge) ? &call->_hedge : &call->_attempt;
+    end_attempt(a, GD_OUTCOME_CANCELLED, 0, "cancelled"); /* the other goes with it */
 }
 
 /* The request head and body, written once into one buffer: sent again as they are on a retry,
@@ -1165,7 +1276,10 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 
     call->_upstream = u;
     gd_timer_init(&call->_attempt.timer, on_timer);
-    begin_attempt(call, 1);
+    gd_timer_init(&call->_hedge.timer, on_timer);
+    gd_timer_init(&call->_hedge_timer, on_hedge_timer);
+    call->_started = 1;
+    begin_attempt(call, &call->_attempt, 1);
     if (u->conf->retry_budget != NULL) { /* NULL in tests that make their own conf */
         gd_retry_budget_note_call(u->conf->retry_budget, gd_timers_now(u->timers));
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
@@ -1198,10 +1312,37 @@ static void dispose_call(gd_call_t *base)
     call->_head = NULL;
 }
 
+static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
+{
+    const gd_upstream_attempt_t *a = &((const gd_upstream_call_t *)base)->_attempt;
+
+    ret->attempt = a->number;
+    switch (a->state) {
+    case ATTEMPT_WAITING:
+        ret->state = "waiting";
+        break;
+    case ATTEMPT_CONNECTING:
+        ret->state = "connecting";
+        break;
+    case ATTEMPT_HANDSHAKING:
+        ret->state = "handshaking";
+        break;
+    case ATTEMPT_EXCHANGING:
+        ret->state = a->has_head ? "receiving" : "sent";
+        break;
+    case ATTEMPT_BACKOFF:
+        ret->state = "backoff";
+        break;
+    default:
+        ret->state = "done";
+    }
+}
+
 const gd_call_ops_t gd_upstream_call_ops = {
     .kind = "http",
     .size = sizeof(gd_upstream_call_t),
     .prepare = gd__upstream_call_prepare,
     .start = start_call,
     .dispose = dispose_call,
+    .progress = call_progress,
 };

@@ -63,9 +63,9 @@ typedef struct gd_upstream_call gd_upstream_call_t;
 /*
  * One exchange of a call with the upstream: its place in the line for a connection, the
  * connection, the answer's parser state and the timer (connect timeout, then the call's
- * deadline). A call runs one attempt at a time: its first, and a second after a keep-alive
- * connection that the upstream had closed (retries and hedges will add more, each an attempt
- * of the same call). Private to the upstream.
+ * deadline). A call runs at most two attempts at once: one (its first, a retry, the resend
+ * after a keep-alive connection that the upstream had closed) and, when hedged, a second on
+ * another connection. Private to the upstream.
  */
 typedef struct gd_upstream_attempt {
     gd_upstream_call_t *call;
@@ -73,6 +73,7 @@ typedef struct gd_upstream_attempt {
     unsigned number;               /* 1 for the first */
     uint64_t started_ms;           /* when it began: attempt_timeout_ms counts from it */
     bool is_stale_retry; /* it resends the request of a stale keep-alive connection (free) */
+    bool is_hedge;       /* started by retry.hedge_after_ms beside a running attempt */
     int state;
     gd_timer_t timer; /* connect timeout, then the attempt's or call's deadline; a backoff */
     gd_gate_waiter_t waiter;  /* its place in the line for a connection slot */
@@ -100,6 +101,11 @@ struct gd_upstream_call {
     char *_head; /* the request head, owned: every attempt sends it as it is */
     size_t _head_len;
     gd_upstream_attempt_t _attempt; /* the current attempt */
+    /* Hedging: the second attempt that may run beside _attempt (a hedge, or a retry after
+     * one), the timer that starts it, and the exchanges started so far (the attempts cap). */
+    gd_upstream_attempt_t _hedge;
+    gd_timer_t _hedge_timer;
+    unsigned _started;
     int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
 };
 

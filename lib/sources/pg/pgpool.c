@@ -1934,10 +1934,22 @@ static void dispose_query(gd_call_t *base)
     (void)base; /* the result's body is gd_call_dispose()'s */
 }
 
+static void query_progress(const gd_call_t *call, gd_call_progress_t *ret)
+{
+    const gd_pgpool_query_t *q = (const gd_pgpool_query_t *)call;
+
+    ret->attempt = q->_attempt > 0 ? q->_attempt : 1;
+    ret->state = q->_state == QUERY_WAITING   ? "waiting"
+                 : q->_state == QUERY_RUNNING ? "sent"
+                 : q->_state == QUERY_BACKOFF ? "backoff"
+                                              : "done";
+}
+
 const gd_call_ops_t gd_pgpool_query_ops = {
     .kind = "sql",
     .size = sizeof(gd_pgpool_query_t),
     .prepare = prepare_query,
     .start = start_query,
     .dispose = dispose_query,
+    .progress = query_progress,
 };

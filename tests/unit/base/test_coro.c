@@ -1200,6 +1200,53 @@ static void test_nested_groups(void)
     env_dispose(&env);
 }
 
+/* Busy for @arg ms on its first step, then yields; returns on its second. */
+static void busy_then_yield(void *arg)
+{
+    uint64_t until = uv_hrtime() + (uint64_t)(uintptr_t)arg * 1000000;
+
+    gd_coro_set_label(gd_coro_current(), "/busy");
+    while (uv_hrtime() < until)
+        ;
+    gd_coro_yield();
+}
+
+static gd_coro_t *nested_busy;
+
+static void outer_spawns_busy(void *arg)
+{
+    gd_coro_set_label(gd_coro_current(), "/outer");
+    CHECK_INT_EQ(gd_coro_spawn(gd_sched_current(), busy_then_yield, arg, &nested_busy), 0);
+}
+
+/* The slow-loop watch reads the longest step taken from the loop stack and its coroutine's
+ * label; a nested step counts in its resumer's; nothing is timed unless asked. */
+static void test_step_timing(void)
+{
+    struct env env;
+    const char *label = "unset";
+    gd_coro_t *busy;
+
+    env_init(&env, STACK_SIZE, 4);
+    CHECK_INT_EQ(gd_coro_spawn(env.sched, busy_then_yield, (void *)(uintptr_t)2, &busy), 0);
+    CHECK_INT_EQ(gd_sched_take_longest_step(env.sched, &label), 0); /* off */
+    CHECK(label == NULL);
+    gd_sched_time_steps(env.sched, true);
+    gd_coro_resume(busy); /* it returns: its label is read before it is freed */
+    CHECK(gd_sched_take_longest_step(env.sched, &label) > 0);
+    CHECK_STR_EQ(label, "/busy");
+    CHECK_INT_EQ(gd_sched_take_longest_step(env.sched, &label), 0); /* taken: starts over */
+    CHECK(label == NULL);
+
+    CHECK_INT_EQ(gd_coro_spawn(env.sched, outer_spawns_busy, (void *)(uintptr_t)3, NULL), 0);
+    CHECK(gd_sched_take_longest_step(env.sched, &label) >= 3000000); /* the nested step's */
+    CHECK_STR_EQ(label, "/outer");
+    gd_sched_time_steps(env.sched, false);
+    gd_coro_resume(nested_busy);
+    CHECK_INT_EQ(gd_sched_take_longest_step(env.sched, &label), 0);
+    env_dispose(&env);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"spawn_yield_resume", test_spawn_yield_resume},
     {"nested_spawn", test_nested_spawn},
@@ -1225,5 +1272,6 @@ const gd_test_case_t gd_test_cases[] = {
     {"task_done_from_another_coroutine", test_task_done_from_another_coroutine},
     {"many_children_with_deadline", test_many_children_with_deadline},
     {"nested_groups", test_nested_groups},
+    {"step_timing", test_step_timing},
     {NULL, NULL},
 };

@@ -359,6 +359,29 @@ static void test_limit_changes(void)
     fixture_dispose(&fx);
 }
 
+/* The live view walks the line oldest first. */
+static void test_waiters_in_order(void)
+{
+    struct fixture fx;
+    struct visitor v[3];
+
+    fixture_init(&fx, 0);
+    CHECK(gd_gate_first_waiter(&fx.gate) == NULL);
+    for (int i = 0; i < 3; i++)
+        visit(&fx, &v[i], i, 1000);
+    const gd_gate_waiter_t *w = gd_gate_first_waiter(&fx.gate);
+    for (int i = 0; i < 3; i++, w = gd_gate_next_waiter(&fx.gate, w))
+        CHECK(w == &v[i].waiter);
+    CHECK(w == NULL);
+    gd_gate_cancel(&v[1].waiter);
+    w = gd_gate_first_waiter(&fx.gate);
+    CHECK(w == &v[0].waiter);
+    CHECK(gd_gate_next_waiter(&fx.gate, w) == &v[2].waiter);
+    gd_gate_cancel(&v[0].waiter);
+    gd_gate_cancel(&v[2].waiter);
+    fixture_dispose(&fx);
+}
+
 const gd_test_case_t gd_test_cases[] = {
     {"hand_over_skips_the_report", test_hand_over_skips_the_report},
     {"limit_changes", test_limit_changes},
@@ -373,5 +396,6 @@ const gd_test_case_t gd_test_cases[] = {
     {"release_from_inside_a_callback", test_release_from_inside_a_callback},
     {"refuse_all_survives_a_callback_cancelling_the_next",
      test_refuse_all_survives_a_callback_cancelling_the_next},
+    {"waiters_in_order", test_waiters_in_order},
     {NULL, NULL},
 };

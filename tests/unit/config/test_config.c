@@ -1012,6 +1012,10 @@ static void test_pattern_bombs(void)
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a{1,1000}){1,1000}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'((a{1,30}){1,30}){1,30}'}"), TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'([ab]+x{200}|c){100,}'}"), TOO_COMPLEX);
+    /* Found by fuzz_config: a group left open, its repetitions expanded before the missing
+     * ")" is noticed (2 GB). */
+    CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'x(a++++++++++++++++++++++++++++++++++++++++'}"),
+                     TOO_COMPLEX);
     CHECK_CONFIG_ERR(PARAMS("'query.a':{'pattern':'(a*)*b\\\\1'}"),
                      "conf/x.json: endpoints[0].params[\"query.a\"].pattern: bad pattern: "
                      "back-references (\\1 to \\9) are not supported");
@@ -1825,6 +1829,43 @@ static void test_retry(void)
                      "between 0 and 86400000, not -1");
 }
 
+static void test_hedge(void)
+{
+    gd_config_t *cfg =
+        LOAD_OK("{" LISTEN ",'upstreams':{'a':{'url':'http://h','retry':{'hedge_after_ms':30}},"
+                "'b':{'url':'http://h'}},'endpoints':[{'path':'/u','calls':{"
+                "'c':{'upstream':'a','path':'/x'},"
+                "'d':{'upstream':'a','path':'/y','retry':{'hedge_after_ms':0}},"
+                "'e':{'upstream':'a','path':'/z','retry':{'attempts':1}},"
+                "'f':{'upstream':'a','path':'/p','method':'POST'},"
+                "'g':{'upstream':'b','path':'/q','retry':{'attempts':2,'hedge_after_ms':15}},"
+                "'h':{'upstream':'b','path':'/r'}}}]}");
+    CHECK(cfg != NULL);
+    const gd_call_conf_t *calls = cfg->endpoints[0].calls;
+    /* the upstream's, with the attempts a "retry" object gives: the first, a hedge, a retry */
+    CHECK_INT_EQ(calls[0].retry.hedge_after_ms, 30);
+    CHECK_INT_EQ(calls[0].retry.attempts, 3);
+    /* a call turns it off, or leaves no attempt for it (not an error: the upstream's) */
+    CHECK_INT_EQ(calls[1].retry.hedge_after_ms, 0);
+    CHECK_INT_EQ(calls[2].retry.attempts, 1);
+    /* inherited by a POST, where the upstream never applies it (not idempotent) */
+    CHECK(!calls[3].is_idempotent);
+    CHECK_INT_EQ(calls[4].retry.hedge_after_ms, 15);
+    CHECK_INT_EQ(calls[5].retry.hedge_after_ms, 0);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'attempts':1,'hedge_after_ms':5}}"),
+                     "conf/x.json: upstreams.accounts.retry.hedge_after_ms: a hedge is a second "
+                     "attempt: it needs \"attempts\" of 2 or more");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'hedge_after_ms':-1}}"),
+                     "conf/x.json: upstreams.accounts.retry.hedge_after_ms: must be between 0 and "
+                     "86400000, not -1");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/x','method':'PATCH',"
+                             "'retry':{'hedge_after_ms':20}"),
+                     "conf/x.json: endpoints[0].calls.user.retry.hedge_after_ms: a PATCH call is "
+                     "never hedged unless it is marked \"idempotent\": true");
+}
+
 static void test_null_on_and_status_map(void)
 {
     gd_config_t *cfg = LOAD_OK(
@@ -2095,6 +2136,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"forward_headers", test_forward_headers},
     {"null_on_and_status_map", test_null_on_and_status_map},
     {"retry", test_retry},
+    {"hedge", test_hedge},
     {"param_errors", test_param_errors},
     {"param_pattern_errors", test_param_pattern_errors},
     {"pattern_bombs", test_pattern_bombs},
