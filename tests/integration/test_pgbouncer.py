@@ -100,6 +100,9 @@ class PgBouncerTest(PgTestCase):
         doc, body, _ = self.get_json(gd, '/echo?s=' + urllib.parse.quote(tricky))
         self.assertEqual(doc['e'], {'s': tricky, 'n': len(tricky)}, body)
         self.assertOrdersTableIntact()
+        # PgBouncer refuses the startup parameter "options" (the statement_timeout backstop):
+        # gatherd connects without it and says so once (one thread)
+        self.assertEqual(gd.log().count('refuses the startup parameter "options"'), 1, gd.log())
         # gatherd's connections share PgBouncer's few server connections
         self.assertLessEqual(len(pgb.clients()), GATHERD_POOL)
         self.assertLessEqual(len(self.pg.backends("datname = 'gatherd' AND backend_type = "
