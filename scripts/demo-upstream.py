@@ -21,7 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 def user(uid):
     return {"id": uid, "name": f"User {uid}", "username": f"user{uid}",
-            "email": f"user{uid}@example.org", "city": ["Lisbon", "Oslo", "Kyoto", "Lima"][uid % 4]}
+            "email": f"user{uid}@example.org", "city": ["Lisbon", "Oslo", "Kyoto", "Lima"][uid % 4],
+            "company_id": 1 + uid % 5}
+
+
+def company(cid):
+    # users 1..100 work at company 1 + uid % 5
+    return {"id": cid, "name": ["Acme", "Globex", "Initech", "Umbrella", "Hooli"][cid - 1],
+            "employee_ids": [u for u in range(1, 101) if 1 + u % 5 == cid][:5]}
 
 
 def posts(uid):
@@ -71,6 +78,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self.answer(404, {"error": f"user {uid} saved no settings"})
                 lang = (self.headers.get("Accept-Language") or "en").split(",")[0].strip()
                 return self.answer(200, {"language": lang, "theme": "dark"})
+            if len(parts) == 2 and parts[0] == "companies":
+                cid = int(parts[1])
+                if cid < 1 or cid > 5:
+                    return self.answer(404, {"error": f"no company {cid}"})
+                return self.answer(200, company(cid))
             if parts == ["quota"]:
                 return self.answer(429, {"error": "quota spent"})
             if parts == ["posts"]:

@@ -655,7 +655,7 @@ static void wake_waiter_if_done(gd_group_t *group)
 {
     gd_coro_t *waiter = group->_waiter;
 
-    if (group->_pending > 0 || waiter == NULL)
+    if ((group->_pending > 0 && !group->_wakes_on_each) || waiter == NULL)
         return;
     group->_waiter = NULL;
     gd_coro_resume(waiter);
@@ -712,6 +712,7 @@ void gd_task_done(gd_task_t *task)
     task->_cancel = NULL;
     task->_is_done = true;
     group->_pending--;
+    group->_ndone++;
     wake_waiter_if_done(group);
 }
 
@@ -760,6 +761,38 @@ int gd_group_wait(gd_group_t *group, uint64_t deadline_ms)
     }
     self->wait = WAIT_NONE;
     gd_timer_stop(timers, &self->timer); /* a gd_coro_cancel() wake-up not yet fired */
+    gd_timer_stop(timers, &group->_deadline);
+    if (group->_has_timed_out)
+        return -ETIMEDOUT;
+    return group->_is_cancelled ? -ECANCELED : 0;
+}
+
+int gd_group_wait_any(gd_group_t *group, uint64_t deadline_ms)
+{
+    gd_coro_t *self = tls_coro;
+    gd_timers_t *timers = group->_sched->timers;
+
+    GD_REQUIRE(self != NULL && group->_waiter == NULL);
+    group->_has_timed_out = false;
+    if (self->is_cancelled || group->_is_cancelled)
+        cancel_group(group);
+    else if (group->_pending > 0 && group->_ndone == group->_ndone_seen)
+        gd_timer_start(timers, &group->_deadline, deadline_ms);
+    self->wait = WAIT_GROUP;
+    group->_wakes_on_each = true;
+    /* Once cancelled or past the deadline, the wait lasts until every task has reported. */
+    while (group->_pending > 0 &&
+           (group->_ndone == group->_ndone_seen || group->_is_cancelled || group->_has_timed_out)) {
+        group->_waiter = self;
+        gd_coro_yield();
+        group->_waiter = NULL;
+        if (self->is_cancelled && !group->_is_cancelled)
+            cancel_group(group);
+    }
+    group->_wakes_on_each = false;
+    group->_ndone_seen = group->_ndone;
+    self->wait = WAIT_NONE;
+    gd_timer_stop(timers, &self->timer);
     gd_timer_stop(timers, &group->_deadline);
     if (group->_has_timed_out)
         return -ETIMEDOUT;

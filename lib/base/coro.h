@@ -110,6 +110,8 @@ struct gd_group {
     gd_task_t _head; /* list of pending tasks */
     gd_timer_t _deadline;
     bool _is_cancelled, _has_timed_out;
+    bool _wakes_on_each;        /* in gd_group_wait_any(): every report wakes the waiter */
+    size_t _ndone, _ndone_seen; /* reports so far, and as of gd_group_wait_any()'s last return */
 };
 
 /** Prepares @group (caller owns the storage: the request's struct, or a test's stack). */
@@ -137,6 +139,13 @@ int gd_group_spawn(gd_group_t *group, gd_coro_fn fn, void *arg);
  * Returns at once when nothing is pending.
  */
 int gd_group_wait(gd_group_t *group, uint64_t deadline_ms);
+/**
+ * Yields. Like gd_group_wait(), but returns as soon as some task has reported since this
+ * function last returned (at once when one has already, or when nothing is pending), so that
+ * the waiter can add tasks that were waiting for it. Returns 0 then; -ETIMEDOUT or -ECANCELED
+ * like gd_group_wait(), once every pending task has reported.
+ */
+int gd_group_wait_any(gd_group_t *group, uint64_t deadline_ms);
 /**
  * Cancels every pending task of @group now (from outside the waiter, e.g. when the client is
  * gone). The waiter wakes with -ECANCELED once all have reported, never from inside this call:

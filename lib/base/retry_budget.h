@@ -2,11 +2,11 @@
  * gd_retry_budget: how many retries a service may add to its calls, for the whole process.
  * Calls and retries are counted in a sliding window of GD_RETRY_BUDGET_WINDOW_S one-second
  * buckets; a retry is allowed while the retries of the window stay under @percent of its calls
- * or under a floor of @min_per_s per second of the window, whichever is larger. Lock-free: each
- * bucket is one atomic word (its second in the high half, its count in the low half), so any
- * thread may count and ask at once. Approximate only in that threads asking at the same moment
- * may each take the last retry left (at most one too many per thread). A hedge (a second
- * attempt beside a slow one) is taken from the budget like a retry.
+ * or under a floor of @min_per_s per second of the window, whichever is larger. Lock-free (the
+ * windows are base/window.h's), so any thread may count and ask at once. Approximate only in
+ * that threads asking at the same moment may each take the last retry left (at most one too
+ * many per thread). A hedge (a second attempt beside a slow one) is taken from the budget
+ * like a retry.
  */
 #ifndef GD_RETRY_BUDGET_H
 #define GD_RETRY_BUDGET_H
@@ -15,12 +15,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/window.h"
+
 #define GD_RETRY_BUDGET_WINDOW_S 10
 
 typedef struct gd_retry_budget {
     /* private */
-    _Atomic uint64_t _calls[GD_RETRY_BUDGET_WINDOW_S];
-    _Atomic uint64_t _retries[GD_RETRY_BUDGET_WINDOW_S];
+    gd_window_t _calls, _retries; /* one-second buckets */
     /* read-only for all but the counting caller: totals since the start, for the metrics */
     _Atomic uint64_t attempts, retries, refused;
     _Atomic uint64_t hedges, hedges_won; /* hedges started; those whose answer the call took */

@@ -24,8 +24,12 @@
 
 #include "base/b64url.h"
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
+#include "base/waits.h"
+#include "config/callgraph.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
  * gd_router_new() checks that they agree. */
@@ -91,7 +95,22 @@ struct loader {
      * so that finding a duplicate route costs one probe, not a pass over every endpoint. */
     size_t *routes;
     size_t routes_cap, nroutes;
+    /* While a call's templates compile: where its references to other calls go. */
+    struct call_scope *calling;
 };
+
+/* The call whose templates compile, and what its references to other calls may name. */
+struct call_scope {
+    gd_call_conf_t *call;
+    const char *const *names; /* every call of the endpoint, config order */
+    size_t ncalls;
+    gd_ref_use_t use; /* of the template compiling now */
+};
+
+/* Resolvers give a reference to a call's result the index REF_INDEX_BASE + its index in the
+ * endpoint's refs; once every parameter is known, fix_ref_indexes() moves them past the
+ * parameters, where the request puts their rendered values. */
+#define REF_INDEX_BASE ((size_t)1 << 24)
 
 /* An error message under construction in the caller's buffer, silently truncated. */
 struct sbuf {
@@ -1025,13 +1044,15 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
     return 0;
 }
 
-/* "breaker": {"failures": 5, "open_ms": 5000}, both optional inside it. */
+/* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
+ * "window_ms": 10000}, all optional inside it; the last two only with error_rate. */
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"failures", "open_ms", NULL};
+    static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
+                                       "min_calls", "window_ms", NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
-    long long failures = 0;
+    long long failures = 0, min_calls = 0, window_ms = 0;
     uint64_t open_ms = 0;
     int r;
 
@@ -1039,10 +1060,53 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return 0;
     if ((r = check_object(l, &bat, b, keys)) < 0 ||
         (r = get_int(l, &bat, b, "failures", 1, 1000000, 5, &failures)) < 0 ||
-        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0)
+        (r = get_duration(l, &bat, b, "open_ms", false, 5000, &open_ms)) < 0 ||
+        (r = get_int(l, &bat, b, "min_calls", 1, 1000000, 20, &min_calls)) < 0 ||
+        (r = get_int(l, &bat, b, "window_ms", GD_WINDOW_BUCKETS, GD_CONFIG_MAX_DURATION_MS, 10000,
+                     &window_ms)) < 0)
         return r;
+    json_t *rate = json_object_get(b, "error_rate");
+    struct jpath rat = {&bat, "error_rate", 0};
+    if (rate == NULL && (json_object_get(b, "min_calls") || json_object_get(b, "window_ms"))) {
+        struct jpath kp = {&bat, json_object_get(b, "min_calls") ? "min_calls" : "window_ms", 0};
+        return fail(l, &kp, "only applies with error_rate");
+    }
+    if (rate != NULL && !json_is_number(rate))
+        return fail_type(l, &rat, rate, "a number");
+    if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
+        return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
+    if (rate != NULL)
+        gd_breaker_set_error_rate(u->breaker, json_number_value(rate), (unsigned)min_calls,
+                                  (uint64_t)window_ms);
+    return 0;
+}
+
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
+                                    gd_upstream_conf_t *u)
+{
+    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    struct jpath rat = {at, "rate_limit", 0};
+    json_t *rl = json_object_get(v, "rate_limit");
+    long long calls = 0, burst = 0;
+    uint64_t per_ms = 0;
+    int r;
+
+    if (rl == NULL)
+        return 0;
+    if ((r = check_object(l, &rat, rl, keys)) < 0 ||
+        (r = get_int(l, &rat, rl, "calls", 1, 1000000000, -1, &calls)) < 0 ||
+        (r = get_duration(l, &rat, rl, "per_ms", false, 0, &per_ms)) < 0 ||
+        (r = get_int(l, &rat, rl, "burst", 1, 1000000, 1, &burst)) < 0)
+        return r;
+    if (json_object_get(rl, "calls") == NULL || json_object_get(rl, "per_ms") == NULL) {
+        struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
+        return fail(l, &kp, "missing required key");
+    }
+    u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
+    gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     return 0;
 }
 
@@ -1063,6 +1127,8 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
                                        "status_map",
                                        "retry",
                                        "breaker",
+                                       "rate_limit",
+                                       "max_in_flight",
                                        NULL};
     struct jpath url_at = {at, "url", 0};
     const char *url;
@@ -1111,6 +1177,16 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     u->retry_budget = gd_xmalloc(sizeof(*u->retry_budget));
     gd_retry_budget_init(u->retry_budget);
+    u->waits = gd_xmalloc(sizeof(*u->waits));
+    gd_waits_init(u->waits);
+    if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
+        return r;
+    u->max_in_flight = (size_t)x;
+    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    if (u->max_in_flight > 0)
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+    if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
+        return r;
     return load_breaker(l, at, v, u);
 }
 
@@ -1624,17 +1700,100 @@ struct resolve_ctx {
     gd_endpoint_conf_t *ep;
 };
 
+/* gd_expr_scope_t's resolve_param inside a call reference: only captures, so that the message
+ * for {id.x} says that a parameter has no fields. */
+static int resolve_capture_only(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    const gd_endpoint_conf_t *ep = ctx;
+
+    *ret_is_int = false;
+    for (size_t i = 0; src == 0 && i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void add_need(gd_call_conf_t *c, size_t call)
+{
+    for (size_t i = 0; i < c->nneeds; i++)
+        if (c->needs[i] == call)
+            return;
+    c->needs = gd_xrealloc(c->needs, (c->nneeds + 1) * sizeof(*c->needs));
+    c->needs[c->nneeds++] = call;
+}
+
+/* A reference @text (between the braces) to a call's result in the templates of the call
+ * compiling now: parsed as the response's references are, added to the endpoint's refs and to
+ * the needs of the call. Returns its index for the template, or -1 with a message in @err. */
+static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char *text, char *err,
+                            size_t errlen)
+{
+    struct call_scope *cs = l->calling;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep};
+    size_t len = strlen(text);
+    char *src = gd_xmalloc(len + 3);
+    gd_text_template_t t;
+
+    src[0] = '{';
+    memcpy(src + 1, text, len);
+    src[len + 1] = '}';
+    src[len + 2] = '\0';
+    if (gd_text_template_compile(src, &scope, &t, err, errlen) < 0) {
+        free(src);
+        return -1;
+    }
+    if (!t.is_typed ||
+        (t.parts[0].expr.kind != GD_EXPR_CALL && t.parts[0].expr.kind != GD_EXPR_COUNT)) {
+        snprintf(err, errlen, "\"%s\": a reference to a call's result expected", src);
+        gd_text_template_dispose(&t);
+        free(src);
+        return -1;
+    }
+    ep->refs = gd_xrealloc(ep->refs, (ep->nrefs + 1) * sizeof(*ep->refs));
+    gd_call_ref_t *ref = &ep->refs[ep->nrefs++];
+    ref->expr = t.parts[0].expr;
+    ref->use = cs->use;
+    ref->text = src;
+    free(t.parts); /* the expression moved into ref */
+    cs->call->nrefs++;
+    add_need(cs->call, ref->expr.index);
+    return (int)(REF_INDEX_BASE + ep->nrefs - 1);
+}
+
+/* The reference a template's value index stands for while the endpoint compiles, or NULL. */
+static gd_call_ref_t *ref_of(gd_endpoint_conf_t *ep, size_t value_index)
+{
+    return value_index >= REF_INDEX_BASE ? &ep->refs[value_index - REF_INDEX_BASE] : NULL;
+}
+
+static void set_ref_use(struct loader *l, gd_ref_use_t use)
+{
+    if (l->calling != NULL)
+        l->calling->use = use;
+}
+
 /* gd_template_resolve_cb: a capture must exist; a query or header parameter is added (as an
  * optional string) on first use. */
 static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, size_t errlen)
 {
     struct resolve_ctx *rc = ctx;
     gd_endpoint_conf_t *ep = rc->ep;
+    struct call_scope *cs = rc->l->calling;
 
+    if (src == GD_SRC_CALL) {
+        if (cs == NULL) {
+            snprintf(err, errlen, "bad variable name \"{%s}\"", name);
+            return -1;
+        }
+        return resolve_call_ref(rc->l, ep, name, err, errlen);
+    }
     if (src == GD_SRC_PATH) {
         for (size_t i = 0; i < ep->ncaptures; i++)
             if (strcmp(ep->params[i].key, name) == 0)
                 return (int)i;
+        for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
+            if (strcmp(cs->names[i], name) == 0)
+                return resolve_call_ref(rc->l, ep, name, err, errlen);
         snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
                  quote(rc->l, ep->path));
         return -1;
@@ -1718,6 +1877,7 @@ static int load_headers(struct loader *l, const struct jpath *call_at, json_t *c
         /* {env.NAME} values become literal text of the template, read once, here. */
         if ((r = subst_env(l, &hp, json_string_value(member), true, &text, &nsubst)) < 0)
             return r;
+        set_ref_use(l, GD_REF_TEXT);
         r = compile_template(l, &hp, text, ep, &h->value);
         free(text);
         if (r < 0)
@@ -1843,12 +2003,61 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep, gd_call_conf_t *c);
 
+/* "after": calls this one waits for without using their results. */
+static int load_after(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    struct jpath after_at = {at, "after", 0};
+    json_t *after = json_object_get(v, "after");
+    const struct call_scope *cs = l->calling;
+
+    if (after == NULL)
+        return 0;
+    if (!json_is_array(after))
+        return fail_type(l, &after_at, after, "an array of call names");
+    for (size_t i = 0; i < json_array_size(after); i++) {
+        struct jpath ip = {&after_at, NULL, i};
+        json_t *name = json_array_get(after, i);
+        size_t j = 0;
+        if (!json_is_string(name))
+            return fail_type(l, &ip, name, "a call name");
+        while (j < cs->ncalls && strcmp(cs->names[j], json_string_value(name)) != 0)
+            j++;
+        if (j == cs->ncalls)
+            return fail(l, &ip, "unknown call %s (not a call of this endpoint)",
+                        quote(l, json_string_value(name)));
+        add_need(c, j);
+    }
+    return 0;
+}
+
+/* "when": one reference; the call runs only when its value is true. */
+static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep,
+                     gd_call_conf_t *c)
+{
+    struct jpath when_at = {at, "when", 0};
+    json_t *when = json_object_get(v, "when");
+    int r;
+
+    if (when == NULL)
+        return 0;
+    if (!json_is_string(when))
+        return fail_type(l, &when_at, when, "a string like \"{query.include}\"");
+    set_ref_use(l, GD_REF_WHEN);
+    if ((r = compile_template(l, &when_at, json_string_value(when), ep, &c->when)) < 0)
+        return r;
+    c->has_when = true;
+    if (c->when.nparts != 1 || c->when.parts[0].is_literal)
+        return fail(l, &when_at, "must be exactly one reference like \"{query.include}\", not %s",
+                    quote(l, json_string_value(when)));
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
     static const char *const sql_keys[] = {
-        "sql",      "args",           "row",        "timeout_ms", "optional",
-        "max_rows", "max_body_bytes", "idempotent", "retry",      NULL};
+        "sql",      "args",           "row",   "timeout_ms", "optional",  "max_rows",
+        "max_body_bytes", "after", "when",  "idempotent", "retry",     NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -1869,6 +2078,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     } else if ((r = load_http_call(l, at, v, cfg, ep, c)) < 0) {
         return r;
     }
+    if ((r = load_after(l, at, v, c)) < 0 || (r = load_when(l, at, v, ep, c)) < 0)
+        return r;
     if ((r = get_duration(l, at, v, "timeout_ms", false, ep->timeout_ms, &timeout_ms)) < 0 ||
         (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
         return r;
@@ -1992,6 +2203,7 @@ static int compile_body_string(struct loader *l, const struct jpath *at, json_t 
     gd_template_t t = {0};
     int r;
 
+    set_ref_use(l, GD_REF_TEXT);
     if ((r = compile_template(l, at, json_string_value(v), ep, &t)) < 0)
         return r;
     bool has_var = false;
@@ -2005,7 +2217,12 @@ static int compile_body_string(struct loader *l, const struct jpath *at, json_t 
     }
     gd_body_part_t *part = body_flush(jt);
     part->has_value = true;
-    part->is_typed = t.nparts == 1 && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
+    gd_call_ref_t *ref = t.nparts == 1 ? ref_of(ep, t.parts[0].value_index) : NULL;
+    part->is_json = ref != NULL;
+    if (ref != NULL)
+        ref->use = GD_REF_JSON; /* exactly one reference: it keeps its JSON type */
+    part->is_typed =
+        t.nparts == 1 && ref == NULL && ep->params[t.parts[0].value_index].type == GD_PARAM_INT;
     part->value = t;
     return 0;
 }
@@ -2052,10 +2269,10 @@ static int load_body(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
                           const gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"upstream",   "path",     "method",          "headers",
-                                       "timeout_ms", "optional", "forward_headers", "null_on",
-                                       "status_map", "body",     "idempotent",      "retry",
-                                       NULL};
+    static const char *const keys[] = {
+        "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
+        "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
+        "after",           "when",    NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -2078,6 +2295,7 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
         return r;
     if (path[0] != '/')
         return fail(l, &path_at, "must start with \"/\"");
+    set_ref_use(l, GD_REF_URL);
     if ((r = compile_template(l, &path_at, path, ep, &c->path)) < 0)
         return r;
     /* Values are percent-encoded when expanded; literals must already be valid in a request
@@ -2424,8 +2642,15 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
         json_t *a = json_array_get(args, i);
         if (!json_is_string(a))
             return fail_type(l, &ap, a, "a string");
+        set_ref_use(l, GD_REF_TEXT);
         if ((r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i])) < 0)
             return r;
+        /* An argument that is exactly one reference binds its value: an array as one Postgres
+         * array, null as NULL. */
+        gd_call_ref_t *ref =
+            c->args[i].nparts == 1 ? ref_of(ep, c->args[i].parts[0].value_index) : NULL;
+        if (ref != NULL)
+            ref->use = GD_REF_SQL_VALUE;
     }
     if ((r = get_string(l, at, v, "row", false, "many", &row)) < 0)
         return r;
@@ -2564,6 +2789,68 @@ static int check_call_name(struct loader *l, const struct jpath *at, const gd_en
     return 0;
 }
 
+/* Once every call is loaded: whether any waits for another, the order they may start in, and
+ * no cycle. */
+static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_conf_t *ep)
+{
+    const size_t **needs = gd_xcalloc(ep->ncalls, sizeof(*needs));
+    size_t *nneeds = gd_xcalloc(ep->ncalls, sizeof(*nneeds));
+    size_t *order = gd_xcalloc(ep->ncalls, sizeof(*order));
+    size_t *cycle = gd_xcalloc(ep->ncalls + 1, sizeof(*cycle)), ncycle = 0;
+    int r = 0;
+
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        needs[i] = ep->calls[i].needs;
+        nneeds[i] = ep->calls[i].nneeds;
+        ep->has_dependencies |= ep->calls[i].nneeds > 0;
+    }
+    gd_callgraph_t g = {ep->ncalls, needs, nneeds};
+    if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {
+        char text[512];
+        size_t len = 0;
+        struct jpath cp = {at, ep->calls[cycle[0]].name, 0};
+        text[0] = '\0';
+        for (size_t i = 0; i < ncycle && len < sizeof(text); i++)
+            len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s", i > 0 ? " -> " : "",
+                                    ep->calls[cycle[i]].name);
+        r = fail(l, &cp,
+                 "the calls depend on each other in a cycle: %s (a call that references "
+                 "another's result, or names it in \"after\", waits for it)",
+                 text);
+    } else if (ep->has_dependencies) {
+        ep->call_order = order;
+        order = NULL;
+    }
+    free(needs);
+    free(nneeds);
+    free(order);
+    free(cycle);
+    return r;
+}
+
+static void fix_template_refs(const gd_endpoint_conf_t *ep, gd_template_t *t)
+{
+    for (size_t i = 0; i < t->nparts; i++)
+        if (!t->parts[i].is_literal && t->parts[i].value_index >= REF_INDEX_BASE)
+            t->parts[i].value_index = ep->nparams + t->parts[i].value_index - REF_INDEX_BASE;
+}
+
+/* Once every parameter is known: references to call results take the value indexes after them. */
+static void fix_ref_indexes(gd_endpoint_conf_t *ep)
+{
+    for (size_t i = 0; ep->nrefs > 0 && i < ep->ncalls; i++) {
+        gd_call_conf_t *c = &ep->calls[i];
+        fix_template_refs(ep, &c->path);
+        for (size_t j = 0; j < c->nheaders; j++)
+            fix_template_refs(ep, &c->headers[j].value);
+        for (size_t j = 0; j < c->nbody_parts; j++)
+            fix_template_refs(ep, &c->body_parts[j].value);
+        for (size_t j = 0; j < c->nargs; j++)
+            fix_template_refs(ep, &c->args[j]);
+        fix_template_refs(ep, &c->when);
+    }
+}
+
 static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_json,
                       gd_config_t *cfg, gd_endpoint_conf_t *ep)
 {
@@ -2578,6 +2865,12 @@ static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_js
     if (json_object_size(v) == 0)
         return fail(l, &at, "must not be empty");
     ep->calls = gd_xcalloc(json_object_size(v), sizeof(*ep->calls));
+    /* Every name first: a call may reference one that comes after it. */
+    const char **names = gd_xcalloc(json_object_size(v) + 1, sizeof(*names));
+    struct call_scope cs = {.names = names, .ncalls = json_object_size(v)};
+    size_t n = 0;
+    for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it))
+        names[n++] = json_object_iter_key(it);
     for (void *it = json_object_iter(v); it != NULL; it = json_object_iter_next(v, it)) {
         const char *name = json_object_iter_key(it);
         json_t *member = json_object_iter_value(it);
@@ -2585,15 +2878,25 @@ static int load_calls(struct loader *l, const struct jpath *ep_at, json_t *ep_js
         gd_call_conf_t *c = &ep->calls[ep->ncalls++];
 
         if (name[0] == '\0')
-            return fail(l, &cp, "a call name must not be empty");
-        if (strcmp(name, "errors") == 0)
-            return fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
-        if ((r = check_call_name(l, &cp, ep, name)) < 0)
+            r = fail(l, &cp, "a call name must not be empty");
+        else if (strcmp(name, "errors") == 0)
+            r = fail(l, &cp, "a call may not be named \"errors\" (the answer uses that key)");
+        else
+            r = check_call_name(l, &cp, ep, name);
+        if (r == 0) {
+            c->first_ref = ep->nrefs;
+            cs.call = c;
+            l->calling = &cs;
+            r = load_call(l, &cp, name, member, cfg, ep, c);
+            l->calling = NULL;
+        }
+        if (r < 0) {
+            free(names);
             return r;
-        if ((r = load_call(l, &cp, name, member, cfg, ep, c)) < 0)
-            return r;
+        }
     }
-    return 0;
+    free(names);
+    return order_calls(l, &at, ep);
 }
 
 /* RFC 9110 section 9.1: a method is a token, case-sensitive; ours are written upper-case. */
@@ -3521,6 +3824,7 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = load_rate_limit(l, at, v, &has_rate, &ep->own_rate_limit)) < 0 ||
         (r = load_response(l, at, v, ep)) < 0)
         return r;
+    fix_ref_indexes(ep);
     ep->rate_limit = has_rate ? ep->own_rate_limit : cfg->rate_limit;
     ep->cors = has_cors ? ep->own_cors : cfg->cors;
     ep->auth = has_auth ? ep->own_auth : cfg->auth;
@@ -3851,6 +4155,9 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->status_map);
         free(u->retry_budget);
         free(u->breaker);
+        free(u->rate_limit);
+        free(u->waits);
+        u->in_flight = gd_budget_free(u->in_flight);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -3882,6 +4189,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
                 gd_template_dispose(&c->body_parts[k].value);
             }
             free(c->body_parts);
+            free(c->needs);
+            gd_template_dispose(&c->when);
             free(c->upstream_header_lines);
             for (size_t k = 0; c->forward_headers != NULL && c->forward_headers[k] != NULL; k++)
                 free(c->forward_headers[k]);
@@ -3894,6 +4203,12 @@ gd_config_t *gd_config_free(gd_config_t *config)
         }
         free(ep->calls);
         gd_response_free(ep->response);
+        for (size_t j = 0; j < ep->nrefs; j++) {
+            gd_expr_dispose(&ep->refs[j].expr);
+            free(ep->refs[j].text);
+        }
+        free(ep->refs);
+        free(ep->call_order);
         free(ep->method);
         free(ep->path);
         free_cors(ep->own_cors);

@@ -115,6 +115,15 @@ typedef struct gd_upstream_conf {
     struct gd_retry_budget *retry_budget;
     /* "breaker": mutable, shared by every thread (atomics); NULL without one */
     struct gd_breaker *breaker;
+    /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
+    struct gd_pacer *rate_limit;
+    /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
+     * is shared by the threads (mutable, created by the loader with one member per thread);
+     * NULL without a cap. */
+    size_t max_in_flight;
+    struct gd_budget *in_flight;
+    /* Mutable, shared by every thread (atomics): how long calls waited, for the metrics. */
+    struct gd_waits *waits;
 } gd_upstream_conf_t;
 
 typedef struct gd_header_template {
@@ -130,8 +139,28 @@ typedef struct gd_body_part {
     size_t json_len;
     bool has_value; /* false for the last part only */
     bool is_typed;  /* the value is exactly one {param} of type int: a JSON number (empty: null) */
+    bool is_json; /* the value is exactly one reference to a call's result: JSON, inserted as is */
     gd_template_t value; /* expanded without encoding, then written as a JSON string */
 } gd_body_part_t;
+
+/* Where a reference to a call's result sits in a call's templates: what its value may be. */
+typedef enum gd_ref_use {
+    GD_REF_URL,       /* in the path: a string, number or boolean, percent-encoded */
+    GD_REF_TEXT,      /* inside a header value, a body string or a SQL argument: the same */
+    GD_REF_SQL_VALUE, /* a whole SQL argument: also null (NULL), an array (a Postgres array) or
+                       * an object (its JSON text) */
+    GD_REF_JSON,      /* a whole string of a JSON body: the value as JSON, of any type */
+    GD_REF_WHEN,      /* "when": only whether it is true (a missing field is false) */
+} gd_ref_use_t;
+
+/* A reference to another call's result in a call's templates. Its value, rendered once that
+ * call has finished, is values[endpoint's nparams + its index in the endpoint's refs]. */
+typedef struct gd_call_ref {
+    /* read-only */
+    gd_expr_t expr; /* GD_EXPR_CALL or GD_EXPR_COUNT: expr.index is the call referenced */
+    gd_ref_use_t use;
+    char *text; /* as written, "{user.company_id}", for messages */
+} gd_call_ref_t;
 
 typedef enum gd_call_type {
     GD_CALL_TYPE_HTTP, /* "upstream": an upstream HTTP call */
@@ -177,6 +206,13 @@ typedef struct gd_call_conf {
     size_t max_body_bytes; /* so does a larger JSON rendering of the rows */
     uint64_t timeout_ms; /* already min(own, endpoint's) */
     bool is_optional;
+    /* Dependencies: the calls this one waits for (its references to their results and its
+     * "after"), distinct, in config order. */
+    size_t *needs;
+    size_t nneeds;
+    size_t first_ref, nrefs; /* its references: the endpoint's refs[first_ref..+nrefs] */
+    bool has_when;
+    gd_template_t when; /* "when": one value, a parameter's or a reference's */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -294,6 +330,12 @@ typedef struct gd_endpoint_conf {
     const gd_rate_limit_conf_t *rate_limit; /* its own, else the top level's; NULL: none */
     gd_rate_limit_conf_t *own_rate_limit;   /* owned; NULL when inherited or false */
     gd_response_t *response; /* "response": the answer's template; NULL: the merged document */
+    gd_call_ref_t *refs;     /* the calls' references to other calls' results, by call */
+    size_t nrefs;
+    /* Some call waits for another (a "when" of parameters only is no dependency): the calls
+     * start in call_order as what each needs arrives. Without, all start at once. */
+    bool has_dependencies;
+    size_t *call_order; /* each call after those it needs; NULL without dependencies */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {

@@ -86,7 +86,7 @@ static size_t ident_len(const char *p)
     return n;
 }
 
-static void expr_dispose(gd_expr_t *e)
+void gd_expr_dispose(gd_expr_t *e)
 {
     for (size_t i = 0; i < e->nsteps; i++)
         free(e->steps[i].key);
@@ -352,7 +352,7 @@ static int parse_expr(struct parser *ps, gd_expr_t *e)
         r = fail(ps, *ps->p == '\0' ? "unbalanced \"{\" (write \"{{\" for a literal \"{\")"
                                     : "unexpected character after the reference");
     if (r < 0) {
-        expr_dispose(e);
+        gd_expr_dispose(e);
         return r;
     }
     ps->p++;
@@ -425,7 +425,7 @@ void gd_text_template_dispose(gd_text_template_t *t)
 {
     for (size_t i = 0; i < t->nparts; i++) {
         free(t->parts[i].literal);
-        expr_dispose(&t->parts[i].expr);
+        gd_expr_dispose(&t->parts[i].expr);
     }
     free(t->parts);
     t->parts = NULL;

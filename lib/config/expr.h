@@ -105,6 +105,8 @@ typedef struct gd_expr_scope {
  */
 int gd_text_template_compile(const char *src, const gd_expr_scope_t *scope, gd_text_template_t *ret,
                              char *err, size_t errlen);
+/** Frees what @e owns (not @e). */
+void gd_expr_dispose(gd_expr_t *e);
 /** Frees what @t owns (not @t). */
 void gd_text_template_dispose(gd_text_template_t *t);
 /** Whether @name may not name a call: query, header, body, env, item, errors. */

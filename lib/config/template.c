@@ -10,6 +10,15 @@
 #include "base/util.h"
 
 #define MAX_NAME_LEN 64
+#define MAX_REF_LEN  256
+
+const char gd_template_null[1] = "";
+
+bool gd_template_is_null(const gd_template_t *t, const gd_strv_t *values)
+{
+    return t->nparts == 1 && !t->parts[0].is_literal &&
+           values[t->parts[0].value_index].base == gd_template_null;
+}
 
 static bool is_name_char(unsigned char c)
 {
@@ -88,6 +97,22 @@ static void copy_printable(char *out, size_t outlen, const char *s, size_t len)
     out[n] = '\0';
 }
 
+/* Whether @var (@len bytes, no prefix) is a path into a call's result: an identifier, then
+ * ".", "[" or "(" (count(...)). */
+static bool is_call_ref(const char *var, size_t len)
+{
+    size_t n = 0;
+
+    if (len == 0 ||
+        !((var[0] >= 'A' && var[0] <= 'Z') || (var[0] >= 'a' && var[0] <= 'z') || var[0] == '_'))
+        return false;
+    while (n < len && is_name_char((unsigned char)var[n]) && var[n] != '.')
+        n++;
+    if (n == 3 && memcmp(var, "env", 3) == 0)
+        return false;
+    return n < len && (var[n] == '.' || var[n] == '[' || var[n] == '(');
+}
+
 /* Parses the variable @var (@len bytes, the text between the braces) and asks the resolver for
  * its index. Returns the index, or -1 with a message in @err. */
 static int resolve_var(const char *var, size_t len, gd_template_resolve_cb resolve, void *ctx,
@@ -112,6 +137,17 @@ static int resolve_var(const char *var, size_t len, gd_template_resolve_cb resol
         key_len -= 4;
     }
     copy_printable(shown, sizeof(shown), var, len);
+    if (src == GD_SRC_PATH && is_call_ref(var, len)) {
+        /* Not a parameter: a path into a call's result, parsed by the resolver. */
+        char ref[MAX_REF_LEN + 1];
+        if (len > MAX_REF_LEN) {
+            snprintf(err, errlen, "\"{%s...\": a reference has at most %d characters", shown,
+                     MAX_REF_LEN);
+            return -1;
+        }
+        copy_printable(ref, sizeof(ref), var, len);
+        return resolve(ctx, GD_SRC_CALL, ref, err, errlen);
+    }
     if (len >= 4 && memcmp(var, "env.", 4) == 0) {
         snprintf(err, errlen,
                  "\"{%s%s}\": {env.NAME} is allowed only in an upstream's url and headers, a "

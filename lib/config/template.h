@@ -21,6 +21,9 @@ typedef enum gd_src {
     GD_SRC_QUERY,  /* {query.NAME} */
     GD_SRC_HEADER, /* {header.NAME}; NAME is lower-cased at compile time */
     GD_SRC_JWT,    /* {jwt.NAME}: a claim of the request's verified JWT */
+    /* {NAME.path...}, {NAME[...]}, {count(...)}: a reference into a call's result, given to
+     * the resolver as written between the braces */
+    GD_SRC_CALL,
 } gd_src_t;
 
 /*
@@ -47,11 +50,11 @@ typedef struct gd_template {
 
 /**
  * Compiles @src into @ret. Syntax: literal text and {var}, where var is NAME, query.NAME,
- * header.NAME or jwt.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .). "{{" and "}}" are literal braces. An
- * {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env() first,
- * where the config allows them.
- * Returns 0, or -EINVAL with a message in @err (unbalanced brace, empty or bad name, the
- * resolver's message). @ret is untouched on error.
+ * header.NAME or jwt.NAME (NAME: 1..64 of A-Z a-z 0-9 - _ .), or a reference into a call's
+ * result (any other text without a prefix: GD_SRC_CALL, up to 256 bytes). "{{" and "}}" are literal
+ * braces. An {env.NAME} left in @src is an error: those are substituted by gd_template_subst_env()
+ * first, where the config allows them. Returns 0, or -EINVAL with a message in @err (unbalanced
+ * brace, empty or bad name, the resolver's message). @ret is untouched on error.
  */
 int gd_template_compile(const char *src, gd_template_resolve_cb resolve, void *ctx,
                         gd_template_t *ret, char *err, size_t errlen);
@@ -83,5 +86,10 @@ size_t gd_template_expand_raw(const gd_template_t *t, const gd_strv_t *values, c
                               size_t cap);
 /** Upper bound of gd_template_expand()'s length for @values (literals + 3 x each value). */
 size_t gd_template_max_len(const gd_template_t *t, const gd_strv_t *values);
+
+/* A value that stands for SQL NULL: its base is this address (and its length 0). */
+extern const char gd_template_null[1];
+/** Whether @t is exactly one value and that value in @values is gd_template_null. */
+bool gd_template_is_null(const gd_template_t *t, const gd_strv_t *values);
 
 #endif

@@ -15,10 +15,14 @@ void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
     uint64_t duration_us = (uv_hrtime() - a->started_at_ns) / 1000;
 
     gd_metrics_count_request(metrics, ep, a->status, duration_us);
-    for (size_t i = 0; a->results != NULL && i < ep->ncalls; i++)
-        gd_metrics_count_call(metrics, ep, i, a->results[i].outcome,
-                              a->results[i].outcome == GD_OUTCOME_STATUS ? a->results[i].status : 0,
-                              a->results[i].elapsed_ms * 1000);
+    for (size_t i = 0; a->results != NULL && i < ep->ncalls; i++) {
+        const gd_call_result_t *r = &a->results[i];
+        if (r->outcome == GD_OUTCOME_SKIPPED)
+            continue; /* it never ran: nothing to count */
+        gd_metrics_count_call(metrics, ep, i, r->outcome,
+                              r->outcome == GD_OUTCOME_STATUS ? r->status : 0,
+                              r->elapsed_ms * 1000);
+    }
 }
 
 /* The upstream status worth showing beside @r's outcome: that of a failure of kind status, or of
@@ -74,7 +78,8 @@ static void log_failures(const gd_access_t *a)
 
     for (size_t i = 0; i < ep->ncalls; i++) {
         const gd_call_result_t *r = &a->results[i];
-        if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_CANCELLED)
+        if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_CANCELLED ||
+            r->outcome == GD_OUTCOME_SKIPPED)
             continue;
         gd_log_field_t fields[] = {
             {.key = "request_id", .type = GD_LOG_STR, .str = a->request_id, .str_len = SIZE_MAX},

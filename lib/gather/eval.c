@@ -86,8 +86,10 @@ static bool step_into(const gd_expr_step_t *st, const char **s, size_t *len)
     return true;
 }
 
-/* Writes the value @steps select in @s (validated JSON) to @out. */
-static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, size_t nsteps,
+/* Writes the value @steps select in @s (validated JSON) to @out; null, and false returned,
+ * when a field or element is missing or a slice or [*] meets something else than an array
+ * (missing elements inside a [*] or slice are null there, and do not count). */
+static bool eval_path(const char *s, size_t len, const gd_expr_step_t *steps, size_t nsteps,
                       gd_jbuf_t *out)
 {
     gd_json_iter_t it;
@@ -99,17 +101,17 @@ static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, si
             break;
         if (!step_into(steps, &s, &len)) {
             put_null(out);
-            return;
+            return false;
         }
     }
     gd_json_trim(&s, &len);
     if (nsteps == 0) {
         gd_jbuf_put(out, s, len);
-        return;
+        return true;
     }
     if (gd_json_iter_init(&it, s, len) != '[') {
         put_null(out);
-        return;
+        return false;
     }
     if (steps->kind == GD_STEP_EACH) {
         bool is_first = true;
@@ -118,10 +120,10 @@ static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, si
             if (!is_first)
                 gd_jbuf_put(out, ",", 1);
             is_first = false;
-            eval_path(v, vl, steps + 1, nsteps - 1, out);
+            (void)eval_path(v, vl, steps + 1, nsteps - 1, out); /* a miss is null there */
         }
         gd_jbuf_put(out, "]", 1);
-        return;
+        return true;
     }
     /* A slice: its elements copied into an array, then the rest of the path applied to it. */
     /* The length is counted only when a bound needs it (a negative one, or none at the end). */
@@ -141,10 +143,12 @@ static void eval_path(const char *s, size_t len, const gd_expr_step_t *steps, si
         gd_jbuf_put(to, v, vl);
     }
     gd_jbuf_put(to, "]", 1);
+    bool is_found = true;
     if (to == &tmp) {
-        eval_path(tmp.buf, tmp.len, steps + 1, nsteps - 1, out);
+        is_found = eval_path(tmp.buf, tmp.len, steps + 1, nsteps - 1, out);
         free(tmp.buf);
     }
+    return is_found;
 }
 
 /* An int parameter's value as a JSON number: leading zeros dropped, empty as null. */
@@ -179,6 +183,11 @@ static void put_quoted(const char *s, size_t len, gd_jbuf_t *out)
 
 void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out)
 {
+    (void)gd_eval_ref(e, env, out); /* a miss is null in an answer */
+}
+
+bool gd_eval_ref(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out)
+{
     const gd_strv_t *v;
 
     switch (e->kind) {
@@ -188,20 +197,20 @@ void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out)
             put_int(v, out);
         else
             put_quoted(v->base, v->len, out);
-        return;
+        return true;
     case GD_EXPR_ERRORS:
         if (env->errors.base == NULL)
             put_null(out);
         else
             gd_jbuf_put(out, env->errors.base, env->errors.len);
-        return;
+        return true;
     case GD_EXPR_CALL:
         v = e->index < env->ncalls ? &env->calls[e->index] : NULL;
-        if (v == NULL || v->base == NULL)
+        if (v == NULL || v->base == NULL) {
             put_null(out);
-        else
-            eval_path(v->base, v->len, e->steps, e->nsteps, out);
-        return;
+            return false;
+        }
+        return eval_path(v->base, v->len, e->steps, e->nsteps, out);
     case GD_EXPR_COUNT: {
         gd_jbuf_t tmp = {0};
         gd_expr_t ref = *e;
@@ -229,13 +238,14 @@ void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out)
         free(tmp.buf);
         if (n < 0) {
             put_null(out);
-        } else {
-            char num[24];
-            gd_jbuf_put(out, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)n));
+            return false;
         }
-        return;
+        char num[24];
+        gd_jbuf_put(out, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)n));
+        return true;
     }
     }
+    return false;
 }
 
 void gd_eval_text(const gd_text_template_t *t, const gd_eval_env_t *env, gd_jbuf_t *out)

@@ -37,6 +37,13 @@ typedef struct gd_eval_env {
  */
 void gd_eval_expr(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out);
 /**
+ * Like gd_eval_expr(), but returns false (having written null) when what @e names is missing:
+ * a call without a result, a field or element the path does not find, a slice or [*] of
+ * something else than an array, count() of something else than an array or object. Call
+ * templates fail on a miss where an answer shows null.
+ */
+bool gd_eval_ref(const gd_expr_t *e, const gd_eval_env_t *env, gd_jbuf_t *out);
+/**
  * Appends @t as JSON: a typed template as its one value, any other as a string in which each
  * value is its text (a string's characters, null as nothing, others as their JSON).
  */

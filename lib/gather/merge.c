@@ -10,7 +10,7 @@
  * missing optional row is data. The same outcome on a required call is a 404. */
 static bool is_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
 {
-    if (r->outcome == GD_OUTCOME_OK)
+    if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_SKIPPED)
         return false;
     return !(r->outcome == GD_OUTCOME_NOT_FOUND && call->is_optional);
 }
@@ -40,14 +40,24 @@ static int mapped_status(const gd_call_conf_t *call, int status)
 
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
 {
+    bool has_dependency_failure = false;
+
     for (size_t i = 0; i < endpoint->ncalls; i++) {
         const gd_call_result_t *r = &results[i];
         if (endpoint->calls[i].is_optional || !is_failure(&endpoint->calls[i], r))
             continue;
+        /* A call that could not run because another failed leaves the status to that one (a
+         * missing user is a 404, not a 502 for the orders that needed it), wherever it is. */
+        if (r->outcome == GD_OUTCOME_DEPENDENCY) {
+            has_dependency_failure = true;
+            continue;
+        }
         switch (r->outcome) {
         case GD_OUTCOME_TIMEOUT:
             return 504;
         case GD_OUTCOME_CIRCUIT_OPEN:
+        case GD_OUTCOME_RATE_LIMITED:
+        case GD_OUTCOME_IN_FLIGHT_TIMEOUT:
             return 503;
         case GD_OUTCOME_STATUS: {
             /* The operator's map first: a 401 caused by the gateway's own API key is not the
@@ -64,7 +74,7 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
             return 502;
         }
     }
-    return 200;
+    return has_dependency_failure ? 502 : 200;
 }
 
 bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
@@ -97,7 +107,11 @@ static void put_str(struct out *o, const char *s)
 static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r,
                       bool is_detailed)
 {
-    const char *message = is_detailed ? r->message : gd_outcome_public_message(r->outcome);
+    /* A dependency failure's message names only what the config does (a call, a reference):
+     * it is always shown, so that a client can tell which value was missing. */
+    const char *message = is_detailed || r->outcome == GD_OUTCOME_DEPENDENCY
+                              ? r->message
+                              : gd_outcome_public_message(r->outcome);
     char num[32];
 
     put_str(o, call->name_json);

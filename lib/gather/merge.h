@@ -23,7 +23,8 @@ void gd_merge_settle(const gd_call_conf_t *call, gd_call_result_t *r);
  * The status of the answer for @results (one per call of @endpoint, in config order): 200 when
  * every required call succeeded; otherwise the first failed required call decides: for kind
  * status the call's "status_map" entry of the upstream's status if any, else that status for a
- * 4xx and 502 for others; 504 for a timeout, 404 for a missing row, 502 for the rest.
+ * 4xx and 502 for others; 504 for a timeout, 404 for a missing row, 502 for the rest. Calls of
+ * kind dependency decide only when no other required call failed (502).
  */
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results);
 /** Whether every call, optional or not, succeeded. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +11,10 @@
 
 #include "base/util.h"
 #include "gather/access.h"
+#include "gather/depend.h"
 #include "gather/merge.h"
-#include "gather/shape.h"
 #include "gather/respond.h"
+#include "gather/shape.h"
 #include "ops/trace.h"
 
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
@@ -20,6 +22,26 @@
  * profile benchmark), and a request answered sooner than this has no use for it. A client
  * that leaves is still noticed within this much of its leaving. */
 #define HANGUP_WATCH_DELAY_MS 20
+
+/* Where a call of an endpoint with dependencies stands. */
+enum call_state {
+    CALL_WAITING = 0, /* for what it needs, or not started before the end */
+    CALL_RUNNING,
+    CALL_READY,   /* finished with a value that others may use */
+    CALL_FAILED,  /* finished without one */
+    CALL_SKIPPED, /* never ran: its "when" was false, or it needed a skipped call */
+};
+
+/* What an endpoint whose calls wait for each other keeps while its calls run; in the arena,
+ * and absent (NULL) for endpoints without dependencies, whose requests cost what they did. */
+struct graph {
+    gd_call_input_t in;     /* what the calls are rendered again from when they start */
+    gd_traceparent_t trace; /* in.trace points here when the client sent one */
+    gd_strv_t *values;      /* the parameters, then the rendered references (in.values) */
+    unsigned char *states;  /* enum call_state, by call */
+    gd_strv_t *results;     /* by call: what references see (gd_eval_env_t.calls) */
+    bool has_started_calls; /* a pass before has started calls: later ones are deferred */
+};
 
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
@@ -41,6 +63,7 @@ struct gd_request {
     h2o_linklist_t in_flight_link; /* in the thread's list of requests holding a slot */
     gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
     const gd_strv_t *values; /* the parameters; borrowed from h2o's request: valid while req is */
+    struct graph *graph;     /* NULL when no call waits for another */
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
 };
 
@@ -72,6 +95,32 @@ static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_
     rq->path = arena_copy(&rq->arena, req->input.path.base, path_len);
     rq->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*rq->results) * (ep->ncalls + 1));
     return rq;
+}
+
+/* The state of a request whose calls wait for each other, from its input @in (whose trace is
+ * copied: it is on the caller's stack). Returns the values to render the calls with. */
+static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    struct graph *g = h2o_mem_alloc_pool(&rq->arena, sizeof(*g));
+    size_t nvalues = ep->nparams + ep->nrefs;
+
+    memset(g, 0, sizeof(*g));
+    g->values = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->values) * (nvalues + 1));
+    memcpy(g->values, in->values, sizeof(*g->values) * ep->nparams);
+    gd_depend_stand_in(ep, g->values);
+    g->states = h2o_mem_alloc_pool(&rq->arena, ep->ncalls);
+    memset(g->states, CALL_WAITING, ep->ncalls);
+    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * ep->ncalls);
+    memset(g->results, 0, sizeof(*g->results) * ep->ncalls);
+    if (in->trace != NULL) {
+        g->trace = *in->trace;
+        in->trace = &g->trace;
+    }
+    in->values = g->values;
+    g->in = *in;
+    rq->graph = g;
+    return g->values;
 }
 
 static void free_request(gd_request_t *rq)
@@ -224,6 +273,157 @@ static void on_hangup_delay(gd_timer_t *timer)
         gd_hangup_watch(rq->ctx->hangup, rq->req, &rq->hangup, rq->is_half_closed, on_hangup);
 }
 
+/*
+ * What the calls that need finished call @i see of its result: its JSON (null_on applied, a
+ * missing optional row as null), and whether it has one to give. This is the one place where a
+ * call's result is made visible to the calls that reference it.
+ */
+static enum call_state settle_for_dependents(gd_request_t *rq, size_t i, gd_strv_t *ret_value)
+{
+    gd_call_result_t r = rq->calls[i]->result;
+
+    gd_merge_settle(&rq->endpoint->calls[i], &r);
+    if (r.outcome == GD_OUTCOME_OK ||
+        (r.outcome == GD_OUTCOME_NOT_FOUND && rq->endpoint->calls[i].is_optional)) {
+        *ret_value =
+            r.body != NULL ? (gd_strv_t){r.body->bytes, r.body->len} : (gd_strv_t){"null", 4};
+        return CALL_READY;
+    }
+    *ret_value = (gd_strv_t){NULL, 0};
+    return r.outcome == GD_OUTCOME_SKIPPED ? CALL_SKIPPED : CALL_FAILED;
+}
+
+/* Ends @call, which never ran, with @outcome: nothing in it was started. */
+static void settle_unstarted(gd_call_t *call, gd_outcome_t outcome, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void settle_unstarted(gd_call_t *call, gd_outcome_t outcome, const char *fmt, va_list ap)
+{
+    gd_call_result_t *r = &call->result;
+
+    r->outcome = outcome;
+    r->status = 0;
+    r->elapsed_ms = gd_call_elapsed_ms(call);
+    vsnprintf(r->message, sizeof(r->message), fmt, ap);
+}
+
+/* Ends call @i of a graph, which never ran, with @outcome. */
+__attribute__((format(printf, 4, 5))) static void
+settle_unrun(gd_request_t *rq, size_t i, gd_outcome_t outcome, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    settle_unstarted(rq->calls[i], outcome, fmt, ap);
+    va_end(ap);
+    rq->graph->states[i] = outcome == GD_OUTCOME_SKIPPED ? CALL_SKIPPED : CALL_FAILED;
+}
+
+/* Skips @call, whose "when" (of parameters only) is false. */
+static void skip_call(gd_call_t *call)
+{
+    call->result.outcome = GD_OUTCOME_SKIPPED;
+    call->result.elapsed_ms = 0;
+    snprintf(call->result.message, sizeof(call->result.message), "its \"when\" is false");
+}
+
+/* Renders waiting call @i, whose needs have all arrived, with their values and starts it; or
+ * settles it when it cannot or must not run. */
+static void start_dependent(gd_request_t *rq, size_t i)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct graph *g = rq->graph;
+    gd_eval_env_t env = {g->results, ep->ncalls, g->values, {NULL, 0}};
+    char err[GD_CALL_MESSAGE_MAX];
+
+    for (size_t j = 0; j < cc->nneeds; j++) {
+        const char *name = ep->calls[cc->needs[j]].name;
+        if (g->states[cc->needs[j]] == CALL_FAILED) {
+            settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "needs call \"%s\", which failed", name);
+            return;
+        }
+        if (g->states[cc->needs[j]] == CALL_SKIPPED) {
+            settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "needs call \"%s\", which was skipped", name);
+            return;
+        }
+    }
+    if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
+        return;
+    }
+    if (!gd_depend_when(cc, g->values)) {
+        settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "its \"when\" is false");
+        return;
+    }
+    const gd_source_t *src = &rq->ctx->sources[cc->source];
+    gd_call_t *call = rq->calls[i];
+    if (cc->nrefs > 0) {
+        /* Rendered again, now with the values it references (first with stand-ins). */
+        gd_call_dispose(call);
+        memset(call, 0, src->ops->size);
+        call->started_at_ns = rq->started_at_ns;
+        if (gd_call_prepare(call, src->ops, cc, &g->in, err, sizeof(err)) != 0) {
+            settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
+            return;
+        }
+    }
+    /* Its own timeout counts from now; the endpoint deadline bounds it. */
+    uv_update_time(rq->ctx->loop);
+    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
+    call->started_at_ns = rq->started_at_ns;
+    call->timeout_ms = cc->timeout_ms;
+    call->deadline_ms =
+        now_ms + cc->timeout_ms < rq->deadline_ms ? now_ms + cc->timeout_ms : rq->deadline_ms;
+    g->states[i] = CALL_RUNNING;
+    gd_call_start(call, src, &rq->group);
+}
+
+/* Notes the calls that have finished, then starts (in dependency order) each waiting call whose
+ * needs are all settled. Returns whether a call is still running. Yields once before it
+ * starts calls after the first pass, so that none starts inside the stack of the source that
+ * reported the call it needed. */
+static bool advance_graph(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    struct graph *g = rq->graph;
+    bool is_running = false, has_deferred = !g->has_started_calls;
+
+    for (size_t i = 0; i < ep->ncalls; i++)
+        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+            g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
+    for (size_t k = 0; k < ep->ncalls; k++) {
+        size_t i = ep->call_order[k];
+        const gd_call_conf_t *cc = &ep->calls[i];
+        bool is_ready = g->states[i] == CALL_WAITING;
+        for (size_t j = 0; is_ready && j < cc->nneeds; j++)
+            is_ready = g->states[cc->needs[j]] >= CALL_READY;
+        if (is_ready && !has_deferred) {
+            has_deferred = true;
+            if (gd_coro_sleep(0) != 0)
+                return true; /* not now: the group is being cancelled */
+        }
+        if (is_ready && rq->req != NULL)
+            start_dependent(rq, i); /* may settle it at once, for the calls after it */
+        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+            g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
+        is_running |= g->states[i] == CALL_RUNNING;
+    }
+    g->has_started_calls = true;
+    return is_running;
+}
+
+/* Runs the calls of an endpoint with dependencies: each as soon as what it needs has arrived.
+ * Returns what gd_group_wait() would. */
+static int run_graph(gd_request_t *rq)
+{
+    int ret = 0;
+
+    while (advance_graph(rq))
+        if ((ret = gd_group_wait_any(&rq->group, rq->deadline_ms)) < 0)
+            break; /* every started call has reported; those still waiting never ran */
+    return ret;
+}
+
 /* The request coroutine: fan out, gather at one point, answer. */
 static void run_request(void *arg)
 {
@@ -237,10 +437,18 @@ static void run_request(void *arg)
     gd_group_init(&rq->group, ctx->sched);
     gd_timer_init(&rq->hangup_delay, on_hangup_delay);
     rq->is_gathering = true;
-    for (size_t i = 0; i < ep->ncalls; i++)
-        gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
     gd_timer_start(timers, &rq->hangup_delay, gd_timers_now(timers) + HANGUP_WATCH_DELAY_MS);
-    ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+    if (rq->graph != NULL) {
+        ret = run_graph(rq);
+    } else {
+        for (size_t i = 0; i < ep->ncalls; i++) {
+            if (!gd_depend_when(&ep->calls[i], rq->values))
+                skip_call(rq->calls[i]);
+            else
+                gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
+        }
+        ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+    }
     rq->is_gathering = false;
     gd_timer_stop(timers, &rq->hangup_delay);
     gd_hangup_unwatch(&rq->hangup);
@@ -390,6 +598,8 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     if (ct >= 0)
         in.content_type = (gd_strv_t){req->headers.entries[ct].value.base,
                                       req->headers.entries[ct].value.len};
+    if (ep->has_dependencies)
+        in.values = new_graph(rq, &in);
 
     /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
      * request holds is its own. */

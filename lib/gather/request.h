@@ -3,7 +3,9 @@
  * checked its parameters. Its calls are rendered into the request's own arena (a 400 when a
  * value would smuggle a control character); it then waits in line for one of the thread's
  * request slots (the gate), and once it holds one a coroutine starts every call, gathers them
- * at a single point with the endpoint deadline, merges the outcomes and answers.
+ * at a single point with the endpoint deadline, merges the outcomes and answers. When some
+ * calls need others' results, each starts (rendered again with those results) as soon as what
+ * it needs has arrived, within the same deadline.
  *
  * Ownership and h2o: a gd_request_t is heap memory with its own arena, both freed when the
  * request is finished, never by h2o's pool teardown; h2o's request and ours are linked weakly

@@ -405,6 +405,36 @@ static uint32_t hex4(const char *p)
     return v;
 }
 
+/* Decodes the next character of a JSON string's inside at *@p (before @end) into @dec (8 bytes
+ * of room); returns its length. */
+static size_t decode_char(const char **p, const char *end, char *dec)
+{
+    const char *q = *p;
+    size_t n = 1;
+
+    if (*q != '\\') {
+        dec[0] = *q++;
+    } else if (q[1] != 'u') {
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *f = memchr(from, q[1], 8);
+        dec[0] = f != NULL ? to[f - from] : q[1];
+        q += 2;
+    } else {
+        uint32_t cp = hex4(q + 2);
+        q += 6;
+        if (cp >= 0xd800 && cp <= 0xdbff && end - q >= 6 && q[0] == '\\' && q[1] == 'u') {
+            uint32_t lo = hex4(q + 2);
+            if (lo >= 0xdc00 && lo <= 0xdfff) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                q += 6;
+            }
+        }
+        n = put_utf8(cp, dec); /* a lone surrogate gives bytes no wanted key has */
+    }
+    *p = q;
+    return n;
+}
+
 bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t want_len)
 {
     const char *p = s + 1, *end = s + len - 1; /* inside the quotes */
@@ -416,29 +446,26 @@ bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t w
         return (size_t)(end - p) == want_len && memcmp(p, want, want_len) == 0;
     while (p < end) {
         char dec[8];
-        size_t n = 1;
-        if (*p != '\\') {
-            dec[0] = *p++;
-        } else if (p[1] != 'u') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *f = memchr(from, p[1], 8);
-            dec[0] = f != NULL ? to[f - from] : p[1];
-            p += 2;
-        } else {
-            uint32_t cp = hex4(p + 2);
-            p += 6;
-            if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-                uint32_t lo = hex4(p + 2);
-                if (lo >= 0xdc00 && lo <= 0xdfff) {
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                    p += 6;
-                }
-            }
-            n = put_utf8(cp, dec); /* a lone surrogate gives bytes no wanted key has */
-        }
+        size_t n = decode_char(&p, end, dec);
         if (i + n > want_len || memcmp(want + i, dec, n) != 0)
             return false;
         i += n;
     }
     return i == want_len;
+}
+
+size_t gd_json_unquote(const char *s, size_t len, char *out)
+{
+    const char *p = s + 1, *end = s + len - 1;
+    size_t i = 0;
+
+    if (len < 2)
+        return 0;
+    while (p < end) {
+        char dec[8];
+        size_t n = decode_char(&p, end, dec);
+        memcpy(out + i, dec, n);
+        i += n;
+    }
+    return i;
 }

@@ -71,5 +71,11 @@ bool gd_json_iter_next(gd_json_iter_t *it, const char **ret_key, size_t *ret_key
  * surrogates to one code point).
  */
 bool gd_json_string_equals(const char *s, size_t len, const char *want, size_t want_len);
+/**
+ * Decodes the JSON string @s (@len bytes, quotes included) into @out, which has room for @len
+ * bytes (decoding never lengthens a string); returns the decoded length. A lone surrogate
+ * escape gives its three-byte encoding, as gd_json_string_equals() compares it.
+ */
+size_t gd_json_unquote(const char *s, size_t len, char *out);
 
 #endif

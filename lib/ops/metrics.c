@@ -6,9 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "base/breaker.h"
+#include "base/budget.h"
+#include "base/pacer.h"
 #include "base/retry_budget.h"
 #include "base/util.h"
+#include "base/waits.h"
 
 #define NBUCKETS     13
 #define MIN_STATUS   100
@@ -21,6 +26,8 @@ static const uint64_t bucket_bounds_us[NBUCKETS] = {1000,   2500,    5000,    10
 static const char *const bucket_labels[NBUCKETS] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
                                                     "0.05",  "0.1",    "0.25",  "0.5",  "1",
                                                     "2.5",   "5",      "10"};
+
+_Static_assert(NBUCKETS == GD_WAITS_NBUCKETS, "the wait histograms share the buckets");
 
 struct histogram {
     uint64_t buckets[NBUCKETS + 1]; /* not cumulative; the last is +Inf */
@@ -414,6 +421,97 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
 
 /* The upstreams' gauges, each summed over the threads once, so that the three families show
  * one reading. */
+/* The breakers' states and transitions, the rate limits and max_in_flight: process-wide
+ * atomics kept beside the state they describe, read here from any thread. */
+static void render_outbound_limits(struct out *o, const gd_config_t *config)
+{
+    static const char *const states[] = {"closed", "open", "half_open"};
+    uint64_t now_ms = uv_hrtime() / 1000000; /* the loops' clock (uv_now()), not cached */
+    char u[256], labels[512];
+
+    header(o, "gatherd_upstream_breaker_state", "gauge",
+           "1 for the state each upstream's circuit breaker is in (closed, open, half_open), 0 "
+           "for the others; upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        int st = gd_breaker_state(b, now_ms);
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_state{upstream=\"%s\",state=\"%s\"} %d\n", u,
+                 states[k], st == k);
+    }
+    header(o, "gatherd_upstream_breaker_transitions_total", "counter",
+           "Transitions of each upstream's circuit breaker, by the state entered (half_open: a "
+           "probe let through); upstreams with a breaker only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_breaker_t *b = config->upstreams[i].breaker;
+        if (b == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        uint64_t to[3] = {atomic_load(&b->closed), atomic_load(&b->opened),
+                          atomic_load(&b->half_opened)};
+        for (int k = 0; k < 3; k++)
+            outf(o, "gatherd_upstream_breaker_transitions_total{upstream=\"%s\",to=\"%s\"} %llu\n",
+                 u, states[k], (unsigned long long)to[k]);
+    }
+    header(o, "gatherd_upstream_rate_limit_waits_total", "counter",
+           "Attempts that waited for a token of their upstream's rate_limit.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_waits_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->waited)));
+    }
+    header(o, "gatherd_upstream_rate_limit_refused_total", "counter",
+           "Attempts refused at once because no token of their upstream's rate_limit could come "
+           "before their deadline (the call fails with kind rate_limited, a retry is not made).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_pacer_t *p = config->upstreams[i].rate_limit;
+        outf(o, "gatherd_upstream_rate_limit_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(p == NULL ? 0 : atomic_load(&p->refused)));
+    }
+    header(o, "gatherd_upstream_in_flight_calls", "gauge",
+           "Calls under way to each upstream with a max_in_flight, for the whole process.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_budget_t *b = config->upstreams[i].in_flight;
+        if (b != NULL)
+            outf(o, "gatherd_upstream_in_flight_calls{upstream=\"%s\"} %zu\n",
+                 label(config->upstreams[i].name, u, sizeof(u)), gd_budget_used(b));
+    }
+    header(o, "gatherd_upstream_in_flight_refused_total", "counter",
+           "Calls that waited for a place under their upstream's max_in_flight until their "
+           "deadline (kind in_flight_timeout).");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        outf(o, "gatherd_upstream_in_flight_refused_total{upstream=\"%s\"} %llu\n",
+             label(config->upstreams[i].name, u, sizeof(u)),
+             (unsigned long long)(w == NULL ? 0 : atomic_load(&w->in_flight_refused)));
+    }
+    header(o, "gatherd_upstream_wait_seconds", "histogram",
+           "Time calls waited before going to each upstream, by resource: a rate_limit token, a "
+           "place under max_in_flight, a connection (max_connections); calls that waited only.");
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        gd_waits_t *w = config->upstreams[i].waits;
+        if (w == NULL)
+            continue;
+        label(config->upstreams[i].name, u, sizeof(u));
+        for (int k = 0; k < GD_WAIT_COUNT; k++) {
+            struct histogram h = {{0}};
+            for (size_t j = 0; j <= NBUCKETS; j++)
+                h.buckets[j] = atomic_load_explicit(&w->by_kind[k].buckets[j],
+                                                    memory_order_relaxed);
+            h.count = atomic_load_explicit(&w->by_kind[k].count, memory_order_relaxed);
+            h.sum_us = atomic_load_explicit(&w->by_kind[k].sum_us, memory_order_relaxed);
+            snprintf(labels, sizeof(labels), "upstream=\"%s\",resource=\"%s\"", u,
+                     gd_wait_kind_names[k]);
+            render_histogram(o, "gatherd_upstream_wait_seconds", labels, &h);
+        }
+    }
+}
+
 static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,
                                    const gd_config_t *config)
 {
@@ -489,6 +587,7 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
              label(config->upstreams[i].name, u, sizeof(u)),
              (unsigned long long)(b == NULL ? 0 : atomic_load(&b->opened)));
     }
+    render_outbound_limits(o, config);
 }
 
 static void render_gauges(struct out *o, const gd_metrics_t *const *threads, size_t n,

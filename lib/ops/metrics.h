@@ -39,7 +39,7 @@ typedef struct gd_metrics_upstream_gauges {
 } gd_metrics_upstream_gauges_t;
 
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
-#define GD_METRICS_MAX_OUTCOMES 16
+#define GD_METRICS_MAX_OUTCOMES 24
 
 /**
  * Creates the counters of one thread for @config, with @outcome_names[k] the label of outcome

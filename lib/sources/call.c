@@ -22,6 +22,10 @@ const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "not_found",
     [GD_OUTCOME_TLS] = "tls",
     [GD_OUTCOME_CIRCUIT_OPEN] = "circuit_open",
+    [GD_OUTCOME_RATE_LIMITED] = "rate_limited",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "in_flight_timeout",
+    [GD_OUTCOME_DEPENDENCY] = "dependency",
+    [GD_OUTCOME_SKIPPED] = "skipped",
 };
 
 static const char *const public_messages[GD_OUTCOME_COUNT] = {
@@ -39,6 +43,10 @@ static const char *const public_messages[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_NOT_FOUND] = "no row was found",
     [GD_OUTCOME_TLS] = "the secure connection to the service failed",
     [GD_OUTCOME_CIRCUIT_OPEN] = "the service is failing: calls to it are paused",
+    [GD_OUTCOME_RATE_LIMITED] = "the calls to the service are over their rate limit",
+    [GD_OUTCOME_IN_FLIGHT_TIMEOUT] = "too many calls to the service are under way",
+    [GD_OUTCOME_DEPENDENCY] = "the call could not run: something it needs is missing",
+    [GD_OUTCOME_SKIPPED] = "the call was skipped",
 };
 
 const char *gd_outcome_name(gd_outcome_t outcome)
@@ -66,6 +74,11 @@ void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group
     source->ops->start(source->instance, call, group);
 }
 
+bool gd_call_is_done(const gd_call_t *call)
+{
+    return gd_task_is_done(&call->_task);
+}
+
 void gd_call_dispose(gd_call_t *call)
 {
     if (call->ops == NULL)
@@ -77,8 +90,15 @@ void gd_call_dispose(gd_call_t *call)
 void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret)
 {
     *ret = (gd_call_progress_t){.state = "pending", .attempt = 0};
-    if (call->ops == NULL || call->_task._group == NULL)
-        return; /* never started: its task joined no group */
+    if (call->ops == NULL)
+        return;
+    if (call->_task._group == NULL) {
+        /* never started: pending, unless it was settled without running */
+        if (call->result.outcome == GD_OUTCOME_DEPENDENCY ||
+            call->result.outcome == GD_OUTCOME_SKIPPED)
+            ret->state = "done";
+        return;
+    }
     if (gd_task_is_done(&call->_task)) {
         ret->state = "done";
         ret->attempt = call->result.attempts > 0 ? call->result.attempts : 1;

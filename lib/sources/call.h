@@ -49,6 +49,12 @@ typedef enum gd_outcome {
     GD_OUTCOME_NOT_FOUND,    /* "row": "one" found no row: null; a 404 when the call is required */
     GD_OUTCOME_TLS,          /* TLS handshake or verification failed, or a TLS alert/bad record */
     GD_OUTCOME_CIRCUIT_OPEN, /* the upstream's breaker is open: refused at once, never retried */
+    GD_OUTCOME_RATE_LIMITED, /* no token of the upstream's rate_limit could come in time */
+    GD_OUTCOME_IN_FLIGHT_TIMEOUT, /* no place under the upstream's max_in_flight came in time */
+    GD_OUTCOME_DEPENDENCY,   /* not run: a call it needs failed, or a value it uses is missing or
+                              * cannot go where it is used */
+    GD_OUTCOME_SKIPPED,      /* not run: its "when" is false, or a call it needs was skipped;
+                              * null, not a failure */
     GD_OUTCOME_COUNT
 } gd_outcome_t;
 
@@ -141,6 +147,8 @@ int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_con
 void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group);
 /** Tells what @call is doing: "pending" before its start, "done" after, the source's between. */
 void gd_call_progress(const gd_call_t *call, gd_call_progress_t *ret);
+/** Whether @call, started, has reported its result. */
+bool gd_call_is_done(const gd_call_t *call);
 /** Frees what a done (or never started) @call owns, its result's body included. */
 void gd_call_dispose(gd_call_t *call);
 

@@ -193,6 +193,30 @@ class HedgingTest(GatherdTestCase):
         m = metrics(gd, 'r')
         self.assertEqual((m['hedges'], m['retries_refused']), (0, 0), m)
 
+    def test_a_hedge_takes_a_free_rate_limit_token_or_none(self):
+        up = self.start_stub()
+        up.add('/slow', json={'ok': 1}, delay_ms=200)
+        retry = {'attempts': 2, 'hedge_after_ms': 20, 'min_retries_per_s': 100}
+        # one token every 10 s: the first attempt takes it, the hedge finds none and is skipped
+        gd = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/slow')})],
+            {'r': upstream(up, retry=retry, rate_limit={'calls': 1, 'per_ms': 10000})}))
+        st, _, body, elapsed = gd.get('/t')
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(elapsed, 0.19)
+        self.assertEqual(len(up.requests_for('/slow')), 1)
+        self.assertEqual(metrics(gd, 'r')['hedges'], 0)
+        # with tokens to spare the same call is hedged
+        up2 = self.start_stub()
+        up2.add('/slow', json={'ok': 1}, delay_ms=200)
+        gd2 = self.start_gatherd(config(
+            [endpoint('/t', {'x': call('r', '/slow')})],
+            {'r': upstream(up2, retry=retry,
+                           rate_limit={'calls': 100, 'per_ms': 1000, 'burst': 10})}))
+        self.assertEqual(gd2.get('/t')[0], 200)
+        self.assertEqual(len(up2.requests_for('/slow')), 2)
+        self.assertEqual(metrics(gd2, 'r')['hedges'], 1)
+
     def test_client_gone_closes_both_attempts(self):
         up = self.start_stub()
         up.add('/hang', mode='hang')

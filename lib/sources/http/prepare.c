@@ -69,7 +69,7 @@ static h2o_iovec_t render_json_body(const gd_call_conf_t *cc, const gd_strv_t *v
         len += part->json_len;
         if (!part->has_value)
             continue;
-        if (part->is_typed) {
+        if (part->is_typed || part->is_json) {
             raw[i] = values[part->value.parts[0].value_index];
             len += raw[i].len + 4;
             continue;
@@ -87,7 +87,10 @@ static h2o_iovec_t render_json_body(const gd_call_conf_t *cc, const gd_strv_t *v
         p += part->json_len;
         if (!part->has_value)
             continue;
-        if (part->is_typed)
+        if (part->is_json) { /* a call's value, rendered as JSON already */
+            memcpy(p, raw[i].base, raw[i].len);
+            p += raw[i].len;
+        } else if (part->is_typed)
             p += write_json_int(&raw[i], p);
         else
             p += gd_json_quote(raw[i].base, raw[i].len, p, GD_JSON_QUOTED_MAX(raw[i].len));

@@ -31,6 +31,8 @@ enum attempt_state {
     ATTEMPT_HANDSHAKING, /* connected, the TLS handshake under way (within the connect timeout) */
     ATTEMPT_EXCHANGING,  /* request sent or being sent, reading the answer */
     ATTEMPT_BACKOFF,     /* waiting to begin the next attempt */
+    ATTEMPT_ADMITTING,   /* the call waits for a place under max_in_flight */
+    ATTEMPT_PACING,      /* waiting for the slot of its rate-limit token */
     ATTEMPT_DONE,
 };
 
@@ -84,10 +86,12 @@ struct gd_upstream {
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
     char *host_header;
+    gd_limits_t limits; /* max_in_flight and rate_limit, shared with the other threads */
     bool is_closed;
 };
 
 static void acquire(gd_upstream_attempt_t *a);
+static void begin_exchange(gd_upstream_attempt_t *a);
 static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted);
 static void destroy_conn(conn_t *c);
 static void unlink_idle(gd_upstream_t *u, conn_t *c);
@@ -169,6 +173,7 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
         GD_REQUIRE(gd_budget_join(budget, &u->budget, loop, on_budget) == 0);
         u->has_budget = true;
     }
+    gd_limits_init(&u->limits, conf, loop, timers);
     h2o_linklist_init_anchor(&u->idle);
     h2o_linklist_init_anchor(&u->lookup_waiting);
     gd_timer_init(&u->refresh_timer, on_refresh_timer);
@@ -232,6 +237,7 @@ void gd_upstream_close(gd_upstream_t *u)
         destroy_conn(c);
     }
     gd_gate_dispose(&u->line);
+    gd_limits_close(&u->limits);
     if (u->has_budget) {
         for (; u->units > 0; u->units--)
             gd_budget_give(&u->budget);
@@ -384,9 +390,15 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     /* A wait that cannot end before the deadline is not started: the call fails now. */
     if (now + wait >= call->base.deadline_ms)
         return false;
+    /* A retry needs a token too: one that cannot come before the deadline ends the call now,
+     * with the last attempt's error (the wait would be in vain). */
+    uint64_t due, deadline = call->base.deadline_ms;
+    if (gd_limits_take_token(&u->limits, &call->_limits, now + wait, deadline, &due) < 0)
+        return false;
     gd_retry_budget_t *b = u->conf->retry_budget;
     if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
         atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        gd_limits_return_token(&call->_limits);
         return false;
     }
     if (b != NULL)
@@ -394,7 +406,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     gd_timer_stop(u->timers, &call->_hedge_timer); /* armed again when the retry has a slot */
     begin_attempt(call, a, ++call->_started);
     a->state = ATTEMPT_BACKOFF;
-    gd_timer_start(u->timers, &a->timer, now + wait);
+    gd_timer_start(u->timers, &a->timer, due);
     return true;
 }
 
@@ -405,15 +417,12 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
 
     if (u->conf->retry_budget != NULL)
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
-    a->started_ms = gd_timers_now(u->timers);
-    if (take_slot(u))
-        acquire(a);
-    else
-        wait_for_slot(a);
+    begin_exchange(a);
 }
 
 /* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
- * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled. */
+ * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled
+ * or refused by a limit (rate_limited, in_flight_timeout). */
 static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
 {
     gd_upstream_t *u = call->_upstream;
@@ -422,7 +431,9 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
 
     if (b == NULL || v == GD_BREAKER_REFUSED)
         return;
-    if (outcome == GD_OUTCOME_CANCELLED) {
+    /* Refused by a limit of gatherd's own, the upstream never asked: neither way. */
+    if (outcome == GD_OUTCOME_CANCELLED || outcome == GD_OUTCOME_RATE_LIMITED ||
+        outcome == GD_OUTCOME_IN_FLIGHT_TIMEOUT) {
         gd_breaker_abandon(b, v);
         return;
     }
@@ -498,12 +509,22 @@ static void on_hedge_timer(gd_timer_t *timer)
      * cut, and a slow upstream with its connections all busy is not helped by more. */
     if (!take_slot(u))
         return;
-    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
-        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+    /* A hedge is an attempt like any other under the rate limit, but it never waits for its
+     * token: only one free now is taken (the first attempt's was spent when it went). */
+    uint64_t at;
+    if (gd_limits_take_token(&u->limits, &call->_limits, now, now + 1, &at) < 0) {
         gd_gate_release(&u->line);
         rebalance(u);
         return;
     }
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        gd_limits_return_token(&call->_limits);
+        gd_gate_release(&u->line);
+        rebalance(u);
+        return;
+    }
+    gd_limits_spend_token(&call->_limits);
     if (b != NULL) {
         atomic_fetch_add_explicit(&b->hedges, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->attempts, 1, memory_order_relaxed);
@@ -554,8 +575,11 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
     gd_upstream_call_t *call = a->call;
     int64_t retry_after_ms = a->has_head ? a->response.retry_after_ms : -1;
 
+    /* Refused by a limit (rate_limited, in_flight_timeout): never retried, as circuit_open. */
+    bool is_refused_by_limit = a->state == ATTEMPT_ADMITTING || a->state == ATTEMPT_PACING;
+
     let_go(a);
-    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF) {
+    if (outcome != GD_OUTCOME_CANCELLED && a->state != ATTEMPT_BACKOFF && !is_refused_by_limit) {
         if (leaves_call_to_other(a, outcome, status)) {
             a->state = ATTEMPT_DONE;
             return;
@@ -565,6 +589,7 @@ static void end_attempt(gd_upstream_attempt_t *a, gd_outcome_t outcome, int stat
     }
     a->state = ATTEMPT_DONE;
     end_hedging(a, outcome);
+    gd_limits_leave(&call->_limits); /* the call ends: a token not spent goes back, its place too */
     call->base.result.attempts = call->_started;
     report_to_breaker(call, outcome, status);
     va_list ap;
@@ -611,6 +636,7 @@ static void wait_for_slot(gd_upstream_attempt_t *a)
     gd_upstream_t *u = call->_upstream;
 
     a->state = ATTEMPT_WAITING;
+    gd_limits_note_line_start(&call->_limits, gd_timers_now(u->timers));
     gd_gate_wait(&u->line, &a->waiter, call->base.deadline_ms, on_line_end);
     rebalance(u); /* under a budget: a unit for it, or the other threads told */
 }
@@ -622,6 +648,7 @@ static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
     gd_upstream_t *u = call->_upstream;
 
     if (is_granted) {
+        gd_limits_note_line_end(&u->limits, &call->_limits, gd_timers_now(u->timers));
         acquire(a);
         return;
     }
@@ -1193,6 +1220,10 @@ static void on_timer(gd_timer_t *timer)
         on_backoff_end(a);
         return;
     }
+    if (a->state == ATTEMPT_PACING) {
+        begin_exchange(a);
+        return;
+    }
     /* end_attempt() closes the connection: a half-read answer must never reach the next call. A
      * call waiting for a slot has its deadline in the line (on_line_end()). */
     if (a->state == ATTEMPT_HANDSHAKING && !is_deadline && !is_attempt_due) {
@@ -1269,6 +1300,56 @@ static void build_head(gd_upstream_t *u, gd_upstream_call_t *call)
     GD_REQUIRE(call->_head_len <= cap);
 }
 
+/* Attempt @a, its token's slot come (or no rate limit), asks for a connection slot. */
+static void begin_exchange(gd_upstream_attempt_t *a)
+{
+    gd_upstream_t *u = a->call->_upstream;
+
+    gd_limits_spend_token(&a->call->_limits);
+    a->started_ms = gd_timers_now(u->timers);
+    /* Not while others wait: they were first. */
+    if (take_slot(u))
+        acquire(a);
+    else
+        wait_for_slot(a);
+}
+
+/* The first attempt of a call admitted under max_in_flight takes its rate-limit token: at once,
+ * after a wait on its own timer, or, when none can come before the deadline, not at all. */
+static void pace_first_attempt(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    uint64_t now = gd_timers_now(u->timers), at;
+
+    if (gd_limits_take_token(&u->limits, &call->_limits, now, call->base.deadline_ms, &at) < 0) {
+        end_attempt(a, GD_OUTCOME_RATE_LIMITED, 0,
+                    "no token of the rate limit of %s could come within %" PRIu64 " ms",
+                    u->conf->url, call->base.timeout_ms);
+        return;
+    }
+    if (at <= now) {
+        begin_exchange(a);
+        return;
+    }
+    a->state = ATTEMPT_PACING;
+    gd_timer_start(u->timers, &a->timer, at);
+}
+
+static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _limits, pass);
+    gd_upstream_t *u = call->_upstream;
+
+    if (is_granted) {
+        pace_first_attempt(&call->_attempt);
+        return;
+    }
+    end_attempt(&call->_attempt, GD_OUTCOME_IN_FLIGHT_TIMEOUT, 0,
+                "timed out after %" PRIu64 " ms waiting for a place (max_in_flight %zu)",
+                call->base.timeout_ms, u->conf->max_in_flight);
+}
+
 static void start_call(void *source, gd_call_t *base, gd_group_t *group)
 {
     gd_upstream_t *u = source;
@@ -1297,11 +1378,12 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
         }
     }
 
-    /* Not while others wait: they were first. */
-    if (take_slot(u))
-        acquire(&call->_attempt);
-    else
-        wait_for_slot(&call->_attempt);
+    if (gd_limits_enter(&u->limits, &call->_limits, call->base.deadline_ms, on_admitted) ==
+        GD_LIMITS_WAITING) {
+        call->_attempt.state = ATTEMPT_ADMITTING;
+        return;
+    }
+    pace_first_attempt(&call->_attempt);
 }
 
 static void dispose_call(gd_call_t *base)
@@ -1332,6 +1414,12 @@ static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
         break;
     case ATTEMPT_BACKOFF:
         ret->state = "backoff";
+        break;
+    case ATTEMPT_ADMITTING:
+        ret->state = "admitting";
+        break;
+    case ATTEMPT_PACING:
+        ret->state = "pacing";
         break;
     default:
         ret->state = "done";

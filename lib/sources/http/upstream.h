@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "sources/call.h"
 #include "sources/http/http1.h"
+#include "sources/http/limits.h"
 #include "sources/http/tls.h"
 
 typedef struct gd_upstream gd_upstream_t;
@@ -107,6 +108,7 @@ struct gd_upstream_call {
     gd_timer_t _hedge_timer;
     unsigned _started;
     int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
+    gd_limits_pass_t _limits; /* its place under max_in_flight, its attempt's token */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */

@@ -1912,6 +1912,10 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
     const char **params = h2o_mem_alloc_pool(in->arena, sizeof(*params) * (cc->nargs + 1));
 
     for (size_t i = 0; i < cc->nargs; i++) {
+        if (gd_template_is_null(&cc->args[i], in->values)) {
+            params[i] = NULL; /* a call's null value: SQL NULL */
+            continue;
+        }
         size_t len = gd_template_expand_raw(&cc->args[i], in->values, NULL, 0);
         char *buf = h2o_mem_alloc_pool(in->arena, len + 1);
         gd_template_expand_raw(&cc->args[i], in->values, buf, len);

@@ -39,7 +39,42 @@ static void test_half_open_single_probe(void)
     CHECK_INT_EQ(atomic_load(&b.opened), 2);
 }
 
+/* 50 % of at least 4 calls in a 1 s window: failures that are not consecutive open it too. */
+static void test_opens_on_error_rate(void)
+{
+    gd_breaker_t b;
+    gd_breaker_init(&b, 100, 100);
+    gd_breaker_set_error_rate(&b, 0.5, 4, 1000);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), true, 0);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), false, 0);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), true, 0); /* 2 of 3: too few calls */
+    CHECK_INT_EQ(gd_breaker_state(&b, 0), 0);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), false, 0);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), false, 0);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 0), true, 0); /* 3 of 6 */
+    CHECK_INT_EQ(gd_breaker_state(&b, 0), 1);
+    /* half-open, the probe succeeds: closed, the window forgotten */
+    gd_breaker_verdict_t p = gd_breaker_allow(&b, 100);
+    CHECK_INT_EQ(p, GD_BREAKER_PROBE);
+    gd_breaker_report(&b, p, false, 100);
+    for (int i = 0; i < 3; i++)
+        gd_breaker_report(&b, gd_breaker_allow(&b, 200), false, 200);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 200), true, 200); /* 1 of 4 */
+    CHECK_INT_EQ(gd_breaker_state(&b, 200), 0);
+    /* old calls leave the window: 1 s later only the new ones count */
+    gd_breaker_report(&b, gd_breaker_allow(&b, 1300), true, 1300);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 1300), false, 1300);
+    gd_breaker_report(&b, gd_breaker_allow(&b, 1300), false, 1300);
+    CHECK_INT_EQ(gd_breaker_state(&b, 1300), 0); /* 1 of 3: too few */
+    gd_breaker_report(&b, gd_breaker_allow(&b, 1300), true, 1300); /* 2 of 4 */
+    CHECK_INT_EQ(gd_breaker_state(&b, 1300), 1);
+    CHECK_INT_EQ(atomic_load(&b.opened), 2);
+    CHECK_INT_EQ(atomic_load(&b.half_opened), 1);
+    CHECK_INT_EQ(atomic_load(&b.closed), 1);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"opens_on_error_rate", test_opens_on_error_rate},
     {"opens_after_consecutive_failures", test_opens_after_consecutive_failures},
     {"half_open_single_probe", test_half_open_single_probe},
     {NULL, NULL},

@@ -769,6 +769,59 @@ static void test_group_waits_for_async_tasks(void)
     env_dispose(&env);
 }
 
+/* gd_group_wait_any(): returns at each report, so the waiter can add a task that needed the
+ * first (10 ms, then 20 ms more: ~30 ms in all, beside an independent 35 ms one); then the
+ * deadline still cancels what is left. */
+static void wait_for_any(void *arg)
+{
+    struct scene *sc = arg;
+    gd_group_t g;
+    uint64_t t0 = start_clock(sc->env);
+    int wakes = 0;
+
+    gd_group_init(&g, sc->env->sched);
+    uv_task_start(&sc->tasks[0], &sc->env->loop, &g, 10, CANCEL_REPORTS_AT_ONCE);
+    uv_task_start(&sc->tasks[1], &sc->env->loop, &g, 35, CANCEL_REPORTS_AT_ONCE);
+    while (!gd_task_is_done(&sc->tasks[0].task)) {
+        CHECK_INT_EQ(gd_group_wait_any(&g, now_ms(sc->env) + FAR_MS), 0);
+        wakes++;
+    }
+    CHECK(!gd_task_is_done(&sc->tasks[1].task));
+    uint64_t first_ms = elapsed_ms(t0);
+    CHECK(first_ms >= 9 && first_ms < 30);
+    uv_task_start(&sc->tasks[2], &sc->env->loop, &g, 20, CANCEL_REPORTS_AT_ONCE);
+    while (!gd_task_is_done(&sc->tasks[2].task) || !gd_task_is_done(&sc->tasks[1].task)) {
+        CHECK_INT_EQ(gd_group_wait_any(&g, now_ms(sc->env) + FAR_MS), 0);
+        wakes++;
+    }
+    sc->elapsed_ms = elapsed_ms(t0);
+    CHECK(wakes >= 3);
+    /* nothing pending: at once */
+    CHECK_INT_EQ(gd_group_wait_any(&g, now_ms(sc->env) + FAR_MS), 0);
+    /* a report since the last return counts though it came before the call */
+    uv_task_start(&sc->tasks[3], &sc->env->loop, &g, FAR_MS, CANCEL_REPORTS_LATER);
+    sc->ret = gd_group_wait_any(&g, now_ms(sc->env) + 20);
+    CHECK(gd_task_is_done(&sc->tasks[3].task));
+    for (int i = 0; i < 4; i++)
+        uv_task_close(&sc->tasks[i]);
+    gd_group_dispose(&g);
+    sc->has_returned = true;
+}
+
+static void test_group_wait_any(void)
+{
+    struct env env;
+    struct scene sc = {.env = &env};
+
+    env_init(&env, STACK_SIZE, 4);
+    CHECK_INT_EQ(gd_coro_spawn(env.sched, wait_for_any, &sc, NULL), 0);
+    env_run(&env);
+    CHECK(sc.has_returned);
+    CHECK(sc.elapsed_ms >= 29 && sc.elapsed_ms < 1000);
+    CHECK_INT_EQ(sc.ret, -ETIMEDOUT);
+    env_dispose(&env);
+}
+
 /* A fast task, two slow ones that report at once or 20 ms after their cancel callback, and a
  * sleeping child coroutine; the deadline is 50 ms away. */
 static void wait_with_deadline(void *arg)
@@ -1262,6 +1315,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"floating_point_state_is_per_coroutine", test_floating_point_state_is_per_coroutine},
     {"stack_alignment", test_stack_alignment},
     {"group_waits_for_async_tasks", test_group_waits_for_async_tasks},
+    {"group_wait_any", test_group_wait_any},
     {"group_deadline_cancels_pending_tasks", test_group_deadline_cancels_pending_tasks},
     {"group_cancel_from_the_loop", test_group_cancel_from_the_loop},
     {"group_cancelled_before_tasks_are_added", test_group_cancelled_before_tasks_are_added},

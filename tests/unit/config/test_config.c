@@ -1466,6 +1466,63 @@ static void test_sql_call_limits(void)
                      "conf/x.json: endpoints[0].calls.orders.max_rows: unknown key");
 }
 
+/* References to call results: each call's needs, the order, and value indexes past every
+ * parameter (the response's query.z included, though it compiles after the calls). */
+static void test_call_dependencies(void)
+{
+    gd_config_t *cfg = LOAD_OK(ENDPOINT(
+        "'calls':{'orders':{'upstream':'accounts','path':'/o/{user.company.id}?q={query.q}',"
+        "'headers':{'x-a':'{count(user.tags)}'},'after':['first']},"
+        "'user':{'upstream':'accounts','path':'/u/{id}','when':'{query.w}'},"
+        "'first':{'upstream':'accounts','path':'/f','after':['user','user']}},"
+        "'response':{'z':'{query.z}'}"));
+    const gd_endpoint_conf_t *ep = &cfg->endpoints[0];
+    CHECK(ep->has_dependencies);
+    CHECK_INT_EQ(ep->nrefs, 2);
+    CHECK_INT_EQ(ep->calls[0].nneeds, 2); /* user (once), first */
+    CHECK_INT_EQ(ep->calls[0].needs[0], 1);
+    CHECK_INT_EQ(ep->calls[0].needs[1], 2);
+    CHECK_INT_EQ(ep->calls[2].nneeds, 1);
+    CHECK_INT_EQ(ep->calls[0].first_ref, 0);
+    CHECK_INT_EQ(ep->calls[0].nrefs, 2);
+    CHECK_INT_EQ(ep->refs[0].use, GD_REF_URL);
+    CHECK_INT_EQ(ep->refs[1].use, GD_REF_TEXT);
+    CHECK_STR_EQ(ep->refs[0].text, "{user.company.id}");
+    CHECK_INT_EQ(ep->refs[1].expr.kind, GD_EXPR_COUNT);
+    /* user, first, orders */
+    CHECK_INT_EQ(ep->call_order[0], 1);
+    CHECK_INT_EQ(ep->call_order[1], 2);
+    CHECK_INT_EQ(ep->call_order[2], 0);
+    /* id, query.q, query.w, query.z: the references come after */
+    CHECK_INT_EQ(ep->nparams, 4);
+    CHECK_INT_EQ(ep->calls[0].path.parts[1].value_index, 4);
+    CHECK_INT_EQ(ep->calls[0].headers[0].value.parts[0].value_index, 5);
+    CHECK(ep->calls[1].has_when);
+    gd_config_free(cfg);
+
+    /* nothing waits: no order, the old path */
+    cfg = LOAD_OK(CALL_IS("'upstream':'accounts','path':'/u/{id}'"));
+    CHECK(!cfg->endpoints[0].has_dependencies);
+    CHECK(cfg->endpoints[0].call_order == NULL);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'a':{'upstream':'accounts','path':'/{b.x}'},"
+                              "'b':{'upstream':'accounts','path':'/','after':['a']}}"),
+                     "conf/x.json: endpoints[0].calls.a: the calls depend on each other in a "
+                     "cycle: a -> b -> a (a call that references another's result, or names it "
+                     "in \"after\", waits for it)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/{usr.x}'"),
+                     "conf/x.json: endpoints[0].calls.user.path: \"{usr.x}\": unknown call or "
+                     "source \"usr\" (not a call of this endpoint, nor a path capture, nor "
+                     "query.NAME or header.NAME)");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','after':'user'"),
+                     "conf/x.json: endpoints[0].calls.user.after: must be an array of call "
+                     "names, not a string");
+    CHECK_CONFIG_ERR(CALL_IS("'upstream':'accounts','path':'/','when':'{id} and {id}'"),
+                     "conf/x.json: endpoints[0].calls.user.when: must be exactly one reference "
+                     "like \"{query.include}\", not \"{id} and {id}\"");
+}
+
 static void test_sql_calls(void)
 {
     gd_config_t *cfg = LOAD_OK(SQL_CALL_IS(
@@ -1870,7 +1927,33 @@ static void test_retry(void)
                      "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
                      "1000000, not 0");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'window_ms':10}}"),
-                     "conf/x.json: upstreams.accounts.breaker.window_ms: unknown key");
+                     "conf/x.json: upstreams.accounts.breaker.window_ms: only applies with "
+                     "error_rate");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':1.5}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be above 0 and at "
+                     "most 1, not 1.5");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':'x'}}"),
+                     "conf/x.json: upstreams.accounts.breaker.error_rate: must be a number, not a "
+                     "string");
+    CHECK_CONFIG_ERR(
+        UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.5,'window_ms':5}}"),
+        "conf/x.json: upstreams.accounts.breaker.window_ms: must be between 10 and 86400000, "
+        "not 5");
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{'error_rate':0.25,'min_calls':4}}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.per_ms: missing required key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5,'per_ms':1,'x':1}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.x: unknown key");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','max_in_flight':-1}"),
+                     "conf/x.json: upstreams.accounts.max_in_flight: must be between 0 and "
+                     "1000000, not -1");
+    cfg = LOAD_OK(UPSTREAM_IS(
+        "{'url':'http://x','rate_limit':{'calls':5,'per_ms':1000,'burst':2},'max_in_flight':3}"));
+    CHECK(cfg != NULL && cfg->upstreams[0].rate_limit != NULL);
+    CHECK(cfg->upstreams[0].max_in_flight == 3 && cfg->upstreams[0].in_flight != NULL);
+    gd_config_free(cfg);
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':[]}"),
                      "conf/x.json: upstreams.accounts.breaker: must be an object, not an array");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':3}"),
@@ -2185,6 +2268,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"postgres_section", test_postgres_section},
     {"sql_prepared_and_retry", test_sql_prepared_and_retry},
     {"sql_calls", test_sql_calls},
+    {"call_dependencies", test_call_dependencies},
     {"sql_call_limits", test_sql_call_limits},
 
     {"full_config", test_full_config},

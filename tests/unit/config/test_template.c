@@ -33,6 +33,8 @@ static int resolve(void *ctx, gd_src_t src, const char *name, char *err, size_t 
         return 3;
     case GD_SRC_JWT:
         return 4;
+    case GD_SRC_CALL:
+        return 5;
     }
     return -1;
 }
@@ -108,9 +110,18 @@ static void test_compile_sources(void)
     CHECK_STR_EQ(seen.name, "query");
     CHECK_STR_EQ(err, "no capture {query}");
 
-    CHECK_INT_EQ(gd_template_compile("{headers.x}", resolve, &seen, &t, err, sizeof(err)), -EINVAL);
-    CHECK_INT_EQ(seen.src, GD_SRC_PATH);
+    /* Any other prefix is a path into a call's result, for the resolver to parse. */
+    CHECK_INT_EQ(gd_template_compile("{headers.x}", resolve, &seen, &t, err, sizeof(err)), 0);
+    CHECK_INT_EQ(seen.src, GD_SRC_CALL);
     CHECK_STR_EQ(seen.name, "headers.x");
+    gd_template_dispose(&t);
+    CHECK_INT_EQ(gd_template_compile("{user[\"k\"][0]}/{count(orders)}", resolve, &seen, &t, err,
+                                     sizeof(err)),
+                 0);
+    CHECK_INT_EQ(seen.src, GD_SRC_CALL);
+    CHECK_STR_EQ(seen.name, "count(orders)");
+    CHECK_INT_EQ(t.nparts, 3);
+    gd_template_dispose(&t);
 }
 
 static void test_compile_braces(void)

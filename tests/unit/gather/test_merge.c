@@ -106,6 +106,39 @@ static void test_first_required_failure_decides(void)
     CHECK_INT_EQ(gd_merge_status(&ep, s), 504);
 }
 
+/* A call that could not run because another failed leaves the status to that one, wherever it
+ * is in config order; alone it is a 502. Its message, naming only config, is always shown. */
+static void test_dependency_failure_defers_to_its_cause(void)
+{
+    gd_call_conf_t two[] = {{.name = S("orders"), .name_json = S("\"orders\"")},
+                            {.name = S("user"), .name_json = S("\"user\"")}};
+    gd_endpoint_conf_t ep = {.calls = two, .ncalls = 2};
+    gd_call_result_t r[] = {
+        failed(GD_OUTCOME_DEPENDENCY, 0, "needs call \"user\", which failed", 1),
+        failed(GD_OUTCOME_STATUS, 404, "m", 1)};
+    CHECK_INT_EQ(gd_merge_status(&ep, r), 404);
+    r[1] = ok("{}");
+    CHECK_INT_EQ(gd_merge_status(&ep, r), 502);
+    CHECK(!gd_merge_is_complete(&ep, r));
+    char buf[512];
+    size_t n = gd_merge_body(&ep, r, false, buf, sizeof(buf));
+    CHECK_MEM_EQ(buf, n,
+                 "{\"orders\":null,\"user\":{},\"errors\":{\"orders\":{\"kind\":\"dependency\","
+                 "\"message\":\"needs call \\\"user\\\", which failed\",\"elapsed_ms\":1}}}");
+}
+
+/* A skipped call is null, not an error: the answer stays 200 and complete. */
+static void test_skipped_call_is_null(void)
+{
+    gd_call_result_t r[] = {ok("{}"), failed(GD_OUTCOME_SKIPPED, 0, "its \"when\" is false", 0),
+                            ok("[]")};
+    CHECK_INT_EQ(gd_merge_status(&endpoint, r), 200);
+    CHECK(gd_merge_is_complete(&endpoint, r));
+    CHECK_STR_EQ(merged(r), "{\"user\":{},\"posts\":null,\"albums\":[]}");
+    r[0] = failed(GD_OUTCOME_SKIPPED, 0, "skipped", 0); /* even a required one */
+    CHECK_INT_EQ(gd_merge_status(&endpoint, r), 200);
+}
+
 static void test_short_buffer_reports_full_length(void)
 {
     gd_call_result_t r[] = {ok("{\"id\":1}"), ok("[]"), ok("[]")};
@@ -148,8 +181,10 @@ static void test_missing_row_is_404_when_required_and_data_when_optional(void)
 static void test_public_messages_name_no_place(void)
 {
     for (int k = GD_OUTCOME_TIMEOUT; k < GD_OUTCOME_COUNT; k++) {
-        if (k == GD_OUTCOME_NOT_FOUND)
-            continue; /* an optional call's missing row is data, not an error */
+        if (k == GD_OUTCOME_NOT_FOUND || k == GD_OUTCOME_SKIPPED)
+            continue; /* an optional call's missing row is data, a skipped call null */
+        if (k == GD_OUTCOME_DEPENDENCY)
+            continue; /* its message names config only: always shown (dependency_message) */
         gd_call_result_t r[] = {ok("{}"),
                                 failed((gd_outcome_t)k, 0, "cannot connect to http://10.1.2.3:8080", 1),
                                 ok("[]")};
@@ -242,6 +277,8 @@ const gd_test_case_t gd_test_cases[] = {
     {"required_4xx_passes_through", test_required_4xx_passes_through},
     {"other_required_failures_are_502", test_other_required_failures_are_502},
     {"first_required_failure_decides", test_first_required_failure_decides},
+    {"dependency_failure_defers_to_its_cause", test_dependency_failure_defers_to_its_cause},
+    {"skipped_call_is_null", test_skipped_call_is_null},
     {"short_buffer_reports_full_length", test_short_buffer_reports_full_length},
     {NULL, NULL},
 };

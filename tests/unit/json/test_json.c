@@ -176,6 +176,16 @@ static void test_json_quote_replaces_invalid_utf8(void)
     }
 }
 
+static void test_unquote(void)
+{
+    char out[64];
+    const char *s = "\"a\\\"b\\\\c\\u00e9\\ud83d\\ude00\\n\"";
+    size_t n = gd_json_unquote(s, strlen(s), out);
+
+    CHECK_MEM_EQ(out, n, "a\"b\\c\xc3\xa9\xf0\x9f\x98\x80\n");
+    CHECK_INT_EQ(gd_json_unquote("\"\"", 2, out), 0);
+}
+
 static void test_navigate(void)
 {
     const char *doc = " { \"a\" : [1, \"x]\", {\"b\":\"}\\\"\"}] ,\"\\ud83d\\ude00\\u00e9\":null, "
@@ -218,6 +228,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"rejects_what_is_not", test_rejects_what_is_not},
     {"deep_nesting_needs_no_recursion", test_deep_nesting_needs_no_recursion},
     {"numbers", test_numbers},
+    {"unquote", test_unquote},
     {"agrees_with_jansson", test_agrees_with_jansson},
     {NULL, NULL},
 };
