@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -27,6 +28,7 @@
 #include "base/budget.h"
 #include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
 #include "base/waits.h"
 #include "config/callgraph.h"
@@ -44,9 +46,12 @@
 /* h2o keeps the body in memory: bounded well below what a size_t + 1 could overflow */
 #define MAX_MAX_REQUEST_BODY_BYTES     1073741824
 #define DEFAULT_QUEUE_TIMEOUT_MS       3000
+#define DEFAULT_HTTP2_RESET_BUDGET     100
+#define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
 #define DEFAULT_COROUTINE_STACK_KB     64
 #define DEFAULT_SLOW_LOOP_MS           100
+#define DEFAULT_CACHE_MAX_BYTES        (64 * 1024 * 1024)
 #define MIN_COROUTINE_STACK_KB         16
 #define MAX_COROUTINE_STACK_KB         8192
 #define DEFAULT_DRAIN_DELAY_MS         0
@@ -97,6 +102,7 @@ struct loader {
     size_t routes_cap, nroutes;
     /* While a call's templates compile: where its references to other calls go. */
     struct call_scope *calling;
+    uint64_t max_cache_ttl_ms; /* the longest lifetime a call's "cache" gives an entry */
 };
 
 /* The call whose templates compile, and what its references to other calls may name. */
@@ -1420,24 +1426,31 @@ static bool has_unmatched_paren(const char *re)
  * multiply: "(a{1,1000}){1,1000}" takes 30 s and 8 GB. Estimates the elements the compiled
  * pattern holds (an atom is 1; a bound multiplies what it repeats by its largest count; *, +
  * and ? double it), saturating at @limit + 1. Also refuses back-references (glibc accepts "\1"
- * in extended patterns, and matching with them can take exponential time). Returns the
- * estimate, or 0 for a back-reference. */
-static size_t pattern_elements(const char *re, size_t limit)
+ * in extended patterns, and matching with them can take exponential time) and repetitions in a
+ * row ("a++*": undefined in POSIX, and glibc's closure computation over them took 11 s for a
+ * pattern of 40 characters, found by fuzz_config). Returns the estimate, or 0 with the reason
+ * in *@ret_problem. */
+static size_t pattern_elements(const char *re, size_t limit, const char **ret_problem)
 {
     struct level {
         size_t sum;  /* elements of the group so far */
         size_t last; /* those of its last atom, which a quantifier repeats */
     } stack[64] = {{0, 0}};
     size_t depth = 0;
+    bool follows_quantifier = false;
 
 #define SAT(x) ((x) > limit ? limit + 1 : (x))
     for (const char *p = re; *p != '\0'; p++) {
         struct level *lv = &stack[depth];
         size_t times = 0;
+        bool was_quantifier = follows_quantifier;
+        follows_quantifier = false;
         switch (*p) {
         case '\\':
-            if (p[1] >= '1' && p[1] <= '9')
+            if (p[1] >= '1' && p[1] <= '9') {
+                *ret_problem = "back-references (\\1 to \\9) are not supported";
                 return 0;
+            }
             if (p[1] != '\0')
                 p++;
             lv->last = 1;
@@ -1507,6 +1520,12 @@ static size_t pattern_elements(const char *re, size_t limit)
             continue;
         }
         /* A quantifier: its atom's elements, repeated. */
+        if (was_quantifier) {
+            *ret_problem = "two repetition operators in a row (such as \"a+*\" or \"a*{2}\") are "
+                           "undefined in POSIX patterns: write one, or group the first";
+            return 0;
+        }
+        follows_quantifier = true;
         size_t repeated = lv->last > limit / times ? limit + 1 : lv->last * times;
         lv->sum = SAT(lv->sum - lv->last + repeated);
         lv->last = repeated;
@@ -1532,8 +1551,9 @@ static int compile_pattern(struct loader *l, const struct jpath *at, const char 
     /* Checked before regcomp() sees it: `gatherd -t` runs in ExecStartPre and must not hang. */
     if (len > PATTERN_MAX_LEN)
         return fail(l, at, "bad pattern: longer than %d characters", PATTERN_MAX_LEN);
-    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS)) == 0)
-        return fail(l, at, "bad pattern: back-references (\\1 to \\9) are not supported");
+    const char *problem = NULL;
+    if ((elements = pattern_elements(src, PATTERN_MAX_ELEMENTS, &problem)) == 0)
+        return fail(l, at, "bad pattern: %s", problem);
     if (elements > PATTERN_MAX_ELEMENTS)
         return fail(l, at,
                     "bad pattern: too complex (its repetitions expand to more than %d elements; "
@@ -2052,12 +2072,68 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
     return 0;
 }
 
+/* The keys of a call that decide nothing about its result (when and how long it runs, how it
+ * is retried): left out of its cache variant. */
+static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
+                                              "retry",              "idempotent",     "after",
+                                              "when",               "attempt_timeout_ms",
+                                              "hedge_after_ms",     NULL};
+
+static bool is_plain_select(const char *sql);
+
+/* "cache": {"ttl_ms", "negative_ttl_ms", "honor_cache_control"}; its variant is the call's own
+ * settings (canonical JSON without the timing keys), with the upstream's name in them. */
+static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
+{
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
+    struct jpath cat = {at, "cache", 0};
+    json_t *cv = json_object_get(v, "cache");
+    int r;
+
+    if (cv == NULL)
+        return 0;
+    if (!json_is_object(cv))
+        return fail_type(l, &cat, cv, "an object");
+    if ((r = check_object(l, &cat, cv, keys)) < 0 ||
+        (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        return r;
+    if (json_object_get(cv, "ttl_ms") == NULL)
+        return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
+    if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
+        return fail(l, &cat,
+                    "a %s call changes something: its result is not cached (mark it "
+                    "\"idempotent\": true if it only reads)",
+                    c->method);
+    if (c->type == GD_CALL_TYPE_SQL) {
+        bool is_idempotent = false;
+        if ((r = get_bool(l, at, v, "idempotent", false, &is_idempotent)) < 0)
+            return r;
+        if (!is_idempotent && !is_plain_select(json_string_value(json_object_get(v, "sql"))))
+            return fail(l, &cat,
+                        "only a statement that reads (SELECT, VALUES, TABLE) is cached; mark the "
+                        "call \"idempotent\": true if this one does too");
+    }
+    json_t *shape = json_deep_copy(v);
+    for (size_t i = 0; non_result_keys[i] != NULL; i++)
+        json_object_del(shape, non_result_keys[i]);
+    c->cache.variant = json_dumps(shape, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(shape);
+    GD_REQUIRE(c->cache.variant != NULL);
+    c->cache.variant_len = strlen(c->cache.variant);
+    l->max_cache_ttl_ms = c->cache.ttl_ms > l->max_cache_ttl_ms ? c->cache.ttl_ms : l->max_cache_ttl_ms;
+    if (c->cache.negative_ttl_ms > l->max_cache_ttl_ms)
+        l->max_cache_ttl_ms = c->cache.negative_ttl_ms;
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
     static const char *const sql_keys[] = {
-        "sql",      "args",           "row",   "timeout_ms", "optional",  "max_rows",
-        "max_body_bytes", "after", "when",  "idempotent", "retry",     NULL};
+        "sql",        "args",  "row",  "timeout_ms", "optional", "max_rows", "cache",
+        "max_body_bytes", "idempotent", "after", "when", "retry",      NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2084,7 +2160,7 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
         (r = get_bool(l, at, v, "optional", false, &c->is_optional)) < 0)
         return r;
     c->timeout_ms = timeout_ms < ep->timeout_ms ? timeout_ms : ep->timeout_ms;
-    return 0;
+    return load_call_cache(l, at, v, c);
 }
 
 /* A JSON template being compiled (a call's "body", an endpoint's "response"): the fixed JSON
@@ -2272,7 +2348,7 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     static const char *const keys[] = {
         "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
         "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
-        "after",           "when",    NULL};
+        "after",           "when",    "cache",      NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -2590,11 +2666,13 @@ static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
     return cfg->nstatements++;
 }
 
-/* Whether @sql is a plain SELECT: its first word, after blanks, comments and opening
- * parentheses, is SELECT, so running it again changes nothing (unless a function it calls
- * writes: such a call says "idempotent": false). WITH is not taken: its parts may write. */
+/* Whether SQL text @sql reads only, as far as its first keyword tells, after blanks, comments
+ * and opening parentheses: SELECT, VALUES, TABLE, so that running it again changes nothing
+ * (unless a function it calls writes: such a call says "idempotent": false). WITH is not
+ * taken: its parts may write. */
 static bool is_plain_select(const char *sql)
 {
+    static const char *const words[] = {"select", "values", "table", NULL};
     const char *p = sql, *q;
 
     for (;;) {
@@ -2608,7 +2686,12 @@ static bool is_plain_select(const char *sql)
         }
         break;
     }
-    return strncasecmp(p, "select", 6) == 0 && !is_alpha(p[6]) && !is_digit(p[6]) && p[6] != '_';
+    for (size_t i = 0; words[i] != NULL; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(p, words[i], n) == 0 && !is_alpha(p[n]) && !is_digit(p[n]) && p[n] != '_')
+            return true;
+    }
+    return false;
 }
 
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
@@ -3922,6 +4005,29 @@ static int load_trusted_proxies(struct loader *l, json_t *root, gd_config_t *cfg
     return 0;
 }
 
+/* "http2_reset_budget": an integer, or false for no limit (0). The default is the streams h2o
+ * runs at once per connection (max_concurrent_requests_per_connection), so that a client may
+ * cancel everything it has in flight (gather/h2reset.h). */
+static int load_http2_reset_budget(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    json_t *v = json_object_get(root, "http2_reset_budget");
+    long long x = 0;
+    int r;
+
+    if (v != NULL && json_is_false(v)) {
+        cfg->http2_reset_budget = 0;
+        return 0;
+    }
+    if (v != NULL && !json_is_integer(v))
+        return fail_type(l, &(struct jpath){NULL, "http2_reset_budget", 0}, v,
+                         "an integer or false");
+    if ((r = get_int(l, NULL, root, "http2_reset_budget", 1, MAX_HTTP2_RESET_BUDGET,
+                     DEFAULT_HTTP2_RESET_BUDGET, &x)) < 0)
+        return r;
+    cfg->http2_reset_budget = (unsigned)x;
+    return 0;
+}
+
 static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     static const char *const keys[] = {"listen",
@@ -3930,6 +4036,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "postgres",
                                        "threads",
                                        "http2",
+                                       "http2_reset_budget",
                                        "max_requests_in_flight",
                                        "max_client_connections",
                                        "queue_timeout_ms",
@@ -3948,6 +4055,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_header_bytes",
                                        "max_headers",
                                        "slow_loop_ms",
+                                       "cache_max_bytes",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -3969,7 +4077,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_bool(l, NULL, root, "expose_error_details", false, &cfg->expose_error_details)) <
         0)
         return r;
-    if ((r = get_bool(l, NULL, root, "http2", true, &cfg->is_http2_enabled)) < 0 ||
+    if ((r = load_http2_reset_budget(l, root, cfg)) < 0 ||
+        (r = get_bool(l, NULL, root, "http2", false, &cfg->is_http2_enabled)) < 0 ||
         (r = get_int(l, NULL, root, "max_requests_in_flight", 1, LLONG_MAX,
                      DEFAULT_MAX_REQUESTS_IN_FLIGHT, &x)) < 0)
         return r;
@@ -3992,6 +4101,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, NULL, root, "slow_loop_ms", 0, 60000, DEFAULT_SLOW_LOOP_MS, &x)) < 0)
         return r;
     cfg->slow_loop_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "cache_max_bytes", 4096, LLONG_MAX, DEFAULT_CACHE_MAX_BYTES,
+                     &x)) < 0)
+        return r;
+    cfg->cache_max_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "max_client_connections", 1, LLONG_MAX, 0, &x)) < 0)
         return r;
     cfg->max_client_connections = (size_t)x; /* 0: sized by the server for the open-files limit */
@@ -4057,6 +4170,8 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
         gd_config_free(cfg);
         return r;
     }
+    if (l.max_cache_ttl_ms > 0)
+        cfg->cache_store = gd_ttlcache_new(cfg->cache_max_bytes, l.max_cache_ttl_ms);
     *ret_config = cfg;
     return 0;
 }
@@ -4200,6 +4315,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);
+            free(c->cache.variant);
         }
         free(ep->calls);
         gd_response_free(ep->response);
@@ -4218,6 +4334,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
+    config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
     free(config->endpoints);

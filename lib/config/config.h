@@ -167,6 +167,20 @@ typedef enum gd_call_type {
     GD_CALL_TYPE_SQL,  /* "sql": a Postgres query */
 } gd_call_type_t;
 
+/* A call's "cache": its results kept for later identical calls, and identical calls in flight
+ * coalesced into one. */
+typedef struct gd_call_cache_conf {
+    /* read-only */
+    uint64_t ttl_ms;          /* how long a success is kept; 0: the call has no cache */
+    uint64_t negative_ttl_ms; /* how long an answered failure (status, not_found) is; 0: never */
+    bool honor_cache_control; /* the upstream's max-age / no-store decide a success's lifetime */
+    /* What besides the rendered request decides the result: the call's settings that shape
+     * it (canonical JSON of the call without its timing keys), so that two calls share their
+     * entries only when they would make the same document of the same answer. */
+    char *variant;
+    size_t variant_len;
+} gd_call_cache_conf_t;
+
 typedef struct gd_call_conf {
     /* read-only */
     gd_call_type_t type;
@@ -213,6 +227,7 @@ typedef struct gd_call_conf {
     size_t first_ref, nrefs; /* its references: the endpoint's refs[first_ref..+nrefs] */
     bool has_when;
     gd_template_t when; /* "when": one value, a parameter's or a reference's */
+    gd_call_cache_conf_t cache;
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -394,6 +409,7 @@ typedef struct gd_config {
     size_t nlisten;
     unsigned threads; /* 0 resolved to the number of online CPUs */
     bool is_http2_enabled;
+    unsigned http2_reset_budget; /* streams reset before their answer; 0: no limit */
     bool expose_error_details; /* answers carry each failed call's own message, not a fixed text */
     size_t max_requests_in_flight;
     size_t max_request_body_bytes; /* a larger client body is answered 413 */
@@ -424,6 +440,9 @@ typedef struct gd_config {
     gd_rate_limit_conf_t *rate_limit; /* owned; shared by every endpoint without its own */
     gd_cidr_t *trusted_proxies;  /* peers whose X-Forwarded-For / Forwarded is believed */
     size_t ntrusted_proxies;
+    size_t cache_max_bytes; /* the response cache's bound, for the whole process */
+    /* mutable, shared by every thread: the response cache; NULL when no call has "cache" */
+    struct gd_ttlcache *cache_store;
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

@@ -21,6 +21,7 @@
 #include "gather/request.h"
 #include "ops/log.h"
 #include "ops/slowloop.h"
+#include "sources/cache.h"
 #include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
 #include "base/util.h"
@@ -79,6 +80,7 @@ struct worker {
     gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
     gd_pgpool_t *pgpool;
     gd_source_t *sources; /* the upstreams in config order, then the Postgres pool */
+    gd_flights_t *flights; /* calls with "cache" in flight; NULL when no call has one */
     gd_gather_ctx_t gather;
     size_t connections;
     bool is_draining, is_aborted, is_finished;
@@ -698,6 +700,8 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&w->ctx);
+    if (w->flights != NULL)
+        gd_flights_close(w->flights); /* their exchanges use the upstreams and the pool */
     for (size_t i = 0; i < config->nupstreams; i++)
         gd_upstream_close(w->upstreams[i]);
     if (w->pgpool != NULL)
@@ -706,6 +710,7 @@ static void *worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
     gd_gather_ctx_dispose(&w->gather);
     w->gather.hangup = gd_hangup_free(w->gather.hangup);
+    w->flights = gd_flights_free(w->flights);
     w->sched = gd_sched_free(w->sched);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     w->pgpool = gd_pgpool_free(w->pgpool);
@@ -810,10 +815,12 @@ static void init_worker(struct worker *w)
         };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
+    if (config->cache_store != NULL)
+        w->flights = gd_flights_new(config->cache_store, w->sched);
     w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));
     for (size_t i = 0; i < config->nupstreams; i++)
-        w->sources[i] = (gd_source_t){&gd_upstream_call_ops, w->upstreams[i]};
-    w->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, w->pgpool};
+        w->sources[i] = (gd_source_t){&gd_upstream_call_ops, w->upstreams[i], w->flights};
+    w->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, w->pgpool, w->flights};
     w->gather = (gd_gather_ctx_t){.config = config,
                                   .metrics = s->metrics[w->index],
                                   .loop = &w->loop,

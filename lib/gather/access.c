@@ -22,7 +22,20 @@ void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
         gd_metrics_count_call(metrics, ep, i, r->outcome,
                               r->outcome == GD_OUTCOME_STATUS ? r->status : 0,
                               r->elapsed_ms * 1000);
+        if (r->cache == GD_CALL_CACHE_HIT)
+            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_HIT);
+        else if (r->cache == GD_CALL_CACHE_MISS)
+            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_MISS);
+        else if (r->cache == GD_CALL_COALESCED)
+            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_COALESCED);
     }
+}
+
+/* How a call with "cache" got its result, for the access line ("" for a call without one, or
+ * one that made the exchange). */
+static const char *cache_mark(const gd_call_result_t *r)
+{
+    return r->cache == GD_CALL_CACHE_HIT ? "hit" : r->cache == GD_CALL_COALESCED ? "coalesced" : "";
 }
 
 /* The upstream status worth showing beside @r's outcome: that of a failure of kind status, or of
@@ -36,7 +49,8 @@ static int shown_status(const gd_call_result_t *r)
 }
 
 /* "user:ok:3,posts:status:503:12:a3,profile:ok:404:2" (text: the upstream status follows the
- * outcome when shown_status() has one; ":aN" ends a call that made N > 1 attempts) or
+ * outcome when shown_status() has one; ":aN" ends a call that made N > 1 attempts, ":hit" or
+ * ":coalesced" one answered by the cache or by an identical call in flight) or
  * {"user":{"outcome":"ok","ms":3},"posts":{"outcome":"status","status":503,"attempts":3,
  * "ms":12},...} (JSON). */
 static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_t *results,
@@ -53,9 +67,14 @@ static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_
         char st[24] = "";
         if (status != 0)
             snprintf(st, sizeof(st), is_json ? "\"status\":%d," : ":%d", status);
-        char at[24] = "";
+        char at[48] = "";
+        size_t atn = 0;
         if (results[i].attempts > 1)
-            snprintf(at, sizeof(at), is_json ? "\"attempts\":%u," : ":a%u", results[i].attempts);
+            atn = (size_t)snprintf(at, sizeof(at), is_json ? "\"attempts\":%u," : ":a%u",
+                                   results[i].attempts);
+        if (*cache_mark(&results[i]) != '\0')
+            snprintf(at + atn, sizeof(at) - atn, is_json ? "\"cache\":\"%s\"," : ":%s",
+                     cache_mark(&results[i]));
         if (is_json)
             len += (size_t)snprintf(
                 buf + len, cap - len, "%s%s:{\"outcome\":\"%s\",%s%s\"ms\":%" PRIu64 "}",

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/depend.h"
+#include "gather/h2reset.h"
 #include "gather/merge.h"
 #include "gather/respond.h"
 #include "gather/shape.h"
@@ -43,11 +44,19 @@ struct graph {
     bool has_started_calls; /* a pass before has started calls: later ones are deferred */
 };
 
+/* In h2o's request pool: its dispose callback finds our request (NULL once we finished first)
+ * and h2o's, whose HTTP/2 connection counts the resets (gather/h2reset.h). */
+struct dispose_slot {
+    gd_request_t *rq;
+    h2o_req_t *req;
+    gd_gather_ctx_t *ctx;
+};
+
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
     gd_gather_ctx_t *ctx;
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
-    gd_request_t **dispose_slot; /* in req's pool: cleared when we finish first */
+    struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;
     h2o_mem_pool_t arena;     /* everything the calls borrow; freed with the request */
     const char *request_id;   /* in the arena, like method and path: the access line may be */
@@ -136,7 +145,7 @@ static void free_request(gd_request_t *rq)
 static void detach(gd_request_t *rq)
 {
     if (rq->dispose_slot != NULL)
-        *rq->dispose_slot = NULL;
+        rq->dispose_slot->rq = NULL;
     rq->dispose_slot = NULL;
 }
 
@@ -504,8 +513,12 @@ static void start_request(gd_request_t *rq)
 
 static void on_req_dispose(void *p)
 {
-    gd_request_t *rq = *(gd_request_t **)p;
+    struct dispose_slot *slot = p;
+    gd_request_t *rq = slot->rq;
+    gd_gather_ctx_t *ctx = slot->ctx;
 
+    gd_h2reset_note(slot->req, rq == NULL, ctx->config->http2_reset_budget,
+                    rq != NULL ? rq->client : NULL, uv_now(ctx->loop), ctx->metrics);
     if (rq == NULL)
         return; /* answered and finished before h2o let go of the request */
     rq->req = NULL;
@@ -615,13 +628,20 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
         }
     }
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
-    *rq->dispose_slot = rq;
+    *rq->dispose_slot = (struct dispose_slot){.rq = rq, .req = req, .ctx = ctx};
 
-    if (gd_gate_try_acquire(&ctx->line)) {
+    /* An HTTP/2 request takes its slot through the line even when one is free, which starts it
+     * on the next loop iteration rather than now: h2o reads a connection's frames in batches,
+     * so a stream reset in the same batch as its HEADERS (the Rapid Reset attack sends them
+     * together) leaves the line before any of its calls starts, and costs no upstream
+     * connection. It is still counted against the connection's http2_reset_budget. */
+    bool is_http2 = req->version >= 0x200;
+    if (!is_http2 && gd_gate_try_acquire(&ctx->line)) {
         start_request(rq);
         return;
     }
-    if (ctx->config->queue_timeout_ms == 0) {
+    bool is_slot_free = ctx->line.held < ctx->line.limit && ctx->line.waiting == 0;
+    if (ctx->config->queue_timeout_ms == 0 && !(is_http2 && is_slot_free)) {
         answer_overloaded(rq);
         detach(rq);
         free_request(rq);

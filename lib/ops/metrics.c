@@ -12,6 +12,7 @@
 #include "base/budget.h"
 #include "base/pacer.h"
 #include "base/retry_budget.h"
+#include "base/ttlcache.h"
 #include "base/util.h"
 #include "base/waits.h"
 
@@ -50,6 +51,7 @@ struct call_metrics {
      * the owner at the first one and published with a release store (most calls never fail
      * with a status, and 4 KB per call and thread would add up). */
     uint64_t *by_status;
+    uint64_t by_cache_use[3]; /* calls with "cache": hit, miss, coalesced */
 };
 
 struct gd_metrics {
@@ -61,6 +63,7 @@ struct gd_metrics {
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
+    uint64_t http2_resets, http2_reset_goaways;
     uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
     gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
@@ -156,6 +159,18 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
     if (cm->by_status == NULL)
         __atomic_store_n(&cm->by_status, gd_xcalloc(NSTATUS, sizeof(uint64_t)), __ATOMIC_RELEASE);
     bump(&cm->by_status[status - MIN_STATUS], 1);
+}
+
+void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
+                                size_t call_index, gd_metrics_cache_use_t use)
+{
+    GD_REQUIRE(use < 3);
+    bump(&m->calls[endpoint->index][call_index].by_cache_use[use], 1);
+}
+
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
+{
+    bump(is_goaway ? &m->http2_reset_goaways : &m->http2_resets, 1);
 }
 
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
@@ -414,6 +429,97 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
                              "kind=\"%s\",status=\"%d\"} %llu\n",
                              e, c, threads[0]->outcome_names[k], st, (unsigned long long)by);
                 }
+            }
+        }
+    }
+    static const char *const uses[] = {"hit", "miss", "coalesced"};
+    header(o, "gatherd_call_cache_total", "counter",
+           "Calls with a cache, by how they got their result: hit (the cache), miss (they made "
+           "the exchange), coalesced (they waited for an identical call in flight).");
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].cache.ttl_ms == 0)
+                continue;
+            label(ep->path, e, sizeof(e));
+            label(ep->calls[j].name, c, sizeof(c));
+            for (size_t k = 0; k < 3; k++) {
+                uint64_t count = 0;
+                for (size_t t = 0; t < n; t++)
+                    count += peek(&threads[t]->calls[i][j].by_cache_use[k]);
+                outf(o, "gatherd_call_cache_total{endpoint=\"%s\",call=\"%s\",result=\"%s\"} %llu\n",
+                     e, c, uses[k], (unsigned long long)count);
+            }
+        }
+    }
+}
+
+/* The process's response cache: what it holds and what left it. */
+static void render_cache(struct out *o, gd_ttlcache_t *store)
+{
+    gd_ttlcache_stats_t st;
+
+    gd_ttlcache_stats(store, &st);
+    header(o, "gatherd_cache_bytes", "gauge",
+           "Bytes the response cache holds (documents, keys and bookkeeping), at most "
+           "cache_max_bytes.");
+    outf(o, "gatherd_cache_bytes %llu\n", (unsigned long long)st.bytes);
+    header(o, "gatherd_cache_entries", "gauge", "Results the response cache holds.");
+    outf(o, "gatherd_cache_entries %llu\n", (unsigned long long)st.entries);
+    header(o, "gatherd_cache_stored_total", "counter", "Results stored in the response cache.");
+    outf(o, "gatherd_cache_stored_total %llu\n", (unsigned long long)st.stored);
+    header(o, "gatherd_cache_evictions_total", "counter",
+           "Results dropped from the response cache before their lifetime ended, to keep it "
+           "within cache_max_bytes.");
+    outf(o, "gatherd_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
+}
+
+/* Each upstream's calls by outcome (and, for kind status, by the upstream's status): the sums
+ * of the call counters of the endpoints' calls to it, so nothing more is counted per call. */
+static void render_upstream_calls(struct out *o, const gd_metrics_t *const *threads, size_t n,
+                                  const gd_config_t *config)
+{
+    char u[256];
+
+    if (n == 0)
+        return;
+    header(o, "gatherd_upstream_calls_total", "counter",
+           "Calls to each upstream by outcome (ok, or the kind of failure as in the answer's "
+           "errors), and for kind status by the upstream's status.");
+    for (size_t up = 0; up < config->nupstreams; up++) {
+        label(config->upstreams[up].name, u, sizeof(u));
+        for (size_t k = 0; k < threads[0]->noutcomes; k++) {
+            uint64_t count = 0;
+            bool is_split = false;
+            for (size_t t = 0; t < n; t++)
+                is_split |= __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
+            uint64_t *by_status = is_split ? gd_xcalloc(NSTATUS, sizeof(uint64_t)) : NULL;
+            for (size_t i = 0; i < config->nendpoints; i++) {
+                const gd_endpoint_conf_t *ep = &config->endpoints[i];
+                for (size_t j = 0; j < ep->ncalls; j++) {
+                    if (ep->calls[j].type != GD_CALL_TYPE_HTTP || ep->calls[j].source != up)
+                        continue;
+                    for (size_t t = 0; t < n; t++) {
+                        const struct call_metrics *cm = &threads[t]->calls[i][j];
+                        count += peek(&cm->by_outcome[k]);
+                        const uint64_t *bs = __atomic_load_n(&cm->by_status, __ATOMIC_ACQUIRE);
+                        for (size_t st = 0; by_status != NULL && bs != NULL && st < NSTATUS; st++)
+                            by_status[st] += peek(&bs[st]);
+                    }
+                }
+            }
+            if (by_status != NULL) {
+                for (size_t st = 0; st < NSTATUS; st++)
+                    if (by_status[st] != 0)
+                        outf(o,
+                             "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\","
+                             "status=\"%d\"} %llu\n",
+                             u, threads[0]->outcome_names[k], (int)st + MIN_STATUS,
+                             (unsigned long long)by_status[st]);
+                free(by_status);
+            } else if (count != 0 || k == 0) {
+                outf(o, "gatherd_upstream_calls_total{upstream=\"%s\",outcome=\"%s\"} %llu\n", u,
+                     threads[0]->outcome_names[k], (unsigned long long)count);
             }
         }
     }
@@ -684,7 +790,10 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
     outf(&o, "gatherd_build_info{version=\"%s\"} 1\n", GD_VERSION);
     render_requests(&o, threads, n, config);
     render_calls(&o, threads, n, config);
+    render_upstream_calls(&o, threads, n, config);
     render_gauges(&o, threads, n, config);
+    if (config->cache_store != NULL)
+        render_cache(&o, config->cache_store);
     for (size_t t = 0; t < n; t++)
         add_histogram(&lag, &threads[t]->loop_lag);
     header(&o, "gatherd_event_loop_lag_seconds", "histogram",
@@ -698,6 +807,19 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "Times a listener stopped accepting for 100 ms because the process or the system ran "
            "out of file descriptors (EMFILE, ENFILE) or memory.");
     outf(&o, "gatherd_accept_backoffs_total %llu\n", (unsigned long long)backoffs);
+    uint64_t resets = 0, goaways = 0;
+    for (size_t t = 0; t < n; t++) {
+        resets += peek(&threads[t]->http2_resets);
+        goaways += peek(&threads[t]->http2_reset_goaways);
+    }
+    header(&o, "gatherd_http2_resets_total", "counter",
+           "HTTP/2 streams that the client reset while their request was being gathered or "
+           "queued.");
+    outf(&o, "gatherd_http2_resets_total %llu\n", (unsigned long long)resets);
+    header(&o, "gatherd_http2_reset_goaways_total", "counter",
+           "HTTP/2 connections sent GOAWAY (ENHANCE_YOUR_CALM) and closed for resetting more "
+           "streams than http2_reset_budget allows.");
+    outf(&o, "gatherd_http2_reset_goaways_total %llu\n", (unsigned long long)goaways);
     uint64_t slow_turns = 0;
     for (size_t t = 0; t < n; t++)
         slow_turns += peek(&threads[t]->slow_loop_turns);

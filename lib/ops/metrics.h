@@ -66,6 +66,21 @@ void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *en
  */
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
                            unsigned outcome, int status, uint64_t duration_us);
+/* How a call with "cache" got its result (the order of gd_call_cache_use_t, less one). */
+typedef enum gd_metrics_cache_use {
+    GD_METRICS_CACHE_HIT = 0,
+    GD_METRICS_CACHE_MISS,
+    GD_METRICS_CACHE_COALESCED,
+} gd_metrics_cache_use_t;
+
+/** Counts how call @call_index of @endpoint, which has a cache, got its result. Owner only. */
+void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
+                                size_t call_index, gd_metrics_cache_use_t use);
+/**
+ * Counts an HTTP/2 stream that its client reset before its answer, or (@is_goaway) a connection
+ * closed for resetting more than http2_reset_budget allows. Owning thread only.
+ */
+void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
 /** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */

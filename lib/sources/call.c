@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "base/util.h"
+#include "sources/cache.h"
 
 const char *const gd_outcome_names[GD_OUTCOME_COUNT] = {
     [GD_OUTCOME_OK] = "ok",
@@ -63,20 +64,34 @@ int gd_call_prepare(gd_call_t *call, const gd_call_ops_t *ops, const gd_call_con
                     const gd_call_input_t *in, char *err, size_t errlen)
 {
     call->ops = ops;
-    call->result = (gd_call_result_t){.outcome = GD_OUTCOME_CANCELLED};
+    call->conf = conf;
+    call->result = (gd_call_result_t){.outcome = GD_OUTCOME_CANCELLED, .max_age_ms = -1};
     return ops->prepare(call, conf, in, err, errlen);
 }
 
 void gd_call_start(gd_call_t *call, const gd_source_t *source, gd_group_t *group)
 {
     GD_REQUIRE(call->ops == source->ops);
-    call->result = (gd_call_result_t){.outcome = GD_OUTCOME_CANCELLED};
+    call->result = (gd_call_result_t){.outcome = GD_OUTCOME_CANCELLED, .max_age_ms = -1};
+    if (source->flights != NULL && call->conf != NULL && call->conf->cache.ttl_ms > 0) {
+        gd_cached_call_start(source->flights, call, source, group);
+        return;
+    }
     source->ops->start(source->instance, call, group);
 }
 
 bool gd_call_is_done(const gd_call_t *call)
 {
     return gd_task_is_done(&call->_task);
+}
+
+void gd_call_report(gd_call_t *call)
+{
+    if (call->_is_flight_call) {
+        gd__flight_done(call);
+        return;
+    }
+    gd_task_done(&call->_task);
 }
 
 void gd_call_dispose(gd_call_t *call)
@@ -142,7 +157,7 @@ void gd_call_vfinish(gd_call_t *call, gd_outcome_t outcome, int status, const ch
         vsnprintf(call->result.message, sizeof(call->result.message), fmt, ap);
         trim_split_utf8(call->result.message);
     }
-    gd_task_done(&call->_task);
+    gd_call_report(call);
 }
 
 void gd_call_finish(gd_call_t *call, gd_outcome_t outcome, int status, const char *fmt, ...)

@@ -60,6 +60,13 @@ typedef enum gd_outcome {
 
 #define GD_CALL_MESSAGE_MAX 160
 
+typedef enum gd_call_cache_use {
+    GD_CALL_UNCACHED = 0, /* the call has no "cache" */
+    GD_CALL_CACHE_MISS,   /* it made the exchange (it started the flight others joined) */
+    GD_CALL_CACHE_HIT,    /* answered from the cache */
+    GD_CALL_COALESCED,    /* it joined an identical call already in flight */
+} gd_call_cache_use_t;
+
 typedef struct gd_call_result {
     gd_outcome_t outcome;
     int status; /* the upstream's HTTP status when one arrived, else 0 */
@@ -72,6 +79,10 @@ typedef struct gd_call_result {
     char sqlstate[6]; /* GD_OUTCOME_SQL from the server: its SQLSTATE, else "" */
     uint64_t elapsed_ms;
     unsigned attempts; /* exchanges the call made (HTTP: retries included); 0 or 1: one */
+    gd_call_cache_use_t cache; /* how a call with "cache" got its result */
+    /* The lifetime the upstream gave its answer (Cache-Control max-age, s-maxage), in ms; 0
+     * for no-store, no-cache or private; -1 when it said nothing. Set by the HTTP source. */
+    int64_t max_age_ms;
 } gd_call_result_t;
 
 /* What a call's request is rendered from: the request's values, in its arena. */
@@ -109,12 +120,28 @@ typedef struct gd_call_ops {
     void (*dispose)(gd_call_t *call);
     /** Tells what a started, not yet done @call is doing (a static state name). */
     void (*progress)(const gd_call_t *call, gd_call_progress_t *ret);
+    /**
+     * Feeds @add(@ctx, ...) the bytes of @call's rendered request that decide its result
+     * (HTTP: method, target, the headers that vary, body; SQL: the arguments), for the cache
+     * key; never what differs per request (its id, its trace context).
+     */
+    void (*cache_key)(const gd_call_t *call, void (*add)(void *ctx, const void *p, size_t n),
+                      void *ctx);
+    /**
+     * Copies what prepare() rendered for @src into @dst (zeroed storage of size bytes, its
+     * gd_call_t fields set by the caller), the parts into @arena: a coalesced call's own copy,
+     * which outlives the request that rendered it.
+     */
+    void (*clone)(gd_call_t *dst, const gd_call_t *src, h2o_mem_pool_t *arena);
 } gd_call_ops_t;
+
+struct gd_flights;
 
 /* One source of calls on one event-loop thread: an upstream, the Postgres pool. */
 typedef struct gd_source {
     const gd_call_ops_t *ops;
     void *instance;
+    struct gd_flights *flights; /* the thread's calls in flight with "cache"; NULL: no cache */
 } gd_source_t;
 
 struct gd_call {
@@ -123,10 +150,15 @@ struct gd_call {
     uint64_t started_at_ns; /* uv_hrtime() at the request's start: elapsed_ms counts from it */
     uint64_t deadline_ms;   /* absolute, gd_timers_now() base */
     uint64_t timeout_ms;    /* the call's own budget, for the message */
+    /* read-only: set by gd_call_prepare() */
+    const gd_call_conf_t *conf;
     /* read-only: valid once the task is done */
     gd_call_result_t result;
     /* private: for the source */
     gd_task_t _task;
+    /* private: for the cache (sources/cache.c) */
+    void *_cache;          /* a requester's place in its flight, or a flight's own call's flight */
+    bool _is_flight_call;  /* the exchange a flight makes for its requesters: reports to it */
 };
 
 /** The names of the outcomes, by number, as in the answer ("ok", "timeout", ...). */
@@ -161,6 +193,11 @@ uint64_t gd_call_elapsed_ms(const gd_call_t *call);
  */
 void gd_call_finish(gd_call_t *call, gd_outcome_t outcome, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/**
+ * For sources: reports @call done, its result already written (what gd_call_finish() does
+ * last). The same rule: nothing may touch @call afterwards.
+ */
+void gd_call_report(gd_call_t *call);
 void gd_call_vfinish(gd_call_t *call, gd_outcome_t outcome, int status, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 

@@ -114,7 +114,7 @@ class ClientGoneTest(GatherdTestCase):
                                          'f': call('s', '/fast')},
                                timeout_ms=CALL_TIMEOUT_MS),
                       endpoint('/fast', {'f': call('s', '/fast')})],
-                     {'s': self.stub})
+                     {'s': self.stub}, http2=True)
         self.gd = self.start_gatherd(cfg)
         self.admin = int(self.gd.cfg['admin_listen'].rsplit(':', 1)[1])
 

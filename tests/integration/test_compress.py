@@ -34,7 +34,7 @@ class CompressTest(GatherdTestCase):
                endpoint('/off', {'x': call('s', '/big')}, compress=False),
                endpoint('/nine', {'x': call('s', '/big')}, compress={'level': 9}),
                endpoint('/tiny', {'x': call('s', '/small')}, compress={'min_bytes': 0})]
-        return self.start_gatherd(config(eps, {'s': self.stub}, **(top or {})))
+        return self.start_gatherd(config(eps, {'s': self.stub}, http2=True, **(top or {})))
 
     def test_gzip_decodes_to_the_identity_bytes(self):
         gd = self.start()
@@ -144,7 +144,7 @@ class CachingTest(GatherdTestCase):
                endpoint('/fail', {'x': call('s', '/fail')}, **ep),
                endpoint('/slow', {'x': call('s', '/slow')}, timeout_ms=200, **ep),
                endpoint('/plain', {'x': call('s', '/big')})]
-        return self.start_gatherd(config(eps, {'s': self.stub}))
+        return self.start_gatherd(config(eps, {'s': self.stub}, http2=True))
 
     def test_cache_control(self):
         gd = self.start(cache_control='private, max-age=30')

@@ -43,7 +43,7 @@ class CorsTest(GatherdTestCase):
                endpoint('/none', {'u': call('s', '/u')}, cors=False),
                endpoint('/tenant', {'u': call('s', '/u', headers={'X-Tenant': '{header.x-tenant}'})},
                         params={'header.X-Tenant': {'pattern': '[a-z]+', 'required': True}})]
-        return self.start_gatherd(config(eps, {'s': self.stub}, cors=cors))
+        return self.start_gatherd(config(eps, {'s': self.stub}, cors=cors, http2=True))
 
     def test_preflight_allowed(self):
         gd = self.start({'origins': [APP, 'http://localhost:3000']})

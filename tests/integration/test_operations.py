@@ -138,6 +138,11 @@ class OperationsTest(GatherdTestCase):
                                       method='', status='404'), 2)
         self.assertEqual(metric_value(text, 'gatherd_call_failures_total', endpoint='/flaky',
                                       call='down', kind='status', status='503'), 3)
+        # per upstream: the sums of its calls, over endpoints (5 x 2 + 3 users ok, 3 x 503)
+        self.assertEqual(metric_value(text, 'gatherd_upstream_calls_total', upstream='s',
+                                      outcome='ok'), 13)
+        self.assertEqual(metric_value(text, 'gatherd_upstream_calls_total', upstream='s',
+                                      outcome='status', status='503'), 3)
         self.assertEqual(metric_value(text, 'gatherd_request_duration_seconds_count',
                                       endpoint='/users/{id}/profile', method='GET'), 5)
         self.assertEqual(metric_value(text, 'gatherd_call_duration_seconds_count',

@@ -38,7 +38,7 @@ class RoutingTest(GatherdTestCase):
         for p in ('/me', '/find', '/l', '/t', '/things'):
             self.stub.add(p, json={'p': p})
         self.stub.add('*', json={'any': True})
-        self.gd = self.start_gatherd(routing_config(self.stub))
+        self.gd = self.start_gatherd(routing_config(self.stub, http2=True))
 
     def upstream_target_of(self, path, headers=None):
         """Requests @path, expects 200, returns the one target the stub received."""
@@ -229,19 +229,20 @@ class RoutingTest(GatherdTestCase):
         self.assertIn(b'"message"', body)
 
     def test_http2_off(self):
-        gd = self.start_gatherd(routing_config(self.stub, http2=False))
-        self.stub.add('/users/5', json={'id': 5})
-        rc, code, version, body, err = self.curl(gd, '/users/5/profile',
-                                                 '--http2-prior-knowledge')
-        self.assertFalse(rc == 0 and code == '200' and version == '2',
-                         'HTTP/2 by prior knowledge was served with "http2": false')
-        # an Upgrade: h2c offer is ignored: the answer comes over HTTP/1.1
-        rc, code, version, body, err = self.curl(gd, '/users/5/profile', '--http2')
-        self.assertEqual((rc, code, version), (0, '200', '1.1'), err)
-        self.assertEqual(body, b'{"user":{"id": 5}}')
-        st, _, body, _ = gd.get('/users/5/profile')
-        self.assertEqual((st, body), (200, b'{"user":{"id": 5}}'))
-        self.assertAlive(gd)
+        for top in ({'http2': False}, {}):  # and off by default (README: Rapid Reset)
+            gd = self.start_gatherd(routing_config(self.stub, **top))
+            self.stub.add('/users/5', json={'id': 5})
+            rc, code, version, body, err = self.curl(gd, '/users/5/profile',
+                                                     '--http2-prior-knowledge')
+            self.assertFalse(rc == 0 and code == '200' and version == '2',
+                             'HTTP/2 by prior knowledge was served with "http2": false')
+            # an Upgrade: h2c offer is ignored: the answer comes over HTTP/1.1
+            rc, code, version, body, err = self.curl(gd, '/users/5/profile', '--http2')
+            self.assertEqual((rc, code, version), (0, '200', '1.1'), err)
+            self.assertEqual(body, b'{"user":{"id": 5}}')
+            st, _, body, _ = gd.get('/users/5/profile')
+            self.assertEqual((st, body), (200, b'{"user":{"id": 5}}'))
+            self.assertAlive(gd)
 
 
 if __name__ == '__main__':

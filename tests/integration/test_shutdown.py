@@ -81,7 +81,7 @@ class ShutdownTest(GatherdTestCase):
         return self.start_gatherd(config([
             endpoint('/slow', {'slow': call('s', '/slow')}, timeout_ms=60000),
             endpoint('/fast', {'fast': call('s', '/fast')}),
-        ], {'s': self.stub}, threads=2,
+        ], {'s': self.stub}, threads=2, http2=True,
             shutdown={'drain_delay_ms': drain_delay_ms, 'timeout_ms': timeout_ms}))
 
     def in_flight(self, gd, n):

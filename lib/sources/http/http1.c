@@ -113,12 +113,60 @@ static int64_t parse_retry_after(const char *v, const char *ve)
     return at <= now ? 0 : (int64_t)(at - now) * 1000;
 }
 
+/* The delta-seconds after "NAME=" at the start of token [@t, @te), or -1. */
+static int64_t directive_seconds(const char *t, const char *te, const char *name, size_t len)
+{
+    int64_t s = 0;
+
+    if ((size_t)(te - t) <= len || strncasecmp(t, name, len) != 0 || t[len] != '=')
+        return -1;
+    t += len + 1;
+    if (t < te && *t == '"' && te[-1] == '"' && te - t >= 2) { /* a quoted form, tolerated */
+        t++;
+        te--;
+    }
+    if (t == te)
+        return -1;
+    for (; t < te; t++) {
+        if (*t < '0' || *t > '9')
+            return -1;
+        if (s < INT64_C(86400) * 365 * 100) /* beyond a century it makes no difference */
+            s = s * 10 + (*t - '0');
+    }
+    return s;
+}
+
+/* Folds the directives of one Cache-Control field [@v, @ve) into what the earlier ones said. */
+static void read_cache_control(const char *v, const char *ve, int64_t *max_age_s,
+                               int64_t *s_maxage_s, bool *is_forbidden)
+{
+    while (v < ve) {
+        const char *te = memchr(v, ',', (size_t)(ve - v));
+        if (te == NULL)
+            te = ve;
+        const char *t = v, *tend = te;
+        trim(&t, &tend);
+        size_t n = (size_t)(tend - t);
+        int64_t s;
+        if ((n == 8 && strncasecmp(t, "no-store", 8) == 0) ||
+            (n >= 8 && strncasecmp(t, "no-cache", 8) == 0) ||
+            (n >= 7 && strncasecmp(t, "private", 7) == 0))
+            *is_forbidden = true;
+        else if ((s = directive_seconds(t, tend, "s-maxage", 8)) >= 0)
+            *s_maxage_s = s;
+        else if ((s = directive_seconds(t, tend, "max-age", 7)) >= 0)
+            *max_age_s = s;
+        v = te < ve ? te + 1 : ve;
+    }
+}
+
 /* The framing fields of the head (RFC 9112 section 6.3) into *@h; -EPROTO when they conflict. */
 static int read_framing(const struct phr_header *fields, size_t nfields, bool is_head_request,
                         gd_http1_head_t *h)
 {
     bool has_length = false, is_chunked = false, has_other_coding = false, has_close = false,
-         has_keepalive = false;
+         has_keepalive = false, is_uncacheable = false;
+    int64_t max_age_s = -1, s_maxage_s = -1;
 
     for (size_t i = 0; i < nfields; i++) {
         const struct phr_header *f = &fields[i];
@@ -148,8 +196,15 @@ static int read_framing(const struct phr_header *fields, size_t nfields, bool is
             h->coding = add_codings(h->coding, v, ve);
         } else if (is_name(f, "retry-after", 11)) {
             h->retry_after_ms = parse_retry_after(v, ve);
+        } else if (is_name(f, "cache-control", 13)) {
+            read_cache_control(v, ve, &max_age_s, &s_maxage_s, &is_uncacheable);
         }
     }
+    /* A shared cache prefers s-maxage (RFC 9111 section 5.2.2.10). */
+    h->max_age_ms = is_uncacheable ? 0
+                    : s_maxage_s >= 0 ? s_maxage_s * 1000
+                    : max_age_s >= 0  ? max_age_s * 1000
+                                      : -1;
     if (is_head_request || (h->status >= 100 && h->status <= 199) || h->status == 204 ||
         h->status == 304) {
         h->framing = GD_HTTP1_NO_BODY;
@@ -178,7 +233,7 @@ int gd_http1_parse_head(const char *buf, size_t len, bool is_head_request, gd_ht
     struct phr_header fields[GD_HTTP1_MAX_FIELDS];
     size_t nfields = GD_HTTP1_MAX_FIELDS, msg_len;
     size_t n = len < GD_HTTP1_MAX_HEAD ? len : GD_HTTP1_MAX_HEAD;
-    gd_http1_head_t h = {.retry_after_ms = -1};
+    gd_http1_head_t h = {.retry_after_ms = -1, .max_age_ms = -1};
     const char *msg;
     int r;
 

@@ -42,6 +42,9 @@ typedef struct gd_http1_head {
     /* Retry-After (RFC 9110 section 10.2.3), delay-seconds or an HTTP-date, in ms from now
      * (0 for a date in the past); -1 when absent or malformed */
     int64_t retry_after_ms;
+    /* Cache-Control (RFC 9111 section 5.2.2): s-maxage, else max-age, in ms; 0 for no-store,
+     * no-cache or private (a shared cache must not reuse it as it is); -1 when it says neither */
+    int64_t max_age_ms;
 } gd_http1_head_t;
 
 /**

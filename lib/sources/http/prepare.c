@@ -154,6 +154,7 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         lines[n++] = h2o_iovec_init(tp, GD_TRACE_TRACEPARENT_LEN);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
+    size_t per_request_lines = n;
     if (cc->is_body_forwarded && in->content_type.len != 0) {
         /* The client's own Content-Type goes with its body; h2o has parsed it as a field
          * value, so it holds no CR or LF. */
@@ -199,5 +200,8 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         }
     }
     call->extra_headers = h2o_concat_list(arena, lines, n);
+    call->per_request_len = 0;
+    for (size_t i = 0; i < per_request_lines; i++)
+        call->per_request_len += lines[i].len;
     return 0;
 }

@@ -24,6 +24,14 @@
 /* Lookups asked for at once (a connect failure, a name not resolved yet) wait this long after
  * the previous one, so that an upstream that is down does not turn every call into a lookup. */
 #define MIN_LOOKUP_INTERVAL_MS 1000
+/* A cancelled call whose answer is nearly complete keeps its connection: its head has come and
+ * at most this many body bytes are missing (a chunked body: at most this many more are read),
+ * and they come within DRAIN_TIMEOUT_MS; the connection then goes back to the pool instead of
+ * being closed and opened again by the next call. Meanwhile it keeps its slot (max_connections).
+ * Otherwise it is closed, as it must be when the answer is far from done (HTTP/1.1 has no other
+ * way to abandon a request). */
+#define DRAIN_MAX_BYTES  65536
+#define DRAIN_TIMEOUT_MS 500
 
 enum attempt_state {
     ATTEMPT_WAITING = 1, /* in line for a connection */
@@ -49,6 +57,11 @@ struct gd_upstream_conn {
     bool is_reused;    /* it carried a call before: it may have been closed by the upstream since */
     bool is_tls;       /* its handshake succeeded: reads and writes go through TLS */
     gd_tls_conn_t tls;
+    /* Draining the rest of a cancelled call's answer (start_drain()): linked by idle_link in
+     * the upstream's draining list, idle_timer its deadline. */
+    bool is_drain_chunked;
+    uint64_t drain_left; /* body bytes still to come; chunked: more that may be read */
+    gd_http1_chunked_t drain_chunked;
 };
 typedef struct gd_upstream_conn conn_t;
 
@@ -85,6 +98,7 @@ struct gd_upstream {
     size_t units;        /* of the budget, held by this thread: the line's limit */
     h2o_linklist_t idle; /* most recently used first */
     size_t nidle;
+    h2o_linklist_t draining; /* connections reading a cancelled call's answer to its end */
     char *host_header;
     gd_limits_t limits; /* max_in_flight and rate_limit, shared with the other threads */
     bool is_closed;
@@ -175,6 +189,7 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
     }
     gd_limits_init(&u->limits, conf, loop, timers);
     h2o_linklist_init_anchor(&u->idle);
+    h2o_linklist_init_anchor(&u->draining);
     h2o_linklist_init_anchor(&u->lookup_waiting);
     gd_timer_init(&u->refresh_timer, on_refresh_timer);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
@@ -220,8 +235,12 @@ static void destroy_conn(conn_t *c)
     free(c);
 }
 
+static void end_drain(conn_t *c, bool is_reusable);
+
 void gd_upstream_close(gd_upstream_t *u)
 {
+    while (!h2o_linklist_is_empty(&u->draining))
+        end_drain(H2O_STRUCT_FROM_MEMBER(conn_t, idle_link, u->draining.next), false);
     GD_REQUIRE(u->busy == 0 && u->line.waiting == 0);
     if (u->is_closed)
         return;
@@ -276,19 +295,14 @@ static void on_idle_timeout(gd_timer_t *timer)
 
 static void send_request(gd_upstream_attempt_t *a);
 
-/* Takes attempt @a's connection from it, and its slot: both handed to the attempt that waited
- * longest when the connection is @is_reusable, else the slot given back (to a waiting call,
- * which opens a connection of its own) and the connection back to the idle list or closed. */
-static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
+/* Gives back connection @c, which carries no attempt any more, and its slot: both handed to the
+ * attempt that waited longest when the connection is @is_reusable, else the slot given back (to
+ * a waiting call, which opens a connection of its own) and the connection back to the idle list
+ * or closed. */
+static void recycle_conn(conn_t *c, bool is_reusable)
 {
-    gd_upstream_call_t *call = a->call;
-    gd_upstream_t *u = call->_upstream;
-    conn_t *c = a->conn;
+    gd_upstream_t *u = c->upstream;
 
-    if (c == NULL)
-        return;
-    a->conn = NULL;
-    c->attempt = NULL;
     /* An upstream may answer before it has read the whole request: a connection with a write
      * still in flight is not reused, or the next call's head would overtake the rest of this
      * one and libuv would send from a freed buffer. Closing it cancels the write. */
@@ -324,6 +338,18 @@ static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
                    gd_timers_now(u->timers) + u->conf->keepalive_timeout_ms);
     /* Worth more on another thread waiting for a unit than idle here. */
     rebalance(u);
+}
+
+/* Takes attempt @a's connection from it, and its slot, and recycles both (recycle_conn()). */
+static void release_conn(gd_upstream_attempt_t *a, bool is_reusable)
+{
+    conn_t *c = a->conn;
+
+    if (c == NULL)
+        return;
+    a->conn = NULL;
+    c->attempt = NULL;
+    recycle_conn(c, is_reusable);
 }
 
 static void on_idle_read(h2o_socket_t *sock, const char *err)
@@ -749,6 +775,7 @@ static void complete(gd_upstream_attempt_t *a, size_t body_len, bool is_reusable
         return;
     }
     call->base.result.body = body != NULL ? body : gd_buf_new_copy(in->bytes, body_len);
+    call->base.result.max_age_ms = a->response.max_age_ms;
     release_conn(a, is_reusable);
     end_attempt(a, GD_OUTCOME_OK, status, NULL);
 }
@@ -1244,10 +1271,94 @@ static void on_timer(gd_timer_t *timer)
                     "timed out after %" PRIu64 " ms", call->base.timeout_ms);
 }
 
+/* The drain of @c ends: the answer was read to its end (@is_reusable), or it failed, broke the
+ * rules or took too long (closed). Either way the slot is given back. */
+static void end_drain(conn_t *c, bool is_reusable)
+{
+    gd_upstream_t *u = c->upstream;
+
+    h2o_linklist_unlink(&c->idle_link);
+    gd_timer_stop(u->timers, &c->idle_timer);
+    gd_timer_init(&c->idle_timer, on_idle_timeout);
+    recycle_conn(c, is_reusable);
+}
+
+static void on_drain_timeout(gd_timer_t *timer)
+{
+    end_drain(H2O_STRUCT_FROM_MEMBER(conn_t, idle_timer, timer), false);
+}
+
+static void on_drain_read(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->data;
+    h2o_buffer_t *in = sock->input;
+
+    if (err != NULL || (c->is_tls && gd_tls_is_closed_by_peer(&c->tls))) {
+        end_drain(c, false);
+        return;
+    }
+    if (c->is_drain_chunked) {
+        bool is_done;
+        size_t consumed;
+        ssize_t n = gd_http1_dechunk(&c->drain_chunked, in->bytes, in->size, &is_done, &consumed);
+        if (n < 0 || in->size > c->drain_left) {
+            end_drain(c, false);
+            return;
+        }
+        if (is_done) {
+            end_drain(c, consumed == in->size); /* bytes past the body: out of step */
+            return;
+        }
+        c->drain_left -= in->size;
+    } else {
+        if (in->size >= c->drain_left) {
+            end_drain(c, in->size == c->drain_left);
+            return;
+        }
+        c->drain_left -= in->size;
+    }
+    h2o_buffer_consume(&sock->input, in->size);
+}
+
+/* Whether attempt @a, being cancelled, may leave its connection to read the rest of the answer
+ * (see DRAIN_MAX_BYTES), and if so starts that: the connection is the attempt's no more. */
+static void start_drain(gd_upstream_attempt_t *a)
+{
+    conn_t *c = a->conn;
+    const gd_http1_head_t *h = &a->response;
+
+    if (a->state != ATTEMPT_EXCHANGING || c == NULL || c->sock == NULL || !a->has_head ||
+        !h->is_keepalive || h2o_socket_is_writing(c->sock) || c->upstream->is_closed)
+        return;
+    h2o_buffer_t *in = c->sock->input;
+    if (h->framing == GD_HTTP1_LENGTH && h->content_length > in->size &&
+        h->content_length - in->size <= DRAIN_MAX_BYTES) {
+        c->is_drain_chunked = false;
+        c->drain_left = h->content_length - in->size;
+    } else if (h->framing == GD_HTTP1_CHUNKED) {
+        c->is_drain_chunked = true;
+        c->drain_left = DRAIN_MAX_BYTES;
+        c->drain_chunked = a->chunked; /* the input holds only decoded data, all of it read */
+    } else {
+        return;
+    }
+    a->conn = NULL;
+    c->attempt = NULL;
+    h2o_buffer_consume(&c->sock->input, in->size);
+    h2o_linklist_insert(&c->upstream->draining, &c->idle_link);
+    gd_timer_init(&c->idle_timer, on_drain_timeout);
+    gd_timer_start(c->upstream->timers, &c->idle_timer,
+                   gd_timers_now(c->upstream->timers) + DRAIN_TIMEOUT_MS);
+    h2o_socket_read_start(c->sock, on_drain_read);
+}
+
 static void on_cancel(gd_task_t *task)
 {
     gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, base._task, task);
     gd_upstream_attempt_t *a = is_running(&call->_hedge) ? &call->_hedge : &call->_attempt;
+    /* a nearly complete answer keeps its connection, whichever attempt it came on */
+    start_drain(&call->_attempt);
+    start_drain(&call->_hedge);
     end_attempt(a, GD_OUTCOME_CANCELLED, 0, "cancelled"); /* the other goes with it */
 }
 
@@ -1426,6 +1537,37 @@ static void call_progress(const gd_call_t *base, gd_call_progress_t *ret)
     }
 }
 
+static void call_cache_key(const gd_call_t *base, void (*add)(void *ctx, const void *p, size_t n),
+                           void *ctx)
+{
+    const gd_upstream_call_t *call = (const gd_upstream_call_t *)base;
+    const h2o_iovec_t *h = &call->extra_headers;
+
+    add(ctx, call->method, strlen(call->method) + 1);
+    add(ctx, call->path.base, call->path.len);
+    add(ctx, "\n", 1);
+    add(ctx, h->base + call->per_request_len, h->len - call->per_request_len);
+    add(ctx, "\n", 1);
+    if (call->has_body)
+        add(ctx, call->body.base, call->body.len);
+}
+
+static void call_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+{
+    gd_upstream_call_t *dst = (gd_upstream_call_t *)dst_base;
+    const gd_upstream_call_t *src = (const gd_upstream_call_t *)src_base;
+
+    dst->method = src->method; /* the config's */
+    dst->path = h2o_strdup(arena, src->path.base, src->path.len);
+    dst->extra_headers = h2o_strdup(arena, src->extra_headers.base, src->extra_headers.len);
+    dst->per_request_len = src->per_request_len;
+    dst->body = src->body.base != NULL ? h2o_strdup(arena, src->body.base, src->body.len)
+                                       : src->body;
+    dst->has_body = src->has_body;
+    dst->is_idempotent = src->is_idempotent;
+    dst->retry = src->retry;
+}
+
 const gd_call_ops_t gd_upstream_call_ops = {
     .kind = "http",
     .size = sizeof(gd_upstream_call_t),
@@ -1433,4 +1575,6 @@ const gd_call_ops_t gd_upstream_call_ops = {
     .start = start_call,
     .dispose = dispose_call,
     .progress = call_progress,
+    .cache_key = call_cache_key,
+    .clone = call_clone,
 };

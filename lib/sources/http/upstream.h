@@ -93,6 +93,7 @@ struct gd_upstream_call {
     const char *method;
     h2o_iovec_t path;          /* request target, base path included */
     h2o_iovec_t extra_headers; /* "name: value\r\n" lines, or empty */
+    size_t per_request_len;    /* its first bytes, what differs per request: id, trace context */
     h2o_iovec_t body;          /* sent after the head with its content-length, or {NULL, 0} */
     bool has_body;             /* a content-length is sent (0 for an empty body) */
     bool is_idempotent;        /* may be sent again: retries, a stale keep-alive connection */

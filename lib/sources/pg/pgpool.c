@@ -371,7 +371,7 @@ static void report(gd_pgpool_query_t *q)
     q->_conn = NULL;
     q->base.result.attempts = q->_attempt;
     q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
-    gd_task_done(&q->base._task);
+    gd_call_report(&q->base);
 }
 
 static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
@@ -1949,6 +1949,39 @@ static void query_progress(const gd_call_t *call, gd_call_progress_t *ret)
                                               : "done";
 }
 
+static void query_cache_key(const gd_call_t *call, void (*add)(void *ctx, const void *p, size_t n),
+                            void *ctx)
+{
+    const gd_pgpool_query_t *q = (const gd_pgpool_query_t *)call;
+
+    /* Each argument with its length first: ("ab", "c") and ("a", "bc") differ. */
+    for (size_t i = 0; i < call->conf->nargs; i++) {
+        uint64_t len = q->params[i] != NULL ? strlen(q->params[i]) : UINT64_MAX;
+        add(ctx, &len, sizeof(len));
+        if (q->params[i] != NULL)
+            add(ctx, q->params[i], (size_t)len);
+    }
+}
+
+static void query_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+{
+    gd_pgpool_query_t *dst = (gd_pgpool_query_t *)dst_base;
+    const gd_pgpool_query_t *src = (const gd_pgpool_query_t *)src_base;
+    size_t n = src_base->conf->nargs;
+    const char **params = h2o_mem_alloc_pool(arena, sizeof(*params) * (n + 1));
+
+    for (size_t i = 0; i < n; i++)
+        params[i] = src->params[i] != NULL
+                        ? h2o_strdup(arena, src->params[i], strlen(src->params[i])).base
+                        : NULL;
+    params[n] = NULL;
+    dst->statement = src->statement;
+    dst->params = params;
+    dst->is_one_row = src->is_one_row;
+    dst->max_rows = src->max_rows;
+    dst->max_body_bytes = src->max_body_bytes;
+}
+
 const gd_call_ops_t gd_pgpool_query_ops = {
     .kind = "sql",
     .size = sizeof(gd_pgpool_query_t),
@@ -1956,4 +1989,6 @@ const gd_call_ops_t gd_pgpool_query_ops = {
     .start = start_query,
     .dispose = dispose_query,
     .progress = query_progress,
+    .cache_key = query_cache_key,
+    .clone = query_clone,
 };
