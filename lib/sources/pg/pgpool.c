@@ -1980,6 +1980,8 @@ static void query_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_
     dst->is_one_row = src->is_one_row;
     dst->max_rows = src->max_rows;
     dst->max_body_bytes = src->max_body_bytes;
+    dst->retry = src->retry; /* borrowed from the config, as the source's */
+    dst->is_idempotent = src->is_idempotent;
 }
 
 const gd_call_ops_t gd_pgpool_query_ops = {
