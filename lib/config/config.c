@@ -2131,9 +2131,10 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const sql_keys[] = {
-        "sql",        "args",  "row",  "timeout_ms", "optional", "max_rows", "cache",
-        "max_body_bytes", "idempotent", "after", "when", "retry",      NULL};
+    static const char *const sql_keys[] = {"sql",        "args",     "row",   "timeout_ms",
+                                           "optional",   "max_rows", "cache", "max_body_bytes",
+                                           "idempotent", "after",    "when",  "retry",
+                                           NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2483,8 +2484,9 @@ static int load_sql_retry(struct loader *l, const struct jpath *at, json_t *v, b
     for (size_t i = 0; json_is_object(r_json) && !is_section && budget_keys[i] != NULL; i++)
         if (json_object_get(r_json, budget_keys[i]) != NULL) {
             struct jpath kp = {&rat, budget_keys[i], 0};
-            return fail(l, &kp, "the retry budget is all SQL calls': set it in the postgres "
-                                "section's \"retry\"");
+            return fail(l, &kp,
+                        "the retry budget is all SQL calls': set it in the postgres "
+                        "section's \"retry\"");
         }
 
     for (size_t i = 0; json_is_object(r_json) && http_only[i] != NULL; i++)
@@ -2754,8 +2756,9 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
         return r;
     if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
         struct jpath rat = {at, "retry", 0};
-        return fail(l, &rat, "a SQL call is never retried unless it is a plain SELECT or marked "
-                             "\"idempotent\": true");
+        return fail(l, &rat,
+                    "a SQL call is never retried unless it is a plain SELECT or marked "
+                    "\"idempotent\": true");
     }
     c->statement = intern_statement(cfg, sql, nparams);
     return 0;
