@@ -49,6 +49,13 @@
 #define DEFAULT_HTTP2_RESET_BUDGET     100
 #define MAX_HTTP2_RESET_BUDGET         1000000
 #define MAX_QUEUE_TIMEOUT_MS           3600000
+/* An answer no byte of which the client takes for this long closes its connection. */
+#define DEFAULT_WRITE_TIMEOUT_MS       30000
+#define MAX_WRITE_TIMEOUT_MS           3600000
+/* Answer bytes handed to h2o and not yet taken by their clients (README, Limits). */
+#define DEFAULT_MAX_UNSENT_BYTES_PER_CONNECTION (32LL << 20)
+#define DEFAULT_MAX_UNSENT_BYTES                (256LL << 20)
+#define MAX_UNSENT_BYTES                        (1LL << 40)
 #define DEFAULT_COROUTINE_STACK_KB     64
 #define DEFAULT_SLOW_LOOP_MS           100
 #define DEFAULT_CACHE_MAX_BYTES        (64 * 1024 * 1024)
@@ -4057,6 +4064,9 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_url_bytes",
                                        "max_header_bytes",
                                        "max_headers",
+                                       "write_timeout_ms",
+                                       "max_unsent_bytes_per_connection",
+                                       "max_unsent_bytes",
                                        "slow_loop_ms",
                                        "cache_max_bytes",
                                        NULL};
@@ -4115,6 +4125,18 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      DEFAULT_QUEUE_TIMEOUT_MS, &x)) < 0)
         return r;
     cfg->queue_timeout_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "write_timeout_ms", 1, MAX_WRITE_TIMEOUT_MS,
+                     DEFAULT_WRITE_TIMEOUT_MS, &x)) < 0)
+        return r;
+    cfg->write_timeout_ms = (uint64_t)x;
+    if ((r = get_int(l, NULL, root, "max_unsent_bytes_per_connection", 1, MAX_UNSENT_BYTES,
+                     DEFAULT_MAX_UNSENT_BYTES_PER_CONNECTION, &x)) < 0)
+        return r;
+    cfg->max_unsent_bytes_per_connection = (size_t)x;
+    if ((r = get_int(l, NULL, root, "max_unsent_bytes", 1, MAX_UNSENT_BYTES,
+                     DEFAULT_MAX_UNSENT_BYTES, &x)) < 0)
+        return r;
+    cfg->max_unsent_bytes = (size_t)x;
     if ((r = get_int(l, NULL, root, "coroutine_stack_kb", MIN_COROUTINE_STACK_KB,
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;

@@ -419,6 +419,9 @@ typedef struct gd_config {
     size_t max_headers;            /* more header fields are answered 431 */
     size_t max_client_connections; /* 0: half the open-files limit, resolved at start */
     uint64_t queue_timeout_ms; /* 0: no queue, 503 at once when every slot is taken */
+    uint64_t write_timeout_ms; /* an answer taking no progress this long closes its connection */
+    size_t max_unsent_bytes_per_connection; /* answer bytes held for one connection's client */
+    size_t max_unsent_bytes;                /* and for all clients of the process */
     size_t coroutine_stack_bytes;
     uint64_t drain_delay_ms;
     uint64_t shutdown_timeout_ms;

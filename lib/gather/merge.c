@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/sink.h"
 #include "json/json.h"
 
 /* An optional "row": "one" query that found no row answered null, which is not a failure: a
@@ -85,26 +86,13 @@ bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_resu
     return true;
 }
 
-/* Appends to a buffer that may be too small: the length keeps counting so that the caller learns
- * the size it needs. */
-struct out {
-    char *buf;
-    size_t cap, len;
-};
 
-static void put(struct out *o, const char *s, size_t n)
+static void put_str(gd_sink_t *o, const char *s)
 {
-    if (o->len < o->cap)
-        memcpy(o->buf + o->len, s, o->len + n <= o->cap ? n : o->cap - o->len);
-    o->len += n;
+    gd_sink_put(o, s, strlen(s));
 }
 
-static void put_str(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_result_t *r,
+static void put_error(gd_sink_t *o, const gd_call_conf_t *call, const gd_call_result_t *r,
                       bool is_detailed)
 {
     /* A dependency failure's message names only what the config does (a call, a reference):
@@ -141,19 +129,19 @@ static void put_error(struct out *o, const gd_call_conf_t *call, const gd_call_r
 size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
                      bool is_detailed, char *buf, size_t cap)
 {
-    struct out o = {buf, cap, 0};
+    gd_sink_t o = {buf, cap, 0};
     bool has_errors = false;
 
-    put(&o, "{", 1);
+    gd_sink_put(&o, "{", 1);
     for (size_t i = 0; i < endpoint->ncalls; i++) {
         if (i != 0)
-            put(&o, ",", 1);
+            gd_sink_put(&o, ",", 1);
         put_str(&o, endpoint->calls[i].name_json);
-        put(&o, ":", 1);
+        gd_sink_put(&o, ":", 1);
         if (results[i].outcome == GD_OUTCOME_OK) {
-            put(&o, results[i].body->bytes, results[i].body->len);
+            gd_sink_put(&o, results[i].body->bytes, results[i].body->len);
         } else {
-            put(&o, "null", 4);
+            gd_sink_put(&o, "null", 4);
             has_errors |= is_failure(&endpoint->calls[i], &results[i]);
         }
     }
@@ -162,25 +150,25 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
         o.len += gd_merge_errors(endpoint, results, is_detailed, o.len < o.cap ? o.buf + o.len : NULL,
                                  o.len < o.cap ? o.cap - o.len : 0);
     }
-    put(&o, "}", 1);
+    gd_sink_put(&o, "}", 1);
     return o.len;
 }
 
 size_t gd_merge_errors(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
                        bool is_detailed, char *buf, size_t cap)
 {
-    struct out o = {buf, cap, 0};
+    gd_sink_t o = {buf, cap, 0};
     bool is_first = true;
 
-    put(&o, "{", 1);
+    gd_sink_put(&o, "{", 1);
     for (size_t i = 0; i < endpoint->ncalls; i++) {
         if (!is_failure(&endpoint->calls[i], &results[i]))
             continue;
         if (!is_first)
-            put(&o, ",", 1);
+            gd_sink_put(&o, ",", 1);
         is_first = false;
         put_error(&o, &endpoint->calls[i], &results[i], is_detailed);
     }
-    put(&o, "}", 1);
+    gd_sink_put(&o, "}", 1);
     return o.len;
 }

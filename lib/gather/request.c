@@ -198,6 +198,25 @@ static void collect_results(gd_request_t *rq, int gather_ret)
     }
 }
 
+/* The answer would take its connection's or the process's unsent bytes past their bound
+ * (slow readers hold the rest): 503, and the client may come back once they have drained. */
+static void answer_unsent_full(gd_request_t *rq, int full)
+{
+    const gd_config_t *config = rq->ctx->config;
+    char msg[256];
+
+    if (full == GD_OUTBOX_CONNECTION_FULL)
+        snprintf(msg, sizeof(msg),
+                 "this connection's answers not yet read reach %zu bytes "
+                 "(max_unsent_bytes_per_connection)",
+                 config->max_unsent_bytes_per_connection);
+    else
+        snprintf(msg, sizeof(msg),
+                 "answers not yet read by their clients reach %zu bytes (max_unsent_bytes)",
+                 config->max_unsent_bytes);
+    answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
+}
+
 static void respond(gd_request_t *rq)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
@@ -218,15 +237,25 @@ static void respond(gd_request_t *rq)
     bool is_detailed = rq->ctx->config->expose_error_details;
     size_t len;
     char *body;
+    gd_jbuf_t out = {0};
     if (ep->response != NULL) {
-        gd_jbuf_t out = {0};
         gd_shape_body(ep, rq->results, rq->values, is_detailed, &out);
         len = out.len;
+    } else {
+        len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
+    }
+    /* Checked before the body goes into req's pool: a refused answer must not stay there. */
+    int full = gd_outbox_check(rq->ctx->responder.outbox, req, len);
+    if (full != 0) {
+        free(out.buf);
+        answer_unsent_full(rq, full);
+        return;
+    }
+    if (ep->response != NULL) {
         body = h2o_mem_alloc_pool(&req->pool, len + 1);
         memcpy(body, out.buf, len);
         free(out.buf);
     } else {
-        len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
         body = h2o_mem_alloc_pool(&req->pool, len);
         gd_merge_body(ep, rq->results, is_detailed, body, len);
     }
@@ -236,7 +265,9 @@ static void respond(gd_request_t *rq)
                      .complete = complete,
                      .compress = &ep->compress,
                      .cache_control = ep->cache_control,
-                     .has_etag = ep->has_etag};
+                     .has_etag = ep->has_etag,
+                     .endpoint = ep,
+                     .client = rq->client};
     size_t sent = gd_respond(&rq->ctx->responder, req, &a);
     record(rq, req->res.status, sent, complete, rq->results);
 }
@@ -611,6 +642,14 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
     if (ct >= 0)
         in.content_type = (gd_strv_t){req->headers.entries[ct].value.base,
                                       req->headers.entries[ct].value.len};
+    /* Slow readers already hold all the room there is: no call is made for an answer that
+     * could only be refused. */
+    int full = gd_outbox_check(ctx->responder.outbox, req, 0);
+    if (full != 0) {
+        answer_unsent_full(rq, full);
+        free_request(rq);
+        return;
+    }
     if (ep->has_dependencies)
         in.values = new_graph(rq, &in);
 

@@ -60,6 +60,7 @@ static bool is_method(const h2o_req_t *req, const char *m, size_t len)
 
 void gd_responder_init(gd_responder_t *rs)
 {
+    rs->outbox = NULL;
     rs->_zs = NULL;
     rs->_level = 0;
 }
@@ -181,7 +182,6 @@ static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *val
 
 size_t gd_respond(gd_responder_t *rs, h2o_req_t *req, const gd_answer_t *a)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     bool is_head = is_method(req, H2O_STRLIT("HEAD"));
     bool is_get = is_method(req, H2O_STRLIT("GET"));
     bool is_complete = a->complete != NULL && strcmp(a->complete, "true") == 0;
@@ -214,8 +214,10 @@ size_t gd_respond(gd_responder_t *rs, h2o_req_t *req, const gd_answer_t *a)
             req->res.status = 304;
             req->res.reason = reason_phrase(304);
             req->res.content_length = SIZE_MAX; /* no Content-Length, no chunks */
-            h2o_start_response(req, &generator);
-            h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+            gd_outbox_send(rs->outbox, req,
+                           &(gd_outbox_answer_t){.held = a->len,
+                                                 .client = a->client,
+                                                 .endpoint = a->endpoint});
             return 0;
         }
     }
@@ -225,11 +227,12 @@ size_t gd_respond(gd_responder_t *rs, h2o_req_t *req, const gd_answer_t *a)
         buf = h2o_iovec_init(a->body, a->len);
     req->res.content_length = buf.len;
     add_header(req, H2O_TOKEN_CONTENT_TYPE, "application/json");
-    h2o_start_response(req, &generator);
-    if (is_head)
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    else
-        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+    /* The body stays in req's pool until h2o disposes of the request, and its gzip copy too. */
+    gd_outbox_answer_t out = {.held = a->len + (buf.base != a->body ? buf.len : 0),
+                              .body = is_head ? h2o_iovec_init(NULL, 0) : buf,
+                              .client = a->client,
+                              .endpoint = a->endpoint};
+    gd_outbox_send(rs->outbox, req, &out);
     return buf.len; /* for HEAD too: what the body is, as the access line says */
 }
 

@@ -14,9 +14,13 @@
 #include <h2o.h>
 
 #include "config/config.h"
+#include "gather/outbox.h"
 
-/* What one event-loop thread keeps for answers: its zlib stream, made on first use. */
+/* What one event-loop thread keeps for answers: its zlib stream, made on first use, and the
+ * outbox its answers are sent through. */
 typedef struct gd_responder {
+    /* public: set by the owner after gd_responder_init(); NULL: answers go untracked */
+    gd_outbox_t *outbox;
     /* private */
     void *_zs; /* z_stream * */
     int _level;
@@ -31,6 +35,10 @@ typedef struct gd_answer {
     const gd_compress_conf_t *compress; /* NULL or disabled: never compressed */
     const char *cache_control;          /* for a complete 2xx answer; NULL: none */
     bool has_etag;                      /* a complete 200 answer gets an ETag */
+    /* for the write timeout's log line: the endpoint (NULL: none) and the client (NULL: the
+     * peer's address), both borrowed for the call */
+    const gd_endpoint_conf_t *endpoint;
+    const char *client;
 } gd_answer_t;
 
 /** Prepares @rs (caller owns the storage). */

@@ -63,6 +63,8 @@ struct gd_metrics {
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
+    uint64_t write_timeouts;
+    uint64_t unsent_refusals[2]; /* [is_process] */
     uint64_t http2_resets, http2_reset_goaways;
     uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
@@ -176,6 +178,16 @@ void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
 void gd_metrics_count_accept_backoff(gd_metrics_t *m)
 {
     bump(&m->accept_backoffs, 1);
+}
+
+void gd_metrics_count_write_timeout(gd_metrics_t *m)
+{
+    bump(&m->write_timeouts, 1);
+}
+
+void gd_metrics_count_unsent_refusal(gd_metrics_t *m, bool is_process)
+{
+    bump(&m->unsent_refusals[is_process], 1);
 }
 
 void gd_metrics_count_slow_loop_turn(gd_metrics_t *m)
@@ -718,6 +730,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.pg_reconnects += g.pg_reconnects;
         sum.pg_cancels += g.pg_cancels;
         sum.pg_cancels_dropped += g.pg_cancels_dropped;
+        sum.unsent_bytes += g.unsent_bytes;
     }
     header(o, "gatherd_requests_in_flight", "gauge", "Requests being gathered now.");
     outf(o, "gatherd_requests_in_flight %llu\n", (unsigned long long)sum.requests_in_flight);
@@ -731,6 +744,10 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     header(o, "gatherd_client_connections_max", "gauge",
            "max_client_connections: at it, new clients wait in the listen backlog.");
     outf(o, "gatherd_client_connections_max %llu\n", (unsigned long long)sum.max_connections);
+    header(o, "gatherd_unsent_answer_bytes", "gauge",
+           "Answer bytes handed to the HTTP layer and not yet taken by their clients "
+           "(bounded by max_unsent_bytes).");
+    outf(o, "gatherd_unsent_answer_bytes %llu\n", (unsigned long long)sum.unsent_bytes);
 
     render_upstream_gauges(o, threads, n, config);
 
@@ -807,6 +824,23 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
            "Times a listener stopped accepting for 100 ms because the process or the system ran "
            "out of file descriptors (EMFILE, ENFILE) or memory.");
     outf(&o, "gatherd_accept_backoffs_total %llu\n", (unsigned long long)backoffs);
+    uint64_t write_timeouts = 0, refusals[2] = {0, 0};
+    for (size_t t = 0; t < n; t++) {
+        write_timeouts += peek(&threads[t]->write_timeouts);
+        refusals[0] += peek(&threads[t]->unsent_refusals[0]);
+        refusals[1] += peek(&threads[t]->unsent_refusals[1]);
+    }
+    header(&o, "gatherd_write_timeouts_total", "counter",
+           "Client connections closed because an answer took no progress for write_timeout_ms.");
+    outf(&o, "gatherd_write_timeouts_total %llu\n", (unsigned long long)write_timeouts);
+    header(&o, "gatherd_unsent_refusals_total", "counter",
+           "Answers refused with 503 because the bytes not yet taken by clients reached "
+           "max_unsent_bytes_per_connection (bound=\"connection\") or max_unsent_bytes "
+           "(bound=\"process\").");
+    outf(&o, "gatherd_unsent_refusals_total{bound=\"connection\"} %llu\n",
+         (unsigned long long)refusals[0]);
+    outf(&o, "gatherd_unsent_refusals_total{bound=\"process\"} %llu\n",
+         (unsigned long long)refusals[1]);
     uint64_t resets = 0, goaways = 0;
     for (size_t t = 0; t < n; t++) {
         resets += peek(&threads[t]->http2_resets);

@@ -30,6 +30,7 @@ typedef struct gd_metrics_gauges {
     uint64_t has_pg_been_ready; /* 1: is_pg_ready was 1 once since the start */
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
     uint64_t pg_cancels_dropped;
+    uint64_t unsent_bytes; /* answer bytes handed to h2o, not yet taken by their clients */
 } gd_metrics_gauges_t;
 
 /* One upstream's connections on a thread, published by gd_metrics_publish_upstream(). */
@@ -83,6 +84,13 @@ void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpo
 void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway);
 /** Counts a listener's back-off after accept() ran out of descriptors. Owning thread only. */
 void gd_metrics_count_accept_backoff(gd_metrics_t *m);
+/** Counts a connection closed by the write timeout. Owning thread only. */
+void gd_metrics_count_write_timeout(gd_metrics_t *m);
+/**
+ * Counts an answer refused with 503 because it would pass max_unsent_bytes (@is_process) or
+ * max_unsent_bytes_per_connection. Owning thread only.
+ */
+void gd_metrics_count_unsent_refusal(gd_metrics_t *m, bool is_process);
 /** Counts an event-loop turn busier than slow_loop_ms. Owning thread only. */
 void gd_metrics_count_slow_loop_turn(gd_metrics_t *m);
 /** Records an event-loop lag sample (how late a timer fired). Owning thread only. */

@@ -4,35 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sink.h"
 #include "base/util.h"
 #include "json/json.h"
 
-/* An output that may be too small: the length keeps counting. */
-struct out {
-    char *buf;
-    size_t cap, len;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->len < o->cap)
-        memcpy(o->buf + o->len, s, o->len + n <= o->cap ? n : o->cap - o->len);
-    o->len += n;
-}
 
 /* PostgreSQL's array_in: inside double quotes, a backslash escapes the next character. */
-static void put_quoted(struct out *o, const char *s, size_t n)
+static void put_quoted(gd_sink_t *o, const char *s, size_t n)
 {
-    put(o, "\"", 1);
+    gd_sink_put(o, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"' || s[i] == '\\')
-            put(o, "\\", 1);
-        put(o, &s[i], 1);
+            gd_sink_put(o, "\\", 1);
+        gd_sink_put(o, &s[i], 1);
     }
-    put(o, "\"", 1);
+    gd_sink_put(o, "\"", 1);
 }
 
-static void put_array(struct out *o, const char *json, size_t len)
+static void put_array(gd_sink_t *o, const char *json, size_t len)
 {
     gd_json_iter_t it;
     const char *k, *v;
@@ -40,10 +29,10 @@ static void put_array(struct out *o, const char *json, size_t len)
     bool is_first = true;
 
     gd_json_iter_init(&it, json, len);
-    put(o, "{", 1);
+    gd_sink_put(o, "{", 1);
     while (gd_json_iter_next(&it, &k, &kl, &v, &vl)) {
         if (!is_first)
-            put(o, ",", 1);
+            gd_sink_put(o, ",", 1);
         is_first = false;
         switch (v[0]) {
         case '[':
@@ -53,7 +42,7 @@ static void put_array(struct out *o, const char *json, size_t len)
             put_quoted(o, v, vl);
             break;
         case 'n':
-            put(o, "NULL", 4);
+            gd_sink_put(o, "NULL", 4);
             break;
         case '"': {
             char *dec = gd_xmalloc(vl);
@@ -63,16 +52,16 @@ static void put_array(struct out *o, const char *json, size_t len)
             break;
         }
         default: /* a number, true or false: the same text in Postgres */
-            put(o, v, vl);
+            gd_sink_put(o, v, vl);
         }
     }
-    put(o, "}", 1);
+    gd_sink_put(o, "}", 1);
 }
 
 size_t gd_pgarray_encode(const char *json, size_t len, char *buf, size_t cap)
 {
     gd_json_iter_t it;
-    struct out o = {buf, cap, 0};
+    gd_sink_t o = {buf, cap, 0};
 
     if (gd_json_iter_init(&it, json, len) != '[')
         return 0;
