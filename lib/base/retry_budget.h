@@ -38,4 +38,11 @@ void gd_retry_budget_note_call(gd_retry_budget_t *b, uint64_t now_ms);
 bool gd_retry_budget_take(gd_retry_budget_t *b, uint64_t now_ms, unsigned percent,
                           unsigned min_per_s);
 
+/**
+ * The wait before retry @n (1 for the first): random in [0, min(@max_ms, @base_ms * 2^(n-1))],
+ * "full jitter", so that callers failing together do not come back together. Per-thread
+ * generator, seeded once; any thread may call it.
+ */
+uint64_t gd_retry_backoff_ms(uint64_t base_ms, uint64_t max_ms, unsigned n);
+
 #endif

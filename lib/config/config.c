@@ -2221,21 +2221,7 @@ static const char *const non_result_keys[] = {"timeout_ms",         "optional", 
                                               "when",               "attempt_timeout_ms",
                                               "hedge_after_ms",     NULL};
 
-/* Whether SQL text @sql reads only, as far as its first keyword tells: SELECT, VALUES, TABLE
- * (a WITH may hold a data-modifying statement). */
-static bool is_plain_select(const char *sql)
-{
-    static const char *const words[] = {"select", "values", "table", NULL};
-
-    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
-        sql++;
-    for (size_t i = 0; words[i] != NULL; i++) {
-        size_t n = strlen(words[i]);
-        if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]) && sql[n] != '_')
-            return true;
-    }
-    return false;
-}
+static bool is_plain_select(const char *sql);
 
 /* "cache": {"ttl_ms", "negative_ttl_ms", "honor_cache_control"}; its variant is the call's own
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
@@ -2287,9 +2273,11 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
-    static const char *const sql_keys[] = {"sql",      "args",           "row",   "timeout_ms",
-                                           "optional", "max_rows",       "cache", "max_body_bytes",
-                                           "idempotent", "after", "when", "select", "fields", "omit", "rename", NULL};
+    static const char *const sql_keys[] = {"sql",        "args",     "row",   "timeout_ms",
+                                           "optional",   "max_rows", "cache", "max_body_bytes",
+                                           "idempotent", "after",    "when",  "retry",
+                                           "select",     "fields",   "omit",  "rename",
+                                           NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2625,6 +2613,36 @@ static int load_log(struct loader *l, json_t *root, gd_config_t *cfg)
                 quote(l, level));
 }
 
+/* "retry" of the postgres section (@is_section: the budget's keys allowed) or of a SQL call:
+ * the HTTP "retry" without "on", "attempt_timeout_ms" and "hedge_after_ms", since what a SQL
+ * call retries is fixed (40001, 40P01, a connection broken before the query was sent), and a
+ * slow or timed-out query is never run a second time. */
+static int load_sql_retry(struct loader *l, const struct jpath *at, json_t *v, bool is_section,
+                          const gd_retry_conf_t *base, gd_retry_conf_t *out)
+{
+    static const char *const http_only[] = {"on", "attempt_timeout_ms", "hedge_after_ms", NULL};
+    static const char *const budget_keys[] = {"budget_percent", "min_retries_per_s", NULL};
+    struct jpath rat = {at, "retry", 0};
+    json_t *r_json = json_object_get(v, "retry");
+
+    for (size_t i = 0; json_is_object(r_json) && !is_section && budget_keys[i] != NULL; i++)
+        if (json_object_get(r_json, budget_keys[i]) != NULL) {
+            struct jpath kp = {&rat, budget_keys[i], 0};
+            return fail(l, &kp,
+                        "the retry budget is all SQL calls': set it in the postgres "
+                        "section's \"retry\"");
+        }
+
+    for (size_t i = 0; json_is_object(r_json) && http_only[i] != NULL; i++)
+        if (json_object_get(r_json, http_only[i]) != NULL) {
+            struct jpath kp = {&rat, http_only[i], 0};
+            return fail(l, &kp,
+                        "not for SQL calls: they retry serialization failures (40001), deadlocks "
+                        "(40P01) and connections broken before the query was sent, nothing else");
+        }
+    return load_retry(l, at, v, is_section, base, out);
+}
+
 static int load_pg_readiness(struct loader *l, const struct jpath *at, json_t *v,
                              gd_postgres_conf_t *pg)
 {
@@ -2651,7 +2669,8 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     static const char *const keys[] = {"conninfo",           "pool_size",
                                        "acquire_timeout_ms", "connect_timeout_ms",
                                        "max_rows",           "max_body_bytes",
-                                       "readiness",          NULL};
+                                       "readiness",          "prepared",
+                                       "retry",              NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -2702,6 +2721,11 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, &at, v, "max_body_bytes", 1, LLONG_MAX, DEFAULT_PG_MAX_BODY_BYTES, &x)) < 0)
         return r;
     pg->max_body_bytes = (size_t)x;
+    if ((r = get_bool(l, &at, v, "prepared", true, &pg->is_prepared)) < 0 ||
+        (r = load_sql_retry(l, &at, v, true, &no_retry, &pg->retry)) < 0)
+        return r;
+    pg->retry_budget = gd_xmalloc(sizeof(*pg->retry_budget));
+    gd_retry_budget_init(pg->retry_budget);
     return load_pg_readiness(l, &at, v, pg);
 }
 
@@ -2788,6 +2812,34 @@ static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
     return cfg->nstatements++;
 }
 
+/* Whether SQL text @sql reads only, as far as its first keyword tells, after blanks, comments
+ * and opening parentheses: SELECT, VALUES, TABLE, so that running it again changes nothing
+ * (unless a function it calls writes: such a call says "idempotent": false). WITH is not
+ * taken: its parts may write. */
+static bool is_plain_select(const char *sql)
+{
+    static const char *const words[] = {"select", "values", "table", NULL};
+    const char *p = sql, *q;
+
+    for (;;) {
+        p += strspn(p, " \t\r\n(");
+        if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+            q = skip_sql_literal(p);
+            if (q == p)
+                return false;
+            p = q;
+            continue;
+        }
+        break;
+    }
+    for (size_t i = 0; words[i] != NULL; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(p, words[i], n) == 0 && !is_alpha(p[n]) && !is_digit(p[n]) && p[n] != '_')
+            return true;
+    }
+    return false;
+}
+
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
@@ -2843,6 +2895,15 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
                      (long long)cfg->postgres.max_body_bytes, &x)) < 0)
         return r;
     c->max_body_bytes = (size_t)x;
+    if ((r = get_bool(l, at, v, "idempotent", is_plain_select(sql), &c->is_idempotent)) < 0 ||
+        (r = load_sql_retry(l, at, v, false, &cfg->postgres.retry, &c->retry)) < 0)
+        return r;
+    if (json_object_get(v, "retry") != NULL && c->retry.attempts > 1 && !c->is_idempotent) {
+        struct jpath rat = {at, "retry", 0};
+        return fail(l, &rat,
+                    "a SQL call is never retried unless it is a plain SELECT or marked "
+                    "\"idempotent\": true");
+    }
     c->statement = intern_statement(cfg, sql, nparams);
     return 0;
 }
@@ -4445,6 +4506,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
     free(config->statements);
     free(config->statement_nparams);
     free(config->postgres.conninfo);
+    free(config->postgres.retry_budget);
     free(config->admin_listen.text);
     free(config->source);
     free(config);

@@ -231,8 +231,10 @@ typedef struct gd_call_conf {
     bool is_body_forwarded; /* "body": "{body}": the client's body and Content-Type, unchanged */
     gd_body_part_t *body_parts; /* "body": {...} or [...]: a JSON template, else NULL */
     size_t nbody_parts;
-    bool is_idempotent;     /* may be sent again (retries); GET HEAD PUT DELETE OPTIONS */
-    gd_retry_conf_t retry;  /* the call's own "retry", else the upstream's */
+    /* may be sent again (retries): HTTP GET HEAD PUT DELETE OPTIONS, SQL a plain SELECT */
+    bool is_idempotent;
+    /* the call's own "retry", else the upstream's (HTTP) or the postgres section's (SQL) */
+    gd_retry_conf_t retry;
     /* The upstream's headers the call does not set itself, as header lines ("name: value\r\n"
      * each; "" when none). May hold secrets: never logged. */
     char *upstream_header_lines;
@@ -412,6 +414,13 @@ typedef struct gd_postgres_conf {
     gd_pg_readiness_t readiness;
     size_t max_rows;       /* default of every SQL call's max_rows */
     size_t max_body_bytes; /* default of every SQL call's max_body_bytes */
+    /* "prepared": statements are prepared once per connection; false: every query is sent
+     * unprepared (for PgBouncer in transaction pooling mode) */
+    bool is_prepared;
+    /* "retry": the default of every SQL call's, with the budget of all of them */
+    gd_retry_conf_t retry;
+    /* Mutable, shared by every thread (atomics): the retries SQL calls may still add. */
+    struct gd_retry_budget *retry_budget;
 } gd_postgres_conf_t;
 
 /* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */

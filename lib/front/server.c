@@ -847,6 +847,8 @@ static void init_worker(struct worker *w)
             .application_name = "gatherd",
             .statement_timeout_ms = backstop_statement_timeout_ms(config),
             .shared = s->pg_shared,
+            .is_unprepared = !config->postgres.is_prepared,
+            .retry_budget = config->postgres.retry_budget,
         };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }

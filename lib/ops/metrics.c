@@ -779,6 +779,21 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
                "connections were re-made instead.");
         outf(o, "gatherd_postgres_cancels_dropped_total %llu\n",
              (unsigned long long)sum.pg_cancels_dropped);
+        /* Process-wide counters of the SQL calls' retry budget (atomics). */
+        gd_retry_budget_t *rb = config->postgres.retry_budget;
+        header(o, "gatherd_postgres_attempts_total", "counter",
+               "Attempts of SQL calls, first tries and retries.");
+        outf(o, "gatherd_postgres_attempts_total %llu\n",
+             (unsigned long long)(rb == NULL ? 0 : atomic_load(&rb->attempts)));
+        header(o, "gatherd_postgres_retries_total", "counter",
+               "Retries of SQL calls granted (their backoff started): after a serialization "
+               "failure, a deadlock, or a connection broken before the query was sent.");
+        outf(o, "gatherd_postgres_retries_total %llu\n",
+             (unsigned long long)(rb == NULL ? 0 : atomic_load(&rb->retries)));
+        header(o, "gatherd_postgres_retries_refused_total", "counter",
+               "Failures of SQL calls a retry would have taken but the retry budget refused.");
+        outf(o, "gatherd_postgres_retries_refused_total %llu\n",
+             (unsigned long long)(rb == NULL ? 0 : atomic_load(&rb->refused)));
     }
 }
 

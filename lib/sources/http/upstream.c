@@ -394,28 +394,6 @@ static bool is_retried_failure(const gd_retry_conf_t *rc, gd_outcome_t outcome, 
     }
 }
 
-/* A random wait in [0, min(max_backoff_ms, backoff_ms * 2^(n-1))] before retry @n (1 for the
- * first retry): "full jitter". Per-thread generator, seeded once. */
-static uint64_t backoff_ms(const gd_retry_conf_t *rc, unsigned n)
-{
-    static __thread uint64_t state;
-    uint64_t cap = rc->backoff_ms;
-
-    for (unsigned i = 1; i < n && cap < rc->max_backoff_ms; i++)
-        cap *= 2;
-    if (cap > rc->max_backoff_ms)
-        cap = rc->max_backoff_ms;
-    if (cap == 0)
-        return 0;
-    if (state == 0)
-        state = uv_hrtime() ^ (uint64_t)(uintptr_t)&state ^ UINT64_C(0x9E3779B97F4A7C15);
-    /* xorshift64* */
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return (state * UINT64_C(2685821657736338717)) % (cap + 1);
-}
-
 /* Decides whether attempt @a, which failed with @outcome and @status and holds nothing any more,
  * is followed by another: when the policy names the failure, attempts are left, the call is
  * idempotent, the wait (a Retry-After on 429/503, else the backoff) ends before the call's
@@ -434,7 +412,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     if ((status == 429 || status == 503) && retry_after_ms >= 0)
         wait = (uint64_t)retry_after_ms;
     else
-        wait = backoff_ms(rc, a->number);
+        wait = gd_retry_backoff_ms(rc->backoff_ms, rc->max_backoff_ms, a->number);
     /* A wait that cannot end before the deadline is not started: the call fails now. */
     if (now + wait >= call->base.deadline_ms)
         return false;

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,10 +15,11 @@
 #include <libpq-fe.h>
 
 #include "base/gate.h"
+#include "base/retry_budget.h"
+#include "base/util.h"
 #include "ops/log.h"
 #include "sources/pg/pgcancel.h"
 #include "sources/pg/pgjson.h"
-#include "base/util.h"
 
 /* Unacknowledged data (or an unanswered connect) on a Postgres socket for this long ends it. */
 #define PG_TCP_USER_TIMEOUT_MS "10000"
@@ -59,6 +62,7 @@ enum query_state {
     QUERY_STARTING = 1, /* inside gd_pgpool_query_start() */
     QUERY_WAITING,      /* in the pool's line for a connection */
     QUERY_RUNNING,      /* its pipeline entry is on a connection */
+    QUERY_BACKOFF,      /* between attempts: its timer starts the next */
     QUERY_DONE,
 };
 
@@ -82,6 +86,16 @@ struct pipe_entry {
     size_t statement;
     enum pipe_phase phase;
     bool is_prepare_ok;
+    /* The query's messages went to the socket: a connection that breaks from then on may have
+     * run it, so only one that broke before is a failure to retry (or one whose write failed,
+     * which libpq reports only later: see conn_lost()). */
+    bool is_sent;
+    bool is_answered; /* the server answered something of it */
+    /* For a query that may be retried, over TCP: the bytes of the connection the server had
+     * acknowledged before the query was written, and as of the last read while no answer had
+     * come. The same: the server's host never received a byte of the query. */
+    bool is_ack_tracked;
+    uint64_t acked_before, acked_since;
     size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
@@ -90,7 +104,7 @@ struct pipe_entry {
     bool is_rule_broken;
     char message[GD_CALL_MESSAGE_MAX];
     char sqlstate[6];
-    gd_pgjson_buf_t body; /* owned until handed to the query */
+    gd_pgjson_buf_t body;         /* owned until handed to the query */
     gd_pgjson_columns_t *columns; /* a reference, from the first row on */
 };
 
@@ -159,7 +173,7 @@ struct gd_pgpool {
     /* "host=... port=... dbname=...": names the server in logs and messages, never with the
      * password (the conninfo itself is never logged). */
     char desc[DESC_MAX];
-    bool is_outage_logged; /* a loss or failure was logged at warn; the recovery will be too */
+    bool is_outage_logged;    /* a loss or failure was logged at warn; the recovery will be too */
     gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
     size_t polls_open;
     uint64_t reconnects, cancels, cancels_dropped;
@@ -186,6 +200,7 @@ struct gd_pgpool_shared {
 static void conn_start(struct conn *c);
 static void schedule_rebalance(gd_pgpool_t *pool);
 static void conn_run(struct conn *c, gd_pgpool_query_t *q);
+static void begin_attempt(gd_pgpool_query_t *query);
 static void on_poll(uv_poll_t *handle, int status, int events);
 
 /* -- small helpers ------------------------------------------------------------------------ */
@@ -211,6 +226,26 @@ static const char *first_line(const char *s, char *buf, size_t cap)
     if (n == 0)
         snprintf(buf, cap, "unknown error");
     return buf;
+}
+
+/* Where Linux (4.1 on) puts tcpi_bytes_acked in its struct tcp_info: glibc's copy of the
+ * struct ends before it (at tcpi_total_retrans), and <linux/tcp.h>, which has it, clashes with
+ * <netinet/tcp.h> (included by uv.h). The kernel's struct only ever grows at its end. */
+#define TCPI_BYTES_ACKED_OFFSET 120
+
+/* The bytes the peer of TCP socket @fd has acknowledged. Returns false when @fd is not TCP (a
+ * Unix socket) or the kernel does not count them. */
+static bool tcp_bytes_acked(int fd, uint64_t *ret_acked)
+{
+    unsigned char info[256];
+    socklen_t len = sizeof(info);
+
+    _Static_assert(TCPI_BYTES_ACKED_OFFSET >= sizeof(struct tcp_info), "glibc's tcp_info grew");
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 ||
+        len < TCPI_BYTES_ACKED_OFFSET + sizeof(uint64_t))
+        return false;
+    memcpy(ret_acked, info + TCPI_BYTES_ACKED_OFFSET, sizeof(uint64_t));
+    return true;
 }
 
 static bool is_prepared(const struct conn *c, size_t i)
@@ -334,6 +369,7 @@ static void report(gd_pgpool_query_t *q)
     gd_gate_cancel(&q->_waiter);  /* a no-op unless it waits */
     q->_state = QUERY_DONE;
     q->_conn = NULL;
+    q->base.result.attempts = q->_attempt;
     q->base.result.elapsed_ms = gd_call_elapsed_ms(&q->base);
     gd_call_report(&q->base);
 }
@@ -341,16 +377,92 @@ static void report(gd_pgpool_query_t *q)
 static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static void set_failure(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void set_failure(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, va_list ap)
+{
+    q->base.result.outcome = outcome;
+    q->base.result.sqlstate[0] = '\0';
+    vsnprintf(q->base.result.message, sizeof(q->base.result.message), fmt, ap);
+}
+
 static void finish(gd_pgpool_query_t *q, gd_outcome_t outcome, const char *fmt, ...)
 {
     va_list ap;
 
-    q->base.result.outcome = outcome;
-    q->base.result.sqlstate[0] = '\0';
     va_start(ap, fmt);
-    vsnprintf(q->base.result.message, sizeof(q->base.result.message), fmt, ap);
+    set_failure(q, outcome, fmt, ap);
     va_end(ap);
     report(q);
+}
+
+/* Whether the failure in @q's result is one a SQL retry takes: a serialization failure or a
+ * deadlock (the transaction was rolled back whole, and running it again may succeed), or a
+ * connection that broke before the query left (@is_unsent): the server never saw it. */
+static bool is_retried_failure(const gd_pgpool_query_t *q, bool is_unsent)
+{
+    const gd_call_result_t *r = &q->base.result;
+
+    if (r->outcome == GD_OUTCOME_SQL)
+        return strcmp(r->sqlstate, "40001") == 0 || strcmp(r->sqlstate, "40P01") == 0;
+    return r->outcome == GD_OUTCOME_IO && is_unsent;
+}
+
+/* Decides whether @q, whose attempt failed (result written) and which holds no connection any
+ * more, runs again: when its policy has attempts left, it is idempotent, the failure is one
+ * to retry, the backoff ends before its deadline (a wait that cannot is not started) and the
+ * retry budget allows it. Then starts the backoff and returns true. */
+static bool schedule_retry(gd_pgpool_query_t *q, bool is_unsent)
+{
+    gd_pgpool_t *pool = q->_pool;
+    const gd_retry_conf_t *rc = q->retry;
+    gd_retry_budget_t *b = pool->conf->retry_budget;
+    uint64_t now = gd_timers_now(pool->timers), wait;
+
+    if (rc == NULL || q->_attempt >= rc->attempts || !q->is_idempotent || pool->is_closed ||
+        !is_retried_failure(q, is_unsent) || now >= q->base.deadline_ms)
+        return false;
+    wait = gd_retry_backoff_ms(rc->backoff_ms, rc->max_backoff_ms, q->_attempt);
+    if (add_sat(now, wait) >= q->base.deadline_ms)
+        return false;
+    if (b != NULL && !gd_retry_budget_take(b, now, rc->budget_percent, rc->min_retries_per_s)) {
+        atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+        return false;
+    }
+    if (b != NULL)
+        atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
+    gd_log_debug("postgres: attempt %u failed (%s%s%.100s); retry in %" PRIu64 " ms", q->_attempt,
+                 q->base.result.sqlstate, q->base.result.sqlstate[0] != '\0' ? ": " : "",
+                 q->base.result.message, wait);
+    q->_attempt++;
+    q->_state = QUERY_BACKOFF;
+    q->_conn = NULL;
+    gd_timer_start(pool->timers, &q->_timer, now + wait);
+    return true;
+}
+
+/* Ends @q's attempt, whose failure is in its result, and with it the query unless a retry
+ * follows. Reports last, as report(). */
+static void end_attempt(gd_pgpool_query_t *q, bool is_unsent)
+{
+    if (!schedule_retry(q, is_unsent))
+        report(q);
+}
+
+static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* end_attempt() with the failure written first. */
+static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                         const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    set_failure(q, outcome, fmt, ap);
+    va_end(ap);
+    end_attempt(q, is_unsent);
 }
 
 static void finish_unavailable(gd_pgpool_query_t *q)
@@ -461,6 +573,19 @@ static void conn_failed(struct conn *c, const char *reason)
 
     first_line(reason, line, sizeof(line));
     conn_discard(c);
+    if (pool->options != NULL && strstr(line, "unsupported startup parameter: options") != NULL) {
+        /* A pooler (PgBouncer) that takes no "options": connecting without the backstop beats
+         * not connecting at all. Its own setting of statement_timeout should stand in. */
+        gd_log_warn("postgres: %s refuses the startup parameter \"options\" (PgBouncer?); "
+                    "connecting without the statement_timeout backstop (set statement_timeout on "
+                    "the role, or ignore_startup_parameters = options in PgBouncer)",
+                    pool->desc);
+        free(pool->options);
+        pool->options = NULL;
+        set_state(c, CONN_BACKOFF);
+        conn_start(c);
+        return;
+    }
     c->has_failed = true;
     if (!pool->is_outage_logged) {
         pool->is_outage_logged = true;
@@ -518,6 +643,12 @@ static void conn_lost(struct conn *c, const char *reason)
 {
     gd_pgpool_t *pool = c->pool;
     gd_pgpool_query_t *q = c->entry.query;
+    /* libpq 15 takes a failed write quietly (it goes on reading, for the server's last words)
+     * and names no difference between a write that failed and a server that hung up after it:
+     * TCP's own count of acknowledged bytes tells whether any byte of the query reached the
+     * server's host (and a partial message is never executed). */
+    bool is_unsent = !c->entry.is_sent || (c->entry.is_ack_tracked && !c->entry.is_answered &&
+                                           c->entry.acked_since == c->entry.acked_before);
     char why[GD_CALL_MESSAGE_MAX];
 
     lost_reason(c, reason, why, sizeof(why));
@@ -531,8 +662,9 @@ static void conn_lost(struct conn *c, const char *reason)
     /* After a successful connect the backoff is back at its first step, so a server that
      * accepts connections and drops them at once is retried at most every 100 ms. */
     retry_later(c);
-    if (q != NULL)
-        finish(q, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
+    if (q == NULL)
+        return;
+    fail_attempt(q, is_unsent, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
 }
 
 static void conn_idle(struct conn *c)
@@ -910,6 +1042,10 @@ static bool entry_step(struct conn *c, PGresult *res)
     struct pipe_entry *e = &c->entry;
     bool is_ok = true;
 
+    /* libpq's own errors (a broken connection) carry no SQLSTATE: only the server's count. */
+    if (res != NULL && (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+                        PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL))
+        e->is_answered = true;
     switch (e->phase) {
     case PHASE_PREPARE:
         if (res == NULL) {
@@ -971,7 +1107,9 @@ static void pipeline_done(struct conn *c)
         return;
     }
     conn_idle(c);
-    if (q != NULL)
+    if (q != NULL && q->base.result.outcome != GD_OUTCOME_OK)
+        end_attempt(q, false);
+    else if (q != NULL)
         report(q);
 }
 
@@ -1064,6 +1202,12 @@ static bool consume_input(struct conn *c)
 
 static void busy_io(struct conn *c)
 {
+    struct pipe_entry *e = &c->entry;
+
+    /* Before the read that may find the connection's end: what the server got of the query
+     * (see conn_lost()). One syscall per read, only for queries that may be retried. */
+    if (e->is_ack_tracked && !e->is_answered && !tcp_bytes_acked(PQsocket(c->pg), &e->acked_since))
+        e->is_ack_tracked = false;
     /* PQconsumeInput() also flushes in non-blocking mode. */
     if (!consume_input(c))
         return;
@@ -1127,7 +1271,8 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     const gd_pgpool_conf_t *conf = pool->conf;
     size_t i = q->statement;
     int nparams = conf->statement_nparams[i];
-    bool needs_prepare = !is_prepared(c, i);
+    bool needs_prepare = !conf->is_unprepared && !is_prepared(c, i);
+    bool is_queued;
     char name[32];
 
     GD_REQUIRE(c->state == CONN_IDLE);
@@ -1140,19 +1285,32 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     q->_state = QUERY_RUNNING;
     q->_conn = c;
     gd_timer_start(pool->timers, &q->_timer, q->base.deadline_ms);
+    if (q->retry != NULL && q->retry->attempts > q->_attempt && q->is_idempotent &&
+        tcp_bytes_acked(PQsocket(c->pg), &c->entry.acked_before)) {
+        c->entry.is_ack_tracked = true;
+        c->entry.acked_since = c->entry.acked_before;
+    }
 
     snprintf(name, sizeof(name), "gd_%zu", i);
     /* Parameters are text and untyped: the server infers their types from the statement. A
-     * value is never part of the SQL text, whatever it contains. */
-    if ((needs_prepare && !PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) ||
-        !PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0) ||
-        !PQpipelineSync(c->pg)) {
-        conn_lost(c, NULL);
+     * value is never part of the SQL text, whatever it contains. Unprepared, the statement is
+     * the unnamed one, parsed again each time, and its parse, bind and execute reach the
+     * server before the sync that ends PgBouncer's transaction, all on one server connection. */
+    if (conf->is_unprepared)
+        is_queued =
+            PQsendQueryParams(c->pg, conf->statements[i], nparams, NULL, q->params, NULL, NULL, 0);
+    else
+        is_queued =
+            (!needs_prepare || PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) &&
+            PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0);
+    if (!is_queued || !PQpipelineSync(c->pg)) {
+        conn_lost(c, NULL); /* nothing was sent: a failure to retry */
         return;
     }
     if (!needs_prepare)
         entry_start_execute(c);
-    (void)flush_and_watch(c); /* on failure it has reported @q */
+    if (flush_and_watch(c)) /* on failure it has ended @q's attempt, unsent */
+        c->entry.is_sent = true;
 }
 
 /* -- query timers, cancel requests -------------------------------------------------------- */
@@ -1241,11 +1399,16 @@ static void abandon(gd_pgpool_query_t *q)
     request_cancel(c);
 }
 
-/* The deadline of a running query (a waiting one has its place in the line's). */
+/* The deadline of a running query (a waiting one has its place in the line's), or the end of
+ * the backoff before its next attempt. */
 static void on_query_timer(gd_timer_t *timer)
 {
     gd_pgpool_query_t *q = CONTAINER_OF(timer, gd_pgpool_query_t, _timer);
 
+    if (q->_state == QUERY_BACKOFF) {
+        begin_attempt(q);
+        return;
+    }
     abandon(q);
     finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
 }
@@ -1708,9 +1871,22 @@ static void start_query(void *source, gd_call_t *base, gd_group_t *group)
     query->_conn = NULL;
     query->_waiter = (gd_gate_waiter_t){0};
     query->_state = QUERY_STARTING;
+    query->_attempt = 1;
     gd_timer_init(&query->_timer, on_query_timer);
     gd_group_add(group, &query->base._task, on_task_cancel);
+    if (pool->conf->retry_budget != NULL)
+        gd_retry_budget_note_call(pool->conf->retry_budget, gd_timers_now(pool->timers));
+    begin_attempt(query);
+}
 
+/* Starts @query's attempt: on a free connection, else in the line for one. */
+static void begin_attempt(gd_pgpool_query_t *query)
+{
+    gd_pgpool_t *pool = query->_pool;
+
+    query->_state = QUERY_STARTING;
+    if (pool->conf->retry_budget != NULL)
+        atomic_fetch_add_explicit(&pool->conf->retry_budget->attempts, 1, memory_order_relaxed);
     if (gd_timers_now(pool->timers) >= query->base.deadline_ms) {
         finish(query, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", query->base.timeout_ms);
         return;
@@ -1752,6 +1928,8 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
     query->is_one_row = cc->is_one_row;
     query->max_rows = cc->max_rows;
     query->max_body_bytes = cc->max_body_bytes;
+    query->retry = &cc->retry;
+    query->is_idempotent = cc->is_idempotent;
     return 0;
 }
 
@@ -1764,8 +1942,11 @@ static void query_progress(const gd_call_t *call, gd_call_progress_t *ret)
 {
     const gd_pgpool_query_t *q = (const gd_pgpool_query_t *)call;
 
-    ret->attempt = 1;
-    ret->state = q->_state == QUERY_WAITING ? "waiting" : q->_state == QUERY_RUNNING ? "sent" : "done";
+    ret->attempt = q->_attempt > 0 ? q->_attempt : 1;
+    ret->state = q->_state == QUERY_WAITING   ? "waiting"
+                 : q->_state == QUERY_RUNNING ? "sent"
+                 : q->_state == QUERY_BACKOFF ? "backoff"
+                                              : "done";
 }
 
 static void query_cache_key(const gd_call_t *call, void (*add)(void *ctx, const void *p, size_t n),
@@ -1799,6 +1980,8 @@ static void query_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_
     dst->is_one_row = src->is_one_row;
     dst->max_rows = src->max_rows;
     dst->max_body_bytes = src->max_body_bytes;
+    dst->retry = src->retry; /* borrowed from the config, as the source's */
+    dst->is_idempotent = src->is_idempotent;
 }
 
 const gd_call_ops_t gd_pgpool_query_ops = {

@@ -3,8 +3,16 @@
  * Connections are made with PQconnectStartParams/PQconnectPoll driven by uv_poll_t (host names
  * resolved with uv_getaddrinfo off the loop and passed as hostaddr), queries are sent in
  * pipeline mode as prepared statements (prepared once per connection, in the same round trip
- * as their first execution), and results are read as the socket becomes readable: nothing
- * ever blocks the loop. A query is a task of a gd_group_t and reports with gd_task_done().
+ * as their first execution) or, with is_unprepared, each as its own unnamed statement
+ * (PQsendQueryParams: parse, bind and execute in one round trip, for PgBouncer's transaction
+ * pooling, which keeps no statement across transactions), and results are read as the socket
+ * becomes readable: nothing ever blocks the loop. A query is a task of a gd_group_t and
+ * reports with gd_task_done().
+ *
+ * Retries: a query with a retry policy (attempts > 1) that is idempotent runs again after a
+ * serialization failure (40001), a deadlock (40P01) or a connection that broke before the
+ * query was sent, after a backoff that must end before its deadline and within the pool's
+ * retry budget; nothing else is retried.
  *
  * Failure handling: a query waits for a free connection at most acquire_timeout_ms
  * (GD_OUTCOME_POOL_TIMEOUT); past its deadline it fails with GD_OUTCOME_TIMEOUT at once and is
@@ -56,20 +64,25 @@ typedef struct gd_pgpool_shared gd_pgpool_shared_t;
 
 /* How a pool connects, and the statements it may run. Borrowed: must outlive the pool. */
 typedef struct gd_pgpool_conf {
-    const char *conninfo;         /* libpq connection string or URI; "" = libpq's PG* environment */
-    size_t size;                  /* connections of this pool (>= 1) */
+    const char *conninfo; /* libpq connection string or URI; "" = libpq's PG* environment */
+    size_t size;          /* connections of this pool (>= 1) */
     uint64_t acquire_timeout_ms;
     uint64_t connect_timeout_ms;
     const char *const *statements; /* SQL texts; a query names one by index */
     const int *statement_nparams;  /* number of $n parameters of each */
     size_t nstatements;
-    const char *application_name;  /* sent to the server; NULL: "gatherd" */
+    const char *application_name; /* sent to the server; NULL: "gatherd" */
     /* The server's statement_timeout on every connection: a backstop that stops a query
      * whose cancel was never sent. 0: none (the server's own setting stays). */
     uint64_t statement_timeout_ms;
     /* NULL: the pool keeps its size connections. Else borrowed (outlives the pool): the pool
      * has size slots and connects one only while it holds a unit of this count (see above). */
     gd_pgpool_shared_t *shared;
+    /* Every query is sent unprepared (postgres.prepared: false). */
+    bool is_unprepared;
+    /* Borrowed (outlives the pool; any thread may share it): what retries of the pool's queries
+     * may add, and their counters. NULL: retries are neither budgeted nor counted. */
+    struct gd_retry_budget *retry_budget;
 } gd_pgpool_conf_t;
 
 /* Counters of one pool. */
@@ -116,15 +129,18 @@ bool gd_pgpool_is_ready(const gd_pgpool_t *pool);
 typedef struct gd_pgpool_query {
     gd_call_t base; /* first: the call as the gatherer sees it */
     /* public: set by prepare, borrowed from the request arena until the task is done */
-    size_t statement;            /* index into the pool's statements */
-    const char *const *params;   /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
-    bool is_one_row;             /* "row": "one": the single row as an object */
-    size_t max_rows;             /* more rows: GD_OUTCOME_TOO_LARGE; 0: no limit */
-    size_t max_body_bytes;       /* a larger rendering of the rows: the same; 0: no limit */
+    size_t statement;             /* index into the pool's statements */
+    const char *const *params;    /* text values of $1..$n, NUL-terminated; NULL entry = SQL NULL */
+    bool is_one_row;              /* "row": "one": the single row as an object */
+    size_t max_rows;              /* more rows: GD_OUTCOME_TOO_LARGE; 0: no limit */
+    size_t max_body_bytes;        /* a larger rendering of the rows: the same; 0: no limit */
+    const gd_retry_conf_t *retry; /* NULL (or attempts 1): one attempt */
+    bool is_idempotent;           /* may run again: without it retry is ignored */
     /* private */
+    unsigned _attempt; /* 1 for the first */
     gd_pgpool_t *_pool;
     void *_conn;
-    gd_timer_t _timer; /* the deadline while it runs */
+    gd_timer_t _timer;        /* the deadline while it runs */
     gd_gate_waiter_t _waiter; /* its place in the pool's line for a connection */
     int _state;
 } gd_pgpool_query_t;

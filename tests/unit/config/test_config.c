@@ -1338,6 +1338,84 @@ static void test_operations_keys(void)
     CHECK_CONFIG_ERR(ROOT("'log':{'colour':true}"), "conf/x.json: log.colour: unknown key");
 }
 
+/* The SQL call "orders" of a config with @pg as the postgres section's extra members. */
+#define SQL_CALL_WITH_PG(pg, ...)                                                                  \
+    "{" LISTEN "," UPSTREAMS ",'postgres':{'conninfo':'host=/run/postgresql'" pg "},"             \
+    "'endpoints':[{'path':'/users/{id}','calls':{'orders':{" __VA_ARGS__ "}}}]}"
+
+static void test_sql_prepared_and_retry(void)
+{
+    static const struct {
+        const char *sql;
+        bool is_select;
+    } selects[] = {
+        {"SELECT 1", true},
+        {"  select 1", true},
+        {"\\n(SELECT 1) UNION (SELECT 2)", true},
+        {"/* a comment */ SELECT 1", true},
+        {"-- a line\\nSELECT 1", true},
+        {"SELECT(1)", true},
+        {"VALUES (1)", true},
+        {"selection", false},
+        {"SELECT_x", false},
+        {"WITH a AS (SELECT 1) SELECT * FROM a", false},
+        {"INSERT INTO t VALUES (1)", false},
+        {"/* unterminated SELECT 1", false},
+    };
+    char json[512];
+    gd_config_t *cfg = LOAD_OK(SQL_CALL_WITH_PG("", "'sql':'SELECT 1'"));
+
+    CHECK(cfg->postgres.is_prepared); /* the default */
+    CHECK_INT_EQ(cfg->postgres.retry.attempts, 1);
+    CHECK(cfg->postgres.retry_budget != NULL);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].retry.attempts, 1);
+    gd_config_free(cfg);
+
+    for (size_t i = 0; i < sizeof(selects) / sizeof(selects[0]); i++) {
+        snprintf(json, sizeof(json), SQL_CALL_IS("'sql':'%s'"), selects[i].sql);
+        cfg = LOAD_OK(json);
+        CHECK(cfg != NULL);
+        if (cfg == NULL)
+            continue;
+        if (cfg->endpoints[0].calls[0].is_idempotent != selects[i].is_select)
+            fprintf(stderr, "is_idempotent of %s\n", selects[i].sql);
+        CHECK(cfg->endpoints[0].calls[0].is_idempotent == selects[i].is_select);
+        gd_config_free(cfg);
+    }
+
+    /* the section's retry is the default, and holds the budget; a call replaces keys */
+    cfg = LOAD_OK(SQL_CALL_WITH_PG(",'prepared':false,'retry':{'budget_percent':5}",
+                                   "'sql':'SELECT 1','retry':{'backoff_ms':7}"));
+    CHECK(!cfg->postgres.is_prepared);
+    CHECK_INT_EQ(cfg->postgres.retry.attempts, 3);
+    CHECK_INT_EQ(cfg->postgres.retry.budget_percent, 5);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].retry.attempts, 3);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].retry.backoff_ms, 7);
+    CHECK_INT_EQ(cfg->endpoints[0].calls[0].retry.budget_percent, 5);
+    gd_config_free(cfg);
+    /* inherited by an INSERT, which never applies it: not an error */
+    cfg = LOAD_OK(SQL_CALL_WITH_PG(",'retry':{}", "'sql':'INSERT INTO t VALUES (1)'"));
+    CHECK(!cfg->endpoints[0].calls[0].is_idempotent);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(SQL_CALL_IS("'sql':'INSERT INTO t VALUES (1)','idempotent':true,"
+                              "'retry':{'attempts':2}"));
+    CHECK(cfg->endpoints[0].calls[0].is_idempotent);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'INSERT INTO t VALUES (1)','retry':{'attempts':2}"),
+                     "conf/x.json: endpoints[0].calls.orders.retry: a SQL call is never retried "
+                     "unless it is a plain SELECT or marked \"idempotent\": true");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','retry':{'on':['io']}"),
+                     "conf/x.json: endpoints[0].calls.orders.retry.on: not for SQL calls: they "
+                     "retry serialization failures (40001), deadlocks (40P01) and connections "
+                     "broken before the query was sent, nothing else");
+    CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT 1','retry':{'min_retries_per_s':1}"),
+                     "conf/x.json: endpoints[0].calls.orders.retry.min_retries_per_s: the retry "
+                     "budget is all SQL calls': set it in the postgres section's \"retry\"");
+    CHECK_CONFIG_ERR(SQL_CALL_WITH_PG(",'prepared':1", "'sql':'SELECT 1'"),
+                     "conf/x.json: postgres.prepared: must be a boolean, not an integer");
+}
+
 static void test_postgres_section(void)
 {
     gd_config_t *cfg = LOAD_OK(ROOT("'postgres':{}"));
@@ -2204,6 +2282,7 @@ const gd_test_case_t gd_test_cases[] = {
     {"edge_keys", test_edge_keys},
     {"operations_keys", test_operations_keys},
     {"postgres_section", test_postgres_section},
+    {"sql_prepared_and_retry", test_sql_prepared_and_retry},
     {"sql_calls", test_sql_calls},
     {"call_dependencies", test_call_dependencies},
     {"sql_call_limits", test_sql_call_limits},
