@@ -32,6 +32,7 @@
 #include "base/util.h"
 #include "base/waits.h"
 #include "config/callgraph.h"
+#include "config/listparam.h"
 
 /* Same value as GD_ROUTE_MAX_CAPTURES: config sits below route and cannot include its header.
  * gd_router_new() checks that they agree. */
@@ -110,6 +111,9 @@ struct loader {
     /* While a call's templates compile: where its references to other calls go. */
     struct call_scope *calling;
     uint64_t max_cache_ttl_ms; /* the longest lifetime a call's "cache" gives an entry */
+    bool allows_list_param;    /* a SQL argument compiles: a list parameter may go there */
+    bool has_used_list_param;  /* ... and one did */
+    bool has_refused_list_param; /* resolve_var() refused one where it cannot go */
 };
 
 /* The call whose templates compile, and what its references to other calls may name. */
@@ -1600,18 +1604,31 @@ static int parse_type(struct loader *l, const struct jpath *at, const char *s, g
         *ret = GD_PARAM_INT;
     else if (strcmp(s, "pattern") == 0)
         *ret = GD_PARAM_PATTERN;
+    else if (strcmp(s, "int_list") == 0)
+        *ret = GD_PARAM_INT_LIST;
+    else if (strcmp(s, "string_list") == 0)
+        *ret = GD_PARAM_STRING_LIST;
     else
-        return fail(l, at, "unknown type %s (expected \"string\", \"int\" or \"pattern\")",
+        return fail(l, at,
+                    "unknown type %s (expected \"string\", \"int\", \"pattern\", \"int_list\" or "
+                    "\"string_list\")",
                     quote(l, s));
     return 0;
+}
+
+static bool is_list_type(gd_param_type_t t)
+{
+    return t == GD_PARAM_INT_LIST || t == GD_PARAM_STRING_LIST;
 }
 
 /* Loads "params".@name: declares a new parameter or refines a path capture's. */
 static int load_param(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                       gd_endpoint_conf_t *ep)
 {
-    static const char *const keys[] = {"type", "pattern", "required", "default", NULL};
+    static const char *const keys[] = {"type", "pattern", "required", "default", "max_items", NULL};
     struct jpath type_at = {at, "type", 0}, pattern_at = {at, "pattern", 0};
+    struct jpath max_items_at = {at, "max_items", 0};
+    long long max_items = GD_PARAM_DEFAULT_MAX_ITEMS;
     struct jpath required_at = {at, "required", 0}, default_at = {at, "default", 0};
     gd_param_type_t type = GD_PARAM_STRING;
     const char *key = name, *type_src = NULL, *pattern_src = NULL, *def = NULL;
@@ -1663,8 +1680,13 @@ static int load_param(struct loader *l, const struct jpath *at, const char *name
             (type_src != NULL && (r = parse_type(l, &type_at, type_src, &type)) < 0) ||
             (r = get_string(l, at, v, "pattern", false, NULL, &pattern_src)) < 0 ||
             (r = get_bool(l, at, v, "required", is_required, &is_required)) < 0 ||
-            (r = get_string(l, at, v, "default", false, NULL, &def)) < 0)
+            (r = get_string(l, at, v, "default", false, NULL, &def)) < 0 ||
+            (r = get_int(l, at, v, "max_items", 1, 10000, GD_PARAM_DEFAULT_MAX_ITEMS,
+                         &max_items)) < 0)
             return r;
+        if (json_object_get(v, "max_items") != NULL && !is_list_type(type))
+            return fail(l, &max_items_at, "only a list parameter (\"int_list\", \"string_list\") "
+                                          "has max_items");
         if (pattern_src != NULL && type_src != NULL && type != GD_PARAM_PATTERN)
             return fail(l, &pattern_at, "a pattern needs type \"pattern\", not %s",
                         quote(l, type_src));
@@ -1679,7 +1701,10 @@ static int load_param(struct loader *l, const struct jpath *at, const char *name
         return fail_type(l, at, v, "a type name or an object");
     }
 
+    if (is_list_type(type) && src != GD_SRC_QUERY)
+        return fail(l, at, "a list parameter comes from the query string: name it query.%s", key);
     p->is_required = is_required;
+    p->max_items = (size_t)max_items;
     if (pattern_src != NULL) {
         if ((r = compile_pattern(l, &pattern_at, pattern_src, p)) < 0)
             return r;
@@ -1694,8 +1719,21 @@ static int load_param(struct loader *l, const struct jpath *at, const char *name
                         quote(l, def));
         if (p->type == GD_PARAM_PATTERN && regexec(&p->pattern, def, 0, NULL, 0) != 0)
             return fail(l, &default_at, "%s does not match the pattern", quote(l, def));
+        if (is_list_type(p->type)) {
+            char err[256];
+            if ((r = gd_param_list_literal(p, def, strlen(def), NULL, 0, err, sizeof(err))) < 0)
+                return fail(l, &default_at, "%s", err);
+            free(p->default_value);
+            p->default_value = gd_xmalloc((size_t)r + 1);
+            gd_param_list_literal(p, def, strlen(def), p->default_value, (size_t)r + 1, err,
+                                  sizeof(err));
+        } else {
+            free(p->default_value);
+            p->default_value = gd_xstrdup(def);
+        }
+    } else if (is_list_type(p->type)) {
         free(p->default_value);
-        p->default_value = gd_xstrdup(def);
+        p->default_value = gd_xstrdup("{}"); /* absent: an empty array, never a NULL */
     }
     return 0;
 }
@@ -1825,9 +1863,20 @@ static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, siz
                  quote(rc->l, ep->path));
         return -1;
     }
-    for (size_t i = ep->ncaptures; i < ep->nparams; i++)
-        if (ep->params[i].src == src && strcmp(ep->params[i].key, name) == 0)
-            return (int)i;
+    for (size_t i = ep->ncaptures; i < ep->nparams; i++) {
+        if (ep->params[i].src != src || strcmp(ep->params[i].key, name) != 0)
+            continue;
+        if (is_list_type(ep->params[i].type) && !rc->l->allows_list_param) {
+            snprintf(err, errlen,
+                     "{%s} is a list parameter: it can only be a whole SQL argument "
+                     "(\"args\": [\"{%s}\"], bound as one Postgres array)",
+                     ep->params[i].name, ep->params[i].name);
+            rc->l->has_refused_list_param = true;
+            return -1;
+        }
+        rc->l->has_used_list_param |= is_list_type(ep->params[i].type);
+        return (int)i;
+    }
     add_param(ep, src, name);
     return (int)(ep->nparams - 1);
 }
@@ -2872,8 +2921,16 @@ static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd
         if (!json_is_string(a))
             return fail_type(l, &ap, a, "a string");
         set_ref_use(l, GD_REF_TEXT);
-        if ((r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i])) < 0)
+        l->allows_list_param = true;
+        l->has_used_list_param = false;
+        r = compile_template(l, &ap, json_string_value(a), ep, &c->args[i]);
+        l->allows_list_param = false;
+        if (r < 0)
             return r;
+        if (l->has_used_list_param && c->args[i].nparts != 1)
+            return fail(l, &ap, "a list parameter must be the whole argument, like \"{query.ids}\", "
+                                "not part of %s",
+                        quote(l, json_string_value(a)));
         /* An argument that is exactly one reference binds its value: an array as one Postgres
          * array, null as NULL. */
         gd_call_ref_t *ref =
@@ -2931,6 +2988,7 @@ static gd_response_part_t *response_flush(struct jtemplate *t)
 struct response_scope {
     struct loader *l;
     gd_endpoint_conf_t *ep;
+    char refusal[256]; /* why resolve_var() refused a parameter it knows (a list), or "" */
 };
 
 /* gd_expr_scope_t's resolve_param: as call templates resolve them. */
@@ -2941,6 +2999,10 @@ static int resolve_response_param(void *ctx, int src, const char *name, bool *re
     char err[256];
     int i = resolve_var(&rc, src == 0 ? GD_SRC_PATH : src == 1 ? GD_SRC_QUERY : GD_SRC_HEADER,
                         name, err, sizeof(err));
+
+    if (i < 0 && rs->l->has_refused_list_param) /* more telling than "unknown parameter" */
+        snprintf(rs->refusal, sizeof(rs->refusal), "%s", err);
+    rs->l->has_refused_list_param = false;
 
     if (i >= 0)
         *ret_is_int = rs->ep->params[i].type == GD_PARAM_INT;
@@ -2954,8 +3016,10 @@ static int compile_response_string(struct loader *l, const struct jpath *at, jso
     gd_text_template_t t;
     char msg[512];
 
+    struct response_scope *rs = rc->scope->ctx;
+    rs->refusal[0] = '\0';
     if (gd_text_template_compile(json_string_value(v), rc->scope, &t, msg, sizeof(msg)) < 0)
-        return fail(l, at, "%s", msg);
+        return fail(l, at, "%s", rs->refusal[0] != '\0' ? rs->refusal : msg);
     if (t.is_literal) {
         jtemplate_add_text(jt, t.nparts == 1 ? t.parts[0].literal : "",
                            t.nparts == 1 ? t.parts[0].literal_len : 0);

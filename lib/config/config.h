@@ -23,7 +23,12 @@ typedef enum gd_param_type {
     GD_PARAM_STRING,
     GD_PARAM_INT,
     GD_PARAM_PATTERN,
+    GD_PARAM_INT_LIST,    /* ?ids=1,2,3 or ?ids=1&ids=2: a Postgres array literal "{1,2,3}" */
+    GD_PARAM_STRING_LIST, /* the same of strings: "{\"a\",\"b\"}" */
 } gd_param_type_t;
+
+/* The most items a list parameter takes unless its "max_items" says otherwise. */
+#define GD_PARAM_DEFAULT_MAX_ITEMS 100
 
 /* A request parameter: declared in "params", or used by a template. */
 typedef struct gd_param {
@@ -36,7 +41,8 @@ typedef struct gd_param {
     regex_t pattern;    /* GD_PARAM_PATTERN: compiled "^(?:src)$" equivalent, REG_EXTENDED|REG_NOSUB */
     char *pattern_src;  /* GD_PARAM_PATTERN: as written */
     bool is_required;
-    char *default_value; /* owned; "" when none */
+    char *default_value; /* owned; "" when none (a list's: its array literal, "{}" when none) */
+    size_t max_items;    /* a list's: more items are a 400 */
 } gd_param_t;
 
 /* upstreams.NAME.tls: what an https:// upstream is verified against and presents. */

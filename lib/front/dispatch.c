@@ -230,7 +230,7 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
             (gd_header_view_t){{h->name->base, h->name->len}, {h->value.base, h->value.len}};
     }
     gd_strv_t *values = h2o_mem_alloc_pool(&req->pool, sizeof(*values) * (ep->nparams + 1));
-    char *qscratch = h2o_mem_alloc_pool(&req->pool, query_len + 1);
+    char *qscratch = h2o_mem_alloc_pool(&req->pool, gd_route_scratch_bytes(ep, query_len));
     r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
                                 qscratch, values, err, sizeof(err));
     if (r == -ENOMEM) {

@@ -9,6 +9,7 @@
 
 #include "base/percent.h"
 #include "base/util.h"
+#include "config/listparam.h"
 
 /* Values up to this length are copied to the stack for regexec(); longer ones to the heap. */
 #define PATTERN_STACK_COPY 256
@@ -203,30 +204,74 @@ int gd_router_match(const gd_router_t *router, const char *method, size_t method
     return 0;
 }
 
-long gd_query_find(const char *query, size_t query_len, const char *name, char *out)
+long gd_query_find_next(const char *query, size_t query_len, const char *name, size_t *pos,
+                        char *out)
 {
-    size_t name_len = strlen(name), pos = 0;
+    size_t name_len = strlen(name);
 
-    while (pos < query_len) {
-        const char *amp = memchr(query + pos, '&', query_len - pos);
-        size_t end = amp != NULL ? (size_t)(amp - query) : query_len;
-        const char *eq = memchr(query + pos, '=', end - pos);
+    while (*pos < query_len) {
+        const char *amp = memchr(query + *pos, '&', query_len - *pos);
+        size_t start = *pos, end = amp != NULL ? (size_t)(amp - query) : query_len;
+        const char *eq = memchr(query + start, '=', end - start);
         size_t name_end = eq != NULL ? (size_t)(eq - query) : end;
 
+        *pos = end + 1;
         /* Names are compared raw: names in the config are plain (no byte that needs
          * encoding), and a client encoding one of theirs is not worth a decode per pair. */
-        if (name_end - pos == name_len && memcmp(query + pos, name, name_len) == 0) {
+        if (name_end - start == name_len && memcmp(query + start, name, name_len) == 0) {
             long n;
             if (eq == NULL)
                 return 0; /* "?flag": present, empty */
             n = gd_percent_decode(eq + 1, end - name_end - 1, out, true);
             return n < 0 ? -2 : n;
         }
-        pos = end + 1;
     }
     return -1;
 }
 
+long gd_query_find(const char *query, size_t query_len, const char *name, char *out)
+{
+    size_t pos = 0;
+    return gd_query_find_next(query, query_len, name, &pos, out);
+}
+
+size_t gd_route_scratch_bytes(const gd_endpoint_conf_t *endpoint, size_t query_len)
+{
+    for (size_t i = 0; i < endpoint->nparams; i++) {
+        gd_param_type_t t = endpoint->params[i].type;
+        /* A literal writes at most 2 bytes per decoded byte and 3 per item (quotes, comma),
+         * an item taking at least one raw byte of its own: 5 per raw byte, plus its braces and
+         * NUL; the other values at most their raw bytes, which are others. Then the area the
+         * occurrences are decoded into, one at a time. */
+        if (t == GD_PARAM_INT_LIST || t == GD_PARAM_STRING_LIST)
+            return (query_len * 5 + 8 * endpoint->nparams) + (query_len + 1);
+    }
+    return query_len + 1;
+}
+
+/* List parameter @p: every occurrence in @query, as one Postgres array literal at @out, the
+ * occurrences decoded one at a time into @tmp (room for @query_len bytes). Returns its length,
+ * or -EINVAL with a message. */
+static long list_value(const gd_param_t *p, const char *query, size_t query_len, char *out,
+                       size_t cap, char *tmp, bool *is_present, char *err, size_t errlen)
+{
+    gd_list_writer_t w;
+    size_t pos = 0;
+    long n;
+
+    gd_list_begin(&w, p, out, cap);
+    while ((n = gd_query_find_next(query, query_len, p->key, &pos, tmp)) != -1) {
+        if (n == -2) {
+            snprintf(err, errlen, "parameter \"%s\" is not properly percent-encoded", p->name);
+            return -EINVAL;
+        }
+        *is_present = true;
+        int r = gd_list_add(&w, tmp, (size_t)n, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return (long)gd_list_end(&w);
+}
 
 /* Whether @v matches @p's pattern whole. regexec() needs a NUL-terminated string: the value
  * is copied. Returns 1, 0, or -ENOMEM. */
@@ -279,6 +324,20 @@ int gd_route_extract_params(const gd_endpoint_conf_t *endpoint, const gd_strv_t 
             is_present = true;
             break;
         case GD_SRC_QUERY: {
+            if (p->type == GD_PARAM_INT_LIST || p->type == GD_PARAM_STRING_LIST) {
+                /* gd_route_scratch_bytes() made room: the literals and the other values
+                 * first, a decoding area of query_len + 1 bytes at the end. */
+                size_t cap = gd_route_scratch_bytes(endpoint, query_len) - (query_len + 1);
+                long n = list_value(p, query, query_len, scratch + used, cap - used,
+                                    scratch + cap, &is_present, err, errlen);
+                char *out = scratch + used;
+                if (n < 0)
+                    return (int)n;
+                v.base = out;
+                v.len = (size_t)n;
+                used += (size_t)n + 1;
+                break;
+            }
             /* Distinct names find distinct pairs, each decoding to at most its raw length:
              * the values together fit in @query_len bytes. */
             char *out = scratch != NULL ? scratch + used : NULL;

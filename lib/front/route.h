@@ -46,6 +46,11 @@ int gd_router_match(const gd_router_t *router, const char *method, size_t method
  * malformed. The first occurrence wins.
  */
 long gd_query_find(const char *query, size_t query_len, const char *name, char *out);
+/** gd_query_find() from *@pos on, which it moves past the pair found (or to the end). */
+long gd_query_find_next(const char *query, size_t query_len, const char *name, size_t *pos,
+                        char *out);
+/** The scratch gd_route_extract_params() needs for @endpoint and a query of @query_len bytes. */
+size_t gd_route_scratch_bytes(const gd_endpoint_conf_t *endpoint, size_t query_len);
 
 /* A request header, borrowed. */
 typedef struct gd_header_view {

@@ -948,10 +948,10 @@ static void test_param_errors(void)
                      "an integer");
     CHECK_CONFIG_ERR(PARAMS("'id':'integer'"),
                      "conf/x.json: endpoints[0].params.id: unknown type \"integer\" (expected "
-                     "\"string\", \"int\" or \"pattern\")");
+                     "\"string\", \"int\", \"pattern\", \"int_list\" or \"string_list\")");
     CHECK_CONFIG_ERR(PARAMS("'id':{'type':'number'}"),
                      "conf/x.json: endpoints[0].params.id.type: unknown type \"number\" (expected "
-                     "\"string\", \"int\" or \"pattern\")");
+                     "\"string\", \"int\", \"pattern\", \"int_list\" or \"string_list\")");
     CHECK_CONFIG_ERR(PARAMS("'id':{'type':1}"),
                      "conf/x.json: endpoints[0].params.id.type: must be a string, not an integer");
     CHECK_CONFIG_ERR(PARAMS("'id':'pattern'"),
