@@ -147,9 +147,11 @@ class Http1SlowReaders(SlowReaderCase):
         self.assertEqual(get(self.port, '/big')[0], 200)
         if not is_sanitized(self.gd.pid):
             # The answers are gone with their connections: memory is back near the baseline
-            # once the thread is idle (a trim at most every second).
-            wait_until(lambda: rss_bytes(self.gd.pid) - baseline < 16 * MB, timeout=4)
-            self.assertLess(rss_bytes(self.gd.pid) - baseline, 16 * MB)
+            # once the thread is idle (a trim at most every second). Without the trim it stays
+            # 37 MB above; 17 MB was seen after the trim on a fresh machine (fragments of the
+            # 7 MB answer just sent), so the bound between is 24 MB.
+            wait_until(lambda: rss_bytes(self.gd.pid) - baseline < 24 * MB, timeout=4)
+            self.assertLess(rss_bytes(self.gd.pid) - baseline, 24 * MB)
         log = self.gd.log()
         lines = [ln for ln in log.splitlines() if 'write_timeout_ms' in ln]
         self.assertEqual(len(lines), 8, log[-3000:])
