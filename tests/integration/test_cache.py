@@ -37,6 +37,18 @@ def parallel_gets(gd, paths, timeout=15):
     return results
 
 
+def check_config_error(test, cfg, expected):
+    """`gatherd -t` on @cfg fails and says @expected."""
+    cfg['listen'] = ['127.0.0.1:1']
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        jsonlib.dump(cfg, f)
+    test.addCleanup(os.unlink, f.name)
+    out = subprocess.run([gatherd_bin(), '-t', '-c', f.name], capture_output=True, text=True,
+                         timeout=30)
+    test.assertNotEqual(out.returncode, 0)
+    test.assertIn(expected, out.stderr)
+
+
 class CacheTest(GatherdTestCase):
 
     def start(self, eps, threads=1, **top):
@@ -245,15 +257,7 @@ class CacheTest(GatherdTestCase):
         self.assertIsNone(metric_value(self.metrics(gd), 'gatherd_cache_bytes'))
 
     def check_config_error(self, eps, expected, **top):
-        cfg = config(eps, self.ups, **top)
-        cfg['listen'] = ['127.0.0.1:1']
-        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-            jsonlib.dump(cfg, f)
-        self.addCleanup(os.unlink, f.name)
-        out = subprocess.run([gatherd_bin(), '-t', '-c', f.name], capture_output=True,
-                             text=True, timeout=30)
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn(expected, out.stderr)
+        check_config_error(self, config(eps, self.ups, **top), expected)
 
     def test_config_errors_name_their_place(self):
         self.check_config_error(
@@ -287,15 +291,8 @@ class SqlCacheTest(PgTestCase):
 
     def test_a_statement_that_writes_is_refused(self):
         eps = [endpoint('/w', {'w': sql_call('INSERT INTO t VALUES (1)', cache={'ttl_ms': 5})})]
-        cfg = self.pg_config(eps)
-        cfg['listen'] = ['127.0.0.1:1']
-        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-            jsonlib.dump(cfg, f)
-        self.addCleanup(os.unlink, f.name)
-        out = subprocess.run([gatherd_bin(), '-t', '-c', f.name], capture_output=True,
-                             text=True, timeout=30)
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn('endpoints[0].calls.w.cache: only a statement that reads', out.stderr)
+        check_config_error(self, self.pg_config(eps),
+                           'endpoints[0].calls.w.cache: only a statement that reads')
 
 
 if __name__ == '__main__':

@@ -3,10 +3,9 @@
 bound to a SQL call as one Postgres array against a real server; bad items, too many items, an
 absent list and a default; and config errors where a list cannot go."""
 import json as jsonlib
-import os
-import tempfile
 
-from harness import call, endpoint, main, run_gatherd
+from harness import call, endpoint, main
+from test_cache import check_config_error
 from test_postgres import PgTestCase, sql_call
 
 IDS = sql_call('SELECT coalesce(json_agg(x ORDER BY x), \'[]\')::text AS ids '
@@ -69,14 +68,7 @@ class ListParamsTest(PgTestCase):
         self.assertEqual(jsonlib.loads(jsonlib.loads(body)['q']['ids']), [8])
 
     def check_error(self, eps, expected):
-        cfg = self.pg_config(eps)
-        cfg['listen'] = ['127.0.0.1:1']
-        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-            jsonlib.dump(cfg, f)
-        self.addCleanup(os.unlink, f.name)
-        out = run_gatherd(['-t', '-c', f.name])
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn(expected, out.stderr)
+        check_config_error(self, self.pg_config(eps), expected)
 
     def test_config_errors_where_a_list_cannot_go(self):
         lst = {'query.ids': 'int_list'}

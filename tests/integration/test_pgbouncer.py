@@ -10,14 +10,13 @@ fails calls cleanly and recovers without leaking connections.
 
 import os
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import endpoint, main, now, wait_until  # noqa: E402
 import pgbouncer  # noqa: E402
-from test_postgres import (ORDERS_COUNT, Clients, PgTestCase, loads_exact,  # noqa: E402
+from test_postgres import (ORDERS_COUNT, BackgroundLoad, Clients, PgTestCase, loads_exact,  # noqa: E402
                            sql_call)
 
 GATHERD_POOL = 6
@@ -130,28 +129,8 @@ class PgBouncerTest(PgTestCase):
     def test_bouncer_restart_under_load(self):
         pgb = self.bouncer()
         gd = self.start_behind(pgb, [self.q_endpoint()], prepared=False, threads=2)
-        log = []  # (started, path, status, body or exception)
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def loop(k):
-            i = 0
-            while not stop.is_set():
-                path = '/q/%d' % (k * 100000 + i) if i % 4 else '/_http'
-                t = now()
-                try:
-                    st, _, body, _ = gd.get(path, timeout=10)
-                    rec = (t, path, st, body)
-                except Exception as e:
-                    rec = (t, path, None, e)
-                with lock:
-                    log.append(rec)
-                i += 1
-                time.sleep(0.005)
-
-        ts = [threading.Thread(target=loop, args=(k,), daemon=True) for k in range(6)]
-        for t in ts:
-            t.start()
+        load = BackgroundLoad(gd, 6)
+        log = load.log
         settle = 4.0
         try:
             time.sleep(0.7)
@@ -163,9 +142,7 @@ class PgBouncerTest(PgTestCase):
                               and r[1] != '/_http'), None), timeout=10.0)
             time.sleep(max(0.0, t_back + settle + 1.5 - now()))
         finally:
-            stop.set()
-            for t in ts:
-                t.join(15)
+            load.stop()
         self.assertTrue(gd.alive(), 'gatherd died: rc=%s\n%s' % (gd.returncode, gd.log()[-4000:]))
         self.assertIsNotNone(recovered_at, 'no SQL call succeeded within 10 s of the restart; '
                              'log:\n%s' % gd.log()[-4000:])

@@ -126,6 +126,41 @@ class Clients:
         return self.results
 
 
+
+class BackgroundLoad:
+    """Requests to @gd from @nthreads threads until stop(): /q/N three times in four, /_http
+    the fourth (N unique per request); each recorded in .log as (started, path, status, body),
+    with the exception instead of the body when the client failed."""
+
+    def __init__(self, gd, nthreads):
+        self.log = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(gd, k), daemon=True)
+                         for k in range(nthreads)]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self, gd, k):
+        i = 0
+        while not self._stop.is_set():
+            path = '/q/%d' % (k * 100000 + i) if i % 4 else '/_http'
+            t = now()
+            try:
+                st, _, body, _ = gd.get(path, timeout=10)
+                rec = (t, path, st, body)
+            except Exception as e:
+                rec = (t, path, None, e)
+            with self._lock:
+                self.log.append(rec)
+            i += 1
+            time.sleep(0.005)
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
 class PgTestCase(GatherdTestCase):
     """Starts one cluster for the class (SHARED_CLUSTER) with SCHEMA loaded, and a stub
     upstream 's' for every test."""
@@ -1336,28 +1371,8 @@ class OutageTest(PgTestCase):
                      params={'n': 'int'})],
             pg=pg, threads=2,
             postgres={'pool_size': pool, 'acquire_timeout_ms': 500, 'connect_timeout_ms': 1000})
-        log = []  # (started, path, status, body or exception)
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def loop(k):
-            i = 0
-            while not stop.is_set():
-                path = '/q/%d' % (k * 100000 + i) if i % 4 else '/_http'
-                t = now()
-                try:
-                    st, _, body, _ = gd.get(path, timeout=10)
-                    rec = (t, path, st, body)
-                except Exception as e:
-                    rec = (t, path, None, e)
-                with lock:
-                    log.append(rec)
-                i += 1
-                time.sleep(0.005)
-
-        ts = [threading.Thread(target=loop, args=(k,), daemon=True) for k in range(4)]
-        for t in ts:
-            t.start()
+        load = BackgroundLoad(gd, 4)
+        log = load.log
         settle = 5.0  # "within a few seconds" of the server being back, every call succeeds
         try:
             time.sleep(0.5)
@@ -1369,9 +1384,7 @@ class OutageTest(PgTestCase):
                               and r[1] != '/_http'), None), timeout=10.0)
             time.sleep(max(0.0, t_back + settle + 2.0 - now()))
         finally:
-            stop.set()
-            for t in ts:
-                t.join(15)
+            load.stop()
         self.assertTrue(gd.alive(), 'gatherd died: rc=%s\n%s' % (gd.returncode, gd.log()[-4000:]))
         self.assertIsNotNone(recovered_at, 'no SQL call succeeded within 10 s after the '
                              'restart; log:\n%s' % gd.log()[-4000:])
