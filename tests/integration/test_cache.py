@@ -88,6 +88,17 @@ class CacheTest(GatherdTestCase):
         self.assertEqual(len(self.stub.requests_for('/users/1')), 2)  # expired
         gd.check_clean_log()
 
+    def test_a_cached_result_is_shaped_on_every_use(self):
+        self.stub.add('/users/1', body=b'{"id": 1, "name": "Ann", "email": "a@x"}')
+        gd = self.start([endpoint('/u/{id}', {'user': cached('/users/{id}', omit=['email'])}),
+                         endpoint('/n/{id}', {'user': cached('/users/{id}', fields=['name'])})])
+        for _ in range(2):
+            self.assertEqual(gd.get('/u/1')[2], b'{"user":{"id": 1,"name": "Ann"}}')
+            self.assertEqual(gd.get('/n/1')[2], b'{"user":{"name": "Ann"}}')
+        # each call's own entry (its shaping is part of its variant), each reused
+        self.assertEqual(len(self.stub.requests_for('/users/1')), 2)
+        self.assertTrue(wait_until(lambda: gd.log().count(':hit') == 2), gd.log())
+
     def test_key_holds_the_rendered_request_and_the_headers_that_vary(self):
         self.stub.add('/users/1', json={'id': 1})
         self.stub.add('/users/2', json={'id': 2})
