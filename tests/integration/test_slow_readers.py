@@ -19,6 +19,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main, now,  # noqa: E402
                      wait_until)
+from test_client_gone import frame, hpack_literal  # noqa: E402  (the raw HTTP/2 frames)
 
 WRITE_TIMEOUT_MS = 1000
 BIG = 7_000_000  # bytes of the upstream's answer, passed through whole
@@ -263,18 +264,6 @@ class MemoryAfterBurst(SlowReaderCase):
 
 
 # -- HTTP/2 with a zero window (RFC 9113 section 6.9.2: SETTINGS_INITIAL_WINDOW_SIZE 0) ----------
-
-def frame(ftype, flags, stream, payload=b''):
-    return struct.pack('>I', len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack('>I', stream) + payload
-
-
-def hpack_literal(index, value):
-    """A literal header field without indexing, name from the static table (RFC 7541, 6.2.2)."""
-    v = value.encode()
-    assert index < 15 and len(v) < 127
-    return bytes([index, len(v)]) + v
-
 
 class Http2ZeroWindow(SlowReaderCase):
     def test_zero_window_streams_are_bounded_and_closed(self):
