@@ -640,12 +640,30 @@ class Gatherd:
                         break  # lost a port race: try another port
                     raise GatherdError('gatherd exited with %s during start-up; log:\n%s'
                                        % (rc, log))
-                if self._can_connect():
+                if self._can_connect() and self._admin_accepts():
                     return
                 if now() > deadline:
                     raise GatherdError('gatherd did not accept connections on port %d within '
                                        '%.0f s; log:\n%s' % (self.port, start_timeout, self.log()))
                 time.sleep(0.01)
+
+    def _admin_accepts(self):
+        """Whether the admin listener, when the config has one, accepts connections: it opens
+        just after the main listeners, and tests that probe it right away must find it."""
+        admin = self.cfg.get('admin_listen')  # config() always sets one of its own
+        if admin is None:
+            return True
+        host, port = admin.rsplit(':', 1)
+        s = socket.socket(socket.AF_INET6 if host.startswith('[') else socket.AF_INET,
+                          socket.SOCK_STREAM)
+        s.settimeout(0.5)
+        try:
+            s.connect((host.strip('[]'), int(port)))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def _can_connect(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

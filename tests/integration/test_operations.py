@@ -21,12 +21,17 @@ RFC3339_MS = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
 
 
 def admin_get(port, path, timeout=5.0):
-    """(status, body text) of GET http://127.0.0.1:PORT/PATH."""
+    """(status, body text) of GET http://127.0.0.1:PORT/PATH; (0, reason) while nothing listens
+    there yet (the admin listener opens just after the main one), so that wait_until() polls."""
     try:
         with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, ConnectionRefusedError):
+            return 0, str(e.reason)
+        raise
 
 
 def admin_port(gd):
