@@ -764,7 +764,10 @@ static void test_group_waits_for_async_tasks(void)
     env_run(&env);
     CHECK(sc.has_returned);
     CHECK_INT_EQ(sc.ret, 0);
-    CHECK(sc.elapsed_ms >= 29);
+    /* It waited for the 30 ms task, not only the 10 and 20 ms ones. libuv's timers count from
+     * the loop's clock, CLOCK_MONOTONIC_COARSE (a few ms per tick), so the 30 ms may end up to a
+     * tick early by the precise clock: 28 ms was seen under valgrind. */
+    CHECK(sc.elapsed_ms >= 25);
     CHECK(sc.elapsed_ms < 1000);
     env_dispose(&env);
 }
