@@ -957,12 +957,68 @@ static int load_host_header(struct loader *l, const struct jpath *up_at, json_t 
     return 0;
 }
 
+static void failure_set_add_status(gd_failure_set_t *set, int status)
+{
+    unsigned bit = (unsigned)(status - 400);
+
+    set->statuses[bit / 64] |= UINT64_C(1) << (bit % 64);
+}
+
+/* "on" of @obj (a "retry" or a "breaker", at @obj_at) into *@set, which keeps what it holds
+ * when there is no "on": ["connect", "io", "timeout", "tls", "5xx", 429, ...]. @what names
+ * the policy in messages. */
+static int load_failure_set(struct loader *l, const struct jpath *obj_at, json_t *obj,
+                            const char *what, gd_failure_set_t *set)
+{
+    json_t *on = json_object_get(obj, "on");
+    struct jpath on_at = {obj_at, "on", 0};
+
+    if (on == NULL)
+        return 0;
+    if (!json_is_array(on))
+        return fail_type(l, &on_at, on, "an array");
+    memset(set, 0, sizeof(*set));
+    for (size_t i = 0; i < json_array_size(on); i++) {
+        json_t *e = json_array_get(on, i);
+        struct jpath eat = {&on_at, NULL, i};
+        if (json_is_string(e)) {
+            const char *k = json_string_value(e);
+            if (strcmp(k, "connect") == 0)
+                set->connect = true;
+            else if (strcmp(k, "io") == 0)
+                set->io = true;
+            else if (strcmp(k, "timeout") == 0)
+                set->timeout = true;
+            else if (strcmp(k, "tls") == 0)
+                set->tls = true;
+            else if (strcmp(k, "5xx") == 0)
+                for (int st = 500; st <= 599; st++)
+                    failure_set_add_status(set, st);
+            else
+                return fail(l, &eat,
+                            "%s is not a failure for the %s (connect, io, timeout, tls, 5xx or a "
+                            "status between 400 and 599)",
+                            quote(l, k), what);
+            continue;
+        }
+        if (!json_is_integer(e))
+            return fail_type(l, &eat, e, "a string or an integer");
+        json_int_t st = json_integer_value(e);
+        if (st < 400 || st > 599)
+            return fail(l, &eat, "a status for the %s must be between 400 and 599, not %lld", what,
+                        (long long)st);
+        failure_set_add_status(set, (int)st);
+    }
+    return 0;
+}
+
 /* The retry policy before any "retry": one attempt. Inside a "retry" object each key missing
  * takes the upstream's value (for a call), else the value of the example in the README. */
 static const gd_retry_conf_t no_retry = {
     .attempts = 1, .backoff_ms = 25, .max_backoff_ms = 1000, .budget_percent = 20,
-    .min_retries_per_s = 3, .on_connect = true, .on_io = true, .on_timeout = true,
-    .on_status = {502, 503, 504}, .non_status = 3};
+    .min_retries_per_s = 3,
+    .on = {.connect = true, .io = true, .timeout = true,
+           .statuses = {0, UINT64_C(7) << (502 - 400 - 64)}}}; /* 502, 503 and 504 */
 
 /* "retry" of @v into *@out, the keys it lacks from @base; of an upstream when @is_upstream
  * (only there the budget's keys are allowed: the budget is the upstream's). */
@@ -1020,45 +1076,7 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
                      &x)) < 0)
         return r;
     out->min_retries_per_s = (unsigned)x;
-    json_t *on = json_object_get(r_json, "on");
-    struct jpath on_at = {&rat, "on", 0};
-    if (on == NULL)
-        return 0;
-    if (!json_is_array(on))
-        return fail_type(l, &on_at, on, "an array");
-    out->on_connect = out->on_io = out->on_timeout = out->on_tls = false;
-    out->non_status = 0;
-    for (size_t i = 0; i < json_array_size(on); i++) {
-        json_t *e = json_array_get(on, i);
-        struct jpath eat = {&on_at, NULL, i};
-        if (json_is_string(e)) {
-            const char *k = json_string_value(e);
-            if (strcmp(k, "connect") == 0)
-                out->on_connect = true;
-            else if (strcmp(k, "io") == 0)
-                out->on_io = true;
-            else if (strcmp(k, "timeout") == 0)
-                out->on_timeout = true;
-            else if (strcmp(k, "tls") == 0)
-                out->on_tls = true;
-            else
-                return fail(l, &eat,
-                            "%s is not a failure to retry (connect, io, timeout, tls or a status "
-                            "between 400 and 599)",
-                            quote(l, k));
-            continue;
-        }
-        if (!json_is_integer(e))
-            return fail_type(l, &eat, e, "a string or an integer");
-        json_int_t st = json_integer_value(e);
-        if (st < 400 || st > 599)
-            return fail(l, &eat, "a status to retry must be between 400 and 599, not %lld",
-                        (long long)st);
-        if (out->non_status == GD_RETRY_MAX_STATUSES)
-            return fail(l, &eat, "at most %d statuses", GD_RETRY_MAX_STATUSES);
-        out->on_status[out->non_status++] = (int)st;
-    }
-    return 0;
+    return load_failure_set(l, &rat, r_json, "retry", &out->on);
 }
 
 /* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
@@ -1066,7 +1084,8 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
-                                       "min_calls", "window_ms", NULL};
+                                       "min_calls", "window_ms", "on",
+                                       NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
     long long failures = 0, min_calls = 0, window_ms = 0;
@@ -1092,6 +1111,11 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return fail_type(l, &rat, rate, "a number");
     if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
         return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
+    u->breaker_on = (gd_failure_set_t){.connect = true, .io = true, .timeout = true, .tls = true};
+    for (int st = 500; st <= 599; st++)
+        failure_set_add_status(&u->breaker_on, st);
+    if ((r = load_failure_set(l, &bat, b, "breaker", &u->breaker_on)) < 0)
+        return r;
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
     if (rate != NULL)

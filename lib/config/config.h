@@ -69,7 +69,19 @@ typedef struct gd_status_map_entry {
     int answer_status;   /* 400..599 */
 } gd_status_map_entry_t;
 
-#define GD_RETRY_MAX_STATUSES 16
+/* Call failures as "retry.on" and "breaker.on" list them: kinds of failure, and upstream
+ * statuses 400 to 599, one bit each. */
+typedef struct gd_failure_set {
+    bool connect, io, timeout, tls;
+    uint64_t statuses[4]; /* bit (status - 400) */
+} gd_failure_set_t;
+
+static inline bool gd_failure_set_has_status(const gd_failure_set_t *set, int status)
+{
+    unsigned bit = (unsigned)(status - 400);
+
+    return status >= 400 && status <= 599 && ((set->statuses[bit / 64] >> (bit % 64)) & 1) != 0;
+}
 
 /* "retry" of an upstream or a call: which failures of an idempotent call are tried again. */
 typedef struct gd_retry_conf {
@@ -80,9 +92,7 @@ typedef struct gd_retry_conf {
     uint64_t hedge_after_ms; /* a second attempt when the first has no answer by then; 0: none */
     unsigned budget_percent;             /* retries per 100 calls of the last 10 s, process-wide */
     unsigned min_retries_per_s;          /* the budget's floor */
-    bool on_connect, on_io, on_timeout, on_tls;
-    int on_status[GD_RETRY_MAX_STATUSES];
-    size_t non_status;
+    gd_failure_set_t on; /* the failures that are retried */
 } gd_retry_conf_t;
 
 typedef struct gd_upstream_conf {
@@ -121,6 +131,7 @@ typedef struct gd_upstream_conf {
     struct gd_retry_budget *retry_budget;
     /* "breaker": mutable, shared by every thread (atomics); NULL without one */
     struct gd_breaker *breaker;
+    gd_failure_set_t breaker_on; /* the call outcomes it counts as failures */
     /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
     struct gd_pacer *rate_limit;
     /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units

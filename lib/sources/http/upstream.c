@@ -372,23 +372,20 @@ static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, un
 static bool take_slot(gd_upstream_t *u);
 static void wait_for_slot(gd_upstream_attempt_t *a);
 
-/* Whether the retry policy of @call names the failure @outcome / @status. */
-static bool is_retried_failure(const gd_retry_conf_t *rc, gd_outcome_t outcome, int status)
+/* Whether @set ("retry.on", "breaker.on") names the failure @outcome / @status. */
+static bool is_listed_failure(const gd_failure_set_t *set, gd_outcome_t outcome, int status)
 {
     switch (outcome) {
     case GD_OUTCOME_CONNECT:
-        return rc->on_connect;
+        return set->connect;
     case GD_OUTCOME_IO:
-        return rc->on_io;
+        return set->io;
     case GD_OUTCOME_TIMEOUT:
-        return rc->on_timeout;
+        return set->timeout;
     case GD_OUTCOME_TLS:
-        return rc->on_tls;
+        return set->tls;
     case GD_OUTCOME_STATUS:
-        for (size_t i = 0; i < rc->non_status; i++)
-            if (rc->on_status[i] == status)
-                return true;
-        return false;
+        return gd_failure_set_has_status(set, status);
     default:
         return false;
     }
@@ -407,7 +404,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     uint64_t now = gd_timers_now(u->timers), wait;
 
     if (rc == NULL || call->_started >= rc->attempts || !call->is_idempotent ||
-        !is_retried_failure(rc, outcome, status) || now >= call->base.deadline_ms)
+        !is_listed_failure(&rc->on, outcome, status) || now >= call->base.deadline_ms)
         return false;
     if ((status == 429 || status == 503) && retry_after_ms >= 0)
         wait = (uint64_t)retry_after_ms;
@@ -446,9 +443,9 @@ static void on_backoff_end(gd_upstream_attempt_t *a)
     begin_exchange(a);
 }
 
-/* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
- * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled
- * or refused by a limit (rate_limited, in_flight_timeout). */
+/* Tells the upstream's breaker how call @call ended: a failure when "breaker.on" names it
+ * (connect, io, timeout, tls and 5xx unless set), a success otherwise (the upstream answered);
+ * neither when cancelled or refused by a limit (rate_limited, in_flight_timeout). */
 static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
 {
     gd_upstream_t *u = call->_upstream;
@@ -463,10 +460,8 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
         gd_breaker_abandon(b, v);
         return;
     }
-    bool is_failure = outcome == GD_OUTCOME_CONNECT || outcome == GD_OUTCOME_IO ||
-                      outcome == GD_OUTCOME_TIMEOUT || outcome == GD_OUTCOME_TLS ||
-                      (outcome == GD_OUTCOME_STATUS && status >= 500);
-    gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
+    gd_breaker_report(b, v, is_listed_failure(&u->conf->breaker_on, outcome, status),
+                      gd_timers_now(u->timers));
 }
 
 /* Gives up what attempt @a holds: its place in the line, its connection (unless the caller
@@ -566,7 +561,7 @@ static bool leaves_call_to_other(gd_upstream_attempt_t *a, gd_outcome_t outcome,
 {
     if (!is_running(other_attempt(a)) || outcome == GD_OUTCOME_OK)
         return false;
-    return outcome != GD_OUTCOME_STATUS || is_retried_failure(a->call->retry, outcome, status);
+    return outcome != GD_OUTCOME_STATUS || is_listed_failure(&a->call->retry->on, outcome, status);
 }
 
 /* Attempt @a ends its call with @outcome: the other one, if running, is abandoned (its
@@ -1482,7 +1477,7 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     if (u->conf->breaker != NULL) {
         call->_breaker_verdict = gd_breaker_allow(u->conf->breaker, gd_timers_now(u->timers));
         if (call->_breaker_verdict == GD_BREAKER_REFUSED) {
-            /* No connection, no wait, no retry (is_retried_failure() knows no circuit_open). */
+            /* No connection, no wait, no retry (is_listed_failure() knows no circuit_open). */
             end_attempt(&call->_attempt, GD_OUTCOME_CIRCUIT_OPEN, 0,
                         "the circuit breaker of %s is open", u->conf->url);
             return;

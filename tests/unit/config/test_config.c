@@ -1916,28 +1916,47 @@ static void test_retry(void)
     CHECK_INT_EQ(c->max_backoff_ms, 1000);
     CHECK_INT_EQ(c->budget_percent, 50);
     CHECK_INT_EQ(c->min_retries_per_s, 3);
-    CHECK(c->on_io && !c->on_connect && !c->on_timeout && !c->on_tls);
-    CHECK_INT_EQ(c->non_status, 1);
-    CHECK_INT_EQ(c->on_status[0], 503);
+    CHECK(c->on.io && !c->on.connect && !c->on.timeout && !c->on.tls);
+    CHECK(gd_failure_set_has_status(&c->on, 503) && !gd_failure_set_has_status(&c->on, 502));
     /* a call's keys override the upstream's one by one */
     CHECK_INT_EQ(d->attempts, 2);
     CHECK_INT_EQ(d->backoff_ms, 10);
     CHECK_INT_EQ(d->attempt_timeout_ms, 30);
-    CHECK(d->on_io && !d->on_connect);
+    CHECK(d->on.io && !d->on.connect);
     /* no "retry" anywhere: one attempt */
     CHECK_INT_EQ(e->attempts, 1);
     CHECK_INT_EQ(calls[3].retry.attempts, 1);
     /* "retry": {} means the README's example */
     CHECK_INT_EQ(calls[4].retry.attempts, 3);
     CHECK_INT_EQ(calls[4].retry.backoff_ms, 25);
-    CHECK(calls[4].retry.on_connect && calls[4].retry.on_timeout);
-    CHECK_INT_EQ(calls[4].retry.non_status, 3);
+    CHECK(calls[4].retry.on.connect && calls[4].retry.on.timeout && !calls[4].retry.on.tls);
+    for (int st = 400; st <= 599; st++)
+        CHECK(gd_failure_set_has_status(&calls[4].retry.on, st) == (st >= 502 && st <= 504));
     CHECK(cfg->upstreams[0].retry_budget != NULL);
     CHECK(cfg->upstreams[0].breaker == NULL);
     gd_config_free(cfg);
     cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{}}"));
     CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    /* by default a breaker counts connect, io, timeout, tls and every 5xx, never a 4xx */
+    const gd_failure_set_t *bon = &cfg->upstreams[0].breaker_on;
+    CHECK(bon->connect && bon->io && bon->timeout && bon->tls);
+    for (int st = 400; st <= 599; st++)
+        CHECK(gd_failure_set_has_status(bon, st) == (st >= 500));
     gd_config_free(cfg);
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{'on':['timeout',429,'5xx']}}"));
+    CHECK(cfg != NULL);
+    bon = &cfg->upstreams[0].breaker_on;
+    CHECK(bon->timeout && !bon->connect && !bon->io && !bon->tls);
+    CHECK(gd_failure_set_has_status(bon, 429) && gd_failure_set_has_status(bon, 599) &&
+          !gd_failure_set_has_status(bon, 404));
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'on':['4xx']}}"),
+                     "conf/x.json: upstreams.accounts.breaker.on[0]: \"4xx\" is not a failure for "
+                     "the breaker (connect, io, timeout, tls, 5xx or a status between 400 and "
+                     "599)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'on':[302]}}"),
+                     "conf/x.json: upstreams.accounts.breaker.on[0]: a status for the breaker "
+                     "must be between 400 and 599, not 302");
 
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'failures':0}}"),
                      "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
@@ -1984,10 +2003,11 @@ static void test_retry(void)
                      "conf/x.json: upstreams.accounts.retry.max_backoff_ms: must be >= backoff_ms "
                      "(50), not 20");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':['io','reset']}}"),
-                     "conf/x.json: upstreams.accounts.retry.on[1]: \"reset\" is not a failure to "
-                     "retry (connect, io, timeout, tls or a status between 400 and 599)");
+                     "conf/x.json: upstreams.accounts.retry.on[1]: \"reset\" is not a failure for "
+                     "the retry (connect, io, timeout, tls, 5xx or a status between 400 and "
+                     "599)");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':[200]}}"),
-                     "conf/x.json: upstreams.accounts.retry.on[0]: a status to retry must be "
+                     "conf/x.json: upstreams.accounts.retry.on[0]: a status for the retry must be "
                      "between 400 and 599, not 200");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':'io'}}"),
                      "conf/x.json: upstreams.accounts.retry.on: must be an array, not a string");
