@@ -8,6 +8,7 @@ packages=(
   libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev zlib1g-dev libjwt-dev
   postgresql-15 postgresql-client-15          # the demo's and the tests' throwaway clusters
   pgbouncer                                   # test_pgbouncer: transaction pooling in front
+  haproxy                                     # test_replicas: three replicas behind a balancer
   python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
   openssl ca-certificates                     # test_tls makes its certificates; system CA store
   valgrind                                    # valgrind.h: coroutine stacks announced to valgrind
