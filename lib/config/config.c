@@ -1794,7 +1794,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
                             size_t errlen)
 {
     struct call_scope *cs = l->calling;
-    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep};
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep,
+                             cs->call->has_for_each};
     size_t len = strlen(text);
     char *src = gd_xmalloc(len + 3);
     gd_text_template_t t;
@@ -1821,7 +1822,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
     ref->text = src;
     free(t.parts); /* the expression moved into ref */
     cs->call->nrefs++;
-    add_need(cs->call, ref->expr.index);
+    if (ref->expr.index < cs->ncalls) /* not {item}: that is the call's own, per item */
+        add_need(cs->call, ref->expr.index);
     return (int)(REF_INDEX_BASE + ep->nrefs - 1);
 }
 
@@ -1859,6 +1861,8 @@ static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, siz
         for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
             if (strcmp(cs->names[i], name) == 0)
                 return resolve_call_ref(rc->l, ep, name, err, errlen);
+        if (cs != NULL && strcmp(name, "item") == 0) /* its message when there is no for_each */
+            return resolve_call_ref(rc->l, ep, name, err, errlen);
         snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
                  quote(rc->l, ep->path));
         return -1;
@@ -2260,6 +2264,10 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
     if (c->when.nparts != 1 || c->when.parts[0].is_literal)
         return fail(l, &when_at, "must be exactly one reference like \"{query.include}\", not %s",
                     quote(l, json_string_value(when)));
+    const gd_call_ref_t *ref = ref_of(ep, c->when.parts[0].value_index);
+    if (ref != NULL && ref->expr.index == l->calling->ncalls)
+        return fail(l, &when_at, "{item} cannot go into \"when\": it is decided once for the "
+                                 "whole call, before its items run");
     return 0;
 }
 
@@ -2268,7 +2276,8 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
                                               "retry",              "idempotent",     "after",
                                               "when",               "attempt_timeout_ms",
-                                              "hedge_after_ms",     NULL};
+                                              "hedge_after_ms",     "for_each",
+                                              "concurrency",        "max_items",      NULL};
 
 static bool is_plain_select(const char *sql);
 
@@ -2319,6 +2328,69 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
     return 0;
 }
 
+/* gd_expr_scope_t's resolve_param for a "for_each": a parameter by name, so that the message
+ * can say which kind it is; only a list parameter is taken (checked by the caller). */
+static int resolve_for_each_param(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    const gd_endpoint_conf_t *ep = ctx;
+
+    *ret_is_int = false;
+    for (size_t i = 0; i < ep->nparams; i++)
+        if ((src == 0 ? i < ep->ncaptures : ep->params[i].src == (src == 1 ? GD_SRC_QUERY : GD_SRC_HEADER)) &&
+            strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* "for_each": one reference, to a call's result or to a list parameter, whose items the call
+ * runs for; with "concurrency" and "max_items", which mean nothing without it. */
+static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    json_t *fe = json_object_get(v, "for_each");
+    const struct call_scope *cs = l->calling;
+    long long concurrency = 0, max_items = 0;
+    gd_text_template_t t;
+    char msg[512];
+    int r;
+
+    if (fe == NULL) {
+        if (json_object_get(v, "concurrency") != NULL || json_object_get(v, "max_items") != NULL)
+            return fail(l, at, "\"concurrency\" and \"max_items\" go with \"for_each\"");
+        return 0;
+    }
+    if (!json_is_string(fe))
+        return fail_type(l, &fe_at, fe, "a string like \"{posts[*].id}\" or \"{query.ids}\"");
+    if ((r = get_int(l, at, v, "concurrency", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_CONCURRENCY, &concurrency)) < 0 ||
+        (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
+        return r;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_for_each_param, ep, false};
+    if (gd_text_template_compile(json_string_value(fe), &scope, &t, msg, sizeof(msg)) < 0)
+        return fail(l, &fe_at, "%s", msg);
+    const gd_expr_t *e = t.nparts == 1 && t.is_typed ? &t.parts[0].expr : NULL;
+    bool is_list = e != NULL && e->kind == GD_EXPR_PARAM &&
+                   is_list_type(ep->params[e->index].type);
+    if (e == NULL || !(e->kind == GD_EXPR_CALL || is_list)) {
+        gd_text_template_dispose(&t);
+        return fail(l, &fe_at,
+                    "must be exactly one reference to a call's result (\"{posts[*].id}\") or to "
+                    "a list parameter (\"{query.ids}\"), not %s",
+                    quote(l, json_string_value(fe)));
+    }
+    c->has_for_each = true;
+    c->for_each = *e;
+    free(t.parts); /* the expression moved into the call */
+    c->for_each_text = gd_xstrdup(json_string_value(fe));
+    c->concurrency = (size_t)concurrency;
+    c->max_items = (size_t)max_items;
+    if (c->for_each.kind == GD_EXPR_CALL)
+        add_need(c, c->for_each.index);
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
@@ -2326,7 +2398,7 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                                            "optional",   "max_rows", "cache", "max_body_bytes",
                                            "idempotent", "after",    "when",  "retry",
                                            "select",     "fields",   "omit",  "rename",
-                                           NULL};
+                                           "for_each",   "concurrency", "max_items", NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2338,6 +2410,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     GD_REQUIRE(c->name_json != NULL); /* only allocation can fail: the name is valid UTF-8 */
     if (!json_is_object(v))
         return fail_type(l, at, v, "an object");
+    if ((r = load_for_each(l, at, v, ep, c)) < 0) /* first: its templates may use {item} */
+        return r;
     if (json_object_get(v, "sql") != NULL) {
         if (json_object_get(v, "upstream") != NULL)
             return fail(l, at, "a call has either \"upstream\" or \"sql\", not both");
@@ -2542,7 +2616,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     static const char *const keys[] = {
         "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
         "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
-        "after",           "when",    "cache",      "select", "fields", "omit", "rename", NULL};
+        "after",           "when",    "cache",      "select", "fields", "omit", "rename",
+        "for_each",        "concurrency", "max_items", NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -3096,7 +3171,8 @@ static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_con
     for (size_t i = 0; i < ep->ncalls; i++) {
         needs[i] = ep->calls[i].needs;
         nneeds[i] = ep->calls[i].nneeds;
-        ep->has_dependencies |= ep->calls[i].nneeds > 0;
+        /* a for_each runs in the graph, which tops its items up as they finish */
+        ep->has_dependencies |= ep->calls[i].nneeds > 0 || ep->calls[i].has_for_each;
     }
     gd_callgraph_t g = {ep->ncalls, needs, nneeds};
     if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {
@@ -4539,6 +4615,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(c->null_on);
             free(c->status_map);
             gd_reshape_conf_free(c->reshape);
+            gd_expr_dispose(&c->for_each);
+            free(c->for_each_text);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);

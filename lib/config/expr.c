@@ -265,7 +265,15 @@ static int parse_ref(struct parser *ps, gd_expr_t *e, bool is_counted)
         return fail(ps, "a call or parameter name expected");
     memcpy(name, ps->p, n);
     name[n] = '\0';
-    if (strcmp(name, "body") == 0 || strcmp(name, "item") == 0 || strcmp(name, "env") == 0)
+    if (strcmp(name, "item") == 0 && scope->has_item) {
+        ps->p += n;
+        e->kind = is_counted ? GD_EXPR_COUNT : GD_EXPR_CALL;
+        e->index = scope->ncalls;
+        return parse_steps(ps, e);
+    }
+    if (strcmp(name, "item") == 0)
+        return fail(ps, "{item} is only available in the templates of a call with \"for_each\"");
+    if (strcmp(name, "body") == 0 || strcmp(name, "env") == 0)
         return fail(ps, "{%s} is not available in a response template", name);
     if (strcmp(name, "errors") == 0)
         return fail(ps, "{errors} must be a string of its own");

@@ -12,11 +12,13 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/depend.h"
+#include "gather/fanout.h"
 #include "gather/h2reset.h"
 #include "gather/merge.h"
 #include "gather/reshape.h"
 #include "gather/respond.h"
 #include "gather/shape.h"
+#include "json/json.h"
 #include "ops/trace.h"
 
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
@@ -34,6 +36,17 @@ enum call_state {
     CALL_SKIPPED, /* never ran: its "when" was false, or it needed a skipped call */
 };
 
+/* A "for_each" call under way: its items, each a call of its own once started. */
+struct fanout {
+    gd_strv_t *items; /* in the arena */
+    size_t nitems;
+    gd_call_t **calls;         /* by item; NULL until it starts */
+    gd_call_result_t *results; /* by item: settled once it has finished */
+    bool *is_settled;          /* by item */
+    size_t next;               /* the first item not started */
+    size_t nrunning;
+};
+
 /* What an endpoint whose calls wait for each other keeps while its calls run; in the arena,
  * and absent (NULL) for endpoints without dependencies, whose requests cost what they did. */
 struct graph {
@@ -41,7 +54,8 @@ struct graph {
     gd_traceparent_t trace; /* in.trace points here when the client sent one */
     gd_strv_t *values;      /* the parameters, then the rendered references (in.values) */
     unsigned char *states;  /* enum call_state, by call */
-    gd_strv_t *results;     /* by call: what references see (gd_eval_env_t.calls) */
+    gd_strv_t *results;     /* by call, then {item}: what references see (gd_eval_env_t.calls) */
+    struct fanout **fanouts; /* by call: a started for_each call's; NULL when none has one */
     bool has_started_calls; /* a pass before has started calls: later ones are deferred */
 };
 
@@ -121,8 +135,14 @@ static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
     gd_depend_stand_in(ep, g->values);
     g->states = h2o_mem_alloc_pool(&rq->arena, ep->ncalls);
     memset(g->states, CALL_WAITING, ep->ncalls);
-    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * ep->ncalls);
-    memset(g->results, 0, sizeof(*g->results) * ep->ncalls);
+    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * (ep->ncalls + 1));
+    memset(g->results, 0, sizeof(*g->results) * (ep->ncalls + 1));
+    for (size_t i = 0; i < ep->ncalls && g->fanouts == NULL; i++) {
+        if (ep->calls[i].has_for_each) {
+            g->fanouts = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->fanouts) * ep->ncalls);
+            memset(g->fanouts, 0, sizeof(*g->fanouts) * ep->ncalls);
+        }
+    }
     if (in->trace != NULL) {
         g->trace = *in->trace;
         in->trace = &g->trace;
@@ -135,9 +155,16 @@ static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
 
 static void free_request(gd_request_t *rq)
 {
-    for (size_t i = 0; i < rq->endpoint->ncalls; i++)
+    for (size_t i = 0; i < rq->endpoint->ncalls; i++) {
+        struct fanout *f = rq->graph != NULL && rq->graph->fanouts != NULL
+                               ? rq->graph->fanouts[i]
+                               : NULL;
+        for (size_t k = 0; f != NULL && k < f->next; k++)
+            if (f->calls[k] != NULL)
+                gd_call_dispose(f->calls[k]);
         if (rq->calls[i] != NULL)
             gd_call_dispose(rq->calls[i]);
+    }
     h2o_mem_clear_pool(&rq->arena);
     free(rq);
 }
@@ -183,10 +210,15 @@ static void record_client_gone(gd_request_t *rq, const gd_call_result_t *results
     record(rq, 499, 0, "-", results);
 }
 
+static bool fanout_is_done(gd_request_t *rq, size_t i, int gather_ret);
+
 static void collect_results(gd_request_t *rq, int gather_ret)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
 
+    for (size_t i = 0; rq->graph != NULL && rq->graph->fanouts != NULL && i < ep->ncalls; i++)
+        if (rq->graph->states[i] == CALL_RUNNING && rq->graph->fanouts[i] != NULL)
+            fanout_is_done(rq, i, gather_ret < 0 ? gather_ret : -ECANCELED); /* its items so far */
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
         /* shaped once, in the call's own result: whatever reads it sees the shaped document */
@@ -371,6 +403,207 @@ static void skip_call(gd_call_t *call)
     snprintf(call->result.message, sizeof(call->result.message), "its \"when\" is false");
 }
 
+/* A call that starts now (of @cc): its own timeout counts from now, the endpoint deadline
+ * bounds it. */
+static void set_deadline(gd_request_t *rq, gd_call_t *call, const gd_call_conf_t *cc)
+{
+    uv_update_time(rq->ctx->loop);
+    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
+    call->started_at_ns = rq->started_at_ns;
+    call->timeout_ms = cc->timeout_ms;
+    call->deadline_ms =
+        now_ms + cc->timeout_ms < rq->deadline_ms ? now_ms + cc->timeout_ms : rq->deadline_ms;
+}
+
+/* Item @k of a for_each call that could not start: settled at once with @outcome. */
+static void settle_item(struct fanout *f, size_t k, gd_outcome_t outcome, const char *message)
+{
+    f->results[k] = (gd_call_result_t){.outcome = outcome, .max_age_ms = -1};
+    snprintf(f->results[k].message, sizeof(f->results[k].message), "%s", message);
+    f->is_settled[k] = true;
+}
+
+/* Renders item @k of for_each call @i with {item} bound to it and starts it as a call of its
+ * own, with the call's timeout, retries, hedging and cache, through the upstream's gates. */
+static void start_item(gd_request_t *rq, size_t i, size_t k)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct graph *g = rq->graph;
+    struct fanout *f = g->fanouts[i];
+    const gd_source_t *src = &rq->ctx->sources[cc->source];
+    char err[GD_CALL_MESSAGE_MAX];
+
+    g->results[ep->ncalls] = f->items[k];
+    gd_eval_env_t env = {g->results, ep->ncalls + 1, g->values, {NULL, 0}};
+    if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
+        settle_item(f, k, GD_OUTCOME_DEPENDENCY, err);
+        return;
+    }
+    gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+    memset(call, 0, src->ops->size);
+    call->started_at_ns = rq->started_at_ns;
+    if (gd_call_prepare(call, src->ops, cc, &g->in, err, sizeof(err)) != 0) {
+        gd_call_dispose(call);
+        settle_item(f, k, GD_OUTCOME_DEPENDENCY, err);
+        return;
+    }
+    f->calls[k] = call;
+    f->nrunning++;
+    set_deadline(rq, call, cc);
+    gd_call_start(call, src, &rq->group);
+}
+
+/* The for_each call @i's fan-out, when it has started. */
+static struct fanout *fanout_of(const gd_request_t *rq, size_t i)
+{
+    return rq->graph->fanouts != NULL ? rq->graph->fanouts[i] : NULL;
+}
+
+/* Whether running for_each call @i may start another item now. */
+static bool fanout_has_room(const gd_request_t *rq, size_t i)
+{
+    const struct fanout *f = fanout_of(rq, i);
+
+    return f != NULL && rq->graph->states[i] == CALL_RUNNING && f->next < f->nitems &&
+           f->nrunning < rq->endpoint->calls[i].concurrency && rq->req != NULL;
+}
+
+/* Starts items of for_each call @i while it has room (its concurrency). */
+static void top_up(gd_request_t *rq, size_t i)
+{
+    struct fanout *f = fanout_of(rq, i);
+
+    while (fanout_has_room(rq, i))
+        start_item(rq, i, f->next++);
+}
+
+/*
+ * Settles the items of running for_each call @i that have finished (shaped, null_on applied);
+ * once every one has, writes the call's result (gd_fanout_result()) and returns true. With
+ * @gather_ret -ETIMEDOUT (the gather has ended), items never started are settled as timed out
+ * and the cancelled ones are too, as calls are.
+ */
+static bool fanout_is_done(gd_request_t *rq, size_t i, int gather_ret)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct fanout *f = fanout_of(rq, i);
+    char msg[GD_CALL_MESSAGE_MAX];
+
+    snprintf(msg, sizeof(msg), "endpoint deadline of %" PRIu64 " ms passed", ep->timeout_ms);
+    for (size_t k = 0; k < f->next; k++) {
+        if (f->is_settled[k] || !gd_call_is_done(f->calls[k]))
+            continue;
+        gd_call_result_t *r = &f->calls[k]->result;
+        gd_reshape_result(cc->reshape, r); /* each item's document, as a call's would be */
+        f->results[k] = *r;
+        gd_merge_settle(cc, &f->results[k]);
+        f->is_settled[k] = true;
+        f->nrunning--;
+        if (f->results[k].outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT)
+            settle_item(f, k, GD_OUTCOME_TIMEOUT, msg);
+    }
+    if (gather_ret != 0) {
+        for (; f->next < f->nitems; f->next++)
+            settle_item(f, f->next,
+                        gather_ret == -ETIMEDOUT ? GD_OUTCOME_TIMEOUT : GD_OUTCOME_CANCELLED,
+                        gather_ret == -ETIMEDOUT ? msg : "the request ended before it started");
+    }
+    if (f->next < f->nitems || f->nrunning > 0)
+        return false;
+    gd_fanout_result(cc, f->results, f->nitems, gd_call_elapsed_ms(rq->calls[i]),
+                     &rq->calls[i]->result);
+    return true;
+}
+
+/* Whether running call @i of a graph has finished: its items, for a for_each call. */
+static bool is_call_done(gd_request_t *rq, size_t i)
+{
+    return fanout_of(rq, i) != NULL ? fanout_is_done(rq, i, 0) : gd_call_is_done(rq->calls[i]);
+}
+
+/* What the first byte of a JSON value says it is, for messages. */
+static const char *json_kind(const char *s, size_t len)
+{
+    gd_json_trim(&s, &len);
+    switch (len > 0 ? s[0] : 0) {
+    case '{':
+        return "an object";
+    case '"':
+        return "a string";
+    case 'n':
+        return "null";
+    case 't':
+    case 'f':
+        return "a boolean";
+    default:
+        return "a number";
+    }
+}
+
+/* Starts for_each call @i, whose needs have all arrived: its list, checked, then as many items
+ * as its concurrency allows; or settles it when it cannot or must not run. An empty list is
+ * [] at once, with no call made. */
+static void start_fanout(gd_request_t *rq, size_t i)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct graph *g = rq->graph;
+    /* without {item}: its references keep their stand-ins until each item renders them */
+    gd_eval_env_t env = {g->results, ep->ncalls, g->values, {NULL, 0}};
+    char err[GD_CALL_MESSAGE_MAX];
+    gd_jbuf_t list = {0};
+    size_t n = 0;
+
+    if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
+        return;
+    }
+    if (!gd_depend_when(cc, g->values)) {
+        settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "its \"when\" is false");
+        return;
+    }
+    if (cc->for_each.kind == GD_EXPR_PARAM) {
+        const gd_strv_t *v = &g->values[cc->for_each.index];
+        gd_fanout_list_json(&ep->params[cc->for_each.index], v->base, v->len, &list);
+    } else if (!gd_eval_ref(&cc->for_each, &env, &list)) {
+        free(list.buf);
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY,
+                     "\"for_each\" %s is missing in the result of call \"%s\"",
+                     cc->for_each_text, ep->calls[cc->for_each.index].name);
+        return;
+    }
+    h2o_iovec_t text = arena_copy(&rq->arena, list.buf, list.len);
+    free(list.buf);
+    if (gd_fanout_items(text.base, text.len, NULL, 0, &n) != 0) {
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "\"for_each\" %s is %s, not an array",
+                     cc->for_each_text, json_kind(text.base, text.len));
+        return;
+    }
+    if (n > cc->max_items) {
+        settle_unrun(rq, i, GD_OUTCOME_TOO_LARGE,
+                     "\"for_each\" %s has %zu items, more than its max_items (%zu)",
+                     cc->for_each_text, n, cc->max_items);
+        return;
+    }
+    struct fanout *f = h2o_mem_alloc_pool(&rq->arena, sizeof(*f));
+    size_t room = n > 0 ? n : 1;
+    *f = (struct fanout){
+        .items = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->items) * room),
+        .nitems = n,
+        .calls = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->calls) * room),
+        .results = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->results) * room),
+        .is_settled = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->is_settled) * room),
+    };
+    memset(f->calls, 0, sizeof(*f->calls) * room);
+    memset(f->is_settled, 0, sizeof(*f->is_settled) * room);
+    gd_fanout_items(text.base, text.len, f->items, n, &n);
+    g->fanouts[i] = f;
+    g->states[i] = CALL_RUNNING;
+    top_up(rq, i);
+}
+
 /* Renders waiting call @i, whose needs have all arrived, with their values and starts it; or
  * settles it when it cannot or must not run. */
 static void start_dependent(gd_request_t *rq, size_t i)
@@ -392,6 +625,10 @@ static void start_dependent(gd_request_t *rq, size_t i)
             return;
         }
     }
+    if (cc->has_for_each) {
+        start_fanout(rq, i);
+        return;
+    }
     if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
         return;
@@ -412,13 +649,7 @@ static void start_dependent(gd_request_t *rq, size_t i)
             return;
         }
     }
-    /* Its own timeout counts from now; the endpoint deadline bounds it. */
-    uv_update_time(rq->ctx->loop);
-    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
-    call->started_at_ns = rq->started_at_ns;
-    call->timeout_ms = cc->timeout_ms;
-    call->deadline_ms =
-        now_ms + cc->timeout_ms < rq->deadline_ms ? now_ms + cc->timeout_ms : rq->deadline_ms;
+    set_deadline(rq, call, cc);
     g->states[i] = CALL_RUNNING;
     gd_call_start(call, src, &rq->group);
 }
@@ -434,7 +665,7 @@ static bool advance_graph(gd_request_t *rq)
     bool is_running = false, has_deferred = !g->has_started_calls;
 
     for (size_t i = 0; i < ep->ncalls; i++)
-        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+        if (g->states[i] == CALL_RUNNING && is_call_done(rq, i))
             g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
     for (size_t k = 0; k < ep->ncalls; k++) {
         size_t i = ep->call_order[k];
@@ -442,14 +673,17 @@ static bool advance_graph(gd_request_t *rq)
         bool is_ready = g->states[i] == CALL_WAITING;
         for (size_t j = 0; is_ready && j < cc->nneeds; j++)
             is_ready = g->states[cc->needs[j]] >= CALL_READY;
-        if (is_ready && !has_deferred) {
+        bool has_room = fanout_has_room(rq, i); /* a for_each call's items to top up */
+        if ((is_ready || has_room) && !has_deferred) {
             has_deferred = true;
             if (gd_coro_sleep(0) != 0)
                 return true; /* not now: the group is being cancelled */
         }
         if (is_ready && rq->req != NULL)
             start_dependent(rq, i); /* may settle it at once, for the calls after it */
-        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+        else if (has_room)
+            top_up(rq, i);
+        if (g->states[i] == CALL_RUNNING && is_call_done(rq, i))
             g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
         is_running |= g->states[i] == CALL_RUNNING;
     }

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Per-item fan-out ("for_each" on a call, issue 12): the real gatherd against stub upstreams
+and a real Postgres. A for_each call runs once per item, never more than its "concurrency" at
+once (measured at the stub), answers an array in item order whatever order the items finish
+in, a failed item is null with its own errors entry "c[i]", "max_items" fails the call with
+too_large before any item starts, an empty list makes no call, a value that is not an array is
+a dependency failure; the list may be a list parameter or another call's result; SQL calls fan
+out too; and {item} outside a for_each is a config error naming its place."""
+import json as jsonlib
+
+from harness import call, endpoint, loads_ordered, main, now
+from test_cache import check_config_error
+from test_postgres import PgTestCase, sql_call
+
+POSTS = [{'id': 11, 'title': 'a'}, {'id': 12, 'title': 'b'}, {'id': 13, 'title': 'c'},
+         {'id': 14, 'title': 'd'}]
+IDS = {'query.ids': {'type': 'int_list', 'max_items': 50}}
+
+
+class ForEachTest(PgTestCase):
+
+    def get(self, gd, path):
+        st, hdrs, body, elapsed = gd.get(path)
+        return st, hdrs, loads_ordered(body), elapsed
+
+    def items(self, n, delay_ms=0):
+        for i in range(1, n + 1):
+            self.stub.add('/c/%d' % i, json={'n': i, 'secret': 'x'}, delay_ms=delay_ms)
+
+    def test_concurrency_bounds_the_items_under_way(self):
+        self.items(8, delay_ms=150)
+        gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.ids}',
+                                                              concurrency=3)}, params=IDS)])
+        self.stub.reset_stats()
+        st, hdrs, doc, elapsed = self.get(gd, '/x?ids=1,2,3,4,5,6,7,8')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        self.assertEqual(doc, {'c': [{'n': i, 'secret': 'x'} for i in range(1, 9)]})
+        self.assertEqual(len(self.stub.requests), 8)
+        self.assertLessEqual(self.stub.max_concurrent_requests, 3)
+        self.assertGreaterEqual(self.stub.max_concurrent_requests, 2, 'items run concurrently')
+        self.assertGreaterEqual(elapsed, 0.44, '8 items, 3 at once: three waves of 150 ms')
+        # the default concurrency (10) runs them all at once
+        gd2 = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}',
+                                                               for_each='{query.ids}')},
+                                              params=IDS)])
+        self.stub.reset_stats()
+        st, _, doc, elapsed = self.get(gd2, '/x?ids=1,2,3,4,5,6,7,8')
+        self.assertEqual(st, 200, doc)
+        self.assertLess(elapsed, 0.44)
+
+    def test_more_than_max_items_fails_before_any_item_starts(self):
+        self.items(5)
+        gd = self.start_pg_gatherd([
+            endpoint('/opt', {'c': call('s', '/c/{item}', for_each='{query.ids}', max_items=3,
+                                        optional=True), 'ok': call('s', '/ok')}, params=IDS),
+            endpoint('/req', {'c': call('s', '/c/{item}', for_each='{query.ids}', max_items=3)},
+                     params=IDS)])
+        self.stub.reset_stats()
+        st, hdrs, doc, _ = self.get(gd, '/opt?ids=1,2,3,4')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        self.assertIsNone(doc['c'])
+        self.assertEqual(doc['errors']['c']['kind'], 'too_large')
+        st, _, doc, _ = self.get(gd, '/req?ids=1,2,3,4')
+        self.assertEqual(st, 502, doc)
+        self.assertEqual(doc['errors']['c']['kind'], 'too_large')
+        self.assertEqual([t for _, t, _ in self.stub.requests if t.startswith('/c/')], [])
+        st, _, doc, _ = self.get(gd, '/req?ids=1,2,3')  # exactly max_items is fine
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(len(doc['c']), 3)
+
+    def test_items_answer_in_item_order_whatever_order_they_finish_in(self):
+        self.stub.add('/c/1', json={'n': 1}, delay_ms=300)
+        self.stub.add('/c/2', json={'n': 2}, delay_ms=150)
+        self.stub.add('/c/3', json={'n': 3})
+        gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}',
+                                                              for_each='{query.ids}')},
+                                             params=IDS)])
+        st, _, doc, _ = self.get(gd, '/x?ids=1,2,3')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc['c'], [{'n': 1}, {'n': 2}, {'n': 3}])
+        times = {t: at for (_, t, _), at in zip(self.stub.requests, self.stub.request_times)}
+        self.assertLess(abs(times['/c/1'] - times['/c/3']), 0.1, 'started together')
+
+    def test_a_failed_item_is_null_with_its_own_error(self):
+        self.items(4)
+        self.stub.add('/c/3', status=500, json={'error': 'boom'})
+        gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}',
+                                                              for_each='{query.ids}',
+                                                              fields=['n'])},
+                                             params=IDS)])
+        st, hdrs, doc, _ = self.get(gd, '/x?ids=1,2,3,4')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        # shaping ("fields") applies to each item's document
+        self.assertEqual(doc['c'], [{'n': 1}, {'n': 2}, None, {'n': 4}])
+        self.assertEqual(list(doc['errors'].keys()), ['c[2]'])
+        self.assertEqual(doc['errors']['c[2]']['kind'], 'status')
+        self.assertEqual(doc['errors']['c[2]']['status'], 500)
+        self.assertIn('message', doc['errors']['c[2]'])
+
+    def test_every_item_failed_is_a_failed_call(self):
+        self.stub.add('/c/1', status=503, json={})
+        self.stub.add('/c/2', status=503, json={})
+        gd = self.start_pg_gatherd([
+            endpoint('/req', {'c': call('s', '/c/{item}', for_each='{query.ids}')}, params=IDS),
+            endpoint('/opt', {'c': call('s', '/c/{item}', for_each='{query.ids}', optional=True),
+                              'ok': call('s', '/ok')}, params=IDS)])
+        st, _, doc, _ = self.get(gd, '/req?ids=1,2')
+        self.assertEqual(st, 502, doc)
+        self.assertEqual(doc['errors']['c']['kind'], 'status')
+        self.assertEqual(list(doc['errors'].keys()), ['c'])
+        st, hdrs, doc, _ = self.get(gd, '/opt?ids=1,2')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        self.assertIsNone(doc['c'])
+        self.assertEqual(doc['errors']['c']['kind'], 'status')
+
+    def test_for_each_over_a_calls_result_and_what_depends_on_it(self):
+        self.stub.add('/posts', json=POSTS)
+        for p in POSTS:
+            self.stub.add('/comments/%d' % p['id'], json=[{'post': p['id'], 'body': 'hi'}])
+        self.stub.add('/count/3', json={'counted': True})
+        gd = self.start_pg_gatherd([endpoint('/x', {
+            'posts': call('s', '/posts'),
+            'comments': call('s', '/comments/{item.id}?title={item.title}',
+                             for_each='{posts[0:3]}'),
+            'after': call('s', '/count/{count(comments)}')},
+            response={'titles': '{posts[0:3][*].title}', 'comments': '{comments}',
+                      'first': '{comments[0][0].body}', 'after': '{after}'})])
+        st, hdrs, doc, _ = self.get(gd, '/x')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        self.assertEqual(doc, {'titles': ['a', 'b', 'c'],
+                               'comments': [[{'post': 11, 'body': 'hi'}],
+                                            [{'post': 12, 'body': 'hi'}],
+                                            [{'post': 13, 'body': 'hi'}]],
+                               'first': 'hi', 'after': {'counted': True}})
+        targets = sorted(t for _, t, _ in self.stub.requests if t.startswith('/comments'))
+        self.assertEqual(targets, ['/comments/11?title=a', '/comments/12?title=b',
+                                   '/comments/13?title=c'])
+        # the posts must arrive first: a failed one makes the for_each a dependency failure
+        self.stub.add('/posts', status=500, json={})
+        st, _, doc, _ = self.get(gd, '/x')
+        self.assertEqual(st, 502, doc)
+        self.assertEqual(doc['errors']['comments']['kind'], 'dependency')
+
+    def test_an_empty_list_is_an_empty_array_without_a_call(self):
+        self.stub.add('/posts', json=[])
+        gd = self.start_pg_gatherd([
+            endpoint('/p', {'c': call('s', '/c/{item}', for_each='{query.ids}')}, params=IDS),
+            endpoint('/q', {'posts': call('s', '/posts'),
+                            'c': call('s', '/c/{item.id}', for_each='{posts[*].id}')})])
+        self.stub.reset_stats()
+        st, hdrs, body, _ = gd.get('/p?ids=')
+        self.assertEqual((st, body), (200, b'{"c":[]}'))
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        st, _, body, _ = gd.get('/q')
+        self.assertEqual((st, body), (200, b'{"posts":[],"c":[]}'))
+        self.assertEqual([t for _, t, _ in self.stub.requests if t.startswith('/c/')], [])
+
+    def test_a_value_that_is_not_an_array_is_a_dependency_failure(self):
+        self.stub.add('/user', json={'name': 'Ann', 'tags': None})
+        gd = self.start_pg_gatherd([endpoint('/x', {
+            'user': call('s', '/user'),
+            'c': call('s', '/c/{item}', for_each='{user.name}', optional=True),
+            'd': call('s', '/c/{item}', for_each='{user.nothing}', optional=True)})])
+        st, _, doc, _ = self.get(gd, '/x')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc['errors']['c']['kind'], 'dependency')
+        self.assertIn('is a string, not an array', doc['errors']['c']['message'])
+        self.assertEqual(doc['errors']['d']['kind'], 'dependency')
+        self.assertIn('missing', doc['errors']['d']['message'])
+
+    def test_string_items_are_percent_encoded_in_the_url(self):
+        self.stub.add('*', json={'ok': 1})
+        gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/t/{item}',
+                                                              for_each='{query.tags}')},
+                                             params={'query.tags': 'string_list'})])
+        self.stub.reset_stats()
+        st, _, doc, _ = self.get(gd, '/x?tags=a%2Fb,c%22d&tags=%C3%A9')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(len(doc['c']), 3)
+        self.assertEqual(sorted(t for _, t, _ in self.stub.requests),
+                         sorted(['/t/a%2Fb', '/t/c%22d', '/t/%C3%A9']))
+
+    def test_sql_calls_fan_out_too(self):
+        self.stub.add('/user', json={'orders': [{'id': 1}, {'id': 3}, {'id': 99}]})
+        gd = self.start_pg_gatherd([
+            endpoint('/x', {'q': sql_call('SELECT id, product_name FROM orders WHERE id = $1',
+                                          args=['{item}'], row='one', for_each='{query.ids}',
+                                          concurrency=2)}, params=IDS),
+            endpoint('/y', {'user': call('s', '/user'),
+                            'q': sql_call('SELECT product_name FROM orders WHERE id = $1',
+                                          args=['{item.id}'], row='one', optional=True,
+                                          for_each='{user.orders}')})])
+        st, _, doc, _ = self.get(gd, '/x?ids=2,1')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc['q'], [{'id': 2, 'product_name': 'Gadget "deluxe", v2'},
+                                    {'id': 1, 'product_name': 'Widget'}])
+        st, hdrs, doc, _ = self.get(gd, '/y')
+        self.assertEqual(st, 200, doc)
+        # an optional call's missing row is null, not a failure
+        self.assertEqual(doc['q'], [{'product_name': 'Widget'}, {'product_name': 'Gizmo'}, None])
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        st, hdrs, doc, _ = self.get(gd, '/x?ids=1,99')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc['q'][1], None)
+        self.assertEqual(doc['errors']['q[1]']['kind'], 'not_found')
+
+    def check_error(self, eps, expected):
+        check_config_error(self, self.pg_config(eps), expected)
+
+    def test_config_errors_name_their_place(self):
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}')})],
+                         'endpoints[0].calls.c.path: "{item}": {item} is only available in the '
+                         'templates of a call with "for_each"')
+        self.check_error([endpoint('/x', {'c': call('s', '/c', headers={'x-a': '{item.id}'})})],
+                         'endpoints[0].calls.c.headers["x-a"]: "{item.id}": {item} is only available')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.ids}')},
+                                   params=IDS, response={'a': {'b': '{item}'}})],
+                         'endpoints[0].response.a.b: "{item}": {item} is only available')
+        self.check_error([endpoint('/x', {'c': sql_call('SELECT $1::int AS a', args=['{item}'])})],
+                         'endpoints[0].calls.c.args[0]: "{item}": {item} is only available')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.q}')},
+                                   params={'query.q': 'string'})],
+                         'endpoints[0].calls.c.for_each: must be exactly one reference to a '
+                         'call\'s result')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='x{query.ids}')},
+                                   params=IDS)],
+                         'endpoints[0].calls.c.for_each: must be exactly one reference')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{nope[*].id}')})],
+                         'endpoints[0].calls.c.for_each: ')
+        self.check_error([endpoint('/x', {'c': call('s', '/c', concurrency=2)})],
+                         'endpoints[0].calls.c: "concurrency" and "max_items" go with "for_each"')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.ids}',
+                                                    concurrency=0)}, params=IDS)],
+                         'endpoints[0].calls.c.concurrency: must be between 1 and 10000')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.ids}',
+                                                    when='{item}')}, params=IDS)],
+                         'endpoints[0].calls.c.when: {item} cannot go into "when"')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{c}')})],
+                         'endpoints[0].calls.c: the calls depend on each other in a cycle: c -> c')
+
+
+if __name__ == '__main__':
+    main()
