@@ -1858,6 +1858,9 @@ static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, siz
         for (size_t i = 0; i < ep->ncaptures; i++)
             if (strcmp(ep->params[i].key, name) == 0)
                 return (int)i;
+        /* a batch's {item}, unless a for_each call's own item hides it */
+        if (ep->is_batch && strcmp(name, "item") == 0 && !(cs != NULL && cs->call->has_for_each))
+            return (int)ep->batch_item;
         for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
             if (strcmp(cs->names[i], name) == 0)
                 return resolve_call_ref(rc->l, ep, name, err, errlen);
@@ -4159,13 +4162,62 @@ static int check_rate_limit_key(struct loader *l, const struct jpath *at,
     return 0;
 }
 
+/* "for_each" on the endpoint: a batch endpoint over a list parameter, with "concurrency" and
+ * "max_items"; {item} becomes a parameter of its own, which each run fills in. */
+static int load_batch(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    json_t *fe = json_object_get(v, "for_each");
+    long long concurrency = 0, max_items = 0;
+    gd_text_template_t t;
+    char msg[512];
+    int r;
+
+    if (fe == NULL) {
+        if (json_object_get(v, "concurrency") != NULL || json_object_get(v, "max_items") != NULL)
+            return fail(l, at, "\"concurrency\" and \"max_items\" go with \"for_each\"");
+        return 0;
+    }
+    if (!json_is_string(fe))
+        return fail_type(l, &fe_at, fe, "a string like \"{query.ids}\"");
+    if ((r = get_int(l, at, v, "concurrency", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_CONCURRENCY, &concurrency)) < 0 ||
+        (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
+        return r;
+    gd_expr_scope_t scope = {NULL, 0, resolve_for_each_param, ep, false};
+    if (gd_text_template_compile(json_string_value(fe), &scope, &t, msg, sizeof(msg)) < 0)
+        return fail(l, &fe_at, "%s", msg);
+    const gd_expr_t *e = t.nparts == 1 && t.is_typed ? &t.parts[0].expr : NULL;
+    bool is_list = e != NULL && e->kind == GD_EXPR_PARAM &&
+                   is_list_type(ep->params[e->index].type);
+    size_t list = is_list ? e->index : 0;
+    gd_text_template_dispose(&t);
+    if (!is_list)
+        return fail(l, &fe_at,
+                    "must be exactly one list parameter like \"{query.ids}\" (declared "
+                    "\"int_list\" or \"string_list\"), not %s",
+                    quote(l, json_string_value(fe)));
+    for (size_t i = 0; i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, "item") == 0)
+            return fail(l, &fe_at, "the path capture {item} would hide the batch's {item}");
+    gd_param_t *p = add_param(ep, GD_SRC_ITEM, "item");
+    p->type = ep->params[list].type == GD_PARAM_INT_LIST ? GD_PARAM_INT : GD_PARAM_STRING;
+    ep->is_batch = true;
+    ep->batch_list = list;
+    ep->batch_item = ep->nparams - 1;
+    ep->batch_concurrency = (size_t)concurrency;
+    ep->batch_max_items = (size_t)max_items;
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
     static const char *const keys[] = {"method",   "path", "timeout_ms",        "params",
                                        "calls",    "cors", "compress",          "cache_control",
                                        "etag",     "auth", "client_rate_limit", "response",
-                                       NULL};
+                                       "for_each", "concurrency", "max_items", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
     bool has_cors = false, has_auth = false, has_rate = false;
@@ -4185,7 +4237,8 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = check_duplicate_route(l, at, cfg, ep)) < 0 ||
         (r = get_duration(l, at, v, "timeout_ms", false, DEFAULT_ENDPOINT_TIMEOUT_MS,
                           &ep->timeout_ms)) < 0 ||
-        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0 ||
+        (r = load_params(l, at, v, ep)) < 0 || (r = load_batch(l, at, v, ep)) < 0 ||
+        (r = load_calls(l, at, v, cfg, ep)) < 0 ||
         (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||

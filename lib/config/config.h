@@ -406,6 +406,13 @@ typedef struct gd_endpoint_conf {
      * start in call_order as what each needs arrives. Without, all start at once. */
     bool has_dependencies;
     size_t *call_order; /* each call after those it needs; NULL without dependencies */
+    /* "for_each" on the endpoint: a batch endpoint, whose calls and response run once per item
+     * of the list parameter params[batch_list], with {item} (params[batch_item], of src
+     * GD_SRC_ITEM: an int or a string) bound to it; the answer is the array of the runs'. */
+    bool is_batch;
+    size_t batch_list, batch_item;
+    size_t batch_concurrency; /* runs under way at once */
+    size_t batch_max_items;   /* more items are the client's error (400) */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {

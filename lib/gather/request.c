@@ -21,6 +21,10 @@
 #include "json/json.h"
 #include "ops/trace.h"
 
+/* How long past its deadline a batch request waits for its runs, which end by the deadline
+ * themselves: a bound against a run that would not. */
+#define BATCH_GRACE_MS 1000
+
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
  * the watch costs two epoll_ctl calls, a tenth of a fast request's CPU (measured on the
  * profile benchmark), and a request answered sooner than this has no use for it. A client
@@ -59,6 +63,14 @@ struct graph {
     bool has_started_calls; /* a pass before has started calls: later ones are deferred */
 };
 
+/* The runs of a batch request, one per item, each a gd_request_t of its own (heap, with its
+ * own arena and calls) whose coroutine is a task of the batch's group. */
+struct batch {
+    gd_request_t **runs; /* by item, in the batch's arena */
+    size_t nruns;
+    size_t next; /* the first run not started */
+};
+
 /* In h2o's request pool: its dispose callback finds our request (NULL once we finished first)
  * and h2o's, whose HTTP/2 connection counts the resets (gather/h2reset.h). */
 struct dispose_slot {
@@ -88,6 +100,12 @@ struct gd_request {
     gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
     const gd_strv_t *values; /* the parameters; borrowed from h2o's request: valid while req is */
     struct graph *graph;     /* NULL when no call waits for another */
+    /* A batch endpoint's request runs no call of its own: its runs, one per item, do. */
+    struct batch *batch;     /* NULL unless the endpoint is a batch */
+    gd_request_t *parent;    /* a run's: the batch request it belongs to (else NULL) */
+    gd_jbuf_t doc;           /* a run's: its answer, once it has gathered */
+    bool is_doc_complete;
+    bool is_run_done;
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
 };
 
@@ -155,6 +173,10 @@ static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
 
 static void free_request(gd_request_t *rq)
 {
+    for (size_t k = 0; rq->batch != NULL && k < rq->batch->nruns; k++)
+        if (rq->batch->runs[k] != NULL)
+            free_request(rq->batch->runs[k]);
+    free(rq->doc.buf);
     for (size_t i = 0; i < rq->endpoint->ncalls; i++) {
         struct fanout *f = rq->graph != NULL && rq->graph->fanouts != NULL
                                ? rq->graph->fanouts[i]
@@ -252,6 +274,8 @@ static void answer_unsent_full(gd_request_t *rq, int full)
     answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
 }
 
+static void respond_batch(gd_request_t *rq);
+
 static void respond(gd_request_t *rq)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
@@ -265,6 +289,10 @@ static void respond(gd_request_t *rq)
         answer_error(rq, 503, "shutting_down",
                      "the server is shutting down and this request ran past its shutdown timeout",
                      NULL, NULL);
+        return;
+    }
+    if (rq->batch != NULL) {
+        respond_batch(rq);
         return;
     }
     int status = gd_merge_status(ep, rq->results);
@@ -305,6 +333,48 @@ static void respond(gd_request_t *rq)
                      .client = rq->client};
     size_t sent = gd_respond(&rq->ctx->responder, req, &a);
     record(rq, req->res.status, sent, complete, rq->results);
+}
+
+/* Answers batch request @rq: the array of its runs' answers in item order, 200 (a run's own
+ * failures are in its answer), incomplete when any run is. */
+static void respond_batch(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const struct batch *b = rq->batch;
+    h2o_req_t *req = rq->req;
+    size_t len = 2;
+    bool is_complete = true;
+
+    for (size_t k = 0; k < b->nruns; k++) {
+        len += (k > 0 ? 1 : 0) + b->runs[k]->doc.len;
+        is_complete &= b->runs[k]->is_doc_complete;
+    }
+    int full = gd_outbox_check(rq->ctx->responder.outbox, req, len);
+    if (full != 0) {
+        answer_unsent_full(rq, full);
+        return;
+    }
+    char *body = h2o_mem_alloc_pool(&req->pool, len), *p = body;
+    *p++ = '[';
+    for (size_t k = 0; k < b->nruns; k++) {
+        if (k > 0)
+            *p++ = ',';
+        memcpy(p, b->runs[k]->doc.buf, b->runs[k]->doc.len);
+        p += b->runs[k]->doc.len;
+    }
+    *p = ']';
+    const char *complete = is_complete ? "true" : "false";
+    gd_answer_t a = {.status = 200,
+                     .body = body,
+                     .len = len,
+                     .complete = complete,
+                     .compress = &ep->compress,
+                     .cache_control = ep->cache_control,
+                     .has_etag = ep->has_etag,
+                     .endpoint = ep,
+                     .client = rq->client};
+    size_t sent = gd_respond(&rq->ctx->responder, req, &a);
+    record(rq, req->res.status, sent, complete, NULL);
 }
 
 static void link_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
@@ -454,6 +524,12 @@ static void start_item(gd_request_t *rq, size_t i, size_t k)
     gd_call_start(call, src, &rq->group);
 }
 
+/* Whether the client still waits for @rq's answer (a run's: for its batch's). */
+static bool is_client_here(const gd_request_t *rq)
+{
+    return (rq->parent != NULL ? rq->parent : rq)->req != NULL;
+}
+
 /* The for_each call @i's fan-out, when it has started. */
 static struct fanout *fanout_of(const gd_request_t *rq, size_t i)
 {
@@ -466,7 +542,7 @@ static bool fanout_has_room(const gd_request_t *rq, size_t i)
     const struct fanout *f = fanout_of(rq, i);
 
     return f != NULL && rq->graph->states[i] == CALL_RUNNING && f->next < f->nitems &&
-           f->nrunning < rq->endpoint->calls[i].concurrency && rq->req != NULL;
+           f->nrunning < rq->endpoint->calls[i].concurrency && is_client_here(rq);
 }
 
 /* Starts items of for_each call @i while it has room (its concurrency). */
@@ -679,7 +755,7 @@ static bool advance_graph(gd_request_t *rq)
             if (gd_coro_sleep(0) != 0)
                 return true; /* not now: the group is being cancelled */
         }
-        if (is_ready && rq->req != NULL)
+        if (is_ready && is_client_here(rq))
             start_dependent(rq, i); /* may settle it at once, for the calls after it */
         else if (has_room)
             top_up(rq, i);
@@ -703,6 +779,115 @@ static int run_graph(gd_request_t *rq)
     return ret;
 }
 
+/* Starts the calls of @rq (in its group, initialized) and gathers them: all at once, or as
+ * what each needs arrives. Returns what gd_group_wait() would. */
+static int run_calls(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    if (rq->graph != NULL)
+        return run_graph(rq);
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        if (!gd_depend_when(&ep->calls[i], rq->values))
+            skip_call(rq->calls[i]);
+        else
+            gd_call_start(rq->calls[i], &rq->ctx->sources[ep->calls[i].source], &rq->group);
+    }
+    return gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+}
+
+/* The answer of @rq's calls (settled) as a single endpoint's, into rq->doc. */
+static void write_doc(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    bool is_detailed = rq->ctx->config->expose_error_details;
+
+    rq->is_doc_complete = gd_merge_is_complete(ep, rq->results);
+    if (ep->response != NULL) {
+        gd_shape_body(ep, rq->results, rq->values, is_detailed, &rq->doc);
+        return;
+    }
+    size_t len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
+    gd_jbuf_reserve(&rq->doc, len);
+    rq->doc.len = gd_merge_body(ep, rq->results, is_detailed, rq->doc.buf, len);
+}
+
+/* Sets the deadlines of @rq's calls, from now: the endpoint's is @deadline_ms. */
+static void set_deadlines(gd_request_t *rq, uint64_t deadline_ms)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    uv_update_time(rq->ctx->loop);
+    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
+    rq->deadline_ms = deadline_ms;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_call_t *call = rq->calls[i];
+        call->started_at_ns = rq->started_at_ns;
+        call->timeout_ms = ep->calls[i].timeout_ms;
+        call->deadline_ms = now_ms + ep->calls[i].timeout_ms;
+    }
+}
+
+/* A run's coroutine, a task of its batch's group: the endpoint's calls for one item. */
+static void run_item(void *arg)
+{
+    gd_request_t *run = arg;
+
+    gd_group_init(&run->group, run->ctx->sched);
+    int ret = run_calls(run);
+    gd_group_dispose(&run->group);
+    collect_results(run, ret);
+    write_doc(run);
+    run->is_run_done = true;
+}
+
+/* Runs the items of batch request @rq, at most the endpoint's concurrency at once, each
+ * started once another has finished, until all have or the deadline has passed (a run not
+ * started by then answers as timed out). Returns what gd_group_wait() would. */
+static int run_batch(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    struct batch *b = rq->batch;
+    size_t nrunning = 0;
+    bool is_stopped = false;
+    int ret = 0;
+
+    for (;;) {
+        uv_update_time(rq->ctx->loop);
+        is_stopped |= uv_now(rq->ctx->loop) >= rq->deadline_ms || rq->req == NULL;
+        while (!is_stopped && b->next < b->nruns && nrunning < ep->batch_concurrency) {
+            gd_request_t *run = b->runs[b->next++];
+            set_deadlines(run, rq->deadline_ms);
+            if (gd_group_spawn(&rq->group, run_item, run) != 0) {
+                collect_results(run, -ECANCELED); /* no coroutine: its calls never ran */
+                write_doc(run);
+                run->is_run_done = true;
+                continue;
+            }
+            nrunning++;
+        }
+        if (nrunning == 0 && (is_stopped || b->next == b->nruns))
+            break;
+        /* The runs end by the deadline themselves; this bound only guards against a stuck one. */
+        int r = gd_group_wait_any(&rq->group, rq->deadline_ms + BATCH_GRACE_MS);
+        nrunning = 0;
+        for (size_t k = 0; k < b->next; k++)
+            nrunning += !b->runs[k]->is_run_done;
+        if (r < 0) {
+            ret = r;
+            is_stopped = true;
+        } else if (!is_stopped && b->next < b->nruns && gd_coro_sleep(0) != 0) {
+            is_stopped = true; /* not started inside the stack of the run that just ended */
+        }
+    }
+    for (; b->next < b->nruns; b->next++) {
+        gd_request_t *run = b->runs[b->next];
+        collect_results(run, ret == -ECANCELED ? -ECANCELED : -ETIMEDOUT);
+        write_doc(run);
+    }
+    return ret;
+}
+
 /* The request coroutine: fan out, gather at one point, answer. */
 static void run_request(void *arg)
 {
@@ -717,32 +902,24 @@ static void run_request(void *arg)
     gd_timer_init(&rq->hangup_delay, on_hangup_delay);
     rq->is_gathering = true;
     gd_timer_start(timers, &rq->hangup_delay, gd_timers_now(timers) + HANGUP_WATCH_DELAY_MS);
-    if (rq->graph != NULL) {
-        ret = run_graph(rq);
-    } else {
-        for (size_t i = 0; i < ep->ncalls; i++) {
-            if (!gd_depend_when(&ep->calls[i], rq->values))
-                skip_call(rq->calls[i]);
-            else
-                gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
-        }
-        ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
-    }
+    ret = rq->batch != NULL ? run_batch(rq) : run_calls(rq);
     rq->is_gathering = false;
     gd_timer_stop(timers, &rq->hangup_delay);
     gd_hangup_unwatch(&rq->hangup);
     gd_group_dispose(&rq->group);
 
-    collect_results(rq, ret);
+    const gd_call_result_t *results = rq->batch != NULL ? NULL : rq->results;
+    if (rq->batch == NULL)
+        collect_results(rq, ret);
     if (rq->req == NULL) {
-        record_client_gone(rq, rq->results); /* h2o let go of the request: an HTTP/2 reset */
+        record_client_gone(rq, results); /* h2o let go of the request: an HTTP/2 reset */
     } else if (ret == -ECANCELED && !ctx->is_aborting) {
         /* The HTTP/1 client hung up: h2o still holds the request and must see it answered,
          * which closes the connection. */
         rq->req->http1_is_persistent = 0;
         size_t len = gd_respond_error(&ctx->responder, rq->req, NULL, 499, "client_closed_request",
                                       "the client closed its connection", NULL, NULL);
-        record(rq, 499, len, "-", rq->results);
+        record(rq, 499, len, "-", results);
     } else {
         respond(rq);
     }
@@ -762,7 +939,7 @@ static void start_request(gd_request_t *rq)
     uv_update_time(ctx->loop);
     uint64_t now_ms = uv_now(ctx->loop) + 1;
     rq->deadline_ms = now_ms + ep->timeout_ms;
-    for (size_t i = 0; i < ep->ncalls; i++) {
+    for (size_t i = 0; rq->batch == NULL && i < ep->ncalls; i++) {
         gd_call_t *call = rq->calls[i];
         call->started_at_ns = rq->started_at_ns;
         call->timeout_ms = ep->calls[i].timeout_ms;
@@ -862,6 +1039,76 @@ static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t
     return buf;
 }
 
+/* Renders the calls of @rq from @in (its values, its arena). Returns 0, or -EINVAL with the
+ * client's error in @err. */
+static int prepare_calls(gd_request_t *rq, gd_call_input_t *in, char *err, size_t errlen)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    if (ep->has_dependencies)
+        in->values = new_graph(rq, in);
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_source_t *src = &rq->ctx->sources[ep->calls[i].source];
+        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+        memset(call, 0, src->ops->size);
+        rq->calls[i] = call;
+        if (gd_call_prepare(call, src->ops, &ep->calls[i], in, err, errlen) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* Makes batch request @rq's runs, one per item of its list, each with {item} bound and its
+ * calls rendered from @in. Returns 0, or -EINVAL with the client's error in @err (more items
+ * than the endpoint's max_items, a value that cannot go where it is used). */
+static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err, size_t errlen)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_param_t *list = &ep->params[ep->batch_list];
+    const gd_strv_t *lit = &rq->values[ep->batch_list];
+    gd_jbuf_t json = {0};
+    size_t n = 0;
+
+    gd_fanout_list_json(list, lit->base, lit->len, &json);
+    h2o_iovec_t text = arena_copy(&rq->arena, json.buf, json.len);
+    free(json.buf);
+    gd_fanout_items(text.base, text.len, NULL, 0, &n);
+    if (n > ep->batch_max_items) {
+        snprintf(err, errlen, "parameter \"%s\" has %zu items; this endpoint takes at most %zu "
+                 "(its max_items)", list->name, n, ep->batch_max_items);
+        return -EINVAL;
+    }
+    struct batch *b = h2o_mem_alloc_pool(&rq->arena, sizeof(*b));
+    gd_strv_t *items = h2o_mem_alloc_pool(&rq->arena, sizeof(*items) * (n + 1));
+    *b = (struct batch){.runs = h2o_mem_alloc_pool(&rq->arena, sizeof(*b->runs) * (n + 1))};
+    memset(b->runs, 0, sizeof(*b->runs) * (n + 1));
+    gd_fanout_items(text.base, text.len, items, n, &n);
+    rq->batch = b;
+    for (size_t k = 0; k < n; k++) {
+        gd_request_t *run = new_request(rq->ctx, rq->req, ep, rq->request_id, rq->client,
+                                        rq->started_at_ns);
+        b->runs[b->nruns++] = run; /* freed with the batch from here on */
+        run->parent = rq;
+        gd_strv_t *values = h2o_mem_alloc_pool(&run->arena, sizeof(*values) * (ep->nparams + 1));
+        memcpy(values, rq->values, sizeof(*values) * ep->nparams);
+        gd_strv_t item = items[k];
+        if (item.base[0] == '"') { /* a string_list's: its text */
+            char *p = h2o_mem_alloc_pool(&run->arena, item.len + 1);
+            item.len = gd_json_unquote(item.base, item.len, p);
+            p[item.len] = '\0';
+            item.base = p;
+        }
+        values[ep->batch_item] = item;
+        run->values = values;
+        gd_call_input_t run_in = *in;
+        run_in.values = values;
+        run_in.arena = &run->arena;
+        if (prepare_calls(run, &run_in, err, errlen) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
                      const gd_strv_t *values, const char *request_id, const char *client,
                      uint64_t started_at_ns)
@@ -889,21 +1136,13 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
         free_request(rq);
         return;
     }
-    if (ep->has_dependencies)
-        in.values = new_graph(rq, &in);
-
     /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
      * request holds is its own. */
-    for (size_t i = 0; i < ep->ncalls; i++) {
-        const gd_source_t *src = &ctx->sources[ep->calls[i].source];
-        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
-        memset(call, 0, src->ops->size);
-        rq->calls[i] = call;
-        if (gd_call_prepare(call, src->ops, &ep->calls[i], &in, err, sizeof(err)) != 0) {
-            answer_error(rq, 400, "invalid_parameter", err, NULL, NULL);
-            free_request(rq);
-            return;
-        }
+    if ((ep->is_batch ? prepare_batch(rq, &in, err, sizeof(err))
+                      : prepare_calls(rq, &in, err, sizeof(err))) != 0) {
+        answer_error(rq, 400, "invalid_parameter", err, NULL, NULL);
+        free_request(rq);
+        return;
     }
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
     *rq->dispose_slot = (struct dispose_slot){.rq = rq, .req = req, .ctx = ctx};
@@ -961,7 +1200,7 @@ static json_t *describe_request(const gd_request_t *rq, const char *state, uint6
     const gd_endpoint_conf_t *ep = rq->endpoint;
     json_t *calls = json_array();
 
-    for (size_t i = 0; i < ep->ncalls; i++) {
+    for (size_t i = 0; rq->batch == NULL && i < ep->ncalls; i++) { /* a batch: in its runs */
         const gd_call_conf_t *cc = &ep->calls[i];
         gd_call_progress_t p;
         gd_call_progress(rq->calls[i], &p);

@@ -209,6 +209,59 @@ class ForEachTest(PgTestCase):
         self.assertEqual(doc['q'][1], None)
         self.assertEqual(doc['errors']['q[1]']['kind'], 'not_found')
 
+    # -- batch endpoints ---------------------------------------------------------------------
+    def test_a_batch_endpoint_answers_one_document_per_item(self):
+        for i in (1, 2, 3):
+            self.stub.add('/users/%d' % i, json={'id': i, 'name': 'u%d' % i, 'company_id': 10 + i},
+                          delay_ms=100)
+            self.stub.add('/companies/%d' % (10 + i), json={'name': 'c%d' % i})
+        self.stub.add('/users/2', status=404, json={'error': 'no such user'}, delay_ms=100)
+        gd = self.start_pg_gatherd([
+            endpoint('/profiles', {'user': call('s', '/users/{item}'),
+                                   'company': call('s', '/companies/{user.company_id}')},
+                     params=IDS, for_each='{query.ids}', concurrency=2,
+                     response={'id': '{item}', 'name': '{user.name}', 'company': '{company.name}'}),
+            endpoint('/plain', {'user': call('s', '/users/{item}', fields=['id'])},
+                     params={'query.names': 'string_list'}, for_each='{query.names}',
+                     max_items=3)])
+        self.stub.reset_stats()
+        st, hdrs, doc, elapsed = self.get(gd, '/profiles?ids=1,2,3')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        self.assertEqual(len(doc), 3)
+        self.assertEqual(doc[0], {'id': 1, 'name': 'u1', 'company': 'c1'})
+        self.assertEqual(doc[2], {'id': 3, 'name': 'u3', 'company': 'c3'})
+        # the failing item's own answer: what a single-item endpoint answers, with its errors
+        self.assertEqual(doc[1]['id'], 2)
+        self.assertIsNone(doc[1]['name'])
+        self.assertEqual(doc[1]['errors']['user']['kind'], 'status')
+        self.assertEqual(doc[1]['errors']['user']['status'], 404)
+        self.assertEqual(doc[1]['errors']['company']['kind'], 'dependency')
+        self.assertLessEqual(self.stub.max_concurrent_requests, 2)
+        self.assertGreaterEqual(elapsed, 0.19, 'three runs, two at once: two waves of 100 ms')
+        st, hdrs, doc, _ = self.get(gd, '/profiles?ids=1&ids=3')
+        self.assertEqual((st, hdrs.get('X-Gatherd-Complete')), (200, 'true'))
+        self.assertEqual([d['id'] for d in doc], [1, 3])
+        st, _, body, _ = gd.get('/profiles?ids=')
+        self.assertEqual((st, body), (200, b'[]'))
+        # without a response template: each run's merged document; strings as {item}
+        st, _, body, _ = gd.get('/plain?names=1,3')
+        self.assertEqual((st, body), (200, b'[{"user":{"id": 1}},{"user":{"id": 3}}]'))
+        st, _, doc, _ = self.get(gd, '/plain?names=1,2,3,1')
+        self.assertEqual(st, 400, doc)
+        self.assertEqual(doc['error'], 'invalid_parameter')
+        self.assertIn('at most 3', doc['message'])
+
+    def test_batch_config_errors(self):
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}')}, for_each='{query.q}',
+                                   params={'query.q': 'string'})],
+                         'endpoints[0].for_each: must be exactly one list parameter')
+        self.check_error([endpoint('/x', {'c': call('s', '/c')}, concurrency=3)],
+                         'endpoints[0]: "concurrency" and "max_items" go with "for_each"')
+        self.check_error([endpoint('/x', {'c': call('s', '/c/{item}')}, for_each='{query.ids}',
+                                   params=IDS, max_items=0)],
+                         'endpoints[0].max_items: must be between 1 and 10000')
+
     def check_error(self, eps, expected):
         check_config_error(self, self.pg_config(eps), expected)
 
