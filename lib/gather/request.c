@@ -12,7 +12,7 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/depend.h"
-#include "gather/fanout.h"
+#include "gather/foreach.h"
 #include "gather/h2reset.h"
 #include "gather/merge.h"
 #include "gather/reshape.h"
@@ -556,7 +556,7 @@ static void top_up(gd_request_t *rq, size_t i)
 
 /*
  * Settles the items of running for_each call @i that have finished (shaped, null_on applied);
- * once every one has, writes the call's result (gd_fanout_result()) and returns true. With
+ * once every one has, writes the call's result (gd_foreach_result()) and returns true. With
  * @gather_ret -ETIMEDOUT (the gather has ended), items never started are settled as timed out
  * and the cancelled ones are too, as calls are.
  */
@@ -588,7 +588,7 @@ static bool fanout_is_done(gd_request_t *rq, size_t i, int gather_ret)
     }
     if (f->next < f->nitems || f->nrunning > 0)
         return false;
-    gd_fanout_result(cc, f->results, f->nitems, gd_call_elapsed_ms(rq->calls[i]),
+    gd_foreach_result(cc, f->results, f->nitems, gd_call_elapsed_ms(rq->calls[i]),
                      &rq->calls[i]->result);
     return true;
 }
@@ -642,7 +642,7 @@ static void start_fanout(gd_request_t *rq, size_t i)
     }
     if (cc->for_each.kind == GD_EXPR_PARAM) {
         const gd_strv_t *v = &g->values[cc->for_each.index];
-        gd_fanout_list_json(&ep->params[cc->for_each.index], v->base, v->len, &list);
+        gd_foreach_list_json(&ep->params[cc->for_each.index], v->base, v->len, &list);
     } else if (!gd_eval_ref(&cc->for_each, &env, &list)) {
         free(list.buf);
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY,
@@ -652,7 +652,7 @@ static void start_fanout(gd_request_t *rq, size_t i)
     }
     h2o_iovec_t text = arena_copy(&rq->arena, list.buf, list.len);
     free(list.buf);
-    if (gd_fanout_items(text.base, text.len, NULL, 0, &n) != 0) {
+    if (gd_foreach_items(text.base, text.len, NULL, 0, &n) != 0) {
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "\"for_each\" %s is %s, not an array",
                      cc->for_each_text, json_kind(text.base, text.len));
         return;
@@ -674,7 +674,7 @@ static void start_fanout(gd_request_t *rq, size_t i)
     };
     memset(f->calls, 0, sizeof(*f->calls) * room);
     memset(f->is_settled, 0, sizeof(*f->is_settled) * room);
-    gd_fanout_items(text.base, text.len, f->items, n, &n);
+    gd_foreach_items(text.base, text.len, f->items, n, &n);
     g->fanouts[i] = f;
     g->states[i] = CALL_RUNNING;
     top_up(rq, i);
@@ -1069,10 +1069,10 @@ static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err,
     gd_jbuf_t json = {0};
     size_t n = 0;
 
-    gd_fanout_list_json(list, lit->base, lit->len, &json);
+    gd_foreach_list_json(list, lit->base, lit->len, &json);
     h2o_iovec_t text = arena_copy(&rq->arena, json.buf, json.len);
     free(json.buf);
-    gd_fanout_items(text.base, text.len, NULL, 0, &n);
+    gd_foreach_items(text.base, text.len, NULL, 0, &n);
     if (n > ep->batch_max_items) {
         snprintf(err, errlen, "parameter \"%s\" has %zu items; this endpoint takes at most %zu "
                  "(its max_items)", list->name, n, ep->batch_max_items);
@@ -1082,7 +1082,7 @@ static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err,
     gd_strv_t *items = h2o_mem_alloc_pool(&rq->arena, sizeof(*items) * (n + 1));
     *b = (struct batch){.runs = h2o_mem_alloc_pool(&rq->arena, sizeof(*b->runs) * (n + 1))};
     memset(b->runs, 0, sizeof(*b->runs) * (n + 1));
-    gd_fanout_items(text.base, text.len, items, n, &n);
+    gd_foreach_items(text.base, text.len, items, n, &n);
     rq->batch = b;
     for (size_t k = 0; k < n; k++) {
         gd_request_t *run = new_request(rq->ctx, rq->req, ep, rq->request_id, rq->client,

@@ -1,4 +1,4 @@
-#include "gather/fanout.h"
+#include "gather/foreach.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,7 +42,7 @@ static void put_string_item(const char *s, size_t n, gd_jbuf_t *out)
         free(text);
 }
 
-void gd_fanout_list_json(const gd_param_t *p, const char *lit, size_t len, gd_jbuf_t *out)
+void gd_foreach_list_json(const gd_param_t *p, const char *lit, size_t len, gd_jbuf_t *out)
 {
     /* "{}", "{1,2}" or "{"a","b\"c"}": what gd_list_end() wrote, so well formed */
     const char *s = lit + 1, *end = lit + (len >= 2 ? len - 1 : 1);
@@ -73,7 +73,7 @@ void gd_fanout_list_json(const gd_param_t *p, const char *lit, size_t len, gd_jb
     gd_jbuf_put(out, "]", 1);
 }
 
-int gd_fanout_items(const char *s, size_t len, gd_strv_t *ret, size_t max, size_t *ret_n)
+int gd_foreach_items(const char *s, size_t len, gd_strv_t *ret, size_t max, size_t *ret_n)
 {
     gd_json_iter_t it;
     const char *k, *v;
@@ -91,7 +91,7 @@ int gd_fanout_items(const char *s, size_t len, gd_strv_t *ret, size_t max, size_
     return 0;
 }
 
-void gd_fanout_result(const gd_call_conf_t *call, const gd_call_result_t *items, size_t n,
+void gd_foreach_result(const gd_call_conf_t *call, const gd_call_result_t *items, size_t n,
                       uint64_t elapsed_ms, gd_call_result_t *ret)
 {
     size_t nfailed = 0, first_failed = 0, len = 2;
