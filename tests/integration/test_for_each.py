@@ -7,10 +7,18 @@ too_large before any item starts, an empty list makes no call, a value that is n
 a dependency failure; the list may be a list parameter or another call's result; SQL calls fan
 out too; and {item} outside a for_each is a config error naming its place."""
 import json as jsonlib
+import os
+import subprocess
+import sys
+import urllib.request
 
-from harness import call, endpoint, loads_ordered, main, now
+from harness import (GatherdTestCase, call, endpoint, free_port, loads_ordered, main,
+                     wait_until)
+from pgfixture import PgCluster
 from test_cache import check_config_error
-from test_postgres import PgTestCase, sql_call
+from test_postgres import PgTestCase, admin_off, sql_call
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 POSTS = [{'id': 11, 'title': 'a'}, {'id': 12, 'title': 'b'}, {'id': 13, 'title': 'c'},
          {'id': 14, 'title': 'd'}]
@@ -295,6 +303,91 @@ class ForEachTest(PgTestCase):
                          'endpoints[0].calls.c.when: {item} cannot go into "when"')
         self.check_error([endpoint('/x', {'c': call('s', '/c/{item}', for_each='{c}')})],
                          'endpoints[0].calls.c: the calls depend on each other in a cycle: c -> c')
+
+
+class DemoScreensTest(GatherdTestCase):
+    """conf/demo.json as shipped (ports aside) against scripts/demo-upstream.py and a Postgres
+    loaded with scripts/demo.sql: the README's worked example, the home screen, and the batch
+    form of the classic aggregator."""
+
+    pg = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg = PgCluster.for_class(cls, sql_files=[os.path.join(REPO, 'scripts', 'demo.sql')])
+
+    def setUp(self):
+        key = os.environ['GATHERD_DEMO_API_KEY']
+        port = free_port()
+        up = subprocess.Popen([sys.executable, os.path.join(REPO, 'scripts', 'demo-upstream.py'),
+                               '--port', str(port), '--api-key', key],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (up.terminate(), up.wait(10)))
+
+        def answers():
+            req = urllib.request.Request('http://127.0.0.1:%d/users/1' % port,
+                                         headers={'x-api-key': key})
+            try:
+                return urllib.request.urlopen(req, timeout=1).status == 200
+            except OSError:
+                return False
+        self.assertTrue(wait_until(answers, timeout=10), 'the demo upstream did not start')
+        with open(os.path.join(REPO, 'conf', 'demo.json')) as f:
+            cfg = jsonlib.load(f)
+        del cfg['listen']
+        cfg['threads'] = 1
+        cfg.update(admin_off())
+        cfg['upstreams']['demo']['url'] = 'http://127.0.0.1:%d' % port
+        cfg['postgres']['conninfo'] = self.pg.conninfo()
+        self.gd = self.start_gatherd(cfg)
+        self.assertTrue(wait_until(lambda: self.gd.get('/orders?ids=1')[0] == 200, timeout=10))
+
+    def test_the_home_screen(self):
+        st, hdrs, body, _ = self.gd.get('/users/7/home')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        doc = loads_ordered(body)
+        self.assertEqual(list(doc.keys_in_order()), ['user', 'company', 'latest_orders', 'products',
+                                                     'latest_posts', 'comments'])
+        self.assertEqual(doc['user'], {'id': 7, 'name': 'User 7', 'city': 'Lima'})
+        self.assertEqual(doc['company'], 'Initech')  # the call that needed user.company_id
+        orders = self.pg.rows('SELECT product_name FROM orders WHERE user_id = 7 '
+                              'ORDER BY order_date DESC LIMIT 3')
+        self.assertEqual([o['product_name'] for o in doc['latest_orders']],
+                         [r[0] for r in orders])
+        # one SQL call with the orders' product names as one array
+        self.assertEqual([p['name'] for p in doc['products']],
+                         sorted(set(r[0] for r in orders)))
+        self.assertEqual([p['id'] for p in doc['latest_posts']], [77, 78, 79])
+        # the comments of the latest three posts, one for_each call, in post order
+        self.assertEqual([[c['name'] for c in cs] for cs in doc['comments']],
+                         [['Comment %d on post %d' % (i, p) for i in range(3)]
+                          for p in (77, 78, 79)])
+        self.assertEqual(set(doc['comments'][0][0]), {'name', 'body'})
+
+    def test_the_batch_form_of_the_classic_aggregator(self):
+        singles = []
+        for uid in (1, 3):
+            st, _, body, _ = self.gd.get('/users/%d/summary' % uid)
+            self.assertEqual(st, 200, body)
+            singles.append(body)
+        st, hdrs, body, _ = self.gd.get('/users/summaries?ids=1,3')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        # each item's answer is the single endpoint's, byte for byte
+        self.assertEqual(body, b'[' + b','.join(singles) + b']')
+        st, hdrs, body, _ = self.gd.get('/users/summaries?ids=3,404')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        doc = jsonlib.loads(body)
+        self.assertEqual(doc[0], jsonlib.loads(singles[1]))
+        self.assertEqual(doc[1]['user_id'], 404)
+        self.assertIsNone(doc[1]['user_info'])
+        self.assertEqual(doc[1]['errors']['user']['status'], 404)
+        st, _, body, _ = self.gd.get('/users/summaries?ids=1,x')
+        self.assertEqual(st, 400, body)
 
 
 if __name__ == '__main__':
