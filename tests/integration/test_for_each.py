@@ -8,8 +8,10 @@ a dependency failure; the list may be a list parameter or another call's result;
 out too; and {item} outside a for_each is a config error naming its place."""
 import json as jsonlib
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 from harness import (GatherdTestCase, call, endpoint, free_port, loads_ordered, main,
@@ -56,6 +58,45 @@ class ForEachTest(PgTestCase):
         st, _, doc, elapsed = self.get(gd2, '/x?ids=1,2,3,4,5,6,7,8')
         self.assertEqual(st, 200, doc)
         self.assertLess(elapsed, 0.44)
+
+    def test_each_item_has_its_own_timeout_and_the_deadline_bounds_them_all(self):
+        self.items(3, delay_ms=200)
+        one_at_a_time = {'for_each': '{query.ids}', 'concurrency': 1, 'timeout_ms': 300}
+        gd = self.start_pg_gatherd([
+            endpoint('/long', {'c': call('s', '/c/{item}', **one_at_a_time)}, params=IDS,
+                     timeout_ms=3000),
+            endpoint('/short', {'c': call('s', '/c/{item}', **one_at_a_time)}, params=IDS,
+                     timeout_ms=500)])
+        # 600 ms in all, but 200 ms from each item's own start: within its 300 ms
+        st, hdrs, doc, elapsed = self.get(gd, '/long?ids=1,2,3')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'true')
+        self.assertEqual(len(doc['c']), 3)
+        self.assertGreaterEqual(elapsed, 0.59)
+        # the third item starts at ~400 ms and meets the endpoint deadline at 500 ms
+        st, hdrs, doc, elapsed = self.get(gd, '/short?ids=1,2,3')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(hdrs.get('X-Gatherd-Complete'), 'false')
+        self.assertEqual(doc['c'][:2], [{'n': 1, 'secret': 'x'}, {'n': 2, 'secret': 'x'}])
+        self.assertIsNone(doc['c'][2])
+        self.assertEqual(doc['errors']['c[2]']['kind'], 'timeout')
+        self.assertLess(elapsed, 0.8)
+
+    def test_a_client_that_leaves_stops_the_items_not_started(self):
+        self.items(4, delay_ms=300)
+        gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}',
+                                                              for_each='{query.ids}',
+                                                              concurrency=1)},
+                                             params=IDS, timeout_ms=3000)])
+        self.stub.reset_stats()
+        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
+        sock.sendall(b'GET /x?ids=1,2,3,4 HTTP/1.1\r\nHost: x\r\n\r\n')
+        self.stub.wait_requests(1)
+        sock.close()
+        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
+        time.sleep(0.5)  # past when the second item would have started
+        self.assertEqual(len(self.stub.requests), 1)
+        self.assertEqual(self.get(gd, '/x?ids=1')[0], 200)
 
     def test_more_than_max_items_fails_before_any_item_starts(self):
         self.items(5)
@@ -259,6 +300,29 @@ class ForEachTest(PgTestCase):
         self.assertEqual(st, 400, doc)
         self.assertEqual(doc['error'], 'invalid_parameter')
         self.assertIn('at most 3', doc['message'])
+
+    def test_a_batch_whose_client_leaves_starts_no_more_runs(self):
+        self.items(4, delay_ms=300)
+        self.stub.add('/posts', json=POSTS)
+        gd = self.start_pg_gatherd([endpoint('/b', {
+            'c': call('s', '/c/{item}'),
+            'posts': call('s', '/posts', after=['c']),
+            'per_post': call('s', '/c/{item}', for_each='{posts[0:2][*].id}')},
+            params=IDS, for_each='{query.ids}', concurrency=1, timeout_ms=3000)])
+        self.stub.reset_stats()
+        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
+        sock.sendall(b'GET /b?ids=1,2,3,4 HTTP/1.1\r\nHost: x\r\n\r\n')
+        self.stub.wait_requests(1)
+        sock.close()
+        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
+        time.sleep(0.5)
+        self.assertEqual(len(self.stub.requests), 1)
+        # a batch whose runs have a for_each call of their own: that call's {item} is its own
+        self.stub.add('/c/11', json={'post': 11})
+        self.stub.add('/c/12', json={'post': 12})
+        st, _, doc, _ = self.get(gd, '/b?ids=1')
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc[0]['per_post'], [{'post': 11}, {'post': 12}])
 
     def test_batch_config_errors(self):
         self.check_error([endpoint('/x', {'c': call('s', '/c/{item}')}, for_each='{query.q}',
