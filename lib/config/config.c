@@ -2345,14 +2345,16 @@ static int resolve_for_each_param(void *ctx, int src, const char *name, bool *re
     return -1;
 }
 
-/* "for_each": one reference, to a call's result or to a list parameter, whose items the call
- * runs for; with "concurrency" and "max_items", which mean nothing without it. */
-static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
-                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+/* The "for_each" of @v (a call or an endpoint, at @at) with its "concurrency" and "max_items",
+ * which mean nothing without it: its one reference compiled in @scope into *@ret (the caller
+ * checks what it may name, and owns *@ret). Returns 1, 0 when there is no "for_each", or an
+ * error naming the place. */
+static int parse_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_expr_scope_t *scope, gd_expr_t *ret, size_t *ret_concurrency,
+                          size_t *ret_max_items)
 {
     struct jpath fe_at = {at, "for_each", 0};
     json_t *fe = json_object_get(v, "for_each");
-    const struct call_scope *cs = l->calling;
     long long concurrency = 0, max_items = 0;
     gd_text_template_t t;
     char msg[512];
@@ -2370,25 +2372,44 @@ static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
         (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
                      GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
         return r;
-    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_for_each_param, ep, false};
-    if (gd_text_template_compile(json_string_value(fe), &scope, &t, msg, sizeof(msg)) < 0)
+    if (gd_text_template_compile(json_string_value(fe), scope, &t, msg, sizeof(msg)) < 0)
         return fail(l, &fe_at, "%s", msg);
-    const gd_expr_t *e = t.nparts == 1 && t.is_typed ? &t.parts[0].expr : NULL;
-    bool is_list = e != NULL && e->kind == GD_EXPR_PARAM &&
-                   is_list_type(ep->params[e->index].type);
-    if (e == NULL || !(e->kind == GD_EXPR_CALL || is_list)) {
+    if (t.nparts != 1 || !t.is_typed) {
         gd_text_template_dispose(&t);
+        *ret = (gd_expr_t){.kind = GD_EXPR_ERRORS}; /* the callers' "not exactly one reference" */
+    } else {
+        *ret = t.parts[0].expr;
+        free(t.parts); /* the expression moved into *ret */
+    }
+    *ret_concurrency = (size_t)concurrency;
+    *ret_max_items = (size_t)max_items;
+    return 1;
+}
+
+/* "for_each" on a call: one reference, to a call's result or to a list parameter, whose items
+ * the call runs for. */
+static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    const struct call_scope *cs = l->calling;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_for_each_param, ep, false};
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &c->concurrency, &c->max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    if (!(e.kind == GD_EXPR_CALL || is_list)) {
+        gd_expr_dispose(&e);
         return fail(l, &fe_at,
                     "must be exactly one reference to a call's result (\"{posts[*].id}\") or to "
                     "a list parameter (\"{query.ids}\"), not %s",
-                    quote(l, json_string_value(fe)));
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
     }
     c->has_for_each = true;
-    c->for_each = *e;
-    free(t.parts); /* the expression moved into the call */
-    c->for_each_text = gd_xstrdup(json_string_value(fe));
-    c->concurrency = (size_t)concurrency;
-    c->max_items = (size_t)max_items;
+    c->for_each = e;
+    c->for_each_text = gd_xstrdup(json_string_value(json_object_get(v, "for_each")));
     if (c->for_each.kind == GD_EXPR_CALL)
         add_need(c, c->for_each.index);
     return 0;
@@ -4162,42 +4183,25 @@ static int check_rate_limit_key(struct loader *l, const struct jpath *at,
     return 0;
 }
 
-/* "for_each" on the endpoint: a batch endpoint over a list parameter, with "concurrency" and
- * "max_items"; {item} becomes a parameter of its own, which each run fills in. */
+/* "for_each" on the endpoint: a batch endpoint over a list parameter; {item} becomes a
+ * parameter of its own, which each run fills in. */
 static int load_batch(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep)
 {
     struct jpath fe_at = {at, "for_each", 0};
-    json_t *fe = json_object_get(v, "for_each");
-    long long concurrency = 0, max_items = 0;
-    gd_text_template_t t;
-    char msg[512];
-    int r;
-
-    if (fe == NULL) {
-        if (json_object_get(v, "concurrency") != NULL || json_object_get(v, "max_items") != NULL)
-            return fail(l, at, "\"concurrency\" and \"max_items\" go with \"for_each\"");
-        return 0;
-    }
-    if (!json_is_string(fe))
-        return fail_type(l, &fe_at, fe, "a string like \"{query.ids}\"");
-    if ((r = get_int(l, at, v, "concurrency", 1, GD_FOR_EACH_MAX_ITEMS,
-                     GD_FOR_EACH_DEFAULT_CONCURRENCY, &concurrency)) < 0 ||
-        (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
-                     GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
-        return r;
     gd_expr_scope_t scope = {NULL, 0, resolve_for_each_param, ep, false};
-    if (gd_text_template_compile(json_string_value(fe), &scope, &t, msg, sizeof(msg)) < 0)
-        return fail(l, &fe_at, "%s", msg);
-    const gd_expr_t *e = t.nparts == 1 && t.is_typed ? &t.parts[0].expr : NULL;
-    bool is_list = e != NULL && e->kind == GD_EXPR_PARAM &&
-                   is_list_type(ep->params[e->index].type);
-    size_t list = is_list ? e->index : 0;
-    gd_text_template_dispose(&t);
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &ep->batch_concurrency, &ep->batch_max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    size_t list = e.index;
+    gd_expr_dispose(&e);
     if (!is_list)
         return fail(l, &fe_at,
                     "must be exactly one list parameter like \"{query.ids}\" (declared "
                     "\"int_list\" or \"string_list\"), not %s",
-                    quote(l, json_string_value(fe)));
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
     for (size_t i = 0; i < ep->ncaptures; i++)
         if (strcmp(ep->params[i].key, "item") == 0)
             return fail(l, &fe_at, "the path capture {item} would hide the batch's {item}");
@@ -4206,8 +4210,6 @@ static int load_batch(struct loader *l, const struct jpath *at, json_t *v, gd_en
     ep->is_batch = true;
     ep->batch_list = list;
     ep->batch_item = ep->nparams - 1;
-    ep->batch_concurrency = (size_t)concurrency;
-    ep->batch_max_items = (size_t)max_items;
     return 0;
 }
 

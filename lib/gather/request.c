@@ -276,6 +276,25 @@ static void answer_unsent_full(gd_request_t *rq, int full)
 
 static void respond_batch(gd_request_t *rq);
 
+/* Writes @rq's answer, @body (@len bytes in h2o's request pool), then counts and logs it with
+ * @results (NULL: a batch's). */
+static void send_answer(gd_request_t *rq, int status, char *body, size_t len,
+                        const char *complete, const gd_call_result_t *results)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    gd_answer_t a = {.status = status,
+                     .body = body,
+                     .len = len,
+                     .complete = complete,
+                     .compress = &ep->compress,
+                     .cache_control = ep->cache_control,
+                     .has_etag = ep->has_etag,
+                     .endpoint = ep,
+                     .client = rq->client};
+    size_t sent = gd_respond(&rq->ctx->responder, rq->req, &a);
+    record(rq, rq->req->res.status, sent, complete, results);
+}
+
 static void respond(gd_request_t *rq)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
@@ -322,24 +341,13 @@ static void respond(gd_request_t *rq)
         body = h2o_mem_alloc_pool(&req->pool, len);
         gd_merge_body(ep, rq->results, is_detailed, body, len);
     }
-    gd_answer_t a = {.status = status,
-                     .body = body,
-                     .len = len,
-                     .complete = complete,
-                     .compress = &ep->compress,
-                     .cache_control = ep->cache_control,
-                     .has_etag = ep->has_etag,
-                     .endpoint = ep,
-                     .client = rq->client};
-    size_t sent = gd_respond(&rq->ctx->responder, req, &a);
-    record(rq, req->res.status, sent, complete, rq->results);
+    send_answer(rq, status, body, len, complete, rq->results);
 }
 
 /* Answers batch request @rq: the array of its runs' answers in item order, 200 (a run's own
  * failures are in its answer), incomplete when any run is. */
 static void respond_batch(gd_request_t *rq)
 {
-    const gd_endpoint_conf_t *ep = rq->endpoint;
     const struct batch *b = rq->batch;
     h2o_req_t *req = rq->req;
     size_t len = 2;
@@ -363,18 +371,7 @@ static void respond_batch(gd_request_t *rq)
         p += b->runs[k]->doc.len;
     }
     *p = ']';
-    const char *complete = is_complete ? "true" : "false";
-    gd_answer_t a = {.status = 200,
-                     .body = body,
-                     .len = len,
-                     .complete = complete,
-                     .compress = &ep->compress,
-                     .cache_control = ep->cache_control,
-                     .has_etag = ep->has_etag,
-                     .endpoint = ep,
-                     .client = rq->client};
-    size_t sent = gd_respond(&rq->ctx->responder, req, &a);
-    record(rq, req->res.status, sent, complete, NULL);
+    send_answer(rq, 200, body, len, is_complete ? "true" : "false", NULL);
 }
 
 static void link_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
@@ -618,28 +615,18 @@ static const char *json_kind(const char *s, size_t len)
     }
 }
 
-/* Starts for_each call @i, whose needs have all arrived: its list, checked, then as many items
- * as its concurrency allows; or settles it when it cannot or must not run. An empty list is
- * [] at once, with no call made. */
+/* Starts for_each call @i, whose needs have all arrived and whose "when" is true: its list,
+ * checked, then as many items as its concurrency allows; or settles it when it cannot run.
+ * An empty list is [] at once, with no call made. */
 static void start_fanout(gd_request_t *rq, size_t i)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
     const gd_call_conf_t *cc = &ep->calls[i];
     struct graph *g = rq->graph;
-    /* without {item}: its references keep their stand-ins until each item renders them */
     gd_eval_env_t env = {g->results, ep->ncalls, g->values, {NULL, 0}};
-    char err[GD_CALL_MESSAGE_MAX];
     gd_jbuf_t list = {0};
     size_t n = 0;
 
-    if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
-        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
-        return;
-    }
-    if (!gd_depend_when(cc, g->values)) {
-        settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "its \"when\" is false");
-        return;
-    }
     if (cc->for_each.kind == GD_EXPR_PARAM) {
         const gd_strv_t *v = &g->values[cc->for_each.index];
         gd_foreach_list_json(&ep->params[cc->for_each.index], v->base, v->len, &list);
@@ -701,16 +688,17 @@ static void start_dependent(gd_request_t *rq, size_t i)
             return;
         }
     }
-    if (cc->has_for_each) {
-        start_fanout(rq, i);
-        return;
-    }
+    /* a for_each call's {item} references keep their stand-ins until each item renders them */
     if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
         return;
     }
     if (!gd_depend_when(cc, g->values)) {
         settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "its \"when\" is false");
+        return;
+    }
+    if (cc->has_for_each) {
+        start_fanout(rq, i);
         return;
     }
     const gd_source_t *src = &rq->ctx->sources[cc->source];

@@ -82,19 +82,24 @@ class ForEachTest(PgTestCase):
         self.assertEqual(doc['errors']['c[2]']['kind'], 'timeout')
         self.assertLess(elapsed, 0.8)
 
+    def leave_after_first_call(self, gd, target):
+        """Sends GET @target, closes the connection once the stub has the first call, and waits
+        past when a second one (one at a time, 300 ms each) would have started."""
+        self.stub.reset_stats()
+        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
+        sock.sendall(b'GET ' + target.encode() + b' HTTP/1.1\r\nHost: x\r\n\r\n')
+        self.stub.wait_requests(1)
+        sock.close()
+        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
+        time.sleep(0.5)
+
     def test_a_client_that_leaves_stops_the_items_not_started(self):
         self.items(4, delay_ms=300)
         gd = self.start_pg_gatherd([endpoint('/x', {'c': call('s', '/c/{item}',
                                                               for_each='{query.ids}',
                                                               concurrency=1)},
                                              params=IDS, timeout_ms=3000)])
-        self.stub.reset_stats()
-        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
-        sock.sendall(b'GET /x?ids=1,2,3,4 HTTP/1.1\r\nHost: x\r\n\r\n')
-        self.stub.wait_requests(1)
-        sock.close()
-        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
-        time.sleep(0.5)  # past when the second item would have started
+        self.leave_after_first_call(gd, '/x?ids=1,2,3,4')
         self.assertEqual(len(self.stub.requests), 1)
         self.assertEqual(self.get(gd, '/x?ids=1')[0], 200)
 
@@ -309,13 +314,7 @@ class ForEachTest(PgTestCase):
             'posts': call('s', '/posts', after=['c']),
             'per_post': call('s', '/c/{item}', for_each='{posts[0:2][*].id}')},
             params=IDS, for_each='{query.ids}', concurrency=1, timeout_ms=3000)])
-        self.stub.reset_stats()
-        sock = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
-        sock.sendall(b'GET /b?ids=1,2,3,4 HTTP/1.1\r\nHost: x\r\n\r\n')
-        self.stub.wait_requests(1)
-        sock.close()
-        wait_until(lambda: 'status=499' in gd.log(), timeout=5)
-        time.sleep(0.5)
+        self.leave_after_first_call(gd, '/b?ids=1,2,3,4')
         self.assertEqual(len(self.stub.requests), 1)
         # a batch whose runs have a for_each call of their own: that call's {item} is its own
         self.stub.add('/c/11', json={'post': 11})
