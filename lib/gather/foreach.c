@@ -116,9 +116,7 @@ void gd_foreach_result(const gd_call_conf_t *call, const gd_call_result_t *items
         memcpy(ret->sqlstate, f->sqlstate, sizeof(ret->sqlstate));
         snprintf(ret->message, sizeof(ret->message), "all %zu items failed; the first: %.100s", n,
                  f->message);
-        ret->items = NULL;
-        ret->nitems = ret->nitems_failed = 0;
-        return;
+        return; /* the items stay, for the log and the metrics: the answer has the call's error */
     }
     gd_buf_t *body = gd_buf_new(len);
     char *p = body->bytes;

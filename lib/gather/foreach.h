@@ -32,7 +32,8 @@ int gd_foreach_items(const char *s, size_t len, gd_strv_t *ret, size_t max, size
  * and shaping applied; borrowed: kept in *@ret, they must outlive it), into *@ret: outcome OK
  * with a new body (the array, a failed item as null) and @items attached, unless every item
  * failed (and there was at least one), when the call has failed as the first item did, with a
- * message that says so and no body. @elapsed_ms is the call's.
+ * message that says so and no body (its items still attached, for the log and the metrics; the
+ * answer's errors then have the call's entry only). @elapsed_ms is the call's.
  */
 void gd_foreach_result(const gd_call_conf_t *call, const gd_call_result_t *items, size_t n,
                       uint64_t elapsed_ms, gd_call_result_t *ret);

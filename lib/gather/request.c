@@ -899,6 +899,12 @@ static void run_request(void *arg)
     const gd_call_result_t *results = rq->batch != NULL ? NULL : rq->results;
     if (rq->batch == NULL)
         collect_results(rq, ret);
+    for (size_t k = 0; rq->batch != NULL && k < rq->batch->nruns; k++) {
+        /* each run's calls, as a single request's are (the batch's access line has none) */
+        const gd_request_t *run = rq->batch->runs[k];
+        gd_access_count_calls(ctx->metrics, ep, run->results);
+        gd_access_log_failures(rq->request_id, ep, run->results);
+    }
     if (rq->req == NULL) {
         record_client_gone(rq, results); /* h2o let go of the request: an HTTP/2 reset */
     } else if (ret == -ECANCELED && !ctx->is_aborting) {

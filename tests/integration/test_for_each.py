@@ -153,6 +153,10 @@ class ForEachTest(PgTestCase):
         self.assertEqual(doc['errors']['c[2]']['kind'], 'status')
         self.assertEqual(doc['errors']['c[2]']['status'], 500)
         self.assertIn('message', doc['errors']['c[2]'])
+        # the detail is in the log, one line per failed item
+        self.assertTrue(wait_until(lambda: 'call failed' in gd.log(), timeout=5))
+        line, = [ln for ln in gd.log().splitlines() if 'call failed' in ln]
+        self.assertIn('call=c[2] kind=status status=500', line)
 
     def test_every_item_failed_is_a_failed_call(self):
         self.stub.add('/c/1', status=503, json={})
@@ -291,6 +295,10 @@ class ForEachTest(PgTestCase):
         self.assertEqual(doc[1]['errors']['user']['kind'], 'status')
         self.assertEqual(doc[1]['errors']['user']['status'], 404)
         self.assertEqual(doc[1]['errors']['company']['kind'], 'dependency')
+        # each run's failures are logged with the batch's request id
+        rid = hdrs['X-Request-Id']
+        self.assertTrue(wait_until(lambda: 'request_id=%s route=/profiles call=user kind=status'
+                                   % rid in gd.log(), timeout=5), gd.log())
         self.assertLessEqual(self.stub.max_concurrent_requests, 2)
         self.assertGreaterEqual(elapsed, 0.19, 'three runs, two at once: two waves of 100 ms')
         st, hdrs, doc, _ = self.get(gd, '/profiles?ids=1&ids=3')

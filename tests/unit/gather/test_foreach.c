@@ -121,7 +121,8 @@ static void test_result(void)
     CHECK_INT_EQ(r.outcome, GD_OUTCOME_STATUS);
     CHECK_INT_EQ(r.status, 500);
     CHECK(r.body == NULL);
-    CHECK(r.items == NULL);
+    CHECK(r.items == items + 1); /* for the log and the metrics */
+    CHECK_INT_EQ(r.nitems_failed, 1);
     CHECK_STR_EQ(r.message, "all 1 items failed; the first: HTTP 500");
     gd_call_result_t two[2] = {failed(GD_OUTCOME_NOT_FOUND, 0, "no row"),
                                failed(GD_OUTCOME_TIMEOUT, 0, "late")};
