@@ -1198,6 +1198,10 @@ static json_t *describe_request(const gd_request_t *rq, const char *state, uint6
         const gd_call_conf_t *cc = &ep->calls[i];
         gd_call_progress_t p;
         gd_call_progress(rq->calls[i], &p);
+        const struct fanout *f = rq->graph != NULL ? fanout_of(rq, i) : NULL;
+        if (f != NULL) /* a for_each: its items are calls of their own; "attempt": started */
+            p = (gd_call_progress_t){rq->graph->states[i] == CALL_RUNNING ? "running" : "done",
+                                     (unsigned)f->next};
         json_array_append_new(
             calls, json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", cc->name, "kind",
                              cc->type == GD_CALL_TYPE_SQL ? "sql" : "http", "source",

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -18,6 +19,8 @@ from harness import (GatherdTestCase, call, endpoint, free_port, loads_ordered, 
                      wait_until)
 from pgfixture import PgCluster
 from test_cache import check_config_error
+from test_debug import wait_for_admin
+from test_operations import admin_get, admin_port
 from test_postgres import PgTestCase, admin_off, sql_call
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,6 +105,25 @@ class ForEachTest(PgTestCase):
         self.leave_after_first_call(gd, '/x?ids=1,2,3,4')
         self.assertEqual(len(self.stub.requests), 1)
         self.assertEqual(self.get(gd, '/x?ids=1')[0], 200)
+
+    def test_the_live_view_shows_a_for_each_call_and_its_items_started(self):
+        self.items(4, delay_ms=1000)
+        gd = self.start_gatherd(self.pg_config(
+            [endpoint('/x', {'c': call('s', '/c/{item}', for_each='{query.ids}', concurrency=2)},
+                     params=IDS, timeout_ms=5000)], admin_listen='127.0.0.1:%d' % free_port()))
+        wait_for_admin(gd)
+        t = threading.Thread(target=lambda: gd.get('/x?ids=1,2,3,4', timeout=15))
+        t.start()
+        self.addCleanup(t.join)
+        self.stub.wait_requests(2)
+
+        def view():
+            st, body = admin_get(admin_port(gd), '/debug/requests')
+            reqs = [r for r in jsonlib.loads(body)['requests'] if r['endpoint'] == '/x']
+            return reqs[0]['calls'] if reqs else None
+        calls = wait_until(view, timeout=5)
+        self.assertEqual(calls, [{'name': 'c', 'kind': 'http', 'source': 's', 'state': 'running',
+                                  'attempt': 2}])
 
     def test_more_than_max_items_fails_before_any_item_starts(self):
         self.items(5)
