@@ -1818,7 +1818,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
                             size_t errlen)
 {
     struct call_scope *cs = l->calling;
-    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep};
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep,
+                             cs->call->has_for_each};
     size_t len = strlen(text);
     char *src = gd_xmalloc(len + 3);
     gd_text_template_t t;
@@ -1845,7 +1846,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
     ref->text = src;
     free(t.parts); /* the expression moved into ref */
     cs->call->nrefs++;
-    add_need(cs->call, ref->expr.index);
+    if (ref->expr.index < cs->ncalls) /* not {item}: that is the call's own, per item */
+        add_need(cs->call, ref->expr.index);
     return (int)(REF_INDEX_BASE + ep->nrefs - 1);
 }
 
@@ -1880,9 +1882,14 @@ static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, siz
         for (size_t i = 0; i < ep->ncaptures; i++)
             if (strcmp(ep->params[i].key, name) == 0)
                 return (int)i;
+        /* a batch's {item}, unless a for_each call's own item hides it */
+        if (ep->is_batch && strcmp(name, "item") == 0 && !(cs != NULL && cs->call->has_for_each))
+            return (int)ep->batch_item;
         for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
             if (strcmp(cs->names[i], name) == 0)
                 return resolve_call_ref(rc->l, ep, name, err, errlen);
+        if (cs != NULL && strcmp(name, "item") == 0) /* its message when there is no for_each */
+            return resolve_call_ref(rc->l, ep, name, err, errlen);
         snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
                  quote(rc->l, ep->path));
         return -1;
@@ -2284,6 +2291,10 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
     if (c->when.nparts != 1 || c->when.parts[0].is_literal)
         return fail(l, &when_at, "must be exactly one reference like \"{query.include}\", not %s",
                     quote(l, json_string_value(when)));
+    const gd_call_ref_t *ref = ref_of(ep, c->when.parts[0].value_index);
+    if (ref != NULL && ref->expr.index == l->calling->ncalls)
+        return fail(l, &when_at, "{item} cannot go into \"when\": it is decided once for the "
+                                 "whole call, before its items run");
     return 0;
 }
 
@@ -2292,7 +2303,8 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
                                               "retry",              "idempotent",     "after",
                                               "when",               "attempt_timeout_ms",
-                                              "hedge_after_ms",     NULL};
+                                              "hedge_after_ms",     "for_each",
+                                              "concurrency",        "max_items",      NULL};
 
 static bool is_plain_select(const char *sql);
 
@@ -2343,6 +2355,90 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
     return 0;
 }
 
+/* gd_expr_scope_t's resolve_param for a "for_each": a parameter by name, so that the message
+ * can say which kind it is; only a list parameter is taken (checked by the caller). */
+static int resolve_for_each_param(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    const gd_endpoint_conf_t *ep = ctx;
+
+    *ret_is_int = false;
+    for (size_t i = 0; i < ep->nparams; i++)
+        if ((src == 0 ? i < ep->ncaptures : ep->params[i].src == (src == 1 ? GD_SRC_QUERY : GD_SRC_HEADER)) &&
+            strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The "for_each" of @v (a call or an endpoint, at @at) with its "concurrency" and "max_items",
+ * which mean nothing without it: its one reference compiled in @scope into *@ret (the caller
+ * checks what it may name, and owns *@ret). Returns 1, 0 when there is no "for_each", or an
+ * error naming the place. */
+static int parse_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_expr_scope_t *scope, gd_expr_t *ret, size_t *ret_concurrency,
+                          size_t *ret_max_items)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    json_t *fe = json_object_get(v, "for_each");
+    long long concurrency = 0, max_items = 0;
+    gd_text_template_t t;
+    char msg[512];
+    int r;
+
+    if (fe == NULL) {
+        if (json_object_get(v, "concurrency") != NULL || json_object_get(v, "max_items") != NULL)
+            return fail(l, at, "\"concurrency\" and \"max_items\" go with \"for_each\"");
+        return 0;
+    }
+    if (!json_is_string(fe))
+        return fail_type(l, &fe_at, fe, "a string like \"{posts[*].id}\" or \"{query.ids}\"");
+    if ((r = get_int(l, at, v, "concurrency", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_CONCURRENCY, &concurrency)) < 0 ||
+        (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
+        return r;
+    if (gd_text_template_compile(json_string_value(fe), scope, &t, msg, sizeof(msg)) < 0)
+        return fail(l, &fe_at, "%s", msg);
+    if (t.nparts != 1 || !t.is_typed) {
+        gd_text_template_dispose(&t);
+        *ret = (gd_expr_t){.kind = GD_EXPR_ERRORS}; /* the callers' "not exactly one reference" */
+    } else {
+        *ret = t.parts[0].expr;
+        free(t.parts); /* the expression moved into *ret */
+    }
+    *ret_concurrency = (size_t)concurrency;
+    *ret_max_items = (size_t)max_items;
+    return 1;
+}
+
+/* "for_each" on a call: one reference, to a call's result or to a list parameter, whose items
+ * the call runs for. */
+static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    const struct call_scope *cs = l->calling;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_for_each_param, ep, false};
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &c->concurrency, &c->max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    if (!(e.kind == GD_EXPR_CALL || is_list)) {
+        gd_expr_dispose(&e);
+        return fail(l, &fe_at,
+                    "must be exactly one reference to a call's result (\"{posts[*].id}\") or to "
+                    "a list parameter (\"{query.ids}\"), not %s",
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
+    }
+    c->has_for_each = true;
+    c->for_each = e;
+    c->for_each_text = gd_xstrdup(json_string_value(json_object_get(v, "for_each")));
+    if (c->for_each.kind == GD_EXPR_CALL)
+        add_need(c, c->for_each.index);
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
@@ -2350,7 +2446,7 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                                            "optional",   "max_rows", "cache", "max_body_bytes",
                                            "idempotent", "after",    "when",  "retry",
                                            "select",     "fields",   "omit",  "rename",
-                                           NULL};
+                                           "for_each",   "concurrency", "max_items", NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2362,6 +2458,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     GD_REQUIRE(c->name_json != NULL); /* only allocation can fail: the name is valid UTF-8 */
     if (!json_is_object(v))
         return fail_type(l, at, v, "an object");
+    if ((r = load_for_each(l, at, v, ep, c)) < 0) /* first: its templates may use {item} */
+        return r;
     if (json_object_get(v, "sql") != NULL) {
         if (json_object_get(v, "upstream") != NULL)
             return fail(l, at, "a call has either \"upstream\" or \"sql\", not both");
@@ -2566,7 +2664,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     static const char *const keys[] = {
         "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
         "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
-        "after",           "when",    "cache",      "select", "fields", "omit", "rename", NULL};
+        "after",           "when",    "cache",      "select", "fields", "omit", "rename",
+        "for_each",        "concurrency", "max_items", NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -3120,7 +3219,8 @@ static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_con
     for (size_t i = 0; i < ep->ncalls; i++) {
         needs[i] = ep->calls[i].needs;
         nneeds[i] = ep->calls[i].nneeds;
-        ep->has_dependencies |= ep->calls[i].nneeds > 0;
+        /* a for_each runs in the graph, which tops its items up as they finish */
+        ep->has_dependencies |= ep->calls[i].nneeds > 0 || ep->calls[i].has_for_each;
     }
     gd_callgraph_t g = {ep->ncalls, needs, nneeds};
     if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {
@@ -4107,13 +4207,43 @@ static int check_rate_limit_key(struct loader *l, const struct jpath *at,
     return 0;
 }
 
+/* "for_each" on the endpoint: a batch endpoint over a list parameter; {item} becomes a
+ * parameter of its own, which each run fills in. */
+static int load_batch(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    gd_expr_scope_t scope = {NULL, 0, resolve_for_each_param, ep, false};
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &ep->batch_concurrency, &ep->batch_max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    size_t list = e.index;
+    gd_expr_dispose(&e);
+    if (!is_list)
+        return fail(l, &fe_at,
+                    "must be exactly one list parameter like \"{query.ids}\" (declared "
+                    "\"int_list\" or \"string_list\"), not %s",
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
+    for (size_t i = 0; i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, "item") == 0)
+            return fail(l, &fe_at, "the path capture {item} would hide the batch's {item}");
+    gd_param_t *p = add_param(ep, GD_SRC_ITEM, "item");
+    p->type = ep->params[list].type == GD_PARAM_INT_LIST ? GD_PARAM_INT : GD_PARAM_STRING;
+    ep->is_batch = true;
+    ep->batch_list = list;
+    ep->batch_item = ep->nparams - 1;
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
     static const char *const keys[] = {"method",   "path", "timeout_ms",        "params",
                                        "calls",    "cors", "compress",          "cache_control",
                                        "etag",     "auth", "client_rate_limit", "response",
-                                       NULL};
+                                       "for_each", "concurrency", "max_items", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
     bool has_cors = false, has_auth = false, has_rate = false;
@@ -4133,7 +4263,8 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = check_duplicate_route(l, at, cfg, ep)) < 0 ||
         (r = get_duration(l, at, v, "timeout_ms", false, DEFAULT_ENDPOINT_TIMEOUT_MS,
                           &ep->timeout_ms)) < 0 ||
-        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0 ||
+        (r = load_params(l, at, v, ep)) < 0 || (r = load_batch(l, at, v, ep)) < 0 ||
+        (r = load_calls(l, at, v, cfg, ep)) < 0 ||
         (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||
@@ -4563,6 +4694,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(c->null_on);
             free(c->status_map);
             gd_reshape_conf_free(c->reshape);
+            gd_expr_dispose(&c->for_each);
+            free(c->for_each_text);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);

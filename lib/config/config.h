@@ -27,6 +27,11 @@ typedef enum gd_param_type {
     GD_PARAM_STRING_LIST, /* the same of strings: "{\"a\",\"b\"}" */
 } gd_param_type_t;
 
+/* A "for_each" call's defaults: items under way at once, and the most items it takes. */
+#define GD_FOR_EACH_DEFAULT_CONCURRENCY 10
+#define GD_FOR_EACH_DEFAULT_MAX_ITEMS 100
+#define GD_FOR_EACH_MAX_ITEMS 10000
+
 /* The most items a list parameter takes unless its "max_items" says otherwise. */
 #define GD_PARAM_DEFAULT_MAX_ITEMS 100
 
@@ -281,6 +286,14 @@ typedef struct gd_call_conf {
     gd_template_t when; /* "when": one value, a parameter's or a reference's */
     gd_call_cache_conf_t cache;
     gd_reshape_conf_t *reshape; /* "select", "fields", "omit", "rename"; NULL: none */
+    /* "for_each": the call runs once per item of this value (gather/fanout.h), {item} bound to
+     * the item; a call's result (GD_EXPR_CALL, the call in needs) or a list parameter
+     * (GD_EXPR_PARAM). Its references to {item} have expr.index == the endpoint's ncalls. */
+    bool has_for_each;
+    gd_expr_t for_each;
+    char *for_each_text; /* as written, for messages */
+    size_t concurrency;  /* items under way at once */
+    size_t max_items;    /* more fail the call with too_large before any starts */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -404,6 +417,13 @@ typedef struct gd_endpoint_conf {
      * start in call_order as what each needs arrives. Without, all start at once. */
     bool has_dependencies;
     size_t *call_order; /* each call after those it needs; NULL without dependencies */
+    /* "for_each" on the endpoint: a batch endpoint, whose calls and response run once per item
+     * of the list parameter params[batch_list], with {item} (params[batch_item], of src
+     * GD_SRC_ITEM: an int or a string) bound to it; the answer is the array of the runs'. */
+    bool is_batch;
+    size_t batch_list, batch_item;
+    size_t batch_concurrency; /* runs under way at once */
+    size_t batch_max_items;   /* more items are the client's error (400) */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {

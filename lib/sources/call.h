@@ -85,6 +85,10 @@ typedef struct gd_call_result {
      * for no-store, no-cache or private; -1 when it said nothing. Set by the HTTP source. */
     int64_t max_age_ms;
     bool is_shaped; /* its body has had the call's "select"/"fields"/... (gather/reshape.h) */
+    /* A "for_each" call's: the result of each item, in item order (in the request's arena), and
+     * how many of them failed; each failed item is an entry of the answer's errors. */
+    const struct gd_call_result *items;
+    size_t nitems, nitems_failed;
 } gd_call_result_t;
 
 /* What a call's request is rendered from: the request's values, in its arena. */
