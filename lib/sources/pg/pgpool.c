@@ -1749,6 +1749,18 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     gd_pgcancel_close(pool->canceller, CANCEL_STOP_TIMEOUT_MS);
 }
 
+bool gd_pgpool_is_settled(const gd_pgpool_t *pool)
+{
+    return pool->is_closed && pool->polls_open == 0 && gd_pgcancel_is_settled(pool->canceller);
+}
+
+void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf)
+{
+    GD_REQUIRE(conf->size == pool->conf->size && conf->nstatements == pool->conf->nstatements &&
+               conf->shared == pool->conf->shared && conf->retry_budget == pool->conf->retry_budget);
+    pool->conf = conf;
+}
+
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 {
     if (pool == NULL)
