@@ -1079,7 +1079,7 @@ static void free_retired_generations(gd_server_t *s)
         struct generation *g = s->oldest;
         s->oldest = g->newer;
         s->oldest->older = NULL;
-        gd_log_debug("config %s: its last request has ended; freed", g->config->hash);
+        gd_log_info("config %s: its last request has ended; freed", g->config->hash);
         generation_free(g);
     }
 }
