@@ -216,7 +216,16 @@ static void reload_config(struct daemon *d)
         count_failed_reload(d, &d->reloads.refused);
         return;
     }
-    gd_metrics_keys_assign(d->keys, next);
+    if (gd_metrics_keys_assign(d->keys, next) != 0) {
+        gd_log_err("config reload refused: the metrics have kept more than %u names of "
+                   "endpoints, calls or upstreams since the start, the most they keep; config "
+                   "%s goes on serving (a restart forgets the names of earlier configs)",
+                   GD_METRICS_MAX_SLOTS, running->hash);
+        gd_tls_ctxs_free(next, tls);
+        gd_config_free(next);
+        count_failed_reload(d, &d->reloads.refused);
+        return;
+    }
     gd_router_t *router = gd_router_new(next);
     gd_server_reload_t kept;
     char old_hash[sizeof(running->hash)];
@@ -309,7 +318,8 @@ static int run(gd_config_t *config, gd_tls_ctx_t **tls, const char *path)
         return 1;
     }
     d.keys = gd_metrics_keys_new();
-    gd_metrics_keys_assign(d.keys, config);
+    /* A first config cannot pass the bound: the largest file holds far fewer names. */
+    GD_REQUIRE(gd_metrics_keys_assign(d.keys, config) == 0);
     atomic_store(&d.reloads.loaded_at_ms, wall_clock_ms());
     atomic_store(&d.reloads.is_last_ok, 1);
     /* Handlers first: a SIGTERM that arrives once the port accepts must drain, not kill. */

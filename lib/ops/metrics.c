@@ -69,7 +69,7 @@ struct upstream_call_metrics {
  * metrics, so a reload adds series while scrapes read, without a lock.
  */
 #define TABLE_CHUNK  16
-#define TABLE_CHUNKS 16384 /* 262,144 names of each kind */
+#define TABLE_CHUNKS (GD_METRICS_MAX_SLOTS / TABLE_CHUNK)
 
 struct table {
     size_t item_size;

@@ -40,6 +40,10 @@ typedef struct gd_metrics_upstream_gauges {
     uint64_t lookups, lookup_failures; /* counters: DNS lookups of a named host */
 } gd_metrics_upstream_gauges_t;
 
+/* The most names of each kind (endpoints, calls, upstreams) the metrics keep over the life of
+ * the process (config/metrics_keys.h); a reload that would need more is refused. */
+#define GD_METRICS_MAX_SLOTS (16u * 65536u)
+
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
 #define GD_METRICS_MAX_OUTCOMES 24
 

@@ -1,10 +1,12 @@
 #include "ops/metrics_keys.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
+#include "ops/metrics.h"
 
 /* An open-addressing table of names (kind byte, then the name's parts) to slots. */
 struct entry {
@@ -101,7 +103,7 @@ static size_t join(char **buf, size_t *cap, const char *const *parts, size_t npa
     return len;
 }
 
-void gd_metrics_keys_assign(gd_metrics_keys_t *keys, gd_config_t *config)
+int gd_metrics_keys_assign(gd_metrics_keys_t *keys, gd_config_t *config)
 {
     char *buf = NULL;
     size_t cap = 0, len;
@@ -123,4 +125,8 @@ void gd_metrics_keys_assign(gd_metrics_keys_t *keys, gd_config_t *config)
         }
     }
     free(buf);
+    if (keys->endpoints.count > GD_METRICS_MAX_SLOTS || keys->calls.count > GD_METRICS_MAX_SLOTS ||
+        keys->upstreams.count > GD_METRICS_MAX_SLOTS)
+        return -ENOSPC;
+    return 0;
 }

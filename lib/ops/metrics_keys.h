@@ -17,8 +17,10 @@ gd_metrics_keys_t *gd_metrics_keys_new(void);
 gd_metrics_keys_t *gd_metrics_keys_free(gd_metrics_keys_t *keys);
 /**
  * Writes the metrics_slot of every endpoint, call and upstream of @config (before it is shared
- * with other threads), giving new names the next free slots.
+ * with other threads), giving new names the next free slots. Returns 0, or -ENOSPC (slots of
+ * @config's new names are then still taken, but @config must not be served) when a kind would
+ * pass GD_METRICS_MAX_SLOTS names.
  */
-void gd_metrics_keys_assign(gd_metrics_keys_t *keys, gd_config_t *config);
+int gd_metrics_keys_assign(gd_metrics_keys_t *keys, gd_config_t *config);
 
 #endif

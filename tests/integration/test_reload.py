@@ -44,6 +44,12 @@ def write_text(gd, text):
     os.replace(tmp, gd.config_path)
 
 
+def assert_logged(gd, text, timeout=5):
+    """Waits for @text in gd's log: lines go out through a writer thread, a little later."""
+    if not wait_until(lambda: text in gd.log(), timeout=timeout):
+        raise AssertionError('%r not logged; log:\n%s' % (text, gd.log()[-4000:]))
+
+
 def reloads(gd, result):
     return metric_value(metrics(gd), 'gatherd_config_reloads_total', result=result) or 0
 
@@ -163,7 +169,7 @@ class ReloadTest(GatherdTestCase):
         text = metrics(gd)
         self.assertEqual(metric_value(text, 'gatherd_config_reloads_total', result='ok'), RELOADS)
         self.assertEqual(metric_value(text, 'gatherd_config_reloads_total', result='error'), 0)
-        self.assertIn('upstreams: 1 kept with their connections, 1 new or changed', gd.log())
+        assert_logged(gd, 'upstreams: 1 kept with their connections, 1 new or changed')
         # The old configs were freed once their last request ended.
         self.assertTrue(wait_until(lambda: gd.log().count('its last request has ended; freed')
                                    == RELOADS, timeout=10), gd.log()[-3000:])
@@ -192,15 +198,15 @@ class ReloadTest(GatherdTestCase):
         bad['endpoints'][0]['calls']['e']['upstream'] = 'nope'
         write_config(gd, bad)
         reload_and_wait(gd, 'error')
-        self.assertIn('config reload failed; config %s goes on serving' % hash_a, gd.log())
-        self.assertIn('endpoints[0].calls.e.upstream', gd.log())
+        assert_logged(gd, 'config reload failed; config %s goes on serving' % hash_a)
+        assert_logged(gd, 'endpoints[0].calls.e.upstream')
         self.assertIn(b'"one"', gd.get('/e')[2])
         text = metrics(gd)
         self.assertEqual(metric_value(text, 'gatherd_config_last_reload_successful'), 0)
         self.assertEqual(self.config_hash(gd), hash_a)
         write_text(gd, '{"listen": [')  # a syntax error: file:line:column
         reload_and_wait(gd, 'error')
-        self.assertIn('gatherd.json:1:', gd.log())
+        assert_logged(gd, 'gatherd.json:1:')
         self.assertEqual(reloads(gd, 'error'), 2)
         loaded_before = metric_value(metrics(gd), 'gatherd_config_loaded_timestamp_seconds')
         write_config(gd, cfg_b)
@@ -231,8 +237,8 @@ class ReloadTest(GatherdTestCase):
         cfg['listen'] = ['127.0.0.1:%d' % free_port()]
         write_text(gd, json.dumps(cfg))
         reload_and_wait(gd, 'refused')
-        self.assertIn('config reload refused: listen, threads, http2, coroutine_stack_kb changed',
-                      gd.log())
+        assert_logged(gd, 'config reload refused: listen, threads, http2, coroutine_stack_kb '
+                          'changed')
         self.assertIn(b'"one"', gd.get('/e')[2])
         self.assertEqual(reloads(gd, 'ok'), 0)
 
@@ -311,10 +317,21 @@ class ReloadTest(GatherdTestCase):
         def count(text, path):
             return metric_value(text, 'gatherd_requests_total', endpoint=path, method='GET',
                                 status='200')
-        text = metrics(gd)
-        self.assertEqual(count(text, '/k'), 5)
-        self.assertEqual(metric_value(text, 'gatherd_upstream_calls_total', upstream='b',
-                                      outcome='ok'), 5)
+
+        def calls_b(text):
+            return metric_value(text, 'gatherd_upstream_calls_total', upstream='b', outcome='ok')
+
+        def settles(want):
+            """Waits until /metrics shows @want (a request is counted just after its answer
+            goes out), and returns the last scrape."""
+            texts = []
+
+            def check():
+                texts.append(metrics(gd))
+                return all(f(texts[-1]) == v for f, v in want)
+            self.assertTrue(wait_until(check, timeout=5), texts[-1] if texts else None)
+            return texts[-1]
+        settles([(lambda t: count(t, '/k'), 5), (calls_b, 5)])
         # B without /b: its series leave /metrics, the upstream's calls stay.
         no_b = json.loads(json.dumps(cfg_b))
         no_b['endpoints'] = no_b['endpoints'][:2]
@@ -322,20 +339,12 @@ class ReloadTest(GatherdTestCase):
         reload_and_wait(gd)
         for _ in range(3):
             gd.get('/k')
-        text = metrics(gd)
-        self.assertEqual(count(text, '/k'), 8)
-        self.assertIsNone(count(text, '/b'))
-        self.assertEqual(metric_value(text, 'gatherd_upstream_calls_total', upstream='b',
-                                      outcome='ok'), 5)
+        settles([(lambda t: count(t, '/k'), 8), (lambda t: count(t, '/b'), None), (calls_b, 5)])
         # /b comes back: its series goes on from where it stopped.
         write_config(gd, cfg_a)
         reload_and_wait(gd)
         self.assertTrue(wait_until(lambda: gd.get('/b')[0] == 200))
-        text = metrics(gd)
-        self.assertEqual(count(text, '/b'), 6)
-        self.assertEqual(count(text, '/k'), 8)
-        self.assertEqual(metric_value(text, 'gatherd_upstream_calls_total', upstream='b',
-                                      outcome='ok'), 6)
+        settles([(lambda t: count(t, '/b'), 6), (lambda t: count(t, '/k'), 8), (calls_b, 6)])
 
     def test_requests_in_flight_finish_on_the_old_config(self):
         self.a.add('/slow-one', json={'v': 'slow-one'}, delay_ms=800)
@@ -412,12 +421,12 @@ class ReloadPostgresTest(GatherdTestCase):
         self.assertGreater(len(load.log), RELOADS * 10)
         self.assertTrue(set(pids) <= set(pids_after),
                         'Postgres connections were re-made: %s then %s' % (pids, pids_after))
-        self.assertIn('postgres pool kept', gd.log())
+        assert_logged(gd, 'postgres pool kept')
         # A changed postgres section makes a new pool; the old one closes once unused.
         write_config(gd, dict(cfg_a, postgres={'conninfo': self.pg.conninfo(), 'pool_size': 2}))
         reload_and_wait(gd)
         self.assertEqual(gd.get('/q')[0], 200)
-        self.assertIn('postgres pool new', gd.log())
+        assert_logged(gd, 'postgres pool new')
         self.assertTrue(wait_until(lambda: not set(pids) & set(self.backends()), timeout=10),
                         'the old pool kept its connections')
 

@@ -23,7 +23,6 @@
 
 struct gd_tls_ctx {
     SSL_CTX *ssl_ctx;
-    const gd_upstream_conf_t *conf;
     char *name; /* the name the certificate must carry: tls.server_name or the URL host */
     bool is_ip; /* name is an IP literal: no SNI, checked against the IP SANs */
     h2o_iovec_t cache_key; /* "name:port", as libh2o keys its client session cache */
@@ -185,7 +184,6 @@ gd_tls_ctx_t *gd_tls_ctx_new(const gd_upstream_conf_t *conf, char *err, size_t e
     static const unsigned char alpn[] = "\x08http/1.1";
 
     GD_REQUIRE(pthread_once(&ctx_index_once, make_ctx_index) == 0 && ctx_index >= 0);
-    ctx->conf = conf;
     ctx->name = gd_xstrdup(t->server_name != NULL ? t->server_name : conf->host);
     ctx->is_ip = is_ip_literal(ctx->name);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);

@@ -276,6 +276,7 @@ void gd_upstream_set_conf(gd_upstream_t *u, const gd_upstream_conf_t *conf)
     GD_REQUIRE(conf->breaker == u->conf->breaker && conf->rate_limit == u->conf->rate_limit &&
                conf->in_flight == u->conf->in_flight && conf->retry_budget == u->conf->retry_budget);
     u->conf = conf;
+    gd_limits_set_conf(&u->limits, conf);
 }
 
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
