@@ -251,7 +251,9 @@ static void reload_config(struct daemon *d)
                 "%zu closing once unused; postgres pool %s",
                 d->config_path, (double)(uv_hrtime() - t0) / 1e6, next->hash, old_hash,
                 kept.upstreams_kept, kept.upstreams_new, kept.upstreams_closed,
-                next->nstatements == 0 ? "none" : kept.is_pg_kept ? "kept" : "new");
+                next->nstatements == 0 ? "none"
+                : kept.is_pg_kept      ? "kept"
+                                       : "new");
     (void)gd_notify("READY=1");
 }
 

@@ -157,8 +157,8 @@ static gd_endpoint_conf_t *find_endpoint(gd_config_t *config, const gd_endpoint_
 void gd_config_carry(gd_config_t *next, gd_config_t *running)
 {
     for (size_t i = 0; i < next->nupstreams; i++) {
-        gd_upstream_conf_t *a = (gd_upstream_conf_t *)gd_config_find_upstream(running,
-                                                                              next->upstreams[i].name);
+        gd_upstream_conf_t *a =
+            (gd_upstream_conf_t *)gd_config_find_upstream(running, next->upstreams[i].name);
         if (a != NULL)
             carry_upstream(next, &next->upstreams[i], running, a);
     }

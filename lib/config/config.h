@@ -284,7 +284,7 @@ typedef struct gd_call_conf {
     gd_template_t when; /* "when": one value, a parameter's or a reference's */
     gd_call_cache_conf_t cache;
     gd_reshape_conf_t *reshape; /* "select", "fields", "omit", "rename"; NULL: none */
-    size_t metrics_slot; /* its series in gd_metrics, by endpoint and call name */
+    size_t metrics_slot;        /* its series in gd_metrics, by endpoint and call name */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */

@@ -68,9 +68,9 @@ struct listener {
  * requests on it.
  */
 struct generation {
-    gd_config_t *config;            /* owned */
-    gd_router_t *router;            /* owned */
-    gd_tls_ctx_t **tls;             /* per upstream, NULL for http://; owned unless lent */
+    gd_config_t *config; /* owned */
+    gd_router_t *router; /* owned */
+    gd_tls_ctx_t **tls;  /* per upstream, NULL for http://; owned unless lent */
     /* per upstream: the process-wide count of its connections when max_connections is smaller
      * than the threads (then no per-thread share could keep to it), else NULL; owned unless
      * lent */
@@ -101,7 +101,7 @@ struct view {
     struct worker *worker;
     struct generation *gen;
     gd_upstream_t **upstreams;
-    bool *is_upstream_given; /* went on into a newer view */
+    bool *is_upstream_given;  /* went on into a newer view */
     gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
     gd_pgpool_t *pgpool;
     bool is_pg_given;
@@ -166,8 +166,8 @@ struct gd_server {
     pthread_cond_t ready_cond;
     size_t nready;
     size_t max_client_connections; /* config's, or the default for the open-files limit */
-    uv_async_t retired_async; /* on the owner's loop: a generation may be freed */
-    bool is_retired_async_closed; /* guarded by wakeup_mutex */
+    uv_async_t retired_async;      /* on the owner's loop: a generation may be freed */
+    bool is_retired_async_closed;  /* guarded by wakeup_mutex */
     atomic_size_t unsent_bytes; /* every worker's outbox: max_unsent_bytes bounds it */
 };
 
@@ -762,10 +762,10 @@ static void publish_gauges(struct worker *w)
     };
     for (size_t i = 0; i < config->nupstreams; i++) {
         gd_upstream_stats_t us = gd_upstream_stats(w->view->upstreams[i]);
-        gd_metrics_publish_upstream(
-            w->server->metrics[w->index], config->upstreams[i].metrics_slot,
-            &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting, us.lookups,
-                                            us.lookup_failures});
+        gd_metrics_publish_upstream(w->server->metrics[w->index], config->upstreams[i].metrics_slot,
+                                    &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting,
+                                                                    us.lookups,
+                                                                    us.lookup_failures});
     }
     if (pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(pgpool);
@@ -904,8 +904,8 @@ static struct view *view_new(struct worker *w, struct generation *g, struct view
     for (size_t i = 0; i < config->nupstreams; i++)
         v->sources[i] = (gd_source_t){&gd_upstream_call_ops, v->upstreams[i], v->flights};
     v->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, v->pgpool, v->flights};
-    v->gather = (gd_gather_view_t){.config = config, .sources = v->sources,
-                                   .on_unused = on_view_unused};
+    v->gather =
+        (gd_gather_view_t){.config = config, .sources = v->sources, .on_unused = on_view_unused};
     gd_metrics_prepare(s->metrics[w->index], config);
     return v;
 }
@@ -1249,8 +1249,8 @@ int gd_server_inspect(gd_server_t *s, gd_inspection_t *in)
     return 0;
 }
 
-int gd_server_reload(gd_server_t *s, gd_config_t *config, gd_router_t *router,
-                     gd_tls_ctx_t **tls, gd_server_reload_t *ret)
+int gd_server_reload(gd_server_t *s, gd_config_t *config, gd_router_t *router, gd_tls_ctx_t **tls,
+                     gd_server_reload_t *ret)
 {
     struct generation *cur = s->current;
     size_t finishing = 0;

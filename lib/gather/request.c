@@ -56,7 +56,7 @@ struct dispose_slot {
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
     gd_gather_ctx_t *ctx;
-    gd_gather_view_t *view; /* the config it started under, and its sources: held to the end */
+    gd_gather_view_t *view;      /* the config it started under, and its sources: held to the end */
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
     struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;

@@ -119,10 +119,10 @@ static void table_free(struct table *t, void (*on_item)(void *item))
 struct gd_metrics {
     const char *const *outcome_names;
     size_t noutcomes;
-    struct endpoint_metrics unmatched;  /* requests no endpoint matched */
-    struct table *endpoints;            /* of struct endpoint_metrics, by endpoint slot */
-    struct table *calls;                /* of struct call_metrics, by call slot */
-    struct table *upstream_calls;       /* of struct upstream_call_metrics, by upstream slot */
+    struct endpoint_metrics unmatched; /* requests no endpoint matched */
+    struct table *endpoints;           /* of struct endpoint_metrics, by endpoint slot */
+    struct table *calls;               /* of struct call_metrics, by call slot */
+    struct table *upstream_calls;      /* of struct upstream_call_metrics, by upstream slot */
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
@@ -225,8 +225,6 @@ static const struct call_metrics *call_of(const gd_metrics_t *m, const gd_call_c
 {
     return table_peek(m->calls, cc->metrics_slot);
 }
-
-
 
 void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint)
 {
@@ -637,7 +635,8 @@ static void render_upstream_calls(struct out *o, const gd_metrics_t *const *thre
                 is_split |= __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
             uint64_t *by_status = is_split ? gd_xcalloc(NSTATUS, sizeof(uint64_t)) : NULL;
             for (size_t t = 0; t < n; t++) {
-                const struct upstream_call_metrics *um = table_peek(threads[t]->upstream_calls, slot);
+                const struct upstream_call_metrics *um =
+                    table_peek(threads[t]->upstream_calls, slot);
                 if (um == NULL)
                     continue;
                 count += peek(&um->by_outcome[k]);

@@ -117,10 +117,10 @@ void gd_metrics_publish_upstream(gd_metrics_t *m, size_t slot,
 
 /* Config reloads, counted by the thread that loads configs (atomics, read by scrapes). */
 typedef struct gd_metrics_reloads {
-    _Atomic uint64_t ok;      /* taken: new requests use the new config */
-    _Atomic uint64_t error;   /* the file was unreadable or invalid */
-    _Atomic uint64_t refused; /* valid, but a restart-only setting changed, or too many
-                               * earlier configs were still finishing */
+    _Atomic uint64_t ok;           /* taken: new requests use the new config */
+    _Atomic uint64_t error;        /* the file was unreadable or invalid */
+    _Atomic uint64_t refused;      /* valid, but a restart-only setting changed, or too many
+                                    * earlier configs were still finishing */
     _Atomic uint64_t loaded_at_ms; /* wall clock (ms since the epoch) the running config loaded */
     _Atomic uint64_t is_last_ok;   /* 1: the last reload (or the start) was taken */
 } gd_metrics_reloads_t;

@@ -274,7 +274,8 @@ void gd_upstream_set_conf(gd_upstream_t *u, const gd_upstream_conf_t *conf)
     /* The limits and policies the pool holds pointers to are the ones the next config took
      * over (config/carry.h): the same settings give the same objects. */
     GD_REQUIRE(conf->breaker == u->conf->breaker && conf->rate_limit == u->conf->rate_limit &&
-               conf->in_flight == u->conf->in_flight && conf->retry_budget == u->conf->retry_budget);
+               conf->in_flight == u->conf->in_flight &&
+               conf->retry_budget == u->conf->retry_budget);
     u->conf = conf;
     gd_limits_set_conf(&u->limits, conf);
 }

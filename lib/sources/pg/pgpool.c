@@ -1757,7 +1757,8 @@ bool gd_pgpool_is_settled(const gd_pgpool_t *pool)
 void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf)
 {
     GD_REQUIRE(conf->size == pool->conf->size && conf->nstatements == pool->conf->nstatements &&
-               conf->shared == pool->conf->shared && conf->retry_budget == pool->conf->retry_budget);
+               conf->shared == pool->conf->shared &&
+               conf->retry_budget == pool->conf->retry_budget);
     pool->conf = conf;
 }
 
