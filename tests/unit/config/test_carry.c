@@ -37,6 +37,13 @@ static gd_config_t *load(const char *extra, const char *a_extra, const char *sql
     return c;
 }
 
+static void free_three(gd_config_t *a, gd_config_t *b, gd_config_t *c)
+{
+    gd_config_free(a);
+    gd_config_free(b);
+    gd_config_free(c);
+}
+
 static void test_restart_keys_are_named(void)
 {
     gd_config_t *a = load("", "", "SELECT 1");
@@ -53,9 +60,7 @@ static void test_restart_keys_are_named(void)
     CHECK_STR_EQ(keys[1], "coroutine_stack_kb");
     CHECK_STR_EQ(keys[2], "shutdown.timeout_ms");
     CHECK_STR_EQ(keys[3], "log");
-    gd_config_free(a);
-    gd_config_free(same);
-    gd_config_free(b);
+    free_three(a, same, b);
 }
 
 static void test_upstreams_and_postgres_compare_by_settings(void)
@@ -73,9 +78,7 @@ static void test_upstreams_and_postgres_compare_by_settings(void)
     CHECK(gd_config_find_upstream(a, "nope") == NULL);
     CHECK(gd_config_postgres_is_same(a, b));
     CHECK(!gd_config_postgres_is_same(a, c)); /* another statement */
-    gd_config_free(a);
-    gd_config_free(b);
-    gd_config_free(c);
+    free_three(a, b, c);
 }
 
 static void test_unchanged_policies_are_carried(void)
