@@ -1265,7 +1265,8 @@ int gd_server_reload(gd_server_t *s, gd_config_t *config, gd_router_t *router, g
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *b = &config->upstreams[i];
         const gd_upstream_conf_t *a = gd_config_find_upstream(cur->config, b->name);
-        if (a == NULL || !gd_config_upstream_is_same(cur->config, a, config, b)) {
+        if (a == NULL || !gd_config_upstream_is_same(cur->config, a, config, b) ||
+            !gd_tls_ctx_is_same_files(cur->tls[a->index], g->tls[i])) {
             ret->upstreams_new++;
             continue;
         }

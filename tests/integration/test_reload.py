@@ -369,6 +369,41 @@ class ReloadTest(GatherdTestCase):
                                    timeout=10), gd.log())
 
 
+class ReloadTLSTest(GatherdTestCase):
+    """An HTTPS upstream keeps its pool at a reload while its tls files hold the same bytes,
+    and takes rotated files (a new pool) when they do not."""
+
+    def test_rotated_ca_file_makes_a_new_pool(self):
+        import shutil
+        from test_tls import Certs, TLSServer
+        certs = Certs()
+        self.addCleanup(certs.remove)
+        server = TLSServer(certs)
+        self.addCleanup(server.stop)
+        server.add('/ok')
+        ca = os.path.join(certs.dir, 'rotating-ca.pem')
+        shutil.copy(certs.path('ca.pem'), ca)
+
+        def cfg(which):
+            return config([endpoint('/e', {'c': call('api', '/ok')}),
+                           endpoint('/which', {'w': call('api', '/ok', optional=which)})],
+                          {'api': {'url': server.url(), 'tls': {'ca_file': ca}}}, threads=1)
+        gd = self.start_gatherd(cfg(False))
+        self.assertEqual(gd.get('/e')[0], 200, gd.log())
+        self.assertEqual(server.connections, 1)
+        write_config(gd, cfg(True))  # the upstream and its file unchanged
+        reload_and_wait(gd)
+        self.assertEqual(gd.get('/e')[0], 200)
+        self.assertEqual(server.connections, 1, 'the pool of an unchanged upstream reconnected')
+        with open(ca, 'a') as f:  # rotated in place: the same CA, a file of other bytes
+            f.write('\n')
+        write_config(gd, cfg(False))
+        reload_and_wait(gd)
+        assert_logged(gd, 'upstreams: 0 kept with their connections, 1 new or changed')
+        self.assertEqual(gd.get('/e')[0], 200)
+        self.assertEqual(server.connections, 2)
+
+
 class ReloadPostgresTest(GatherdTestCase):
     """Reloads under load with SQL calls on a real Postgres: the pool and its connections are
     kept when "postgres" and the statements are unchanged."""
