@@ -1,6 +1,7 @@
 #include "config/carry.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "base/ratelimit.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
+#include "base/util.h"
 #include "base/waits.h"
 
 static bool is_same_listen(const gd_listen_conf_t *a, const gd_listen_conf_t *b)
@@ -85,13 +87,90 @@ bool gd_config_upstream_is_same(const gd_config_t *ca, const gd_upstream_conf_t 
 
 bool gd_config_postgres_is_same(const gd_config_t *a, const gd_config_t *b)
 {
-    if (!is_key_same(a->document, b->document, "postgres") || a->nstatements != b->nstatements)
+    if (!is_key_same(a->document, b->document, "postgres") || a->nstatements > b->nstatements)
         return false;
     for (size_t i = 0; i < a->nstatements; i++)
         if (a->statement_nparams[i] != b->statement_nparams[i] ||
             strcmp(a->statements[i], b->statements[i]) != 0)
             return false;
     return true;
+}
+
+/* The most statements a config carries that none of its calls runs any more (they come from
+ * earlier configs, see carry_statements()); past it the list starts afresh, and so does the
+ * Postgres pool. */
+#define MAX_UNUSED_STATEMENTS 1024
+
+static uint64_t hash_text(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/*
+ * Puts @running's SQL statements first in @next's list, at the positions they have there, then
+ * @next's new ones, and renumbers @next's SQL calls: a kept Postgres pool serves both configs,
+ * the queries in flight of the one and the new ones of the other, by position, and keeps what
+ * its connections have prepared. Statements no call runs any more stay (unprepared on new
+ * connections, they cost a string each) up to MAX_UNUSED_STATEMENTS.
+ */
+static void carry_statements(gd_config_t *next, const gd_config_t *running)
+{
+    size_t n = running->nstatements, cap = 16;
+
+    if (n == 0 || next->nstatements == 0 ||
+        !is_key_same(running->document, next->document, "postgres"))
+        return;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *table = gd_xmalloc(cap * sizeof(*table)); /* running's positions, SIZE_MAX: free */
+    for (size_t i = 0; i < cap; i++)
+        table[i] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = hash_text(running->statements[i]) & (cap - 1);
+        while (table[k] != SIZE_MAX)
+            k = (k + 1) & (cap - 1);
+        table[k] = i;
+    }
+    size_t *map = gd_xmalloc(next->nstatements * sizeof(*map)), total = n;
+    for (size_t j = 0; j < next->nstatements; j++) {
+        size_t k = hash_text(next->statements[j]) & (cap - 1);
+        while (table[k] != SIZE_MAX &&
+               strcmp(running->statements[table[k]], next->statements[j]) != 0)
+            k = (k + 1) & (cap - 1);
+        map[j] = table[k] != SIZE_MAX ? table[k] : total++;
+    }
+    free(table);
+    if (total - next->nstatements > MAX_UNUSED_STATEMENTS) {
+        free(map);
+        return;
+    }
+    char **statements = gd_xcalloc(total + 1, sizeof(*statements));
+    int *nparams = gd_xcalloc(total + 1, sizeof(*nparams));
+    for (size_t i = 0; i < n; i++) {
+        statements[i] = gd_xstrdup(running->statements[i]);
+        nparams[i] = running->statement_nparams[i];
+    }
+    for (size_t j = 0; j < next->nstatements; j++) {
+        if (map[j] >= n) {
+            statements[map[j]] = next->statements[j]; /* taken */
+            nparams[map[j]] = next->statement_nparams[j];
+        } else {
+            free(next->statements[j]);
+        }
+    }
+    for (size_t i = 0; i < next->nendpoints; i++)
+        for (size_t j = 0; j < next->endpoints[i].ncalls; j++)
+            if (next->endpoints[i].calls[j].type == GD_CALL_TYPE_SQL)
+                next->endpoints[i].calls[j].statement = map[next->endpoints[i].calls[j].statement];
+    free(map);
+    free(next->statements);
+    free(next->statement_nparams);
+    next->statements = statements;
+    next->statement_nparams = nparams;
+    next->nstatements = total;
 }
 
 /* @next's upstream @b takes @running's @a's objects whose settings are unchanged. */
@@ -156,6 +235,7 @@ static gd_endpoint_conf_t *find_endpoint(gd_config_t *config, const gd_endpoint_
 
 void gd_config_carry(gd_config_t *next, gd_config_t *running)
 {
+    carry_statements(next, running);
     for (size_t i = 0; i < next->nupstreams; i++) {
         gd_upstream_conf_t *a =
             (gd_upstream_conf_t *)gd_config_find_upstream(running, next->upstreams[i].name);

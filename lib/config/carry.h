@@ -34,8 +34,9 @@ const gd_upstream_conf_t *gd_config_find_upstream(const gd_config_t *config, con
 bool gd_config_upstream_is_same(const gd_config_t *ca, const gd_upstream_conf_t *a,
                                 const gd_config_t *cb, const gd_upstream_conf_t *b);
 /**
- * Whether a Postgres pool of @a may serve @b: the "postgres" sections are equal and so are the
- * SQL statements the calls run (a pool prepares them by position on its connections).
+ * Whether a Postgres pool of @a may serve @b: the "postgres" sections are equal and @b's SQL
+ * statements begin with @a's, at the same positions (a pool prepares them by position on its
+ * connections; gd_config_carry() orders @b's so).
  */
 bool gd_config_postgres_is_same(const gd_config_t *a, const gd_config_t *b);
 /**
@@ -43,7 +44,9 @@ bool gd_config_postgres_is_same(const gd_config_t *a, const gd_config_t *b);
  * per upstream of the same name its retry budget and wait counters (always: they hold no
  * settings), its breaker ("breaker" equal), rate_limit pacer and max_in_flight budget; the SQL
  * calls' retry budget; each client_rate_limit's buckets (top level, and per endpoint of the
- * same method and path); the response cache (same cache_max_bytes and longest ttl). @next frees
+ * same method and path); the response cache (same cache_max_bytes and longest ttl); and, with
+ * equal "postgres" sections, the positions of @running's SQL statements (@next's list begins
+ * with them, its calls renumbered). @next frees
  * what it replaced of its own and owns what it took; @running borrows it from then on, so
  * @running must be freed before @next. A breaker whose settings changed starts closed, with
  * the old one's count of openings, so that its counter goes on.

@@ -433,7 +433,8 @@ class ReloadPostgresTest(GatherdTestCase):
                                            'row': 'one'}}),
                 endpoint('/q', {'q': {'sql': 'SELECT 42 AS answer', 'row': 'one'}}),
             ], {'s': self.stub}, threads=2,
-                postgres={'conninfo': self.pg.conninfo(), 'pool_size': 4})
+                postgres={'conninfo': self.pg.conninfo(), 'pool_size': 4,
+                          'acquire_timeout_ms': 3000})
         cfg_a, cfg_b = cfg('one'), cfg('two')
         gd = self.start_gatherd(cfg_a)
         self.assertTrue(wait_until(lambda: gd.get('/q')[0] == 200, timeout=10), gd.log())
@@ -457,6 +458,26 @@ class ReloadPostgresTest(GatherdTestCase):
         self.assertTrue(set(pids) <= set(pids_after),
                         'Postgres connections were re-made: %s then %s' % (pids, pids_after))
         assert_logged(gd, 'postgres pool kept')
+        # New and changed SQL: the pool and its connections go on (the statements of the
+        # config before keep their positions, the new ones follow).
+        cfg_c = json.loads(json.dumps(cfg_a))
+        cfg_c['endpoints'][2]['calls']['q']['sql'] = 'SELECT 43 AS answer'
+        cfg_c['endpoints'].append(
+            endpoint('/new', {'s': {'sql': 'SELECT $1::text AS seven', 'args': ['7'],
+                                    'row': 'one'}}))
+        kept_before = gd.log().count('postgres pool kept')
+        write_config(gd, cfg_c)
+        reload_and_wait(gd)
+        self.assertTrue(wait_until(lambda: gd.log().count('postgres pool kept') > kept_before))
+        answers = []
+
+        def all_43():
+            answers[:] = [gd.get('/q')[2] for _ in range(6)]
+            return all(json.loads(a) == {'q': {'answer': 43}} for a in answers)
+        self.assertTrue(wait_until(all_43, timeout=5), answers)
+        self.assertEqual(json.loads(gd.get('/new')[2]), {'s': {'seven': '7'}})
+        self.assertEqual(json.loads(gd.get('/p/5')[2]), {'p': {'n': 6}})
+        self.assertTrue(set(pids) <= set(self.backends()), 'new SQL re-made the connections')
         # A changed postgres section makes a new pool; the old one closes once unused.
         write_config(gd, dict(cfg_a, postgres={'conninfo': self.pg.conninfo(), 'pool_size': 2}))
         reload_and_wait(gd)

@@ -1756,9 +1756,27 @@ bool gd_pgpool_is_settled(const gd_pgpool_t *pool)
 
 void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf)
 {
-    GD_REQUIRE(conf->size == pool->conf->size && conf->nstatements == pool->conf->nstatements &&
-               conf->shared == pool->conf->shared &&
-               conf->retry_budget == pool->conf->retry_budget);
+    const gd_pgpool_conf_t *old = pool->conf;
+    size_t words = (conf->nstatements + 63) / 64;
+
+    GD_REQUIRE(conf->size == old->size && conf->nstatements >= old->nstatements &&
+               conf->shared == old->shared && conf->retry_budget == old->retry_budget);
+    /* Queries in flight of the config before name statements by position: those positions
+     * hold the same SQL (config/carry.h), and what is prepared on a connection stays so. */
+    for (size_t i = 0; i < old->nstatements; i++)
+        GD_REQUIRE(strcmp(conf->statements[i], old->statements[i]) == 0);
+    if (words > pool->prepared_words) {
+        for (size_t i = 0; i < conf->size; i++) {
+            struct conn *c = &pool->conns[i];
+            c->prepared = gd_xrealloc(c->prepared, words * sizeof(*c->prepared));
+            memset(c->prepared + pool->prepared_words, 0,
+                   (words - pool->prepared_words) * sizeof(*c->prepared));
+        }
+        pool->prepared_words = words;
+    }
+    pool->columns = gd_xrealloc(pool->columns, (conf->nstatements + 1) * sizeof(*pool->columns));
+    memset(pool->columns + old->nstatements, 0,
+           (conf->nstatements + 1 - old->nstatements) * sizeof(*pool->columns));
     pool->conf = conf;
 }
 

@@ -125,7 +125,9 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool);
 bool gd_pgpool_is_settled(const gd_pgpool_t *pool);
 /**
  * Points @pool at @conf (borrowed for its lifetime from now on), of the same settings as the
- * one it has: a config reload keeps the pool when "postgres" and the statements did not change.
+ * one it has, and statements that begin with the ones it has, at the same positions (more may
+ * follow): a config reload keeps the pool, and what its connections have prepared, when
+ * "postgres" did not change.
  */
 void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf);
 /** The pool's counters. */

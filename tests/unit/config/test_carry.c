@@ -132,7 +132,37 @@ static void test_changed_policies_start_afresh_with_their_counters(void)
     gd_config_free(next);
 }
 
+static void test_statements_keep_their_positions(void)
+{
+    char err[512];
+    gd_config_t *old = load("", "", "SELECT 1"), *next = NULL;
+    const char *json =
+        "{\"listen\": [\"127.0.0.1:18000\"], \"threads\": 2,"
+        " \"postgres\": {\"conninfo\": \"\", \"pool_size\": 4},"
+        " \"upstreams\": {},"
+        " \"endpoints\": [{\"path\": \"/y/{id}\", \"calls\": {\"q\": {\"sql\": \"SELECT $1::int\","
+        "   \"args\": [\"{id}\"]}}},"
+        "  {\"path\": \"/x\", \"calls\": {\"q\": {\"sql\": \"SELECT 1\"}}}]}";
+
+    if (gd_config_load_string(json, "t.json", &next, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        CHECK(0);
+    }
+    CHECK(!gd_config_postgres_is_same(old, next)); /* SELECT 1 is second in next's own list */
+    gd_config_carry(next, old);
+    CHECK_INT_EQ(next->nstatements, 2);
+    CHECK_STR_EQ(next->statements[0], "SELECT 1");
+    CHECK_STR_EQ(next->statements[1], "SELECT $1::int");
+    CHECK_INT_EQ(next->statement_nparams[1], 1);
+    CHECK_INT_EQ(next->endpoints[0].calls[0].statement, 1);
+    CHECK_INT_EQ(next->endpoints[1].calls[0].statement, 0);
+    CHECK(gd_config_postgres_is_same(old, next));
+    gd_config_free(old);
+    gd_config_free(next);
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"statements_keep_their_positions", test_statements_keep_their_positions},
     {"restart_keys_are_named", test_restart_keys_are_named},
     {"upstreams_and_postgres_compare_by_settings", test_upstreams_and_postgres_compare_by_settings},
     {"unchanged_policies_are_carried", test_unchanged_policies_are_carried},
