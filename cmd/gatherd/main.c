@@ -15,17 +15,17 @@
 #include <h2o.h>
 #include <uv.h>
 
-#include "base/util.h"
+#include "ops/admin.h"
 #include "config/carry.h"
 #include "config/config.h"
-#include "front/route.h"
-#include "front/server.h"
-#include "ops/admin.h"
 #include "ops/log.h"
 #include "ops/metrics_keys.h"
 #include "ops/notify.h"
 #include "probe.h"
+#include "front/route.h"
+#include "front/server.h"
 #include "sources/http/tls.h"
+#include "base/util.h"
 
 /* After the shutdown timeout the remaining requests are answered 503; this is how long those
  * answers get to be written before the process leaves anyway. */
