@@ -10,13 +10,24 @@
 #include "config/config.h"
 #include "runner.h"
 
+/* The config of @json; the test fails, naming the error, when it does not load. */
+static gd_config_t *load_text(const char *json)
+{
+    gd_config_t *c = NULL;
+    char err[512];
+
+    if (gd_config_load_string(json, "t.json", &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        CHECK(0);
+    }
+    return c;
+}
+
 /* A config of upstreams "a" (breaker, rate_limit, max_in_flight) and "b", SQL, a top-level
  * client_rate_limit and a cache; @extra is spliced in at the top level, @a_extra into "a". */
 static gd_config_t *load(const char *extra, const char *a_extra, const char *sql)
 {
     char json[4096];
-    gd_config_t *c = NULL;
-    char err[512];
 
     snprintf(json, sizeof(json),
              "{\"listen\": [\"127.0.0.1:18000\"], \"threads\": 2, %s"
@@ -30,11 +41,7 @@ static gd_config_t *load(const char *extra, const char *a_extra, const char *sql
              "   \"u\": {\"upstream\": \"a\", \"path\": \"/u\", \"cache\": {\"ttl_ms\": 1000}},"
              "   \"q\": {\"sql\": \"%s\"}}}]}",
              extra, a_extra, sql);
-    if (gd_config_load_string(json, "t.json", &c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        CHECK(0);
-    }
-    return c;
+    return load_text(json);
 }
 
 static void free_three(gd_config_t *a, gd_config_t *b, gd_config_t *c)
@@ -106,8 +113,7 @@ static void test_unchanged_policies_are_carried(void)
 
 static void test_changed_policies_start_afresh_with_their_counters(void)
 {
-    gd_config_t *old = load("", "", "SELECT 1"), *next = NULL;
-    char err[512];
+    gd_config_t *old = load("", "", "SELECT 1");
     const char *json =
         "{\"listen\": [\"127.0.0.1:18000\"], \"cache_max_bytes\": 8192,"
         " \"client_rate_limit\": {\"requests\": 11, \"per_ms\": 1000},"
@@ -115,7 +121,7 @@ static void test_changed_policies_start_afresh_with_their_counters(void)
         "   \"rate_limit\": {\"calls\": 6, \"per_ms\": 1000}, \"max_in_flight\": 8}},"
         " \"endpoints\": [{\"path\": \"/x\", \"calls\": {"
         "   \"u\": {\"upstream\": \"a\", \"path\": \"/u\", \"cache\": {\"ttl_ms\": 1000}}}}]}";
-    CHECK_INT_EQ(gd_config_load_string(json, "t.json", &next, err, sizeof(err)), 0);
+    gd_config_t *next = load_text(json);
     atomic_store(&old->upstreams[0].breaker->opened, 7);
     atomic_store(&old->upstreams[0].rate_limit->refused, 3);
     gd_config_carry(next, old);
@@ -134,8 +140,7 @@ static void test_changed_policies_start_afresh_with_their_counters(void)
 
 static void test_statements_keep_their_positions(void)
 {
-    char err[512];
-    gd_config_t *old = load("", "", "SELECT 1"), *next = NULL;
+    gd_config_t *old = load("", "", "SELECT 1"), *next;
     const char *json =
         "{\"listen\": [\"127.0.0.1:18000\"], \"threads\": 2,"
         " \"postgres\": {\"conninfo\": \"\", \"pool_size\": 4},"
@@ -144,10 +149,7 @@ static void test_statements_keep_their_positions(void)
         "   \"args\": [\"{id}\"]}}},"
         "  {\"path\": \"/x\", \"calls\": {\"q\": {\"sql\": \"SELECT 1\"}}}]}";
 
-    if (gd_config_load_string(json, "t.json", &next, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        CHECK(0);
-    }
+    next = load_text(json);
     CHECK(!gd_config_postgres_is_same(old, next)); /* SELECT 1 is second in next's own list */
     gd_config_carry(next, old);
     CHECK_INT_EQ(next->nstatements, 2);
