@@ -1223,9 +1223,11 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
         return r;
     u->max_in_flight = (size_t)x;
-    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    /* One member per pool: MAX_THREADS threads (threads may not be read yet), each with a pool
+     * per config its requests still run on, the current one and up to GD_CONFIG_MAX_FINISHING
+     * earlier ones, plus the next one a reload brings. */
     if (u->max_in_flight > 0)
-        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS * (GD_CONFIG_MAX_FINISHING + 2));
     if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
         return r;
     return load_breaker(l, at, v, u);
@@ -1250,6 +1252,7 @@ static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
         struct jpath up = {&at, name, 0};
         gd_upstream_conf_t *u = &cfg->upstreams[i];
 
+        u->metrics_slot = i; /* until gd_metrics_keys_assign(): in config order */
         u->index = i++;
         u->name = gd_xstrdup(name);
         if (name[0] == '\0')
@@ -4126,7 +4129,8 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 {
     if (rl == NULL)
         return;
-    gd_ratelimit_free(rl->limiter);
+    if (!rl->_is_lent)
+        gd_ratelimit_free(rl->limiter);
     free(rl->claim);
     free(rl->limit_header);
     free(rl);
@@ -4306,6 +4310,12 @@ static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
         cfg->endpoints[i].index = i;
         if ((r = load_endpoint(l, &ep_at, json_array_get(v, i), cfg, &cfg->endpoints[i])) < 0)
             return r;
+    }
+    /* Until gd_metrics_keys_assign(): the series in config order, as a first config gets. */
+    for (size_t i = 0, ncalls = 0; i < cfg->nendpoints; i++) {
+        cfg->endpoints[i].metrics_slot = i;
+        for (size_t j = 0; j < cfg->endpoints[i].ncalls; j++)
+            cfg->endpoints[i].calls[j].metrics_slot = ncalls++;
     }
     return 0;
 }
@@ -4509,6 +4519,20 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     return 0;
 }
 
+/* The document's identity for the metrics and the logs: FNV-1a 64 of its canonical text
+ * (sorted keys, no spaces), so that reformatting a file does not change it. */
+static void hash_document(const json_t *root, char out[17])
+{
+    char *text = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    GD_REQUIRE(text != NULL);
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    free(text);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 /* Validates the parsed document @root (or reports @jerr when it is NULL). */
 static int load_json(json_t *root, const json_error_t *jerr, const char *name,
                      gd_config_t **ret_config, char *err, size_t errlen)
@@ -4546,11 +4570,13 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
         free(q->text);
         free(q);
     }
-    json_decref(root);
+    cfg->document = root; /* a reload compares what the next config keeps (config/carry.h) */
     if (r < 0) {
         gd_config_free(cfg);
         return r;
     }
+    hash_document(root, cfg->hash);
+    cfg->cache_max_ttl_ms = l.max_cache_ttl_ms;
     if (l.max_cache_ttl_ms > 0)
         cfg->cache_store = gd_ttlcache_new(cfg->cache_max_bytes, l.max_cache_ttl_ms);
     *ret_config = cfg;
@@ -4649,11 +4675,16 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->forward_headers);
         free(u->null_on);
         free(u->status_map);
-        free(u->retry_budget);
-        free(u->breaker);
-        free(u->rate_limit);
-        free(u->waits);
-        u->in_flight = gd_budget_free(u->in_flight);
+        if (!(u->_lent & GD_CONFIG_LENT_RETRY_BUDGET))
+            free(u->retry_budget);
+        if (!(u->_lent & GD_CONFIG_LENT_BREAKER))
+            free(u->breaker);
+        if (!(u->_lent & GD_CONFIG_LENT_RATE_LIMIT))
+            free(u->rate_limit);
+        if (!(u->_lent & GD_CONFIG_LENT_WAITS))
+            free(u->waits);
+        if (!(u->_lent & GD_CONFIG_LENT_IN_FLIGHT))
+            u->in_flight = gd_budget_free(u->in_flight);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -4718,7 +4749,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
-    config->cache_store = gd_ttlcache_free(config->cache_store);
+    if (!config->_is_cache_store_lent)
+        config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
     free(config->endpoints);
@@ -4727,8 +4759,10 @@ gd_config_t *gd_config_free(gd_config_t *config)
     free(config->statements);
     free(config->statement_nparams);
     free(config->postgres.conninfo);
-    free(config->postgres.retry_budget);
+    if (!config->postgres._is_retry_budget_lent)
+        free(config->postgres.retry_budget);
     free(config->admin_listen.text);
+    json_decref(config->document);
     free(config->source);
     free(config);
     return NULL;

@@ -18,6 +18,9 @@
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
+/* The most earlier configs that may still be finishing their requests when a reload is
+ * accepted: one more is refused until they have (each thread holds pools for each of them). */
+#define GD_CONFIG_MAX_FINISHING 2
 
 typedef enum gd_param_type {
     GD_PARAM_STRING,
@@ -146,7 +149,18 @@ typedef struct gd_upstream_conf {
     struct gd_budget *in_flight;
     /* Mutable, shared by every thread (atomics): how long calls waited, for the metrics. */
     struct gd_waits *waits;
+    size_t metrics_slot; /* its series in gd_metrics, by name (see gd_metrics_keys_assign()) */
+    /* private: GD_CONFIG_LENT_* of the mutable objects above that a newer config took over
+     * at a reload (gd_config_carry()): this one borrows them and does not free them */
+    unsigned _lent;
 } gd_upstream_conf_t;
+
+/* What of an upstream's mutable state a newer config took over (gd_upstream_conf_t._lent). */
+#define GD_CONFIG_LENT_RETRY_BUDGET (1u << 0)
+#define GD_CONFIG_LENT_BREAKER      (1u << 1)
+#define GD_CONFIG_LENT_RATE_LIMIT   (1u << 2)
+#define GD_CONFIG_LENT_IN_FLIGHT    (1u << 3)
+#define GD_CONFIG_LENT_WAITS        (1u << 4)
 
 typedef struct gd_header_template {
     /* read-only */
@@ -294,6 +308,7 @@ typedef struct gd_call_conf {
     char *for_each_text; /* as written, for messages */
     size_t concurrency;  /* items under way at once */
     size_t max_items;    /* more fail the call with too_large before any starts */
+    size_t metrics_slot;        /* its series in gd_metrics, by endpoint and call name */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -376,8 +391,10 @@ typedef struct gd_rate_limit_conf {
     gd_rate_key_t key;
     char *claim; /* GD_RATE_KEY_JWT: the claim's name */
     size_t max_keys;
-    /* The buckets: mutable, thread-safe, made at load and freed with the config. */
+    /* The buckets: mutable, thread-safe, made at load and freed with the config (unless
+     * _is_lent: a newer config took them over at a reload and frees them). */
     gd_ratelimit_t *limiter;
+    bool _is_lent;
     char *limit_header; /* RateLimit-Limit's value: "20" */
 } gd_rate_limit_conf_t;
 
@@ -424,6 +441,7 @@ typedef struct gd_endpoint_conf {
     size_t batch_list, batch_item;
     size_t batch_concurrency; /* runs under way at once */
     size_t batch_max_items;   /* more items are the client's error (400) */
+    size_t metrics_slot; /* its series in gd_metrics, by method and path */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -458,6 +476,7 @@ typedef struct gd_postgres_conf {
     gd_retry_conf_t retry;
     /* Mutable, shared by every thread (atomics): the retries SQL calls may still add. */
     struct gd_retry_budget *retry_budget;
+    bool _is_retry_budget_lent; /* a newer config took it over at a reload */
 } gd_postgres_conf_t;
 
 /* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */
@@ -519,6 +538,13 @@ typedef struct gd_config {
     size_t cache_max_bytes; /* the response cache's bound, for the whole process */
     /* mutable, shared by every thread: the response cache; NULL when no call has "cache" */
     struct gd_ttlcache *cache_store;
+    uint64_t cache_max_ttl_ms; /* the longest lifetime a call gives its results (the store's cap) */
+    /* The document as loaded (jansson, sorted keys kept by json_equal()), for what a reload
+     * compares; touched by the thread that loads configs only. */
+    struct json_t *document;
+    char hash[17]; /* FNV-1a 64 of the canonical (sorted, compact) document, in hex */
+    /* private: a newer config took the cache store over at a reload */
+    bool _is_cache_store_lent;
 } gd_config_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */

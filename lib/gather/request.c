@@ -82,6 +82,7 @@ struct dispose_slot {
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
     gd_gather_ctx_t *ctx;
+    gd_gather_view_t *view;      /* the config it started under, and its sources: held to the end */
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
     struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;
@@ -126,6 +127,8 @@ static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_
         req->input.path.len < GD_ACCESS_PATH_MAX ? req->input.path.len : GD_ACCESS_PATH_MAX;
 
     rq->ctx = ctx;
+    rq->view = ctx->view;
+    rq->view->requests++;
     rq->req = req;
     rq->endpoint = ep;
     rq->started_at_ns = started_at_ns;
@@ -188,7 +191,11 @@ static void free_request(gd_request_t *rq)
             gd_call_dispose(rq->calls[i]);
     }
     h2o_mem_clear_pool(&rq->arena);
+    gd_gather_view_t *view = rq->view;
+    gd_gather_ctx_t *ctx = rq->ctx;
     free(rq);
+    if (--view->requests == 0 && view != ctx->view)
+        view->on_unused(view);
 }
 
 /* Cuts the link from h2o's request to ours: its dispose callback will find nothing. */
@@ -259,7 +266,7 @@ static void collect_results(gd_request_t *rq, int gather_ret)
  * (slow readers hold the rest): 503, and the client may come back once they have drained. */
 static void answer_unsent_full(gd_request_t *rq, int full)
 {
-    const gd_config_t *config = rq->ctx->config;
+    const gd_config_t *config = rq->view->config;
     char msg[256];
 
     if (full == GD_OUTBOX_CONNECTION_FULL)
@@ -316,7 +323,7 @@ static void respond(gd_request_t *rq)
     }
     int status = gd_merge_status(ep, rq->results);
     const char *complete = gd_merge_is_complete(ep, rq->results) ? "true" : "false";
-    bool is_detailed = rq->ctx->config->expose_error_details;
+    bool is_detailed = rq->view->config->expose_error_details;
     size_t len;
     char *body;
     gd_jbuf_t out = {0};
@@ -498,7 +505,7 @@ static void start_item(gd_request_t *rq, size_t i, size_t k)
     const gd_call_conf_t *cc = &ep->calls[i];
     struct graph *g = rq->graph;
     struct fanout *f = g->fanouts[i];
-    const gd_source_t *src = &rq->ctx->sources[cc->source];
+    const gd_source_t *src = &rq->view->sources[cc->source];
     char err[GD_CALL_MESSAGE_MAX];
 
     g->results[ep->ncalls] = f->items[k];
@@ -701,7 +708,7 @@ static void start_dependent(gd_request_t *rq, size_t i)
         start_fanout(rq, i);
         return;
     }
-    const gd_source_t *src = &rq->ctx->sources[cc->source];
+    const gd_source_t *src = &rq->view->sources[cc->source];
     gd_call_t *call = rq->calls[i];
     if (cc->nrefs > 0) {
         /* Rendered again, now with the values it references (first with stand-ins). */
@@ -779,7 +786,7 @@ static int run_calls(gd_request_t *rq)
         if (!gd_depend_when(&ep->calls[i], rq->values))
             skip_call(rq->calls[i]);
         else
-            gd_call_start(rq->calls[i], &rq->ctx->sources[ep->calls[i].source], &rq->group);
+            gd_call_start(rq->calls[i], &rq->view->sources[ep->calls[i].source], &rq->group);
     }
     return gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
 }
@@ -788,7 +795,7 @@ static int run_calls(gd_request_t *rq)
 static void write_doc(gd_request_t *rq)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
-    bool is_detailed = rq->ctx->config->expose_error_details;
+    bool is_detailed = rq->view->config->expose_error_details;
 
     rq->is_doc_complete = gd_merge_is_complete(ep, rq->results);
     if (ep->response != NULL) {
@@ -987,7 +994,7 @@ static void answer_overloaded(gd_request_t *rq)
     snprintf(msg, sizeof(msg),
              "all %zu request slots of this thread (max_requests_in_flight) stayed taken for "
              "%" PRIu64 " ms (queue_timeout_ms)",
-             rq->ctx->line.limit, rq->ctx->config->queue_timeout_ms);
+             rq->ctx->line.limit, rq->view->config->queue_timeout_ms);
     answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
 }
 
@@ -1042,7 +1049,7 @@ static int prepare_calls(gd_request_t *rq, gd_call_input_t *in, char *err, size_
     if (ep->has_dependencies)
         in->values = new_graph(rq, in);
     for (size_t i = 0; i < ep->ncalls; i++) {
-        const gd_source_t *src = &rq->ctx->sources[ep->calls[i].source];
+        const gd_source_t *src = &rq->view->sources[ep->calls[i].source];
         gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
         memset(call, 0, src->ops->size);
         rq->calls[i] = call;
@@ -1170,6 +1177,17 @@ void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight)
     ctx->is_aborting = false;
     gd_responder_init(&ctx->responder);
     gd_gate_init(&ctx->line, gd_sched_timers(ctx->sched), max_in_flight);
+}
+
+void gd_gather_ctx_switch(gd_gather_ctx_t *ctx, gd_gather_view_t *view)
+{
+    gd_gather_view_t *old = ctx->view;
+
+    ctx->view = view;
+    ctx->config = view->config;
+    ctx->sources = view->sources;
+    if (old != NULL && old->requests == 0)
+        old->on_unused(old);
 }
 
 void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx)

@@ -23,7 +23,11 @@ struct admin_connection {
 };
 
 struct gd_admin {
+    /* The running config: swapped by a reload (gd_admin_set_config()) under config_mutex,
+     * which whatever reads it holds (scrapes and /debug views, never a request path). */
     const gd_config_t *config;
+    pthread_mutex_t config_mutex;
+    const gd_metrics_reloads_t *reloads; /* NULL: none counted */
     const gd_metrics_t *const *metrics;
     size_t nmetrics;
     int fd;
@@ -110,12 +114,15 @@ static const char *health_problem(gd_admin_t *a, char *buf, size_t cap)
  * @ret_is_blocking is set, the postgres.readiness policy keeps traffic away for it. */
 static const char *postgres_problem(gd_admin_t *a, char *buf, size_t cap, bool *ret_is_blocking)
 {
+    pthread_mutex_lock(&a->config_mutex);
+    gd_pg_readiness_t readiness = a->config->postgres.readiness;
+    pthread_mutex_unlock(&a->config_mutex);
     for (size_t i = 0; i < a->nmetrics; i++) {
         gd_metrics_gauges_t g;
         gd_metrics_read_gauges(a->metrics[i], &g);
         if (g.is_pg_ready)
             continue;
-        switch (a->config->postgres.readiness) {
+        switch (readiness) {
         case GD_PG_READINESS_FIRST_CONNECT:
             *ret_is_blocking = !g.has_pg_been_ready;
             break;
@@ -244,7 +251,7 @@ static void add_counts(json_t *to, json_t *from)
 
 /* {"upstreams": [{"name", "idle", "busy", "waiting", "breaker", "workers": [...]}],
  *  "postgres": {..., "workers": [...]}, "unanswered_workers": [...]} */
-static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
+static json_t *merge_upstreams_locked(gd_admin_t *a, const gd_inspection_t *in)
 {
     const gd_config_t *config = a->config;
     json_t *upstreams = json_array(), *pg = NULL;
@@ -265,8 +272,15 @@ static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
         json_t *part = gd_inspection_part(in, i), *list, *w;
         if (part == NULL || (list = json_object_get(part, "upstreams")) == NULL)
             continue;
-        for (size_t u = 0; u < config->nupstreams && u < json_array_size(list); u++) {
-            json_t *sum = json_array_get(upstreams, u), *mine = json_array_get(list, u);
+        /* By name: a worker that has not taken a reload yet answers for the config before. */
+        for (size_t k = 0; k < json_array_size(list); k++) {
+            json_t *mine = json_array_get(list, k), *sum = NULL;
+            const char *name = json_string_value(json_object_get(mine, "name"));
+            for (size_t u = 0; name != NULL && sum == NULL && u < config->nupstreams; u++)
+                if (strcmp(config->upstreams[u].name, name) == 0)
+                    sum = json_array_get(upstreams, u);
+            if (sum == NULL)
+                continue;
             json_object_del(mine, "name");
             add_counts(sum, mine);
             json_array_append(json_object_get(sum, "workers"), mine);
@@ -282,6 +296,14 @@ static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
     if (pg != NULL)
         json_object_set_new(doc, "postgres", pg);
     json_object_set_new(doc, "unanswered_workers", unanswered(in, a->nmetrics));
+    return doc;
+}
+
+static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
+{
+    pthread_mutex_lock(&a->config_mutex);
+    json_t *doc = merge_upstreams_locked(a, in);
+    pthread_mutex_unlock(&a->config_mutex);
     return doc;
 }
 
@@ -392,7 +414,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                      problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
         size_t len;
-        char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, &len);
+        pthread_mutex_lock(&a->config_mutex);
+        char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, a->reloads, &len);
+        pthread_mutex_unlock(&a->config_mutex);
         h2o_iovec_t body = h2o_strdup(&req->pool, text, len);
         free(text);
         send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.base, body.len);
@@ -413,6 +437,7 @@ gd_admin_t *gd_admin_new(const gd_config_t *config, const gd_metrics_t *const *m
     gd_admin_t *a = gd_xcalloc(1, sizeof(*a));
 
     a->config = config;
+    pthread_mutex_init(&a->config_mutex, NULL);
     a->metrics = metrics;
     a->nmetrics = n;
     a->fd = -1;
@@ -541,6 +566,18 @@ void gd_admin_set_inspector(gd_admin_t *a, gd_admin_inspect_fn inspect, void *da
     a->inspect_data = data;
 }
 
+void gd_admin_set_config(gd_admin_t *a, const gd_config_t *config)
+{
+    pthread_mutex_lock(&a->config_mutex);
+    a->config = config;
+    pthread_mutex_unlock(&a->config_mutex);
+}
+
+void gd_admin_set_reloads(gd_admin_t *a, const gd_metrics_reloads_t *reloads)
+{
+    a->reloads = reloads;
+}
+
 void gd_admin_set_state(gd_admin_t *a, gd_admin_state_t state)
 {
     atomic_store(&a->state, (int)state);
@@ -558,6 +595,7 @@ gd_admin_t *gd_admin_free(gd_admin_t *a)
         close(a->fd);
     h2o_config_dispose(&a->globalconf);
     pthread_mutex_destroy(&a->inspected_mutex);
+    pthread_mutex_destroy(&a->config_mutex);
     free(a);
     return NULL;
 }

@@ -68,6 +68,12 @@ int gd_limits_enter(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t deadline_ms
     return GD_LIMITS_WAITING;
 }
 
+void gd_limits_set_conf(gd_limits_t *l, const gd_upstream_conf_t *conf)
+{
+    GD_REQUIRE(conf->rate_limit == l->_conf->rate_limit && conf->in_flight == l->_conf->in_flight);
+    l->_conf = conf;
+}
+
 int gd_limits_take_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t earliest_ms,
                          uint64_t deadline_ms, uint64_t *ret_at_ms)
 {

@@ -56,6 +56,11 @@ enum { GD_LIMITS_ADMITTED = 0, GD_LIMITS_WAITING = 1 };
  */
 void gd_limits_init(gd_limits_t *l, const gd_upstream_conf_t *conf, uv_loop_t *loop,
                     gd_timers_t *timers);
+/**
+ * Points @l at @conf, the same upstream of a reloaded config with the same rate_limit and
+ * max_in_flight objects (config/carry.h); borrowed from now on.
+ */
+void gd_limits_set_conf(gd_limits_t *l, const gd_upstream_conf_t *conf);
 /** Leaves the shared budget: no pass may be held. The loop must then run to close a handle. */
 void gd_limits_close(gd_limits_t *l);
 

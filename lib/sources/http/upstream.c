@@ -264,6 +264,22 @@ void gd_upstream_close(gd_upstream_t *u)
     }
 }
 
+bool gd_upstream_is_settled(const gd_upstream_t *u)
+{
+    return u->is_closed && !u->is_resolving;
+}
+
+void gd_upstream_set_conf(gd_upstream_t *u, const gd_upstream_conf_t *conf)
+{
+    /* The limits and policies the pool holds pointers to are the ones the next config took
+     * over (config/carry.h): the same settings give the same objects. */
+    GD_REQUIRE(conf->breaker == u->conf->breaker && conf->rate_limit == u->conf->rate_limit &&
+               conf->in_flight == u->conf->in_flight &&
+               conf->retry_budget == u->conf->retry_budget);
+    u->conf = conf;
+    gd_limits_set_conf(&u->limits, conf);
+}
+
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
 {
     if (u == NULL)

@@ -56,6 +56,17 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
 void gd_upstream_close(gd_upstream_t *upstream);
 /** Frees @upstream (NULL is a no-op) after gd_upstream_close() and the loop's run. Returns NULL. */
 gd_upstream_t *gd_upstream_free(gd_upstream_t *upstream);
+/**
+ * Whether @upstream, closed, has finished closing (a DNS lookup on libuv's pool cannot be
+ * stopped and is waited for), so that gd_upstream_free() may follow without running the loop
+ * to its end (a config reload).
+ */
+bool gd_upstream_is_settled(const gd_upstream_t *upstream);
+/**
+ * Points @upstream at @conf (borrowed for its lifetime from now on): the same upstream of a
+ * reloaded config, of equal settings (config/carry.h), whose pool and connections are kept.
+ */
+void gd_upstream_set_conf(gd_upstream_t *upstream, const gd_upstream_conf_t *conf);
 /** The upstream's counters. Only the owning thread may call it. */
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *upstream);
 
