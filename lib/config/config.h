@@ -134,6 +134,12 @@ typedef struct gd_upstream_conf {
     gd_failure_set_t breaker_on; /* the call outcomes it counts as failures */
     /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
     struct gd_pacer *rate_limit;
+    /* "rate_limit.scope": "cluster": the tokens come from Redis (rate_limit then only gives
+     * the interval and tolerance), and rate_limit_local, at redis.local_share of the rate,
+     * stands in while Redis does not answer in time. */
+    bool is_rate_cluster;
+    struct gd_pacer *rate_limit_local; /* owned, with is_rate_cluster; NULL otherwise */
+    char *rate_key;                    /* owned: the limit's Redis key, with is_rate_cluster */
     /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
      * is shared by the threads (mutable, created by the loader with one member per thread);
      * NULL without a cap. */
@@ -499,7 +505,26 @@ typedef struct gd_config {
     size_t cache_max_bytes; /* the response cache's bound, for the whole process */
     /* mutable, shared by every thread: the response cache; NULL when no call has "cache" */
     struct gd_ttlcache *cache_store;
+    struct gd_redis_conf *redis; /* owned; NULL: no "redis", no cluster scope */
 } gd_config_t;
+
+/* "redis": shared state for many replicas (sources/redis/redis.h). */
+typedef struct gd_redis_conf {
+    char *url;      /* as written ({env.NAME} unexpanded): the only form that is logged */
+    char *host;     /* from the expanded URL, without brackets for IPv6 */
+    uint16_t port;  /* default 6379 */
+    bool is_host_numeric; /* an IP literal: no lookup */
+    unsigned db;          /* the URL's /DB, SELECTed on connect when not 0 */
+    char *user;           /* AUTH user (Redis 6 ACL); NULL: none */
+    char *password;       /* expanded; NULL: no AUTH. Never logged. */
+    uint64_t timeout_ms;         /* a command without an answer this long is given up */
+    uint64_t connect_timeout_ms; /* connect + AUTH/SELECT/PING */
+    size_t pool_size;            /* connections per worker thread */
+    char *key_prefix;            /* before every key gatherd writes */
+    double local_share;          /* of a cluster limit's rate enforced locally while down */
+    /* mutable, shared by every thread (atomics): the metrics of the connections */
+    struct gd_redis_stats *stats;
+} gd_redis_conf_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */
 #define GD_CONFIG_MAX_BYTES (16 << 20)

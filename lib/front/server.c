@@ -26,6 +26,7 @@
 #include "sources/cache.h"
 #include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
+#include "sources/redis/redis.h"
 #include "base/util.h"
 
 #define LISTEN_BACKLOG 4096
@@ -81,6 +82,7 @@ struct worker {
     gd_upstream_t **upstreams;
     gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
     gd_pgpool_t *pgpool;
+    gd_redis_t *redis;    /* "redis": this worker's connections; NULL without */
     gd_source_t *sources; /* the upstreams in config order, then the Postgres pool */
     gd_flights_t *flights; /* calls with "cache" in flight; NULL when no call has one */
     gd_gather_ctx_t gather;
@@ -743,6 +745,8 @@ static void *worker_main(void *arg)
         gd_upstream_close(w->upstreams[i]);
     if (w->pgpool != NULL)
         gd_pgpool_close(w->pgpool);
+    if (w->redis != NULL)
+        gd_redis_close(w->redis); /* after the calls that may wait for it */
     gd_hangup_close(w->gather.hangup);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
     gd_gather_ctx_dispose(&w->gather);
@@ -751,6 +755,7 @@ static void *worker_main(void *arg)
     w->sched = gd_sched_free(w->sched);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     w->pgpool = gd_pgpool_free(w->pgpool);
+    w->redis = gd_redis_free(w->redis);
     for (size_t i = 0; i < config->nupstreams; i++)
         w->upstreams[i] = gd_upstream_free(w->upstreams[i]);
     free(w->upstreams);
@@ -823,6 +828,8 @@ static void init_worker(struct worker *w)
      * own coroutine has returned. */
     w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);
     GD_REQUIRE(w->sched != NULL);
+    if (config->redis != NULL)
+        w->redis = gd_redis_new(config->redis, &w->loop, gd_sched_timers(w->sched));
     w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
     for (size_t i = 0; i < config->nupstreams; i++) {
         const gd_upstream_conf_t *uc = &config->upstreams[i];
@@ -832,6 +839,7 @@ static void init_worker(struct worker *w)
                                     : share_of(uc->max_connections, nthreads, w->index);
         w->upstreams[i] =
             gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap, budget, s->tls[i]);
+        gd_upstream_use_redis(w->upstreams[i], w->redis);
     }
     if (config->nstatements > 0) {
         w->pg_conf = (gd_pgpool_conf_t){

@@ -12,6 +12,7 @@
 #include <h2o.h>
 
 #include "base/breaker.h"
+#include "base/redis_stats.h"
 #include "json/json.h"
 #include "ops/inspect.h"
 #include "ops/log.h"
@@ -152,7 +153,7 @@ static const char *readiness_problem(gd_admin_t *a, char *buf, size_t cap)
 /* A 200 {"@key":@ok_value}, with "degraded": @degraded when that is not NULL (a part is down
  * that the readiness policy does not take traffic away for), or a 503 that says @problem. */
 static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, const char *problem,
-                         const char *degraded)
+                         const char *degraded, const char *extra)
 {
     char body[512];
     if (problem == NULL) {
@@ -161,6 +162,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
             n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"degraded\":");
             n += gd_json_quote(degraded, strlen(degraded), body + n, sizeof(body) - n - 2);
         }
+        if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
         body[n++] = '}';
         body[n] = '\0';
         send_json_status(req, 200, body);
@@ -169,6 +172,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
     size_t n = (size_t)snprintf(body, sizeof(body), "{\"%s\":%s,\"reason\":", key,
                                 strcmp(ok_value, "true") == 0 ? "false" : "\"unhealthy\"");
     n += gd_json_quote(problem, strlen(problem), body + n, sizeof(body) - n - 2);
+    if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
     body[n++] = '}';
     body[n] = '\0';
     send_json_status(req, 503, body);
@@ -383,13 +388,23 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         static char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
         send_text(req, 405, "Method Not Allowed", "application/json", body, sizeof(body) - 1);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
-        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL);
+        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL, NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
         char why[256];
         bool is_blocking = false;
         const char *problem = readiness_problem(a, buf, sizeof(buf));
-        answer_probe(req, "ready", "true", problem,
-                     problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL);
+        const char *degraded =
+            problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL;
+        /* Redis is never a reason to be unready: without it cluster limits hold locally at
+         * their share and the shared cache is skipped. The body says which. */
+        const char *redis = NULL;
+        if (a->config->redis != NULL) {
+            bool is_up = atomic_load(&a->config->redis->stats->ready) > 0;
+            redis = is_up ? ",\"redis\":\"up\"" : ",\"redis\":\"down\"";
+            if (!is_up && degraded == NULL)
+                degraded = "redis: no connection ready; cluster limits are enforced locally";
+        }
+        answer_probe(req, "ready", "true", problem, degraded, redis);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
         size_t len;
         char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, &len);
