@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Shared state in Redis ("redis" at the top level): cluster-scoped rate limits held exactly
+across gatherd processes by a GCRA script in a real redis-server the tests start, and what
+happens when Redis is killed, restarted or stopped (SIGSTOP): no request fails or blocks,
+the limits fall back to their local share, /readyz stays 200 and says so, the metrics count
+it, and the limits apply across the processes again once Redis is back."""
+
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (GatherdTestCase, call, config, endpoint, free_port, main,  # noqa: E402
+                     upstream, wait_until)
+from test_retries import Scripted  # noqa: E402
+
+
+def ok(n):
+    return 200, {}, 0
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 (no persistence), stopped by its PID."""
+
+    def __init__(self, port=None):
+        if shutil.which('redis-server') is None:
+            raise unittest.SkipTest('redis-server not installed (scripts/setup.sh)')
+        self.dir = tempfile.mkdtemp(prefix='gatherd-redis-')
+        self.port = port or free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, 'redis.log'), 'ab')
+        self.proc = subprocess.Popen(
+            ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1', '--save', '',
+             '--appendonly', 'no', '--dir', self.dir, '--daemonize', 'no'],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        if not wait_until(lambda: self._pings(), timeout=10):
+            raise AssertionError('redis-server did not start on port %d' % self.port)
+
+    def _pings(self):
+        try:
+            return self.command('PING') == 'PONG'
+        except OSError:
+            return False
+
+    def command(self, *args, timeout=2.0):
+        """Sends one command (RESP) and returns its reply: str, int, None or a list."""
+        data = b'*%d\r\n' % len(args)
+        for a in args:
+            a = str(a).encode()
+            data += b'$%d\r\n%s\r\n' % (len(a), a)
+        with socket.create_connection(('127.0.0.1', self.port), timeout=timeout) as s:
+            s.sendall(data)
+            f = s.makefile('rb')
+            return self._read(f)
+
+    def _read(self, f):
+        line = f.readline()
+        if not line:
+            raise OSError('redis closed the connection')
+        kind, rest = line[:1], line[1:].rstrip(b'\r\n')
+        if kind == b'+':
+            return rest.decode()
+        if kind == b'-':
+            return RuntimeError(rest.decode())
+        if kind == b':':
+            return int(rest)
+        if kind == b'$':
+            n = int(rest)
+            if n < 0:
+                return None
+            v = f.read(n + 2)[:-2]
+            return v.decode()
+        if kind == b'*':
+            return [self._read(f) for _ in range(int(rest))]
+        raise OSError('bad reply %r' % line)
+
+    def url(self):
+        return 'redis://127.0.0.1:%d/0' % self.port
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process must run to die
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.log.close()
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def metrics(gd):
+    port = int(gd.cfg['admin_listen'].rsplit(':', 1)[1])
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=5) as r:
+        return r.read().decode()
+
+
+def metric(text, name, labels=None):
+    pat = r'^%s%s ([0-9.e+]+)$' % (re.escape(name),
+                                  '' if labels is None else re.escape('{%s}' % labels))
+    m = re.search(pat, text, re.M)
+    if m is None:
+        raise AssertionError('%s{%s} missing:\n%s' % (name, labels, text))
+    return float(m.group(1))
+
+
+def readyz(gd):
+    port = int(gd.cfg['admin_listen'].rsplit(':', 1)[1])
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d/readyz' % port, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+class RedisTest(GatherdTestCase):
+
+    def start_redis(self, **kw):
+        r = RedisServer(**kw)
+        self.addCleanup(r.stop)
+        return r
+
+    def start_scripted(self, script):
+        s = Scripted(script)
+        self.addCleanup(s.stop)
+        return s
+
+    def limited(self, up, redis, rate, timeout_ms=500, threads=2, **redis_kw):
+        rl = dict(rate, scope='cluster')
+        r = {'url': redis.url(), 'timeout_ms': 50}
+        r.update(redis_kw)
+        return config([endpoint('/t', {'x': call('r', '/r')}, timeout_ms=timeout_ms)],
+                      {'r': upstream(up.url, rate_limit=rl)}, threads=threads, redis=r)
+
+    def start_ready(self, cfg):
+        gd = self.start_gatherd(cfg)
+        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 10),
+                        gd.log())
+        return gd
+
+    def fetch_all(self, targets):
+        """GETs /t on each gatherd of @targets at once; returns [(status, doc, seconds)]."""
+        def one(gd):
+            t0 = time.monotonic()
+            st, _, body, _ = gd.get('/t', timeout=20)
+            return st, json.loads(body), time.monotonic() - t0
+        with concurrent.futures.ThreadPoolExecutor(len(targets)) as ex:
+            return [f.result() for f in [ex.submit(one, g) for g in targets]]
+
+    def kinds(self, res):
+        return [doc['errors']['x']['kind'] if 'errors' in doc else 'ok' for _, doc, _ in res]
+
+    def test_two_processes_share_a_cluster_limit_exactly(self):
+        # 5 tokens at once, then one every second: 40 calls of 500 ms spread over two
+        # processes get exactly the burst between them, the rest are refused at once.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        a, b = [self.start_ready(self.limited(up, redis, {'calls': 5, 'per_ms': 5000, 'burst': 5}))
+                for _ in range(2)]
+        res = self.fetch_all([a, b] * 20)
+        kinds = self.kinds(res)
+        self.assertEqual(kinds.count('ok'), 5, kinds)
+        self.assertEqual(kinds.count('rate_limited'), 35, kinds)
+        self.assertEqual(up.count('/r'), 5)  # counted at the upstream
+        for st, doc, secs in res:
+            if 'errors' in doc:
+                self.assertLess(doc['errors']['x']['elapsed_ms'], 300, doc)  # at once
+        self.assertIsNotNone(redis.command('GET', 'gatherd:rl:upstream:r'))
+        for gd in (a, b):
+            text = metrics(gd)
+            self.assertEqual(metric(text, 'gatherd_redis_fallbacks_total'), 0)
+            self.assertGreaterEqual(metric(text, 'gatherd_redis_commands_total', 'result="ok"'),
+                                    20)
+
+    def test_calls_wait_for_their_cluster_slot(self):
+        # One call every 100 ms for both processes together, calls waiting for their slot: 16
+        # calls take at least 1.5 s at the upstream (each process alone would pace its 8 in
+        # 0.7 s), and none fails.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        a, b = [self.start_ready(self.limited(up, redis, {'calls': 10, 'per_ms': 1000, 'burst': 1},
+                                              timeout_ms=5000, key_prefix='t2:'))
+                for _ in range(2)]
+        res = self.fetch_all([a, b] * 8)
+        self.assertEqual(self.kinds(res).count('ok'), 16, res)
+        times = sorted(up.times['/r'])
+        self.assertEqual(len(times), 16)
+        self.assertGreater(times[-1] - times[0], 1.3, times)
+        gaps = [y - x for x, y in zip(times, times[1:])]
+        # No two calls come much closer than the interval (generous: a noisy machine).
+        self.assertGreater(min(gaps), 0.05, gaps)
+        self.assertIsNotNone(redis.command('GET', 't2:rl:upstream:r'))
+
+    def load(self, gd, seconds, results):
+        """GETs /t in a loop for @seconds, appending (status, kind, seconds) to @results."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            st, _, body, _ = gd.get('/t', timeout=10)
+            doc = json.loads(body)
+            results.append((st, doc['errors']['x']['kind'] if 'errors' in doc else 'ok',
+                            time.monotonic() - t0))
+
+    def run_load(self, gd, seconds, workers=4):
+        results = []
+        ex = concurrent.futures.ThreadPoolExecutor(workers)
+        futs = [ex.submit(self.load, gd, seconds, results) for _ in range(workers)]
+        return ex, futs, results
+
+    def test_redis_killed_and_restarted_under_load(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        # Generous: the limit is never reached, so every call must succeed, Redis or not.
+        cfg = self.limited(up, redis, {'calls': 1000, 'per_ms': 1000, 'burst': 100},
+                           timeout_ms=2000, local_share=0.5)
+        gd = self.start_ready(cfg)
+        ex, futs, results = self.run_load(gd, 3.0)
+        time.sleep(1.0)
+        redis.kill()
+        killed_at = len(results)
+        for f in futs:
+            f.result()
+        ex.shutdown()
+        self.assertGreater(len(results), killed_at + 10, 'load went on after the kill')
+        bad = [r for r in results if r[0] != 200 or r[1] != 'ok']
+        self.assertEqual(bad, [])
+        self.assertLess(max(r[2] for r in results), 1.0, 'a request was blocked')
+        text = metrics(gd)
+        self.assertEqual(metric(text, 'gatherd_redis_up'), 0)
+        self.assertGreater(metric(text, 'gatherd_redis_fallbacks_total'), 0)
+        st, doc = readyz(gd)
+        self.assertEqual(st, 200, doc)
+        self.assertEqual(doc.get('redis'), 'down', doc)
+        self.assertTrue(doc['ready'])
+
+        # Back: gatherd reconnects (backoff at most 5 s) and the limit is held in Redis again.
+        redis.start()
+        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 15),
+                        gd.log())
+        self.assertEqual(readyz(gd)[1].get('redis'), 'up')
+        fallbacks = metric(metrics(gd), 'gatherd_redis_fallbacks_total')
+        res = self.fetch_all([gd] * 5)
+        self.assertEqual(self.kinds(res).count('ok'), 5)
+        self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), fallbacks)
+        # the restarted Redis had no script: EVALSHA's NOSCRIPT was followed by EVAL
+        self.assertIsNotNone(redis.command('GET', 'gatherd:rl:upstream:r'))
+
+    def test_fallback_holds_the_local_share(self):
+        # Redis unreachable from the start: the local share (0.2 of 5 per 5 s at burst 5, i.e.
+        # burst 1 and one call every 5 s) decides at once.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        cfg = self.limited(up, redis, {'calls': 5, 'per_ms': 5000, 'burst': 5},
+                           local_share=0.2)
+        redis.kill()
+        gd = self.start_gatherd(cfg)
+        res = self.fetch_all([gd] * 10)
+        kinds = self.kinds(res)
+        self.assertEqual(kinds.count('ok'), 1, kinds)
+        self.assertEqual(kinds.count('rate_limited'), 9, kinds)
+        text = metrics(gd)
+        self.assertEqual(metric(text, 'gatherd_redis_fallbacks_total'), 10)
+        self.assertGreaterEqual(metric(text, 'gatherd_redis_commands_total', 'result="down"'),
+                                10)
+        st, doc = readyz(gd)
+        self.assertEqual((st, doc.get('redis')), (200, 'down'), doc)
+
+    def test_stopped_redis_does_not_block_requests(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        cfg = self.limited(up, redis, {'calls': 1000, 'per_ms': 1000, 'burst': 100},
+                           timeout_ms=3000)
+        gd = self.start_ready(cfg)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            # 8 at once: the stub upstream's listen backlog is small
+            res = self.fetch_all([gd] * 8) + self.fetch_all([gd] * 8)
+            self.assertEqual(self.kinds(res).count('ok'), 16, res)
+            # each waited at most the redis timeout (50 ms) plus the machine's noise
+            self.assertLess(max(s for _, _, s in res), 1.0, res)
+            text = metrics(gd)
+            self.assertGreater(metric(text, 'gatherd_redis_commands_total', 'result="timeout"'),
+                               0)
+            self.assertGreater(metric(text, 'gatherd_redis_fallbacks_total'), 0)
+            self.assertEqual(readyz(gd)[0], 200)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 15),
+                        gd.log())
+        fallbacks = metric(metrics(gd), 'gatherd_redis_fallbacks_total')
+        self.assertEqual(self.kinds(self.fetch_all([gd] * 5)).count('ok'), 5)
+        self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), fallbacks)
+
+    def test_config_errors_name_their_place(self):
+        def rl(**kw):
+            return {'r': upstream('http://127.0.0.1:1', rate_limit=dict(
+                {'calls': 5, 'per_ms': 1000}, **kw))}
+        good = {'url': 'redis://127.0.0.1:6379/0'}
+        cases = [
+            (rl(scope='cluster'), None,
+             'upstreams.r.rate_limit.scope: "cluster" needs a top-level "redis"'),
+            (rl(scope='global'), good, 'upstreams.r.rate_limit.scope: must be "process" or'),
+            (rl(), {'url': 'http://x'}, 'redis.url: malformed URL'),
+            (rl(), {'url': 'rediss://127.0.0.1'}, 'redis.url: rediss:// (TLS) is not supported'),
+            (rl(), {'url': 'redis://127.0.0.1:99999'}, 'redis.url: bad port'),
+            (rl(), {'url': 'redis://127.0.0.1/x'}, 'redis.url: the URL\'s /DB must be'),
+            (rl(), dict(good, tls={}), 'redis.tls: not supported'),
+            (rl(), dict(good, local_share=0), 'redis.local_share: must be above 0'),
+            (rl(), dict(good, pool_size=0), 'redis.pool_size: must be between 1 and 16'),
+            (rl(), dict(good, timeout_ms=0), 'redis.timeout_ms'),
+            (rl(), dict(good, password='{env.GD_TEST_UNSET_PW}'), 'redis.password'),
+            (rl(), dict(good, bogus=1), 'redis.bogus: unknown key'),
+            (rl(), {}, 'redis.url: missing required key'),
+        ]
+        for ups, redis, message in cases:
+            top = {} if redis is None else {'redis': redis}
+            cfg = config([endpoint('/t', {'x': call('r', '/p')})], ups, **top)
+            with self.assertRaises(Exception) as ctx:
+                self.start_gatherd(cfg, start_timeout=5)
+            self.assertIn(message, str(ctx.exception))
+
+
+if __name__ == '__main__':
+    main()
