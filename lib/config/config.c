@@ -4231,6 +4231,7 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
     if (rl == NULL)
         return;
     gd_ratelimit_free(rl->limiter);
+    free(rl->redis_key);
     free(rl->claim);
     free(rl->limit_header);
     free(rl);
@@ -4240,7 +4241,8 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
                            bool *ret_present, gd_rate_limit_conf_t **ret)
 {
-    static const char *const keys[] = {"requests", "per_ms", "burst", "key", "max_keys", NULL};
+    static const char *const keys[] = {"requests", "per_ms", "burst",
+                                       "key",      "max_keys", "scope", NULL};
     struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
     json_t *v = json_object_get(obj, "client_rate_limit");
     gd_rate_limit_conf_t *rl;
@@ -4287,7 +4289,34 @@ static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t 
     char n[32];
     snprintf(n, sizeof(n), "%llu", (unsigned long long)rl->requests);
     rl->limit_header = gd_xstrdup(n);
-    rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+    if ((r = load_rate_scope(l, &at, v, &rl->is_cluster)) < 0)
+        goto err;
+    if (!rl->is_cluster) {
+        rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+        *ret = rl;
+        return 0;
+    }
+    /* The GCRA of the token bucket: one token every interval, burst tokens at once. */
+    rl->interval_us = (rl->per_ms * 1000 + rl->requests - 1) / rl->requests;
+    rl->tolerance_us = (rl->burst - 1) * rl->interval_us;
+    double share = l->redis->local_share, per = (double)rl->per_ms / share;
+    uint64_t burst = (uint64_t)((double)rl->burst * share);
+    rl->limiter = gd_ratelimit_new(rl->requests, per > (double)GD_CONFIG_MAX_DURATION_MS * 1000
+                                                     ? GD_CONFIG_MAX_DURATION_MS * 1000
+                                                     : (uint64_t)(per + 0.5),
+                                   burst < 1 ? 1 : burst, rl->max_keys);
+    /* Named by its endpoint's method and path (the top level's: "*"), as every replica's
+     * config names it. */
+    json_t *m = parent != NULL ? json_object_get(obj, "method") : NULL;
+    json_t *p = parent != NULL ? json_object_get(obj, "path") : NULL;
+    const char *owner_m = json_is_string(m) ? json_string_value(m) : "GET";
+    const char *owner_p = json_is_string(p) ? json_string_value(p) : "";
+    size_t kn = strlen(l->redis->key_prefix) + strlen(owner_m) + strlen(owner_p) + 16;
+    rl->redis_key = gd_xmalloc(kn);
+    if (parent == NULL)
+        snprintf(rl->redis_key, kn, "%srl:client:*:", l->redis->key_prefix);
+    else
+        snprintf(rl->redis_key, kn, "%srl:client:%s %s:", l->redis->key_prefix, owner_m, owner_p);
     *ret = rl;
     return 0;
 err:
@@ -4571,14 +4600,16 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
-    if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
+    /* "redis" first: the rate limits that follow may be held there ("scope": "cluster"). */
+    if ((r = load_redis(l, root, cfg)) < 0 || (r = load_admin(l, root, cfg)) < 0 ||
+        (r = load_log(l, root, cfg)) < 0 ||
         (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_trusted_proxies(l, root, cfg)) < 0 ||
         (r = load_rate_limit(l, NULL, root, &has_rate, &cfg->rate_limit)) < 0 ||
         (r = load_compress(l, NULL, root, &default_compress, &cfg->compress)) < 0 ||
-        (r = load_redis(l, root, cfg)) < 0 || (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
+        (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
     return 0;
 }

@@ -372,6 +372,12 @@ typedef struct gd_rate_limit_conf {
     /* The buckets: mutable, thread-safe, made at load and freed with the config. */
     gd_ratelimit_t *limiter;
     char *limit_header; /* RateLimit-Limit's value: "20" */
+    /* "scope": "cluster": the buckets are held in Redis (a GCRA of interval_us, tolerance_us
+     * at keys redis_key + the client's key), limiter being the local stand-in at
+     * redis.local_share of the rate while Redis does not answer in time. */
+    bool is_cluster;
+    uint64_t interval_us, tolerance_us;
+    char *redis_key; /* owned, with is_cluster: "PREFIXrl:client:METHOD PATH:" ("*" top level) */
 } gd_rate_limit_conf_t;
 
 /* One segment of an endpoint's path pattern. */

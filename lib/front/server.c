@@ -871,7 +871,8 @@ static void init_worker(struct worker *w)
                                   .loop = &w->loop,
                                   .sched = w->sched,
                                   .sources = w->sources,
-                                  .hangup = gd_hangup_new(&w->loop)};
+                                  .hangup = gd_hangup_new(&w->loop),
+                                  .redis = w->redis};
     gd_gather_ctx_init(&w->gather, max_in_flight);
     w->outbox = gd_outbox_new(&(gd_outbox_limits_t){config->write_timeout_ms,
                                                     config->max_unsent_bytes_per_connection,

@@ -117,6 +117,13 @@ def metric(text, name, labels=None):
     return float(m.group(1))
 
 
+def all_connected(gd):
+    """Whether every worker's Redis connections are ready."""
+    text = metrics(gd)
+    return (metric(text, 'gatherd_redis_connections', 'state="ready"') ==
+            metric(text, 'gatherd_redis_connections', 'state="configured"'))
+
+
 def readyz(gd):
     port = int(gd.cfg['admin_listen'].rsplit(':', 1)[1])
     try:
@@ -147,7 +154,7 @@ class RedisTest(GatherdTestCase):
 
     def start_ready(self, cfg):
         gd = self.start_gatherd(cfg)
-        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 10),
+        self.assertTrue(wait_until(lambda: all_connected(gd), 10),
                         gd.log())
         return gd
 
@@ -248,7 +255,7 @@ class RedisTest(GatherdTestCase):
 
         # Back: gatherd reconnects (backoff at most 5 s) and the limit is held in Redis again.
         redis.start()
-        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 15),
+        self.assertTrue(wait_until(lambda: all_connected(gd), 15),
                         gd.log())
         self.assertEqual(readyz(gd)[1].get('redis'), 'up')
         fallbacks = metric(metrics(gd), 'gatherd_redis_fallbacks_total')
@@ -298,35 +305,81 @@ class RedisTest(GatherdTestCase):
             self.assertEqual(readyz(gd)[0], 200)
         finally:
             os.kill(redis.proc.pid, signal.SIGCONT)
-        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 1, 15),
+        self.assertTrue(wait_until(lambda: all_connected(gd), 15),
                         gd.log())
         fallbacks = metric(metrics(gd), 'gatherd_redis_fallbacks_total')
         self.assertEqual(self.kinds(self.fetch_all([gd] * 5)).count('ok'), 5)
         self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), fallbacks)
+
+    def client_limited(self, up, redis, **top):
+        return config([endpoint('/t', {'x': call('r', '/r')},
+                                client_rate_limit={'requests': 3, 'per_ms': 10000,
+                                                   'scope': 'cluster'})],
+                      {'r': upstream(up.url)}, threads=2,
+                      redis={'url': redis.url(), 'timeout_ms': 50}, **top)
+
+    def test_client_rate_limit_is_shared_by_two_processes(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        a, b = [self.start_ready(self.client_limited(up, redis)) for _ in range(2)]
+        answers = []
+        for gd in [a, b] * 5:  # one client (127.0.0.1), one at a time
+            st, headers, body, _ = gd.get('/t')
+            answers.append((st, {k.lower(): v for k, v in headers.items()}, body))
+        self.assertEqual([st for st, _, _ in answers], [200] * 3 + [429] * 7, answers)
+        self.assertEqual(up.count('/r'), 3)
+        self.assertEqual([h['ratelimit-remaining'] for _, h, _ in answers[:4]],
+                         ['2', '1', '0', '0'])
+        for st, h, body in answers[3:]:
+            self.assertEqual(h['ratelimit-limit'], '3')
+            self.assertGreaterEqual(int(h['retry-after']), 1)
+            self.assertLessEqual(int(h['retry-after']), 4)
+            self.assertEqual(json.loads(body)['error'], 'rate_limited')
+        self.assertIsNotNone(redis.command('GET', 'gatherd:rl:client:GET /t:127.0.0.1'))
+        for gd in (a, b):
+            self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), 0)
+
+    def test_client_rate_limit_falls_back_to_its_local_share(self):
+        # Redis gone: 3 per 10 s at share 0.5 is a burst of 1 and one every 20 s locally.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        gd = self.start_ready(self.client_limited(up, redis))
+        redis.kill()
+        self.assertTrue(wait_until(lambda: metric(metrics(gd), 'gatherd_redis_up') == 0, 5))
+        t0 = time.monotonic()
+        sts = [gd.get('/t')[0] for _ in range(4)]
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(sts, [200, 429, 429, 429])
+        self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), 4)
 
     def test_config_errors_name_their_place(self):
         def rl(**kw):
             return {'r': upstream('http://127.0.0.1:1', rate_limit=dict(
                 {'calls': 5, 'per_ms': 1000}, **kw))}
         good = {'url': 'redis://127.0.0.1:6379/0'}
+        cluster_client = {'requests': 5, 'scope': 'cluster'}
         cases = [
-            (rl(scope='cluster'), None,
+            (rl(scope='cluster'), {},
              'upstreams.r.rate_limit.scope: "cluster" needs a top-level "redis"'),
-            (rl(scope='global'), good, 'upstreams.r.rate_limit.scope: must be "process" or'),
-            (rl(), {'url': 'http://x'}, 'redis.url: malformed URL'),
-            (rl(), {'url': 'rediss://127.0.0.1'}, 'redis.url: rediss:// (TLS) is not supported'),
-            (rl(), {'url': 'redis://127.0.0.1:99999'}, 'redis.url: bad port'),
-            (rl(), {'url': 'redis://127.0.0.1/x'}, 'redis.url: the URL\'s /DB must be'),
-            (rl(), dict(good, tls={}), 'redis.tls: not supported'),
-            (rl(), dict(good, local_share=0), 'redis.local_share: must be above 0'),
-            (rl(), dict(good, pool_size=0), 'redis.pool_size: must be between 1 and 16'),
-            (rl(), dict(good, timeout_ms=0), 'redis.timeout_ms'),
-            (rl(), dict(good, password='{env.GD_TEST_UNSET_PW}'), 'redis.password'),
-            (rl(), dict(good, bogus=1), 'redis.bogus: unknown key'),
-            (rl(), {}, 'redis.url: missing required key'),
+            (rl(scope='global'), {'redis': good},
+             'upstreams.r.rate_limit.scope: must be "process" or'),
+            (rl(), {'client_rate_limit': cluster_client},
+             'client_rate_limit.scope: "cluster" needs a top-level "redis"'),
+            (rl(), {'redis': {'url': 'http://x'}}, 'redis.url: malformed URL'),
+            (rl(), {'redis': {'url': 'rediss://127.0.0.1'}},
+             'redis.url: rediss:// (TLS) is not supported'),
+            (rl(), {'redis': {'url': 'redis://127.0.0.1:99999'}}, 'redis.url: bad port'),
+            (rl(), {'redis': {'url': 'redis://127.0.0.1/x'}}, 'redis.url: the URL\'s /DB must be'),
+            (rl(), {'redis': dict(good, tls={})}, 'redis.tls: not supported'),
+            (rl(), {'redis': dict(good, local_share=0)}, 'redis.local_share: must be above 0'),
+            (rl(), {'redis': dict(good, pool_size=0)},
+             'redis.pool_size: must be between 1 and 16'),
+            (rl(), {'redis': dict(good, timeout_ms=0)}, 'redis.timeout_ms'),
+            (rl(), {'redis': dict(good, password='{env.GD_TEST_UNSET_PW}')}, 'redis.password'),
+            (rl(), {'redis': dict(good, bogus=1)}, 'redis.bogus: unknown key'),
+            (rl(), {'redis': {}}, 'redis.url: missing required key'),
         ]
-        for ups, redis, message in cases:
-            top = {} if redis is None else {'redis': redis}
+        for ups, top, message in cases:
             cfg = config([endpoint('/t', {'x': call('r', '/p')})], ups, **top)
             with self.assertRaises(Exception) as ctx:
                 self.start_gatherd(cfg, start_timeout=5)
