@@ -15,6 +15,11 @@ void gd_redis_stats_init(gd_redis_stats_t *s)
         atomic_init(&s->results[i], 0);
     atomic_init(&s->fallbacks, 0);
     atomic_init(&s->reconnects, 0);
+    atomic_init(&s->cache_hits, 0);
+    atomic_init(&s->cache_misses, 0);
+    atomic_init(&s->cache_skipped, 0);
+    atomic_init(&s->cache_stored, 0);
+    atomic_init(&s->cache_too_large, 0);
     for (int i = 0; i <= GD_REDIS_NBUCKETS; i++)
         atomic_init(&s->buckets[i], 0);
     atomic_init(&s->count, 0);

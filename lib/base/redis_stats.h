@@ -29,6 +29,10 @@ typedef struct gd_redis_stats {
     _Atomic uint64_t results[GD_REDIS_RESULT_COUNT];
     _Atomic uint64_t fallbacks; /* cluster limits decided locally (Redis down or slow) */
     _Atomic uint64_t reconnects;
+    /* the shared cache ("cache": {"shared": true}): lookups that found an entry, found none,
+     * were skipped (no connection ready, or no answer in time); entries stored, results too
+     * large for cache_max_entry_bytes */
+    _Atomic uint64_t cache_hits, cache_misses, cache_skipped, cache_stored, cache_too_large;
     _Atomic uint64_t buckets[GD_REDIS_NBUCKETS + 1]; /* not cumulative; the last is +Inf */
     _Atomic uint64_t count, sum_us;
 } gd_redis_stats_t;

@@ -2342,8 +2342,9 @@ static bool is_plain_select(const char *sql);
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
 static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
-    struct jpath cat = {at, "cache", 0};
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control",
+                                       "shared", NULL};
+    struct jpath cat = {at, "cache", 0}, shared_at = {&cat, "shared", 0};
     json_t *cv = json_object_get(v, "cache");
     int r;
 
@@ -2354,8 +2355,11 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
     if ((r = check_object(l, &cat, cv, keys)) < 0 ||
         (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
         (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
-        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0 ||
+        (r = get_bool(l, &cat, cv, "shared", false, &c->cache.is_shared)) < 0)
         return r;
+    if (c->cache.is_shared && l->redis == NULL)
+        return fail(l, &shared_at, "needs a top-level \"redis\" to share the results in");
     if (json_object_get(cv, "ttl_ms") == NULL)
         return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
     if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
@@ -2765,7 +2769,7 @@ static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
     static const char *const keys[] = {"url",        "password",   "timeout_ms",
                                        "connect_timeout_ms",       "pool_size",
                                        "key_prefix", "local_share", "tls",
-                                       NULL};
+                                       "cache_max_entry_bytes",    NULL};
     struct jpath at = {NULL, "redis", 0}, url_at = {&at, "url", 0}, pw_at = {&at, "password", 0},
                  share_at = {&at, "local_share", 0}, tls_at = {&at, "tls", 0};
     json_t *v = json_object_get(root, "redis");
@@ -2823,6 +2827,9 @@ static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
         return fail(l, &kp, "must be at most 200 bytes");
     }
     rc->key_prefix = gd_xstrdup(prefix);
+    if ((r = get_int(l, &at, v, "cache_max_entry_bytes", 1, 64 << 20, 1 << 20, &x)) < 0)
+        return r;
+    rc->cache_max_entry_bytes = (size_t)x;
     rc->local_share = 0.5;
     json_t *share = json_object_get(v, "local_share");
     if (share != NULL && !json_is_number(share))

@@ -860,8 +860,10 @@ static void init_worker(struct worker *w)
         };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
-    if (config->cache_store != NULL)
+    if (config->cache_store != NULL) {
         w->flights = gd_flights_new(config->cache_store, w->sched);
+        gd_flights_use_redis(w->flights, w->redis);
+    }
     w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));
     for (size_t i = 0; i < config->nupstreams; i++)
         w->sources[i] = (gd_source_t){&gd_upstream_call_ops, w->upstreams[i], w->flights};

@@ -497,6 +497,15 @@ static void render_redis(struct out *o, const gd_redis_stats_t *st)
            "down or did not answer in time.");
     outf(o, "gatherd_redis_fallbacks_total %llu\n",
          (unsigned long long)atomic_load(&st->fallbacks));
+    header(o, "gatherd_redis_cache_total", "counter",
+           "The shared response cache in Redis: lookups by result (hit, miss, skipped: Redis "
+           "down or slow), entries stored, results too large to store (cache_max_entry_bytes).");
+    const _Atomic uint64_t *cache[5] = {&st->cache_hits, &st->cache_misses, &st->cache_skipped,
+                                        &st->cache_stored, &st->cache_too_large};
+    const char *const cache_names[5] = {"hit", "miss", "skipped", "stored", "too_large"};
+    for (size_t i = 0; i < 5; i++)
+        outf(o, "gatherd_redis_cache_total{result=\"%s\"} %llu\n", cache_names[i],
+             (unsigned long long)atomic_load(cache[i]));
     header(o, "gatherd_redis_command_duration_seconds", "histogram",
            "Round trips of the Redis commands answered.");
     for (size_t i = 0; i < GD_REDIS_NBUCKETS; i++) {

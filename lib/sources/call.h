@@ -66,6 +66,7 @@ typedef enum gd_call_cache_use {
     GD_CALL_CACHE_MISS,   /* it made the exchange (it started the flight others joined) */
     GD_CALL_CACHE_HIT,    /* answered from the cache */
     GD_CALL_COALESCED,    /* it joined an identical call already in flight */
+    GD_CALL_CACHE_SHARED_HIT, /* answered from the shared cache in Redis ("shared": true) */
 } gd_call_cache_use_t;
 
 typedef struct gd_call_result {

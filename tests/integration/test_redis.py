@@ -293,8 +293,8 @@ class RedisTest(GatherdTestCase):
         gd = self.start_ready(cfg)
         os.kill(redis.proc.pid, signal.SIGSTOP)
         try:
-            # 8 at once: the stub upstream's listen backlog is small
-            res = self.fetch_all([gd] * 8) + self.fetch_all([gd] * 8)
+            # 4 at once: the stub upstream's listen backlog is 5
+            res = [x for _ in range(4) for x in self.fetch_all([gd] * 4)]
             self.assertEqual(self.kinds(res).count('ok'), 16, res)
             # each waited at most the redis timeout (50 ms) plus the machine's noise
             self.assertLess(max(s for _, _, s in res), 1.0, res)
@@ -352,6 +352,68 @@ class RedisTest(GatherdTestCase):
         self.assertEqual(sts, [200, 429, 429, 429])
         self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), 4)
 
+    def cached(self, up, redis, **redis_kw):
+        r = {'url': redis.url(), 'timeout_ms': 50}
+        r.update(redis_kw)
+        return config([endpoint('/c', {'x': call('r', '/r', cache={'ttl_ms': 60000,
+                                                                  'shared': True})})],
+                      {'r': upstream(up.url)}, threads=2, redis=r)
+
+    def test_shared_cache_serves_another_process(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        a, b = [self.start_ready(self.cached(up, redis)) for _ in range(2)]
+        st, _, body, _ = a.get('/c')
+        self.assertEqual((st, json.loads(body)), (200, {'x': {'n': 1}}))
+        self.assertTrue(wait_until(
+            lambda: metric(metrics(a), 'gatherd_redis_cache_total', 'result="stored"') == 1))
+        st, _, body, _ = b.get('/c')  # B has it from Redis, not from the upstream
+        self.assertEqual((st, json.loads(body)), (200, {'x': {'n': 1}}))
+        self.assertEqual(up.count('/r'), 1)
+        text = metrics(b)
+        self.assertEqual(metric(text, 'gatherd_redis_cache_total', 'result="hit"'), 1)
+        st, _, body, _ = b.get('/c')  # now from B's own store (L1): no second lookup
+        self.assertEqual(json.loads(body), {'x': {'n': 1}})
+        self.assertEqual(metric(metrics(b), 'gatherd_redis_cache_total', 'result="hit"'), 1)
+        self.assertEqual(up.count('/r'), 1)
+        keys = redis.command('KEYS', 'gatherd:cache:*')
+        self.assertEqual(len(keys), 1, keys)
+        ttl = redis.command('PTTL', keys[0])
+        self.assertTrue(50000 < ttl <= 60000, ttl)
+
+    def test_shared_cache_is_skipped_when_redis_is_down_or_slow(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        gd = self.start_ready(self.cached(up, redis))
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            st, _, body, _ = gd.get('/c')
+            self.assertEqual(st, 200)
+            self.assertLess(time.monotonic() - t0, 1.0)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        self.assertEqual(up.count('/r'), 1)
+        redis.kill()
+        gd2 = self.start_gatherd(self.cached(up, redis))  # never connects
+        t0 = time.monotonic()
+        self.assertEqual(gd2.get('/c')[0], 200)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(up.count('/r'), 2)
+        self.assertGreaterEqual(
+            metric(metrics(gd2), 'gatherd_redis_cache_total', 'result="skipped"'), 1)
+        self.assertGreaterEqual(
+            metric(metrics(gd), 'gatherd_redis_cache_total', 'result="skipped"'), 1)
+
+    def test_shared_cache_bounds_an_entry(self):
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        gd = self.start_ready(self.cached(up, redis, cache_max_entry_bytes=4))
+        self.assertEqual(gd.get('/c')[0], 200)  # {"n": 1} is 8 bytes
+        self.assertTrue(wait_until(
+            lambda: metric(metrics(gd), 'gatherd_redis_cache_total', 'result="too_large"') == 1))
+        self.assertEqual(redis.command('KEYS', 'gatherd:cache:*'), [])
+
     def test_config_errors_name_their_place(self):
         def rl(**kw):
             return {'r': upstream('http://127.0.0.1:1', rate_limit=dict(
@@ -378,7 +440,14 @@ class RedisTest(GatherdTestCase):
             (rl(), {'redis': dict(good, password='{env.GD_TEST_UNSET_PW}')}, 'redis.password'),
             (rl(), {'redis': dict(good, bogus=1)}, 'redis.bogus: unknown key'),
             (rl(), {'redis': {}}, 'redis.url: missing required key'),
+            (rl(), {'redis': dict(good, cache_max_entry_bytes=0)},
+             'redis.cache_max_entry_bytes: must be between 1 and'),
         ]
+        shared = [endpoint('/t', {'x': call('r', '/p', cache={'ttl_ms': 1000, 'shared': True})})]
+        cfg = config(shared, rl())
+        with self.assertRaises(Exception) as ctx:
+            self.start_gatherd(cfg, start_timeout=5)
+        self.assertIn('calls.x.cache.shared: needs a top-level "redis"', str(ctx.exception))
         for ups, top, message in cases:
             cfg = config([endpoint('/t', {'x': call('r', '/p')})], ups, **top)
             with self.assertRaises(Exception) as ctx:

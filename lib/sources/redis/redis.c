@@ -62,6 +62,7 @@ struct gd_redis_cmd {
     uint64_t sent_ns;
     const gd_redis_script_t *script; /* NULL for a plain command */
     bool is_eval_retry;
+    bool is_detached; /* sent without a wait (gd_redis_command() with NULL): counted only */
     int argc;
     const char **argv; /* in the same allocation, argv[0] "EVALSHA" for a script */
     size_t *lens;
@@ -119,6 +120,9 @@ static void forget_context(struct conn *c)
 {
     if (c->state == CONN_READY)
         set_ready(c, false);
+    /* Not ready from here on: callbacks that hiredis runs while it frees the context may send
+     * commands, which must go elsewhere. */
+    c->state = CONN_IDLE;
     c->ac->data = NULL;
     c->ac = NULL;
     c->gen++;
@@ -403,7 +407,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     if (cmd->gen == c->gen && c->pending > 0)
         c->pending--;
     if (reply == NULL) { /* the context goes */
-        if (cmd->wait != NULL)
+        if (cmd->wait != NULL || cmd->is_detached)
             gd_redis_stats_count(r->stats, GD_REDIS_ERROR, 0);
         report(cmd, -ECONNRESET, NULL);
         free(cmd);
@@ -421,7 +425,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
             return;
     }
     gd_redis_result_t result = reply->type == REDIS_REPLY_ERROR ? GD_REDIS_ERROR : GD_REDIS_OK;
-    if (cmd->wait != NULL)
+    if (cmd->wait != NULL || cmd->is_detached)
         gd_redis_stats_count(r->stats, result, (uv_hrtime() - cmd->sent_ns) / 1000);
     if (result == GD_REDIS_ERROR)
         gd_log_debug("redis %s: error reply \"%.200s\"", r->conf->url, reply->str);
@@ -482,6 +486,7 @@ static int start_cmd(gd_redis_t *r, gd_redis_wait_t *wait, uint64_t deadline_ms,
         cmd->lens[i] = lens[i];
         p += lens[i];
     }
+    gd_timer_init(&cmd->timer, on_cmd_timer);
     cmd->sent_ns = uv_hrtime();
     cmd->conn = c;
     /* hiredis 0.14 declares argv without the inner const; it only reads it. */
@@ -493,8 +498,13 @@ static int start_cmd(gd_redis_t *r, gd_redis_wait_t *wait, uint64_t deadline_ms,
     }
     cmd->gen = c->gen;
     c->pending++;
+    if (wait == NULL) {
+        /* Nobody waits: no deadline of its own (a stalled connection is dropped by the next
+         * command that waits). */
+        cmd->is_detached = true;
+        return 0;
+    }
     uint64_t due = gd_timers_now(r->timers) + r->conf->timeout_ms;
-    gd_timer_init(&cmd->timer, on_cmd_timer);
     gd_timer_start(r->timers, &cmd->timer, deadline_ms < due ? deadline_ms : due);
     wait->_cmd = cmd;
     wait->_cb = cb;

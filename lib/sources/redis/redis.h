@@ -79,7 +79,8 @@ bool gd_redis_is_ready(const gd_redis_t *r);
  * Sends the command of @argc arguments @argv (lengths @lens; copied) on a ready connection.
  * Returns 0: @cb reports it by @deadline_ms (gd_timers_now() base) at the latest, never from
  * inside this call. Or -ENOTCONN at once, nothing sent, no report: no connection is ready (or
- * all have too many commands pending). @wait must not be waiting already.
+ * all have too many commands pending). @wait must not be waiting already; NULL sends the
+ * command with nobody waiting for its answer (a write whose outcome does not matter).
  */
 int gd_redis_command(gd_redis_t *r, gd_redis_wait_t *wait, uint64_t deadline_ms, int argc,
                      const char *const *argv, const size_t *lens, gd_redis_cb cb);
