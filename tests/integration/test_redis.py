@@ -365,8 +365,9 @@ class RedisTest(GatherdTestCase):
         a, b = [self.start_ready(self.cached(up, redis)) for _ in range(2)]
         st, _, body, _ = a.get('/c')
         self.assertEqual((st, json.loads(body)), (200, {'x': {'n': 1}}))
-        self.assertTrue(wait_until(
-            lambda: metric(metrics(a), 'gatherd_redis_cache_total', 'result="stored"') == 1))
+        self.assertEqual(metric(metrics(a), 'gatherd_redis_cache_total', 'result="stored"'), 1)
+        # the SET goes out on A's loop after the answer: B asks once Redis has it
+        self.assertTrue(wait_until(lambda: redis.command('KEYS', 'gatherd:cache:*') != []))
         st, _, body, _ = b.get('/c')  # B has it from Redis, not from the upstream
         self.assertEqual((st, json.loads(body)), (200, {'x': {'n': 1}}))
         self.assertEqual(up.count('/r'), 1)
