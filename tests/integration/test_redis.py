@@ -22,6 +22,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, free_port, main,  # noqa: E402
                      upstream, wait_until)
+from test_operations import promtool  # noqa: E402
 from test_retries import Scripted  # noqa: E402
 
 
@@ -379,6 +380,10 @@ class RedisTest(GatherdTestCase):
         self.assertEqual(up.count('/r'), 1)
         keys = redis.command('KEYS', 'gatherd:cache:*')
         self.assertEqual(len(keys), 1, keys)
+        text = metrics(b)
+        check = subprocess.run([promtool(), 'check', 'metrics'], input=text,
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(check.returncode, 0, 'promtool: %s%s' % (check.stdout, check.stderr))
         ttl = redis.command('PTTL', keys[0])
         self.assertTrue(50000 < ttl <= 60000, ttl)
 
