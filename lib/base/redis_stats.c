@@ -2,10 +2,9 @@
 
 #include <stddef.h>
 
-const uint64_t gd_redis_bounds_us[GD_REDIS_NBUCKETS] = {100,   250,   500,   1000,  2500,  5000,
+const uint64_t gd_redis_bounds_us[GD_REDIS_NBUCKETS] = {100,   250,   500,   1000,   2500,  5000,
                                                         10000, 25000, 50000, 100000, 250000};
-const char *const gd_redis_result_names[GD_REDIS_RESULT_COUNT] = {"ok", "error", "timeout",
-                                                                  "down"};
+const char *const gd_redis_result_names[GD_REDIS_RESULT_COUNT] = {"ok", "error", "timeout", "down"};
 
 void gd_redis_stats_init(gd_redis_stats_t *s)
 {

@@ -15,8 +15,8 @@
 
 /* How a command ended, as gatherd_redis_commands_total{result} labels it. */
 typedef enum gd_redis_result {
-    GD_REDIS_OK = 0, /* an answer (an error reply of the script is an answer too) */
-    GD_REDIS_ERROR,  /* an error reply, or the connection lost before the answer */
+    GD_REDIS_OK = 0,  /* an answer (an error reply of the script is an answer too) */
+    GD_REDIS_ERROR,   /* an error reply, or the connection lost before the answer */
     GD_REDIS_TIMEOUT, /* no answer within timeout_ms (or the caller's deadline) */
     GD_REDIS_DOWN,    /* not sent: no connection ready, or too many commands pending */
     GD_REDIS_RESULT_COUNT
@@ -24,8 +24,8 @@ typedef enum gd_redis_result {
 
 typedef struct gd_redis_stats {
     /* read-only but for the functions below */
-    _Atomic uint64_t ready;     /* connections ready now, all threads */
-    _Atomic uint64_t expected;  /* connections configured, all threads */
+    _Atomic uint64_t ready;    /* connections ready now, all threads */
+    _Atomic uint64_t expected; /* connections configured, all threads */
     _Atomic uint64_t results[GD_REDIS_RESULT_COUNT];
     _Atomic uint64_t fallbacks; /* cluster limits decided locally (Redis down or slow) */
     _Atomic uint64_t reconnects;

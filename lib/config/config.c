@@ -1152,7 +1152,10 @@ static struct gd_pacer *new_local_share_pacer(uint64_t calls, uint64_t per_ms, u
     double per = (double)per_ms / share;
     uint64_t b = (uint64_t)((double)burst * share);
 
-    gd_pacer_init(p, calls, per > (double)GD_CONFIG_MAX_DURATION_MS * 1000 ? GD_CONFIG_MAX_DURATION_MS * 1000 : (uint64_t)(per + 0.5), b < 1 ? 1 : b);
+    gd_pacer_init(p, calls,
+                  per > (double)GD_CONFIG_MAX_DURATION_MS * 1000 ? GD_CONFIG_MAX_DURATION_MS * 1000
+                                                                 : (uint64_t)(per + 0.5),
+                  b < 1 ? 1 : b);
     return p;
 }
 
@@ -1184,8 +1187,8 @@ static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, js
     u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
     gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     if (u->is_rate_cluster) {
-        u->rate_limit_local = new_local_share_pacer((uint64_t)calls, per_ms, (uint64_t)burst,
-                                                    l->redis->local_share);
+        u->rate_limit_local =
+            new_local_share_pacer((uint64_t)calls, per_ms, (uint64_t)burst, l->redis->local_share);
         size_t n = strlen(l->redis->key_prefix) + strlen("rl:upstream:") + strlen(u->name) + 1;
         u->rate_key = gd_xmalloc(n);
         snprintf(u->rate_key, n, "%srl:upstream:%s", l->redis->key_prefix, u->name);
@@ -2342,8 +2345,8 @@ static bool is_plain_select(const char *sql);
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
 static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control",
-                                       "shared", NULL};
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", "shared",
+                                       NULL};
     struct jpath cat = {at, "cache", 0}, shared_at = {&cat, "shared", 0};
     json_t *cv = json_object_get(v, "cache");
     int r;
@@ -2354,8 +2357,10 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
         return fail_type(l, &cat, cv, "an object");
     if ((r = check_object(l, &cat, cv, keys)) < 0 ||
         (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
-        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
-        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0 ||
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) <
+            0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) <
+            0 ||
         (r = get_bool(l, &cat, cv, "shared", false, &c->cache.is_shared)) < 0)
         return r;
     if (c->cache.is_shared && l->redis == NULL)
@@ -2689,8 +2694,9 @@ static int parse_redis_url(struct loader *l, const struct jpath *at, const char 
     char host[256];
 
     if (strncmp(url, "rediss://", 9) == 0)
-        return fail(l, at, "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no "
-                           "TLS; reach a TLS Redis through a local tunnel (stunnel, spiped)");
+        return fail(l, at,
+                    "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no "
+                    "TLS; reach a TLS Redis through a local tunnel (stunnel, spiped)");
     if (strncmp(url, "redis://", 8) != 0)
         return fail(l, at, "malformed URL (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
     p = url + 8;
@@ -2766,10 +2772,9 @@ static void free_redis(gd_redis_conf_t *rc)
 
 static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
 {
-    static const char *const keys[] = {"url",        "password",   "timeout_ms",
-                                       "connect_timeout_ms",       "pool_size",
-                                       "key_prefix", "local_share", "tls",
-                                       "cache_max_entry_bytes",    NULL};
+    static const char *const keys[] = {
+        "url",        "password",    "timeout_ms", "connect_timeout_ms",    "pool_size",
+        "key_prefix", "local_share", "tls",        "cache_max_entry_bytes", NULL};
     struct jpath at = {NULL, "redis", 0}, url_at = {&at, "url", 0}, pw_at = {&at, "password", 0},
                  share_at = {&at, "local_share", 0}, tls_at = {&at, "tls", 0};
     json_t *v = json_object_get(root, "redis");
@@ -2784,8 +2789,9 @@ static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = check_object(l, &at, v, keys)) < 0)
         return r;
     if (json_object_get(v, "tls") != NULL)
-        return fail(l, &tls_at, "not supported: Debian 12's hiredis 0.14 has no TLS; reach a TLS "
-                                "Redis through a local tunnel (stunnel, spiped) on 127.0.0.1");
+        return fail(l, &tls_at,
+                    "not supported: Debian 12's hiredis 0.14 has no TLS; reach a TLS "
+                    "Redis through a local tunnel (stunnel, spiped) on 127.0.0.1");
     gd_redis_conf_t *rc = gd_xcalloc(1, sizeof(*rc));
     cfg->redis = rc;
     if ((r = get_string(l, &at, v, "url", true, NULL, &url)) < 0 ||
@@ -2815,8 +2821,8 @@ static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
             return fail(l, &pw_at, "must not be empty (leave it out for no AUTH)");
     }
     if ((r = get_duration(l, &at, v, "timeout_ms", false, 50, &rc->timeout_ms)) < 0 ||
-        (r = get_duration(l, &at, v, "connect_timeout_ms", false, 1000,
-                          &rc->connect_timeout_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "connect_timeout_ms", false, 1000, &rc->connect_timeout_ms)) <
+            0 ||
         (r = get_int(l, &at, v, "pool_size", 1, 16, 1, &x)) < 0)
         return r;
     rc->pool_size = (size_t)x;
@@ -4248,8 +4254,8 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
                            bool *ret_present, gd_rate_limit_conf_t **ret)
 {
-    static const char *const keys[] = {"requests", "per_ms", "burst",
-                                       "key",      "max_keys", "scope", NULL};
+    static const char *const keys[] = {"requests", "per_ms", "burst", "key",
+                                       "max_keys", "scope",  NULL};
     struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
     json_t *v = json_object_get(obj, "client_rate_limit");
     gd_rate_limit_conf_t *rl;
@@ -4308,9 +4314,10 @@ static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t 
     rl->tolerance_us = (rl->burst - 1) * rl->interval_us;
     double share = l->redis->local_share, per = (double)rl->per_ms / share;
     uint64_t burst = (uint64_t)((double)rl->burst * share);
-    rl->limiter = gd_ratelimit_new(rl->requests, per > (double)GD_CONFIG_MAX_DURATION_MS * 1000
-                                                     ? GD_CONFIG_MAX_DURATION_MS * 1000
-                                                     : (uint64_t)(per + 0.5),
+    rl->limiter = gd_ratelimit_new(rl->requests,
+                                   per > (double)GD_CONFIG_MAX_DURATION_MS * 1000
+                                       ? GD_CONFIG_MAX_DURATION_MS * 1000
+                                       : (uint64_t)(per + 0.5),
                                    burst < 1 ? 1 : burst, rl->max_keys);
     /* Named by its endpoint's method and path (the top level's: "*"), as every replica's
      * config names it. */
@@ -4609,8 +4616,8 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
     /* "redis" first: the rate limits that follow may be held there ("scope": "cluster"). */
     if ((r = load_redis(l, root, cfg)) < 0 || (r = load_admin(l, root, cfg)) < 0 ||
-        (r = load_log(l, root, cfg)) < 0 ||
-        (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+        (r = load_log(l, root, cfg)) < 0 || (r = load_shutdown(l, root, cfg)) < 0 ||
+        (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_trusted_proxies(l, root, cfg)) < 0 ||

@@ -232,7 +232,7 @@ typedef struct gd_call_cache_conf {
     uint64_t ttl_ms;          /* how long a success is kept; 0: the call has no cache */
     uint64_t negative_ttl_ms; /* how long an answered failure (status, not_found) is; 0: never */
     bool honor_cache_control; /* the upstream's max-age / no-store decide a success's lifetime */
-    bool is_shared; /* "shared": successes also go to Redis, looked up there on a miss */
+    bool is_shared;           /* "shared": successes also go to Redis, looked up there on a miss */
     /* What besides the rendered request decides the result: the call's settings that shape
      * it (canonical JSON of the call without its timing keys), so that two calls share their
      * entries only when they would make the same document of the same answer. */
@@ -517,18 +517,18 @@ typedef struct gd_config {
 
 /* "redis": shared state for many replicas (sources/redis/redis.h). */
 typedef struct gd_redis_conf {
-    char *url;      /* as written ({env.NAME} unexpanded): the only form that is logged */
-    char *host;     /* from the expanded URL, without brackets for IPv6 */
-    uint16_t port;  /* default 6379 */
+    char *url;            /* as written ({env.NAME} unexpanded): the only form that is logged */
+    char *host;           /* from the expanded URL, without brackets for IPv6 */
+    uint16_t port;        /* default 6379 */
     bool is_host_numeric; /* an IP literal: no lookup */
     unsigned db;          /* the URL's /DB, SELECTed on connect when not 0 */
     char *user;           /* AUTH user (Redis 6 ACL); NULL: none */
     char *password;       /* expanded; NULL: no AUTH. Never logged. */
-    uint64_t timeout_ms;         /* a command without an answer this long is given up */
-    uint64_t connect_timeout_ms; /* connect + AUTH/SELECT/PING */
-    size_t pool_size;            /* connections per worker thread */
-    char *key_prefix;            /* before every key gatherd writes */
-    double local_share;          /* of a cluster limit's rate enforced locally while down */
+    uint64_t timeout_ms;  /* a command without an answer this long is given up */
+    uint64_t connect_timeout_ms;  /* connect + AUTH/SELECT/PING */
+    size_t pool_size;             /* connections per worker thread */
+    char *key_prefix;             /* before every key gatherd writes */
+    double local_share;           /* of a cluster limit's rate enforced locally while down */
     size_t cache_max_entry_bytes; /* a larger result is not put in the shared cache */
     /* mutable, shared by every thread (atomics): the metrics of the connections */
     struct gd_redis_stats *stats;

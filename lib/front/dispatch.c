@@ -114,8 +114,8 @@ struct admission {
     const char *query; /* in req's pool */
     size_t query_len;
     gd_strv_t captures[GD_ROUTE_MAX_CAPTURES]; /* into req's pool */
-    json_t *claims;    /* owned: the verified JWT's, or NULL */
-    gd_limit_ask_t ask; /* of a cluster-scoped client limit */
+    json_t *claims;                            /* owned: the verified JWT's, or NULL */
+    gd_limit_ask_t ask;                        /* of a cluster-scoped client limit */
 };
 
 /* The request was let go by h2o while Redis was asked (the client left): the answer, if it

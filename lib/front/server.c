@@ -17,6 +17,7 @@
 #include <h2o.h>
 
 #include "base/coro.h"
+#include "base/util.h"
 #include "front/dispatch.h"
 #include "front/h1idle.h"
 #include "gather/outbox.h"
@@ -24,10 +25,9 @@
 #include "ops/log.h"
 #include "ops/slowloop.h"
 #include "sources/cache.h"
-#include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
+#include "sources/pg/pgpool.h"
 #include "sources/redis/redis.h"
-#include "base/util.h"
 
 #define LISTEN_BACKLOG 4096
 /* How often a worker's heartbeat fires: it measures the loop's lag and publishes the gauges

@@ -13,10 +13,10 @@
 
 #include "base/breaker.h"
 #include "base/redis_stats.h"
-#include "json/json.h"
+#include "base/util.h"
 #include "ops/inspect.h"
 #include "ops/log.h"
-#include "base/util.h"
+#include "json/json.h"
 
 struct admin_connection {
     uv_tcp_t tcp;

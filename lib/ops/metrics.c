@@ -11,10 +11,10 @@
 #include "base/breaker.h"
 #include "base/budget.h"
 #include "base/pacer.h"
+#include "base/redis_stats.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
 #include "base/util.h"
-#include "base/redis_stats.h"
 #include "base/waits.h"
 
 #define NBUCKETS     13

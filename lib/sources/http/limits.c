@@ -183,8 +183,7 @@ int gd_limits_ask_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t deadlin
         pass->_token_cb = cb;
         pass->_token_deadline_ms = deadline_ms;
         if (gd_gcra_ask(l->_redis, &pass->_ask, conf->rate_key, gd_pacer_interval_us(p),
-                        gd_pacer_tolerance_us(p), max_wait_us, deadline_ms,
-                        on_cluster_token) == 0)
+                        gd_pacer_tolerance_us(p), max_wait_us, deadline_ms, on_cluster_token) == 0)
             return GD_LIMITS_WAITING;
     }
     return fall_back(l, pass, deadline_ms, ret_at_ms);

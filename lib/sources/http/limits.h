@@ -108,7 +108,8 @@ void gd_limits_spend_token(gd_limits_pass_t *pass);
 void gd_limits_return_token(gd_limits_pass_t *pass);
 /**
  * Ends @pass: a token reserved and not spent is given back when it still can be, a wait (for a
- * place, or for Redis's answer) is left, a place held is released. Idempotent; a no-op for a pass never entered.
+ * place, or for Redis's answer) is left, a place held is released. Idempotent; a no-op for a pass
+ * never entered.
  */
 void gd_limits_leave(gd_limits_pass_t *pass);
 

@@ -12,21 +12,20 @@
 /* KEYS[1]: the TAT. ARGV: interval, tolerance, the longest wait (all microseconds). Returns
  * {granted 0/1, wait, TAT - now}. Numbers are Lua doubles: microseconds since 1970 (about
  * 2^51) are exact; string.format keeps SET from writing them in exponent form. */
-static const char script_text[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local interval = tonumber(ARGV[1])\n"
-    "local tolerance = tonumber(ARGV[2])\n"
-    "local max_wait = tonumber(ARGV[3])\n"
-    "local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
-    "if tat < now then tat = now end\n"
-    "local wait = tat - tolerance - now\n"
-    "if wait < 0 then wait = 0 end\n"
-    "if wait >= max_wait then return {0, wait, tat - now} end\n"
-    "local new = tat + interval\n"
-    "redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX',\n"
-    "           math.floor((new - now) / 1000) + 1000)\n"
-    "return {1, wait, new - now}\n";
+static const char script_text[] = "local t = redis.call('TIME')\n"
+                                  "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+                                  "local interval = tonumber(ARGV[1])\n"
+                                  "local tolerance = tonumber(ARGV[2])\n"
+                                  "local max_wait = tonumber(ARGV[3])\n"
+                                  "local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
+                                  "if tat < now then tat = now end\n"
+                                  "local wait = tat - tolerance - now\n"
+                                  "if wait < 0 then wait = 0 end\n"
+                                  "if wait >= max_wait then return {0, wait, tat - now} end\n"
+                                  "local new = tat + interval\n"
+                                  "redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX',\n"
+                                  "           math.floor((new - now) / 1000) + 1000)\n"
+                                  "return {1, wait, new - now}\n";
 
 static gd_redis_script_t script;
 static pthread_once_t script_once = PTHREAD_ONCE_INIT;

@@ -490,8 +490,7 @@ static int start_cmd(gd_redis_t *r, gd_redis_wait_t *wait, uint64_t deadline_ms,
     cmd->sent_ns = uv_hrtime();
     cmd->conn = c;
     /* hiredis 0.14 declares argv without the inner const; it only reads it. */
-    if (redisAsyncCommandArgv(c->ac, on_reply, cmd, argc, (const char **)argv, lens) !=
-        REDIS_OK) {
+    if (redisAsyncCommandArgv(c->ac, on_reply, cmd, argc, (const char **)argv, lens) != REDIS_OK) {
         free(cmd);
         gd_redis_stats_count(r->stats, GD_REDIS_DOWN, 0);
         return -ENOTCONN;
