@@ -420,6 +420,17 @@ class RedisTest(GatherdTestCase):
             lambda: metric(metrics(gd), 'gatherd_redis_cache_total', 'result="too_large"') == 1))
         self.assertEqual(redis.command('KEYS', 'gatherd:cache:*'), [])
 
+    def test_a_host_name_is_resolved_off_the_loop(self):
+        # "localhost" may resolve to ::1 first; Redis listens on 127.0.0.1 only: each attempt
+        # takes the next address, and the limit works through the name.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        cfg = self.limited(up, redis, {'calls': 5, 'per_ms': 5000, 'burst': 5})
+        cfg['redis']['url'] = 'redis://localhost:%d' % redis.port
+        gd = self.start_ready(cfg)
+        self.assertEqual(self.kinds(self.fetch_all([gd] * 3)), ['ok'] * 3)
+        self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), 0)
+
     def test_config_errors_name_their_place(self):
         def rl(**kw):
             return {'r': upstream('http://127.0.0.1:1', rate_limit=dict(

@@ -37,6 +37,7 @@ struct conn {
     uint64_t backoff_ms; /* 0: the next failure waits BACKOFF_MIN_MS */
     size_t pending;      /* commands sent on the context, not yet answered */
     bool is_resolving;   /* gai is in the thread pool (it may outlive a timed-out attempt) */
+    unsigned addr_turn;  /* which of a name's addresses the next attempt takes */
     uv_getaddrinfo_t gai;
 };
 
@@ -90,6 +91,7 @@ static void set_ready(struct conn *c, bool is_ready)
     if (is_ready) {
         c->state = CONN_READY;
         c->backoff_ms = 0;
+        c->addr_turn--; /* the address that answered is tried first next time */
         if (atomic_fetch_add(&r->stats->ready, 1) == 0)
             gd_log_info("redis %s: connected; cluster limits and the shared cache are in use",
                         r->conf->url);
@@ -243,10 +245,18 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
     c->is_resolving = false;
     if (status == 0 && res != NULL) {
-        if (res->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+        /* Each attempt takes the next address: "localhost" may give ::1 first while Redis
+         * listens on 127.0.0.1 only. */
+        unsigned n = 0;
+        for (const struct addrinfo *a = res; a != NULL; a = a->ai_next)
+            n++;
+        const struct addrinfo *a = res;
+        for (unsigned k = c->addr_turn++ % n; k > 0; k--)
+            a = a->ai_next;
+        if (a->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, ip, sizeof(ip));
         else
-            uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+            uv_ip4_name((const struct sockaddr_in *)a->ai_addr, ip, sizeof(ip));
     }
     uv_freeaddrinfo(res);
     if (c->state != CONN_RESOLVING || c->redis->is_closing)
