@@ -12,6 +12,7 @@
 #include "front/framing.h"
 #include "front/limit.h"
 #include "gather/access.h"
+#include "gather/h2reset.h"
 #include "gather/respond.h"
 #include "ops/metrics.h"
 #include "ops/trace.h"
@@ -118,13 +119,29 @@ struct admission {
     gd_limit_ask_t ask;                        /* of a cluster-scoped client limit */
 };
 
-/* The request was let go by h2o while Redis was asked (the client left): the answer, if it
- * comes, is dropped. Nothing of h2o is touched here. */
+/* h2o lets the request go. While Redis was still asked (the client reset its stream), the
+ * answer, if it comes, is dropped, and the request is counted and logged as the client gone
+ * (499) and noted against its connection's http2_reset_budget; nothing of h2o's is answered
+ * or freed here (gd_h2reset_note() is safe in dispose callbacks). The request's pool, which
+ * the access line reads, is still whole while its dispose callbacks run. */
 static void on_admission_dispose(void *p)
 {
     struct admission *ad = p;
 
-    gd_limit_cancel(&ad->ask);
+    if (gd_limit_is_asking(&ad->ask)) {
+        gd_limit_cancel(&ad->ask);
+        gd_access_t a = {.request_id = ad->request_id,
+                         .client = ad->client,
+                         .method = ad->req->input.method,
+                         .path = ad->req->input.path,
+                         .endpoint = ad->ep,
+                         .status = 499,
+                         .started_at_ns = ad->started_at_ns,
+                         .complete = "-"};
+        gd_access_record(ad->ctx->metrics, &a);
+        gd_h2reset_note(ad->req, false, ad->ctx->config->http2_reset_budget, ad->client,
+                        uv_now(ad->ctx->loop), ad->ctx->metrics);
+    }
     json_decref(ad->claims);
     ad->claims = NULL;
 }

@@ -161,3 +161,8 @@ void gd_limit_cancel(gd_limit_ask_t *ask)
 {
     gd_gcra_cancel(&ask->_gcra);
 }
+
+bool gd_limit_is_asking(const gd_limit_ask_t *ask)
+{
+    return gd_gcra_is_asking(&ask->_gcra);
+}

@@ -51,6 +51,8 @@ enum { GD_LIMIT_ASKING = 2 };
 int gd_limit_check(const gd_endpoint_conf_t *ep, h2o_req_t *req, const char *client,
                    const json_t *claims, uint64_t now_ms, gd_redis_t *redis, uint64_t deadline_ms,
                    gd_limit_ask_t *ask, gd_limit_cb cb, uint64_t *ret_retry_after_s);
+/** Whether @ask waits for Redis's answer. */
+bool gd_limit_is_asking(const gd_limit_ask_t *ask);
 /** Stops @ask's wait, if any: no report follows. */
 void gd_limit_cancel(gd_limit_ask_t *ask);
 

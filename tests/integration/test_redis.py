@@ -22,6 +22,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, free_port, main,  # noqa: E402
                      upstream, wait_until)
+from test_client_gone import H2  # noqa: E402  (the hand-made HTTP/2 client)
 from test_operations import promtool  # noqa: E402
 from test_retries import Scripted  # noqa: E402
 
@@ -419,6 +420,34 @@ class RedisTest(GatherdTestCase):
         self.assertTrue(wait_until(
             lambda: metric(metrics(gd), 'gatherd_redis_cache_total', 'result="too_large"') == 1))
         self.assertEqual(redis.command('KEYS', 'gatherd:cache:*'), [])
+
+    def test_a_stream_reset_while_redis_is_asked(self):
+        # HTTP/2: the stream goes while its client limit waits for a stopped Redis; h2o lets the
+        # request go, the wait is dropped, and the answer that comes later touches nothing.
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok})
+        cfg = self.client_limited(up, redis, http2=True)
+        cfg['redis']['timeout_ms'] = 2000
+        gd = self.start_ready(cfg)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            h2 = H2(gd.port)
+            self.addCleanup(h2.close)
+            for sid in (1, 3, 5):
+                h2.request(sid, '/t')
+            time.sleep(0.2)
+            for sid in (1, 3, 5):
+                h2.reset(sid)
+            time.sleep(0.2)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        self.assertTrue(wait_until(lambda: all_connected(gd), 10), gd.log())
+        st, _, body, _ = gd.get('/t')
+        self.assertEqual(st, 200, body)
+        self.assertEqual(up.count('/r'), 1)  # the reset streams made no call
+        self.assertEqual(metric(metrics(gd), 'gatherd_requests_total',
+                                'endpoint="/t",method="GET",status="499"'), 3)
+        self.assertEqual(metric(metrics(gd), 'gatherd_http2_resets_total'), 3)
 
     def test_a_host_name_is_resolved_off_the_loop(self):
         # "localhost" may resolve to ::1 first; Redis listens on 127.0.0.1 only: each attempt
