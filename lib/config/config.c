@@ -1143,20 +1143,16 @@ static int load_rate_scope(struct loader *l, const struct jpath *at, json_t *v, 
     return 0;
 }
 
-/* The local stand-in of a cluster limit: the rate times @share (at least one call per
- * per_ms / share), bursts of burst times @share, at least 1. */
-static struct gd_pacer *new_local_share_pacer(uint64_t calls, uint64_t per_ms, uint64_t burst,
-                                              double share)
+/* The local stand-in of a cluster limit at @share of its rate: the same tokens every @per_ms /
+ * @share (rounded; bounded, as a share may be tiny), bursts of @burst × @share, at least 1. */
+static void local_share_of(uint64_t per_ms, uint64_t burst, double share, uint64_t *ret_per_ms,
+                           uint64_t *ret_burst)
 {
-    struct gd_pacer *p = gd_xmalloc(sizeof(*p));
-    double per = (double)per_ms / share;
+    double per = (double)per_ms / share, max = (double)GD_CONFIG_MAX_DURATION_MS * 1000;
     uint64_t b = (uint64_t)((double)burst * share);
 
-    gd_pacer_init(p, calls,
-                  per > (double)GD_CONFIG_MAX_DURATION_MS * 1000 ? GD_CONFIG_MAX_DURATION_MS * 1000
-                                                                 : (uint64_t)(per + 0.5),
-                  b < 1 ? 1 : b);
-    return p;
+    *ret_per_ms = per > max ? (uint64_t)max : (uint64_t)(per + 0.5);
+    *ret_burst = b < 1 ? 1 : b;
 }
 
 /* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1, "scope": "process"}: calls and
@@ -1187,8 +1183,11 @@ static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, js
     u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
     gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     if (u->is_rate_cluster) {
-        u->rate_limit_local =
-            new_local_share_pacer((uint64_t)calls, per_ms, (uint64_t)burst, l->redis->local_share);
+        uint64_t local_per_ms, local_burst;
+        local_share_of(per_ms, (uint64_t)burst, l->redis->local_share, &local_per_ms,
+                       &local_burst);
+        u->rate_limit_local = gd_xmalloc(sizeof(*u->rate_limit_local));
+        gd_pacer_init(u->rate_limit_local, (uint64_t)calls, local_per_ms, local_burst);
         size_t n = strlen(l->redis->key_prefix) + strlen("rl:upstream:") + strlen(u->name) + 1;
         u->rate_key = gd_xmalloc(n);
         snprintf(u->rate_key, n, "%srl:upstream:%s", l->redis->key_prefix, u->name);
@@ -4312,13 +4311,9 @@ static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t 
     /* The GCRA of the token bucket: one token every interval, burst tokens at once. */
     rl->interval_us = (rl->per_ms * 1000 + rl->requests - 1) / rl->requests;
     rl->tolerance_us = (rl->burst - 1) * rl->interval_us;
-    double share = l->redis->local_share, per = (double)rl->per_ms / share;
-    uint64_t burst = (uint64_t)((double)rl->burst * share);
-    rl->limiter = gd_ratelimit_new(rl->requests,
-                                   per > (double)GD_CONFIG_MAX_DURATION_MS * 1000
-                                       ? GD_CONFIG_MAX_DURATION_MS * 1000
-                                       : (uint64_t)(per + 0.5),
-                                   burst < 1 ? 1 : burst, rl->max_keys);
+    uint64_t local_per_ms, local_burst;
+    local_share_of(rl->per_ms, rl->burst, l->redis->local_share, &local_per_ms, &local_burst);
+    rl->limiter = gd_ratelimit_new(rl->requests, local_per_ms, local_burst, rl->max_keys);
     /* Named by its endpoint's method and path (the top level's: "*"), as every replica's
      * config names it. */
     json_t *m = parent != NULL ? json_object_get(obj, "method") : NULL;

@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 
 #include "base/redis_stats.h"
+#include "base/util.h"
 
 static void add_field(h2o_req_t *req, const char *name, const char *value)
 {
@@ -51,8 +52,7 @@ static const char *bucket_key(const gd_endpoint_conf_t *ep, h2o_req_t *req, cons
             unsigned char d[SHA256_DIGEST_LENGTH];
             SHA256((const unsigned char *)req->headers.entries[i].value.base,
                    req->headers.entries[i].value.len, d);
-            for (size_t k = 0; k < sizeof(d); k++)
-                snprintf(keybuf + 2 * k, 3, "%02x", d[k]);
+            gd_hex_encode(d, sizeof(d), keybuf);
             key = keybuf;
             *ret_len = 2 * sizeof(d);
         }
@@ -139,8 +139,7 @@ int gd_limit_check(const gd_endpoint_conf_t *ep, h2o_req_t *req, const char *cli
     } else {
         unsigned char d[SHA256_DIGEST_LENGTH];
         SHA256((const unsigned char *)key, key_len, d);
-        for (size_t k = 0; k < sizeof(d); k++)
-            snprintf(rkey + prefix + 2 * k, 3, "%02x", d[k]);
+        gd_hex_encode(d, sizeof(d), rkey + prefix);
     }
     *ask = (gd_limit_ask_t){._rl = rl,
                             ._req = req,

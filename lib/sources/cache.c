@@ -259,8 +259,7 @@ static struct flight *new_flight(gd_flights_t *f, uint32_t hash, const gd_call_t
         fl->shared_key = gd_xmalloc(plen + 6 + 2 * sizeof(d) + 1);
         memcpy(fl->shared_key, prefix, plen);
         memcpy(fl->shared_key + plen, "cache:", 6);
-        for (size_t i = 0; i < sizeof(d); i++)
-            snprintf(fl->shared_key + plen + 6 + 2 * i, 3, "%02x", d[i]);
+        gd_hex_encode(d, sizeof(d), fl->shared_key + plen + 6);
     }
     fl->next_in_bucket = *bucket_of(f, hash);
     *bucket_of(f, hash) = fl;

@@ -78,8 +78,7 @@ void gd_redis_script_init(gd_redis_script_t *s, const char *text)
 
     s->text = text;
     SHA1((const unsigned char *)text, strlen(text), d);
-    for (size_t i = 0; i < sizeof(d); i++)
-        snprintf(s->sha1 + 2 * i, 3, "%02x", d[i]);
+    gd_hex_encode(d, sizeof(d), s->sha1);
 }
 
 /* ---- Connections ------------------------------------------------------------------------ */
