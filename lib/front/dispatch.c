@@ -114,9 +114,15 @@ struct admission {
     uint64_t started_at_ns;
     const char *query; /* in req's pool */
     size_t query_len;
-    gd_strv_t captures[GD_ROUTE_MAX_CAPTURES]; /* into req's pool */
-    json_t *claims;                            /* owned: the verified JWT's, or NULL */
-    gd_limit_ask_t ask;                        /* of a cluster-scoped client limit */
+    const gd_strv_t *captures; /* into req's pool: on the stack, or kept_admission's */
+    json_t *claims;            /* owned: the verified JWT's, or NULL */
+    gd_limit_ask_t ask;        /* of a cluster-scoped client limit */
+};
+
+/* An admission that waits for Redis: kept in the request's pool with its captures. */
+struct kept_admission {
+    struct admission ad;
+    gd_strv_t captures[GD_ROUTE_MAX_CAPTURES];
 };
 
 /* h2o lets the request go. While Redis was still asked (the client reset its stream), the
@@ -126,7 +132,7 @@ struct admission {
  * the access line reads, is still whole while its dispose callbacks run. */
 static void on_admission_dispose(void *p)
 {
-    struct admission *ad = p;
+    struct admission *ad = &((struct kept_admission *)p)->ad;
 
     if (gd_limit_is_asking(&ad->ask)) {
         gd_limit_cancel(&ad->ask);
@@ -320,12 +326,16 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
                              .started_at_ns = started_at_ns,
                              .query = query,
                              .query_len = query_len,
+                             .captures = captures,
                              .claims = claims};
-    memcpy(here.captures, captures, sizeof(captures));
     struct admission *ad = &here;
     if (ep->rate_limit != NULL && ep->rate_limit->is_cluster && ctx->redis != NULL) {
-        ad = h2o_mem_alloc_shared(&req->pool, sizeof(*ad), on_admission_dispose);
-        *ad = here;
+        struct kept_admission *k =
+            h2o_mem_alloc_shared(&req->pool, sizeof(*k), on_admission_dispose);
+        k->ad = here;
+        memcpy(k->captures, captures, sizeof(captures));
+        k->ad.captures = k->captures;
+        ad = &k->ad;
     }
     uint64_t retry_after_s = 0, now_ms = uv_now(ctx->loop);
     r = gd_limit_check(ep, req, client, claims, started_at_ns / 1000000, ctx->redis,
