@@ -61,6 +61,7 @@ struct gd_redis_cmd {
     gd_redis_wait_t *wait; /* NULL once the caller no longer waits */
     gd_timer_t timer;      /* the command's deadline */
     uint64_t sent_ns;
+    uint64_t sent_ms; /* gd_timers_now(): its answer is due by sent_ms + timeout_ms */
     const gd_redis_script_t *script; /* NULL for a plain command */
     bool is_eval_retry;
     bool is_detached; /* sent without a wait (gd_redis_command() with NULL): counted only */
@@ -458,10 +459,21 @@ static void on_cmd_timer(gd_timer_t *timer)
 {
     struct gd_redis_cmd *cmd = H2O_STRUCT_FROM_MEMBER(struct gd_redis_cmd, timer, timer);
     struct conn *c = cmd->conn;
-    uint64_t gen = cmd->gen;
+    gd_redis_t *r = c->redis;
+    uint64_t gen = cmd->gen, stall_ms = cmd->sent_ms + r->conf->timeout_ms;
 
-    gd_redis_stats_count(c->redis->stats, GD_REDIS_TIMEOUT, 0);
-    report(cmd, -ETIMEDOUT, NULL);
+    if (cmd->wait != NULL) {
+        gd_redis_stats_count(r->stats, GD_REDIS_TIMEOUT, 0);
+        report(cmd, -ETIMEDOUT, NULL);
+        if (c->gen != gen)
+            return; /* the connection went meanwhile, and cmd with it */
+        /* The caller's own deadline came before timeout_ms: that says nothing of Redis. The
+         * command is watched on until timeout_ms, nobody waiting for it any more. */
+        if (gd_timers_now(r->timers) < stall_ms) {
+            gd_timer_start(r->timers, &cmd->timer, stall_ms);
+            return;
+        }
+    }
     /* cmd is freed by the drop (its reply callback runs with NULL): not used after it. */
     if (c->gen == gen && c->ac != NULL)
         conn_drop(c, "a command timed out");
@@ -497,6 +509,7 @@ static int start_cmd(gd_redis_t *r, gd_redis_wait_t *wait, uint64_t deadline_ms,
     }
     gd_timer_init(&cmd->timer, on_cmd_timer);
     cmd->sent_ns = uv_hrtime();
+    cmd->sent_ms = gd_timers_now(r->timers);
     cmd->conn = c;
     /* hiredis 0.14 declares argv without the inner const; it only reads it. */
     if (redisAsyncCommandArgv(c->ac, on_reply, cmd, argc, (const char **)argv, lens) != REDIS_OK) {
@@ -560,7 +573,9 @@ void gd_redis_cancel(gd_redis_wait_t *wait)
 
     if (cmd == NULL)
         return;
-    gd_timer_stop(cmd->conn->redis->timers, &cmd->timer);
+    gd_redis_t *r = cmd->conn->redis;
+    /* Watched on until timeout_ms: a stalled connection is dropped even when nobody waits. */
+    gd_timer_start(r->timers, &cmd->timer, cmd->sent_ms + r->conf->timeout_ms);
     cmd->wait = NULL;
     wait->_cmd = NULL;
 }

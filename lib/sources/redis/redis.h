@@ -10,9 +10,11 @@
  * - A connection lost, refused or not ready in time is made again after a backoff (100 ms,
  *   doubled up to 5 s), for as long as the worker runs.
  * - Every command has a deadline: the earlier of timeout_ms and the caller's own. Past it the
- *   caller hears -ETIMEDOUT at once and the connection is dropped and made again: a Redis that
- *   stalls (stopped, swapping, a slow script) would only make every later command on it wait
- *   too. Until one is ready again, commands fail at once (-ENOTCONN) and callers do without.
+ *   caller hears -ETIMEDOUT at once. A command still unanswered timeout_ms after it was sent
+ *   (whether its caller still waits or not) drops its connection, which is made again: a Redis
+ *   that stalls (stopped, swapping, a slow script) would only make every later command on it
+ *   wait too. Until one is ready again, commands fail at once (-ENOTCONN) and callers do
+ *   without. A caller's deadline shorter than timeout_ms says nothing of Redis: no drop.
  * - hiredis 0.14 has no TLS: "redis.tls" is refused by the config (see the README).
  *
  * Single-threaded: a gd_redis_t is used on its worker's loop only; what the process as a whole
