@@ -97,7 +97,7 @@ static void set_ready(struct conn *c, bool is_ready)
                         r->conf->url);
         return;
     }
-    if (atomic_fetch_sub(&r->stats->ready, 1) == 1)
+    if (atomic_fetch_sub(&r->stats->ready, 1) == 1 && !r->is_closing)
         gd_log_warn("redis %s: no connection ready; cluster limits are enforced locally at "
                     "local_share %g and shared cache lookups are skipped until it is back",
                     r->conf->url, r->conf->local_share);
