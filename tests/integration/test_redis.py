@@ -208,9 +208,10 @@ class RedisTest(GatherdTestCase):
         times = sorted(up.times['/r'])
         self.assertEqual(len(times), 16)
         self.assertGreater(times[-1] - times[0], 1.3, times)
-        gaps = [y - x for x, y in zip(times, times[1:])]
-        # No two calls come much closer than the interval (generous: a noisy machine).
-        self.assertGreater(min(gaps), 0.05, gaps)
+        # Any 6 calls in a row span at least 5 intervals (less a generous margin: one call's
+        # timer may fire late on a noisy machine, which shortens the gap after it).
+        spans = [y - x for x, y in zip(times, times[5:])]
+        self.assertGreater(min(spans), 0.4, times)
         self.assertIsNotNone(redis.command('GET', 't2:rl:upstream:r'))
 
     def load(self, gd, seconds, results):
