@@ -1184,8 +1184,7 @@ static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, js
     gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
     if (u->is_rate_cluster) {
         uint64_t local_per_ms, local_burst;
-        local_share_of(per_ms, (uint64_t)burst, l->redis->local_share, &local_per_ms,
-                       &local_burst);
+        local_share_of(per_ms, (uint64_t)burst, l->redis->local_share, &local_per_ms, &local_burst);
         u->rate_limit_local = gd_xmalloc(sizeof(*u->rate_limit_local));
         gd_pacer_init(u->rate_limit_local, (uint64_t)calls, local_per_ms, local_burst);
         size_t n = strlen(l->redis->key_prefix) + strlen("rl:upstream:") + strlen(u->name) + 1;

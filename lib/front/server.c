@@ -600,6 +600,13 @@ static json_t *describe_pools(struct worker *w)
                                       (json_int_t)ps.connecting, "broken", (json_int_t)ps.broken,
                                       "waiting", (json_int_t)ps.waiting));
     }
+    if (w->redis != NULL) {
+        gd_redis_pool_stats_t rs = gd_redis_pool_stats(w->redis);
+        json_object_set_new(part, "redis",
+                            json_pack("{s:I, s:I, s:I, s:I}", "ready", (json_int_t)rs.ready,
+                                      "connecting", (json_int_t)rs.connecting, "down",
+                                      (json_int_t)rs.down, "pending", (json_int_t)rs.pending));
+    }
     return part;
 }
 

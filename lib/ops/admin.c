@@ -248,11 +248,13 @@ static void add_counts(json_t *to, json_t *from)
 }
 
 /* {"upstreams": [{"name", "idle", "busy", "waiting", "breaker", "workers": [...]}],
- *  "postgres": {..., "workers": [...]}, "unanswered_workers": [...]} */
+ *  "postgres": {..., "workers": [...]}, "redis": {..., "workers": [...]},
+ *  "unanswered_workers": [...]} */
 static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
 {
+    static const char *const pools[] = {"postgres", "redis"};
     const gd_config_t *config = a->config;
-    json_t *upstreams = json_array(), *pg = NULL;
+    json_t *upstreams = json_array(), *sums[2] = {NULL, NULL};
     uint64_t now_ms = uv_hrtime() / 1000000;
 
     for (size_t u = 0; u < config->nupstreams; u++) {
@@ -276,16 +278,19 @@ static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
             add_counts(sum, mine);
             json_array_append(json_object_get(sum, "workers"), mine);
         }
-        if ((w = json_object_get(part, "postgres")) != NULL) {
-            if (pg == NULL)
-                pg = json_pack("{s:[]}", "workers");
-            add_counts(pg, w);
-            json_array_append(json_object_get(pg, "workers"), w);
+        for (size_t k = 0; k < 2; k++) {
+            if ((w = json_object_get(part, pools[k])) == NULL)
+                continue;
+            if (sums[k] == NULL)
+                sums[k] = json_pack("{s:[]}", "workers");
+            add_counts(sums[k], w);
+            json_array_append(json_object_get(sums[k], "workers"), w);
         }
     }
     json_t *doc = json_pack("{s:o}", "upstreams", upstreams);
-    if (pg != NULL)
-        json_object_set_new(doc, "postgres", pg);
+    for (size_t k = 0; k < 2; k++)
+        if (sums[k] != NULL)
+            json_object_set_new(doc, pools[k], sums[k]);
     json_object_set_new(doc, "unanswered_workers", unanswered(in, a->nmetrics));
     return doc;
 }

@@ -193,6 +193,13 @@ class RedisTest(GatherdTestCase):
             self.assertEqual(metric(text, 'gatherd_redis_fallbacks_total'), 0)
             self.assertGreaterEqual(metric(text, 'gatherd_redis_commands_total', 'result="ok"'),
                                     20)
+            port = int(gd.cfg['admin_listen'].rsplit(':', 1)[1])
+            with urllib.request.urlopen('http://127.0.0.1:%d/debug/upstreams' % port,
+                                        timeout=5) as r:
+                view = json.loads(r.read())['redis']
+            self.assertEqual((view['ready'], view['connecting'], view['down'], view['pending']),
+                             (2, 0, 0, 0), view)  # 2 threads, one connection each
+            self.assertEqual(len(view['workers']), 2)
 
     def test_calls_wait_for_their_cluster_slot(self):
         # One call every 100 ms for both processes together, calls waiting for their slot: 16

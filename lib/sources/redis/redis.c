@@ -376,6 +376,23 @@ static struct conn *pick(gd_redis_t *r)
     return NULL;
 }
 
+gd_redis_pool_stats_t gd_redis_pool_stats(const gd_redis_t *r)
+{
+    gd_redis_pool_stats_t st = {0};
+
+    for (size_t k = 0; k < r->nconns; k++) {
+        const struct conn *c = &r->conns[k];
+        if (c->state == CONN_READY)
+            st.ready++;
+        else if (c->state == CONN_IDLE)
+            st.down++;
+        else
+            st.connecting++;
+        st.pending += c->pending;
+    }
+    return st;
+}
+
 bool gd_redis_is_ready(const gd_redis_t *r)
 {
     for (size_t k = 0; k < r->nconns; k++)

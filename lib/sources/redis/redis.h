@@ -77,6 +77,17 @@ const gd_redis_conf_t *gd_redis_conf(const gd_redis_t *r);
 /** Whether a connection is ready now: a command would be sent. */
 bool gd_redis_is_ready(const gd_redis_t *r);
 
+/* What one worker's connections do now, for /debug/upstreams. */
+typedef struct gd_redis_pool_stats {
+    size_t ready;      /* commands go to these */
+    size_t connecting; /* resolving, connecting, or AUTH/SELECT/PING not answered yet */
+    size_t down;       /* waiting for the backoff to end */
+    size_t pending;    /* commands sent, not answered yet */
+} gd_redis_pool_stats_t;
+
+/** The state of @r's connections now. Only the owning thread may call it. */
+gd_redis_pool_stats_t gd_redis_pool_stats(const gd_redis_t *r);
+
 /**
  * Sends the command of @argc arguments @argv (lengths @lens; copied) on a ready connection.
  * Returns 0: @cb reports it by @deadline_ms (gd_timers_now() base) at the latest, never from
