@@ -243,6 +243,11 @@ class RedisTest(GatherdTestCase):
         # Generous: the limit is never reached, so every call must succeed, Redis or not.
         cfg = self.limited(up, redis, {'calls': 1000, 'per_ms': 1000, 'burst': 100},
                            timeout_ms=2000, local_share=0.5)
+        # and a tight one, to tell after the restart that Redis holds it (its local share
+        # would let 1 through, Redis 3)
+        cfg['upstreams']['tight'] = upstream(up.url, rate_limit={
+            'calls': 3, 'per_ms': 10000, 'burst': 3, 'scope': 'cluster'})
+        cfg['endpoints'].append(endpoint('/tight', {'x': call('tight', '/r')}, timeout_ms=500))
         gd = self.start_ready(cfg)
         ex, futs, results = self.run_load(gd, 3.0)
         time.sleep(1.0)
@@ -274,6 +279,12 @@ class RedisTest(GatherdTestCase):
         self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), fallbacks)
         # the restarted Redis had no script: EVALSHA's NOSCRIPT was followed by EVAL
         self.assertIsNotNone(redis.command('GET', 'gatherd:rl:upstream:r'))
+        tight = []
+        for _ in range(6):
+            st, _, body, _ = gd.get('/tight')
+            tight.append('errors' not in json.loads(body))
+        self.assertEqual(tight, [True] * 3 + [False] * 3)
+        self.assertEqual(metric(metrics(gd), 'gatherd_redis_fallbacks_total'), fallbacks)
 
     def test_fallback_holds_the_local_share(self):
         # Redis unreachable from the start: the local share (0.2 of 5 per 5 s at burst 5, i.e.
