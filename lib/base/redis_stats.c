@@ -14,6 +14,7 @@ void gd_redis_stats_init(gd_redis_stats_t *s)
         atomic_init(&s->results[i], 0);
     atomic_init(&s->fallbacks, 0);
     atomic_init(&s->reconnects, 0);
+    atomic_init(&s->is_outage_logged, false);
     atomic_init(&s->cache_hits, 0);
     atomic_init(&s->cache_misses, 0);
     atomic_init(&s->cache_skipped, 0);

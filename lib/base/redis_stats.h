@@ -9,6 +9,7 @@
 #define GD_REDIS_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define GD_REDIS_NBUCKETS 11
@@ -29,6 +30,7 @@ typedef struct gd_redis_stats {
     _Atomic uint64_t results[GD_REDIS_RESULT_COUNT];
     _Atomic uint64_t fallbacks; /* cluster limits decided locally (Redis down or slow) */
     _Atomic uint64_t reconnects;
+    _Atomic bool is_outage_logged; /* the warning of the outage under way was logged */
     /* the shared cache ("cache": {"shared": true}): lookups that found an entry, found none,
      * were skipped (no connection ready, or no answer in time); entries stored, results too
      * large for cache_max_entry_bytes */

@@ -305,6 +305,9 @@ class RedisTest(GatherdTestCase):
                                 10)
         st, doc = readyz(gd)
         self.assertEqual((st, doc.get('redis')), (200, 'down'), doc)
+        # one warning for the outage, not one per connection and attempt
+        self.assertEqual(gd.log().count('warn: redis redis://127.0.0.1:%d/0: cannot connect ('
+                                        % redis.port), 1, gd.log())
 
     def test_stopped_redis_does_not_block_requests(self):
         redis = self.start_redis()

@@ -92,15 +92,33 @@ static void set_ready(struct conn *c, bool is_ready)
         c->state = CONN_READY;
         c->backoff_ms = 0;
         c->addr_turn--; /* the address that answered is tried first next time */
-        if (atomic_fetch_add(&r->stats->ready, 1) == 0)
+        if (atomic_fetch_add(&r->stats->ready, 1) == 0) {
+            atomic_store(&r->stats->is_outage_logged, false);
             gd_log_info("redis %s: connected; cluster limits and the shared cache are in use",
                         r->conf->url);
+        }
         return;
     }
-    if (atomic_fetch_sub(&r->stats->ready, 1) == 1 && !r->is_closing)
+    if (atomic_fetch_sub(&r->stats->ready, 1) == 1 && !r->is_closing &&
+        !atomic_exchange(&r->stats->is_outage_logged, true))
         gd_log_warn("redis %s: no connection ready; cluster limits are enforced locally at "
                     "local_share %g and shared cache lookups are skipped until it is back",
                     r->conf->url, r->conf->local_share);
+}
+
+/* An attempt to connect failed because of @why: logged at debug level, and once per outage as
+ * a warning while no connection of the process is ready (Redis unreachable from the start, or
+ * not back yet), so that an operator learns why the limits hold locally. */
+static void note_failure(struct conn *c, const char *why)
+{
+    gd_redis_t *r = c->redis;
+
+    gd_log_debug("redis %s: cannot connect: %s", r->conf->url, why);
+    if (!r->is_closing && atomic_load(&r->stats->ready) == 0 &&
+        !atomic_exchange(&r->stats->is_outage_logged, true))
+        gd_log_warn("redis %s: cannot connect (%s); cluster limits are enforced locally at "
+                    "local_share %g and shared cache lookups are skipped; trying again",
+                    r->conf->url, why, r->conf->local_share);
 }
 
 static void start_backoff(struct conn *c)
@@ -154,7 +172,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (c == NULL || status == REDIS_OK)
         return; /* connected: the PING's answer makes it ready */
     /* hiredis frees the context after this callback. */
-    gd_log_debug("redis %s: connect failed: %s", c->redis->conf->url, ac->errstr);
+    note_failure(c, ac->errstr);
     forget_context(c);
     gd_timer_stop(c->redis->timers, &c->timer);
     start_backoff(c);
@@ -195,6 +213,59 @@ static void on_handshake_reply(redisAsyncContext *ac, void *reply_, void *privda
     }
 }
 
+/* hiredis 0.14's libuv adapter ignores a poll status other than 0, and libuv reports a socket
+ * error (POLLERR: a refused connect, a reset) that way, the poll stopped: hiredis would never
+ * learn, and a refused connect would wait for connect_timeout_ms. The adapter is kept, its poll
+ * callback wrapped: on an error the write handler (connecting: it reads SO_ERROR and fails the
+ * connect) or the read handler (connected: the read fails) tells hiredis. */
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    redisLibuvEvents *p = handle->data;
+
+    if (status == 0) {
+        redisLibuvPoll(handle, status, events);
+        return;
+    }
+    if (p->context == NULL)
+        return;
+    if (!(p->context->c.flags & REDIS_CONNECTED))
+        redisAsyncHandleWrite(p->context);
+    else
+        redisAsyncHandleRead(p->context);
+}
+
+static void repoll(void *privdata)
+{
+    redisLibuvEvents *p = privdata;
+
+    if (p->events != 0)
+        uv_poll_start(&p->handle, p->events, on_poll);
+}
+
+static void add_read(void *privdata)
+{
+    redisLibuvAddRead(privdata);
+    repoll(privdata);
+}
+
+static void del_read(void *privdata)
+{
+    redisLibuvDelRead(privdata);
+    repoll(privdata);
+}
+
+static void add_write(void *privdata)
+{
+    redisLibuvAddWrite(privdata);
+    repoll(privdata);
+}
+
+static void del_write(void *privdata)
+{
+    redisLibuvDelWrite(privdata);
+    repoll(privdata);
+}
+
 /* Makes a context to @ip (a literal: hiredis's own getaddrinfo() only parses it). */
 static void connect_to(struct conn *c, const char *ip)
 {
@@ -207,12 +278,15 @@ static void connect_to(struct conn *c, const char *ip)
         return;
     }
     if (ac->err != 0 || redisLibuvAttach(ac, r->loop) != REDIS_OK) {
-        gd_log_debug("redis %s: connect failed: %s", conf->url,
-                     ac->err != 0 ? ac->errstr : "event loop");
+        note_failure(c, ac->err != 0 ? ac->errstr : "event loop");
         redisAsyncFree(ac);
         start_backoff(c);
         return;
     }
+    ac->ev.addRead = add_read; /* before the connect callback, which adds the first write */
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
     c->ac = ac;
     ac->data = c;
     c->state = CONN_HANDSHAKE;
@@ -262,8 +336,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (c->state != CONN_RESOLVING || c->redis->is_closing)
         return; /* timed out meanwhile (the backoff runs), or closing */
     if (ip[0] == '\0') {
-        gd_log_debug("redis %s: cannot resolve %s: %s", c->redis->conf->url, c->redis->conf->host,
-                     status != 0 ? uv_strerror(status) : "no address");
+        note_failure(c, status != 0 ? uv_strerror(status) : "the host name has no address");
         gd_timer_stop(c->redis->timers, &c->timer);
         start_backoff(c);
         return;
@@ -309,10 +382,12 @@ static void on_conn_timer(gd_timer_t *timer)
         conn_start(c);
         break;
     case CONN_RESOLVING:
+        note_failure(c, "the host name was not resolved within connect_timeout_ms");
         (void)uv_cancel((uv_req_t *)&c->gai); /* may run already: on_resolved ignores it */
         start_backoff(c);
         break;
     case CONN_HANDSHAKE:
+        note_failure(c, "not ready within connect_timeout_ms");
         conn_drop(c, "not ready within connect_timeout_ms");
         break;
     case CONN_READY:
