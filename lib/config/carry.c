@@ -21,6 +21,14 @@ static bool is_same_listen(const gd_listen_conf_t *a, const gd_listen_conf_t *b)
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
+/* Whether documents @a and @b have equal members @key, or neither has one. */
+static bool is_same_member(const json_t *a, const json_t *b, const char *key)
+{
+    const json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+
+    return x == y || (x != NULL && y != NULL && json_equal(x, y));
+}
+
 size_t gd_config_restart_keys(const gd_config_t *a, const gd_config_t *b, const char **ret_keys)
 {
     size_t n = 0;
@@ -49,6 +57,7 @@ size_t gd_config_restart_keys(const gd_config_t *a, const gd_config_t *b, const 
         {"slow_loop_ms", a->slow_loop_ms != b->slow_loop_ms},
         {"shutdown.timeout_ms", a->shutdown_timeout_ms != b->shutdown_timeout_ms},
         {"log", a->log.level != b->log.level || a->log.is_json != b->log.is_json},
+        {"redis", !is_same_member(a->document, b->document, "redis")},
     };
     _Static_assert(sizeof(keys) / sizeof(keys[0]) <= GD_CONFIG_MAX_RESTART_KEYS, "room");
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -262,5 +271,13 @@ void gd_config_carry(gd_config_t *next, gd_config_t *running)
         gd_ttlcache_free(next->cache_store);
         next->cache_store = running->cache_store;
         running->_is_cache_store_lent = true;
+    }
+    /* Equal (a restart-only key): the workers' Redis connections borrow the running config's
+     * object and count into its stats, so the next config takes that one and gives its own,
+     * the same settings, to the running config to free. */
+    if (running->redis != NULL && next->redis != NULL) {
+        gd_redis_conf_t *own = next->redis;
+        next->redis = running->redis;
+        running->redis = own;
     }
 }

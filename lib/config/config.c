@@ -27,6 +27,7 @@
 #include "base/breaker.h"
 #include "base/budget.h"
 #include "base/pacer.h"
+#include "base/redis_stats.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
 #include "base/util.h"
@@ -114,6 +115,7 @@ struct loader {
     bool allows_list_param;    /* a SQL argument compiles: a list parameter may go there */
     bool has_used_list_param;  /* ... and one did */
     bool has_refused_list_param; /* resolve_var() refused one where it cannot go */
+    const gd_redis_conf_t *redis; /* "redis", loaded before the upstreams; NULL: none */
 };
 
 /* The call whose templates compile, and what its references to other calls may name. */
@@ -1124,11 +1126,41 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
     return 0;
 }
 
-/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+/* "scope" of a rate limit at @at: "process" (the default) or "cluster" (needs "redis"). */
+static int load_rate_scope(struct loader *l, const struct jpath *at, json_t *v, bool *ret_cluster)
+{
+    struct jpath sat = {at, "scope", 0};
+    const char *scope = NULL;
+    int r = get_string(l, at, v, "scope", false, "process", &scope);
+
+    if (r < 0)
+        return r;
+    if (strcmp(scope, "process") != 0 && strcmp(scope, "cluster") != 0)
+        return fail(l, &sat, "must be \"process\" or \"cluster\", not %s", quote(l, scope));
+    *ret_cluster = strcmp(scope, "cluster") == 0;
+    if (*ret_cluster && l->redis == NULL)
+        return fail(l, &sat, "\"cluster\" needs a top-level \"redis\" to share the limit in");
+    return 0;
+}
+
+/* The local stand-in of a cluster limit at @share of its rate: the same tokens every @per_ms /
+ * @share (rounded; bounded, as a share may be tiny), bursts of @burst × @share, at least 1. */
+static void local_share_of(uint64_t per_ms, uint64_t burst, double share, uint64_t *ret_per_ms,
+                           uint64_t *ret_burst)
+{
+    double per = (double)per_ms / share, max = (double)GD_CONFIG_MAX_DURATION_MS * 1000;
+    uint64_t b = (uint64_t)((double)burst * share);
+
+    *ret_per_ms = per > max ? (uint64_t)max : (uint64_t)(per + 0.5);
+    *ret_burst = b < 1 ? 1 : b;
+}
+
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1, "scope": "process"}: calls and
+ * per_ms required. */
 static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
                                     gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    static const char *const keys[] = {"calls", "per_ms", "burst", "scope", NULL};
     struct jpath rat = {at, "rate_limit", 0};
     json_t *rl = json_object_get(v, "rate_limit");
     long long calls = 0, burst = 0;
@@ -1146,8 +1178,19 @@ static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, js
         struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
         return fail(l, &kp, "missing required key");
     }
+    if ((r = load_rate_scope(l, &rat, rl, &u->is_rate_cluster)) < 0)
+        return r;
     u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
     gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
+    if (u->is_rate_cluster) {
+        uint64_t local_per_ms, local_burst;
+        local_share_of(per_ms, (uint64_t)burst, l->redis->local_share, &local_per_ms, &local_burst);
+        u->rate_limit_local = gd_xmalloc(sizeof(*u->rate_limit_local));
+        gd_pacer_init(u->rate_limit_local, (uint64_t)calls, local_per_ms, local_burst);
+        size_t n = strlen(l->redis->key_prefix) + strlen("rl:upstream:") + strlen(u->name) + 1;
+        u->rate_key = gd_xmalloc(n);
+        snprintf(u->rate_key, n, "%srl:upstream:%s", l->redis->key_prefix, u->name);
+    }
     return 0;
 }
 
@@ -2315,8 +2358,9 @@ static bool is_plain_select(const char *sql);
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
 static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
-    struct jpath cat = {at, "cache", 0};
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", "shared",
+                                       NULL};
+    struct jpath cat = {at, "cache", 0}, shared_at = {&cat, "shared", 0};
     json_t *cv = json_object_get(v, "cache");
     int r;
 
@@ -2326,9 +2370,14 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
         return fail_type(l, &cat, cv, "an object");
     if ((r = check_object(l, &cat, cv, keys)) < 0 ||
         (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
-        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
-        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) <
+            0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) <
+            0 ||
+        (r = get_bool(l, &cat, cv, "shared", false, &c->cache.is_shared)) < 0)
         return r;
+    if (c->cache.is_shared && l->redis == NULL)
+        return fail(l, &shared_at, "needs a top-level \"redis\" to share the results in");
     if (json_object_get(cv, "ttl_ms") == NULL)
         return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
     if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
@@ -2736,6 +2785,172 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
 }
 
 /* "admin_listen": an address, or null to turn the admin listener off. */
+/* "redis": {"url": "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", ...}. The URL's password,
+ * if any, is overridden by "password"; neither is ever logged (the URL is kept masked). */
+static int parse_redis_url(struct loader *l, const struct jpath *at, const char *url,
+                           const char *shown, gd_redis_conf_t *rc)
+{
+    const char *p, *at_sign, *host_start, *host_end, *end;
+    char host[256];
+
+    if (strncmp(url, "rediss://", 9) == 0)
+        return fail(l, at,
+                    "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no "
+                    "TLS; reach a TLS Redis through a local tunnel (stunnel, spiped)");
+    if (strncmp(url, "redis://", 8) != 0)
+        return fail(l, at, "malformed URL (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+    p = url + 8;
+    end = p + strcspn(p, "/");
+    at_sign = memchr(p, '@', (size_t)(end - p));
+    if (at_sign != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at_sign - p));
+        if (colon == NULL)
+            return fail(l, at, "the URL's user info must be [USER]:PASSWORD");
+        if (colon > p)
+            rc->user = gd_xstrndup(p, (size_t)(colon - p));
+        if (at_sign > colon + 1)
+            rc->password = gd_xstrndup(colon + 1, (size_t)(at_sign - colon - 1));
+        p = at_sign + 1;
+    }
+    if (*p == '[') {
+        host_start = p + 1;
+        host_end = memchr(p, ']', (size_t)(end - p));
+        if (host_end == NULL)
+            goto malformed;
+        p = host_end + 1;
+    } else {
+        host_start = p;
+        host_end = memchr(p, ':', (size_t)(end - p));
+        if (host_end == NULL)
+            host_end = end;
+        p = host_end;
+    }
+    if (host_end == host_start || (size_t)(host_end - host_start) >= sizeof(host))
+        goto malformed;
+    memcpy(host, host_start, (size_t)(host_end - host_start));
+    host[host_end - host_start] = '\0';
+    for (const char *c = host; *c != '\0'; c++)
+        if (!(is_alpha(*c) || is_digit(*c) || *c == '-' || *c == '.' || *c == '_' || *c == ':'))
+            goto malformed;
+    rc->is_host_numeric = inet_pton(AF_INET, host, &(struct in_addr){0}) == 1 ||
+                          inet_pton(AF_INET6, host, &(struct in6_addr){0}) == 1;
+    if (host_start[-1] == '[' && inet_pton(AF_INET6, host, &(struct in6_addr){0}) != 1)
+        goto malformed;
+    rc->port = 6379;
+    if (p != end && (*p != ':' || parse_port(p + 1, (size_t)(end - p - 1), &rc->port) < 0))
+        return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, shown));
+    if (*end == '/' && end[1] != '\0') {
+        unsigned db = 0;
+        for (const char *c = end + 1; *c != '\0'; c++) {
+            if (!is_digit(*c) || db > 100000)
+                return fail(l, at, "the URL's /DB must be a database number, in %s",
+                            quote(l, shown));
+            db = db * 10 + (unsigned)(*c - '0');
+        }
+        rc->db = db;
+    }
+    rc->host = gd_xstrdup(host);
+    return 0;
+
+malformed:
+    return fail(l, at, "malformed URL %s (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])",
+                quote(l, shown));
+}
+
+static void free_redis(gd_redis_conf_t *rc)
+{
+    if (rc == NULL)
+        return;
+    free(rc->url);
+    free(rc->host);
+    free(rc->user);
+    free(rc->password);
+    free(rc->key_prefix);
+    free(rc->stats);
+    free(rc);
+}
+
+static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {
+        "url",        "password",    "timeout_ms", "connect_timeout_ms",    "pool_size",
+        "key_prefix", "local_share", "tls",        "cache_max_entry_bytes", NULL};
+    struct jpath at = {NULL, "redis", 0}, url_at = {&at, "url", 0}, pw_at = {&at, "password", 0},
+                 share_at = {&at, "local_share", 0}, tls_at = {&at, "tls", 0};
+    json_t *v = json_object_get(root, "redis");
+    const char *url, *password, *prefix;
+    char *expanded = NULL;
+    size_t nsubst = 0;
+    long long x = 0;
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if ((r = check_object(l, &at, v, keys)) < 0)
+        return r;
+    if (json_object_get(v, "tls") != NULL)
+        return fail(l, &tls_at,
+                    "not supported: Debian 12's hiredis 0.14 has no TLS; reach a TLS "
+                    "Redis through a local tunnel (stunnel, spiped) on 127.0.0.1");
+    gd_redis_conf_t *rc = gd_xcalloc(1, sizeof(*rc));
+    cfg->redis = rc;
+    if ((r = get_string(l, &at, v, "url", true, NULL, &url)) < 0 ||
+        (r = subst_env(l, &url_at, url, false, &expanded, &nsubst)) < 0)
+        return r;
+    r = parse_redis_url(l, &url_at, expanded, url, rc);
+    free(expanded);
+    if (r < 0)
+        return r;
+    /* Shown with its user info masked: a literal password must not reach a log line. */
+    const char *info_end = strchr(url + 8, '@');
+    if (info_end != NULL && info_end < url + 8 + strcspn(url + 8, "/")) {
+        size_t n = strlen(url) + 8;
+        rc->url = gd_xmalloc(n);
+        snprintf(rc->url, n, "redis://***@%s", info_end + 1);
+    } else {
+        rc->url = gd_xstrdup(url);
+    }
+    if ((r = get_string(l, &at, v, "password", false, NULL, &password)) < 0)
+        return r;
+    if (password != NULL) {
+        if ((r = subst_env(l, &pw_at, password, false, &expanded, &nsubst)) < 0)
+            return r;
+        free(rc->password);
+        rc->password = expanded;
+        if (rc->password[0] == '\0')
+            return fail(l, &pw_at, "must not be empty (leave it out for no AUTH)");
+    }
+    if ((r = get_duration(l, &at, v, "timeout_ms", false, 50, &rc->timeout_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "connect_timeout_ms", false, 1000, &rc->connect_timeout_ms)) <
+            0 ||
+        (r = get_int(l, &at, v, "pool_size", 1, 16, 1, &x)) < 0)
+        return r;
+    rc->pool_size = (size_t)x;
+    if ((r = get_string(l, &at, v, "key_prefix", false, "gatherd:", &prefix)) < 0)
+        return r;
+    if (strlen(prefix) > 200) {
+        struct jpath kp = {&at, "key_prefix", 0};
+        return fail(l, &kp, "must be at most 200 bytes");
+    }
+    rc->key_prefix = gd_xstrdup(prefix);
+    if ((r = get_int(l, &at, v, "cache_max_entry_bytes", 1, 64 << 20, 1 << 20, &x)) < 0)
+        return r;
+    rc->cache_max_entry_bytes = (size_t)x;
+    rc->local_share = 0.5;
+    json_t *share = json_object_get(v, "local_share");
+    if (share != NULL && !json_is_number(share))
+        return fail_type(l, &share_at, share, "a number");
+    if (share != NULL && !(json_number_value(share) > 0 && json_number_value(share) <= 1))
+        return fail(l, &share_at, "must be above 0 and at most 1, not %g",
+                    json_number_value(share));
+    if (share != NULL)
+        rc->local_share = json_number_value(share);
+    rc->stats = gd_xmalloc(sizeof(*rc->stats));
+    gd_redis_stats_init(rc->stats);
+    l->redis = rc;
+    return 0;
+}
+
 static int load_admin(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     struct jpath at = {NULL, "admin_listen", 0};
@@ -4131,6 +4346,7 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
         return;
     if (!rl->_is_lent)
         gd_ratelimit_free(rl->limiter);
+    free(rl->redis_key);
     free(rl->claim);
     free(rl->limit_header);
     free(rl);
@@ -4140,7 +4356,8 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
                            bool *ret_present, gd_rate_limit_conf_t **ret)
 {
-    static const char *const keys[] = {"requests", "per_ms", "burst", "key", "max_keys", NULL};
+    static const char *const keys[] = {"requests", "per_ms", "burst", "key",
+                                       "max_keys", "scope",  NULL};
     struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
     json_t *v = json_object_get(obj, "client_rate_limit");
     gd_rate_limit_conf_t *rl;
@@ -4187,7 +4404,31 @@ static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t 
     char n[32];
     snprintf(n, sizeof(n), "%llu", (unsigned long long)rl->requests);
     rl->limit_header = gd_xstrdup(n);
-    rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+    if ((r = load_rate_scope(l, &at, v, &rl->is_cluster)) < 0)
+        goto err;
+    if (!rl->is_cluster) {
+        rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+        *ret = rl;
+        return 0;
+    }
+    /* The GCRA of the token bucket: one token every interval, burst tokens at once. */
+    rl->interval_us = (rl->per_ms * 1000 + rl->requests - 1) / rl->requests;
+    rl->tolerance_us = (rl->burst - 1) * rl->interval_us;
+    uint64_t local_per_ms, local_burst;
+    local_share_of(rl->per_ms, rl->burst, l->redis->local_share, &local_per_ms, &local_burst);
+    rl->limiter = gd_ratelimit_new(rl->requests, local_per_ms, local_burst, rl->max_keys);
+    /* Named by its endpoint's method and path (the top level's: "*"), as every replica's
+     * config names it. */
+    json_t *m = parent != NULL ? json_object_get(obj, "method") : NULL;
+    json_t *p = parent != NULL ? json_object_get(obj, "path") : NULL;
+    const char *owner_m = json_is_string(m) ? json_string_value(m) : "GET";
+    const char *owner_p = json_is_string(p) ? json_string_value(p) : "";
+    size_t kn = strlen(l->redis->key_prefix) + strlen(owner_m) + strlen(owner_p) + 16;
+    rl->redis_key = gd_xmalloc(kn);
+    if (parent == NULL)
+        snprintf(rl->redis_key, kn, "%srl:client:*:", l->redis->key_prefix);
+    else
+        snprintf(rl->redis_key, kn, "%srl:client:%s %s:", l->redis->key_prefix, owner_m, owner_p);
     *ret = rl;
     return 0;
 err:
@@ -4435,6 +4676,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_unsent_bytes",
                                        "slow_loop_ms",
                                        "cache_max_bytes",
+                                       "redis",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -4507,8 +4749,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
-    if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
-        (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+    /* "redis" first: the rate limits that follow may be held there ("scope": "cluster"). */
+    if ((r = load_redis(l, root, cfg)) < 0 || (r = load_admin(l, root, cfg)) < 0 ||
+        (r = load_log(l, root, cfg)) < 0 || (r = load_shutdown(l, root, cfg)) < 0 ||
+        (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_trusted_proxies(l, root, cfg)) < 0 ||
@@ -4685,6 +4929,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(u->waits);
         if (!(u->_lent & GD_CONFIG_LENT_IN_FLIGHT))
             u->in_flight = gd_budget_free(u->in_flight);
+        free(u->rate_limit_local); /* the local share of a cluster rate_limit: never carried */
+        free(u->rate_key);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -4753,6 +4999,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
         config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
+    free_redis(config->redis);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);

@@ -142,6 +142,12 @@ typedef struct gd_upstream_conf {
     gd_failure_set_t breaker_on; /* the call outcomes it counts as failures */
     /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
     struct gd_pacer *rate_limit;
+    /* "rate_limit.scope": "cluster": the tokens come from Redis (rate_limit then only gives
+     * the interval and tolerance), and rate_limit_local, at redis.local_share of the rate,
+     * stands in while Redis does not answer in time. */
+    bool is_rate_cluster;
+    struct gd_pacer *rate_limit_local; /* owned, with is_rate_cluster; NULL otherwise */
+    char *rate_key;                    /* owned: the limit's Redis key, with is_rate_cluster */
     /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
      * is shared by the threads (mutable, created by the loader with one member per thread);
      * NULL without a cap. */
@@ -245,6 +251,7 @@ typedef struct gd_call_cache_conf {
     uint64_t ttl_ms;          /* how long a success is kept; 0: the call has no cache */
     uint64_t negative_ttl_ms; /* how long an answered failure (status, not_found) is; 0: never */
     bool honor_cache_control; /* the upstream's max-age / no-store decide a success's lifetime */
+    bool is_shared;           /* "shared": successes also go to Redis, looked up there on a miss */
     /* What besides the rendered request decides the result: the call's settings that shape
      * it (canonical JSON of the call without its timing keys), so that two calls share their
      * entries only when they would make the same document of the same answer. */
@@ -396,6 +403,12 @@ typedef struct gd_rate_limit_conf {
     gd_ratelimit_t *limiter;
     bool _is_lent;
     char *limit_header; /* RateLimit-Limit's value: "20" */
+    /* "scope": "cluster": the buckets are held in Redis (a GCRA of interval_us, tolerance_us
+     * at keys redis_key + the client's key), limiter being the local stand-in at
+     * redis.local_share of the rate while Redis does not answer in time. */
+    bool is_cluster;
+    uint64_t interval_us, tolerance_us;
+    char *redis_key; /* owned, with is_cluster: "PREFIXrl:client:METHOD PATH:" ("*" top level) */
 } gd_rate_limit_conf_t;
 
 /* One segment of an endpoint's path pattern. */
@@ -545,7 +558,29 @@ typedef struct gd_config {
     char hash[17]; /* FNV-1a 64 of the canonical (sorted, compact) document, in hex */
     /* private: a newer config took the cache store over at a reload */
     bool _is_cache_store_lent;
+    /* "redis" (restart-only): a reload hands the running config's to the next, whose
+     * workers' connections (sources/redis) borrow it and its stats (gd_config_carry()) */
+    struct gd_redis_conf *redis; /* owned; NULL: no "redis", no cluster scope */
 } gd_config_t;
+
+/* "redis": shared state for many replicas (sources/redis/redis.h). */
+typedef struct gd_redis_conf {
+    char *url;            /* as written ({env.NAME} unexpanded): the only form that is logged */
+    char *host;           /* from the expanded URL, without brackets for IPv6 */
+    uint16_t port;        /* default 6379 */
+    bool is_host_numeric; /* an IP literal: no lookup */
+    unsigned db;          /* the URL's /DB, SELECTed on connect when not 0 */
+    char *user;           /* AUTH user (Redis 6 ACL); NULL: none */
+    char *password;       /* expanded; NULL: no AUTH. Never logged. */
+    uint64_t timeout_ms;  /* a command without an answer this long is given up */
+    uint64_t connect_timeout_ms;  /* connect + AUTH/SELECT/PING */
+    size_t pool_size;             /* connections per worker thread */
+    char *key_prefix;             /* before every key gatherd writes */
+    double local_share;           /* of a cluster limit's rate enforced locally while down */
+    size_t cache_max_entry_bytes; /* a larger result is not put in the shared cache */
+    /* mutable, shared by every thread (atomics): the metrics of the connections */
+    struct gd_redis_stats *stats;
+} gd_redis_conf_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */
 #define GD_CONFIG_MAX_BYTES (16 << 20)

@@ -18,6 +18,7 @@
 
 #include "base/coro.h"
 #include "config/carry.h"
+#include "base/util.h"
 #include "front/dispatch.h"
 #include "front/h1idle.h"
 #include "gather/outbox.h"
@@ -25,9 +26,9 @@
 #include "ops/log.h"
 #include "ops/slowloop.h"
 #include "sources/cache.h"
-#include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
-#include "base/util.h"
+#include "sources/pg/pgpool.h"
+#include "sources/redis/redis.h"
 
 #define LISTEN_BACKLOG 4096
 /* How often a worker's heartbeat fires: it measures the loop's lag and publishes the gauges
@@ -133,6 +134,7 @@ struct worker {
     struct view *retired; /* views no request holds any more, closing */
     uv_timer_t retire_timer;
     _Atomic(struct generation *) next_gen; /* posted by a reload, taken on the wakeup */
+    gd_redis_t *redis;    /* "redis": this worker's connections, for every view; NULL without */
     gd_gather_ctx_t gather;
     gd_outbox_t *outbox; /* the answers of this thread not yet taken by their clients */
     uint64_t trimmed_at_ms; /* the last malloc_trim() (uv_now()) */
@@ -702,6 +704,13 @@ static json_t *describe_pools(struct worker *w)
                                       (json_int_t)ps.connecting, "broken", (json_int_t)ps.broken,
                                       "waiting", (json_int_t)ps.waiting));
     }
+    if (w->redis != NULL) {
+        gd_redis_pool_stats_t rs = gd_redis_pool_stats(w->redis);
+        json_object_set_new(part, "redis",
+                            json_pack("{s:I, s:I, s:I, s:I}", "ready", (json_int_t)rs.ready,
+                                      "connecting", (json_int_t)rs.connecting, "down",
+                                      (json_int_t)rs.down, "pending", (json_int_t)rs.pending));
+    }
     return part;
 }
 
@@ -868,6 +877,7 @@ static struct view *view_new(struct worker *w, struct generation *g, struct view
         size_t cap = budget != NULL ? uc->max_connections
                                     : share_of(uc->max_connections, nthreads, w->index);
         v->upstreams[i] = gd_upstream_new(uc, &w->loop, timers, cap, budget, g->tls[i]);
+        gd_upstream_use_redis(v->upstreams[i], w->redis);
     }
     if (config->nstatements > 0) {
         v->pg_conf = (gd_pgpool_conf_t){
@@ -898,8 +908,10 @@ static struct view *view_new(struct worker *w, struct generation *g, struct view
         }
     }
     /* Flights are not handed on: a call of the new config never waits for one of the old. */
-    if (config->cache_store != NULL)
+    if (config->cache_store != NULL) {
         v->flights = gd_flights_new(config->cache_store, w->sched);
+        gd_flights_use_redis(v->flights, w->redis);
+    }
     v->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*v->sources));
     for (size_t i = 0; i < config->nupstreams; i++)
         v->sources[i] = (gd_source_t){&gd_upstream_call_ops, v->upstreams[i], v->flights};
@@ -1047,6 +1059,8 @@ static void *worker_main(void *arg)
     for (struct view *v = w->retired; v != NULL; v = v->next_retired)
         if (!v->is_closing)
             view_close(v);
+    if (w->redis != NULL)
+        gd_redis_close(w->redis); /* after the calls that may wait for it */
     gd_hangup_close(w->gather.hangup);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
     gd_gather_ctx_dispose(&w->gather);
@@ -1060,6 +1074,7 @@ static void *worker_main(void *arg)
         w->retired = v->next_retired;
         view_free(v);
     }
+    w->redis = gd_redis_free(w->redis);
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
@@ -1130,13 +1145,17 @@ static void init_worker(struct worker *w)
      * own coroutine has returned. */
     w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);
     GD_REQUIRE(w->sched != NULL);
+    /* "redis" is restart-only (config/carry.c): the connections serve every view. */
+    if (s->oldest->config->redis != NULL)
+        w->redis = gd_redis_new(s->oldest->config->redis, &w->loop, gd_sched_timers(w->sched));
     w->view = view_new(w, s->oldest, NULL);
     GD_REQUIRE(uv_timer_init(&w->loop, &w->retire_timer) == 0);
     w->retire_timer.data = w;
     w->gather = (gd_gather_ctx_t){.metrics = s->metrics[w->index],
                                   .loop = &w->loop,
                                   .sched = w->sched,
-                                  .hangup = gd_hangup_new(&w->loop)};
+                                  .hangup = gd_hangup_new(&w->loop),
+                                  .redis = w->redis};
     gd_gather_ctx_switch(&w->gather, &w->view->gather);
     gd_gather_ctx_init(&w->gather, max_in_flight);
     w->outbox = gd_outbox_new(&(gd_outbox_limits_t){config->write_timeout_ms,

@@ -17,7 +17,7 @@ static void count_call(gd_metrics_t *metrics, const gd_endpoint_conf_t *ep, size
         return; /* it never ran: nothing to count */
     gd_metrics_count_call(metrics, ep, i, r->outcome,
                           r->outcome == GD_OUTCOME_STATUS ? r->status : 0, r->elapsed_ms * 1000);
-    if (r->cache == GD_CALL_CACHE_HIT)
+    if (r->cache == GD_CALL_CACHE_HIT || r->cache == GD_CALL_CACHE_SHARED_HIT)
         gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_HIT);
     else if (r->cache == GD_CALL_CACHE_MISS)
         gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_MISS);
@@ -50,7 +50,16 @@ void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
  * one that made the exchange). */
 static const char *cache_mark(const gd_call_result_t *r)
 {
-    return r->cache == GD_CALL_CACHE_HIT ? "hit" : r->cache == GD_CALL_COALESCED ? "coalesced" : "";
+    switch (r->cache) {
+    case GD_CALL_CACHE_HIT:
+        return "hit";
+    case GD_CALL_CACHE_SHARED_HIT:
+        return "shared_hit";
+    case GD_CALL_COALESCED:
+        return "coalesced";
+    default:
+        return "";
+    }
 }
 
 /* The upstream status worth showing beside @r's outcome: that of a failure of kind status, or of

@@ -66,6 +66,7 @@ struct gd_gather_ctx {
     gd_sched_t *sched;
     gd_metrics_t *metrics;      /* this thread's */
     gd_hangup_t *hangup;        /* may be NULL: HTTP/1 hang-ups are then noticed at the answer */
+    struct gd_redis *redis;     /* the worker's, for cluster-scoped client limits; may be NULL */
     /* public: set when the server drains; HTTP/1 answers then close their connection */
     bool is_draining;
     /* read-only */

@@ -12,10 +12,11 @@
 #include <h2o.h>
 
 #include "base/breaker.h"
-#include "json/json.h"
+#include "base/redis_stats.h"
+#include "base/util.h"
 #include "ops/inspect.h"
 #include "ops/log.h"
-#include "base/util.h"
+#include "json/json.h"
 
 struct admin_connection {
     uv_tcp_t tcp;
@@ -159,7 +160,7 @@ static const char *readiness_problem(gd_admin_t *a, char *buf, size_t cap)
 /* A 200 {"@key":@ok_value}, with "degraded": @degraded when that is not NULL (a part is down
  * that the readiness policy does not take traffic away for), or a 503 that says @problem. */
 static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, const char *problem,
-                         const char *degraded)
+                         const char *degraded, const char *extra)
 {
     char body[512];
     if (problem == NULL) {
@@ -168,6 +169,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
             n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"degraded\":");
             n += gd_json_quote(degraded, strlen(degraded), body + n, sizeof(body) - n - 2);
         }
+        if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
         body[n++] = '}';
         body[n] = '\0';
         send_json_status(req, 200, body);
@@ -176,6 +179,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
     size_t n = (size_t)snprintf(body, sizeof(body), "{\"%s\":%s,\"reason\":", key,
                                 strcmp(ok_value, "true") == 0 ? "false" : "\"unhealthy\"");
     n += gd_json_quote(problem, strlen(problem), body + n, sizeof(body) - n - 2);
+    if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
     body[n++] = '}';
     body[n] = '\0';
     send_json_status(req, 503, body);
@@ -250,11 +255,13 @@ static void add_counts(json_t *to, json_t *from)
 }
 
 /* {"upstreams": [{"name", "idle", "busy", "waiting", "breaker", "workers": [...]}],
- *  "postgres": {..., "workers": [...]}, "unanswered_workers": [...]} */
+ *  "postgres": {..., "workers": [...]}, "redis": {..., "workers": [...]},
+ *  "unanswered_workers": [...]} */
 static json_t *merge_upstreams_locked(gd_admin_t *a, const gd_inspection_t *in)
 {
+    static const char *const pools[] = {"postgres", "redis"};
     const gd_config_t *config = a->config;
-    json_t *upstreams = json_array(), *pg = NULL;
+    json_t *upstreams = json_array(), *sums[2] = {NULL, NULL};
     uint64_t now_ms = uv_hrtime() / 1000000;
 
     for (size_t u = 0; u < config->nupstreams; u++) {
@@ -285,16 +292,19 @@ static json_t *merge_upstreams_locked(gd_admin_t *a, const gd_inspection_t *in)
             add_counts(sum, mine);
             json_array_append(json_object_get(sum, "workers"), mine);
         }
-        if ((w = json_object_get(part, "postgres")) != NULL) {
-            if (pg == NULL)
-                pg = json_pack("{s:[]}", "workers");
-            add_counts(pg, w);
-            json_array_append(json_object_get(pg, "workers"), w);
+        for (size_t k = 0; k < 2; k++) {
+            if ((w = json_object_get(part, pools[k])) == NULL)
+                continue;
+            if (sums[k] == NULL)
+                sums[k] = json_pack("{s:[]}", "workers");
+            add_counts(sums[k], w);
+            json_array_append(json_object_get(sums[k], "workers"), w);
         }
     }
     json_t *doc = json_pack("{s:o}", "upstreams", upstreams);
-    if (pg != NULL)
-        json_object_set_new(doc, "postgres", pg);
+    for (size_t k = 0; k < 2; k++)
+        if (sums[k] != NULL)
+            json_object_set_new(doc, pools[k], sums[k]);
     json_object_set_new(doc, "unanswered_workers", unanswered(in, a->nmetrics));
     return doc;
 }
@@ -405,13 +415,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         static char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
         send_text(req, 405, "Method Not Allowed", "application/json", body, sizeof(body) - 1);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
-        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL);
+        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL, NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
         char why[256];
         bool is_blocking = false;
         const char *problem = readiness_problem(a, buf, sizeof(buf));
-        answer_probe(req, "ready", "true", problem,
-                     problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL);
+        const char *degraded =
+            problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL;
+        /* Redis is never a reason to be unready: without it cluster limits hold locally at
+         * their share and the shared cache is skipped. The body says which. */
+        const char *redis = NULL;
+        pthread_mutex_lock(&a->config_mutex); /* a reload replaces a->config */
+        const gd_redis_conf_t *rc = a->config->redis;
+        bool is_up = rc != NULL && atomic_load(&rc->stats->ready) > 0;
+        pthread_mutex_unlock(&a->config_mutex);
+        if (rc != NULL) {
+            redis = is_up ? ",\"redis\":\"up\"" : ",\"redis\":\"down\"";
+            if (!is_up && degraded == NULL)
+                degraded = "redis: no connection ready; cluster limits are enforced locally";
+        }
+        answer_probe(req, "ready", "true", problem, degraded, redis);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
         size_t len;
         pthread_mutex_lock(&a->config_mutex);

@@ -12,6 +12,7 @@
 #include "base/breaker.h"
 #include "base/budget.h"
 #include "base/pacer.h"
+#include "base/redis_stats.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
 #include "base/util.h"
@@ -592,6 +593,61 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
     }
 }
 
+/* The Redis of "redis": connections, commands by result, local decisions, round trips. */
+static void render_redis(struct out *o, const gd_redis_stats_t *st)
+{
+    uint64_t ready = atomic_load(&st->ready), cumulative = 0;
+
+    header(o, "gatherd_redis_up", "gauge",
+           "1 when a connection to Redis is ready (on any worker thread), else 0: cluster "
+           "limits are then enforced locally at local_share and shared cache lookups skipped.");
+    outf(o, "gatherd_redis_up %d\n", ready > 0 ? 1 : 0);
+    header(o, "gatherd_redis_connections", "gauge",
+           "Connections to Redis ready now, of redis.pool_size per worker thread.");
+    outf(o, "gatherd_redis_connections{state=\"ready\"} %llu\n", (unsigned long long)ready);
+    outf(o, "gatherd_redis_connections{state=\"configured\"} %llu\n",
+         (unsigned long long)atomic_load(&st->expected));
+    header(o, "gatherd_redis_connects_total", "counter",
+           "Attempts to connect to Redis (the first ones and every reconnect after a backoff).");
+    outf(o, "gatherd_redis_connects_total %llu\n",
+         (unsigned long long)atomic_load(&st->reconnects));
+    header(o, "gatherd_redis_commands_total", "counter",
+           "Redis commands by result: ok (answered), error (an error reply, or the connection "
+           "lost), timeout (no answer within redis.timeout_ms or the call's deadline), down "
+           "(not sent: no connection ready).");
+    for (int i = 0; i < GD_REDIS_RESULT_COUNT; i++)
+        outf(o, "gatherd_redis_commands_total{result=\"%s\"} %llu\n", gd_redis_result_names[i],
+             (unsigned long long)atomic_load(&st->results[i]));
+    header(o, "gatherd_redis_fallbacks_total", "counter",
+           "Cluster-scoped rate-limit decisions made locally (at local_share) because Redis was "
+           "down or did not answer in time.");
+    outf(o, "gatherd_redis_fallbacks_total %llu\n",
+         (unsigned long long)atomic_load(&st->fallbacks));
+    header(o, "gatherd_redis_cache_total", "counter",
+           "The shared response cache in Redis: lookups by result (hit, miss, skipped: Redis "
+           "down or slow), entries stored, results too large to store (cache_max_entry_bytes).");
+    const _Atomic uint64_t *cache[5] = {&st->cache_hits, &st->cache_misses, &st->cache_skipped,
+                                        &st->cache_stored, &st->cache_too_large};
+    const char *const cache_names[5] = {"hit", "miss", "skipped", "stored", "too_large"};
+    for (size_t i = 0; i < 5; i++)
+        outf(o, "gatherd_redis_cache_total{result=\"%s\"} %llu\n", cache_names[i],
+             (unsigned long long)atomic_load(cache[i]));
+    header(o, "gatherd_redis_command_duration_seconds", "histogram",
+           "Round trips of the Redis commands answered.");
+    for (size_t i = 0; i < GD_REDIS_NBUCKETS; i++) {
+        cumulative += atomic_load(&st->buckets[i]);
+        outf(o, "gatherd_redis_command_duration_seconds_bucket{le=\"%g\"} %llu\n",
+             (double)gd_redis_bounds_us[i] / 1e6, (unsigned long long)cumulative);
+    }
+    cumulative += atomic_load(&st->buckets[GD_REDIS_NBUCKETS]);
+    outf(o, "gatherd_redis_command_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+         (unsigned long long)cumulative);
+    outf(o, "gatherd_redis_command_duration_seconds_sum %.6f\n",
+         (double)atomic_load(&st->sum_us) / 1e6);
+    outf(o, "gatherd_redis_command_duration_seconds_count %llu\n",
+         (unsigned long long)atomic_load(&st->count));
+}
+
 /* The process's response cache: what it holds and what left it. */
 static void render_cache(struct out *o, gd_ttlcache_t *store)
 {
@@ -967,6 +1023,8 @@ char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_c
     render_gauges(&o, threads, n, config);
     if (config->cache_store != NULL)
         render_cache(&o, config->cache_store);
+    if (config->redis != NULL)
+        render_redis(&o, config->redis->stats);
     for (size_t t = 0; t < n; t++)
         add_histogram(&lag, &threads[t]->loop_lag);
     header(&o, "gatherd_event_loop_lag_seconds", "histogram",

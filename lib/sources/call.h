@@ -62,10 +62,11 @@ typedef enum gd_outcome {
 #define GD_CALL_MESSAGE_MAX 160
 
 typedef enum gd_call_cache_use {
-    GD_CALL_UNCACHED = 0, /* the call has no "cache" */
-    GD_CALL_CACHE_MISS,   /* it made the exchange (it started the flight others joined) */
-    GD_CALL_CACHE_HIT,    /* answered from the cache */
-    GD_CALL_COALESCED,    /* it joined an identical call already in flight */
+    GD_CALL_UNCACHED = 0,     /* the call has no "cache" */
+    GD_CALL_CACHE_MISS,       /* it made the exchange (it started the flight others joined) */
+    GD_CALL_CACHE_HIT,        /* answered from the cache */
+    GD_CALL_COALESCED,        /* it joined an identical call already in flight */
+    GD_CALL_CACHE_SHARED_HIT, /* answered from the shared cache in Redis ("shared": true) */
 } gd_call_cache_use_t;
 
 typedef struct gd_call_result {

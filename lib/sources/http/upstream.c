@@ -235,6 +235,11 @@ static void destroy_conn(conn_t *c)
     free(c);
 }
 
+void gd_upstream_use_redis(gd_upstream_t *u, struct gd_redis *redis)
+{
+    gd_limits_use_redis(&u->limits, redis);
+}
+
 static void end_drain(conn_t *c, bool is_reusable);
 
 void gd_upstream_close(gd_upstream_t *u)
@@ -449,13 +454,20 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     return true;
 }
 
-/* The backoff of attempt @a is over: it takes its place in the line (or a free slot). */
+static void pace_attempt(gd_upstream_attempt_t *a);
+
+/* The backoff of attempt @a is over: it takes its place in the line (or a free slot); under a
+ * cluster-scoped rate limit it asks for its token first. */
 static void on_backoff_end(gd_upstream_attempt_t *a)
 {
     gd_upstream_t *u = a->call->_upstream;
 
     if (u->conf->retry_budget != NULL)
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
+    if (gd_limits_is_cluster(&u->limits)) {
+        pace_attempt(a);
+        return;
+    }
     begin_exchange(a);
 }
 
@@ -541,6 +553,10 @@ static void on_hedge_timer(gd_timer_t *timer)
                     a->state == ATTEMPT_EXCHANGING;
     if (!has_slot || is_running(h) || call->_started >= rc->attempts ||
         now >= call->base.deadline_ms)
+        return;
+    /* A hedge takes only a token free now, and a cluster token is a round trip away: under a
+     * cluster-scoped rate limit no hedge is sent (README, "Shared state in Redis"). */
+    if (gd_limits_is_cluster(&u->limits))
         return;
     /* Never in line behind other calls: there it would only add to the wait it is meant to
      * cut, and a slow upstream with its connections all busy is not helped by more. */
@@ -1436,26 +1452,51 @@ static void begin_exchange(gd_upstream_attempt_t *a)
         wait_for_slot(a);
 }
 
-/* The first attempt of a call admitted under max_in_flight takes its rate-limit token: at once,
- * after a wait on its own timer, or, when none can come before the deadline, not at all. */
-static void pace_first_attempt(gd_upstream_attempt_t *a)
+/* Attempt @a, pacing, has its token (@result 0) to go at @at, or none could come in time. */
+static void on_token(gd_upstream_attempt_t *a, int result, uint64_t at)
 {
     gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
-    uint64_t now = gd_timers_now(u->timers), at;
 
-    if (gd_limits_take_token(&u->limits, &call->_limits, now, call->base.deadline_ms, &at) < 0) {
+    if (result < 0) {
         end_attempt(a, GD_OUTCOME_RATE_LIMITED, 0,
                     "no token of the rate limit of %s could come within %" PRIu64 " ms",
                     u->conf->url, call->base.timeout_ms);
         return;
     }
-    if (at <= now) {
+    if (at <= gd_timers_now(u->timers)) {
         begin_exchange(a);
         return;
     }
-    a->state = ATTEMPT_PACING;
     gd_timer_start(u->timers, &a->timer, at);
+}
+
+static void on_cluster_token(gd_limits_pass_t *pass, int result, uint64_t at)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _limits, pass);
+    gd_upstream_attempt_t *a = call->_asking;
+
+    call->_asking = NULL;
+    on_token(a, result, at);
+}
+
+/* Attempt @a takes its rate-limit token: at once, after a wait on its own timer, or, when none
+ * can come before the deadline, not at all. The first attempt of a call does it once admitted
+ * under max_in_flight; a retry under a cluster-scoped limit when its backoff ends. */
+static void pace_attempt(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    uint64_t at = 0;
+
+    a->state = ATTEMPT_PACING;
+    int r = gd_limits_ask_token(&u->limits, &call->_limits, call->base.deadline_ms,
+                                on_cluster_token, &at);
+    if (r == GD_LIMITS_WAITING) {
+        call->_asking = a; /* Redis answers, or its timeout falls back (on_cluster_token) */
+        return;
+    }
+    on_token(a, r, at);
 }
 
 static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
@@ -1464,7 +1505,7 @@ static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
     gd_upstream_t *u = call->_upstream;
 
     if (is_granted) {
-        pace_first_attempt(&call->_attempt);
+        pace_attempt(&call->_attempt);
         return;
     }
     end_attempt(&call->_attempt, GD_OUTCOME_IN_FLIGHT_TIMEOUT, 0,
@@ -1505,7 +1546,7 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
         call->_attempt.state = ATTEMPT_ADMITTING;
         return;
     }
-    pace_first_attempt(&call->_attempt);
+    pace_attempt(&call->_attempt);
 }
 
 static void dispose_call(gd_call_t *base)

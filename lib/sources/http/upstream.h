@@ -49,6 +49,11 @@ typedef struct gd_upstream_stats {
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
                                size_t max_connections, gd_budget_t *budget, gd_tls_ctx_t *tls);
 /**
+ * Takes the tokens of a cluster-scoped rate_limit from @redis (borrowed, the worker's, outlives
+ * @upstream; NULL: none). Call right after gd_upstream_new().
+ */
+void gd_upstream_use_redis(gd_upstream_t *upstream, struct gd_redis *redis);
+/**
  * Closes @upstream's idle connections and libuv handles; no call may be running. The loop must
  * then run until the handles are closed and a lookup under way has ended (uv_run() returns)
  * before gd_upstream_free().
@@ -121,6 +126,7 @@ struct gd_upstream_call {
     unsigned _started;
     int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
     gd_limits_pass_t _limits; /* its place under max_in_flight, its attempt's token */
+    gd_upstream_attempt_t *_asking; /* the attempt whose cluster token Redis is asked for */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */
