@@ -201,6 +201,44 @@ class RedisTest(GatherdTestCase):
                              (2, 0, 0, 0), view)  # 2 threads, one connection each
             self.assertEqual(len(view['workers']), 2)
 
+    def test_a_reload_keeps_the_connections_and_refuses_a_redis_change(self):
+        """SIGHUP with a changed endpoint: taken, the same Redis connections serve it (no new
+        connect), the counters go on, the cluster limit still holds. A changed "redis" is a
+        restart-only setting: refused, the old config goes on."""
+        redis = self.start_redis()
+        up = self.start_scripted({'/r': ok, '/s': ok})
+        cfg = self.limited(up, redis, {'calls': 3, 'per_ms': 60000, 'burst': 3})
+        gd = self.start_ready(cfg)
+        self.assertEqual(self.kinds(self.fetch_all([gd] * 2)), ['ok', 'ok'])
+        before = metrics(gd)
+        connects = metric(before, 'gatherd_redis_connects_total')
+        commands = metric(before, 'gatherd_redis_commands_total', 'result="ok"')
+
+        def reload(new_cfg, result):
+            with open(gd.config_path, 'w') as f:
+                json.dump(new_cfg, f)
+            def count():
+                return metric(metrics(gd), 'gatherd_config_reloads_total', 'result="%s"' % result)
+            n = count()
+            gd.signal(signal.SIGHUP)
+            self.assertTrue(wait_until(lambda: count() > n, 10), gd.log()[-3000:])
+        changed = json.loads(json.dumps(gd.cfg))
+        changed['endpoints'][0]['calls']['x']['path'] = '/s'
+        reload(changed, 'ok')
+        # one token of the burst is left, whichever config a worker serves the calls with
+        kinds = self.kinds(self.fetch_all([gd] * 3))
+        self.assertEqual(sorted(kinds), ['ok', 'rate_limited', 'rate_limited'], kinds)
+        self.assertEqual(up.count('/r') + up.count('/s'), 3)
+        after = metrics(gd)
+        self.assertEqual(metric(after, 'gatherd_redis_connects_total'), connects)
+        self.assertGreater(metric(after, 'gatherd_redis_commands_total', 'result="ok"'), commands)
+        self.assertEqual(metric(after, 'gatherd_redis_up'), 1)
+        other = json.loads(json.dumps(changed))
+        other['redis']['timeout_ms'] = 80
+        reload(other, 'refused')
+        self.assertIn('redis', gd.log().split('config reload refused')[-1].splitlines()[0])
+        self.assertTrue(readyz(gd)[0] == 200)
+
     def test_calls_wait_for_their_cluster_slot(self):
         # One call every 100 ms for both processes together, calls waiting for their slot: 16
         # calls take at least 1.5 s at the upstream (each process alone would pace its 8 in
