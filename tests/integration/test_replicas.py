@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Three gatherd replicas behind a real haproxy (conf/haproxy.cfg, with the test's ports),
-sharing a real PgBouncer in front of a real PostgreSQL and a stub upstream: under a steady
-load through haproxy, a rolling restart (SIGTERM to one replica at a time, the next once
-haproxy's /readyz checks see the new one up) fails no request.
+sharing a real PgBouncer in front of a real PostgreSQL, a real Redis and a stub upstream:
+- under a steady load through haproxy, a rolling restart (SIGTERM to one replica at a time,
+  the next once haproxy's /readyz checks see the new one up) fails no request;
+- a cluster-scoped rate limit holds exactly across the three, counted at the upstream;
+- under load, a reload (SIGHUP) of every replica fails no request and the new config answers.
 """
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -22,6 +25,7 @@ from harness import (HOST, Gatherd, call, config, endpoint, free_port, main, now
                      wait_until)
 import pgbouncer  # noqa: E402
 from test_postgres import PgTestCase, sql_call  # noqa: E402
+from test_redis import RedisServer  # noqa: E402
 
 HAPROXY = shutil.which('haproxy') or '/usr/sbin/haproxy'
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'conf',
@@ -163,17 +167,26 @@ class Load:
 @unittest.skipUnless(pgbouncer.available(), 'pgbouncer not installed (bash scripts/setup.sh)')
 class ReplicasTest(PgTestCase):
 
-    def replica_config(self, bouncer, port, admin_port):
+    def replica_config(self, bouncer, port, admin_port, redis=None, user='/users/1'):
+        eps = [endpoint('/p/{n}', {
+                   'user': call('s', user),
+                   'order': sql_call('SELECT $1::bigint AS n, count(*) AS c FROM orders', ['{n}'],
+                                     row='one', timeout_ms=5000)}, params={'n': 'int'}),
+               endpoint('/_pg_ready', {'ready': sql_call('SELECT 1 AS ready', row='one')})]
+        ups = {'s': self.stub}
+        top = {}
+        if redis is not None:
+            # 10 calls a minute to the quota API for all the replicas together
+            eps.append(endpoint('/quota', {'q': call('q', '/ok', timeout_ms=300)}))
+            ups['q'] = {'url': self.stub.url,
+                        'rate_limit': {'calls': 10, 'per_ms': 60000, 'burst': 10,
+                                       'scope': 'cluster'}}
+            top['redis'] = {'url': redis.url(), 'timeout_ms': 100}
         cfg = config(
-            [endpoint('/p/{n}', {
-                'user': call('s', '/users/1'),
-                'order': sql_call('SELECT $1::bigint AS n, count(*) AS c FROM orders', ['{n}'],
-                                  row='one', timeout_ms=5000)}, params={'n': 'int'}),
-             endpoint('/_pg_ready', {'ready': sql_call('SELECT 1 AS ready', row='one')})],
-            {'s': self.stub}, threads=1,
+            eps, ups, threads=1,
             postgres={'conninfo': bouncer.conninfo(), 'prepared': False, 'pool_size': 4,
                       'acquire_timeout_ms': 3000},
-            shutdown={'drain_delay_ms': 1000, 'timeout_ms': 10000})
+            shutdown={'drain_delay_ms': 1000, 'timeout_ms': 10000}, **top)
         cfg['listen'] = ['%s:%d' % (HOST, port)]
         cfg['admin_listen'] = '%s:%d' % (HOST, admin_port)
         return cfg
@@ -184,19 +197,25 @@ class ReplicasTest(PgTestCase):
         self.wait_sql_ready(gd)
         return gd
 
+    def start_cluster(self, redis=None):
+        """PgBouncer, REPLICAS replicas and haproxy in front, all up: (configs, replicas,
+        proxy, bouncer)."""
+        bouncer = pgbouncer.PgBouncer.for_test(self, self.pg, pool_size=4)
+        configs = [self.replica_config(bouncer, free_port(), free_port(), redis)
+                   for _ in range(REPLICAS)]
+        replicas = [self.start_replica(c) for c in configs]
+        proxy = Haproxy(self, [(r.port, int(c['admin_listen'].rsplit(':', 1)[1]))
+                               for r, c in zip(replicas, configs)])
+        proxy.wait_up(['g%d' % i for i in range(1, REPLICAS + 1)])
+        return configs, replicas, proxy, bouncer
+
     def check_all_answered(self, results):
         failed = [r for r in results if isinstance(r, Exception) or r[0] != 200 or r[1] != 'true']
         self.assertEqual(failed[:5], [], '%d of %d requests failed' % (len(failed), len(results)))
 
     def test_rolling_restart_under_load_fails_nothing(self):
-        bouncer = pgbouncer.PgBouncer.for_test(self, self.pg, pool_size=4)
-        configs = [self.replica_config(bouncer, free_port(), free_port())
-                   for _ in range(REPLICAS)]
-        replicas = [self.start_replica(c) for c in configs]
-        proxy = Haproxy(self, [(r.port, int(c['admin_listen'].rsplit(':', 1)[1]))
-                               for r, c in zip(replicas, configs)])
+        configs, replicas, proxy, _ = self.start_cluster()
         names = ['g%d' % i for i in range(1, REPLICAS + 1)]
-        proxy.wait_up(names)
 
         load = Load(proxy.port, 6)
         try:
@@ -229,6 +248,50 @@ class ReplicasTest(PgTestCase):
                                1000 * times[len(times) * 99 // 100], 1000 * times[-1]),
               file=sys.stderr)
         self.assertGreaterEqual(len(self.stub.requests_for('/users/1')), len(results))
+
+    def test_cluster_limit_and_reloads_across_replicas(self):
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        self.stub.add('/users/2', json={'id': 2, 'name': 'Bo'})
+        configs, replicas, proxy, bouncer = self.start_cluster(redis)
+        # 30 requests through haproxy, round robin over the three: the quota's 10 calls a
+        # minute hold for all of them, counted at the upstream
+        statuses = []
+        for _ in range(30):
+            conn = http.client.HTTPConnection(HOST, proxy.port, timeout=10)
+            conn.request('GET', '/quota')
+            statuses.append(conn.getresponse().status)
+            conn.close()
+        self.assertEqual(statuses.count(200), 10, statuses)
+        self.assertEqual(len(self.stub.requests_for('/ok')), 10)
+        self.assertTrue(all(r.log().count('path=/quota') >= 5 for r in replicas))
+
+        # every replica reloaded under load, one after the other, to a config whose answers
+        # carry user 2: nothing fails, and the new answers come from every replica
+        load = Load(proxy.port, 6)
+        try:
+            wait_until(lambda: load.count() >= 200, 20)
+            for r, c in zip(replicas, configs):
+                new = self.replica_config(bouncer, r.port, int(c['admin_listen'].rsplit(':', 1)[1]),
+                                          redis, user='/users/2')
+                with open(r.config_path, 'w') as f:
+                    json.dump(new, f)
+                r.signal(signal.SIGHUP)
+                self.assertTrue(wait_until(lambda: 'config reloaded from' in r.log(), 10),
+                                r.log()[-2000:])
+                before = load.count()
+                self.assertTrue(wait_until(lambda: load.count() > before + 50, 10))
+        finally:
+            results = load.stop()
+        self.check_all_answered(results)
+        print('reload of %d replicas under load: %d requests, 0 failed'
+              % (REPLICAS, len(results)), file=sys.stderr)
+        for r in replicas:
+            self.assertTrue(r.alive())
+            self.assertNotIn('reload refused', r.log())
+            self.assertNotIn('reload failed', r.log())
+        self.assertGreater(len(self.stub.requests_for('/users/2')), 100)
+        self.assertEqual([proxy.states()[n] for n in ('g1', 'g2', 'g3')], ['UP'] * 3)
 
 
 if __name__ == '__main__':
