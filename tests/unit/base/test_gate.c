@@ -157,7 +157,7 @@ static void test_deadline_refuses(void)
         uv_run(&fx.loop, UV_RUN_ONCE);
     CHECK_INT_EQ(fx.refused[0], 1);
     CHECK(fx.refused_at_ms[0] >= t0 + 30);
-    CHECK(fx.refused_at_ms[0] < t0 + 1000);
+    CHECK(fx.refused_at_ms[0] < t0 + 4000); /* long before b's deadline (valgrind, a loaded machine) */
     CHECK_INT_EQ(fx.gate.waiting, 1);
     gd_gate_release(&fx.gate); /* to b */
     turn(&fx);
