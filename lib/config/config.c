@@ -74,6 +74,7 @@
 #define MAX_RETRY_ATTEMPTS             10
 
 #define DEFAULT_PG_POOL_SIZE           8
+#define DEFAULT_PG_PIPELINE_DEPTH      8
 #define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
 #define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
 #define DEFAULT_PG_MAX_ROWS            10000
@@ -2719,7 +2720,8 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "acquire_timeout_ms", "connect_timeout_ms",
                                        "max_rows",           "max_body_bytes",
                                        "readiness",          "prepared",
-                                       "retry",              NULL};
+                                       "retry",              "pipeline_depth",
+                                       NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -2759,6 +2761,9 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, &at, v, "pool_size", 1, 10000, DEFAULT_PG_POOL_SIZE, &x)) < 0)
         return r;
     pg->pool_size = (size_t)x;
+    if ((r = get_int(l, &at, v, "pipeline_depth", 1, 64, DEFAULT_PG_PIPELINE_DEPTH, &x)) < 0)
+        return r;
+    pg->pipeline_depth = (size_t)x;
     if ((r = get_duration(l, &at, v, "acquire_timeout_ms", false, DEFAULT_PG_ACQUIRE_TIMEOUT_MS,
                           &pg->acquire_timeout_ms)) < 0 ||
         (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,

@@ -415,6 +415,8 @@ typedef struct gd_postgres_conf {
     /* read-only */
     char *conninfo; /* "" = libpq's PG* environment */
     size_t pool_size;
+    /* "pipeline_depth": plain reads per batch (one write, one Sync) on a connection at most */
+    size_t pipeline_depth;
     uint64_t acquire_timeout_ms;
     uint64_t connect_timeout_ms;
     gd_pg_readiness_t readiness;

@@ -593,10 +593,13 @@ static json_t *describe_pools(struct worker *w)
     if (w->pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
         json_object_set_new(part, "postgres",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "idle", (json_int_t)ps.idle,
-                                      "busy", (json_int_t)ps.busy, "connecting",
-                                      (json_int_t)ps.connecting, "broken", (json_int_t)ps.broken,
-                                      "waiting", (json_int_t)ps.waiting));
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "idle",
+                                      (json_int_t)ps.idle, "busy", (json_int_t)ps.busy,
+                                      "connecting", (json_int_t)ps.connecting, "broken",
+                                      (json_int_t)ps.broken, "waiting", (json_int_t)ps.waiting,
+                                      "batches", (json_int_t)ps.batches, "batched_queries",
+                                      (json_int_t)ps.batched_queries, "resent_queries",
+                                      (json_int_t)ps.resent_queries));
     }
     return part;
 }
@@ -668,6 +671,9 @@ static void publish_gauges(struct worker *w)
         g.pg_reconnects = ps.reconnects;
         g.pg_cancels = ps.cancels;
         g.pg_cancels_dropped = ps.cancels_dropped;
+        g.pg_batches = ps.batches;
+        g.pg_batched_queries = ps.batched_queries;
+        g.pg_resent_queries = ps.resent_queries;
     }
     gd_metrics_publish(w->server->metrics[w->index], &g);
 }
@@ -849,6 +855,7 @@ static void init_worker(struct worker *w)
             .shared = s->pg_shared,
             .is_unprepared = !config->postgres.is_prepared,
             .retry_budget = config->postgres.retry_budget,
+            .pipeline_depth = config->postgres.pipeline_depth,
         };
         w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
     }
