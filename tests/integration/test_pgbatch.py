@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Batches of Postgres queries (postgres.pipeline_depth), against a real PostgreSQL 15 and the
+real gatherd binary: concurrent SQL calls waiting for the one connection share batches (one
+write and one Sync each, counted by gatherd_postgres_batches_total), a failing query fails only
+its own call while the others of its batch answer right, a query that times out inside a batch
+is cancelled without failing the others, a write goes alone so that another call's failure
+never rolls it back, and a backend killed with a batch in flight fails only that batch.
+
+Each test holds the only connection busy with a slow query first, so that the calls started
+next wait for it and leave the line together, as one batch.
+"""
+
+import json as jsonlib
+import os
+import re
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import endpoint, free_port, main, now, run_gatherd, wait_until  # noqa: E402
+from test_operations import admin_get  # noqa: E402
+from test_postgres import Clients, PgTestCase, sql_call  # noqa: E402
+
+BUSY_S = 0.4  # how long the first query holds the connection
+
+
+def metric(port, name):
+    st, text = admin_get(port, '/metrics')
+    if st != 200:
+        raise AssertionError('/metrics answered %d' % st)
+    m = re.search(r'^%s (\d+)$' % re.escape(name), text, re.M)
+    if m is None:
+        raise AssertionError('%s not in /metrics' % name)
+    return int(m.group(1))
+
+
+class BatchTest(PgTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.pg.psql('DROP TABLE IF EXISTS batch_writes; CREATE TABLE batch_writes (v int)')
+
+    def start(self, depth=8, extra_endpoints=(), **pg):
+        self.admin_port = free_port()
+        section = {'pool_size': 1, 'pipeline_depth': depth, 'acquire_timeout_ms': 5000}
+        section.update(pg)
+        eps = [
+            endpoint('/busy', {'q': sql_call('SELECT pg_sleep(%s) AS s' % BUSY_S, row='one',
+                                             timeout_ms=5000)}),
+            endpoint('/n/{n}', {'q': sql_call('SELECT $1::int AS n', ['{n}'], row='one',
+                                              timeout_ms=5000)}, params={'n': 'int'}),
+            endpoint('/div/{n}', {'q': sql_call('SELECT 10 / $1::int AS d', ['{n}'], row='one',
+                                                timeout_ms=5000)}, params={'n': 'int'}),
+            endpoint('/slow/{n}', {'q': sql_call('SELECT $1::int AS n FROM pg_sleep(3)', ['{n}'],
+                                                 row='one', timeout_ms=300)},
+                     params={'n': 'int'}),
+            endpoint('/write/{n}', {'q': sql_call('INSERT INTO batch_writes VALUES ($1)',
+                                                  ['{n}'], timeout_ms=5000)},
+                     params={'n': 'int'}),
+        ] + list(extra_endpoints)
+        gd = self.start_pg_gatherd(eps, postgres=section,
+                                   admin_listen='127.0.0.1:%d' % self.admin_port)
+        return gd
+
+    def behind_busy(self, gd, paths):
+        """/busy first, then @paths concurrently while it holds the connection: they wait
+        together. Returns the results of @paths."""
+        busy = Clients(gd, ['/busy'])
+        time.sleep(BUSY_S / 4)
+        results = Clients(gd, paths).join()
+        busy.join()
+        self.assertEqual(busy.results[0][0], 200, busy.results[0])
+        return results
+
+    def counters(self):
+        time.sleep(0.3)  # the threads publish their counters every 100 ms
+        return (metric(self.admin_port, 'gatherd_postgres_batches_total'),
+                metric(self.admin_port, 'gatherd_postgres_batched_queries_total'),
+                metric(self.admin_port, 'gatherd_postgres_resent_queries_total'))
+
+    def assertAnswers(self, results, paths, expect):
+        for path, r in zip(paths, results):
+            self.assertNotIsInstance(r, Exception, (path, r))
+            st, _, body, _ = r
+            want = expect(path)
+            if isinstance(want, int):  # the value of a good call
+                self.assertEqual(st, 200, (path, body))
+                self.assertEqual(jsonlib.loads(body)['q'], {'n': want}, (path, body))
+            else:  # (kind, sqlstate) of a failed one
+                doc = jsonlib.loads(body)
+                self.assertIsNone(doc['q'], (path, body))
+                self.assertEqual(doc['errors']['q']['kind'], want[0], (path, body))
+                self.assertEqual(doc['errors']['q'].get('sqlstate'), want[1], (path, body))
+
+    def test_waiting_reads_share_batches(self):
+        gd = self.start(depth=8)
+        b0, q0, _ = self.counters()
+        paths = ['/n/%d' % i for i in range(16)]
+        results = self.behind_busy(gd, paths)
+        self.assertAnswers(results, paths, lambda p: int(p.split('/')[-1]))
+        b1, q1, r1 = self.counters()
+        batches, queries = b1 - b0, q1 - q0
+        # /busy alone, then 16 waiting reads in batches of at most 8: 3 batches when all 16
+        # waited together (more when some came late, never one per query)
+        self.assertEqual(queries, 17, (batches, queries))
+        self.assertLessEqual(batches, 9, (batches, queries))
+        self.assertGreaterEqual(batches, 3, (batches, queries))
+        self.assertEqual(r1, 0)
+        st, text = admin_get(self.admin_port, '/debug/upstreams')
+        if st == 200:  # the live view names the same counters
+            self.assertIn('"batched_queries"', text)
+
+    def test_depth_1_sends_one_query_per_sync(self):
+        gd = self.start(depth=1)
+        b0, q0, _ = self.counters()
+        paths = ['/n/%d' % i for i in range(8)]
+        results = self.behind_busy(gd, paths)
+        self.assertAnswers(results, paths, lambda p: int(p.split('/')[-1]))
+        b1, q1, _ = self.counters()
+        self.assertEqual((b1 - b0, q1 - q0), (9, 9))
+
+    def test_a_failing_query_fails_only_its_own_call(self):
+        gd = self.start(depth=8)
+        _, _, r0 = self.counters()
+        paths = ['/n/1', '/n/2', '/div/0', '/n/3', '/div/5', '/n/4', '/div/0', '/n/5']
+        results = self.behind_busy(gd, paths)
+
+        def expect(p):
+            if p == '/div/0':
+                return ('sql', '22012')
+            if p == '/div/5':
+                return 2
+            return int(p.split('/')[-1])
+        for path, r in zip(paths, results):
+            if path == '/div/5':
+                self.assertEqual(r[0], 200, r)
+                self.assertEqual(jsonlib.loads(r[2])['q'], {'d': 2}, r)
+        self.assertAnswers([r for p, r in zip(paths, results) if p != '/div/5'],
+                           [p for p in paths if p != '/div/5'], expect)
+        # the ones behind a failure were skipped by the server and sent again
+        _, _, r1 = self.counters()
+        self.assertGreaterEqual(r1 - r0, 1)
+        self.wait_sql_ready(gd, timeout=2)
+
+    def test_a_timeout_inside_a_batch_fails_only_its_call(self):
+        gd = self.start(depth=8)
+        time.sleep(0.3)  # published every 100 ms
+        c0 = metric(self.admin_port, 'gatherd_postgres_cancels_total')
+        paths = ['/n/1', '/n/2', '/slow/9', '/n/3', '/n/4']
+        t0 = now()
+        results = self.behind_busy(gd, paths)
+        elapsed = now() - t0
+        self.assertAnswers(results, paths,
+                           lambda p: ('timeout', None) if p.startswith('/slow') else
+                           int(p.split('/')[-1]))
+        # the slow one was cancelled on the server, not waited for (3 s)
+        self.assertLess(elapsed, 2.5, elapsed)
+        time.sleep(0.3)
+        self.assertGreaterEqual(metric(self.admin_port, 'gatherd_postgres_cancels_total') - c0, 1)
+        self.assertTrue(wait_until(lambda: not self.pg.active_queries_like('pg_sleep(3)'),
+                                   timeout=3))
+        self.wait_sql_ready(gd, timeout=3)
+
+    def test_a_write_is_never_rolled_back_by_another_call(self):
+        gd = self.start(depth=8)
+        paths = ['/write/1', '/div/0', '/write/2', '/n/1', '/div/0', '/write/3', '/div/0']
+        results = self.behind_busy(gd, paths)
+        ok_writes = []
+        for path, r in zip(paths, results):
+            self.assertNotIsInstance(r, Exception, (path, r))
+            if path.startswith('/write'):
+                self.assertEqual(r[0], 200, (path, r[2]))
+                ok_writes.append(path.split('/')[-1])
+            elif path.startswith('/div'):
+                self.assertEqual(jsonlib.loads(r[2])['errors']['q']['sqlstate'], '22012', r)
+        self.assertEqual(sorted(x[0] for x in self.pg.rows('SELECT v FROM batch_writes')),
+                         sorted(ok_writes))
+
+    def test_a_backend_killed_with_a_batch_in_flight(self):
+        gd = self.start(depth=8, extra_endpoints=[
+            endpoint('/nap/{n}', {'q': sql_call('SELECT $1::int AS n FROM pg_sleep(0.3)',
+                                                ['{n}'], row='one', timeout_ms=5000)},
+                     params={'n': 'int'})])
+        busy = Clients(gd, ['/busy'])
+        time.sleep(BUSY_S / 4)
+        naps = Clients(gd, ['/nap/%d' % i for i in range(6)])
+        # the batch of naps is on the connection once /busy is done
+        self.assertTrue(wait_until(lambda: self.pg.active_queries_like('pg_sleep(0.3)'),
+                                   timeout=3))
+        self.assertGreaterEqual(self.pg.terminate_gatherd_backends(), 1)
+        t0 = now()
+        results = naps.join()
+        busy.join()
+        self.assertLess(now() - t0, 4)
+        for r in results:
+            self.assertNotIsInstance(r, Exception, r)
+            st, _, body, _ = r
+            if st != 200:  # answered, as JSON, with the connection's loss
+                self.assertEqual(jsonlib.loads(body)['errors']['q']['kind'], 'io', body)
+        self.assertTrue(any(r[0] != 200 for r in results), results)
+        # a new connection, and every call answers again
+        self.wait_sql_ready(gd, timeout=5)
+        paths = ['/n/%d' % i for i in range(6)]
+        self.assertAnswers(self.behind_busy(gd, paths), paths, lambda p: int(p.split('/')[-1]))
+
+    def test_pipeline_depth_is_checked(self):
+        cfg = self.pg_config([endpoint('/n', {'q': sql_call('SELECT 1 AS n')})],
+                             postgres={'pipeline_depth': 0})
+        cfg['listen'] = ['127.0.0.1:1']
+        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+            jsonlib.dump(cfg, f)
+        self.addCleanup(os.unlink, f.name)
+        r = run_gatherd(['-t', '-c', f.name])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('postgres.pipeline_depth', r.stdout + r.stderr)
+
+
+if __name__ == '__main__':
+    main()
