@@ -849,6 +849,7 @@ static void init_worker(struct worker *w)
             .connect_timeout_ms = config->postgres.connect_timeout_ms,
             .statements = (const char *const *)config->statements,
             .statement_nparams = config->statement_nparams,
+            .statement_is_batchable = config->statement_is_batchable,
             .nstatements = config->nstatements,
             .application_name = "gatherd",
             .statement_timeout_ms = backstop_statement_timeout_ms(config),

@@ -120,6 +120,23 @@ class BatchTest(PgTestCase):
         b1, q1, _ = self.counters()
         self.assertEqual((b1 - b0, q1 - q0), (9, 9))
 
+    def test_locking_reads_and_non_idempotent_calls_go_alone(self):
+        gd = self.start(depth=8, extra_endpoints=[
+            endpoint('/lock/{n}', {'q': sql_call(
+                'SELECT $1::int AS n FROM orders WHERE id = 1 FOR UPDATE', ['{n}'], row='one',
+                timeout_ms=5000)}, params={'n': 'int'}),
+            endpoint('/writes/{n}', {'q': sql_call(
+                'SELECT $1::int AS n', ['{n}'], row='one', idempotent=False,
+                timeout_ms=5000)}, params={'n': 'int'})])
+        for prefix in ('/lock/', '/writes/'):
+            with self.subTest(prefix):
+                b0, q0, _ = self.counters()
+                paths = [prefix + str(i) for i in range(6)]
+                results = self.behind_busy(gd, paths)
+                self.assertAnswers(results, paths, lambda p: int(p.split('/')[-1]))
+                b1, q1, _ = self.counters()
+                self.assertEqual((b1 - b0, q1 - q0), (7, 7))
+
     def test_a_failing_query_fails_only_its_own_call(self):
         gd = self.start(depth=8)
         _, _, r0 = self.counters()

@@ -101,6 +101,7 @@ struct pipe_entry {
     /* The server skipped it (an earlier entry's error, or a cancel meant for another entry):
      * it never ran, and is sent again. */
     bool is_skipped;
+    bool is_abandoned; /* its query left while the server may still run it: the drain's */
     size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
@@ -202,7 +203,6 @@ struct gd_pgpool {
     uint64_t reconnects, cancels, cancels_dropped;
     uint64_t batches, batched_queries, resent_queries;
     size_t depth;        /* queries per batch at most (>= 1) */
-    bool *is_batchable;  /* per statement: a plain read, which may share a batch */
     /* Queries whose end is decided, reported by flush_ended() once the code that decided it
      * touches the connection no more: reporting may switch into a coroutine, which may start
      * or cancel queries of the same batch. */
@@ -275,92 +275,6 @@ static bool tcp_bytes_acked(int fd, uint64_t *ret_acked)
         len < TCPI_BYTES_ACKED_OFFSET + sizeof(uint64_t))
         return false;
     memcpy(ret_acked, info + TCPI_BYTES_ACKED_OFFSET, sizeof(uint64_t));
-    return true;
-}
-
-/* Skips blanks and comments of SQL text @p. */
-static const char *skip_sql_blanks(const char *p)
-{
-    for (;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f')
-            p++;
-        if (p[0] == '-' && p[1] == '-') {
-            p += strcspn(p, "\n");
-        } else if (p[0] == '/' && p[1] == '*') {
-            const char *end = strstr(p + 2, "*/");
-            p = end != NULL ? end + 2 : p + strlen(p);
-        } else {
-            return p;
-        }
-    }
-}
-
-/* Reads the next word of SQL text (letters, digits, _) outside quotes and comments into @word
- * (upper case, cut at @cap - 1). Returns the position after it, or NULL at the end. */
-static const char *next_sql_word(const char *p, char *word, size_t cap)
-{
-    size_t n = 0;
-
-    for (;;) {
-        p = skip_sql_blanks(p);
-        if (*p == '\0')
-            return NULL;
-        if (*p == '\'' || *p == '"') { /* a literal or quoted identifier: never a keyword */
-            char q = *p++;
-            while (*p != '\0' && !(*p == q && p[1] != q))
-                p += *p == q ? 2 : 1;
-            if (*p != '\0')
-                p++;
-            continue;
-        }
-        if (*p == '$') { /* $1, or a dollar-quoted body $tag$...$tag$ */
-            const char *tag_end = p + 1 + strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
-                                                         "NOPQRSTUVWXYZ_0123456789");
-            if (*tag_end == '$') {
-                size_t tag_len = (size_t)(tag_end - p) + 1;
-                const char *body = tag_end + 1, *end = body;
-                while ((end = strchr(end, '$')) != NULL && strncmp(end, p, tag_len) != 0)
-                    end++;
-                p = end != NULL ? end + tag_len : body + strlen(body);
-                continue;
-            }
-            p = tag_end;
-            continue;
-        }
-        if (!(((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || *p == '_')) {
-            p++;
-            continue;
-        }
-        while (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || *p == '_' ||
-               (*p >= '0' && *p <= '9')) {
-            if (n + 1 < cap)
-                word[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-            p++;
-        }
-        word[n] = '\0';
-        return p;
-    }
-}
-
-bool gd_pgpool_is_plain_read(const char *sql)
-{
-    char word[16], prev[16] = "";
-    const char *p = next_sql_word(sql, word, sizeof(word));
-
-    if (p == NULL ||
-        (strcmp(word, "SELECT") != 0 && strcmp(word, "VALUES") != 0 && strcmp(word, "TABLE") != 0))
-        return false;
-    /* SELECT ... INTO makes a table; FOR UPDATE/SHARE (and NO KEY UPDATE, KEY SHARE) lock rows
-     * until the batch's end, which would make a lock last as long as the batch. */
-    while ((p = next_sql_word(p, word, sizeof(word))) != NULL) {
-        if (strcmp(word, "INTO") == 0)
-            return false;
-        if (strcmp(prev, "FOR") == 0 &&
-            (strcmp(word, "UPDATE") == 0 || strcmp(word, "SHARE") == 0 ||
-             strcmp(word, "NO") == 0 || strcmp(word, "KEY") == 0))
-            return false;
-        memcpy(prev, word, sizeof(prev));
-    }
     return true;
 }
 
@@ -1223,9 +1137,19 @@ static void entry_start_execute(struct conn *c)
                      c->index);
 }
 
-/* The next entry's results come now (or the Sync's, after the last). */
+/* The next entry's results come now (or the Sync's, after the last). The drain of abandoned
+ * queries ends with the last of them: the others of the batch may run as long as they need. */
 static void batch_advance(struct conn *c)
 {
+    if (c->entries[c->head].is_abandoned) {
+        bool is_draining = false;
+        for (size_t i = c->head + 1; i < c->nentries && !is_draining; i++)
+            is_draining = c->entries[i].is_abandoned;
+        if (!is_draining) {
+            gd_timer_stop(c->pool->timers, &c->timer);
+            c->is_abandoned = false;
+        }
+    }
     c->head++;
     if (c->head < c->nentries && c->entries[c->head].phase == PHASE_EXECUTE)
         entry_start_execute(c);
@@ -1310,6 +1234,7 @@ static void entry_hand_over(struct pipe_entry *e)
 }
 
 static void batch_send(struct conn *c);
+static void batch_go_on(struct conn *c);
 
 /* The batch's Sync came: the implicit transaction is over, so each query's result is final
  * (a write's included) and goes to it. The entries the server skipped stay, moved to the
@@ -1341,21 +1266,12 @@ static void batch_done(struct conn *c)
         }
         entry_reset(e);
     }
-    bool has_cancel = c->has_cancel;
     c->nentries = n;
     c->head = 0;
     c->is_synced = true;
     if (c->cancel_req != NULL)
         return; /* on_cancel_sent() goes on */
-    if (n == 0) {
-        batch_reset(c);
-        conn_idle(c);
-        return;
-    }
-    gd_timer_stop(pool->timers, &c->timer);
-    c->is_abandoned = false;
-    c->has_cancel = has_cancel; /* a cancel just sent may still reach the server late */
-    batch_send(c);
+    batch_go_on(c);
 }
 
 static bool detach(gd_pgpool_query_t *q);
@@ -1364,7 +1280,7 @@ static void request_cancel(struct conn *c);
 /* The head entry's rows broke its query's rule or limits: the query gets its failure now, not
  * after the rest of a result that may be huge; the connection keeps reading and dropping the
  * rest. The query goes on the ended list, to be reported as it is (no retry). */
-static void detach_broken(struct conn *c, struct pipe_entry *e)
+static void detach_broken(struct pipe_entry *e)
 {
     gd_pgpool_query_t *q = e->query;
 
@@ -1375,7 +1291,6 @@ static void detach_broken(struct conn *c, struct pipe_entry *e)
     e->body = (gd_pgjson_buf_t){0};
     detach(q);
     push_ended(q, END_REPORT, false);
-    (void)c;
 }
 
 /* Reads the results libpq has parsed. Ended queries go on the ended list (the caller
@@ -1404,14 +1319,14 @@ static void read_results(struct conn *c)
         }
         struct pipe_entry *e = c->head < c->nentries ? &c->entries[c->head] : NULL;
         if (e != NULL && e->is_rule_broken && e->query != NULL) {
-            detach_broken(c, e);
+            detach_broken(e);
             is_broken = true;
             broken_at = c->head;
         }
     }
     /* The rest of the broken rows is still to come: the server is asked to stop producing it
      * rather than the connection reading all of it. */
-    if (is_broken && c->state == CONN_BUSY && c->head == broken_at && c->is_abandoned)
+    if (is_broken && c->state == CONN_BUSY && !c->is_synced && c->head == broken_at)
         request_cancel(c);
 }
 
@@ -1579,10 +1494,12 @@ static void batch_send(struct conn *c)
         c->is_sent = true;
 }
 
-/* Whether waiting query @w may join a batch: its statement is a plain read (see pgpool.h). */
+/* Whether query @q may share a batch: its call is idempotent and its statement a plain read
+ * (see pgpool.h). */
 static bool may_share_batch(const gd_pgpool_t *pool, const gd_pgpool_query_t *q)
 {
-    return pool->is_batchable[q->statement];
+    return q->is_idempotent && pool->conf->statement_is_batchable != NULL &&
+           pool->conf->statement_is_batchable[q->statement];
 }
 
 static void schedule_rebalance(gd_pgpool_t *pool);
@@ -1621,6 +1538,16 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
  * is sent again now, else the connection is free. */
 static void batch_go_on(struct conn *c)
 {
+    size_t n = 0;
+
+    /* Those whose query left meanwhile (a deadline, a client gone) are not sent. */
+    for (size_t i = 0; i < c->nentries; i++) {
+        if (c->entries[i].query != NULL)
+            c->entries[n++] = c->entries[i];
+    }
+    for (size_t i = n; i < c->nentries; i++)
+        c->entries[i] = (struct pipe_entry){0}; /* moved or empty: nothing of their own */
+    c->nentries = n;
     if (c->nentries == 0) {
         batch_reset(c);
         conn_idle(c);
@@ -1677,6 +1604,7 @@ static bool detach(gd_pgpool_query_t *q)
     q->_conn = NULL;
     if (e->phase == PHASE_DONE || e->is_skipped || c->is_synced)
         return false;
+    e->is_abandoned = true;
     c->is_abandoned = true;
     gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
     return true;
@@ -2045,9 +1973,6 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     pool->depth = conf->pipeline_depth == 0 ? 1
                   : conf->pipeline_depth > PIPELINE_DEPTH_MAX ? PIPELINE_DEPTH_MAX
                                                               : conf->pipeline_depth;
-    pool->is_batchable = gd_xcalloc(conf->nstatements + 1, sizeof(*pool->is_batchable));
-    for (size_t i = 0; i < conf->nstatements; i++)
-        pool->is_batchable[i] = gd_pgpool_is_plain_read(conf->statements[i]);
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
     for (size_t i = 0; i < conf->size; i++) {
@@ -2113,7 +2038,6 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
         free(pool->conns[i].prepared);
         free(pool->conns[i].entries);
     }
-    free(pool->is_batchable);
     free(pool->conns);
     for (size_t i = 0; i < pool->conf->nstatements; i++)
         gd_pgjson_columns_unref(pool->columns[i]);

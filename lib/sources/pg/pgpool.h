@@ -15,9 +15,9 @@
  * retry budget; nothing else is retried.
  *
  * Batches (pipeline_depth > 1): a query that finds every connection busy waits in the pool's
- * line; a connection that comes free takes the first waiter and, when its statement is a plain
- * read (its text starts with SELECT, VALUES or TABLE and takes no row lock), up to
- * pipeline_depth - 1 more plain reads from the line, in line order, and sends them in one write
+ * line; a connection that comes free takes the first waiter and, when it is idempotent and its
+ * statement a plain read (statement_is_batchable), up to pipeline_depth - 1 more such queries
+ * from the line, in line order, and sends them in one write
  * ending in one Sync. They share the server's implicit transaction: an error skips the rest of
  * the batch, so the failing query fails alone and the ones behind it are sent again on the
  * same connection, in a new batch, without counting as retries (at most MAX_RESENDS times,
@@ -83,6 +83,9 @@ typedef struct gd_pgpool_conf {
     uint64_t connect_timeout_ms;
     const char *const *statements; /* SQL texts; a query names one by index */
     const int *statement_nparams;  /* number of $n parameters of each */
+    /* Of each: a plain read, which may share a batch when its call is idempotent too; NULL:
+     * none is. */
+    const bool *statement_is_batchable;
     size_t nstatements;
     const char *application_name; /* sent to the server; NULL: "gatherd" */
     /* The server's statement_timeout on every connection: a backstop that stops a query
@@ -144,14 +147,6 @@ gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool);
  * count one of any pool using it, since this pool can then take a unit for its queries.
  */
 bool gd_pgpool_is_ready(const gd_pgpool_t *pool);
-
-/**
- * Whether SQL text @sql is a plain read, which may share a batch with other queries: its first
- * keyword is SELECT, VALUES or TABLE, and it has no INTO and no row lock (FOR UPDATE, FOR NO
- * KEY UPDATE, FOR SHARE, FOR KEY SHARE). A SELECT of a function that writes is not told apart:
- * see the README's "Batches" for how to keep one alone.
- */
-bool gd_pgpool_is_plain_read(const char *sql);
 
 typedef struct gd_pgpool_query {
     gd_call_t base; /* first: the call as the gatherer sees it */
