@@ -1155,6 +1155,9 @@ static void batch_advance(struct conn *c)
         entry_start_execute(c);
 }
 
+static bool may_share_batch(const gd_pgpool_t *pool, const gd_pgpool_query_t *q);
+static void entry_hand_over(struct pipe_entry *e);
+
 /* Feeds one PQgetResult() answer to the batch and clears it. Returns false when the sequence
  * makes no sense: the connection cannot be trusted any more. */
 static bool batch_step(struct conn *c, PGresult *res)
@@ -1202,6 +1205,15 @@ static bool batch_step(struct conn *c, PGresult *res)
     case PHASE_EXECUTE:
         if (res == NULL) {
             e->phase = PHASE_DONE;
+            /* A plain read is answered as soon as its rows are all in, not at the Sync: the
+             * queries ahead of a slow one in its batch are not held up by it. (What the commit
+             * at the Sync could still say of a read: only a serialization failure under
+             * SERIALIZABLE, see the README.) Anything else went alone and waits for the Sync,
+             * which commits it; and a FATAL error (a terminated backend) is the connection's
+             * loss, reported as such. */
+            if (e->query != NULL && !e->is_skipped && c->last_fatal[0] == '\0' &&
+                may_share_batch(c->pool, e->query))
+                entry_hand_over(e);
             batch_advance(c);
         } else {
             entry_rows(c, e, res);
