@@ -5,6 +5,7 @@ write and one Sync each, counted by gatherd_postgres_batches_total), a failing q
 its own call while the others of its batch answer right, a query that times out inside a batch
 is cancelled without failing the others, a write goes alone so that another call's failure
 never rolls it back, and a backend killed with a batch in flight fails only that batch.
+(`gatherd -t` on postgres.pipeline_depth: test_postgres's ConfigCheckTest.)
 
 Each test holds the only connection busy with a slow query first, so that the calls started
 next wait for it and leave the line together, as one batch.
@@ -14,11 +15,10 @@ import json as jsonlib
 import os
 import re
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import endpoint, free_port, main, now, run_gatherd, wait_until  # noqa: E402
+from harness import endpoint, free_port, main, now, wait_until  # noqa: E402
 from test_operations import admin_get  # noqa: E402
 from test_postgres import Clients, PgTestCase, sql_call  # noqa: E402
 
@@ -225,17 +225,6 @@ class BatchTest(PgTestCase):
         self.wait_sql_ready(gd, timeout=5)
         paths = ['/n/%d' % i for i in range(6)]
         self.assertAnswers(self.behind_busy(gd, paths), paths, lambda p: int(p.split('/')[-1]))
-
-    def test_pipeline_depth_is_checked(self):
-        cfg = self.pg_config([endpoint('/n', {'q': sql_call('SELECT 1 AS n')})],
-                             postgres={'pipeline_depth': 0})
-        cfg['listen'] = ['127.0.0.1:1']
-        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-            jsonlib.dump(cfg, f)
-        self.addCleanup(os.unlink, f.name)
-        r = run_gatherd(['-t', '-c', f.name])
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn('postgres.pipeline_depth', r.stdout + r.stderr)
 
 
 if __name__ == '__main__':
