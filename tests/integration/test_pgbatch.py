@@ -109,8 +109,10 @@ class BatchTest(PgTestCase):
         self.assertGreaterEqual(batches, 3, (batches, queries))
         self.assertEqual(r1, 0)
         st, text = admin_get(self.admin_port, '/debug/upstreams')
-        if st == 200:  # the live view names the same counters
-            self.assertIn('"batched_queries"', text)
+        self.assertEqual(st, 200, text)
+        pg = jsonlib.loads(text)['postgres']  # the live view has the same counters
+        self.assertGreaterEqual(pg['batched_queries'], pg['batches'] + 8, pg)
+        self.assertEqual(pg['workers'][0]['batches'], pg['batches'], pg)
 
     def test_depth_1_sends_one_query_per_sync(self):
         gd = self.start(depth=1)
