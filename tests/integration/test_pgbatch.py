@@ -4,7 +4,9 @@ real gatherd binary: concurrent SQL calls waiting for the one connection share b
 write and one Sync each, counted by gatherd_postgres_batches_total), a failing query fails only
 its own call while the others of its batch answer right, a query that times out inside a batch
 is cancelled without failing the others, a write goes alone so that another call's failure
-never rolls it back, and a backend killed with a batch in flight fails only that batch.
+never rolls it back, a serialization failure in a batch is retried by its own policy while
+the others are only sent again, and a backend killed with a batch in flight fails only that
+batch.
 (`gatherd -t` on postgres.pipeline_depth: test_postgres's ConfigCheckTest.)
 
 Each test holds the only connection busy with a slow query first, so that the calls started
@@ -21,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import endpoint, free_port, main, now, wait_until  # noqa: E402
 from test_operations import admin_get  # noqa: E402
 from test_postgres import Clients, PgTestCase, sql_call  # noqa: E402
+from test_sql_retries import FLAKY  # noqa: E402
 
 BUSY_S = 0.4  # how long the first query holds the connection
 
@@ -36,6 +39,11 @@ def metric(port, name):
 
 
 class BatchTest(PgTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg.psql(FLAKY)
 
     def setUp(self):
         super().setUp()
@@ -162,6 +170,24 @@ class BatchTest(PgTestCase):
         _, _, r1 = self.counters()
         self.assertGreaterEqual(r1 - r0, 1)
         self.wait_sql_ready(gd, timeout=2)
+
+    def test_a_serialization_failure_in_a_batch_is_retried_the_others_answer(self):
+        self.pg.psql('DROP SEQUENCE IF EXISTS batch_runs; CREATE SEQUENCE batch_runs')
+        gd = self.start(depth=8, extra_endpoints=[endpoint('/flaky', {'q': sql_call(
+            "SELECT flaky('batch_runs', 1, '40001') AS n", row='one', timeout_ms=5000,
+            retry={'attempts': 3, 'backoff_ms': 5, 'max_backoff_ms': 20})})])
+        _, _, r0 = self.counters()
+        t0 = metric(self.admin_port, 'gatherd_postgres_retries_total')
+        paths = ['/n/1', '/flaky', '/n/2', '/n/3']
+        results = self.behind_busy(gd, paths, stagger=0.02)
+        # the flaky one failed once (40001), was retried as the user's policy says, and ran
+        # again; the two behind it were skipped and sent again, which is no retry
+        self.assertAnswers(results, paths, lambda p: 2 if p == '/flaky' else
+                           int(p.split('/')[-1]))
+        self.assertEqual(self.pg.scalar('SELECT last_value FROM batch_runs'), '2')
+        _, _, r1 = self.counters()
+        self.assertEqual(metric(self.admin_port, 'gatherd_postgres_retries_total') - t0, 1)
+        self.assertGreaterEqual(r1 - r0, 1)
 
     def test_a_timeout_inside_a_batch_fails_only_its_call(self):
         gd = self.start(depth=8)
