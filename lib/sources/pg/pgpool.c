@@ -734,6 +734,8 @@ static void conn_lost(struct conn *c, const char *reason)
      * server's host (and a partial message is never executed). */
     bool is_unsent = !c->is_sent || (c->is_ack_tracked && !c->is_answered &&
                                      c->acked_since == c->acked_before);
+    /* Over (synced), a batch has left only queries the server skipped, waiting to be re-sent. */
+    is_unsent |= c->is_synced;
     char why[GD_CALL_MESSAGE_MAX], msg[GD_CALL_MESSAGE_MAX + 40];
 
     lost_reason(c, reason, why, sizeof(why));
@@ -1137,20 +1139,29 @@ static void entry_start_execute(struct conn *c)
                      c->index);
 }
 
-/* The next entry's results come now (or the Sync's, after the last). The drain of abandoned
- * queries ends with the last of them: the others of the batch may run as long as they need. */
+/* The drain (DRAIN_TIMEOUT_MS, on c->timer) ends once no abandoned query of the batch is still
+ * being answered and no cancel is on its way (one that hangs must not stop a later query): the
+ * others of the batch may then run as long as they need. */
+static void drain_check(struct conn *c)
+{
+    for (size_t i = c->head; i < c->nentries; i++) {
+        if (c->entries[i].is_abandoned && c->entries[i].phase != PHASE_DONE)
+            return;
+    }
+    if (c->cancel_req != NULL)
+        return;
+    gd_timer_stop(c->pool->timers, &c->timer);
+    c->is_abandoned = false;
+}
+
+/* The next entry's results come now (or the Sync's, after the last). */
 static void batch_advance(struct conn *c)
 {
-    if (c->entries[c->head].is_abandoned) {
-        bool is_draining = false;
-        for (size_t i = c->head + 1; i < c->nentries && !is_draining; i++)
-            is_draining = c->entries[i].is_abandoned;
-        if (!is_draining) {
-            gd_timer_stop(c->pool->timers, &c->timer);
-            c->is_abandoned = false;
-        }
-    }
+    bool was_abandoned = c->entries[c->head].is_abandoned;
+
     c->head++;
+    if (was_abandoned)
+        drain_check(c);
     if (c->head < c->nentries && c->entries[c->head].phase == PHASE_EXECUTE)
         entry_start_execute(c);
 }
@@ -1583,6 +1594,8 @@ static void on_cancel_sent(void *data, bool is_ok, const char *error)
     c->cancel_req = NULL;
     if (c->state == CONN_BUSY && c->is_synced)
         batch_go_on(c); /* the drain finished first; only the cancel kept it */
+    else if (c->state == CONN_BUSY && c->is_abandoned)
+        drain_check(c);
     flush_ended(c->pool);
 }
 
@@ -1592,7 +1605,7 @@ static void on_cancel_sent(void *data, bool is_ok, const char *error)
  * but for those the server skipped, which never ran and may be retried. */
 static void conn_remake(struct conn *c, const char *why)
 {
-    fail_batch(c, false, GD_OUTCOME_IO, why);
+    fail_batch(c, c->is_synced, GD_OUTCOME_IO, why); /* synced: only skipped ones are left */
     conn_discard(c);
     set_state(c, CONN_BACKOFF);
     conn_start(c);
