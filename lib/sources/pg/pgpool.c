@@ -46,6 +46,9 @@ enum {
     MAX_RESENDS = 3,
     /* postgres.pipeline_depth's bound: a batch of queries is one array on its connection. */
     PIPELINE_DEPTH_MAX = 64,
+    /* Waiters a connection looks at for its batch at most: a line of queries that may not
+     * share one (writes) is not walked whole for every batch. */
+    LINE_SCAN_MAX = 128,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
     MAX_ADDRS = 8,
@@ -1541,7 +1544,8 @@ static void conn_run(struct conn *c, gd_pgpool_query_t *q)
     c->entries[c->nentries++] = (struct pipe_entry){.query = q, .statement = q->statement};
     if (pool->depth > 1 && may_share_batch(pool, q)) {
         const gd_gate_waiter_t *w = gd_gate_first_waiter(&pool->line);
-        while (w != NULL && c->nentries < pool->depth) {
+        for (size_t seen = 0; w != NULL && c->nentries < pool->depth && seen < LINE_SCAN_MAX;
+             seen++) {
             gd_pgpool_query_t *o = CONTAINER_OF(w, gd_pgpool_query_t, _waiter);
             w = gd_gate_next_waiter(&pool->line, w);
             if (!may_share_batch(pool, o))
