@@ -16,7 +16,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config \
-      libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev zlib1g-dev libjwt-dev \
+      libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev zlib1g-dev libjwt-dev libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -42,7 +42,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libh2o0.13 libuv1 libjansson4 libpq5 libssl3 zlib1g libjwt0 ca-certificates \
+      libh2o0.13 libuv1 libjansson4 libpq5 libssl3 zlib1g libjwt0 libhiredis0.14 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed, numeric, non-root uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER,

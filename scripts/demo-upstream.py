@@ -7,6 +7,8 @@
   GET /quota                 always 429: the API's quota is spent
   GET /posts?userId={id}     ten posts of that user
   GET /albums?userId={id}    ten albums of that user
+  GET /comments?postId={id}  three comments on that post
+  GET /companies/{id}        a company (1 to 5) and the ids of some of its employees
   GET /slow?ms=N             answers {"slept_ms": N} after N ms (at most 10 s)
 
 Data is derived from the id, so answers are deterministic. With --api-key KEY every request must
@@ -38,6 +40,11 @@ def posts(uid):
 
 def albums(uid):
     return [{"id": uid * 10 + i, "userId": uid, "title": f"Album {i} of user {uid}"} for i in range(10)]
+
+
+def comments(pid):
+    return [{"id": pid * 10 + i, "postId": pid, "name": f"Comment {i} on post {pid}",
+             "body": "Nice post."} for i in range(3)]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -89,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, posts(int(query["userId"][0])))
             if parts == ["albums"]:
                 return self.answer(200, albums(int(query["userId"][0])))
+            if parts == ["comments"]:
+                return self.answer(200, comments(int(query["postId"][0])))
             if parts == ["slow"]:
                 ms = min(int(query.get("ms", ["100"])[0]), 10000)
                 time.sleep(ms / 1000)

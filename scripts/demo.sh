@@ -33,6 +33,7 @@ echo "demo: gatherd on http://127.0.0.1:8080 — try: curl -i http://127.0.0.1:8
 echo "demo: and with a client key: curl -i -H 'x-client-key: $GATHERD_DEMO_CLIENT_KEYS' http://127.0.0.1:8080/users/1/account" >&2
 build-release/gatherd -c conf/demo.json &
 gatherd_pid=$!
+echo "demo: gatherd is PID $gatherd_pid; after editing conf/demo.json, kill -HUP $gatherd_pid reloads it" >&2
 trap 'kill -TERM "$gatherd_pid" 2>/dev/null || true; wait "$gatherd_pid" 2>/dev/null || true; cleanup' EXIT
 trap 'kill -TERM "$gatherd_pid" 2>/dev/null || true' INT TERM
 wait "$gatherd_pid" || true

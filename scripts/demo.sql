@@ -16,3 +16,13 @@ SELECT (u - 1) * 5 + k, u,
        timestamptz '2026-01-01 00:00:00+00' + ((u * 7919 + k * 104729) % 525600) * interval '1 minute'
 FROM generate_series(1, 100) AS u, generate_series(1, 5) AS k;
 CREATE INDEX orders_user_id_order_date ON orders (user_id, order_date);
+-- The products the orders name, with their catalogue prices (the "home" screen's one query
+-- for the products of a user's latest orders: WHERE name = ANY($1::text[])).
+CREATE TABLE products (
+    name       text          PRIMARY KEY,
+    unit_price numeric(10,2) NOT NULL,
+    in_stock   boolean       NOT NULL
+);
+INSERT INTO products VALUES
+    ('Widget', 12.50, true), ('Gadget', 24.00, true), ('Gizmo', 7.25, false),
+    ('Sprocket', 3.10, true), ('Flange', 41.00, true);

@@ -6,8 +6,11 @@ set -euo pipefail
 packages=(
   gcc clang pkg-config meson ninja-build      # build (clang: a second compiler's warnings)
   libh2o-dev libuv1-dev libjansson-dev libssl-dev libpq-dev zlib1g-dev libjwt-dev
+  libhiredis-dev                              # shared state in Redis (with its libuv adapter)
+  redis-server                                # test_redis: the tests' throwaway Redis
   postgresql-15 postgresql-client-15          # the demo's and the tests' throwaway clusters
   pgbouncer                                   # test_pgbouncer: transaction pooling in front
+  haproxy                                     # test_replicas: three replicas behind a balancer
   python3 curl                                # demo upstream, integration tests (curl: HTTP/2)
   openssl ca-certificates                     # test_tls makes its certificates; system CA store
   valgrind                                    # valgrind.h: coroutine stacks announced to valgrind

@@ -17,6 +17,11 @@ uint64_t gd_pacer_interval_us(const gd_pacer_t *p)
     return p->_interval_us;
 }
 
+uint64_t gd_pacer_tolerance_us(const gd_pacer_t *p)
+{
+    return p->_tolerance_us;
+}
+
 bool gd_pacer_reserve(gd_pacer_t *p, uint64_t now_us, uint64_t latest_us, gd_pacer_slot_t *ret)
 {
     uint64_t tat = atomic_load_explicit(&p->_tat_us, memory_order_relaxed), at, next;

@@ -41,6 +41,8 @@ typedef struct gd_pacer_slot {
 void gd_pacer_init(gd_pacer_t *p, uint64_t calls, uint64_t per_ms, uint64_t burst);
 /** The time between two tokens, in microseconds. */
 uint64_t gd_pacer_interval_us(const gd_pacer_t *p);
+/** How far ahead of its TAT a call may go ((burst - 1) intervals), in microseconds. */
+uint64_t gd_pacer_tolerance_us(const gd_pacer_t *p);
 
 /**
  * Reserves the next token for a call asking at @now_us that must go before @latest_us. Returns

@@ -65,6 +65,17 @@ int gd_hex_value(char c)
     return -1;
 }
 
+void gd_hex_encode(const unsigned char *src, size_t n, char *dst)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 0xf];
+    }
+    dst[2 * n] = '\0';
+}
+
 bool gd_is_int64(const char *s, size_t len)
 {
     size_t i = len > 0 && s[0] == '-' ? 1 : 0;

@@ -32,6 +32,8 @@ char *gd__xstrndup(const char *s, size_t n, const char *file, int line);
 
 /** The value of hex digit @c (0-9, A-F, a-f), or -1 when it is none. */
 int gd_hex_value(char c);
+/** Writes the @n bytes of @src as 2 * @n lower-case hex digits and a NUL into @dst. */
+void gd_hex_encode(const unsigned char *src, size_t n, char *dst);
 /**
  * Whether @s (@len bytes) is a parameter of type "int": an optional '-' and 1 to 19 digits
  * whose value fits a signed 64-bit integer.

@@ -27,6 +27,7 @@
 #include "base/breaker.h"
 #include "base/budget.h"
 #include "base/pacer.h"
+#include "base/redis_stats.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
 #include "base/util.h"
@@ -115,6 +116,7 @@ struct loader {
     bool allows_list_param;    /* a SQL argument compiles: a list parameter may go there */
     bool has_used_list_param;  /* ... and one did */
     bool has_refused_list_param; /* resolve_var() refused one where it cannot go */
+    const gd_redis_conf_t *redis; /* "redis", loaded before the upstreams; NULL: none */
 };
 
 /* The call whose templates compile, and what its references to other calls may name. */
@@ -958,12 +960,68 @@ static int load_host_header(struct loader *l, const struct jpath *up_at, json_t 
     return 0;
 }
 
+static void failure_set_add_status(gd_failure_set_t *set, int status)
+{
+    unsigned bit = (unsigned)(status - 400);
+
+    set->statuses[bit / 64] |= UINT64_C(1) << (bit % 64);
+}
+
+/* "on" of @obj (a "retry" or a "breaker", at @obj_at) into *@set, which keeps what it holds
+ * when there is no "on": ["connect", "io", "timeout", "tls", "5xx", 429, ...]. @what names
+ * the policy in messages. */
+static int load_failure_set(struct loader *l, const struct jpath *obj_at, json_t *obj,
+                            const char *what, gd_failure_set_t *set)
+{
+    json_t *on = json_object_get(obj, "on");
+    struct jpath on_at = {obj_at, "on", 0};
+
+    if (on == NULL)
+        return 0;
+    if (!json_is_array(on))
+        return fail_type(l, &on_at, on, "an array");
+    memset(set, 0, sizeof(*set));
+    for (size_t i = 0; i < json_array_size(on); i++) {
+        json_t *e = json_array_get(on, i);
+        struct jpath eat = {&on_at, NULL, i};
+        if (json_is_string(e)) {
+            const char *k = json_string_value(e);
+            if (strcmp(k, "connect") == 0)
+                set->connect = true;
+            else if (strcmp(k, "io") == 0)
+                set->io = true;
+            else if (strcmp(k, "timeout") == 0)
+                set->timeout = true;
+            else if (strcmp(k, "tls") == 0)
+                set->tls = true;
+            else if (strcmp(k, "5xx") == 0)
+                for (int st = 500; st <= 599; st++)
+                    failure_set_add_status(set, st);
+            else
+                return fail(l, &eat,
+                            "%s is not a failure for the %s (connect, io, timeout, tls, 5xx or a "
+                            "status between 400 and 599)",
+                            quote(l, k), what);
+            continue;
+        }
+        if (!json_is_integer(e))
+            return fail_type(l, &eat, e, "a string or an integer");
+        json_int_t st = json_integer_value(e);
+        if (st < 400 || st > 599)
+            return fail(l, &eat, "a status for the %s must be between 400 and 599, not %lld", what,
+                        (long long)st);
+        failure_set_add_status(set, (int)st);
+    }
+    return 0;
+}
+
 /* The retry policy before any "retry": one attempt. Inside a "retry" object each key missing
  * takes the upstream's value (for a call), else the value of the example in the README. */
 static const gd_retry_conf_t no_retry = {
     .attempts = 1, .backoff_ms = 25, .max_backoff_ms = 1000, .budget_percent = 20,
-    .min_retries_per_s = 3, .on_connect = true, .on_io = true, .on_timeout = true,
-    .on_status = {502, 503, 504}, .non_status = 3};
+    .min_retries_per_s = 3,
+    .on = {.connect = true, .io = true, .timeout = true,
+           .statuses = {0, UINT64_C(7) << (502 - 400 - 64)}}}; /* 502, 503 and 504 */
 
 /* "retry" of @v into *@out, the keys it lacks from @base; of an upstream when @is_upstream
  * (only there the budget's keys are allowed: the budget is the upstream's). */
@@ -1021,45 +1079,7 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
                      &x)) < 0)
         return r;
     out->min_retries_per_s = (unsigned)x;
-    json_t *on = json_object_get(r_json, "on");
-    struct jpath on_at = {&rat, "on", 0};
-    if (on == NULL)
-        return 0;
-    if (!json_is_array(on))
-        return fail_type(l, &on_at, on, "an array");
-    out->on_connect = out->on_io = out->on_timeout = out->on_tls = false;
-    out->non_status = 0;
-    for (size_t i = 0; i < json_array_size(on); i++) {
-        json_t *e = json_array_get(on, i);
-        struct jpath eat = {&on_at, NULL, i};
-        if (json_is_string(e)) {
-            const char *k = json_string_value(e);
-            if (strcmp(k, "connect") == 0)
-                out->on_connect = true;
-            else if (strcmp(k, "io") == 0)
-                out->on_io = true;
-            else if (strcmp(k, "timeout") == 0)
-                out->on_timeout = true;
-            else if (strcmp(k, "tls") == 0)
-                out->on_tls = true;
-            else
-                return fail(l, &eat,
-                            "%s is not a failure to retry (connect, io, timeout, tls or a status "
-                            "between 400 and 599)",
-                            quote(l, k));
-            continue;
-        }
-        if (!json_is_integer(e))
-            return fail_type(l, &eat, e, "a string or an integer");
-        json_int_t st = json_integer_value(e);
-        if (st < 400 || st > 599)
-            return fail(l, &eat, "a status to retry must be between 400 and 599, not %lld",
-                        (long long)st);
-        if (out->non_status == GD_RETRY_MAX_STATUSES)
-            return fail(l, &eat, "at most %d statuses", GD_RETRY_MAX_STATUSES);
-        out->on_status[out->non_status++] = (int)st;
-    }
-    return 0;
+    return load_failure_set(l, &rat, r_json, "retry", &out->on);
 }
 
 /* "breaker": {"failures": 5, "open_ms": 5000, "error_rate": 0.5, "min_calls": 20,
@@ -1067,7 +1087,8 @@ static int load_retry(struct loader *l, const struct jpath *at, json_t *v, bool 
 static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_upstream_conf_t *u)
 {
     static const char *const keys[] = {"failures",  "open_ms",   "error_rate",
-                                       "min_calls", "window_ms", NULL};
+                                       "min_calls", "window_ms", "on",
+                                       NULL};
     struct jpath bat = {at, "breaker", 0};
     json_t *b = json_object_get(v, "breaker");
     long long failures = 0, min_calls = 0, window_ms = 0;
@@ -1093,6 +1114,11 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
         return fail_type(l, &rat, rate, "a number");
     if (rate != NULL && !(json_number_value(rate) > 0 && json_number_value(rate) <= 1))
         return fail(l, &rat, "must be above 0 and at most 1, not %g", json_number_value(rate));
+    u->breaker_on = (gd_failure_set_t){.connect = true, .io = true, .timeout = true, .tls = true};
+    for (int st = 500; st <= 599; st++)
+        failure_set_add_status(&u->breaker_on, st);
+    if ((r = load_failure_set(l, &bat, b, "breaker", &u->breaker_on)) < 0)
+        return r;
     u->breaker = gd_xmalloc(sizeof(*u->breaker));
     gd_breaker_init(u->breaker, (unsigned)failures, open_ms);
     if (rate != NULL)
@@ -1101,11 +1127,41 @@ static int load_breaker(struct loader *l, const struct jpath *at, json_t *v, gd_
     return 0;
 }
 
-/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1}: calls and per_ms required. */
+/* "scope" of a rate limit at @at: "process" (the default) or "cluster" (needs "redis"). */
+static int load_rate_scope(struct loader *l, const struct jpath *at, json_t *v, bool *ret_cluster)
+{
+    struct jpath sat = {at, "scope", 0};
+    const char *scope = NULL;
+    int r = get_string(l, at, v, "scope", false, "process", &scope);
+
+    if (r < 0)
+        return r;
+    if (strcmp(scope, "process") != 0 && strcmp(scope, "cluster") != 0)
+        return fail(l, &sat, "must be \"process\" or \"cluster\", not %s", quote(l, scope));
+    *ret_cluster = strcmp(scope, "cluster") == 0;
+    if (*ret_cluster && l->redis == NULL)
+        return fail(l, &sat, "\"cluster\" needs a top-level \"redis\" to share the limit in");
+    return 0;
+}
+
+/* The local stand-in of a cluster limit at @share of its rate: the same tokens every @per_ms /
+ * @share (rounded; bounded, as a share may be tiny), bursts of @burst × @share, at least 1. */
+static void local_share_of(uint64_t per_ms, uint64_t burst, double share, uint64_t *ret_per_ms,
+                           uint64_t *ret_burst)
+{
+    double per = (double)per_ms / share, max = (double)GD_CONFIG_MAX_DURATION_MS * 1000;
+    uint64_t b = (uint64_t)((double)burst * share);
+
+    *ret_per_ms = per > max ? (uint64_t)max : (uint64_t)(per + 0.5);
+    *ret_burst = b < 1 ? 1 : b;
+}
+
+/* "rate_limit": {"calls": 100, "per_ms": 60000, "burst": 1, "scope": "process"}: calls and
+ * per_ms required. */
 static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, json_t *v,
                                     gd_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"calls", "per_ms", "burst", NULL};
+    static const char *const keys[] = {"calls", "per_ms", "burst", "scope", NULL};
     struct jpath rat = {at, "rate_limit", 0};
     json_t *rl = json_object_get(v, "rate_limit");
     long long calls = 0, burst = 0;
@@ -1123,8 +1179,19 @@ static int load_upstream_rate_limit(struct loader *l, const struct jpath *at, js
         struct jpath kp = {&rat, json_object_get(rl, "calls") == NULL ? "calls" : "per_ms", 0};
         return fail(l, &kp, "missing required key");
     }
+    if ((r = load_rate_scope(l, &rat, rl, &u->is_rate_cluster)) < 0)
+        return r;
     u->rate_limit = gd_xmalloc(sizeof(*u->rate_limit));
     gd_pacer_init(u->rate_limit, (uint64_t)calls, per_ms, (uint64_t)burst);
+    if (u->is_rate_cluster) {
+        uint64_t local_per_ms, local_burst;
+        local_share_of(per_ms, (uint64_t)burst, l->redis->local_share, &local_per_ms, &local_burst);
+        u->rate_limit_local = gd_xmalloc(sizeof(*u->rate_limit_local));
+        gd_pacer_init(u->rate_limit_local, (uint64_t)calls, local_per_ms, local_burst);
+        size_t n = strlen(l->redis->key_prefix) + strlen("rl:upstream:") + strlen(u->name) + 1;
+        u->rate_key = gd_xmalloc(n);
+        snprintf(u->rate_key, n, "%srl:upstream:%s", l->redis->key_prefix, u->name);
+    }
     return 0;
 }
 
@@ -1200,9 +1267,11 @@ static int load_upstream(struct loader *l, const struct jpath *at, json_t *v, gd
     if ((r = get_int(l, at, v, "max_in_flight", 0, 1000000, 0, &x)) < 0)
         return r;
     u->max_in_flight = (size_t)x;
-    /* One member per worker thread at most: MAX_THREADS, since threads may not be read yet. */
+    /* One member per pool: MAX_THREADS threads (threads may not be read yet), each with a pool
+     * per config its requests still run on, the current one and up to GD_CONFIG_MAX_FINISHING
+     * earlier ones, plus the next one a reload brings. */
     if (u->max_in_flight > 0)
-        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS);
+        u->in_flight = gd_budget_new(u->max_in_flight, MAX_THREADS * (GD_CONFIG_MAX_FINISHING + 2));
     if ((r = load_upstream_rate_limit(l, at, v, u)) < 0)
         return r;
     return load_breaker(l, at, v, u);
@@ -1227,6 +1296,7 @@ static int load_upstreams(struct loader *l, json_t *root, gd_config_t *cfg)
         struct jpath up = {&at, name, 0};
         gd_upstream_conf_t *u = &cfg->upstreams[i];
 
+        u->metrics_slot = i; /* until gd_metrics_keys_assign(): in config order */
         u->index = i++;
         u->name = gd_xstrdup(name);
         if (name[0] == '\0')
@@ -1795,7 +1865,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
                             size_t errlen)
 {
     struct call_scope *cs = l->calling;
-    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep};
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_capture_only, ep,
+                             cs->call->has_for_each};
     size_t len = strlen(text);
     char *src = gd_xmalloc(len + 3);
     gd_text_template_t t;
@@ -1822,7 +1893,8 @@ static int resolve_call_ref(struct loader *l, gd_endpoint_conf_t *ep, const char
     ref->text = src;
     free(t.parts); /* the expression moved into ref */
     cs->call->nrefs++;
-    add_need(cs->call, ref->expr.index);
+    if (ref->expr.index < cs->ncalls) /* not {item}: that is the call's own, per item */
+        add_need(cs->call, ref->expr.index);
     return (int)(REF_INDEX_BASE + ep->nrefs - 1);
 }
 
@@ -1857,9 +1929,14 @@ static int resolve_var(void *ctx, gd_src_t src, const char *name, char *err, siz
         for (size_t i = 0; i < ep->ncaptures; i++)
             if (strcmp(ep->params[i].key, name) == 0)
                 return (int)i;
+        /* a batch's {item}, unless a for_each call's own item hides it */
+        if (ep->is_batch && strcmp(name, "item") == 0 && !(cs != NULL && cs->call->has_for_each))
+            return (int)ep->batch_item;
         for (size_t i = 0; cs != NULL && i < cs->ncalls; i++)
             if (strcmp(cs->names[i], name) == 0)
                 return resolve_call_ref(rc->l, ep, name, err, errlen);
+        if (cs != NULL && strcmp(name, "item") == 0) /* its message when there is no for_each */
+            return resolve_call_ref(rc->l, ep, name, err, errlen);
         snprintf(err, errlen, "no capture {%s} in the endpoint path %s", name,
                  quote(rc->l, ep->path));
         return -1;
@@ -2261,6 +2338,10 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
     if (c->when.nparts != 1 || c->when.parts[0].is_literal)
         return fail(l, &when_at, "must be exactly one reference like \"{query.include}\", not %s",
                     quote(l, json_string_value(when)));
+    const gd_call_ref_t *ref = ref_of(ep, c->when.parts[0].value_index);
+    if (ref != NULL && ref->expr.index == l->calling->ncalls)
+        return fail(l, &when_at, "{item} cannot go into \"when\": it is decided once for the "
+                                 "whole call, before its items run");
     return 0;
 }
 
@@ -2269,7 +2350,8 @@ static int load_when(struct loader *l, const struct jpath *at, json_t *v, gd_end
 static const char *const non_result_keys[] = {"timeout_ms",         "optional",       "cache",
                                               "retry",              "idempotent",     "after",
                                               "when",               "attempt_timeout_ms",
-                                              "hedge_after_ms",     NULL};
+                                              "hedge_after_ms",     "for_each",
+                                              "concurrency",        "max_items",      NULL};
 
 static bool is_plain_select(const char *sql);
 static bool is_batchable_read(const char *sql);
@@ -2278,8 +2360,9 @@ static bool is_batchable_read(const char *sql);
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
 static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, gd_call_conf_t *c)
 {
-    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", NULL};
-    struct jpath cat = {at, "cache", 0};
+    static const char *const keys[] = {"ttl_ms", "negative_ttl_ms", "honor_cache_control", "shared",
+                                       NULL};
+    struct jpath cat = {at, "cache", 0}, shared_at = {&cat, "shared", 0};
     json_t *cv = json_object_get(v, "cache");
     int r;
 
@@ -2289,9 +2372,14 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
         return fail_type(l, &cat, cv, "an object");
     if ((r = check_object(l, &cat, cv, keys)) < 0 ||
         (r = get_duration(l, &cat, cv, "ttl_ms", false, 0, &c->cache.ttl_ms)) < 0 ||
-        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) < 0 ||
-        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) < 0)
+        (r = get_duration(l, &cat, cv, "negative_ttl_ms", true, 0, &c->cache.negative_ttl_ms)) <
+            0 ||
+        (r = get_bool(l, &cat, cv, "honor_cache_control", false, &c->cache.honor_cache_control)) <
+            0 ||
+        (r = get_bool(l, &cat, cv, "shared", false, &c->cache.is_shared)) < 0)
         return r;
+    if (c->cache.is_shared && l->redis == NULL)
+        return fail(l, &shared_at, "needs a top-level \"redis\" to share the results in");
     if (json_object_get(cv, "ttl_ms") == NULL)
         return fail(l, &cat, "\"ttl_ms\" is required: how long a result is kept");
     if (c->type == GD_CALL_TYPE_HTTP && !c->is_idempotent)
@@ -2321,6 +2409,90 @@ static int load_call_cache(struct loader *l, const struct jpath *at, json_t *v, 
     return 0;
 }
 
+/* gd_expr_scope_t's resolve_param for a "for_each": a parameter by name, so that the message
+ * can say which kind it is; only a list parameter is taken (checked by the caller). */
+static int resolve_for_each_param(void *ctx, int src, const char *name, bool *ret_is_int)
+{
+    const gd_endpoint_conf_t *ep = ctx;
+
+    *ret_is_int = false;
+    for (size_t i = 0; i < ep->nparams; i++)
+        if ((src == 0 ? i < ep->ncaptures : ep->params[i].src == (src == 1 ? GD_SRC_QUERY : GD_SRC_HEADER)) &&
+            strcmp(ep->params[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The "for_each" of @v (a call or an endpoint, at @at) with its "concurrency" and "max_items",
+ * which mean nothing without it: its one reference compiled in @scope into *@ret (the caller
+ * checks what it may name, and owns *@ret). Returns 1, 0 when there is no "for_each", or an
+ * error naming the place. */
+static int parse_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                          const gd_expr_scope_t *scope, gd_expr_t *ret, size_t *ret_concurrency,
+                          size_t *ret_max_items)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    json_t *fe = json_object_get(v, "for_each");
+    long long concurrency = 0, max_items = 0;
+    gd_text_template_t t;
+    char msg[512];
+    int r;
+
+    if (fe == NULL) {
+        if (json_object_get(v, "concurrency") != NULL || json_object_get(v, "max_items") != NULL)
+            return fail(l, at, "\"concurrency\" and \"max_items\" go with \"for_each\"");
+        return 0;
+    }
+    if (!json_is_string(fe))
+        return fail_type(l, &fe_at, fe, "a string like \"{posts[*].id}\" or \"{query.ids}\"");
+    if ((r = get_int(l, at, v, "concurrency", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_CONCURRENCY, &concurrency)) < 0 ||
+        (r = get_int(l, at, v, "max_items", 1, GD_FOR_EACH_MAX_ITEMS,
+                     GD_FOR_EACH_DEFAULT_MAX_ITEMS, &max_items)) < 0)
+        return r;
+    if (gd_text_template_compile(json_string_value(fe), scope, &t, msg, sizeof(msg)) < 0)
+        return fail(l, &fe_at, "%s", msg);
+    if (t.nparts != 1 || !t.is_typed) {
+        gd_text_template_dispose(&t);
+        *ret = (gd_expr_t){.kind = GD_EXPR_ERRORS}; /* the callers' "not exactly one reference" */
+    } else {
+        *ret = t.parts[0].expr;
+        free(t.parts); /* the expression moved into *ret */
+    }
+    *ret_concurrency = (size_t)concurrency;
+    *ret_max_items = (size_t)max_items;
+    return 1;
+}
+
+/* "for_each" on a call: one reference, to a call's result or to a list parameter, whose items
+ * the call runs for. */
+static int load_for_each(struct loader *l, const struct jpath *at, json_t *v,
+                         gd_endpoint_conf_t *ep, gd_call_conf_t *c)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    const struct call_scope *cs = l->calling;
+    gd_expr_scope_t scope = {cs->names, cs->ncalls, resolve_for_each_param, ep, false};
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &c->concurrency, &c->max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    if (!(e.kind == GD_EXPR_CALL || is_list)) {
+        gd_expr_dispose(&e);
+        return fail(l, &fe_at,
+                    "must be exactly one reference to a call's result (\"{posts[*].id}\") or to "
+                    "a list parameter (\"{query.ids}\"), not %s",
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
+    }
+    c->has_for_each = true;
+    c->for_each = e;
+    c->for_each_text = gd_xstrdup(json_string_value(json_object_get(v, "for_each")));
+    if (c->for_each.kind == GD_EXPR_CALL)
+        add_need(c, c->for_each.index);
+    return 0;
+}
+
 static int load_call(struct loader *l, const struct jpath *at, const char *name, json_t *v,
                      gd_config_t *cfg, gd_endpoint_conf_t *ep, gd_call_conf_t *c)
 {
@@ -2328,7 +2500,7 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
                                            "optional",   "max_rows", "cache", "max_body_bytes",
                                            "idempotent", "after",    "when",  "retry",
                                            "select",     "fields",   "omit",  "rename",
-                                           NULL};
+                                           "for_each",   "concurrency", "max_items", NULL};
     json_t *name_str;
     uint64_t timeout_ms;
     int r;
@@ -2340,6 +2512,8 @@ static int load_call(struct loader *l, const struct jpath *at, const char *name,
     GD_REQUIRE(c->name_json != NULL); /* only allocation can fail: the name is valid UTF-8 */
     if (!json_is_object(v))
         return fail_type(l, at, v, "an object");
+    if ((r = load_for_each(l, at, v, ep, c)) < 0) /* first: its templates may use {item} */
+        return r;
     if (json_object_get(v, "sql") != NULL) {
         if (json_object_get(v, "upstream") != NULL)
             return fail(l, at, "a call has either \"upstream\" or \"sql\", not both");
@@ -2544,7 +2718,8 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
     static const char *const keys[] = {
         "upstream",        "path",    "method",     "headers", "timeout_ms", "optional",
         "forward_headers", "null_on", "status_map", "body",    "idempotent", "retry",
-        "after",           "when",    "cache",      "select", "fields", "omit", "rename", NULL};
+        "after",           "when",    "cache",      "select", "fields", "omit", "rename",
+        "for_each",        "concurrency", "max_items", NULL};
     static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", NULL};
     struct jpath upstream_at = {at, "upstream", 0}, path_at = {at, "path", 0};
     struct jpath method_at = {at, "method", 0};
@@ -2612,6 +2787,172 @@ static int load_http_call(struct loader *l, const struct jpath *at, json_t *v,
 }
 
 /* "admin_listen": an address, or null to turn the admin listener off. */
+/* "redis": {"url": "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", ...}. The URL's password,
+ * if any, is overridden by "password"; neither is ever logged (the URL is kept masked). */
+static int parse_redis_url(struct loader *l, const struct jpath *at, const char *url,
+                           const char *shown, gd_redis_conf_t *rc)
+{
+    const char *p, *at_sign, *host_start, *host_end, *end;
+    char host[256];
+
+    if (strncmp(url, "rediss://", 9) == 0)
+        return fail(l, at,
+                    "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no "
+                    "TLS; reach a TLS Redis through a local tunnel (stunnel, spiped)");
+    if (strncmp(url, "redis://", 8) != 0)
+        return fail(l, at, "malformed URL (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+    p = url + 8;
+    end = p + strcspn(p, "/");
+    at_sign = memchr(p, '@', (size_t)(end - p));
+    if (at_sign != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at_sign - p));
+        if (colon == NULL)
+            return fail(l, at, "the URL's user info must be [USER]:PASSWORD");
+        if (colon > p)
+            rc->user = gd_xstrndup(p, (size_t)(colon - p));
+        if (at_sign > colon + 1)
+            rc->password = gd_xstrndup(colon + 1, (size_t)(at_sign - colon - 1));
+        p = at_sign + 1;
+    }
+    if (*p == '[') {
+        host_start = p + 1;
+        host_end = memchr(p, ']', (size_t)(end - p));
+        if (host_end == NULL)
+            goto malformed;
+        p = host_end + 1;
+    } else {
+        host_start = p;
+        host_end = memchr(p, ':', (size_t)(end - p));
+        if (host_end == NULL)
+            host_end = end;
+        p = host_end;
+    }
+    if (host_end == host_start || (size_t)(host_end - host_start) >= sizeof(host))
+        goto malformed;
+    memcpy(host, host_start, (size_t)(host_end - host_start));
+    host[host_end - host_start] = '\0';
+    for (const char *c = host; *c != '\0'; c++)
+        if (!(is_alpha(*c) || is_digit(*c) || *c == '-' || *c == '.' || *c == '_' || *c == ':'))
+            goto malformed;
+    rc->is_host_numeric = inet_pton(AF_INET, host, &(struct in_addr){0}) == 1 ||
+                          inet_pton(AF_INET6, host, &(struct in6_addr){0}) == 1;
+    if (host_start[-1] == '[' && inet_pton(AF_INET6, host, &(struct in6_addr){0}) != 1)
+        goto malformed;
+    rc->port = 6379;
+    if (p != end && (*p != ':' || parse_port(p + 1, (size_t)(end - p - 1), &rc->port) < 0))
+        return fail(l, at, "bad port in URL %s (expected 1 to 65535)", quote(l, shown));
+    if (*end == '/' && end[1] != '\0') {
+        unsigned db = 0;
+        for (const char *c = end + 1; *c != '\0'; c++) {
+            if (!is_digit(*c) || db > 100000)
+                return fail(l, at, "the URL's /DB must be a database number, in %s",
+                            quote(l, shown));
+            db = db * 10 + (unsigned)(*c - '0');
+        }
+        rc->db = db;
+    }
+    rc->host = gd_xstrdup(host);
+    return 0;
+
+malformed:
+    return fail(l, at, "malformed URL %s (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])",
+                quote(l, shown));
+}
+
+static void free_redis(gd_redis_conf_t *rc)
+{
+    if (rc == NULL)
+        return;
+    free(rc->url);
+    free(rc->host);
+    free(rc->user);
+    free(rc->password);
+    free(rc->key_prefix);
+    free(rc->stats);
+    free(rc);
+}
+
+static int load_redis(struct loader *l, json_t *root, gd_config_t *cfg)
+{
+    static const char *const keys[] = {
+        "url",        "password",    "timeout_ms", "connect_timeout_ms",    "pool_size",
+        "key_prefix", "local_share", "tls",        "cache_max_entry_bytes", NULL};
+    struct jpath at = {NULL, "redis", 0}, url_at = {&at, "url", 0}, pw_at = {&at, "password", 0},
+                 share_at = {&at, "local_share", 0}, tls_at = {&at, "tls", 0};
+    json_t *v = json_object_get(root, "redis");
+    const char *url, *password, *prefix;
+    char *expanded = NULL;
+    size_t nsubst = 0;
+    long long x = 0;
+    int r;
+
+    if (v == NULL)
+        return 0;
+    if ((r = check_object(l, &at, v, keys)) < 0)
+        return r;
+    if (json_object_get(v, "tls") != NULL)
+        return fail(l, &tls_at,
+                    "not supported: Debian 12's hiredis 0.14 has no TLS; reach a TLS "
+                    "Redis through a local tunnel (stunnel, spiped) on 127.0.0.1");
+    gd_redis_conf_t *rc = gd_xcalloc(1, sizeof(*rc));
+    cfg->redis = rc;
+    if ((r = get_string(l, &at, v, "url", true, NULL, &url)) < 0 ||
+        (r = subst_env(l, &url_at, url, false, &expanded, &nsubst)) < 0)
+        return r;
+    r = parse_redis_url(l, &url_at, expanded, url, rc);
+    free(expanded);
+    if (r < 0)
+        return r;
+    /* Shown with its user info masked: a literal password must not reach a log line. */
+    const char *info_end = strchr(url + 8, '@');
+    if (info_end != NULL && info_end < url + 8 + strcspn(url + 8, "/")) {
+        size_t n = strlen(url) + 8;
+        rc->url = gd_xmalloc(n);
+        snprintf(rc->url, n, "redis://***@%s", info_end + 1);
+    } else {
+        rc->url = gd_xstrdup(url);
+    }
+    if ((r = get_string(l, &at, v, "password", false, NULL, &password)) < 0)
+        return r;
+    if (password != NULL) {
+        if ((r = subst_env(l, &pw_at, password, false, &expanded, &nsubst)) < 0)
+            return r;
+        free(rc->password);
+        rc->password = expanded;
+        if (rc->password[0] == '\0')
+            return fail(l, &pw_at, "must not be empty (leave it out for no AUTH)");
+    }
+    if ((r = get_duration(l, &at, v, "timeout_ms", false, 50, &rc->timeout_ms)) < 0 ||
+        (r = get_duration(l, &at, v, "connect_timeout_ms", false, 1000, &rc->connect_timeout_ms)) <
+            0 ||
+        (r = get_int(l, &at, v, "pool_size", 1, 16, 1, &x)) < 0)
+        return r;
+    rc->pool_size = (size_t)x;
+    if ((r = get_string(l, &at, v, "key_prefix", false, "gatherd:", &prefix)) < 0)
+        return r;
+    if (strlen(prefix) > 200) {
+        struct jpath kp = {&at, "key_prefix", 0};
+        return fail(l, &kp, "must be at most 200 bytes");
+    }
+    rc->key_prefix = gd_xstrdup(prefix);
+    if ((r = get_int(l, &at, v, "cache_max_entry_bytes", 1, 64 << 20, 1 << 20, &x)) < 0)
+        return r;
+    rc->cache_max_entry_bytes = (size_t)x;
+    rc->local_share = 0.5;
+    json_t *share = json_object_get(v, "local_share");
+    if (share != NULL && !json_is_number(share))
+        return fail_type(l, &share_at, share, "a number");
+    if (share != NULL && !(json_number_value(share) > 0 && json_number_value(share) <= 1))
+        return fail(l, &share_at, "must be above 0 and at most 1, not %g",
+                    json_number_value(share));
+    if (share != NULL)
+        rc->local_share = json_number_value(share);
+    rc->stats = gd_xmalloc(sizeof(*rc->stats));
+    gd_redis_stats_init(rc->stats);
+    l->redis = rc;
+    return 0;
+}
+
 static int load_admin(struct loader *l, json_t *root, gd_config_t *cfg)
 {
     struct jpath at = {NULL, "admin_listen", 0};
@@ -3142,7 +3483,8 @@ static int order_calls(struct loader *l, const struct jpath *at, gd_endpoint_con
     for (size_t i = 0; i < ep->ncalls; i++) {
         needs[i] = ep->calls[i].needs;
         nneeds[i] = ep->calls[i].nneeds;
-        ep->has_dependencies |= ep->calls[i].nneeds > 0;
+        /* a for_each runs in the graph, which tops its items up as they finish */
+        ep->has_dependencies |= ep->calls[i].nneeds > 0 || ep->calls[i].has_for_each;
     }
     gd_callgraph_t g = {ep->ncalls, needs, nneeds};
     if (gd_callgraph_sort(&g, order, cycle, &ncycle) < 0) {
@@ -4048,7 +4390,9 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 {
     if (rl == NULL)
         return;
-    gd_ratelimit_free(rl->limiter);
+    if (!rl->_is_lent)
+        gd_ratelimit_free(rl->limiter);
+    free(rl->redis_key);
     free(rl->claim);
     free(rl->limit_header);
     free(rl);
@@ -4058,7 +4402,8 @@ static void free_rate_limit(gd_rate_limit_conf_t *rl)
 static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t *obj,
                            bool *ret_present, gd_rate_limit_conf_t **ret)
 {
-    static const char *const keys[] = {"requests", "per_ms", "burst", "key", "max_keys", NULL};
+    static const char *const keys[] = {"requests", "per_ms", "burst", "key",
+                                       "max_keys", "scope",  NULL};
     struct jpath at = {parent, "client_rate_limit", 0}, key_at = {&at, "key", 0};
     json_t *v = json_object_get(obj, "client_rate_limit");
     gd_rate_limit_conf_t *rl;
@@ -4105,7 +4450,31 @@ static int load_rate_limit(struct loader *l, const struct jpath *parent, json_t 
     char n[32];
     snprintf(n, sizeof(n), "%llu", (unsigned long long)rl->requests);
     rl->limit_header = gd_xstrdup(n);
-    rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+    if ((r = load_rate_scope(l, &at, v, &rl->is_cluster)) < 0)
+        goto err;
+    if (!rl->is_cluster) {
+        rl->limiter = gd_ratelimit_new(rl->requests, rl->per_ms, rl->burst, rl->max_keys);
+        *ret = rl;
+        return 0;
+    }
+    /* The GCRA of the token bucket: one token every interval, burst tokens at once. */
+    rl->interval_us = (rl->per_ms * 1000 + rl->requests - 1) / rl->requests;
+    rl->tolerance_us = (rl->burst - 1) * rl->interval_us;
+    uint64_t local_per_ms, local_burst;
+    local_share_of(rl->per_ms, rl->burst, l->redis->local_share, &local_per_ms, &local_burst);
+    rl->limiter = gd_ratelimit_new(rl->requests, local_per_ms, local_burst, rl->max_keys);
+    /* Named by its endpoint's method and path (the top level's: "*"), as every replica's
+     * config names it. */
+    json_t *m = parent != NULL ? json_object_get(obj, "method") : NULL;
+    json_t *p = parent != NULL ? json_object_get(obj, "path") : NULL;
+    const char *owner_m = json_is_string(m) ? json_string_value(m) : "GET";
+    const char *owner_p = json_is_string(p) ? json_string_value(p) : "";
+    size_t kn = strlen(l->redis->key_prefix) + strlen(owner_m) + strlen(owner_p) + 16;
+    rl->redis_key = gd_xmalloc(kn);
+    if (parent == NULL)
+        snprintf(rl->redis_key, kn, "%srl:client:*:", l->redis->key_prefix);
+    else
+        snprintf(rl->redis_key, kn, "%srl:client:%s %s:", l->redis->key_prefix, owner_m, owner_p);
     *ret = rl;
     return 0;
 err:
@@ -4129,13 +4498,43 @@ static int check_rate_limit_key(struct loader *l, const struct jpath *at,
     return 0;
 }
 
+/* "for_each" on the endpoint: a batch endpoint over a list parameter; {item} becomes a
+ * parameter of its own, which each run fills in. */
+static int load_batch(struct loader *l, const struct jpath *at, json_t *v, gd_endpoint_conf_t *ep)
+{
+    struct jpath fe_at = {at, "for_each", 0};
+    gd_expr_scope_t scope = {NULL, 0, resolve_for_each_param, ep, false};
+    gd_expr_t e;
+    int r = parse_for_each(l, at, v, &scope, &e, &ep->batch_concurrency, &ep->batch_max_items);
+
+    if (r <= 0)
+        return r;
+    bool is_list = e.kind == GD_EXPR_PARAM && is_list_type(ep->params[e.index].type);
+    size_t list = e.index;
+    gd_expr_dispose(&e);
+    if (!is_list)
+        return fail(l, &fe_at,
+                    "must be exactly one list parameter like \"{query.ids}\" (declared "
+                    "\"int_list\" or \"string_list\"), not %s",
+                    quote(l, json_string_value(json_object_get(v, "for_each"))));
+    for (size_t i = 0; i < ep->ncaptures; i++)
+        if (strcmp(ep->params[i].key, "item") == 0)
+            return fail(l, &fe_at, "the path capture {item} would hide the batch's {item}");
+    gd_param_t *p = add_param(ep, GD_SRC_ITEM, "item");
+    p->type = ep->params[list].type == GD_PARAM_INT_LIST ? GD_PARAM_INT : GD_PARAM_STRING;
+    ep->is_batch = true;
+    ep->batch_list = list;
+    ep->batch_item = ep->nparams - 1;
+    return 0;
+}
+
 static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
                          gd_endpoint_conf_t *ep)
 {
     static const char *const keys[] = {"method",   "path", "timeout_ms",        "params",
                                        "calls",    "cors", "compress",          "cache_control",
                                        "etag",     "auth", "client_rate_limit", "response",
-                                       NULL};
+                                       "for_each", "concurrency", "max_items", NULL};
     struct jpath method_at = {at, "method", 0}, path_at = {at, "path", 0};
     const char *method, *path;
     bool has_cors = false, has_auth = false, has_rate = false;
@@ -4155,7 +4554,8 @@ static int load_endpoint(struct loader *l, const struct jpath *at, json_t *v, gd
         (r = check_duplicate_route(l, at, cfg, ep)) < 0 ||
         (r = get_duration(l, at, v, "timeout_ms", false, DEFAULT_ENDPOINT_TIMEOUT_MS,
                           &ep->timeout_ms)) < 0 ||
-        (r = load_params(l, at, v, ep)) < 0 || (r = load_calls(l, at, v, cfg, ep)) < 0 ||
+        (r = load_params(l, at, v, ep)) < 0 || (r = load_batch(l, at, v, ep)) < 0 ||
+        (r = load_calls(l, at, v, cfg, ep)) < 0 ||
         (r = load_cors(l, at, v, &has_cors, &ep->own_cors)) < 0 ||
         (r = load_compress(l, at, v, &cfg->compress, &ep->compress)) < 0 ||
         (r = load_cache_control(l, at, v, ep)) < 0 ||
@@ -4197,6 +4597,12 @@ static int load_endpoints(struct loader *l, json_t *root, gd_config_t *cfg)
         cfg->endpoints[i].index = i;
         if ((r = load_endpoint(l, &ep_at, json_array_get(v, i), cfg, &cfg->endpoints[i])) < 0)
             return r;
+    }
+    /* Until gd_metrics_keys_assign(): the series in config order, as a first config gets. */
+    for (size_t i = 0, ncalls = 0; i < cfg->nendpoints; i++) {
+        cfg->endpoints[i].metrics_slot = i;
+        for (size_t j = 0; j < cfg->endpoints[i].ncalls; j++)
+            cfg->endpoints[i].calls[j].metrics_slot = ncalls++;
     }
     return 0;
 }
@@ -4316,6 +4722,7 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "max_unsent_bytes",
                                        "slow_loop_ms",
                                        "cache_max_bytes",
+                                       "redis",
                                        NULL};
     static const gd_compress_conf_t default_compress = {.is_enabled = true,
                                                         .min_bytes = DEFAULT_COMPRESS_MIN_BYTES,
@@ -4388,8 +4795,10 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
                      MAX_COROUTINE_STACK_KB, DEFAULT_COROUTINE_STACK_KB, &x)) < 0)
         return r;
     cfg->coroutine_stack_bytes = (size_t)x * 1024;
-    if ((r = load_admin(l, root, cfg)) < 0 || (r = load_log(l, root, cfg)) < 0 ||
-        (r = load_shutdown(l, root, cfg)) < 0 || (r = load_postgres(l, root, cfg)) < 0 ||
+    /* "redis" first: the rate limits that follow may be held there ("scope": "cluster"). */
+    if ((r = load_redis(l, root, cfg)) < 0 || (r = load_admin(l, root, cfg)) < 0 ||
+        (r = load_log(l, root, cfg)) < 0 || (r = load_shutdown(l, root, cfg)) < 0 ||
+        (r = load_postgres(l, root, cfg)) < 0 ||
         (r = load_cors(l, NULL, root, &has_cors, &cfg->cors)) < 0 ||
         (r = load_auth(l, NULL, root, &has_auth, &cfg->auth)) < 0 ||
         (r = load_trusted_proxies(l, root, cfg)) < 0 ||
@@ -4398,6 +4807,20 @@ static int load_root(struct loader *l, json_t *root, gd_config_t *cfg)
         (r = load_upstreams(l, root, cfg)) < 0 || (r = load_endpoints(l, root, cfg)) < 0)
         return r;
     return 0;
+}
+
+/* The document's identity for the metrics and the logs: FNV-1a 64 of its canonical text
+ * (sorted keys, no spaces), so that reformatting a file does not change it. */
+static void hash_document(const json_t *root, char out[17])
+{
+    char *text = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    GD_REQUIRE(text != NULL);
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    free(text);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 /* Validates the parsed document @root (or reports @jerr when it is NULL). */
@@ -4437,11 +4860,13 @@ static int load_json(json_t *root, const json_error_t *jerr, const char *name,
         free(q->text);
         free(q);
     }
-    json_decref(root);
+    cfg->document = root; /* a reload compares what the next config keeps (config/carry.h) */
     if (r < 0) {
         gd_config_free(cfg);
         return r;
     }
+    hash_document(root, cfg->hash);
+    cfg->cache_max_ttl_ms = l.max_cache_ttl_ms;
     if (l.max_cache_ttl_ms > 0)
         cfg->cache_store = gd_ttlcache_new(cfg->cache_max_bytes, l.max_cache_ttl_ms);
     *ret_config = cfg;
@@ -4540,11 +4965,18 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(u->forward_headers);
         free(u->null_on);
         free(u->status_map);
-        free(u->retry_budget);
-        free(u->breaker);
-        free(u->rate_limit);
-        free(u->waits);
-        u->in_flight = gd_budget_free(u->in_flight);
+        if (!(u->_lent & GD_CONFIG_LENT_RETRY_BUDGET))
+            free(u->retry_budget);
+        if (!(u->_lent & GD_CONFIG_LENT_BREAKER))
+            free(u->breaker);
+        if (!(u->_lent & GD_CONFIG_LENT_RATE_LIMIT))
+            free(u->rate_limit);
+        if (!(u->_lent & GD_CONFIG_LENT_WAITS))
+            free(u->waits);
+        if (!(u->_lent & GD_CONFIG_LENT_IN_FLIGHT))
+            u->in_flight = gd_budget_free(u->in_flight);
+        free(u->rate_limit_local); /* the local share of a cluster rate_limit: never carried */
+        free(u->rate_key);
     }
     free(config->upstreams);
     for (size_t i = 0; i < config->nendpoints; i++) {
@@ -4585,6 +5017,8 @@ gd_config_t *gd_config_free(gd_config_t *config)
             free(c->null_on);
             free(c->status_map);
             gd_reshape_conf_free(c->reshape);
+            gd_expr_dispose(&c->for_each);
+            free(c->for_each_text);
             for (size_t k = 0; c->args != NULL && k < c->nargs; k++)
                 gd_template_dispose(&c->args[k]);
             free(c->args);
@@ -4607,9 +5041,11 @@ gd_config_t *gd_config_free(gd_config_t *config)
     }
     free_cors(config->cors);
     free_auth(config->auth);
-    config->cache_store = gd_ttlcache_free(config->cache_store);
+    if (!config->_is_cache_store_lent)
+        config->cache_store = gd_ttlcache_free(config->cache_store);
     free(config->trusted_proxies);
     free_rate_limit(config->rate_limit);
+    free_redis(config->redis);
     free(config->endpoints);
     for (size_t i = 0; i < config->nstatements; i++)
         free(config->statements[i]);
@@ -4617,8 +5053,10 @@ gd_config_t *gd_config_free(gd_config_t *config)
     free(config->statement_nparams);
     free(config->statement_is_batchable);
     free(config->postgres.conninfo);
-    free(config->postgres.retry_budget);
+    if (!config->postgres._is_retry_budget_lent)
+        free(config->postgres.retry_budget);
     free(config->admin_listen.text);
+    json_decref(config->document);
     free(config->source);
     free(config);
     return NULL;

@@ -18,6 +18,9 @@
 #include "config/template.h"
 
 #define GD_CONFIG_MAX_DURATION_MS 86400000u
+/* The most earlier configs that may still be finishing their requests when a reload is
+ * accepted: one more is refused until they have (each thread holds pools for each of them). */
+#define GD_CONFIG_MAX_FINISHING 2
 
 typedef enum gd_param_type {
     GD_PARAM_STRING,
@@ -26,6 +29,11 @@ typedef enum gd_param_type {
     GD_PARAM_INT_LIST,    /* ?ids=1,2,3 or ?ids=1&ids=2: a Postgres array literal "{1,2,3}" */
     GD_PARAM_STRING_LIST, /* the same of strings: "{\"a\",\"b\"}" */
 } gd_param_type_t;
+
+/* A "for_each" call's defaults: items under way at once, and the most items it takes. */
+#define GD_FOR_EACH_DEFAULT_CONCURRENCY 10
+#define GD_FOR_EACH_DEFAULT_MAX_ITEMS 100
+#define GD_FOR_EACH_MAX_ITEMS 10000
 
 /* The most items a list parameter takes unless its "max_items" says otherwise. */
 #define GD_PARAM_DEFAULT_MAX_ITEMS 100
@@ -69,7 +77,19 @@ typedef struct gd_status_map_entry {
     int answer_status;   /* 400..599 */
 } gd_status_map_entry_t;
 
-#define GD_RETRY_MAX_STATUSES 16
+/* Call failures as "retry.on" and "breaker.on" list them: kinds of failure, and upstream
+ * statuses 400 to 599, one bit each. */
+typedef struct gd_failure_set {
+    bool connect, io, timeout, tls;
+    uint64_t statuses[4]; /* bit (status - 400) */
+} gd_failure_set_t;
+
+static inline bool gd_failure_set_has_status(const gd_failure_set_t *set, int status)
+{
+    unsigned bit = (unsigned)(status - 400);
+
+    return status >= 400 && status <= 599 && ((set->statuses[bit / 64] >> (bit % 64)) & 1) != 0;
+}
 
 /* "retry" of an upstream or a call: which failures of an idempotent call are tried again. */
 typedef struct gd_retry_conf {
@@ -80,9 +100,7 @@ typedef struct gd_retry_conf {
     uint64_t hedge_after_ms; /* a second attempt when the first has no answer by then; 0: none */
     unsigned budget_percent;             /* retries per 100 calls of the last 10 s, process-wide */
     unsigned min_retries_per_s;          /* the budget's floor */
-    bool on_connect, on_io, on_timeout, on_tls;
-    int on_status[GD_RETRY_MAX_STATUSES];
-    size_t non_status;
+    gd_failure_set_t on; /* the failures that are retried */
 } gd_retry_conf_t;
 
 typedef struct gd_upstream_conf {
@@ -121,8 +139,15 @@ typedef struct gd_upstream_conf {
     struct gd_retry_budget *retry_budget;
     /* "breaker": mutable, shared by every thread (atomics); NULL without one */
     struct gd_breaker *breaker;
+    gd_failure_set_t breaker_on; /* the call outcomes it counts as failures */
     /* "rate_limit": mutable, shared by every thread (atomics); NULL without one */
     struct gd_pacer *rate_limit;
+    /* "rate_limit.scope": "cluster": the tokens come from Redis (rate_limit then only gives
+     * the interval and tolerance), and rate_limit_local, at redis.local_share of the rate,
+     * stands in while Redis does not answer in time. */
+    bool is_rate_cluster;
+    struct gd_pacer *rate_limit_local; /* owned, with is_rate_cluster; NULL otherwise */
+    char *rate_key;                    /* owned: the limit's Redis key, with is_rate_cluster */
     /* "max_in_flight": calls at once for the whole process, 0: no cap. The budget of its units
      * is shared by the threads (mutable, created by the loader with one member per thread);
      * NULL without a cap. */
@@ -130,7 +155,18 @@ typedef struct gd_upstream_conf {
     struct gd_budget *in_flight;
     /* Mutable, shared by every thread (atomics): how long calls waited, for the metrics. */
     struct gd_waits *waits;
+    size_t metrics_slot; /* its series in gd_metrics, by name (see gd_metrics_keys_assign()) */
+    /* private: GD_CONFIG_LENT_* of the mutable objects above that a newer config took over
+     * at a reload (gd_config_carry()): this one borrows them and does not free them */
+    unsigned _lent;
 } gd_upstream_conf_t;
+
+/* What of an upstream's mutable state a newer config took over (gd_upstream_conf_t._lent). */
+#define GD_CONFIG_LENT_RETRY_BUDGET (1u << 0)
+#define GD_CONFIG_LENT_BREAKER      (1u << 1)
+#define GD_CONFIG_LENT_RATE_LIMIT   (1u << 2)
+#define GD_CONFIG_LENT_IN_FLIGHT    (1u << 3)
+#define GD_CONFIG_LENT_WAITS        (1u << 4)
 
 typedef struct gd_header_template {
     /* read-only */
@@ -215,6 +251,7 @@ typedef struct gd_call_cache_conf {
     uint64_t ttl_ms;          /* how long a success is kept; 0: the call has no cache */
     uint64_t negative_ttl_ms; /* how long an answered failure (status, not_found) is; 0: never */
     bool honor_cache_control; /* the upstream's max-age / no-store decide a success's lifetime */
+    bool is_shared;           /* "shared": successes also go to Redis, looked up there on a miss */
     /* What besides the rendered request decides the result: the call's settings that shape
      * it (canonical JSON of the call without its timing keys), so that two calls share their
      * entries only when they would make the same document of the same answer. */
@@ -270,6 +307,15 @@ typedef struct gd_call_conf {
     gd_template_t when; /* "when": one value, a parameter's or a reference's */
     gd_call_cache_conf_t cache;
     gd_reshape_conf_t *reshape; /* "select", "fields", "omit", "rename"; NULL: none */
+    /* "for_each": the call runs once per item of this value (gather/fanout.h), {item} bound to
+     * the item; a call's result (GD_EXPR_CALL, the call in needs) or a list parameter
+     * (GD_EXPR_PARAM). Its references to {item} have expr.index == the endpoint's ncalls. */
+    bool has_for_each;
+    gd_expr_t for_each;
+    char *for_each_text; /* as written, for messages */
+    size_t concurrency;  /* items under way at once */
+    size_t max_items;    /* more fail the call with too_large before any starts */
+    size_t metrics_slot;        /* its series in gd_metrics, by endpoint and call name */
 } gd_call_conf_t;
 
 /* "cors": which browser origins may call, by the Fetch standard's CORS protocol. */
@@ -352,9 +398,17 @@ typedef struct gd_rate_limit_conf {
     gd_rate_key_t key;
     char *claim; /* GD_RATE_KEY_JWT: the claim's name */
     size_t max_keys;
-    /* The buckets: mutable, thread-safe, made at load and freed with the config. */
+    /* The buckets: mutable, thread-safe, made at load and freed with the config (unless
+     * _is_lent: a newer config took them over at a reload and frees them). */
     gd_ratelimit_t *limiter;
+    bool _is_lent;
     char *limit_header; /* RateLimit-Limit's value: "20" */
+    /* "scope": "cluster": the buckets are held in Redis (a GCRA of interval_us, tolerance_us
+     * at keys redis_key + the client's key), limiter being the local stand-in at
+     * redis.local_share of the rate while Redis does not answer in time. */
+    bool is_cluster;
+    uint64_t interval_us, tolerance_us;
+    char *redis_key; /* owned, with is_cluster: "PREFIXrl:client:METHOD PATH:" ("*" top level) */
 } gd_rate_limit_conf_t;
 
 /* One segment of an endpoint's path pattern. */
@@ -393,6 +447,14 @@ typedef struct gd_endpoint_conf {
      * start in call_order as what each needs arrives. Without, all start at once. */
     bool has_dependencies;
     size_t *call_order; /* each call after those it needs; NULL without dependencies */
+    /* "for_each" on the endpoint: a batch endpoint, whose calls and response run once per item
+     * of the list parameter params[batch_list], with {item} (params[batch_item], of src
+     * GD_SRC_ITEM: an int or a string) bound to it; the answer is the array of the runs'. */
+    bool is_batch;
+    size_t batch_list, batch_item;
+    size_t batch_concurrency; /* runs under way at once */
+    size_t batch_max_items;   /* more items are the client's error (400) */
+    size_t metrics_slot; /* its series in gd_metrics, by method and path */
 } gd_endpoint_conf_t;
 
 typedef struct gd_listen_conf {
@@ -429,6 +491,7 @@ typedef struct gd_postgres_conf {
     gd_retry_conf_t retry;
     /* Mutable, shared by every thread (atomics): the retries SQL calls may still add. */
     struct gd_retry_budget *retry_budget;
+    bool _is_retry_budget_lent; /* a newer config took it over at a reload */
 } gd_postgres_conf_t;
 
 /* Log settings; levels in the order of gd_log_level_t (config sits beside log, not above). */
@@ -493,7 +556,36 @@ typedef struct gd_config {
     size_t cache_max_bytes; /* the response cache's bound, for the whole process */
     /* mutable, shared by every thread: the response cache; NULL when no call has "cache" */
     struct gd_ttlcache *cache_store;
+    uint64_t cache_max_ttl_ms; /* the longest lifetime a call gives its results (the store's cap) */
+    /* The document as loaded (jansson, sorted keys kept by json_equal()), for what a reload
+     * compares; touched by the thread that loads configs only. */
+    struct json_t *document;
+    char hash[17]; /* FNV-1a 64 of the canonical (sorted, compact) document, in hex */
+    /* private: a newer config took the cache store over at a reload */
+    bool _is_cache_store_lent;
+    /* "redis" (restart-only): a reload hands the running config's to the next, whose
+     * workers' connections (sources/redis) borrow it and its stats (gd_config_carry()) */
+    struct gd_redis_conf *redis; /* owned; NULL: no "redis", no cluster scope */
 } gd_config_t;
+
+/* "redis": shared state for many replicas (sources/redis/redis.h). */
+typedef struct gd_redis_conf {
+    char *url;            /* as written ({env.NAME} unexpanded): the only form that is logged */
+    char *host;           /* from the expanded URL, without brackets for IPv6 */
+    uint16_t port;        /* default 6379 */
+    bool is_host_numeric; /* an IP literal: no lookup */
+    unsigned db;          /* the URL's /DB, SELECTed on connect when not 0 */
+    char *user;           /* AUTH user (Redis 6 ACL); NULL: none */
+    char *password;       /* expanded; NULL: no AUTH. Never logged. */
+    uint64_t timeout_ms;  /* a command without an answer this long is given up */
+    uint64_t connect_timeout_ms;  /* connect + AUTH/SELECT/PING */
+    size_t pool_size;             /* connections per worker thread */
+    char *key_prefix;             /* before every key gatherd writes */
+    double local_share;           /* of a cluster limit's rate enforced locally while down */
+    size_t cache_max_entry_bytes; /* a larger result is not put in the shared cache */
+    /* mutable, shared by every thread (atomics): the metrics of the connections */
+    struct gd_redis_stats *stats;
+} gd_redis_conf_t;
 
 /* The largest config file (a 40,000-endpoint config is 3.5 MB): beyond it, -EFBIG. */
 #define GD_CONFIG_MAX_BYTES (16 << 20)

@@ -265,7 +265,13 @@ static int parse_ref(struct parser *ps, gd_expr_t *e, bool is_counted)
         return fail(ps, "a call or parameter name expected");
     memcpy(name, ps->p, n);
     name[n] = '\0';
-    if (strcmp(name, "body") == 0 || strcmp(name, "item") == 0 || strcmp(name, "env") == 0)
+    if (strcmp(name, "item") == 0 && scope->has_item) {
+        ps->p += n;
+        e->kind = is_counted ? GD_EXPR_COUNT : GD_EXPR_CALL;
+        e->index = scope->ncalls;
+        return parse_steps(ps, e);
+    }
+    if (strcmp(name, "body") == 0 || strcmp(name, "env") == 0)
         return fail(ps, "{%s} is not available in a response template", name);
     if (strcmp(name, "errors") == 0)
         return fail(ps, "{errors} must be a string of its own");
@@ -282,6 +288,9 @@ static int parse_ref(struct parser *ps, gd_expr_t *e, bool is_counted)
         e->is_int = is_int;
         return 0;
     }
+    if (strcmp(name, "item") == 0) /* not a batch endpoint's either (a parameter, above) */
+        return fail(ps, "{item} is only available in the templates of a call with \"for_each\" "
+                        "or of a batch endpoint");
     for (size_t i = 0; i < scope->ncalls; i++) {
         if (strcmp(scope->call_names[i], name) == 0) {
             e->kind = is_counted ? GD_EXPR_COUNT : GD_EXPR_CALL;

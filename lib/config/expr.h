@@ -96,6 +96,9 @@ typedef struct gd_expr_scope {
      */
     int (*resolve_param)(void *ctx, int src, const char *name, bool *ret_is_int);
     void *ctx;
+    /* {item} (and paths into it) may be referenced: the templates of a call with "for_each".
+     * It compiles as a call reference (GD_EXPR_CALL) of index ncalls, one past the calls. */
+    bool has_item;
 } gd_expr_scope_t;
 
 /**

@@ -24,6 +24,9 @@ typedef enum gd_src {
     /* {NAME.path...}, {NAME[...]}, {count(...)}: a reference into a call's result, given to
      * the resolver as written between the braces */
     GD_SRC_CALL,
+    /* {item} of a batch endpoint ("for_each" on the endpoint): the item each run is for, filled
+     * in by the request, never by the front door */
+    GD_SRC_ITEM,
 } gd_src_t;
 
 /*

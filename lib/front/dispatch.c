@@ -12,7 +12,9 @@
 #include "front/framing.h"
 #include "front/limit.h"
 #include "gather/access.h"
+#include "gather/h2reset.h"
 #include "gather/respond.h"
+#include "ops/metrics.h"
 #include "ops/trace.h"
 
 /* An error of gatherd's own, answered at once, counted and logged. */
@@ -101,6 +103,111 @@ static int check_head(const gd_config_t *config, h2o_req_t *req, const char **co
         return 431;
     }
     return 0;
+}
+
+/* A routed request past its auth, before its client's rate limit: what the rest needs. */
+struct admission {
+    gd_gather_ctx_t *ctx;
+    h2o_req_t *req;
+    const gd_endpoint_conf_t *ep;
+    const char *request_id, *client; /* in req's pool */
+    uint64_t started_at_ns;
+    const char *query; /* in req's pool */
+    size_t query_len;
+    const gd_strv_t *captures; /* into req's pool: on the stack, or kept_admission's */
+    json_t *claims;            /* owned: the verified JWT's, or NULL */
+    gd_limit_ask_t ask;        /* of a cluster-scoped client limit */
+};
+
+/* An admission that waits for Redis: kept in the request's pool with its captures. */
+struct kept_admission {
+    struct admission ad;
+    gd_strv_t captures[GD_ROUTE_MAX_CAPTURES];
+};
+
+/* h2o lets the request go. While Redis was still asked (the client reset its stream), the
+ * answer, if it comes, is dropped, and the request is counted and logged as the client gone
+ * (499) and noted against its connection's http2_reset_budget; nothing of h2o's is answered
+ * or freed here (gd_h2reset_note() is safe in dispose callbacks). The request's pool, which
+ * the access line reads, is still whole while its dispose callbacks run. */
+static void on_admission_dispose(void *p)
+{
+    struct admission *ad = &((struct kept_admission *)p)->ad;
+
+    if (gd_limit_is_asking(&ad->ask)) {
+        gd_limit_cancel(&ad->ask);
+        gd_access_t a = {.request_id = ad->request_id,
+                         .client = ad->client,
+                         .method = ad->req->input.method,
+                         .path = ad->req->input.path,
+                         .endpoint = ad->ep,
+                         .status = 499,
+                         .started_at_ns = ad->started_at_ns,
+                         .complete = "-"};
+        gd_access_record(ad->ctx->metrics, &a);
+        gd_h2reset_note(ad->req, false, ad->ctx->config->http2_reset_budget, ad->client,
+                        uv_now(ad->ctx->loop), ad->ctx->metrics);
+    }
+    json_decref(ad->claims);
+    ad->claims = NULL;
+}
+
+/* The rest of the front door's work once the client's rate limit decided (@over 1: 429). */
+static void admit(struct admission *ad, int over, uint64_t retry_after_s)
+{
+    gd_gather_ctx_t *ctx = ad->ctx;
+    h2o_req_t *req = ad->req;
+    const gd_endpoint_conf_t *ep = ad->ep;
+    const char *request_id = ad->request_id, *client = ad->client;
+    uint64_t started_at_ns = ad->started_at_ns;
+    json_t *claims = ad->claims;
+    gd_auth_refusal_t refusal;
+    char err[512];
+    int r;
+
+    ad->claims = NULL; /* taken: released here */
+    if (over) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
+        snprintf(err, sizeof(err), "too many requests: at most %s every %llu ms; retry in %s s",
+                 ep->rate_limit->limit_header, (unsigned long long)ep->rate_limit->per_ms, ra);
+        gd_metrics_count_rate_limited(ctx->metrics, ep);
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 429, "rate_limited", err,
+                     "retry-after", ra);
+        json_decref(claims);
+        return;
+    }
+
+    gd_header_view_t *headers =
+        h2o_mem_alloc_pool(&req->pool, sizeof(*headers) * (req->headers.size + 1));
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        headers[i] =
+            (gd_header_view_t){{h->name->base, h->name->len}, {h->value.base, h->value.len}};
+    }
+    gd_strv_t *values = h2o_mem_alloc_pool(&req->pool, sizeof(*values) * (ep->nparams + 1));
+    char *qscratch = h2o_mem_alloc_pool(&req->pool, gd_route_scratch_bytes(ep, ad->query_len));
+    r = gd_route_extract_params(ep, ad->captures, ad->query, ad->query_len, headers,
+                                req->headers.size, qscratch, values, err, sizeof(err));
+    if (r == -ENOMEM) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 503, "overloaded",
+                     "out of memory checking parameters", NULL, NULL);
+    } else if (r != 0) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, 400, "invalid_parameter", err,
+                     NULL, NULL);
+    } else if (claims != NULL && gd_auth_fill_claims(ep, req, claims, values, &refusal) != 0) {
+        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
+                     refusal.message, "www-authenticate", refusal.challenge);
+    } else {
+        /* The claims' strings are borrowed by values for this call only. */
+        gd_gather_start(ctx, req, ep, values, request_id, client, started_at_ns);
+    }
+    json_decref(claims);
+}
+
+static void on_limit_answer(gd_limit_ask_t *ask, int over, uint64_t retry_after_s)
+{
+    admit(H2O_STRUCT_FROM_MEMBER(struct admission, ask, ask), over, retry_after_s);
 }
 
 void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req)
@@ -208,43 +315,35 @@ void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req
         return;
     }
 
-    /* Over its client's rate limit: 429 before any call starts (RFC 6585 section 4). */
-    uint64_t retry_after_s = 0;
-    if (gd_limit_check(ep, req, client, claims, started_at_ns / 1000000, &retry_after_s) != 0) {
-        char ra[24];
-        snprintf(ra, sizeof(ra), "%llu", (unsigned long long)retry_after_s);
-        snprintf(err, sizeof(err), "too many requests: at most %s every %llu ms; retry in %s s",
-                 ep->rate_limit->limit_header, (unsigned long long)ep->rate_limit->per_ms, ra);
-        gd_metrics_count_rate_limited(ctx->metrics, ep);
-        answer_error(ctx, req, ep, request_id, client, started_at_ns, 429, "rate_limited", err,
-                     "retry-after", ra);
-        json_decref(claims);
-        return;
+    /* Over its client's rate limit: 429 before any call starts (RFC 6585 section 4). A
+     * cluster-scoped limit asks Redis first: the rest follows from its answer (on_limit_answer),
+     * the admission kept in the request's pool. */
+    struct admission here = {.ctx = ctx,
+                             .req = req,
+                             .ep = ep,
+                             .request_id = request_id,
+                             .client = client,
+                             .started_at_ns = started_at_ns,
+                             .query = query,
+                             .query_len = query_len,
+                             .captures = captures,
+                             .claims = claims};
+    struct admission *ad = &here;
+    if (ep->rate_limit != NULL && ep->rate_limit->is_cluster && ctx->redis != NULL) {
+        struct kept_admission *k =
+            h2o_mem_alloc_shared(&req->pool, sizeof(*k), on_admission_dispose);
+        k->ad = here;
+        memcpy(k->captures, captures, sizeof(captures));
+        k->ad.captures = k->captures;
+        ad = &k->ad;
     }
-
-    gd_header_view_t *headers =
-        h2o_mem_alloc_pool(&req->pool, sizeof(*headers) * (req->headers.size + 1));
-    for (size_t i = 0; i < req->headers.size; i++) {
-        const h2o_header_t *h = &req->headers.entries[i];
-        headers[i] =
-            (gd_header_view_t){{h->name->base, h->name->len}, {h->value.base, h->value.len}};
-    }
-    gd_strv_t *values = h2o_mem_alloc_pool(&req->pool, sizeof(*values) * (ep->nparams + 1));
-    char *qscratch = h2o_mem_alloc_pool(&req->pool, gd_route_scratch_bytes(ep, query_len));
-    r = gd_route_extract_params(ep, captures, query, query_len, headers, req->headers.size,
-                                qscratch, values, err, sizeof(err));
-    if (r == -ENOMEM) {
-        answer_error(ctx, req, ep, request_id, client, started_at_ns, 503, "overloaded",
-                     "out of memory checking parameters", NULL, NULL);
-    } else if (r != 0) {
-        answer_error(ctx, req, ep, request_id, client, started_at_ns, 400, "invalid_parameter", err,
-                     NULL, NULL);
-    } else if (claims != NULL && gd_auth_fill_claims(ep, req, claims, values, &refusal) != 0) {
-        answer_error(ctx, req, ep, request_id, client, started_at_ns, refusal.status, refusal.code,
-                     refusal.message, "www-authenticate", refusal.challenge);
-    } else {
-        /* The claims' strings are borrowed by values for this call only. */
-        gd_gather_start(ctx, req, ep, values, request_id, client, started_at_ns);
-    }
-    json_decref(claims);
+    uint64_t retry_after_s = 0, now_ms = uv_now(ctx->loop);
+    r = gd_limit_check(ep, req, client, claims, started_at_ns / 1000000, ctx->redis,
+                       now_ms + (ep->timeout_ms < 1000 ? ep->timeout_ms : 1000), &ad->ask,
+                       on_limit_answer, &retry_after_s);
+    if (r == GD_LIMIT_ASKING)
+        return; /* the claims go with the admission */
+    if (ad != &here)
+        ad->claims = NULL; /* decided at once (Redis down): the copy keeps nothing */
+    admit(&here, r, retry_after_s);
 }

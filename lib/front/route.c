@@ -358,6 +358,8 @@ int gd_route_extract_params(const gd_endpoint_conf_t *endpoint, const gd_strv_t 
             break; /* a claim: the front door fills it in once the token is verified */
         case GD_SRC_CALL:
             break; /* a reference to a call's result is never a parameter */
+        case GD_SRC_ITEM:
+            break; /* a batch endpoint's item: the request fills it in for each run */
         case GD_SRC_HEADER:
             /* The first occurrence wins, as for query parameters. */
             for (size_t j = 0; j < nheaders && !is_present; j++) {

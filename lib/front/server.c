@@ -17,6 +17,8 @@
 #include <h2o.h>
 
 #include "base/coro.h"
+#include "config/carry.h"
+#include "base/util.h"
 #include "front/dispatch.h"
 #include "front/h1idle.h"
 #include "gather/outbox.h"
@@ -24,9 +26,9 @@
 #include "ops/log.h"
 #include "ops/slowloop.h"
 #include "sources/cache.h"
-#include "sources/pg/pgpool.h"
 #include "sources/http/upstream.h"
-#include "base/util.h"
+#include "sources/pg/pgpool.h"
+#include "sources/redis/redis.h"
 
 #define LISTEN_BACKLOG 4096
 /* How often a worker's heartbeat fires: it measures the loop's lag and publishes the gauges
@@ -60,6 +62,56 @@ struct listener {
     gd_timer_t backoff;
 };
 
+/*
+ * A config the server runs or ran, and what the workers share for it. Made by the owner's
+ * thread at the start and at each reload, and freed there, oldest first (a newer generation
+ * may hold what an older one lent it: config/carry.h), once no worker serves it or finishes
+ * requests on it.
+ */
+struct generation {
+    gd_config_t *config; /* owned */
+    gd_router_t *router; /* owned */
+    gd_tls_ctx_t **tls;  /* per upstream, NULL for http://; owned unless lent */
+    /* per upstream: the process-wide count of its connections when max_connections is smaller
+     * than the threads (then no per-thread share could keep to it), else NULL; owned unless
+     * lent */
+    gd_budget_t **upstream_budgets;
+    /* The process-wide count of Postgres connections when pool_size is smaller than the
+     * threads, else NULL (each worker's pool has a share of pool_size); owned unless lent. */
+    gd_pgpool_shared_t *pg_shared;
+    uint64_t statement_timeout_ms; /* the pools' backstop (backstop_statement_timeout_ms()) */
+    /* per upstream: the pools went on into the next generation with their TLS context and
+     * connection budget, which it now owns */
+    bool *is_upstream_lent;
+    bool is_pg_lent;
+    /* per upstream: the index of the previous generation's upstream whose pools it keeps, or
+     * KEPT_NONE; and whether the previous generation's Postgres pools are kept */
+    size_t *kept_from;
+    bool is_pg_kept;
+    struct generation *older, *newer;
+    atomic_size_t refs; /* the workers' views of it, and one while it is the current one */
+};
+
+#define KEPT_NONE SIZE_MAX
+
+/* What one worker serves a generation with: its pools and sources for that config. Requests
+ * hold it (gd_gather_view_t) until they end; a reload hands the pools it keeps to the next
+ * view, and the rest close once the last request on the old one has ended. */
+struct view {
+    gd_gather_view_t gather; /* first: on_unused gets it */
+    struct worker *worker;
+    struct generation *gen;
+    gd_upstream_t **upstreams;
+    bool *is_upstream_given;  /* went on into a newer view */
+    gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
+    gd_pgpool_t *pgpool;
+    bool is_pg_given;
+    gd_flights_t *flights; /* calls with "cache" in flight; NULL when no call has one */
+    gd_source_t *sources;  /* the upstreams in config order, then the Postgres pool */
+    bool is_closing;       /* retired: its pools are closing */
+    struct view *next_retired;
+};
+
 struct worker {
     gd_server_t *server;
     size_t index;
@@ -78,11 +130,11 @@ struct worker {
     uint64_t heartbeat_due_ns;
     gd_slowloop_t slowloop;
     gd_sched_t *sched;
-    gd_upstream_t **upstreams;
-    gd_pgpool_conf_t pg_conf; /* borrowed by pgpool for its lifetime */
-    gd_pgpool_t *pgpool;
-    gd_source_t *sources; /* the upstreams in config order, then the Postgres pool */
-    gd_flights_t *flights; /* calls with "cache" in flight; NULL when no call has one */
+    struct view *view;    /* what new requests start under */
+    struct view *retired; /* views no request holds any more, closing */
+    uv_timer_t retire_timer;
+    _Atomic(struct generation *) next_gen; /* posted by a reload, taken on the wakeup */
+    gd_redis_t *redis;    /* "redis": this worker's connections, for every view; NULL without */
     gd_gather_ctx_t gather;
     gd_outbox_t *outbox; /* the answers of this thread not yet taken by their clients */
     uint64_t trimmed_at_ms; /* the last malloc_trim() (uv_now()) */
@@ -101,9 +153,9 @@ struct worker {
 };
 
 struct gd_server {
-    const gd_config_t *config;
-    const gd_router_t *router;
-    gd_tls_ctx_t *const *tls; /* per upstream, NULL for http:// */
+    struct generation *current; /* the owner's: the config new requests are to use */
+    struct generation *oldest;  /* the owner's: generations not yet freed, oldest first */
+    size_t nlisten;             /* listen's addresses (a restart-only setting) */
     h2o_globalconf_t globalconf;
     struct worker *workers;
     size_t nworkers;
@@ -116,19 +168,15 @@ struct gd_server {
     pthread_cond_t ready_cond;
     size_t nready;
     size_t max_client_connections; /* config's, or the default for the open-files limit */
-    /* per upstream: the process-wide count of its connections when max_connections is smaller
-     * than the threads (then no per-thread share could keep to it), else NULL */
-    gd_budget_t **upstream_budgets;
-    /* The process-wide count of Postgres connections when pool_size is smaller than the
-     * threads, else NULL (each worker's pool has a share of pool_size). */
-    gd_pgpool_shared_t *pg_shared;
+    uv_async_t retired_async;      /* on the owner's loop: a generation may be freed */
+    bool is_retired_async_closed;  /* guarded by wakeup_mutex */
     atomic_size_t unsent_bytes; /* every worker's outbox: max_unsent_bytes bounds it */
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
-    gd_dispatch(w->server->router, &w->gather, req);
+    gd_dispatch(w->view->gen->router, &w->gather, req);
     return 0;
 }
 
@@ -197,15 +245,80 @@ static size_t default_max_client_connections(void)
     return rl.rlim_cur / 2 > 0 ? (size_t)(rl.rlim_cur / 2) : 1;
 }
 
-gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
-                           gd_tls_ctx_t *const *tls)
+/* Added to the longest SQL call's timeout for the server's statement_timeout: gatherd's own
+ * timeout and cancel normally come first, and the backstop only stops what they could not. */
+#define STATEMENT_TIMEOUT_MARGIN_MS 1000
+
+/* The server's statement_timeout for @config's SQL calls: no call waits for a statement longer
+ * than its own timeout, so one running past the longest of them is abandoned work. */
+static uint64_t backstop_statement_timeout_ms(const gd_config_t *config)
+{
+    uint64_t longest = 0;
+
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        for (size_t j = 0; j < ep->ncalls; j++) {
+            if (ep->calls[j].type == GD_CALL_TYPE_SQL && ep->calls[j].timeout_ms > longest)
+                longest = ep->calls[j].timeout_ms;
+        }
+    }
+    return longest + STATEMENT_TIMEOUT_MARGIN_MS;
+}
+
+/* A generation for @config, @router and @tls (taken), with nothing kept from an older one:
+ * the connection budgets of the upstreams and of Postgres are made for it. */
+static struct generation *generation_new(gd_server_t *s, gd_config_t *config, gd_router_t *router,
+                                         gd_tls_ctx_t **tls)
+{
+    struct generation *g = gd_xcalloc(1, sizeof(*g));
+    size_t n = config->nupstreams + 1;
+
+    g->config = config;
+    g->router = router;
+    g->tls = tls;
+    g->upstream_budgets = gd_xcalloc(n, sizeof(*g->upstream_budgets));
+    g->is_upstream_lent = gd_xcalloc(n, sizeof(*g->is_upstream_lent));
+    g->kept_from = gd_xcalloc(n, sizeof(*g->kept_from));
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        g->kept_from[i] = KEPT_NONE;
+        if (config->upstreams[i].max_connections < s->nworkers)
+            g->upstream_budgets[i] =
+                gd_budget_new(config->upstreams[i].max_connections, s->nworkers);
+    }
+    if (config->nstatements > 0 && config->postgres.pool_size < s->nworkers)
+        g->pg_shared = gd_pgpool_shared_new(config->postgres.pool_size, s->nworkers);
+    g->statement_timeout_ms = backstop_statement_timeout_ms(config);
+    atomic_init(&g->refs, s->nworkers + 1); /* each worker's view, and being the current one */
+    return g;
+}
+
+static void generation_free(struct generation *g)
+{
+    const gd_config_t *config = g->config;
+
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        if (g->is_upstream_lent[i])
+            g->tls[i] = NULL; /* the newer generation frees it */
+        else
+            gd_budget_free(g->upstream_budgets[i]);
+    }
+    g->tls = gd_tls_ctxs_free(config, g->tls);
+    if (!g->is_pg_lent)
+        gd_pgpool_shared_free(g->pg_shared);
+    free(g->upstream_budgets);
+    free(g->is_upstream_lent);
+    free(g->kept_from);
+    gd_router_free(g->router);
+    gd_config_free(g->config);
+    free(g);
+}
+
+gd_server_t *gd_server_new(gd_config_t *config, gd_router_t *router, gd_tls_ctx_t **tls)
 {
     gd_server_t *s = gd_xcalloc(1, sizeof(*s));
 
-    s->tls = tls;
-    s->config = config;
-    s->router = router;
     s->nworkers = config->threads;
+    s->nlisten = config->nlisten;
     s->max_client_connections = config->max_client_connections != 0
                                     ? config->max_client_connections
                                     : default_max_client_connections();
@@ -234,12 +347,7 @@ gd_server_t *gd_server_new(const gd_config_t *config, const gd_router_t *router,
     ef->super.on_setup_ostream = on_setup_error_ostream;
     ef->max_request_body_bytes = config->max_request_body_bytes;
 
-    s->upstream_budgets = gd_xcalloc(config->nupstreams + 1, sizeof(*s->upstream_budgets));
-    for (size_t i = 0; i < config->nupstreams; i++)
-        if (config->upstreams[i].max_connections < s->nworkers)
-            s->upstream_budgets[i] = gd_budget_new(config->upstreams[i].max_connections, s->nworkers);
-    if (config->nstatements > 0 && config->postgres.pool_size < s->nworkers)
-        s->pg_shared = gd_pgpool_shared_new(config->postgres.pool_size, s->nworkers);
+    s->current = s->oldest = generation_new(s, config, router, tls);
     s->metrics = gd_xcalloc(s->nworkers, sizeof(*s->metrics));
     for (size_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
@@ -278,10 +386,11 @@ static int open_listener(const gd_listen_conf_t *lc, int *ret_fd)
 int gd_server_listen(gd_server_t *s, char *err, size_t errlen)
 {
     for (size_t i = 0; i < s->nworkers; i++) {
-        for (size_t j = 0; j < s->config->nlisten; j++) {
-            int r = open_listener(&s->config->listen[j], &s->workers[i].listeners[j].fd);
+        const gd_config_t *config = s->current->config;
+        for (size_t j = 0; j < s->nlisten; j++) {
+            int r = open_listener(&config->listen[j], &s->workers[i].listeners[j].fd);
             if (r != 0) {
-                snprintf(err, errlen, "cannot listen on %s: %s", s->config->listen[j].text,
+                snprintf(err, errlen, "cannot listen on %s: %s", config->listen[j].text,
                          strerror(-r));
                 return r;
             }
@@ -316,7 +425,7 @@ static void resume_listener(struct listener *l)
 static void pause_at_connection_cap(struct worker *w)
 {
     w->is_at_connection_cap = true;
-    for (size_t i = 0; i < w->server->config->nlisten; i++)
+    for (size_t i = 0; i < w->server->nlisten; i++)
         if (w->listeners[i].is_open)
             uv_poll_stop(&w->listeners[i].poll);
     if (!w->has_warned_cap)
@@ -329,7 +438,7 @@ static void pause_at_connection_cap(struct worker *w)
 static void resume_below_connection_cap(struct worker *w)
 {
     w->is_at_connection_cap = false;
-    for (size_t i = 0; i < w->server->config->nlisten; i++)
+    for (size_t i = 0; i < w->server->nlisten; i++)
         resume_listener(&w->listeners[i]);
 }
 
@@ -440,6 +549,7 @@ static void finish_worker(struct worker *w)
     uv_close((uv_handle_t *)&w->drain_check, NULL);
     uv_close((uv_handle_t *)&w->drain_sweep, NULL);
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
+    uv_close((uv_handle_t *)&w->retire_timer, NULL); /* worker_main() frees what is retired */
     gd_slowloop_close(&w->slowloop);
     /* Under the lock, so that gd_server_abort() never signals a closed handle. */
     pthread_mutex_lock(&s->wakeup_mutex);
@@ -499,10 +609,8 @@ static bool refuse_new_handshakes(int fd)
  * drain's last lost requests, about 1 in 16,000 under load). */
 static void close_listeners(struct worker *w)
 {
-    const gd_config_t *config = w->server->config;
-
     w->are_listeners_closing = false;
-    for (size_t i = 0; i < config->nlisten; i++) {
+    for (size_t i = 0; i < w->server->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         if (!l->is_open)
             continue;
@@ -532,12 +640,10 @@ static void on_drain_sweep(uv_timer_t *timer)
 
 static void start_drain(struct worker *w)
 {
-    const gd_config_t *config = w->server->config;
-
     w->is_draining = true;
     w->gather.is_draining = true;
     bool is_filtered = true;
-    for (size_t i = 0; i < config->nlisten; i++) {
+    for (size_t i = 0; i < w->server->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         if (!l->is_open)
             continue;
@@ -579,19 +685,19 @@ static json_t *describe_requests(struct worker *w, size_t max_items)
 
 static json_t *describe_pools(struct worker *w)
 {
-    const gd_config_t *config = w->server->config;
+    const gd_config_t *config = w->view->gen->config;
     json_t *upstreams = json_array();
 
     for (size_t i = 0; i < config->nupstreams; i++) {
-        gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
+        gd_upstream_stats_t us = gd_upstream_stats(w->view->upstreams[i]);
         json_array_append_new(upstreams,
                               json_pack("{s:s, s:I, s:I, s:I}", "name", config->upstreams[i].name,
                                         "idle", (json_int_t)us.idle, "busy", (json_int_t)us.busy,
                                         "waiting", (json_int_t)us.waiting));
     }
     json_t *part = json_pack("{s:o}", "upstreams", upstreams);
-    if (w->pgpool != NULL) {
-        gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
+    if (w->view->pgpool != NULL) {
+        gd_pgpool_stats_t ps = gd_pgpool_stats(w->view->pgpool);
         json_object_set_new(part, "postgres",
                             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "idle",
                                       (json_int_t)ps.idle, "busy", (json_int_t)ps.busy,
@@ -600,6 +706,13 @@ static json_t *describe_pools(struct worker *w)
                                       "batches", (json_int_t)ps.batches, "batched_queries",
                                       (json_int_t)ps.batched_queries, "resent_queries",
                                       (json_int_t)ps.resent_queries));
+    }
+    if (w->redis != NULL) {
+        gd_redis_pool_stats_t rs = gd_redis_pool_stats(w->redis);
+        json_object_set_new(part, "redis",
+                            json_pack("{s:I, s:I, s:I, s:I}", "ready", (json_int_t)rs.ready,
+                                      "connecting", (json_int_t)rs.connecting, "down",
+                                      (json_int_t)rs.down, "pending", (json_int_t)rs.pending));
     }
     return part;
 }
@@ -623,11 +736,14 @@ static void answer_inspections(struct worker *w)
     }
 }
 
+static void take_next_generation(struct worker *w);
+
 static void on_wakeup(uv_async_t *async)
 {
     struct worker *w = async->data;
 
     answer_inspections(w);
+    take_next_generation(w);
     if (atomic_load(&w->want_drain) && !w->is_draining)
         start_drain(w);
     if (atomic_load(&w->want_abort) && !w->is_aborted) {
@@ -637,11 +753,13 @@ static void on_wakeup(uv_async_t *async)
 }
 
 static void init_worker(struct worker *w);
+static size_t share_of(size_t total, size_t n, size_t i);
 
 static void publish_gauges(struct worker *w)
 {
-    const gd_config_t *config = w->server->config;
-    bool is_pg_ready = w->pgpool == NULL || gd_pgpool_is_ready(w->pgpool);
+    const gd_config_t *config = w->view->gen->config;
+    gd_pgpool_t *pgpool = w->view->pgpool;
+    bool is_pg_ready = pgpool == NULL || gd_pgpool_is_ready(pgpool);
     w->has_pg_been_ready |= is_pg_ready;
     gd_metrics_gauges_t g = {
         .requests_in_flight = w->gather.in_flight,
@@ -655,14 +773,14 @@ static void publish_gauges(struct worker *w)
         .unsent_bytes = gd_outbox_bytes(w->outbox),
     };
     for (size_t i = 0; i < config->nupstreams; i++) {
-        gd_upstream_stats_t us = gd_upstream_stats(w->upstreams[i]);
-        gd_metrics_publish_upstream(
-            w->server->metrics[w->index], i,
-            &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting, us.lookups,
-                                            us.lookup_failures});
+        gd_upstream_stats_t us = gd_upstream_stats(w->view->upstreams[i]);
+        gd_metrics_publish_upstream(w->server->metrics[w->index], config->upstreams[i].metrics_slot,
+                                    &(gd_metrics_upstream_gauges_t){us.idle, us.busy, us.waiting,
+                                                                    us.lookups,
+                                                                    us.lookup_failures});
     }
-    if (w->pgpool != NULL) {
-        gd_pgpool_stats_t ps = gd_pgpool_stats(w->pgpool);
+    if (pgpool != NULL) {
+        gd_pgpool_stats_t ps = gd_pgpool_stats(pgpool);
         g.pg_idle = ps.idle;
         g.pg_busy = ps.busy;
         g.pg_connecting = ps.connecting;
@@ -719,11 +837,207 @@ static void on_heartbeat(uv_timer_t *timer)
     trim_when_idle(w);
 }
 
+/* Drops a worker's reference to @g; the last one tells the owner, which frees generations
+ * oldest first. */
+static void generation_unref(gd_server_t *s, struct generation *g)
+{
+    if (atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&s->wakeup_mutex);
+    if (!s->is_retired_async_closed)
+        uv_async_send(&s->retired_async);
+    pthread_mutex_unlock(&s->wakeup_mutex);
+}
+
+static void on_view_unused(gd_gather_view_t *gv);
+
+/* Worker @w's view of generation @g, keeping the pools of @prev (its current view, or NULL at
+ * the start) that @g and the generations between kept: an upstream's when its settings did
+ * not change, the Postgres pool when "postgres" and the statements did not. */
+static struct view *view_new(struct worker *w, struct generation *g, struct view *prev)
+{
+    gd_server_t *s = w->server;
+    const gd_config_t *config = g->config;
+    size_t nthreads = s->nworkers;
+    struct view *v = gd_xcalloc(1, sizeof(*v));
+    gd_timers_t *timers = gd_sched_timers(w->sched);
+
+    v->worker = w;
+    v->gen = g;
+    v->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*v->upstreams));
+    v->is_upstream_given = gd_xcalloc(config->nupstreams + 1, sizeof(*v->is_upstream_given));
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        const gd_upstream_conf_t *uc = &config->upstreams[i];
+        size_t from = prev != NULL ? i : KEPT_NONE;
+        for (struct generation *x = g; prev != NULL && x != prev->gen && from != KEPT_NONE;
+             x = x->older)
+            from = x->kept_from[from];
+        if (from != KEPT_NONE) {
+            v->upstreams[i] = prev->upstreams[from];
+            prev->is_upstream_given[from] = true;
+            gd_upstream_set_conf(v->upstreams[i], uc);
+            continue;
+        }
+        gd_budget_t *budget = g->upstream_budgets[i];
+        /* Under a budget any thread may hold all of the cap's connections. */
+        size_t cap = budget != NULL ? uc->max_connections
+                                    : share_of(uc->max_connections, nthreads, w->index);
+        v->upstreams[i] = gd_upstream_new(uc, &w->loop, timers, cap, budget, g->tls[i]);
+        gd_upstream_use_redis(v->upstreams[i], w->redis);
+    }
+    if (config->nstatements > 0) {
+        v->pg_conf = (gd_pgpool_conf_t){
+            .conninfo = config->postgres.conninfo,
+            /* Under a shared count any thread may hold all of pool_size's connections. */
+            .size = g->pg_shared != NULL ? config->postgres.pool_size
+                                         : share_of(config->postgres.pool_size, nthreads, w->index),
+            .acquire_timeout_ms = config->postgres.acquire_timeout_ms,
+            .connect_timeout_ms = config->postgres.connect_timeout_ms,
+            .statements = (const char *const *)config->statements,
+            .statement_nparams = config->statement_nparams,
+            .statement_is_batchable = config->statement_is_batchable,
+            .nstatements = config->nstatements,
+            .application_name = "gatherd",
+            .statement_timeout_ms = g->statement_timeout_ms,
+            .shared = g->pg_shared,
+            .is_unprepared = !config->postgres.is_prepared,
+            .retry_budget = config->postgres.retry_budget,
+            /* Kept through a reload only with the same postgres section (config/carry.c):
+             * the pool's batches keep the depth they were made with. */
+            .pipeline_depth = config->postgres.pipeline_depth,
+        };
+        bool is_kept = prev != NULL && prev->pgpool != NULL;
+        for (struct generation *x = g; is_kept && x != prev->gen; x = x->older)
+            is_kept = x->is_pg_kept;
+        if (is_kept) {
+            v->pgpool = prev->pgpool;
+            prev->is_pg_given = true;
+            gd_pgpool_set_conf(v->pgpool, &v->pg_conf);
+        } else {
+            v->pgpool = gd_pgpool_new(&v->pg_conf, &w->loop, timers);
+        }
+    }
+    /* Flights are not handed on: a call of the new config never waits for one of the old. */
+    if (config->cache_store != NULL) {
+        v->flights = gd_flights_new(config->cache_store, w->sched);
+        gd_flights_use_redis(v->flights, w->redis);
+    }
+    v->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*v->sources));
+    for (size_t i = 0; i < config->nupstreams; i++)
+        v->sources[i] = (gd_source_t){&gd_upstream_call_ops, v->upstreams[i], v->flights};
+    v->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, v->pgpool, v->flights};
+    v->gather =
+        (gd_gather_view_t){.config = config, .sources = v->sources, .on_unused = on_view_unused};
+    gd_metrics_prepare(s->metrics[w->index], config);
+    return v;
+}
+
+/* Closes what @v owns and did not hand on: its flights first (their exchanges use the pools). */
+static void view_close(struct view *v)
+{
+    const gd_config_t *config = v->gen->config;
+
+    v->is_closing = true;
+    if (v->flights != NULL)
+        gd_flights_close(v->flights);
+    for (size_t i = 0; i < config->nupstreams; i++)
+        if (!v->is_upstream_given[i])
+            gd_upstream_close(v->upstreams[i]);
+    if (v->pgpool != NULL && !v->is_pg_given)
+        gd_pgpool_close(v->pgpool);
+}
+
+/* Whether @v's closed pools have finished closing (the loop has turned since view_close()). */
+static bool view_is_settled(const struct view *v)
+{
+    const gd_config_t *config = v->gen->config;
+
+    for (size_t i = 0; i < config->nupstreams; i++)
+        if (!v->is_upstream_given[i] && !gd_upstream_is_settled(v->upstreams[i]))
+            return false;
+    return v->pgpool == NULL || v->is_pg_given || gd_pgpool_is_settled(v->pgpool);
+}
+
+/* Frees @v, closed and settled, and drops its reference to its generation. */
+static void view_free(struct view *v)
+{
+    const gd_config_t *config = v->gen->config;
+
+    v->flights = gd_flights_free(v->flights);
+    if (!v->is_pg_given)
+        v->pgpool = gd_pgpool_free(v->pgpool);
+    for (size_t i = 0; i < config->nupstreams; i++)
+        if (!v->is_upstream_given[i])
+            v->upstreams[i] = gd_upstream_free(v->upstreams[i]);
+    free(v->upstreams);
+    free(v->is_upstream_given);
+    free(v->sources);
+    generation_unref(v->worker->server, v->gen);
+    free(v);
+}
+
+/* How often the worker looks again at a retired view whose pools are still closing. */
+#define RETIRE_POLL_MS 10
+
+/* Closes the retired views on a turn of the loop's own (never from inside a request's end),
+ * then frees them once their pools have finished closing. */
+static void on_retire_timer(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+    struct view **link = &w->retired;
+
+    while (*link != NULL) {
+        struct view *v = *link;
+        if (!v->is_closing) {
+            view_close(v);
+            link = &v->next_retired;
+        } else if (view_is_settled(v)) {
+            *link = v->next_retired;
+            view_free(v);
+        } else {
+            link = &v->next_retired;
+        }
+    }
+    if (w->retired != NULL)
+        uv_timer_start(&w->retire_timer, on_retire_timer, RETIRE_POLL_MS, 0);
+}
+
+static void on_view_unused(gd_gather_view_t *gv)
+{
+    struct view *v = (struct view *)gv;
+    struct worker *w = v->worker;
+
+    v->next_retired = w->retired;
+    w->retired = v;
+    if (!uv_is_active((uv_handle_t *)&w->retire_timer) &&
+        !uv_is_closing((uv_handle_t *)&w->retire_timer))
+        uv_timer_start(&w->retire_timer, on_retire_timer, 0, 0);
+}
+
+/* Serves the generation a reload posted, if any: new requests start under the new view,
+ * requests in flight finish under theirs. */
+static void take_next_generation(struct worker *w)
+{
+    struct generation *g = atomic_exchange(&w->next_gen, NULL);
+
+    if (g == NULL || w->is_finished)
+        return;
+    struct generation *old = w->view->gen;
+    struct view *v = view_new(w, g, w->view);
+    /* Generations posted and replaced before this worker took them: their reference is this
+     * worker's to drop (they are newer than old, so none is freed while old is held). */
+    for (struct generation *x = g->older; x != old; x = x->older)
+        generation_unref(w->server, x);
+    w->view = v;
+    gd_gather_ctx_switch(&w->gather, &v->gather);
+    publish_gauges(w);
+    gd_log_debug("worker %zu: serving config %s", w->index, g->config->hash);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     gd_server_t *s = w->server;
-    const gd_config_t *config = s->config;
 
     /* Everything a worker owns is made on its own thread: the scheduler is the thread's. */
     init_worker(w);
@@ -743,24 +1057,34 @@ static void *worker_main(void *arg)
     /* Every connection is closed and every request disposed of: nothing is tracked. */
     w->gather.responder.outbox = NULL;
     w->outbox = gd_outbox_free(w->outbox);
-    if (w->flights != NULL)
-        gd_flights_close(w->flights); /* their exchanges use the upstreams and the pool */
-    for (size_t i = 0; i < config->nupstreams; i++)
-        gd_upstream_close(w->upstreams[i]);
-    if (w->pgpool != NULL)
-        gd_pgpool_close(w->pgpool);
+    /* A generation posted after the last turn, and those it replaced, are this worker's to
+     * drop too (newer than the one it serves, so still there). */
+    struct generation *posted = atomic_exchange(&w->next_gen, NULL);
+    for (; posted != NULL && posted != w->view->gen; posted = posted->older)
+        generation_unref(s, posted);
+    /* The current view joins the retired ones (none holds a request), and all close. */
+    w->view->next_retired = w->retired;
+    w->retired = w->view;
+    w->view = NULL;
+    for (struct view *v = w->retired; v != NULL; v = v->next_retired)
+        if (!v->is_closing)
+            view_close(v);
+    if (w->redis != NULL)
+        gd_redis_close(w->redis); /* after the calls that may wait for it */
     gd_hangup_close(w->gather.hangup);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* lets the handles closed above finish closing */
     gd_gather_ctx_dispose(&w->gather);
     w->gather.hangup = gd_hangup_free(w->gather.hangup);
-    w->flights = gd_flights_free(w->flights);
+    for (struct view *v = w->retired; v != NULL; v = v->next_retired)
+        v->flights = gd_flights_free(v->flights);
     w->sched = gd_sched_free(w->sched);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    w->pgpool = gd_pgpool_free(w->pgpool);
-    for (size_t i = 0; i < config->nupstreams; i++)
-        w->upstreams[i] = gd_upstream_free(w->upstreams[i]);
-    free(w->upstreams);
-    free(w->sources);
+    while (w->retired != NULL) {
+        struct view *v = w->retired;
+        w->retired = v->next_retired;
+        view_free(v);
+    }
+    w->redis = gd_redis_free(w->redis);
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
@@ -772,6 +1096,24 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Frees the generations no worker holds any more, oldest first (each may have lent to the next
+ * what it still refers to); the current one stays. On the owner's loop. */
+static void free_retired_generations(gd_server_t *s)
+{
+    while (s->oldest != s->current && atomic_load(&s->oldest->refs) == 0) {
+        struct generation *g = s->oldest;
+        s->oldest = g->newer;
+        s->oldest->older = NULL;
+        gd_log_info("config %s: its last request has ended; freed", g->config->hash);
+        generation_free(g);
+    }
+}
+
+static void on_retired_async(uv_async_t *async)
+{
+    free_retired_generations(async->data);
+}
+
 static void on_stopped_async(uv_async_t *async)
 {
     gd_server_t *s = async->data;
@@ -779,28 +1121,12 @@ static void on_stopped_async(uv_async_t *async)
         gd_server_stopped_cb cb = s->on_stopped;
         s->on_stopped = NULL;
         uv_close((uv_handle_t *)&s->stopped_async, NULL);
+        pthread_mutex_lock(&s->wakeup_mutex);
+        s->is_retired_async_closed = true;
+        uv_close((uv_handle_t *)&s->retired_async, NULL);
+        pthread_mutex_unlock(&s->wakeup_mutex);
         cb(s, s->on_stopped_data);
     }
-}
-
-/* Added to the longest SQL call's timeout for the server's statement_timeout: gatherd's own
- * timeout and cancel normally come first, and the backstop only stops what they could not. */
-#define STATEMENT_TIMEOUT_MARGIN_MS 1000
-
-/* The server's statement_timeout for @config's SQL calls: no call waits for a statement longer
- * than its own timeout, so one running past the longest of them is abandoned work. */
-static uint64_t backstop_statement_timeout_ms(const gd_config_t *config)
-{
-    uint64_t longest = 0;
-
-    for (size_t i = 0; i < config->nendpoints; i++) {
-        const gd_endpoint_conf_t *ep = &config->endpoints[i];
-        for (size_t j = 0; j < ep->ncalls; j++) {
-            if (ep->calls[j].type == GD_CALL_TYPE_SQL && ep->calls[j].timeout_ms > longest)
-                longest = ep->calls[j].timeout_ms;
-        }
-    }
-    return longest + STATEMENT_TIMEOUT_MARGIN_MS;
 }
 
 /* Worker @i's part of a process-wide budget of @total split over @n workers: even shares,
@@ -816,7 +1142,7 @@ static size_t share_of(size_t total, size_t n, size_t i)
 static void init_worker(struct worker *w)
 {
     gd_server_t *s = w->server;
-    const gd_config_t *config = s->config;
+    const gd_config_t *config = s->oldest->config; /* the first: nothing reloads before start */
     size_t nthreads = s->nworkers;
 
     GD_REQUIRE(uv_loop_init(&w->loop) == 0);
@@ -829,49 +1155,18 @@ static void init_worker(struct worker *w)
      * own coroutine has returned. */
     w->sched = gd_sched_new(&w->loop, config->coroutine_stack_bytes, max_in_flight + 1);
     GD_REQUIRE(w->sched != NULL);
-    w->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*w->upstreams));
-    for (size_t i = 0; i < config->nupstreams; i++) {
-        const gd_upstream_conf_t *uc = &config->upstreams[i];
-        gd_budget_t *budget = s->upstream_budgets[i];
-        /* Under a budget any thread may hold all of the cap's connections. */
-        size_t cap = budget != NULL ? uc->max_connections
-                                    : share_of(uc->max_connections, nthreads, w->index);
-        w->upstreams[i] =
-            gd_upstream_new(uc, &w->loop, gd_sched_timers(w->sched), cap, budget, s->tls[i]);
-    }
-    if (config->nstatements > 0) {
-        w->pg_conf = (gd_pgpool_conf_t){
-            .conninfo = config->postgres.conninfo,
-            /* Under a shared count any thread may hold all of pool_size's connections. */
-            .size = s->pg_shared != NULL ? config->postgres.pool_size
-                                         : share_of(config->postgres.pool_size, nthreads, w->index),
-            .acquire_timeout_ms = config->postgres.acquire_timeout_ms,
-            .connect_timeout_ms = config->postgres.connect_timeout_ms,
-            .statements = (const char *const *)config->statements,
-            .statement_nparams = config->statement_nparams,
-            .statement_is_batchable = config->statement_is_batchable,
-            .nstatements = config->nstatements,
-            .application_name = "gatherd",
-            .statement_timeout_ms = backstop_statement_timeout_ms(config),
-            .shared = s->pg_shared,
-            .is_unprepared = !config->postgres.is_prepared,
-            .retry_budget = config->postgres.retry_budget,
-            .pipeline_depth = config->postgres.pipeline_depth,
-        };
-        w->pgpool = gd_pgpool_new(&w->pg_conf, &w->loop, gd_sched_timers(w->sched));
-    }
-    if (config->cache_store != NULL)
-        w->flights = gd_flights_new(config->cache_store, w->sched);
-    w->sources = gd_xcalloc(config->nupstreams + 1, sizeof(*w->sources));
-    for (size_t i = 0; i < config->nupstreams; i++)
-        w->sources[i] = (gd_source_t){&gd_upstream_call_ops, w->upstreams[i], w->flights};
-    w->sources[config->nupstreams] = (gd_source_t){&gd_pgpool_query_ops, w->pgpool, w->flights};
-    w->gather = (gd_gather_ctx_t){.config = config,
-                                  .metrics = s->metrics[w->index],
+    /* "redis" is restart-only (config/carry.c): the connections serve every view. */
+    if (s->oldest->config->redis != NULL)
+        w->redis = gd_redis_new(s->oldest->config->redis, &w->loop, gd_sched_timers(w->sched));
+    w->view = view_new(w, s->oldest, NULL);
+    GD_REQUIRE(uv_timer_init(&w->loop, &w->retire_timer) == 0);
+    w->retire_timer.data = w;
+    w->gather = (gd_gather_ctx_t){.metrics = s->metrics[w->index],
                                   .loop = &w->loop,
                                   .sched = w->sched,
-                                  .sources = w->sources,
-                                  .hangup = gd_hangup_new(&w->loop)};
+                                  .hangup = gd_hangup_new(&w->loop),
+                                  .redis = w->redis};
+    gd_gather_ctx_switch(&w->gather, &w->view->gather);
     gd_gather_ctx_init(&w->gather, max_in_flight);
     w->outbox = gd_outbox_new(&(gd_outbox_limits_t){config->write_timeout_ms,
                                                     config->max_unsent_bytes_per_connection,
@@ -892,7 +1187,7 @@ static void init_worker(struct worker *w)
     gd_slowloop_start(&w->slowloop, &w->loop, w->sched, s->metrics[w->index],
                       config->slow_loop_ms);
     publish_gauges(w);
-    for (size_t i = 0; i < config->nlisten; i++) {
+    for (size_t i = 0; i < s->nlisten; i++) {
         struct listener *l = &w->listeners[i];
         l->worker = w;
         GD_REQUIRE(uv_poll_init(&w->loop, &l->poll, l->fd) == 0);
@@ -910,6 +1205,8 @@ int gd_server_start(gd_server_t *s, uv_loop_t *main_loop, gd_server_stopped_cb o
     s->on_stopped_data = data;
     GD_REQUIRE(uv_async_init(main_loop, &s->stopped_async, on_stopped_async) == 0);
     s->stopped_async.data = s;
+    GD_REQUIRE(uv_async_init(main_loop, &s->retired_async, on_retired_async) == 0);
+    s->retired_async.data = s;
 
     for (size_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
@@ -981,6 +1278,73 @@ int gd_server_inspect(gd_server_t *s, gd_inspection_t *in)
     return 0;
 }
 
+int gd_server_reload(gd_server_t *s, gd_config_t *config, gd_router_t *router, gd_tls_ctx_t **tls,
+                     gd_server_reload_t *ret)
+{
+    struct generation *cur = s->current;
+    size_t finishing = 0;
+
+    for (struct generation *g = s->oldest; g != cur; g = g->newer)
+        finishing++;
+    if (finishing >= GD_CONFIG_MAX_FINISHING)
+        return -EBUSY;
+    gd_config_carry(config, cur->config);
+    struct generation *g = generation_new(s, config, router, tls);
+    *ret = (gd_server_reload_t){0};
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        const gd_upstream_conf_t *b = &config->upstreams[i];
+        const gd_upstream_conf_t *a = gd_config_find_upstream(cur->config, b->name);
+        if (a == NULL || !gd_config_upstream_is_same(cur->config, a, config, b) ||
+            !gd_tls_ctx_is_same_files(cur->tls[a->index], g->tls[i])) {
+            ret->upstreams_new++;
+            continue;
+        }
+        /* The pools go on, with the TLS context and connection budget they use. */
+        g->kept_from[i] = a->index;
+        gd_tls_ctx_free(g->tls[i]);
+        g->tls[i] = cur->tls[a->index];
+        gd_budget_free(g->upstream_budgets[i]);
+        g->upstream_budgets[i] = cur->upstream_budgets[a->index];
+        cur->is_upstream_lent[a->index] = true;
+        ret->upstreams_kept++;
+    }
+    ret->upstreams_closed = cur->config->nupstreams - ret->upstreams_kept;
+    if (cur->config->nstatements > 0 && config->nstatements > 0 &&
+        gd_config_postgres_is_same(cur->config, config) &&
+        cur->statement_timeout_ms == g->statement_timeout_ms) {
+        g->is_pg_kept = true;
+        gd_pgpool_shared_free(g->pg_shared);
+        g->pg_shared = cur->pg_shared;
+        cur->is_pg_lent = true;
+        ret->is_pg_kept = true;
+    }
+    g->older = cur;
+    cur->newer = g;
+    s->current = g;
+    for (size_t i = 0; i < s->nworkers; i++) {
+        /* A generation posted before and not yet taken is replaced: the worker drops it when
+         * it takes this one (take_next_generation()). */
+        atomic_store(&s->workers[i].next_gen, g);
+    }
+    wake_workers(s);
+    atomic_fetch_sub(&cur->refs, 1); /* no longer the current one */
+    free_retired_generations(s);
+    return 0;
+}
+
+const gd_config_t *gd_server_config(const gd_server_t *s)
+{
+    return s->current->config;
+}
+
+size_t gd_server_configs_finishing(const gd_server_t *s)
+{
+    size_t n = 0;
+    for (struct generation *g = s->oldest; g != s->current; g = g->newer)
+        n++;
+    return n;
+}
+
 const gd_metrics_t *const *gd_server_metrics(const gd_server_t *s, size_t *ret_n)
 {
     *ret_n = s->nworkers;
@@ -995,16 +1359,18 @@ gd_server_t *gd_server_free(gd_server_t *s)
         struct worker *w = &s->workers[i];
         if (w->has_thread)
             pthread_join(w->thread, NULL);
-        for (size_t j = 0; j < s->config->nlisten; j++)
+        for (size_t j = 0; j < s->nlisten; j++)
             if (w->listeners[j].fd >= 0)
                 close(w->listeners[j].fd);
         free(w->listeners);
     }
     free(s->workers);
-    for (size_t i = 0; i < s->config->nupstreams; i++)
-        gd_budget_free(s->upstream_budgets[i]);
-    free(s->upstream_budgets);
-    s->pg_shared = gd_pgpool_shared_free(s->pg_shared);
+    /* Every worker has stopped: each generation goes, oldest first. */
+    while (s->oldest != NULL) {
+        struct generation *g = s->oldest;
+        s->oldest = g->newer;
+        generation_free(g);
+    }
     for (size_t i = 0; i < s->nworkers; i++)
         gd_metrics_free(s->metrics[i]);
     free(s->metrics);

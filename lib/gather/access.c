@@ -9,33 +9,57 @@
 #include "base/util.h"
 #include "ops/log.h"
 
+/* Counts result @r of call @i of @ep (one item of it, for a for_each). */
+static void count_call(gd_metrics_t *metrics, const gd_endpoint_conf_t *ep, size_t i,
+                       const gd_call_result_t *r)
+{
+    if (r->outcome == GD_OUTCOME_SKIPPED)
+        return; /* it never ran: nothing to count */
+    gd_metrics_count_call(metrics, ep, i, r->outcome,
+                          r->outcome == GD_OUTCOME_STATUS ? r->status : 0, r->elapsed_ms * 1000);
+    if (r->cache == GD_CALL_CACHE_HIT || r->cache == GD_CALL_CACHE_SHARED_HIT)
+        gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_HIT);
+    else if (r->cache == GD_CALL_CACHE_MISS)
+        gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_MISS);
+    else if (r->cache == GD_CALL_COALESCED)
+        gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_COALESCED);
+}
+
+void gd_access_count_calls(gd_metrics_t *metrics, const gd_endpoint_conf_t *ep,
+                           const gd_call_result_t *results)
+{
+    for (size_t i = 0; results != NULL && i < ep->ncalls; i++) {
+        const gd_call_result_t *r = &results[i];
+        /* a for_each call that ran: each item was a call to the upstream of its own */
+        for (size_t k = 0; k < r->nitems; k++)
+            count_call(metrics, ep, i, &r->items[k]);
+        if (r->nitems == 0)
+            count_call(metrics, ep, i, r);
+    }
+}
+
 void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a)
 {
-    const gd_endpoint_conf_t *ep = a->endpoint;
     uint64_t duration_us = (uv_hrtime() - a->started_at_ns) / 1000;
 
-    gd_metrics_count_request(metrics, ep, a->status, duration_us);
-    for (size_t i = 0; a->results != NULL && i < ep->ncalls; i++) {
-        const gd_call_result_t *r = &a->results[i];
-        if (r->outcome == GD_OUTCOME_SKIPPED)
-            continue; /* it never ran: nothing to count */
-        gd_metrics_count_call(metrics, ep, i, r->outcome,
-                              r->outcome == GD_OUTCOME_STATUS ? r->status : 0,
-                              r->elapsed_ms * 1000);
-        if (r->cache == GD_CALL_CACHE_HIT)
-            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_HIT);
-        else if (r->cache == GD_CALL_CACHE_MISS)
-            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_MISS);
-        else if (r->cache == GD_CALL_COALESCED)
-            gd_metrics_count_cache_use(metrics, ep, i, GD_METRICS_CACHE_COALESCED);
-    }
+    gd_metrics_count_request(metrics, a->endpoint, a->status, duration_us);
+    gd_access_count_calls(metrics, a->endpoint, a->results);
 }
 
 /* How a call with "cache" got its result, for the access line ("" for a call without one, or
  * one that made the exchange). */
 static const char *cache_mark(const gd_call_result_t *r)
 {
-    return r->cache == GD_CALL_CACHE_HIT ? "hit" : r->cache == GD_CALL_COALESCED ? "coalesced" : "";
+    switch (r->cache) {
+    case GD_CALL_CACHE_HIT:
+        return "hit";
+    case GD_CALL_CACHE_SHARED_HIT:
+        return "shared_hit";
+    case GD_CALL_COALESCED:
+        return "coalesced";
+    default:
+        return "";
+    }
 }
 
 /* The upstream status worth showing beside @r's outcome: that of a failure of kind status, or of
@@ -91,29 +115,39 @@ static size_t describe_calls(const gd_endpoint_conf_t *ep, const gd_call_result_
 
 /* The detail of each failed call, which the public answer leaves out: hosts, addresses,
  * server messages. One warn line per failure, with the request id to find the access line. */
-static void log_failures(const gd_access_t *a)
+static void log_failure(const char *request_id, const gd_endpoint_conf_t *ep, const char *call,
+                        const gd_call_result_t *r)
 {
-    const gd_endpoint_conf_t *ep = a->endpoint;
+    if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_CANCELLED ||
+        r->outcome == GD_OUTCOME_SKIPPED)
+        return;
+    gd_log_field_t fields[] = {
+        {.key = "request_id", .type = GD_LOG_STR, .str = request_id, .str_len = SIZE_MAX},
+        {.key = "route", .type = GD_LOG_STR, .str = ep->path, .str_len = SIZE_MAX},
+        {.key = "call", .type = GD_LOG_STR, .str = call, .str_len = SIZE_MAX},
+        {.key = "kind", .type = GD_LOG_STR, .str = gd_outcome_name(r->outcome), .str_len = SIZE_MAX},
+        {.key = "status", .type = GD_LOG_INT, .i = r->status},
+        {.key = "sqlstate", .type = GD_LOG_STR, .str = r->sqlstate, .str_len = SIZE_MAX},
+        {.key = "elapsed_ms", .type = GD_LOG_INT, .i = (long long)r->elapsed_ms},
+        {.key = "detail", .type = GD_LOG_STR, .str = r->message, .str_len = SIZE_MAX},
+    };
+    gd_log_event(GD_LOG_WARN, "call failed", fields, GD_ARRAY_SIZE(fields));
+}
 
-    for (size_t i = 0; i < ep->ncalls; i++) {
-        const gd_call_result_t *r = &a->results[i];
-        if (r->outcome == GD_OUTCOME_OK || r->outcome == GD_OUTCOME_CANCELLED ||
-            r->outcome == GD_OUTCOME_SKIPPED)
-            continue;
-        gd_log_field_t fields[] = {
-            {.key = "request_id", .type = GD_LOG_STR, .str = a->request_id, .str_len = SIZE_MAX},
-            {.key = "route", .type = GD_LOG_STR, .str = ep->path, .str_len = SIZE_MAX},
-            {.key = "call", .type = GD_LOG_STR, .str = ep->calls[i].name, .str_len = SIZE_MAX},
-            {.key = "kind",
-             .type = GD_LOG_STR,
-             .str = gd_outcome_name(r->outcome),
-             .str_len = SIZE_MAX},
-            {.key = "status", .type = GD_LOG_INT, .i = r->status},
-            {.key = "sqlstate", .type = GD_LOG_STR, .str = r->sqlstate, .str_len = SIZE_MAX},
-            {.key = "elapsed_ms", .type = GD_LOG_INT, .i = (long long)r->elapsed_ms},
-            {.key = "detail", .type = GD_LOG_STR, .str = r->message, .str_len = SIZE_MAX},
-        };
-        gd_log_event(GD_LOG_WARN, "call failed", fields, GD_ARRAY_SIZE(fields));
+void gd_access_log_failures(const char *request_id, const gd_endpoint_conf_t *ep,
+                            const gd_call_result_t *results)
+{
+    char name[160];
+
+    for (size_t i = 0; results != NULL && gd_log_max_level >= GD_LOG_WARN && i < ep->ncalls; i++) {
+        const gd_call_result_t *r = &results[i];
+        /* a for_each call's failed items, each as "name[i]", as the answer's errors say */
+        for (size_t k = 0; k < r->nitems; k++) {
+            snprintf(name, sizeof(name), "%s[%zu]", ep->calls[i].name, k);
+            log_failure(request_id, ep, name, &r->items[k]);
+        }
+        if (r->nitems == 0)
+            log_failure(request_id, ep, ep->calls[i].name, r);
     }
 }
 
@@ -121,8 +155,7 @@ void gd_access_log(const gd_access_t *a)
 {
     const gd_endpoint_conf_t *ep = a->endpoint;
 
-    if (a->results != NULL && gd_log_max_level >= GD_LOG_WARN)
-        log_failures(a);
+    gd_access_log_failures(a->request_id, ep, a->results);
     if (gd_log_max_level < GD_LOG_INFO)
         return;
     char calls[2048];

@@ -34,6 +34,20 @@ typedef struct gd_access {
 void gd_access_count(gd_metrics_t *metrics, const gd_access_t *a);
 /** Writes @a's access line (at info level), and a warn line per failed call with its detail. */
 void gd_access_log(const gd_access_t *a);
+/**
+ * Counts the calls of @ep with @results (one per call, or NULL: nothing) in @metrics, a for_each
+ * call's items one by one: what gd_access_count() does besides the request's own count, and
+ * what a batch does for each of its runs.
+ */
+void gd_access_count_calls(gd_metrics_t *metrics, const gd_endpoint_conf_t *ep,
+                           const gd_call_result_t *results);
+/**
+ * Writes a warn line per failed call of @ep in @results (NULL: none) with its detail and
+ * @request_id, a for_each call's failed items as "name[i]": what gd_access_log() writes
+ * besides the access line, and what a batch writes for each of its runs.
+ */
+void gd_access_log_failures(const char *request_id, const gd_endpoint_conf_t *ep,
+                            const gd_call_result_t *results);
 /** Both: what every answered request does once. */
 void gd_access_record(gd_metrics_t *metrics, const gd_access_t *a);
 

@@ -107,6 +107,8 @@ int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
     for (size_t i = call->first_ref; i < call->first_ref + call->nrefs && r == 0; i++) {
         const gd_call_ref_t *ref = &ep->refs[i];
         gd_strv_t *slot = &values[ep->nparams + i];
+        if (ref->expr.index >= env->ncalls)
+            continue; /* {item} before the items of a for_each run: its stand-in stays */
         out.len = 0;
         bool is_found = gd_eval_ref(&ref->expr, env, &out);
         const char *s = out.buf;
@@ -115,8 +117,11 @@ int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
         if (ref->use == GD_REF_WHEN) {
             *slot = is_found && is_true_json(s, len) ? (gd_strv_t){"1", 1} : (gd_strv_t){"", 0};
         } else if (!is_found) {
-            snprintf(err, errlen, "%s is missing in the result of call \"%s\"", ref->text,
-                     ep->calls[ref->expr.index].name);
+            if (ref->expr.index == ep->ncalls)
+                snprintf(err, errlen, "%s is missing in the item", ref->text);
+            else
+                snprintf(err, errlen, "%s is missing in the result of call \"%s\"", ref->text,
+                         ep->calls[ref->expr.index].name);
             r = -EINVAL;
         } else {
             r = render_value(ref, s, len, arena, slot, err, errlen);

@@ -23,7 +23,8 @@
 void gd_depend_stand_in(const gd_endpoint_conf_t *ep, gd_strv_t *values);
 /**
  * Renders the references of @call (of @ep) from @env, the results of the calls it needs, into
- * @values (as gd_depend_stand_in()), the texts in @arena. Returns 0, or -EINVAL with a message
+ * @values (as gd_depend_stand_in()), the texts in @arena. Its {item} references (expr.index
+ * ep->ncalls) are rendered only when @env has one more entry than the calls, the item. Returns 0, or -EINVAL with a message
  * in @err that names the reference: a field that is missing, or a value of a type that cannot
  * go where it is used (an object in a URL).
  */

@@ -1,6 +1,7 @@
 #include "gather/merge.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,12 +79,23 @@ int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *
     return has_dependency_failure ? 502 : 200;
 }
 
+/* A "for_each" call that ran: some of its items failed (each is null and an error entry). */
+static bool has_failed_items(const gd_call_result_t *r)
+{
+    return r->outcome == GD_OUTCOME_OK && r->nitems_failed > 0;
+}
+
 bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results)
 {
     for (size_t i = 0; i < endpoint->ncalls; i++)
-        if (is_failure(&endpoint->calls[i], &results[i]))
+        if (is_failure(&endpoint->calls[i], &results[i]) || has_failed_items(&results[i]))
             return false;
     return true;
+}
+
+bool gd_merge_is_item_failure(const gd_call_conf_t *call, const gd_call_result_t *r)
+{
+    return is_failure(call, r);
 }
 
 
@@ -92,8 +104,10 @@ static void put_str(gd_sink_t *o, const char *s)
     gd_sink_put(o, s, strlen(s));
 }
 
-static void put_error(gd_sink_t *o, const gd_call_conf_t *call, const gd_call_result_t *r,
-                      bool is_detailed)
+/* The error entry of @r, keyed by @call's name, or "name[item]" for an item of a for_each
+ * (@item SIZE_MAX: the call's own). */
+static void put_error(gd_sink_t *o, const gd_call_conf_t *call, size_t item,
+                      const gd_call_result_t *r, bool is_detailed)
 {
     /* A dependency failure's message names only what the config does (a call, a reference):
      * it is always shown, so that a client can tell which value was missing. */
@@ -102,7 +116,14 @@ static void put_error(gd_sink_t *o, const gd_call_conf_t *call, const gd_call_re
                               : gd_outcome_public_message(r->outcome);
     char num[32];
 
-    put_str(o, call->name_json);
+    if (item == SIZE_MAX) {
+        put_str(o, call->name_json);
+    } else {
+        /* the quoted name without its closing quote, then [i] */
+        gd_sink_put(o, call->name_json, strlen(call->name_json) - 1);
+        snprintf(num, sizeof(num), "[%zu]\"", item);
+        put_str(o, num);
+    }
     put_str(o, ":{\"kind\":\"");
     put_str(o, gd_outcome_name(r->outcome));
     put_str(o, "\",\"message\":");
@@ -144,6 +165,7 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
             gd_sink_put(&o, "null", 4);
             has_errors |= is_failure(&endpoint->calls[i], &results[i]);
         }
+        has_errors |= has_failed_items(&results[i]);
     }
     if (has_errors) {
         put_str(&o, ",\"errors\":");
@@ -162,12 +184,21 @@ size_t gd_merge_errors(const gd_endpoint_conf_t *endpoint, const gd_call_result_
 
     gd_sink_put(&o, "{", 1);
     for (size_t i = 0; i < endpoint->ncalls; i++) {
-        if (!is_failure(&endpoint->calls[i], &results[i]))
+        const gd_call_result_t *r = &results[i];
+        for (size_t k = 0; has_failed_items(r) && k < r->nitems; k++) {
+            if (!is_failure(&endpoint->calls[i], &r->items[k]))
+                continue;
+            if (!is_first)
+                gd_sink_put(&o, ",", 1);
+            is_first = false;
+            put_error(&o, &endpoint->calls[i], k, &r->items[k], is_detailed);
+        }
+        if (!is_failure(&endpoint->calls[i], r))
             continue;
         if (!is_first)
             gd_sink_put(&o, ",", 1);
         is_first = false;
-        put_error(&o, &endpoint->calls[i], &results[i], is_detailed);
+        put_error(&o, &endpoint->calls[i], SIZE_MAX, r, is_detailed);
     }
     gd_sink_put(&o, "}", 1);
     return o.len;

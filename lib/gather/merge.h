@@ -27,7 +27,12 @@ void gd_merge_settle(const gd_call_conf_t *call, gd_call_result_t *r);
  * kind dependency decide only when no other required call failed (502).
  */
 int gd_merge_status(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results);
-/** Whether every call, optional or not, succeeded. */
+/**
+ * Whether @r, the result of one item of @call's "for_each", failed: as a call's would (an
+ * optional call's missing row, and a skipped item, are not failures).
+ */
+bool gd_merge_is_item_failure(const gd_call_conf_t *call, const gd_call_result_t *r);
+/** Whether every call, optional or not, succeeded, and every item of every for_each call. */
 bool gd_merge_is_complete(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results);
 /**
  * Writes the merged body into @buf (at most @cap bytes, no NUL) and returns its full length, so
@@ -39,7 +44,7 @@ size_t gd_merge_body(const gd_endpoint_conf_t *endpoint, const gd_call_result_t 
                      bool is_detailed, char *buf, size_t cap);
 /**
  * Writes the "errors" object of @results ({"call":{"kind":...},...}, failed calls in config
- * order; {} when none failed) into @buf like gd_merge_body(), and returns its full length.
+ * order, a for_each call's failed items as "call[i]" in item order; {} when none failed) into @buf like gd_merge_body(), and returns its full length.
  */
 size_t gd_merge_errors(const gd_endpoint_conf_t *endpoint, const gd_call_result_t *results,
                        bool is_detailed, char *buf, size_t cap);

@@ -12,12 +12,18 @@
 #include "base/util.h"
 #include "gather/access.h"
 #include "gather/depend.h"
+#include "gather/foreach.h"
 #include "gather/h2reset.h"
 #include "gather/merge.h"
 #include "gather/reshape.h"
 #include "gather/respond.h"
 #include "gather/shape.h"
+#include "json/json.h"
 #include "ops/trace.h"
+
+/* How long past its deadline a batch request waits for its runs, which end by the deadline
+ * themselves: a bound against a run that would not. */
+#define BATCH_GRACE_MS 1000
 
 /* How long a request gathers before its HTTP/1 client's connection is watched for a hang-up:
  * the watch costs two epoll_ctl calls, a tenth of a fast request's CPU (measured on the
@@ -34,6 +40,17 @@ enum call_state {
     CALL_SKIPPED, /* never ran: its "when" was false, or it needed a skipped call */
 };
 
+/* A "for_each" call under way: its items, each a call of its own once started. */
+struct fanout {
+    gd_strv_t *items; /* in the arena */
+    size_t nitems;
+    gd_call_t **calls;         /* by item; NULL until it starts */
+    gd_call_result_t *results; /* by item: settled once it has finished */
+    bool *is_settled;          /* by item */
+    size_t next;               /* the first item not started */
+    size_t nrunning;
+};
+
 /* What an endpoint whose calls wait for each other keeps while its calls run; in the arena,
  * and absent (NULL) for endpoints without dependencies, whose requests cost what they did. */
 struct graph {
@@ -41,8 +58,17 @@ struct graph {
     gd_traceparent_t trace; /* in.trace points here when the client sent one */
     gd_strv_t *values;      /* the parameters, then the rendered references (in.values) */
     unsigned char *states;  /* enum call_state, by call */
-    gd_strv_t *results;     /* by call: what references see (gd_eval_env_t.calls) */
+    gd_strv_t *results;     /* by call, then {item}: what references see (gd_eval_env_t.calls) */
+    struct fanout **fanouts; /* by call: a started for_each call's; NULL when none has one */
     bool has_started_calls; /* a pass before has started calls: later ones are deferred */
+};
+
+/* The runs of a batch request, one per item, each a gd_request_t of its own (heap, with its
+ * own arena and calls) whose coroutine is a task of the batch's group. */
+struct batch {
+    gd_request_t **runs; /* by item, in the batch's arena */
+    size_t nruns;
+    size_t next; /* the first run not started */
 };
 
 /* In h2o's request pool: its dispose callback finds our request (NULL once we finished first)
@@ -56,6 +82,7 @@ struct dispose_slot {
 struct gd_request {
     gd_gate_waiter_t waiter; /* first: the line's callback gets it */
     gd_gather_ctx_t *ctx;
+    gd_gather_view_t *view;      /* the config it started under, and its sources: held to the end */
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
     struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;
@@ -74,6 +101,12 @@ struct gd_request {
     gd_call_result_t *results;     /* in the arena, one per call, filled for the answer */
     const gd_strv_t *values; /* the parameters; borrowed from h2o's request: valid while req is */
     struct graph *graph;     /* NULL when no call waits for another */
+    /* A batch endpoint's request runs no call of its own: its runs, one per item, do. */
+    struct batch *batch;     /* NULL unless the endpoint is a batch */
+    gd_request_t *parent;    /* a run's: the batch request it belongs to (else NULL) */
+    gd_jbuf_t doc;           /* a run's: its answer, once it has gathered */
+    bool is_doc_complete;
+    bool is_run_done;
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
 };
 
@@ -94,6 +127,8 @@ static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_
         req->input.path.len < GD_ACCESS_PATH_MAX ? req->input.path.len : GD_ACCESS_PATH_MAX;
 
     rq->ctx = ctx;
+    rq->view = ctx->view;
+    rq->view->requests++;
     rq->req = req;
     rq->endpoint = ep;
     rq->started_at_ns = started_at_ns;
@@ -121,8 +156,14 @@ static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
     gd_depend_stand_in(ep, g->values);
     g->states = h2o_mem_alloc_pool(&rq->arena, ep->ncalls);
     memset(g->states, CALL_WAITING, ep->ncalls);
-    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * ep->ncalls);
-    memset(g->results, 0, sizeof(*g->results) * ep->ncalls);
+    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * (ep->ncalls + 1));
+    memset(g->results, 0, sizeof(*g->results) * (ep->ncalls + 1));
+    for (size_t i = 0; i < ep->ncalls && g->fanouts == NULL; i++) {
+        if (ep->calls[i].has_for_each) {
+            g->fanouts = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->fanouts) * ep->ncalls);
+            memset(g->fanouts, 0, sizeof(*g->fanouts) * ep->ncalls);
+        }
+    }
     if (in->trace != NULL) {
         g->trace = *in->trace;
         in->trace = &g->trace;
@@ -135,11 +176,26 @@ static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
 
 static void free_request(gd_request_t *rq)
 {
-    for (size_t i = 0; i < rq->endpoint->ncalls; i++)
+    for (size_t k = 0; rq->batch != NULL && k < rq->batch->nruns; k++)
+        if (rq->batch->runs[k] != NULL)
+            free_request(rq->batch->runs[k]);
+    free(rq->doc.buf);
+    for (size_t i = 0; i < rq->endpoint->ncalls; i++) {
+        struct fanout *f = rq->graph != NULL && rq->graph->fanouts != NULL
+                               ? rq->graph->fanouts[i]
+                               : NULL;
+        for (size_t k = 0; f != NULL && k < f->next; k++)
+            if (f->calls[k] != NULL)
+                gd_call_dispose(f->calls[k]);
         if (rq->calls[i] != NULL)
             gd_call_dispose(rq->calls[i]);
+    }
     h2o_mem_clear_pool(&rq->arena);
+    gd_gather_view_t *view = rq->view;
+    gd_gather_ctx_t *ctx = rq->ctx;
     free(rq);
+    if (--view->requests == 0 && view != ctx->view)
+        view->on_unused(view);
 }
 
 /* Cuts the link from h2o's request to ours: its dispose callback will find nothing. */
@@ -183,10 +239,15 @@ static void record_client_gone(gd_request_t *rq, const gd_call_result_t *results
     record(rq, 499, 0, "-", results);
 }
 
+static bool fanout_is_done(gd_request_t *rq, size_t i, int gather_ret);
+
 static void collect_results(gd_request_t *rq, int gather_ret)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
 
+    for (size_t i = 0; rq->graph != NULL && rq->graph->fanouts != NULL && i < ep->ncalls; i++)
+        if (rq->graph->states[i] == CALL_RUNNING && rq->graph->fanouts[i] != NULL)
+            fanout_is_done(rq, i, gather_ret < 0 ? gather_ret : -ECANCELED); /* its items so far */
     for (size_t i = 0; i < ep->ncalls; i++) {
         gd_call_result_t *r = &rq->results[i];
         /* shaped once, in the call's own result: whatever reads it sees the shaped document */
@@ -205,7 +266,7 @@ static void collect_results(gd_request_t *rq, int gather_ret)
  * (slow readers hold the rest): 503, and the client may come back once they have drained. */
 static void answer_unsent_full(gd_request_t *rq, int full)
 {
-    const gd_config_t *config = rq->ctx->config;
+    const gd_config_t *config = rq->view->config;
     char msg[256];
 
     if (full == GD_OUTBOX_CONNECTION_FULL)
@@ -218,6 +279,27 @@ static void answer_unsent_full(gd_request_t *rq, int full)
                  "answers not yet read by their clients reach %zu bytes (max_unsent_bytes)",
                  config->max_unsent_bytes);
     answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
+}
+
+static void respond_batch(gd_request_t *rq);
+
+/* Writes @rq's answer, @body (@len bytes in h2o's request pool), then counts and logs it with
+ * @results (NULL: a batch's). */
+static void send_answer(gd_request_t *rq, int status, char *body, size_t len,
+                        const char *complete, const gd_call_result_t *results)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    gd_answer_t a = {.status = status,
+                     .body = body,
+                     .len = len,
+                     .complete = complete,
+                     .compress = &ep->compress,
+                     .cache_control = ep->cache_control,
+                     .has_etag = ep->has_etag,
+                     .endpoint = ep,
+                     .client = rq->client};
+    size_t sent = gd_respond(&rq->ctx->responder, rq->req, &a);
+    record(rq, rq->req->res.status, sent, complete, results);
 }
 
 static void respond(gd_request_t *rq)
@@ -235,9 +317,13 @@ static void respond(gd_request_t *rq)
                      NULL, NULL);
         return;
     }
+    if (rq->batch != NULL) {
+        respond_batch(rq);
+        return;
+    }
     int status = gd_merge_status(ep, rq->results);
     const char *complete = gd_merge_is_complete(ep, rq->results) ? "true" : "false";
-    bool is_detailed = rq->ctx->config->expose_error_details;
+    bool is_detailed = rq->view->config->expose_error_details;
     size_t len;
     char *body;
     gd_jbuf_t out = {0};
@@ -262,17 +348,37 @@ static void respond(gd_request_t *rq)
         body = h2o_mem_alloc_pool(&req->pool, len);
         gd_merge_body(ep, rq->results, is_detailed, body, len);
     }
-    gd_answer_t a = {.status = status,
-                     .body = body,
-                     .len = len,
-                     .complete = complete,
-                     .compress = &ep->compress,
-                     .cache_control = ep->cache_control,
-                     .has_etag = ep->has_etag,
-                     .endpoint = ep,
-                     .client = rq->client};
-    size_t sent = gd_respond(&rq->ctx->responder, req, &a);
-    record(rq, req->res.status, sent, complete, rq->results);
+    send_answer(rq, status, body, len, complete, rq->results);
+}
+
+/* Answers batch request @rq: the array of its runs' answers in item order, 200 (a run's own
+ * failures are in its answer), incomplete when any run is. */
+static void respond_batch(gd_request_t *rq)
+{
+    const struct batch *b = rq->batch;
+    h2o_req_t *req = rq->req;
+    size_t len = 2;
+    bool is_complete = true;
+
+    for (size_t k = 0; k < b->nruns; k++) {
+        len += (k > 0 ? 1 : 0) + b->runs[k]->doc.len;
+        is_complete &= b->runs[k]->is_doc_complete;
+    }
+    int full = gd_outbox_check(rq->ctx->responder.outbox, req, len);
+    if (full != 0) {
+        answer_unsent_full(rq, full);
+        return;
+    }
+    char *body = h2o_mem_alloc_pool(&req->pool, len), *p = body;
+    *p++ = '[';
+    for (size_t k = 0; k < b->nruns; k++) {
+        if (k > 0)
+            *p++ = ',';
+        memcpy(p, b->runs[k]->doc.buf, b->runs[k]->doc.len);
+        p += b->runs[k]->doc.len;
+    }
+    *p = ']';
+    send_answer(rq, 200, body, len, is_complete ? "true" : "false", NULL);
 }
 
 static void link_in_flight(gd_gather_ctx_t *ctx, gd_request_t *rq)
@@ -371,6 +477,203 @@ static void skip_call(gd_call_t *call)
     snprintf(call->result.message, sizeof(call->result.message), "its \"when\" is false");
 }
 
+/* A call that starts now (of @cc): its own timeout counts from now, the endpoint deadline
+ * bounds it. */
+static void set_deadline(gd_request_t *rq, gd_call_t *call, const gd_call_conf_t *cc)
+{
+    uv_update_time(rq->ctx->loop);
+    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
+    call->started_at_ns = rq->started_at_ns;
+    call->timeout_ms = cc->timeout_ms;
+    call->deadline_ms =
+        now_ms + cc->timeout_ms < rq->deadline_ms ? now_ms + cc->timeout_ms : rq->deadline_ms;
+}
+
+/* Item @k of a for_each call that could not start: settled at once with @outcome. */
+static void settle_item(struct fanout *f, size_t k, gd_outcome_t outcome, const char *message)
+{
+    f->results[k] = (gd_call_result_t){.outcome = outcome, .max_age_ms = -1};
+    snprintf(f->results[k].message, sizeof(f->results[k].message), "%s", message);
+    f->is_settled[k] = true;
+}
+
+/* Renders item @k of for_each call @i with {item} bound to it and starts it as a call of its
+ * own, with the call's timeout, retries, hedging and cache, through the upstream's gates. */
+static void start_item(gd_request_t *rq, size_t i, size_t k)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct graph *g = rq->graph;
+    struct fanout *f = g->fanouts[i];
+    const gd_source_t *src = &rq->view->sources[cc->source];
+    char err[GD_CALL_MESSAGE_MAX];
+
+    g->results[ep->ncalls] = f->items[k];
+    gd_eval_env_t env = {g->results, ep->ncalls + 1, g->values, {NULL, 0}};
+    if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
+        settle_item(f, k, GD_OUTCOME_DEPENDENCY, err);
+        return;
+    }
+    gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+    memset(call, 0, src->ops->size);
+    call->started_at_ns = rq->started_at_ns;
+    if (gd_call_prepare(call, src->ops, cc, &g->in, err, sizeof(err)) != 0) {
+        gd_call_dispose(call);
+        settle_item(f, k, GD_OUTCOME_DEPENDENCY, err);
+        return;
+    }
+    f->calls[k] = call;
+    f->nrunning++;
+    set_deadline(rq, call, cc);
+    gd_call_start(call, src, &rq->group);
+}
+
+/* Whether the client still waits for @rq's answer (a run's: for its batch's). */
+static bool is_client_here(const gd_request_t *rq)
+{
+    return (rq->parent != NULL ? rq->parent : rq)->req != NULL;
+}
+
+/* The for_each call @i's fan-out, when it has started. */
+static struct fanout *fanout_of(const gd_request_t *rq, size_t i)
+{
+    return rq->graph->fanouts != NULL ? rq->graph->fanouts[i] : NULL;
+}
+
+/* Whether running for_each call @i may start another item now. */
+static bool fanout_has_room(const gd_request_t *rq, size_t i)
+{
+    const struct fanout *f = fanout_of(rq, i);
+
+    return f != NULL && rq->graph->states[i] == CALL_RUNNING && f->next < f->nitems &&
+           f->nrunning < rq->endpoint->calls[i].concurrency && is_client_here(rq);
+}
+
+/* Starts items of for_each call @i while it has room (its concurrency). */
+static void top_up(gd_request_t *rq, size_t i)
+{
+    struct fanout *f = fanout_of(rq, i);
+
+    while (fanout_has_room(rq, i))
+        start_item(rq, i, f->next++);
+}
+
+/*
+ * Settles the items of running for_each call @i that have finished (shaped, null_on applied);
+ * once every one has, writes the call's result (gd_foreach_result()) and returns true. With
+ * @gather_ret -ETIMEDOUT (the gather has ended), items never started are settled as timed out
+ * and the cancelled ones are too, as calls are.
+ */
+static bool fanout_is_done(gd_request_t *rq, size_t i, int gather_ret)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct fanout *f = fanout_of(rq, i);
+    char msg[GD_CALL_MESSAGE_MAX];
+
+    snprintf(msg, sizeof(msg), "endpoint deadline of %" PRIu64 " ms passed", ep->timeout_ms);
+    for (size_t k = 0; k < f->next; k++) {
+        if (f->is_settled[k] || !gd_call_is_done(f->calls[k]))
+            continue;
+        gd_call_result_t *r = &f->calls[k]->result;
+        gd_reshape_result(cc->reshape, r); /* each item's document, as a call's would be */
+        f->results[k] = *r;
+        gd_merge_settle(cc, &f->results[k]);
+        f->is_settled[k] = true;
+        f->nrunning--;
+        if (f->results[k].outcome == GD_OUTCOME_CANCELLED && gather_ret == -ETIMEDOUT)
+            settle_item(f, k, GD_OUTCOME_TIMEOUT, msg);
+    }
+    if (gather_ret != 0) {
+        for (; f->next < f->nitems; f->next++)
+            settle_item(f, f->next,
+                        gather_ret == -ETIMEDOUT ? GD_OUTCOME_TIMEOUT : GD_OUTCOME_CANCELLED,
+                        gather_ret == -ETIMEDOUT ? msg : "the request ended before it started");
+    }
+    if (f->next < f->nitems || f->nrunning > 0)
+        return false;
+    gd_foreach_result(cc, f->results, f->nitems, gd_call_elapsed_ms(rq->calls[i]),
+                     &rq->calls[i]->result);
+    return true;
+}
+
+/* Whether running call @i of a graph has finished: its items, for a for_each call. */
+static bool is_call_done(gd_request_t *rq, size_t i)
+{
+    return fanout_of(rq, i) != NULL ? fanout_is_done(rq, i, 0) : gd_call_is_done(rq->calls[i]);
+}
+
+/* What the first byte of a JSON value says it is, for messages. */
+static const char *json_kind(const char *s, size_t len)
+{
+    gd_json_trim(&s, &len);
+    switch (len > 0 ? s[0] : 0) {
+    case '{':
+        return "an object";
+    case '"':
+        return "a string";
+    case 'n':
+        return "null";
+    case 't':
+    case 'f':
+        return "a boolean";
+    default:
+        return "a number";
+    }
+}
+
+/* Starts for_each call @i, whose needs have all arrived and whose "when" is true: its list,
+ * checked, then as many items as its concurrency allows; or settles it when it cannot run.
+ * An empty list is [] at once, with no call made. */
+static void start_fanout(gd_request_t *rq, size_t i)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_call_conf_t *cc = &ep->calls[i];
+    struct graph *g = rq->graph;
+    gd_eval_env_t env = {g->results, ep->ncalls, g->values, {NULL, 0}};
+    gd_jbuf_t list = {0};
+    size_t n = 0;
+
+    if (cc->for_each.kind == GD_EXPR_PARAM) {
+        const gd_strv_t *v = &g->values[cc->for_each.index];
+        gd_foreach_list_json(&ep->params[cc->for_each.index], v->base, v->len, &list);
+    } else if (!gd_eval_ref(&cc->for_each, &env, &list)) {
+        free(list.buf);
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY,
+                     "\"for_each\" %s is missing in the result of call \"%s\"",
+                     cc->for_each_text, ep->calls[cc->for_each.index].name);
+        return;
+    }
+    h2o_iovec_t text = arena_copy(&rq->arena, list.buf, list.len);
+    free(list.buf);
+    if (gd_foreach_items(text.base, text.len, NULL, 0, &n) != 0) {
+        settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "\"for_each\" %s is %s, not an array",
+                     cc->for_each_text, json_kind(text.base, text.len));
+        return;
+    }
+    if (n > cc->max_items) {
+        settle_unrun(rq, i, GD_OUTCOME_TOO_LARGE,
+                     "\"for_each\" %s has %zu items, more than its max_items (%zu)",
+                     cc->for_each_text, n, cc->max_items);
+        return;
+    }
+    struct fanout *f = h2o_mem_alloc_pool(&rq->arena, sizeof(*f));
+    size_t room = n > 0 ? n : 1;
+    *f = (struct fanout){
+        .items = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->items) * room),
+        .nitems = n,
+        .calls = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->calls) * room),
+        .results = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->results) * room),
+        .is_settled = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->is_settled) * room),
+    };
+    memset(f->calls, 0, sizeof(*f->calls) * room);
+    memset(f->is_settled, 0, sizeof(*f->is_settled) * room);
+    gd_foreach_items(text.base, text.len, f->items, n, &n);
+    g->fanouts[i] = f;
+    g->states[i] = CALL_RUNNING;
+    top_up(rq, i);
+}
+
 /* Renders waiting call @i, whose needs have all arrived, with their values and starts it; or
  * settles it when it cannot or must not run. */
 static void start_dependent(gd_request_t *rq, size_t i)
@@ -392,6 +695,7 @@ static void start_dependent(gd_request_t *rq, size_t i)
             return;
         }
     }
+    /* a for_each call's {item} references keep their stand-ins until each item renders them */
     if (gd_depend_render(ep, cc, &env, &rq->arena, g->values, err, sizeof(err)) != 0) {
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "%s", err);
         return;
@@ -400,7 +704,11 @@ static void start_dependent(gd_request_t *rq, size_t i)
         settle_unrun(rq, i, GD_OUTCOME_SKIPPED, "its \"when\" is false");
         return;
     }
-    const gd_source_t *src = &rq->ctx->sources[cc->source];
+    if (cc->has_for_each) {
+        start_fanout(rq, i);
+        return;
+    }
+    const gd_source_t *src = &rq->view->sources[cc->source];
     gd_call_t *call = rq->calls[i];
     if (cc->nrefs > 0) {
         /* Rendered again, now with the values it references (first with stand-ins). */
@@ -412,13 +720,7 @@ static void start_dependent(gd_request_t *rq, size_t i)
             return;
         }
     }
-    /* Its own timeout counts from now; the endpoint deadline bounds it. */
-    uv_update_time(rq->ctx->loop);
-    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
-    call->started_at_ns = rq->started_at_ns;
-    call->timeout_ms = cc->timeout_ms;
-    call->deadline_ms =
-        now_ms + cc->timeout_ms < rq->deadline_ms ? now_ms + cc->timeout_ms : rq->deadline_ms;
+    set_deadline(rq, call, cc);
     g->states[i] = CALL_RUNNING;
     gd_call_start(call, src, &rq->group);
 }
@@ -434,7 +736,7 @@ static bool advance_graph(gd_request_t *rq)
     bool is_running = false, has_deferred = !g->has_started_calls;
 
     for (size_t i = 0; i < ep->ncalls; i++)
-        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+        if (g->states[i] == CALL_RUNNING && is_call_done(rq, i))
             g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
     for (size_t k = 0; k < ep->ncalls; k++) {
         size_t i = ep->call_order[k];
@@ -442,14 +744,17 @@ static bool advance_graph(gd_request_t *rq)
         bool is_ready = g->states[i] == CALL_WAITING;
         for (size_t j = 0; is_ready && j < cc->nneeds; j++)
             is_ready = g->states[cc->needs[j]] >= CALL_READY;
-        if (is_ready && !has_deferred) {
+        bool has_room = fanout_has_room(rq, i); /* a for_each call's items to top up */
+        if ((is_ready || has_room) && !has_deferred) {
             has_deferred = true;
             if (gd_coro_sleep(0) != 0)
                 return true; /* not now: the group is being cancelled */
         }
-        if (is_ready && rq->req != NULL)
+        if (is_ready && is_client_here(rq))
             start_dependent(rq, i); /* may settle it at once, for the calls after it */
-        if (g->states[i] == CALL_RUNNING && gd_call_is_done(rq->calls[i]))
+        else if (has_room)
+            top_up(rq, i);
+        if (g->states[i] == CALL_RUNNING && is_call_done(rq, i))
             g->states[i] = settle_for_dependents(rq, i, &g->results[i]);
         is_running |= g->states[i] == CALL_RUNNING;
     }
@@ -469,6 +774,115 @@ static int run_graph(gd_request_t *rq)
     return ret;
 }
 
+/* Starts the calls of @rq (in its group, initialized) and gathers them: all at once, or as
+ * what each needs arrives. Returns what gd_group_wait() would. */
+static int run_calls(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    if (rq->graph != NULL)
+        return run_graph(rq);
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        if (!gd_depend_when(&ep->calls[i], rq->values))
+            skip_call(rq->calls[i]);
+        else
+            gd_call_start(rq->calls[i], &rq->view->sources[ep->calls[i].source], &rq->group);
+    }
+    return gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
+}
+
+/* The answer of @rq's calls (settled) as a single endpoint's, into rq->doc. */
+static void write_doc(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    bool is_detailed = rq->view->config->expose_error_details;
+
+    rq->is_doc_complete = gd_merge_is_complete(ep, rq->results);
+    if (ep->response != NULL) {
+        gd_shape_body(ep, rq->results, rq->values, is_detailed, &rq->doc);
+        return;
+    }
+    size_t len = gd_merge_body(ep, rq->results, is_detailed, NULL, 0);
+    gd_jbuf_reserve(&rq->doc, len);
+    rq->doc.len = gd_merge_body(ep, rq->results, is_detailed, rq->doc.buf, len);
+}
+
+/* Sets the deadlines of @rq's calls, from now: the endpoint's is @deadline_ms. */
+static void set_deadlines(gd_request_t *rq, uint64_t deadline_ms)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    uv_update_time(rq->ctx->loop);
+    uint64_t now_ms = uv_now(rq->ctx->loop) + 1;
+    rq->deadline_ms = deadline_ms;
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        gd_call_t *call = rq->calls[i];
+        call->started_at_ns = rq->started_at_ns;
+        call->timeout_ms = ep->calls[i].timeout_ms;
+        call->deadline_ms = now_ms + ep->calls[i].timeout_ms;
+    }
+}
+
+/* A run's coroutine, a task of its batch's group: the endpoint's calls for one item. */
+static void run_item(void *arg)
+{
+    gd_request_t *run = arg;
+
+    gd_group_init(&run->group, run->ctx->sched);
+    int ret = run_calls(run);
+    gd_group_dispose(&run->group);
+    collect_results(run, ret);
+    write_doc(run);
+    run->is_run_done = true;
+}
+
+/* Runs the items of batch request @rq, at most the endpoint's concurrency at once, each
+ * started once another has finished, until all have or the deadline has passed (a run not
+ * started by then answers as timed out). Returns what gd_group_wait() would. */
+static int run_batch(gd_request_t *rq)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    struct batch *b = rq->batch;
+    size_t nrunning = 0;
+    bool is_stopped = false;
+    int ret = 0;
+
+    for (;;) {
+        uv_update_time(rq->ctx->loop);
+        is_stopped |= uv_now(rq->ctx->loop) >= rq->deadline_ms || rq->req == NULL;
+        while (!is_stopped && b->next < b->nruns && nrunning < ep->batch_concurrency) {
+            gd_request_t *run = b->runs[b->next++];
+            set_deadlines(run, rq->deadline_ms);
+            if (gd_group_spawn(&rq->group, run_item, run) != 0) {
+                collect_results(run, -ECANCELED); /* no coroutine: its calls never ran */
+                write_doc(run);
+                run->is_run_done = true;
+                continue;
+            }
+            nrunning++;
+        }
+        if (nrunning == 0 && (is_stopped || b->next == b->nruns))
+            break;
+        /* The runs end by the deadline themselves; this bound only guards against a stuck one. */
+        int r = gd_group_wait_any(&rq->group, rq->deadline_ms + BATCH_GRACE_MS);
+        nrunning = 0;
+        for (size_t k = 0; k < b->next; k++)
+            nrunning += !b->runs[k]->is_run_done;
+        if (r < 0) {
+            ret = r;
+            is_stopped = true;
+        } else if (!is_stopped && b->next < b->nruns && gd_coro_sleep(0) != 0) {
+            is_stopped = true; /* not started inside the stack of the run that just ended */
+        }
+    }
+    for (; b->next < b->nruns; b->next++) {
+        gd_request_t *run = b->runs[b->next];
+        collect_results(run, ret == -ECANCELED ? -ECANCELED : -ETIMEDOUT);
+        write_doc(run);
+    }
+    return ret;
+}
+
 /* The request coroutine: fan out, gather at one point, answer. */
 static void run_request(void *arg)
 {
@@ -483,32 +897,30 @@ static void run_request(void *arg)
     gd_timer_init(&rq->hangup_delay, on_hangup_delay);
     rq->is_gathering = true;
     gd_timer_start(timers, &rq->hangup_delay, gd_timers_now(timers) + HANGUP_WATCH_DELAY_MS);
-    if (rq->graph != NULL) {
-        ret = run_graph(rq);
-    } else {
-        for (size_t i = 0; i < ep->ncalls; i++) {
-            if (!gd_depend_when(&ep->calls[i], rq->values))
-                skip_call(rq->calls[i]);
-            else
-                gd_call_start(rq->calls[i], &ctx->sources[ep->calls[i].source], &rq->group);
-        }
-        ret = gd_group_wait(&rq->group, rq->deadline_ms); /* the gather point */
-    }
+    ret = rq->batch != NULL ? run_batch(rq) : run_calls(rq);
     rq->is_gathering = false;
     gd_timer_stop(timers, &rq->hangup_delay);
     gd_hangup_unwatch(&rq->hangup);
     gd_group_dispose(&rq->group);
 
-    collect_results(rq, ret);
+    const gd_call_result_t *results = rq->batch != NULL ? NULL : rq->results;
+    if (rq->batch == NULL)
+        collect_results(rq, ret);
+    for (size_t k = 0; rq->batch != NULL && k < rq->batch->nruns; k++) {
+        /* each run's calls, as a single request's are (the batch's access line has none) */
+        const gd_request_t *run = rq->batch->runs[k];
+        gd_access_count_calls(ctx->metrics, ep, run->results);
+        gd_access_log_failures(rq->request_id, ep, run->results);
+    }
     if (rq->req == NULL) {
-        record_client_gone(rq, rq->results); /* h2o let go of the request: an HTTP/2 reset */
+        record_client_gone(rq, results); /* h2o let go of the request: an HTTP/2 reset */
     } else if (ret == -ECANCELED && !ctx->is_aborting) {
         /* The HTTP/1 client hung up: h2o still holds the request and must see it answered,
          * which closes the connection. */
         rq->req->http1_is_persistent = 0;
         size_t len = gd_respond_error(&ctx->responder, rq->req, NULL, 499, "client_closed_request",
                                       "the client closed its connection", NULL, NULL);
-        record(rq, 499, len, "-", rq->results);
+        record(rq, 499, len, "-", results);
     } else {
         respond(rq);
     }
@@ -528,7 +940,7 @@ static void start_request(gd_request_t *rq)
     uv_update_time(ctx->loop);
     uint64_t now_ms = uv_now(ctx->loop) + 1;
     rq->deadline_ms = now_ms + ep->timeout_ms;
-    for (size_t i = 0; i < ep->ncalls; i++) {
+    for (size_t i = 0; rq->batch == NULL && i < ep->ncalls; i++) {
         gd_call_t *call = rq->calls[i];
         call->started_at_ns = rq->started_at_ns;
         call->timeout_ms = ep->calls[i].timeout_ms;
@@ -582,7 +994,7 @@ static void answer_overloaded(gd_request_t *rq)
     snprintf(msg, sizeof(msg),
              "all %zu request slots of this thread (max_requests_in_flight) stayed taken for "
              "%" PRIu64 " ms (queue_timeout_ms)",
-             rq->ctx->line.limit, rq->ctx->config->queue_timeout_ms);
+             rq->ctx->line.limit, rq->view->config->queue_timeout_ms);
     answer_error(rq, 503, "overloaded", msg, "retry-after", "1");
 }
 
@@ -628,6 +1040,76 @@ static const gd_traceparent_t *take_traceparent(h2o_req_t *req, gd_traceparent_t
     return buf;
 }
 
+/* Renders the calls of @rq from @in (its values, its arena). Returns 0, or -EINVAL with the
+ * client's error in @err. */
+static int prepare_calls(gd_request_t *rq, gd_call_input_t *in, char *err, size_t errlen)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+
+    if (ep->has_dependencies)
+        in->values = new_graph(rq, in);
+    for (size_t i = 0; i < ep->ncalls; i++) {
+        const gd_source_t *src = &rq->view->sources[ep->calls[i].source];
+        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+        memset(call, 0, src->ops->size);
+        rq->calls[i] = call;
+        if (gd_call_prepare(call, src->ops, &ep->calls[i], in, err, errlen) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* Makes batch request @rq's runs, one per item of its list, each with {item} bound and its
+ * calls rendered from @in. Returns 0, or -EINVAL with the client's error in @err (more items
+ * than the endpoint's max_items, a value that cannot go where it is used). */
+static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err, size_t errlen)
+{
+    const gd_endpoint_conf_t *ep = rq->endpoint;
+    const gd_param_t *list = &ep->params[ep->batch_list];
+    const gd_strv_t *lit = &rq->values[ep->batch_list];
+    gd_jbuf_t json = {0};
+    size_t n = 0;
+
+    gd_foreach_list_json(list, lit->base, lit->len, &json);
+    h2o_iovec_t text = arena_copy(&rq->arena, json.buf, json.len);
+    free(json.buf);
+    gd_foreach_items(text.base, text.len, NULL, 0, &n);
+    if (n > ep->batch_max_items) {
+        snprintf(err, errlen, "parameter \"%s\" has %zu items; this endpoint takes at most %zu "
+                 "(its max_items)", list->name, n, ep->batch_max_items);
+        return -EINVAL;
+    }
+    struct batch *b = h2o_mem_alloc_pool(&rq->arena, sizeof(*b));
+    gd_strv_t *items = h2o_mem_alloc_pool(&rq->arena, sizeof(*items) * (n + 1));
+    *b = (struct batch){.runs = h2o_mem_alloc_pool(&rq->arena, sizeof(*b->runs) * (n + 1))};
+    memset(b->runs, 0, sizeof(*b->runs) * (n + 1));
+    gd_foreach_items(text.base, text.len, items, n, &n);
+    rq->batch = b;
+    for (size_t k = 0; k < n; k++) {
+        gd_request_t *run = new_request(rq->ctx, rq->req, ep, rq->request_id, rq->client,
+                                        rq->started_at_ns);
+        b->runs[b->nruns++] = run; /* freed with the batch from here on */
+        run->parent = rq;
+        gd_strv_t *values = h2o_mem_alloc_pool(&run->arena, sizeof(*values) * (ep->nparams + 1));
+        memcpy(values, rq->values, sizeof(*values) * ep->nparams);
+        gd_strv_t item = items[k];
+        if (item.base[0] == '"') { /* a string_list's: its text */
+            char *p = h2o_mem_alloc_pool(&run->arena, item.len + 1);
+            item.len = gd_json_unquote(item.base, item.len, p);
+            p[item.len] = '\0';
+            item.base = p;
+        }
+        values[ep->batch_item] = item;
+        run->values = values;
+        gd_call_input_t run_in = *in;
+        run_in.values = values;
+        run_in.arena = &run->arena;
+        if (prepare_calls(run, &run_in, err, errlen) != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
                      const gd_strv_t *values, const char *request_id, const char *client,
                      uint64_t started_at_ns)
@@ -655,21 +1137,13 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
         free_request(rq);
         return;
     }
-    if (ep->has_dependencies)
-        in.values = new_graph(rq, &in);
-
     /* Rendered now, before the request waits: a 400 is never deferred, and what a queued
      * request holds is its own. */
-    for (size_t i = 0; i < ep->ncalls; i++) {
-        const gd_source_t *src = &ctx->sources[ep->calls[i].source];
-        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
-        memset(call, 0, src->ops->size);
-        rq->calls[i] = call;
-        if (gd_call_prepare(call, src->ops, &ep->calls[i], &in, err, sizeof(err)) != 0) {
-            answer_error(rq, 400, "invalid_parameter", err, NULL, NULL);
-            free_request(rq);
-            return;
-        }
+    if ((ep->is_batch ? prepare_batch(rq, &in, err, sizeof(err))
+                      : prepare_calls(rq, &in, err, sizeof(err))) != 0) {
+        answer_error(rq, 400, "invalid_parameter", err, NULL, NULL);
+        free_request(rq);
+        return;
     }
     rq->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(*rq->dispose_slot), on_req_dispose);
     *rq->dispose_slot = (struct dispose_slot){.rq = rq, .req = req, .ctx = ctx};
@@ -705,6 +1179,17 @@ void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight)
     gd_gate_init(&ctx->line, gd_sched_timers(ctx->sched), max_in_flight);
 }
 
+void gd_gather_ctx_switch(gd_gather_ctx_t *ctx, gd_gather_view_t *view)
+{
+    gd_gather_view_t *old = ctx->view;
+
+    ctx->view = view;
+    ctx->config = view->config;
+    ctx->sources = view->sources;
+    if (old != NULL && old->requests == 0)
+        old->on_unused(old);
+}
+
 void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx)
 {
     gd_gate_dispose(&ctx->line);
@@ -727,10 +1212,14 @@ static json_t *describe_request(const gd_request_t *rq, const char *state, uint6
     const gd_endpoint_conf_t *ep = rq->endpoint;
     json_t *calls = json_array();
 
-    for (size_t i = 0; i < ep->ncalls; i++) {
+    for (size_t i = 0; rq->batch == NULL && i < ep->ncalls; i++) { /* a batch: in its runs */
         const gd_call_conf_t *cc = &ep->calls[i];
         gd_call_progress_t p;
         gd_call_progress(rq->calls[i], &p);
+        const struct fanout *f = rq->graph != NULL ? fanout_of(rq, i) : NULL;
+        if (f != NULL) /* a for_each: its items are calls of their own; "attempt": started */
+            p = (gd_call_progress_t){rq->graph->states[i] == CALL_RUNNING ? "running" : "done",
+                                     (unsigned)f->next};
         json_array_append_new(
             calls, json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", cc->name, "kind",
                              cc->type == GD_CALL_TYPE_SQL ? "sql" : "http", "source",

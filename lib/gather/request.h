@@ -36,16 +36,37 @@
 
 typedef struct gd_request gd_request_t;
 typedef struct gd_gather_ctx gd_gather_ctx_t;
+typedef struct gd_gather_view gd_gather_view_t;
+
+/*
+ * A config and the sources of one thread that serve it. A request holds the view it started
+ * under until it ends, so that a config reload (gd_gather_ctx_switch()) lets it finish on the
+ * config, pools and policies it began with. Owned by the server's thread.
+ */
+struct gd_gather_view {
+    /* public: set by the owner */
+    const gd_config_t *config;
+    const gd_source_t *sources; /* by gd_call_conf_t.source */
+    /* Called when the view is no longer current and its last request has ended: from the
+     * end of a request (deep in a call's or h2o's callback) or from gd_gather_ctx_switch(), so
+     * it only marks the view for the owner to close later, on a turn of its own. */
+    void (*on_unused)(gd_gather_view_t *view);
+    /* read-only */
+    size_t requests; /* started under it and not ended (queued ones included) */
+};
 
 /* What requests on one event-loop thread share. Owned by the server's thread. */
 struct gd_gather_ctx {
+    /* public: set by the owner through gd_gather_ctx_switch() */
+    gd_gather_view_t *view;     /* what new requests start under */
+    const gd_config_t *config;  /* view's: the config new requests are routed by */
+    const gd_source_t *sources; /* view's */
     /* public: set by the owner before gd_gather_ctx_init() */
-    const gd_config_t *config;
     uv_loop_t *loop;
     gd_sched_t *sched;
-    const gd_source_t *sources; /* by gd_call_conf_t.source */
     gd_metrics_t *metrics;      /* this thread's */
     gd_hangup_t *hangup;        /* may be NULL: HTTP/1 hang-ups are then noticed at the answer */
+    struct gd_redis *redis;     /* the worker's, for cluster-scoped client limits; may be NULL */
     /* public: set when the server drains; HTTP/1 answers then close their connection */
     bool is_draining;
     /* read-only */
@@ -59,6 +80,11 @@ struct gd_gather_ctx {
 
 /** Prepares @ctx, its public fields set: at most @max_in_flight requests gathered at once. */
 void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight);
+/**
+ * Makes @view the one new requests start under (owning thread). The view it replaces is told
+ * through its on_unused once no request holds it: now, when none does.
+ */
+void gd_gather_ctx_switch(gd_gather_ctx_t *ctx, gd_gather_view_t *view);
 /** Checks that nothing is in flight or queued. */
 void gd_gather_ctx_dispose(gd_gather_ctx_t *ctx);
 

@@ -90,10 +90,45 @@ static const char *scan_utf8(const unsigned char *p, const unsigned char *end)
     return (const char *)p + n;
 }
 
+/* The bytes of @x (8 of them, in memory order) equal to the byte of @pattern (that byte in all
+ * 8): the lowest set bit marks the first one exactly (later ones may be marked wrongly). */
+static inline uint64_t bytes_equal(uint64_t x, uint64_t pattern)
+{
+    uint64_t y = x ^ pattern;
+
+    return (y - UINT64_C(0x0101010101010101)) & ~y & UINT64_C(0x8080808080808080);
+}
+
+/* The bytes of @x (8 of them, in memory order) that a JSON string cannot take as they are: a
+ * '"', a '\\', a control character (below 0x20) or the start of a UTF-8 sequence (0x80 and up).
+ * The lowest set bit marks the first one exactly (later ones may be marked wrongly). */
+static inline uint64_t bytes_special(uint64_t x)
+{
+    uint64_t below_space = (x - UINT64_C(0x2020202020202020)) & ~x;
+
+    return ((x | below_space) & UINT64_C(0x8080808080808080)) |
+           bytes_equal(x, UINT64_C(0x2222222222222222)) |
+           bytes_equal(x, UINT64_C(0x5c5c5c5c5c5c5c5c));
+}
+
 /* The end of the JSON string starting at @p (on its '"'), or NULL when it is none. */
 static const char *scan_string(const char *p, const char *end)
 {
     for (p++; p < end;) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Plain ASCII 8 bytes at a time: most of an upstream body's strings. */
+        while (end - p >= 8) {
+            uint64_t x, m;
+            memcpy(&x, p, 8);
+            if ((m = bytes_special(x)) != 0) {
+                p += __builtin_ctzll(m) / 8;
+                break;
+            }
+            p += 8;
+        }
+        if (p == end)
+            return NULL;
+#endif
         unsigned char c = (unsigned char)*p;
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             p++; /* the common case first: plain ASCII */
@@ -283,15 +318,6 @@ void gd_json_trim(const char **s, size_t *len)
         end--;
     *s = p;
     *len = (size_t)(end - p);
-}
-
-/* The bytes of @x (8 of them, in memory order) equal to the byte of @pattern (that byte in all
- * 8): the lowest set bit marks the first one exactly (later ones may be marked wrongly). */
-static inline uint64_t bytes_equal(uint64_t x, uint64_t pattern)
-{
-    uint64_t y = x ^ pattern;
-
-    return (y - UINT64_C(0x0101010101010101)) & ~y & UINT64_C(0x8080808080808080);
 }
 
 /* The end of the valid string starting at @p (on its '"'). Keys and short values are scanned

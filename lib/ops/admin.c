@@ -12,10 +12,11 @@
 #include <h2o.h>
 
 #include "base/breaker.h"
-#include "json/json.h"
+#include "base/redis_stats.h"
+#include "base/util.h"
 #include "ops/inspect.h"
 #include "ops/log.h"
-#include "base/util.h"
+#include "json/json.h"
 
 struct admin_connection {
     uv_tcp_t tcp;
@@ -23,7 +24,11 @@ struct admin_connection {
 };
 
 struct gd_admin {
+    /* The running config: swapped by a reload (gd_admin_set_config()) under config_mutex,
+     * which whatever reads it holds (scrapes and /debug views, never a request path). */
     const gd_config_t *config;
+    pthread_mutex_t config_mutex;
+    const gd_metrics_reloads_t *reloads; /* NULL: none counted */
     const gd_metrics_t *const *metrics;
     size_t nmetrics;
     int fd;
@@ -110,12 +115,15 @@ static const char *health_problem(gd_admin_t *a, char *buf, size_t cap)
  * @ret_is_blocking is set, the postgres.readiness policy keeps traffic away for it. */
 static const char *postgres_problem(gd_admin_t *a, char *buf, size_t cap, bool *ret_is_blocking)
 {
+    pthread_mutex_lock(&a->config_mutex);
+    gd_pg_readiness_t readiness = a->config->postgres.readiness;
+    pthread_mutex_unlock(&a->config_mutex);
     for (size_t i = 0; i < a->nmetrics; i++) {
         gd_metrics_gauges_t g;
         gd_metrics_read_gauges(a->metrics[i], &g);
         if (g.is_pg_ready)
             continue;
-        switch (a->config->postgres.readiness) {
+        switch (readiness) {
         case GD_PG_READINESS_FIRST_CONNECT:
             *ret_is_blocking = !g.has_pg_been_ready;
             break;
@@ -152,7 +160,7 @@ static const char *readiness_problem(gd_admin_t *a, char *buf, size_t cap)
 /* A 200 {"@key":@ok_value}, with "degraded": @degraded when that is not NULL (a part is down
  * that the readiness policy does not take traffic away for), or a 503 that says @problem. */
 static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, const char *problem,
-                         const char *degraded)
+                         const char *degraded, const char *extra)
 {
     char body[512];
     if (problem == NULL) {
@@ -161,6 +169,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
             n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"degraded\":");
             n += gd_json_quote(degraded, strlen(degraded), body + n, sizeof(body) - n - 2);
         }
+        if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
         body[n++] = '}';
         body[n] = '\0';
         send_json_status(req, 200, body);
@@ -169,6 +179,8 @@ static void answer_probe(h2o_req_t *req, const char *key, const char *ok_value, 
     size_t n = (size_t)snprintf(body, sizeof(body), "{\"%s\":%s,\"reason\":", key,
                                 strcmp(ok_value, "true") == 0 ? "false" : "\"unhealthy\"");
     n += gd_json_quote(problem, strlen(problem), body + n, sizeof(body) - n - 2);
+    if (extra != NULL && n + strlen(extra) + 2 < sizeof(body))
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", extra);
     body[n++] = '}';
     body[n] = '\0';
     send_json_status(req, 503, body);
@@ -243,11 +255,13 @@ static void add_counts(json_t *to, json_t *from)
 }
 
 /* {"upstreams": [{"name", "idle", "busy", "waiting", "breaker", "workers": [...]}],
- *  "postgres": {..., "workers": [...]}, "unanswered_workers": [...]} */
-static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
+ *  "postgres": {..., "workers": [...]}, "redis": {..., "workers": [...]},
+ *  "unanswered_workers": [...]} */
+static json_t *merge_upstreams_locked(gd_admin_t *a, const gd_inspection_t *in)
 {
+    static const char *const pools[] = {"postgres", "redis"};
     const gd_config_t *config = a->config;
-    json_t *upstreams = json_array(), *pg = NULL;
+    json_t *upstreams = json_array(), *sums[2] = {NULL, NULL};
     uint64_t now_ms = uv_hrtime() / 1000000;
 
     for (size_t u = 0; u < config->nupstreams; u++) {
@@ -265,23 +279,41 @@ static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
         json_t *part = gd_inspection_part(in, i), *list, *w;
         if (part == NULL || (list = json_object_get(part, "upstreams")) == NULL)
             continue;
-        for (size_t u = 0; u < config->nupstreams && u < json_array_size(list); u++) {
-            json_t *sum = json_array_get(upstreams, u), *mine = json_array_get(list, u);
+        /* By name: a worker that has not taken a reload yet answers for the config before. */
+        for (size_t k = 0; k < json_array_size(list); k++) {
+            json_t *mine = json_array_get(list, k), *sum = NULL;
+            const char *name = json_string_value(json_object_get(mine, "name"));
+            for (size_t u = 0; name != NULL && sum == NULL && u < config->nupstreams; u++)
+                if (strcmp(config->upstreams[u].name, name) == 0)
+                    sum = json_array_get(upstreams, u);
+            if (sum == NULL)
+                continue;
             json_object_del(mine, "name");
             add_counts(sum, mine);
             json_array_append(json_object_get(sum, "workers"), mine);
         }
-        if ((w = json_object_get(part, "postgres")) != NULL) {
-            if (pg == NULL)
-                pg = json_pack("{s:[]}", "workers");
-            add_counts(pg, w);
-            json_array_append(json_object_get(pg, "workers"), w);
+        for (size_t k = 0; k < 2; k++) {
+            if ((w = json_object_get(part, pools[k])) == NULL)
+                continue;
+            if (sums[k] == NULL)
+                sums[k] = json_pack("{s:[]}", "workers");
+            add_counts(sums[k], w);
+            json_array_append(json_object_get(sums[k], "workers"), w);
         }
     }
     json_t *doc = json_pack("{s:o}", "upstreams", upstreams);
-    if (pg != NULL)
-        json_object_set_new(doc, "postgres", pg);
+    for (size_t k = 0; k < 2; k++)
+        if (sums[k] != NULL)
+            json_object_set_new(doc, pools[k], sums[k]);
     json_object_set_new(doc, "unanswered_workers", unanswered(in, a->nmetrics));
+    return doc;
+}
+
+static json_t *merge_upstreams(gd_admin_t *a, const gd_inspection_t *in)
+{
+    pthread_mutex_lock(&a->config_mutex);
+    json_t *doc = merge_upstreams_locked(a, in);
+    pthread_mutex_unlock(&a->config_mutex);
     return doc;
 }
 
@@ -383,16 +415,31 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         static char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
         send_text(req, 405, "Method Not Allowed", "application/json", body, sizeof(body) - 1);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
-        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL);
+        answer_probe(req, "status", "\"ok\"", health_problem(a, buf, sizeof(buf)), NULL, NULL);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
         char why[256];
         bool is_blocking = false;
         const char *problem = readiness_problem(a, buf, sizeof(buf));
-        answer_probe(req, "ready", "true", problem,
-                     problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL);
+        const char *degraded =
+            problem == NULL ? postgres_problem(a, why, sizeof(why), &is_blocking) : NULL;
+        /* Redis is never a reason to be unready: without it cluster limits hold locally at
+         * their share and the shared cache is skipped. The body says which. */
+        const char *redis = NULL;
+        pthread_mutex_lock(&a->config_mutex); /* a reload replaces a->config */
+        const gd_redis_conf_t *rc = a->config->redis;
+        bool is_up = rc != NULL && atomic_load(&rc->stats->ready) > 0;
+        pthread_mutex_unlock(&a->config_mutex);
+        if (rc != NULL) {
+            redis = is_up ? ",\"redis\":\"up\"" : ",\"redis\":\"down\"";
+            if (!is_up && degraded == NULL)
+                degraded = "redis: no connection ready; cluster limits are enforced locally";
+        }
+        answer_probe(req, "ready", "true", problem, degraded, redis);
     } else if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
         size_t len;
-        char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, &len);
+        pthread_mutex_lock(&a->config_mutex);
+        char *text = gd_metrics_render(a->metrics, a->nmetrics, a->config, a->reloads, &len);
+        pthread_mutex_unlock(&a->config_mutex);
         h2o_iovec_t body = h2o_strdup(&req->pool, text, len);
         free(text);
         send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.base, body.len);
@@ -413,6 +460,7 @@ gd_admin_t *gd_admin_new(const gd_config_t *config, const gd_metrics_t *const *m
     gd_admin_t *a = gd_xcalloc(1, sizeof(*a));
 
     a->config = config;
+    pthread_mutex_init(&a->config_mutex, NULL);
     a->metrics = metrics;
     a->nmetrics = n;
     a->fd = -1;
@@ -541,6 +589,18 @@ void gd_admin_set_inspector(gd_admin_t *a, gd_admin_inspect_fn inspect, void *da
     a->inspect_data = data;
 }
 
+void gd_admin_set_config(gd_admin_t *a, const gd_config_t *config)
+{
+    pthread_mutex_lock(&a->config_mutex);
+    a->config = config;
+    pthread_mutex_unlock(&a->config_mutex);
+}
+
+void gd_admin_set_reloads(gd_admin_t *a, const gd_metrics_reloads_t *reloads)
+{
+    a->reloads = reloads;
+}
+
 void gd_admin_set_state(gd_admin_t *a, gd_admin_state_t state)
 {
     atomic_store(&a->state, (int)state);
@@ -558,6 +618,7 @@ gd_admin_t *gd_admin_free(gd_admin_t *a)
         close(a->fd);
     h2o_config_dispose(&a->globalconf);
     pthread_mutex_destroy(&a->inspected_mutex);
+    pthread_mutex_destroy(&a->config_mutex);
     free(a);
     return NULL;
 }

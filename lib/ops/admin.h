@@ -46,6 +46,14 @@ int gd_admin_listen(gd_admin_t *admin, char *err, size_t errlen);
 int gd_admin_start(gd_admin_t *admin);
 /** Lets the /debug views ask the workers through @inspect(@data, ...); before gd_admin_start(). */
 void gd_admin_set_inspector(gd_admin_t *admin, gd_admin_inspect_fn inspect, void *data);
+/**
+ * Makes @config (borrowed until the next call or gd_admin_free()) the one /metrics and the
+ * /debug views describe: a config reload, on the owner's thread. Returns once no scrape reads
+ * the one it replaces.
+ */
+void gd_admin_set_config(gd_admin_t *admin, const gd_config_t *config);
+/** Lets /metrics show @reloads (borrowed, must outlive @admin); before gd_admin_start(). */
+void gd_admin_set_reloads(gd_admin_t *admin, const gd_metrics_reloads_t *reloads);
 /** Sets the state /readyz reports (any thread). */
 void gd_admin_set_state(gd_admin_t *admin, gd_admin_state_t state);
 /** Stops the admin thread (closing its connections) and frees @admin (NULL is a no-op). */

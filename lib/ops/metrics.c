@@ -1,6 +1,7 @@
 #include "ops/metrics.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "base/breaker.h"
 #include "base/budget.h"
 #include "base/pacer.h"
+#include "base/redis_stats.h"
 #include "base/retry_budget.h"
 #include "base/ttlcache.h"
 #include "base/util.h"
@@ -54,12 +56,74 @@ struct call_metrics {
     uint64_t by_cache_use[3]; /* calls with "cache": hit, miss, coalesced */
 };
 
+/* An upstream's calls by outcome, whatever endpoints they belong to (a reload that removes an
+ * endpoint takes nothing from them). */
+struct upstream_call_metrics {
+    uint64_t by_outcome[GD_METRICS_MAX_OUTCOMES];
+    uint64_t *by_status; /* as call_metrics' */
+};
+
+/*
+ * Counters by slot (config/metrics_keys.h: one per name for the life of the process), in
+ * chunks that the owner allocates when a config first uses them and publishes with a release
+ * store; a reader that finds no chunk reads zeros. Chunks are never moved or freed before the
+ * metrics, so a reload adds series while scrapes read, without a lock.
+ */
+#define TABLE_CHUNK  16
+#define TABLE_CHUNKS (GD_METRICS_MAX_SLOTS / TABLE_CHUNK)
+
+struct table {
+    size_t item_size;
+    void *chunks[TABLE_CHUNKS];
+};
+
+static struct table *table_new(size_t item_size)
+{
+    struct table *t = gd_xcalloc(1, sizeof(*t));
+    t->item_size = item_size;
+    return t;
+}
+
+/* The owner's item @slot, its chunk allocated when it is the first of it. */
+static void *table_item(struct table *t, size_t slot)
+{
+    GD_REQUIRE(slot < (size_t)TABLE_CHUNK * TABLE_CHUNKS);
+    char *chunk = __atomic_load_n(&t->chunks[slot / TABLE_CHUNK], __ATOMIC_RELAXED);
+    if (chunk == NULL) {
+        chunk = gd_xcalloc(TABLE_CHUNK, t->item_size);
+        __atomic_store_n(&t->chunks[slot / TABLE_CHUNK], chunk, __ATOMIC_RELEASE);
+    }
+    return chunk + (slot % TABLE_CHUNK) * t->item_size;
+}
+
+/* Item @slot for a reader (any thread), or NULL when the owner has not used it yet. */
+static const void *table_peek(const struct table *t, size_t slot)
+{
+    if (slot >= (size_t)TABLE_CHUNK * TABLE_CHUNKS)
+        return NULL;
+    const char *chunk = __atomic_load_n(&t->chunks[slot / TABLE_CHUNK], __ATOMIC_ACQUIRE);
+    return chunk == NULL ? NULL : chunk + (slot % TABLE_CHUNK) * t->item_size;
+}
+
+/* Frees @t's chunks; @on_item (may be NULL) frees what an item owns. */
+static void table_free(struct table *t, void (*on_item)(void *item))
+{
+    for (size_t i = 0; i < TABLE_CHUNKS; i++) {
+        char *chunk = t->chunks[i];
+        for (size_t j = 0; chunk != NULL && on_item != NULL && j < TABLE_CHUNK; j++)
+            on_item(chunk + j * t->item_size);
+        free(chunk);
+    }
+    free(t);
+}
+
 struct gd_metrics {
-    const gd_config_t *config;
     const char *const *outcome_names;
     size_t noutcomes;
-    struct endpoint_metrics *endpoints; /* nendpoints + 1: the last counts unmatched requests */
-    struct call_metrics **calls;        /* [endpoint][call] */
+    struct endpoint_metrics unmatched; /* requests no endpoint matched */
+    struct table *endpoints;           /* of struct endpoint_metrics, by endpoint slot */
+    struct table *calls;               /* of struct call_metrics, by call slot */
+    struct table *upstream_calls;      /* of struct upstream_call_metrics, by upstream slot */
     int status_outcome; /* the outcome whose failures were counted with a status; -1: none yet */
     struct histogram loop_lag;
     uint64_t accept_backoffs;
@@ -68,7 +132,7 @@ struct gd_metrics {
     uint64_t http2_resets, http2_reset_goaways;
     uint64_t slow_loop_turns;
     gd_metrics_gauges_t gauges;
-    gd_metrics_upstream_gauges_t *upstreams; /* config->nupstreams, however many */
+    struct table *upstreams; /* of gd_metrics_upstream_gauges_t, by upstream slot */
 };
 
 /* The owner is the only writer: a relaxed load and store make the increment visible to a
@@ -99,46 +163,81 @@ gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outco
     gd_metrics_t *m = gd_xcalloc(1, sizeof(*m));
 
     GD_REQUIRE(noutcomes <= GD_METRICS_MAX_OUTCOMES);
-    m->config = config;
     m->outcome_names = outcome_names;
     m->noutcomes = noutcomes;
-    m->endpoints = gd_xcalloc(config->nendpoints + 1, sizeof(*m->endpoints));
-    m->calls = gd_xcalloc(config->nendpoints + 1, sizeof(*m->calls));
-    for (size_t i = 0; i < config->nendpoints; i++)
-        m->calls[i] = gd_xcalloc(config->endpoints[i].ncalls + 1, sizeof(*m->calls[i]));
-    m->upstreams = gd_xcalloc(config->nupstreams + 1, sizeof(*m->upstreams));
+    m->endpoints = table_new(sizeof(struct endpoint_metrics));
+    m->calls = table_new(sizeof(struct call_metrics));
+    m->upstream_calls = table_new(sizeof(struct upstream_call_metrics));
+    m->upstreams = table_new(sizeof(gd_metrics_upstream_gauges_t));
     m->status_outcome = -1;
     m->gauges.is_pg_ready = 1;
     m->gauges.has_pg_been_ready = 1;
+    gd_metrics_prepare(m, config);
     return m;
+}
+
+void gd_metrics_prepare(gd_metrics_t *m, const gd_config_t *config)
+{
+    for (size_t i = 0; i < config->nendpoints; i++) {
+        const gd_endpoint_conf_t *ep = &config->endpoints[i];
+        (void)table_item(m->endpoints, ep->metrics_slot); /* allocates; the item is not needed */
+        for (size_t j = 0; j < ep->ncalls; j++)
+            (void)table_item(m->calls, ep->calls[j].metrics_slot);
+    }
+    for (size_t i = 0; i < config->nupstreams; i++) {
+        (void)table_item(m->upstreams, config->upstreams[i].metrics_slot);
+        (void)table_item(m->upstream_calls, config->upstreams[i].metrics_slot);
+    }
+}
+
+static void free_call_item(void *item)
+{
+    free(((struct call_metrics *)item)->by_status);
+}
+
+static void free_upstream_call_item(void *item)
+{
+    free(((struct upstream_call_metrics *)item)->by_status);
 }
 
 gd_metrics_t *gd_metrics_free(gd_metrics_t *m)
 {
     if (m == NULL)
         return NULL;
-    for (size_t i = 0; i < m->config->nendpoints; i++) {
-        for (size_t j = 0; j < m->config->endpoints[i].ncalls; j++)
-            free(m->calls[i][j].by_status);
-        free(m->calls[i]);
-    }
-    free(m->calls);
-    free(m->endpoints);
-    free(m->upstreams);
+    table_free(m->endpoints, NULL);
+    table_free(m->calls, free_call_item);
+    table_free(m->upstream_calls, free_upstream_call_item);
+    table_free(m->upstreams, NULL);
     free(m);
     return NULL;
 }
 
+/* The endpoint of @config at @i (nendpoints: the unmatched requests) on thread @m, or NULL when
+ * that thread has not counted it yet. */
+static const struct endpoint_metrics *endpoint_of(const gd_metrics_t *m, const gd_config_t *config,
+                                                  size_t i)
+{
+    if (i == config->nendpoints)
+        return &m->unmatched;
+    return table_peek(m->endpoints, config->endpoints[i].metrics_slot);
+}
+
+static const struct call_metrics *call_of(const gd_metrics_t *m, const gd_call_conf_t *cc)
+{
+    return table_peek(m->calls, cc->metrics_slot);
+}
+
 void gd_metrics_count_rate_limited(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint)
 {
-    bump(&m->endpoints[endpoint->index].rate_limited, 1);
+    struct endpoint_metrics *em = table_item(m->endpoints, endpoint->metrics_slot);
+    bump(&em->rate_limited, 1);
 }
 
 void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, int status,
                               uint64_t duration_us)
 {
     struct endpoint_metrics *em =
-        &m->endpoints[endpoint != NULL ? endpoint->index : m->config->nendpoints];
+        endpoint != NULL ? table_item(m->endpoints, endpoint->metrics_slot) : &m->unmatched;
 
     if (status >= MIN_STATUS && status <= MAX_STATUS)
         bump(&em->by_status[status - MIN_STATUS], 1);
@@ -148,11 +247,17 @@ void gd_metrics_count_request(gd_metrics_t *m, const gd_endpoint_conf_t *endpoin
 void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, size_t call_index,
                            unsigned outcome, int status, uint64_t duration_us)
 {
-    struct call_metrics *cm = &m->calls[endpoint->index][call_index];
+    const gd_call_conf_t *cc = &endpoint->calls[call_index];
+    struct call_metrics *cm = table_item(m->calls, cc->metrics_slot);
+    struct upstream_call_metrics *um =
+        cc->type == GD_CALL_TYPE_HTTP ? table_item(m->upstream_calls, cc->upstream->metrics_slot)
+                                      : NULL;
 
     observe(&cm->duration, duration_us);
     GD_REQUIRE(outcome < m->noutcomes);
     bump(&cm->by_outcome[outcome], 1);
+    if (um != NULL)
+        bump(&um->by_outcome[outcome], 1);
     if (outcome == 0 || status < MIN_STATUS || status > MAX_STATUS)
         return;
     if (m->status_outcome < 0)
@@ -161,13 +266,19 @@ void gd_metrics_count_call(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint, 
     if (cm->by_status == NULL)
         __atomic_store_n(&cm->by_status, gd_xcalloc(NSTATUS, sizeof(uint64_t)), __ATOMIC_RELEASE);
     bump(&cm->by_status[status - MIN_STATUS], 1);
+    if (um == NULL)
+        return;
+    if (um->by_status == NULL)
+        __atomic_store_n(&um->by_status, gd_xcalloc(NSTATUS, sizeof(uint64_t)), __ATOMIC_RELEASE);
+    bump(&um->by_status[status - MIN_STATUS], 1);
 }
 
 void gd_metrics_count_cache_use(gd_metrics_t *m, const gd_endpoint_conf_t *endpoint,
                                 size_t call_index, gd_metrics_cache_use_t use)
 {
     GD_REQUIRE(use < 3);
-    bump(&m->calls[endpoint->index][call_index].by_cache_use[use], 1);
+    struct call_metrics *cm = table_item(m->calls, endpoint->calls[call_index].metrics_slot);
+    bump(&cm->by_cache_use[use], 1);
 }
 
 void gd_metrics_count_http2_reset(gd_metrics_t *m, bool is_goaway)
@@ -220,20 +331,22 @@ void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret)
     copy_words((uint64_t *)ret, (const uint64_t *)&m->gauges, sizeof(*ret) / sizeof(uint64_t));
 }
 
-void gd_metrics_publish_upstream(gd_metrics_t *m, size_t i, const gd_metrics_upstream_gauges_t *g)
+void gd_metrics_publish_upstream(gd_metrics_t *m, size_t slot,
+                                 const gd_metrics_upstream_gauges_t *g)
 {
-    GD_REQUIRE(i < m->config->nupstreams);
-    copy_words((uint64_t *)&m->upstreams[i], (const uint64_t *)g, sizeof(*g) / sizeof(uint64_t));
+    copy_words(table_item(m->upstreams, slot), (const uint64_t *)g, sizeof(*g) / sizeof(uint64_t));
 }
 
-/* Upstream @i's gauges summed over @n threads (any thread). */
+/* The gauges of the upstream in @slot summed over @n threads (any thread). */
 static gd_metrics_upstream_gauges_t sum_upstream(const gd_metrics_t *const *threads, size_t n,
-                                                 size_t i)
+                                                 size_t slot)
 {
     gd_metrics_upstream_gauges_t sum = {0}, g;
     for (size_t t = 0; t < n; t++) {
-        copy_words((uint64_t *)&g, (const uint64_t *)&threads[t]->upstreams[i],
-                   sizeof(g) / sizeof(uint64_t));
+        const uint64_t *mine = table_peek(threads[t]->upstreams, slot);
+        if (mine == NULL)
+            continue;
+        copy_words((uint64_t *)&g, mine, sizeof(g) / sizeof(uint64_t));
         sum.idle += g.idle;
         sum.busy += g.busy;
         sum.waiting += g.waiting;
@@ -333,8 +446,10 @@ static void render_requests(struct out *o, const gd_metrics_t *const *threads, s
         label(path, e, sizeof(e));
         for (int s = MIN_STATUS; s <= MAX_STATUS; s++) {
             uint64_t count = 0;
-            for (size_t t = 0; t < n; t++)
-                count += peek(&threads[t]->endpoints[i].by_status[s - MIN_STATUS]);
+            for (size_t t = 0; t < n; t++) {
+                const struct endpoint_metrics *em = endpoint_of(threads[t], config, i);
+                count += em == NULL ? 0 : peek(&em->by_status[s - MIN_STATUS]);
+            }
             if (count != 0)
                 outf(o, "gatherd_requests_total{endpoint=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
                      e, method, s, (unsigned long long)count);
@@ -346,8 +461,10 @@ static void render_requests(struct out *o, const gd_metrics_t *const *threads, s
         uint64_t count = 0;
         if (config->endpoints[i].rate_limit == NULL)
             continue;
-        for (size_t t = 0; t < n; t++)
-            count += peek(&threads[t]->endpoints[i].rate_limited);
+        for (size_t t = 0; t < n; t++) {
+            const struct endpoint_metrics *em = endpoint_of(threads[t], config, i);
+            count += em == NULL ? 0 : peek(&em->rate_limited);
+        }
         label(config->endpoints[i].path, e, sizeof(e));
         outf(o, "gatherd_rate_limited_total{endpoint=\"%s\",method=\"%s\"} %llu\n", e,
              config->endpoints[i].method, (unsigned long long)count);
@@ -370,8 +487,11 @@ static void render_requests(struct out *o, const gd_metrics_t *const *threads, s
            "Time from a request's arrival to its answer, by endpoint.");
     for (size_t i = 0; i <= config->nendpoints; i++) {
         struct histogram sum = {{0}};
-        for (size_t t = 0; t < n; t++)
-            add_histogram(&sum, &threads[t]->endpoints[i].duration);
+        for (size_t t = 0; t < n; t++) {
+            const struct endpoint_metrics *em = endpoint_of(threads[t], config, i);
+            if (em != NULL)
+                add_histogram(&sum, &em->duration);
+        }
         if (sum.count == 0 && i == config->nendpoints)
             continue;
         snprintf(labels, sizeof(labels), "endpoint=\"%s\",method=\"%s\"",
@@ -393,8 +513,11 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
         const gd_endpoint_conf_t *ep = &config->endpoints[i];
         for (size_t j = 0; j < ep->ncalls; j++) {
             struct histogram sum = {{0}};
-            for (size_t t = 0; t < n; t++)
-                add_histogram(&sum, &threads[t]->calls[i][j].duration);
+            for (size_t t = 0; t < n; t++) {
+                const struct call_metrics *cm = call_of(threads[t], &ep->calls[j]);
+                if (cm != NULL)
+                    add_histogram(&sum, &cm->duration);
+            }
             snprintf(labels, sizeof(labels), "endpoint=\"%s\",call=\"%s\"",
                      label(ep->path, e, sizeof(e)), label(ep->calls[j].name, c, sizeof(c)));
             render_histogram(o, "gatherd_call_duration_seconds", labels, &sum);
@@ -410,7 +533,8 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
                 uint64_t count = 0;
                 bool is_split = false;
                 for (size_t t = 0; t < n; t++) {
-                    count += peek(&threads[t]->calls[i][j].by_outcome[k]);
+                    const struct call_metrics *cm = call_of(threads[t], &ep->calls[j]);
+                    count += cm == NULL ? 0 : peek(&cm->by_outcome[k]);
                     is_split |=
                         __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
                 }
@@ -430,8 +554,9 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
                 for (int st = MIN_STATUS; st <= MAX_STATUS; st++) {
                     uint64_t by = 0;
                     for (size_t t = 0; t < n; t++) {
+                        const struct call_metrics *cm = call_of(threads[t], &ep->calls[j]);
                         const uint64_t *bs =
-                            __atomic_load_n(&threads[t]->calls[i][j].by_status, __ATOMIC_ACQUIRE);
+                            cm == NULL ? NULL : __atomic_load_n(&cm->by_status, __ATOMIC_ACQUIRE);
                         if (bs != NULL)
                             by += peek(&bs[st - MIN_STATUS]);
                     }
@@ -457,13 +582,70 @@ static void render_calls(struct out *o, const gd_metrics_t *const *threads, size
             label(ep->calls[j].name, c, sizeof(c));
             for (size_t k = 0; k < 3; k++) {
                 uint64_t count = 0;
-                for (size_t t = 0; t < n; t++)
-                    count += peek(&threads[t]->calls[i][j].by_cache_use[k]);
+                for (size_t t = 0; t < n; t++) {
+                    const struct call_metrics *cm = call_of(threads[t], &ep->calls[j]);
+                    count += cm == NULL ? 0 : peek(&cm->by_cache_use[k]);
+                }
                 outf(o, "gatherd_call_cache_total{endpoint=\"%s\",call=\"%s\",result=\"%s\"} %llu\n",
                      e, c, uses[k], (unsigned long long)count);
             }
         }
     }
+}
+
+/* The Redis of "redis": connections, commands by result, local decisions, round trips. */
+static void render_redis(struct out *o, const gd_redis_stats_t *st)
+{
+    uint64_t ready = atomic_load(&st->ready), cumulative = 0;
+
+    header(o, "gatherd_redis_up", "gauge",
+           "1 when a connection to Redis is ready (on any worker thread), else 0: cluster "
+           "limits are then enforced locally at local_share and shared cache lookups skipped.");
+    outf(o, "gatherd_redis_up %d\n", ready > 0 ? 1 : 0);
+    header(o, "gatherd_redis_connections", "gauge",
+           "Connections to Redis ready now, of redis.pool_size per worker thread.");
+    outf(o, "gatherd_redis_connections{state=\"ready\"} %llu\n", (unsigned long long)ready);
+    outf(o, "gatherd_redis_connections{state=\"configured\"} %llu\n",
+         (unsigned long long)atomic_load(&st->expected));
+    header(o, "gatherd_redis_connects_total", "counter",
+           "Attempts to connect to Redis (the first ones and every reconnect after a backoff).");
+    outf(o, "gatherd_redis_connects_total %llu\n",
+         (unsigned long long)atomic_load(&st->reconnects));
+    header(o, "gatherd_redis_commands_total", "counter",
+           "Redis commands by result: ok (answered), error (an error reply, or the connection "
+           "lost), timeout (no answer within redis.timeout_ms or the call's deadline), down "
+           "(not sent: no connection ready).");
+    for (int i = 0; i < GD_REDIS_RESULT_COUNT; i++)
+        outf(o, "gatherd_redis_commands_total{result=\"%s\"} %llu\n", gd_redis_result_names[i],
+             (unsigned long long)atomic_load(&st->results[i]));
+    header(o, "gatherd_redis_fallbacks_total", "counter",
+           "Cluster-scoped rate-limit decisions made locally (at local_share) because Redis was "
+           "down or did not answer in time.");
+    outf(o, "gatherd_redis_fallbacks_total %llu\n",
+         (unsigned long long)atomic_load(&st->fallbacks));
+    header(o, "gatherd_redis_cache_total", "counter",
+           "The shared response cache in Redis: lookups by result (hit, miss, skipped: Redis "
+           "down or slow), entries stored, results too large to store (cache_max_entry_bytes).");
+    const _Atomic uint64_t *cache[5] = {&st->cache_hits, &st->cache_misses, &st->cache_skipped,
+                                        &st->cache_stored, &st->cache_too_large};
+    const char *const cache_names[5] = {"hit", "miss", "skipped", "stored", "too_large"};
+    for (size_t i = 0; i < 5; i++)
+        outf(o, "gatherd_redis_cache_total{result=\"%s\"} %llu\n", cache_names[i],
+             (unsigned long long)atomic_load(cache[i]));
+    header(o, "gatherd_redis_command_duration_seconds", "histogram",
+           "Round trips of the Redis commands answered.");
+    for (size_t i = 0; i < GD_REDIS_NBUCKETS; i++) {
+        cumulative += atomic_load(&st->buckets[i]);
+        outf(o, "gatherd_redis_command_duration_seconds_bucket{le=\"%g\"} %llu\n",
+             (double)gd_redis_bounds_us[i] / 1e6, (unsigned long long)cumulative);
+    }
+    cumulative += atomic_load(&st->buckets[GD_REDIS_NBUCKETS]);
+    outf(o, "gatherd_redis_command_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+         (unsigned long long)cumulative);
+    outf(o, "gatherd_redis_command_duration_seconds_sum %.6f\n",
+         (double)atomic_load(&st->sum_us) / 1e6);
+    outf(o, "gatherd_redis_command_duration_seconds_count %llu\n",
+         (unsigned long long)atomic_load(&st->count));
 }
 
 /* The process's response cache: what it holds and what left it. */
@@ -486,8 +668,9 @@ static void render_cache(struct out *o, gd_ttlcache_t *store)
     outf(o, "gatherd_cache_evictions_total %llu\n", (unsigned long long)st.evictions);
 }
 
-/* Each upstream's calls by outcome (and, for kind status, by the upstream's status): the sums
- * of the call counters of the endpoints' calls to it, so nothing more is counted per call. */
+/* Each upstream's calls by outcome (and, for kind status, by the upstream's status), counted
+ * by upstream name apart from the endpoints' call counters, so that a reload that removes an
+ * endpoint takes nothing from them (one relaxed increment more per call). */
 static void render_upstream_calls(struct out *o, const gd_metrics_t *const *threads, size_t n,
                                   const gd_config_t *config)
 {
@@ -499,6 +682,7 @@ static void render_upstream_calls(struct out *o, const gd_metrics_t *const *thre
            "Calls to each upstream by outcome (ok, or the kind of failure as in the answer's "
            "errors), and for kind status by the upstream's status.");
     for (size_t up = 0; up < config->nupstreams; up++) {
+        size_t slot = config->upstreams[up].metrics_slot;
         label(config->upstreams[up].name, u, sizeof(u));
         for (size_t k = 0; k < threads[0]->noutcomes; k++) {
             uint64_t count = 0;
@@ -506,19 +690,15 @@ static void render_upstream_calls(struct out *o, const gd_metrics_t *const *thre
             for (size_t t = 0; t < n; t++)
                 is_split |= __atomic_load_n(&threads[t]->status_outcome, __ATOMIC_RELAXED) == (int)k;
             uint64_t *by_status = is_split ? gd_xcalloc(NSTATUS, sizeof(uint64_t)) : NULL;
-            for (size_t i = 0; i < config->nendpoints; i++) {
-                const gd_endpoint_conf_t *ep = &config->endpoints[i];
-                for (size_t j = 0; j < ep->ncalls; j++) {
-                    if (ep->calls[j].type != GD_CALL_TYPE_HTTP || ep->calls[j].source != up)
-                        continue;
-                    for (size_t t = 0; t < n; t++) {
-                        const struct call_metrics *cm = &threads[t]->calls[i][j];
-                        count += peek(&cm->by_outcome[k]);
-                        const uint64_t *bs = __atomic_load_n(&cm->by_status, __ATOMIC_ACQUIRE);
-                        for (size_t st = 0; by_status != NULL && bs != NULL && st < NSTATUS; st++)
-                            by_status[st] += peek(&bs[st]);
-                    }
-                }
+            for (size_t t = 0; t < n; t++) {
+                const struct upstream_call_metrics *um =
+                    table_peek(threads[t]->upstream_calls, slot);
+                if (um == NULL)
+                    continue;
+                count += peek(&um->by_outcome[k]);
+                const uint64_t *bs = __atomic_load_n(&um->by_status, __ATOMIC_ACQUIRE);
+                for (size_t st = 0; by_status != NULL && bs != NULL && st < NSTATUS; st++)
+                    by_status[st] += peek(&bs[st]);
             }
             if (by_status != NULL) {
                 for (size_t st = 0; st < NSTATUS; st++)
@@ -637,7 +817,7 @@ static void render_upstream_gauges(struct out *o, const gd_metrics_t *const *thr
     char u[256];
 
     for (size_t i = 0; i < config->nupstreams; i++)
-        sums[i] = sum_upstream(threads, n, i);
+        sums[i] = sum_upstream(threads, n, config->upstreams[i].metrics_slot);
     header(o, "gatherd_upstream_connections", "gauge",
            "Connections to each upstream, by state (idle in the keep-alive pool, or busy).");
     for (size_t i = 0; i < config->nupstreams; i++) {
@@ -814,20 +994,54 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     }
 }
 
+/* The running config's identity and the reloads. */
+static void render_config(struct out *o, const gd_config_t *config,
+                          const gd_metrics_reloads_t *reloads)
+{
+    header(o, "gatherd_config_info", "gauge",
+           "The running config: hash is FNV-1a 64 of its canonical JSON (sorted keys, no "
+           "spaces), as the reload log lines name it; always 1.");
+    outf(o, "gatherd_config_info{hash=\"%s\"} 1\n", config->hash);
+    if (reloads == NULL)
+        return;
+    header(o, "gatherd_config_loaded_timestamp_seconds", "gauge",
+           "When the running config was loaded (at the start or by the last reload taken), in "
+           "seconds since the epoch.");
+    outf(o, "gatherd_config_loaded_timestamp_seconds %.3f\n",
+         (double)atomic_load(&reloads->loaded_at_ms) / 1000.0);
+    header(o, "gatherd_config_last_reload_successful", "gauge",
+           "1 when the last reload (SIGHUP) was taken, or none was asked for; 0 when it failed "
+           "or was refused and the config before goes on serving.");
+    outf(o, "gatherd_config_last_reload_successful %llu\n",
+         (unsigned long long)atomic_load(&reloads->is_last_ok));
+    header(o, "gatherd_config_reloads_total", "counter",
+           "Config reloads (SIGHUP) by result: ok (taken), error (unreadable or invalid file), "
+           "refused (a restart-only setting changed, or earlier configs still finishing).");
+    outf(o, "gatherd_config_reloads_total{result=\"ok\"} %llu\n",
+         (unsigned long long)atomic_load(&reloads->ok));
+    outf(o, "gatherd_config_reloads_total{result=\"error\"} %llu\n",
+         (unsigned long long)atomic_load(&reloads->error));
+    outf(o, "gatherd_config_reloads_total{result=\"refused\"} %llu\n",
+         (unsigned long long)atomic_load(&reloads->refused));
+}
+
 char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_config_t *config,
-                        size_t *ret_len)
+                        const gd_metrics_reloads_t *reloads, size_t *ret_len)
 {
     struct out o = {gd_xmalloc(16384), 0, 16384};
     struct histogram lag = {{0}};
 
     header(&o, "gatherd_build_info", "gauge", "Version of this gatherd; always 1.");
     outf(&o, "gatherd_build_info{version=\"%s\"} 1\n", GD_VERSION);
+    render_config(&o, config, reloads);
     render_requests(&o, threads, n, config);
     render_calls(&o, threads, n, config);
     render_upstream_calls(&o, threads, n, config);
     render_gauges(&o, threads, n, config);
     if (config->cache_store != NULL)
         render_cache(&o, config->cache_store);
+    if (config->redis != NULL)
+        render_redis(&o, config->redis->stats);
     for (size_t t = 0; t < n; t++)
         add_histogram(&lag, &threads[t]->loop_lag);
     header(&o, "gatherd_event_loop_lag_seconds", "histogram",

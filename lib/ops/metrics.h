@@ -9,6 +9,7 @@
 #ifndef GD_METRICS_H
 #define GD_METRICS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,17 +41,28 @@ typedef struct gd_metrics_upstream_gauges {
     uint64_t lookups, lookup_failures; /* counters: DNS lookups of a named host */
 } gd_metrics_upstream_gauges_t;
 
+/* The most names of each kind (endpoints, calls, upstreams) the metrics keep over the life of
+ * the process (config/metrics_keys.h); a reload that would need more is refused. */
+#define GD_METRICS_MAX_SLOTS (16u * 65536u)
+
 /* Call outcomes are counted by number: 0 is success, the others are failure kinds. */
 #define GD_METRICS_MAX_OUTCOMES 24
 
 /**
- * Creates the counters of one thread for @config, with @outcome_names[k] the label of outcome
- * k (@noutcomes of them, at most GD_METRICS_MAX_OUTCOMES). Both borrowed: must outlive them.
+ * Creates the counters of one thread, with room for @config's series (gd_metrics_prepare();
+ * @config is not kept), and @outcome_names[k] the label of outcome k (@noutcomes of them, at
+ * most GD_METRICS_MAX_OUTCOMES; borrowed: must outlive the counters).
  */
 gd_metrics_t *gd_metrics_new(const gd_config_t *config, const char *const *outcome_names,
                              size_t noutcomes);
 /** Frees @m (NULL is a no-op). Returns NULL. */
 gd_metrics_t *gd_metrics_free(gd_metrics_t *m);
+/**
+ * Makes room in @m for the series of @config (its metrics_slot values), so that counting them
+ * never allocates; the owning thread calls it before it serves @config (a reload). Series are
+ * kept by slot: those of names @config shares with earlier configs go on counting.
+ */
+void gd_metrics_prepare(gd_metrics_t *m, const gd_config_t *config);
 
 /**
  * Counts an answered request: @endpoint (NULL when no endpoint matched), its @status and
@@ -100,14 +112,26 @@ void gd_metrics_count_loop_lag(gd_metrics_t *m, uint64_t lag_us);
 void gd_metrics_publish(gd_metrics_t *m, const gd_metrics_gauges_t *gauges);
 /** Reads the gauges last published (any thread). */
 void gd_metrics_read_gauges(const gd_metrics_t *m, gd_metrics_gauges_t *ret);
-/** Publishes the gauges of upstream @i (config order). Owning thread only. */
-void gd_metrics_publish_upstream(gd_metrics_t *m, size_t i, const gd_metrics_upstream_gauges_t *g);
+/** Publishes the gauges of the upstream whose metrics_slot is @slot. Owning thread only. */
+void gd_metrics_publish_upstream(gd_metrics_t *m, size_t slot,
+                                 const gd_metrics_upstream_gauges_t *g);
+
+/* Config reloads, counted by the thread that loads configs (atomics, read by scrapes). */
+typedef struct gd_metrics_reloads {
+    _Atomic uint64_t ok;           /* taken: new requests use the new config */
+    _Atomic uint64_t error;        /* the file was unreadable or invalid */
+    _Atomic uint64_t refused;      /* valid, but a restart-only setting changed, or too many
+                                    * earlier configs were still finishing */
+    _Atomic uint64_t loaded_at_ms; /* wall clock (ms since the epoch) the running config loaded */
+    _Atomic uint64_t is_last_ok;   /* 1: the last reload (or the start) was taken */
+} gd_metrics_reloads_t;
 
 /**
- * Renders the sum of @n threads' metrics as Prometheus text (any thread). The result is a new
- * heap string (caller free()s); *@ret_len its length.
+ * Renders the sum of @n threads' metrics as Prometheus text (any thread), with the reload
+ * counters @reloads (NULL: none) and the hash of @config. The result is a new heap string
+ * (caller free()s); *@ret_len its length.
  */
 char *gd_metrics_render(const gd_metrics_t *const *threads, size_t n, const gd_config_t *config,
-                        size_t *ret_len);
+                        const gd_metrics_reloads_t *reloads, size_t *ret_len);
 
 #endif

@@ -15,6 +15,12 @@
  * own timeout at the latest. When it ends, its result is stored (when cacheable) and copied to
  * every requester still waiting. Coalescing is per thread: identical misses on N threads at
  * once make at most N exchanges.
+ *
+ * A call whose cache is "shared" has a second level in Redis, for every replica: a new flight
+ * looks the key up there (GET, its wait bounded by redis.timeout_ms and the call's deadline)
+ * before it calls the source, and a success it gets from the source is stored there (SET with
+ * PX, the same lifetime, at most redis.cache_max_entry_bytes). A shared hit goes into the
+ * process's store for what is left of its lifetime. Redis down or slow: the lookup is skipped.
  */
 #ifndef GD_CACHE_H
 #define GD_CACHE_H
@@ -27,9 +33,16 @@
 #include "sources/call.h"
 
 typedef struct gd_flights gd_flights_t;
+struct gd_redis;
 
 /** Creates a thread's table of flights, running on @sched's loop, storing into @store. */
 gd_flights_t *gd_flights_new(gd_ttlcache_t *store, gd_sched_t *sched);
+/**
+ * Gives @flights the worker's Redis (borrowed, outlives them; NULL: none) for the calls whose
+ * cache is "shared": an L1 miss asks Redis before it calls the source (at most redis.timeout_ms,
+ * skipped while no connection is ready), and successes are stored there too (SET with PX).
+ */
+void gd_flights_use_redis(gd_flights_t *flights, struct gd_redis *redis);
 /**
  * Cancels every flight still running (each requester still waiting gets "cancelled"); after
  * the loop has run, gd_flights_free() may follow. The flights' sources must still be open.

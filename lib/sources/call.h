@@ -62,10 +62,11 @@ typedef enum gd_outcome {
 #define GD_CALL_MESSAGE_MAX 160
 
 typedef enum gd_call_cache_use {
-    GD_CALL_UNCACHED = 0, /* the call has no "cache" */
-    GD_CALL_CACHE_MISS,   /* it made the exchange (it started the flight others joined) */
-    GD_CALL_CACHE_HIT,    /* answered from the cache */
-    GD_CALL_COALESCED,    /* it joined an identical call already in flight */
+    GD_CALL_UNCACHED = 0,     /* the call has no "cache" */
+    GD_CALL_CACHE_MISS,       /* it made the exchange (it started the flight others joined) */
+    GD_CALL_CACHE_HIT,        /* answered from the cache */
+    GD_CALL_COALESCED,        /* it joined an identical call already in flight */
+    GD_CALL_CACHE_SHARED_HIT, /* answered from the shared cache in Redis ("shared": true) */
 } gd_call_cache_use_t;
 
 typedef struct gd_call_result {
@@ -85,6 +86,10 @@ typedef struct gd_call_result {
      * for no-store, no-cache or private; -1 when it said nothing. Set by the HTTP source. */
     int64_t max_age_ms;
     bool is_shaped; /* its body has had the call's "select"/"fields"/... (gather/reshape.h) */
+    /* A "for_each" call's: the result of each item, in item order (in the request's arena), and
+     * how many of them failed; each failed item is an entry of the answer's errors. */
+    const struct gd_call_result *items;
+    size_t nitems, nitems_failed;
 } gd_call_result_t;
 
 /* What a call's request is rendered from: the request's values, in its arena. */

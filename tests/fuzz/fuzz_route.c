@@ -1,6 +1,7 @@
 /* libFuzzer driver: route matching and parameter extraction on any request target, against a
  * fixed config with literal and capture segments, int, pattern and optional query parameters,
- * a header parameter, and list parameters (whose array literals are checked for their form). The first input byte picks the method and whether the header is
+ * a header parameter, and list parameters (whose array literals are checked for their form, and
+ * turned into the JSON array a for_each iterates). The first input byte picks the method and whether the header is
  * sent; the rest is the raw target (path, then the query after a '?'). */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include "base/util.h"
 #include "config/config.h"
 #include "front/route.h"
+#include "gather/foreach.h"
+#include "json/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -76,6 +79,14 @@ static void check_lists(const gd_endpoint_conf_t *ep, const gd_strv_t *values)
                 k++;
         }
         GD_REQUIRE(items <= p->max_items);
+        /* what a for_each over it iterates: a valid JSON array of as many items */
+        gd_jbuf_t json = {0};
+        size_t nitems = 0;
+        gd_foreach_list_json(p, v, n, &json);
+        GD_REQUIRE(gd_json_is_valid(json.buf, json.len));
+        GD_REQUIRE(gd_foreach_items(json.buf, json.len, NULL, 0, &nitems) == 0);
+        GD_REQUIRE(nitems == items);
+        free(json.buf);
     }
 }
 

@@ -199,6 +199,8 @@ class SystemdUnitTest(unittest.TestCase):
         self.assertEqual(svc('Type'), ['notify'])
         self.assertEqual(svc('ExecStart'), ['/usr/bin/gatherd -c /etc/gatherd/gatherd.json'])
         self.assertEqual(svc('ExecStartPre'), ['/usr/bin/gatherd -t -c /etc/gatherd/gatherd.json'])
+        # systemctl reload: SIGHUP reloads the config, an invalid one leaves the running one
+        self.assertEqual(svc('ExecReload'), ['/bin/kill -HUP $MAINPID'])
         self.assertEqual(svc('KillSignal'), ['SIGTERM'])
         self.assertEqual(svc('Restart'), ['on-failure'])
         self.assertEqual(svc('CapabilityBoundingSet'), [''])

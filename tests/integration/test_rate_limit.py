@@ -13,7 +13,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, GatherdTestCase, call, config, endpoint, main,  # noqa: E402
-                     run_gatherd)
+                     run_gatherd, wait_until)
 
 
 class RateLimitTest(GatherdTestCase):
@@ -77,7 +77,7 @@ class RateLimitTest(GatherdTestCase):
         self.assertIn('gatherd_rate_limited_total{endpoint="/own",method="GET"} 1', metrics)
         self.assertIn('gatherd_rate_limited_total{endpoint="/keyed",method="GET"} 2', metrics)
         self.assertNotIn('gatherd_rate_limited_total{endpoint="/free"', metrics)
-        self.assertIn('status=429', gd.log())
+        self.assertTrue(wait_until(lambda: 'status=429' in gd.log()), gd.log())  # written after
         self.assertNotIn('key-one-0123456789', gd.log())
 
     def test_exact_over_two_threads(self):

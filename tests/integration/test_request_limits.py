@@ -9,7 +9,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main,  # noqa: E402
-                     parse_raw_response, run_gatherd)
+                     parse_raw_response, run_gatherd, wait_until)
 
 
 class CaseInsensitive(dict):
@@ -56,8 +56,9 @@ class RequestLimitsTest(GatherdTestCase):
         st, h, body = self.raw(gd, headers=[(b'x-h%d' % i, b'v') for i in range(101)])[:3]
         self.assertEqual(st, 400)
         self.assertIn('text/plain', h.get('Content-Type'))
-        self.assertIn('status=414', gd.log())
-        self.assertIn('status=431', gd.log())
+        # the access lines are written after the answers: wait for them
+        self.assertTrue(wait_until(lambda: 'status=414' in gd.log() and 'status=431' in gd.log()),
+                        gd.log())
 
     def test_configured(self):
         gd = self.start(max_url_bytes=256, max_headers=4, max_header_bytes=1024)

@@ -293,6 +293,29 @@ class RetryTest(GatherdTestCase):
             self.assertEqual(kind()[0], 'ok')
         self.assertEqual(up.count('/b'), 17)
 
+    def test_what_the_breaker_counts_is_configurable(self):
+        """By default a 4xx is an answer and never opens the breaker; with "on": [429] a quota
+        that keeps answering 429 opens it, while a 5xx then counts for nothing."""
+        up = self.start_scripted({'/q': lambda n: (429, {}, 0), '/e': lambda n: (500, {}, 0)})
+        gd = self.start_gatherd(config(
+            [endpoint('/d', {'x': call('d', '/q')}), endpoint('/q', {'x': call('q', '/q')}),
+             endpoint('/e', {'x': call('q', '/e')})],
+            {'d': upstream(up.url, breaker={'failures': 2, 'open_ms': 60000}),
+             'q': upstream(up.url, breaker={'failures': 2, 'open_ms': 60000, 'on': [429]})}))
+
+        def kind(path):
+            doc = json.loads(gd.get(path)[2])
+            return doc['errors']['x']['kind']
+        for _ in range(4):
+            self.assertEqual(kind('/d'), 'status')  # the default never counts a 429
+        self.assertEqual(up.count('/q'), 4)
+        for _ in range(4):
+            self.assertEqual(kind('/e'), 'status')  # a 500 is not in this breaker's "on"
+        self.assertEqual(up.count('/e'), 4)
+        self.assertEqual([kind('/q') for _ in range(4)],
+                         ['status', 'status', 'circuit_open', 'circuit_open'])
+        self.assertEqual(up.count('/q'), 6)
+
     def test_config_errors_name_their_place(self):
         cfg = config([endpoint('/t', {'x': call('r', '/p', method='POST', retry={})})],
                      {'r': upstream('http://127.0.0.1:1')})

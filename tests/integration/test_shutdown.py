@@ -242,10 +242,12 @@ class ShutdownTest(GatherdTestCase):
                 clients.join(5)
                 self.stub.reset_stats()
 
-    def test_hup_usr1_usr2_alrm_are_logged_and_ignored(self):
+    def test_hup_reloads_and_usr1_usr2_alrm_are_logged_and_ignored(self):
         gd = self.gatherd(slow_ms=700)
         clients = self.in_flight(gd, 2)
-        sigs = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM]
+        gd.signal(signal.SIGHUP)  # the same file: reloaded, the requests in flight go on
+        time.sleep(0.02)
+        sigs = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM]
         for sig in sigs:
             gd.signal(sig)
             time.sleep(0.02)
@@ -258,6 +260,8 @@ class ShutdownTest(GatherdTestCase):
         log = gd.log()
         for sig in sigs:
             self.assertIn('received %s: ignored' % sig.name, log)
+        self.assertIn('received SIGHUP: reloading', log)
+        self.assertIn('config reloaded from', log)
         self.assertEqual(gd.terminate(10), 0, log)
 
     def test_sigint_drains_like_sigterm(self):

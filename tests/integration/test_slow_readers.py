@@ -232,8 +232,10 @@ class Http1SlowReaders(SlowReaderCase):
 
 class MemoryAfterBurst(SlowReaderCase):
     def test_rss_returns_near_baseline_after_a_burst(self):
-        # Room for the 40 answers at once: the burst is about memory coming back, not bounds.
-        self.start(threads=2, max_unsent_bytes=1 << 30)
+        # Room for the 40 answers at once: the burst is about memory coming back, not bounds;
+        # and the default write timeout, since 40 Python readers on a loaded machine may each
+        # go more than the other tests' second without reading (a fresh-machine run saw it).
+        self.start(threads=2, max_unsent_bytes=1 << 30, write_timeout_ms=30000)
         for _ in range(2):
             self.assertEqual(get(self.port, '/big')[0], 200)
         time.sleep(0.5)  # idle: the warm-up's memory is given back too

@@ -4,6 +4,7 @@
 
 #include <h2o/memory.h>
 
+#include "base/redis_stats.h"
 #include "base/util.h"
 #include "base/waits.h"
 
@@ -68,17 +69,28 @@ int gd_limits_enter(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t deadline_ms
     return GD_LIMITS_WAITING;
 }
 
-int gd_limits_take_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t earliest_ms,
-                         uint64_t deadline_ms, uint64_t *ret_at_ms)
+void gd_limits_set_conf(gd_limits_t *l, const gd_upstream_conf_t *conf)
 {
-    gd_pacer_t *p = l->_conf->rate_limit;
+    GD_REQUIRE(conf->rate_limit == l->_conf->rate_limit && conf->in_flight == l->_conf->in_flight);
+    l->_conf = conf;
+}
+
+void gd_limits_use_redis(gd_limits_t *l, gd_redis_t *redis)
+{
+    l->_redis = redis;
+}
+
+bool gd_limits_is_cluster(const gd_limits_t *l)
+{
+    return l->_conf->is_rate_cluster;
+}
+
+/* Reserves a token of pacer @p for @pass (see gd_limits_take_token()). */
+static int reserve_local(gd_limits_t *l, gd_limits_pass_t *pass, gd_pacer_t *p,
+                         uint64_t earliest_ms, uint64_t deadline_ms, uint64_t *ret_at_ms)
+{
     uint64_t now_ms = gd_timers_now(l->_timers);
 
-    pass->_limits = l;
-    if (p == NULL) {
-        *ret_at_ms = earliest_ms;
-        return 0;
-    }
     if (deadline_ms <= earliest_ms) {
         atomic_fetch_add_explicit(&p->refused, 1, memory_order_relaxed);
         return -EAGAIN;
@@ -93,12 +105,94 @@ int gd_limits_take_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t earlie
     if (!gd_pacer_reserve(p, from_us, latest_us, &pass->_slot))
         return -EAGAIN;
     pass->_has_slot = true;
+    pass->_pacer = p;
     uint64_t wait_us = pass->_slot.at_us - from_us;
     if (wait_us > 0)
         observe(l, GD_WAIT_RATE_LIMIT, wait_us);
     /* Rounded up: the loop's timer fires at the slot or after it, never before. */
     *ret_at_ms = earliest_ms + (wait_us + 999) / 1000;
     return 0;
+}
+
+int gd_limits_take_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t earliest_ms,
+                         uint64_t deadline_ms, uint64_t *ret_at_ms)
+{
+    gd_pacer_t *p = l->_conf->rate_limit;
+
+    pass->_limits = l;
+    if (p == NULL || l->_conf->is_rate_cluster) {
+        *ret_at_ms = earliest_ms; /* a cluster token is asked when the attempt goes */
+        return 0;
+    }
+    return reserve_local(l, pass, p, earliest_ms, deadline_ms, ret_at_ms);
+}
+
+/* Redis is down or slow: the local share of a cluster limit decides. */
+static int fall_back(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t deadline_ms,
+                     uint64_t *ret_at_ms)
+{
+    gd_redis_stats_t *stats = l->_conf->rate_limit_local != NULL && l->_redis != NULL
+                                  ? gd_redis_conf(l->_redis)->stats
+                                  : NULL;
+
+    if (stats != NULL)
+        atomic_fetch_add_explicit(&stats->fallbacks, 1, memory_order_relaxed);
+    return reserve_local(l, pass, l->_conf->rate_limit_local, gd_timers_now(l->_timers),
+                         deadline_ms, ret_at_ms);
+}
+
+static void on_cluster_token(gd_gcra_ask_t *ask, int status, const gd_gcra_result_t *res)
+{
+    gd_limits_pass_t *pass = H2O_STRUCT_FROM_MEMBER(gd_limits_pass_t, _ask, ask);
+    gd_limits_t *l = pass->_limits;
+    gd_pacer_t *p = l->_conf->rate_limit;
+    uint64_t now_ms = gd_timers_now(l->_timers), at_ms = 0;
+    int r = 0;
+
+    if (status != 0) {
+        r = fall_back(l, pass, pass->_token_deadline_ms, &at_ms);
+    } else if (!res->is_granted) {
+        atomic_fetch_add_explicit(&p->refused, 1, memory_order_relaxed);
+        r = -EAGAIN;
+    } else {
+        /* The wait counts from Redis's decision; the answer's way back only shortens it, so
+         * the slot is kept or a little late, never early. */
+        at_ms = now_ms + (res->wait_us + 999) / 1000;
+        if (at_ms >= pass->_token_deadline_ms) {
+            atomic_fetch_add_explicit(&p->refused, 1, memory_order_relaxed);
+            r = -EAGAIN; /* the token is lost: the rate stays a bound */
+        } else if (res->wait_us > 0) {
+            atomic_fetch_add_explicit(&p->waited, 1, memory_order_relaxed);
+            observe(l, GD_WAIT_RATE_LIMIT, res->wait_us);
+        }
+    }
+    pass->_token_cb(pass, r, at_ms);
+}
+
+int gd_limits_ask_token(gd_limits_t *l, gd_limits_pass_t *pass, uint64_t deadline_ms,
+                        gd_limits_token_cb cb, uint64_t *ret_at_ms)
+{
+    const gd_upstream_conf_t *conf = l->_conf;
+    uint64_t now_ms = gd_timers_now(l->_timers);
+
+    pass->_limits = l;
+    if (!conf->is_rate_cluster)
+        return gd_limits_take_token(l, pass, now_ms, deadline_ms, ret_at_ms);
+    if (deadline_ms <= now_ms) {
+        atomic_fetch_add_explicit(&conf->rate_limit->refused, 1, memory_order_relaxed);
+        return -EAGAIN;
+    }
+    if (l->_redis != NULL) {
+        gd_pacer_t *p = conf->rate_limit;
+        /* As reserve_local(): a slot whose wait, rounded up, ends before the deadline. */
+        uint64_t max_wait_us = (deadline_ms - now_ms - 1) * 1000 + 1;
+        pass->_token_cb = cb;
+        pass->_token_deadline_ms = deadline_ms;
+        if (gd_gcra_ask(l->_redis, &pass->_ask, conf->rate_key, gd_pacer_interval_us(p),
+                        gd_pacer_tolerance_us(p), max_wait_us, deadline_ms, on_cluster_token) == 0)
+            return GD_LIMITS_WAITING;
+    }
+    return fall_back(l, pass, deadline_ms, ret_at_ms);
 }
 
 void gd_limits_spend_token(gd_limits_pass_t *pass)
@@ -109,7 +203,7 @@ void gd_limits_spend_token(gd_limits_pass_t *pass)
 void gd_limits_return_token(gd_limits_pass_t *pass)
 {
     if (pass->_has_slot)
-        gd_pacer_unreserve(pass->_limits->_conf->rate_limit, &pass->_slot);
+        gd_pacer_unreserve(pass->_pacer, &pass->_slot);
     pass->_has_slot = false;
 }
 
@@ -120,6 +214,7 @@ void gd_limits_leave(gd_limits_pass_t *pass)
     if (l == NULL)
         return;
     gd_limits_return_token(pass);
+    gd_gcra_cancel(&pass->_ask);
     if (l->_has_in_flight && gd_gate_is_waiting(&pass->_waiter))
         gd_shared_gate_cancel(&l->_in_flight, &pass->_waiter);
     if (pass->_holds_place) {

@@ -23,12 +23,53 @@
 
 struct gd_tls_ctx {
     SSL_CTX *ssl_ctx;
-    const gd_upstream_conf_t *conf;
     char *name; /* the name the certificate must carry: tls.server_name or the URL host */
     bool is_ip; /* name is an IP literal: no SNI, checked against the IP SANs */
     h2o_iovec_t cache_key; /* "name:port", as libh2o keys its client session cache */
     h2o_cache_hashcode_t cache_key_hash;
+    /* FNV-1a 64 of the bytes of the files it loaded (CA, client certificate and key); 0 when
+     * they changed while it loaded them (then it equals no other context's) */
+    uint64_t files_hash;
 };
+
+/* Adds the bytes of file @path (NULL: none) to the FNV-1a hash *@h; false when unreadable. */
+static bool hash_file(const char *path, uint64_t *h)
+{
+    unsigned char buf[4096];
+    size_t n;
+    FILE *f;
+
+    if (path == NULL)
+        return true;
+    if ((f = fopen(path, "rb")) == NULL)
+        return false;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            *h = (*h ^ buf[i]) * 0x100000001b3ull;
+    bool is_ok = !ferror(f);
+    fclose(f);
+    /* the name too: the same bytes under another file name are another setting */
+    for (const char *p = path; *p != '\0'; p++)
+        *h = (*h ^ (unsigned char)*p) * 0x100000001b3ull;
+    return is_ok;
+}
+
+/* The hash of @t's files, or 0 when one cannot be read. */
+static uint64_t hash_files(const gd_tls_conf_t *t)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    if (!hash_file(t->ca_file, &h) || !hash_file(t->client_cert_file, &h) ||
+        !hash_file(t->client_key_file, &h))
+        return 0;
+    return h != 0 ? h : 1;
+}
+
+bool gd_tls_ctx_is_same_files(const gd_tls_ctx_t *a, const gd_tls_ctx_t *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return a->files_hash != 0 && a->files_hash == b->files_hash;
+}
 
 static int ctx_index = -1;
 static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
@@ -185,7 +226,6 @@ gd_tls_ctx_t *gd_tls_ctx_new(const gd_upstream_conf_t *conf, char *err, size_t e
     static const unsigned char alpn[] = "\x08http/1.1";
 
     GD_REQUIRE(pthread_once(&ctx_index_once, make_ctx_index) == 0 && ctx_index >= 0);
-    ctx->conf = conf;
     ctx->name = gd_xstrdup(t->server_name != NULL ? t->server_name : conf->host);
     ctx->is_ip = is_ip_literal(ctx->name);
     snprintf(port, sizeof(port), "%u", (unsigned)conf->port);
@@ -213,8 +253,13 @@ gd_tls_ctx_t *gd_tls_ctx_new(const gd_upstream_conf_t *conf, char *err, size_t e
              "%s cannot be checked against a certificate", ctx->name);
         return gd_tls_ctx_free(ctx);
     }
+    /* Hashed before and after OpenSSL reads them: a file replaced meanwhile makes a hash that
+     * matches nothing, so the next reload cannot mistake this context for one of the new
+     * files. */
+    uint64_t before = hash_files(t);
     if (load_files(sc, t, err, errlen) < 0)
         return gd_tls_ctx_free(ctx);
+    ctx->files_hash = hash_files(t) == before ? before : 0;
     /* Upstream calls are HTTP/1.1 only: a server that picks by ALPN must not choose h2. */
     GD_REQUIRE(SSL_CTX_set_alpn_protos(sc, alpn, sizeof(alpn) - 1) == 0);
     SSL_CTX_set_info_callback(sc, on_info);

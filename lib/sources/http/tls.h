@@ -43,7 +43,7 @@ typedef struct gd_tls_conn {
 } gd_tls_conn_t;
 
 /**
- * Creates the TLS context of HTTPS upstream @conf (borrowed, must outlive it): loads the CA file
+ * Creates the TLS context of HTTPS upstream @conf (read, not kept): loads the CA file
  * (or the system CA store), the client certificate and key (and checks that they match), sets
  * the minimum version. Reads files: call it before the event loops run. Returns the context,
  * or NULL with "KEY: message" in @err (@errlen bytes), KEY being the upstream's key at fault
@@ -52,6 +52,12 @@ typedef struct gd_tls_conn {
 gd_tls_ctx_t *gd_tls_ctx_new(const gd_upstream_conf_t *conf, char *err, size_t errlen);
 /** Frees @ctx (NULL is a no-op); no connection may use it any more. Returns NULL. */
 gd_tls_ctx_t *gd_tls_ctx_free(gd_tls_ctx_t *ctx);
+/**
+ * Whether @a and @b (either NULL for http://) loaded the same files with the same bytes: a
+ * config reload keeps an upstream's pool (and @a) only then, so that certificates rotated in
+ * place are taken by a reload. (The system CA store is not compared.)
+ */
+bool gd_tls_ctx_is_same_files(const gd_tls_ctx_t *a, const gd_tls_ctx_t *b);
 
 /**
  * The contexts of every upstream of @config (borrowed, must outlive them), indexed like

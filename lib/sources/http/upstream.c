@@ -235,6 +235,11 @@ static void destroy_conn(conn_t *c)
     free(c);
 }
 
+void gd_upstream_use_redis(gd_upstream_t *u, struct gd_redis *redis)
+{
+    gd_limits_use_redis(&u->limits, redis);
+}
+
 static void end_drain(conn_t *c, bool is_reusable);
 
 void gd_upstream_close(gd_upstream_t *u)
@@ -262,6 +267,22 @@ void gd_upstream_close(gd_upstream_t *u)
             gd_budget_give(&u->budget);
         gd_budget_leave(&u->budget);
     }
+}
+
+bool gd_upstream_is_settled(const gd_upstream_t *u)
+{
+    return u->is_closed && !u->is_resolving;
+}
+
+void gd_upstream_set_conf(gd_upstream_t *u, const gd_upstream_conf_t *conf)
+{
+    /* The limits and policies the pool holds pointers to are the ones the next config took
+     * over (config/carry.h): the same settings give the same objects. */
+    GD_REQUIRE(conf->breaker == u->conf->breaker && conf->rate_limit == u->conf->rate_limit &&
+               conf->in_flight == u->conf->in_flight &&
+               conf->retry_budget == u->conf->retry_budget);
+    u->conf = conf;
+    gd_limits_set_conf(&u->limits, conf);
 }
 
 gd_upstream_t *gd_upstream_free(gd_upstream_t *u)
@@ -372,23 +393,20 @@ static void begin_attempt(gd_upstream_call_t *call, gd_upstream_attempt_t *a, un
 static bool take_slot(gd_upstream_t *u);
 static void wait_for_slot(gd_upstream_attempt_t *a);
 
-/* Whether the retry policy of @call names the failure @outcome / @status. */
-static bool is_retried_failure(const gd_retry_conf_t *rc, gd_outcome_t outcome, int status)
+/* Whether @set ("retry.on", "breaker.on") names the failure @outcome / @status. */
+static bool is_listed_failure(const gd_failure_set_t *set, gd_outcome_t outcome, int status)
 {
     switch (outcome) {
     case GD_OUTCOME_CONNECT:
-        return rc->on_connect;
+        return set->connect;
     case GD_OUTCOME_IO:
-        return rc->on_io;
+        return set->io;
     case GD_OUTCOME_TIMEOUT:
-        return rc->on_timeout;
+        return set->timeout;
     case GD_OUTCOME_TLS:
-        return rc->on_tls;
+        return set->tls;
     case GD_OUTCOME_STATUS:
-        for (size_t i = 0; i < rc->non_status; i++)
-            if (rc->on_status[i] == status)
-                return true;
-        return false;
+        return gd_failure_set_has_status(set, status);
     default:
         return false;
     }
@@ -407,7 +425,7 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     uint64_t now = gd_timers_now(u->timers), wait;
 
     if (rc == NULL || call->_started >= rc->attempts || !call->is_idempotent ||
-        !is_retried_failure(rc, outcome, status) || now >= call->base.deadline_ms)
+        !is_listed_failure(&rc->on, outcome, status) || now >= call->base.deadline_ms)
         return false;
     if ((status == 429 || status == 503) && retry_after_ms >= 0)
         wait = (uint64_t)retry_after_ms;
@@ -436,19 +454,26 @@ static bool schedule_retry(gd_upstream_attempt_t *a, gd_outcome_t outcome, int s
     return true;
 }
 
-/* The backoff of attempt @a is over: it takes its place in the line (or a free slot). */
+static void pace_attempt(gd_upstream_attempt_t *a);
+
+/* The backoff of attempt @a is over: it takes its place in the line (or a free slot); under a
+ * cluster-scoped rate limit it asks for its token first. */
 static void on_backoff_end(gd_upstream_attempt_t *a)
 {
     gd_upstream_t *u = a->call->_upstream;
 
     if (u->conf->retry_budget != NULL)
         atomic_fetch_add_explicit(&u->conf->retry_budget->attempts, 1, memory_order_relaxed);
+    if (gd_limits_is_cluster(&u->limits)) {
+        pace_attempt(a);
+        return;
+    }
     begin_exchange(a);
 }
 
-/* Tells the upstream's breaker how call @call ended: a failure when connect, io, timeout, tls
- * or a 5xx; a success otherwise (4xx included: the upstream answered); neither when cancelled
- * or refused by a limit (rate_limited, in_flight_timeout). */
+/* Tells the upstream's breaker how call @call ended: a failure when "breaker.on" names it
+ * (connect, io, timeout, tls and 5xx unless set), a success otherwise (the upstream answered);
+ * neither when cancelled or refused by a limit (rate_limited, in_flight_timeout). */
 static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, int status)
 {
     gd_upstream_t *u = call->_upstream;
@@ -463,10 +488,8 @@ static void report_to_breaker(gd_upstream_call_t *call, gd_outcome_t outcome, in
         gd_breaker_abandon(b, v);
         return;
     }
-    bool is_failure = outcome == GD_OUTCOME_CONNECT || outcome == GD_OUTCOME_IO ||
-                      outcome == GD_OUTCOME_TIMEOUT || outcome == GD_OUTCOME_TLS ||
-                      (outcome == GD_OUTCOME_STATUS && status >= 500);
-    gd_breaker_report(b, v, is_failure, gd_timers_now(u->timers));
+    gd_breaker_report(b, v, is_listed_failure(&u->conf->breaker_on, outcome, status),
+                      gd_timers_now(u->timers));
 }
 
 /* Gives up what attempt @a holds: its place in the line, its connection (unless the caller
@@ -531,6 +554,10 @@ static void on_hedge_timer(gd_timer_t *timer)
     if (!has_slot || is_running(h) || call->_started >= rc->attempts ||
         now >= call->base.deadline_ms)
         return;
+    /* A hedge takes only a token free now, and a cluster token is a round trip away: under a
+     * cluster-scoped rate limit no hedge is sent (README, "Shared state in Redis"). */
+    if (gd_limits_is_cluster(&u->limits))
+        return;
     /* Never in line behind other calls: there it would only add to the wait it is meant to
      * cut, and a slow upstream with its connections all busy is not helped by more. */
     if (!take_slot(u))
@@ -566,7 +593,7 @@ static bool leaves_call_to_other(gd_upstream_attempt_t *a, gd_outcome_t outcome,
 {
     if (!is_running(other_attempt(a)) || outcome == GD_OUTCOME_OK)
         return false;
-    return outcome != GD_OUTCOME_STATUS || is_retried_failure(a->call->retry, outcome, status);
+    return outcome != GD_OUTCOME_STATUS || is_listed_failure(&a->call->retry->on, outcome, status);
 }
 
 /* Attempt @a ends its call with @outcome: the other one, if running, is abandoned (its
@@ -1425,26 +1452,51 @@ static void begin_exchange(gd_upstream_attempt_t *a)
         wait_for_slot(a);
 }
 
-/* The first attempt of a call admitted under max_in_flight takes its rate-limit token: at once,
- * after a wait on its own timer, or, when none can come before the deadline, not at all. */
-static void pace_first_attempt(gd_upstream_attempt_t *a)
+/* Attempt @a, pacing, has its token (@result 0) to go at @at, or none could come in time. */
+static void on_token(gd_upstream_attempt_t *a, int result, uint64_t at)
 {
     gd_upstream_call_t *call = a->call;
     gd_upstream_t *u = call->_upstream;
-    uint64_t now = gd_timers_now(u->timers), at;
 
-    if (gd_limits_take_token(&u->limits, &call->_limits, now, call->base.deadline_ms, &at) < 0) {
+    if (result < 0) {
         end_attempt(a, GD_OUTCOME_RATE_LIMITED, 0,
                     "no token of the rate limit of %s could come within %" PRIu64 " ms",
                     u->conf->url, call->base.timeout_ms);
         return;
     }
-    if (at <= now) {
+    if (at <= gd_timers_now(u->timers)) {
         begin_exchange(a);
         return;
     }
-    a->state = ATTEMPT_PACING;
     gd_timer_start(u->timers, &a->timer, at);
+}
+
+static void on_cluster_token(gd_limits_pass_t *pass, int result, uint64_t at)
+{
+    gd_upstream_call_t *call = H2O_STRUCT_FROM_MEMBER(gd_upstream_call_t, _limits, pass);
+    gd_upstream_attempt_t *a = call->_asking;
+
+    call->_asking = NULL;
+    on_token(a, result, at);
+}
+
+/* Attempt @a takes its rate-limit token: at once, after a wait on its own timer, or, when none
+ * can come before the deadline, not at all. The first attempt of a call does it once admitted
+ * under max_in_flight; a retry under a cluster-scoped limit when its backoff ends. */
+static void pace_attempt(gd_upstream_attempt_t *a)
+{
+    gd_upstream_call_t *call = a->call;
+    gd_upstream_t *u = call->_upstream;
+    uint64_t at = 0;
+
+    a->state = ATTEMPT_PACING;
+    int r = gd_limits_ask_token(&u->limits, &call->_limits, call->base.deadline_ms,
+                                on_cluster_token, &at);
+    if (r == GD_LIMITS_WAITING) {
+        call->_asking = a; /* Redis answers, or its timeout falls back (on_cluster_token) */
+        return;
+    }
+    on_token(a, r, at);
 }
 
 static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
@@ -1453,7 +1505,7 @@ static void on_admitted(gd_limits_pass_t *pass, bool is_granted)
     gd_upstream_t *u = call->_upstream;
 
     if (is_granted) {
-        pace_first_attempt(&call->_attempt);
+        pace_attempt(&call->_attempt);
         return;
     }
     end_attempt(&call->_attempt, GD_OUTCOME_IN_FLIGHT_TIMEOUT, 0,
@@ -1482,7 +1534,7 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
     if (u->conf->breaker != NULL) {
         call->_breaker_verdict = gd_breaker_allow(u->conf->breaker, gd_timers_now(u->timers));
         if (call->_breaker_verdict == GD_BREAKER_REFUSED) {
-            /* No connection, no wait, no retry (is_retried_failure() knows no circuit_open). */
+            /* No connection, no wait, no retry (is_listed_failure() knows no circuit_open). */
             end_attempt(&call->_attempt, GD_OUTCOME_CIRCUIT_OPEN, 0,
                         "the circuit breaker of %s is open", u->conf->url);
             return;
@@ -1494,7 +1546,7 @@ static void start_call(void *source, gd_call_t *base, gd_group_t *group)
         call->_attempt.state = ATTEMPT_ADMITTING;
         return;
     }
-    pace_first_attempt(&call->_attempt);
+    pace_attempt(&call->_attempt);
 }
 
 static void dispose_call(gd_call_t *base)

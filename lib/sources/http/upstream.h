@@ -49,6 +49,11 @@ typedef struct gd_upstream_stats {
 gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, gd_timers_t *timers,
                                size_t max_connections, gd_budget_t *budget, gd_tls_ctx_t *tls);
 /**
+ * Takes the tokens of a cluster-scoped rate_limit from @redis (borrowed, the worker's, outlives
+ * @upstream; NULL: none). Call right after gd_upstream_new().
+ */
+void gd_upstream_use_redis(gd_upstream_t *upstream, struct gd_redis *redis);
+/**
  * Closes @upstream's idle connections and libuv handles; no call may be running. The loop must
  * then run until the handles are closed and a lookup under way has ended (uv_run() returns)
  * before gd_upstream_free().
@@ -56,6 +61,17 @@ gd_upstream_t *gd_upstream_new(const gd_upstream_conf_t *conf, uv_loop_t *loop, 
 void gd_upstream_close(gd_upstream_t *upstream);
 /** Frees @upstream (NULL is a no-op) after gd_upstream_close() and the loop's run. Returns NULL. */
 gd_upstream_t *gd_upstream_free(gd_upstream_t *upstream);
+/**
+ * Whether @upstream, closed, has finished closing (a DNS lookup on libuv's pool cannot be
+ * stopped and is waited for), so that gd_upstream_free() may follow without running the loop
+ * to its end (a config reload).
+ */
+bool gd_upstream_is_settled(const gd_upstream_t *upstream);
+/**
+ * Points @upstream at @conf (borrowed for its lifetime from now on): the same upstream of a
+ * reloaded config, of equal settings (config/carry.h), whose pool and connections are kept.
+ */
+void gd_upstream_set_conf(gd_upstream_t *upstream, const gd_upstream_conf_t *conf);
 /** The upstream's counters. Only the owning thread may call it. */
 gd_upstream_stats_t gd_upstream_stats(gd_upstream_t *upstream);
 
@@ -110,6 +126,7 @@ struct gd_upstream_call {
     unsigned _started;
     int _breaker_verdict; /* gd_breaker_verdict_t of the upstream's breaker, if it has one */
     gd_limits_pass_t _limits; /* its place under max_in_flight, its attempt's token */
+    gd_upstream_attempt_t *_asking; /* the attempt whose cluster token Redis is asked for */
 };
 
 /* The calls of an upstream (gd_call_ops_t.start takes the gd_upstream_t as its source). */

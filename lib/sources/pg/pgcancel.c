@@ -300,6 +300,11 @@ void gd_pgcancel_close(gd_pgcancel_t *k, uint64_t timeout_ms)
     k->sh = NULL;
 }
 
+bool gd_pgcancel_is_settled(const gd_pgcancel_t *k)
+{
+    return k->is_closing && k->sh == NULL && k->handles_open == 0;
+}
+
 gd_pgcancel_t *gd_pgcancel_free(gd_pgcancel_t *k)
 {
     if (k == NULL)

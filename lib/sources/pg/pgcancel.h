@@ -54,5 +54,7 @@ bool gd_pgcancel_withdraw(gd_pgcancel_t *k, gd_pgcancel_req_t *req);
 void gd_pgcancel_close(gd_pgcancel_t *k, uint64_t timeout_ms);
 /** Frees @k (NULL is a no-op) after gd_pgcancel_close() and the loop's run. Returns NULL. */
 gd_pgcancel_t *gd_pgcancel_free(gd_pgcancel_t *k);
+/** Whether @k, closed, has finished closing: gd_pgcancel_free() may follow. */
+bool gd_pgcancel_is_settled(const gd_pgcancel_t *k);
 
 #endif

@@ -2057,6 +2057,37 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     gd_pgcancel_close(pool->canceller, CANCEL_STOP_TIMEOUT_MS);
 }
 
+bool gd_pgpool_is_settled(const gd_pgpool_t *pool)
+{
+    return pool->is_closed && pool->polls_open == 0 && gd_pgcancel_is_settled(pool->canceller);
+}
+
+void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf)
+{
+    const gd_pgpool_conf_t *old = pool->conf;
+    size_t words = (conf->nstatements + 63) / 64;
+
+    GD_REQUIRE(conf->size == old->size && conf->nstatements >= old->nstatements &&
+               conf->shared == old->shared && conf->retry_budget == old->retry_budget);
+    /* Queries in flight of the config before name statements by position: those positions
+     * hold the same SQL (config/carry.h), and what is prepared on a connection stays so. */
+    for (size_t i = 0; i < old->nstatements; i++)
+        GD_REQUIRE(strcmp(conf->statements[i], old->statements[i]) == 0);
+    if (words > pool->prepared_words) {
+        for (size_t i = 0; i < conf->size; i++) {
+            struct conn *c = &pool->conns[i];
+            c->prepared = gd_xrealloc(c->prepared, words * sizeof(*c->prepared));
+            memset(c->prepared + pool->prepared_words, 0,
+                   (words - pool->prepared_words) * sizeof(*c->prepared));
+        }
+        pool->prepared_words = words;
+    }
+    pool->columns = gd_xrealloc(pool->columns, (conf->nstatements + 1) * sizeof(*pool->columns));
+    memset(pool->columns + old->nstatements, 0,
+           (conf->nstatements + 1 - old->nstatements) * sizeof(*pool->columns));
+    pool->conf = conf;
+}
+
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
 {
     if (pool == NULL)

@@ -140,6 +140,18 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
 void gd_pgpool_close(gd_pgpool_t *pool);
 /** Frees @pool (NULL is a no-op) after gd_pgpool_close() and the loop's run. Returns NULL. */
 gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool);
+/**
+ * Whether @pool, closed, has finished closing (its sockets' polls and cancel requests), so
+ * that gd_pgpool_free() may follow without running the loop to its end (a config reload).
+ */
+bool gd_pgpool_is_settled(const gd_pgpool_t *pool);
+/**
+ * Points @pool at @conf (borrowed for its lifetime from now on), of the same settings as the
+ * one it has, and statements that begin with the ones it has, at the same positions (more may
+ * follow): a config reload keeps the pool, and what its connections have prepared, when
+ * "postgres" did not change.
+ */
+void gd_pgpool_set_conf(gd_pgpool_t *pool, const gd_pgpool_conf_t *conf);
 /** The pool's counters. */
 gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool);
 /**

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/pacer.h"
 #include "config/config.h"
 
 /*
@@ -1946,28 +1947,47 @@ static void test_retry(void)
     CHECK_INT_EQ(c->max_backoff_ms, 1000);
     CHECK_INT_EQ(c->budget_percent, 50);
     CHECK_INT_EQ(c->min_retries_per_s, 3);
-    CHECK(c->on_io && !c->on_connect && !c->on_timeout && !c->on_tls);
-    CHECK_INT_EQ(c->non_status, 1);
-    CHECK_INT_EQ(c->on_status[0], 503);
+    CHECK(c->on.io && !c->on.connect && !c->on.timeout && !c->on.tls);
+    CHECK(gd_failure_set_has_status(&c->on, 503) && !gd_failure_set_has_status(&c->on, 502));
     /* a call's keys override the upstream's one by one */
     CHECK_INT_EQ(d->attempts, 2);
     CHECK_INT_EQ(d->backoff_ms, 10);
     CHECK_INT_EQ(d->attempt_timeout_ms, 30);
-    CHECK(d->on_io && !d->on_connect);
+    CHECK(d->on.io && !d->on.connect);
     /* no "retry" anywhere: one attempt */
     CHECK_INT_EQ(e->attempts, 1);
     CHECK_INT_EQ(calls[3].retry.attempts, 1);
     /* "retry": {} means the README's example */
     CHECK_INT_EQ(calls[4].retry.attempts, 3);
     CHECK_INT_EQ(calls[4].retry.backoff_ms, 25);
-    CHECK(calls[4].retry.on_connect && calls[4].retry.on_timeout);
-    CHECK_INT_EQ(calls[4].retry.non_status, 3);
+    CHECK(calls[4].retry.on.connect && calls[4].retry.on.timeout && !calls[4].retry.on.tls);
+    for (int st = 400; st <= 599; st++)
+        CHECK(gd_failure_set_has_status(&calls[4].retry.on, st) == (st >= 502 && st <= 504));
     CHECK(cfg->upstreams[0].retry_budget != NULL);
     CHECK(cfg->upstreams[0].breaker == NULL);
     gd_config_free(cfg);
     cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{}}"));
     CHECK(cfg != NULL && cfg->upstreams[0].breaker != NULL);
+    /* by default a breaker counts connect, io, timeout, tls and every 5xx, never a 4xx */
+    const gd_failure_set_t *bon = &cfg->upstreams[0].breaker_on;
+    CHECK(bon->connect && bon->io && bon->timeout && bon->tls);
+    for (int st = 400; st <= 599; st++)
+        CHECK(gd_failure_set_has_status(bon, st) == (st >= 500));
     gd_config_free(cfg);
+    cfg = LOAD_OK(UPSTREAM_IS("{'url':'http://x','breaker':{'on':['timeout',429,'5xx']}}"));
+    CHECK(cfg != NULL);
+    bon = &cfg->upstreams[0].breaker_on;
+    CHECK(bon->timeout && !bon->connect && !bon->io && !bon->tls);
+    CHECK(gd_failure_set_has_status(bon, 429) && gd_failure_set_has_status(bon, 599) &&
+          !gd_failure_set_has_status(bon, 404));
+    gd_config_free(cfg);
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'on':['4xx']}}"),
+                     "conf/x.json: upstreams.accounts.breaker.on[0]: \"4xx\" is not a failure for "
+                     "the breaker (connect, io, timeout, tls, 5xx or a status between 400 and "
+                     "599)");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'on':[302]}}"),
+                     "conf/x.json: upstreams.accounts.breaker.on[0]: a status for the breaker "
+                     "must be between 400 and 599, not 302");
 
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','breaker':{'failures':0}}"),
                      "conf/x.json: upstreams.accounts.breaker.failures: must be between 1 and "
@@ -2014,10 +2034,11 @@ static void test_retry(void)
                      "conf/x.json: upstreams.accounts.retry.max_backoff_ms: must be >= backoff_ms "
                      "(50), not 20");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':['io','reset']}}"),
-                     "conf/x.json: upstreams.accounts.retry.on[1]: \"reset\" is not a failure to "
-                     "retry (connect, io, timeout, tls or a status between 400 and 599)");
+                     "conf/x.json: upstreams.accounts.retry.on[1]: \"reset\" is not a failure for "
+                     "the retry (connect, io, timeout, tls, 5xx or a status between 400 and "
+                     "599)");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':[200]}}"),
-                     "conf/x.json: upstreams.accounts.retry.on[0]: a status to retry must be "
+                     "conf/x.json: upstreams.accounts.retry.on[0]: a status for the retry must be "
                      "between 400 and 599, not 200");
     CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','retry':{'on':'io'}}"),
                      "conf/x.json: upstreams.accounts.retry.on: must be an array, not a string");
@@ -2304,7 +2325,85 @@ static void test_edge_keys(void)
                      "conf/x.json: max_headers: must be between 1 and 99, not 100");
 }
 
+/* "redis" and the "scope": "cluster" of rate limits: URL forms, the masked URL, defaults, the
+ * keys of the limits and their local stand-ins, errors. */
+static void test_redis(void)
+{
+    CHECK_INT_EQ(setenv("GD_TEST_REDIS_PW", "pw-r", 1), 0);
+    gd_config_t *cfg = LOAD_OK(
+        "{" LISTEN ",'redis':{'url':'redis://app:lit@10.0.0.5:6380/3','local_share':0.25,"
+        "'key_prefix':'gd1:'},'upstreams':{'accounts':{'url':'http://x','rate_limit':"
+        "{'calls':100,'per_ms':60000,'burst':8,'scope':'cluster'}}},"
+        "'client_rate_limit':{'requests':10,'burst':4,'scope':'cluster'},"
+        "'endpoints':[{'method':'POST','path':'/o','client_rate_limit':{'requests':2,"
+        "'scope':'cluster'},'calls':{'u':{'upstream':'accounts','path':'/x'}}}]}");
+    const gd_redis_conf_t *rc = cfg->redis;
+    CHECK(rc != NULL);
+    CHECK_STR_EQ(rc->url, "redis://***@10.0.0.5:6380/3"); /* the password never shown */
+    CHECK_STR_EQ(rc->host, "10.0.0.5");
+    CHECK(rc->is_host_numeric);
+    CHECK_INT_EQ(rc->port, 6380);
+    CHECK_INT_EQ(rc->db, 3);
+    CHECK_STR_EQ(rc->user, "app");
+    CHECK_STR_EQ(rc->password, "lit");
+    CHECK_INT_EQ(rc->timeout_ms, 50);
+    CHECK_INT_EQ(rc->connect_timeout_ms, 1000);
+    CHECK_INT_EQ(rc->pool_size, 1);
+    CHECK_INT_EQ(rc->cache_max_entry_bytes, 1 << 20);
+    const gd_upstream_conf_t *u = &cfg->upstreams[0];
+    CHECK(u->is_rate_cluster);
+    CHECK_STR_EQ(u->rate_key, "gd1:rl:upstream:accounts");
+    CHECK_INT_EQ(gd_pacer_interval_us(u->rate_limit), 600000);
+    CHECK_INT_EQ(gd_pacer_tolerance_us(u->rate_limit), 7 * 600000);
+    /* a quarter of the rate: one call every 2.4 s, bursts of 2 */
+    CHECK_INT_EQ(gd_pacer_interval_us(u->rate_limit_local), 2400000);
+    CHECK_INT_EQ(gd_pacer_tolerance_us(u->rate_limit_local), 2400000);
+    CHECK(cfg->rate_limit->is_cluster);
+    CHECK_STR_EQ(cfg->rate_limit->redis_key, "gd1:rl:client:*:");
+    CHECK_INT_EQ(cfg->rate_limit->interval_us, 100000);
+    CHECK_INT_EQ(cfg->rate_limit->tolerance_us, 300000);
+    CHECK_STR_EQ(cfg->endpoints[0].rate_limit->redis_key, "gd1:rl:client:POST /o:");
+    gd_config_free(cfg);
+
+    cfg = LOAD_OK(ROOT("'redis':{'url':'redis://cache.internal','password':'{env.GD_TEST_REDIS_PW}',"
+                       "'pool_size':4,'timeout_ms':20}"));
+    CHECK_STR_EQ(cfg->redis->url, "redis://cache.internal");
+    CHECK(!cfg->redis->is_host_numeric);
+    CHECK_INT_EQ(cfg->redis->port, 6379);
+    CHECK_INT_EQ(cfg->redis->db, 0);
+    CHECK(cfg->redis->user == NULL);
+    CHECK_STR_EQ(cfg->redis->password, "pw-r");
+    CHECK_STR_EQ(cfg->redis->key_prefix, "gatherd:");
+    CHECK_INT_EQ(cfg->redis->pool_size, 4);
+    CHECK(cfg->redis->local_share == 0.5);
+    gd_config_free(cfg);
+    cfg = LOAD_OK(ROOT("'redis':{'url':'redis://[::1]:7000'}"));
+    CHECK_STR_EQ(cfg->redis->host, "::1");
+    CHECK(cfg->redis->is_host_numeric);
+    CHECK_INT_EQ(cfg->redis->port, 7000);
+    gd_config_free(cfg);
+
+    CHECK_CONFIG_ERR(ROOT("'redis':{'url':'redis://[x]:1'}"),
+                     "conf/x.json: redis.url: malformed URL \"redis://[x]:1\" (expected "
+                     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+    CHECK_CONFIG_ERR(ROOT("'redis':{'url':'redis://pw@h'}"),
+                     "conf/x.json: redis.url: the URL's user info must be [USER]:PASSWORD");
+    CHECK_CONFIG_ERR(ROOT("'redis':{'url':'redis://h','password':''}"),
+                     "conf/x.json: redis.password: must not be empty (leave it out for no AUTH)");
+    CHECK_CONFIG_ERR(ROOT("'redis':{'url':'redis://h','local_share':1.5}"),
+                     "conf/x.json: redis.local_share: must be above 0 and at most 1, not 1.5");
+    CHECK_CONFIG_ERR(UPSTREAM_IS("{'url':'http://x','rate_limit':{'calls':5,'per_ms':1,"
+                                 "'scope':'cluster'}}"),
+                     "conf/x.json: upstreams.accounts.rate_limit.scope: \"cluster\" needs a "
+                     "top-level \"redis\" to share the limit in");
+    CHECK_CONFIG_ERR(ENDPOINT("'calls':{'u':{'upstream':'accounts','path':'/x','cache':"
+                              "{'ttl_ms':5,'shared':true}}}"),
+                     "conf/x.json: endpoints[0].calls.u.cache.shared: needs a top-level "
+                     "\"redis\" to share the results in");
+}
+
 const gd_test_case_t gd_test_cases[] = {
+    {"redis", test_redis},
     {"front_keys", test_front_keys},
     {"front_key_errors", test_front_key_errors},
     {"auth_keys", test_auth_keys},

@@ -35,6 +35,8 @@ static int resolve(void *ctx, gd_src_t src, const char *name, char *err, size_t 
         return 4;
     case GD_SRC_CALL:
         return 5;
+    case GD_SRC_ITEM:
+        break; /* never given to a resolver: the config makes it */
     }
     return -1;
 }

@@ -40,7 +40,7 @@ static void test_threads_add_up(void)
     gd_metrics_count_call(t[0], ep, 1, TIMEOUT, 0, 800000);
     gd_metrics_count_call(t[1], ep, 1, TIMEOUT, 0, 800000);
     gd_metrics_count_call(t[1], ep, 0, OK, 0, 2000);
-    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, NULL, &len);
     CHECK_INT_EQ(strlen(text), len);
     CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"200\"} 2\n"));
     CHECK(strstr(text, "gatherd_requests_total{endpoint=\"/users/{id}\",method=\"GET\",status=\"504\"} 1\n"));
@@ -74,7 +74,7 @@ static void test_gauges_are_summed(void)
     gd_metrics_publish_upstream(t[0], 0, &(gd_metrics_upstream_gauges_t){.idle = 2, .busy = 1});
     gd_metrics_publish_upstream(t[1], 0, &(gd_metrics_upstream_gauges_t){.idle = 2, .busy = 1});
     gd_metrics_count_loop_lag(t[0], 250);
-    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, NULL, &len);
     CHECK(strstr(text, "gatherd_requests_in_flight 6\n"));
     CHECK(strstr(text, "gatherd_client_connections 14\n"));
     CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"a\",state=\"idle\"} 4\n"));
@@ -112,7 +112,7 @@ static void test_every_upstream_has_gauges(void)
             last = i;
     gd_metrics_publish_upstream(t, last, &(gd_metrics_upstream_gauges_t){3, 4, 5});
     size_t len;
-    char *text = gd_metrics_render((const gd_metrics_t *const *)&t, 1, c, &len);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)&t, 1, c, NULL, &len);
     CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"u99\",state=\"idle\"} 3\n"));
     CHECK(strstr(text, "gatherd_upstream_connections{upstream=\"u99\",state=\"busy\"} 4\n"));
     CHECK(strstr(text, "gatherd_upstream_waiting_calls{upstream=\"u99\"} 5\n"));
@@ -136,7 +136,7 @@ static void test_call_failures_by_status(void)
     gd_metrics_count_call(t[1], ep, 0, 2, 503, 1000);
     gd_metrics_count_call(t[1], ep, 0, TIMEOUT, 0, 1000);
     gd_metrics_count_call(t[1], ep, 0, OK, 200, 1000); /* a success is never split */
-    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, &len);
+    char *text = gd_metrics_render((const gd_metrics_t *const *)t, 2, c, NULL, &len);
     CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/"
                        "{id}\",call=\"user\",kind=\"status\",status=\"429\"} 2\n"));
     CHECK(strstr(text, "gatherd_call_failures_total{endpoint=\"/users/"
