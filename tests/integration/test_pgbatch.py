@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import endpoint, free_port, main, now, wait_until  # noqa: E402
 from test_operations import admin_get  # noqa: E402
 from test_postgres import Clients, PgTestCase, sql_call  # noqa: E402
+from test_reload import reload_and_wait, write_config  # noqa: E402
 from test_sql_retries import FLAKY  # noqa: E402
 
 BUSY_S = 0.4  # how long the first query holds the connection
@@ -51,9 +52,17 @@ class BatchTest(PgTestCase):
 
     def start(self, depth=8, extra_endpoints=(), **pg):
         self.admin_port = free_port()
+        gd = self.start_pg_gatherd(self.endpoints(extra_endpoints), postgres=self.section(depth, pg),
+                                   admin_listen='127.0.0.1:%d' % self.admin_port)
+        return gd
+
+    def section(self, depth, pg=None):
         section = {'pool_size': 1, 'pipeline_depth': depth, 'acquire_timeout_ms': 5000}
-        section.update(pg)
-        eps = [
+        section.update(pg or {})
+        return section
+
+    def endpoints(self, extra_endpoints=()):
+        return [
             endpoint('/busy', {'q': sql_call('SELECT pg_sleep(%s) AS s' % BUSY_S, row='one',
                                              timeout_ms=5000)}),
             endpoint('/n/{n}', {'q': sql_call('SELECT $1::int AS n', ['{n}'], row='one',
@@ -67,9 +76,6 @@ class BatchTest(PgTestCase):
                                                   ['{n}'], timeout_ms=5000)},
                      params={'n': 'int'}),
         ] + list(extra_endpoints)
-        gd = self.start_pg_gatherd(eps, postgres=section,
-                                   admin_listen='127.0.0.1:%d' % self.admin_port)
-        return gd
 
     def behind_busy(self, gd, paths, stagger=0.0):
         """/busy first, then @paths concurrently while it holds the connection: they wait
@@ -147,6 +153,36 @@ class BatchTest(PgTestCase):
                 self.assertAnswers(results, paths, lambda p: int(p.split('/')[-1]))
                 b1, q1, _ = self.counters()
                 self.assertEqual((b1 - b0, q1 - q0), (7, 7))
+
+    def test_a_reload_with_new_sql_calls_keeps_batching_right(self):
+        gd = self.start(depth=8)
+        backends = [b[0] for b in self.pg.gatherd_backends()]
+        # a write and a read ahead of the old ones: the statements' positions change, the
+        # pool (same postgres section) is kept, and which of them may share a batch goes along
+        new = [endpoint('/w2/{n}', {'q': sql_call('INSERT INTO batch_writes VALUES ($1 + 1000)',
+                                                  ['{n}'], timeout_ms=5000)}, params={'n': 'int'}),
+               endpoint('/m/{n}', {'q': sql_call('SELECT $1::int - 100 AS n', ['{n}'], row='one',
+                                                 timeout_ms=5000)}, params={'n': 'int'})]
+        write_config(gd, self.pg_config(new + self.endpoints(), postgres=self.section(8)))
+        reload_and_wait(gd)
+        self.wait_sql_ready(gd)
+        self.assertEqual([b[0] for b in self.pg.gatherd_backends()], backends)  # kept
+        b0, q0, _ = self.counters()
+        paths = ['/m/101', '/n/2', '/m/103', '/n/4', '/m/105', '/n/6']
+        results = self.behind_busy(gd, paths)
+        self.assertAnswers(results, paths, lambda p: int(p.split('/')[-1]) - (
+            100 if p.startswith('/m/') else 0))
+        b1, q1, _ = self.counters()
+        self.assertEqual(q1 - q0, 7)
+        self.assertLessEqual(b1 - b0, 5, (b1 - b0, q1 - q0))
+        # the new write goes alone
+        b0, q0, _ = self.counters()
+        paths = ['/w2/%d' % i for i in range(4)]
+        for r in self.behind_busy(gd, paths):
+            self.assertEqual(r[0], 200, r)
+        b1, q1, _ = self.counters()
+        self.assertEqual((b1 - b0, q1 - q0), (5, 5))
+        self.assertEqual(self.pg.scalar('SELECT count(*) FROM batch_writes WHERE v >= 1000'), '4')
 
     def test_a_failing_query_fails_only_its_own_call(self):
         gd = self.start(depth=8)
