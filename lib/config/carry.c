@@ -158,14 +158,17 @@ static void carry_statements(gd_config_t *next, const gd_config_t *running)
     }
     char **statements = gd_xcalloc(total + 1, sizeof(*statements));
     int *nparams = gd_xcalloc(total + 1, sizeof(*nparams));
+    bool *batchable = gd_xcalloc(total + 1, sizeof(*batchable));
     for (size_t i = 0; i < n; i++) {
         statements[i] = gd_xstrdup(running->statements[i]);
         nparams[i] = running->statement_nparams[i];
+        batchable[i] = running->statement_is_batchable[i];
     }
     for (size_t j = 0; j < next->nstatements; j++) {
         if (map[j] >= n) {
             statements[map[j]] = next->statements[j]; /* taken */
             nparams[map[j]] = next->statement_nparams[j];
+            batchable[map[j]] = next->statement_is_batchable[j];
         } else {
             free(next->statements[j]);
         }
@@ -177,8 +180,10 @@ static void carry_statements(gd_config_t *next, const gd_config_t *running)
     free(map);
     free(next->statements);
     free(next->statement_nparams);
+    free(next->statement_is_batchable);
     next->statements = statements;
     next->statement_nparams = nparams;
+    next->statement_is_batchable = batchable;
     next->nstatements = total;
 }
 

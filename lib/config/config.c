@@ -75,6 +75,7 @@
 #define MAX_RETRY_ATTEMPTS             10
 
 #define DEFAULT_PG_POOL_SIZE           8
+#define DEFAULT_PG_PIPELINE_DEPTH      8
 #define DEFAULT_PG_ACQUIRE_TIMEOUT_MS  200
 #define DEFAULT_PG_CONNECT_TIMEOUT_MS  2000
 #define DEFAULT_PG_MAX_ROWS            10000
@@ -2353,6 +2354,7 @@ static const char *const non_result_keys[] = {"timeout_ms",         "optional", 
                                               "concurrency",        "max_items",      NULL};
 
 static bool is_plain_select(const char *sql);
+static bool is_batchable_read(const char *sql);
 
 /* "cache": {"ttl_ms", "negative_ttl_ms", "honor_cache_control"}; its variant is the call's own
  * settings (canonical JSON without the timing keys), with the upstream's name in them. */
@@ -3060,7 +3062,8 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
                                        "acquire_timeout_ms", "connect_timeout_ms",
                                        "max_rows",           "max_body_bytes",
                                        "readiness",          "prepared",
-                                       "retry",              NULL};
+                                       "retry",              "pipeline_depth",
+                                       NULL};
     struct jpath at = {NULL, "postgres", 0}, conninfo_at = {&at, "conninfo", 0};
     json_t *v = json_object_get(root, "postgres");
     gd_postgres_conf_t *pg = &cfg->postgres;
@@ -3100,6 +3103,9 @@ static int load_postgres(struct loader *l, json_t *root, gd_config_t *cfg)
     if ((r = get_int(l, &at, v, "pool_size", 1, 10000, DEFAULT_PG_POOL_SIZE, &x)) < 0)
         return r;
     pg->pool_size = (size_t)x;
+    if ((r = get_int(l, &at, v, "pipeline_depth", 1, 64, DEFAULT_PG_PIPELINE_DEPTH, &x)) < 0)
+        return r;
+    pg->pipeline_depth = (size_t)x;
     if ((r = get_duration(l, &at, v, "acquire_timeout_ms", false, DEFAULT_PG_ACQUIRE_TIMEOUT_MS,
                           &pg->acquire_timeout_ms)) < 0 ||
         (r = get_duration(l, &at, v, "connect_timeout_ms", false, DEFAULT_PG_CONNECT_TIMEOUT_MS,
@@ -3197,8 +3203,11 @@ static size_t intern_statement(gd_config_t *cfg, const char *sql, int nparams)
     cfg->statements = gd_xrealloc(cfg->statements, (cfg->nstatements + 1) * sizeof(char *));
     cfg->statement_nparams =
         gd_xrealloc(cfg->statement_nparams, (cfg->nstatements + 1) * sizeof(int));
+    cfg->statement_is_batchable =
+        gd_xrealloc(cfg->statement_is_batchable, (cfg->nstatements + 1) * sizeof(bool));
     cfg->statements[cfg->nstatements] = gd_xstrdup(sql);
     cfg->statement_nparams[cfg->nstatements] = nparams;
+    cfg->statement_is_batchable[cfg->nstatements] = is_batchable_read(sql);
     return cfg->nstatements++;
 }
 
@@ -3228,6 +3237,43 @@ static bool is_plain_select(const char *sql)
             return true;
     }
     return false;
+}
+
+/* Whether plain select @sql may share a batch of queries, one implicit transaction, with
+ * others (postgres.pipeline_depth): it makes no table (SELECT ... INTO) and locks no row (FOR
+ * UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE: the lock would last to the batch's
+ * end). Words are compared outside literals and comments, upper-cased, cut at 7 letters. */
+static bool is_batchable_read(const char *sql)
+{
+    char word[8], prev[8] = "";
+
+    if (!is_plain_select(sql))
+        return false;
+    for (const char *p = sql; *p != '\0';) {
+        const char *q = skip_sql_literal(p);
+        size_t n = 0;
+        if (q != p) {
+            p = q;
+            continue;
+        }
+        if (!is_alpha(*p) && *p != '_') {
+            p += is_digit(*p) ? strspn(p, "0123456789") : 1; /* 1x is no word x */
+            continue;
+        }
+        while (is_alpha(*p) || is_digit(*p) || *p == '_' || (unsigned char)*p >= 0x80) {
+            if (n + 1 < sizeof(word))
+                word[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+            p++;
+        }
+        word[n] = '\0';
+        if (strcmp(word, "INTO") == 0)
+            return false;
+        if (strcmp(prev, "FOR") == 0 && (strcmp(word, "UPDATE") == 0 || strcmp(word, "SHARE") == 0 ||
+                                         strcmp(word, "NO") == 0 || strcmp(word, "KEY") == 0))
+            return false;
+        memcpy(prev, word, sizeof(prev));
+    }
+    return true;
 }
 
 static int load_sql_call(struct loader *l, const struct jpath *at, json_t *v, gd_config_t *cfg,
@@ -5005,6 +5051,7 @@ gd_config_t *gd_config_free(gd_config_t *config)
         free(config->statements[i]);
     free(config->statements);
     free(config->statement_nparams);
+    free(config->statement_is_batchable);
     free(config->postgres.conninfo);
     if (!config->postgres._is_retry_budget_lent)
         free(config->postgres.retry_budget);

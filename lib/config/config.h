@@ -477,6 +477,8 @@ typedef struct gd_postgres_conf {
     /* read-only */
     char *conninfo; /* "" = libpq's PG* environment */
     size_t pool_size;
+    /* "pipeline_depth": plain reads per batch (one write, one Sync) on a connection at most */
+    size_t pipeline_depth;
     uint64_t acquire_timeout_ms;
     uint64_t connect_timeout_ms;
     gd_pg_readiness_t readiness;
@@ -538,6 +540,9 @@ typedef struct gd_config {
     gd_postgres_conf_t postgres;
     char **statements;      /* the distinct SQL texts of all SQL calls */
     int *statement_nparams; /* the number of $n placeholders of each */
+    /* Of each: a plain select with no INTO and no row lock, which may share a batch of
+     * queries (postgres.pipeline_depth) when its call is idempotent too */
+    bool *statement_is_batchable;
     size_t nstatements;
     bool has_admin; /* admin_listen is not null */
     gd_listen_conf_t admin_listen;

@@ -699,10 +699,13 @@ static json_t *describe_pools(struct worker *w)
     if (w->view->pgpool != NULL) {
         gd_pgpool_stats_t ps = gd_pgpool_stats(w->view->pgpool);
         json_object_set_new(part, "postgres",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "idle", (json_int_t)ps.idle,
-                                      "busy", (json_int_t)ps.busy, "connecting",
-                                      (json_int_t)ps.connecting, "broken", (json_int_t)ps.broken,
-                                      "waiting", (json_int_t)ps.waiting));
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "idle",
+                                      (json_int_t)ps.idle, "busy", (json_int_t)ps.busy,
+                                      "connecting", (json_int_t)ps.connecting, "broken",
+                                      (json_int_t)ps.broken, "waiting", (json_int_t)ps.waiting,
+                                      "batches", (json_int_t)ps.batches, "batched_queries",
+                                      (json_int_t)ps.batched_queries, "resent_queries",
+                                      (json_int_t)ps.resent_queries));
     }
     if (w->redis != NULL) {
         gd_redis_pool_stats_t rs = gd_redis_pool_stats(w->redis);
@@ -786,6 +789,9 @@ static void publish_gauges(struct worker *w)
         g.pg_reconnects = ps.reconnects;
         g.pg_cancels = ps.cancels;
         g.pg_cancels_dropped = ps.cancels_dropped;
+        g.pg_batches = ps.batches;
+        g.pg_batched_queries = ps.batched_queries;
+        g.pg_resent_queries = ps.resent_queries;
     }
     gd_metrics_publish(w->server->metrics[w->index], &g);
 }
@@ -889,12 +895,16 @@ static struct view *view_new(struct worker *w, struct generation *g, struct view
             .connect_timeout_ms = config->postgres.connect_timeout_ms,
             .statements = (const char *const *)config->statements,
             .statement_nparams = config->statement_nparams,
+            .statement_is_batchable = config->statement_is_batchable,
             .nstatements = config->nstatements,
             .application_name = "gatherd",
             .statement_timeout_ms = g->statement_timeout_ms,
             .shared = g->pg_shared,
             .is_unprepared = !config->postgres.is_prepared,
             .retry_budget = config->postgres.retry_budget,
+            /* Kept through a reload only with the same postgres section (config/carry.c):
+             * the pool's batches keep the depth they were made with. */
+            .pipeline_depth = config->postgres.pipeline_depth,
         };
         bool is_kept = prev != NULL && prev->pgpool != NULL;
         for (struct generation *x = g; is_kept && x != prev->gen; x = x->older)

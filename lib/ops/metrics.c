@@ -910,6 +910,9 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.pg_reconnects += g.pg_reconnects;
         sum.pg_cancels += g.pg_cancels;
         sum.pg_cancels_dropped += g.pg_cancels_dropped;
+        sum.pg_batches += g.pg_batches;
+        sum.pg_batched_queries += g.pg_batched_queries;
+        sum.pg_resent_queries += g.pg_resent_queries;
         sum.unsent_bytes += g.unsent_bytes;
     }
     header(o, "gatherd_requests_in_flight", "gauge", "Requests being gathered now.");
@@ -959,6 +962,20 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
                "connections were re-made instead.");
         outf(o, "gatherd_postgres_cancels_dropped_total %llu\n",
              (unsigned long long)sum.pg_cancels_dropped);
+        header(o, "gatherd_postgres_batches_total", "counter",
+               "Batches of queries sent to Postgres, one write and one Sync each "
+               "(postgres.pipeline_depth).");
+        outf(o, "gatherd_postgres_batches_total %llu\n", (unsigned long long)sum.pg_batches);
+        header(o, "gatherd_postgres_batched_queries_total", "counter",
+               "Queries sent in those batches, re-sent ones included; divided by the batches: "
+               "queries per batch.");
+        outf(o, "gatherd_postgres_batched_queries_total %llu\n",
+             (unsigned long long)sum.pg_batched_queries);
+        header(o, "gatherd_postgres_resent_queries_total", "counter",
+               "Queries sent again because another query of their batch failed or was "
+               "cancelled (not retries: they had not run).");
+        outf(o, "gatherd_postgres_resent_queries_total %llu\n",
+             (unsigned long long)sum.pg_resent_queries);
         /* Process-wide counters of the SQL calls' retry budget (atomics). */
         gd_retry_budget_t *rb = config->postgres.retry_budget;
         header(o, "gatherd_postgres_attempts_total", "counter",

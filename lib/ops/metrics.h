@@ -31,6 +31,7 @@ typedef struct gd_metrics_gauges {
     uint64_t has_pg_been_ready; /* 1: is_pg_ready was 1 once since the start */
     uint64_t pg_idle, pg_busy, pg_connecting, pg_broken, pg_waiting, pg_reconnects, pg_cancels;
     uint64_t pg_cancels_dropped;
+    uint64_t pg_batches, pg_batched_queries, pg_resent_queries; /* counters, see gd_pgpool_stats_t */
     uint64_t unsent_bytes; /* answer bytes handed to h2o, not yet taken by their clients */
 } gd_metrics_gauges_t;
 

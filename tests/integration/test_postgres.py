@@ -1716,6 +1716,10 @@ class ConfigCheckTest(GatherdTestCase):
                             ['postgres.pool_size']),
             'pool_size a string': (m(lambda c: c['postgres'].update(pool_size='8')),
                                    ['postgres.pool_size']),
+            'pipeline_depth 0': (m(lambda c: c['postgres'].update(pipeline_depth=0)),
+                                 ['postgres.pipeline_depth']),
+            'pipeline_depth 65': (m(lambda c: c['postgres'].update(pipeline_depth=65)),
+                                  ['postgres.pipeline_depth']),
             'acquire_timeout_ms 0': (m(lambda c: c['postgres'].update(acquire_timeout_ms=0)),
                                      ['postgres.acquire_timeout_ms']),
             'connect_timeout_ms negative': (m(lambda c: c['postgres'].update(

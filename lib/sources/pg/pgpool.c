@@ -40,6 +40,15 @@ enum {
      * most this often per pool, the rest at debug level (and counted in the next warning). */
     CANCEL_WARN_INTERVAL_MS = 10000,
     DESC_MAX = 200,
+    /* How many times a query skipped by another one's error in its batch is sent again
+     * before it fails with that error: each round takes at least the failing query out, so
+     * this bound is only reached by a server that keeps cancelling or failing batches. */
+    MAX_RESENDS = 3,
+    /* postgres.pipeline_depth's bound: a batch of queries is one array on its connection. */
+    PIPELINE_DEPTH_MAX = 64,
+    /* Waiters a connection looks at for its batch at most: a line of queries that may not
+     * share one (writes) is not walked whole for every batch. */
+    LINE_SCAN_MAX = 128,
     /* Addresses of a resolved host name handed to libpq, which tries them in order as it
      * would had it resolved the name itself. */
     MAX_ADDRS = 8,
@@ -67,35 +76,35 @@ enum query_state {
 };
 
 /* Where a pipeline entry is in its sequence of results: the prepare's result and NULL (only
- * when the statement is not prepared on the connection yet), the query's result and NULL,
- * then PGRES_PIPELINE_SYNC. */
+ * when the statement is not prepared on the connection yet), then the query's result and NULL.
+ * The batch's PGRES_PIPELINE_SYNC follows its last entry. */
 enum pipe_phase {
     PHASE_PREPARE = 1,
     PHASE_EXECUTE,
-    PHASE_SYNC,
     PHASE_DONE,
 };
 
+/* How a query taken off the pool's list of ended ones ends (gd_pgpool_query_t._end). */
+enum query_end {
+    END_REPORT = 1, /* its result is final */
+    END_ATTEMPT,    /* its attempt failed: a retry may follow (end_attempt()) */
+};
+
 /*
- * One query on a connection, from sending to its PIPELINE_SYNC. A connection carries one entry
- * at a time for now; pipelining several queries turns this into a FIFO of entries, each closed
- * by its own sync so that an error aborts only its own query.
+ * One query of a batch on a connection, from sending to the end of its own results. Entries
+ * are read in order; an ERROR skips every entry behind it up to the batch's Sync
+ * (PGRES_PIPELINE_ABORTED), and those are sent again once the Sync has come.
  */
 struct pipe_entry {
-    gd_pgpool_query_t *query; /* NULL once abandoned: the results are then read and dropped */
+    gd_pgpool_query_t *query; /* NULL once ended or abandoned: the rest is read and dropped */
     size_t statement;
     enum pipe_phase phase;
     bool is_prepare_ok;
-    /* The query's messages went to the socket: a connection that breaks from then on may have
-     * run it, so only one that broke before is a failure to retry (or one whose write failed,
-     * which libpq reports only later: see conn_lost()). */
-    bool is_sent;
     bool is_answered; /* the server answered something of it */
-    /* For a query that may be retried, over TCP: the bytes of the connection the server had
-     * acknowledged before the query was written, and as of the last read while no answer had
-     * come. The same: the server's host never received a byte of the query. */
-    bool is_ack_tracked;
-    uint64_t acked_before, acked_since;
+    /* The server skipped it (an earlier entry's error, or a cancel meant for another entry):
+     * it never ran, and is sent again. */
+    bool is_skipped;
+    bool is_abandoned; /* its query left while the server may still run it: the drain's */
     size_t rows; /* rendered into body so far */
     /* The outcome so far; the first error wins (a failed prepare aborts the execute too). */
     gd_outcome_t outcome;
@@ -138,7 +147,25 @@ struct conn {
     bool is_abandoned;      /* BUSY with an abandoned query: back to the pool once clean */
     bool holds_unit;        /* BUSY: holds a unit of the pool's line, given back when it leaves */
     uint64_t idle_since_ms; /* IDLE: since when, to give back the least recently used */
-    struct pipe_entry entry;
+    /* The batch in flight: entries[head] is the one whose results are read next; past the
+     * last, the Sync is. is_synced: the Sync came (the batch is over; what is left of it waits
+     * for a cancel still on its way before it is sent again). */
+    struct pipe_entry *entries;
+    size_t nentries, head;
+    bool is_synced;
+    /* A cancel was asked for during this batch (or the one it was re-sent from): a 57014 on an
+     * entry nobody abandoned is the cancel meant for another, and that entry is sent again. */
+    bool has_cancel;
+    /* The batch's messages went to the socket: a connection that breaks from then on may have
+     * run them, so only one that broke before is a failure to retry (or one whose write failed,
+     * which libpq reports only later: see conn_lost()). */
+    bool is_sent;
+    bool is_answered; /* the server answered something of the batch */
+    /* For a batch with a query that may be retried, over TCP: the bytes of the connection the
+     * server had acknowledged before the batch was written, and as of the last read while no
+     * answer had come. The same: the server's host never received a byte of it. */
+    bool is_ack_tracked;
+    uint64_t acked_before, acked_since;
     char last_fatal[GD_CALL_MESSAGE_MAX]; /* the server's last FATAL notice: why it hung up */
 };
 
@@ -177,6 +204,12 @@ struct gd_pgpool {
     gd_pgcancel_t *canceller; /* sends cancel requests from a thread of its own */
     size_t polls_open;
     uint64_t reconnects, cancels, cancels_dropped;
+    uint64_t batches, batched_queries, resent_queries;
+    size_t depth;        /* queries per batch at most (>= 1) */
+    /* Queries whose end is decided, reported by flush_ended() once the code that decided it
+     * touches the connection no more: reporting may switch into a coroutine, which may start
+     * or cancel queries of the same batch. */
+    h2o_linklist_t ended;
     /* The warning for dropped cancels: when it was last logged, and the drops since. */
     bool has_warned_cancels;
     uint64_t cancels_warned_ms;
@@ -450,19 +483,46 @@ static void end_attempt(gd_pgpool_query_t *q, bool is_unsent)
         report(q);
 }
 
-static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Puts @q, whose result is written, on the pool's list of ended queries: flush_ended() reports
+ * it (END_REPORT) or ends its attempt (END_ATTEMPT, @is_unsent as for end_attempt()). Its
+ * deadline stops now: it holds no connection any more. */
+static void push_ended(gd_pgpool_query_t *q, enum query_end end, bool is_unsent)
+{
+    gd_timer_stop(q->_pool->timers, &q->_timer);
+    q->_conn = NULL;
+    q->_end = (int)end;
+    q->_is_unsent = is_unsent;
+    h2o_linklist_insert(&q->_pool->ended, &q->_ended);
+}
 
-/* end_attempt() with the failure written first. */
-static void fail_attempt(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
-                         const char *fmt, ...)
+static void fail_later(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* push_ended() of a failed attempt, with the failure written first. */
+static void fail_later(gd_pgpool_query_t *q, bool is_unsent, gd_outcome_t outcome,
+                       const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
     set_failure(q, outcome, fmt, ap);
     va_end(ap);
-    end_attempt(q, is_unsent);
+    push_ended(q, END_ATTEMPT, is_unsent);
+}
+
+/* Reports the ended queries, oldest first. Each report may switch into a coroutine that
+ * starts, cancels or ends queries (ending more of them here too); the pool's memory stays
+ * until gd_pgpool_free(), which only comes after the loop's run. */
+static void flush_ended(gd_pgpool_t *pool)
+{
+    while (!h2o_linklist_is_empty(&pool->ended)) {
+        gd_pgpool_query_t *q = H2O_STRUCT_FROM_MEMBER(gd_pgpool_query_t, _ended, pool->ended.next);
+        h2o_linklist_unlink(&q->_ended);
+        if (q->_end == END_ATTEMPT)
+            end_attempt(q, q->_is_unsent);
+        else
+            report(q);
+    }
 }
 
 static void finish_unavailable(gd_pgpool_query_t *q)
@@ -525,6 +585,20 @@ static void entry_reset(struct pipe_entry *e)
     memset(e, 0, sizeof(*e));
 }
 
+/* Forgets the batch: every entry's query must have been ended or detached before. */
+static void batch_reset(struct conn *c)
+{
+    for (size_t i = 0; i < c->nentries; i++)
+        entry_reset(&c->entries[i]);
+    c->nentries = 0;
+    c->head = 0;
+    c->is_synced = false;
+    c->has_cancel = false;
+    c->is_sent = false;
+    c->is_answered = false;
+    c->is_ack_tracked = false;
+}
+
 /* Closes everything the connection holds; its state is left to the caller. */
 static void conn_discard(struct conn *c)
 {
@@ -552,7 +626,7 @@ static void conn_discard(struct conn *c)
         PQfinish(c->pg);
         c->pg = NULL;
     }
-    entry_reset(&c->entry);
+    batch_reset(c);
     c->is_abandoned = false;
     c->poll_errors = 0;
     c->last_fatal[0] = '\0';
@@ -637,21 +711,39 @@ static const char *lost_reason(struct conn *c, const char *reason, char *buf, si
     return buf;
 }
 
+/* Ends with @outcome every query still in @c's batch: the ones the server skipped never ran
+ * (@is_unsent for them whatever the batch's). */
+static void fail_batch(struct conn *c, bool is_unsent, gd_outcome_t outcome, const char *why)
+{
+    for (size_t i = 0; i < c->nentries; i++) {
+        struct pipe_entry *e = &c->entries[i];
+        gd_pgpool_query_t *q = e->query;
+        if (q == NULL)
+            continue;
+        e->query = NULL;
+        fail_later(q, is_unsent || e->is_skipped, outcome, "%s", why);
+    }
+}
+
 /* An established connection broke (or cannot be trusted any more): discard it, re-make it in
- * the background, and fail the query it was running. Reports last. */
+ * the background, and fail the queries of its batch (put on the ended list: the caller
+ * flushes it). */
 static void conn_lost(struct conn *c, const char *reason)
 {
     gd_pgpool_t *pool = c->pool;
-    gd_pgpool_query_t *q = c->entry.query;
     /* libpq 15 takes a failed write quietly (it goes on reading, for the server's last words)
      * and names no difference between a write that failed and a server that hung up after it:
-     * TCP's own count of acknowledged bytes tells whether any byte of the query reached the
+     * TCP's own count of acknowledged bytes tells whether any byte of the batch reached the
      * server's host (and a partial message is never executed). */
-    bool is_unsent = !c->entry.is_sent || (c->entry.is_ack_tracked && !c->entry.is_answered &&
-                                           c->entry.acked_since == c->entry.acked_before);
-    char why[GD_CALL_MESSAGE_MAX];
+    bool is_unsent = !c->is_sent || (c->is_ack_tracked && !c->is_answered &&
+                                     c->acked_since == c->acked_before);
+    /* Over (synced), a batch has left only queries the server skipped, waiting to be re-sent. */
+    is_unsent |= c->is_synced;
+    char why[GD_CALL_MESSAGE_MAX], msg[GD_CALL_MESSAGE_MAX + 40];
 
     lost_reason(c, reason, why, sizeof(why));
+    snprintf(msg, sizeof(msg), "connection to Postgres lost (%s)", why);
+    fail_batch(c, is_unsent, GD_OUTCOME_IO, msg);
     conn_discard(c);
     if (!pool->is_outage_logged) {
         pool->is_outage_logged = true;
@@ -662,9 +754,6 @@ static void conn_lost(struct conn *c, const char *reason)
     /* After a successful connect the backoff is back at its first step, so a server that
      * accepts connections and drops them at once is retried at most every 100 ms. */
     retry_later(c);
-    if (q == NULL)
-        return;
-    fail_attempt(q, is_unsent, GD_OUTCOME_IO, "connection to Postgres lost (%s)", why);
 }
 
 static void conn_idle(struct conn *c)
@@ -918,7 +1007,10 @@ static void entry_fail(struct pipe_entry *e, gd_outcome_t outcome, const char *s
     va_end(ap);
 }
 
-static void entry_error(struct conn *c, const PGresult *res)
+/* @res is an error of entry @e of @c's batch: the entry fails with it, unless it is the cancel
+ * meant for another entry of the batch (57014 on a connection with a cancel on its way, in an
+ * entry nobody abandoned): then the entry never ran to its end and is sent again. */
+static void entry_error(struct conn *c, struct pipe_entry *e, const PGresult *res)
 {
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -933,8 +1025,15 @@ static void entry_error(struct conn *c, const PGresult *res)
     /* Errors libpq makes itself (out of memory, a broken connection) have no fields. */
     if (msg == NULL)
         msg = first_line(PQresultErrorMessage(res), line, sizeof(line));
-    entry_fail(&c->entry, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
+    if (c->has_cancel && e->query != NULL && e->outcome == GD_OUTCOME_OK && sqlstate != NULL &&
+        strcmp(sqlstate, "57014") == 0 && !e->is_rule_broken) {
+        e->is_skipped = true;
+        snprintf(e->message, sizeof(e->message), "%s", msg); /* if it may not be sent again */
+        return;
+    }
+    entry_fail(e, GD_OUTCOME_SQL, sqlstate != NULL ? sqlstate : "", "%s", msg);
 }
+
 
 /* The columns statement @statement's results have, as of @res. */
 static gd_pgjson_columns_t *columns_of(gd_pgpool_t *pool, size_t statement, const PGresult *res)
@@ -996,55 +1095,112 @@ static void entry_end_rows(struct pipe_entry *e)
     }
 }
 
-static void entry_rows(struct conn *c, const PGresult *res)
+/* A PGRES_PIPELINE_ABORTED for @e: an earlier entry's error made the server skip it, unless
+ * @e failed on its own before (its prepare), whose error stands. */
+static void entry_aborted(struct pipe_entry *e)
 {
-    struct pipe_entry *e = &c->entry;
+    if (e->outcome == GD_OUTCOME_OK)
+        e->is_skipped = true;
+}
+
+static void entry_rows(struct conn *c, struct pipe_entry *e, const PGresult *res)
+{
     ExecStatusType status = PQresultStatus(res);
 
     switch (status) {
     case PGRES_SINGLE_TUPLE: /* one row; a PGRES_TUPLES_OK without rows ends them */
     case PGRES_TUPLES_OK:    /* the rows at once, when single-row mode could not be set */
     case PGRES_COMMAND_OK:   /* a statement without rows (INSERT without RETURNING): none */
-        if (e->outcome != GD_OUTCOME_OK || e->query == NULL)
+        if (e->outcome != GD_OUTCOME_OK || e->query == NULL || e->is_skipped)
             break; /* failed already, or nobody waits for the rows: dropped unread */
         for (int row = 0, n = PQntuples(res); row < n && e->outcome == GD_OUTCOME_OK; row++)
             entry_add_row(c->pool, e, res, row);
         if (status != PGRES_SINGLE_TUPLE && e->outcome == GD_OUTCOME_OK)
             entry_end_rows(e);
         break;
-    case PGRES_PIPELINE_ABORTED: /* the prepare failed: its error stands */
-        entry_fail(e, GD_OUTCOME_SQL, "", "the pipeline was aborted");
+    case PGRES_PIPELINE_ABORTED:
+        entry_aborted(e);
         break;
     case PGRES_EMPTY_QUERY:
         entry_fail(e, GD_OUTCOME_SQL, "", "empty query");
         break;
     default:
-        entry_error(c, res);
+        entry_error(c, e, res);
         break;
     }
 }
 
-/* The execute is now at the head of the pipeline, none of its results parsed yet: the one
- * moment libpq lets it switch to single-row mode, which hands rows over one by one as they
- * are parsed, so a big result is rendered (and bounded) as it arrives, never held whole. */
+/* Entry @c->head is now at the head of the pipeline with its execute, none of its results
+ * parsed yet: the one moment libpq lets it switch to single-row mode, which hands rows over
+ * one by one as they are parsed, so a big result is rendered (and bounded) as it arrives,
+ * never held whole. */
 static void entry_start_execute(struct conn *c)
 {
-    c->entry.phase = PHASE_EXECUTE;
+    c->entries[c->head].phase = PHASE_EXECUTE;
     if (!PQsetSingleRowMode(c->pg))
         gd_log_debug("postgres: connection %zu: single-row mode refused; rows come at once",
                      c->index);
 }
 
-/* Feeds one PQgetResult() answer to the connection's entry and clears it. Returns false when
- * the sequence makes no sense: the connection cannot be trusted any more. */
-static bool entry_step(struct conn *c, PGresult *res)
+/* The drain (DRAIN_TIMEOUT_MS, on c->timer) ends once no abandoned query of the batch is still
+ * being answered and no cancel is on its way (one that hangs must not stop a later query): the
+ * others of the batch may then run as long as they need. */
+static void drain_check(struct conn *c)
 {
-    struct pipe_entry *e = &c->entry;
+    for (size_t i = c->head; i < c->nentries; i++) {
+        if (c->entries[i].is_abandoned && c->entries[i].phase != PHASE_DONE)
+            return;
+    }
+    if (c->cancel_req != NULL)
+        return;
+    gd_timer_stop(c->pool->timers, &c->timer);
+    c->is_abandoned = false;
+}
+
+/* The next entry's results come now (or the Sync's, after the last). */
+static void batch_advance(struct conn *c)
+{
+    bool was_abandoned = c->entries[c->head].is_abandoned;
+
+    c->head++;
+    if (was_abandoned)
+        drain_check(c);
+    if (c->head < c->nentries && c->entries[c->head].phase == PHASE_EXECUTE)
+        entry_start_execute(c);
+}
+
+static bool may_share_batch(const gd_pgpool_t *pool, const gd_pgpool_query_t *q);
+static void entry_hand_over(struct pipe_entry *e);
+
+/* Feeds one PQgetResult() answer to the batch and clears it. Returns false when the sequence
+ * makes no sense: the connection cannot be trusted any more. */
+static bool batch_step(struct conn *c, PGresult *res)
+{
     bool is_ok = true;
 
     /* libpq's own errors (a broken connection) carry no SQLSTATE: only the server's count. */
-    if (res != NULL && (PQresultStatus(res) != PGRES_FATAL_ERROR ||
-                        PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL))
+    bool is_server_answer = res != NULL && (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+                                            PQresultErrorField(res, PG_DIAG_SQLSTATE) != NULL);
+    if (is_server_answer)
+        c->is_answered = true;
+    if (c->head == c->nentries) {
+        /* After the last entry: the Sync, or an error of the implicit transaction's commit
+         * (a deferred constraint, a serialization failure), which undid every entry. */
+        if (res == NULL) {
+            is_ok = false;
+        } else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            c->is_synced = true;
+        } else {
+            for (size_t i = 0; i < c->nentries; i++) {
+                if (c->entries[i].query != NULL && !c->entries[i].is_skipped)
+                    entry_error(c, &c->entries[i], res);
+            }
+        }
+        PQclear(res);
+        return is_ok;
+    }
+    struct pipe_entry *e = &c->entries[c->head];
+    if (is_server_answer)
         e->is_answered = true;
     switch (e->phase) {
     case PHASE_PREPARE:
@@ -1054,23 +1210,28 @@ static bool entry_step(struct conn *c, PGresult *res)
             entry_start_execute(c);
         } else if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             e->is_prepare_ok = true;
+        } else if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            entry_aborted(e);
         } else {
-            entry_error(c, res); /* e.g. 42P01: the statement stays unprepared */
+            entry_error(c, e, res); /* e.g. 42P01: the statement stays unprepared */
         }
         break;
     case PHASE_EXECUTE:
-        if (res == NULL)
-            e->phase = PHASE_SYNC;
-        else
-            entry_rows(c, res);
-        break;
-    case PHASE_SYNC:
-        if (res == NULL)
-            is_ok = false;
-        else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+        if (res == NULL) {
             e->phase = PHASE_DONE;
-        else
-            entry_error(c, res);
+            /* A plain read is answered as soon as its rows are all in, not at the Sync: the
+             * queries ahead of a slow one in its batch are not held up by it. (What the commit
+             * at the Sync could still say of a read: only a serialization failure under
+             * SERIALIZABLE, see the README.) Anything else went alone and waits for the Sync,
+             * which commits it; and a FATAL error (a terminated backend) is the connection's
+             * loss, reported as such. */
+            if (e->query != NULL && !e->is_skipped && c->last_fatal[0] == '\0' &&
+                may_share_batch(c->pool, e->query))
+                entry_hand_over(e);
+            batch_advance(c);
+        } else {
+            entry_rows(c, e, res);
+        }
         break;
     case PHASE_DONE:
         is_ok = false;
@@ -1080,48 +1241,73 @@ static bool entry_step(struct conn *c, PGresult *res)
     return is_ok;
 }
 
-/* The entry reached its sync: the connection is clean. Hands the result to the query, frees
- * the connection for the next one, and reports last. */
-static void pipeline_done(struct conn *c)
+/* Hands @e's result to its query, which is put on the ended list. */
+static void entry_hand_over(struct pipe_entry *e)
 {
-    struct pipe_entry *e = &c->entry;
     gd_pgpool_query_t *q = e->query;
 
-    if (q != NULL) {
-        q->base.result.outcome = e->outcome;
-        memcpy(q->base.result.message, e->message, sizeof(q->base.result.message));
-        memcpy(q->base.result.sqlstate, e->sqlstate, sizeof(q->base.result.sqlstate));
-        if (e->outcome == GD_OUTCOME_OK) {
-            q->base.result.body = gd_buf_take(e->body.base, e->body.len); /* the query takes it */
-            e->body = (gd_pgjson_buf_t){0};
-        } else if (e->outcome == GD_OUTCOME_NOT_FOUND) {
-            q->base.result.body = &gd_buf_null;
-        }
+    e->query = NULL;
+    q->base.result.outcome = e->outcome;
+    memcpy(q->base.result.message, e->message, sizeof(q->base.result.message));
+    memcpy(q->base.result.sqlstate, e->sqlstate, sizeof(q->base.result.sqlstate));
+    if (e->outcome == GD_OUTCOME_OK) {
+        q->base.result.body = gd_buf_take(e->body.base, e->body.len); /* the query takes it */
+        e->body = (gd_pgjson_buf_t){0};
+    } else if (e->outcome == GD_OUTCOME_NOT_FOUND) {
+        q->base.result.body = &gd_buf_null;
     }
-    entry_reset(e);
-    e->phase = PHASE_DONE;
-    if (c->cancel_req != NULL) {
-        /* The cancel of the abandoned query is still on its way: sent later, it would hit the
-         * next query on this connection. on_cancel_done() frees the connection. */
-        GD_REQUIRE(q == NULL);
-        return;
-    }
-    conn_idle(c);
-    if (q != NULL && q->base.result.outcome != GD_OUTCOME_OK)
-        end_attempt(q, false);
-    else if (q != NULL)
-        report(q);
+    push_ended(q, e->outcome == GD_OUTCOME_OK ? END_REPORT : END_ATTEMPT, false);
 }
 
-static void detach(gd_pgpool_query_t *q);
+static void batch_send(struct conn *c);
+static void batch_go_on(struct conn *c);
+
+/* The batch's Sync came: the implicit transaction is over, so each query's result is final
+ * (a write's included) and goes to it. The entries the server skipped stay, moved to the
+ * front, to be sent again as a new batch: now, or once a cancel on its way has been sent
+ * (it could stop them otherwise). */
+static void batch_done(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->nentries; i++) {
+        struct pipe_entry *e = &c->entries[i];
+        gd_pgpool_query_t *q = e->query;
+        if (q != NULL && e->is_skipped && q->_resends < MAX_RESENDS) {
+            struct pipe_entry kept = {.query = q, .statement = e->statement};
+            entry_reset(e);
+            c->entries[n++] = kept;
+            q->_resends++;
+            pool->resent_queries++;
+            continue;
+        }
+        if (q != NULL && e->is_skipped) {
+            e->query = NULL;
+            fail_later(q, false, GD_OUTCOME_SQL, "skipped %u times by other queries of its batch "
+                       "(last: %.200s)", q->_resends + 1,
+                       e->message[0] != '\0' ? e->message : "an earlier query failed");
+        } else if (q != NULL) {
+            entry_hand_over(e);
+        }
+        entry_reset(e);
+    }
+    c->nentries = n;
+    c->head = 0;
+    c->is_synced = true;
+    if (c->cancel_req != NULL)
+        return; /* on_cancel_sent() goes on */
+    batch_go_on(c);
+}
+
+static bool detach(gd_pgpool_query_t *q);
 static void request_cancel(struct conn *c);
 
-/* The running query's rows broke its rule or limits: it gets its failure now, not after the
- * rest of a result that may be huge; the connection keeps reading and dropping the rest.
- * Returns the query, to be reported by the caller, last. */
-static gd_pgpool_query_t *detach_broken(struct conn *c)
+/* The head entry's rows broke its query's rule or limits: the query gets its failure now, not
+ * after the rest of a result that may be huge; the connection keeps reading and dropping the
+ * rest. The query goes on the ended list, to be reported as it is (no retry). */
+static void detach_broken(struct pipe_entry *e)
 {
-    struct pipe_entry *e = &c->entry;
     gd_pgpool_query_t *q = e->query;
 
     q->base.result.outcome = e->outcome;
@@ -1130,41 +1316,46 @@ static gd_pgpool_query_t *detach_broken(struct conn *c)
     free(e->body.base); /* the rendering so far is of no use: its memory goes now */
     e->body = (gd_pgjson_buf_t){0};
     detach(q);
-    return q;
+    push_ended(q, END_REPORT, false);
 }
 
+/* Reads the results libpq has parsed. Ended queries go on the ended list (the caller
+ * flushes it). */
 static void read_results(struct conn *c)
 {
-    gd_pgpool_query_t *broken = NULL; /* detached by detach_broken(), reported last */
+    bool is_broken = false; /* an entry's rows broke its rule: the server is asked to stop */
+    size_t broken_at = 0;
 
     for (;;) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_lost(c, NULL);
-            break;
+            return;
         }
-        if (c->entry.phase == PHASE_DONE) {
-            pipeline_done(c);
-            break;
+        if (c->is_synced) {
+            batch_done(c);
+            return;
         }
         /* PQgetResult() must never be called while busy: it would block. */
         if (PQisBusy(c->pg))
             break;
-        if (!entry_step(c, PQgetResult(c->pg))) {
+        if (!batch_step(c, PQgetResult(c->pg))) {
             conn_lost(c,
                       PQstatus(c->pg) == CONNECTION_BAD ? NULL : "unexpected sequence of results");
-            break;
+            return;
         }
-        if (c->entry.is_rule_broken && c->entry.query != NULL)
-            broken = detach_broken(c);
+        struct pipe_entry *e = c->head < c->nentries ? &c->entries[c->head] : NULL;
+        if (e != NULL && e->is_rule_broken && e->query != NULL) {
+            detach_broken(e);
+            is_broken = true;
+            broken_at = c->head;
+        }
     }
-    if (broken == NULL)
-        return;
-    /* What was already read ended the pipeline, or the rest is still to come: then the server
-     * is asked to stop producing it rather than the connection reading all of it. */
-    if (c->state == CONN_BUSY && c->is_abandoned)
+    /* The rest of the broken rows is still to come: the server is asked to stop producing it
+     * rather than the connection reading all of it. */
+    if (is_broken && c->state == CONN_BUSY && !c->is_synced && c->head == broken_at)
         request_cancel(c);
-    report(broken);
 }
+
 
 /* Sends what libpq holds and watches for what the connection waits on. Returns false when the
  * connection broke (and has been handled). */
@@ -1202,12 +1393,10 @@ static bool consume_input(struct conn *c)
 
 static void busy_io(struct conn *c)
 {
-    struct pipe_entry *e = &c->entry;
-
-    /* Before the read that may find the connection's end: what the server got of the query
-     * (see conn_lost()). One syscall per read, only for queries that may be retried. */
-    if (e->is_ack_tracked && !e->is_answered && !tcp_bytes_acked(PQsocket(c->pg), &e->acked_since))
-        e->is_ack_tracked = false;
+    /* Before the read that may find the connection's end: what the server got of the batch
+     * (see conn_lost()). One syscall per read, only for batches that may be retried. */
+    if (c->is_ack_tracked && !c->is_answered && !tcp_bytes_acked(PQsocket(c->pg), &c->acked_since))
+        c->is_ack_tracked = false;
     /* PQconsumeInput() also flushes in non-blocking mode. */
     if (!consume_input(c))
         return;
@@ -1261,59 +1450,140 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     default:
         GD_REQUIRE(false); /* other states have no handle open */
     }
+    flush_ended(c->pool);
 }
 
-/* Runs @q on idle @c: prepares the statement if this connection has not yet, executes it,
- * and syncs, in one write. May report @q (when the connection turns out broken), last. */
-static void conn_run(struct conn *c, gd_pgpool_query_t *q)
+/* Queues entry @e's messages: prepares its statement if neither this connection nor an
+ * earlier entry of the batch has, and executes it. Returns false when libpq refused. */
+static bool entry_send(struct conn *c, struct pipe_entry *e)
 {
-    gd_pgpool_t *pool = c->pool;
-    const gd_pgpool_conf_t *conf = pool->conf;
-    size_t i = q->statement;
+    const gd_pgpool_conf_t *conf = c->pool->conf;
+    gd_pgpool_query_t *q = e->query;
+    size_t i = e->statement;
     int nparams = conf->statement_nparams[i];
     bool needs_prepare = !conf->is_unprepared && !is_prepared(c, i);
-    bool is_queued;
     char name[32];
 
-    GD_REQUIRE(c->state == CONN_IDLE);
-    set_state(c, CONN_BUSY);
-    c->holds_unit = true; /* the query's, until the connection is idle again */
-    entry_reset(&c->entry);
-    c->entry.query = q;
-    c->entry.statement = i;
-    c->entry.phase = needs_prepare ? PHASE_PREPARE : PHASE_EXECUTE;
+    for (const struct pipe_entry *o = c->entries; o < e && needs_prepare; o++)
+        needs_prepare = o->statement != i || o->phase != PHASE_PREPARE;
+    e->phase = needs_prepare ? PHASE_PREPARE : PHASE_EXECUTE;
     q->_state = QUERY_RUNNING;
     q->_conn = c;
-    gd_timer_start(pool->timers, &q->_timer, q->base.deadline_ms);
-    if (q->retry != NULL && q->retry->attempts > q->_attempt && q->is_idempotent &&
-        tcp_bytes_acked(PQsocket(c->pg), &c->entry.acked_before)) {
-        c->entry.is_ack_tracked = true;
-        c->entry.acked_since = c->entry.acked_before;
-    }
-
-    snprintf(name, sizeof(name), "gd_%zu", i);
+    gd_timer_start(c->pool->timers, &q->_timer, q->base.deadline_ms);
     /* Parameters are text and untyped: the server infers their types from the statement. A
      * value is never part of the SQL text, whatever it contains. Unprepared, the statement is
      * the unnamed one, parsed again each time, and its parse, bind and execute reach the
      * server before the sync that ends PgBouncer's transaction, all on one server connection. */
     if (conf->is_unprepared)
-        is_queued =
-            PQsendQueryParams(c->pg, conf->statements[i], nparams, NULL, q->params, NULL, NULL, 0);
-    else
-        is_queued =
-            (!needs_prepare || PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) &&
-            PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0);
-    if (!is_queued || !PQpipelineSync(c->pg)) {
-        conn_lost(c, NULL); /* nothing was sent: a failure to retry */
+        return PQsendQueryParams(c->pg, conf->statements[i], nparams, NULL, q->params, NULL, NULL,
+                                 0);
+    snprintf(name, sizeof(name), "gd_%zu", i);
+    return (!needs_prepare || PQsendPrepare(c->pg, name, conf->statements[i], nparams, NULL)) &&
+           PQsendQueryPrepared(c->pg, name, nparams, q->params, NULL, NULL, 0);
+}
+
+/* Sends the entries of @c's batch (their queries set, the rest zero) in one write ending in
+ * one Sync. Ended queries go on the ended list (the caller flushes it). */
+static void batch_send(struct conn *c)
+{
+    gd_pgpool_t *pool = c->pool;
+    bool may_retry = false;
+
+    c->head = 0;
+    c->is_synced = false;
+    c->is_sent = false;
+    c->is_answered = false;
+    c->is_ack_tracked = false;
+    for (size_t k = 0; k < c->nentries; k++) {
+        const gd_pgpool_query_t *q = c->entries[k].query;
+        may_retry |= q->retry != NULL && q->retry->attempts > q->_attempt && q->is_idempotent;
+    }
+    if (may_retry && tcp_bytes_acked(PQsocket(c->pg), &c->acked_before)) {
+        c->is_ack_tracked = true;
+        c->acked_since = c->acked_before;
+    }
+    for (size_t k = 0; k < c->nentries; k++) {
+        if (!entry_send(c, &c->entries[k])) {
+            conn_lost(c, NULL); /* nothing was sent: a failure to retry */
+            return;
+        }
+    }
+    if (!PQpipelineSync(c->pg)) {
+        conn_lost(c, NULL);
         return;
     }
-    if (!needs_prepare)
+    pool->batches++;
+    pool->batched_queries += c->nentries;
+    if (c->entries[0].phase == PHASE_EXECUTE)
         entry_start_execute(c);
-    if (flush_and_watch(c)) /* on failure it has ended @q's attempt, unsent */
-        c->entry.is_sent = true;
+    if (flush_and_watch(c)) /* on failure it has ended the batch's queries, unsent */
+        c->is_sent = true;
+}
+
+/* Whether query @q may share a batch: its call is idempotent and its statement a plain read
+ * (see pgpool.h). */
+static bool may_share_batch(const gd_pgpool_t *pool, const gd_pgpool_query_t *q)
+{
+    return q->is_idempotent && pool->conf->statement_is_batchable != NULL &&
+           pool->conf->statement_is_batchable[q->statement];
+}
+
+static void schedule_rebalance(gd_pgpool_t *pool);
+
+/* Runs @q on idle @c with, when @q's statement is a plain read, up to depth - 1 plain reads
+ * taken from the line (in its order: they were waiting for a connection, and this is one), in
+ * one write ending in one Sync. Ended queries go on the ended list (the caller flushes it). */
+static void conn_run(struct conn *c, gd_pgpool_query_t *q)
+{
+    gd_pgpool_t *pool = c->pool;
+
+    GD_REQUIRE(c->state == CONN_IDLE);
+    set_state(c, CONN_BUSY);
+    c->holds_unit = true; /* @q's, until the connection is idle again */
+    batch_reset(c);
+    c->entries[c->nentries++] = (struct pipe_entry){.query = q, .statement = q->statement};
+    if (pool->depth > 1 && may_share_batch(pool, q)) {
+        const gd_gate_waiter_t *w = gd_gate_first_waiter(&pool->line);
+        for (size_t seen = 0; w != NULL && c->nentries < pool->depth && seen < LINE_SCAN_MAX;
+             seen++) {
+            gd_pgpool_query_t *o = CONTAINER_OF(w, gd_pgpool_query_t, _waiter);
+            w = gd_gate_next_waiter(&pool->line, w);
+            if (!may_share_batch(pool, o))
+                continue;
+            gd_gate_cancel(&o->_waiter); /* out of the line, its wait over */
+            c->entries[c->nentries++] = (struct pipe_entry){.query = o, .statement = o->statement};
+        }
+        if (c->nentries > 1 && pool->shared != NULL)
+            schedule_rebalance(pool); /* fewer waiting: perhaps no unit wanted any more */
+    }
+    batch_send(c);
 }
 
 /* -- query timers, cancel requests -------------------------------------------------------- */
+
+/* The batch's Sync has come and only a cancel kept @c (batch_done()): what the server skipped
+ * is sent again now, else the connection is free. */
+static void batch_go_on(struct conn *c)
+{
+    size_t n = 0;
+
+    /* Those whose query left meanwhile (a deadline, a client gone) are not sent. */
+    for (size_t i = 0; i < c->nentries; i++) {
+        if (c->entries[i].query != NULL)
+            c->entries[n++] = c->entries[i];
+    }
+    for (size_t i = n; i < c->nentries; i++)
+        c->entries[i] = (struct pipe_entry){0}; /* moved or empty: nothing of their own */
+    c->nentries = n;
+    if (c->nentries == 0) {
+        batch_reset(c);
+        conn_idle(c);
+        return;
+    }
+    gd_timer_stop(c->pool->timers, &c->timer);
+    c->is_abandoned = false;
+    batch_send(c); /* has_cancel stays: the cancel just sent may reach the server late */
+}
 
 static void on_cancel_sent(void *data, bool is_ok, const char *error)
 {
@@ -1326,33 +1596,52 @@ static void on_cancel_sent(void *data, bool is_ok, const char *error)
         gd_log_debug("postgres: cancel request failed (%.200s)",
                      first_line(error, line, sizeof(line)));
     c->cancel_req = NULL;
-    if (c->state == CONN_BUSY && c->entry.phase == PHASE_DONE)
-        conn_idle(c); /* the drain finished first; only the cancel kept it */
+    if (c->state == CONN_BUSY && c->is_synced)
+        batch_go_on(c); /* the drain finished first; only the cancel kept it */
+    else if (c->state == CONN_BUSY && c->is_abandoned)
+        drain_check(c);
+    flush_ended(c->pool);
 }
 
 /* A draining connection whose query cannot be cancelled is closed and re-made instead: that
- * ends it on our side at once, though the server may run it on until it next writes. */
-static void conn_remake(struct conn *c)
+ * ends it on our side at once, though the server may run it on until it next writes. The
+ * other queries of its batch fail with @why (put on the ended list: the caller flushes it),
+ * but for those the server skipped, which never ran and may be retried. */
+static void conn_remake(struct conn *c, const char *why)
 {
+    fail_batch(c, c->is_synced, GD_OUTCOME_IO, why); /* synced: only skipped ones are left */
     conn_discard(c);
     set_state(c, CONN_BACKOFF);
     conn_start(c);
 }
 
 /* Detaches the running @q from its connection, which keeps reading the abandoned results
- * and comes back to the pool once they end. */
-static void detach(gd_pgpool_query_t *q)
+ * and comes back to the pool once its batch ends. Returns whether the server may still be
+ * running it (its results have not all come, and the server did not skip it). */
+static bool detach(gd_pgpool_query_t *q)
 {
     struct conn *c = q->_conn;
     gd_pgpool_t *pool = q->_pool;
+    struct pipe_entry *e = NULL;
 
-    c->entry.query = NULL;
+    for (size_t i = 0; i < c->nentries && e == NULL; i++) {
+        if (c->entries[i].query == q)
+            e = &c->entries[i];
+    }
+    GD_REQUIRE(e != NULL);
+    e->query = NULL;
     q->_conn = NULL;
+    if (e->phase == PHASE_DONE || e->is_skipped || c->is_synced)
+        return false;
+    e->is_abandoned = true;
     c->is_abandoned = true;
     gd_timer_start(pool->timers, &c->timer, add_sat(gd_timers_now(pool->timers), DRAIN_TIMEOUT_MS));
+    return true;
 }
 
-/* Asks the server to stop the query a draining @c still reads, so that its results end soon. */
+/* Asks the server to stop the query a draining @c still reads, so that its results end soon.
+ * The cancel stops whatever the connection runs when it arrives, perhaps another query of the
+ * batch: that one is then sent again (entry_error()). */
 static void request_cancel(struct conn *c)
 {
     gd_pgpool_t *pool = c->pool;
@@ -1361,6 +1650,7 @@ static void request_cancel(struct conn *c)
 
     if (c->cancel_req != NULL)
         return;
+    c->has_cancel = true;
     /* A copy per request, which the canceller takes: the connection may go while it is sent. */
     if ((cancel = PQgetCancel(c->pg)) != NULL &&
         (c->cancel_req = gd_pgcancel_send(pool->canceller, cancel, on_cancel_sent, c)) != NULL) {
@@ -1387,16 +1677,17 @@ static void request_cancel(struct conn *c)
                      "abandoned query on %s instead (warned about at most every %d ms)",
                      GD_PGCANCEL_QUEUE_MAX, pool->desc, CANCEL_WARN_INTERVAL_MS);
     }
-    conn_remake(c);
+    conn_remake(c, "connection closed: the cancel of another query of its batch could not be "
+                   "sent");
 }
 
-/* Detaches the running @q and asks the server to stop it. */
+/* Detaches the running @q and asks the server to stop it, when it may still run. */
 static void abandon(gd_pgpool_query_t *q)
 {
     struct conn *c = q->_conn;
 
-    detach(q);
-    request_cancel(c);
+    if (detach(q))
+        request_cancel(c);
 }
 
 /* The deadline of a running query (a waiting one has its place in the line's), or the end of
@@ -1404,6 +1695,7 @@ static void abandon(gd_pgpool_query_t *q)
 static void on_query_timer(gd_timer_t *timer)
 {
     gd_pgpool_query_t *q = CONTAINER_OF(timer, gd_pgpool_query_t, _timer);
+    gd_pgpool_t *pool = q->_pool;
 
     if (q->_state == QUERY_BACKOFF) {
         begin_attempt(q);
@@ -1411,15 +1703,20 @@ static void on_query_timer(gd_timer_t *timer)
     }
     abandon(q);
     finish(q, GD_OUTCOME_TIMEOUT, "timed out after %" PRIu64 " ms", q->base.timeout_ms);
+    flush_ended(pool); /* the others of a batch whose connection was re-made */
 }
 
 static void on_task_cancel(gd_task_t *task)
 {
     gd_pgpool_query_t *q = CONTAINER_OF(task, gd_pgpool_query_t, base._task);
+    gd_pgpool_t *pool = q->_pool;
 
-    if (q->_state == QUERY_RUNNING)
+    if (h2o_linklist_is_linked(&q->_ended))
+        h2o_linklist_unlink(&q->_ended); /* ended, not reported yet: it is cancelled instead */
+    else if (q->_state == QUERY_RUNNING)
         abandon(q);
     finish(q, GD_OUTCOME_CANCELLED, "cancelled");
+    flush_ended(pool);
 }
 
 static void on_conn_timer(gd_timer_t *timer)
@@ -1439,16 +1736,21 @@ static void on_conn_timer(gd_timer_t *timer)
         conn_failed(c, reason);
         break;
     case CONN_BUSY:
-        GD_REQUIRE(c->is_abandoned && c->entry.query == NULL);
+        GD_REQUIRE(c->is_abandoned);
         gd_log_warn("postgres: a cancelled query on %s did not end within %d ms; closing its "
                     "connection and opening a new one",
                     pool->desc, DRAIN_TIMEOUT_MS);
-        conn_remake(c);
+        snprintf(reason, sizeof(reason),
+                 "connection closed: a cancelled query of its batch did not end within %d ms",
+                 DRAIN_TIMEOUT_MS);
+        conn_remake(c, reason);
         break;
     default:
         break;
     }
+    flush_ended(pool);
 }
+
 
 /* -- a count shared by the pools of several threads ---------------------------------------- */
 
@@ -1696,6 +1998,10 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
     gd_timer_init(&pool->rebalance_timer, on_rebalance_timer);
     pool->shared = conf->shared;
     pool->canceller = gd_pgcancel_new(loop);
+    h2o_linklist_init_anchor(&pool->ended);
+    pool->depth = conf->pipeline_depth == 0 ? 1
+                  : conf->pipeline_depth > PIPELINE_DEPTH_MAX ? PIPELINE_DEPTH_MAX
+                                                              : conf->pipeline_depth;
     plan_connect(pool);
     pool->conns = gd_xcalloc(conf->size, sizeof(*pool->conns));
     for (size_t i = 0; i < conf->size; i++) {
@@ -1706,6 +2012,7 @@ gd_pgpool_t *gd_pgpool_new(const gd_pgpool_conf_t *conf, uv_loop_t *loop, gd_tim
         c->backoff_ms = BACKOFF_FIRST_MS;
         c->prepared =
             gd_xcalloc(pool->prepared_words > 0 ? pool->prepared_words : 1, sizeof(*c->prepared));
+        c->entries = gd_xcalloc(pool->depth, sizeof(*c->entries));
         gd_timer_init(&c->timer, on_conn_timer);
     }
     if (pool->shared != NULL) {
@@ -1733,7 +2040,8 @@ void gd_pgpool_close(gd_pgpool_t *pool)
     for (size_t i = 0; i < pool->conf->size; i++) {
         struct conn *c = &pool->conns[i];
         bool is_funded = c->state != CONN_SPARE;
-        GD_REQUIRE(c->state != CONN_BUSY || c->entry.query == NULL); /* queries must be done */
+        for (size_t k = 0; c->state == CONN_BUSY && k < c->nentries; k++)
+            GD_REQUIRE(c->entries[k].query == NULL); /* queries must be done */
         conn_discard(c); /* withdraws its cancel request */
         set_state(c, CONN_CLOSED);
         if (pool->shared != NULL && is_funded) {
@@ -1786,8 +2094,10 @@ gd_pgpool_t *gd_pgpool_free(gd_pgpool_t *pool)
         return NULL;
     GD_REQUIRE(pool->is_closed && pool->polls_open == 0);
     pool->canceller = gd_pgcancel_free(pool->canceller);
-    for (size_t i = 0; i < pool->conf->size; i++)
+    for (size_t i = 0; i < pool->conf->size; i++) {
         free(pool->conns[i].prepared);
+        free(pool->conns[i].entries);
+    }
     free(pool->conns);
     for (size_t i = 0; i < pool->conf->nstatements; i++)
         gd_pgjson_columns_unref(pool->columns[i]);
@@ -1807,6 +2117,9 @@ gd_pgpool_stats_t gd_pgpool_stats(const gd_pgpool_t *pool)
         .reconnects = pool->reconnects,
         .cancels = pool->cancels,
         .cancels_dropped = pool->cancels_dropped,
+        .batches = pool->batches,
+        .batched_queries = pool->batched_queries,
+        .resent_queries = pool->resent_queries,
     };
 
     for (size_t i = 0; i < pool->conf->size; i++) {
@@ -1872,6 +2185,7 @@ static void run_with_unit(gd_pgpool_query_t *q)
         return;
     }
     conn_run(c, q);
+    flush_ended(pool);
 }
 
 static void on_line_end(gd_gate_waiter_t *waiter, bool is_granted)
@@ -1903,6 +2217,8 @@ static void start_query(void *source, gd_call_t *base, gd_group_t *group)
     query->_waiter = (gd_gate_waiter_t){0};
     query->_state = QUERY_STARTING;
     query->_attempt = 1;
+    query->_resends = 0;
+    query->_ended = (h2o_linklist_t){NULL, NULL};
     gd_timer_init(&query->_timer, on_query_timer);
     gd_group_add(group, &query->base._task, on_task_cancel);
     if (pool->conf->retry_budget != NULL)

@@ -14,6 +14,19 @@
  * query was sent, after a backoff that must end before its deadline and within the pool's
  * retry budget; nothing else is retried.
  *
+ * Batches (pipeline_depth > 1): a query that finds every connection busy waits in the pool's
+ * line; a connection that comes free takes the first waiter and, when it is idempotent and its
+ * statement a plain read (statement_is_batchable), up to pipeline_depth - 1 more such queries
+ * from the line, in line order, and sends them in one write
+ * ending in one Sync. They share the server's implicit transaction: an error skips the rest of
+ * the batch, so the failing query fails alone and the ones behind it are sent again on the
+ * same connection, in a new batch, without counting as retries (at most MAX_RESENDS times,
+ * each bounded by the query's own deadline). Anything else (a write, a locking read) goes
+ * alone with its own Sync, as it did before batches, so another call's failure never rolls it
+ * back. A query in a batch holds no unit of the line: its wait for a connection ended when it
+ * joined the batch, and what follows is bounded by its deadline and by the at most
+ * pipeline_depth - 1 queries ahead of it.
+ *
  * Failure handling: a query waits for a free connection at most acquire_timeout_ms
  * (GD_OUTCOME_POOL_TIMEOUT); past its deadline it fails with GD_OUTCOME_TIMEOUT at once and is
  * cancelled on the server from a thread of the pool's own (PQcancel blocks; see pgcancel.h), its
@@ -70,6 +83,9 @@ typedef struct gd_pgpool_conf {
     uint64_t connect_timeout_ms;
     const char *const *statements; /* SQL texts; a query names one by index */
     const int *statement_nparams;  /* number of $n parameters of each */
+    /* Of each: a plain read, which may share a batch when its call is idempotent too; NULL:
+     * none is. */
+    const bool *statement_is_batchable;
     size_t nstatements;
     const char *application_name; /* sent to the server; NULL: "gatherd" */
     /* The server's statement_timeout on every connection: a backstop that stops a query
@@ -83,6 +99,9 @@ typedef struct gd_pgpool_conf {
     /* Borrowed (outlives the pool; any thread may share it): what retries of the pool's queries
      * may add, and their counters. NULL: retries are neither budgeted nor counted. */
     struct gd_retry_budget *retry_budget;
+    /* At most this many queries share one write and one Sync on a connection (postgres.
+     * pipeline_depth; 0 or 1: one query per Sync, as before batches). See "Batches" above. */
+    size_t pipeline_depth;
 } gd_pgpool_conf_t;
 
 /* Counters of one pool. */
@@ -93,6 +112,9 @@ typedef struct gd_pgpool_stats {
     /* Cancels not sent (too many waiting for the canceller's thread, or it could not start in
      * time): each connection was closed and re-made instead. */
     uint64_t cancels_dropped;
+    /* Since start: batches sent (one Sync each), the queries they carried (re-sends included),
+     * and the queries sent again after another query of their batch failed or was cancelled. */
+    uint64_t batches, batched_queries, resent_queries;
 } gd_pgpool_stats_t;
 
 /** Creates the shared count of @size connections (at least 1) for up to @max_pools pools. */
@@ -155,6 +177,10 @@ typedef struct gd_pgpool_query {
     gd_timer_t _timer;        /* the deadline while it runs */
     gd_gate_waiter_t _waiter; /* its place in the pool's line for a connection */
     int _state;
+    unsigned _resends;         /* sent again after its batch was aborted by another query */
+    int _end;                  /* how it ends once taken off the pool's list of ended ones */
+    bool _is_unsent;           /* with _end: the failure happened before it reached the server */
+    h2o_linklist_t _ended;     /* in the pool's list of queries to report */
 } gd_pgpool_query_t;
 
 /*

@@ -1559,6 +1559,36 @@ static void test_sql_calls(void)
     CHECK_INT_EQ(cfg->nstatements, 1);
     CHECK_INT_EQ(cfg->endpoints[0].calls[1].statement, 0);
     gd_config_free(cfg);
+    /* which statements may share a batch: plain selects without INTO or a row lock */
+    static const struct {
+        const char *sql;
+        bool is_batchable;
+    } batchable[] = {
+        {"SELECT id FROM t WHERE a = 1", true},
+        {" -- c\\n (VALUES (1))", true},
+        {"table t", true},
+        {"SELECT \\u0027for update\\u0027 AS x, \\\"into\\\" FROM t", true},
+        {"SELECT updated_at, info FROM t -- into", true},
+        {"SELECT * FROM t FOR UPDATE", false},
+        {"SELECT * FROM t for  no key update", false},
+        {"SELECT * FROM t FOR /* x */ SHARE", false},
+        {"SELECT * FROM t FOR KEY SHARE", false},
+        {"SELECT * INTO t2 FROM t", false},
+        {"WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", false},
+        {"INSERT INTO t VALUES (1)", false},
+    };
+    for (size_t i = 0; i < sizeof(batchable) / sizeof(batchable[0]); i++) {
+        char json[512];
+        snprintf(json, sizeof(json),
+                 "{" LISTEN "," UPSTREAMS ",'postgres':{},'endpoints':[{'path':'/a','calls':{"
+                 "'x':{'sql':'%s'}}}]}",
+                 batchable[i].sql);
+        cfg = LOAD_OK(json);
+        if (cfg->statement_is_batchable[0] != batchable[i].is_batchable)
+            gd__test_fail(__FILE__, __LINE__, "%s: batchable %d", batchable[i].sql,
+                          (int)cfg->statement_is_batchable[0]);
+        gd_config_free(cfg);
+    }
 
     CHECK_CONFIG_ERR(SQL_CALL_IS("'sql':'SELECT $2','args':['{id}']"),
                      "conf/x.json: endpoints[0].calls.orders.args: has 1 value but the SQL's "
