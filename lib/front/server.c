@@ -138,6 +138,7 @@ struct worker {
     gd_gather_ctx_t gather;
     gd_outbox_t *outbox; /* the answers of this thread not yet taken by their clients */
     uint64_t trimmed_at_ms; /* the last malloc_trim() (uv_now()) */
+    unsigned trims_due;     /* idle trims still to run after a burst (see trim_when_idle()) */
     size_t connections;
     bool is_draining, is_aborted, is_finished;
     bool has_warned_backoff; /* the accept back-off is logged once per worker */
@@ -808,14 +809,23 @@ static void publish_gauges(struct worker *w)
 #define TRIM_AFTER_BYTES (4u << 20)
 #define TRIM_INTERVAL_MS 1000
 
+/* A burst is trimmed twice: what its connections and the other threads free after the first
+ * trim (buffers of connections that close once their answer is read) is given back an interval
+ * later (a fresh-machine run saw +21 MB left after one trim, +1 MB is usual). */
+#define TRIMS_PER_BURST 2
+
 static void trim_when_idle(struct worker *w)
 {
     uint64_t now_ms = uv_now(&w->loop);
 
     if (now_ms < w->trimmed_at_ms + TRIM_INTERVAL_MS || w->gather.in_flight != 0 ||
-        w->gather.line.waiting != 0 || gd_outbox_bytes(w->outbox) != 0 ||
-        gd_outbox_take_peak(w->outbox) < TRIM_AFTER_BYTES)
+        w->gather.line.waiting != 0 || gd_outbox_bytes(w->outbox) != 0)
         return;
+    if (gd_outbox_take_peak(w->outbox) >= TRIM_AFTER_BYTES)
+        w->trims_due = TRIMS_PER_BURST;
+    if (w->trims_due == 0)
+        return;
+    w->trims_due--;
     uint64_t t0 = uv_hrtime();
     (void)malloc_trim(0); /* 1: memory was given back, 0: there was none; both fine */
     w->trimmed_at_ms = now_ms;
