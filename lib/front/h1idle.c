@@ -51,3 +51,18 @@ size_t gd_h1idle_close(h2o_context_t *ctx, uint64_t idle_before_ms)
     }
     return waiting;
 }
+
+bool gd_h1idle_is_waiting(h2o_context_t *ctx, h2o_socket_t *sock,
+                          const h2o_conn_callbacks_t *http1_callbacks)
+{
+    /* h2o's HTTP/1 connection is the socket's data; HTTP/2's, after an upgrade, is not one. */
+    h2o_conn_t *conn = sock->data;
+    if (conn == NULL || http1_callbacks == NULL || conn->callbacks != http1_callbacks ||
+        conn->callbacks->get_socket(conn) != sock)
+        return false;
+    struct h1conn_head *c = (struct h1conn_head *)conn;
+    /* Waiting for a request: on the request-timeout list, reading, nothing of one buffered
+     * (the rest of the request head, or a body, keeps bytes in the buffer until answered). */
+    return c->_timeout == &ctx->http1.req_timeout && h2o_timeout_is_linked(&c->_timeout_entry) &&
+           sock->_cb.read != NULL && sock->input->size == 0;
+}

@@ -10,6 +10,7 @@
 #ifndef GD_H1IDLE_H
 #define GD_H1IDLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,5 +23,14 @@
  * HTTP/1 connections are still waiting for a request.
  */
 size_t gd_h1idle_close(h2o_context_t *ctx, uint64_t idle_before_ms);
+
+/**
+ * Whether @sock, an HTTP/1 connection's socket on @ctx (@http1_callbacks: the callbacks h2o
+ * gives every HTTP/1 connection, taken from a request's req->conn->callbacks), waits for its
+ * next request with no byte of one in h2o's buffer: between two keep-alive requests, or just
+ * accepted. False for anything else, an HTTP/2 connection's socket included.
+ */
+bool gd_h1idle_is_waiting(h2o_context_t *ctx, h2o_socket_t *sock,
+                          const h2o_conn_callbacks_t *http1_callbacks);
 
 #endif

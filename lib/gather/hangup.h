@@ -22,8 +22,8 @@
 typedef struct gd_hangup gd_hangup_t;
 typedef struct gd_hangup_watch gd_hangup_watch_t;
 
-/** Reports that the client of @watch has gone; the watch is over. It may free @watch, but must
- * not unwatch or free any other watch. */
+/** Reports that the client of @watch has gone; the watch is over. It may free @watch, and end
+ * other requests (which unwatch, and may free, their own watches) before it returns. */
 typedef void (*gd_hangup_cb)(gd_hangup_watch_t *watch);
 
 struct gd_hangup_watch {

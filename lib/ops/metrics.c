@@ -901,6 +901,7 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
         sum.coroutines += g.coroutines;
         sum.connections += g.connections;
         sum.max_connections += g.max_connections;
+        sum.unread_connections += g.unread_connections;
         pg_ready_workers += g.is_pg_ready != 0;
         sum.pg_idle += g.pg_idle;
         sum.pg_busy += g.pg_busy;
@@ -927,6 +928,10 @@ static void render_gauges(struct out *o, const gd_metrics_t *const *threads, siz
     header(o, "gatherd_client_connections_max", "gauge",
            "max_client_connections: at it, new clients wait in the listen backlog.");
     outf(o, "gatherd_client_connections_max %llu\n", (unsigned long long)sum.max_connections);
+    header(o, "gatherd_client_connections_unread", "gauge",
+           "HTTP/1 client connections not read now: their requests wait in the kernel while "
+           "the requests read ahead of the free slots are at the read bound.");
+    outf(o, "gatherd_client_connections_unread %llu\n", (unsigned long long)sum.unread_connections);
     header(o, "gatherd_unsent_answer_bytes", "gauge",
            "Answer bytes handed to the HTTP layer and not yet taken by their clients "
            "(bounded by max_unsent_bytes).");

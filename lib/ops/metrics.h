@@ -25,6 +25,7 @@ typedef struct gd_metrics_gauges {
     uint64_t coroutines;
     uint64_t connections; /* client connections */
     uint64_t max_connections; /* the thread's share of max_client_connections */
+    uint64_t unread_connections; /* HTTP/1 clients not read now (the read bound) */
     uint64_t loop_lag_us; /* the lateness of the last heartbeat timer */
     uint64_t heartbeat_ms; /* uv_now() of the last heartbeat: proves the loop turns */
     uint64_t is_pg_ready; /* 1: at least one Postgres connection up (or no Postgres) */

@@ -183,6 +183,46 @@ class AdmissionTest(GatherdTestCase):
         self.assertEqual(gd.wait(10), 0, gd.log())
         self.assertEqual(len(self.stub.requests), 4)
 
+    def wait_unread(self, gd, nclients, want_unread):
+        """/metrics once all @nclients are connected and @want_unread of them are not read."""
+        port = admin_port(gd)
+        text = ''
+
+        def settled():
+            nonlocal text
+            _, text = admin_get(port, '/metrics')
+            return (metric_value(text, 'gatherd_client_connections') == nclients and
+                    metric_value(text, 'gatherd_client_connections_unread') == want_unread)
+        self.assertTrue(wait_until(settled, 5), text)
+        return text
+
+    def test_requests_beyond_the_read_bound_wait_in_the_kernel(self):
+        # 4 slots and 16 read ahead of them (the least READ_AHEAD_MIN gives): of 40 clients,
+        # the other 20 are not read; each is read, in turn, as the line shortens, and all are
+        # answered.
+        gd = self.gatherd(limit=4, delay_ms=300, queue_timeout_ms=10000)
+        clients = Clients(gd, ['/slow'] * 40)
+        self.assertEqual(self.stub.wait_requests(4, 5), 4)
+        text = self.wait_unread(gd, 40, 20)
+        self.assertEqual(metric_value(text, 'gatherd_requests_in_flight'), 4, text)
+        self.assertEqual(metric_value(text, 'gatherd_requests_queued'), 16, text)
+        self.assertAllOk(clients.join(), gd)
+        self.assertEqual(self.stub.max_concurrent_requests, 4)
+        self.assertEqual(len(self.stub.requests), 40)
+        _, text = admin_get(admin_port(gd), '/metrics')
+        self.assertEqual(metric_value(text, 'gatherd_client_connections_unread'), 0, text)
+        gd.check_clean_log()
+
+    def test_sigterm_reads_and_answers_unread_requests(self):
+        gd = self.gatherd(limit=4, delay_ms=300, queue_timeout_ms=10000)
+        clients = Clients(gd, ['/slow'] * 30)
+        self.assertEqual(self.stub.wait_requests(4, 5), 4)
+        self.wait_unread(gd, 30, 10)
+        gd.signal(signal.SIGTERM)
+        self.assertAllOk(clients.join(), gd)
+        self.assertEqual(gd.wait(10), 0, gd.log())
+        self.assertEqual(len(self.stub.requests), 30)
+
     def test_shutdown_timeout_refuses_queued_requests(self):
         gd = self.gatherd(limit=1, delay_ms=5000, shutdown={'timeout_ms': 300})
         clients = Clients(gd, ['/slow'] * 3)

@@ -12,6 +12,7 @@
 
 #include "base/breaker.h"
 #include "base/retry_budget.h"
+#include "base/sockbuf.h"
 #include "base/util.h"
 #include "ops/log.h"
 #include "sources/http/gunzip.h"
@@ -334,8 +335,11 @@ static void recycle_conn(conn_t *c, bool is_reusable)
         rebalance(u);
         return;
     }
-    /* What remains of the answer was read in full: the input holds nothing of value. */
+    /* What remains of the answer was read in full: the input holds nothing of value, and its
+     * buffer goes back while the connection waits for its next answer or idles (at 10,000
+     * clients in slow mode, ~6,000 connections each wait 50 ms: 8 KiB each, ~48 MB). */
     h2o_buffer_consume(&c->sock->input, c->sock->input->size);
+    (void)gd_sockbuf_release(c->sock); /* false only for an empty prototype: nothing to give */
     c->is_reused = true;
     gd_gate_waiter_t *next = gd_gate_hand_over(&u->line);
     if (next != NULL) {
