@@ -140,6 +140,22 @@ void gd_client_resolve(const gd_config_t *config, const char *peer, const h2o_io
     }
 }
 
+/* Writes @a (4 bytes, network order) as "a.b.c.d" with a NUL into @out (INET_ADDRSTRLEN bytes),
+ * as inet_ntop() does, which goes through sprintf(): 1.9k instructions of every request on the
+ * profile workload, these a tenth of it. */
+static void format_ipv4(const unsigned char *a, char *out)
+{
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *out++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *out++ = (char)('0' + v / 10 % 10);
+        *out++ = (char)('0' + v % 10);
+        *out++ = i < 3 ? '.' : '\0';
+    }
+}
+
 const char *gd_client_identify(const gd_config_t *config, h2o_req_t *req)
 {
     struct sockaddr_storage ss;
@@ -148,7 +164,7 @@ const char *gd_client_identify(const gd_config_t *config, h2o_req_t *req)
     char *out = h2o_mem_alloc_pool(&req->pool, INET6_ADDRSTRLEN);
 
     if (len > 0 && ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof(peer));
+        format_ipv4((const unsigned char *)&((struct sockaddr_in *)&ss)->sin_addr, peer);
     else if (len > 0 && ss.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof(peer));
     if (config->ntrusted_proxies == 0) {
