@@ -25,6 +25,12 @@ static bool has_readable(h2o_socket_t *sock)
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
+/* Whether @c waits for a request: on the request-timeout list (not being processed or answered). */
+static bool waits_for_request(h2o_context_t *ctx, struct h1conn_head *c)
+{
+    return c->_timeout == &ctx->http1.req_timeout && h2o_timeout_is_linked(&c->_timeout_entry);
+}
+
 size_t gd_h1idle_close(h2o_context_t *ctx, uint64_t idle_before_ms)
 {
     h2o_linklist_t *anchor = &ctx->http1._conns, *node, *next;
@@ -36,7 +42,7 @@ size_t gd_h1idle_close(h2o_context_t *ctx, uint64_t idle_before_ms)
         if (c->super.callbacks->get_socket == NULL || c->sock == NULL ||
             c->super.callbacks->get_socket(&c->super) != c->sock)
             continue;
-        if (c->_timeout != &ctx->http1.req_timeout || !h2o_timeout_is_linked(&c->_timeout_entry))
+        if (!waits_for_request(ctx, c))
             continue; /* being processed or answered */
         waiting++;
         /* A byte in h2o's buffer is part of a request (or of its body): h2o reads on. */
@@ -63,6 +69,5 @@ bool gd_h1idle_is_waiting(h2o_context_t *ctx, h2o_socket_t *sock,
     struct h1conn_head *c = (struct h1conn_head *)conn;
     /* Waiting for a request: on the request-timeout list, reading, nothing of one buffered
      * (the rest of the request head, or a body, keeps bytes in the buffer until answered). */
-    return c->_timeout == &ctx->http1.req_timeout && h2o_timeout_is_linked(&c->_timeout_entry) &&
-           sock->_cb.read != NULL && sock->input->size == 0;
+    return waits_for_request(ctx, c) && sock->_cb.read != NULL && sock->input->size == 0;
 }
