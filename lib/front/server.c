@@ -17,11 +17,11 @@
 #include <h2o.h>
 
 #include "base/coro.h"
-#include "base/sockbuf.h"
 #include "config/carry.h"
 #include "base/util.h"
 #include "front/dispatch.h"
 #include "front/h1idle.h"
+#include "front/readbound.h"
 #include "gather/outbox.h"
 #include "gather/request.h"
 #include "ops/log.h"
@@ -51,14 +51,6 @@
  * served; then it closes. A client whose SYN is dropped retries it after a second and finds the
  * port closed (or another instance behind the load balancer). */
 #define LISTENER_CLOSE_GRACE_MS 50
-/* The read bound (see "Overload" in README): past this many requests read ahead of the free
- * slots (a quarter of the thread's slots, at least READ_AHEAD_MIN), HTTP/1 connections that
- * wait for their next request are not read; their requests wait in the kernel. */
-#define READ_AHEAD_MIN 16
-/* A paused connection is read again after queue_timeout_ms at most, and before h2o's own
- * HTTP/1 request timeout (10 s in 2.2.5, counted from when the connection began to wait)
- * could close it with its request unread. */
-#define MAX_READ_PAUSE_MS 5000
 /* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
  * buffer one. */
 
@@ -132,14 +124,7 @@ struct worker {
     struct listener *listeners;
     uv_async_t wakeup;
     uv_check_t drain_check;
-    uv_prepare_t read_gate;  /* pauses and resumes reading, just before the loop polls */
-    h2o_linklist_t rechecks; /* struct connection: may just have begun waiting for a request */
-    h2o_linklist_t paused;   /* struct connection: not read, oldest first */
-    size_t npaused;
-    size_t read_room;       /* what on_read_gate() left of read_room() for this loop turn */
-    h2o_linklist_t granted; /* struct connection: left reading, no request from it yet */
-    size_t ngranted;
-    const h2o_conn_callbacks_t *http1_callbacks; /* h2o's, seen on the first HTTP/1 request */
+    gd_readbound_t read_bound;
     uv_timer_t drain_sweep; /* closes idle HTTP/1 connections during the drain */
     bool are_listeners_closing; /* SYNs dropped, closed at listeners_close_at */
     uint64_t listeners_close_at;
@@ -191,20 +176,10 @@ struct gd_server {
     atomic_size_t unsent_bytes; /* every worker's outbox: max_unsent_bytes bounds it */
 };
 
-static void note_request_disposed(void *p);
-static void note_request_read(h2o_socket_t *sock);
-
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
-    if (req->version < 0x200) {
-        /* The read bound looks at the connection again once h2o is done with this request. */
-        w->http1_callbacks = req->conn->callbacks;
-        h2o_socket_t **sockp =
-            h2o_mem_alloc_shared(&req->pool, sizeof(*sockp), note_request_disposed);
-        *sockp = req->conn->callbacks->get_socket(req->conn);
-        note_request_read(*sockp);
-    }
+    gd_readbound_note_request(&w->read_bound, req);
     gd_dispatch(w->view->gen->router, &w->gather, req);
     return 0;
 }
@@ -435,12 +410,7 @@ static void on_drain_check(uv_check_t *check);
 struct connection {
     uv_tcp_t tcp;
     struct worker *worker;
-    h2o_linklist_t link; /* in the worker's rechecks or paused list, or in neither */
-    bool is_paused;
-    uint64_t paused_at_ms;       /* uv_now() */
-    h2o_socket_cb read_cb;       /* h2o's, while paused */
-    h2o_linklist_t granted_link; /* in the worker's granted list */
-    uint64_t granted_at_ms;      /* uv_now() */
+    gd_readbound_conn_t bound;
 };
 
 /* The head of h2o 2.2.5's private struct st_h2o_uv_socket_t (lib/common/socket/uv-binding.c.h):
@@ -466,135 +436,17 @@ static struct connection *connection_of(h2o_socket_t *sock)
     return H2O_STRUCT_FROM_MEMBER(struct connection, tcp, (uv_tcp_t *)head->uv.stream);
 }
 
-/* Runs when h2o disposes of an HTTP/1 request: before it reads the connection again (keep-alive)
- * or closes it. The connection is looked at just before the loop polls (on_read_gate()). */
-static void note_request_disposed(void *p)
-{
-    struct connection *c = connection_of(*(h2o_socket_t **)p);
-    if (c == NULL || h2o_linklist_is_linked(&c->link))
-        return;
-    h2o_linklist_insert(&c->worker->rechecks, &c->link);
-}
-
-/* A connection left reading by the read bound counts against it until its request comes (or
- * GRANT_MS passes: an idle keep-alive client may send nothing for long). Without this, every
- * loop turn of a burst of new connections would let another room's worth read. */
-#define GRANT_MS 1000
-
-static void grant(struct worker *w, struct connection *c)
-{
-    if (h2o_linklist_is_linked(&c->granted_link))
-        h2o_linklist_unlink(&c->granted_link);
-    else
-        w->ngranted++;
-    c->granted_at_ms = uv_now(&w->loop);
-    h2o_linklist_insert(&w->granted, &c->granted_link);
-}
-
-static void ungrant(struct worker *w, struct connection *c)
-{
-    if (!h2o_linklist_is_linked(&c->granted_link))
-        return;
-    h2o_linklist_unlink(&c->granted_link);
-    w->ngranted--;
-}
-
-static void note_request_read(h2o_socket_t *sock)
+static gd_readbound_conn_t *bound_of(h2o_socket_t *sock)
 {
     struct connection *c = connection_of(sock);
-    if (c != NULL)
-        ungrant(c->worker, c);
+    return c != NULL ? &c->bound : NULL;
 }
 
-/* How many more requests the thread may read now: its free slots, and READ_AHEAD beyond them
- * in the line, less the connections left reading whose request has not come yet. */
-static size_t read_room(struct worker *w)
+static void set_max_read_pause(struct worker *w)
 {
-    const gd_gate_t *line = &w->gather.line;
-    uint64_t now = uv_now(&w->loop);
-    while (!h2o_linklist_is_empty(&w->granted)) {
-        struct connection *c =
-            H2O_STRUCT_FROM_MEMBER(struct connection, granted_link, w->granted.next);
-        if (now - c->granted_at_ms < GRANT_MS)
-            break;
-        ungrant(w, c);
-    }
-    size_t ahead = line->limit / 4 > READ_AHEAD_MIN ? line->limit / 4 : READ_AHEAD_MIN;
-    size_t room = (line->limit > line->held ? line->limit - line->held : 0) + ahead;
-    size_t used = line->waiting + w->ngranted;
-    return room > used ? room - used : 0;
-}
-
-static void pause_reading(struct worker *w, struct connection *c, h2o_socket_t *sock)
-{
-    ungrant(w, c);
-    c->read_cb = sock->_cb.read;
-    h2o_socket_read_stop(sock);
-    /* Nothing of a request is in it: its 8 KiB go back while the request waits in the kernel. */
-    (void)gd_sockbuf_release(sock);
-    c->is_paused = true;
-    c->paused_at_ms = uv_now(&w->loop);
-    h2o_linklist_insert(&w->paused, &c->link);
-    w->npaused++;
-}
-
-static void resume_reading(struct worker *w, struct connection *c)
-{
-    h2o_socket_t *sock = c->tcp.data;
-    h2o_linklist_unlink(&c->link);
-    c->is_paused = false;
-    w->npaused--;
-    /* libuv reads on the next poll: the request, if one waits in the kernel, goes to the line. */
-    h2o_socket_read_start(sock, c->read_cb);
-    grant(w, c);
-}
-
-static void resume_all(struct worker *w)
-{
-    while (!h2o_linklist_is_empty(&w->paused))
-        resume_reading(w, H2O_STRUCT_FROM_MEMBER(struct connection, link, w->paused.next));
-}
-
-static bool may_pause(const struct worker *w)
-{
-    return !w->is_draining && !w->is_aborted && w->view->gen->config->queue_timeout_ms != 0;
-}
-
-/* Just before the loop polls, so that no read comes between h2o's read_start and our stop. */
-static void on_read_gate(uv_prepare_t *prepare)
-{
-    struct worker *w = prepare->data;
-    const gd_config_t *config = w->view->gen->config;
-    bool is_pausing = may_pause(w);
-    size_t room = read_room(w);
-
-    /* Oldest first: those paused before have their turn before any newcomer is read. */
-    uint64_t now = uv_now(&w->loop);
-    uint64_t max_pause =
-        config->queue_timeout_ms < MAX_READ_PAUSE_MS ? config->queue_timeout_ms : MAX_READ_PAUSE_MS;
-    while (!h2o_linklist_is_empty(&w->paused)) {
-        struct connection *c = H2O_STRUCT_FROM_MEMBER(struct connection, link, w->paused.next);
-        if (is_pausing && room == 0 && now - c->paused_at_ms < max_pause)
-            break;
-        resume_reading(w, c);
-        if (room != 0)
-            room--;
-    }
-    while (!h2o_linklist_is_empty(&w->rechecks)) {
-        struct connection *c = H2O_STRUCT_FROM_MEMBER(struct connection, link, w->rechecks.next);
-        h2o_linklist_unlink(&c->link);
-        h2o_socket_t *sock = c->tcp.data;
-        if (!is_pausing || uv_is_closing((uv_handle_t *)&c->tcp) || sock == NULL ||
-            !gd_h1idle_is_waiting(&w->ctx, sock, w->http1_callbacks))
-            continue;
-        if (room != 0) {
-            room--; /* read on: it may bring a request */
-            grant(w, c);
-            continue;
-        }
-        pause_reading(w, c, sock);
-    }
-    w->read_room = room;
+    bool may_pause = !w->is_draining && !w->is_aborted;
+    gd_readbound_set_max_pause(&w->read_bound,
+                               may_pause ? w->view->gen->config->queue_timeout_ms : 0);
 }
 
 static void on_listener_readable(uv_poll_t *poll, int status, int events);
@@ -636,12 +488,7 @@ static void on_connection_closed(uv_handle_t *handle)
     struct connection *c = H2O_STRUCT_FROM_MEMBER(struct connection, tcp, (uv_tcp_t *)handle);
     struct worker *w = c->worker;
 
-    if (h2o_linklist_is_linked(&c->link)) {
-        if (c->is_paused)
-            w->npaused--;
-        h2o_linklist_unlink(&c->link);
-    }
-    ungrant(w, c);
+    gd_readbound_forget(&c->bound);
     w->connections--;
     free(c);
     if (w->is_at_connection_cap && w->connections < w->max_connections)
@@ -718,22 +565,10 @@ static size_t accept_some(struct listener *l, size_t max)
         }
         (void)uv_tcp_nodelay(&c->tcp, 1); /* best effort: answers are written whole */
         w->connections++;
+        gd_readbound_conn_init(&w->read_bound, &c->bound, (uv_stream_t *)&c->tcp);
         h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_connection_closed);
         h2o_accept(&w->accept_ctx, sock);
-        /* A new client waits behind the paused ones, if any (the read bound), from now on:
-         * libuv polls again within this turn while events keep coming, and would read it
-         * before on_read_gate() runs. */
-        if (sock->ssl == NULL && sock->data != NULL) /* plain: h2o's HTTP/1 connection */
-            w->http1_callbacks = ((h2o_conn_t *)sock->data)->callbacks;
-        if (may_pause(w) && !uv_is_closing((uv_handle_t *)&c->tcp) &&
-            gd_h1idle_is_waiting(&w->ctx, sock, w->http1_callbacks)) {
-            if (w->read_room == 0 || !h2o_linklist_is_empty(&w->paused)) {
-                pause_reading(w, c, sock);
-            } else {
-                w->read_room--;
-                grant(w, c);
-            }
-        }
+        gd_readbound_note_accepted(&c->bound, sock);
     }
     return n;
 }
@@ -756,8 +591,7 @@ static void finish_worker(struct worker *w)
 
     uv_check_stop(&w->drain_check);
     uv_close((uv_handle_t *)&w->drain_check, NULL);
-    uv_prepare_stop(&w->read_gate);
-    uv_close((uv_handle_t *)&w->read_gate, NULL);
+    gd_readbound_close(&w->read_bound);
     uv_close((uv_handle_t *)&w->drain_sweep, NULL);
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
     uv_close((uv_handle_t *)&w->retire_timer, NULL); /* worker_main() frees what is retired */
@@ -878,7 +712,7 @@ static void start_drain(struct worker *w)
     h2o_context_request_shutdown(&w->ctx);
     /* Paused connections are read again: their requests are served (with Connection: close),
      * and the idle ones among them closed by the sweep. */
-    resume_all(w);
+    set_max_read_pause(w);
     /* Idle HTTP/1 keep-alive connections are closed now, the others once they are idle. */
     sweep_idle(w);
     GD_REQUIRE(uv_timer_start(&w->drain_sweep, on_drain_sweep, DRAIN_SWEEP_MS, DRAIN_SWEEP_MS) ==
@@ -963,7 +797,7 @@ static void on_wakeup(uv_async_t *async)
     if (atomic_load(&w->want_abort) && !w->is_aborted) {
         w->is_aborted = true;
         gd_gather_abort_all(&w->gather);
-        resume_all(w); /* what they send now is refused at once */
+        set_max_read_pause(w); /* what they send now is refused at once */
     }
 }
 
@@ -982,7 +816,7 @@ static void publish_gauges(struct worker *w)
         .coroutines = gd_sched_live(w->sched),
         .connections = w->connections,
         .max_connections = w->max_connections,
-        .unread_connections = w->npaused,
+        .unread_connections = gd_readbound_unread(&w->read_bound),
         .heartbeat_ms = uv_hrtime() / 1000000,
         .is_pg_ready = is_pg_ready,
         .has_pg_been_ready = w->has_pg_been_ready,
@@ -1255,6 +1089,7 @@ static void take_next_generation(struct worker *w)
         generation_unref(w->server, x);
     w->view = v;
     gd_gather_ctx_switch(&w->gather, &v->gather);
+    set_max_read_pause(w);
     publish_gauges(w);
     gd_log_debug("worker %zu: serving config %s", w->index, g->config->hash);
 }
@@ -1403,12 +1238,8 @@ static void init_worker(struct worker *w)
     w->wakeup.data = w;
     GD_REQUIRE(uv_check_init(&w->loop, &w->drain_check) == 0);
     w->drain_check.data = w;
-    h2o_linklist_init_anchor(&w->rechecks);
-    h2o_linklist_init_anchor(&w->paused);
-    h2o_linklist_init_anchor(&w->granted);
-    GD_REQUIRE(uv_prepare_init(&w->loop, &w->read_gate) == 0);
-    w->read_gate.data = w;
-    GD_REQUIRE(uv_prepare_start(&w->read_gate, on_read_gate) == 0);
+    gd_readbound_init(&w->read_bound, &w->loop, &w->ctx, &w->gather.line, bound_of);
+    set_max_read_pause(w);
     GD_REQUIRE(uv_timer_init(&w->loop, &w->drain_sweep) == 0);
     w->drain_sweep.data = w;
     GD_REQUIRE(uv_timer_init(&w->loop, &w->heartbeat) == 0);
