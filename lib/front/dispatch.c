@@ -210,9 +210,11 @@ static void on_limit_answer(gd_limit_ask_t *ask, int over, uint64_t retry_after_
     admit(H2O_STRUCT_FROM_MEMBER(struct admission, ask, ask), over, retry_after_s);
 }
 
-void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req)
+void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req,
+                 uint64_t unread_ns)
 {
-    uint64_t started_at_ns = uv_hrtime();
+    /* Its time counts from its arrival: the client waited while it was unread too. */
+    uint64_t started_at_ns = uv_hrtime() - unread_ns;
     h2o_iovec_t target = req->input.path, method = req->input.method;
     const char *qmark = memchr(target.base, '?', target.len);
     size_t path_len = qmark != NULL ? (size_t)(qmark - target.base) : target.len;

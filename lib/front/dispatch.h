@@ -11,7 +11,11 @@
 #include "front/route.h"
 #include "gather/request.h"
 
-/** Handles @req (an h2o request of the thread of @ctx); always answers, now or later. */
-void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req);
+/**
+ * Handles @req (an h2o request of the thread of @ctx), which waited @unread_ns in the kernel
+ * before it was read (the read bound); always answers, now or later.
+ */
+void gd_dispatch(const gd_router_t *router, gd_gather_ctx_t *ctx, h2o_req_t *req,
+                 uint64_t unread_ns);
 
 #endif

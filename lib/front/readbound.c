@@ -1,5 +1,9 @@
 #include "front/readbound.h"
 
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
 #include "base/sockbuf.h"
 #include "base/util.h"
 #include "front/h1idle.h"
@@ -56,6 +60,12 @@ static size_t room_now(gd_readbound_t *rb)
 static void pause_reading(gd_readbound_t *rb, gd_readbound_conn_t *c, h2o_socket_t *sock)
 {
     ungrant(rb, c);
+    /* Once per connection: from now on the kernel stamps each packet with its arrival. */
+    if (!c->_is_stamped) {
+        int on = 1;
+        c->_is_stamped =
+            setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on)) == 0;
+    }
     c->_read_cb = sock->_cb.read;
     h2o_socket_read_stop(sock);
     /* Nothing of a request is in it: its 8 KiB go back while the request waits in the kernel. */
@@ -66,9 +76,41 @@ static void pause_reading(gd_readbound_t *rb, gd_readbound_conn_t *c, h2o_socket
     rb->_npaused++;
 }
 
+/* When the first byte waiting in @sock's kernel buffer arrived (uv_hrtime()), or 0 when none
+ * waits. Without its stamp (it came before the stamps were on, or they could not be turned
+ * on) it came before the pause, which is what is counted then. */
+static uint64_t arrival_of_waiting(gd_readbound_t *rb, gd_readbound_conn_t *c, h2o_socket_t *sock)
+{
+    char byte, control[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control,
+                         .msg_controllen = sizeof(control)};
+    if (recvmsg(h2o_socket_get_fd(sock), &msg, MSG_PEEK | MSG_DONTWAIT) <= 0)
+        return 0; /* nothing yet, or the end of the stream (not a request) */
+    uint64_t now_ns = uv_hrtime();
+    uint64_t paused_ns = (uv_now(rb->_loop) - c->_paused_at_ms) * 1000000;
+    uint64_t waited_ns = paused_ns;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h != NULL; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_TIMESTAMPNS)
+            continue;
+        struct timespec stamp, wall;
+        memcpy(&stamp, CMSG_DATA(h), sizeof(stamp));
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t d =
+            (int64_t)(wall.tv_sec - stamp.tv_sec) * 1000000000 + (wall.tv_nsec - stamp.tv_nsec);
+        /* A stamp is the wall clock: one set back, or from before the pause, is not believed. */
+        if (d >= 0 && (uint64_t)d <= paused_ns)
+            waited_ns = (uint64_t)d;
+    }
+    return now_ns > waited_ns ? now_ns - waited_ns : 1;
+}
+
 static void resume_reading(gd_readbound_t *rb, gd_readbound_conn_t *c)
 {
     h2o_socket_t *sock = c->_stream->data;
+    c->_arrived_ns = arrival_of_waiting(rb, c, sock);
     h2o_linklist_unlink(&c->_link);
     c->_is_paused = false;
     rb->_npaused--;
@@ -190,18 +232,25 @@ static void on_request_disposed(void *p)
     h2o_linklist_insert(&rb->_rechecks, &c->_link);
 }
 
-void gd_readbound_note_request(gd_readbound_t *rb, h2o_req_t *req)
+uint64_t gd_readbound_note_request(gd_readbound_t *rb, h2o_req_t *req)
 {
     if (req->version >= 0x200)
-        return; /* HTTP/2 is always read */
+        return 0; /* HTTP/2 is always read */
     rb->_http1_callbacks = req->conn->callbacks;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     struct disposal_note *note =
         h2o_mem_alloc_shared(&req->pool, sizeof(*note), on_request_disposed);
     *note = (struct disposal_note){rb, sock};
     gd_readbound_conn_t *c = rb->_conn_of(sock);
-    if (c != NULL)
-        ungrant(rb, c);
+    if (c == NULL)
+        return 0;
+    ungrant(rb, c);
+    uint64_t arrived_ns = c->_arrived_ns;
+    c->_arrived_ns = 0; /* what comes after it on the connection was read at once */
+    if (arrived_ns == 0)
+        return 0;
+    uint64_t now_ns = uv_hrtime();
+    return now_ns > arrived_ns ? now_ns - arrived_ns : 0;
 }
 
 void gd_readbound_forget(gd_readbound_conn_t *c)

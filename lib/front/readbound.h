@@ -5,7 +5,9 @@
  * (at least READ_AHEAD_MIN), HTTP/1 connections that wait for their next request are not read:
  * their requests wait in the kernel, where they cost gatherd nothing, and their empty input
  * buffer goes back meanwhile. They are read again oldest first as the line shortens, or after
- * the longest pause (queue_timeout_ms, at most MAX_READ_PAUSE_MS).
+ * the longest pause (queue_timeout_ms, at most MAX_READ_PAUSE_MS). The kernel stamps what a
+ * paused connection receives, so that the time its request waited unread counts against the
+ * request's queue_timeout_ms once it is read.
  *
  * HTTP/2 connections are always read. The worker owns the connections; this
  * only starts and stops their reading, just before the loop polls (a uv_prepare_t), so that no
@@ -40,6 +42,9 @@ struct gd_readbound_conn {
     h2o_socket_cb _read_cb;       /* h2o's, while paused */
     h2o_linklist_t _granted_link; /* in the granted list */
     uint64_t _granted_at_ms;      /* uv_now() */
+    bool _is_stamped;             /* the kernel stamps what it receives (SO_TIMESTAMPNS) */
+    /* uv_hrtime() when the bytes found waiting at the last resume reached the kernel; 0: none */
+    uint64_t _arrived_ns;
 };
 
 struct gd_readbound {
@@ -75,8 +80,12 @@ size_t gd_readbound_unread(const gd_readbound_t *rb);
 void gd_readbound_conn_init(gd_readbound_t *rb, gd_readbound_conn_t *c, uv_stream_t *stream);
 /** @c has been accepted, its socket @sock given to h2o: it waits behind the paused ones. */
 void gd_readbound_note_accepted(gd_readbound_conn_t *c, h2o_socket_t *sock);
-/** A request @req has been read (any version): it is looked at again once h2o is done with it. */
-void gd_readbound_note_request(gd_readbound_t *rb, h2o_req_t *req);
+/**
+ * A request @req has been read (any version): its connection is looked at again once h2o is
+ * done with it. Returns how long (ns) the request waited unread in the kernel before it was
+ * read: 0 unless its connection was paused when it came.
+ */
+uint64_t gd_readbound_note_request(gd_readbound_t *rb, h2o_req_t *req);
 /** @c's connection is closing: the bound lets go of it. */
 void gd_readbound_forget(gd_readbound_conn_t *c);
 

@@ -179,8 +179,8 @@ struct gd_server {
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
-    gd_readbound_note_request(&w->read_bound, req);
-    gd_dispatch(w->view->gen->router, &w->gather, req);
+    uint64_t unread_ns = gd_readbound_note_request(&w->read_bound, req);
+    gd_dispatch(w->view->gen->router, &w->gather, req, unread_ns);
     return 0;
 }
 

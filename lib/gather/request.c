@@ -1159,14 +1159,18 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
         return;
     }
     bool is_slot_free = ctx->line.held < ctx->line.limit && ctx->line.waiting == 0;
-    if (ctx->config->queue_timeout_ms == 0 && !(is_http2 && is_slot_free)) {
+    /* queue_timeout_ms counts from its arrival: a request that waited unread in the kernel
+     * (the read bound) has that much less to wait in the line, none left at the timeout. */
+    uint64_t waited_ms = (uv_hrtime() - started_at_ns) / 1000000;
+    uint64_t timeout_ms = ctx->config->queue_timeout_ms;
+    if ((timeout_ms == 0 || waited_ms >= timeout_ms) && !(is_http2 && is_slot_free)) {
         answer_overloaded(rq);
         detach(rq);
         free_request(rq);
         return;
     }
     uv_update_time(ctx->loop);
-    gd_gate_wait(&ctx->line, &rq->waiter, uv_now(ctx->loop) + 1 + ctx->config->queue_timeout_ms,
+    gd_gate_wait(&ctx->line, &rq->waiter, uv_now(ctx->loop) + 1 + timeout_ms - waited_ms,
                  on_line_end);
 }
 

@@ -213,6 +213,56 @@ class AdmissionTest(GatherdTestCase):
         self.assertEqual(metric_value(text, 'gatherd_client_connections_unread'), 0, text)
         gd.check_clean_log()
 
+    def test_time_unread_counts_against_queue_timeout(self):
+        # 4 slots held for 4 s, 16 queued, 10 unread in the kernel. The queued ones get their
+        # 503 after their 1 s; the unread ones are read then, and, having waited their 1 s
+        # already, get theirs at once, not after another second in the line.
+        gd = self.gatherd(limit=4, delay_ms=4000, queue_timeout_ms=1000)
+        clients = Clients(gd, ['/slow'] * 30)
+        self.assertEqual(self.stub.wait_requests(4, 5), 4)
+        self.wait_unread(gd, 30, 10)
+        results = clients.join()
+        refused = [r for r in results if isinstance(r, tuple) and r[0] == 503]
+        self.assertEqual(len(refused), 26, results)
+        for st, hdrs, body, elapsed in refused:
+            self.assertJsonError(st, hdrs, body, 503, 'overloaded')
+            self.assertGreaterEqual(elapsed, 0.9, 'refused before its queue_timeout_ms')
+            self.assertLess(elapsed, 1.7, 'waited its queue_timeout_ms unread, then again queued')
+        served = [r for r in results if isinstance(r, tuple) and r[0] == 200]
+        self.assertEqual(len(served), 4, results)
+        self.assertEqual(len(self.stub.requests), 4)
+        gd.check_clean_log()
+
+    def test_only_the_time_a_request_was_unread_counts(self):
+        # A client connects while the line is full and is not read; its request comes 0.6 s
+        # later. When it is read, only the time its request spent in the kernel counts (the
+        # kernel's receive stamp), not the time the connection was unread: it waits out the
+        # rest of its 1 s in the line instead of a 503 at once.
+        gd = self.gatherd(limit=4, delay_ms=4000, queue_timeout_ms=1000)
+        clients = Clients(gd, ['/slow'] * 20)
+        self.assertEqual(self.stub.wait_requests(4, 5), 4)
+        self.wait_unread(gd, 20, 0)
+        late = socket.create_connection((HOST, gd.port), timeout=10)
+        try:
+            self.wait_unread(gd, 21, 1)
+            time.sleep(0.6)
+            sent_at = now()
+            late.sendall(b'GET /short HTTP/1.1\r\nHost: x\r\n\r\n')
+            data = b''
+            while b'\r\n\r\n' not in data:
+                d = late.recv(65536)
+                if not d:
+                    break
+                data += d
+            elapsed = now() - sent_at
+        finally:
+            late.close()
+        self.assertIn(b' 503 ', data.split(b'\r\n', 1)[0], data)
+        self.assertGreaterEqual(elapsed, 0.8, 'the time it was unread with nothing sent counted')
+        self.assertLess(elapsed, 1.6)
+        clients.join()
+        gd.check_clean_log()
+
     def test_sigterm_reads_and_answers_unread_requests(self):
         gd = self.gatherd(limit=4, delay_ms=300, queue_timeout_ms=10000)
         clients = Clients(gd, ['/slow'] * 30)
