@@ -51,8 +51,6 @@
  * served; then it closes. A client whose SYN is dropped retries it after a second and finds the
  * port closed (or another instance behind the load balancer). */
 #define LISTENER_CLOSE_GRACE_MS 50
-/* Requests to gatherd carry no body that it uses; a bound keeps a client from making h2o
- * buffer one. */
 
 struct listener {
     uv_poll_t poll;
