@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <h2o.h>
 
 #include "base/coro.h"
+#include "base/heaptrim.h"
 #include "config/carry.h"
 #include "base/util.h"
 #include "front/dispatch.h"
@@ -137,7 +137,7 @@ struct worker {
     gd_redis_t *redis;    /* "redis": this worker's connections, for every view; NULL without */
     gd_gather_ctx_t gather;
     gd_outbox_t *outbox; /* the answers of this thread not yet taken by their clients */
-    uint64_t trimmed_at_ms; /* the last malloc_trim() (uv_now()) */
+    uint64_t trimmed_at_ms; /* the last gd_heap_give_back() (uv_now()) */
     unsigned trims_due;     /* idle trims still to run after a burst (see trim_when_idle()) */
     size_t connections;
     bool is_draining, is_aborted, is_finished;
@@ -847,18 +847,19 @@ static void publish_gauges(struct worker *w)
 /* A thread that is idle after large answers gives their freed memory back to the system. glibc
  * keeps freed heap memory for reuse, and its mmap threshold rises to the size of the blocks
  * freed, so multi-megabyte answers come from the heap after the first one: RSS stayed where a
- * burst took it (after 40 concurrent 7 MB answers, 66 MB against 30 before). malloc_trim()
- * gives back the free pages of every arena; it runs when nothing is in flight on this thread,
- * after it held TRIM_AFTER_BYTES of answers at once, at most every TRIM_INTERVAL_MS. After such
- * a burst it took 3 to 10 ms (39 ms once) on the 2-core machine: on an idle loop, where a request
- * that arrives meanwhile waits that long. A fixed mmap threshold, the other way to the same RSS,
- * cost 25-30% of the throughput of 7 MB answers (mapping and faulting in every large block). */
+ * burst took it (after 40 concurrent 7 MB answers, 66 MB against 30 before). The trim
+ * (base/heaptrim.c) gives back the free pages of every arena and the free end of this thread's
+ * own. It runs when nothing is in flight on this thread, after it held TRIM_AFTER_BYTES of
+ * answers at once, at most every TRIM_INTERVAL_MS. After such a burst it took 3 to 10 ms (39 ms
+ * once) on the 2-core machine: on an idle loop, where a request that arrives meanwhile waits
+ * that long. A low fixed mmap threshold, the other way to the same RSS, cost 25-30% of the
+ * throughput of 7 MB answers (mapping and faulting in every large block). */
 #define TRIM_AFTER_BYTES (4u << 20)
 #define TRIM_INTERVAL_MS 1000
 
 /* A burst is trimmed twice: what its connections and the other threads free after the first
  * trim (buffers of connections that close once their answer is read) is given back an interval
- * later (a fresh-machine run saw +21 MB left after one trim, +1 MB is usual). */
+ * later. */
 #define TRIMS_PER_BURST 2
 
 static void trim_when_idle(struct worker *w)
@@ -874,7 +875,7 @@ static void trim_when_idle(struct worker *w)
         return;
     w->trims_due--;
     uint64_t t0 = uv_hrtime();
-    (void)malloc_trim(0); /* 1: memory was given back, 0: there was none; both fine */
+    gd_heap_give_back();
     w->trimmed_at_ms = now_ms;
     gd_log_debug("worker %zu: gave free memory back to the system in %llu us", w->index,
                  (unsigned long long)((uv_hrtime() - t0) / 1000));

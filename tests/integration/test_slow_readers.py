@@ -261,8 +261,9 @@ class MemoryAfterBurst(SlowReaderCase):
         after = rss_bytes(self.gd.pid)
         sys.stderr.write('RSS baseline %.1f MB, at the end of the burst %.1f MB, %.1f MB %.2f s '
                          'later\n' % (baseline / MB, peak / MB, after / MB, now() - t0))
-        # Measured: +1 MB with malloc_trim() on idle, +37 MB (29.6 -> 66.3 MB) without it.
-        self.assertLess(after - baseline, 16 * MB, (baseline, after))
+        # Measured: +1 MB with the idle trim, +37 MB (29.6 -> 66.3 MB) without it, and 7-20 MB
+        # with malloc_trim() alone (the free top of a worker's own arena, one or two answers).
+        self.assertLess(after - baseline, 6 * MB, (baseline, after))
 
 
 # -- HTTP/2 with a zero window (RFC 9113 section 6.9.2: SETTINGS_INITIAL_WINDOW_SIZE 0) ----------
