@@ -13,3 +13,19 @@ bool gd_sockbuf_release(h2o_socket_t *sock)
     h2o_buffer_init(&sock->input, proto);
     return true;
 }
+
+void gd_sockbuf_prototype_init(h2o_buffer_prototype_t *proto, size_t capacity)
+{
+    *proto = (h2o_buffer_prototype_t){
+        .allocator = {.max = h2o_socket_buffer_prototype.allocator.max},
+        ._initial_buf = {.capacity = capacity},
+        .mmap_settings = h2o_socket_buffer_prototype.mmap_settings,
+    };
+}
+
+void gd_sockbuf_prototype_dispose(h2o_buffer_prototype_t *proto)
+{
+    /* h2o 2.2.5 has no call that empties a recycler: each one taken back is freed instead. */
+    while (proto->allocator.cnt != 0)
+        free(h2o_mem_alloc_recycle(&proto->allocator, 0));
+}

@@ -17,6 +17,7 @@
 
 #include "base/coro.h"
 #include "base/heaptrim.h"
+#include "base/sockbuf.h"
 #include "config/carry.h"
 #include "base/util.h"
 #include "front/dispatch.h"
@@ -51,6 +52,9 @@
  * served; then it closes. A client whose SYN is dropped retries it after a second and finds the
  * port closed (or another instance behind the load balancer). */
 #define LISTENER_CLOSE_GRACE_MS 50
+/* The first input buffer of a client connection: h2o's 8 KiB halved, since a request head is
+ * rarely above 4 KiB (a longer one, or a body, grows it by doubling, as h2o does). */
+#define CLIENT_INPUT_BUFFER_BYTES 4096
 
 struct listener {
     uv_poll_t poll;
@@ -119,6 +123,9 @@ struct worker {
     uv_loop_t loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    /* Client connections' input buffers: a request waiting for its answer keeps its buffer
+     * (h2o parses it in place), so this is memory per request in flight or queued. */
+    h2o_buffer_prototype_t client_input;
     struct listener *listeners;
     uv_async_t wakeup;
     uv_check_t drain_check;
@@ -565,6 +572,7 @@ static size_t accept_some(struct listener *l, size_t max)
         w->connections++;
         gd_readbound_conn_init(&w->read_bound, &c->bound, (uv_stream_t *)&c->tcp);
         h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_connection_closed);
+        h2o_buffer_set_prototype(&sock->input, &w->client_input);
         h2o_accept(&w->accept_ctx, sock);
         gd_readbound_note_accepted(&c->bound, sock);
     }
@@ -1144,6 +1152,7 @@ static void *worker_main(void *arg)
         view_free(v);
     }
     w->redis = gd_redis_free(w->redis);
+    gd_sockbuf_prototype_dispose(&w->client_input); /* every client socket is gone */
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         gd_log_warn("worker %zu: event loop closed with handles open (%s)", w->index,
@@ -1206,6 +1215,7 @@ static void init_worker(struct worker *w)
 
     GD_REQUIRE(uv_loop_init(&w->loop) == 0);
     h2o_context_init(&w->ctx, &w->loop, &s->globalconf);
+    gd_sockbuf_prototype_init(&w->client_input, CLIENT_INPUT_BUFFER_BYTES);
     w->accept_ctx = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
 
     size_t max_in_flight = share_of(config->max_requests_in_flight, nthreads, w->index);
