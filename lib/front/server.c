@@ -1029,6 +1029,7 @@ static void view_free(struct view *v)
 {
     const gd_config_t *config = v->gen->config;
 
+    gd_gather_view_dispose(&v->gather);
     v->flights = gd_flights_free(v->flights);
     if (!v->is_pg_given)
         v->pgpool = gd_pgpool_free(v->pgpool);

@@ -52,9 +52,9 @@ static bool is_true_json(const char *s, size_t len)
     return type == 't';
 }
 
-static h2o_iovec_t arena_dup(h2o_mem_pool_t *arena, const char *s, size_t len)
+static h2o_iovec_t arena_dup(gd_arena_t *arena, const char *s, size_t len)
 {
-    char *p = h2o_mem_alloc_pool(arena, len + 1);
+    char *p = gd_arena_alloc_text(arena, len + 1);
 
     memcpy(p, s, len);
     p[len] = '\0';
@@ -63,7 +63,7 @@ static h2o_iovec_t arena_dup(h2o_mem_pool_t *arena, const char *s, size_t len)
 
 /* The value @json (trimmed) of @ref as the text its use takes, into @arena. */
 static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
-                        h2o_mem_pool_t *arena, gd_strv_t *ret, char *err, size_t errlen)
+                        gd_arena_t *arena, gd_strv_t *ret, char *err, size_t errlen)
 {
     char first = json[0];
     h2o_iovec_t v;
@@ -71,7 +71,7 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
     if (ref->use == GD_REF_JSON) {
         v = arena_dup(arena, json, len);
     } else if (first == '"') {
-        char *p = h2o_mem_alloc_pool(arena, len + 1);
+        char *p = gd_arena_alloc_text(arena, len + 1);
         size_t n = gd_json_unquote(json, len, p);
         p[n] = '\0';
         v = h2o_iovec_init(p, n);
@@ -82,7 +82,7 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
         return 0;
     } else if (ref->use == GD_REF_SQL_VALUE && first == '[') {
         size_t n = gd_pgarray_encode(json, len, NULL, 0);
-        char *p = h2o_mem_alloc_pool(arena, n + 1);
+        char *p = gd_arena_alloc_text(arena, n + 1);
         gd_pgarray_encode(json, len, p, n);
         p[n] = '\0';
         v = h2o_iovec_init(p, n);
@@ -98,7 +98,7 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
 }
 
 int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
-                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values, char *err,
+                     const gd_eval_env_t *env, gd_arena_t *arena, gd_strv_t *values, char *err,
                      size_t errlen)
 {
     gd_jbuf_t out = {0};

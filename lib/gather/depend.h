@@ -12,6 +12,8 @@
 
 #include <h2o/memory.h>
 
+#include "base/arena.h"
+
 #include "config/config.h"
 #include "gather/eval.h"
 
@@ -29,7 +31,7 @@ void gd_depend_stand_in(const gd_endpoint_conf_t *ep, gd_strv_t *values);
  * go where it is used (an object in a URL).
  */
 int gd_depend_render(const gd_endpoint_conf_t *ep, const gd_call_conf_t *call,
-                     const gd_eval_env_t *env, h2o_mem_pool_t *arena, gd_strv_t *values, char *err,
+                     const gd_eval_env_t *env, gd_arena_t *arena, gd_strv_t *values, char *err,
                      size_t errlen);
 /**
  * Whether @call may run: it has no "when", or its value in @values (rendered) is present and

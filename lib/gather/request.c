@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +88,7 @@ struct gd_request {
     h2o_req_t *req;              /* NULL once h2o has disposed of the request (the client left) */
     struct dispose_slot *dispose_slot; /* in req's pool: rq cleared when we finish first */
     const gd_endpoint_conf_t *endpoint;
-    h2o_mem_pool_t arena;     /* everything the calls borrow; freed with the request */
+    gd_arena_t arena;         /* everything the calls borrow; freed with the request */
     const char *request_id;   /* in the arena, like method and path: the access line may be */
     const char *client;       /* the client's address, in the arena too */
     h2o_iovec_t method, path; /* written after h2o has let go of its request */
@@ -110,35 +112,71 @@ struct gd_request {
     gd_call_t *calls[];            /* in the arena, one per call of the endpoint, config order */
 };
 
-static h2o_iovec_t arena_copy(h2o_mem_pool_t *arena, const char *s, size_t len)
-{
-    char *p = h2o_mem_alloc_pool(arena, len + 1);
+/* The size of a request's arena (what its calls take, rendered) is learned per endpoint and
+ * thread: the first block, allocated with the request, is as big as the biggest earlier
+ * request needed plus an eighth, so a request is one allocation. A request that needs more than
+ * ARENA_HINT_MAX (a big body copied for its calls) teaches only that much. */
+#define ARENA_HINT_MAX (16u << 10)
+#define ARENA_HINT_STEP 64u
 
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return h2o_iovec_init(p, len);
+/* Where the learned size of @ep's requests is kept (@is_run: of its batch runs, which hold
+ * calls where the batch request holds its items): in the view, by endpoint. */
+static size_t *arena_hint(gd_gather_view_t *view, const gd_endpoint_conf_t *ep, bool is_run)
+{
+    const gd_config_t *config = view->config;
+
+    if (view->_arena_hints == NULL)
+        view->_arena_hints = gd_xcalloc(2 * config->nendpoints, sizeof(*view->_arena_hints));
+    return &view->_arena_hints[2 * (size_t)(ep - config->endpoints) + is_run];
+}
+
+/* Teaches @rq's endpoint what its arena took, as it is freed. */
+static void learn_arena_size(gd_request_t *rq)
+{
+    size_t *hint = arena_hint(rq->view, rq->endpoint, rq->parent != NULL);
+    size_t used = gd_arena_used(&rq->arena);
+
+    used += used / 8 + ARENA_HINT_STEP - 1;
+    used -= used % ARENA_HINT_STEP;
+    if (used > ARENA_HINT_MAX)
+        used = ARENA_HINT_MAX;
+    if (used > *hint)
+        *hint = used;
+}
+
+void gd_gather_view_dispose(gd_gather_view_t *view)
+{
+    GD_REQUIRE(view->requests == 0);
+    free(view->_arena_hints);
+    view->_arena_hints = NULL;
 }
 
 static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_conf_t *ep,
-                                 const char *request_id, const char *client, uint64_t started_at_ns)
+                                 const char *request_id, const char *client, uint64_t started_at_ns,
+                                 gd_request_t *parent)
 {
-    gd_request_t *rq = gd_xcalloc(1, sizeof(*rq) + ep->ncalls * sizeof(rq->calls[0]));
+    size_t head = sizeof(gd_request_t) + ep->ncalls * sizeof(((gd_request_t *)NULL)->calls[0]);
+    head = (head + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
+    size_t first = *arena_hint(ctx->view, ep, parent != NULL);
+    gd_request_t *rq = gd_xmalloc(head + first);
     size_t path_len =
         req->input.path.len < GD_ACCESS_PATH_MAX ? req->input.path.len : GD_ACCESS_PATH_MAX;
 
+    memset(rq, 0, head);
+    gd_arena_init(&rq->arena, (char *)rq + head, first);
     rq->ctx = ctx;
     rq->view = ctx->view;
     rq->view->requests++;
     rq->req = req;
     rq->endpoint = ep;
+    rq->parent = parent;
     rq->started_at_ns = started_at_ns;
-    h2o_mem_init_pool(&rq->arena);
-    rq->request_id = arena_copy(&rq->arena, request_id, strlen(request_id)).base;
-    rq->client = arena_copy(&rq->arena, client, strlen(client)).base;
-    rq->method = arena_copy(&rq->arena, req->input.method.base,
-                            req->input.method.len < 32 ? req->input.method.len : 32);
-    rq->path = arena_copy(&rq->arena, req->input.path.base, path_len);
-    rq->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*rq->results) * (ep->ncalls + 1));
+    rq->request_id = gd_arena_strdup(&rq->arena, request_id, strlen(request_id)).base;
+    rq->client = gd_arena_strdup(&rq->arena, client, strlen(client)).base;
+    rq->method = gd_arena_strdup(&rq->arena, req->input.method.base,
+                                 req->input.method.len < 32 ? req->input.method.len : 32);
+    rq->path = gd_arena_strdup(&rq->arena, req->input.path.base, path_len);
+    rq->results = gd_arena_alloc(&rq->arena, sizeof(*rq->results) * (ep->ncalls + 1));
     return rq;
 }
 
@@ -147,20 +185,20 @@ static gd_request_t *new_request(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_
 static const gd_strv_t *new_graph(gd_request_t *rq, gd_call_input_t *in)
 {
     const gd_endpoint_conf_t *ep = rq->endpoint;
-    struct graph *g = h2o_mem_alloc_pool(&rq->arena, sizeof(*g));
+    struct graph *g = gd_arena_alloc(&rq->arena, sizeof(*g));
     size_t nvalues = ep->nparams + ep->nrefs;
 
     memset(g, 0, sizeof(*g));
-    g->values = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->values) * (nvalues + 1));
+    g->values = gd_arena_alloc(&rq->arena, sizeof(*g->values) * (nvalues + 1));
     memcpy(g->values, in->values, sizeof(*g->values) * ep->nparams);
     gd_depend_stand_in(ep, g->values);
-    g->states = h2o_mem_alloc_pool(&rq->arena, ep->ncalls);
+    g->states = gd_arena_alloc(&rq->arena, ep->ncalls);
     memset(g->states, CALL_WAITING, ep->ncalls);
-    g->results = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->results) * (ep->ncalls + 1));
+    g->results = gd_arena_alloc(&rq->arena, sizeof(*g->results) * (ep->ncalls + 1));
     memset(g->results, 0, sizeof(*g->results) * (ep->ncalls + 1));
     for (size_t i = 0; i < ep->ncalls && g->fanouts == NULL; i++) {
         if (ep->calls[i].has_for_each) {
-            g->fanouts = h2o_mem_alloc_pool(&rq->arena, sizeof(*g->fanouts) * ep->ncalls);
+            g->fanouts = gd_arena_alloc(&rq->arena, sizeof(*g->fanouts) * ep->ncalls);
             memset(g->fanouts, 0, sizeof(*g->fanouts) * ep->ncalls);
         }
     }
@@ -190,7 +228,8 @@ static void free_request(gd_request_t *rq)
         if (rq->calls[i] != NULL)
             gd_call_dispose(rq->calls[i]);
     }
-    h2o_mem_clear_pool(&rq->arena);
+    learn_arena_size(rq);
+    gd_arena_clear(&rq->arena);
     gd_gather_view_t *view = rq->view;
     gd_gather_ctx_t *ctx = rq->ctx;
     free(rq);
@@ -514,7 +553,7 @@ static void start_item(gd_request_t *rq, size_t i, size_t k)
         settle_item(f, k, GD_OUTCOME_DEPENDENCY, err);
         return;
     }
-    gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+    gd_call_t *call = gd_arena_alloc(&rq->arena, src->ops->size);
     memset(call, 0, src->ops->size);
     call->started_at_ns = rq->started_at_ns;
     if (gd_call_prepare(call, src->ops, cc, &g->in, err, sizeof(err)) != 0) {
@@ -644,7 +683,7 @@ static void start_fanout(gd_request_t *rq, size_t i)
                      cc->for_each_text, ep->calls[cc->for_each.index].name);
         return;
     }
-    h2o_iovec_t text = arena_copy(&rq->arena, list.buf, list.len);
+    h2o_iovec_t text = gd_arena_strdup(&rq->arena, list.buf, list.len);
     free(list.buf);
     if (gd_foreach_items(text.base, text.len, NULL, 0, &n) != 0) {
         settle_unrun(rq, i, GD_OUTCOME_DEPENDENCY, "\"for_each\" %s is %s, not an array",
@@ -657,14 +696,14 @@ static void start_fanout(gd_request_t *rq, size_t i)
                      cc->for_each_text, n, cc->max_items);
         return;
     }
-    struct fanout *f = h2o_mem_alloc_pool(&rq->arena, sizeof(*f));
+    struct fanout *f = gd_arena_alloc(&rq->arena, sizeof(*f));
     size_t room = n > 0 ? n : 1;
     *f = (struct fanout){
-        .items = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->items) * room),
+        .items = gd_arena_alloc(&rq->arena, sizeof(*f->items) * room),
         .nitems = n,
-        .calls = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->calls) * room),
-        .results = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->results) * room),
-        .is_settled = h2o_mem_alloc_pool(&rq->arena, sizeof(*f->is_settled) * room),
+        .calls = gd_arena_alloc(&rq->arena, sizeof(*f->calls) * room),
+        .results = gd_arena_alloc(&rq->arena, sizeof(*f->results) * room),
+        .is_settled = gd_arena_alloc(&rq->arena, sizeof(*f->is_settled) * room),
     };
     memset(f->calls, 0, sizeof(*f->calls) * room);
     memset(f->is_settled, 0, sizeof(*f->is_settled) * room);
@@ -1050,7 +1089,7 @@ static int prepare_calls(gd_request_t *rq, gd_call_input_t *in, char *err, size_
         in->values = new_graph(rq, in);
     for (size_t i = 0; i < ep->ncalls; i++) {
         const gd_source_t *src = &rq->view->sources[ep->calls[i].source];
-        gd_call_t *call = h2o_mem_alloc_pool(&rq->arena, src->ops->size);
+        gd_call_t *call = gd_arena_alloc(&rq->arena, src->ops->size);
         memset(call, 0, src->ops->size);
         rq->calls[i] = call;
         if (gd_call_prepare(call, src->ops, &ep->calls[i], in, err, errlen) != 0)
@@ -1071,7 +1110,7 @@ static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err,
     size_t n = 0;
 
     gd_foreach_list_json(list, lit->base, lit->len, &json);
-    h2o_iovec_t text = arena_copy(&rq->arena, json.buf, json.len);
+    h2o_iovec_t text = gd_arena_strdup(&rq->arena, json.buf, json.len);
     free(json.buf);
     gd_foreach_items(text.base, text.len, NULL, 0, &n);
     if (n > ep->batch_max_items) {
@@ -1079,22 +1118,21 @@ static int prepare_batch(gd_request_t *rq, const gd_call_input_t *in, char *err,
                  "(its max_items)", list->name, n, ep->batch_max_items);
         return -EINVAL;
     }
-    struct batch *b = h2o_mem_alloc_pool(&rq->arena, sizeof(*b));
-    gd_strv_t *items = h2o_mem_alloc_pool(&rq->arena, sizeof(*items) * (n + 1));
-    *b = (struct batch){.runs = h2o_mem_alloc_pool(&rq->arena, sizeof(*b->runs) * (n + 1))};
+    struct batch *b = gd_arena_alloc(&rq->arena, sizeof(*b));
+    gd_strv_t *items = gd_arena_alloc(&rq->arena, sizeof(*items) * (n + 1));
+    *b = (struct batch){.runs = gd_arena_alloc(&rq->arena, sizeof(*b->runs) * (n + 1))};
     memset(b->runs, 0, sizeof(*b->runs) * (n + 1));
     gd_foreach_items(text.base, text.len, items, n, &n);
     rq->batch = b;
     for (size_t k = 0; k < n; k++) {
         gd_request_t *run = new_request(rq->ctx, rq->req, ep, rq->request_id, rq->client,
-                                        rq->started_at_ns);
+                                        rq->started_at_ns, rq);
         b->runs[b->nruns++] = run; /* freed with the batch from here on */
-        run->parent = rq;
-        gd_strv_t *values = h2o_mem_alloc_pool(&run->arena, sizeof(*values) * (ep->nparams + 1));
+        gd_strv_t *values = gd_arena_alloc(&run->arena, sizeof(*values) * (ep->nparams + 1));
         memcpy(values, rq->values, sizeof(*values) * ep->nparams);
         gd_strv_t item = items[k];
         if (item.base[0] == '"') { /* a string_list's: its text */
-            char *p = h2o_mem_alloc_pool(&run->arena, item.len + 1);
+            char *p = gd_arena_alloc_text(&run->arena, item.len + 1);
             item.len = gd_json_unquote(item.base, item.len, p);
             p[item.len] = '\0';
             item.base = p;
@@ -1114,7 +1152,7 @@ void gd_gather_start(gd_gather_ctx_t *ctx, h2o_req_t *req, const gd_endpoint_con
                      const gd_strv_t *values, const char *request_id, const char *client,
                      uint64_t started_at_ns)
 {
-    gd_request_t *rq = new_request(ctx, req, ep, request_id, client, started_at_ns);
+    gd_request_t *rq = new_request(ctx, req, ep, request_id, client, started_at_ns, NULL);
     gd_traceparent_t trace_buf;
     rq->values = values;
     gd_call_input_t in = {.values = values,

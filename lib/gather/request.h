@@ -53,6 +53,8 @@ struct gd_gather_view {
     void (*on_unused)(gd_gather_view_t *view);
     /* read-only */
     size_t requests; /* started under it and not ended (queued ones included) */
+    /* private: by endpoint, then its batch runs, the arena size its requests take */
+    size_t *_arena_hints;
 };
 
 /* What requests on one event-loop thread share. Owned by the server's thread. */
@@ -77,6 +79,9 @@ struct gd_gather_ctx {
     /* private */
     h2o_linklist_t _in_flight; /* of gd_request_t */
 };
+
+/** Frees what @view learned from its requests, once none holds it. */
+void gd_gather_view_dispose(gd_gather_view_t *view);
 
 /** Prepares @ctx, its public fields set: at most @max_in_flight requests gathered at once. */
 void gd_gather_ctx_init(gd_gather_ctx_t *ctx, size_t max_in_flight);

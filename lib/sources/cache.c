@@ -35,7 +35,7 @@ struct flight {
     size_t key_len;
     bool is_in_table;
     gd_group_t group;      /* the flight's own: no request owns its exchange */
-    h2o_mem_pool_t arena;  /* what the copy of the call borrows */
+    gd_arena_t arena;      /* what the copy of the call borrows */
     gd_call_t *call;       /* the copy that makes the exchange */
     h2o_linklist_t waiting; /* of struct requester */
     /* "shared": the Redis key, the lookup made before the source is called, that source */
@@ -142,7 +142,7 @@ static void free_flight(struct flight *fl)
     gd_group_dispose(&fl->group);
     gd_call_dispose(fl->call);
     free(fl->call);
-    h2o_mem_clear_pool(&fl->arena);
+    gd_arena_clear(&fl->arena);
     free(fl->key);
     free(fl);
 }
@@ -237,7 +237,7 @@ static struct flight *new_flight(gd_flights_t *f, uint32_t hash, const gd_call_t
     memcpy(fl->key, f->key, f->key_len);
     fl->key_len = f->key_len;
     h2o_linklist_init_anchor(&fl->waiting);
-    h2o_mem_init_pool(&fl->arena);
+    gd_arena_init(&fl->arena, NULL, 0);
     gd_group_init(&fl->group, f->sched);
     fl->call = gd_xcalloc(1, ops->size);
     fl->call->ops = ops;

@@ -29,6 +29,7 @@
 #include <h2o.h>
 #include <h2o/memory.h>
 
+#include "base/arena.h"
 #include "base/buf.h"
 #include "base/coro.h"
 #include "config/config.h"
@@ -98,7 +99,7 @@ typedef struct gd_call_input {
     const char *request_id;        /* sent upstream as x-request-id */
     const gd_traceparent_t *trace; /* the client's trace context, or NULL */
     const h2o_headers_t *headers;  /* the client's request headers (forward_headers), or NULL */
-    h2o_mem_pool_t *arena;         /* the request arena: rendered parts are allocated here */
+    gd_arena_t *arena;             /* the request arena: rendered parts are allocated here */
     gd_strv_t body;                /* the client's request body (borrowed from h2o: copy it) */
     gd_strv_t content_type;        /* its Content-Type, {NULL, 0} when it sent none */
 } gd_call_input_t;
@@ -139,7 +140,7 @@ typedef struct gd_call_ops {
      * gd_call_t fields set by the caller), the parts into @arena: a coalesced call's own copy,
      * which outlives the request that rendered it.
      */
-    void (*clone)(gd_call_t *dst, const gd_call_t *src, h2o_mem_pool_t *arena);
+    void (*clone)(gd_call_t *dst, const gd_call_t *src, gd_arena_t *arena);
 } gd_call_ops_t;
 
 struct gd_flights;

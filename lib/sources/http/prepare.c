@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "json/json.h"
 
 /* RFC 9110 section 5.5: a field value has no control character but HTAB. */
@@ -21,10 +22,10 @@ static bool is_clean_value(const char *s, size_t len)
 /* Expands a header template without percent-encoding; -EINVAL when a value would smuggle a
  * control character (CR LF: a second header) into the upstream request. */
 static int expand_header_value(const gd_template_t *t, const gd_strv_t *values,
-                               h2o_mem_pool_t *arena, h2o_iovec_t *ret)
+                               gd_arena_t *arena, h2o_iovec_t *ret)
 {
     size_t len = gd_template_expand_raw(t, values, NULL, 0);
-    char *buf = h2o_mem_alloc_pool(arena, len + 1);
+    char *buf = gd_arena_alloc_text(arena, len + 1);
 
     gd_template_expand_raw(t, values, buf, len);
     if (!is_clean_value(buf, len))
@@ -59,9 +60,9 @@ static size_t write_json_int(const gd_strv_t *v, char *buf)
  * is exactly one int parameter as a number, every other value as a JSON string (valid UTF-8
  * whatever the client sent: gd_json_quote()). */
 static h2o_iovec_t render_json_body(const gd_call_conf_t *cc, const gd_strv_t *values,
-                                    h2o_mem_pool_t *arena)
+                                    gd_arena_t *arena)
 {
-    gd_strv_t *raw = h2o_mem_alloc_pool(arena, sizeof(*raw) * cc->nbody_parts);
+    gd_strv_t *raw = gd_arena_alloc(arena, sizeof(*raw) * cc->nbody_parts);
     size_t len = 0;
 
     for (size_t i = 0; i < cc->nbody_parts; i++) {
@@ -75,12 +76,12 @@ static h2o_iovec_t render_json_body(const gd_call_conf_t *cc, const gd_strv_t *v
             continue;
         }
         size_t n = gd_template_expand_raw(&part->value, values, NULL, 0);
-        char *buf = h2o_mem_alloc_pool(arena, n + 1);
+        char *buf = gd_arena_alloc_text(arena, n + 1);
         gd_template_expand_raw(&part->value, values, buf, n);
         raw[i] = (gd_strv_t){buf, n};
         len += GD_JSON_QUOTED_MAX(n);
     }
-    char *out = h2o_mem_alloc_pool(arena, len + 1), *p = out;
+    char *out = gd_arena_alloc_text(arena, len + 1), *p = out;
     for (size_t i = 0; i < cc->nbody_parts; i++) {
         const gd_body_part_t *part = &cc->body_parts[i];
         memcpy(p, part->json, part->json_len);
@@ -102,11 +103,11 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
                               char *err, size_t errlen)
 {
     gd_upstream_call_t *call = (gd_upstream_call_t *)base;
-    h2o_mem_pool_t *arena = in->arena;
+    gd_arena_t *arena = in->arena;
     const char *upath = cc->upstream->base_path;
     size_t base_len = strlen(upath);
     size_t cap = base_len + gd_template_max_len(&cc->path, in->values);
-    char *path = h2o_mem_alloc_pool(arena, cap + 1);
+    char *path = gd_arena_alloc_text(arena, cap + 1);
 
     memcpy(path, upath, base_len);
     size_t len =
@@ -120,7 +121,7 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
     if (cc->is_body_forwarded && in->body.len != 0) {
         /* Copied: h2o's request (and the body it holds) may go before the call ends. Its size
          * is bounded by max_request_body_bytes. */
-        char *body = h2o_mem_alloc_pool(arena, in->body.len);
+        char *body = gd_arena_alloc_text(arena, in->body.len);
         memcpy(body, in->body.base, in->body.len);
         call->body = h2o_iovec_init(body, in->body.len);
     }
@@ -142,13 +143,17 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
 
     /* Every call carries the request id, and a child span of the client's trace, if any. */
     size_t n = 3, ntrace = in->trace != NULL ? 3 : 0;
-    h2o_iovec_t *lines = h2o_mem_alloc_pool(
-        arena, sizeof(*lines) * (n + ntrace + 3 + cc->nheaders * 4 + 1 + nforward * 4));
+    size_t nlines = n + ntrace + 3 + cc->nheaders * 4 + 1 + nforward * 4;
+    /* The pieces are only joined: on the stack unless there are many (the arena keeps what
+     * it gives until the request ends). */
+    h2o_iovec_t few[32];
+    h2o_iovec_t *lines =
+        nlines <= GD_ARRAY_SIZE(few) ? few : gd_arena_alloc(arena, sizeof(*lines) * nlines);
     lines[0] = h2o_iovec_init(H2O_STRLIT("x-request-id: "));
     lines[1] = h2o_iovec_init(in->request_id, strlen(in->request_id));
     lines[2] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     if (in->trace != NULL) {
-        char *tp = h2o_mem_alloc_pool(arena, GD_TRACE_TRACEPARENT_LEN + 1);
+        char *tp = gd_arena_alloc_text(arena, GD_TRACE_TRACEPARENT_LEN + 1);
         gd_trace_child(in->trace, tp);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("traceparent: "));
         lines[n++] = h2o_iovec_init(tp, GD_TRACE_TRACEPARENT_LEN);
@@ -159,7 +164,7 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
         /* The client's own Content-Type goes with its body; h2o has parsed it as a field
          * value, so it holds no CR or LF. */
         lines[n++] = h2o_iovec_init(H2O_STRLIT("content-type: "));
-        lines[n++] = h2o_strdup(arena, in->content_type.base, in->content_type.len);
+        lines[n++] = gd_arena_strdup(arena, in->content_type.base, in->content_type.len);
         lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
     }
     if (cc->body_parts != NULL) {
@@ -199,7 +204,7 @@ int gd__upstream_call_prepare(gd_call_t *base, const gd_call_conf_t *cc, const g
             lines[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
         }
     }
-    call->extra_headers = h2o_concat_list(arena, lines, n);
+    call->extra_headers = gd_arena_concat(arena, lines, n);
     call->per_request_len = 0;
     for (size_t i = 0; i < per_request_lines; i++)
         call->per_request_len += lines[i].len;

@@ -1608,16 +1608,16 @@ static void call_cache_key(const gd_call_t *base, void (*add)(void *ctx, const v
         add(ctx, call->body.base, call->body.len);
 }
 
-static void call_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+static void call_clone(gd_call_t *dst_base, const gd_call_t *src_base, gd_arena_t *arena)
 {
     gd_upstream_call_t *dst = (gd_upstream_call_t *)dst_base;
     const gd_upstream_call_t *src = (const gd_upstream_call_t *)src_base;
 
     dst->method = src->method; /* the config's */
-    dst->path = h2o_strdup(arena, src->path.base, src->path.len);
-    dst->extra_headers = h2o_strdup(arena, src->extra_headers.base, src->extra_headers.len);
+    dst->path = gd_arena_strdup(arena, src->path.base, src->path.len);
+    dst->extra_headers = gd_arena_strdup(arena, src->extra_headers.base, src->extra_headers.len);
     dst->per_request_len = src->per_request_len;
-    dst->body = src->body.base != NULL ? h2o_strdup(arena, src->body.base, src->body.len)
+    dst->body = src->body.base != NULL ? gd_arena_strdup(arena, src->body.base, src->body.len)
                                        : src->body;
     dst->has_body = src->has_body;
     dst->is_idempotent = src->is_idempotent;

@@ -2273,7 +2273,7 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
                          char *err, size_t errlen)
 {
     gd_pgpool_query_t *query = (gd_pgpool_query_t *)base;
-    const char **params = h2o_mem_alloc_pool(in->arena, sizeof(*params) * (cc->nargs + 1));
+    const char **params = gd_arena_alloc(in->arena, sizeof(*params) * (cc->nargs + 1));
 
     for (size_t i = 0; i < cc->nargs; i++) {
         if (gd_template_is_null(&cc->args[i], in->values)) {
@@ -2281,7 +2281,7 @@ static int prepare_query(gd_call_t *base, const gd_call_conf_t *cc, const gd_cal
             continue;
         }
         size_t len = gd_template_expand_raw(&cc->args[i], in->values, NULL, 0);
-        char *buf = h2o_mem_alloc_pool(in->arena, len + 1);
+        char *buf = gd_arena_alloc_text(in->arena, len + 1);
         gd_template_expand_raw(&cc->args[i], in->values, buf, len);
         buf[len] = '\0';
         params[i] = buf;
@@ -2327,16 +2327,16 @@ static void query_cache_key(const gd_call_t *call, void (*add)(void *ctx, const 
     }
 }
 
-static void query_clone(gd_call_t *dst_base, const gd_call_t *src_base, h2o_mem_pool_t *arena)
+static void query_clone(gd_call_t *dst_base, const gd_call_t *src_base, gd_arena_t *arena)
 {
     gd_pgpool_query_t *dst = (gd_pgpool_query_t *)dst_base;
     const gd_pgpool_query_t *src = (const gd_pgpool_query_t *)src_base;
     size_t n = src_base->conf->nargs;
-    const char **params = h2o_mem_alloc_pool(arena, sizeof(*params) * (n + 1));
+    const char **params = gd_arena_alloc(arena, sizeof(*params) * (n + 1));
 
     for (size_t i = 0; i < n; i++)
         params[i] = src->params[i] != NULL
-                        ? h2o_strdup(arena, src->params[i], strlen(src->params[i])).base
+                        ? gd_arena_strdup(arena, src->params[i], strlen(src->params[i])).base
                         : NULL;
     params[n] = NULL;
     dst->statement = src->statement;

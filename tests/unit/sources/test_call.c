@@ -18,7 +18,7 @@ static int fake_prepare(gd_call_t *call, const gd_call_conf_t *conf, const gd_ca
                         char *err, size_t errlen)
 {
     struct fake_call *fc = (struct fake_call *)call;
-    char *s = h2o_mem_alloc_pool(in->arena, 8);
+    char *s = gd_arena_alloc_text(in->arena, 8);
 
     memcpy(s, "/x/", 3);
     memcpy(s + 3, in->values[0].base, in->values[0].len);
@@ -75,7 +75,7 @@ static void test_outcome_names(void)
 static void test_lifecycle(void)
 {
     uv_loop_t loop;
-    h2o_mem_pool_t arena;
+    gd_arena_t arena;
     gd_strv_t values[] = {{"7", 1}};
     gd_call_input_t in = {.values = values, .request_id = "r", .arena = &arena};
     gd_call_conf_t conf = {0};
@@ -86,7 +86,7 @@ static void test_lifecycle(void)
 
     CHECK_INT_EQ(uv_loop_init(&loop), 0);
     gd_sched_t *sched = gd_sched_new(&loop, 64 * 1024, 2);
-    h2o_mem_init_pool(&arena);
+    gd_arena_init(&arena, NULL, 0);
     CHECK_INT_EQ(gd_call_prepare(&fc.base, &fake_ops, &conf, &in, err, sizeof(err)), 0);
     CHECK_STR_EQ(fc.rendered, "/x/7");
     gd_group_init(&group, sched);
@@ -102,7 +102,7 @@ static void test_lifecycle(void)
     gd_call_dispose(&fc.base); /* the body's last reference: LSan and valgrind check */
     CHECK(fc.is_disposed);
     CHECK(fc.base.result.body == NULL);
-    h2o_mem_clear_pool(&arena);
+    gd_arena_clear(&arena);
     gd_sched_free(sched);
     CHECK_INT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
     CHECK_INT_EQ(uv_loop_close(&loop), 0);
@@ -110,21 +110,21 @@ static void test_lifecycle(void)
 
 static void test_prepare_error_and_dispose_of_a_call_never_started(void)
 {
-    h2o_mem_pool_t arena;
+    gd_arena_t arena;
     gd_strv_t values[] = {{"bad", 3}};
     gd_call_input_t in = {.values = values, .request_id = "r", .arena = &arena};
     gd_call_conf_t conf = {0};
     struct fake_call fc = {0}, never = {0};
     char err[64];
 
-    h2o_mem_init_pool(&arena);
+    gd_arena_init(&arena, NULL, 0);
     CHECK_INT_EQ(gd_call_prepare(&fc.base, &fake_ops, &conf, &in, err, sizeof(err)), -EINVAL);
     CHECK_STR_EQ(err, "bad value");
     gd_call_dispose(&fc.base);
     CHECK(fc.is_disposed);
     gd_call_dispose(&never.base); /* never prepared: nothing to do */
     CHECK(!never.is_disposed);
-    h2o_mem_clear_pool(&arena);
+    gd_arena_clear(&arena);
 }
 
 /* A message cut by its size limit never ends in the middle of a UTF-8 character. */
