@@ -832,6 +832,16 @@ def _complete_http_response(data):
     return False
 
 
+def recv_until_close(sock):
+    """Everything @sock receives until the peer closes it (or its timeout passes)."""
+    data = b''
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def parse_raw_response(data):
     """(status, headers dict lower-case, body) of a raw HTTP/1.x response with Content-Length."""
     head, body = data.split(b'\r\n\r\n', 1)

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOST, GatherdTestCase, call, config, endpoint, main, now,  # noqa: E402
-                     wait_until)
+                     recv_until_close, wait_until)
 from test_operations import admin_get, admin_port, metric_value  # noqa: E402
 
 
@@ -162,12 +162,7 @@ class AdmissionTest(GatherdTestCase):
         self.addCleanup(s.close)
         s.sendall(b'GET /slow?n=2 HTTP/1.1\r\nHost: x\r\n\r\n')
         s.shutdown(socket.SHUT_WR)  # done sending, still reading
-        data = b''
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_close(s)
         self.assertTrue(data.startswith(b'HTTP/1.1 200 '), data[:300])
         self.assertTrue(data.endswith(b'{"x":{"ok": true}}'), data[-300:])
         self.assertAllOk(first.join(), gd)

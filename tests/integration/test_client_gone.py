@@ -15,7 +15,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main, now,  # noqa: E402
-                     wait_until)
+                     recv_until_close, wait_until)
 
 CALL_TIMEOUT_MS = 8000
 # How soon after the client leaves the upstream connection must be closed: far below the
@@ -170,12 +170,7 @@ class ClientGoneTest(GatherdTestCase):
         self.assert_cancelled_and_logged(left_at, 0)
         # gatherd answered (h2o must see its request finished) and closed the connection
         s.settimeout(5)
-        data = b''
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_close(s)
         self.assertTrue(data.startswith(b'HTTP/1.1 499 '), data)
 
     def test_http2_stream_reset_cancels_its_calls_and_the_connection_goes_on(self):

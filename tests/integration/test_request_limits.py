@@ -4,12 +4,14 @@ fields, JSON bodies, the defaults and configured limits; what h2o 2.2.5 answers 
 
 import json
 import os
+import socket
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GatherdTestCase, call, config, endpoint, main,  # noqa: E402
-                     parse_raw_response, run_gatherd, wait_until)
+                     parse_raw_response, recv_until_close, run_gatherd, wait_until)
 
 
 class CaseInsensitive(dict):
@@ -59,6 +61,21 @@ class RequestLimitsTest(GatherdTestCase):
         # the access lines are written after the answers: wait for them
         self.assertTrue(wait_until(lambda: 'status=414' in gd.log() and 'status=431' in gd.log()),
                         gd.log())
+
+    def test_heads_longer_than_the_first_input_buffer(self):
+        # A client connection's input buffer starts at 4 KiB and grows: a 6,000-byte head that
+        # arrives in two writes, with a pause between them, is served, and so is the small
+        # request pipelined behind it on the same connection.
+        gd = self.start()
+        head = (b'GET /u HTTP/1.1\r\nHost: x\r\nx-big: ' + b'v' * 6000 + b'\r\n\r\n')
+        s = socket.create_connection(('127.0.0.1', gd.port), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(head[:3000])
+        time.sleep(0.2)
+        s.sendall(head[3000:] + b'GET /u HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        out = recv_until_close(s)
+        self.assertEqual(out.count(b'HTTP/1.1 200 '), 2, out[:300])
+        self.assertEqual(out.count(b'{"u":{"id": 1}}'), 2, out)
 
     def test_configured(self):
         gd = self.start(max_url_bytes=256, max_headers=4, max_header_bytes=1024)
