@@ -52,15 +52,6 @@ static bool is_true_json(const char *s, size_t len)
     return type == 't';
 }
 
-static h2o_iovec_t arena_dup(gd_arena_t *arena, const char *s, size_t len)
-{
-    char *p = gd_arena_alloc_text(arena, len + 1);
-
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return h2o_iovec_init(p, len);
-}
-
 /* The value @json (trimmed) of @ref as the text its use takes, into @arena. */
 static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
                         gd_arena_t *arena, gd_strv_t *ret, char *err, size_t errlen)
@@ -69,14 +60,14 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
     h2o_iovec_t v;
 
     if (ref->use == GD_REF_JSON) {
-        v = arena_dup(arena, json, len);
+        v = gd_arena_strdup(arena, json, len);
     } else if (first == '"') {
         char *p = gd_arena_alloc_text(arena, len + 1);
         size_t n = gd_json_unquote(json, len, p);
         p[n] = '\0';
         v = h2o_iovec_init(p, n);
     } else if (first != '{' && first != '[' && first != 'n') {
-        v = arena_dup(arena, json, len); /* a number, true or false: as written */
+        v = gd_arena_strdup(arena, json, len); /* a number, true or false: as written */
     } else if (ref->use == GD_REF_SQL_VALUE && first == 'n') {
         *ret = (gd_strv_t){gd_template_null, 0};
         return 0;
@@ -87,7 +78,8 @@ static int render_value(const gd_call_ref_t *ref, const char *json, size_t len,
         p[n] = '\0';
         v = h2o_iovec_init(p, n);
     } else if (ref->use == GD_REF_SQL_VALUE) {
-        v = arena_dup(arena, json, len); /* an object as its JSON text, for a jsonb parameter */
+        /* an object as its JSON text, for a jsonb parameter */
+        v = gd_arena_strdup(arena, json, len);
     } else {
         snprintf(err, errlen, "%s is %s, which cannot go into %s", ref->text, type_name(first),
                  ref->use == GD_REF_URL ? "a URL" : "a text");
